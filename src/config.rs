@@ -1,0 +1,366 @@
+//! Hyperparameters: the seed configuration of `design.md` §1, the TensorFlow tutorial's
+//! presets, command-line flags that override them, and validation with clear errors.
+
+use crate::error::usage;
+use serde::{Deserialize, Serialize};
+
+/// Every hyperparameter of the model and its training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Words kept in the vocabulary (most frequent first); the rest become `<unk>`.
+    pub vocab_size: usize,
+    /// Width of the embedding vectors.
+    pub embedding_size: usize,
+    /// Units of each LSTM layer, bottom first; layers may differ in width.
+    pub hidden: Vec<usize>,
+    /// Truncated back-propagation length.
+    pub num_steps: usize,
+    /// Rows of the id stream read in parallel.
+    pub batch_size: usize,
+    /// Parameters start uniform in [-init_scale, init_scale] (LSTM biases at zero).
+    pub init_scale: f32,
+    /// Plain SGD learning rate of the first epochs.
+    pub learning_rate: f32,
+    /// Epochs (counted from 0) before the learning rate starts to decay.
+    pub max_epoch_decay_lr: usize,
+    /// Learning-rate decay per epoch after `max_epoch_decay_lr`.
+    pub decay: f32,
+    /// Epochs to train.
+    pub max_epoch: usize,
+    /// Gradients are scaled by min(1, max_grad_norm / global_norm).
+    pub max_grad_norm: f32,
+    /// Dropout keep probability on the embedding output and every layer's output.
+    pub keep_prob: f32,
+    /// Added to the forget gate's pre-activation.
+    pub forget_bias: f32,
+}
+
+/// The named configurations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum Preset {
+    /// design.md §1: embedding 200, hidden [256, 128], batch 60, 20 steps, 15 epochs.
+    Seed,
+    /// TensorFlow tutorial "small": 2x200, batch 20, 20 steps, 13 epochs.
+    Small,
+    /// TensorFlow tutorial "medium": 2x650, batch 20, 35 steps, dropout 0.5, 39 epochs.
+    Medium,
+    /// TensorFlow tutorial "large": 2x1500, batch 20, 35 steps, dropout 0.65, 55 epochs.
+    Large,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::preset(Preset::Seed)
+    }
+}
+
+impl Config {
+    pub fn preset(preset: Preset) -> Config {
+        let seed = Config {
+            vocab_size: 10_000,
+            embedding_size: 200,
+            hidden: vec![256, 128],
+            num_steps: 20,
+            batch_size: 60,
+            init_scale: 0.1,
+            learning_rate: 1.0,
+            max_epoch_decay_lr: 4,
+            decay: 0.5,
+            max_epoch: 15,
+            max_grad_norm: 5.0,
+            keep_prob: 1.0,
+            forget_bias: 0.0,
+        };
+        match preset {
+            Preset::Seed => seed,
+            Preset::Small => Config {
+                embedding_size: 200,
+                hidden: vec![200, 200],
+                batch_size: 20,
+                num_steps: 20,
+                init_scale: 0.1,
+                max_epoch: 13,
+                max_epoch_decay_lr: 4,
+                decay: 0.5,
+                keep_prob: 1.0,
+                max_grad_norm: 5.0,
+                ..seed
+            },
+            Preset::Medium => Config {
+                embedding_size: 650,
+                hidden: vec![650, 650],
+                batch_size: 20,
+                num_steps: 35,
+                init_scale: 0.05,
+                max_epoch: 39,
+                max_epoch_decay_lr: 6,
+                decay: 0.8,
+                keep_prob: 0.5,
+                max_grad_norm: 5.0,
+                ..seed
+            },
+            Preset::Large => Config {
+                embedding_size: 1500,
+                hidden: vec![1500, 1500],
+                batch_size: 20,
+                num_steps: 35,
+                init_scale: 0.04,
+                max_epoch: 55,
+                max_epoch_decay_lr: 14,
+                decay: 1.0 / 1.15,
+                keep_prob: 0.35,
+                max_grad_norm: 10.0,
+                ..seed
+            },
+        }
+    }
+
+    /// Learning rate of epoch `epoch` (counted from 0):
+    /// `learning_rate * decay^max(epoch - max_epoch_decay_lr, 0)`.
+    pub fn lr_for_epoch(&self, epoch: usize) -> f32 {
+        let e = epoch.saturating_sub(self.max_epoch_decay_lr) as i32;
+        (self.learning_rate as f64 * (self.decay as f64).powi(e)) as f32
+    }
+
+    /// Input width of LSTM layer `layer`: the embedding for the first, the previous
+    /// layer's hidden size for the others.
+    pub fn layer_input(&self, layer: usize) -> usize {
+        if layer == 0 {
+            self.embedding_size
+        } else {
+            self.hidden[layer - 1]
+        }
+    }
+
+    /// Hidden size of the top layer (the softmax input).
+    pub fn top_hidden(&self) -> usize {
+        *self.hidden.last().expect("validated config has layers")
+    }
+
+    /// Check every value; the error names the flag and says what is allowed.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let positive = [
+            ("--vocab-size", self.vocab_size),
+            ("--embedding-size", self.embedding_size),
+            ("--num-steps", self.num_steps),
+            ("--batch-size", self.batch_size),
+        ];
+        for (flag, v) in positive {
+            if v == 0 {
+                return Err(usage(format!("{flag} must be at least 1, got 0")));
+            }
+        }
+        if self.vocab_size < 2 {
+            return Err(usage(
+                "--vocab-size must be at least 2 (a language model needs a choice)",
+            ));
+        }
+        if self.hidden.is_empty() {
+            return Err(usage(
+                "--hidden needs at least one layer size, e.g. --hidden 256,128",
+            ));
+        }
+        if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
+            return Err(usage(format!(
+                "--hidden: layer {} has size 0; every layer needs at least 1 unit",
+                i + 1
+            )));
+        }
+        let finite_pos = |flag: &str, v: f32, allow_zero: bool| -> anyhow::Result<()> {
+            if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) {
+                let want = if allow_zero { ">= 0" } else { "> 0" };
+                return Err(usage(format!(
+                    "{flag} must be a finite number {want}, got {v}"
+                )));
+            }
+            Ok(())
+        };
+        finite_pos("--init-scale", self.init_scale, true)?;
+        finite_pos("--learning-rate", self.learning_rate, true)?;
+        finite_pos("--decay", self.decay, false)?;
+        finite_pos("--max-grad-norm", self.max_grad_norm, false)?;
+        if !self.forget_bias.is_finite() {
+            return Err(usage(format!(
+                "--forget-bias must be finite, got {}",
+                self.forget_bias
+            )));
+        }
+        if !(self.keep_prob > 0.0 && self.keep_prob <= 1.0) {
+            return Err(usage(format!(
+                "--keep-prob must be in (0, 1], got {} (1 disables dropout)",
+                self.keep_prob
+            )));
+        }
+        if self.max_epoch == 0 {
+            return Err(usage("--max-epoch must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_params(&self) -> usize {
+        let mut n = self.vocab_size * self.embedding_size;
+        for (l, &h) in self.hidden.iter().enumerate() {
+            n += (self.layer_input(l) + h) * 4 * h + 4 * h;
+        }
+        n + self.top_hidden() * self.vocab_size + self.vocab_size
+    }
+
+    /// Forward FLOPs per token (multiply-adds count 2): every LSTM layer's matmul and
+    /// the softmax projection. Training costs about three times this.
+    pub fn forward_flops_per_token(&self) -> f64 {
+        let mut f = 0.0;
+        for (l, &h) in self.hidden.iter().enumerate() {
+            f += 2.0 * ((self.layer_input(l) + h) * 4 * h) as f64;
+        }
+        f + 2.0 * (self.top_hidden() * self.vocab_size) as f64
+    }
+}
+
+/// The model and training flags shared by `train`, `data info`, `profile` and `bench`.
+/// Every flag left out keeps the preset's value.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Start from a named configuration; the flags below override single values.
+    #[arg(long, value_enum, default_value = "seed")]
+    pub preset: Option<Preset>,
+    /// Vocabulary size [seed: 10000].
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    /// Embedding width [seed: 200].
+    #[arg(long)]
+    pub embedding_size: Option<usize>,
+    /// Hidden size of each LSTM layer, bottom first [seed: 256,128].
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// Truncated back-propagation steps [seed: 20].
+    #[arg(long)]
+    pub num_steps: Option<usize>,
+    /// Batch size [seed: 60].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Uniform initialisation range [seed: 0.1].
+    #[arg(long)]
+    pub init_scale: Option<f32>,
+    /// Initial SGD learning rate [seed: 1.0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub learning_rate: Option<f32>,
+    /// Epochs before the learning rate decays [seed: 4].
+    #[arg(long)]
+    pub max_epoch_decay_lr: Option<usize>,
+    /// Learning-rate decay per epoch [seed: 0.5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub decay: Option<f32>,
+    /// Epochs to train [seed: 15].
+    #[arg(long, alias = "epochs")]
+    pub max_epoch: Option<usize>,
+    /// Global gradient-norm clip [seed: 5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_grad_norm: Option<f32>,
+    /// Dropout keep probability, 1 disables dropout [seed: 1.0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub keep_prob: Option<f32>,
+    /// Added to the forget gate's pre-activation [seed: 0.0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub forget_bias: Option<f32>,
+}
+
+impl ConfigArgs {
+    /// The preset with every given flag applied, validated.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let mut c = Config::preset(self.preset.unwrap_or(Preset::Seed));
+        self.apply(&mut c);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Apply only the flags that were given (used on top of a checkpoint's config too).
+    pub fn apply(&self, c: &mut Config) {
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
+        }
+        set!(
+            vocab_size,
+            embedding_size,
+            hidden,
+            num_steps,
+            batch_size,
+            init_scale,
+            learning_rate,
+            max_epoch_decay_lr,
+            decay,
+            max_epoch,
+            max_grad_norm,
+            keep_prob,
+            forget_bias
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_matches_design() {
+        let c = Config::default();
+        assert_eq!(c.hidden, vec![256, 128]);
+        assert_eq!((c.batch_size, c.num_steps, c.vocab_size), (60, 20, 10_000));
+        assert_eq!(c.lr_for_epoch(0), 1.0);
+        assert_eq!(c.lr_for_epoch(4), 1.0);
+        assert_eq!(c.lr_for_epoch(5), 0.5);
+        assert_eq!(c.lr_for_epoch(14), 1.0 / 1024.0);
+        // design.md §1: about 3.9 MFLOP forward per token.
+        let f = c.forward_flops_per_token();
+        assert!((f / 1e6 - 3.88).abs() < 0.05, "{f}");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn presets_are_valid() {
+        for p in [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large] {
+            Config::preset(p).validate().unwrap();
+        }
+        assert_eq!(Config::preset(Preset::Large).max_grad_norm, 10.0);
+        assert_eq!(Config::preset(Preset::Medium).keep_prob, 0.5);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let bad = [
+            Config {
+                hidden: vec![],
+                ..Config::default()
+            },
+            Config {
+                hidden: vec![4, 0],
+                ..Config::default()
+            },
+            Config {
+                keep_prob: 0.0,
+                ..Config::default()
+            },
+            Config {
+                keep_prob: 1.5,
+                ..Config::default()
+            },
+            Config {
+                learning_rate: -1.0,
+                ..Config::default()
+            },
+            Config {
+                batch_size: 0,
+                ..Config::default()
+            },
+            Config {
+                init_scale: f32::NAN,
+                ..Config::default()
+            },
+        ];
+        for c in bad {
+            let e = c.validate().unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2, "{e}");
+            assert!(!format!("{e:#}").contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Corpus reading, vocabulary, batching and download (TensorFlow's PTB reader semantics).

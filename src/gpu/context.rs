@@ -1,0 +1,514 @@
+//! One wgpu instance over Vulkan, Metal, DX12 and GL; adapter choice; the device with the
+//! limits and features the model needs; buffer helpers; wgpu errors turned into errors of
+//! the program.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+use crate::error::usage;
+
+/// Which adapter to use (`--adapter`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AdapterChoice {
+    /// A discrete GPU if there is one, then an integrated one, then anything else.
+    #[default]
+    Auto,
+    Discrete,
+    Integrated,
+    /// A software rasteriser such as Mesa's lavapipe (llvmpipe).
+    Cpu,
+    /// Position in the list `lstm-gpu adapters` prints.
+    Index(usize),
+    /// A case-insensitive substring of the adapter's name.
+    Name(String),
+}
+
+impl FromStr for AdapterChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let t = s.trim();
+        Ok(match t.to_ascii_lowercase().as_str() {
+            "" => {
+                return Err(
+                    "--adapter needs a value: auto, discrete, integrated, cpu, an index or a name"
+                        .into(),
+                )
+            }
+            "auto" => AdapterChoice::Auto,
+            "discrete" | "gpu" => AdapterChoice::Discrete,
+            "integrated" => AdapterChoice::Integrated,
+            "cpu" | "software" => AdapterChoice::Cpu,
+            other => match other.parse::<usize>() {
+                Ok(i) => AdapterChoice::Index(i),
+                Err(_) => AdapterChoice::Name(t.to_string()),
+            },
+        })
+    }
+}
+
+impl fmt::Display for AdapterChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdapterChoice::Auto => f.write_str("auto"),
+            AdapterChoice::Discrete => f.write_str("discrete"),
+            AdapterChoice::Integrated => f.write_str("integrated"),
+            AdapterChoice::Cpu => f.write_str("cpu"),
+            AdapterChoice::Index(i) => write!(f, "{i}"),
+            AdapterChoice::Name(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
+/// Which graphics API to go through (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl BackendChoice {
+    pub fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::Auto => {
+                wgpu::Backends::VULKAN
+                    | wgpu::Backends::METAL
+                    | wgpu::Backends::DX12
+                    | wgpu::Backends::GL
+            }
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+            BackendChoice::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// The `--adapter` and `--backend` flags, shared by every command that runs on the GPU.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct GpuArgs {
+    /// Adapter: auto, discrete, integrated, cpu, an index from `lstm-gpu adapters`, or a
+    /// part of its name.
+    #[arg(long, default_value = "auto")]
+    pub adapter: AdapterChoice,
+    /// Graphics API.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+}
+
+/// What `lstm-gpu adapters` shows of one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+impl AdapterSummary {
+    /// One line: index, name, backend, type and driver.
+    pub fn short(&self) -> String {
+        format!(
+            "[{}] {} ({:?}, {:?})",
+            self.index, self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+}
+
+fn instance(backend: BackendChoice) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backend.backends();
+    // Validation layers slow lavapipe down a lot; WGPU_VALIDATION=1 turns them on.
+    desc.flags = wgpu::InstanceFlags::from_build_config().with_env();
+    wgpu::Instance::new(desc)
+}
+
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Every adapter wgpu finds on the chosen backends, in a stable order (the order of
+/// `lstm-gpu adapters`, which `--adapter INDEX` refers to).
+pub fn enumerate(backend: BackendChoice) -> Vec<(AdapterSummary, wgpu::Adapter)> {
+    let inst = instance(backend);
+    let adapters = pollster::block_on(inst.enumerate_adapters(backend.backends()));
+    let mut v: Vec<(AdapterSummary, wgpu::Adapter)> = adapters
+        .into_iter()
+        .map(|a| {
+            let s = AdapterSummary {
+                index: 0,
+                info: a.get_info(),
+                limits: a.limits(),
+                features: a.features(),
+            };
+            (s, a)
+        })
+        .collect();
+    v.sort_by(|(a, _), (b, _)| {
+        (
+            type_rank(a.info.device_type),
+            backend_rank(a.info.backend),
+            a.info.name.clone(),
+        )
+            .cmp(&(
+                type_rank(b.info.device_type),
+                backend_rank(b.info.backend),
+                b.info.name.clone(),
+            ))
+    });
+    for (i, (s, _)) in v.iter_mut().enumerate() {
+        s.index = i;
+    }
+    v
+}
+
+/// Summaries only.
+pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
+    enumerate(backend).into_iter().map(|(s, _)| s).collect()
+}
+
+/// How to get an adapter on a machine without one.
+pub const NO_ADAPTER_HELP: &str = "install a Vulkan driver (on a machine without a GPU: Mesa's lavapipe, Debian/Ubuntu package mesa-vulkan-drivers)";
+
+fn pick(choice: &AdapterChoice, backend: BackendChoice) -> Result<(AdapterSummary, wgpu::Adapter)> {
+    let all = enumerate(backend);
+    if all.is_empty() {
+        bail!(
+            "no GPU adapter found on backend {:?}: {NO_ADAPTER_HELP}",
+            backend
+        );
+    }
+    let listing = all
+        .iter()
+        .map(|(s, _)| s.short())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let want = |t: wgpu::DeviceType| all.iter().position(|(s, _)| s.info.device_type == t);
+    let found = match choice {
+        AdapterChoice::Auto => Some(0),
+        AdapterChoice::Discrete => want(wgpu::DeviceType::DiscreteGpu),
+        AdapterChoice::Integrated => want(wgpu::DeviceType::IntegratedGpu),
+        AdapterChoice::Cpu => want(wgpu::DeviceType::Cpu),
+        AdapterChoice::Index(i) => (*i < all.len()).then_some(*i),
+        AdapterChoice::Name(n) => {
+            let n = n.to_lowercase();
+            all.iter()
+                .position(|(s, _)| s.info.name.to_lowercase().contains(&n))
+        }
+    };
+    match found {
+        Some(i) => Ok(all.into_iter().nth(i).expect("index in range")),
+        None => Err(usage(format!(
+            "no {choice} adapter on backend {backend:?}; available: {listing} (choose with --adapter)"
+        ))),
+    }
+}
+
+/// Errors wgpu reported outside of an error scope, and whether the device was lost.
+#[derive(Default)]
+struct Faults {
+    errors: Vec<String>,
+    lost: Option<String>,
+}
+
+/// The device and queue with what the program knows about them.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    faults: Arc<Mutex<Faults>>,
+}
+
+impl Gpu {
+    /// Open the chosen adapter with the features the kernels can use (subgroups and
+    /// timestamp queries when present) and the adapter's own limits.
+    pub fn new(choice: &AdapterChoice, backend: BackendChoice) -> Result<Gpu> {
+        let (summary, adapter) = pick(choice, backend)?;
+        let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("lstm-gpu"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .with_context(|| format!("could not open adapter {}", summary.short()))?;
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        {
+            let f = faults.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                let msg = match &e {
+                    wgpu::Error::OutOfMemory { .. } => "the GPU ran out of memory".to_string(),
+                    other => other.to_string().lines().next().unwrap_or("").to_string(),
+                };
+                log::debug!("wgpu error: {e}");
+                f.lock().unwrap().errors.push(msg);
+            }));
+            let f = faults.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if reason != wgpu::DeviceLostReason::Destroyed {
+                    f.lock().unwrap().lost = Some(msg);
+                }
+            });
+        }
+        log::info!(
+            "adapter: {} ({:?}, {:?}, driver {} {})",
+            summary.info.name,
+            summary.info.backend,
+            summary.info.device_type,
+            summary.info.driver,
+            summary.info.driver_info
+        );
+        Ok(Gpu {
+            device,
+            queue,
+            info: summary.info,
+            limits,
+            features,
+            faults,
+        })
+    }
+
+    /// Whether subgroup operations can be used in shaders.
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// Whether timestamps can be written between dispatches inside a compute pass.
+    pub fn has_timestamps_in_passes(&self) -> bool {
+        self.features.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+        )
+    }
+
+    /// Fail with the first error wgpu reported since the last check (validation,
+    /// out of memory) or with the device loss.
+    pub fn check(&self) -> Result<()> {
+        let mut f = self.faults.lock().unwrap();
+        if let Some(lost) = &f.lost {
+            bail!("the GPU device was lost ({lost}); the adapter driver reset or crashed");
+        }
+        if !f.errors.is_empty() {
+            let first = f.errors.remove(0);
+            f.errors.clear();
+            bail!("GPU error: {first}");
+        }
+        Ok(())
+    }
+
+    /// Wait until the queue is idle, then [`Gpu::check`].
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
+        self.check()
+    }
+
+    /// Fail early, before allocating, when a buffer of `bytes` cannot exist on this adapter.
+    pub fn check_buffer_fits(&self, what: &str, bytes: u64) -> Result<()> {
+        let max_binding = self.limits.max_storage_buffer_binding_size as u64;
+        let max_buffer = self.limits.max_buffer_size;
+        let limit = max_binding.min(max_buffer);
+        if bytes > limit {
+            bail!(
+                "{what} needs a {} MiB buffer but adapter {} allows at most {} MiB per storage buffer; use a smaller model or batch",
+                bytes.div_ceil(1 << 20),
+                self.info.name,
+                limit >> 20
+            );
+        }
+        Ok(())
+    }
+
+    /// A storage buffer of `len` f32/u32 words, also usable as copy source and destination.
+    pub fn storage(&self, label: &str, words: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (words.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer initialised from `data` (never empty: zero-length gets one word).
+    pub fn storage_from<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let padded;
+        let contents = if bytes.is_empty() {
+            padded = [0u8; 4];
+            &padded[..]
+        } else {
+            bytes
+        };
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// A uniform buffer initialised from `data`, also a copy destination for updates.
+    pub fn uniform_from<T: bytemuck::Pod>(&self, label: &str, data: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(data),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// Write host data into a buffer at a word offset.
+    pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, word_offset: usize, data: &[T]) {
+        if !data.is_empty() {
+            self.queue
+                .write_buffer(buffer, (word_offset * 4) as u64, bytemuck::cast_slice(data));
+        }
+    }
+
+    /// Read `words` 4-byte words of a buffer back to the host (waits for the queue).
+    pub fn read<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        word_offset: usize,
+        words: usize,
+    ) -> Result<Vec<T>> {
+        assert_eq!(std::mem::size_of::<T>(), 4);
+        if words == 0 {
+            return Ok(Vec::new());
+        }
+        let size = (words * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, (word_offset * 4) as u64, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        pollster::block_on(rx.receive())
+            .ok_or_else(|| anyhow!("GPU readback channel closed"))?
+            .map_err(|e| anyhow!("could not map a GPU buffer for reading: {e}"))?;
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| anyhow!("could not read a mapped GPU buffer: {e}"))?;
+            bytemuck::pod_collect_to_vec::<u8, T>(&view)
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Compile a WGSL module; compile errors become errors of the program.
+    pub fn shader(&self, label: &str, source: &str) -> Result<wgpu::ShaderModule> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!("shader {label} does not compile on {}: {e}", self.info.name);
+        }
+        Ok(module)
+    }
+
+    /// A compute pipeline with a layout derived from the shader.
+    pub fn pipeline(
+        &self,
+        label: &str,
+        module: &wgpu::ShaderModule,
+        entry: &str,
+    ) -> Result<wgpu::ComputePipeline> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let p = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!(
+                "pipeline {label} cannot be created on {}: {e}",
+                self.info.name
+            );
+        }
+        Ok(p)
+    }
+
+    /// A bind group of whole buffers at bindings 0, 1, 2, ... of group 0.
+    pub fn bind(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+}
+
+/// Workgroups needed to cover `n` items with `per_group` items each, split over x and y
+/// when x alone would pass the per-dimension limit (65535). Returns (x, y).
+pub fn groups_1d(n: usize, per_group: usize) -> (u32, u32) {
+    let g = n.div_ceil(per_group).max(1);
+    if g <= 65_535 {
+        (g as u32, 1)
+    } else {
+        let y = g.div_ceil(65_535);
+        (g.div_ceil(y) as u32, y as u32)
+    }
+}

@@ -1,0 +1,107 @@
+//! GPU side: instance and adapter choice, device, pipelines, buffers and kernel launchers.
+//!
+//! Every kernel family has a launcher module here, a WGSL file in `shaders/` and a CPU twin
+//! in `crate::reference`. A launcher compiles its pipelines once (`new`) and turns a
+//! shape plus buffer views into a [`Dispatch`] (`prepare_*`): the bind group, the small
+//! uniform block of shapes and offsets, and the workgroup counts are all made once, so that
+//! a training step only records ready dispatches into one compute pass.
+//!
+//! Shapes are checked when a dispatch is prepared, never inside a step.
+
+pub mod context;
+
+pub use context::{groups_1d, AdapterChoice, BackendChoice, Gpu, GpuArgs};
+
+/// A window into a storage buffer, in 4-byte words. Kernels bind whole buffers and take
+/// offsets through their uniform block, so any word offset works (no 256-byte alignment).
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    /// First word.
+    pub offset: usize,
+    /// Words available from `offset` (checked against what the kernel will touch).
+    pub len: usize,
+}
+
+impl<'a> View<'a> {
+    /// The whole buffer.
+    pub fn all(buffer: &'a wgpu::Buffer) -> View<'a> {
+        View {
+            buffer,
+            offset: 0,
+            len: (buffer.size() / 4) as usize,
+        }
+    }
+
+    /// `len` words from `offset`.
+    pub fn at(buffer: &'a wgpu::Buffer, offset: usize, len: usize) -> View<'a> {
+        View {
+            buffer,
+            offset,
+            len,
+        }
+    }
+
+    /// A sub-window of this view.
+    pub fn slice(&self, offset: usize, len: usize) -> View<'a> {
+        View {
+            buffer: self.buffer,
+            offset: self.offset + offset,
+            len,
+        }
+    }
+
+    /// Fail unless the view holds at least `words` words and lies inside its buffer.
+    pub fn check(&self, what: &str, words: usize) -> anyhow::Result<()> {
+        let end = (self.offset + words) as u64 * 4;
+        if words > self.len || end > self.buffer.size() {
+            anyhow::bail!(
+                "{what}: needs {words} words at offset {} but the view has {} (buffer {} words)",
+                self.offset,
+                self.len,
+                self.buffer.size() / 4
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One compute dispatch, prepared once and recorded into any number of passes.
+pub struct Dispatch {
+    /// Kernel name, as the profiler reports it (the WGSL entry point, e.g. `matmul_nn`).
+    pub label: String,
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind_group: wgpu::BindGroup,
+    pub groups: (u32, u32, u32),
+    /// Floating-point operations of one run (multiply-add = 2), for GFLOP/s.
+    pub flops: f64,
+    /// Bytes read plus written by one run (a lower bound), for GB/s.
+    pub bytes: f64,
+    /// Keeps the dispatch's uniform block alive with it.
+    pub uniforms: Option<wgpu::Buffer>,
+}
+
+impl Dispatch {
+    /// Record into a compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups.0, self.groups.1, self.groups.2);
+    }
+}
+
+impl Gpu {
+    /// Record `dispatches` in order into one pass, submit, wait, and check for errors.
+    /// For tests and one-off work; the training step records its own passes.
+    pub fn run(&self, dispatches: &[&Dispatch]) -> anyhow::Result<()> {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for d in dispatches {
+                d.record(&mut pass);
+            }
+        }
+        self.queue.submit([enc.finish()]);
+        self.wait()
+    }
+}
