@@ -105,3 +105,11 @@ impl Gpu {
         self.wait()
     }
 }
+
+pub mod dropout;
+pub mod embedding;
+pub mod lstm_cell;
+pub mod matmul;
+pub mod reduce;
+pub mod sgd;
+pub mod softmax_xent;

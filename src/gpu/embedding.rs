@@ -1,0 +1,1 @@
+//! See shaders/embedding.wgsl.

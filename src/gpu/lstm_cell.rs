@@ -1,0 +1,1 @@
+//! See shaders/lstm_cell.wgsl.

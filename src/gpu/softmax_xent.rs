@@ -1,0 +1,1 @@
+//! See shaders/softmax_xent.wgsl.

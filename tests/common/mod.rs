@@ -1,0 +1,67 @@
+//! Shared helpers of the integration tests: the adapter, random inputs, error measures.
+#![allow(dead_code)]
+
+use lstm_gpu::gpu::{AdapterChoice, BackendChoice, Gpu};
+use lstm_gpu::rng::SplitMix64;
+
+/// The adapter the tests run on: `LSTM_GPU_TEST_ADAPTER` (default `auto`). A machine with
+/// no adapter fails here with instructions; GPU tests never pass silently.
+pub fn gpu() -> Gpu {
+    std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
+    let choice: AdapterChoice = std::env::var("LSTM_GPU_TEST_ADAPTER")
+        .unwrap_or_else(|_| "auto".into())
+        .parse()
+        .expect("LSTM_GPU_TEST_ADAPTER");
+    match Gpu::new(&choice, BackendChoice::Auto) {
+        Ok(g) => g,
+        Err(e) => panic!(
+            "GPU tests need an adapter and found none ({e:#}). On a machine without a GPU install \
+             Mesa's lavapipe: `sudo apt-get install mesa-vulkan-drivers` (Debian/Ubuntu)."
+        ),
+    }
+}
+
+/// `n` values uniform in [-scale, scale], never exactly zero.
+pub fn random(n: usize, scale: f64, seed: u64) -> Vec<f32> {
+    let mut r = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let v = r.uniform(-scale, scale) as f32;
+            if v == 0.0 {
+                scale as f32 * 0.5
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// Relative L2 error `|got - want| / |want|`, computed in f64; infinite when `got` has a
+/// NaN or an infinity (so NaN never passes) or the lengths differ.
+pub fn rel_l2(got: &[f32], want: &[f64]) -> f64 {
+    if got.len() != want.len() || got.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// Assert a relative L2 error at most `tol`, with a readable message.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    let e = rel_l2(got, want);
+    assert!(e <= tol, "{what}: relative L2 error {e:e} > {tol:e} (len {})", want.len());
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// NaN in every word: outputs are poisoned with this before a kernel runs.
+pub fn nan(n: usize) -> Vec<f32> {
+    vec![f32::NAN; n]
+}
