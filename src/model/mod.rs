@@ -10,6 +10,8 @@
 //! | `softmax.weight` | `[hidden_top, vocab]` | logits = h @ W + b |
 //! | `softmax.bias` | `[vocab]` | |
 
+pub mod checkpoint;
+
 use crate::config::Config;
 use crate::reference::Real;
 use crate::rng::SplitMix64;

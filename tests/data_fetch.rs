@@ -1,0 +1,326 @@
+//! The corpus download without internet: a `.tgz` built here, served by a one-thread HTTP
+//! server on 127.0.0.1 or read through a `file://` URL. Every failure must be one clear line
+//! and leave the target folder without partial or temporary files.
+
+use flate2::write::GzEncoder;
+use lstm_gpu::data::fetch::{corpus_present, ensure_corpus_from, fetch_ptb_with_sums};
+use lstm_gpu::data::{Corpus, Split};
+use lstm_gpu::error::one_line;
+use md5::{Digest, Md5};
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+
+const SPLITS: [&str; 3] = ["ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"];
+
+/// PTB-like text: `lines` lines of words drawn from a small vocabulary by an LCG.
+fn fake_text(seed: u64, lines: usize) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "the", "<unk>", "N", "market", "rose", "fell", "shares", "of", "a", "company", "said",
+        "bank",
+    ];
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut text = String::new();
+    for _ in 0..lines {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let words = 3 + (state >> 60) as usize;
+        for _ in 0..words {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text.push(' ');
+            text.push_str(WORDS[(state >> 33) as usize % WORDS.len()]);
+        }
+        text.push_str(" \n");
+    }
+    text.into_bytes()
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The three fake splits and their sums.
+struct Splits {
+    contents: [Vec<u8>; 3],
+    sums: Vec<(&'static str, String)>,
+}
+
+impl Splits {
+    fn new() -> Splits {
+        let contents = [fake_text(1, 6000), fake_text(2, 800), fake_text(3, 3000)];
+        let sums = SPLITS
+            .iter()
+            .zip(&contents)
+            .map(|(name, c)| (*name, md5_hex(c)))
+            .collect();
+        Splits { contents, sums }
+    }
+
+    fn sums(&self) -> Vec<(&str, &str)> {
+        self.sums.iter().map(|(n, s)| (*n, s.as_str())).collect()
+    }
+}
+
+/// A gzip tar shaped like `simple-examples.tgz`: other members before, between and after
+/// the splits; `dot` prefixes every name with `./` as the canonical archive does; `skip`
+/// leaves a split out.
+fn archive(splits: &Splits, dot: bool, skip: Option<&str>) -> Vec<u8> {
+    let prefix = if dot { "./" } else { "" };
+    let mut members: Vec<(String, Vec<u8>)> = vec![(
+        "simple-examples/rnnlm-0.2b/README".into(),
+        b"not the corpus\n".to_vec(),
+    )];
+    for (name, contents) in SPLITS.iter().zip(&splits.contents) {
+        if Some(*name) != skip {
+            members.push((format!("simple-examples/data/{name}"), contents.clone()));
+        }
+        if *name == "ptb.train.txt" {
+            members.push((
+                "simple-examples/data/ptb.char.train.txt".into(),
+                fake_text(9, 500),
+            ));
+        }
+    }
+    members.push(("simple-examples/models/model.bin".into(), vec![7u8; 5000]));
+
+    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (path, contents) in members {
+        let mut header = tar::Header::new_old();
+        // Set the name bytes directly: `set_path` would drop the leading "./".
+        let name = format!("{prefix}{path}");
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        tar.append(&header, contents.as_slice()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// Serve `body` over HTTP/1.1 on 127.0.0.1 with `status`; the response announces
+/// `announced` bytes (normally `body.len()`) and the connection closes after `body`.
+fn serve(status: &str, body: Vec<u8>, announced: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/simple-examples.tgz",
+        listener.local_addr().unwrap()
+    );
+    let status = status.to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/x-gzip\r\n\
+                 Content-Length: {announced}\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    url
+}
+
+fn file_url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// The names in `dir`.
+fn listing(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+/// A target folder holding one unrelated file and an old train split that must survive.
+fn target() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.md"), "mine").unwrap();
+    fs::write(dir.path().join("ptb.train.txt"), " old \n").unwrap();
+    dir
+}
+
+/// `result` failed with one line holding `expected`, and `dir` is as [`target`] made it.
+fn assert_clean_failure(result: anyhow::Result<()>, expected: &str, dir: &Path) {
+    let err = result.expect_err("the fetch should fail");
+    let line = one_line(&err);
+    assert!(!format!("{err:#}").contains('\n'), "{line}");
+    assert!(line.contains(expected), "expected {expected:?} in: {line}");
+    assert!(line.contains("Penn Treebank"), "{line}");
+    assert_eq!(
+        listing(dir),
+        BTreeSet::from(["notes.md".to_string(), "ptb.train.txt".to_string()]),
+        "{line}"
+    );
+    assert_eq!(fs::read(dir.join("ptb.train.txt")).unwrap(), b" old \n");
+}
+
+#[test]
+fn http_download_writes_the_verified_splits() {
+    let splits = Splits::new();
+    let body = archive(&splits, true, None);
+    let url = serve("200 OK", body.clone(), body.len());
+    let dir = target();
+    fetch_ptb_with_sums(&url, dir.path(), &splits.sums()).unwrap();
+
+    let mut expected: BTreeSet<String> = SPLITS.iter().map(|s| s.to_string()).collect();
+    expected.insert("notes.md".into());
+    assert_eq!(listing(dir.path()), expected);
+    for (name, contents) in SPLITS.iter().zip(&splits.contents) {
+        assert_eq!(
+            &fs::read(dir.path().join(name)).unwrap(),
+            contents,
+            "{name}"
+        );
+    }
+    assert!(corpus_present(dir.path()));
+    let corpus = Corpus::load(dir.path(), 100).unwrap();
+    assert_eq!(corpus.vocab.len(), 13);
+    assert!(corpus.batches(Split::Valid, 4, 10).unwrap().len() > 10);
+}
+
+#[test]
+fn file_url_without_dot_into_a_new_folder() {
+    let splits = Splits::new();
+    let work = tempfile::tempdir().unwrap();
+    let tgz = work.path().join("simple examples.tgz");
+    fs::write(&tgz, archive(&splits, false, None)).unwrap();
+    let dir = work.path().join("new/ptb");
+    let url = file_url(&tgz).replace(' ', "%20");
+    fetch_ptb_with_sums(&url, &dir, &splits.sums()).unwrap();
+    assert_eq!(
+        listing(&dir),
+        SPLITS
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>()
+    );
+    assert_eq!(
+        fs::read(dir.join("ptb.test.txt")).unwrap(),
+        splits.contents[2]
+    );
+    // Already there: nothing to do, not even a download.
+    ensure_corpus_from("http://127.0.0.1:9/unused.tgz", &dir, true).unwrap();
+}
+
+#[test]
+fn checksum_mismatch_keeps_nothing() {
+    let splits = Splits::new();
+    let body = archive(&splits, true, None);
+    // The last split is wrong: the first two were verified before it, yet must not land.
+    let mut sums = splits.sums();
+    sums[2].1 = "00000000000000000000000000000000";
+    let url = serve("200 OK", body.clone(), body.len());
+    let dir = target();
+    let result = fetch_ptb_with_sums(&url, dir.path(), &sums);
+    assert_clean_failure(result, "checksum mismatch for ptb.test.txt", dir.path());
+}
+
+#[test]
+fn truncated_archive_keeps_nothing() {
+    let splits = Splits::new();
+    let body = archive(&splits, true, None);
+    let cut = body[..body.len() * 3 / 4].to_vec();
+
+    // A short archive served completely.
+    let url = serve("200 OK", cut.clone(), cut.len());
+    let dir = target();
+    let result = fetch_ptb_with_sums(&url, dir.path(), &splits.sums());
+    assert_clean_failure(result, "truncated", dir.path());
+
+    // A connection that closes before the announced length.
+    let url = serve("200 OK", cut.clone(), body.len());
+    let dir = target();
+    let result = fetch_ptb_with_sums(&url, dir.path(), &splits.sums());
+    assert_clean_failure(result, "truncated", dir.path());
+
+    // The same short file through a file:// URL.
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("cut.tgz"), &cut).unwrap();
+    let dir = target();
+    let result = fetch_ptb_with_sums(
+        &file_url(&work.path().join("cut.tgz")),
+        dir.path(),
+        &splits.sums(),
+    );
+    assert_clean_failure(result, "truncated", dir.path());
+}
+
+#[test]
+fn missing_member_keeps_nothing() {
+    let splits = Splits::new();
+    let body = archive(&splits, true, Some("ptb.valid.txt"));
+    let url = serve("200 OK", body.clone(), body.len());
+    let dir = target();
+    let result = fetch_ptb_with_sums(&url, dir.path(), &splits.sums());
+    assert_clean_failure(
+        result,
+        "no member simple-examples/data/ptb.valid.txt",
+        dir.path(),
+    );
+}
+
+#[test]
+fn network_failures_are_one_line() {
+    let splits = Splits::new();
+
+    // Connection refused: a port that was just free.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = format!("http://127.0.0.1:{port}/simple-examples.tgz");
+    let dir = target();
+    let result = fetch_ptb_with_sums(&refused, dir.path(), &splits.sums());
+    assert_clean_failure(result, "download failed", dir.path());
+
+    // Not found.
+    let url = serve("404 Not Found", b"gone".to_vec(), 4);
+    let dir = target();
+    let result = fetch_ptb_with_sums(&url, dir.path(), &splits.sums());
+    assert_clean_failure(result, "404", dir.path());
+
+    // A missing file:// archive and an unsupported scheme.
+    let dir = target();
+    let result = fetch_ptb_with_sums("file:///no/such/archive.tgz", dir.path(), &splits.sums());
+    assert_clean_failure(result, "/no/such/archive.tgz", dir.path());
+    let dir = target();
+    let result = fetch_ptb_with_sums("ftp://example.org/a.tgz", dir.path(), &splits.sums());
+    assert_clean_failure(result, "unsupported URL", dir.path());
+
+    // The trainer's entry point: offline, the default folder fails with the two ways out.
+    let dir = tempfile::tempdir().unwrap();
+    let err = ensure_corpus_from(&refused, dir.path(), true).unwrap_err();
+    let line = one_line(&err);
+    assert!(
+        line.contains("--data DIR") && line.contains("lstm-gpu data fetch"),
+        "{line}"
+    );
+    assert!(!format!("{err:#}").contains('\n'), "{line}");
+    assert!(listing(dir.path()).is_empty(), "{line}");
+    // A folder the user named is never downloaded into.
+    let err = ensure_corpus_from(&refused, dir.path(), false).unwrap_err();
+    let line = one_line(&err);
+    assert!(
+        line.contains("--data DIR") && line.contains("lstm-gpu data fetch"),
+        "{line}"
+    );
+    assert!(listing(dir.path()).is_empty(), "{line}");
+}
