@@ -9,6 +9,7 @@
 //! - [`model`]: parameter layout, initialisation, checkpoints;
 //! - [`train`]: the training loop.
 
+pub mod analysis;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -16,5 +17,6 @@ pub mod gpu;
 pub mod model;
 pub mod reference;
 pub mod rng;
+pub mod train;
 
 pub use error::{usage, UsageError};

@@ -1,1 +1,325 @@
-fn main() {}
+//! The `lstm-gpu` command line: parse, call the library, print. Every error ends as one
+//! line on stderr with exit code 2 (usage) or 1 (everything else).
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use lstm_gpu::config::{Config, ConfigArgs};
+use lstm_gpu::data::{self, fetch, Corpus, Split, Vocab};
+use lstm_gpu::error::{exit_code, one_line, usage};
+use lstm_gpu::gpu::context::list_adapters;
+use lstm_gpu::gpu::{BackendChoice, Gpu, GpuArgs};
+use lstm_gpu::model::checkpoint::Checkpoint;
+use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
+use lstm_gpu::train::{self, TrainOptions};
+
+#[derive(Parser)]
+#[command(name = "lstm-gpu", version, about = "Train the Penn Treebank LSTM language model on any GPU with WGSL compute shaders (wgpu: Vulkan, Metal, DX12, GL)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every GPU adapter wgpu finds, with the limits that matter here.
+    Adapters {
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendChoice,
+    },
+    /// The corpus: `data info` measures it, `data fetch` downloads it.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Train the model on the GPU.
+    Train(TrainArgs),
+    /// Perplexity of a checkpoint on a split, on the GPU.
+    Eval(EvalArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Vocabulary size, tokens per split and batches per epoch at the given flags.
+    Info {
+        /// Corpus folder (ptb.{train,valid,test}.txt or {train,valid,test}.txt).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Download the PTB corpus (Mikolov's simple-examples.tgz), verify its MD5 sums and
+    /// write the three files.
+    Fetch {
+        /// Destination folder [default: the default corpus folder].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Archive URL (http:// or file://) [default: the canonical one, or $LSTM_GPU_PTB_URL].
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// GFLOP/s of every matmul variant on the model's shapes.
+    Kernels {
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Corpus folder [default: the default corpus folder, downloaded when missing].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// Stop after this many training steps counted from the very start (a resumed run stops
+    /// where the uninterrupted one would).
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Seed of initialisation and dropout: same seed, same adapter, same result.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Progress every N steps [default: every 10% of an epoch].
+    #[arg(long)]
+    log_every: Option<usize>,
+    /// Folder of this run's metrics.jsonl and checkpoints [default: runs/<date-time>].
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Also save a checkpoint every N steps (epoch ends always save).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Continue exactly where a checkpoint stopped.
+    #[arg(long, conflicts_with = "init")]
+    resume: Option<PathBuf>,
+    /// Start from the weights of a safetensors file (documented names and shapes).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Batch size of the final test pass [default: the training batch size].
+    #[arg(long)]
+    test_batch_size: Option<usize>,
+    /// No progress bar, plain log lines.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Checkpoint to evaluate.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Split to evaluate.
+    #[arg(long, value_enum, default_value = "valid")]
+    split: SplitArg,
+    /// Corpus folder [default: the default corpus folder].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Batch size [default: the checkpoint's].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Time steps per batch [default: the checkpoint's].
+    #[arg(long)]
+    num_steps: Option<usize>,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SplitArg {
+    Train,
+    Valid,
+    Test,
+}
+
+fn main() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // Mesa's lavapipe warns on every start without it.
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .format_timestamp_secs()
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {}", one_line(&e));
+        std::process::exit(exit_code(&e));
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Adapters { backend } => adapters(backend),
+        Command::Data { command: DataCommand::Info { data, config } } => {
+            let cfg = config.resolve()?;
+            let dir = data.unwrap_or_else(fetch::default_data_dir);
+            print!("{}", data::info(&dir, &cfg)?);
+            Ok(())
+        }
+        Command::Data { command: DataCommand::Fetch { dir, url } } => {
+            let dir = dir.unwrap_or_else(fetch::default_data_dir);
+            let url = url.unwrap_or_else(fetch::ptb_url);
+            std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+            fetch::fetch_ptb(&url, &dir)?;
+            println!("PTB corpus ready in {}", dir.display());
+            Ok(())
+        }
+        Command::Train(args) => train_command(args),
+        Command::Eval(args) => eval_command(args),
+        Command::Bench { command: BenchCommand::Kernels { gpu } } => {
+            let gpu = open_gpu(&gpu)?;
+            println!("adapter: {} ({:?}, {:?})", gpu.info.name, gpu.info.backend, gpu.info.device_type);
+            lstm_gpu::gpu::matmul::bench_matmul(&gpu, &lstm_gpu::gpu::matmul::SEED_SHAPES, None, 5)?;
+            Ok(())
+        }
+    }
+}
+
+fn adapters(backend: BackendChoice) -> Result<()> {
+    let list = list_adapters(backend);
+    if list.is_empty() {
+        anyhow::bail!("no GPU adapter found: {}", lstm_gpu::gpu::context::NO_ADAPTER_HELP);
+    }
+    println!("{:<3} {:<40} {:<8} {:<13} {:<28} {:>12} {:>14}", "#", "name", "backend", "type", "driver", "max buffer", "max binding");
+    for a in list {
+        let driver = format!("{} {}", a.info.driver, a.info.driver_info);
+        println!(
+            "{:<3} {:<40} {:<8} {:<13} {:<28} {:>8} MiB {:>10} MiB",
+            a.index,
+            a.info.name,
+            format!("{:?}", a.info.backend),
+            format!("{:?}", a.info.device_type),
+            driver.trim(),
+            a.limits.max_buffer_size >> 20,
+            a.limits.max_storage_buffer_binding_size >> 20
+        );
+    }
+    Ok(())
+}
+
+fn open_gpu(args: &GpuArgs) -> Result<Gpu> {
+    Gpu::new(&args.adapter, args.backend)
+}
+
+/// The corpus folder: `--data` as given (must exist), or the default one, fetched when
+/// missing.
+fn corpus_dir(data: Option<PathBuf>) -> Result<PathBuf> {
+    match data {
+        Some(d) => {
+            if !d.is_dir() {
+                return Err(usage(format!("--data {}: no such folder (get the corpus with `lstm-gpu data fetch --dir {}`)", d.display(), d.display())));
+            }
+            Ok(d)
+        }
+        None => {
+            let d = fetch::default_data_dir();
+            fetch::ensure_corpus(&d, true)?;
+            Ok(d)
+        }
+    }
+}
+
+fn train_command(args: TrainArgs) -> Result<()> {
+    // On resume the checkpoint's configuration is the base; flags given override it (and
+    // shape flags that contradict it are refused by the trainer).
+    let (cfg, vocab) = match &args.resume {
+        Some(path) => {
+            let ck = Checkpoint::load(path)?;
+            let mut cfg = ck.config.clone();
+            args.config.apply(&mut cfg);
+            cfg.validate()?;
+            (cfg, Some(ck.vocab))
+        }
+        None => (args.config.resolve()?, None),
+    };
+    if args.max_steps == Some(0) {
+        return Err(usage("--max-steps must be at least 1"));
+    }
+    if args.log_every == Some(0) || args.checkpoint_every == Some(0) {
+        return Err(usage("--log-every and --checkpoint-every must be at least 1"));
+    }
+    let dir = corpus_dir(args.data)?;
+    let corpus = match vocab {
+        Some(words) => Corpus::with_vocab(&dir, Vocab::from_words(words)?)?,
+        None => Corpus::load(&dir, cfg.vocab_size)?,
+    };
+    let run_dir = args.run_dir.unwrap_or_else(default_run_dir);
+    let gpu = open_gpu(&args.gpu)?;
+    let opts = TrainOptions {
+        max_steps: args.max_steps,
+        seed: args.seed,
+        log_every: args.log_every,
+        run_dir: run_dir.clone(),
+        checkpoint_every: args.checkpoint_every,
+        resume: args.resume,
+        init: args.init,
+        progress: !args.no_progress,
+        test_batch: args.test_batch_size.map(|b| (b, cfg.num_steps)),
+    };
+    log::info!("run folder: {}", run_dir.display());
+    let summary = train::train(&gpu, cfg, &corpus, &opts)?;
+    if let Some(p) = summary.last_checkpoint {
+        println!("checkpoint: {}", p.display());
+        println!("resume with: lstm-gpu train --resume {} --run-dir {}", p.display(), run_dir.display());
+    }
+    Ok(())
+}
+
+fn default_run_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // UTC date-time from the Unix time (civil-from-days, Howard Hinnant).
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    PathBuf::from(format!("runs/{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}", rem / 3600, rem % 3600 / 60, rem % 60))
+}
+
+fn eval_command(args: EvalArgs) -> Result<()> {
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    let dir = corpus_dir(args.data)?;
+    let corpus = Corpus::with_vocab(&dir, Vocab::from_words(ck.vocab.clone())?)?;
+    let cfg: Config = ck.config.clone();
+    let batch = args.batch_size.unwrap_or(cfg.batch_size);
+    let steps = args.num_steps.unwrap_or(cfg.num_steps);
+    if batch == 0 || steps == 0 {
+        return Err(usage("--batch-size and --num-steps must be at least 1"));
+    }
+    let split = match args.split {
+        SplitArg::Train => Split::Train,
+        SplitArg::Valid => Split::Valid,
+        SplitArg::Test => Split::Test,
+    };
+    let batches = corpus.batches(split, batch, steps)?;
+    let gpu = open_gpu(&args.gpu)?;
+    let kernels = Kernels::new(&gpu)?;
+    let params = ParamBuffers::upload(&gpu, &cfg, &ck.params)?;
+    let mut ws = Workspace::new(&gpu, &kernels, &cfg, &params, batch, steps, Mode::Eval)?;
+    let t0 = std::time::Instant::now();
+    let ppl = train::evaluate(&gpu, &mut ws, &batches, 0)?;
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "{} perplexity: {ppl:.3} ({} batches of {batch}x{steps}, {:.0} words/s)",
+        split.name(),
+        batches.len(),
+        (batches.len() * batch * steps) as f64 / secs
+    );
+    Ok(())
+}

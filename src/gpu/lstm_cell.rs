@@ -1,1 +1,302 @@
-//! See shaders/lstm_cell.wgsl.
+//! The fused LSTM cell: launcher of `shaders/lstm_cell.wgsl`, whose CPU twins are
+//! [`crate::reference::lstm_cell_forward`] and [`crate::reference::lstm_cell_backward`].
+//!
+//! One dispatch computes all gate nonlinearities and the cell update of one time step
+//! (forward), or all gate gradients and the gradient of the previous cell state (backward).
+//! The training step prepares one dispatch per layer and time step on windows of
+//! `[T + 1, batch, hidden]` state buffers.
+
+use anyhow::{bail, Result};
+
+use super::{groups_1d, Dispatch, Gpu, View};
+
+const SHADER: &str = include_str!("../../shaders/lstm_cell.wgsl");
+
+/// Invocations per workgroup (`WORKGROUP` in the shader): one per (row, unit).
+const WORKGROUP: usize = 64;
+
+/// The rows and units of one cell step: pre-activations are `[batch, 4 * hidden]`, states
+/// `[batch, hidden]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CellShape {
+    pub batch: usize,
+    pub hidden: usize,
+}
+
+impl CellShape {
+    fn states(self) -> usize {
+        self.batch * self.hidden
+    }
+}
+
+/// The operands of [`LstmCell::prepare_forward`].
+///
+/// `c_prev` and `c` may be windows of one buffer (disjoint, or the same window for an update
+/// in place); every other output needs its own memory, and `pre` must not share a buffer
+/// with any output.
+#[derive(Clone, Copy, Debug)]
+pub struct CellForwardViews<'a> {
+    /// `[batch, 4 * hidden]` pre-activations `[x, h_prev] @ W + b`, gates i, j, f, o.
+    pub pre: View<'a>,
+    /// `[batch, hidden]` previous cell state.
+    pub c_prev: View<'a>,
+    /// Output `[batch, 4 * hidden]`: the gate activations, kept for the backward pass.
+    pub act: View<'a>,
+    /// Output `[batch, hidden]`: the new cell state.
+    pub c: View<'a>,
+    /// Output `[batch, hidden]`: the new hidden state.
+    pub h: View<'a>,
+}
+
+/// The operands of [`LstmCell::prepare_backward`].
+///
+/// `dc` and `dc_prev` may be windows of one buffer (disjoint, or the same window for an update
+/// in place). The inputs `act`, `c_prev`, `c` and `dh` must not share a buffer with `dc`,
+/// `dpre` or `dc_prev`.
+#[derive(Clone, Copy, Debug)]
+pub struct CellBackwardViews<'a> {
+    /// `[batch, 4 * hidden]` activations saved by the forward pass.
+    pub act: View<'a>,
+    /// `[batch, hidden]` cell state before the step.
+    pub c_prev: View<'a>,
+    /// `[batch, hidden]` cell state after the step.
+    pub c: View<'a>,
+    /// `[batch, hidden]` gradient of the step's output h.
+    pub dh: View<'a>,
+    /// `[batch, hidden]` gradient of the cell state arriving from the next time step.
+    pub dc: View<'a>,
+    /// Output `[batch, 4 * hidden]`: gradient of the pre-activations.
+    pub dpre: View<'a>,
+    /// Output `[batch, hidden]`: gradient of `c_prev`.
+    pub dc_prev: View<'a>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ForwardParams {
+    batch: u32,
+    hidden: u32,
+    pre: u32,
+    c_prev: u32,
+    act: u32,
+    c: u32,
+    h: u32,
+    forget_bias: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BackwardParams {
+    batch: u32,
+    hidden: u32,
+    act: u32,
+    c_prev: u32,
+    c: u32,
+    dh: u32,
+    dc: u32,
+    dpre: u32,
+    dc_prev: u32,
+    _pad: [u32; 3],
+}
+
+/// The compiled forward and backward pipelines.
+pub struct LstmCell {
+    forward: wgpu::ComputePipeline,
+    backward: wgpu::ComputePipeline,
+}
+
+impl LstmCell {
+    pub fn new(gpu: &Gpu) -> Result<LstmCell> {
+        let module = gpu.shader("lstm_cell", SHADER)?;
+        Ok(LstmCell {
+            forward: gpu.pipeline("lstm_cell_forward", &module, "lstm_cell_forward")?,
+            backward: gpu.pipeline("lstm_cell_backward", &module, "lstm_cell_backward")?,
+        })
+    }
+
+    /// `lstm_cell_forward`: gate activations, new cell state and new hidden state of one
+    /// step, with `forget_bias` added to the forget gate's pre-activation.
+    pub fn prepare_forward(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        forget_bias: f32,
+        v: &CellForwardViews,
+    ) -> Result<Dispatch> {
+        let (gates, states) = (4 * shape.states(), shape.states());
+        let pre_at = word_offset("lstm_cell_forward pre", v.pre, gates)?;
+        let c_prev_at = word_offset("lstm_cell_forward c_prev", v.c_prev, states)?;
+        let act_at = word_offset("lstm_cell_forward act", v.act, gates)?;
+        let c_at = word_offset("lstm_cell_forward c", v.c, states)?;
+        let h_at = word_offset("lstm_cell_forward h", v.h, states)?;
+        let outputs = [(v.act, gates), (v.c, states), (v.h, states)];
+        if outputs.iter().any(|(o, _)| o.buffer == v.pre.buffer) {
+            bail!("lstm_cell_forward: an output shares a buffer with the pre-activations");
+        }
+        distinct_windows("lstm_cell_forward outputs", &outputs)?;
+        distinct_windows(
+            "lstm_cell_forward c_prev and act/h",
+            &[(v.c_prev, states), (v.act, gates), (v.h, states)],
+        )?;
+        same_or_disjoint(
+            "lstm_cell_forward c_prev and c",
+            (v.c_prev, states),
+            (v.c, states),
+        )?;
+
+        let params = ForwardParams {
+            batch: shape.batch as u32,
+            hidden: shape.hidden as u32,
+            pre: pre_at,
+            c_prev: c_prev_at,
+            act: act_at,
+            c: c_at,
+            h: h_at,
+            forget_bias,
+        };
+        let label = "lstm_cell_forward";
+        let uniforms = gpu.uniform_from(label, &params);
+        let bind_group = gpu.bind(
+            label,
+            &self.forward,
+            &[
+                v.pre.buffer,
+                v.c_prev.buffer,
+                v.act.buffer,
+                v.c.buffer,
+                v.h.buffer,
+                &uniforms,
+            ],
+        );
+        let (gx, gy) = groups_1d(states, WORKGROUP);
+        let n = states as f64;
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.forward.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            // Four gate nonlinearities, the cell update and tanh(c) * o, counting a
+            // transcendental as one operation.
+            flops: 14.0 * n,
+            // Read pre and c_prev; write act, c and h.
+            bytes: 4.0 * n * (4.0 + 1.0 + 4.0 + 1.0 + 1.0),
+            uniforms: Some(uniforms),
+        })
+    }
+
+    /// `lstm_cell_backward`: gradients of the pre-activations and of the previous cell
+    /// state of one step.
+    pub fn prepare_backward(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        v: &CellBackwardViews,
+    ) -> Result<Dispatch> {
+        let (gates, states) = (4 * shape.states(), shape.states());
+        let act_at = word_offset("lstm_cell_backward act", v.act, gates)?;
+        let c_prev_at = word_offset("lstm_cell_backward c_prev", v.c_prev, states)?;
+        let c_at = word_offset("lstm_cell_backward c", v.c, states)?;
+        let dh_at = word_offset("lstm_cell_backward dh", v.dh, states)?;
+        let dc_at = word_offset("lstm_cell_backward dc", v.dc, states)?;
+        let dpre_at = word_offset("lstm_cell_backward dpre", v.dpre, gates)?;
+        let dc_prev_at = word_offset("lstm_cell_backward dc_prev", v.dc_prev, states)?;
+        let inputs = [v.act.buffer, v.c_prev.buffer, v.c.buffer, v.dh.buffer];
+        let written = [v.dc.buffer, v.dpre.buffer, v.dc_prev.buffer];
+        if written.iter().any(|w| inputs.contains(w)) {
+            bail!(
+                "lstm_cell_backward: dc, dpre or dc_prev shares a buffer with act, c_prev, c or dh"
+            );
+        }
+        distinct_windows(
+            "lstm_cell_backward dpre and dc/dc_prev",
+            &[(v.dpre, gates), (v.dc, states)],
+        )?;
+        distinct_windows(
+            "lstm_cell_backward dpre and dc_prev",
+            &[(v.dpre, gates), (v.dc_prev, states)],
+        )?;
+        same_or_disjoint(
+            "lstm_cell_backward dc and dc_prev",
+            (v.dc, states),
+            (v.dc_prev, states),
+        )?;
+
+        let params = BackwardParams {
+            batch: shape.batch as u32,
+            hidden: shape.hidden as u32,
+            act: act_at,
+            c_prev: c_prev_at,
+            c: c_at,
+            dh: dh_at,
+            dc: dc_at,
+            dpre: dpre_at,
+            dc_prev: dc_prev_at,
+            _pad: [0; 3],
+        };
+        let label = "lstm_cell_backward";
+        let uniforms = gpu.uniform_from(label, &params);
+        let bind_group = gpu.bind(
+            label,
+            &self.backward,
+            &[
+                v.act.buffer,
+                v.c_prev.buffer,
+                v.c.buffer,
+                v.dh.buffer,
+                v.dc.buffer,
+                v.dpre.buffer,
+                v.dc_prev.buffer,
+                &uniforms,
+            ],
+        );
+        let (gx, gy) = groups_1d(states, WORKGROUP);
+        let n = states as f64;
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.backward.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: 26.0 * n,
+            // Read act, c_prev, c, dh and dc; write dpre and dc_prev.
+            bytes: 4.0 * n * (4.0 + 4.0 + 4.0 + 1.0),
+            uniforms: Some(uniforms),
+        })
+    }
+}
+
+/// Whether two windows of `words` words touch a common word.
+fn overlap(a: (View, usize), b: (View, usize)) -> bool {
+    a.0.buffer == b.0.buffer && a.0.offset < b.0.offset + b.1 && b.0.offset < a.0.offset + a.1
+}
+
+/// Fail when any two of the windows overlap.
+fn distinct_windows(what: &str, windows: &[(View, usize)]) -> Result<()> {
+    for (k, &a) in windows.iter().enumerate() {
+        if windows[k + 1..].iter().any(|&b| overlap(a, b)) {
+            bail!("{what}: two operands overlap in one buffer");
+        }
+    }
+    Ok(())
+}
+
+/// Fail unless the two windows are the same (an update in place) or disjoint.
+fn same_or_disjoint(what: &str, a: (View, usize), b: (View, usize)) -> Result<()> {
+    let same = a.0.buffer == b.0.buffer && a.0.offset == b.0.offset;
+    if overlap(a, b) && !same {
+        bail!("{what}: the windows overlap without being the same");
+    }
+    Ok(())
+}
+
+/// Check that `view` holds `words` words and return its offset for the uniform block, whose
+/// word offsets are 32-bit: every word the kernel touches must be addressable with them.
+fn word_offset(what: &str, view: View, words: usize) -> Result<u32> {
+    view.check(what, words)?;
+    match u32::try_from(view.offset + words) {
+        Ok(_) => Ok(view.offset as u32),
+        Err(_) => bail!(
+            "{what}: word {} is past the 32-bit offsets of the kernels",
+            view.offset + words
+        ),
+    }
+}

@@ -1,1 +1,340 @@
-//! See shaders/reduce.wgsl.
+//! Reductions: launcher of `shaders/reduce.wgsl`. The global gradient norm and clip scale
+//! (CPU twins [`crate::reference::sum_squares`] and [`crate::reference::clip_scale`]) and
+//! column sums for bias gradients.
+//!
+//! The global norm runs without a host round trip and without atomics:
+//! 1. one `sum_squares_partial` dispatch per gradient tensor writes fixed-order partial sums
+//!    of squares into its own slots of a partials buffer ([`Reduce::slots`] per tensor);
+//!    the embedding gradient enters through `sum_squares_rows_partial`, which counts only
+//!    the rows of the batch's distinct ids;
+//! 2. `clip_scale` sums every slot in a fixed order and writes a [`ClipStats`] block, whose
+//!    scale the SGD kernels ([`super::sgd`]) read.
+
+use anyhow::{bail, Result};
+
+use super::embedding::{segments_words, SEGMENTS_COUNT_WORD};
+use super::{groups_1d, Dispatch, Gpu, View};
+
+const SHADER: &str = include_str!("../../shaders/reduce.wgsl");
+
+/// Invocations per workgroup of the norm kernels (`WORKGROUP` in the shader).
+const WORKGROUP: usize = 256;
+/// Elements one workgroup of `sum_squares_partial` adds up (`CHUNK` in the shader): one
+/// partial slot each.
+const CHUNK: usize = WORKGROUP * 16;
+/// Invocations per workgroup of `column_sum`, one per column.
+const COLUMN_WORKGROUP: usize = 64;
+
+/// The block `clip_scale` writes (4 f32 words), read by the SGD kernels and, at log points,
+/// by the trainer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ClipStats {
+    /// Squared global norm of all gradients.
+    pub sum_sq: f32,
+    /// Global norm.
+    pub norm: f32,
+    /// `min(1, max_norm / norm)`; 0 when the norm is not finite, which makes the SGD
+    /// kernels skip the update.
+    pub scale: f32,
+    /// Steps whose norm was infinite or NaN since the host last zeroed this word (a new
+    /// buffer starts at zero); exact up to 2^24.
+    pub nonfinite_steps: f32,
+}
+
+impl ClipStats {
+    /// Words of the block.
+    pub const WORDS: usize = 4;
+    /// Word of [`ClipStats::scale`], which the SGD kernels read.
+    pub const SCALE_WORD: usize = 2;
+
+    /// Read the block at `view` (waits for the queue).
+    pub fn read(gpu: &Gpu, view: View) -> Result<ClipStats> {
+        view.check("clip stats", Self::WORDS)?;
+        let w: Vec<f32> = gpu.read(view.buffer, view.offset, Self::WORDS)?;
+        Ok(ClipStats {
+            sum_sq: w[0],
+            norm: w[1],
+            scale: w[2],
+            nonfinite_steps: w[3],
+        })
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PartialParams {
+    len: u32,
+    input: u32,
+    first: u32,
+    slots: u32,
+    width: u32,
+    count: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ClipParams {
+    count: u32,
+    partials: u32,
+    clip: u32,
+    max_norm: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ColumnSumParams {
+    rows: u32,
+    cols: u32,
+    input: u32,
+    out: u32,
+    accumulate: u32,
+    _pad: [u32; 3],
+}
+
+/// The compiled reduction pipelines.
+pub struct Reduce {
+    sum_squares: wgpu::ComputePipeline,
+    sum_squares_rows: wgpu::ComputePipeline,
+    clip_scale: wgpu::ComputePipeline,
+    column_sum: wgpu::ComputePipeline,
+}
+
+impl Reduce {
+    pub fn new(gpu: &Gpu) -> Result<Reduce> {
+        let module = gpu.shader("reduce", SHADER)?;
+        let p = |entry: &str| gpu.pipeline(entry, &module, entry);
+        Ok(Reduce {
+            sum_squares: p("sum_squares_partial")?,
+            sum_squares_rows: p("sum_squares_rows_partial")?,
+            clip_scale: p("clip_scale")?,
+            column_sum: p("column_sum")?,
+        })
+    }
+
+    /// Partial-sum slots a tensor of `len` elements takes in the partials buffer.
+    pub fn slots(len: usize) -> usize {
+        len.div_ceil(CHUNK).max(1)
+    }
+
+    /// `sum_squares_partial`: the sums of squares of the whole of `tensor` (all `tensor.len`
+    /// words), in [`Reduce::slots`]`(tensor.len)` slots of `partials` from `first_slot` on.
+    /// Returns the dispatch and the number of slots it writes.
+    pub fn prepare_sum_squares(
+        &self,
+        gpu: &Gpu,
+        tensor: View,
+        partials: View,
+        first_slot: usize,
+    ) -> Result<(Dispatch, usize)> {
+        let slots = Self::slots(tensor.len);
+        let tensor_at = word_offset("sum_squares_partial tensor", tensor, tensor.len)?;
+        let first = word_offset("sum_squares_partial partials", partials, first_slot + slots)?
+            + first_slot as u32;
+        self.partial_dispatch(
+            gpu,
+            "sum_squares_partial",
+            &self.sum_squares,
+            PartialParams {
+                len: tensor.len as u32,
+                input: tensor_at,
+                first,
+                slots: slots as u32,
+                width: 1,
+                count: 0,
+                _pad: [0; 2],
+            },
+            tensor,
+            partials,
+            None,
+        )
+        .map(|d| (d, slots))
+    }
+
+    /// `sum_squares_rows_partial`: the sums of squares of the first U rows of `rows`, a
+    /// `[capacity, width]` tensor, with U read at run time from the segments buffer of
+    /// [`super::embedding::pack_segments`]. Takes the slots of `capacity * width` elements.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_sum_squares_rows(
+        &self,
+        gpu: &Gpu,
+        width: usize,
+        capacity: usize,
+        segments: View,
+        rows: View,
+        partials: View,
+        first_slot: usize,
+    ) -> Result<(Dispatch, usize)> {
+        if width == 0 {
+            bail!("sum_squares_rows_partial: the row width must be positive");
+        }
+        let len = capacity * width;
+        let slots = Self::slots(len);
+        let segments_at = word_offset(
+            "sum_squares_rows_partial segments",
+            segments,
+            segments_words(capacity),
+        )?;
+        let rows_at = word_offset("sum_squares_rows_partial rows", rows, len)?;
+        let first = word_offset(
+            "sum_squares_rows_partial partials",
+            partials,
+            first_slot + slots,
+        )? + first_slot as u32;
+        if partials.buffer == segments.buffer {
+            bail!("sum_squares_rows_partial: the partials share a buffer with the segments");
+        }
+        self.partial_dispatch(
+            gpu,
+            "sum_squares_rows_partial",
+            &self.sum_squares_rows,
+            PartialParams {
+                len: len as u32,
+                input: rows_at,
+                first,
+                slots: slots as u32,
+                width: width as u32,
+                count: segments_at + SEGMENTS_COUNT_WORD as u32,
+                _pad: [0; 2],
+            },
+            rows,
+            partials,
+            Some(segments),
+        )
+        .map(|d| (d, slots))
+    }
+
+    /// The dispatch of either partial-sum kernel from its checked uniform block.
+    #[allow(clippy::too_many_arguments)]
+    fn partial_dispatch(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        params: PartialParams,
+        input: View,
+        partials: View,
+        segments: Option<View>,
+    ) -> Result<Dispatch> {
+        if partials.buffer == input.buffer {
+            bail!("{label}: the partials share a buffer with the tensor");
+        }
+        let uniforms = gpu.uniform_from(label, &params);
+        let mut buffers = vec![input.buffer, partials.buffer, &uniforms];
+        buffers.extend(segments.map(|s| s.buffer));
+        let bind_group = gpu.bind(label, pipeline, &buffers);
+        let slots = params.slots as usize;
+        let (gx, gy) = groups_1d(slots, 1);
+        let len = params.len as f64;
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: pipeline.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: 2.0 * len,
+            bytes: 4.0 * (len + slots as f64),
+            uniforms: Some(uniforms),
+        })
+    }
+
+    /// `clip_scale`: sum the first `count` slots of `partials` in a fixed order and write
+    /// the [`ClipStats`] block at `clip`, with `scale = min(1, max_norm / norm)`.
+    pub fn prepare_clip_scale(
+        &self,
+        gpu: &Gpu,
+        partials: View,
+        count: usize,
+        max_norm: f32,
+        clip: View,
+    ) -> Result<Dispatch> {
+        if !(max_norm > 0.0 && max_norm.is_finite()) {
+            bail!("clip_scale: the maximum norm must be positive and finite, got {max_norm}");
+        }
+        let partials_at = word_offset("clip_scale partials", partials, count)?;
+        let clip_at = word_offset("clip_scale clip", clip, ClipStats::WORDS)?;
+        if clip.buffer == partials.buffer {
+            bail!("clip_scale: the clip block shares a buffer with the partials");
+        }
+        let params = ClipParams {
+            count: count as u32,
+            partials: partials_at,
+            clip: clip_at,
+            max_norm,
+        };
+        let label = "clip_scale";
+        let uniforms = gpu.uniform_from(label, &params);
+        let bind_group = gpu.bind(
+            label,
+            &self.clip_scale,
+            &[partials.buffer, clip.buffer, &uniforms],
+        );
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.clip_scale.clone(),
+            bind_group,
+            groups: (1, 1, 1),
+            flops: count as f64 + 3.0,
+            bytes: 4.0 * (count + 2 * ClipStats::WORDS) as f64,
+            uniforms: Some(uniforms),
+        })
+    }
+
+    /// `column_sum`: `out[j] = sum over i of input[i, j]` for `input` `[rows, cols]`, or
+    /// `out[j] += ...` when `accumulate`. Rows are added in increasing order.
+    pub fn prepare_column_sum(
+        &self,
+        gpu: &Gpu,
+        rows: usize,
+        cols: usize,
+        input: View,
+        out: View,
+        accumulate: bool,
+    ) -> Result<Dispatch> {
+        let input_at = word_offset("column_sum input", input, rows * cols)?;
+        let out_at = word_offset("column_sum out", out, cols)?;
+        if out.buffer == input.buffer {
+            bail!("column_sum: the output shares a buffer with the input");
+        }
+        let params = ColumnSumParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            input: input_at,
+            out: out_at,
+            accumulate: accumulate as u32,
+            _pad: [0; 3],
+        };
+        let label = "column_sum";
+        let uniforms = gpu.uniform_from(label, &params);
+        let bind_group = gpu.bind(
+            label,
+            &self.column_sum,
+            &[input.buffer, out.buffer, &uniforms],
+        );
+        let (gx, gy) = groups_1d(cols, COLUMN_WORKGROUP);
+        let elements = (rows * cols) as f64;
+        let out_traffic = if accumulate { 2.0 } else { 1.0 } * cols as f64;
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.column_sum.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: elements,
+            bytes: 4.0 * (elements + out_traffic),
+            uniforms: Some(uniforms),
+        })
+    }
+}
+
+/// Check that `view` holds `words` words and return its offset for the uniform block, whose
+/// word offsets are 32-bit: every word the kernel touches must be addressable with them.
+fn word_offset(what: &str, view: View, words: usize) -> Result<u32> {
+    view.check(what, words)?;
+    match u32::try_from(view.offset + words) {
+        Ok(_) => Ok(view.offset as u32),
+        Err(_) => bail!(
+            "{what}: word {} is past the 32-bit offsets of the kernels",
+            view.offset + words
+        ),
+    }
+}

@@ -7,7 +7,10 @@ use lstm_gpu::rng::SplitMix64;
 /// The adapter the tests run on: `LSTM_GPU_TEST_ADAPTER` (default `auto`). A machine with
 /// no adapter fails here with instructions; GPU tests never pass silently.
 pub fn gpu() -> Gpu {
-    std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
+    std::env::set_var(
+        "XDG_RUNTIME_DIR",
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()),
+    );
     let choice: AdapterChoice = std::env::var("LSTM_GPU_TEST_ADAPTER")
         .unwrap_or_else(|_| "auto".into())
         .parse()
@@ -42,7 +45,11 @@ pub fn rel_l2(got: &[f32], want: &[f64]) -> f64 {
     if got.len() != want.len() || got.iter().any(|v| !v.is_finite()) {
         return f64::INFINITY;
     }
-    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum();
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w).powi(2))
+        .sum();
     let den: f64 = want.iter().map(|w| w * w).sum();
     if den == 0.0 {
         num.sqrt()
@@ -54,7 +61,11 @@ pub fn rel_l2(got: &[f32], want: &[f64]) -> f64 {
 /// Assert a relative L2 error at most `tol`, with a readable message.
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     let e = rel_l2(got, want);
-    assert!(e <= tol, "{what}: relative L2 error {e:e} > {tol:e} (len {})", want.len());
+    assert!(
+        e <= tol,
+        "{what}: relative L2 error {e:e} > {tol:e} (len {})",
+        want.len()
+    );
 }
 
 pub fn to_f64(v: &[f32]) -> Vec<f64> {

@@ -1,0 +1,147 @@
+// LSTM cell of TensorFlow's BasicLSTMCell: the gate nonlinearities and the cell update fused
+// into one dispatch forward and one backward. CPU twins: reference::lstm_cell_forward and
+// reference::lstm_cell_backward.
+//
+// One invocation per (row r, unit u) of a [batch, hidden] step. Row-major layouts, offsets in
+// words into whole buffers:
+//   pre, act, dpre  [batch, 4 * hidden], gate blocks i, j, f, o of `hidden` columns each
+//   c, h, dh, dc    [batch, hidden]
+// The training step calls these per time step on windows of [T + 1, batch, hidden] state
+// buffers, so every operand has its own offset.
+
+const WORKGROUP: u32 = 64u;
+
+// Logistic function without overflow: exp only ever sees a non-positive argument, so no
+// infinity appears even for |x| in the thousands.
+fn sigmoid(x: f32) -> f32 {
+    let e = exp(-abs(x));
+    let s = 1.0 / (1.0 + e);
+    return select(e * s, s, x >= 0.0);
+}
+
+// Some drivers evaluate tanh as (exp(2x) - 1) / (exp(2x) + 1), which is inf / inf = NaN once
+// exp(2x) overflows (|x| > 44). tanh(15) already rounds to 1 in f32, so clamping there
+// changes no result and keeps the driver's accurate tanh near zero.
+fn tanh_guarded(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+// The flat invocation index of a grid split over x and y (see gpu::groups_1d).
+fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.x + gid.y * groups.x * WORKGROUP;
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward: act = (sigmoid(i), tanh(j), sigmoid(f + forget_bias), sigmoid(o)),
+// c = c_prev * f + i * j, h = tanh(c) * o.
+
+struct ForwardParams {
+    batch: u32,
+    hidden: u32,
+    pre: u32,
+    c_prev: u32,
+    act: u32,
+    c: u32,
+    h: u32,
+    forget_bias: f32,
+}
+
+@group(0) @binding(0) var<storage, read> fwd_pre: array<f32>;
+// c_prev is read_write although only read: wgpu lets one buffer appear in several read_write
+// bindings of a dispatch but never in a read one and a read_write one, and c_prev and c are
+// usually two windows of the same [T + 1, batch, hidden] buffer.
+@group(0) @binding(1) var<storage, read_write> fwd_c_prev: array<f32>;
+@group(0) @binding(2) var<storage, read_write> fwd_act: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fwd_c: array<f32>;
+@group(0) @binding(4) var<storage, read_write> fwd_h: array<f32>;
+@group(0) @binding(5) var<uniform> fwd: ForwardParams;
+
+@compute @workgroup_size(WORKGROUP)
+fn lstm_cell_forward(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let idx = flat_index(gid, groups);
+    if idx >= fwd.batch * fwd.hidden {
+        return;
+    }
+    let hidden = fwd.hidden;
+    let row = idx / hidden;
+    let gate = row * 4u * hidden + (idx - row * hidden);
+
+    let z = fwd.pre + gate;
+    let i = sigmoid(fwd_pre[z]);
+    let j = tanh_guarded(fwd_pre[z + hidden]);
+    let f = sigmoid(fwd_pre[z + 2u * hidden] + fwd.forget_bias);
+    let o = sigmoid(fwd_pre[z + 3u * hidden]);
+    let c = fwd_c_prev[fwd.c_prev + idx] * f + i * j;
+
+    let a = fwd.act + gate;
+    fwd_act[a] = i;
+    fwd_act[a + hidden] = j;
+    fwd_act[a + 2u * hidden] = f;
+    fwd_act[a + 3u * hidden] = o;
+    fwd_c[fwd.c + idx] = c;
+    fwd_h[fwd.h + idx] = tanh_guarded(c) * o;
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward: from the saved activations, c_prev, c, the gradient dh of h and dc arriving from
+// the next time step, the gradient of the pre-activations and of c_prev.
+
+struct BackwardParams {
+    batch: u32,
+    hidden: u32,
+    act: u32,
+    c_prev: u32,
+    c: u32,
+    dh: u32,
+    dc: u32,
+    dpre: u32,
+    dc_prev: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> bwd_act: array<f32>;
+@group(0) @binding(1) var<storage, read> bwd_c_prev: array<f32>;
+@group(0) @binding(2) var<storage, read> bwd_c: array<f32>;
+@group(0) @binding(3) var<storage, read> bwd_dh: array<f32>;
+// dc and dc_prev are both read_write so that they may share a buffer: either two windows of
+// one [T + 1, batch, hidden] buffer or the same window, updated in place (each invocation
+// reads its dc before it writes its dc_prev).
+@group(0) @binding(4) var<storage, read_write> bwd_dc: array<f32>;
+@group(0) @binding(5) var<storage, read_write> bwd_dpre: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bwd_dc_prev: array<f32>;
+@group(0) @binding(7) var<uniform> bwd: BackwardParams;
+
+@compute @workgroup_size(WORKGROUP)
+fn lstm_cell_backward(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let idx = flat_index(gid, groups);
+    if idx >= bwd.batch * bwd.hidden {
+        return;
+    }
+    let hidden = bwd.hidden;
+    let row = idx / hidden;
+    let gate = row * 4u * hidden + (idx - row * hidden);
+
+    let a = bwd.act + gate;
+    let i = bwd_act[a];
+    let j = bwd_act[a + hidden];
+    let f = bwd_act[a + 2u * hidden];
+    let o = bwd_act[a + 3u * hidden];
+    let tc = tanh_guarded(bwd_c[bwd.c + idx]);
+    let dh = bwd_dh[bwd.dh + idx];
+    let dc = bwd_dc[bwd.dc + idx] + dh * o * (1.0 - tc * tc);
+
+    let d = bwd.dpre + gate;
+    bwd_dpre[d] = dc * j * i * (1.0 - i);
+    bwd_dpre[d + hidden] = dc * i * (1.0 - j * j);
+    bwd_dpre[d + 2u * hidden] = dc * bwd_c_prev[bwd.c_prev + idx] * f * (1.0 - f);
+    bwd_dpre[d + 3u * hidden] = dh * tc * o * (1.0 - o);
+    bwd_dc_prev[bwd.dc_prev + idx] = dc * f;
+}

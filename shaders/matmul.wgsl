@@ -1,0 +1,185 @@
+// C[m, n] = op(A)[m, k] @ op(B)[k, n] (+ bias[n] on every row) (+ C when accumulating).
+//
+// Operands are whole storage buffers read at word offsets; the transposes are strides in
+// the uniform block, so one entry point per variant serves NN, NT, TN and TT:
+//   op(A)[i, p] = a[a_off + i * a_row + p * a_col]
+//   op(B)[p, j] = b[b_off + p * b_row + j * b_col]
+// Each output element sums its k products in increasing order of p, so results do not
+// depend on the variant's blocking beyond f32 rounding of the fused multiply-adds.
+
+struct Params {
+    m: u32,
+    k: u32,
+    n: u32,
+    flags: u32,
+    a_off: u32,
+    a_row: u32,
+    a_col: u32,
+    b_off: u32,
+    b_row: u32,
+    b_col: u32,
+    bias_off: u32,
+    c_off: u32,
+    // Workgroups along n; blocks are numbered row-block-major.
+    col_blocks: u32,
+    // Workgroups that have work; the grid may hold a few more once split over x and y.
+    blocks: u32,
+    // Width of the grid in x, to flatten (x, y) workgroup ids.
+    groups_x: u32,
+    _pad: u32,
+}
+
+const HAS_BIAS: u32 = 1u;
+const ACCUMULATE: u32 = 2u;
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+fn block_index(wg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * params.groups_x;
+}
+
+// Finish one output element: add the bias, then the old C when accumulating (the order of
+// the CPU twin), and store. The caller keeps (i, j) inside [m, n).
+fn store(i: u32, j: u32, sum: f32) {
+    var out = sum;
+    if (params.flags & HAS_BIAS) != 0u {
+        out += bias[params.bias_off + j];
+    }
+    let at = params.c_off + i * params.n + j;
+    if (params.flags & ACCUMULATE) != 0u {
+        out = c[at] + out;
+    }
+    c[at] = out;
+}
+
+// ---------------------------------------------------------------------------------------
+// RegisterBlocked: 8x8 invocations, each an 8x8 block of C held in registers, a workgroup
+// a 64x64 block. Every invocation loads its own 8 values of A and 8 of B per step of p
+// (16 loads for 64 multiply-adds) and never waits at a barrier.
+
+const RB_SIDE: u32 = 8u;
+
+@compute @workgroup_size(64)
+fn matmul_register_blocked(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let block = block_index(wg);
+    if block >= params.blocks {
+        return;
+    }
+    let row0 = (block / params.col_blocks) * 64u + (lane / RB_SIDE) * RB_SIDE;
+    let col0 = (block % params.col_blocks) * 64u + (lane % RB_SIDE) * RB_SIDE;
+    var a_rows: array<u32, RB_SIDE>;
+    var b_cols: array<u32, RB_SIDE>;
+    for (var r = 0u; r < RB_SIDE; r++) {
+        a_rows[r] = params.a_off + min(row0 + r, params.m - 1u) * params.a_row;
+        b_cols[r] = params.b_off + min(col0 + r, params.n - 1u) * params.b_col;
+    }
+    // Row r of the block is acc[2r] (columns 0..3) and acc[2r + 1] (columns 4..7).
+    var acc: array<vec4<f32>, 16>;
+    for (var p = 0u; p < params.k; p++) {
+        let bp = p * params.b_row;
+        let b_lo = vec4<f32>(b[b_cols[0] + bp], b[b_cols[1] + bp], b[b_cols[2] + bp], b[b_cols[3] + bp]);
+        let b_hi = vec4<f32>(b[b_cols[4] + bp], b[b_cols[5] + bp], b[b_cols[6] + bp], b[b_cols[7] + bp]);
+        let ap = p * params.a_col;
+        for (var r = 0u; r < RB_SIDE; r++) {
+            let av = vec4<f32>(a[a_rows[r] + ap]);
+            acc[2u * r] = fma(av, b_lo, acc[2u * r]);
+            acc[2u * r + 1u] = fma(av, b_hi, acc[2u * r + 1u]);
+        }
+    }
+    for (var r = 0u; r < RB_SIDE; r++) {
+        let i = row0 + r;
+        if i >= params.m {
+            break;
+        }
+        for (var q = 0u; q < RB_SIDE; q++) {
+            if col0 + q < params.n {
+                store(i, col0 + q, acc[2u * r + q / 4u][q % 4u]);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tiled: 16x16 invocations share 64x16 tiles of op(A) and 16x64 tiles of op(B) in workgroup
+// memory; each computes a 4x4 block of C. Tiles are loaded along whichever dimension is
+// contiguous in memory, so neighbouring invocations read neighbouring words.
+
+const TILE: u32 = 64u;
+const TILE_K: u32 = 16u;
+
+var<workgroup> a_tile: array<f32, 1024>; // [TILE_K][TILE]: a_tile[p * TILE + i]
+var<workgroup> b_tile: array<f32, 1024>; // [TILE_K][TILE]: b_tile[p * TILE + j]
+
+@compute @workgroup_size(256)
+fn matmul_tiled(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let block = block_index(wg);
+    if block >= params.blocks {
+        return;
+    }
+    let row_base = (block / params.col_blocks) * TILE;
+    let col_base = (block % params.col_blocks) * TILE;
+    let ty = lane / 16u;
+    let tx = lane % 16u;
+    let a_k_fast = params.a_col == 1u;
+    let b_k_fast = params.b_row == 1u;
+    var acc: array<vec4<f32>, 4>;
+    for (var p0 = 0u; p0 < params.k; p0 += TILE_K) {
+        for (var e = lane; e < TILE * TILE_K; e += 256u) {
+            // (row or column in the tile, step of p in the tile)
+            var a_at = vec2<u32>(e / TILE_K, e % TILE_K);
+            if !a_k_fast {
+                a_at = vec2<u32>(e % TILE, e / TILE);
+            }
+            let i = row_base + a_at.x;
+            let pa = p0 + a_at.y;
+            var av = 0.0;
+            if i < params.m && pa < params.k {
+                av = a[params.a_off + i * params.a_row + pa * params.a_col];
+            }
+            a_tile[a_at.y * TILE + a_at.x] = av;
+            var b_at = vec2<u32>(e % TILE, e / TILE);
+            if b_k_fast {
+                b_at = vec2<u32>(e / TILE_K, e % TILE_K);
+            }
+            let j = col_base + b_at.x;
+            let pb = p0 + b_at.y;
+            var bv = 0.0;
+            if j < params.n && pb < params.k {
+                bv = b[params.b_off + pb * params.b_row + j * params.b_col];
+            }
+            b_tile[b_at.y * TILE + b_at.x] = bv;
+        }
+        workgroupBarrier();
+        for (var p = 0u; p < TILE_K; p++) {
+            let bv = vec4<f32>(
+                b_tile[p * TILE + tx * 4u],
+                b_tile[p * TILE + tx * 4u + 1u],
+                b_tile[p * TILE + tx * 4u + 2u],
+                b_tile[p * TILE + tx * 4u + 3u],
+            );
+            for (var r = 0u; r < 4u; r++) {
+                acc[r] = fma(vec4<f32>(a_tile[p * TILE + ty * 4u + r]), bv, acc[r]);
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r++) {
+        let i = row_base + ty * 4u + r;
+        for (var q = 0u; q < 4u; q++) {
+            let j = col_base + tx * 4u + q;
+            if i < params.m && j < params.n {
+                store(i, j, acc[r][q]);
+            }
+        }
+    }
+}

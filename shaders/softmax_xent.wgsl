@@ -1,0 +1,276 @@
+// Fused log-softmax and cross-entropy, its gradient in place, the running loss, and top-k.
+// CPU twins: reference::softmax_xent_forward, reference::softmax_xent_backward and
+// reference::topk; loss_accumulate is a sum.
+//
+// logits are [rows, classes] row-major at a word offset; targets are u32 class ids.
+// Reductions use a fixed tree (256 partial results, 16 sums of 16, then 16 folded in
+// order), so results are bit-identical from run to run.
+
+const WORKGROUP: u32 = 256u;
+// Partial results per thread of the second reduction stage, and threads in that stage.
+const FAN: u32 = 16u;
+const NO_INDEX: u32 = 0xffffffffu;
+
+// WGSL has no literal for infinity or NaN, and naga cannot bitcast in a constant.
+fn neg_inf() -> f32 {
+    return bitcast<f32>(0xff800000u);
+}
+
+fn quiet_nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+var<workgroup> stage1: array<f32, WORKGROUP>;
+var<workgroup> stage2: array<f32, FAN>;
+var<workgroup> stage1_index: array<u32, WORKGROUP>;
+var<workgroup> stage2_index: array<u32, FAN>;
+
+// Two barriers per reduction (a tree of log2(256) barriers costs far more on CPU adapters,
+// where a barrier switches between the workgroup's invocations); every invocation gets
+// the result. The stage arrays may be reused right after: the next writes to stage1 come
+// after every read of it, and the next writes to stage2 come after the next first barrier.
+fn workgroup_max(lid: u32, value: f32) -> f32 {
+    stage1[lid] = value;
+    workgroupBarrier();
+    if lid < FAN {
+        var m = stage1[lid];
+        for (var j = 1u; j < WORKGROUP / FAN; j++) {
+            m = max(m, stage1[lid + j * FAN]);
+        }
+        stage2[lid] = m;
+    }
+    workgroupBarrier();
+    var m = stage2[0];
+    for (var j = 1u; j < FAN; j++) {
+        m = max(m, stage2[j]);
+    }
+    return m;
+}
+
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    stage1[lid] = value;
+    workgroupBarrier();
+    if lid < FAN {
+        var s = stage1[lid];
+        for (var j = 1u; j < WORKGROUP / FAN; j++) {
+            s += stage1[lid + j * FAN];
+        }
+        stage2[lid] = s;
+    }
+    workgroupBarrier();
+    var s = stage2[0];
+    for (var j = 1u; j < FAN; j++) {
+        s += stage2[j];
+    }
+    return s;
+}
+
+// The row a workgroup of a grid split over x and y works on (see gpu::groups_1d).
+fn row_index(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return wid.x + wid.y * groups.x;
+}
+
+// ---------------------------------------------------------------------------------------
+// lse[r] = log sum exp(logits[r, :]), loss[r] = lse[r] - logits[r, targets[r]]: one
+// workgroup per row. A target outside the classes gives a NaN loss.
+
+struct ForwardParams {
+    rows: u32,
+    classes: u32,
+    logits: u32,
+    targets: u32,
+    lse: u32,
+    loss: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> fwd_logits: array<f32>;
+@group(0) @binding(1) var<storage, read> fwd_targets: array<u32>;
+@group(0) @binding(2) var<storage, read_write> fwd_lse: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fwd_loss: array<f32>;
+@group(0) @binding(4) var<uniform> fwd: ForwardParams;
+
+@compute @workgroup_size(WORKGROUP)
+fn softmax_xent_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = row_index(wid, groups);
+    if row >= fwd.rows {
+        return;
+    }
+    let base = fwd.logits + row * fwd.classes;
+    var m = neg_inf();
+    for (var c = lid; c < fwd.classes; c += WORKGROUP) {
+        m = max(m, fwd_logits[base + c]);
+    }
+    let row_max = workgroup_max(lid, m);
+    var s = 0.0;
+    for (var c = lid; c < fwd.classes; c += WORKGROUP) {
+        s += exp(fwd_logits[base + c] - row_max);
+    }
+    let total = workgroup_sum(lid, s);
+    if lid == 0u {
+        let lse = row_max + log(total);
+        let label = fwd_targets[fwd.targets + row];
+        var loss = quiet_nan();
+        if label < fwd.classes {
+            loss = lse - fwd_logits[base + label];
+        }
+        fwd_lse[fwd.lse + row] = lse;
+        fwd_loss[fwd.loss + row] = loss;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// logits[r, c] <- (exp(logits[r, c] - lse[r]) - (c == targets[r])) * scale, in place: one
+// workgroup per row.
+
+struct BackwardParams {
+    rows: u32,
+    classes: u32,
+    logits: u32,
+    targets: u32,
+    lse: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> bwd_logits: array<f32>;
+@group(0) @binding(1) var<storage, read> bwd_targets: array<u32>;
+@group(0) @binding(2) var<storage, read> bwd_lse: array<f32>;
+@group(0) @binding(3) var<uniform> bwd: BackwardParams;
+
+@compute @workgroup_size(WORKGROUP)
+fn softmax_xent_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = row_index(wid, groups);
+    if row >= bwd.rows {
+        return;
+    }
+    let base = bwd.logits + row * bwd.classes;
+    let lse = bwd_lse[bwd.lse + row];
+    let label = bwd_targets[bwd.targets + row];
+    for (var c = lid; c < bwd.classes; c += WORKGROUP) {
+        let p = exp(bwd_logits[base + c] - lse);
+        let y = select(0.0, 1.0, c == label);
+        bwd_logits[base + c] = (p - y) * bwd.scale;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// acc[0] += scale * sum(loss[0 .. rows]), acc[1] += 1: the running loss of a pass and the
+// number of batches in it, so that the trainer reads the loss at log points only. One
+// workgroup.
+
+struct AccumulateParams {
+    rows: u32,
+    loss: u32,
+    acc: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<storage, read> acc_loss: array<f32>;
+@group(0) @binding(1) var<storage, read_write> acc_total: array<f32>;
+@group(0) @binding(2) var<uniform> acc: AccumulateParams;
+
+@compute @workgroup_size(WORKGROUP)
+fn loss_accumulate(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    for (var r = lid; r < acc.rows; r += WORKGROUP) {
+        s += acc_loss[acc.loss + r];
+    }
+    let total = workgroup_sum(lid, s);
+    if lid == 0u {
+        acc_total[acc.acc] += total * acc.scale;
+        acc_total[acc.acc + 1u] += 1.0;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The k largest values of one row with their indices, largest first, ties to the lower
+// index: k rounds of a workgroup arg-max over the values ranked below the previous pick.
+// NaN is never picked; rounds that find nothing write index NO_INDEX and value -inf.
+
+struct TopkParams {
+    len: u32,
+    k: u32,
+    row: u32,
+    indices: u32,
+    values: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> topk_row: array<f32>;
+@group(0) @binding(1) var<storage, read_write> topk_indices: array<u32>;
+@group(0) @binding(2) var<storage, read_write> topk_values: array<f32>;
+@group(0) @binding(3) var<uniform> topk_params: TopkParams;
+
+// Whether (value a, index i) ranks before (value b, index j).
+fn ranks_before(a: f32, i: u32, b: f32, j: u32) -> bool {
+    return a > b || (a == b && i < j);
+}
+
+fn workgroup_argmax(lid: u32, value: f32, index: u32) -> vec2<u32> {
+    stage1[lid] = value;
+    stage1_index[lid] = index;
+    workgroupBarrier();
+    if lid < FAN {
+        var v = stage1[lid];
+        var i = stage1_index[lid];
+        for (var j = 1u; j < WORKGROUP / FAN; j++) {
+            let w = stage1[lid + j * FAN];
+            let wi = stage1_index[lid + j * FAN];
+            if ranks_before(w, wi, v, i) {
+                v = w;
+                i = wi;
+            }
+        }
+        stage2[lid] = v;
+        stage2_index[lid] = i;
+    }
+    workgroupBarrier();
+    var v = stage2[0];
+    var i = stage2_index[0];
+    for (var j = 1u; j < FAN; j++) {
+        if ranks_before(stage2[j], stage2_index[j], v, i) {
+            v = stage2[j];
+            i = stage2_index[j];
+        }
+    }
+    return vec2<u32>(bitcast<u32>(v), i);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn topk(@builtin(local_invocation_index) lid: u32) {
+    let p = topk_params;
+    var prev_value = 0.0;
+    var prev_index = NO_INDEX;
+    for (var rank = 0u; rank < p.k; rank++) {
+        var best = neg_inf();
+        var best_index = NO_INDEX;
+        for (var c = lid; c < p.len; c += WORKGROUP) {
+            let v = topk_row[p.row + c];
+            let eligible = rank == 0u || ranks_before(prev_value, prev_index, v, c);
+            if eligible && ranks_before(v, c, best, best_index) {
+                best = v;
+                best_index = c;
+            }
+        }
+        let pick = workgroup_argmax(lid, best, best_index);
+        prev_value = bitcast<f32>(pick.x);
+        prev_index = pick.y;
+        if lid == 0u {
+            topk_indices[p.indices + rank] = prev_index;
+            topk_values[p.values + rank] = prev_value;
+        }
+    }
+}

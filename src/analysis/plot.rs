@@ -1,0 +1,660 @@
+//! Learning curves of training runs, read from their `metrics.jsonl`.
+//!
+//! One image, two panels: perplexity on a log axis (train and validation per epoch, the test
+//! perplexity as a marker after the last epoch) above training speed in words per second.
+//! Several runs share the axes, each in its own colour and named by its run folder. A run
+//! without a finished epoch yet (a short run, or one still in its first epoch) is drawn per
+//! log point against the global training step instead, and so are all runs when any of them
+//! is such a run, so that they share one x axis.
+
+use anyhow::{bail, Context, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use serde::Deserialize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::{prepare_output, render, Figure};
+use crate::error::usage;
+
+/// The file a training run writes its metrics to, inside its run folder.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// Draw the learning curves of the runs whose `metrics.jsonl` files are given (a run folder
+/// stands for the `metrics.jsonl` inside it) into `out`, an `.svg` or `.png` file.
+///
+/// Errors: no file, an output name without a `.svg`/`.png` extension, an output folder or
+/// metrics file that does not exist (usage errors); an empty metrics file, a malformed line
+/// (named by file and line number), a file with nothing to plot.
+pub fn plot_metrics(files: &[PathBuf], out: &Path) -> Result<()> {
+    if files.is_empty() {
+        return Err(usage("no metrics file to plot: give at least one"));
+    }
+    let format = prepare_output(out)?;
+    let mut runs = files
+        .iter()
+        .map(|file| Run::read(file))
+        .collect::<Result<Vec<_>>>()?;
+    disambiguate_labels(&mut runs, files);
+    render(out, format, &LearningCurves { runs })
+}
+
+/// The records of `metrics.jsonl` drawn here. Other kinds are skipped and unknown fields
+/// ignored, so the format can grow. Perplexities and speeds are optional because JSON has no
+/// NaN or infinity: a diverged run writes `null`, and such points are left out of the plot.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Record {
+    /// A log point inside an epoch; `perplexity` is that of the epoch so far.
+    Train {
+        global_step: u64,
+        perplexity: Option<f64>,
+        words_per_second: Option<f64>,
+    },
+    /// The end of an epoch.
+    Epoch {
+        epoch: u64,
+        global_step: u64,
+        train_perplexity: Option<f64>,
+        valid_perplexity: Option<f64>,
+        words_per_second: Option<f64>,
+    },
+    /// The test perplexity after the last epoch.
+    Test { test_perplexity: Option<f64> },
+    /// A run stopped by `--max-steps`, with the validation perplexity where it stopped.
+    Stop { valid_perplexity: Option<f64> },
+    #[serde(other)]
+    Other,
+}
+
+/// One end of an epoch.
+#[derive(Debug)]
+struct EpochPoint {
+    epoch: f64,
+    global_step: f64,
+    train_perplexity: Option<f64>,
+    valid_perplexity: Option<f64>,
+    words_per_second: Option<f64>,
+}
+
+/// One log point inside an epoch.
+#[derive(Debug)]
+struct LogPoint {
+    global_step: f64,
+    perplexity: Option<f64>,
+    words_per_second: Option<f64>,
+}
+
+/// What one `metrics.jsonl` holds that is worth drawing.
+#[derive(Debug)]
+struct Run {
+    /// The run folder's name.
+    label: String,
+    epochs: Vec<EpochPoint>,
+    log_points: Vec<LogPoint>,
+    test_perplexity: Option<f64>,
+    /// Validation perplexity of a run stopped by `--max-steps`.
+    stop_valid_perplexity: Option<f64>,
+}
+
+impl Run {
+    /// Read `path`, or the `metrics.jsonl` inside it when it is a folder.
+    fn read(path: &Path) -> Result<Run> {
+        let path = if path.is_dir() {
+            path.join(METRICS_FILE)
+        } else {
+            path.to_path_buf()
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(usage(format!(
+                    "metrics file {} does not exist",
+                    path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("could not read {}", path.display()))
+            }
+        };
+        let mut run = Run {
+            label: run_label(&path),
+            epochs: Vec::new(),
+            log_points: Vec::new(),
+            test_perplexity: None,
+            stop_valid_perplexity: None,
+        };
+        let mut records = 0;
+        for (index, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            records += 1;
+            let record: Record = serde_json::from_str(line).with_context(|| {
+                format!(
+                    "{} line {}: not a metrics record",
+                    path.display(),
+                    index + 1
+                )
+            })?;
+            match record {
+                Record::Train {
+                    global_step,
+                    perplexity,
+                    words_per_second,
+                } => run.log_points.push(LogPoint {
+                    global_step: global_step as f64,
+                    perplexity,
+                    words_per_second,
+                }),
+                Record::Epoch {
+                    epoch,
+                    global_step,
+                    train_perplexity,
+                    valid_perplexity,
+                    words_per_second,
+                } => run.epochs.push(EpochPoint {
+                    epoch: epoch as f64,
+                    global_step: global_step as f64,
+                    train_perplexity,
+                    valid_perplexity,
+                    words_per_second,
+                }),
+                Record::Test { test_perplexity } => run.test_perplexity = test_perplexity,
+                Record::Stop { valid_perplexity } => run.stop_valid_perplexity = valid_perplexity,
+                Record::Other => {}
+            }
+        }
+        if records == 0 {
+            bail!("{} is empty: the run has logged nothing yet", path.display());
+        }
+        if run.epochs.is_empty() && run.log_points.is_empty() {
+            bail!(
+                "{} has no `train` or `epoch` records to plot",
+                path.display()
+            );
+        }
+        Ok(run)
+    }
+}
+
+/// The name of the folder that holds a metrics file: the run's name.
+fn run_label(metrics: &Path) -> String {
+    std::path::absolute(metrics)
+        .ok()
+        .as_deref()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| metrics.display().to_string())
+}
+
+/// Runs from folders of the same name (`a/run`, `b/run`) are named by the path given instead.
+fn disambiguate_labels(runs: &mut [Run], files: &[PathBuf]) {
+    let labels: Vec<String> = runs.iter().map(|r| r.label.clone()).collect();
+    for (run, file) in runs.iter_mut().zip(files) {
+        if labels.iter().filter(|l| **l == run.label).count() > 1 {
+            run.label = file.display().to_string();
+        }
+    }
+}
+
+/// How a series is drawn.
+#[derive(Clone, Copy)]
+enum Stroke {
+    /// A line through dots.
+    Solid,
+    /// A dashed line through dots.
+    Dashed,
+    /// Crosses alone.
+    Cross,
+    /// Triangles alone.
+    Triangle,
+}
+
+struct Series {
+    label: String,
+    color: RGBColor,
+    stroke: Stroke,
+    points: Vec<(f64, f64)>,
+}
+
+struct Panel {
+    title: &'static str,
+    x_desc: &'static str,
+    y_desc: &'static str,
+    /// Logarithmic y axis.
+    log_y: bool,
+    series: Vec<Series>,
+}
+
+/// Matplotlib's "tab10" colours: distinct, and readable on white.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+struct LearningCurves {
+    runs: Vec<Run>,
+}
+
+impl LearningCurves {
+    /// Whether every run has finished an epoch, so that epochs can be the x axis.
+    fn by_epoch(&self) -> bool {
+        self.runs.iter().all(|r| !r.epochs.is_empty())
+    }
+
+    /// Colour of a curve: with one run each curve has its own; with several, each run does.
+    fn color(&self, run: usize, curve: usize) -> RGBColor {
+        if self.runs.len() == 1 {
+            PALETTE[curve % PALETTE.len()]
+        } else {
+            PALETTE[run % PALETTE.len()]
+        }
+    }
+
+    /// A legend entry: the curve's name, after the run's name when there are several runs.
+    fn label(&self, run: &Run, curve: &str) -> String {
+        if self.runs.len() == 1 {
+            curve.to_string()
+        } else if curve.is_empty() {
+            run.label.clone()
+        } else {
+            format!("{} {curve}", run.label)
+        }
+    }
+
+    fn epoch_panels(&self) -> (Panel, Panel) {
+        let mut perplexity = Vec::new();
+        let mut speed = Vec::new();
+        for (i, run) in self.runs.iter().enumerate() {
+            let per_epoch = |value: fn(&EpochPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+                let points = run.epochs.iter().map(|e| (e.epoch, value(e)));
+                points.filter_map(|(x, y)| Some((x, y?))).collect()
+            };
+            perplexity.push(Series {
+                label: self.label(run, "train"),
+                color: self.color(i, 0),
+                stroke: Stroke::Solid,
+                points: per_epoch(|e| e.train_perplexity),
+            });
+            perplexity.push(Series {
+                label: self.label(run, "valid"),
+                color: self.color(i, 1),
+                stroke: Stroke::Dashed,
+                points: per_epoch(|e| e.valid_perplexity),
+            });
+            if let (Some(test), Some(last)) = (run.test_perplexity, run.epochs.last()) {
+                perplexity.push(Series {
+                    label: self.label(run, &format!("test {test:.1}")),
+                    color: self.color(i, 2),
+                    stroke: Stroke::Triangle,
+                    points: vec![(last.epoch, test)],
+                });
+            }
+            speed.push(Series {
+                label: self.label(run, ""),
+                color: self.color(i, 0),
+                stroke: Stroke::Solid,
+                points: per_epoch(|e| e.words_per_second),
+            });
+        }
+        (
+            Panel {
+                title: "Perplexity per epoch",
+                x_desc: "epoch",
+                y_desc: "perplexity (log scale)",
+                log_y: true,
+                series: perplexity,
+            },
+            Panel {
+                title: "Training speed per epoch",
+                x_desc: "epoch",
+                y_desc: "words per second",
+                log_y: false,
+                series: speed,
+            },
+        )
+    }
+
+    fn step_panels(&self) -> (Panel, Panel) {
+        let mut perplexity = Vec::new();
+        let mut speed = Vec::new();
+        for (i, run) in self.runs.iter().enumerate() {
+            let per_log_point = |value: fn(&LogPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+                let points = run.log_points.iter().map(|p| (p.global_step, value(p)));
+                points.filter_map(|(x, y)| Some((x, y?))).collect()
+            };
+            perplexity.push(Series {
+                label: self.label(run, "train"),
+                color: self.color(i, 0),
+                stroke: Stroke::Solid,
+                points: per_log_point(|p| p.perplexity),
+            });
+            // Validation perplexities: at the end of each finished epoch, and where a
+            // `--max-steps` run stopped (after its last log point).
+            let log_steps = run.log_points.iter().map(|p| p.global_step);
+            let epoch_steps = run.epochs.iter().map(|e| e.global_step);
+            let last_step = log_steps.chain(epoch_steps).fold(0.0, f64::max);
+            let epoch_valid = run
+                .epochs
+                .iter()
+                .filter_map(|e| Some((e.global_step, e.valid_perplexity?)));
+            let stop_valid = run.stop_valid_perplexity.map(|v| (last_step, v));
+            let valid: Vec<_> = epoch_valid.chain(stop_valid).collect();
+            if !valid.is_empty() {
+                perplexity.push(Series {
+                    label: self.label(run, "valid"),
+                    color: self.color(i, 1),
+                    stroke: Stroke::Cross,
+                    points: valid,
+                });
+            }
+            if let Some(test) = run.test_perplexity {
+                perplexity.push(Series {
+                    label: self.label(run, &format!("test {test:.1}")),
+                    color: self.color(i, 2),
+                    stroke: Stroke::Triangle,
+                    points: vec![(last_step, test)],
+                });
+            }
+            speed.push(Series {
+                label: self.label(run, ""),
+                color: self.color(i, 0),
+                stroke: Stroke::Solid,
+                points: per_log_point(|p| p.words_per_second),
+            });
+        }
+        (
+            Panel {
+                title: "Training perplexity so far in the epoch, per log point",
+                x_desc: "training step",
+                y_desc: "perplexity (log scale)",
+                log_y: true,
+                series: perplexity,
+            },
+            Panel {
+                title: "Training speed per log point",
+                x_desc: "training step",
+                y_desc: "words per second",
+                log_y: false,
+                series: speed,
+            },
+        )
+    }
+}
+
+impl Figure for LearningCurves {
+    fn size(&self) -> (u32, u32) {
+        (1200, 1000)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        root.fill(&WHITE)?;
+        let title = match self.runs.as_slice() {
+            [run] => format!("Learning curves: {}", run.label),
+            _ => "Learning curves".to_string(),
+        };
+        let body = root.titled(&title, ("sans-serif", 30))?;
+        let (top, bottom) = body.split_vertically(body.dim_in_pixel().1 * 3 / 5);
+        let (perplexity, speed) = if self.by_epoch() {
+            self.epoch_panels()
+        } else {
+            self.step_panels()
+        };
+        let integer_x = self.by_epoch();
+        draw_panel(&top, &perplexity, integer_x)?;
+        draw_panel(&bottom, &speed, integer_x)
+    }
+}
+
+/// Draw one panel; `integer_x` keeps the x ticks on whole numbers (epochs).
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    integer_x: bool,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let points = panel.series.iter().flat_map(|s| &s.points);
+    let finite: Vec<(f64, f64)> = points
+        .copied()
+        .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!panel.log_y || y > 0.0))
+        .collect();
+    let Some(x_range) = padded_range(finite.iter().map(|p| p.0)) else {
+        let style = ("sans-serif", 20).into_font().color(&BLACK.mix(0.6));
+        let (w, h) = area.dim_in_pixel();
+        let message = format!("{}: nothing to draw yet", panel.title);
+        return area.draw_text(&message, &style, (w as i32 / 10, h as i32 / 2));
+    };
+    let x_range = if integer_x {
+        (x_range.start.floor() - 0.3)..(x_range.end.ceil() + 0.3)
+    } else {
+        x_range
+    };
+    let y_values = finite.iter().map(|p| p.1);
+    if panel.log_y {
+        let (lo, hi) = y_values.fold((f64::INFINITY, 0.0_f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+        // Ten percent of head room either side, on the log scale.
+        let (lo, hi) = (lo / 1.1, hi * 1.1);
+        let y = (lo..hi).log_scale().with_key_points(log_ticks(lo, hi));
+        draw_chart(area, panel, x_range, y, integer_x)
+    } else {
+        let hi = y_values.fold(0.0_f64, f64::max);
+        // Speeds start the axis at zero so that a change reads at its true size.
+        let y = 0.0..if hi > 0.0 { hi * 1.15 } else { 1.0 };
+        draw_chart(area, panel, x_range, y, integer_x)
+    }
+}
+
+fn draw_chart<DB: DrawingBackend, Y>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    x_range: Range<f64>,
+    y_range: Y,
+    integer_x: bool,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let x_ticks = if integer_x {
+        // One tick per epoch up to 15 epochs, never half epochs.
+        ((x_range.end - x_range.start).round() as usize + 1).clamp(2, 16)
+    } else {
+        10
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x_range, y_range)?;
+    chart
+        .configure_mesh()
+        .x_desc(panel.x_desc)
+        .y_desc(panel.y_desc)
+        .x_labels(x_ticks)
+        .y_labels(10)
+        .x_label_formatter(&|v| compact(*v))
+        .y_label_formatter(&|v| compact(*v))
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 15))
+        .bold_line_style(BLACK.mix(0.12))
+        .light_line_style(BLACK.mix(0.04))
+        .draw()?;
+
+    for series in &panel.series {
+        let color = series.color;
+        let line = color.stroke_width(2);
+        let dots = series.points.iter().map(move |&p| Circle::new(p, 3, color.filled()));
+        let annotation = match series.stroke {
+            Stroke::Solid => {
+                chart.draw_series(dots)?;
+                chart.draw_series(LineSeries::new(series.points.clone(), line))?
+            }
+            Stroke::Dashed => {
+                chart.draw_series(dots)?;
+                chart.draw_series(DashedLineSeries::new(series.points.clone(), 9, 6, line))?
+            }
+            Stroke::Cross => chart.draw_series(
+                series.points.iter().map(|&p| Cross::new(p, 6, line)),
+            )?,
+            Stroke::Triangle => chart.draw_series(
+                series.points.iter().map(|&p| TriangleMarker::new(p, 7, color.filled())),
+            )?,
+        };
+        annotation.label(series.label.as_str());
+        // The legend's sample of the series, 24 pixels wide. Each arm builds its own
+        // element type: plotters' boxed elements only serve 'static backends.
+        let dot = move |x| Circle::new((x, 0), 3, color.filled());
+        let segment = move |from, to| PathElement::new(vec![(from, 0), (to, 0)], line);
+        match series.stroke {
+            Stroke::Solid => annotation
+                .legend(move |at| EmptyElement::at(at) + segment(0, 24) + dot(12)),
+            Stroke::Dashed => annotation.legend(move |at| {
+                EmptyElement::at(at) + segment(0, 8) + segment(16, 24) + dot(12)
+            }),
+            Stroke::Cross => {
+                annotation.legend(move |at| EmptyElement::at(at) + Cross::new((12, 0), 6, line))
+            }
+            Stroke::Triangle => annotation.legend(move |at| {
+                EmptyElement::at(at) + TriangleMarker::new((12, 0), 7, color.filled())
+            }),
+        };
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+}
+
+/// `values`' range with 3% of room either side (a unit either side of a single value).
+fn padded_range(values: impl Iterator<Item = f64>) -> Option<Range<f64>> {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if lo > hi {
+        None
+    } else if hi - lo < 1e-9 * hi.abs().max(1.0) {
+        Some(lo - 1.0..hi + 1.0)
+    } else {
+        let pad = 0.03 * (hi - lo);
+        Some(lo - pad..hi + pad)
+    }
+}
+
+/// Ticks for a log axis over `[lo, hi]`: 1, 2 and 5 times the powers of ten, or more of each
+/// decade when the range spans less than one (plotters only ticks powers of ten there).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let within = |mantissas: &[f64]| -> Vec<f64> {
+        let first = lo.log10().floor() as i32;
+        let last = hi.log10().ceil() as i32;
+        let decades = (first..=last).map(|e| 10f64.powi(e));
+        let ticks = decades.flat_map(|d| mantissas.iter().map(move |m| m * d));
+        ticks.filter(|t| (lo..=hi).contains(t)).collect()
+    };
+    let coarse = within(&[1.0, 2.0, 5.0]);
+    if coarse.len() >= 4 {
+        coarse
+    } else {
+        within(&[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    }
+}
+
+/// A tick label: thousands as `k`, millions as `M`, at most three significant decimals.
+fn compact(v: f64) -> String {
+    let (scaled, suffix) = match v.abs() {
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e3 => (v / 1e3, "k"),
+        _ => (v, ""),
+    };
+    let digits = format!("{scaled:.2}");
+    let digits = digits.trim_end_matches('0').trim_end_matches('.');
+    let digits = if digits == "-0" { "0" } else { digits };
+    format!("{digits}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join(METRICS_FILE);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_known_records_and_skips_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            concat!(
+                r#"{"kind":"train","epoch":1,"step":10,"global_step":10,"learning_rate":1.0,"perplexity":900.5,"words_per_second":12000.0}"#,
+                "\n",
+                r#"{"kind":"hello","anything":[1,2]}"#,
+                "\n\n",
+                r#"{"kind":"train","epoch":1,"step":20,"global_step":20,"learning_rate":1.0,"perplexity":null,"words_per_second":12500.0,"new_field":true}"#,
+                "\n",
+                r#"{"kind":"epoch","epoch":1,"global_step":25,"learning_rate":1.0,"train_perplexity":700.0,"valid_perplexity":400.0,"words_per_second":12300.0,"seconds":9.5}"#,
+                "\n",
+                r#"{"kind":"test","test_perplexity":380.25}"#,
+                "\n",
+            ),
+        );
+        let run = Run::read(dir.path()).unwrap();
+        assert_eq!(run.label, dir.path().file_name().unwrap().to_string_lossy());
+        assert_eq!(run.log_points.len(), 2);
+        assert_eq!(run.log_points[0].perplexity, Some(900.5));
+        assert_eq!(run.log_points[1].perplexity, None);
+        assert_eq!(run.log_points[1].global_step, 20.0);
+        assert_eq!(run.epochs.len(), 1);
+        assert_eq!(run.epochs[0].valid_perplexity, Some(400.0));
+        assert_eq!(run.test_perplexity, Some(380.25));
+        assert_eq!(Run::read(&path).unwrap().epochs.len(), 1);
+    }
+
+    #[test]
+    fn malformed_line_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = r#"{"kind":"test","test_perplexity":1.5}"#;
+        let path = write(dir.path(), &format!("{good}\n{{\"kind\":\"train\",\"global_step\":\"ten\"}}\n"));
+        let err = format!("{:#}", Run::read(&path).unwrap_err());
+        assert!(err.contains(&format!("{} line 2", path.display())), "{err}");
+        let path = write(dir.path(), &format!("{good}\nnot json\n"));
+        let err = format!("{:#}", Run::read(&path).unwrap_err());
+        assert!(err.contains("line 2"), "{err}");
+        // Records without the fields a plot needs are malformed too.
+        let path = write(dir.path(), "{\"kind\":\"epoch\",\"epoch\":1}\n");
+        let err = format!("{:#}", Run::read(&path).unwrap_err());
+        assert!(err.contains("line 1") && err.contains("global_step"), "{err}");
+    }
+
+    #[test]
+    fn ticks_and_labels() {
+        assert_eq!(log_ticks(45.0, 1100.0), vec![50.0, 100.0, 200.0, 500.0, 1000.0]);
+        assert_eq!(log_ticks(55.0, 130.0), vec![60.0, 70.0, 80.0, 90.0, 100.0]);
+        assert_eq!(compact(12500.0), "12.5k");
+        assert_eq!(compact(45000.0), "45k");
+        assert_eq!(compact(2_000_000.0), "2M");
+        assert_eq!(compact(116.0), "116");
+        assert_eq!(compact(0.25), "0.25");
+        assert_eq!(compact(0.0), "0");
+        assert_eq!(padded_range([3.0].into_iter()), Some(2.0..4.0));
+        assert_eq!(padded_range(std::iter::empty()), None);
+    }
+}

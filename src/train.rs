@@ -1,0 +1,311 @@
+//! The training loop, as the TensorFlow tutorial runs it: per epoch the learning rate,
+//! training with progress every 10% of the epoch, then train and validation perplexity;
+//! test perplexity at the end. Metrics go to `metrics.jsonl`, checkpoints beside it.
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::data::{Batches, Corpus};
+use crate::error::usage;
+use crate::gpu::sgd::Hyper;
+use crate::gpu::Gpu;
+use crate::model::checkpoint::{load_weights, Checkpoint, Position};
+use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
+use crate::model::Params;
+
+/// What a training run is asked to do besides the model's configuration.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// Stop after this many training steps counted from the very start (also across resumes).
+    pub max_steps: Option<u64>,
+    /// Seed of the initialisation and the dropout generator.
+    pub seed: u64,
+    /// Progress every this many steps (default: every 10% of an epoch).
+    pub log_every: Option<usize>,
+    /// The run's folder: `metrics.jsonl` and checkpoints.
+    pub run_dir: PathBuf,
+    /// Also save a checkpoint every this many steps.
+    pub checkpoint_every: Option<u64>,
+    /// Continue from a checkpoint.
+    pub resume: Option<PathBuf>,
+    /// Start from these weights.
+    pub init: Option<PathBuf>,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+    /// Batch size and steps of the test pass (default: the training shape).
+    pub test_batch: Option<(usize, usize)>,
+}
+
+/// Perplexities of a finished run.
+#[derive(Clone, Debug, Default)]
+pub struct TrainSummary {
+    pub epochs: Vec<EpochSummary>,
+    pub test_perplexity: Option<f64>,
+    pub last_checkpoint: Option<PathBuf>,
+    pub global_step: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct EpochSummary {
+    pub epoch: usize,
+    pub learning_rate: f32,
+    pub train_perplexity: f64,
+    pub valid_perplexity: f64,
+    pub words_per_second: f64,
+    pub seconds: f64,
+}
+
+/// Append-only JSON lines, flushed per record so that a crash keeps what was measured.
+struct Metrics {
+    file: std::fs::File,
+}
+
+impl Metrics {
+    fn open(dir: &Path) -> Result<Metrics> {
+        let path = dir.join("metrics.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("could not open {}", path.display()))?;
+        Ok(Metrics { file })
+    }
+
+    fn write(&mut self, v: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{v}").context("could not append to metrics.jsonl")?;
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+/// Perplexity of a pass over `batches` of a split, on the GPU, from a zero state.
+pub fn evaluate(gpu: &Gpu, ws: &mut Workspace, batches: &Batches, seed: u32) -> Result<f64> {
+    ws.zero_state(gpu);
+    ws.take_loss(gpu)?;
+    for i in 0..batches.len() {
+        let (x, y) = batches.batch(i);
+        ws.step(gpu, &x, &y, Hyper { learning_rate: 0.0, step: 0, seed })?;
+    }
+    let (sum, count) = ws.take_loss(gpu)?;
+    if count != batches.len() as u64 {
+        bail!("evaluation counted {count} batches, expected {}", batches.len());
+    }
+    Ok((sum / (batches.len() * ws.steps) as f64).exp())
+}
+
+/// Train `cfg` on `corpus` as the options say.
+pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Result<TrainSummary> {
+    // Where to start: a checkpoint, given weights, or a fresh initialisation.
+    let (params, mut pos, carried) = match &opts.resume {
+        Some(path) => {
+            let ck = Checkpoint::load(path)?;
+            if ck.vocab != corpus.vocab.words() {
+                bail!("checkpoint {} was trained on another vocabulary than the corpus in {}", path.display(), corpus.dir.display());
+            }
+            check_same_model(&ck.config, &cfg, path)?;
+            (ck.params, ck.position, ck.state)
+        }
+        None => {
+            let params = match &opts.init {
+                Some(path) => load_weights(path, &cfg)?,
+                None => Params::<f32>::init(&cfg, opts.seed),
+            };
+            let pos = Position { learning_rate: cfg.lr_for_epoch(0), seed: opts.seed, ..Default::default() };
+            (params, pos, None)
+        }
+    };
+    if corpus.vocab.len() != cfg.vocab_size {
+        bail!("the corpus vocabulary has {} words, the model {}", corpus.vocab.len(), cfg.vocab_size);
+    }
+
+    let train_batches = Batches::new(&corpus.train, cfg.batch_size, cfg.num_steps).context("training split")?;
+    let valid_batches = Batches::new(&corpus.valid, cfg.batch_size, cfg.num_steps).context("validation split")?;
+    let (tb, ts) = opts.test_batch.unwrap_or((cfg.batch_size, cfg.num_steps));
+    let test_batches = Batches::new(&corpus.test, tb, ts).context("test split")?;
+
+    std::fs::create_dir_all(&opts.run_dir)
+        .with_context(|| format!("could not create the run folder {}", opts.run_dir.display()))?;
+    let mut metrics = Metrics::open(&opts.run_dir)?;
+
+    let kernels = Kernels::new(gpu)?;
+    let pbuf = ParamBuffers::upload(gpu, &cfg, &params)?;
+    let mut train_ws = Workspace::new(gpu, &kernels, &cfg, &pbuf, cfg.batch_size, cfg.num_steps, Mode::Train)?;
+    let mut eval_ws = Workspace::new(gpu, &kernels, &cfg, &pbuf, cfg.batch_size, cfg.num_steps, Mode::Eval)?;
+    let mut test_ws = if (tb, ts) == (cfg.batch_size, cfg.num_steps) { None } else { Some(Workspace::new(gpu, &kernels, &cfg, &pbuf, tb, ts, Mode::Eval)?) };
+    gpu.wait()?;
+
+    let epoch_size = train_batches.len();
+    let words_per_step = (cfg.batch_size * cfg.num_steps) as f64;
+    let log_every = opts.log_every.unwrap_or((epoch_size / 10).max(1)).max(1);
+    let seed32 = (pos.seed ^ (pos.seed >> 32)) as u32;
+    log::info!(
+        "model: {} parameters, embedding {}, hidden {:?}, vocabulary {}; {} batches of {}x{} per epoch; {} dispatches per step on {}",
+        cfg.num_params(),
+        cfg.embedding_size,
+        cfg.hidden,
+        cfg.vocab_size,
+        epoch_size,
+        cfg.batch_size,
+        cfg.num_steps,
+        train_ws.dispatches(),
+        gpu.info.name
+    );
+
+    let mut summary = TrainSummary { global_step: pos.global_step, ..Default::default() };
+    let stop_at = opts.max_steps.unwrap_or(u64::MAX);
+    let save = |ws: &Workspace, pos: &Position, name: &str, mid_epoch: bool| -> Result<PathBuf> {
+        let ck = Checkpoint {
+            config: cfg.clone(),
+            vocab: corpus.vocab.words().to_vec(),
+            params: pbuf.read(gpu, &cfg)?,
+            state: if mid_epoch { Some(ws.read_state(gpu)?) } else { None },
+            position: pos.clone(),
+        };
+        let path = opts.run_dir.join(name);
+        ck.save(&path)?;
+        log::info!("checkpoint written: {}", path.display());
+        Ok(path)
+    };
+
+    let mut stopped = false;
+    while pos.epoch < cfg.max_epoch && !stopped {
+        let epoch = pos.epoch;
+        let lr = cfg.lr_for_epoch(epoch);
+        pos.learning_rate = lr;
+        if pos.step_in_epoch == 0 {
+            train_ws.zero_state(gpu);
+            pos.epoch_loss_sum = 0.0;
+            log::info!("epoch {}: learning rate {lr:.6}", epoch + 1);
+        } else if let Some(s) = &carried {
+            train_ws.write_state(gpu, s)?;
+            log::info!("resuming epoch {} at step {}/{} (global step {})", epoch + 1, pos.step_in_epoch, epoch_size, pos.global_step);
+        }
+        train_ws.take_loss(gpu)?;
+        let bar = progress_bar(opts.progress, epoch_size as u64, pos.step_in_epoch as u64, epoch + 1);
+        let t0 = Instant::now();
+        let first = pos.step_in_epoch;
+        let mut interval_start = (Instant::now(), pos.step_in_epoch);
+        while pos.step_in_epoch < epoch_size {
+            if pos.global_step >= stop_at {
+                stopped = true;
+                break;
+            }
+            let (x, y) = train_batches.batch(pos.step_in_epoch);
+            let hyper = Hyper { learning_rate: lr, step: pos.global_step as u32, seed: seed32 };
+            train_ws.step(gpu, &x, &y, hyper)?;
+            pos.step_in_epoch += 1;
+            pos.global_step += 1;
+            let at_log = pos.step_in_epoch % log_every == 0 || pos.step_in_epoch == epoch_size;
+            let at_ck = opts.checkpoint_every.is_some_and(|n| pos.global_step % n == 0);
+            if at_log || at_ck || pos.global_step >= stop_at {
+                let (sum, _) = train_ws.take_loss(gpu)?;
+                if !sum.is_finite() {
+                    bail!("the training loss became {sum} at step {} (epoch {}); the last checkpoint is kept — lower --learning-rate or --max-grad-norm", pos.global_step, epoch + 1);
+                }
+                pos.epoch_loss_sum += sum;
+                let done = pos.step_in_epoch;
+                let ppl = (pos.epoch_loss_sum / (done * cfg.num_steps) as f64).exp();
+                let secs = interval_start.0.elapsed().as_secs_f64();
+                let wps = (done - interval_start.1) as f64 * words_per_step / secs.max(1e-9);
+                pos.train_seconds += secs;
+                interval_start = (Instant::now(), done);
+                if at_log {
+                    let frac = done as f64 / epoch_size as f64;
+                    let line = format!("{frac:.3} perplexity: {ppl:.3} speed: {wps:.0} wps");
+                    match &bar {
+                        Some(b) => {
+                            b.set_message(format!("ppl {ppl:.1}, {wps:.0} words/s"));
+                            b.println(line);
+                        }
+                        None => log::info!("epoch {} {line}", epoch + 1),
+                    }
+                    metrics.write(json!({"kind": "train", "epoch": epoch + 1, "step": done, "global_step": pos.global_step,
+                        "learning_rate": lr, "perplexity": ppl, "words_per_second": wps}))?;
+                }
+                if at_ck {
+                    summary.last_checkpoint = Some(save(&train_ws, &pos, &format!("step-{}.safetensors", pos.global_step), true)?);
+                }
+            }
+            if let Some(b) = &bar {
+                b.set_position(pos.step_in_epoch as u64);
+            }
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        summary.global_step = pos.global_step;
+        if stopped && pos.step_in_epoch < epoch_size {
+            // Interrupted by --max-steps mid-epoch: keep the exact position.
+            summary.last_checkpoint = Some(save(&train_ws, &pos, "last.safetensors", true)?);
+            let valid = evaluate(gpu, &mut eval_ws, &valid_batches, seed32)?;
+            let ppl = (pos.epoch_loss_sum / (pos.step_in_epoch.max(1) * cfg.num_steps) as f64).exp();
+            log::info!("stopped at global step {} (--max-steps): train perplexity so far {ppl:.3}, valid perplexity {valid:.3}", pos.global_step);
+            metrics.write(json!({"kind": "stop", "epoch": epoch + 1, "step": pos.step_in_epoch, "global_step": pos.global_step,
+                "learning_rate": lr, "train_perplexity": ppl, "valid_perplexity": valid}))?;
+            break;
+        }
+        gpu.wait()?;
+        let secs = t0.elapsed().as_secs_f64();
+        let wps = (epoch_size - first) as f64 * words_per_step / secs.max(1e-9);
+        let train_ppl = (pos.epoch_loss_sum / (epoch_size * cfg.num_steps) as f64).exp();
+        let valid = evaluate(gpu, &mut eval_ws, &valid_batches, seed32)?;
+        println!("Epoch: {} Learning rate: {lr:.3} Train Perplexity: {train_ppl:.3} Valid Perplexity: {valid:.3} ({wps:.0} words/s, {secs:.1} s)", epoch + 1);
+        metrics.write(json!({"kind": "epoch", "epoch": epoch + 1, "global_step": pos.global_step, "learning_rate": lr,
+            "train_perplexity": train_ppl, "valid_perplexity": valid, "words_per_second": wps, "seconds": secs}))?;
+        summary.epochs.push(EpochSummary { epoch: epoch + 1, learning_rate: lr, train_perplexity: train_ppl, valid_perplexity: valid, words_per_second: wps, seconds: secs });
+        pos.epoch += 1;
+        pos.step_in_epoch = 0;
+        pos.epoch_loss_sum = 0.0;
+        pos.learning_rate = cfg.lr_for_epoch(pos.epoch);
+        let path = save(&train_ws, &pos, &format!("epoch-{}.safetensors", epoch + 1), false)?;
+        std::fs::copy(&path, opts.run_dir.join("last.safetensors.tmp")).and_then(|_| std::fs::rename(opts.run_dir.join("last.safetensors.tmp"), opts.run_dir.join("last.safetensors")))?;
+        summary.last_checkpoint = Some(path);
+    }
+
+    if pos.epoch >= cfg.max_epoch && !stopped {
+        let ws = test_ws.as_mut().unwrap_or(&mut eval_ws);
+        let test = evaluate(gpu, ws, &test_batches, seed32)?;
+        println!("Test Perplexity: {test:.3}");
+        metrics.write(json!({"kind": "test", "global_step": pos.global_step, "test_perplexity": test, "batch_size": tb, "num_steps": ts}))?;
+        summary.test_perplexity = Some(test);
+    }
+    Ok(summary)
+}
+
+/// Flags that change the model's shape cannot differ from the checkpoint's.
+fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
+    let diffs: Vec<String> = [
+        ("--vocab-size", ck.vocab_size.to_string(), flags.vocab_size.to_string()),
+        ("--embedding-size", ck.embedding_size.to_string(), flags.embedding_size.to_string()),
+        ("--hidden", format!("{:?}", ck.hidden), format!("{:?}", flags.hidden)),
+        ("--batch-size", ck.batch_size.to_string(), flags.batch_size.to_string()),
+        ("--num-steps", ck.num_steps.to_string(), flags.num_steps.to_string()),
+    ]
+    .into_iter()
+    .filter(|(_, a, b)| a != b)
+    .map(|(f, a, b)| format!("{f} {b} (checkpoint: {a})"))
+    .collect();
+    if !diffs.is_empty() {
+        return Err(usage(format!("flags contradict checkpoint {}: {}; drop them to resume", path.display(), diffs.join(", "))));
+    }
+    Ok(())
+}
+
+fn progress_bar(enabled: bool, len: u64, pos: u64, epoch: usize) -> Option<indicatif::ProgressBar> {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(epoch.to_string());
+    bar.set_position(pos);
+    Some(bar)
+}

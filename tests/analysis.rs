@@ -1,0 +1,335 @@
+//! The analysis commands that need no GPU: learning-curve plots from `metrics.jsonl`, and
+//! nearest neighbours and t-SNE maps of a checkpoint's word embeddings.
+
+use lstm_gpu::analysis::{embeddings, plot};
+use lstm_gpu::config::Config;
+use lstm_gpu::error::exit_code;
+use lstm_gpu::model::checkpoint::Checkpoint;
+use lstm_gpu::model::Params;
+use lstm_gpu::rng::SplitMix64;
+use std::path::{Path, PathBuf};
+
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// The metrics of a run with `epochs` finished epochs, log points every 10 steps, and a test
+/// record when it finished, in the folder `dir/name`.
+fn write_run(dir: &Path, name: &str, epochs: u64, seed: u64) -> PathBuf {
+    let mut rng = SplitMix64::new(seed);
+    let mut lines = Vec::new();
+    let steps_per_epoch = 40;
+    for epoch in 1..=epochs {
+        let base = 900.0 / epoch as f64;
+        for step in (10..=steps_per_epoch).step_by(10) {
+            let perplexity = base * (1.3 - step as f64 / 200.0) + rng.uniform(0.0, 20.0);
+            let global_step = (epoch - 1) * steps_per_epoch + step;
+            let speed = 11_000.0 + rng.uniform(0.0, 2000.0);
+            lines.push(format!(
+                r#"{{"kind":"train","epoch":{epoch},"step":{step},"global_step":{global_step},"learning_rate":1.0,"perplexity":{perplexity},"words_per_second":{speed}}}"#
+            ));
+        }
+        let train = base + rng.uniform(0.0, 10.0);
+        let valid = base * 0.8 + 60.0 + rng.uniform(0.0, 10.0);
+        let speed = 12_000.0 + rng.uniform(0.0, 1000.0);
+        lines.push(format!(
+            r#"{{"kind":"epoch","epoch":{epoch},"global_step":{},"learning_rate":1.0,"train_perplexity":{train},"valid_perplexity":{valid},"words_per_second":{speed},"seconds":12.5}}"#,
+            epoch * steps_per_epoch
+        ));
+    }
+    if epochs > 0 {
+        lines.push(r#"{"kind":"test","test_perplexity":131.4}"#.to_string());
+    }
+    write_metrics(dir, name, &lines.join("\n"))
+}
+
+fn write_metrics(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    let path = folder.join(plot::METRICS_FILE);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The one-line message of an error, and whether it is a usage error.
+fn describe(err: anyhow::Error) -> (String, bool) {
+    (format!("{err:#}"), exit_code(&err) == 2)
+}
+
+#[test]
+fn plots_two_runs_to_svg_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = [
+        write_run(dir.path(), "run-alpha", 5, 1),
+        write_run(dir.path(), "run-beta", 3, 2),
+    ];
+
+    let svg = dir.path().join("curves.svg");
+    plot::plot_metrics(&runs, &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.len() > 10_000, "{} bytes", text.len());
+    for label in [
+        "run-alpha train",
+        "run-alpha valid",
+        "run-beta valid",
+        "run-alpha test 131.4",
+        "Perplexity per epoch",
+        "words per second",
+        "epoch",
+    ] {
+        assert!(text.contains(label), "the SVG has no `{label}`");
+    }
+
+    let png = dir.path().join("curves.png");
+    plot::plot_metrics(&runs, &png).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(PNG_SIGNATURE));
+    // Width and height from the IHDR chunk; a blank 1200x1000 picture compresses to a few
+    // kilobytes, curves and text take far more.
+    assert_eq!(&bytes[16..24], &[0, 0, 4, 176, 0, 0, 3, 232]);
+    assert!(bytes.len() > 40_000, "{} bytes", bytes.len());
+}
+
+#[test]
+fn run_without_epochs_is_drawn_per_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = write_metrics(
+        dir.path(),
+        "short",
+        concat!(
+            r#"{"kind":"train","epoch":1,"step":5,"global_step":5,"learning_rate":1.0,"perplexity":4200.0,"words_per_second":9000.0}"#,
+            "\n",
+            r#"{"kind":"train","epoch":1,"step":10,"global_step":10,"learning_rate":1.0,"perplexity":2100.0,"words_per_second":9500.0}"#,
+            "\n",
+            r#"{"kind":"stop","train_perplexity":2000.0,"valid_perplexity":1500.0}"#,
+            "\n",
+        ),
+    );
+    let svg = dir.path().join("short.svg");
+    plot::plot_metrics(std::slice::from_ref(&short), &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in ["Learning curves: short", "training step", "per log point", "valid"] {
+        assert!(text.contains(label), "the SVG has no `{label}`");
+    }
+    assert!(!text.contains("Perplexity per epoch"));
+
+    // With a finished run beside it, both share the step axis.
+    let long = write_run(dir.path(), "long", 2, 3);
+    plot::plot_metrics(&[short, long], &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in ["short train", "long train", "long valid", "training step"] {
+        assert!(text.contains(label), "the SVG has no `{label}`");
+    }
+}
+
+#[test]
+fn plot_errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_run(dir.path(), "good", 2, 4);
+    let out = dir.path().join("out.svg");
+
+    let (msg, is_usage) = describe(plot::plot_metrics(&[good.clone()], &dir.path().join("out.jpg")).unwrap_err());
+    assert!(is_usage && msg.contains(".svg or .png"), "{msg}");
+    let (msg, is_usage) =
+        describe(plot::plot_metrics(&[good.clone()], &dir.path().join("nope/out.png")).unwrap_err());
+    assert!(is_usage && msg.contains("does not exist"), "{msg}");
+    let (msg, is_usage) = describe(plot::plot_metrics(&[], &out).unwrap_err());
+    assert!(is_usage, "{msg}");
+    let missing = dir.path().join("missing/metrics.jsonl");
+    let (msg, is_usage) = describe(plot::plot_metrics(&[good.clone(), missing], &out).unwrap_err());
+    assert!(is_usage && msg.contains("does not exist"), "{msg}");
+
+    let empty = write_metrics(dir.path(), "empty", "\n");
+    let (msg, is_usage) = describe(plot::plot_metrics(&[empty.clone()], &out).unwrap_err());
+    assert!(!is_usage && msg.contains("empty") && msg.contains(&empty.display().to_string()), "{msg}");
+
+    let good_line = std::fs::read_to_string(&good).unwrap();
+    let good_line = good_line.lines().next().unwrap();
+    let broken = write_metrics(dir.path(), "broken", &format!("{good_line}\n{good_line}\n{{\"kind\": \"train\", \"global_st"));
+    let (msg, is_usage) = describe(plot::plot_metrics(&[good, broken.clone()], &out).unwrap_err());
+    assert!(!is_usage && msg.contains(&format!("{} line 3", broken.display())), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(!out.exists(), "no picture is written when an input is bad");
+}
+
+/// A checkpoint with `words` as its vocabulary and random embeddings of width `dim`.
+fn checkpoint(words: &[String], dim: usize) -> Checkpoint {
+    let config = Config {
+        vocab_size: words.len(),
+        embedding_size: dim,
+        hidden: vec![6, 5],
+        batch_size: 3,
+        ..Config::default()
+    };
+    Checkpoint {
+        params: Params::<f32>::init(&config, 17),
+        config,
+        vocab: words.to_vec(),
+        state: None,
+        position: Default::default(),
+    }
+}
+
+fn set_row(ck: &mut Checkpoint, word: &str, row: &[f32]) {
+    let id = ck.vocab.iter().position(|w| w == word).unwrap();
+    let dim = ck.config.embedding_size;
+    ck.params.embedding[id * dim..(id + 1) * dim].copy_from_slice(row);
+}
+
+#[test]
+fn neighbours_by_cosine_similarity() {
+    let words: Vec<String> = ["<eos>", "the", "king", "queen", "prince", "apple", "anti", "<unk>"]
+        .iter()
+        .map(|w| w.to_string())
+        .chain((0..20).map(|i| format!("filler{i}")))
+        .collect();
+    let mut ck = checkpoint(&words, 4);
+    // Every other row points away from `king` ([1, 0, 0, 0]): first component below -0.1.
+    let mut rng = SplitMix64::new(9);
+    for word in &words {
+        let row: Vec<f32> = (0..4)
+            .map(|d| if d == 0 { rng.uniform(-1.0, -0.1) } else { rng.uniform(-1.0, 1.0) } as f32)
+            .collect();
+        set_row(&mut ck, word, &row);
+    }
+    set_row(&mut ck, "king", &[2.0, 0.0, 0.0, 0.0]);
+    // Length does not matter, direction does: queen is 5x longer than prince.
+    set_row(&mut ck, "queen", &[4.5, 0.5, 0.0, 0.0]);
+    set_row(&mut ck, "prince", &[0.7, 0.7, 0.0, 0.0]);
+    set_row(&mut ck, "apple", &[0.0, 0.0, 0.3, 0.0]);
+    set_row(&mut ck, "anti", &[-1.0, 0.0, 0.0, 0.0]);
+    // Through a file, as the command line reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ck.safetensors");
+    ck.save(&path).unwrap();
+    let ck = Checkpoint::load(&path).unwrap();
+
+    let found = embeddings::neighbors(&ck, "king", 3).unwrap();
+    let names: Vec<&str> = found.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(names, ["queen", "prince", "apple"]);
+    let expected = [0.9 / 0.82f64.sqrt(), 0.5f64.sqrt(), 0.0];
+    for ((word, got), want) in found.iter().zip(expected) {
+        assert!((*got as f64 - want).abs() < 1e-6, "{word}: {got} vs {want}");
+    }
+
+    // Asking for more than there are gives every other word, most similar first, `anti`
+    // (exactly opposite) last.
+    let all = embeddings::neighbors(&ck, "king", 1000).unwrap();
+    assert_eq!(all.len(), words.len() - 1);
+    assert!(all.iter().all(|(w, _)| w != "king"));
+    assert!(all.windows(2).all(|p| p[0].1 >= p[1].1));
+    assert_eq!(all.last().unwrap().0, "anti");
+    assert!((all.last().unwrap().1 + 1.0).abs() < 1e-6);
+
+    let (msg, is_usage) = describe(embeddings::neighbors(&ck, "king", 0).unwrap_err());
+    assert!(is_usage, "{msg}");
+    let (msg, is_usage) = describe(embeddings::neighbors(&ck, "emperor", 5).unwrap_err());
+    assert!(is_usage && msg.contains("`emperor` is not in") && msg.contains("vocabulary"), "{msg}");
+}
+
+#[test]
+fn map_labels_every_word() {
+    let words: Vec<String> = ["<eos>", "the", "<unk>"]
+        .iter()
+        .map(|w| w.to_string())
+        .chain((0..57).map(|i| format!("word{i:02}")))
+        .collect();
+    let ck = checkpoint(&words, 12);
+    let dir = tempfile::tempdir().unwrap();
+
+    let svg = dir.path().join("map.svg");
+    embeddings::map(&ck, &svg, 58, false).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    // Every word but the two special tokens, once each, as the whole content of a text element.
+    for word in words.iter().filter(|w| !w.starts_with('<')) {
+        assert_eq!(text.matches(&format!("\n{word}\n</text>")).count(), 1, "`{word}`");
+    }
+    assert!(!text.contains("unk") && !text.contains("eos"));
+    assert!(text.contains("t-SNE map of the 58 most frequent words"));
+
+    let png = dir.path().join("map.png");
+    embeddings::map(&ck, &png, 20, false).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(PNG_SIGNATURE));
+    assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
+}
+
+#[test]
+fn map_errors() {
+    let words: Vec<String> = ["<eos>", "<unk>", "a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    let ck = checkpoint(&words, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("map.svg");
+    for (words, what) in [(0, "at least"), (7, "has 6 besides")] {
+        let (msg, is_usage) = describe(embeddings::map(&ck, &out, words, false).unwrap_err());
+        assert!(is_usage && msg.contains(what), "{words}: {msg}");
+    }
+    for bad in ["map.txt", "missing/map.png"] {
+        let (msg, is_usage) = describe(embeddings::map(&ck, &dir.path().join(bad), 6, false).unwrap_err());
+        assert!(is_usage, "{bad}: {msg}");
+    }
+    assert!(!out.exists());
+    embeddings::map(&ck, &out, 6, false).unwrap();
+    assert!(out.exists());
+}
+
+// SCRATCH (to be removed): pictures to look at.
+#[test]
+#[ignore]
+fn scratch_pictures() {
+    let out = Path::new("/tmp/analysis_look");
+    // 15 epochs, PTB-like numbers.
+    let mut lines = Vec::new();
+    let mut rng = SplitMix64::new(3);
+    for e in 1..=15u64 {
+        let train = 58.0 + 380.0 / (e as f64).powf(1.6);
+        let valid = 121.0 + 140.0 / (e as f64).powf(1.4);
+        for s in (100..=700).step_by(100) {
+            lines.push(format!(r#"{{"kind":"train","epoch":{e},"step":{s},"global_step":{},"learning_rate":1.0,"perplexity":{},"words_per_second":{}}}"#, (e-1)*774+s, train * 1.1, 30000.0 + rng.uniform(0.0, 3000.0)));
+        }
+        lines.push(format!(r#"{{"kind":"epoch","epoch":{e},"global_step":{},"learning_rate":1.0,"train_perplexity":{train},"valid_perplexity":{valid},"words_per_second":{},"seconds":31.0}}"#, e*774, 31000.0 + rng.uniform(0.0, 2000.0)));
+    }
+    lines.push(r#"{"kind":"test","test_perplexity":116.6}"#.into());
+    let a = write_metrics(out, "seed-run", &lines.join("\n"));
+    let b = write_run(out, "other-run", 6, 5);
+    plot::plot_metrics(&[a.clone()], &out.join("one.png")).unwrap();
+    plot::plot_metrics(&[a, b], &out.join("two.png")).unwrap();
+    let short = write_run(out, "short-run", 0, 6);
+    let text = std::fs::read_to_string(&short).unwrap() + "\n" + r#"{"kind":"stop","train_perplexity":2000.0,"valid_perplexity":1500.0}"#;
+    std::fs::write(&short, text).unwrap();
+    let mut more = String::new();
+    for s in (10..=400).step_by(10) {
+        more.push_str(&format!("{{\"kind\":\"train\",\"epoch\":1,\"step\":{s},\"global_step\":{s},\"learning_rate\":1.0,\"perplexity\":{},\"words_per_second\":{}}}\n", 10000.0 / (1.0 + s as f64 / 30.0), 25000.0 + rng.uniform(0.0, 3000.0)));
+    }
+    std::fs::write(&short, more + r#"{"kind":"stop","train_perplexity":900.0,"valid_perplexity":850.0}"#).unwrap();
+    plot::plot_metrics(&[short], &out.join("short.png")).unwrap();
+
+    // Co-occurrence vectors of the 500 most frequent PTB words as stand-in embeddings.
+    let text = std::fs::read_to_string("/work/shared/data/ptb/ptb.train.txt").unwrap();
+    let tokens: Vec<String> = lstm_gpu::data::tokenize(&text).map(|t| t.into_owned()).collect();
+    let mut counts = std::collections::HashMap::new();
+    for t in &tokens { *counts.entry(t.clone()).or_insert(0usize) += 1; }
+    let mut vocab: Vec<(String, usize)> = counts.into_iter().collect();
+    vocab.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let vocab: Vec<String> = vocab.into_iter().take(1000).map(|v| v.0).collect();
+    let index: std::collections::HashMap<&str, usize> = vocab.iter().enumerate().map(|(i, w)| (w.as_str(), i)).collect();
+    let dim = 200;
+    let mut ck = checkpoint(&vocab, dim);
+    let mut emb = vec![0f32; vocab.len() * dim];
+    for w in tokens.windows(2) {
+        if let (Some(&a), Some(&b)) = (index.get(w[0].as_str()), index.get(w[1].as_str())) {
+            if b < dim / 2 { emb[a * dim + b] += 1.0; }
+            if a < dim / 2 { emb[b * dim + dim / 2 + a] += 1.0; }
+        }
+    }
+    for v in emb.iter_mut() { *v = (1.0 + *v).ln(); }
+    ck.params.embedding = emb;
+    println!("{:?}", embeddings::neighbors(&ck, "monday", 5).unwrap());
+    let t = std::time::Instant::now();
+    embeddings::map(&ck, &out.join("map500.png"), 500, true).unwrap();
+    println!("map 500 png: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    embeddings::map(&ck, &out.join("map500.svg"), 500, false).unwrap();
+    println!("map 500 svg: {:?}", t.elapsed());
+}

@@ -1,0 +1,374 @@
+//! Parity of `shaders/lstm_cell.wgsl` with its CPU twins `reference::lstm_cell_forward` and
+//! `reference::lstm_cell_backward`, against an f64 reference.
+//!
+//! Every operand sits at a non-zero word offset; outputs are poisoned with NaN, and the words
+//! around each output window must still hold the poison afterwards.
+
+mod common;
+
+use common::{assert_close, gpu, nan, random};
+use lstm_gpu::gpu::lstm_cell::{CellBackwardViews, CellForwardViews, CellShape, LstmCell};
+use lstm_gpu::gpu::{Gpu, View};
+use lstm_gpu::reference;
+
+/// Words of poison before and after every window.
+const GUARD: usize = 5;
+
+/// Shapes (batch, hidden): tiny, not multiples of the 64-wide workgroup, and the model's.
+const SHAPES: [(usize, usize); 6] = [(1, 1), (7, 33), (3, 60), (5, 129), (60, 256), (60, 128)];
+
+/// A buffer holding `data` at word offset GUARD, after other data.
+fn upload(gpu: &Gpu, data: &[f32], seed: u64) -> wgpu::Buffer {
+    let mut words = random(GUARD, 1.0, seed);
+    words.extend_from_slice(data);
+    gpu.storage_from("input", &words)
+}
+
+/// Read a window of `words` at offset GUARD and check that its surroundings are still NaN.
+fn read_window(gpu: &Gpu, buffer: &wgpu::Buffer, offset: usize, words: usize) -> Vec<f32> {
+    let all: Vec<f32> = gpu.read(buffer, 0, (buffer.size() / 4) as usize).unwrap();
+    for (i, v) in all.iter().enumerate() {
+        if i < offset || i >= offset + words {
+            assert!(
+                v.is_nan(),
+                "word {i} outside the output window was written: {v}"
+            );
+        }
+    }
+    all[offset..offset + words].to_vec()
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+struct ForwardRun {
+    act: Vec<f32>,
+    c: Vec<f32>,
+    h: Vec<f32>,
+}
+
+/// Run the forward kernel with c_prev and c as slots 1 and 2 of one [3, batch, hidden] state
+/// buffer, the way the training step uses it.
+fn run_forward(
+    gpu: &Gpu,
+    cell: &LstmCell,
+    shape: CellShape,
+    pre: &[f32],
+    c_prev: &[f32],
+    forget_bias: f32,
+) -> ForwardRun {
+    let (states, gates) = (shape.batch * shape.hidden, 4 * shape.batch * shape.hidden);
+    let pre_buffer = upload(gpu, pre, 1);
+    let mut state_words = nan(GUARD + 3 * states + GUARD);
+    state_words[GUARD + states..GUARD + 2 * states].copy_from_slice(c_prev);
+    let c_states = gpu.storage_from("c states", &state_words);
+    let act = gpu.storage_from("act", &nan(gates + 2 * GUARD));
+    let h = gpu.storage_from("h", &nan(states + 2 * GUARD));
+    let views = CellForwardViews {
+        pre: View::at(&pre_buffer, GUARD, gates),
+        c_prev: View::at(&c_states, GUARD + states, states),
+        act: View::at(&act, GUARD, gates),
+        c: View::at(&c_states, GUARD + 2 * states, states),
+        h: View::at(&h, GUARD, states),
+    };
+    let d = cell
+        .prepare_forward(gpu, shape, forget_bias, &views)
+        .unwrap();
+    assert_eq!(d.label, "lstm_cell_forward");
+    gpu.run(&[&d]).unwrap();
+
+    let all: Vec<f32> = gpu.read(&c_states, 0, state_words.len()).unwrap();
+    assert_eq!(
+        bits(&all[GUARD + states..GUARD + 2 * states]),
+        bits(c_prev),
+        "c_prev was modified"
+    );
+    for (i, v) in all.iter().enumerate() {
+        let in_window = (GUARD + states..GUARD + 3 * states).contains(&i);
+        assert!(in_window || v.is_nan(), "state word {i} was written: {v}");
+    }
+    ForwardRun {
+        act: read_window(gpu, &act, GUARD, gates),
+        c: all[GUARD + 2 * states..GUARD + 3 * states].to_vec(),
+        h: read_window(gpu, &h, GUARD, states),
+    }
+}
+
+#[test]
+fn forward_matches_f64_reference() {
+    let gpu = gpu();
+    let cell = LstmCell::new(&gpu).unwrap();
+    for (k, &(batch, hidden)) in SHAPES.iter().enumerate() {
+        let shape = CellShape { batch, hidden };
+        let (states, gates) = (batch * hidden, 4 * batch * hidden);
+        let seed = 100 + k as u64;
+        let pre = random(gates, 3.0, seed);
+        let c_prev = random(states, 2.0, seed + 50);
+        let forget_bias = 0.75f32;
+
+        let (mut act, mut c, mut h) = (vec![0.0; gates], vec![0.0; states], vec![0.0; states]);
+        reference::lstm_cell_forward(
+            batch,
+            hidden,
+            &widen(&pre),
+            &widen(&c_prev),
+            forget_bias as f64,
+            &mut act,
+            &mut c,
+            &mut h,
+        );
+        let got = run_forward(&gpu, &cell, shape, &pre, &c_prev, forget_bias);
+        let what = format!("forward b={batch} h={hidden}");
+        assert_close(&format!("{what} act"), &got.act, &act, 1e-5);
+        assert_close(&format!("{what} c"), &got.c, &c, 1e-5);
+        assert_close(&format!("{what} h"), &got.h, &h, 1e-5);
+
+        let again = run_forward(&gpu, &cell, shape, &pre, &c_prev, forget_bias);
+        assert_eq!(
+            bits(&again.act),
+            bits(&got.act),
+            "{what}: act differs between runs"
+        );
+        assert_eq!(
+            bits(&again.c),
+            bits(&got.c),
+            "{what}: c differs between runs"
+        );
+        assert_eq!(
+            bits(&again.h),
+            bits(&got.h),
+            "{what}: h differs between runs"
+        );
+    }
+}
+
+/// Pre-activations far outside the range where exp and tanh stay finite must saturate
+/// cleanly: no NaN, no infinity, and the same values as the f64 reference.
+#[test]
+fn forward_saturates_without_overflow() {
+    let gpu = gpu();
+    let cell = LstmCell::new(&gpu).unwrap();
+    let shape = CellShape {
+        batch: 3,
+        hidden: 70,
+    };
+    let (states, gates) = (210, 840);
+    let pre: Vec<f32> = random(gates, 1.0, 7).iter().map(|v| v * 500.0).collect();
+    let c_prev: Vec<f32> = random(states, 1.0, 8).iter().map(|v| v * 200.0).collect();
+    let (mut act, mut c, mut h) = (vec![0.0; gates], vec![0.0; states], vec![0.0; states]);
+    reference::lstm_cell_forward(
+        3,
+        70,
+        &widen(&pre),
+        &widen(&c_prev),
+        0.0,
+        &mut act,
+        &mut c,
+        &mut h,
+    );
+    let got = run_forward(&gpu, &cell, shape, &pre, &c_prev, 0.0);
+    assert_close("saturated act", &got.act, &act, 1e-5);
+    assert_close("saturated c", &got.c, &c, 1e-5);
+    assert_close("saturated h", &got.h, &h, 1e-5);
+}
+
+/// The reference backward in f64 from the same (f32) inputs the kernel sees.
+fn backward_reference(
+    shape: CellShape,
+    act: &[f32],
+    c_prev: &[f32],
+    c: &[f32],
+    dh: &[f32],
+    dc: &[f32],
+) -> (Vec<f64>, Vec<f64>) {
+    let states = shape.batch * shape.hidden;
+    let (mut dpre, mut dc_prev) = (vec![0.0; 4 * states], vec![0.0; states]);
+    reference::lstm_cell_backward(
+        shape.batch,
+        shape.hidden,
+        &widen(act),
+        &widen(c_prev),
+        &widen(c),
+        &widen(dh),
+        &widen(dc),
+        &mut dpre,
+        &mut dc_prev,
+    );
+    (dpre, dc_prev)
+}
+
+/// Inputs of a backward step: act and c from a forward pass over random data, so that they
+/// are consistent activations; dh and dc random.
+struct BackwardInputs {
+    act: Vec<f32>,
+    c_prev: Vec<f32>,
+    c: Vec<f32>,
+    dh: Vec<f32>,
+    dc: Vec<f32>,
+}
+
+fn backward_inputs(shape: CellShape, seed: u64) -> BackwardInputs {
+    let (states, gates) = (shape.batch * shape.hidden, 4 * shape.batch * shape.hidden);
+    let pre = random(gates, 3.0, seed);
+    let c_prev = random(states, 2.0, seed + 1);
+    let (mut act, mut c, mut h) = (vec![0f32; gates], vec![0f32; states], vec![0f32; states]);
+    reference::lstm_cell_forward(
+        shape.batch,
+        shape.hidden,
+        &pre,
+        &c_prev,
+        0.25,
+        &mut act,
+        &mut c,
+        &mut h,
+    );
+    BackwardInputs {
+        act,
+        c_prev,
+        c,
+        dh: random(states, 1.0, seed + 2),
+        dc: random(states, 1.0, seed + 3),
+    }
+}
+
+/// Run the backward kernel: c_prev and c in one [2, batch, hidden] buffer; dc and dc_prev
+/// either two slots of a [3, batch, hidden] buffer or, with `in_place`, one window.
+fn run_backward(
+    gpu: &Gpu,
+    cell: &LstmCell,
+    shape: CellShape,
+    x: &BackwardInputs,
+    in_place: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let (states, gates) = (shape.batch * shape.hidden, 4 * shape.batch * shape.hidden);
+    let act = upload(gpu, &x.act, 11);
+    let mut cs = x.c_prev.clone();
+    cs.extend_from_slice(&x.c);
+    let c_both = upload(gpu, &cs, 12);
+    let dh = upload(gpu, &x.dh, 13);
+
+    let mut dc_words = nan(GUARD + 3 * states + GUARD);
+    let dc_at = GUARD + 2 * states;
+    dc_words[dc_at..dc_at + states].copy_from_slice(&x.dc);
+    let dcs = gpu.storage_from("dc states", &dc_words);
+    let dc_prev_at = if in_place { dc_at } else { GUARD + states };
+    let dpre = gpu.storage_from("dpre", &nan(gates + 2 * GUARD));
+    let views = CellBackwardViews {
+        act: View::at(&act, GUARD, gates),
+        c_prev: View::at(&c_both, GUARD, states),
+        c: View::at(&c_both, GUARD + states, states),
+        dh: View::at(&dh, GUARD, states),
+        dc: View::at(&dcs, dc_at, states),
+        dpre: View::at(&dpre, GUARD, gates),
+        dc_prev: View::at(&dcs, dc_prev_at, states),
+    };
+    let d = cell.prepare_backward(gpu, shape, &views).unwrap();
+    assert_eq!(d.label, "lstm_cell_backward");
+    gpu.run(&[&d]).unwrap();
+
+    let all: Vec<f32> = gpu.read(&dcs, 0, dc_words.len()).unwrap();
+    if !in_place {
+        assert_eq!(
+            bits(&all[dc_at..dc_at + states]),
+            bits(&x.dc),
+            "dc was modified"
+        );
+    }
+    for (i, v) in all.iter().enumerate() {
+        let written =
+            (dc_prev_at..dc_prev_at + states).contains(&i) || (dc_at..dc_at + states).contains(&i);
+        assert!(written || v.is_nan(), "dc word {i} was written: {v}");
+    }
+    (
+        read_window(gpu, &dpre, GUARD, gates),
+        all[dc_prev_at..dc_prev_at + states].to_vec(),
+    )
+}
+
+#[test]
+fn backward_matches_f64_reference() {
+    let gpu = gpu();
+    let cell = LstmCell::new(&gpu).unwrap();
+    for (k, &(batch, hidden)) in SHAPES.iter().enumerate() {
+        let shape = CellShape { batch, hidden };
+        let x = backward_inputs(shape, 300 + 10 * k as u64);
+        let (dpre, dc_prev) = backward_reference(shape, &x.act, &x.c_prev, &x.c, &x.dh, &x.dc);
+        let what = format!("backward b={batch} h={hidden}");
+        let (got_dpre, got_dc_prev) = run_backward(&gpu, &cell, shape, &x, false);
+        assert_close(&format!("{what} dpre"), &got_dpre, &dpre, 1e-5);
+        assert_close(&format!("{what} dc_prev"), &got_dc_prev, &dc_prev, 1e-5);
+
+        let (again_dpre, again_dc_prev) = run_backward(&gpu, &cell, shape, &x, false);
+        assert_eq!(
+            bits(&again_dpre),
+            bits(&got_dpre),
+            "{what}: dpre differs between runs"
+        );
+        assert_eq!(
+            bits(&again_dc_prev),
+            bits(&got_dc_prev),
+            "{what}: dc_prev differs between runs"
+        );
+
+        let (in_place_dpre, in_place_dc_prev) = run_backward(&gpu, &cell, shape, &x, true);
+        assert_eq!(
+            bits(&in_place_dpre),
+            bits(&got_dpre),
+            "{what}: dpre in place"
+        );
+        assert_eq!(
+            bits(&in_place_dc_prev),
+            bits(&got_dc_prev),
+            "{what}: dc in place"
+        );
+    }
+}
+
+#[test]
+fn prepare_rejects_short_and_aliased_views() {
+    let gpu = gpu();
+    let cell = LstmCell::new(&gpu).unwrap();
+    let shape = CellShape {
+        batch: 2,
+        hidden: 3,
+    };
+    let big = gpu.storage("big", 100);
+    let other = gpu.storage("other", 100);
+    let views = CellForwardViews {
+        pre: View::at(&other, 0, 24),
+        c_prev: View::at(&big, 0, 6),
+        act: View::at(&big, 10, 24),
+        c: View::at(&big, 40, 6),
+        h: View::at(&big, 50, 6),
+    };
+    assert!(cell.prepare_forward(&gpu, shape, 0.0, &views).is_ok());
+    let short = CellForwardViews {
+        act: View::at(&big, 10, 23),
+        ..views
+    };
+    assert!(cell.prepare_forward(&gpu, shape, 0.0, &short).is_err());
+    let past_end = CellForwardViews {
+        h: View::at(&big, 97, 6),
+        ..views
+    };
+    assert!(cell.prepare_forward(&gpu, shape, 0.0, &past_end).is_err());
+    let reads_output = CellForwardViews {
+        pre: View::at(&big, 60, 24),
+        ..views
+    };
+    assert!(cell
+        .prepare_forward(&gpu, shape, 0.0, &reads_output)
+        .is_err());
+    let overlapping = CellForwardViews {
+        c: View::at(&big, 3, 6),
+        ..views
+    };
+    assert!(cell
+        .prepare_forward(&gpu, shape, 0.0, &overlapping)
+        .is_err());
+}

@@ -1,0 +1,217 @@
+//! Parity of `shaders/matmul*.wgsl` with `reference::matmul` in f64: every variant the
+//! adapter has, all four transpose forms, shapes that are not multiples of any tile, bias
+//! and accumulate, operands sharing one buffer at odd offsets, outputs poisoned with NaN and
+//! guarded against writes outside their window, and bit-identical repeated runs.
+
+mod common;
+
+use common::{assert_close, gpu, nan, random};
+use lstm_gpu::gpu::matmul::{Matmul, MatmulVariant};
+use lstm_gpu::gpu::{Gpu, View};
+use lstm_gpu::reference::{matmul, MatmulShape};
+
+/// Words of NaN kept on each side of C's window; none may change.
+const GUARD: usize = 37;
+
+/// One case: where the operands lie in the shared input buffer and what is added.
+struct Case {
+    shape: MatmulShape,
+    bias: bool,
+    accumulate: bool,
+    /// Word offset of A in the input buffer; B and the bias follow at `gap` words apart.
+    a_offset: usize,
+    gap: usize,
+}
+
+/// Run `case` with `variant` twice and check it against the f64 reference.
+fn check(gpu: &Gpu, mm: &Matmul, variant: MatmulVariant, case: &Case, seed: u64) {
+    let s = case.shape;
+    let (a_len, b_len, c_len) = (s.m * s.k, s.k * s.n, s.m * s.n);
+    let a_at = case.a_offset;
+    let b_at = a_at + a_len + case.gap;
+    let bias_at = b_at + b_len + case.gap;
+    let inputs = random(bias_at + s.n + 3, 1.0, seed);
+    let c_start = random(c_len, 1.0, seed + 1);
+    let input_buf = gpu.storage_from("inputs", &inputs);
+    let c_buf = gpu.storage("C", c_len + 2 * GUARD);
+    let poison = || {
+        let mut words = nan(c_len + 2 * GUARD);
+        if case.accumulate {
+            words[GUARD..GUARD + c_len].copy_from_slice(&c_start);
+        }
+        gpu.write(&c_buf, 0, &words);
+    };
+
+    let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let mut want = if case.accumulate {
+        f64s(&c_start)
+    } else {
+        vec![0.0; c_len]
+    };
+    let bias = f64s(&inputs[bias_at..bias_at + s.n]);
+    matmul(
+        s,
+        &f64s(&inputs[a_at..a_at + a_len]),
+        &f64s(&inputs[b_at..b_at + b_len]),
+        case.bias.then_some(&bias[..]),
+        &mut want,
+        case.accumulate,
+    );
+
+    let d = mm
+        .prepare_with(
+            variant,
+            gpu,
+            s,
+            View::at(&input_buf, a_at, a_len),
+            View::at(&input_buf, b_at, b_len),
+            case.bias.then(|| View::at(&input_buf, bias_at, s.n)),
+            View::at(&c_buf, GUARD, c_len),
+            case.accumulate,
+        )
+        .unwrap();
+    let what = format!(
+        "{variant} ({}) {}x{}x{} trans_a={} trans_b={} bias={} accumulate={} offset={}",
+        d.label, s.m, s.k, s.n, s.trans_a, s.trans_b, case.bias, case.accumulate, a_at
+    );
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        poison();
+        gpu.run(&[&d]).unwrap();
+        let all: Vec<f32> = gpu.read(&c_buf, 0, c_len + 2 * GUARD).unwrap();
+        let outside = all[..GUARD].iter().chain(&all[GUARD + c_len..]);
+        assert!(
+            outside.clone().all(|v| v.is_nan()),
+            "{what}: wrote outside C's window"
+        );
+        let got = all[GUARD..GUARD + c_len].to_vec();
+        assert_close(&what, &got, &want, 1e-5);
+        runs.push(got);
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    assert_eq!(
+        bits(&runs[0]),
+        bits(&runs[1]),
+        "{what}: repeated run differs"
+    );
+}
+
+fn shape(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulShape {
+    MatmulShape {
+        m,
+        k,
+        n,
+        trans_a,
+        trans_b,
+    }
+}
+
+/// (m, k, n) covering 1, 7, 33, 60 and 129 in every position, none a multiple of a tile,
+/// then sizes that are multiples of 4 (SubgroupBroadcast's vec4 path) but not of its 8x64
+/// block. Each runs at an odd offset, and the multiples of 4 also at one that is 4-aligned.
+const SIZES: [(usize, usize, usize); 11] = [
+    (1, 1, 1),
+    (7, 33, 1),
+    (1, 7, 33),
+    (33, 1, 7),
+    (60, 129, 33),
+    (129, 60, 7),
+    (7, 129, 60),
+    (33, 33, 129),
+    (60, 36, 132),
+    (4, 4, 4),
+    (12, 68, 196),
+];
+
+#[test]
+fn every_variant_matches_the_reference_on_awkward_shapes() {
+    let gpu = gpu();
+    let mm = Matmul::new(&gpu).unwrap();
+    let mut seed = 1;
+    for variant in mm.variants_available() {
+        for (t, &(m, k, n)) in SIZES.iter().enumerate() {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let aligned = [m, k, n].iter().all(|v| v % 4 == 0);
+                let offsets: &[usize] = if aligned { &[5, 8] } else { &[3] };
+                for &a_offset in offsets {
+                    seed += 1;
+                    let case = Case {
+                        shape: shape(m, k, n, ta, tb),
+                        bias: (t + seed as usize) % 2 == 0,
+                        accumulate: (t / 2 + seed as usize) % 2 == 0,
+                        a_offset,
+                        gap: if a_offset % 4 == 0 { 4 } else { 1 },
+                    };
+                    check(&gpu, &mm, variant, &case, seed);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_chosen_variant_matches_on_the_seed_model_shapes() {
+    let gpu = gpu();
+    let mm = Matmul::new(&gpu).unwrap();
+    for (i, s) in [
+        shape(60, 456, 1024, false, false),
+        shape(1200, 128, 10000, false, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = Case {
+            shape: s,
+            bias: i == 1,
+            accumulate: i == 0,
+            a_offset: 0,
+            gap: 0,
+        };
+        check(&gpu, &mm, mm.variant(), &case, 100 + i as u64);
+    }
+}
+
+/// More than 65535 workgroups in x: the grid is split over x and y.
+#[test]
+fn grids_past_the_workgroup_limit_split_over_two_dimensions() {
+    let gpu = gpu();
+    let mm = Matmul::new(&gpu).unwrap();
+    let n = 64 * 65_540;
+    // Every variant numbers its blocks the same way; the default and the GPU one suffice.
+    let mut variants = vec![mm.variant(), MatmulVariant::Tiled];
+    variants.dedup();
+    for variant in variants {
+        let case = Case {
+            shape: shape(1, 4, n, false, false),
+            bias: true,
+            accumulate: false,
+            a_offset: 4,
+            gap: 4,
+        };
+        check(&gpu, &mm, variant, &case, 7);
+    }
+}
+
+#[test]
+fn short_views_and_an_output_aliasing_an_input_are_refused() {
+    let gpu = gpu();
+    let mm = Matmul::new(&gpu).unwrap();
+    let s = shape(5, 6, 7, false, false);
+    let input = gpu.storage("inputs", 120);
+    let out = gpu.storage("C", 35);
+    let a = View::at(&input, 0, 30);
+    let b = View::at(&input, 30, 42);
+    let short_b = View::at(&input, 30, 41);
+    let c = View::all(&out);
+    assert!(mm.prepare(&gpu, s, a, b, None, c, false).is_ok());
+    let e = mm
+        .prepare(&gpu, s, a, short_b, None, c, false)
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("matmul B"), "{e:#}");
+    let e = mm
+        .prepare(&gpu, s, a, b, None, View::at(&input, 72, 35), false)
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("shares a buffer"), "{e:#}");
+}
