@@ -11,6 +11,8 @@ use lstm_gpu::error::{exit_code, one_line, usage};
 use lstm_gpu::gpu::context::list_adapters;
 use lstm_gpu::gpu::{BackendChoice, Gpu, GpuArgs};
 use lstm_gpu::model::checkpoint::Checkpoint;
+use lstm_gpu::model::predict::Predictor;
+use std::io::Write;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::train::{self, TrainOptions};
 
@@ -37,6 +39,10 @@ enum Command {
     Train(TrainArgs),
     /// Perplexity of a checkpoint on a split, on the GPU.
     Eval(EvalArgs),
+    /// The most probable next words after a context, with their probabilities.
+    Predict(PredictArgs),
+    /// Generate text from a prompt.
+    Generate(GenerateArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -135,6 +141,47 @@ struct EvalArgs {
     gpu: GpuArgs,
 }
 
+#[derive(clap::Args)]
+struct PredictArgs {
+    /// Checkpoint (it carries its vocabulary).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// How many words to list.
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// The context, e.g. "the stock market".
+    context: String,
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// Checkpoint (it carries its vocabulary).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Text to start from.
+    #[arg(long)]
+    prompt: String,
+    /// Words to generate.
+    #[arg(long, default_value_t = 50)]
+    words: usize,
+    /// Sampling temperature: lower is more conservative.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    temperature: f32,
+    /// Sample only among the k most probable words (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Seed of the sampler: same seed, same text.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SplitArg {
     Train,
@@ -177,6 +224,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => train_command(args),
         Command::Eval(args) => eval_command(args),
+        Command::Predict(args) => predict_command(args),
+        Command::Generate(args) => generate_command(args),
         Command::Bench { command: BenchCommand::Kernels { gpu } } => {
             let gpu = open_gpu(&gpu)?;
             println!("adapter: {} ({:?}, {:?})", gpu.info.name, gpu.info.backend, gpu.info.device_type);
@@ -321,5 +370,80 @@ fn eval_command(args: EvalArgs) -> Result<()> {
         batches.len(),
         (batches.len() * batch * steps) as f64 / secs
     );
+    Ok(())
+}
+
+/// The checkpoint's vocabulary and the context as ids: lower-cased and tokenised like the
+/// corpus; unknown words become `<unk>` with a warning naming them.
+fn encode_context(ck: &Checkpoint, text: &str, flag: &str) -> Result<(Vocab, Vec<u32>)> {
+    let vocab = Vocab::from_words(ck.vocab.clone())?;
+    let lower = text.to_lowercase();
+    if lower.split_whitespace().next().is_none() {
+        return Err(usage(format!("{flag} is empty: give at least one word")));
+    }
+    let encoded = data::encode_text(&lower, &vocab)?;
+    if !encoded.unknown.is_empty() {
+        log::warn!("not in the vocabulary, read as <unk>: {}", encoded.unknown.join(", "));
+    }
+    Ok((vocab, encoded.ids))
+}
+
+fn predict_command(args: PredictArgs) -> Result<()> {
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    let max = lstm_gpu::gpu::softmax_xent::MAX_TOPK.min(ck.config.vocab_size);
+    if args.top_k == 0 || args.top_k > max {
+        return Err(usage(format!("--top-k must be between 1 and {max}, got {}", args.top_k)));
+    }
+    let (vocab, ids) = encode_context(&ck, &args.context, "the context")?;
+    let gpu = open_gpu(&args.gpu)?;
+    let mut p = Predictor::new(&gpu, &ck.config, &ck.params, args.top_k)?;
+    for &id in &ids {
+        p.feed(&gpu, id)?;
+    }
+    let top = p.top(&gpu)?;
+    if args.json {
+        let words: Vec<_> = top.iter().map(|&(i, pr)| serde_json::json!({"word": vocab.word(i), "id": i, "probability": pr})).collect();
+        println!("{}", serde_json::json!({"context": ids.iter().map(|&i| vocab.word(i)).collect::<Vec<_>>(), "next": words}));
+    } else {
+        for (rank, (i, pr)) in top.iter().enumerate() {
+            println!("{:>3}. {:<20} {:.4}", rank + 1, vocab.word(*i), pr);
+        }
+    }
+    Ok(())
+}
+
+fn generate_command(args: GenerateArgs) -> Result<()> {
+    if !(args.temperature > 0.0 && args.temperature.is_finite()) {
+        return Err(usage(format!("--temperature must be a number above 0, got {}", args.temperature)));
+    }
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    if args.top_k > ck.config.vocab_size {
+        return Err(usage(format!("--top-k must be at most the vocabulary size {}", ck.config.vocab_size)));
+    }
+    let (vocab, ids) = encode_context(&ck, &args.prompt, "--prompt")?;
+    let gpu = open_gpu(&args.gpu)?;
+    let mut p = Predictor::new(&gpu, &ck.config, &ck.params, 1)?;
+    for &id in &ids {
+        p.feed(&gpu, id)?;
+    }
+    let mut rng = lstm_gpu::rng::SplitMix64::new(args.seed);
+    let mut out = std::io::stdout().lock();
+    let eos = vocab.eos();
+    print!("{}", args.prompt.trim());
+    let mut at_line_start = false;
+    for _ in 0..args.words {
+        let probs = p.distribution(&gpu)?;
+        let next = lstm_gpu::model::predict::sample(&probs, args.temperature, args.top_k, rng.next_f64()) as u32;
+        if Some(next) == eos {
+            writeln!(out)?;
+            at_line_start = true;
+        } else {
+            write!(out, "{}{}", if at_line_start { "" } else { " " }, vocab.word(next))?;
+            at_line_start = false;
+        }
+        out.flush()?;
+        p.feed(&gpu, next)?;
+    }
+    writeln!(out)?;
     Ok(())
 }

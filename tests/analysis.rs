@@ -106,7 +106,12 @@ fn run_without_epochs_is_drawn_per_step() {
     let svg = dir.path().join("short.svg");
     plot::plot_metrics(std::slice::from_ref(&short), &svg).unwrap();
     let text = std::fs::read_to_string(&svg).unwrap();
-    for label in ["Learning curves: short", "training step", "per log point", "valid"] {
+    for label in [
+        "Learning curves: short",
+        "training step",
+        "per log point",
+        "valid",
+    ] {
         assert!(text.contains(label), "the SVG has no `{label}`");
     }
     assert!(!text.contains("Perplexity per epoch"));
@@ -126,10 +131,17 @@ fn plot_errors_are_one_clear_line() {
     let good = write_run(dir.path(), "good", 2, 4);
     let out = dir.path().join("out.svg");
 
-    let (msg, is_usage) = describe(plot::plot_metrics(&[good.clone()], &dir.path().join("out.jpg")).unwrap_err());
+    let (msg, is_usage) = describe(
+        plot::plot_metrics(std::slice::from_ref(&good), &dir.path().join("out.jpg")).unwrap_err(),
+    );
     assert!(is_usage && msg.contains(".svg or .png"), "{msg}");
-    let (msg, is_usage) =
-        describe(plot::plot_metrics(&[good.clone()], &dir.path().join("nope/out.png")).unwrap_err());
+    let (msg, is_usage) = describe(
+        plot::plot_metrics(
+            std::slice::from_ref(&good),
+            &dir.path().join("nope/out.png"),
+        )
+        .unwrap_err(),
+    );
     assert!(is_usage && msg.contains("does not exist"), "{msg}");
     let (msg, is_usage) = describe(plot::plot_metrics(&[], &out).unwrap_err());
     assert!(is_usage, "{msg}");
@@ -138,14 +150,25 @@ fn plot_errors_are_one_clear_line() {
     assert!(is_usage && msg.contains("does not exist"), "{msg}");
 
     let empty = write_metrics(dir.path(), "empty", "\n");
-    let (msg, is_usage) = describe(plot::plot_metrics(&[empty.clone()], &out).unwrap_err());
-    assert!(!is_usage && msg.contains("empty") && msg.contains(&empty.display().to_string()), "{msg}");
+    let (msg, is_usage) =
+        describe(plot::plot_metrics(std::slice::from_ref(&empty), &out).unwrap_err());
+    assert!(
+        !is_usage && msg.contains("empty") && msg.contains(&empty.display().to_string()),
+        "{msg}"
+    );
 
     let good_line = std::fs::read_to_string(&good).unwrap();
     let good_line = good_line.lines().next().unwrap();
-    let broken = write_metrics(dir.path(), "broken", &format!("{good_line}\n{good_line}\n{{\"kind\": \"train\", \"global_st"));
+    let broken = write_metrics(
+        dir.path(),
+        "broken",
+        &format!("{good_line}\n{good_line}\n{{\"kind\": \"train\", \"global_st"),
+    );
     let (msg, is_usage) = describe(plot::plot_metrics(&[good, broken.clone()], &out).unwrap_err());
-    assert!(!is_usage && msg.contains(&format!("{} line 3", broken.display())), "{msg}");
+    assert!(
+        !is_usage && msg.contains(&format!("{} line 3", broken.display())),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'), "{msg}");
     assert!(!out.exists(), "no picture is written when an input is bad");
 }
@@ -176,11 +199,13 @@ fn set_row(ck: &mut Checkpoint, word: &str, row: &[f32]) {
 
 #[test]
 fn neighbours_by_cosine_similarity() {
-    let words: Vec<String> = ["<eos>", "the", "king", "queen", "prince", "apple", "anti", "<unk>"]
-        .iter()
-        .map(|w| w.to_string())
-        .chain((0..20).map(|i| format!("filler{i}")))
-        .collect();
+    let words: Vec<String> = [
+        "<eos>", "the", "king", "queen", "prince", "apple", "anti", "<unk>",
+    ]
+    .iter()
+    .map(|w| w.to_string())
+    .chain((0..20).map(|i| format!("filler{i}")))
+    .collect();
     let mut ck = checkpoint(&words, 4);
     // Every other row points away from `king` ([1, 0, 0, 0]): first component below -0.1.
     let mut rng = SplitMix64::new(9);
@@ -222,7 +247,10 @@ fn neighbours_by_cosine_similarity() {
     let (msg, is_usage) = describe(embeddings::neighbors(&ck, "king", 0).unwrap_err());
     assert!(is_usage, "{msg}");
     let (msg, is_usage) = describe(embeddings::neighbors(&ck, "emperor", 5).unwrap_err());
-    assert!(is_usage && msg.contains("`emperor` is not in") && msg.contains("vocabulary"), "{msg}");
+    assert!(
+        is_usage && msg.contains("`emperor` is not in") && msg.contains("vocabulary"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -240,7 +268,11 @@ fn map_labels_every_word() {
     let text = std::fs::read_to_string(&svg).unwrap();
     // Every word but the two special tokens, once each, as the whole content of a text element.
     for word in words.iter().filter(|w| !w.starts_with('<')) {
-        assert_eq!(text.matches(&format!("\n{word}\n</text>")).count(), 1, "`{word}`");
+        assert_eq!(
+            text.matches(&format!("\n{word}\n</text>")).count(),
+            1,
+            "`{word}`"
+        );
     }
     assert!(!text.contains("unk") && !text.contains("eos"));
     assert!(text.contains("t-SNE map of the 58 most frequent words"));
@@ -266,70 +298,11 @@ fn map_errors() {
         assert!(is_usage && msg.contains(what), "{words}: {msg}");
     }
     for bad in ["map.txt", "missing/map.png"] {
-        let (msg, is_usage) = describe(embeddings::map(&ck, &dir.path().join(bad), 6, false).unwrap_err());
+        let (msg, is_usage) =
+            describe(embeddings::map(&ck, &dir.path().join(bad), 6, false).unwrap_err());
         assert!(is_usage, "{bad}: {msg}");
     }
     assert!(!out.exists());
     embeddings::map(&ck, &out, 6, false).unwrap();
     assert!(out.exists());
-}
-
-// SCRATCH (to be removed): pictures to look at.
-#[test]
-#[ignore]
-fn scratch_pictures() {
-    let out = Path::new("/tmp/analysis_look");
-    // 15 epochs, PTB-like numbers.
-    let mut lines = Vec::new();
-    let mut rng = SplitMix64::new(3);
-    for e in 1..=15u64 {
-        let train = 58.0 + 380.0 / (e as f64).powf(1.6);
-        let valid = 121.0 + 140.0 / (e as f64).powf(1.4);
-        for s in (100..=700).step_by(100) {
-            lines.push(format!(r#"{{"kind":"train","epoch":{e},"step":{s},"global_step":{},"learning_rate":1.0,"perplexity":{},"words_per_second":{}}}"#, (e-1)*774+s, train * 1.1, 30000.0 + rng.uniform(0.0, 3000.0)));
-        }
-        lines.push(format!(r#"{{"kind":"epoch","epoch":{e},"global_step":{},"learning_rate":1.0,"train_perplexity":{train},"valid_perplexity":{valid},"words_per_second":{},"seconds":31.0}}"#, e*774, 31000.0 + rng.uniform(0.0, 2000.0)));
-    }
-    lines.push(r#"{"kind":"test","test_perplexity":116.6}"#.into());
-    let a = write_metrics(out, "seed-run", &lines.join("\n"));
-    let b = write_run(out, "other-run", 6, 5);
-    plot::plot_metrics(&[a.clone()], &out.join("one.png")).unwrap();
-    plot::plot_metrics(&[a, b], &out.join("two.png")).unwrap();
-    let short = write_run(out, "short-run", 0, 6);
-    let text = std::fs::read_to_string(&short).unwrap() + "\n" + r#"{"kind":"stop","train_perplexity":2000.0,"valid_perplexity":1500.0}"#;
-    std::fs::write(&short, text).unwrap();
-    let mut more = String::new();
-    for s in (10..=400).step_by(10) {
-        more.push_str(&format!("{{\"kind\":\"train\",\"epoch\":1,\"step\":{s},\"global_step\":{s},\"learning_rate\":1.0,\"perplexity\":{},\"words_per_second\":{}}}\n", 10000.0 / (1.0 + s as f64 / 30.0), 25000.0 + rng.uniform(0.0, 3000.0)));
-    }
-    std::fs::write(&short, more + r#"{"kind":"stop","train_perplexity":900.0,"valid_perplexity":850.0}"#).unwrap();
-    plot::plot_metrics(&[short], &out.join("short.png")).unwrap();
-
-    // Co-occurrence vectors of the 500 most frequent PTB words as stand-in embeddings.
-    let text = std::fs::read_to_string("/work/shared/data/ptb/ptb.train.txt").unwrap();
-    let tokens: Vec<String> = lstm_gpu::data::tokenize(&text).map(|t| t.into_owned()).collect();
-    let mut counts = std::collections::HashMap::new();
-    for t in &tokens { *counts.entry(t.clone()).or_insert(0usize) += 1; }
-    let mut vocab: Vec<(String, usize)> = counts.into_iter().collect();
-    vocab.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let vocab: Vec<String> = vocab.into_iter().take(1000).map(|v| v.0).collect();
-    let index: std::collections::HashMap<&str, usize> = vocab.iter().enumerate().map(|(i, w)| (w.as_str(), i)).collect();
-    let dim = 200;
-    let mut ck = checkpoint(&vocab, dim);
-    let mut emb = vec![0f32; vocab.len() * dim];
-    for w in tokens.windows(2) {
-        if let (Some(&a), Some(&b)) = (index.get(w[0].as_str()), index.get(w[1].as_str())) {
-            if b < dim / 2 { emb[a * dim + b] += 1.0; }
-            if a < dim / 2 { emb[b * dim + dim / 2 + a] += 1.0; }
-        }
-    }
-    for v in emb.iter_mut() { *v = (1.0 + *v).ln(); }
-    ck.params.embedding = emb;
-    println!("{:?}", embeddings::neighbors(&ck, "monday", 5).unwrap());
-    let t = std::time::Instant::now();
-    embeddings::map(&ck, &out.join("map500.png"), 500, true).unwrap();
-    println!("map 500 png: {:?}", t.elapsed());
-    let t = std::time::Instant::now();
-    embeddings::map(&ck, &out.join("map500.svg"), 500, false).unwrap();
-    println!("map 500 svg: {:?}", t.elapsed());
 }

@@ -141,6 +141,14 @@ fn render(out: &Path, format: ImageFormat, figure: &impl Figure) -> Result<()> {
     }
 }
 
+/// The smallest and largest of `values`, or `None` when there are none.
+fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |range, v| match range {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((f64::min(lo, v), f64::max(hi, v))),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,7 +164,10 @@ mod tests {
             prepare_output(&dir.path().join("a.png")).unwrap(),
             ImageFormat::Png
         );
-        assert_eq!(prepare_output(Path::new("a.svg")).unwrap(), ImageFormat::Svg);
+        assert_eq!(
+            prepare_output(Path::new("a.svg")).unwrap(),
+            ImageFormat::Svg
+        );
         for bad in ["a.jpg", "a", "missing/a.svg"] {
             let err = prepare_output(&dir.path().join(bad)).unwrap_err();
             assert_eq!(crate::error::exit_code(&err), 2, "{bad}: {err:#}");

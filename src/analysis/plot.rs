@@ -15,7 +15,7 @@ use serde::Deserialize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::{prepare_output, render, Figure};
+use super::{bounds, prepare_output, render, Figure};
 use crate::error::usage;
 
 /// The file a training run writes its metrics to, inside its run folder.
@@ -114,9 +114,7 @@ impl Run {
                     path.display()
                 )))
             }
-            Err(e) => {
-                return Err(e).with_context(|| format!("could not read {}", path.display()))
-            }
+            Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
         };
         let mut run = Run {
             label: run_label(&path),
@@ -167,7 +165,10 @@ impl Run {
             }
         }
         if records == 0 {
-            bail!("{} is empty: the run has logged nothing yet", path.display());
+            bail!(
+                "{} is empty: the run has logged nothing yet",
+                path.display()
+            );
         }
         if run.epochs.is_empty() && run.log_points.is_empty() {
             bail!(
@@ -226,6 +227,8 @@ struct Panel {
     y_desc: &'static str,
     /// Logarithmic y axis.
     log_y: bool,
+    /// Where the legend goes: where the curves usually leave room.
+    legend: SeriesLabelPosition,
     series: Vec<Series>,
 }
 
@@ -314,6 +317,7 @@ impl LearningCurves {
                 x_desc: "epoch",
                 y_desc: "perplexity (log scale)",
                 log_y: true,
+                legend: SeriesLabelPosition::UpperRight,
                 series: perplexity,
             },
             Panel {
@@ -321,6 +325,7 @@ impl LearningCurves {
                 x_desc: "epoch",
                 y_desc: "words per second",
                 log_y: false,
+                legend: SeriesLabelPosition::LowerRight,
                 series: speed,
             },
         )
@@ -380,6 +385,7 @@ impl LearningCurves {
                 x_desc: "training step",
                 y_desc: "perplexity (log scale)",
                 log_y: true,
+                legend: SeriesLabelPosition::UpperRight,
                 series: perplexity,
             },
             Panel {
@@ -387,6 +393,7 @@ impl LearningCurves {
                 x_desc: "training step",
                 y_desc: "words per second",
                 log_y: false,
+                legend: SeriesLabelPosition::LowerRight,
                 series: speed,
             },
         )
@@ -409,51 +416,56 @@ impl Figure for LearningCurves {
         };
         let body = root.titled(&title, ("sans-serif", 30))?;
         let (top, bottom) = body.split_vertically(body.dim_in_pixel().1 * 3 / 5);
-        let (perplexity, speed) = if self.by_epoch() {
+        let epochs_x = self.by_epoch();
+        let (perplexity, speed) = if epochs_x {
             self.epoch_panels()
         } else {
             self.step_panels()
         };
-        let integer_x = self.by_epoch();
-        draw_panel(&top, &perplexity, integer_x)?;
-        draw_panel(&bottom, &speed, integer_x)
+        draw_panel(&top, &perplexity, epochs_x)?;
+        draw_panel(&bottom, &speed, epochs_x)
     }
 }
 
-/// Draw one panel; `integer_x` keeps the x ticks on whole numbers (epochs).
+/// Draw one panel; with `epochs_x` the x axis is epochs, else training steps.
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
-    integer_x: bool,
+    epochs_x: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let points = panel.series.iter().flat_map(|s| &s.points);
     let finite: Vec<(f64, f64)> = points
         .copied()
         .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!panel.log_y || y > 0.0))
         .collect();
-    let Some(x_range) = padded_range(finite.iter().map(|p| p.0)) else {
+    let (Some((x_lo, x_hi)), Some((y_lo, y_hi))) = (
+        bounds(finite.iter().map(|p| p.0)),
+        bounds(finite.iter().map(|p| p.1)),
+    ) else {
         let style = ("sans-serif", 20).into_font().color(&BLACK.mix(0.6));
         let (w, h) = area.dim_in_pixel();
         let message = format!("{}: nothing to draw yet", panel.title);
         return area.draw_text(&message, &style, (w as i32 / 10, h as i32 / 2));
     };
-    let x_range = if integer_x {
-        (x_range.start.floor() - 0.3)..(x_range.end.ceil() + 0.3)
+    let x_range = if epochs_x {
+        // Half an epoch of room either side of the first and last epoch.
+        (x_lo - 0.5)..(x_hi + 0.5)
     } else {
-        x_range
+        padded(x_lo, x_hi)
     };
-    let y_values = finite.iter().map(|p| p.1);
+    // Epochs and steps are whole numbers: no more ticks than whole numbers in the range, so
+    // that plotters picks whole-number steps (1, 2, 5, 10...), at most 15 for epochs.
+    let most_ticks = if epochs_x { 16 } else { 10 };
+    let x_ticks = ((x_range.end - x_range.start).floor() as usize + 1).clamp(2, most_ticks);
     if panel.log_y {
-        let (lo, hi) = y_values.fold((f64::INFINITY, 0.0_f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
         // Ten percent of head room either side, on the log scale.
-        let (lo, hi) = (lo / 1.1, hi * 1.1);
+        let (lo, hi) = (y_lo / 1.1, y_hi * 1.1);
         let y = (lo..hi).log_scale().with_key_points(log_ticks(lo, hi));
-        draw_chart(area, panel, x_range, y, integer_x)
+        draw_chart(area, panel, x_range, x_ticks, y)
     } else {
-        let hi = y_values.fold(0.0_f64, f64::max);
         // Speeds start the axis at zero so that a change reads at its true size.
-        let y = 0.0..if hi > 0.0 { hi * 1.15 } else { 1.0 };
-        draw_chart(area, panel, x_range, y, integer_x)
+        let y = 0.0..if y_hi > 0.0 { y_hi * 1.15 } else { 1.0 };
+        draw_chart(area, panel, x_range, x_ticks, y)
     }
 }
 
@@ -461,19 +473,13 @@ fn draw_chart<DB: DrawingBackend, Y>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
     x_range: Range<f64>,
+    x_ticks: usize,
     y_range: Y,
-    integer_x: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
-    let x_ticks = if integer_x {
-        // One tick per epoch up to 15 epochs, never half epochs.
-        ((x_range.end - x_range.start).round() as usize + 1).clamp(2, 16)
-    } else {
-        10
-    };
     let mut chart = ChartBuilder::on(area)
         .caption(panel.title, ("sans-serif", 22))
         .margin(12)
@@ -497,7 +503,10 @@ where
     for series in &panel.series {
         let color = series.color;
         let line = color.stroke_width(2);
-        let dots = series.points.iter().map(move |&p| Circle::new(p, 3, color.filled()));
+        let dots = series
+            .points
+            .iter()
+            .map(move |&p| Circle::new(p, 3, color.filled()));
         let annotation = match series.stroke {
             Stroke::Solid => {
                 chart.draw_series(dots)?;
@@ -507,24 +516,30 @@ where
                 chart.draw_series(dots)?;
                 chart.draw_series(DashedLineSeries::new(series.points.clone(), 9, 6, line))?
             }
-            Stroke::Cross => chart.draw_series(
-                series.points.iter().map(|&p| Cross::new(p, 6, line)),
-            )?,
+            Stroke::Cross => {
+                chart.draw_series(series.points.iter().map(|&p| Cross::new(p, 6, line)))?
+            }
             Stroke::Triangle => chart.draw_series(
-                series.points.iter().map(|&p| TriangleMarker::new(p, 7, color.filled())),
+                series
+                    .points
+                    .iter()
+                    .map(|&p| TriangleMarker::new(p, 7, color.filled())),
             )?,
         };
+        if series.label.is_empty() {
+            continue;
+        }
         annotation.label(series.label.as_str());
         // The legend's sample of the series, 24 pixels wide. Each arm builds its own
         // element type: plotters' boxed elements only serve 'static backends.
         let dot = move |x| Circle::new((x, 0), 3, color.filled());
         let segment = move |from, to| PathElement::new(vec![(from, 0), (to, 0)], line);
         match series.stroke {
-            Stroke::Solid => annotation
-                .legend(move |at| EmptyElement::at(at) + segment(0, 24) + dot(12)),
-            Stroke::Dashed => annotation.legend(move |at| {
-                EmptyElement::at(at) + segment(0, 8) + segment(16, 24) + dot(12)
-            }),
+            Stroke::Solid => {
+                annotation.legend(move |at| EmptyElement::at(at) + segment(0, 24) + dot(12))
+            }
+            Stroke::Dashed => annotation
+                .legend(move |at| EmptyElement::at(at) + segment(0, 8) + segment(16, 24) + dot(12)),
             Stroke::Cross => {
                 annotation.legend(move |at| EmptyElement::at(at) + Cross::new((12, 0), 6, line))
             }
@@ -533,27 +548,25 @@ where
             }),
         };
     }
+    if panel.series.iter().all(|s| s.label.is_empty()) {
+        return Ok(());
+    }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(panel.legend.clone())
         .label_font(("sans-serif", 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
         .draw()
 }
 
-/// `values`' range with 3% of room either side (a unit either side of a single value).
-fn padded_range(values: impl Iterator<Item = f64>) -> Option<Range<f64>> {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    if lo > hi {
-        None
-    } else if hi - lo < 1e-9 * hi.abs().max(1.0) {
-        Some(lo - 1.0..hi + 1.0)
+/// `[lo, hi]` with 3% of room either side (a unit either side of a single value).
+fn padded(lo: f64, hi: f64) -> Range<f64> {
+    if hi - lo < 1e-9 * hi.abs().max(1.0) {
+        lo - 1.0..hi + 1.0
     } else {
         let pad = 0.03 * (hi - lo);
-        Some(lo - pad..hi + pad)
+        lo - pad..hi + pad
     }
 }
 
@@ -632,7 +645,10 @@ mod tests {
     fn malformed_line_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let good = r#"{"kind":"test","test_perplexity":1.5}"#;
-        let path = write(dir.path(), &format!("{good}\n{{\"kind\":\"train\",\"global_step\":\"ten\"}}\n"));
+        let path = write(
+            dir.path(),
+            &format!("{good}\n{{\"kind\":\"train\",\"global_step\":\"ten\"}}\n"),
+        );
         let err = format!("{:#}", Run::read(&path).unwrap_err());
         assert!(err.contains(&format!("{} line 2", path.display())), "{err}");
         let path = write(dir.path(), &format!("{good}\nnot json\n"));
@@ -641,12 +657,18 @@ mod tests {
         // Records without the fields a plot needs are malformed too.
         let path = write(dir.path(), "{\"kind\":\"epoch\",\"epoch\":1}\n");
         let err = format!("{:#}", Run::read(&path).unwrap_err());
-        assert!(err.contains("line 1") && err.contains("global_step"), "{err}");
+        assert!(
+            err.contains("line 1") && err.contains("global_step"),
+            "{err}"
+        );
     }
 
     #[test]
     fn ticks_and_labels() {
-        assert_eq!(log_ticks(45.0, 1100.0), vec![50.0, 100.0, 200.0, 500.0, 1000.0]);
+        assert_eq!(
+            log_ticks(45.0, 1100.0),
+            vec![50.0, 100.0, 200.0, 500.0, 1000.0]
+        );
         assert_eq!(log_ticks(55.0, 130.0), vec![60.0, 70.0, 80.0, 90.0, 100.0]);
         assert_eq!(compact(12500.0), "12.5k");
         assert_eq!(compact(45000.0), "45k");
@@ -654,7 +676,7 @@ mod tests {
         assert_eq!(compact(116.0), "116");
         assert_eq!(compact(0.25), "0.25");
         assert_eq!(compact(0.0), "0");
-        assert_eq!(padded_range([3.0].into_iter()), Some(2.0..4.0));
-        assert_eq!(padded_range(std::iter::empty()), None);
+        assert_eq!(padded(3.0, 3.0), 2.0..4.0);
+        assert_eq!(padded(0.0, 100.0), -3.0..103.0);
     }
 }

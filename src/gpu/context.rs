@@ -332,7 +332,7 @@ impl Gpu {
 
     /// Fail early, before allocating, when a buffer of `bytes` cannot exist on this adapter.
     pub fn check_buffer_fits(&self, what: &str, bytes: u64) -> Result<()> {
-        let max_binding = self.limits.max_storage_buffer_binding_size as u64;
+        let max_binding = self.limits.max_storage_buffer_binding_size;
         let max_buffer = self.limits.max_buffer_size;
         let limit = max_binding.min(max_buffer);
         if bytes > limit {

@@ -66,6 +66,16 @@ impl<'a> View<'a> {
     }
 }
 
+/// The first word of `view` as the kernels' 32-bit offset, after checking that the view
+/// holds `words` words and that its end is addressable with 32-bit offsets.
+pub fn word_offset(what: &str, view: View, words: usize) -> anyhow::Result<u32> {
+    view.check(what, words)?;
+    match u32::try_from(view.offset + words) {
+        Ok(_) => Ok(view.offset as u32),
+        Err(_) => anyhow::bail!("{what}: word {} is past the 32-bit offsets of the kernels", view.offset + words),
+    }
+}
+
 /// One compute dispatch, prepared once and recorded into any number of passes.
 pub struct Dispatch {
     /// Kernel name, as the profiler reports it (the WGSL entry point, e.g. `matmul_nn`).

@@ -13,7 +13,7 @@
 use anyhow::{bail, Result};
 
 use super::embedding::{segments_words, SEGMENTS_COUNT_WORD};
-use super::{groups_1d, Dispatch, Gpu, View};
+use super::{groups_1d, Dispatch, Gpu, View, word_offset};
 
 const SHADER: &str = include_str!("../../shaders/reduce.wgsl");
 
@@ -326,15 +326,3 @@ impl Reduce {
     }
 }
 
-/// Check that `view` holds `words` words and return its offset for the uniform block, whose
-/// word offsets are 32-bit: every word the kernel touches must be addressable with them.
-fn word_offset(what: &str, view: View, words: usize) -> Result<u32> {
-    view.check(what, words)?;
-    match u32::try_from(view.offset + words) {
-        Ok(_) => Ok(view.offset as u32),
-        Err(_) => bail!(
-            "{what}: word {} is past the 32-bit offsets of the kernels",
-            view.offset + words
-        ),
-    }
-}

@@ -143,6 +143,10 @@ pub struct Workspace {
     pub mode: Mode,
     pub ops: Vec<Op>,
     ids: wgpu::Buffer,
+    /// `[n, vocab]` logits of the last step (their gradient after a training step).
+    pub logits: wgpu::Buffer,
+    /// `[n]` log-sum-exp of each logits row.
+    pub lse: wgpu::Buffer,
     targets: wgpu::Buffer,
     segments: Option<wgpu::Buffer>,
     hyper: wgpu::Buffer,
@@ -385,6 +389,8 @@ impl Workspace {
             mode,
             ops,
             ids,
+            logits,
+            lse,
             targets,
             segments,
             hyper,

@@ -1,0 +1,125 @@
+//! Next-word prediction and generation on the GPU: the evaluation schedule at batch 1 and
+//! one time step, fed word by word with the state carried, then top-k over the logits row
+//! on the GPU (`softmax_xent.wgsl`'s `topk`) or the whole distribution read back.
+
+use anyhow::{bail, Result};
+
+use crate::config::Config;
+use crate::gpu::sgd::Hyper;
+use crate::gpu::softmax_xent::MAX_TOPK;
+use crate::gpu::{Dispatch, Gpu, View};
+use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
+use crate::model::Params;
+
+/// A model that reads one word at a time.
+pub struct Predictor {
+    ws: Workspace,
+    topk: Dispatch,
+    indices: wgpu::Buffer,
+    values: wgpu::Buffer,
+    k: usize,
+    vocab: usize,
+    fed: usize,
+}
+
+impl Predictor {
+    /// Upload `params` and prepare a batch-1, one-step forward and a top-`k` selection.
+    pub fn new(gpu: &Gpu, cfg: &Config, params: &Params<f32>, k: usize) -> Result<Predictor> {
+        if k == 0 || k > MAX_TOPK.min(cfg.vocab_size) {
+            bail!("top-k must be between 1 and {}", MAX_TOPK.min(cfg.vocab_size));
+        }
+        let kernels = Kernels::new(gpu)?;
+        let pbuf = ParamBuffers::upload(gpu, cfg, params)?;
+        let ws = Workspace::new(gpu, &kernels, cfg, &pbuf, 1, 1, Mode::Eval)?;
+        let indices = gpu.storage("top-k indices", k);
+        let values = gpu.storage("top-k values", k);
+        let topk = kernels.softmax_xent.prepare_topk(
+            gpu,
+            cfg.vocab_size,
+            k,
+            View::at(&ws.logits, 0, cfg.vocab_size),
+            View::all(&indices),
+            View::all(&values),
+        )?;
+        ws.zero_state(gpu);
+        Ok(Predictor { ws, topk, indices, values, k, vocab: cfg.vocab_size, fed: 0 })
+    }
+
+    /// Run one word through the model; the state carries over to the next call.
+    pub fn feed(&mut self, gpu: &Gpu, id: u32) -> Result<()> {
+        // The target only feeds the (unused) loss; any valid id will do.
+        self.ws.step(gpu, &[id], &[0], Hyper::default())?;
+        self.fed += 1;
+        Ok(())
+    }
+
+    /// Words fed since the start (or the last reset).
+    pub fn words_fed(&self) -> usize {
+        self.fed
+    }
+
+    /// Forget the context.
+    pub fn reset(&mut self, gpu: &Gpu) {
+        self.ws.zero_state(gpu);
+        self.fed = 0;
+    }
+
+    /// The `k` most probable next words with their probabilities, most probable first.
+    pub fn top(&self, gpu: &Gpu) -> Result<Vec<(u32, f32)>> {
+        if self.fed == 0 {
+            bail!("no context: feed at least one word first");
+        }
+        gpu.run(&[&self.topk])?;
+        let idx: Vec<u32> = gpu.read(&self.indices, 0, self.k)?;
+        let val: Vec<f32> = gpu.read(&self.values, 0, self.k)?;
+        let lse: Vec<f32> = gpu.read(&self.ws.lse, 0, 1)?;
+        Ok(idx.into_iter().zip(val).map(|(i, v)| (i, (v - lse[0]).exp())).collect())
+    }
+
+    /// The whole next-word distribution (probabilities over the vocabulary).
+    pub fn distribution(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        if self.fed == 0 {
+            bail!("no context: feed at least one word first");
+        }
+        let logits: Vec<f32> = gpu.read(&self.ws.logits, 0, self.vocab)?;
+        let lse: Vec<f32> = gpu.read(&self.ws.lse, 0, 1)?;
+        Ok(logits.iter().map(|&z| (z - lse[0]).exp()).collect())
+    }
+}
+
+/// Sample an index from `probs` (any non-negative weights) at `temperature`, keeping only
+/// the `top_k` most probable when `top_k > 0`, with the uniform draw `u` in [0, 1).
+pub fn sample(probs: &[f32], temperature: f32, top_k: usize, u: f64) -> usize {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    if top_k > 0 {
+        order.truncate(top_k);
+    }
+    // p^(1/T), renormalised: the softmax of logits / T.
+    let weights: Vec<f64> = order.iter().map(|&i| (probs[i].max(0.0) as f64).powf(1.0 / temperature as f64)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut target = u * total;
+    for (w, &i) in weights.iter().zip(&order) {
+        if target < *w {
+            return i;
+        }
+        target -= w;
+    }
+    order[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample;
+
+    #[test]
+    fn sampling_respects_top_k_and_temperature() {
+        let p = [0.1f32, 0.6, 0.3];
+        assert_eq!(sample(&p, 1.0, 1, 0.99), 1);
+        assert_eq!(sample(&p, 1.0, 0, 0.0), 1);
+        assert_eq!(sample(&p, 1.0, 0, 0.65), 2);
+        assert_eq!(sample(&p, 1.0, 0, 0.95), 0);
+        // A very low temperature is nearly greedy.
+        assert_eq!(sample(&p, 0.05, 0, 0.999), 1);
+    }
+}
