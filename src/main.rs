@@ -43,6 +43,23 @@ enum Command {
     Predict(PredictArgs),
     /// Generate text from a prompt.
     Generate(GenerateArgs),
+    /// Word embeddings of a checkpoint: nearest neighbours, or a labelled t-SNE map.
+    Embeddings {
+        /// Checkpoint (it carries its vocabulary).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(subcommand)]
+        command: EmbeddingsCommand,
+    },
+    /// Draw learning curves (perplexity per epoch, words/s) from metrics.jsonl files or run folders.
+    Plot {
+        /// metrics.jsonl files or run folders; several runs share one plot.
+        #[arg(required = true)]
+        metrics: Vec<PathBuf>,
+        /// Output image, .svg or .png.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -69,6 +86,26 @@ enum DataCommand {
         /// Archive URL (http:// or file://) [default: the canonical one, or $LSTM_GPU_PTB_URL].
         #[arg(long)]
         url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmbeddingsCommand {
+    /// The nearest words by cosine similarity.
+    Neighbors {
+        word: String,
+        /// How many neighbours.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+    },
+    /// A 2-D t-SNE map of the most frequent words, each point labelled.
+    Map {
+        /// Output image, .svg or .png.
+        #[arg(long)]
+        out: PathBuf,
+        /// How many of the most frequent words.
+        #[arg(long, default_value_t = 500)]
+        words: usize,
     },
 }
 
@@ -225,6 +262,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train_command(args),
         Command::Eval(args) => eval_command(args),
         Command::Predict(args) => predict_command(args),
+        Command::Embeddings { checkpoint, command } => {
+            let ck = Checkpoint::load(&checkpoint)?;
+            match command {
+                EmbeddingsCommand::Neighbors { word, k } => {
+                    for (w, cos) in lstm_gpu::analysis::embeddings::neighbors(&ck, &word, k)? {
+                        println!("{w:<20} {cos:.4}");
+                    }
+                }
+                EmbeddingsCommand::Map { out, words } => {
+                    lstm_gpu::analysis::embeddings::map(&ck, &out, words, true).context("--words / --out")?;
+                    println!("map of {words} words written to {}", out.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Plot { metrics, out } => {
+            lstm_gpu::analysis::plot::plot_metrics(&metrics, &out)?;
+            println!("plot written to {}", out.display());
+            Ok(())
+        }
         Command::Generate(args) => generate_command(args),
         Command::Bench { command: BenchCommand::Kernels { gpu } } => {
             let gpu = open_gpu(&gpu)?;
