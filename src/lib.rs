@@ -15,6 +15,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod model;
+pub mod profile;
 pub mod reference;
 pub mod rng;
 pub mod train;

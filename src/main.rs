@@ -12,12 +12,16 @@ use lstm_gpu::gpu::context::list_adapters;
 use lstm_gpu::gpu::{BackendChoice, Gpu, GpuArgs};
 use lstm_gpu::model::checkpoint::Checkpoint;
 use lstm_gpu::model::predict::Predictor;
-use std::io::Write;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::train::{self, TrainOptions};
+use std::io::Write;
 
 #[derive(Parser)]
-#[command(name = "lstm-gpu", version, about = "Train the Penn Treebank LSTM language model on any GPU with WGSL compute shaders (wgpu: Vulkan, Metal, DX12, GL)")]
+#[command(
+    name = "lstm-gpu",
+    version,
+    about = "Train the Penn Treebank LSTM language model on any GPU with WGSL compute shaders (wgpu: Vulkan, Metal, DX12, GL)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,6 +64,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Time every kernel of a training step and the step as a whole.
+    Profile(ProfileArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -179,6 +185,26 @@ struct EvalArgs {
 }
 
 #[derive(clap::Args)]
+struct ProfileArgs {
+    /// Corpus folder [default: the default corpus folder].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// Training steps to time (each measurement).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Skip measuring the adapter's best matmul rate.
+    #[arg(long)]
+    no_matmul_peak: bool,
+}
+
+#[derive(clap::Args)]
 struct PredictArgs {
     /// Checkpoint (it carries its vocabulary).
     #[arg(long)]
@@ -245,16 +271,21 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Adapters { backend } => adapters(backend),
-        Command::Data { command: DataCommand::Info { data, config } } => {
+        Command::Data {
+            command: DataCommand::Info { data, config },
+        } => {
             let cfg = config.resolve()?;
             let dir = data.unwrap_or_else(fetch::default_data_dir);
             print!("{}", data::info(&dir, &cfg)?);
             Ok(())
         }
-        Command::Data { command: DataCommand::Fetch { dir, url } } => {
+        Command::Data {
+            command: DataCommand::Fetch { dir, url },
+        } => {
             let dir = dir.unwrap_or_else(fetch::default_data_dir);
             let url = url.unwrap_or_else(fetch::ptb_url);
-            std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("could not create {}", dir.display()))?;
             fetch::fetch_ptb(&url, &dir)?;
             println!("PTB corpus ready in {}", dir.display());
             Ok(())
@@ -262,7 +293,31 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train_command(args),
         Command::Eval(args) => eval_command(args),
         Command::Predict(args) => predict_command(args),
-        Command::Embeddings { checkpoint, command } => {
+        Command::Profile(args) => {
+            let cfg = args.config.resolve()?;
+            if args.steps == 0 {
+                return Err(usage("--steps must be at least 1"));
+            }
+            let corpus = Corpus::load(&corpus_dir(args.data)?, cfg.vocab_size)?;
+            let gpu = open_gpu(&args.gpu)?;
+            let p = lstm_gpu::profile::profile(
+                &gpu,
+                &cfg,
+                &corpus.train,
+                args.steps,
+                !args.no_matmul_peak,
+            )?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print!("{}", p.table());
+            }
+            Ok(())
+        }
+        Command::Embeddings {
+            checkpoint,
+            command,
+        } => {
             let ck = Checkpoint::load(&checkpoint)?;
             match command {
                 EmbeddingsCommand::Neighbors { word, k } => {
@@ -271,7 +326,8 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 EmbeddingsCommand::Map { out, words } => {
-                    lstm_gpu::analysis::embeddings::map(&ck, &out, words, true).context("--words / --out")?;
+                    lstm_gpu::analysis::embeddings::map(&ck, &out, words, true)
+                        .context("--words / --out")?;
                     println!("map of {words} words written to {}", out.display());
                 }
             }
@@ -283,10 +339,20 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(args) => generate_command(args),
-        Command::Bench { command: BenchCommand::Kernels { gpu } } => {
+        Command::Bench {
+            command: BenchCommand::Kernels { gpu },
+        } => {
             let gpu = open_gpu(&gpu)?;
-            println!("adapter: {} ({:?}, {:?})", gpu.info.name, gpu.info.backend, gpu.info.device_type);
-            lstm_gpu::gpu::matmul::bench_matmul(&gpu, &lstm_gpu::gpu::matmul::SEED_SHAPES, None, 5)?;
+            println!(
+                "adapter: {} ({:?}, {:?})",
+                gpu.info.name, gpu.info.backend, gpu.info.device_type
+            );
+            lstm_gpu::gpu::matmul::bench_matmul(
+                &gpu,
+                &lstm_gpu::gpu::matmul::SEED_SHAPES,
+                None,
+                5,
+            )?;
             Ok(())
         }
     }
@@ -295,9 +361,15 @@ fn run(cli: Cli) -> Result<()> {
 fn adapters(backend: BackendChoice) -> Result<()> {
     let list = list_adapters(backend);
     if list.is_empty() {
-        anyhow::bail!("no GPU adapter found: {}", lstm_gpu::gpu::context::NO_ADAPTER_HELP);
+        anyhow::bail!(
+            "no GPU adapter found: {}",
+            lstm_gpu::gpu::context::NO_ADAPTER_HELP
+        );
     }
-    println!("{:<3} {:<40} {:<8} {:<13} {:<28} {:>12} {:>14}", "#", "name", "backend", "type", "driver", "max buffer", "max binding");
+    println!(
+        "{:<3} {:<40} {:<8} {:<13} {:<28} {:>12} {:>14}",
+        "#", "name", "backend", "type", "driver", "max buffer", "max binding"
+    );
     for a in list {
         let driver = format!("{} {}", a.info.driver, a.info.driver_info);
         println!(
@@ -353,7 +425,9 @@ fn train_command(args: TrainArgs) -> Result<()> {
         return Err(usage("--max-steps must be at least 1"));
     }
     if args.log_every == Some(0) || args.checkpoint_every == Some(0) {
-        return Err(usage("--log-every and --checkpoint-every must be at least 1"));
+        return Err(usage(
+            "--log-every and --checkpoint-every must be at least 1",
+        ));
     }
     let dir = corpus_dir(args.data)?;
     let corpus = match vocab {
@@ -377,13 +451,20 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let summary = train::train(&gpu, cfg, &corpus, &opts)?;
     if let Some(p) = summary.last_checkpoint {
         println!("checkpoint: {}", p.display());
-        println!("resume with: lstm-gpu train --resume {} --run-dir {}", p.display(), run_dir.display());
+        println!(
+            "resume with: lstm-gpu train --resume {} --run-dir {}",
+            p.display(),
+            run_dir.display()
+        );
     }
     Ok(())
 }
 
 fn default_run_dir() -> PathBuf {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     // UTC date-time from the Unix time (civil-from-days, Howard Hinnant).
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let z = days as i64 + 719_468;
@@ -395,7 +476,12 @@ fn default_run_dir() -> PathBuf {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    PathBuf::from(format!("runs/{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}", rem / 3600, rem % 3600 / 60, rem % 60))
+    PathBuf::from(format!(
+        "runs/{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
 }
 
 fn eval_command(args: EvalArgs) -> Result<()> {
@@ -440,7 +526,10 @@ fn encode_context(ck: &Checkpoint, text: &str, flag: &str) -> Result<(Vocab, Vec
     }
     let encoded = data::encode_text(&lower, &vocab)?;
     if !encoded.unknown.is_empty() {
-        log::warn!("not in the vocabulary, read as <unk>: {}", encoded.unknown.join(", "));
+        log::warn!(
+            "not in the vocabulary, read as <unk>: {}",
+            encoded.unknown.join(", ")
+        );
     }
     Ok((vocab, encoded.ids))
 }
@@ -449,7 +538,10 @@ fn predict_command(args: PredictArgs) -> Result<()> {
     let ck = Checkpoint::load(&args.checkpoint)?;
     let max = lstm_gpu::gpu::softmax_xent::MAX_TOPK.min(ck.config.vocab_size);
     if args.top_k == 0 || args.top_k > max {
-        return Err(usage(format!("--top-k must be between 1 and {max}, got {}", args.top_k)));
+        return Err(usage(format!(
+            "--top-k must be between 1 and {max}, got {}",
+            args.top_k
+        )));
     }
     let (vocab, ids) = encode_context(&ck, &args.context, "the context")?;
     let gpu = open_gpu(&args.gpu)?;
@@ -459,8 +551,14 @@ fn predict_command(args: PredictArgs) -> Result<()> {
     }
     let top = p.top(&gpu)?;
     if args.json {
-        let words: Vec<_> = top.iter().map(|&(i, pr)| serde_json::json!({"word": vocab.word(i), "id": i, "probability": pr})).collect();
-        println!("{}", serde_json::json!({"context": ids.iter().map(|&i| vocab.word(i)).collect::<Vec<_>>(), "next": words}));
+        let words: Vec<_> = top
+            .iter()
+            .map(|&(i, pr)| serde_json::json!({"word": vocab.word(i), "id": i, "probability": pr}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"context": ids.iter().map(|&i| vocab.word(i)).collect::<Vec<_>>(), "next": words})
+        );
     } else {
         for (rank, (i, pr)) in top.iter().enumerate() {
             println!("{:>3}. {:<20} {:.4}", rank + 1, vocab.word(*i), pr);
@@ -471,11 +569,17 @@ fn predict_command(args: PredictArgs) -> Result<()> {
 
 fn generate_command(args: GenerateArgs) -> Result<()> {
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
-        return Err(usage(format!("--temperature must be a number above 0, got {}", args.temperature)));
+        return Err(usage(format!(
+            "--temperature must be a number above 0, got {}",
+            args.temperature
+        )));
     }
     let ck = Checkpoint::load(&args.checkpoint)?;
     if args.top_k > ck.config.vocab_size {
-        return Err(usage(format!("--top-k must be at most the vocabulary size {}", ck.config.vocab_size)));
+        return Err(usage(format!(
+            "--top-k must be at most the vocabulary size {}",
+            ck.config.vocab_size
+        )));
     }
     let (vocab, ids) = encode_context(&ck, &args.prompt, "--prompt")?;
     let gpu = open_gpu(&args.gpu)?;
@@ -490,12 +594,19 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
     let mut at_line_start = false;
     for _ in 0..args.words {
         let probs = p.distribution(&gpu)?;
-        let next = lstm_gpu::model::predict::sample(&probs, args.temperature, args.top_k, rng.next_f64()) as u32;
+        let next =
+            lstm_gpu::model::predict::sample(&probs, args.temperature, args.top_k, rng.next_f64())
+                as u32;
         if Some(next) == eos {
             writeln!(out)?;
             at_line_start = true;
         } else {
-            write!(out, "{}{}", if at_line_start { "" } else { " " }, vocab.word(next))?;
+            write!(
+                out,
+                "{}{}",
+                if at_line_start { "" } else { " " },
+                vocab.word(next)
+            )?;
             at_line_start = false;
         }
         out.flush()?;

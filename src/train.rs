@@ -88,11 +88,23 @@ pub fn evaluate(gpu: &Gpu, ws: &mut Workspace, batches: &Batches, seed: u32) -> 
     ws.take_loss(gpu)?;
     for i in 0..batches.len() {
         let (x, y) = batches.batch(i);
-        ws.step(gpu, &x, &y, Hyper { learning_rate: 0.0, step: 0, seed })?;
+        ws.step(
+            gpu,
+            &x,
+            &y,
+            Hyper {
+                learning_rate: 0.0,
+                step: 0,
+                seed,
+            },
+        )?;
     }
     let (sum, count) = ws.take_loss(gpu)?;
     if count != batches.len() as u64 {
-        bail!("evaluation counted {count} batches, expected {}", batches.len());
+        bail!(
+            "evaluation counted {count} batches, expected {}",
+            batches.len()
+        );
     }
     Ok((sum / (batches.len() * ws.steps) as f64).exp())
 }
@@ -104,7 +116,11 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
         Some(path) => {
             let ck = Checkpoint::load(path)?;
             if ck.vocab != corpus.vocab.words() {
-                bail!("checkpoint {} was trained on another vocabulary than the corpus in {}", path.display(), corpus.dir.display());
+                bail!(
+                    "checkpoint {} was trained on another vocabulary than the corpus in {}",
+                    path.display(),
+                    corpus.dir.display()
+                );
             }
             check_same_model(&ck.config, &cfg, path)?;
             (ck.params, ck.position, ck.state)
@@ -114,16 +130,26 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
                 Some(path) => load_weights(path, &cfg)?,
                 None => Params::<f32>::init(&cfg, opts.seed),
             };
-            let pos = Position { learning_rate: cfg.lr_for_epoch(0), seed: opts.seed, ..Default::default() };
+            let pos = Position {
+                learning_rate: cfg.lr_for_epoch(0),
+                seed: opts.seed,
+                ..Default::default()
+            };
             (params, pos, None)
         }
     };
     if corpus.vocab.len() != cfg.vocab_size {
-        bail!("the corpus vocabulary has {} words, the model {}", corpus.vocab.len(), cfg.vocab_size);
+        bail!(
+            "the corpus vocabulary has {} words, the model {}",
+            corpus.vocab.len(),
+            cfg.vocab_size
+        );
     }
 
-    let train_batches = Batches::new(&corpus.train, cfg.batch_size, cfg.num_steps).context("training split")?;
-    let valid_batches = Batches::new(&corpus.valid, cfg.batch_size, cfg.num_steps).context("validation split")?;
+    let train_batches =
+        Batches::new(&corpus.train, cfg.batch_size, cfg.num_steps).context("training split")?;
+    let valid_batches =
+        Batches::new(&corpus.valid, cfg.batch_size, cfg.num_steps).context("validation split")?;
     let (tb, ts) = opts.test_batch.unwrap_or((cfg.batch_size, cfg.num_steps));
     let test_batches = Batches::new(&corpus.test, tb, ts).context("test split")?;
 
@@ -133,9 +159,37 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
 
     let kernels = Kernels::new(gpu)?;
     let pbuf = ParamBuffers::upload(gpu, &cfg, &params)?;
-    let mut train_ws = Workspace::new(gpu, &kernels, &cfg, &pbuf, cfg.batch_size, cfg.num_steps, Mode::Train)?;
-    let mut eval_ws = Workspace::new(gpu, &kernels, &cfg, &pbuf, cfg.batch_size, cfg.num_steps, Mode::Eval)?;
-    let mut test_ws = if (tb, ts) == (cfg.batch_size, cfg.num_steps) { None } else { Some(Workspace::new(gpu, &kernels, &cfg, &pbuf, tb, ts, Mode::Eval)?) };
+    let mut train_ws = Workspace::new(
+        gpu,
+        &kernels,
+        &cfg,
+        &pbuf,
+        cfg.batch_size,
+        cfg.num_steps,
+        Mode::Train,
+    )?;
+    let mut eval_ws = Workspace::new(
+        gpu,
+        &kernels,
+        &cfg,
+        &pbuf,
+        cfg.batch_size,
+        cfg.num_steps,
+        Mode::Eval,
+    )?;
+    let mut test_ws = if (tb, ts) == (cfg.batch_size, cfg.num_steps) {
+        None
+    } else {
+        Some(Workspace::new(
+            gpu,
+            &kernels,
+            &cfg,
+            &pbuf,
+            tb,
+            ts,
+            Mode::Eval,
+        )?)
+    };
     gpu.wait()?;
 
     let epoch_size = train_batches.len();
@@ -155,14 +209,21 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
         gpu.info.name
     );
 
-    let mut summary = TrainSummary { global_step: pos.global_step, ..Default::default() };
+    let mut summary = TrainSummary {
+        global_step: pos.global_step,
+        ..Default::default()
+    };
     let stop_at = opts.max_steps.unwrap_or(u64::MAX);
     let save = |ws: &Workspace, pos: &Position, name: &str, mid_epoch: bool| -> Result<PathBuf> {
         let ck = Checkpoint {
             config: cfg.clone(),
             vocab: corpus.vocab.words().to_vec(),
             params: pbuf.read(gpu, &cfg)?,
-            state: if mid_epoch { Some(ws.read_state(gpu)?) } else { None },
+            state: if mid_epoch {
+                Some(ws.read_state(gpu)?)
+            } else {
+                None
+            },
             position: pos.clone(),
         };
         let path = opts.run_dir.join(name);
@@ -182,10 +243,21 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
             log::info!("epoch {}: learning rate {lr:.6}", epoch + 1);
         } else if let Some(s) = &carried {
             train_ws.write_state(gpu, s)?;
-            log::info!("resuming epoch {} at step {}/{} (global step {})", epoch + 1, pos.step_in_epoch, epoch_size, pos.global_step);
+            log::info!(
+                "resuming epoch {} at step {}/{} (global step {})",
+                epoch + 1,
+                pos.step_in_epoch,
+                epoch_size,
+                pos.global_step
+            );
         }
         train_ws.take_loss(gpu)?;
-        let bar = progress_bar(opts.progress, epoch_size as u64, pos.step_in_epoch as u64, epoch + 1);
+        let bar = progress_bar(
+            opts.progress,
+            epoch_size as u64,
+            pos.step_in_epoch as u64,
+            epoch + 1,
+        );
         let t0 = Instant::now();
         let first = pos.step_in_epoch;
         let mut interval_start = (Instant::now(), pos.step_in_epoch);
@@ -195,12 +267,18 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
                 break;
             }
             let (x, y) = train_batches.batch(pos.step_in_epoch);
-            let hyper = Hyper { learning_rate: lr, step: pos.global_step as u32, seed: seed32 };
+            let hyper = Hyper {
+                learning_rate: lr,
+                step: pos.global_step as u32,
+                seed: seed32,
+            };
             train_ws.step(gpu, &x, &y, hyper)?;
             pos.step_in_epoch += 1;
             pos.global_step += 1;
             let at_log = pos.step_in_epoch % log_every == 0 || pos.step_in_epoch == epoch_size;
-            let at_ck = opts.checkpoint_every.is_some_and(|n| pos.global_step % n == 0);
+            let at_ck = opts
+                .checkpoint_every
+                .is_some_and(|n| pos.global_step % n == 0);
             if at_log || at_ck || pos.global_step >= stop_at {
                 let (sum, _) = train_ws.take_loss(gpu)?;
                 if !sum.is_finite() {
@@ -227,7 +305,12 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
                         "learning_rate": lr, "perplexity": ppl, "words_per_second": wps}))?;
                 }
                 if at_ck {
-                    summary.last_checkpoint = Some(save(&train_ws, &pos, &format!("step-{}.safetensors", pos.global_step), true)?);
+                    summary.last_checkpoint = Some(save(
+                        &train_ws,
+                        &pos,
+                        &format!("step-{}.safetensors", pos.global_step),
+                        true,
+                    )?);
                 }
             }
             if let Some(b) = &bar {
@@ -242,7 +325,8 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
             // Interrupted by --max-steps mid-epoch: keep the exact position.
             summary.last_checkpoint = Some(save(&train_ws, &pos, "last.safetensors", true)?);
             let valid = evaluate(gpu, &mut eval_ws, &valid_batches, seed32)?;
-            let ppl = (pos.epoch_loss_sum / (pos.step_in_epoch.max(1) * cfg.num_steps) as f64).exp();
+            let ppl =
+                (pos.epoch_loss_sum / (pos.step_in_epoch.max(1) * cfg.num_steps) as f64).exp();
             log::info!("stopped at global step {} (--max-steps): train perplexity so far {ppl:.3}, valid perplexity {valid:.3}", pos.global_step);
             metrics.write(json!({"kind": "stop", "epoch": epoch + 1, "step": pos.step_in_epoch, "global_step": pos.global_step,
                 "learning_rate": lr, "train_perplexity": ppl, "valid_perplexity": valid}))?;
@@ -256,13 +340,30 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
         println!("Epoch: {} Learning rate: {lr:.3} Train Perplexity: {train_ppl:.3} Valid Perplexity: {valid:.3} ({wps:.0} words/s, {secs:.1} s)", epoch + 1);
         metrics.write(json!({"kind": "epoch", "epoch": epoch + 1, "global_step": pos.global_step, "learning_rate": lr,
             "train_perplexity": train_ppl, "valid_perplexity": valid, "words_per_second": wps, "seconds": secs}))?;
-        summary.epochs.push(EpochSummary { epoch: epoch + 1, learning_rate: lr, train_perplexity: train_ppl, valid_perplexity: valid, words_per_second: wps, seconds: secs });
+        summary.epochs.push(EpochSummary {
+            epoch: epoch + 1,
+            learning_rate: lr,
+            train_perplexity: train_ppl,
+            valid_perplexity: valid,
+            words_per_second: wps,
+            seconds: secs,
+        });
         pos.epoch += 1;
         pos.step_in_epoch = 0;
         pos.epoch_loss_sum = 0.0;
         pos.learning_rate = cfg.lr_for_epoch(pos.epoch);
-        let path = save(&train_ws, &pos, &format!("epoch-{}.safetensors", epoch + 1), false)?;
-        std::fs::copy(&path, opts.run_dir.join("last.safetensors.tmp")).and_then(|_| std::fs::rename(opts.run_dir.join("last.safetensors.tmp"), opts.run_dir.join("last.safetensors")))?;
+        let path = save(
+            &train_ws,
+            &pos,
+            &format!("epoch-{}.safetensors", epoch + 1),
+            false,
+        )?;
+        std::fs::copy(&path, opts.run_dir.join("last.safetensors.tmp")).and_then(|_| {
+            std::fs::rename(
+                opts.run_dir.join("last.safetensors.tmp"),
+                opts.run_dir.join("last.safetensors"),
+            )
+        })?;
         summary.last_checkpoint = Some(path);
     }
 
@@ -279,18 +380,42 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
 /// Flags that change the model's shape cannot differ from the checkpoint's.
 fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
     let diffs: Vec<String> = [
-        ("--vocab-size", ck.vocab_size.to_string(), flags.vocab_size.to_string()),
-        ("--embedding-size", ck.embedding_size.to_string(), flags.embedding_size.to_string()),
-        ("--hidden", format!("{:?}", ck.hidden), format!("{:?}", flags.hidden)),
-        ("--batch-size", ck.batch_size.to_string(), flags.batch_size.to_string()),
-        ("--num-steps", ck.num_steps.to_string(), flags.num_steps.to_string()),
+        (
+            "--vocab-size",
+            ck.vocab_size.to_string(),
+            flags.vocab_size.to_string(),
+        ),
+        (
+            "--embedding-size",
+            ck.embedding_size.to_string(),
+            flags.embedding_size.to_string(),
+        ),
+        (
+            "--hidden",
+            format!("{:?}", ck.hidden),
+            format!("{:?}", flags.hidden),
+        ),
+        (
+            "--batch-size",
+            ck.batch_size.to_string(),
+            flags.batch_size.to_string(),
+        ),
+        (
+            "--num-steps",
+            ck.num_steps.to_string(),
+            flags.num_steps.to_string(),
+        ),
     ]
     .into_iter()
     .filter(|(_, a, b)| a != b)
     .map(|(f, a, b)| format!("{f} {b} (checkpoint: {a})"))
     .collect();
     if !diffs.is_empty() {
-        return Err(usage(format!("flags contradict checkpoint {}: {}; drop them to resume", path.display(), diffs.join(", "))));
+        return Err(usage(format!(
+            "flags contradict checkpoint {}: {}; drop them to resume",
+            path.display(),
+            diffs.join(", ")
+        )));
     }
     Ok(())
 }
@@ -301,9 +426,11 @@ fn progress_bar(enabled: bool, len: u64, pos: u64, epoch: usize) -> Option<indic
     }
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(epoch.to_string());
     bar.set_position(pos);

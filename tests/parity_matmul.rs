@@ -10,7 +10,7 @@ use lstm_gpu::gpu::matmul::{Matmul, MatmulVariant};
 use lstm_gpu::gpu::{Gpu, View};
 use lstm_gpu::reference::{matmul, MatmulShape};
 
-/// Words of NaN kept on each side of C's window; none may change.
+/// Words of NaN kept after C's window (and `c_offset` words before it); none may change.
 const GUARD: usize = 37;
 
 /// One case: where the operands lie in the shared input buffer and what is added.
@@ -21,6 +21,8 @@ struct Case {
     /// Word offset of A in the input buffer; B and the bias follow at `gap` words apart.
     a_offset: usize,
     gap: usize,
+    /// Word offset of C in its buffer, all NaN guard words before it.
+    c_offset: usize,
 }
 
 /// Run `case` with `variant` twice and check it against the f64 reference.
@@ -33,11 +35,12 @@ fn check(gpu: &Gpu, mm: &Matmul, variant: MatmulVariant, case: &Case, seed: u64)
     let inputs = random(bias_at + s.n + 3, 1.0, seed);
     let c_start = random(c_len, 1.0, seed + 1);
     let input_buf = gpu.storage_from("inputs", &inputs);
-    let c_buf = gpu.storage("C", c_len + 2 * GUARD);
+    let c_at = case.c_offset;
+    let c_buf = gpu.storage("C", c_at + c_len + GUARD);
     let poison = || {
-        let mut words = nan(c_len + 2 * GUARD);
+        let mut words = nan(c_at + c_len + GUARD);
         if case.accumulate {
-            words[GUARD..GUARD + c_len].copy_from_slice(&c_start);
+            words[c_at..c_at + c_len].copy_from_slice(&c_start);
         }
         gpu.write(&c_buf, 0, &words);
     };
@@ -66,10 +69,19 @@ fn check(gpu: &Gpu, mm: &Matmul, variant: MatmulVariant, case: &Case, seed: u64)
             View::at(&input_buf, a_at, a_len),
             View::at(&input_buf, b_at, b_len),
             case.bias.then(|| View::at(&input_buf, bias_at, s.n)),
-            View::at(&c_buf, GUARD, c_len),
+            View::at(&c_buf, c_at, c_len),
             case.accumulate,
         )
         .unwrap();
+    let aligned = [s.m, s.k, s.n, a_at, b_at, c_at].iter().all(|v| v % 4 == 0);
+    if variant == MatmulVariant::SubgroupBroadcast {
+        assert_eq!(
+            d.label.starts_with("matmul_subgroup"),
+            aligned,
+            "{}: SubgroupBroadcast runs its own kernel exactly when everything is 4-aligned",
+            d.label
+        );
+    }
     let what = format!(
         "{variant} ({}) {}x{}x{} trans_a={} trans_b={} bias={} accumulate={} offset={}",
         d.label, s.m, s.k, s.n, s.trans_a, s.trans_b, case.bias, case.accumulate, a_at
@@ -78,13 +90,13 @@ fn check(gpu: &Gpu, mm: &Matmul, variant: MatmulVariant, case: &Case, seed: u64)
     for _ in 0..2 {
         poison();
         gpu.run(&[&d]).unwrap();
-        let all: Vec<f32> = gpu.read(&c_buf, 0, c_len + 2 * GUARD).unwrap();
-        let outside = all[..GUARD].iter().chain(&all[GUARD + c_len..]);
+        let all: Vec<f32> = gpu.read(&c_buf, 0, c_at + c_len + GUARD).unwrap();
+        let outside = all[..c_at].iter().chain(&all[c_at + c_len..]);
         assert!(
             outside.clone().all(|v| v.is_nan()),
             "{what}: wrote outside C's window"
         );
-        let got = all[GUARD..GUARD + c_len].to_vec();
+        let got = all[c_at..c_at + c_len].to_vec();
         assert_close(&what, &got, &want, 1e-5);
         runs.push(got);
     }
@@ -107,9 +119,9 @@ fn shape(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulSh
 }
 
 /// (m, k, n) covering 1, 7, 33, 60 and 129 in every position, none a multiple of a tile,
-/// then sizes that are multiples of 4 (SubgroupBroadcast's vec4 path) but not of its 8x64
+/// then sizes that are multiples of 4 (SubgroupBroadcast's vec4 path) but not of its 64x64
 /// block. Each runs at an odd offset, and the multiples of 4 also at one that is 4-aligned.
-const SIZES: [(usize, usize, usize); 11] = [
+const SIZES: [(usize, usize, usize); 12] = [
     (1, 1, 1),
     (7, 33, 1),
     (1, 7, 33),
@@ -121,6 +133,7 @@ const SIZES: [(usize, usize, usize); 11] = [
     (60, 36, 132),
     (4, 4, 4),
     (12, 68, 196),
+    (132, 20, 68),
 ];
 
 #[test]
@@ -141,6 +154,7 @@ fn every_variant_matches_the_reference_on_awkward_shapes() {
                         accumulate: (t / 2 + seed as usize) % 2 == 0,
                         a_offset,
                         gap: if a_offset % 4 == 0 { 4 } else { 1 },
+                        c_offset: if a_offset % 4 == 0 { 36 } else { 37 },
                     };
                     check(&gpu, &mm, variant, &case, seed);
                 }
@@ -166,6 +180,7 @@ fn the_chosen_variant_matches_on_the_seed_model_shapes() {
             accumulate: i == 0,
             a_offset: 0,
             gap: 0,
+            c_offset: 4,
         };
         check(&gpu, &mm, mm.variant(), &case, 100 + i as u64);
     }
@@ -182,11 +197,12 @@ fn grids_past_the_workgroup_limit_split_over_two_dimensions() {
     variants.dedup();
     for variant in variants {
         let case = Case {
-            shape: shape(1, 4, n, false, false),
+            shape: shape(4, 4, n, false, false),
             bias: true,
             accumulate: false,
             a_offset: 4,
             gap: 4,
+            c_offset: 8,
         };
         check(&gpu, &mm, variant, &case, 7);
     }

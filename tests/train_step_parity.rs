@@ -30,7 +30,9 @@ fn small_config() -> Config {
 fn random_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
     let mut r = SplitMix64::new(seed);
     // Few distinct ids, so that the embedding gradient sums repeated rows.
-    (0..n).map(|_| (r.next_u64() % (vocab as u64 / 2)) as u32).collect()
+    (0..n)
+        .map(|_| (r.next_u64() % (vocab as u64 / 2)) as u32)
+        .collect()
 }
 
 fn random_state(cfg: &Config, seed: u64) -> State<f32> {
@@ -42,8 +44,19 @@ fn random_state(cfg: &Config, seed: u64) -> State<f32> {
     s
 }
 
-fn compare_params(what: &str, got: &Params<f32>, want: &Params<f64>, before: &Params<f32>, tol: f64) {
-    for (((name, g), (_, w)), (_, b)) in got.tensors().into_iter().zip(want.tensors()).zip(before.tensors()) {
+fn compare_params(
+    what: &str,
+    got: &Params<f32>,
+    want: &Params<f64>,
+    before: &Params<f32>,
+    tol: f64,
+) {
+    for (((name, g), (_, w)), (_, b)) in got
+        .tensors()
+        .into_iter()
+        .zip(want.tensors())
+        .zip(before.tensors())
+    {
         assert_close(&format!("{what}: {name}"), g, w, tol);
         // The update itself (new - old), a much stricter measure than the parameters.
         let du: Vec<f32> = g.iter().zip(b).map(|(x, y)| x - y).collect();
@@ -64,10 +77,23 @@ fn one_step(gpu: &Gpu, kernels: &Kernels, cfg: &Config, lr: f32, seed: u64) {
     let y = random_ids(n, cfg.vocab_size, seed + 300);
 
     let pbuf = ParamBuffers::upload(gpu, cfg, &params).unwrap();
-    let mut ws = Workspace::new(gpu, kernels, cfg, &pbuf, cfg.batch_size, cfg.num_steps, Mode::Train).unwrap();
+    let mut ws = Workspace::new(
+        gpu,
+        kernels,
+        cfg,
+        &pbuf,
+        cfg.batch_size,
+        cfg.num_steps,
+        Mode::Train,
+    )
+    .unwrap();
     ws.write_state(gpu, &state).unwrap();
     ws.take_loss(gpu).unwrap();
-    let hyper = Hyper { learning_rate: lr, step: 3, seed: 11 };
+    let hyper = Hyper {
+        learning_rate: lr,
+        step: 3,
+        seed: 11,
+    };
     ws.step(gpu, &x, &y, hyper).unwrap();
     let (loss, batches) = ws.take_loss(gpu).unwrap();
     assert_eq!(batches, 1);
@@ -77,15 +103,41 @@ fn one_step(gpu: &Gpu, kernels: &Kernels, cfg: &Config, lr: f32, seed: u64) {
     let mut want = params.cast::<f64>();
     let mut want_state = state.cast::<f64>();
     let key = DropoutKey { seed: 11, step: 3 };
-    let out = step::train_step(cfg, &mut want, &mut want_state, &x, &y, lr as f64, Some(key));
+    let out = step::train_step(
+        cfg,
+        &mut want,
+        &mut want_state,
+        &x,
+        &y,
+        lr as f64,
+        Some(key),
+    );
     let rel = (loss - out.loss).abs() / out.loss.abs();
-    assert!(rel <= 1e-5, "loss GPU {loss} vs CPU {} (relative {rel:e})", out.loss);
+    assert!(
+        rel <= 1e-5,
+        "loss GPU {loss} vs CPU {} (relative {rel:e})",
+        out.loss
+    );
     let clipped = out.grad_norm > cfg.max_grad_norm as f64;
-    let what = format!("keep {} lr {lr} clip {}", cfg.keep_prob, if clipped { "on" } else { "off" });
+    let what = format!(
+        "keep {} lr {lr} clip {}",
+        cfg.keep_prob,
+        if clipped { "on" } else { "off" }
+    );
     compare_params(&what, &got, &want, &params, 1e-4);
     for l in 0..cfg.hidden.len() {
-        assert_close(&format!("{what}: carried c{l}"), &got_state.c[l], &want_state.c[l], 1e-5);
-        assert_close(&format!("{what}: carried h{l}"), &got_state.h[l], &want_state.h[l], 1e-5);
+        assert_close(
+            &format!("{what}: carried c{l}"),
+            &got_state.c[l],
+            &want_state.c[l],
+            1e-5,
+        );
+        assert_close(
+            &format!("{what}: carried h{l}"),
+            &got_state.h[l],
+            &want_state.h[l],
+            1e-5,
+        );
     }
 }
 
@@ -95,10 +147,32 @@ fn one_step_matches_reference_with_and_without_clipping() {
     let kernels = Kernels::new(&gpu).unwrap();
     let cfg = small_config();
     // Gradient norm about 1-3 here: a clip at 100 is off, at 0.05 on.
-    one_step(&gpu, &kernels, &Config { max_grad_norm: 100.0, ..cfg.clone() }, 1.0, 1);
-    one_step(&gpu, &kernels, &Config { max_grad_norm: 0.05, ..cfg.clone() }, 0.7, 2);
+    one_step(
+        &gpu,
+        &kernels,
+        &Config {
+            max_grad_norm: 100.0,
+            ..cfg.clone()
+        },
+        1.0,
+        1,
+    );
+    one_step(
+        &gpu,
+        &kernels,
+        &Config {
+            max_grad_norm: 0.05,
+            ..cfg.clone()
+        },
+        0.7,
+        2,
+    );
     // Three layers of different widths and a forget bias.
-    let deep = Config { hidden: vec![8, 13, 5], forget_bias: 1.0, ..cfg };
+    let deep = Config {
+        hidden: vec![8, 13, 5],
+        forget_bias: 1.0,
+        ..cfg
+    };
     one_step(&gpu, &kernels, &deep, 1.0, 3);
 }
 
@@ -106,15 +180,25 @@ fn one_step_matches_reference_with_and_without_clipping() {
 fn one_step_with_dropout_matches_reference() {
     let gpu = gpu();
     let kernels = Kernels::new(&gpu).unwrap();
-    let cfg = Config { keep_prob: 0.6, max_grad_norm: 100.0, ..small_config() };
+    let cfg = Config {
+        keep_prob: 0.6,
+        max_grad_norm: 100.0,
+        ..small_config()
+    };
     one_step(&gpu, &kernels, &cfg, 1.0, 4);
 }
 
 fn ptb_dir() -> PathBuf {
     let dir = std::env::var("LSTM_GPU_PTB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb")));
-    assert!(dir.join("ptb.train.txt").is_file(), "PTB corpus not found in {} (set LSTM_GPU_PTB_DIR)", dir.display());
+        .unwrap_or_else(|_| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb"))
+        });
+    assert!(
+        dir.join("ptb.train.txt").is_file(),
+        "PTB corpus not found in {} (set LSTM_GPU_PTB_DIR)",
+        dir.display()
+    );
     dir
 }
 
@@ -134,7 +218,16 @@ fn ten_ptb_steps_with_carried_state_match_reference() {
     let batches = Batches::new(&corpus.train[..20_000], cfg.batch_size, cfg.num_steps).unwrap();
     let params = Params::<f32>::init(&cfg, 5);
     let pbuf = ParamBuffers::upload(&gpu, &cfg, &params).unwrap();
-    let mut ws = Workspace::new(&gpu, &kernels, &cfg, &pbuf, cfg.batch_size, cfg.num_steps, Mode::Train).unwrap();
+    let mut ws = Workspace::new(
+        &gpu,
+        &kernels,
+        &cfg,
+        &pbuf,
+        cfg.batch_size,
+        cfg.num_steps,
+        Mode::Train,
+    )
+    .unwrap();
     ws.zero_state(&gpu);
     ws.take_loss(&gpu).unwrap();
     let mut want = params.cast::<f64>();
@@ -142,14 +235,31 @@ fn ten_ptb_steps_with_carried_state_match_reference() {
     let mut losses = Vec::new();
     for i in 0..10 {
         let (x, y) = batches.batch(i);
-        ws.step(&gpu, &x, &y, Hyper { learning_rate: 1.0, step: i as u32, seed: 1 }).unwrap();
+        ws.step(
+            &gpu,
+            &x,
+            &y,
+            Hyper {
+                learning_rate: 1.0,
+                step: i as u32,
+                seed: 1,
+            },
+        )
+        .unwrap();
         let (loss, _) = ws.take_loss(&gpu).unwrap();
         let out = step::train_step(&cfg, &mut want, &mut want_state, &x, &y, 1.0, None);
         let rel = (loss - out.loss).abs() / out.loss;
-        assert!(rel <= 1e-4, "step {i}: loss GPU {loss} vs CPU {} (relative {rel:e})", out.loss);
+        assert!(
+            rel <= 1e-4,
+            "step {i}: loss GPU {loss} vs CPU {} (relative {rel:e})",
+            out.loss
+        );
         losses.push(loss);
     }
-    assert!(losses[9] < losses[0], "training should lower the loss: {losses:?}");
+    assert!(
+        losses[9] < losses[0],
+        "training should lower the loss: {losses:?}"
+    );
     let got = pbuf.read(&gpu, &cfg).unwrap();
     compare_params("after 10 PTB steps", &got, &want, &params, 1e-4);
 }

@@ -5,6 +5,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
@@ -238,6 +239,8 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     faults: Arc<Mutex<Faults>>,
+    submits: AtomicU64,
+    readbacks: AtomicU64,
 }
 
 impl Gpu {
@@ -292,7 +295,23 @@ impl Gpu {
             limits,
             features,
             faults,
+            submits: AtomicU64::new(0),
+            readbacks: AtomicU64::new(0),
         })
+    }
+
+    /// Finish and submit an encoder (counted: see [`Gpu::counters`]).
+    pub fn submit(&self, enc: wgpu::CommandEncoder) -> wgpu::SubmissionIndex {
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        self.queue.submit([enc.finish()])
+    }
+
+    /// Queue submissions and host readbacks since the device was opened.
+    pub fn counters(&self) -> (u64, u64) {
+        (
+            self.submits.load(Ordering::Relaxed),
+            self.readbacks.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether subgroup operations can be used in shaders.
@@ -416,7 +435,8 @@ impl Gpu {
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, (word_offset * 4) as u64, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
+        self.submit(enc);
+        self.readbacks.fetch_add(1, Ordering::Relaxed);
         let slice = staging.slice(..);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {

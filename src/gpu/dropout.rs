@@ -10,7 +10,7 @@
 use anyhow::{bail, Result};
 
 use super::sgd::Hyper;
-use super::{groups_1d, Dispatch, Gpu, View, word_offset};
+use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
 const SHADER: &str = include_str!("../../shaders/dropout.wgsl");
 
@@ -118,4 +118,3 @@ impl Dropout {
         })
     }
 }
-

@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Result};
 
-use super::{groups_1d, Dispatch, Gpu, View, word_offset};
+use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 use crate::reference::IdSegments;
 
 const SHADER: &str = include_str!("../../shaders/embedding.wgsl");
@@ -208,4 +208,3 @@ impl Embedding {
         })
     }
 }
-

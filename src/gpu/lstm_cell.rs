@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Result};
 
-use super::{groups_1d, Dispatch, Gpu, View, word_offset};
+use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
 const SHADER: &str = include_str!("../../shaders/lstm_cell.wgsl");
 
@@ -287,4 +287,3 @@ fn same_or_disjoint(what: &str, a: (View, usize), b: (View, usize)) -> Result<()
     }
     Ok(())
 }
-

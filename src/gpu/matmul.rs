@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -78,7 +79,7 @@ impl MatmulVariant {
         match self {
             MatmulVariant::Tiled => (64, 64),
             MatmulVariant::RegisterBlocked => (64, 64),
-            MatmulVariant::SubgroupBroadcast => (8, 64),
+            MatmulVariant::SubgroupBroadcast => (SUBGROUP_BLOCK, SUBGROUP_BLOCK),
         }
     }
 }
@@ -133,21 +134,28 @@ const ACCUMULATE: u32 = 2;
 
 /// The compiled matmul kernels of one device and the variant used by default.
 pub struct Matmul {
-    /// Every available variant with its pipelines by entry point.
-    variants: Vec<(MatmulVariant, Vec<(&'static str, wgpu::ComputePipeline)>)>,
+    /// Tiled and RegisterBlocked: one entry point each, serving every transpose form.
+    portable: Vec<(MatmulVariant, wgpu::ComputePipeline)>,
+    /// SubgroupBroadcast, when the adapter can run it: one pipeline per transpose form
+    /// (NN, NT, TN, TT), compiled on first use because each takes llvmpipe about a second
+    /// or two and most programs use one or two forms.
+    subgroup: Option<[OnceLock<wgpu::ComputePipeline>; 4]>,
     default: MatmulVariant,
 }
 
 impl Matmul {
     /// Compile every variant the adapter supports and choose the default for its type:
-    /// the fastest register-blocked kernel on a CPU adapter, workgroup-memory tiles on GPUs.
+    /// SubgroupBroadcast on a CPU adapter (RegisterBlocked where subgroups are missing),
+    /// workgroup-memory tiles on GPUs.
     ///
     /// The choice is a fixed rule rather than a start-up timing: it is reproducible, costs
     /// nothing at start-up (timing on lavapipe would take seconds), and `with_variant` or
     /// `lstm-gpu bench kernels` cover the cases where measuring matters.
     pub fn new(gpu: &Gpu) -> Result<Matmul> {
+        let subgroups = subgroup_capable(gpu);
         let variant = match gpu.info.device_type {
-            wgpu::DeviceType::Cpu => MatmulVariant::SubgroupBroadcast,
+            wgpu::DeviceType::Cpu if subgroups => MatmulVariant::SubgroupBroadcast,
+            wgpu::DeviceType::Cpu => MatmulVariant::RegisterBlocked,
             _ => MatmulVariant::Tiled,
         };
         Matmul::with_variant(gpu, variant)
@@ -155,25 +163,18 @@ impl Matmul {
 
     /// Compile every variant the adapter supports, with `default` as the default one.
     pub fn with_variant(gpu: &Gpu, default: MatmulVariant) -> Result<Matmul> {
-        let portable = gpu.shader("matmul", SHADER)?;
-        let mut variants = Vec::new();
+        let module = gpu.shader("matmul", SHADER)?;
+        let mut portable = Vec::new();
         for v in [MatmulVariant::Tiled, MatmulVariant::RegisterBlocked] {
             let entry = v.entry_point(shape(1, 1, 1, false, false));
-            variants.push((v, vec![(entry, gpu.pipeline(entry, &portable, entry)?)]));
+            portable.push((v, gpu.pipeline(entry, &module, entry)?));
         }
-        // The adapter's subgroup size range decides, not an assumed width: lavapipe reports
-        // 8 (AVX2) or 16 (AVX-512), GPUs 16 to 128; smaller subgroups (WARP's 4) cannot hold
-        // the 8 lanes the kernel broadcasts from.
-        if gpu.has_subgroups() && gpu.info.subgroup_min_size >= MIN_SUBGROUP_SIZE {
-            let module = gpu.shader("matmul_subgroup", SUBGROUP_SHADER)?;
-            let mut pipelines = Vec::new();
-            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-                let entry = MatmulVariant::SubgroupBroadcast.entry_point(shape(1, 1, 1, ta, tb));
-                pipelines.push((entry, gpu.pipeline(entry, &module, entry)?));
-            }
-            variants.push((MatmulVariant::SubgroupBroadcast, pipelines));
-        }
-        let m = Matmul { variants, default };
+        let subgroup = subgroup_capable(gpu).then(|| std::array::from_fn(|_| OnceLock::new()));
+        let m = Matmul {
+            portable,
+            subgroup,
+            default,
+        };
         if !m.variants_available().contains(&default) {
             bail!(
                 "matmul variant {default} is not available on adapter {}",
@@ -190,7 +191,44 @@ impl Matmul {
 
     /// The variants compiled for this adapter.
     pub fn variants_available(&self) -> Vec<MatmulVariant> {
-        self.variants.iter().map(|(v, _)| *v).collect()
+        let mut v: Vec<MatmulVariant> = self.portable.iter().map(|(v, _)| *v).collect();
+        if self.subgroup.is_some() {
+            v.push(MatmulVariant::SubgroupBroadcast);
+        }
+        v
+    }
+
+    /// The pipeline of `variant` for the transposes of `shape`, compiling it on first use.
+    fn pipeline(
+        &self,
+        gpu: &Gpu,
+        variant: MatmulVariant,
+        shape: MatmulShape,
+    ) -> Result<&wgpu::ComputePipeline> {
+        if let Some(forms) = self.subgroup.as_ref() {
+            if variant == MatmulVariant::SubgroupBroadcast {
+                let cell = &forms[usize::from(shape.trans_a) * 2 + usize::from(shape.trans_b)];
+                if let Some(p) = cell.get() {
+                    return Ok(p);
+                }
+                let entry = variant.entry_point(shape);
+                let source = format!(
+                    "{SUBGROUP_SHADER}\n{}",
+                    subgroup_entry_point(shape.trans_a, shape.trans_b)
+                );
+                let module = gpu.shader(entry, &source)?;
+                // Two threads may race to compile the same form; either result serves.
+                let _ = cell.set(gpu.pipeline(entry, &module, entry)?);
+                return Ok(cell.get().expect("set just above"));
+            }
+        }
+        match self.portable.iter().find(|(v, _)| *v == variant) {
+            Some((_, p)) => Ok(p),
+            None => bail!(
+                "matmul variant {variant} is not available on adapter {}",
+                gpu.info.name
+            ),
+        }
     }
 
     /// A dispatch of the default variant; see [`Matmul::prepare_with`].
@@ -236,21 +274,17 @@ impl Matmul {
                 gpu.info.name
             );
         }
-        // SubgroupBroadcast reads vec4s: sizes and offsets must be multiples of 4 words.
-        let vec4_aligned = [m, k, n, a.offset, b.offset].iter().all(|v| v % 4 == 0);
+        // SubgroupBroadcast reads and writes vec4s: sizes and the offsets of A, B and C
+        // must be multiples of 4 words (the bias is read word by word).
+        let vec4_aligned = [m, k, n, a.offset, b.offset, c.offset]
+            .iter()
+            .all(|v| v % 4 == 0);
         let variant = match variant {
             MatmulVariant::SubgroupBroadcast if !vec4_aligned => MatmulVariant::RegisterBlocked,
             v => v,
         };
         let label = variant.entry_point(shape);
-        let pipeline = self
-            .variants
-            .iter()
-            .filter(|(v, _)| *v == variant)
-            .flat_map(|(_, pipelines)| pipelines)
-            .find(|(entry, _)| *entry == label)
-            .map(|(_, p)| p)
-            .expect("every available variant has a pipeline per entry point");
+        let pipeline = self.pipeline(gpu, variant, shape)?;
         a.check("matmul A", m * k)?;
         b.check("matmul B", k * n)?;
         c.check("matmul C", m * n)?;
@@ -359,6 +393,172 @@ const fn shape(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> Ma
         trans_a,
         trans_b,
     }
+}
+
+/// Whether SubgroupBroadcast can run: its workgroup of 8 invocations must be a single
+/// subgroup. The adapter's subgroup size range decides, not an assumed width: lavapipe
+/// reports 8 (AVX2) or 16 (AVX-512), GPUs 16 to 128; smaller subgroups (WARP's 4) cannot
+/// hold the 8 lanes the kernel broadcasts from.
+fn subgroup_capable(gpu: &Gpu) -> bool {
+    gpu.has_subgroups() && gpu.info.subgroup_min_size >= MIN_SUBGROUP_SIZE
+}
+
+/// Rows and columns of C that one subgroup of `shaders/matmul_subgroup.wgsl` computes.
+const SUBGROUP_BLOCK: usize = 64;
+
+/// The WGSL entry point of SubgroupBroadcast for one transpose form, appended to
+/// `shaders/matmul_subgroup.wgsl` (see its header for the scheme). Lane `l` owns columns
+/// `c0 + 4l + 32h + e` (h < 2, e < 4) of a 64x64 block and all its 64 rows; its
+/// accumulators are `acc{r}_{h}`, vec4s over e.
+fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
+    let form = match (trans_a, trans_b) {
+        (false, false) => "nn",
+        (false, true) => "nt",
+        (true, false) => "tn",
+        (true, true) => "tt",
+    };
+    let mut s = String::new();
+    let mut line = |text: String| {
+        s.push_str(&text);
+        s.push('\n');
+    };
+    line("@compute @workgroup_size(8)".into());
+    line(format!("fn matmul_subgroup_{form}("));
+    line("    @builtin(workgroup_id) wg: vec3<u32>,".into());
+    line("    @builtin(subgroup_invocation_id) lane: u32,".into());
+    line(") {".into());
+    line("    let block = block_index(wg);".into());
+    line("    if block >= params.blocks {".into());
+    line("        return;".into());
+    line("    }".into());
+    line("    let r0 = (block / params.col_blocks) * 64u;".into());
+    line("    let c0 = (block % params.col_blocks) * 64u;".into());
+    // Where this lane's loads start, in vec4s. Rows and columns past the edge are clamped
+    // to the last whole vec4 inside it: what they load is never stored.
+    if trans_a {
+        line(
+            "    // op(A)[i, p] = a[p * m + i]: lane l loads rows r0 + 32h + 4l .. + 4 of one p."
+                .into(),
+        );
+        for h in 0..2 {
+            line(format!(
+                "    let a_at{h} = (params.a_off + min(r0 + {}u + 4u * lane, params.m - 4u)) / 4u;",
+                32 * h
+            ));
+        }
+    } else {
+        line(
+            "    // op(A)[i, p] = a[i * k + p]: lane l loads p .. p + 4 of rows r0 + 8g + l."
+                .into(),
+        );
+        for g in 0..8 {
+            line(format!(
+                "    let a_at{g} = (params.a_off + min(r0 + {}u + lane, params.m - 1u) * params.k) / 4u;",
+                8 * g
+            ));
+        }
+    }
+    if trans_b {
+        line(
+            "    // op(B)[p, j] = b[j * k + p]: lane l loads p .. p + 4 of each of its columns."
+                .into(),
+        );
+        for h in 0..2 {
+            for e in 0..4 {
+                line(format!(
+                    "    let b_at{h}_{e} = (params.b_off + min(c0 + 4u * lane + {}u, params.n - 1u) * params.k) / 4u;",
+                    32 * h + e
+                ));
+            }
+        }
+    } else {
+        line(
+            "    // op(B)[p, j] = b[p * n + j]: lane l loads its columns c0 + 4l + 32h .. + 4."
+                .into(),
+        );
+        for h in 0..2 {
+            line(format!(
+                "    let b_at{h} = (params.b_off + min(c0 + 4u * lane + {}u, params.n - 4u)) / 4u;",
+                32 * h
+            ));
+        }
+    }
+    for r in 0..SUBGROUP_BLOCK {
+        line(format!("    var acc{r}_0 = vec4<f32>();"));
+        line(format!("    var acc{r}_1 = vec4<f32>();"));
+    }
+    line("    for (var p = 0u; p < params.k; p += 4u) {".into());
+    if trans_a {
+        for q in 0..4 {
+            for h in 0..2 {
+                line(format!(
+                    "        let al{q}_{h} = a4[a_at{h} + (p + {q}u) * (params.m / 4u)];"
+                ));
+            }
+        }
+    } else {
+        for g in 0..8 {
+            line(format!("        let al{g} = a4[a_at{g} + p / 4u];"));
+        }
+    }
+    // b{q}_{h}: op(B)[p + q, this lane's columns 32h + 0..4].
+    if trans_b {
+        for h in 0..2 {
+            for e in 0..4 {
+                line(format!("        let bt{h}_{e} = b4[b_at{h}_{e} + p / 4u];"));
+            }
+        }
+        for q in 0..4 {
+            for h in 0..2 {
+                line(format!(
+                    "        let b{q}_{h} = vec4<f32>(bt{h}_0[{q}], bt{h}_1[{q}], bt{h}_2[{q}], bt{h}_3[{q}]);"
+                ));
+            }
+        }
+    } else {
+        for q in 0..4 {
+            for h in 0..2 {
+                line(format!(
+                    "        let b{q}_{h} = b4[b_at{h} + (p + {q}u) * (params.n / 4u)];"
+                ));
+            }
+        }
+    }
+    for r in 0..SUBGROUP_BLOCK {
+        for q in 0..4 {
+            // op(A)[r0 + r, p + q], the same on every lane.
+            let a = if trans_a {
+                format!(
+                    "subgroupBroadcast(al{q}_{}[{}], {}u)",
+                    r / 32,
+                    r % 4,
+                    (r % 32) / 4
+                )
+            } else {
+                format!("subgroupBroadcast(al{}[{q}], {}u)", r / 8, r % 8)
+            };
+            line(format!("        let s{r}_{q} = vec4<f32>({a});"));
+            for h in 0..2 {
+                line(format!(
+                    "        acc{r}_{h} = fma(s{r}_{q}, b{q}_{h}, acc{r}_{h});"
+                ));
+            }
+        }
+    }
+    line("    }".into());
+    for r in 0..SUBGROUP_BLOCK {
+        line(format!("    if r0 + {r}u < params.m {{"));
+        for h in 0..2 {
+            line(format!(
+                "        if c0 + 4u * lane + {}u < params.n {{ store4(r0 + {r}u, c0 + 4u * lane + {}u, acc{r}_{h}); }}",
+                32 * h,
+                32 * h
+            ));
+        }
+        line("    }".into());
+    }
+    line("}".into());
+    s
 }
 
 /// `NN`, `NT`, `TN` or `TT`.

@@ -72,7 +72,10 @@ pub fn word_offset(what: &str, view: View, words: usize) -> anyhow::Result<u32> 
     view.check(what, words)?;
     match u32::try_from(view.offset + words) {
         Ok(_) => Ok(view.offset as u32),
-        Err(_) => anyhow::bail!("{what}: word {} is past the 32-bit offsets of the kernels", view.offset + words),
+        Err(_) => anyhow::bail!(
+            "{what}: word {} is past the 32-bit offsets of the kernels",
+            view.offset + words
+        ),
     }
 }
 
@@ -111,7 +114,7 @@ impl Gpu {
                 d.record(&mut pass);
             }
         }
-        self.queue.submit([enc.finish()]);
+        self.submit(enc);
         self.wait()
     }
 }

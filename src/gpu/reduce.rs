@@ -13,7 +13,7 @@
 use anyhow::{bail, Result};
 
 use super::embedding::{segments_words, SEGMENTS_COUNT_WORD};
-use super::{groups_1d, Dispatch, Gpu, View, word_offset};
+use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
 const SHADER: &str = include_str!("../../shaders/reduce.wgsl");
 
@@ -325,4 +325,3 @@ impl Reduce {
         })
     }
 }
-

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use super::embedding::segments_words;
 use super::reduce::ClipStats;
-use super::{groups_1d, Dispatch, Gpu, View, word_offset};
+use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
 const SHADER: &str = include_str!("../../shaders/sgd.wgsl");
 
@@ -203,4 +203,3 @@ impl Sgd {
         })
     }
 }
-

@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Result};
 
-use super::{groups_1d, Dispatch, Gpu, View, word_offset};
+use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
 const SHADER: &str = include_str!("../../shaders/softmax_xent.wgsl");
 
@@ -319,4 +319,3 @@ impl SoftmaxXent {
         })
     }
 }
-

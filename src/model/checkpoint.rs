@@ -88,7 +88,10 @@ impl Checkpoint {
     /// Serialise to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut named: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
-        for ((name, shape), (_, data)) in tensor_specs(&self.config).into_iter().zip(self.params.tensors()) {
+        for ((name, shape), (_, data)) in tensor_specs(&self.config)
+            .into_iter()
+            .zip(self.params.tensors())
+        {
             named.push((name, shape, data));
         }
         if let Some(state) = &self.state {
@@ -101,14 +104,24 @@ impl Checkpoint {
         let mut views = Vec::new();
         for (name, shape, data) in &named {
             let bytes: &[u8] = bytemuck::cast_slice(data);
-            views.push((name.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes)?));
+            views.push((
+                name.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), bytes)?,
+            ));
         }
-        let sum = checksum(named.iter().map(|(n, _, d)| (n.as_str(), bytemuck::cast_slice::<f32, u8>(d))));
+        let sum = checksum(
+            named
+                .iter()
+                .map(|(n, _, d)| (n.as_str(), bytemuck::cast_slice::<f32, u8>(d))),
+        );
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("config".to_string(), serde_json::to_string(&self.config)?);
         meta.insert("vocab".to_string(), serde_json::to_string(&self.vocab)?);
-        meta.insert("position".to_string(), serde_json::to_string(&self.position)?);
+        meta.insert(
+            "position".to_string(),
+            serde_json::to_string(&self.position)?,
+        );
         meta.insert("checksum".to_string(), sum);
         Ok(safetensors::serialize(views, Some(meta))?)
     }
@@ -116,43 +129,67 @@ impl Checkpoint {
     /// Write atomically: temporary file in the same folder, fsync, rename.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = self.to_bytes()?;
-        write_atomic(path, &bytes).with_context(|| format!("could not write checkpoint {}", path.display()))
+        write_atomic(path, &bytes)
+            .with_context(|| format!("could not write checkpoint {}", path.display()))
     }
 
     /// Read and check a checkpoint written by [`Checkpoint::save`].
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        let bytes = std::fs::read(path).with_context(|| format!("could not read checkpoint {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("could not read checkpoint {}", path.display()))?;
         Self::from_bytes(&bytes).with_context(|| format!("checkpoint {}", path.display()))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| anyhow!("not a valid safetensors file (truncated or corrupt?): {e}"))?;
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("unreadable header: {e}"))?;
-        let meta = header
-            .metadata()
-            .clone()
-            .ok_or_else(|| anyhow!("no lstm-gpu metadata: not written by lstm-gpu (use --init to load bare weights)"))?;
-        let get = |k: &str| meta.get(k).ok_or_else(|| anyhow!("metadata has no `{k}`: not an lstm-gpu checkpoint"));
+        let (_, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("unreadable header: {e}"))?;
+        let meta = header.metadata().clone().ok_or_else(|| {
+            anyhow!(
+                "no lstm-gpu metadata: not written by lstm-gpu (use --init to load bare weights)"
+            )
+        })?;
+        let get = |k: &str| {
+            meta.get(k)
+                .ok_or_else(|| anyhow!("metadata has no `{k}`: not an lstm-gpu checkpoint"))
+        };
         let format = get("format")?;
         if format != FORMAT {
             bail!("format `{format}` is not {FORMAT}: written by another program or version");
         }
-        let config: Config = serde_json::from_str(get("config")?).context("metadata `config` is malformed")?;
+        let config: Config =
+            serde_json::from_str(get("config")?).context("metadata `config` is malformed")?;
         config.validate().context("metadata `config` is invalid")?;
-        let vocab: Vec<String> = serde_json::from_str(get("vocab")?).context("metadata `vocab` is malformed")?;
+        let vocab: Vec<String> =
+            serde_json::from_str(get("vocab")?).context("metadata `vocab` is malformed")?;
         if vocab.len() != config.vocab_size {
-            bail!("its vocabulary has {} words but its config says {}", vocab.len(), config.vocab_size);
+            bail!(
+                "its vocabulary has {} words but its config says {}",
+                vocab.len(),
+                config.vocab_size
+            );
         }
-        let position: Position = serde_json::from_str(get("position")?).context("metadata `position` is malformed")?;
+        let position: Position =
+            serde_json::from_str(get("position")?).context("metadata `position` is malformed")?;
 
         let mut seen = Vec::new();
         let params = read_params(&st, &config, &mut seen)?;
         let state = if st.names().iter().any(|n| n.starts_with("state.")) {
             let mut s = State::<f32>::zeros(&config, config.batch_size);
             for (l, (c, h)) in s.c.iter_mut().zip(s.h.iter_mut()).enumerate() {
-                *c = read_tensor(&st, &format!("state.{l}.c"), &[config.batch_size, config.hidden[l]], &mut seen)?;
-                *h = read_tensor(&st, &format!("state.{l}.h"), &[config.batch_size, config.hidden[l]], &mut seen)?;
+                *c = read_tensor(
+                    &st,
+                    &format!("state.{l}.c"),
+                    &[config.batch_size, config.hidden[l]],
+                    &mut seen,
+                )?;
+                *h = read_tensor(
+                    &st,
+                    &format!("state.{l}.h"),
+                    &[config.batch_size, config.hidden[l]],
+                    &mut seen,
+                )?;
             }
             Some(s)
         } else {
@@ -163,23 +200,44 @@ impl Checkpoint {
         if &got != want {
             bail!("checksum mismatch (stored {want}, computed {got}): the file is corrupt");
         }
-        Ok(Checkpoint { config, vocab, params, state, position })
+        Ok(Checkpoint {
+            config,
+            vocab,
+            params,
+            state,
+            position,
+        })
     }
 }
 
-fn read_tensor<'a>(st: &SafeTensors<'a>, name: &str, shape: &[usize], seen: &mut Vec<(String, &'a [u8])>) -> Result<Vec<f32>> {
-    let t = st.tensor(name).map_err(|_| anyhow!("tensor `{name}` is missing"))?;
+fn read_tensor<'a>(
+    st: &SafeTensors<'a>,
+    name: &str,
+    shape: &[usize],
+    seen: &mut Vec<(String, &'a [u8])>,
+) -> Result<Vec<f32>> {
+    let t = st
+        .tensor(name)
+        .map_err(|_| anyhow!("tensor `{name}` is missing"))?;
     if t.dtype() != Dtype::F32 {
         bail!("tensor `{name}` is {:?}, expected F32", t.dtype());
     }
     if t.shape() != shape {
-        bail!("tensor `{name}` has shape {:?}, the configuration needs {:?}", t.shape(), shape);
+        bail!(
+            "tensor `{name}` has shape {:?}, the configuration needs {:?}",
+            t.shape(),
+            shape
+        );
     }
     seen.push((name.to_string(), t.data()));
     Ok(bytemuck::pod_collect_to_vec(t.data()))
 }
 
-fn read_params<'a>(st: &SafeTensors<'a>, cfg: &Config, seen: &mut Vec<(String, &'a [u8])>) -> Result<Params<f32>> {
+fn read_params<'a>(
+    st: &SafeTensors<'a>,
+    cfg: &Config,
+    seen: &mut Vec<(String, &'a [u8])>,
+) -> Result<Params<f32>> {
     let mut p = Params::<f32>::zeros(cfg);
     for ((name, shape), (_, dst)) in tensor_specs(cfg).into_iter().zip(p.tensors_mut()) {
         *dst = read_tensor(st, &name, &shape, seen)?;
@@ -190,21 +248,35 @@ fn read_params<'a>(st: &SafeTensors<'a>, cfg: &Config, seen: &mut Vec<(String, &
 /// Load bare weights (any safetensors file with the documented names, shapes and F32 data,
 /// e.g. exported from another framework) for `--init`.
 pub fn load_weights(path: &Path, cfg: &Config) -> Result<Params<f32>> {
-    let bytes = std::fs::read(path).with_context(|| format!("could not read weights {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow!("weights {}: not a valid safetensors file: {e}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("could not read weights {}", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        anyhow!(
+            "weights {}: not a valid safetensors file: {e}",
+            path.display()
+        )
+    })?;
     read_params(&st, cfg, &mut Vec::new()).with_context(|| format!("weights {}", path.display()))
 }
 
 /// Write `bytes` to `path` through a temporary file in the same folder and a rename; the
 /// temporary file is removed on any failure.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.is_dir() {
         bail!("folder {} does not exist", dir.display());
     }
-    let name = path.file_name().ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -228,13 +300,35 @@ mod tests {
     use super::*;
 
     fn tiny() -> Checkpoint {
-        let config = Config { vocab_size: 6, embedding_size: 3, hidden: vec![4, 2], batch_size: 2, ..Config::default() };
+        let config = Config {
+            vocab_size: 6,
+            embedding_size: 3,
+            hidden: vec![4, 2],
+            batch_size: 2,
+            ..Config::default()
+        };
         let params = Params::<f32>::init(&config, 3);
         let mut state = State::<f32>::zeros(&config, 2);
         state.c[1][0] = 0.5;
-        let vocab = ["<eos>", "the", "a", "<unk>", "cat", "dog"].iter().map(|s| s.to_string()).collect();
-        let position = Position { epoch: 1, step_in_epoch: 7, global_step: 20, learning_rate: 0.5, seed: 9, ..Default::default() };
-        Checkpoint { config, vocab, params, state: Some(state), position }
+        let vocab = ["<eos>", "the", "a", "<unk>", "cat", "dog"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let position = Position {
+            epoch: 1,
+            step_in_epoch: 7,
+            global_step: 20,
+            learning_rate: 0.5,
+            seed: 9,
+            ..Default::default()
+        };
+        Checkpoint {
+            config,
+            vocab,
+            params,
+            state: Some(state),
+            position,
+        }
     }
 
     #[test]
@@ -243,7 +337,10 @@ mod tests {
         let back = Checkpoint::from_bytes(&ck.to_bytes().unwrap()).unwrap();
         assert_eq!(back, ck);
         let no_state = Checkpoint { state: None, ..ck };
-        assert_eq!(Checkpoint::from_bytes(&no_state.to_bytes().unwrap()).unwrap(), no_state);
+        assert_eq!(
+            Checkpoint::from_bytes(&no_state.to_bytes().unwrap()).unwrap(),
+            no_state
+        );
     }
 
     #[test]
@@ -263,8 +360,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.safetensors");
         tiny().save(&p).unwrap();
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1);
-        assert!(tiny().save(&dir.path().join("missing/a.safetensors")).is_err());
+        assert!(tiny()
+            .save(&dir.path().join("missing/a.safetensors"))
+            .is_err());
     }
 }

@@ -26,7 +26,10 @@ impl Predictor {
     /// Upload `params` and prepare a batch-1, one-step forward and a top-`k` selection.
     pub fn new(gpu: &Gpu, cfg: &Config, params: &Params<f32>, k: usize) -> Result<Predictor> {
         if k == 0 || k > MAX_TOPK.min(cfg.vocab_size) {
-            bail!("top-k must be between 1 and {}", MAX_TOPK.min(cfg.vocab_size));
+            bail!(
+                "top-k must be between 1 and {}",
+                MAX_TOPK.min(cfg.vocab_size)
+            );
         }
         let kernels = Kernels::new(gpu)?;
         let pbuf = ParamBuffers::upload(gpu, cfg, params)?;
@@ -42,7 +45,15 @@ impl Predictor {
             View::all(&values),
         )?;
         ws.zero_state(gpu);
-        Ok(Predictor { ws, topk, indices, values, k, vocab: cfg.vocab_size, fed: 0 })
+        Ok(Predictor {
+            ws,
+            topk,
+            indices,
+            values,
+            k,
+            vocab: cfg.vocab_size,
+            fed: 0,
+        })
     }
 
     /// Run one word through the model; the state carries over to the next call.
@@ -73,7 +84,11 @@ impl Predictor {
         let idx: Vec<u32> = gpu.read(&self.indices, 0, self.k)?;
         let val: Vec<f32> = gpu.read(&self.values, 0, self.k)?;
         let lse: Vec<f32> = gpu.read(&self.ws.lse, 0, 1)?;
-        Ok(idx.into_iter().zip(val).map(|(i, v)| (i, (v - lse[0]).exp())).collect())
+        Ok(idx
+            .into_iter()
+            .zip(val)
+            .map(|(i, v)| (i, (v - lse[0]).exp()))
+            .collect())
     }
 
     /// The whole next-word distribution (probabilities over the vocabulary).
@@ -96,7 +111,10 @@ pub fn sample(probs: &[f32], temperature: f32, top_k: usize, u: f64) -> usize {
         order.truncate(top_k);
     }
     // p^(1/T), renormalised: the softmax of logits / T.
-    let weights: Vec<f64> = order.iter().map(|&i| (probs[i].max(0.0) as f64).powf(1.0 / temperature as f64)).collect();
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| (probs[i].max(0.0) as f64).powf(1.0 / temperature as f64))
+        .collect();
     let total: f64 = weights.iter().sum();
     let mut target = u * total;
     for (w, &i) in weights.iter().zip(&order) {

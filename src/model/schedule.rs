@@ -64,12 +64,25 @@ impl ParamBuffers {
     /// Check every tensor fits the adapter, then upload.
     pub fn upload(gpu: &Gpu, cfg: &Config, p: &Params<f32>) -> Result<ParamBuffers> {
         for (name, shape) in tensor_specs(cfg) {
-            gpu.check_buffer_fits(&format!("parameter {name}"), shape.iter().product::<usize>() as u64 * 4)?;
+            gpu.check_buffer_fits(
+                &format!("parameter {name}"),
+                shape.iter().product::<usize>() as u64 * 4,
+            )?;
         }
         Ok(ParamBuffers {
             embedding: gpu.storage_from("embedding", &p.embedding),
-            lstm_weight: p.lstm.iter().enumerate().map(|(l, x)| gpu.storage_from(&format!("lstm.{l}.weight"), &x.weight)).collect(),
-            lstm_bias: p.lstm.iter().enumerate().map(|(l, x)| gpu.storage_from(&format!("lstm.{l}.bias"), &x.bias)).collect(),
+            lstm_weight: p
+                .lstm
+                .iter()
+                .enumerate()
+                .map(|(l, x)| gpu.storage_from(&format!("lstm.{l}.weight"), &x.weight))
+                .collect(),
+            lstm_bias: p
+                .lstm
+                .iter()
+                .enumerate()
+                .map(|(l, x)| gpu.storage_from(&format!("lstm.{l}.bias"), &x.bias))
+                .collect(),
             softmax_w: gpu.storage_from("softmax.weight", &p.softmax_w),
             softmax_b: gpu.storage_from("softmax.bias", &p.softmax_b),
         })
@@ -104,7 +117,13 @@ impl ParamBuffers {
 pub enum Op {
     Dispatch(Dispatch),
     /// A buffer-to-buffer copy (outside compute passes), in words.
-    Copy { src: wgpu::Buffer, src_offset: usize, dst: wgpu::Buffer, dst_offset: usize, words: usize },
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: usize,
+        dst: wgpu::Buffer,
+        dst_offset: usize,
+        words: usize,
+    },
 }
 
 /// Per-layer activations of one workspace.
@@ -159,7 +178,15 @@ pub struct Workspace {
 
 impl Workspace {
     /// Allocate and prepare a step of `batch` rows and `steps` time steps.
-    pub fn new(gpu: &Gpu, k: &Kernels, cfg: &Config, params: &ParamBuffers, batch: usize, steps: usize, mode: Mode) -> Result<Workspace> {
+    pub fn new(
+        gpu: &Gpu,
+        k: &Kernels,
+        cfg: &Config,
+        params: &ParamBuffers,
+        batch: usize,
+        steps: usize,
+        mode: Mode,
+    ) -> Result<Workspace> {
         if batch == 0 || steps == 0 {
             bail!("a step needs at least one row and one time step");
         }
@@ -173,7 +200,10 @@ impl Workspace {
         let targets = gpu.storage("targets", n);
         let hyper = gpu.storage_from("hyper", &[Hyper::default()]);
         let loss_acc = gpu.storage("loss accumulator", LossAccumulator::WORDS);
-        let zeros = gpu.storage("zeros", batch * cfg.hidden.iter().copied().max().unwrap_or(1));
+        let zeros = gpu.storage(
+            "zeros",
+            batch * cfg.hidden.iter().copied().max().unwrap_or(1),
+        );
         let x0 = gpu.storage("embedding output", n * e);
         let x0_drop = dropout.then(|| gpu.storage("embedding output after dropout", n * e));
         let logits = gpu.storage("logits", n * v);
@@ -189,9 +219,15 @@ impl Workspace {
                 h: gpu.storage(&format!("lstm.{l} h"), (steps + 1) * batch * h),
                 state_c: gpu.storage(&format!("lstm.{l} carried c"), batch * h),
                 state_h: gpu.storage(&format!("lstm.{l} carried h"), batch * h),
-                h_drop: dropout.then(|| gpu.storage(&format!("lstm.{l} output after dropout"), n * h)),
+                h_drop: dropout
+                    .then(|| gpu.storage(&format!("lstm.{l} output after dropout"), n * h)),
                 dh: train.then(|| gpu.storage(&format!("lstm.{l} d(h)"), n * h)),
-                dc: train.then(|| [gpu.storage(&format!("lstm.{l} d(c) a"), batch * h), gpu.storage(&format!("lstm.{l} d(c) b"), batch * h)]),
+                dc: train.then(|| {
+                    [
+                        gpu.storage(&format!("lstm.{l} d(c) a"), batch * h),
+                        gpu.storage(&format!("lstm.{l} d(c) b"), batch * h),
+                    ]
+                }),
             });
         }
 
@@ -202,8 +238,20 @@ impl Workspace {
         // Carried state into slot 0.
         for (l, lb) in layers.iter().enumerate() {
             let words = batch * cfg.hidden[l];
-            ops.push(Op::Copy { src: lb.state_c.clone(), src_offset: 0, dst: lb.c.clone(), dst_offset: 0, words });
-            ops.push(Op::Copy { src: lb.state_h.clone(), src_offset: 0, dst: lb.h.clone(), dst_offset: 0, words });
+            ops.push(Op::Copy {
+                src: lb.state_c.clone(),
+                src_offset: 0,
+                dst: lb.c.clone(),
+                dst_offset: 0,
+                words,
+            });
+            ops.push(Op::Copy {
+                src: lb.state_h.clone(),
+                src_offset: 0,
+                dst: lb.h.clone(),
+                dst_offset: 0,
+                words,
+            });
         }
 
         // ---- forward ----
@@ -211,9 +259,25 @@ impl Workspace {
             ops.push(Op::Dispatch(r?));
             Ok(())
         };
-        d(&mut ops, k.embedding.prepare_gather(gpu, n, e, all(&ids), all(&params.embedding), all(&x0)))?;
+        d(
+            &mut ops,
+            k.embedding
+                .prepare_gather(gpu, n, e, all(&ids), all(&params.embedding), all(&x0)),
+        )?;
         if let Some(xd) = &x0_drop {
-            d(&mut ops, k.dropout.prepare(gpu, n * e, all(&x0), all(xd), cfg.keep_prob, 0, sites, all(&hyper)))?;
+            d(
+                &mut ops,
+                k.dropout.prepare(
+                    gpu,
+                    n * e,
+                    all(&x0),
+                    all(xd),
+                    cfg.keep_prob,
+                    0,
+                    sites,
+                    all(&hyper),
+                ),
+            )?;
         }
         for l in 0..layers_n {
             let (h, inp) = (cfg.hidden[l], cfg.layer_input(l));
@@ -230,13 +294,39 @@ impl Workspace {
             let w = &params.lstm_weight[l];
             let w_x = View::at(w, 0, inp * 4 * h);
             let w_h = View::at(w, inp * 4 * h, h * 4 * h);
-            let proj = MatmulShape { m: n, k: inp, n: 4 * h, trans_a: false, trans_b: false };
-            d(&mut ops, k.matmul.prepare(gpu, proj, input, w_x, Some(all(&params.lstm_bias[l])), all(&lb.z), false))?;
+            let proj = MatmulShape {
+                m: n,
+                k: inp,
+                n: 4 * h,
+                trans_a: false,
+                trans_b: false,
+            };
+            d(
+                &mut ops,
+                k.matmul.prepare(
+                    gpu,
+                    proj,
+                    input,
+                    w_x,
+                    Some(all(&params.lstm_bias[l])),
+                    all(&lb.z),
+                    false,
+                ),
+            )?;
             for t in 0..steps {
-                let rec = MatmulShape { m: batch, k: h, n: 4 * h, trans_a: false, trans_b: false };
+                let rec = MatmulShape {
+                    m: batch,
+                    k: h,
+                    n: 4 * h,
+                    trans_a: false,
+                    trans_b: false,
+                };
                 let h_prev = View::at(&lb.h, t * batch * h, batch * h);
                 let z_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
-                d(&mut ops, k.matmul.prepare(gpu, rec, h_prev, w_h, None, z_t, true))?;
+                d(
+                    &mut ops,
+                    k.matmul.prepare(gpu, rec, h_prev, w_h, None, z_t, true),
+                )?;
                 let views = CellForwardViews {
                     pre: z_t,
                     c_prev: View::at(&lb.c, t * batch * h, batch * h),
@@ -244,11 +334,31 @@ impl Workspace {
                     c: View::at(&lb.c, (t + 1) * batch * h, batch * h),
                     h: View::at(&lb.h, (t + 1) * batch * h, batch * h),
                 };
-                d(&mut ops, k.lstm_cell.prepare_forward(gpu, CellShape { batch, hidden: h }, cfg.forget_bias, &views))?;
+                d(
+                    &mut ops,
+                    k.lstm_cell.prepare_forward(
+                        gpu,
+                        CellShape { batch, hidden: h },
+                        cfg.forget_bias,
+                        &views,
+                    ),
+                )?;
             }
             if let Some(hd) = &lb.h_drop {
                 let out = View::at(&lb.h, batch * h, n * h);
-                d(&mut ops, k.dropout.prepare(gpu, n * h, out, all(hd), cfg.keep_prob, l as u32 + 1, sites, all(&hyper)))?;
+                d(
+                    &mut ops,
+                    k.dropout.prepare(
+                        gpu,
+                        n * h,
+                        out,
+                        all(hd),
+                        cfg.keep_prob,
+                        l as u32 + 1,
+                        sites,
+                        all(&hyper),
+                    ),
+                )?;
             }
         }
         let top = &layers[layers_n - 1];
@@ -257,16 +367,65 @@ impl Workspace {
             Some(b) => all(b),
             None => View::at(&top.h, batch * ht, n * ht),
         };
-        let logit_shape = MatmulShape { m: n, k: ht, n: v, trans_a: false, trans_b: false };
-        d(&mut ops, k.matmul.prepare(gpu, logit_shape, h_top, all(&params.softmax_w), Some(all(&params.softmax_b)), all(&logits), false))?;
-        d(&mut ops, k.softmax_xent.prepare_forward(gpu, n, v, all(&logits), all(&targets), all(&lse), all(&loss_rows)))?;
-        d(&mut ops, k.softmax_xent.prepare_loss_accumulate(gpu, n, all(&loss_rows), all(&loss_acc), 1.0 / batch as f32))?;
+        let logit_shape = MatmulShape {
+            m: n,
+            k: ht,
+            n: v,
+            trans_a: false,
+            trans_b: false,
+        };
+        d(
+            &mut ops,
+            k.matmul.prepare(
+                gpu,
+                logit_shape,
+                h_top,
+                all(&params.softmax_w),
+                Some(all(&params.softmax_b)),
+                all(&logits),
+                false,
+            ),
+        )?;
+        d(
+            &mut ops,
+            k.softmax_xent.prepare_forward(
+                gpu,
+                n,
+                v,
+                all(&logits),
+                all(&targets),
+                all(&lse),
+                all(&loss_rows),
+            ),
+        )?;
+        d(
+            &mut ops,
+            k.softmax_xent.prepare_loss_accumulate(
+                gpu,
+                n,
+                all(&loss_rows),
+                all(&loss_acc),
+                1.0 / batch as f32,
+            ),
+        )?;
 
         // Carried state out of slot `steps` (forward results; backward does not change them).
         for (l, lb) in layers.iter().enumerate() {
             let words = batch * cfg.hidden[l];
-            ops.push(Op::Copy { src: lb.c.clone(), src_offset: steps * words, dst: lb.state_c.clone(), dst_offset: 0, words });
-            ops.push(Op::Copy { src: lb.h.clone(), src_offset: steps * words, dst: lb.state_h.clone(), dst_offset: 0, words });
+            ops.push(Op::Copy {
+                src: lb.c.clone(),
+                src_offset: steps * words,
+                dst: lb.state_c.clone(),
+                dst_offset: 0,
+                words,
+            });
+            ops.push(Op::Copy {
+                src: lb.h.clone(),
+                src_offset: steps * words,
+                dst: lb.state_h.clone(),
+                dst_offset: 0,
+                words,
+            });
         }
 
         let mut segments = None;
@@ -275,18 +434,83 @@ impl Workspace {
             // ---- backward ----
             let grads = GradBuffers::new(gpu, cfg, n);
             let seg = gpu.storage("id segments", segments_words(n));
-            d(&mut ops, k.softmax_xent.prepare_backward(gpu, n, v, all(&logits), all(&targets), all(&lse), 1.0 / batch as f32))?;
+            d(
+                &mut ops,
+                k.softmax_xent.prepare_backward(
+                    gpu,
+                    n,
+                    v,
+                    all(&logits),
+                    all(&targets),
+                    all(&lse),
+                    1.0 / batch as f32,
+                ),
+            )?;
             let dlogits = all(&logits);
-            let tn = |m, kk, nn| MatmulShape { m, k: kk, n: nn, trans_a: true, trans_b: false };
-            let nt = |m, kk, nn| MatmulShape { m, k: kk, n: nn, trans_a: false, trans_b: true };
-            d(&mut ops, k.matmul.prepare(gpu, tn(ht, n, v), h_top, dlogits, None, all(&grads.softmax_w), false))?;
-            d(&mut ops, k.reduce.prepare_column_sum(gpu, n, v, dlogits, all(&grads.softmax_b), false))?;
+            let tn = |m, kk, nn| MatmulShape {
+                m,
+                k: kk,
+                n: nn,
+                trans_a: true,
+                trans_b: false,
+            };
+            let nt = |m, kk, nn| MatmulShape {
+                m,
+                k: kk,
+                n: nn,
+                trans_a: false,
+                trans_b: true,
+            };
+            d(
+                &mut ops,
+                k.matmul.prepare(
+                    gpu,
+                    tn(ht, n, v),
+                    h_top,
+                    dlogits,
+                    None,
+                    all(&grads.softmax_w),
+                    false,
+                ),
+            )?;
+            d(
+                &mut ops,
+                k.reduce
+                    .prepare_column_sum(gpu, n, v, dlogits, all(&grads.softmax_b), false),
+            )?;
             // d(top output): through dropout when on.
             let top_dh = top.dh.as_ref().expect("training buffers");
-            let dh_top_target = if top.h_drop.is_some() { all(&grads.scratch_dh) } else { all(top_dh) };
-            d(&mut ops, k.matmul.prepare(gpu, nt(n, v, ht), dlogits, all(&params.softmax_w), None, dh_top_target, false))?;
+            let dh_top_target = if top.h_drop.is_some() {
+                all(&grads.scratch_dh)
+            } else {
+                all(top_dh)
+            };
+            d(
+                &mut ops,
+                k.matmul.prepare(
+                    gpu,
+                    nt(n, v, ht),
+                    dlogits,
+                    all(&params.softmax_w),
+                    None,
+                    dh_top_target,
+                    false,
+                ),
+            )?;
             if top.h_drop.is_some() {
-                d(&mut ops, k.dropout.prepare(gpu, n * ht, all(&grads.scratch_dh), all(top_dh), cfg.keep_prob, layers_n as u32, sites, all(&hyper)))?;
+                d(
+                    &mut ops,
+                    k.dropout.prepare(
+                        gpu,
+                        n * ht,
+                        all(&grads.scratch_dh),
+                        all(top_dh),
+                        cfg.keep_prob,
+                        layers_n as u32,
+                        sites,
+                        all(&hyper),
+                    ),
+                )?;
             }
             for l in (0..layers_n).rev() {
                 let (h, inp) = (cfg.hidden[l], cfg.layer_input(l));
@@ -300,11 +524,26 @@ impl Workspace {
                     let dh_t = View::at(dh, t * batch * h, batch * h);
                     if t + 1 < steps {
                         let dz_next = View::at(&lb.z, (t + 1) * batch * 4 * h, batch * 4 * h);
-                        d(&mut ops, k.matmul.prepare(gpu, nt(batch, 4 * h, h), dz_next, w_h, None, dh_t, true))?;
+                        d(
+                            &mut ops,
+                            k.matmul.prepare(
+                                gpu,
+                                nt(batch, 4 * h, h),
+                                dz_next,
+                                w_h,
+                                None,
+                                dh_t,
+                                true,
+                            ),
+                        )?;
                     }
                     // dc of step t comes in through one ping-pong buffer, dc of t-1 goes out
                     // through the other; the last step starts from zero (truncated BPTT).
-                    let dc_in = if t + 1 == steps { View::at(&zeros, 0, batch * h) } else { all(&dc[(t + 1) % 2]) };
+                    let dc_in = if t + 1 == steps {
+                        View::at(&zeros, 0, batch * h)
+                    } else {
+                        all(&dc[(t + 1) % 2])
+                    };
                     let views = CellBackwardViews {
                         act: View::at(&lb.act, t * batch * 4 * h, batch * 4 * h),
                         c_prev: View::at(&lb.c, t * batch * h, batch * h),
@@ -314,7 +553,11 @@ impl Workspace {
                         dpre: View::at(&lb.z, t * batch * 4 * h, batch * 4 * h),
                         dc_prev: all(&dc[t % 2]),
                     };
-                    d(&mut ops, k.lstm_cell.prepare_backward(gpu, CellShape { batch, hidden: h }, &views))?;
+                    d(
+                        &mut ops,
+                        k.lstm_cell
+                            .prepare_backward(gpu, CellShape { batch, hidden: h }, &views),
+                    )?;
                 }
                 let dz = all(&lb.z);
                 let input: View = if l == 0 {
@@ -323,14 +566,42 @@ impl Workspace {
                     let below = &layers[l - 1];
                     match &below.h_drop {
                         Some(b) => all(b),
-                        None => View::at(&below.h, batch * cfg.hidden[l - 1], n * cfg.hidden[l - 1]),
+                        None => {
+                            View::at(&below.h, batch * cfg.hidden[l - 1], n * cfg.hidden[l - 1])
+                        }
                     }
                 };
                 let gw = &grads.lstm_weight[l];
-                d(&mut ops, k.matmul.prepare(gpu, tn(inp, n, 4 * h), input, dz, None, View::at(gw, 0, inp * 4 * h), false))?;
+                d(
+                    &mut ops,
+                    k.matmul.prepare(
+                        gpu,
+                        tn(inp, n, 4 * h),
+                        input,
+                        dz,
+                        None,
+                        View::at(gw, 0, inp * 4 * h),
+                        false,
+                    ),
+                )?;
                 let h_prev_all = View::at(&lb.h, 0, n * h);
-                d(&mut ops, k.matmul.prepare(gpu, tn(h, n, 4 * h), h_prev_all, dz, None, View::at(gw, inp * 4 * h, h * 4 * h), false))?;
-                d(&mut ops, k.reduce.prepare_column_sum(gpu, n, 4 * h, dz, all(&grads.lstm_bias[l]), false))?;
+                d(
+                    &mut ops,
+                    k.matmul.prepare(
+                        gpu,
+                        tn(h, n, 4 * h),
+                        h_prev_all,
+                        dz,
+                        None,
+                        View::at(gw, inp * 4 * h, h * 4 * h),
+                        false,
+                    ),
+                )?;
+                d(
+                    &mut ops,
+                    k.reduce
+                        .prepare_column_sum(gpu, n, 4 * h, dz, all(&grads.lstm_bias[l]), false),
+                )?;
                 // d(input): the layer below's d(h) (through its dropout), or the embedding's.
                 let (dx_target, dx_final, site) = if l == 0 {
                     match &x0_drop {
@@ -345,39 +616,124 @@ impl Workspace {
                         None => (all(below_dh), None, l as u32),
                     }
                 };
-                d(&mut ops, k.matmul.prepare(gpu, nt(n, 4 * h, inp), dz, w_x, None, dx_target.slice(0, n * inp), false))?;
+                d(
+                    &mut ops,
+                    k.matmul.prepare(
+                        gpu,
+                        nt(n, 4 * h, inp),
+                        dz,
+                        w_x,
+                        None,
+                        dx_target.slice(0, n * inp),
+                        false,
+                    ),
+                )?;
                 if let Some(fin) = dx_final {
-                    d(&mut ops, k.dropout.prepare(gpu, n * inp, dx_target.slice(0, n * inp), fin.slice(0, n * inp), cfg.keep_prob, site, sites, all(&hyper)))?;
+                    d(
+                        &mut ops,
+                        k.dropout.prepare(
+                            gpu,
+                            n * inp,
+                            dx_target.slice(0, n * inp),
+                            fin.slice(0, n * inp),
+                            cfg.keep_prob,
+                            site,
+                            sites,
+                            all(&hyper),
+                        ),
+                    )?;
                 }
             }
-            d(&mut ops, k.embedding.prepare_grad_rows(gpu, e, n, all(&seg), all(&grads.dx0), all(&grads.embedding_rows)))?;
+            d(
+                &mut ops,
+                k.embedding.prepare_grad_rows(
+                    gpu,
+                    e,
+                    n,
+                    all(&seg),
+                    all(&grads.dx0),
+                    all(&grads.embedding_rows),
+                ),
+            )?;
 
             // ---- global norm, clip, SGD ----
             let clip_buf = gpu.storage("clip", ClipStats::WORDS);
             let mut dense: Vec<(wgpu::Buffer, wgpu::Buffer, usize)> = Vec::new();
             for l in 0..layers_n {
                 let h = cfg.hidden[l];
-                dense.push((params.lstm_weight[l].clone(), grads.lstm_weight[l].clone(), (cfg.layer_input(l) + h) * 4 * h));
-                dense.push((params.lstm_bias[l].clone(), grads.lstm_bias[l].clone(), 4 * h));
+                dense.push((
+                    params.lstm_weight[l].clone(),
+                    grads.lstm_weight[l].clone(),
+                    (cfg.layer_input(l) + h) * 4 * h,
+                ));
+                dense.push((
+                    params.lstm_bias[l].clone(),
+                    grads.lstm_bias[l].clone(),
+                    4 * h,
+                ));
             }
             dense.push((params.softmax_w.clone(), grads.softmax_w.clone(), ht * v));
             dense.push((params.softmax_b.clone(), grads.softmax_b.clone(), v));
-            let slots: usize = dense.iter().map(|x| Reduce::slots(x.2)).sum::<usize>() + Reduce::slots(n * e);
+            let slots: usize =
+                dense.iter().map(|x| Reduce::slots(x.2)).sum::<usize>() + Reduce::slots(n * e);
             let partials = gpu.storage("norm partials", slots);
             let mut slot = 0;
             for (_, g, len) in &dense {
-                let (dispatch, used) = k.reduce.prepare_sum_squares(gpu, View::at(g, 0, *len), all(&partials), slot)?;
+                let (dispatch, used) = k.reduce.prepare_sum_squares(
+                    gpu,
+                    View::at(g, 0, *len),
+                    all(&partials),
+                    slot,
+                )?;
                 ops.push(Op::Dispatch(dispatch));
                 slot += used;
             }
-            let (dispatch, used) = k.reduce.prepare_sum_squares_rows(gpu, e, n, all(&seg), all(&grads.embedding_rows), all(&partials), slot)?;
+            let (dispatch, used) = k.reduce.prepare_sum_squares_rows(
+                gpu,
+                e,
+                n,
+                all(&seg),
+                all(&grads.embedding_rows),
+                all(&partials),
+                slot,
+            )?;
             ops.push(Op::Dispatch(dispatch));
             slot += used;
-            d(&mut ops, k.reduce.prepare_clip_scale(gpu, all(&partials), slot, cfg.max_grad_norm, all(&clip_buf)))?;
+            d(
+                &mut ops,
+                k.reduce.prepare_clip_scale(
+                    gpu,
+                    all(&partials),
+                    slot,
+                    cfg.max_grad_norm,
+                    all(&clip_buf),
+                ),
+            )?;
             for (p, g, len) in &dense {
-                d(&mut ops, k.sgd.prepare_dense(gpu, View::at(p, 0, *len), View::at(g, 0, *len), all(&hyper), all(&clip_buf)))?;
+                d(
+                    &mut ops,
+                    k.sgd.prepare_dense(
+                        gpu,
+                        View::at(p, 0, *len),
+                        View::at(g, 0, *len),
+                        all(&hyper),
+                        all(&clip_buf),
+                    ),
+                )?;
             }
-            d(&mut ops, k.sgd.prepare_sparse_rows(gpu, e, n, all(&params.embedding), all(&seg), all(&grads.embedding_rows), all(&hyper), all(&clip_buf)))?;
+            d(
+                &mut ops,
+                k.sgd.prepare_sparse_rows(
+                    gpu,
+                    e,
+                    n,
+                    all(&params.embedding),
+                    all(&seg),
+                    all(&grads.embedding_rows),
+                    all(&hyper),
+                    all(&clip_buf),
+                ),
+            )?;
             segments = Some(seg);
             clip = Some(clip_buf);
         }
@@ -403,15 +759,38 @@ impl Workspace {
 
     /// Number of compute dispatches per step.
     pub fn dispatches(&self) -> usize {
-        self.ops.iter().filter(|o| matches!(o, Op::Dispatch(_))).count()
+        self.ops
+            .iter()
+            .filter(|o| matches!(o, Op::Dispatch(_)))
+            .count()
     }
 
     /// Upload one batch (`x`, `y` row-major `[batch, steps]` as the reader makes them) and
     /// the per-step values, record every op into one encoder and submit it once.
     pub fn step(&mut self, gpu: &Gpu, x: &[u32], y: &[u32], hyper: Hyper) -> Result<()> {
+        self.upload(gpu, x, y, hyper)?;
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
+        record(&mut enc, &self.ops);
+        gpu.submit(enc);
+        self.steps_run += 1;
+        Ok(())
+    }
+
+    /// Write a batch and the per-step values into the workspace's input buffers (queued
+    /// writes, executed before the next submit).
+    pub fn upload(&self, gpu: &Gpu, x: &[u32], y: &[u32], hyper: Hyper) -> Result<()> {
         let (b, t) = (self.batch, self.steps);
         if x.len() != b * t || y.len() != b * t {
-            bail!("batch has {} ids, the workspace expects {}x{}", x.len(), b, t);
+            bail!(
+                "batch has {} ids, the workspace expects {}x{}",
+                x.len(),
+                b,
+                t
+            );
         }
         // Time-major: row t * batch + b.
         let mut xs = vec![0u32; b * t];
@@ -422,8 +801,15 @@ impl Workspace {
                 ys[s * b + r] = y[r * t + s];
             }
         }
-        if let Some(&bad) = xs.iter().chain(&ys).find(|&&id| id as usize >= self.cfg.vocab_size) {
-            bail!("word id {bad} is outside the vocabulary of {}", self.cfg.vocab_size);
+        if let Some(&bad) = xs
+            .iter()
+            .chain(&ys)
+            .find(|&&id| id as usize >= self.cfg.vocab_size)
+        {
+            bail!(
+                "word id {bad} is outside the vocabulary of {}",
+                self.cfg.vocab_size
+            );
         }
         gpu.write(&self.ids, 0, &xs);
         gpu.write(&self.targets, 0, &ys);
@@ -431,10 +817,6 @@ impl Workspace {
             gpu.write(seg, 0, &pack_segments(&IdSegments::new(&xs), b * t));
         }
         gpu.write(&self.hyper, 0, &[hyper]);
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        record(&mut enc, &self.ops);
-        gpu.queue.submit([enc.finish()]);
-        self.steps_run += 1;
         Ok(())
     }
 
@@ -467,7 +849,11 @@ impl Workspace {
     pub fn write_state(&self, gpu: &Gpu, s: &State<f32>) -> Result<()> {
         for (l, lb) in self.layers.iter().enumerate() {
             if s.c[l].len() != self.batch * self.cfg.hidden[l] {
-                bail!("carried state of layer {l} has {} values, expected {}", s.c[l].len(), self.batch * self.cfg.hidden[l]);
+                bail!(
+                    "carried state of layer {l} has {} values, expected {}",
+                    s.c[l].len(),
+                    self.batch * self.cfg.hidden[l]
+                );
             }
             gpu.write(&lb.state_c, 0, &s.c[l]);
             gpu.write(&lb.state_h, 0, &s.h[l]);
@@ -477,7 +863,10 @@ impl Workspace {
 
     /// The global norm and clip scale of the last training step.
     pub fn read_clip(&self, gpu: &Gpu) -> Result<Option<ClipStats>> {
-        self.clip.as_ref().map(|c| ClipStats::read(gpu, View::all(c))).transpose()
+        self.clip
+            .as_ref()
+            .map(|c| ClipStats::read(gpu, View::all(c)))
+            .transpose()
     }
 }
 
@@ -486,12 +875,27 @@ pub fn record(enc: &mut wgpu::CommandEncoder, ops: &[Op]) {
     let mut i = 0;
     while i < ops.len() {
         match &ops[i] {
-            Op::Copy { src, src_offset, dst, dst_offset, words } => {
-                enc.copy_buffer_to_buffer(src, (*src_offset * 4) as u64, dst, (*dst_offset * 4) as u64, Some((*words * 4) as u64));
+            Op::Copy {
+                src,
+                src_offset,
+                dst,
+                dst_offset,
+                words,
+            } => {
+                enc.copy_buffer_to_buffer(
+                    src,
+                    (*src_offset * 4) as u64,
+                    dst,
+                    (*dst_offset * 4) as u64,
+                    Some((*words * 4) as u64),
+                );
                 i += 1;
             }
             Op::Dispatch(_) => {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("step"),
+                    timestamp_writes: None,
+                });
                 while let Some(Op::Dispatch(dsp)) = ops.get(i) {
                     dsp.record(&mut pass);
                     i += 1;
@@ -520,8 +924,23 @@ impl GradBuffers {
         let e = cfg.embedding_size;
         let widest = cfg.hidden.iter().copied().max().unwrap_or(1);
         GradBuffers {
-            lstm_weight: cfg.hidden.iter().enumerate().map(|(l, &h)| gpu.storage(&format!("d lstm.{l}.weight"), (cfg.layer_input(l) + h) * 4 * h)).collect(),
-            lstm_bias: cfg.hidden.iter().enumerate().map(|(l, &h)| gpu.storage(&format!("d lstm.{l}.bias"), 4 * h)).collect(),
+            lstm_weight: cfg
+                .hidden
+                .iter()
+                .enumerate()
+                .map(|(l, &h)| {
+                    gpu.storage(
+                        &format!("d lstm.{l}.weight"),
+                        (cfg.layer_input(l) + h) * 4 * h,
+                    )
+                })
+                .collect(),
+            lstm_bias: cfg
+                .hidden
+                .iter()
+                .enumerate()
+                .map(|(l, &h)| gpu.storage(&format!("d lstm.{l}.bias"), 4 * h))
+                .collect(),
             softmax_w: gpu.storage("d softmax.weight", cfg.top_hidden() * cfg.vocab_size),
             softmax_b: gpu.storage("d softmax.bias", cfg.vocab_size),
             dx0: gpu.storage("d embedding output", n * e),

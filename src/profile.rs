@@ -1,0 +1,394 @@
+//! `lstm-gpu profile`: where each millisecond of a training step goes, kernel by kernel.
+//!
+//! Three measurements of the same prepared training step:
+//! 1. throughput: N steps submitted back to back exactly as `train` runs them (one submit
+//!    each, no readback), timed on the wall clock, counting submits and readbacks;
+//! 2. per kernel: N more steps with GPU timestamps around every dispatch (inside passes when
+//!    the adapter allows it, otherwise one pass per dispatch), summed per entry point;
+//! 3. the adapter's best matmul rate on the step's own matmul shapes, which turns the step's
+//!    FLOPs into "percent of the matmul-bound limit".
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::data::Batches;
+use crate::gpu::matmul::{bench_matmul, SEED_SHAPES};
+use crate::gpu::sgd::Hyper;
+use crate::gpu::Gpu;
+use crate::model::schedule::{Kernels, Mode, Op, ParamBuffers, Workspace};
+use crate::model::Params;
+use crate::reference::MatmulShape;
+
+/// One kernel (entry point) of the table.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelRow {
+    pub kernel: String,
+    pub calls_per_step: usize,
+    pub ms_per_step: f64,
+    /// Share of the summed kernel time.
+    pub share: f64,
+    pub gflops: Option<f64>,
+    pub gb_per_second: Option<f64>,
+}
+
+/// Everything `profile` measures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    pub adapter: String,
+    pub backend: String,
+    /// `per dispatch` (timestamps inside passes) or `per pass`.
+    pub timing: String,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub num_steps: usize,
+    pub dispatches_per_step: usize,
+    pub submits_per_step: f64,
+    pub readbacks_per_step: f64,
+    pub host_encode_ms: f64,
+    pub gpu_ms: f64,
+    pub wall_ms: f64,
+    pub words_per_second: f64,
+    pub flops_per_step: f64,
+    pub mflop_per_token: f64,
+    pub achieved_gflops: f64,
+    pub matmul_gflops: f64,
+    pub matmul_variant: String,
+    pub percent_of_matmul_limit: f64,
+    pub kernels: Vec<KernelRow>,
+}
+
+/// Profile `steps` training steps of `cfg` on the first batches of `data`.
+pub fn profile(
+    gpu: &Gpu,
+    cfg: &Config,
+    data: &[u32],
+    steps: usize,
+    measure_matmul: bool,
+) -> Result<Profile> {
+    if steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let batches = Batches::new(data, cfg.batch_size, cfg.num_steps).context("training split")?;
+    let kernels = Kernels::new(gpu)?;
+    let params = ParamBuffers::upload(gpu, cfg, &Params::<f32>::init(cfg, 1))?;
+    let mut ws = Workspace::new(
+        gpu,
+        &kernels,
+        cfg,
+        &params,
+        cfg.batch_size,
+        cfg.num_steps,
+        Mode::Train,
+    )?;
+    let batch = |i: usize| batches.batch(i % batches.len());
+    let hyper = |i: usize| Hyper {
+        learning_rate: 1.0,
+        step: i as u32,
+        seed: 1,
+    };
+    ws.zero_state(gpu);
+
+    // Warm-up: pipelines compiled lazily by the driver, first-touch allocations.
+    let (x, y) = batch(0);
+    ws.step(gpu, &x, &y, hyper(0))?;
+    gpu.wait()?;
+
+    // 1. Throughput, exactly as training runs.
+    let (submits0, readbacks0) = gpu.counters();
+    let mut encode = 0.0;
+    let t0 = Instant::now();
+    for i in 0..steps {
+        let (x, y) = batch(i + 1);
+        let e0 = Instant::now();
+        ws.step(gpu, &x, &y, hyper(i + 1))?;
+        encode += e0.elapsed().as_secs_f64();
+    }
+    gpu.wait()?;
+    let wall = t0.elapsed().as_secs_f64() / steps as f64;
+    let (submits1, readbacks1) = gpu.counters();
+
+    // 2. Per-kernel timestamps.
+    let timer = Timer::new(gpu, &ws.ops)?;
+    let mut per_kernel: BTreeMap<String, (usize, f64, f64, f64)> = BTreeMap::new();
+    let mut gpu_total = 0.0;
+    for i in 0..steps {
+        let (x, y) = batch(i + 1 + steps);
+        ws.upload(gpu, &x, &y, hyper(i + 1 + steps))?;
+        let times = timer.run(gpu, &ws.ops)?;
+        for (op, secs) in ws
+            .ops
+            .iter()
+            .filter_map(|o| {
+                if let Op::Dispatch(d) = o {
+                    Some(d)
+                } else {
+                    None
+                }
+            })
+            .zip(times)
+        {
+            let e = per_kernel.entry(op.label.clone()).or_default();
+            e.0 += 1;
+            e.1 += secs;
+            e.2 += op.flops;
+            e.3 += op.bytes;
+            gpu_total += secs;
+        }
+    }
+    let gpu_per_step = gpu_total / steps as f64;
+    let mut kernels_rows: Vec<KernelRow> = per_kernel
+        .into_iter()
+        .map(|(name, (calls, secs, flops, bytes))| KernelRow {
+            kernel: name,
+            calls_per_step: calls / steps,
+            ms_per_step: secs / steps as f64 * 1e3,
+            share: secs / gpu_total.max(1e-12),
+            gflops: (flops > 0.0 && secs > 0.0).then(|| flops / secs / 1e9),
+            gb_per_second: (bytes > 0.0 && secs > 0.0).then(|| bytes / secs / 1e9),
+        })
+        .collect();
+    kernels_rows.sort_by(|a, b| b.ms_per_step.total_cmp(&a.ms_per_step));
+
+    let flops_per_step: f64 = ws
+        .ops
+        .iter()
+        .filter_map(|o| {
+            if let Op::Dispatch(d) = o {
+                Some(d.flops)
+            } else {
+                None
+            }
+        })
+        .sum();
+
+    // 3. The adapter's best matmul rate, on the step's own product shapes.
+    let (matmul_gflops, variant) = if measure_matmul {
+        let shapes = model_matmul_shapes(cfg);
+        let rows = bench_matmul(gpu, &shapes, Some(&[kernels.matmul.variant()]), 3)?;
+        (
+            rows.iter().map(|r| r.gflops).fold(0.0, f64::max),
+            kernels.matmul.variant().to_string(),
+        )
+    } else {
+        (f64::NAN, kernels.matmul.variant().to_string())
+    };
+    let tokens = (cfg.batch_size * cfg.num_steps) as f64;
+    let limit_seconds = flops_per_step / (matmul_gflops * 1e9);
+    Ok(Profile {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        timing: timer.mode().to_string(),
+        steps,
+        batch_size: cfg.batch_size,
+        num_steps: cfg.num_steps,
+        dispatches_per_step: ws.dispatches(),
+        submits_per_step: (submits1 - submits0) as f64 / steps as f64,
+        readbacks_per_step: (readbacks1 - readbacks0) as f64 / steps as f64,
+        host_encode_ms: encode / steps as f64 * 1e3,
+        gpu_ms: gpu_per_step * 1e3,
+        wall_ms: wall * 1e3,
+        words_per_second: tokens / wall,
+        flops_per_step,
+        mflop_per_token: flops_per_step / tokens / 1e6,
+        achieved_gflops: flops_per_step / wall / 1e9,
+        matmul_gflops,
+        matmul_variant: variant,
+        percent_of_matmul_limit: 100.0 * limit_seconds / wall,
+        kernels: kernels_rows,
+    })
+}
+
+/// The distinct matmul shapes of a training step of `cfg` (the seed model's when it is the
+/// seed configuration).
+pub fn model_matmul_shapes(cfg: &Config) -> Vec<MatmulShape> {
+    if *cfg == Config::default() {
+        return SEED_SHAPES.to_vec();
+    }
+    let n = cfg.batch_size * cfg.num_steps;
+    let sh = |m, k, nn, ta, tb| MatmulShape {
+        m,
+        k,
+        n: nn,
+        trans_a: ta,
+        trans_b: tb,
+    };
+    let (h, v) = (cfg.top_hidden(), cfg.vocab_size);
+    let mut v_shapes = vec![
+        sh(n, h, v, false, false),
+        sh(h, n, v, true, false),
+        sh(n, v, h, false, true),
+    ];
+    let (h0, in0) = (cfg.hidden[0], cfg.layer_input(0));
+    v_shapes.push(sh(n, in0, 4 * h0, false, false));
+    v_shapes.push(sh(cfg.batch_size, h0, 4 * h0, false, false));
+    v_shapes
+}
+
+impl Profile {
+    /// The table `lstm-gpu profile` prints.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        use std::fmt::Write;
+        let _ = writeln!(
+            s,
+            "adapter: {} ({}), kernel times {}",
+            self.adapter, self.backend, self.timing
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>6} {:>10} {:>7} {:>9} {:>8}",
+            "kernel", "calls", "ms/step", "share", "GFLOP/s", "GB/s"
+        );
+        for k in &self.kernels {
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
+            let _ = writeln!(
+                s,
+                "{:<28} {:>6} {:>10.3} {:>6.1}% {:>9} {:>8}",
+                k.kernel,
+                k.calls_per_step,
+                k.ms_per_step,
+                100.0 * k.share,
+                f(k.gflops),
+                f(k.gb_per_second)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "per step ({} steps of {}x{}):",
+            self.steps, self.batch_size, self.num_steps
+        );
+        let _ = writeln!(
+            s,
+            "  dispatches {}, submits {:.2}, host readbacks {:.2}",
+            self.dispatches_per_step, self.submits_per_step, self.readbacks_per_step
+        );
+        let _ = writeln!(
+            s,
+            "  host encoding {:.2} ms, GPU {:.1} ms, wall {:.1} ms",
+            self.host_encode_ms, self.gpu_ms, self.wall_ms
+        );
+        let _ = writeln!(
+            s,
+            "  {:.0} words/s, {:.2} MFLOP/token, {:.1} GFLOP/s achieved",
+            self.words_per_second, self.mflop_per_token, self.achieved_gflops
+        );
+        let _ = writeln!(
+            s,
+            "  best matmul ({}) {:.1} GFLOP/s: the step runs at {:.1}% of its matmul-bound limit",
+            self.matmul_variant, self.matmul_gflops, self.percent_of_matmul_limit
+        );
+        s
+    }
+}
+
+/// GPU timestamps around every dispatch of a step.
+struct Timer {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    count: u32,
+    inside_passes: bool,
+    period_ns: f64,
+}
+
+impl Timer {
+    fn new(gpu: &Gpu, ops: &[Op]) -> Result<Timer> {
+        if !gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            bail!(
+                "adapter {} has no timestamp queries: per-kernel times are not available",
+                gpu.info.name
+            );
+        }
+        let dispatches = ops.iter().filter(|o| matches!(o, Op::Dispatch(_))).count();
+        let count = (2 * dispatches) as u32;
+        if count > wgpu::QUERY_SET_MAX_QUERIES {
+            bail!("a step has {dispatches} dispatches, more than the timestamp queries allow");
+        }
+        let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile timestamps"),
+            size: count as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        Ok(Timer {
+            set,
+            resolve,
+            count,
+            inside_passes: gpu.has_timestamps_in_passes(),
+            period_ns: gpu.queue.get_timestamp_period() as f64,
+        })
+    }
+
+    fn mode(&self) -> &'static str {
+        if self.inside_passes {
+            "per dispatch (timestamps inside passes)"
+        } else {
+            "per dispatch (one pass each)"
+        }
+    }
+
+    /// Record the step with timestamps, submit, and return each dispatch's seconds.
+    fn run(&self, gpu: &Gpu, ops: &[Op]) -> Result<Vec<f64>> {
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("profiled step"),
+            });
+        let mut q = 0u32;
+        let mut i = 0;
+        while i < ops.len() {
+            match &ops[i] {
+                Op::Copy { .. } => {
+                    crate::model::schedule::record(&mut enc, &ops[i..i + 1]);
+                    i += 1;
+                }
+                Op::Dispatch(d) if !self.inside_passes => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&d.label),
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &self.set,
+                            beginning_of_pass_write_index: Some(q),
+                            end_of_pass_write_index: Some(q + 1),
+                        }),
+                    });
+                    d.record(&mut pass);
+                    q += 2;
+                    i += 1;
+                }
+                Op::Dispatch(_) => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("profiled"),
+                        timestamp_writes: None,
+                    });
+                    while let Some(Op::Dispatch(d)) = ops.get(i) {
+                        pass.write_timestamp(&self.set, q);
+                        d.record(&mut pass);
+                        pass.write_timestamp(&self.set, q + 1);
+                        q += 2;
+                        i += 1;
+                    }
+                }
+            }
+        }
+        enc.resolve_query_set(&self.set, 0..self.count, &self.resolve, 0);
+        gpu.submit(enc);
+        let ticks: Vec<u64> = {
+            let words: Vec<u32> = gpu.read(&self.resolve, 0, 2 * self.count as usize)?;
+            words
+                .chunks_exact(2)
+                .map(|w| w[0] as u64 | (w[1] as u64) << 32)
+                .collect()
+        };
+        Ok(ticks
+            .chunks_exact(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * self.period_ns * 1e-9)
+            .collect())
+    }
+}
