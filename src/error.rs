@@ -21,8 +21,15 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
-/// The process exit code for an error: 2 when it is a usage error, 1 otherwise.
+/// The process exit code for an error: 2 when it is a usage error, 128 + the signal when
+/// training was interrupted, 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if let Some(i) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::signals::Interrupted>())
+    {
+        return 128 + i.signal;
+    }
     if err.chain().any(|e| e.is::<UsageError>()) {
         2
     } else {

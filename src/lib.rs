@@ -18,6 +18,7 @@ pub mod model;
 pub mod profile;
 pub mod reference;
 pub mod rng;
+pub mod signals;
 pub mod train;
 
 pub use error::{usage, UsageError};

@@ -161,6 +161,9 @@ struct TrainArgs {
     /// No progress bar, plain log lines.
     #[arg(long)]
     no_progress: bool,
+    /// Skip the validation pass when --max-steps stops a run mid-epoch.
+    #[arg(long)]
+    no_eval_at_stop: bool,
 }
 
 #[derive(clap::Args)]
@@ -430,9 +433,22 @@ fn train_command(args: TrainArgs) -> Result<()> {
         ));
     }
     let dir = corpus_dir(args.data)?;
+    let mut cfg = cfg;
     let corpus = match vocab {
         Some(words) => Corpus::with_vocab(&dir, Vocab::from_words(words)?)?,
-        None => Corpus::load(&dir, cfg.vocab_size)?,
+        None => {
+            let corpus = Corpus::load(&dir, cfg.vocab_size)?;
+            if corpus.vocab.len() < cfg.vocab_size {
+                log::warn!(
+                    "the training text has only {} distinct words: the vocabulary (and --vocab-size) is {}",
+                    corpus.vocab.len(),
+                    corpus.vocab.len()
+                );
+                cfg.vocab_size = corpus.vocab.len();
+                cfg.validate()?;
+            }
+            corpus
+        }
     };
     let run_dir = args.run_dir.unwrap_or_else(default_run_dir);
     let gpu = open_gpu(&args.gpu)?;
@@ -446,6 +462,8 @@ fn train_command(args: TrainArgs) -> Result<()> {
         init: args.init,
         progress: !args.no_progress,
         test_batch: args.test_batch_size.map(|b| (b, cfg.num_steps)),
+        interrupt: Some(lstm_gpu::signals::Interrupt::install()?),
+        no_eval_at_stop: args.no_eval_at_stop,
     };
     log::info!("run folder: {}", run_dir.display());
     let summary = train::train(&gpu, cfg, &corpus, &opts)?;

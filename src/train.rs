@@ -13,9 +13,13 @@ use crate::data::{Batches, Corpus};
 use crate::error::usage;
 use crate::gpu::sgd::Hyper;
 use crate::gpu::Gpu;
-use crate::model::checkpoint::{load_weights, Checkpoint, Position};
+use crate::model::checkpoint::{load_weights, write_atomic, Checkpoint, Position};
+
+/// The newest checkpoint of a run folder.
+pub const LAST: &str = "last.safetensors";
 use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use crate::model::Params;
+use crate::signals::{Interrupt, Interrupted};
 
 /// What a training run is asked to do besides the model's configuration.
 #[derive(Clone, Debug, Default)]
@@ -38,6 +42,10 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Batch size and steps of the test pass (default: the training shape).
     pub test_batch: Option<(usize, usize)>,
+    /// Checked after every step: a signal saves a checkpoint and stops.
+    pub interrupt: Option<Interrupt>,
+    /// Skip the validation pass when `--max-steps` stops a run mid-epoch.
+    pub no_eval_at_stop: bool,
 }
 
 /// Perplexities of a finished run.
@@ -214,23 +222,31 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
         ..Default::default()
     };
     let stop_at = opts.max_steps.unwrap_or(u64::MAX);
-    let save = |ws: &Workspace, pos: &Position, name: &str, mid_epoch: bool| -> Result<PathBuf> {
-        let ck = Checkpoint {
-            config: cfg.clone(),
-            vocab: corpus.vocab.words().to_vec(),
-            params: pbuf.read(gpu, &cfg)?,
-            state: if mid_epoch {
-                Some(ws.read_state(gpu)?)
-            } else {
-                None
-            },
-            position: pos.clone(),
+    // One serialisation, written atomically under each name; `last.safetensors` is always
+    // the newest complete checkpoint, whatever kills the process.
+    let save =
+        |ws: &Workspace, pos: &Position, names: &[&str], mid_epoch: bool| -> Result<PathBuf> {
+            let ck = Checkpoint {
+                config: cfg.clone(),
+                vocab: corpus.vocab.words().to_vec(),
+                params: pbuf.read(gpu, &cfg)?,
+                state: if mid_epoch {
+                    Some(ws.read_state(gpu)?)
+                } else {
+                    None
+                },
+                position: pos.clone(),
+            };
+            let bytes = ck.to_bytes()?;
+            for name in names {
+                let path = opts.run_dir.join(name);
+                write_atomic(&path, &bytes)
+                    .with_context(|| format!("could not write checkpoint {}", path.display()))?;
+            }
+            let first = opts.run_dir.join(names[0]);
+            log::info!("checkpoint written: {}", first.display());
+            Ok(first)
         };
-        let path = opts.run_dir.join(name);
-        ck.save(&path)?;
-        log::info!("checkpoint written: {}", path.display());
-        Ok(path)
-    };
 
     let mut stopped = false;
     while pos.epoch < cfg.max_epoch && !stopped {
@@ -305,16 +321,32 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
                         "learning_rate": lr, "perplexity": ppl, "words_per_second": wps}))?;
                 }
                 if at_ck {
-                    summary.last_checkpoint = Some(save(
-                        &train_ws,
-                        &pos,
-                        &format!("step-{}.safetensors", pos.global_step),
-                        true,
-                    )?);
+                    let step_name = format!("step-{}.safetensors", pos.global_step);
+                    summary.last_checkpoint =
+                        Some(save(&train_ws, &pos, &[&step_name, LAST], true)?);
                 }
             }
             if let Some(b) = &bar {
                 b.set_position(pos.step_in_epoch as u64);
+            }
+            if let Some(signal) = opts.interrupt.as_ref().and_then(Interrupt::received) {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                let (sum, _) = train_ws.take_loss(gpu)?;
+                pos.epoch_loss_sum += sum;
+                pos.train_seconds += interval_start.0.elapsed().as_secs_f64();
+                let path = save(&train_ws, &pos, &[LAST], true)?;
+                return Err(Interrupted {
+                    signal,
+                    resume_hint: format!(
+                        "lstm-gpu train --resume {} --run-dir {}",
+                        path.display(),
+                        opts.run_dir.display()
+                    ),
+                    checkpoint: path,
+                }
+                .into());
             }
         }
         if let Some(b) = &bar {
@@ -323,8 +355,12 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
         summary.global_step = pos.global_step;
         if stopped && pos.step_in_epoch < epoch_size {
             // Interrupted by --max-steps mid-epoch: keep the exact position.
-            summary.last_checkpoint = Some(save(&train_ws, &pos, "last.safetensors", true)?);
-            let valid = evaluate(gpu, &mut eval_ws, &valid_batches, seed32)?;
+            summary.last_checkpoint = Some(save(&train_ws, &pos, &[LAST], true)?);
+            let valid = if opts.no_eval_at_stop {
+                f64::NAN
+            } else {
+                evaluate(gpu, &mut eval_ws, &valid_batches, seed32)?
+            };
             let ppl =
                 (pos.epoch_loss_sum / (pos.step_in_epoch.max(1) * cfg.num_steps) as f64).exp();
             log::info!("stopped at global step {} (--max-steps): train perplexity so far {ppl:.3}, valid perplexity {valid:.3}", pos.global_step);
@@ -352,19 +388,8 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
         pos.step_in_epoch = 0;
         pos.epoch_loss_sum = 0.0;
         pos.learning_rate = cfg.lr_for_epoch(pos.epoch);
-        let path = save(
-            &train_ws,
-            &pos,
-            &format!("epoch-{}.safetensors", epoch + 1),
-            false,
-        )?;
-        std::fs::copy(&path, opts.run_dir.join("last.safetensors.tmp")).and_then(|_| {
-            std::fs::rename(
-                opts.run_dir.join("last.safetensors.tmp"),
-                opts.run_dir.join("last.safetensors"),
-            )
-        })?;
-        summary.last_checkpoint = Some(path);
+        let epoch_name = format!("epoch-{}.safetensors", epoch + 1);
+        summary.last_checkpoint = Some(save(&train_ws, &pos, &[&epoch_name, LAST], false)?);
     }
 
     if pos.epoch >= cfg.max_epoch && !stopped {

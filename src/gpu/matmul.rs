@@ -4,8 +4,9 @@
 //! Several kernels compute the same thing with different blockings, because what is fast
 //! differs by adapter: real GPUs reward workgroup-memory tiles, while a CPU rasteriser such as
 //! lavapipe (llvmpipe: every invocation a SIMD lane, a whole workgroup run by one thread,
-//! barriers expensive, every per-lane load a gather) rewards kernels that make the fewest
-//! per-lane loads per multiply-add and no barriers. [`Matmul::new`] compiles the variants the
+//! and, in Mesa 22.3, every load from a storage buffer or workgroup memory a loop over the
+//! 8 lanes costing ~25 cycles per word) rewards kernels that make the fewest loads per
+//! multiply-add, whatever the register spills. [`Matmul::new`] compiles the variants the
 //! adapter supports and picks one per adapter type; [`bench_matmul`] measures them all.
 //!
 //! The transposes are strides in the uniform block, so every variant serves NN, NT, TN and
@@ -37,10 +38,12 @@ pub enum MatmulVariant {
     /// No workgroup memory and no barriers: every invocation keeps an 8x8 block of C in
     /// registers and loads its own rows of A and columns of B.
     RegisterBlocked,
-    /// Register blocks of 8x8 in which one vec4 load per invocation brings in a piece of A
-    /// for its whole subgroup, shared with `subgroupBroadcast`: the fewest loads per
-    /// multiply-add, lavapipe's fastest. Needs subgroups of at least 8 invocations, and
-    /// sizes and offsets that are multiples of 4 words (RegisterBlocked runs otherwise).
+    /// One subgroup of 8 invocations per 64x64 block of C, 64x8 outputs per invocation:
+    /// vec4 loads of A shared across the subgroup with `subgroupBroadcast`, each lane
+    /// loading its own columns of B; 16 loads per 2048 multiply-adds, lavapipe's fastest.
+    /// Its WGSL is generated per transpose form. Needs subgroups of at least 8 invocations,
+    /// and sizes and the offsets of A, B and C that are multiples of 4 words
+    /// (RegisterBlocked runs otherwise).
     SubgroupBroadcast,
 }
 

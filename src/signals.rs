@@ -1,0 +1,68 @@
+//! Interruption: SIGINT (Ctrl-C) and SIGTERM set a flag that the training loop checks after
+//! each step; it then saves a checkpoint and the program exits 128 + the signal number
+//! (130 or 143). A second Ctrl-C while saving is ignored so that the checkpoint completes.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+/// The signal that asked training to stop (0: none yet).
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt {
+    signal: Arc<AtomicI32>,
+}
+
+impl Interrupt {
+    /// Install handlers for SIGINT and SIGTERM (on Unix; elsewhere nothing to install).
+    pub fn install() -> anyhow::Result<Interrupt> {
+        let it = Interrupt::default();
+        #[cfg(unix)]
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let flag = it.signal.clone();
+            // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+            unsafe {
+                signal_hook::low_level::register(sig, move || flag.store(sig, Ordering::SeqCst))?;
+            }
+        }
+        Ok(it)
+    }
+
+    /// The signal received, if any.
+    pub fn received(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+
+    /// Pretend a signal arrived (tests).
+    pub fn raise(&self, signal: i32) {
+        self.signal.store(signal, Ordering::SeqCst);
+    }
+}
+
+/// Training stopped on a signal after saving its checkpoint; exit code 128 + signal.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub signal: i32,
+    pub checkpoint: std::path::PathBuf,
+    pub resume_hint: String,
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.signal {
+            2 => "SIGINT",
+            15 => "SIGTERM",
+            _ => "a signal",
+        };
+        write!(
+            f,
+            "interrupted by {name}; checkpoint saved to {}; resume with: {}",
+            self.checkpoint.display(),
+            self.resume_hint
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
