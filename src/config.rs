@@ -150,6 +150,22 @@ impl Config {
                 return Err(usage(format!("{flag} must be at least 1, got 0")));
             }
         }
+        // Far beyond any adapter's buffers; the bound keeps every size product in range.
+        const MAX_DIM: usize = 1 << 24;
+        let dims = [
+            ("--vocab-size", self.vocab_size),
+            ("--embedding-size", self.embedding_size),
+            ("--num-steps", self.num_steps),
+            ("--batch-size", self.batch_size),
+        ];
+        for (flag, v) in dims.into_iter().chain(self.hidden.iter().map(|&h| ("--hidden", h))) {
+            if v > MAX_DIM {
+                return Err(usage(format!("{flag} {v} is larger than any adapter can hold (at most {MAX_DIM})")));
+            }
+        }
+        if self.hidden.len() > 64 {
+            return Err(usage(format!("--hidden lists {} layers; at most 64 are supported", self.hidden.len())));
+        }
         if self.vocab_size < 2 {
             return Err(usage(
                 "--vocab-size must be at least 2 (a language model needs a choice)",

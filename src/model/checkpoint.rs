@@ -176,6 +176,9 @@ impl Checkpoint {
         let mut seen = Vec::new();
         let params = read_params(&st, &config, &mut seen)?;
         let state = if st.names().iter().any(|n| n.starts_with("state.")) {
+            for (name, shape) in state_specs(&config) {
+                check_tensor(&st, &name, &shape)?;
+            }
             let mut s = State::<f32>::zeros(&config, config.batch_size);
             for (l, (c, h)) in s.c.iter_mut().zip(s.h.iter_mut()).enumerate() {
                 *c = read_tensor(
@@ -210,34 +213,30 @@ impl Checkpoint {
     }
 }
 
-fn read_tensor<'a>(
-    st: &SafeTensors<'a>,
-    name: &str,
-    shape: &[usize],
-    seen: &mut Vec<(String, &'a [u8])>,
-) -> Result<Vec<f32>> {
-    let t = st
-        .tensor(name)
-        .map_err(|_| anyhow!("tensor `{name}` is missing"))?;
+/// The tensor `name`, checked to be F32 of `shape`.
+fn check_tensor<'a>(st: &SafeTensors<'a>, name: &str, shape: &[usize]) -> Result<TensorView<'a>> {
+    let t = st.tensor(name).map_err(|_| anyhow!("tensor `{name}` is missing"))?;
     if t.dtype() != Dtype::F32 {
         bail!("tensor `{name}` is {:?}, expected F32", t.dtype());
     }
     if t.shape() != shape {
-        bail!(
-            "tensor `{name}` has shape {:?}, the configuration needs {:?}",
-            t.shape(),
-            shape
-        );
+        bail!("tensor `{name}` has shape {:?}, the configuration needs {:?}", t.shape(), shape);
     }
+    Ok(t)
+}
+
+fn read_tensor<'a>(st: &SafeTensors<'a>, name: &str, shape: &[usize], seen: &mut Vec<(String, &'a [u8])>) -> Result<Vec<f32>> {
+    let t = check_tensor(st, name, shape)?;
     seen.push((name.to_string(), t.data()));
     Ok(bytemuck::pod_collect_to_vec(t.data()))
 }
 
-fn read_params<'a>(
-    st: &SafeTensors<'a>,
-    cfg: &Config,
-    seen: &mut Vec<(String, &'a [u8])>,
-) -> Result<Params<f32>> {
+fn read_params<'a>(st: &SafeTensors<'a>, cfg: &Config, seen: &mut Vec<(String, &'a [u8])>) -> Result<Params<f32>> {
+    // Check every shape before allocating: the configuration comes from the file too, and
+    // only tensors that are really there may bound what is allocated.
+    for (name, shape) in tensor_specs(cfg) {
+        check_tensor(st, &name, &shape)?;
+    }
     let mut p = Params::<f32>::zeros(cfg);
     for ((name, shape), (_, dst)) in tensor_specs(cfg).into_iter().zip(p.tensors_mut()) {
         *dst = read_tensor(st, &name, &shape, seen)?;
