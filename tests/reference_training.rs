@@ -1,10 +1,10 @@
 //! The CPU reference step learns: a small model trained on the start of the PTB training
 //! text lowers its loss well below the uniform guess within a few dozen steps.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use lstm_gpu::config::Config;
+use lstm_gpu::data::{Batches, Vocab};
 use lstm_gpu::model::{Params, State};
 use lstm_gpu::reference::step::train_step;
 
@@ -18,59 +18,24 @@ fn ptb_dir() -> PathBuf {
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb").into())
 }
 
-/// The first `TOKENS` tokens of the training text (`<eos>` ends every line) as ids of the
-/// `vocab_size` most frequent of them, ranked by (descending count, word); every other word
-/// becomes PTB's own `<unk>`.
+/// The start of the training text (whole lines, about `TOKENS` tokens) as ids of its
+/// `vocab_size` most frequent words, through the project's own reader.
 fn ptb_ids(vocab_size: usize) -> Vec<u32> {
     let path = ptb_dir().join("ptb.train.txt");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the PTB corpus at {} ({e}); set LSTM_GPU_PTB_DIR to the folder that \
-             holds ptb.train.txt",
-            path.display()
-        )
-    });
-    let words: Vec<&str> = text
-        .lines()
-        .flat_map(|line| line.split_whitespace().chain(["<eos>"]))
-        .take(TOKENS)
-        .collect();
-    assert_eq!(words.len(), TOKENS, "{} is too short", path.display());
-
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for &w in &words {
-        *counts.entry(w).or_default() += 1;
+    let text = lstm_gpu::data::read_text(&path).unwrap_or_else(|e| panic!("{e:#}; set LSTM_GPU_PTB_DIR to the folder that holds ptb.train.txt"));
+    let mut lines = String::new();
+    let mut tokens = 0;
+    for line in text.lines() {
+        if tokens >= TOKENS {
+            break;
+        }
+        tokens += line.split_whitespace().count() + 1;
+        lines.push_str(line);
+        lines.push('\n');
     }
-    let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let ids: HashMap<&str, u32> = ranked
-        .iter()
-        .take(vocab_size)
-        .enumerate()
-        .map(|(id, &(w, _))| (w, id as u32))
-        .collect();
-    let unk = *ids
-        .get("<unk>")
-        .expect("<unk> is among the most frequent words");
-    words
-        .iter()
-        .map(|w| ids.get(w).copied().unwrap_or(unk))
-        .collect()
-}
-
-/// Batch `i` of TensorFlow's reader: the ids cut into `batch` rows, `x` and `y` the columns
-/// `i * steps ..` and one further, each `[batch, steps]` row-major.
-fn reader_batch(data: &[u32], batch: usize, steps: usize, i: usize) -> (Vec<u32>, Vec<u32>) {
-    let row_len = data.len() / batch;
-    let cut = |offset: usize| -> Vec<u32> {
-        (0..batch)
-            .flat_map(|b| {
-                let start = b * row_len + i * steps + offset;
-                data[start..start + steps].to_vec()
-            })
-            .collect()
-    };
-    (cut(0), cut(1))
+    let (vocab, ids): (Vocab, Vec<u32>) = Vocab::from_train(&lines, vocab_size).unwrap();
+    assert!(vocab.unk().is_some());
+    ids
 }
 
 #[test]
@@ -87,14 +52,14 @@ fn reference_step_lowers_the_loss_on_ptb() {
     };
     cfg.validate().unwrap();
     let data = ptb_ids(cfg.vocab_size);
-    let epoch_size = (data.len() / cfg.batch_size - 1) / cfg.num_steps;
-    assert!(epoch_size >= STEPS, "{epoch_size} batches");
+    let batches = Batches::new(&data, cfg.batch_size, cfg.num_steps).unwrap();
+    assert!(batches.len() >= STEPS, "{} batches", batches.len());
 
     let mut params = Params::<f32>::init(&cfg, 2024);
     let mut state = State::zeros(&cfg, cfg.batch_size);
     let losses: Vec<f32> = (0..STEPS)
         .map(|i| {
-            let (x, y) = reader_batch(&data, cfg.batch_size, cfg.num_steps, i);
+            let (x, y) = batches.batch(i);
             let out = train_step(&cfg, &mut params, &mut state, &x, &y, 1.0, None);
             assert!(
                 out.loss.is_finite() && out.grad_norm.is_finite() && out.grad_norm > 0.0,
