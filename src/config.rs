@@ -158,13 +158,21 @@ impl Config {
             ("--num-steps", self.num_steps),
             ("--batch-size", self.batch_size),
         ];
-        for (flag, v) in dims.into_iter().chain(self.hidden.iter().map(|&h| ("--hidden", h))) {
+        for (flag, v) in dims
+            .into_iter()
+            .chain(self.hidden.iter().map(|&h| ("--hidden", h)))
+        {
             if v > MAX_DIM {
-                return Err(usage(format!("{flag} {v} is larger than any adapter can hold (at most {MAX_DIM})")));
+                return Err(usage(format!(
+                    "{flag} {v} is larger than any adapter can hold (at most {MAX_DIM})"
+                )));
             }
         }
         if self.hidden.len() > 64 {
-            return Err(usage(format!("--hidden lists {} layers; at most 64 are supported", self.hidden.len())));
+            return Err(usage(format!(
+                "--hidden lists {} layers; at most 64 are supported",
+                self.hidden.len()
+            )));
         }
         if self.vocab_size < 2 {
             return Err(usage(

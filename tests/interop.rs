@@ -11,7 +11,10 @@ use std::process::Command;
 #[test]
 fn numpy_forward_pass_matches_the_programs_probabilities() {
     let dir = tempfile::tempdir().unwrap();
-    let mut vocab: Vec<String> = ["the", "<unk>", "<eos>", "stock", "market", "fell", "rose"].iter().map(|s| s.to_string()).collect();
+    let mut vocab: Vec<String> = ["the", "<unk>", "<eos>", "stock", "market", "fell", "rose"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     vocab.extend((0..33).map(|i| format!("w{i}")));
     let config = Config {
         vocab_size: vocab.len(),
@@ -24,7 +27,13 @@ fn numpy_forward_pass_matches_the_programs_probabilities() {
         ..Config::default()
     };
     let params = Params::<f32>::init(&config, 21);
-    let ck = Checkpoint { config, vocab: vocab.clone(), params, state: None, position: Position::default() };
+    let ck = Checkpoint {
+        config,
+        vocab: vocab.clone(),
+        params,
+        state: None,
+        position: Position::default(),
+    };
     let path = dir.path().join("model.safetensors");
     ck.save(&path).unwrap();
 
@@ -36,7 +45,11 @@ fn numpy_forward_pass_matches_the_programs_probabilities() {
         .arg(context.join(" "))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/forward.py");
@@ -49,7 +62,12 @@ fn numpy_forward_pass_matches_the_programs_probabilities() {
         String::from_utf8_lossy(&py.stderr)
     );
     let theirs: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
-    let probs: Vec<f64> = theirs["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let probs: Vec<f64> = theirs["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert_eq!(probs.len(), vocab.len());
 
     let next = ours["next"].as_array().unwrap();
@@ -58,11 +76,19 @@ fn numpy_forward_pass_matches_the_programs_probabilities() {
         let id = entry["id"].as_u64().unwrap() as usize;
         let p = entry["probability"].as_f64().unwrap();
         assert_eq!(entry["word"].as_str().unwrap(), vocab[id]);
-        assert!((p - probs[id]).abs() <= 1e-4, "{}: program {p}, NumPy {}", vocab[id], probs[id]);
+        assert!(
+            (p - probs[id]).abs() <= 1e-4,
+            "{}: program {p}, NumPy {}",
+            vocab[id],
+            probs[id]
+        );
     }
     // The program's top 10 are NumPy's top 10.
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-    let ours_ids: Vec<usize> = next.iter().map(|e| e["id"].as_u64().unwrap() as usize).collect();
+    let ours_ids: Vec<usize> = next
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap() as usize)
+        .collect();
     assert_eq!(ours_ids, order[..10].to_vec());
 }

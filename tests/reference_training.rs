@@ -22,7 +22,9 @@ fn ptb_dir() -> PathBuf {
 /// `vocab_size` most frequent words, through the project's own reader.
 fn ptb_ids(vocab_size: usize) -> Vec<u32> {
     let path = ptb_dir().join("ptb.train.txt");
-    let text = lstm_gpu::data::read_text(&path).unwrap_or_else(|e| panic!("{e:#}; set LSTM_GPU_PTB_DIR to the folder that holds ptb.train.txt"));
+    let text = lstm_gpu::data::read_text(&path).unwrap_or_else(|e| {
+        panic!("{e:#}; set LSTM_GPU_PTB_DIR to the folder that holds ptb.train.txt")
+    });
     let mut lines = String::new();
     let mut tokens = 0;
     for line in text.lines() {

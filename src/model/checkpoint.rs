@@ -215,23 +215,38 @@ impl Checkpoint {
 
 /// The tensor `name`, checked to be F32 of `shape`.
 fn check_tensor<'a>(st: &SafeTensors<'a>, name: &str, shape: &[usize]) -> Result<TensorView<'a>> {
-    let t = st.tensor(name).map_err(|_| anyhow!("tensor `{name}` is missing"))?;
+    let t = st
+        .tensor(name)
+        .map_err(|_| anyhow!("tensor `{name}` is missing"))?;
     if t.dtype() != Dtype::F32 {
         bail!("tensor `{name}` is {:?}, expected F32", t.dtype());
     }
     if t.shape() != shape {
-        bail!("tensor `{name}` has shape {:?}, the configuration needs {:?}", t.shape(), shape);
+        bail!(
+            "tensor `{name}` has shape {:?}, the configuration needs {:?}",
+            t.shape(),
+            shape
+        );
     }
     Ok(t)
 }
 
-fn read_tensor<'a>(st: &SafeTensors<'a>, name: &str, shape: &[usize], seen: &mut Vec<(String, &'a [u8])>) -> Result<Vec<f32>> {
+fn read_tensor<'a>(
+    st: &SafeTensors<'a>,
+    name: &str,
+    shape: &[usize],
+    seen: &mut Vec<(String, &'a [u8])>,
+) -> Result<Vec<f32>> {
     let t = check_tensor(st, name, shape)?;
     seen.push((name.to_string(), t.data()));
     Ok(bytemuck::pod_collect_to_vec(t.data()))
 }
 
-fn read_params<'a>(st: &SafeTensors<'a>, cfg: &Config, seen: &mut Vec<(String, &'a [u8])>) -> Result<Params<f32>> {
+fn read_params<'a>(
+    st: &SafeTensors<'a>,
+    cfg: &Config,
+    seen: &mut Vec<(String, &'a [u8])>,
+) -> Result<Params<f32>> {
     // Check every shape before allocating: the configuration comes from the file too, and
     // only tensors that are really there may bound what is allocated.
     for (name, shape) in tensor_specs(cfg) {
