@@ -268,16 +268,10 @@ fn column_sum_reference(
     old: &[f32],
     accumulate: bool,
 ) -> Vec<f64> {
-    (0..cols)
-        .map(|j| {
-            let s: f64 = (0..rows).map(|i| input[i * cols + j] as f64).sum();
-            if accumulate {
-                old[j] as f64 + s
-            } else {
-                s
-            }
-        })
-        .collect()
+    let input: Vec<f64> = input.iter().map(|&v| v as f64).collect();
+    let mut out: Vec<f64> = old.iter().map(|&v| v as f64).collect();
+    lstm_gpu::reference::column_sum(rows, cols, &input, &mut out, accumulate);
+    out
 }
 
 #[test]

@@ -264,8 +264,13 @@ fn loss_accumulate_adds_scaled_sums_and_counts_batches() {
         gpu.run(&[&da, &db]).unwrap();
         gpu.run(&[&da]).unwrap();
 
-        let sum = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() * scale as f64;
-        let want = 2.0 * sum(&loss_a) + sum(&loss_b);
+        let mut want_acc = [0.0f64; 2];
+        for loss in [&loss_a, &loss_b, &loss_a] {
+            let loss: Vec<f64> = loss.iter().map(|&x| x as f64).collect();
+            lstm_gpu::reference::loss_accumulate(&loss, scale as f64, &mut want_acc);
+        }
+        let want = want_acc[0];
+        assert_eq!(want_acc[1], 3.0);
         let got = read_window(&gpu, &acc, LossAccumulator::WORDS);
         assert_close(
             &format!("accumulated loss rows={rows}"),

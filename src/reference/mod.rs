@@ -287,6 +287,28 @@ pub fn softmax_xent_backward<T: Real>(
     }
 }
 
+/// Column sums (bias gradients): `out[j] = sum over i of input[i, j]` of a `[rows, cols]`
+/// matrix, plus the old `out[j]` when `accumulate`.
+pub fn column_sum<T: Real>(rows: usize, cols: usize, input: &[T], out: &mut [T], accumulate: bool) {
+    for (j, o) in out.iter_mut().enumerate().take(cols) {
+        let mut s = T::zero();
+        for i in 0..rows {
+            s += input[i * cols + j];
+        }
+        *o = if accumulate { *o + s } else { s };
+    }
+}
+
+/// The running loss: adds `scale * sum(loss)` to `acc[0]` and one batch to `acc[1]`.
+pub fn loss_accumulate<T: Real>(loss: &[T], scale: T, acc: &mut [T; 2]) {
+    let mut s = T::zero();
+    for &v in loss {
+        s += v;
+    }
+    acc[0] += s * scale;
+    acc[1] += T::one();
+}
+
 /// The `k` largest values of `row` with their indices, largest first; ties go to the lower
 /// index. Used on probabilities for prediction.
 pub fn topk<T: Real>(row: &[T], k: usize) -> Vec<(u32, T)> {
