@@ -298,7 +298,20 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
             if at_log || at_ck || pos.global_step >= stop_at {
                 let (sum, _) = train_ws.take_loss(gpu)?;
                 if !sum.is_finite() {
-                    bail!("the training loss became {sum} at step {} (epoch {}); the last checkpoint is kept — lower --learning-rate or --max-grad-norm", pos.global_step, epoch + 1);
+                    // The loss is read at log points only: name the steps since the last read.
+                    let first = pos.global_step - (pos.step_in_epoch - interval_start.1) as u64 + 1;
+                    let steps = if first == pos.global_step {
+                        format!("at step {first}")
+                    } else {
+                        format!("between steps {first} and {}", pos.global_step)
+                    };
+                    let kept = summary
+                        .last_checkpoint
+                        .as_ref()
+                        .map_or("no checkpoint was written yet".to_string(), |p| {
+                            format!("the last checkpoint {} is kept", p.display())
+                        });
+                    bail!("the training loss became {sum} {steps} (epoch {}); {kept}; lower --learning-rate or --max-grad-norm, or log more often (--log-every) to find the step", epoch + 1);
                 }
                 pos.epoch_loss_sum += sum;
                 let done = pos.step_in_epoch;
