@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
         .copied()
         .collect();
     // Few runs: the slowest variants take seconds per product on a CPU adapter.
-    let rows = bench_matmul(&gpu, &shapes, None, 2)?;
+    let rows = bench_matmul(&gpu, &shapes, None, 2, |r| println!("{}", r.line()))?;
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-kernels.json");
     std::fs::write(&out, serde_json::to_string_pretty(&rows)?)?;
     println!("wrote {}", out.display());

@@ -354,7 +354,8 @@ fn run(cli: Cli) -> Result<()> {
                 &gpu,
                 &lstm_gpu::gpu::matmul::SEED_SHAPES,
                 None,
-                5,
+                3,
+                |r| println!("{}", r.line()),
             )?;
             Ok(())
         }

@@ -167,7 +167,9 @@ pub fn profile(
     // 3. The adapter's best matmul rate, on the step's own product shapes.
     let (matmul_gflops, variant) = if measure_matmul {
         let shapes = model_matmul_shapes(cfg);
-        let rows = bench_matmul(gpu, &shapes, Some(&[kernels.matmul.variant()]), 3)?;
+        let rows = bench_matmul(gpu, &shapes, Some(&[kernels.matmul.variant()]), 3, |r| {
+            log::info!("{}", r.line())
+        })?;
         (
             rows.iter().map(|r| r.gflops).fold(0.0, f64::max),
             kernels.matmul.variant().to_string(),

@@ -409,3 +409,44 @@ fn data_info_and_adapters_report_what_is_there() {
         .any(|b| out.contains(b));
     assert!(o.status.success() && listed, "{out}");
 }
+
+#[test]
+fn profile_reports_one_submit_and_no_readback_per_step() {
+    let mut c = bin();
+    c.args(["profile", "--json", "--steps", "2", "--data"])
+        .arg(tiny_data());
+    c.args([
+        "--vocab-size",
+        "60",
+        "--embedding-size",
+        "8",
+        "--hidden",
+        "8,6",
+        "--batch-size",
+        "2",
+        "--num-steps",
+        "5",
+    ]);
+    let o = run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["submits_per_step"].as_f64(), Some(1.0), "{p}");
+    assert_eq!(p["readbacks_per_step"].as_f64(), Some(0.0), "{p}");
+    assert!(p["dispatches_per_step"].as_u64().unwrap() > 20);
+    assert!(p["words_per_second"].as_f64().unwrap() > 0.0);
+    assert!(p["matmul_gflops"].as_f64().unwrap() > 0.0);
+    assert!(p["percent_of_matmul_limit"].as_f64().unwrap() > 0.0);
+    let kernels = p["kernels"].as_array().unwrap();
+    for name in [
+        "lstm_cell_forward",
+        "lstm_cell_backward",
+        "softmax_xent_forward",
+        "sgd_dense",
+        "clip_scale",
+    ] {
+        assert!(
+            kernels.iter().any(|k| k["kernel"] == name),
+            "{name} missing from the profile"
+        );
+    }
+}

@@ -360,6 +360,16 @@ impl Matmul {
     }
 }
 
+impl BenchRow {
+    /// The row as one line of the benchmark table.
+    pub fn line(&self) -> String {
+        format!(
+            "matmul {:>18} {} {:>5}x{:<5}x{:>5} {:>9.3} ms {:>7.1} GFLOP/s",
+            self.variant, self.form, self.m, self.k, self.n, self.ms, self.gflops
+        )
+    }
+}
+
 /// One line of [`bench_matmul`]: a variant on a shape.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchRow {
@@ -576,12 +586,14 @@ pub fn form_name(s: MatmulShape) -> &'static str {
 
 /// Time every available variant (or only `variants`, when given) on `shapes`: the best of
 /// `runs` runs after a warm-up, from timestamp queries when the adapter has them, else from
-/// the wall time of one submit and wait per run. Prints one line per measurement.
+/// the wall time of one submit and wait per run. `on_row` sees each measurement as it comes
+/// (the slow variants take seconds per product on a CPU adapter).
 pub fn bench_matmul(
     gpu: &Gpu,
     shapes: &[MatmulShape],
     variants: Option<&[MatmulVariant]>,
     runs: usize,
+    mut on_row: impl FnMut(&BenchRow),
 ) -> Result<Vec<BenchRow>> {
     let matmul = Matmul::new(gpu)?;
     let chosen = variants.map_or_else(|| matmul.variants_available(), |v| v.to_vec());
@@ -614,10 +626,7 @@ pub fn bench_matmul(
                 gflops: d.flops / seconds / 1e9,
                 clock: clock.to_string(),
             };
-            println!(
-                "matmul {:>16} {} {:>5}x{:<5}x{:>5} {:>9.3} ms {:>7.1} GFLOP/s",
-                row.variant, row.form, row.m, row.k, row.n, row.ms, row.gflops
-            );
+            on_row(&row);
             rows.push(row);
         }
     }
