@@ -8,34 +8,11 @@
 // Every workgroup writes its slot, even one with nothing to add, so no slot keeps a value
 // from an earlier step.
 
-const WORKGROUP: u32 = 256u;
+// WORKGROUP, FAN, stage1, stage2 and workgroup_sum come from workgroup_sum.wgsl.
+
 // Elements each invocation of sum_squares_partial adds; a workgroup covers CHUNK elements.
 const ITEMS: u32 = 16u;
 const CHUNK: u32 = WORKGROUP * ITEMS;
-const FAN: u32 = 16u;
-
-var<workgroup> stage1: array<f32, WORKGROUP>;
-var<workgroup> stage2: array<f32, FAN>;
-
-// The workgroup's sum of one value per invocation, in a fixed order, returned to all.
-// Two barriers rather than a log2(256)-level tree: barriers are costly on CPU adapters.
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
-    stage1[lid] = value;
-    workgroupBarrier();
-    if lid < FAN {
-        var s = stage1[lid];
-        for (var j = 1u; j < WORKGROUP / FAN; j++) {
-            s += stage1[lid + j * FAN];
-        }
-        stage2[lid] = s;
-    }
-    workgroupBarrier();
-    var s = stage2[0];
-    for (var j = 1u; j < FAN; j++) {
-        s += stage2[j];
-    }
-    return s;
-}
 
 // ---------------------------------------------------------------------------------------
 // partials[first + g] = sum of x^2 over elements [g * CHUNK, (g + 1) * CHUNK) of the tensor.

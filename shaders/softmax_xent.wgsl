@@ -6,9 +6,7 @@
 // Reductions use a fixed tree (256 partial results, 16 sums of 16, then 16 folded in
 // order), so results are bit-identical from run to run.
 
-const WORKGROUP: u32 = 256u;
-// Partial results per thread of the second reduction stage, and threads in that stage.
-const FAN: u32 = 16u;
+// WORKGROUP, FAN, stage1, stage2 and workgroup_sum come from workgroup_sum.wgsl.
 const NO_INDEX: u32 = 0xffffffffu;
 
 // WGSL has no literal for infinity or NaN, and naga cannot bitcast in a constant.
@@ -20,15 +18,10 @@ fn quiet_nan() -> f32 {
     return bitcast<f32>(0x7fc00000u);
 }
 
-var<workgroup> stage1: array<f32, WORKGROUP>;
-var<workgroup> stage2: array<f32, FAN>;
 var<workgroup> stage1_index: array<u32, WORKGROUP>;
 var<workgroup> stage2_index: array<u32, FAN>;
 
-// Two barriers per reduction (a tree of log2(256) barriers costs far more on CPU adapters,
-// where a barrier switches between the workgroup's invocations); every invocation gets
-// the result. The stage arrays may be reused right after: the next writes to stage1 come
-// after every read of it, and the next writes to stage2 come after the next first barrier.
+// The workgroup's maximum, in the two stages of workgroup_sum (see there).
 fn workgroup_max(lid: u32, value: f32) -> f32 {
     stage1[lid] = value;
     workgroupBarrier();
@@ -45,24 +38,6 @@ fn workgroup_max(lid: u32, value: f32) -> f32 {
         m = max(m, stage2[j]);
     }
     return m;
-}
-
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
-    stage1[lid] = value;
-    workgroupBarrier();
-    if lid < FAN {
-        var s = stage1[lid];
-        for (var j = 1u; j < WORKGROUP / FAN; j++) {
-            s += stage1[lid + j * FAN];
-        }
-        stage2[lid] = s;
-    }
-    workgroupBarrier();
-    var s = stage2[0];
-    for (var j = 1u; j < FAN; j++) {
-        s += stage2[j];
-    }
-    return s;
 }
 
 // The row a workgroup of a grid split over x and y works on (see gpu::groups_1d).

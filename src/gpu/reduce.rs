@@ -15,7 +15,11 @@ use anyhow::{bail, Result};
 use super::embedding::{segments_words, SEGMENTS_COUNT_WORD};
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
-const SHADER: &str = include_str!("../../shaders/reduce.wgsl");
+// The shared workgroup sum first: WGSL has no includes.
+const SHADER: &str = concat!(
+    include_str!("../../shaders/workgroup_sum.wgsl"),
+    include_str!("../../shaders/reduce.wgsl")
+);
 
 /// Invocations per workgroup of the norm kernels (`WORKGROUP` in the shader).
 const WORKGROUP: usize = 256;

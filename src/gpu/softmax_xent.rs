@@ -11,7 +11,11 @@ use anyhow::{bail, Result};
 
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
-const SHADER: &str = include_str!("../../shaders/softmax_xent.wgsl");
+// The shared workgroup sum first: WGSL has no includes.
+const SHADER: &str = concat!(
+    include_str!("../../shaders/workgroup_sum.wgsl"),
+    include_str!("../../shaders/softmax_xent.wgsl")
+);
 
 /// The largest `k` of [`SoftmaxXent::prepare_topk`]: each of the k results costs a pass over
 /// the row, so top-k is meant for a handful of predictions, not for sorting.
