@@ -1,46 +1,14 @@
 // C[m, n] = op(A)[m, k] @ op(B)[k, n] (+ bias[n] on every row) (+ C when accumulating).
 //
-// Operands are whole storage buffers read at word offsets; the transposes are strides in
-// the uniform block, so one entry point per variant serves NN, NT, TN and TT:
-//   op(A)[i, p] = a[a_off + i * a_row + p * a_col]
-//   op(B)[p, j] = b[b_off + p * b_row + j * b_col]
-// Each output element sums its k products in increasing order of p, so results do not
-// depend on the variant's blocking beyond f32 rounding of the fused multiply-adds.
-
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    flags: u32,
-    a_off: u32,
-    a_row: u32,
-    a_col: u32,
-    b_off: u32,
-    b_row: u32,
-    b_col: u32,
-    bias_off: u32,
-    c_off: u32,
-    // Workgroups along n; blocks are numbered row-block-major.
-    col_blocks: u32,
-    // Workgroups that have work; the grid may hold a few more once split over x and y.
-    blocks: u32,
-    // Width of the grid in x, to flatten (x, y) workgroup ids.
-    groups_x: u32,
-    _pad: u32,
-}
-
-const HAS_BIAS: u32 = 1u;
-const ACCUMULATE: u32 = 2u;
+// The transposes are strides in the uniform block (shaders/matmul_params.wgsl, which the
+// launcher puts in front of this file), so one entry point per variant serves NN, NT, TN
+// and TT. Each output element sums its k products in increasing order of p, so results do
+// not depend on the variant's blocking beyond f32 rounding of the fused multiply-adds.
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
-
-fn block_index(wg: vec3<u32>) -> u32 {
-    return wg.x + wg.y * params.groups_x;
-}
 
 // Finish one output element: add the bias, then the old C when accumulating (the order of
 // the CPU twin), and store. The caller keeps (i, j) inside [m, n).

@@ -16,39 +16,25 @@
 // subgroupBroadcast hands to every lane, and 8 vec4 loads of op(B) for its own 8 columns:
 // 16 loads for 2048 multiply-adds per lane (the previous 8x64 block: 9 for 256).
 // Each output sums its products in increasing order of p, like every variant.
-
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    flags: u32,
-    a_off: u32,
-    a_row: u32,
-    a_col: u32,
-    b_off: u32,
-    b_row: u32,
-    b_col: u32,
-    bias_off: u32,
-    c_off: u32,
-    col_blocks: u32,
-    blocks: u32,
-    groups_x: u32,
-    _pad: u32,
-}
-
-const HAS_BIAS: u32 = 1u;
-const ACCUMULATE: u32 = 2u;
+//
+// On Mesa 25 (read from llvmpipe's JIT code with GALLIVM_DEBUG=asm and
+// MESA_SHADER_CACHE_DISABLE=true) loads are cheaper but keep their shape: a load whose
+// address differs between lanes is still unrolled per lane and per component, each word
+// with a bounds check against the buffer size reloaded from the descriptor (~12
+// instructions a word); `fma` becomes a separate multiply and add (no FP contraction on
+// x86); and each accumulator carried around the loop is written back through the
+// execution mask (a blend) once per iteration, from the stack, where the 512 accumulators
+// of a lane live. That is about 3 instructions per 8-lane multiply-add, which is why
+// blocks of 16 to 64 rows all land within ~15% of each other. The price of this block is
+// compile time: llvmpipe takes about 2.5 minutes per form on a cold shader cache (Mesa
+// keeps the result in ~/.cache/mesa_shader_cache, so once per machine and driver).
+// The uniform block and block_index come from shaders/matmul_params.wgsl, in front.
 
 // The same buffers as shaders/matmul.wgsl binds, read as vec4s (offsets are multiples of 4).
 @group(0) @binding(0) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c4: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> params: Params;
-
-fn block_index(wg: vec3<u32>) -> u32 {
-    return wg.x + wg.y * params.groups_x;
-}
 
 // Finish C[i, j..j + 4]: add the bias, then the old C when accumulating (the order of the
 // CPU twin), and store. The caller keeps i < m and j + 4 <= n.

@@ -22,7 +22,13 @@ use anyhow::{bail, Result};
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
-const SHADER: &str = include_str!("../../shaders/matmul.wgsl");
+/// What every matmul kernel shares: the uniform block [`Params`], its flags, `block_index`.
+const PARAMS_SHADER: &str = include_str!("../../shaders/matmul_params.wgsl");
+const SHADER: &str = concat!(
+    include_str!("../../shaders/matmul_params.wgsl"),
+    include_str!("../../shaders/matmul.wgsl")
+);
+/// SubgroupBroadcast's shared part; [`subgroup_entry_point`] appends one entry point.
 const SUBGROUP_SHADER: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
 
 /// The smallest subgroup `shaders/matmul_subgroup.wgsl` works with: its workgroup of 8
@@ -110,7 +116,7 @@ impl FromStr for MatmulVariant {
     }
 }
 
-/// The uniform block of `shaders/matmul.wgsl` (`Params`).
+/// The uniform block of `shaders/matmul_params.wgsl` (`Params`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -201,6 +207,33 @@ impl Matmul {
         v
     }
 
+    /// Compile the default variant's kernels for these transpose forms (`(trans_a,
+    /// trans_b)`) now, side by side on as many threads as there are forms, instead of one
+    /// after the other on first use. Only SubgroupBroadcast compiles per form; on a cold
+    /// llvmpipe shader cache each form takes minutes, so a training step (NN, NT and TN)
+    /// starts in the time of one. Error scopes are per thread in wgpu, so each thread's
+    /// compile errors stay its own.
+    pub fn warm_up(&self, gpu: &Gpu, forms: &[(bool, bool)]) -> Result<()> {
+        if self.default != MatmulVariant::SubgroupBroadcast {
+            return Ok(());
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = forms
+                .iter()
+                .map(|&(trans_a, trans_b)| {
+                    scope.spawn(move || {
+                        self.pipeline(gpu, self.default, shape(4, 4, 4, trans_a, trans_b))
+                            .map(|_| ())
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a matmul compile thread panicked"))?
+            })
+        })
+    }
+
     /// The pipeline of `variant` for the transposes of `shape`, compiling it on first use.
     fn pipeline(
         &self,
@@ -216,12 +249,24 @@ impl Matmul {
                 }
                 let entry = variant.entry_point(shape);
                 let source = format!(
-                    "{SUBGROUP_SHADER}\n{}",
+                    "{PARAMS_SHADER}\n{SUBGROUP_SHADER}\n{}",
                     subgroup_entry_point(shape.trans_a, shape.trans_b)
                 );
+                // llvmpipe needs minutes for this kernel when its shader cache is cold: say
+                // so before the wait, and how long it took after.
+                log::info!(
+                    "compiling {entry} on {} (once per machine and driver; llvmpipe can take minutes)",
+                    gpu.info.name
+                );
+                let started = Instant::now();
                 let module = gpu.shader(entry, &source)?;
+                let pipeline = gpu.pipeline(entry, &module, entry)?;
+                log::info!(
+                    "compiled {entry} in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
                 // Two threads may race to compile the same form; either result serves.
-                let _ = cell.set(gpu.pipeline(entry, &module, entry)?);
+                let _ = cell.set(pipeline);
                 return Ok(cell.get().expect("set just above"));
             }
         }

@@ -1,0 +1,39 @@
+// What every matmul kernel shares: the uniform block (the launcher's `Params` in
+// src/gpu/matmul.rs), its flags, and the workgroup numbering. src/gpu/matmul.rs puts this
+// file in front of shaders/matmul.wgsl and of shaders/matmul_subgroup.wgsl.
+//
+// Operands are whole storage buffers read at word offsets; the transposes are strides:
+//   op(A)[i, p] = a[a_off + i * a_row + p * a_col]
+//   op(B)[p, j] = b[b_off + p * b_row + j * b_col]
+
+struct Params {
+    m: u32,
+    k: u32,
+    n: u32,
+    flags: u32,
+    a_off: u32,
+    a_row: u32,
+    a_col: u32,
+    b_off: u32,
+    b_row: u32,
+    b_col: u32,
+    bias_off: u32,
+    c_off: u32,
+    // Workgroups along n; blocks are numbered row-block-major.
+    col_blocks: u32,
+    // Workgroups that have work; the grid may hold a few more once split over x and y.
+    blocks: u32,
+    // Width of the grid in x, to flatten (x, y) workgroup ids.
+    groups_x: u32,
+    _pad: u32,
+}
+
+const HAS_BIAS: u32 = 1u;
+const ACCUMULATE: u32 = 2u;
+
+@group(0) @binding(4) var<uniform> params: Params;
+
+// The block of C this workgroup computes.
+fn block_index(wg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * params.groups_x;
+}
