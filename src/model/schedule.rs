@@ -777,15 +777,22 @@ impl Workspace {
     /// the per-step values, record every op into one encoder and submit it once.
     pub fn step(&mut self, gpu: &Gpu, x: &[u32], y: &[u32], hyper: Hyper) -> Result<()> {
         self.upload(gpu, x, y, hyper)?;
+        let enc = self.encode(gpu);
+        gpu.submit(enc);
+        Ok(())
+    }
+
+    /// Record every op of one step into a new encoder, ready to submit (after
+    /// [`Workspace::upload`]); [`Workspace::step`] does both and submits.
+    pub fn encode(&mut self, gpu: &Gpu) -> wgpu::CommandEncoder {
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("step"),
             });
         record(&mut enc, &self.ops);
-        gpu.submit(enc);
         self.steps_run += 1;
-        Ok(())
+        enc
     }
 
     /// Write a batch and the per-step values into the workspace's input buffers (queued
