@@ -121,6 +121,12 @@ enum BenchCommand {
     Kernels {
         #[command(flatten)]
         gpu: GpuArgs,
+        /// Only this variant (tiled, register-blocked, subgroup-broadcast); repeatable.
+        #[arg(long = "variant")]
+        variants: Vec<lstm_gpu::gpu::matmul::MatmulVariant>,
+        /// Timed runs per product; the best counts.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        runs: u32,
     },
 }
 
@@ -343,7 +349,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Generate(args) => generate_command(args),
         Command::Bench {
-            command: BenchCommand::Kernels { gpu },
+            command:
+                BenchCommand::Kernels {
+                    gpu,
+                    variants,
+                    runs,
+                },
         } => {
             let gpu = open_gpu(&gpu)?;
             println!(
@@ -353,8 +364,8 @@ fn run(cli: Cli) -> Result<()> {
             lstm_gpu::gpu::matmul::bench_matmul(
                 &gpu,
                 &lstm_gpu::gpu::matmul::SEED_SHAPES,
-                None,
-                3,
+                (!variants.is_empty()).then_some(&variants[..]),
+                runs as usize,
                 |r| println!("{}", r.line()),
             )?;
             Ok(())

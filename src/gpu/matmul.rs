@@ -88,7 +88,7 @@ impl MatmulVariant {
         match self {
             MatmulVariant::Tiled => (64, 64),
             MatmulVariant::RegisterBlocked => (64, 64),
-            MatmulVariant::SubgroupBroadcast => (SUBGROUP_BLOCK, SUBGROUP_BLOCK),
+            MatmulVariant::SubgroupBroadcast => (SUBGROUP_ROWS, SUBGROUP_COLS),
         }
     }
 }
@@ -462,7 +462,9 @@ fn subgroup_capable(gpu: &Gpu) -> bool {
 }
 
 /// Rows and columns of C that one subgroup of `shaders/matmul_subgroup.wgsl` computes.
-const SUBGROUP_BLOCK: usize = 64;
+const SUBGROUP_ROWS: usize = 64;
+const SUBGROUP_COLS: usize = 64;
+const _: () = assert!(SUBGROUP_ROWS % 32 == 0 && SUBGROUP_COLS == 64);
 
 /// The WGSL entry point of SubgroupBroadcast for one transpose form, appended to
 /// `shaders/matmul_subgroup.wgsl` (see its header for the scheme). Lane `l` owns columns
@@ -489,8 +491,12 @@ fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
     line("    if block >= params.blocks {".into());
     line("        return;".into());
     line("    }".into());
-    line("    let r0 = (block / params.col_blocks) * 64u;".into());
-    line("    let c0 = (block % params.col_blocks) * 64u;".into());
+    line(format!(
+        "    let r0 = (block / params.col_blocks) * {SUBGROUP_ROWS}u;"
+    ));
+    line(format!(
+        "    let c0 = (block % params.col_blocks) * {SUBGROUP_COLS}u;"
+    ));
     // Where this lane's loads start, in vec4s. Rows and columns past the edge are clamped
     // to the last whole vec4 inside it: what they load is never stored.
     if trans_a {
@@ -498,7 +504,7 @@ fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
             "    // op(A)[i, p] = a[p * m + i]: lane l loads rows r0 + 32h + 4l .. + 4 of one p."
                 .into(),
         );
-        for h in 0..2 {
+        for h in 0..SUBGROUP_ROWS / 32 {
             line(format!(
                 "    let a_at{h} = (params.a_off + min(r0 + {}u + 4u * lane, params.m - 4u)) / 4u;",
                 32 * h
@@ -509,7 +515,7 @@ fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
             "    // op(A)[i, p] = a[i * k + p]: lane l loads p .. p + 4 of rows r0 + 8g + l."
                 .into(),
         );
-        for g in 0..8 {
+        for g in 0..SUBGROUP_ROWS / 8 {
             line(format!(
                 "    let a_at{g} = (params.a_off + min(r0 + {}u + lane, params.m - 1u) * params.k) / 4u;",
                 8 * g
@@ -541,21 +547,21 @@ fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
             ));
         }
     }
-    for r in 0..SUBGROUP_BLOCK {
+    for r in 0..SUBGROUP_ROWS {
         line(format!("    var acc{r}_0 = vec4<f32>();"));
         line(format!("    var acc{r}_1 = vec4<f32>();"));
     }
     line("    for (var p = 0u; p < params.k; p += 4u) {".into());
     if trans_a {
         for q in 0..4 {
-            for h in 0..2 {
+            for h in 0..SUBGROUP_ROWS / 32 {
                 line(format!(
                     "        let al{q}_{h} = a4[a_at{h} + (p + {q}u) * (params.m / 4u)];"
                 ));
             }
         }
     } else {
-        for g in 0..8 {
+        for g in 0..SUBGROUP_ROWS / 8 {
             line(format!("        let al{g} = a4[a_at{g} + p / 4u];"));
         }
     }
@@ -582,7 +588,7 @@ fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
             }
         }
     }
-    for r in 0..SUBGROUP_BLOCK {
+    for r in 0..SUBGROUP_ROWS {
         for q in 0..4 {
             // op(A)[r0 + r, p + q], the same on every lane.
             let a = if trans_a {
@@ -604,7 +610,7 @@ fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
         }
     }
     line("    }".into());
-    for r in 0..SUBGROUP_BLOCK {
+    for r in 0..SUBGROUP_ROWS {
         line(format!("    if r0 + {r}u < params.m {{"));
         for h in 0..2 {
             line(format!(
