@@ -150,6 +150,8 @@ pub struct Matmul {
     /// or two and most programs use one or two forms.
     subgroup: Option<[OnceLock<wgpu::ComputePipeline>; 4]>,
     default: MatmulVariant,
+    /// The slow-compile notice is given once per device.
+    slow_compile_said: std::sync::Once,
 }
 
 impl Matmul {
@@ -183,6 +185,7 @@ impl Matmul {
             portable,
             subgroup,
             default,
+            slow_compile_said: std::sync::Once::new(),
         };
         if !m.variants_available().contains(&default) {
             bail!(
@@ -207,33 +210,6 @@ impl Matmul {
         v
     }
 
-    /// Compile the default variant's kernels for these transpose forms (`(trans_a,
-    /// trans_b)`) now, side by side on as many threads as there are forms, instead of one
-    /// after the other on first use. Only SubgroupBroadcast compiles per form; on a cold
-    /// llvmpipe shader cache each form takes minutes, so a training step (NN, NT and TN)
-    /// starts in the time of one. Error scopes are per thread in wgpu, so each thread's
-    /// compile errors stay its own.
-    pub fn warm_up(&self, gpu: &Gpu, forms: &[(bool, bool)]) -> Result<()> {
-        if self.default != MatmulVariant::SubgroupBroadcast {
-            return Ok(());
-        }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = forms
-                .iter()
-                .map(|&(trans_a, trans_b)| {
-                    scope.spawn(move || {
-                        self.pipeline(gpu, self.default, shape(4, 4, 4, trans_a, trans_b))
-                            .map(|_| ())
-                    })
-                })
-                .collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a matmul compile thread panicked"))?
-            })
-        })
-    }
-
     /// The pipeline of `variant` for the transposes of `shape`, compiling it on first use.
     fn pipeline(
         &self,
@@ -252,19 +228,18 @@ impl Matmul {
                     "{PARAMS_SHADER}\n{SUBGROUP_SHADER}\n{}",
                     subgroup_entry_point(shape.trans_a, shape.trans_b)
                 );
-                // llvmpipe needs minutes for this kernel when its shader cache is cold: say
-                // so before the wait, and how long it took after.
-                log::info!(
-                    "compiling {entry} on {} (once per machine and driver; llvmpipe can take minutes)",
-                    gpu.info.name
-                );
-                let started = Instant::now();
+                // llvmpipe compiles this kernel at its first dispatch, which takes minutes on
+                // a cold shader cache: say so once, before that wait.
+                if gpu.info.device_type == wgpu::DeviceType::Cpu {
+                    self.slow_compile_said.call_once(|| {
+                        log::info!(
+                            "{} compiles the matmul kernels at their first dispatch: minutes on the first run on this machine, seconds later (Mesa's shader cache)",
+                            gpu.info.name
+                        )
+                    });
+                }
                 let module = gpu.shader(entry, &source)?;
                 let pipeline = gpu.pipeline(entry, &module, entry)?;
-                log::info!(
-                    "compiled {entry} in {:.1} s",
-                    started.elapsed().as_secs_f64()
-                );
                 // Two threads may race to compile the same form; either result serves.
                 let _ = cell.set(pipeline);
                 return Ok(cell.get().expect("set just above"));

@@ -195,14 +195,6 @@ impl Workspace {
         let train = mode == Mode::Train;
         let dropout = train && cfg.keep_prob < 1.0;
         gpu.check_buffer_fits("the logits of one batch", (n * v) as u64 * 4)?;
-        // The products of a step: forward NN; backward NT (d(input)) and TN (d(weight)).
-        // Compiling them side by side saves minutes on a cold llvmpipe shader cache.
-        let forms: &[(bool, bool)] = if train {
-            &[(false, false), (false, true), (true, false)]
-        } else {
-            &[(false, false)]
-        };
-        k.matmul.warm_up(gpu, forms)?;
 
         let ids = gpu.storage("ids", n);
         let targets = gpu.storage("targets", n);
