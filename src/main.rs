@@ -402,7 +402,9 @@ fn adapters(backend: BackendChoice) -> Result<()> {
 }
 
 fn open_gpu(args: &GpuArgs) -> Result<Gpu> {
-    Gpu::new(&args.adapter, args.backend)
+    let mut gpu = Gpu::new(&args.adapter, args.backend)?;
+    gpu.matmul = args.matmul;
+    Ok(gpu)
 }
 
 /// The corpus folder: `--data` as given (must exist), or the default one, fetched when

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use crate::error::usage;
+use crate::gpu::matmul::MatmulVariant;
 
 /// Which adapter to use (`--adapter`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -101,6 +102,10 @@ pub struct GpuArgs {
     /// Graphics API.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
+    /// Matmul kernel: tiled, register-blocked or subgroup-broadcast (default: chosen for the
+    /// adapter type; `lstm-gpu bench kernels` compares them).
+    #[arg(long)]
+    pub matmul: Option<MatmulVariant>,
 }
 
 /// What `lstm-gpu adapters` shows of one adapter.
@@ -235,6 +240,10 @@ struct Faults {
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
+    /// The matmul kernel asked for (`--matmul`); `None`: the rule of [`Matmul::new`].
+    ///
+    /// [`Matmul::new`]: crate::gpu::matmul::Matmul::new
+    pub matmul: Option<MatmulVariant>,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
@@ -291,6 +300,7 @@ impl Gpu {
         Ok(Gpu {
             device,
             queue,
+            matmul: None,
             info: summary.info,
             limits,
             features,

@@ -163,6 +163,9 @@ impl Matmul {
     /// nothing at start-up (timing on lavapipe would take seconds), and `with_variant` or
     /// `lstm-gpu bench kernels` cover the cases where measuring matters.
     pub fn new(gpu: &Gpu) -> Result<Matmul> {
+        if let Some(v) = gpu.matmul {
+            return Matmul::with_variant(gpu, v);
+        }
         let subgroups = subgroup_capable(gpu);
         let variant = match gpu.info.device_type {
             wgpu::DeviceType::Cpu if subgroups => MatmulVariant::SubgroupBroadcast,
@@ -188,10 +191,15 @@ impl Matmul {
             slow_compile_said: std::sync::Once::new(),
         };
         if !m.variants_available().contains(&default) {
-            bail!(
-                "matmul variant {default} is not available on adapter {}",
-                gpu.info.name
-            );
+            return Err(crate::error::usage(format!(
+                "matmul variant {default} is not available on adapter {} (subgroup-broadcast needs subgroups of at least {MIN_SUBGROUP_SIZE} invocations); choose one of: {}",
+                gpu.info.name,
+                m.variants_available()
+                    .iter()
+                    .map(|v| v.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
         Ok(m)
     }
