@@ -775,3 +775,247 @@ fn a_bad_fault_hook_is_a_usage_error() {
         .args(["--max-steps", "3"]));
     assert_one_line_error(&o, 2, "LSTM_GPU_INJECT_FAULT");
 }
+
+// ---- Corpus and output errors through the binary --------------------------------------------
+
+/// A corpus folder with the given train, valid and test files (None: absent).
+fn corpus(dir: &Path, files: [Option<&[u8]>; 3]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, data) in ["ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"]
+        .iter()
+        .zip(files)
+    {
+        if let Some(data) = data {
+            std::fs::write(dir.join(name), data).unwrap();
+        }
+    }
+    dir.to_path_buf()
+}
+
+fn tiny_file(name: &str) -> Vec<u8> {
+    std::fs::read(tiny_data().join(name)).unwrap()
+}
+
+/// The tiny training text without `<unk>`, so that the vocabulary has none.
+fn train_without_unk() -> Vec<u8> {
+    String::from_utf8(tiny_file("ptb.train.txt"))
+        .unwrap()
+        .replace("<unk>", "shares")
+        .into_bytes()
+}
+
+fn train_on(data: &Path, run_dir: &Path) -> Output {
+    let mut c = bin();
+    c.arg("train")
+        .arg("--data")
+        .arg(data)
+        .arg("--run-dir")
+        .arg(run_dir);
+    c.args([
+        "--vocab-size",
+        "1000",
+        "--embedding-size",
+        "8",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "2",
+        "--num-steps",
+        "5",
+        "--max-steps",
+        "2",
+        "--no-progress",
+        "--no-eval-at-stop",
+    ]);
+    run(&mut c)
+}
+
+#[test]
+fn corpus_errors_are_one_line_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = tiny_file("ptb.train.txt");
+    let valid = tiny_file("ptb.valid.txt");
+    let test = tiny_file("ptb.test.txt");
+    let no_unk = train_without_unk();
+    // A valid split with a word the train split never has.
+    let valid_oov = b" the market rose on zyzzyva day \n".to_vec();
+    // (name, [train, valid, test] files, exit code, what the error line says)
+    type Case<'a> = (&'a str, [Option<&'a [u8]>; 3], i32, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "missing",
+            [Some(&train), Some(&valid), None],
+            1,
+            "ptb.test.txt",
+        ),
+        (
+            "empty",
+            [Some(&train), Some(b""), Some(&test)],
+            1,
+            "is empty",
+        ),
+        (
+            "binary",
+            [Some(b"the market\0 rose\n"), Some(&valid), Some(&test)],
+            1,
+            "binary",
+        ),
+        (
+            "latin1",
+            [Some(&train), Some(&valid), Some(b"the caf\xe9 rose\n")],
+            1,
+            "not UTF-8",
+        ),
+        (
+            "gzip",
+            [Some(b"\x1f\x8b\x08\x00rest"), Some(&valid), Some(&test)],
+            1,
+            "gzip",
+        ),
+        (
+            "blank",
+            [Some(&train), Some(b"  \t  "), Some(&test)],
+            1,
+            "only blanks",
+        ),
+        // 30 tokens of valid: 15 per row, a batch needs 21 at --num-steps 20.
+        (
+            "small",
+            [Some(&train), Some(&valid), Some(&test)],
+            2,
+            "too few",
+        ),
+        (
+            "oov",
+            [Some(&no_unk), Some(&valid_oov), Some(&test)],
+            1,
+            "\"zyzzyva\" is not in the vocabulary",
+        ),
+    ];
+    for (name, files, code, needle) in cases {
+        let data = corpus(&dir.path().join(name), files);
+        let run_dir = dir.path().join(format!("run-{name}"));
+        let o = if name == "small" {
+            run(bin()
+                .arg("train")
+                .arg("--data")
+                .arg(&data)
+                .arg("--run-dir")
+                .arg(&run_dir)
+                .args([
+                    "--vocab-size",
+                    "60",
+                    "--batch-size",
+                    "2",
+                    "--num-steps",
+                    "20",
+                ]))
+        } else {
+            train_on(&data, &run_dir)
+        };
+        assert_one_line_error(&o, code, needle);
+        assert!(!run_dir.exists(), "{name}: the run folder was created");
+    }
+    // `data info` reads the same files and says the same.
+    let o = run(bin()
+        .args(["data", "info", "--data"])
+        .arg(dir.path().join("binary")));
+    assert_one_line_error(&o, 1, "binary");
+    // A corpus folder that is not there is a usage error.
+    let o = train_on(&dir.path().join("nowhere"), &dir.path().join("run-nowhere"));
+    assert_one_line_error(&o, 2, "nowhere");
+    assert!(!dir.path().join("run-nowhere").exists());
+}
+
+#[test]
+fn words_outside_the_vocabulary_in_eval_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_unk = train_without_unk();
+    // Valid and test: lines of the train split, so every word is known.
+    let lines: Vec<&str> = std::str::from_utf8(&no_unk).unwrap().lines().collect();
+    let valid = format!("{}\n", lines[..4].join("\n")).into_bytes();
+    let test = format!("{}\n", lines[4..8].join("\n")).into_bytes();
+    let data = corpus(
+        &dir.path().join("no-unk"),
+        [Some(&no_unk), Some(&valid), Some(&test)],
+    );
+    let run_dir = dir.path().join("run");
+    let o = train_on(&data, &run_dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = run_dir.join("last.safetensors");
+    assert!(params_of(&ck).vocab.iter().all(|w| w != "<unk>"));
+
+    // eval on a corpus with a word the checkpoint does not know: the file, line and word.
+    let oov_test = b" the market rose \n the zyzzyva fell \n".to_vec();
+    let other = corpus(
+        &dir.path().join("oov"),
+        [Some(&no_unk), Some(&valid), Some(&oov_test)],
+    );
+    let o = run(bin()
+        .args(["eval", "--split", "test", "--checkpoint"])
+        .arg(&ck)
+        .arg("--data")
+        .arg(&other));
+    assert_one_line_error(&o, 1, "ptb.test.txt:2: the word \"zyzzyva\"");
+
+    // predict and generate: a usage error naming the word.
+    let o = run(bin()
+        .args(["predict", "--checkpoint"])
+        .arg(&ck)
+        .arg("the zyzzyva"));
+    assert_one_line_error(&o, 2, "\"zyzzyva\"");
+    let o = run(bin()
+        .args([
+            "generate",
+            "--words",
+            "3",
+            "--prompt",
+            "zyzzyva",
+            "--checkpoint",
+        ])
+        .arg(&ck));
+    assert_one_line_error(&o, 2, "\"zyzzyva\"");
+
+    // With <unk> in the vocabulary the word is read as <unk>, with a warning naming it.
+    let tiny_run = dir.path().join("tiny");
+    let o = run(tiny_train(&tiny_run).args(["--max-steps", "2", "--no-eval-at-stop"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(bin()
+        .env("RUST_LOG", "warn")
+        .args(["predict", "--checkpoint"])
+        .arg(tiny_run.join("last.safetensors"))
+        .arg("the zyzzyva"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("zyzzyva"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unwritable_run_folder_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder under a regular file cannot be made, even by root.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let o = run(tiny_train(&file.join("run")).args(["--max-steps", "2"]));
+    assert_one_line_error(&o, 2, "--run-dir");
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a folder");
+    // The run folder is a file itself.
+    let o = run(tiny_train(&file).args(["--max-steps", "2"]));
+    assert_one_line_error(&o, 2, "--run-dir");
+
+    // A read-only folder stops only users other than root.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = dir.path().join("read-only");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(ro.join("probe"), b"").is_ok() {
+            eprintln!("skipping the read-only folder case: this user (root?) can write to a read-only folder");
+        } else {
+            let o = run(tiny_train(&ro).args(["--max-steps", "2"]));
+            assert_one_line_error(&o, 2, "--run-dir");
+            assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
