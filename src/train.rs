@@ -717,3 +717,38 @@ fn progress_bar(enabled: bool, len: u64, pos: u64, epoch: usize) -> Option<indic
     bar.set_position(pos);
     Some(bar)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_hooks_parse_and_refuse_what_they_do_not_know() {
+        assert_eq!(parse_faults("").unwrap(), vec![]);
+        assert_eq!(
+            parse_faults("nan-state:3, device-lost:5,out-of-memory:1").unwrap(),
+            vec![
+                Fault::NanState(3),
+                Fault::DeviceLost(5),
+                Fault::OutOfMemory(1)
+            ]
+        );
+        for bad in ["nan-state", "nan-state:0", "nan-state:x", "meltdown:2"] {
+            let e = parse_faults(bad).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2, "{bad}");
+            assert!(e.to_string().contains(FAULT_ENV), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn perplexity_leaves_skipped_steps_out() {
+        let pos = Position {
+            epoch_loss_sum: 30.0,
+            epoch_skipped: 1,
+            ..Default::default()
+        };
+        // 4 steps done, 1 skipped: 3 steps of 5 time steps carry the loss.
+        assert!((epoch_perplexity(&pos, 4, 5) - 2f64.exp()).abs() < 1e-12);
+        assert!(epoch_perplexity(&pos, 1, 5).is_nan());
+    }
+}

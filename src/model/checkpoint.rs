@@ -403,4 +403,30 @@ mod tests {
             .save(&dir.path().join("missing/a.safetensors"))
             .is_err());
     }
+
+    /// A write that fails after its temporary file exists (here the rename, onto a folder
+    /// that is not empty) removes the temporary file and leaves what was there alone.
+    #[test]
+    fn a_failed_atomic_write_removes_its_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.safetensors");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("inside"), b"kept").unwrap();
+        let err = tiny().save(&target).unwrap_err();
+        assert!(format!("{err:#}").contains("a.safetensors"), "{err:#}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["a.safetensors".to_string()]);
+        assert_eq!(std::fs::read(target.join("inside")).unwrap(), b"kept");
+    }
+
+    #[test]
+    fn a_full_disk_is_named() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(format!("{}", explain_write_error(full)).contains("the disk is full"));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!format!("{}", explain_write_error(other)).contains("disk"));
+    }
 }
