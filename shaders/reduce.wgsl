@@ -158,3 +158,105 @@ fn column_sum(
     }
     output[at] = s;
 }
+
+// ---------------------------------------------------------------------------------------
+// The step guard of a training step (one invocation, after clip_scale and before SGD): a
+// step whose loss or squared gradient norm is not finite is skipped. Its loss does not enter
+// the accumulator, the clip scale becomes 0 (the SGD kernels skip the update), and the
+// accumulator counts it: steps skipped, of those with a non-finite loss, the first and last
+// skipped step (1-based global step numbers, 0 for none) and the steps skipped in a row.
+// The step loss [sum, batches] that loss_accumulate added to is zeroed for the next step.
+// CPU twin: reference::step_guard. The accumulator's words are in gpu::reduce::TrainAccumulator.
+
+struct GuardParams {
+    step_loss: u32,
+    acc: u32,
+    clip: u32,
+    hyper: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> guard_step_loss: array<f32>;
+@group(0) @binding(1) var<storage, read_write> guard_acc: array<u32>;
+@group(0) @binding(2) var<storage, read_write> guard_clip: array<f32>;
+@group(0) @binding(3) var<storage, read> guard_hyper: array<u32>;
+@group(0) @binding(4) var<uniform> guard: GuardParams;
+
+// Word of the global step counter in the hyperparameter block (gpu::sgd::Hyper).
+const HYPER_STEP: u32 = 1u;
+
+fn is_finite_f32(x: f32) -> bool {
+    // Bits, not x == x: see clip_scale.
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+@compute @workgroup_size(1)
+fn step_guard() {
+    let loss = guard_step_loss[guard.step_loss];
+    let batches = guard_step_loss[guard.step_loss + 1u];
+    guard_step_loss[guard.step_loss] = 0.0;
+    guard_step_loss[guard.step_loss + 1u] = 0.0;
+    let loss_ok = is_finite_f32(loss);
+    let norm_ok = is_finite_f32(guard_clip[guard.clip]);
+    let a = guard.acc;
+    if loss_ok && norm_ok {
+        guard_acc[a] = bitcast<u32>(bitcast<f32>(guard_acc[a]) + loss);
+        guard_acc[a + 1u] = bitcast<u32>(bitcast<f32>(guard_acc[a + 1u]) + batches);
+        guard_acc[a + 6u] = 0u;
+    } else {
+        guard_clip[guard.clip + 2u] = 0.0;
+        let step = guard_hyper[guard.hyper + HYPER_STEP] + 1u;
+        guard_acc[a + 2u] += 1u;
+        if !loss_ok {
+            guard_acc[a + 3u] += 1u;
+        }
+        if guard_acc[a + 4u] == 0u {
+            guard_acc[a + 4u] = step;
+        }
+        guard_acc[a + 5u] = step;
+        guard_acc[a + 6u] += 1u;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The carried state guard (after the state is copied out of a training step): every row
+// (one of the batch's streams) of a layer's carried [batch, hidden] c and h that holds a
+// non-finite value is zeroed, c and h together, as at an epoch start. Otherwise one bad
+// step would make every later step of the epoch NaN. One workgroup per row.
+// CPU twin: reference::state_guard.
+
+struct StateGuardParams {
+    rows: u32,
+    width: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> state_c: array<f32>;
+@group(0) @binding(1) var<storage, read_write> state_h: array<f32>;
+@group(0) @binding(2) var<uniform> state_guard_params: StateGuardParams;
+
+@compute @workgroup_size(WORKGROUP)
+fn state_guard(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wid.x + wid.y * groups.x;
+    if row >= state_guard_params.rows {
+        return;
+    }
+    let width = state_guard_params.width;
+    let first = row * width;
+    var bad = 0.0;
+    for (var j = lid; j < width; j += WORKGROUP) {
+        if !is_finite_f32(state_c[first + j]) || !is_finite_f32(state_h[first + j]) {
+            bad = 1.0;
+        }
+    }
+    if workgroup_sum(lid, bad) > 0.0 {
+        for (var j = lid; j < width; j += WORKGROUP) {
+            state_c[first + j] = 0.0;
+            state_h[first + j] = 0.0;
+        }
+    }
+}

@@ -170,6 +170,16 @@ struct TrainArgs {
     /// Skip the validation pass when --max-steps stops a run mid-epoch.
     #[arg(long)]
     no_eval_at_stop: bool,
+    /// A step whose loss or gradient norm is NaN or infinite never updates the parameters;
+    /// then `stop` ends the run at the next progress point, naming the step (the last
+    /// checkpoint is kept), and `skip` goes on (the carried state rows that are not finite
+    /// start over from zero) and reports the skipped steps.
+    #[arg(long, value_enum, default_value = "stop")]
+    on_nan: train::OnNan,
+    /// With --on-nan skip: stop when this many steps in a row were skipped (checked at
+    /// progress points; 0: never stop).
+    #[arg(long, default_value_t = 100)]
+    max_skips_in_a_row: u64,
 }
 
 #[derive(clap::Args)]
@@ -266,6 +276,7 @@ fn main() {
         // Mesa's lavapipe warns on every start without it.
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
+    lstm_gpu::signals::ignore_file_size_signal();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
         .format_timestamp_secs()
@@ -478,6 +489,8 @@ fn train_command(args: TrainArgs) -> Result<()> {
         test_batch: args.test_batch_size.map(|b| (b, cfg.num_steps)),
         interrupt: Some(lstm_gpu::signals::Interrupt::install()?),
         no_eval_at_stop: args.no_eval_at_stop,
+        on_nan: args.on_nan,
+        max_skips_in_a_row: args.max_skips_in_a_row,
     };
     log::info!("run folder: {}", run_dir.display());
     let summary = train::train(&gpu, cfg, &corpus, &opts)?;

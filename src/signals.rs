@@ -41,6 +41,23 @@ impl Interrupt {
     }
 }
 
+/// Ignore SIGXFSZ, which by default kills a process that writes past its file size limit
+/// (`ulimit -f`): ignored, the write fails with EFBIG and the program says which file it
+/// could not write, keeping the last complete checkpoint, as it does for a full disk.
+pub fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIG_IGN: usize = 1;
+        // SAFETY: installing SIG_IGN for one signal has no preconditions.
+        unsafe {
+            signal(signal_hook::consts::SIGXFSZ, SIG_IGN);
+        }
+    }
+}
+
 /// Training stopped on a signal after saving its checkpoint; exit code 128 + signal.
 #[derive(Debug)]
 pub struct Interrupted {

@@ -1,13 +1,14 @@
 //! Parity of `shaders/reduce.wgsl` (global norm, clip scale, column sums) and
 //! `shaders/sgd.wgsl` (dense and sparse-row updates) with their CPU twins
 //! `reference::sum_squares`, `reference::clip_scale`, `reference::sgd_dense` and
-//! `reference::sgd_sparse_rows`, against f64 references.
+//! `reference::sgd_sparse_rows`, against f64 references; the step and state guards with
+//! `reference::step_guard` and `reference::state_guard`.
 
 mod common;
 
 use common::{assert_close, gpu, nan, random};
 use lstm_gpu::gpu::embedding::{pack_segments, segments_words};
-use lstm_gpu::gpu::reduce::{ClipStats, Reduce};
+use lstm_gpu::gpu::reduce::{ClipStats, Reduce, TrainAccumulator};
 use lstm_gpu::gpu::sgd::{Hyper, Sgd};
 use lstm_gpu::gpu::{Gpu, View};
 use lstm_gpu::reference::{self, IdSegments};
@@ -501,4 +502,139 @@ fn prepare_rejects_bad_views() {
             View::at(&b, 3, 4)
         )
         .is_err());
+}
+
+/// The step guard over a sequence of steps, finite and not (loss or norm), against its CPU
+/// twin: what is accumulated, what is counted, the scale the SGD kernels get, and that the
+/// step loss block is left at zero. Every block sits at an offset with NaN around it.
+#[test]
+fn step_guard_matches_reference() {
+    let gpu = gpu();
+    let reduce = Reduce::new(&gpu).unwrap();
+    let acc = gpu.storage_from(
+        "acc",
+        &with_guard(0xffff_ffffu32, &[0u32; TrainAccumulator::WORDS]),
+    );
+    let nan = f32::NAN;
+    let inf = f32::INFINITY;
+    // (step loss, squared norm, step index)
+    let steps = [
+        (4.5f32, 2.0f32, 10u32),
+        (nan, 3.0, 11),
+        (1.25, inf, 12),
+        (-inf, nan, 13),
+        (2.0, 0.5, 14),
+        (inf, 1.0, 15),
+    ];
+    let mut expected = reference::GuardCounts::default();
+    for (k, &(loss, sum_sq, step)) in steps.iter().enumerate() {
+        let step_loss = gpu.storage_from("step loss", &with_guard(nan, &[loss, 1.0]));
+        let clip = gpu.storage_from(
+            "clip",
+            &with_guard(nan, &[sum_sq, sum_sq.sqrt(), 0.75, 0.0]),
+        );
+        let hyper = gpu.storage_from(
+            "hyper",
+            &with_guard(
+                0xdead_beefu32,
+                bytemuck::cast_slice(&[Hyper {
+                    learning_rate: 1.0,
+                    step,
+                    seed: 9,
+                }]),
+            ),
+        );
+        let d = reduce
+            .prepare_step_guard(
+                &gpu,
+                View::at(&step_loss, GUARD, 2),
+                View::at(&acc, GUARD, TrainAccumulator::WORDS),
+                View::at(&clip, GUARD, ClipStats::WORDS),
+                View::at(&hyper, GUARD, Hyper::WORDS),
+            )
+            .unwrap();
+        gpu.run(&[&d]).unwrap();
+        let scale = reference::step_guard(&mut expected, loss, 1.0, sum_sq, 0.75, step);
+        let clip_after = read_all(&gpu, &clip);
+        assert_eq!(clip_after[GUARD + 2], scale, "step {k}: scale");
+        let loss_after = read_all(&gpu, &step_loss);
+        assert_eq!(
+            &loss_after[GUARD..GUARD + 2],
+            &[0.0, 0.0],
+            "step {k}: step loss"
+        );
+        assert!(
+            loss_after[..GUARD].iter().all(|v| v.is_nan()),
+            "step {k}: wrote before"
+        );
+        let words: Vec<u32> = gpu
+            .read(&acc, 0, TrainAccumulator::WORDS + 2 * GUARD)
+            .unwrap();
+        assert!(
+            words[..GUARD]
+                .iter()
+                .chain(&words[GUARD + TrainAccumulator::WORDS..])
+                .all(|&w| w == 0xffff_ffff),
+            "step {k}: wrote outside the block"
+        );
+        let got: TrainAccumulator = *bytemuck::from_bytes(bytemuck::cast_slice(
+            &words[GUARD..GUARD + TrainAccumulator::WORDS],
+        ));
+        assert_eq!(got.loss_sum(), expected.loss_sum, "step {k}");
+        assert_eq!(got.batches(), expected.batches, "step {k}");
+        assert_eq!(
+            (
+                got.skipped,
+                got.nonfinite_loss,
+                got.first_skipped,
+                got.last_skipped,
+                got.skipped_in_a_row
+            ),
+            (
+                expected.skipped,
+                expected.nonfinite_loss,
+                expected.first_skipped,
+                expected.last_skipped,
+                expected.skipped_in_a_row
+            ),
+            "step {k}"
+        );
+    }
+    // The sequence above: 2 counted, 4 skipped (3 of them for the loss), first 12, last 16.
+    assert_eq!(expected.batches, 2.0);
+    assert_eq!(expected.loss_sum, 6.5);
+    assert_eq!((expected.skipped, expected.nonfinite_loss), (4, 3));
+    assert_eq!((expected.first_skipped, expected.last_skipped), (12, 16));
+    assert_eq!(expected.skipped_in_a_row, 1);
+}
+
+/// The state guard zeroes exactly the rows with a value that is not finite, in c or h, on a
+/// width that is not a multiple of the workgroup and with more rows than one grid column.
+#[test]
+fn state_guard_matches_reference() {
+    let gpu = gpu();
+    let reduce = Reduce::new(&gpu).unwrap();
+    for (rows, width) in [(1, 1), (5, 7), (3, 300), (60, 256)] {
+        let mut c = random(rows * width, 2.0, 11);
+        let mut h = random(rows * width, 2.0, 12);
+        let mut rng = SplitMix64::new(rows as u64 * 31 + width as u64);
+        for r in 0..rows {
+            let at = r * width + (rng.next_u64() as usize) % width;
+            match rng.next_u64() % 4 {
+                0 => c[at] = f32::NAN,
+                1 => h[at] = f32::INFINITY,
+                2 => c[at] = f32::NEG_INFINITY,
+                _ => {}
+            }
+        }
+        let (cb, hb) = (gpu.storage_from("c", &c), gpu.storage_from("h", &h));
+        let d = reduce
+            .prepare_state_guard(&gpu, rows, width, &cb, &hb)
+            .unwrap();
+        gpu.run(&[&d]).unwrap();
+        reference::state_guard(width, &mut c, &mut h);
+        assert_eq!(bits(&read_all(&gpu, &cb)), bits(&c), "c {rows}x{width}");
+        assert_eq!(bits(&read_all(&gpu, &hb)), bits(&h), "h {rows}x{width}");
+        assert!(c.iter().chain(&h).all(|v| v.is_finite()));
+    }
 }

@@ -248,6 +248,8 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     faults: Arc<Mutex<Faults>>,
+    /// What wgpu calls with an error outside an error scope.
+    error_sink: Arc<dyn Fn(wgpu::Error) + Send + Sync>,
     submits: AtomicU64,
     readbacks: AtomicU64,
 }
@@ -272,20 +274,31 @@ impl Gpu {
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .with_context(|| format!("could not open adapter {}", summary.short()))?;
         let faults = Arc::new(Mutex::new(Faults::default()));
-        {
-            let f = faults.clone();
-            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-                let msg = match &e {
-                    wgpu::Error::OutOfMemory { .. } => "the GPU ran out of memory".to_string(),
+        let f = faults.clone();
+        let error_sink: Arc<dyn Fn(wgpu::Error) + Send + Sync> = Arc::new(move |e: wgpu::Error| {
+            let msg = match &e {
+                    wgpu::Error::OutOfMemory { .. } => "the GPU ran out of memory: use a smaller model or batch (--hidden, --vocab-size, --batch-size, --num-steps) or an adapter with more memory".to_string(),
                     other => other.to_string().lines().next().unwrap_or("").to_string(),
                 };
-                log::debug!("wgpu error: {e}");
-                f.lock().unwrap().errors.push(msg);
-            }));
+            log::debug!("wgpu error: {e}");
+            if let Ok(mut f) = f.lock() {
+                f.errors.push(msg);
+            }
+        });
+        {
+            let sink = error_sink.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink(e)));
             let f = faults.clone();
             device.set_device_lost_callback(move |reason, msg| {
-                if reason != wgpu::DeviceLostReason::Destroyed {
-                    f.lock().unwrap().lost = Some(msg);
+                // The program destroys its device only to test this path (`train`'s fault
+                // hook): that is a loss like any other.
+                let msg = match (reason, msg.trim()) {
+                    (wgpu::DeviceLostReason::Destroyed, "") => "the device was destroyed".into(),
+                    (_, "") => "no reason given".into(),
+                    (_, m) => m.lines().next().unwrap_or(m).to_string(),
+                };
+                if let Ok(mut f) = f.lock() {
+                    f.lost.get_or_insert(msg);
                 }
             });
         }
@@ -305,6 +318,7 @@ impl Gpu {
             limits,
             features,
             faults,
+            error_sink,
             submits: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
         })
@@ -336,12 +350,25 @@ impl Gpu {
         )
     }
 
+    /// The out-of-memory fault of `train`'s test-only hook (`LSTM_GPU_INJECT_FAULT`): wgpu's
+    /// own `OutOfMemory` error, delivered where wgpu delivers one when the driver refuses an
+    /// allocation. A real one cannot be provoked portably: drivers overcommit memory, and
+    /// wgpu caps a buffer at 2 GiB on Mesa, well within what a machine has.
+    pub fn inject_out_of_memory(&self) {
+        (self.error_sink)(wgpu::Error::OutOfMemory {
+            source: "out-of-memory fault injected for a test".into(),
+        });
+    }
+
     /// Fail with the first error wgpu reported since the last check (validation,
     /// out of memory) or with the device loss.
     pub fn check(&self) -> Result<()> {
-        let mut f = self.faults.lock().unwrap();
+        let mut f = self
+            .faults
+            .lock()
+            .map_err(|_| anyhow!("the GPU error handler failed"))?;
         if let Some(lost) = &f.lost {
-            bail!("the GPU device was lost ({lost}); the adapter driver reset or crashed");
+            bail!("the GPU device was lost ({lost}): the driver reset, crashed or was removed; nothing more can run on it");
         }
         if !f.errors.is_empty() {
             let first = f.errors.remove(0);

@@ -9,6 +9,12 @@
 //!    the rows of the batch's distinct ids;
 //! 2. `clip_scale` sums every slot in a fixed order and writes a [`ClipStats`] block, whose
 //!    scale the SGD kernels ([`super::sgd`]) read.
+//!
+//! Two guards keep one bad batch from spoiling a run (CPU twins
+//! [`crate::reference::step_guard`] and [`crate::reference::state_guard`]): `step_guard`
+//! skips a step whose loss or gradient norm is not finite and counts it in a
+//! [`TrainAccumulator`], and `state_guard` zeroes the rows of the carried state that are not
+//! finite. Both decide on the GPU, so that a training step still needs no readback.
 
 use anyhow::{bail, Result};
 
@@ -65,6 +71,64 @@ impl ClipStats {
     }
 }
 
+/// The loss accumulator of a training workspace as `step_guard` keeps it (8 words): the
+/// two words of [`super::softmax_xent::LossAccumulator`] over the steps that were not
+/// skipped, then the skipped steps. The host reads it at log points and zeroes the first
+/// [`TrainAccumulator::RESET_WORDS`] words; the run of skipped steps carries over.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TrainAccumulator {
+    /// Sum of the losses of the steps that were not skipped (f32 bits).
+    pub loss_sum_bits: u32,
+    /// Steps that were not skipped (f32 bits).
+    pub batches_bits: u32,
+    /// Steps skipped because their loss or gradient norm was not finite.
+    pub skipped: u32,
+    /// Of those, the steps whose loss was not finite.
+    pub nonfinite_loss: u32,
+    /// 1-based global step number of the first skipped step; 0 when none was skipped.
+    pub first_skipped: u32,
+    /// 1-based global step number of the last skipped step; 0 when none was skipped.
+    pub last_skipped: u32,
+    /// Steps skipped in a row up to the last step (not reset by the host).
+    pub skipped_in_a_row: u32,
+    pub _pad: u32,
+}
+
+impl TrainAccumulator {
+    /// Words of the block.
+    pub const WORDS: usize = 8;
+    /// Words the host zeroes after each read.
+    pub const RESET_WORDS: usize = 6;
+
+    /// Sum of the losses of the steps that were not skipped.
+    pub fn loss_sum(&self) -> f32 {
+        f32::from_bits(self.loss_sum_bits)
+    }
+
+    /// Number of steps that were not skipped.
+    pub fn batches(&self) -> f32 {
+        f32::from_bits(self.batches_bits)
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GuardParams {
+    step_loss: u32,
+    acc: u32,
+    clip: u32,
+    hyper: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StateGuardParams {
+    rows: u32,
+    width: u32,
+    _pad: [u32; 2],
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct PartialParams {
@@ -103,6 +167,8 @@ pub struct Reduce {
     sum_squares_rows: wgpu::ComputePipeline,
     clip_scale: wgpu::ComputePipeline,
     column_sum: wgpu::ComputePipeline,
+    step_guard: wgpu::ComputePipeline,
+    state_guard: wgpu::ComputePipeline,
 }
 
 impl Reduce {
@@ -114,6 +180,8 @@ impl Reduce {
             sum_squares_rows: p("sum_squares_rows_partial")?,
             clip_scale: p("clip_scale")?,
             column_sum: p("column_sum")?,
+            step_guard: p("step_guard")?,
+            state_guard: p("state_guard")?,
         })
     }
 
@@ -325,6 +393,96 @@ impl Reduce {
             groups: (gx, gy, 1),
             flops: elements,
             bytes: 4.0 * (elements + out_traffic),
+            uniforms: Some(uniforms),
+        })
+    }
+
+    /// `step_guard`: after `clip_scale`, decide whether the step counts. The step loss
+    /// block (2 words at `step_loss`, what `loss_accumulate` added this step) is added to the
+    /// [`TrainAccumulator`] at `acc` when it and the squared norm of the [`ClipStats`] at
+    /// `clip` are finite; otherwise the clip scale becomes 0 and the step is counted as
+    /// skipped, numbered from the step word of the [`super::sgd::Hyper`] block at `hyper`.
+    /// The step loss block is zeroed either way.
+    pub fn prepare_step_guard(
+        &self,
+        gpu: &Gpu,
+        step_loss: View,
+        acc: View,
+        clip: View,
+        hyper: View,
+    ) -> Result<Dispatch> {
+        let params = GuardParams {
+            step_loss: word_offset("step_guard step loss", step_loss, 2)?,
+            acc: word_offset("step_guard accumulator", acc, TrainAccumulator::WORDS)?,
+            clip: word_offset("step_guard clip", clip, ClipStats::WORDS)?,
+            hyper: word_offset("step_guard hyper", hyper, super::sgd::Hyper::WORDS)?,
+        };
+        let written = [step_loss.buffer, acc.buffer, clip.buffer];
+        if written[0] == written[1] || written[0] == written[2] || written[1] == written[2] {
+            bail!("step_guard: the step loss, accumulator and clip block need their own buffers");
+        }
+        if written.contains(&hyper.buffer) {
+            bail!("step_guard: the hyperparameter block shares a buffer with an output");
+        }
+        let label = "step_guard";
+        let uniforms = gpu.uniform_from(label, &params);
+        let bind_group = gpu.bind(
+            label,
+            &self.step_guard,
+            &[
+                step_loss.buffer,
+                acc.buffer,
+                clip.buffer,
+                hyper.buffer,
+                &uniforms,
+            ],
+        );
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.step_guard.clone(),
+            bind_group,
+            groups: (1, 1, 1),
+            flops: 4.0,
+            bytes: 4.0 * (2 + TrainAccumulator::WORDS + ClipStats::WORDS + 1) as f64,
+            uniforms: Some(uniforms),
+        })
+    }
+
+    /// `state_guard`: zero every row of the `[rows, width]` carried state `c` and `h` (whole
+    /// buffers) whose c or h holds a value that is not finite.
+    pub fn prepare_state_guard(
+        &self,
+        gpu: &Gpu,
+        rows: usize,
+        width: usize,
+        c: &wgpu::Buffer,
+        h: &wgpu::Buffer,
+    ) -> Result<Dispatch> {
+        if rows == 0 || width == 0 {
+            bail!("state_guard: the state must have at least one row and one column");
+        }
+        View::all(c).check("state_guard c", rows * width)?;
+        View::all(h).check("state_guard h", rows * width)?;
+        if c == h {
+            bail!("state_guard: c and h share a buffer");
+        }
+        let params = StateGuardParams {
+            rows: u32::try_from(rows)?,
+            width: u32::try_from(width)?,
+            _pad: [0; 2],
+        };
+        let label = "state_guard";
+        let uniforms = gpu.uniform_from(label, &params);
+        let bind_group = gpu.bind(label, &self.state_guard, &[c, h, &uniforms]);
+        let (gx, gy) = groups_1d(rows, 1);
+        let words = (rows * width) as f64;
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.state_guard.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: 2.0 * words,
+            bytes: 8.0 * words,
             uniforms: Some(uniforms),
         })
     }

@@ -44,6 +44,13 @@ pub struct Position {
     pub epoch_loss_sum: f64,
     /// Wall-clock seconds spent training so far.
     pub train_seconds: f64,
+    /// Steps of this epoch skipped for a non-finite loss or gradient norm (`--on-nan
+    /// skip`); their loss is not in `epoch_loss_sum`. Absent in older checkpoints: 0.
+    #[serde(default)]
+    pub epoch_skipped: usize,
+    /// Steps skipped since the very start.
+    #[serde(default)]
+    pub skipped_steps: u64,
 }
 
 /// Everything a checkpoint holds.
@@ -273,6 +280,18 @@ pub fn load_weights(path: &Path, cfg: &Config) -> Result<Params<f32>> {
     read_params(&st, cfg, &mut Vec::new()).with_context(|| format!("weights {}", path.display()))
 }
 
+/// An I/O error of a write as one clear cause: a full disk or a file size limit says what
+/// to do about it.
+pub fn explain_write_error(e: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded => anyhow!(
+            "{e}: the disk is full or a file size limit was reached; free some space or raise the limit"
+        ),
+        _ => e.into(),
+    }
+}
+
 /// Write `bytes` to `path` through a temporary file in the same folder and a rename; the
 /// temporary file is removed on any failure.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -303,8 +322,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Ok(())
     })();
     if let Err(e) = result {
+        // Never leave half a file behind, whatever failed (a full disk, a size limit).
         let _ = std::fs::remove_file(&tmp);
-        return Err(e.into());
+        return Err(explain_write_error(e));
     }
     Ok(())
 }
@@ -382,5 +402,31 @@ mod tests {
         assert!(tiny()
             .save(&dir.path().join("missing/a.safetensors"))
             .is_err());
+    }
+
+    /// A write that fails after its temporary file exists (here the rename, onto a folder
+    /// that is not empty) removes the temporary file and leaves what was there alone.
+    #[test]
+    fn a_failed_atomic_write_removes_its_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.safetensors");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("inside"), b"kept").unwrap();
+        let err = tiny().save(&target).unwrap_err();
+        assert!(format!("{err:#}").contains("a.safetensors"), "{err:#}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["a.safetensors".to_string()]);
+        assert_eq!(std::fs::read(target.join("inside")).unwrap(), b"kept");
+    }
+
+    #[test]
+    fn a_full_disk_is_named() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(format!("{}", explain_write_error(full)).contains("the disk is full"));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!format!("{}", explain_write_error(other)).contains("disk"));
     }
 }

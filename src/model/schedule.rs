@@ -17,7 +17,7 @@ use crate::gpu::dropout::Dropout;
 use crate::gpu::embedding::{pack_segments, segments_words, Embedding};
 use crate::gpu::lstm_cell::{CellBackwardViews, CellForwardViews, CellShape, LstmCell};
 use crate::gpu::matmul::Matmul;
-use crate::gpu::reduce::{ClipStats, Reduce};
+use crate::gpu::reduce::{ClipStats, Reduce, TrainAccumulator};
 use crate::gpu::sgd::{Hyper, Sgd};
 use crate::gpu::softmax_xent::{LossAccumulator, SoftmaxXent};
 use crate::gpu::{Dispatch, Gpu, View};
@@ -199,7 +199,14 @@ impl Workspace {
         let ids = gpu.storage("ids", n);
         let targets = gpu.storage("targets", n);
         let hyper = gpu.storage_from("hyper", &[Hyper::default()]);
-        let loss_acc = gpu.storage("loss accumulator", LossAccumulator::WORDS);
+        // Training adds each step's loss to its own block first; `step_guard` moves it into
+        // the accumulator unless the step is skipped (see gpu::reduce).
+        let loss_acc = if train {
+            gpu.storage("loss accumulator", TrainAccumulator::WORDS)
+        } else {
+            gpu.storage("loss accumulator", LossAccumulator::WORDS)
+        };
+        let step_loss = train.then(|| gpu.storage("step loss", LossAccumulator::WORDS));
         let zeros = gpu.storage(
             "zeros",
             batch * cfg.hidden.iter().copied().max().unwrap_or(1),
@@ -404,7 +411,7 @@ impl Workspace {
                 gpu,
                 n,
                 all(&loss_rows),
-                all(&loss_acc),
+                all(step_loss.as_ref().unwrap_or(&loss_acc)),
                 1.0 / batch as f32,
             ),
         )?;
@@ -431,6 +438,19 @@ impl Workspace {
         let mut segments = None;
         let mut clip = None;
         if train {
+            // A row of the carried state that is not finite starts over from zero.
+            for (l, lb) in layers.iter().enumerate() {
+                d(
+                    &mut ops,
+                    k.reduce.prepare_state_guard(
+                        gpu,
+                        batch,
+                        cfg.hidden[l],
+                        &lb.state_c,
+                        &lb.state_h,
+                    ),
+                )?;
+            }
             // ---- backward ----
             let grads = GradBuffers::new(gpu, cfg, n);
             let seg = gpu.storage("id segments", segments_words(n));
@@ -709,6 +729,16 @@ impl Workspace {
                     all(&clip_buf),
                 ),
             )?;
+            d(
+                &mut ops,
+                k.reduce.prepare_step_guard(
+                    gpu,
+                    all(step_loss.as_ref().expect("training buffers")),
+                    all(&loss_acc),
+                    all(&clip_buf),
+                    all(&hyper),
+                ),
+            )?;
             for (p, g, len) in &dense {
                 d(
                     &mut ops,
@@ -827,12 +857,38 @@ impl Workspace {
         Ok(())
     }
 
-    /// Sum of the batch losses accumulated since the last call, and the number of batches;
-    /// resets the accumulator. This is the only readback of a training loop.
+    /// Sum of the batch losses accumulated since the last call, and the number of batches
+    /// (in training, of the steps that were not skipped); resets the accumulator.
     pub fn take_loss(&self, gpu: &Gpu) -> Result<(f64, u64)> {
-        let acc = LossAccumulator::read(gpu, View::all(&self.loss_acc))?;
-        gpu.write(&self.loss_acc, 0, &[LossAccumulator::default()]);
-        Ok((acc.loss_sum as f64, acc.batches as u64))
+        let acc = self.take_stats(gpu)?;
+        Ok((acc.loss_sum() as f64, acc.batches() as u64))
+    }
+
+    /// The whole accumulator since the last call, skipped steps included (always zero in
+    /// evaluation), and reset it. This is the only readback of a training loop.
+    pub fn take_stats(&self, gpu: &Gpu) -> Result<TrainAccumulator> {
+        if self.mode == Mode::Eval {
+            let acc = LossAccumulator::read(gpu, View::all(&self.loss_acc))?;
+            gpu.write(&self.loss_acc, 0, &[LossAccumulator::default()]);
+            return Ok(TrainAccumulator {
+                loss_sum_bits: acc.loss_sum.to_bits(),
+                batches_bits: acc.batches.to_bits(),
+                ..Default::default()
+            });
+        }
+        let words: Vec<u32> = gpu.read(&self.loss_acc, 0, TrainAccumulator::WORDS)?;
+        gpu.write(&self.loss_acc, 0, &[0u32; TrainAccumulator::RESET_WORDS]);
+        Ok(*bytemuck::from_bytes::<TrainAccumulator>(
+            bytemuck::cast_slice(&words),
+        ))
+    }
+
+    /// Poison the carried state of row 0 of layer 0 with NaN (the fault-injection hook of
+    /// the tests): the next step's loss and gradient are NaN.
+    pub fn poison_state(&self, gpu: &Gpu) {
+        let lb = &self.layers[0];
+        gpu.write(&lb.state_c, 0, &[f32::NAN]);
+        gpu.write(&lb.state_h, 0, &[f32::NAN]);
     }
 
     /// Zero the carried state (epoch start).

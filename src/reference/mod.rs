@@ -347,6 +347,61 @@ pub fn clip_scale<T: Real>(sum_sq: T, max_norm: T) -> T {
     }
 }
 
+/// What [`step_guard`] keeps between steps: the twin of `gpu::reduce::TrainAccumulator`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GuardCounts {
+    pub loss_sum: f32,
+    pub batches: f32,
+    pub skipped: u32,
+    pub nonfinite_loss: u32,
+    /// 1-based step numbers; 0 when nothing was skipped.
+    pub first_skipped: u32,
+    pub last_skipped: u32,
+    pub skipped_in_a_row: u32,
+}
+
+/// The step guard of a training step (twin of `step_guard` in reduce.wgsl): the step with
+/// loss `step_loss` over `batches` batches, squared gradient norm `sum_sq` and 0-based index
+/// `step` counts when both are finite; otherwise it is skipped. Returns the clip scale to
+/// use: `scale`, or 0 for a skipped step (which makes SGD leave the parameters alone).
+pub fn step_guard(
+    acc: &mut GuardCounts,
+    step_loss: f32,
+    batches: f32,
+    sum_sq: f32,
+    scale: f32,
+    step: u32,
+) -> f32 {
+    if step_loss.is_finite() && sum_sq.is_finite() {
+        acc.loss_sum += step_loss;
+        acc.batches += batches;
+        acc.skipped_in_a_row = 0;
+        scale
+    } else {
+        acc.skipped += 1;
+        if !step_loss.is_finite() {
+            acc.nonfinite_loss += 1;
+        }
+        if acc.first_skipped == 0 {
+            acc.first_skipped = step + 1;
+        }
+        acc.last_skipped = step + 1;
+        acc.skipped_in_a_row += 1;
+        0.0
+    }
+}
+
+/// The carried state guard (twin of `state_guard` in reduce.wgsl): every row of the
+/// `[rows, width]` state whose c or h holds a value that is not finite is zeroed in both.
+pub fn state_guard<T: Real>(width: usize, c: &mut [T], h: &mut [T]) {
+    for (rc, rh) in c.chunks_mut(width).zip(h.chunks_mut(width)) {
+        if rc.iter().chain(rh.iter()).any(|v| !v.to_f64().is_finite()) {
+            rc.fill(T::zero());
+            rh.fill(T::zero());
+        }
+    }
+}
+
 /// Dense SGD: `param -= lr * scale * grad`.
 pub fn sgd_dense<T: Real>(param: &mut [T], grad: &[T], lr: T, scale: T) {
     let step = lr * scale;
