@@ -1019,3 +1019,98 @@ fn an_unwritable_run_folder_is_a_usage_error() {
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 }
+
+// ---- --matmul: every variant runs the step and gives the same training -------------------
+
+/// A tiny model whose sizes are multiples of 4, so that subgroup-broadcast really runs
+/// (it falls back to register-blocked for other sizes).
+fn aligned_model(c: &mut Command) -> &mut Command {
+    c.args([
+        "--vocab-size",
+        "60",
+        "--embedding-size",
+        "8",
+        "--hidden",
+        "8,4",
+        "--batch-size",
+        "4",
+        "--num-steps",
+        "5",
+    ])
+}
+
+#[test]
+fn every_matmul_variant_runs_the_step_and_trains_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut finals = Vec::new();
+    for (variant, prefix) in [
+        ("tiled", "matmul_tiled"),
+        ("register-blocked", "matmul_register_blocked"),
+        ("subgroup-broadcast", "matmul_subgroup_"),
+    ] {
+        // The profile names the kernels the step really dispatched.
+        let mut c = bin();
+        c.args([
+            "profile",
+            "--json",
+            "--steps",
+            "1",
+            "--no-matmul-peak",
+            "--matmul",
+        ])
+        .arg(variant)
+        .arg("--data")
+        .arg(tiny_data());
+        let o = run(aligned_model(&mut c));
+        assert!(o.status.success(), "{variant}: {}", stderr(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let names: Vec<&str> = p["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k["kernel"].as_str())
+            .filter(|k| k.starts_with("matmul_"))
+            .collect();
+        assert!(
+            !names.is_empty() && names.iter().all(|n| n.starts_with(prefix)),
+            "--matmul {variant} ran {names:?}"
+        );
+
+        let run_dir = dir.path().join(variant);
+        let mut c = bin();
+        c.args([
+            "train",
+            "--max-steps",
+            "6",
+            "--seed",
+            "3",
+            "--no-progress",
+            "--matmul",
+        ])
+        .arg(variant)
+        .arg("--data")
+        .arg(tiny_data())
+        .arg("--run-dir")
+        .arg(&run_dir);
+        let o = run(aligned_model(&mut c));
+        assert!(o.status.success(), "{variant}: {}", stderr(&o));
+        finals.push((variant, params_of(&run_dir.join("last.safetensors")).params));
+    }
+    // Every variant sums each output in the order of k; they may differ only by rounding.
+    let (_, first) = &finals[0];
+    for (variant, params) in &finals[1..] {
+        for ((name, a), (_, b)) in first.tensors().into_iter().zip(params.tensors()) {
+            let (mut diff, mut norm) = (0.0f64, 0.0f64);
+            for (x, y) in a.iter().zip(b) {
+                assert!(y.is_finite(), "{variant}: {name} is not finite");
+                diff += (*x as f64 - *y as f64).powi(2);
+                norm += (*x as f64).powi(2);
+            }
+            let rel = (diff / norm.max(1e-30)).sqrt();
+            assert!(
+                rel <= 1e-5,
+                "{variant}: {name} differs from tiled by {rel:.2e}"
+            );
+        }
+    }
+}
