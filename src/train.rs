@@ -246,21 +246,6 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
     let (tb, ts) = opts.test_batch.unwrap_or((cfg.batch_size, cfg.num_steps));
     let test_batches = Batches::new(&corpus.test, tb, ts).context("test split")?;
 
-    // The run folder is the user's choice (--run-dir): one that cannot be made or written
-    // is a usage error, found before any training.
-    std::fs::create_dir_all(&opts.run_dir).map_err(|e| {
-        usage(format!(
-            "--run-dir {}: cannot create the folder ({e}); choose a folder you can write to",
-            opts.run_dir.display()
-        ))
-    })?;
-    let mut metrics = Metrics::open(&opts.run_dir).map_err(|e| {
-        usage(format!(
-            "--run-dir {}: {e:#}; choose a folder you can write to",
-            opts.run_dir.display()
-        ))
-    })?;
-
     let kernels = Kernels::new(gpu)?;
     let pbuf = ParamBuffers::upload(gpu, &cfg, &params)?;
     let mut train_ws = Workspace::new(
@@ -295,6 +280,22 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
         )?)
     };
     gpu.wait()?;
+
+    // The run folder is the user's choice (--run-dir): one that cannot be made or written
+    // is a usage error, found before any training (after the
+    // model was found to fit the adapter, so that an impossible model leaves no folder).
+    std::fs::create_dir_all(&opts.run_dir).map_err(|e| {
+        usage(format!(
+            "--run-dir {}: cannot create the folder ({e}); choose a folder you can write to",
+            opts.run_dir.display()
+        ))
+    })?;
+    let mut metrics = Metrics::open(&opts.run_dir).map_err(|e| {
+        usage(format!(
+            "--run-dir {}: {e:#}; choose a folder you can write to",
+            opts.run_dir.display()
+        ))
+    })?;
 
     let epoch_size = train_batches.len();
     let words_per_step = (cfg.batch_size * cfg.num_steps) as f64;

@@ -1114,3 +1114,86 @@ fn every_matmul_variant_runs_the_step_and_trains_alike() {
         }
     }
 }
+
+// ---- Damaged checkpoints and models too large for the adapter -----------------------------
+
+#[test]
+fn damaged_checkpoints_and_impossible_models_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let o = run(tiny_train(&run_dir).args(["--max-steps", "3", "--no-eval-at-stop"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = run_dir.join("last.safetensors");
+    let good = std::fs::read(&ck).unwrap();
+
+    // Truncated, and one bit flipped in the last tensor's data: both found, the file named.
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let mut flipped_bytes = good.clone();
+    let at = flipped_bytes.len() - 9;
+    flipped_bytes[at] ^= 0x10;
+    let flipped = dir.path().join("flipped.safetensors");
+    std::fs::write(&flipped, &flipped_bytes).unwrap();
+    for (path, needle) in [(&truncated, "truncated"), (&flipped, "checksum")] {
+        for cmd in ["eval", "predict"] {
+            let mut c = bin();
+            c.arg(cmd).arg("--checkpoint").arg(path);
+            if cmd == "eval" {
+                c.arg("--data").arg(tiny_data());
+            } else {
+                c.arg("the");
+            }
+            let o = run(&mut c);
+            assert_one_line_error(&o, 1, needle);
+            assert!(stderr(&o).contains(path.file_name().unwrap().to_str().unwrap()));
+        }
+        // Resuming from it fails before anything is written over the run's checkpoint.
+        let o = run(tiny_train(&run_dir)
+            .args(["--max-steps", "6", "--resume"])
+            .arg(path));
+        assert_one_line_error(&o, 1, needle);
+        assert_eq!(
+            std::fs::read(&ck).unwrap(),
+            good,
+            "last.safetensors changed"
+        );
+    }
+
+    // A vocabulary that contradicts the checkpoint.
+    let o = run(tiny_train(&run_dir)
+        .args(["--vocab-size", "50", "--max-steps", "6", "--resume"])
+        .arg(&ck));
+    assert_one_line_error(&o, 2, "--vocab-size");
+    assert_eq!(
+        std::fs::read(&ck).unwrap(),
+        good,
+        "last.safetensors changed"
+    );
+
+    // A model larger than the adapter's buffers: said before anything is allocated or
+    // written, naming the tensor and the limit.
+    let big = dir.path().join("big");
+    let o = run(bin()
+        .args(["train", "--data"])
+        .arg(tiny_data())
+        .args([
+            "--hidden",
+            "8192,8192",
+            "--embedding-size",
+            "8",
+            "--batch-size",
+            "2",
+            "--num-steps",
+            "5",
+            "--max-steps",
+            "1",
+            "--run-dir",
+        ])
+        .arg(&big));
+    assert_one_line_error(&o, 1, "lstm.0.weight");
+    assert!(stderr(&o).contains("MiB"), "{}", stderr(&o));
+    assert!(
+        !big.exists(),
+        "a run folder was made for a model that cannot run"
+    );
+}
