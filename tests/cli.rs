@@ -1196,4 +1196,15 @@ fn damaged_checkpoints_and_impossible_models_are_one_line() {
         !big.exists(),
         "a run folder was made for a model that cannot run"
     );
+
+    // No adapter at all on the requested API (DX12 does not exist on Linux).
+    if cfg!(target_os = "linux") {
+        let o = run(bin()
+            .args(["train", "--backend", "dx12", "--data"])
+            .arg(tiny_data())
+            .arg("--run-dir")
+            .arg(&big));
+        assert_one_line_error(&o, 1, "no GPU adapter found on backend Dx12");
+        assert!(!big.exists());
+    }
 }
