@@ -146,8 +146,9 @@ pub struct Matmul {
     /// Tiled and RegisterBlocked: one entry point each, serving every transpose form.
     portable: Vec<(MatmulVariant, wgpu::ComputePipeline)>,
     /// SubgroupBroadcast, when the adapter can run it: one pipeline per transpose form
-    /// (NN, NT, TN, TT), compiled on first use because each takes llvmpipe about a second
-    /// or two and most programs use one or two forms.
+    /// (NN, NT, TN, TT), created on first use: most programs use one to three forms, and
+    /// llvmpipe spends about 2.5 CPU-minutes on each (at its first dispatch) when its
+    /// shader cache is cold.
     subgroup: Option<[OnceLock<wgpu::ComputePipeline>; 4]>,
     default: MatmulVariant,
     /// The slow-compile notice is given once per device.
