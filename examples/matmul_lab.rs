@@ -20,6 +20,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use lstm_gpu::gpu::matmul::Params;
 use lstm_gpu::gpu::{groups_1d, AdapterChoice, BackendChoice, Dispatch, Gpu};
 use lstm_gpu::rng::SplitMix64;
 use std::path::PathBuf;
@@ -49,28 +50,6 @@ struct Args {
     /// Adapter, as for `lstm-gpu --adapter`.
     #[arg(long, default_value = "auto")]
     adapter: AdapterChoice,
-}
-
-/// The uniform block of `shaders/matmul_params.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    flags: u32,
-    a_off: u32,
-    a_row: u32,
-    a_col: u32,
-    b_off: u32,
-    b_row: u32,
-    b_col: u32,
-    bias_off: u32,
-    c_off: u32,
-    col_blocks: u32,
-    blocks: u32,
-    groups_x: u32,
-    _pad: u32,
 }
 
 fn main() {

@@ -116,26 +116,27 @@ impl FromStr for MatmulVariant {
     }
 }
 
-/// The uniform block of `shaders/matmul_params.wgsl` (`Params`).
+/// The uniform block of `shaders/matmul_params.wgsl` (`Params`); public for kernels
+/// tried outside the crate (`examples/matmul_lab.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    flags: u32,
-    a_off: u32,
-    a_row: u32,
-    a_col: u32,
-    b_off: u32,
-    b_row: u32,
-    b_col: u32,
-    bias_off: u32,
-    c_off: u32,
-    col_blocks: u32,
-    blocks: u32,
-    groups_x: u32,
-    _pad: u32,
+pub struct Params {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    pub flags: u32,
+    pub a_off: u32,
+    pub a_row: u32,
+    pub a_col: u32,
+    pub b_off: u32,
+    pub b_row: u32,
+    pub b_col: u32,
+    pub bias_off: u32,
+    pub c_off: u32,
+    pub col_blocks: u32,
+    pub blocks: u32,
+    pub groups_x: u32,
+    pub _pad: u32,
 }
 
 const HAS_BIAS: u32 = 1;
