@@ -31,6 +31,21 @@ fn ptb_dir() -> PathBuf {
     dir
 }
 
+/// The tiny model of these tests: vocabulary 60, embedding 8, two layers of 8 and 6, 2 rows
+/// of 5 steps.
+const TINY_MODEL: [&str; 10] = [
+    "--vocab-size",
+    "60",
+    "--embedding-size",
+    "8",
+    "--hidden",
+    "8,6",
+    "--batch-size",
+    "2",
+    "--num-steps",
+    "5",
+];
+
 /// A tiny model on the tiny corpus: 19 steps per epoch, dropout on, so that resuming must
 /// also restore the dropout counters.
 fn tiny_train(run_dir: &Path) -> Command {
@@ -44,18 +59,7 @@ fn tiny_train_epochs(run_dir: &Path, epochs: &str) -> Command {
         .arg(tiny_data())
         .arg("--run-dir")
         .arg(run_dir);
-    c.args([
-        "--vocab-size",
-        "60",
-        "--embedding-size",
-        "8",
-        "--hidden",
-        "8,6",
-        "--batch-size",
-        "2",
-        "--num-steps",
-        "5",
-    ]);
+    c.args(TINY_MODEL);
     c.args([
         "--keep-prob",
         "0.8",
@@ -415,18 +419,7 @@ fn profile_reports_one_submit_and_no_readback_per_step() {
     let mut c = bin();
     c.args(["profile", "--json", "--steps", "2", "--data"])
         .arg(tiny_data());
-    c.args([
-        "--vocab-size",
-        "60",
-        "--embedding-size",
-        "8",
-        "--hidden",
-        "8,6",
-        "--batch-size",
-        "2",
-        "--num-steps",
-        "5",
-    ]);
+    c.args(TINY_MODEL);
     let o = run(&mut c);
     assert!(o.status.success(), "{}", stderr(&o));
     let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
