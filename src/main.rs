@@ -127,6 +127,10 @@ enum BenchCommand {
         /// Timed runs per product; the best counts.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
         runs: u32,
+        /// Time this product instead of the seed model's: MxKxN, optionally with :NN, :NT,
+        /// :TN or :TT for the transposes of A and B (e.g. 60x1024x256:NT); repeatable.
+        #[arg(long = "shape")]
+        shapes: Vec<lstm_gpu::reference::MatmulShape>,
     },
 }
 
@@ -365,6 +369,7 @@ fn run(cli: Cli) -> Result<()> {
                     gpu,
                     variants,
                     runs,
+                    shapes,
                 },
         } => {
             let gpu = open_gpu(&gpu)?;
@@ -374,7 +379,11 @@ fn run(cli: Cli) -> Result<()> {
             );
             lstm_gpu::gpu::matmul::bench_matmul(
                 &gpu,
-                &lstm_gpu::gpu::matmul::SEED_SHAPES,
+                if shapes.is_empty() {
+                    &lstm_gpu::gpu::matmul::SEED_SHAPES
+                } else {
+                    &shapes
+                },
                 (!variants.is_empty()).then_some(&variants[..]),
                 runs as usize,
                 |r| println!("{}", r.line()),

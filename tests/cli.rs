@@ -266,6 +266,36 @@ fn bad_flags_are_one_line_usage_errors() {
 }
 
 #[test]
+fn bench_kernels_times_the_shapes_asked_for() {
+    let o = run(bin().args([
+        "bench",
+        "kernels",
+        "--variant",
+        "register-blocked",
+        "--runs",
+        "1",
+        "--shape",
+        "9x12x20:NT",
+        "--shape",
+        "5x7x3",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains("GFLOP/s")).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].contains("register-blocked NT     9x12   x   20"),
+        "{out}"
+    );
+    assert!(
+        rows[1].contains("register-blocked NN     5x7    x    3"),
+        "{out}"
+    );
+    let o = run(bin().args(["bench", "kernels", "--shape", "60x0x4"]));
+    assert_one_line_error(&o, 2, "MxKxN");
+}
+
+#[test]
 fn bad_checkpoints_and_outputs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.safetensors");

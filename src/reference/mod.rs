@@ -82,6 +82,41 @@ pub struct MatmulShape {
     pub trans_b: bool,
 }
 
+impl std::str::FromStr for MatmulShape {
+    type Err = String;
+
+    /// `MxKxN`, optionally followed by `:NN`, `:NT`, `:TN` or `:TT` (the transposes of A
+    /// and B; `NN` when left out), e.g. `60x256x1024` or `60x1024x256:NT`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("`{s}` is not a matmul shape: write MxKxN, optionally with :NN, :NT, :TN or :TT (e.g. 60x1024x256:NT)")
+        };
+        let (dims, form) = s.split_once(':').unwrap_or((s, "NN"));
+        let (trans_a, trans_b) = match form.to_ascii_uppercase().as_str() {
+            "NN" => (false, false),
+            "NT" => (false, true),
+            "TN" => (true, false),
+            "TT" => (true, true),
+            _ => return Err(bad()),
+        };
+        let d: Vec<usize> = dims
+            .split(['x', 'X'])
+            .map(|v| v.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
+        match d[..] {
+            [m, k, n] if m > 0 && k > 0 && n > 0 => Ok(MatmulShape {
+                m,
+                k,
+                n,
+                trans_a,
+                trans_b,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// `C = op(A) @ op(B) (+ bias broadcast over rows) (+ C when accumulate)`.
 /// Sums in the order of `k`, in `T`.
 pub fn matmul<T: Real>(
@@ -470,6 +505,37 @@ mod tests {
         };
         matmul(s2, &at, &bt, None, &mut c2, true);
         assert_eq!(c2, [59.0, 65.0, 140.0, 155.0]);
+    }
+
+    #[test]
+    fn matmul_shapes_parse_with_their_transposes() {
+        let s: MatmulShape = "60x1024x256:NT".parse().unwrap();
+        assert_eq!(
+            (s.m, s.k, s.n, s.trans_a, s.trans_b),
+            (60, 1024, 256, false, true)
+        );
+        let s: MatmulShape = "128X1200x10000:tn".parse().unwrap();
+        assert_eq!(
+            (s.m, s.k, s.n, s.trans_a, s.trans_b),
+            (128, 1200, 10000, true, false)
+        );
+        let s: MatmulShape = "7x1x3".parse().unwrap();
+        assert_eq!(
+            (s.m, s.k, s.n, s.trans_a, s.trans_b),
+            (7, 1, 3, false, false)
+        );
+        for bad in [
+            "",
+            "60x256",
+            "60x256x1024x2",
+            "60x0x4",
+            "ax2x3",
+            "4x4x4:NX",
+            "4x4x4:",
+        ] {
+            let e = bad.parse::<MatmulShape>().unwrap_err();
+            assert!(e.contains("MxKxN"), "{bad}: {e}");
+        }
     }
 
     #[test]
