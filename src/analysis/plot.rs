@@ -63,7 +63,10 @@ enum Record {
     /// The test perplexity after the last epoch.
     Test { test_perplexity: Option<f64> },
     /// A run stopped by `--max-steps`, with the validation perplexity where it stopped.
-    Stop { valid_perplexity: Option<f64> },
+    Stop {
+        global_step: u64,
+        valid_perplexity: Option<f64>,
+    },
     #[serde(other)]
     Other,
 }
@@ -94,8 +97,8 @@ struct Run {
     epochs: Vec<EpochPoint>,
     log_points: Vec<LogPoint>,
     test_perplexity: Option<f64>,
-    /// Validation perplexity of a run stopped by `--max-steps`.
-    stop_valid_perplexity: Option<f64>,
+    /// Validation perplexity of a run stopped by `--max-steps`, and the step it stopped at.
+    stop: Option<(f64, Option<f64>)>,
 }
 
 impl Run {
@@ -121,7 +124,7 @@ impl Run {
             epochs: Vec::new(),
             log_points: Vec::new(),
             test_perplexity: None,
-            stop_valid_perplexity: None,
+            stop: None,
         };
         let mut records = 0;
         for (index, line) in text.lines().enumerate() {
@@ -141,26 +144,37 @@ impl Run {
                     global_step,
                     perplexity,
                     words_per_second,
-                } => run.log_points.push(LogPoint {
-                    global_step: global_step as f64,
-                    perplexity,
-                    words_per_second,
-                }),
+                } => {
+                    let global_step = global_step as f64;
+                    run.continue_at(global_step, false);
+                    run.log_points.push(LogPoint {
+                        global_step,
+                        perplexity,
+                        words_per_second,
+                    })
+                }
                 Record::Epoch {
                     epoch,
                     global_step,
                     train_perplexity,
                     valid_perplexity,
                     words_per_second,
-                } => run.epochs.push(EpochPoint {
-                    epoch: epoch as f64,
-                    global_step: global_step as f64,
-                    train_perplexity,
-                    valid_perplexity,
-                    words_per_second,
-                }),
+                } => {
+                    let global_step = global_step as f64;
+                    run.continue_at(global_step, true);
+                    run.epochs.push(EpochPoint {
+                        epoch: epoch as f64,
+                        global_step,
+                        train_perplexity,
+                        valid_perplexity,
+                        words_per_second,
+                    })
+                }
                 Record::Test { test_perplexity } => run.test_perplexity = test_perplexity,
-                Record::Stop { valid_perplexity } => run.stop_valid_perplexity = valid_perplexity,
+                Record::Stop {
+                    global_step,
+                    valid_perplexity,
+                } => run.stop = Some((global_step as f64, valid_perplexity)),
                 Record::Other => {}
             }
         }
@@ -177,6 +191,27 @@ impl Run {
             );
         }
         Ok(run)
+    }
+}
+
+impl Run {
+    /// A new record at `global_step` (an epoch's end when `epoch_end`). A run resumed from
+    /// a checkpoint older than its last records (killed between checkpoints) logs those
+    /// steps again: like TensorBoard, the records after the point it went back to are
+    /// dropped, so the curves show each step once, as the run that went on computed it.
+    /// A stop (`--max-steps`, Ctrl-C) that the run went on from is no longer its end.
+    fn continue_at(&mut self, global_step: f64, epoch_end: bool) {
+        // An epoch ends at the step of its last log point: only a step before that repeats.
+        let repeats_log = |p: &LogPoint| {
+            if epoch_end {
+                p.global_step > global_step
+            } else {
+                p.global_step >= global_step
+            }
+        };
+        self.log_points.retain(|p| !repeats_log(p));
+        self.epochs.retain(|e| e.global_step < global_step);
+        self.stop = None;
     }
 }
 
@@ -346,7 +381,7 @@ impl LearningCurves {
                 points: per_log_point(|p| p.perplexity),
             });
             // Validation perplexities: at the end of each finished epoch, and where a
-            // `--max-steps` run stopped (after its last log point).
+            // `--max-steps` run stopped.
             let log_steps = run.log_points.iter().map(|p| p.global_step);
             let epoch_steps = run.epochs.iter().map(|e| e.global_step);
             let last_step = log_steps.chain(epoch_steps).fold(0.0, f64::max);
@@ -354,7 +389,7 @@ impl LearningCurves {
                 .epochs
                 .iter()
                 .filter_map(|e| Some((e.global_step, e.valid_perplexity?)));
-            let stop_valid = run.stop_valid_perplexity.map(|v| (last_step, v));
+            let stop_valid = run.stop.and_then(|(at, v)| Some((at, v?)));
             let valid: Vec<_> = epoch_valid.chain(stop_valid).collect();
             if !valid.is_empty() {
                 perplexity.push(Series {
@@ -661,6 +696,76 @@ mod tests {
             err.contains("line 1") && err.contains("global_step"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_run_resumed_from_an_older_checkpoint_shows_each_step_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let train = |step: u64, ppl: f64| {
+            format!("{{\"kind\":\"train\",\"global_step\":{step},\"perplexity\":{ppl},\"words_per_second\":900}}\n")
+        };
+        let epoch = |e: u64, step: u64, valid: f64| {
+            format!("{{\"kind\":\"epoch\",\"epoch\":{e},\"global_step\":{step},\"train_perplexity\":300,\"valid_perplexity\":{valid},\"words_per_second\":900}}\n")
+        };
+        let stop = |step: u64| {
+            format!("{{\"kind\":\"stop\",\"global_step\":{step},\"valid_perplexity\":250}}\n")
+        };
+        // Epoch 1 (steps 1-20), killed after step 30 with a checkpoint at step 20; resumed,
+        // it logs 25 and 30 again with other values, then stops at 35 (--max-steps), and a
+        // second resume finishes epoch 2 at step 40.
+        let text = [
+            train(10, 500.0),
+            train(20, 400.0),
+            epoch(1, 20, 260.0),
+            train(25, 1.0),
+            train(30, 2.0),
+            train(25, 350.0),
+            train(30, 340.0),
+            train(35, 330.0),
+            stop(35),
+            train(40, 320.0),
+            epoch(2, 40, 200.0),
+        ]
+        .concat();
+        let run = Run::read(&write(dir.path(), &text)).unwrap();
+        let steps: Vec<(f64, Option<f64>)> = run
+            .log_points
+            .iter()
+            .map(|p| (p.global_step, p.perplexity))
+            .collect();
+        assert_eq!(
+            steps,
+            [10.0, 20.0, 25.0, 30.0, 35.0, 40.0]
+                .into_iter()
+                .zip([500.0, 400.0, 350.0, 340.0, 330.0, 320.0].map(Some))
+                .collect::<Vec<_>>()
+        );
+        let ends: Vec<(f64, Option<f64>)> = run
+            .epochs
+            .iter()
+            .map(|e| (e.global_step, e.valid_perplexity))
+            .collect();
+        assert_eq!(ends, [(20.0, Some(260.0)), (40.0, Some(200.0))]);
+        assert!(run.stop.is_none(), "the run went on after its stop");
+
+        // Killed after an epoch's end, resumed from a checkpoint inside that epoch: the old
+        // end is redrawn by the new one; a run that ends in a stop keeps it, at its step.
+        let text = [
+            train(10, 500.0),
+            train(20, 400.0),
+            epoch(1, 20, 260.0),
+            train(20, 410.0),
+            epoch(1, 20, 270.0),
+            train(30, 300.0),
+            stop(33),
+        ]
+        .concat();
+        let run = Run::read(&write(dir.path(), &text)).unwrap();
+        assert_eq!(run.log_points.len(), 3);
+        assert_eq!(run.log_points[1].perplexity, Some(410.0));
+        assert_eq!(run.epochs.len(), 1);
+        assert_eq!(run.epochs[0].valid_perplexity, Some(270.0));
+        assert_eq!(run.stop, Some((33.0, Some(250.0))));
     }
 
     #[test]
