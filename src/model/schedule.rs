@@ -177,7 +177,8 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Allocate and prepare a step of `batch` rows and `steps` time steps.
+    /// Allocate and prepare a step of `batch` rows and `steps` time steps: the operations of
+    /// [`crate::reference::step`], in its order, recorded stage by stage by [`StepBuilder`].
     pub fn new(
         gpu: &Gpu,
         k: &Kernels,
@@ -190,599 +191,40 @@ impl Workspace {
         if batch == 0 || steps == 0 {
             bail!("a step needs at least one row and one time step");
         }
-        let n = batch * steps;
-        let (v, e, layers_n) = (cfg.vocab_size, cfg.embedding_size, cfg.hidden.len());
-        let train = mode == Mode::Train;
-        let dropout = train && cfg.keep_prob < 1.0;
-        gpu.check_buffer_fits("the logits of one batch", (n * v) as u64 * 4)?;
-
-        let ids = gpu.storage("ids", n);
-        let targets = gpu.storage("targets", n);
-        let hyper = gpu.storage_from("hyper", &[Hyper::default()]);
-        // Training adds each step's loss to its own block first; `step_guard` moves it into
-        // the accumulator unless the step is skipped (see gpu::reduce).
-        let loss_acc = if train {
-            gpu.storage("loss accumulator", TrainAccumulator::WORDS)
+        let mut b = StepBuilder::new(gpu, k, cfg, params, batch, steps, mode)?;
+        b.carry_state_in();
+        b.forward()?;
+        b.head_and_loss()?;
+        b.carry_state_out();
+        let (segments, clip) = if mode == Mode::Train {
+            b.guard_carried_state()?;
+            let grads = GradBuffers::new(gpu, cfg, b.n);
+            let segments = gpu.storage("id segments", segments_words(b.n));
+            b.head_backward(&grads)?;
+            for l in (0..cfg.hidden.len()).rev() {
+                b.layer_backward(l, &grads)?;
+            }
+            b.embedding_backward(&grads, &segments)?;
+            let clip = b.clip_and_update(&grads, &segments)?;
+            (Some(segments), Some(clip))
         } else {
-            gpu.storage("loss accumulator", LossAccumulator::WORDS)
+            (None, None)
         };
-        let step_loss = train.then(|| gpu.storage("step loss", LossAccumulator::WORDS));
-        let zeros = gpu.storage(
-            "zeros",
-            batch * cfg.hidden.iter().copied().max().unwrap_or(1),
-        );
-        let x0 = gpu.storage("embedding output", n * e);
-        let x0_drop = dropout.then(|| gpu.storage("embedding output after dropout", n * e));
-        let logits = gpu.storage("logits", n * v);
-        let lse = gpu.storage("log-sum-exp", n);
-        let loss_rows = gpu.storage("loss rows", n);
-
-        let mut layers = Vec::new();
-        for (l, &h) in cfg.hidden.iter().enumerate() {
-            layers.push(LayerBuffers {
-                z: gpu.storage(&format!("lstm.{l} pre-activations"), n * 4 * h),
-                act: gpu.storage(&format!("lstm.{l} gates"), n * 4 * h),
-                c: gpu.storage(&format!("lstm.{l} c"), (steps + 1) * batch * h),
-                h: gpu.storage(&format!("lstm.{l} h"), (steps + 1) * batch * h),
-                state_c: gpu.storage(&format!("lstm.{l} carried c"), batch * h),
-                state_h: gpu.storage(&format!("lstm.{l} carried h"), batch * h),
-                h_drop: dropout
-                    .then(|| gpu.storage(&format!("lstm.{l} output after dropout"), n * h)),
-                dh: train.then(|| gpu.storage(&format!("lstm.{l} d(h)"), n * h)),
-                dc: train.then(|| {
-                    [
-                        gpu.storage(&format!("lstm.{l} d(c) a"), batch * h),
-                        gpu.storage(&format!("lstm.{l} d(c) b"), batch * h),
-                    ]
-                }),
-            });
-        }
-
-        let mut ops = Vec::new();
-        let all = View::all;
-        let sites = (layers_n + 1) as u32;
-
-        // Carried state into slot 0.
-        for (l, lb) in layers.iter().enumerate() {
-            let words = batch * cfg.hidden[l];
-            ops.push(Op::Copy {
-                src: lb.state_c.clone(),
-                src_offset: 0,
-                dst: lb.c.clone(),
-                dst_offset: 0,
-                words,
-            });
-            ops.push(Op::Copy {
-                src: lb.state_h.clone(),
-                src_offset: 0,
-                dst: lb.h.clone(),
-                dst_offset: 0,
-                words,
-            });
-        }
-
-        // ---- forward ----
-        let d = |ops: &mut Vec<Op>, r: Result<Dispatch>| -> Result<()> {
-            ops.push(Op::Dispatch(r?));
-            Ok(())
-        };
-        d(
-            &mut ops,
-            k.embedding
-                .prepare_gather(gpu, n, e, all(&ids), all(&params.embedding), all(&x0)),
-        )?;
-        if let Some(xd) = &x0_drop {
-            d(
-                &mut ops,
-                k.dropout.prepare(
-                    gpu,
-                    n * e,
-                    all(&x0),
-                    all(xd),
-                    cfg.keep_prob,
-                    0,
-                    sites,
-                    all(&hyper),
-                ),
-            )?;
-        }
-        for l in 0..layers_n {
-            let (h, inp) = (cfg.hidden[l], cfg.layer_input(l));
-            let input: View = if l == 0 {
-                all(x0_drop.as_ref().unwrap_or(&x0))
-            } else {
-                let below = &layers[l - 1];
-                match &below.h_drop {
-                    Some(b) => all(b),
-                    None => View::at(&below.h, batch * cfg.hidden[l - 1], n * cfg.hidden[l - 1]),
-                }
-            };
-            let lb = &layers[l];
-            let w = &params.lstm_weight[l];
-            let w_x = View::at(w, 0, inp * 4 * h);
-            let w_h = View::at(w, inp * 4 * h, h * 4 * h);
-            let proj = MatmulShape {
-                m: n,
-                k: inp,
-                n: 4 * h,
-                trans_a: false,
-                trans_b: false,
-            };
-            d(
-                &mut ops,
-                k.matmul.prepare(
-                    gpu,
-                    proj,
-                    input,
-                    w_x,
-                    Some(all(&params.lstm_bias[l])),
-                    all(&lb.z),
-                    false,
-                ),
-            )?;
-            for t in 0..steps {
-                let rec = MatmulShape {
-                    m: batch,
-                    k: h,
-                    n: 4 * h,
-                    trans_a: false,
-                    trans_b: false,
-                };
-                let h_prev = View::at(&lb.h, t * batch * h, batch * h);
-                let z_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
-                d(
-                    &mut ops,
-                    k.matmul.prepare(gpu, rec, h_prev, w_h, None, z_t, true),
-                )?;
-                let views = CellForwardViews {
-                    pre: z_t,
-                    c_prev: View::at(&lb.c, t * batch * h, batch * h),
-                    act: View::at(&lb.act, t * batch * 4 * h, batch * 4 * h),
-                    c: View::at(&lb.c, (t + 1) * batch * h, batch * h),
-                    h: View::at(&lb.h, (t + 1) * batch * h, batch * h),
-                };
-                d(
-                    &mut ops,
-                    k.lstm_cell.prepare_forward(
-                        gpu,
-                        CellShape { batch, hidden: h },
-                        cfg.forget_bias,
-                        &views,
-                    ),
-                )?;
-            }
-            if let Some(hd) = &lb.h_drop {
-                let out = View::at(&lb.h, batch * h, n * h);
-                d(
-                    &mut ops,
-                    k.dropout.prepare(
-                        gpu,
-                        n * h,
-                        out,
-                        all(hd),
-                        cfg.keep_prob,
-                        l as u32 + 1,
-                        sites,
-                        all(&hyper),
-                    ),
-                )?;
-            }
-        }
-        let top = &layers[layers_n - 1];
-        let ht = cfg.top_hidden();
-        let h_top: View = match &top.h_drop {
-            Some(b) => all(b),
-            None => View::at(&top.h, batch * ht, n * ht),
-        };
-        let logit_shape = MatmulShape {
-            m: n,
-            k: ht,
-            n: v,
-            trans_a: false,
-            trans_b: false,
-        };
-        d(
-            &mut ops,
-            k.matmul.prepare(
-                gpu,
-                logit_shape,
-                h_top,
-                all(&params.softmax_w),
-                Some(all(&params.softmax_b)),
-                all(&logits),
-                false,
-            ),
-        )?;
-        d(
-            &mut ops,
-            k.softmax_xent.prepare_forward(
-                gpu,
-                n,
-                v,
-                all(&logits),
-                all(&targets),
-                all(&lse),
-                all(&loss_rows),
-            ),
-        )?;
-        d(
-            &mut ops,
-            k.softmax_xent.prepare_loss_accumulate(
-                gpu,
-                n,
-                all(&loss_rows),
-                all(step_loss.as_ref().unwrap_or(&loss_acc)),
-                1.0 / batch as f32,
-            ),
-        )?;
-
-        // Carried state out of slot `steps` (forward results; backward does not change them).
-        for (l, lb) in layers.iter().enumerate() {
-            let words = batch * cfg.hidden[l];
-            ops.push(Op::Copy {
-                src: lb.c.clone(),
-                src_offset: steps * words,
-                dst: lb.state_c.clone(),
-                dst_offset: 0,
-                words,
-            });
-            ops.push(Op::Copy {
-                src: lb.h.clone(),
-                src_offset: steps * words,
-                dst: lb.state_h.clone(),
-                dst_offset: 0,
-                words,
-            });
-        }
-
-        let mut segments = None;
-        let mut clip = None;
-        if train {
-            // A row of the carried state that is not finite starts over from zero.
-            for (l, lb) in layers.iter().enumerate() {
-                d(
-                    &mut ops,
-                    k.reduce.prepare_state_guard(
-                        gpu,
-                        batch,
-                        cfg.hidden[l],
-                        &lb.state_c,
-                        &lb.state_h,
-                    ),
-                )?;
-            }
-            // ---- backward ----
-            let grads = GradBuffers::new(gpu, cfg, n);
-            let seg = gpu.storage("id segments", segments_words(n));
-            d(
-                &mut ops,
-                k.softmax_xent.prepare_backward(
-                    gpu,
-                    n,
-                    v,
-                    all(&logits),
-                    all(&targets),
-                    all(&lse),
-                    1.0 / batch as f32,
-                ),
-            )?;
-            let dlogits = all(&logits);
-            let tn = |m, kk, nn| MatmulShape {
-                m,
-                k: kk,
-                n: nn,
-                trans_a: true,
-                trans_b: false,
-            };
-            let nt = |m, kk, nn| MatmulShape {
-                m,
-                k: kk,
-                n: nn,
-                trans_a: false,
-                trans_b: true,
-            };
-            d(
-                &mut ops,
-                k.matmul.prepare(
-                    gpu,
-                    tn(ht, n, v),
-                    h_top,
-                    dlogits,
-                    None,
-                    all(&grads.softmax_w),
-                    false,
-                ),
-            )?;
-            d(
-                &mut ops,
-                k.reduce
-                    .prepare_column_sum(gpu, n, v, dlogits, all(&grads.softmax_b), false),
-            )?;
-            // d(top output): through dropout when on.
-            let top_dh = top.dh.as_ref().expect("training buffers");
-            let dh_top_target = if top.h_drop.is_some() {
-                all(&grads.scratch_dh)
-            } else {
-                all(top_dh)
-            };
-            d(
-                &mut ops,
-                k.matmul.prepare(
-                    gpu,
-                    nt(n, v, ht),
-                    dlogits,
-                    all(&params.softmax_w),
-                    None,
-                    dh_top_target,
-                    false,
-                ),
-            )?;
-            if top.h_drop.is_some() {
-                d(
-                    &mut ops,
-                    k.dropout.prepare(
-                        gpu,
-                        n * ht,
-                        all(&grads.scratch_dh),
-                        all(top_dh),
-                        cfg.keep_prob,
-                        layers_n as u32,
-                        sites,
-                        all(&hyper),
-                    ),
-                )?;
-            }
-            for l in (0..layers_n).rev() {
-                let (h, inp) = (cfg.hidden[l], cfg.layer_input(l));
-                let lb = &layers[l];
-                let dh = lb.dh.as_ref().expect("training buffers");
-                let dc = lb.dc.as_ref().expect("training buffers");
-                let w = &params.lstm_weight[l];
-                let w_x = View::at(w, 0, inp * 4 * h);
-                let w_h = View::at(w, inp * 4 * h, h * 4 * h);
-                for t in (0..steps).rev() {
-                    let dh_t = View::at(dh, t * batch * h, batch * h);
-                    if t + 1 < steps {
-                        let dz_next = View::at(&lb.z, (t + 1) * batch * 4 * h, batch * 4 * h);
-                        d(
-                            &mut ops,
-                            k.matmul.prepare(
-                                gpu,
-                                nt(batch, 4 * h, h),
-                                dz_next,
-                                w_h,
-                                None,
-                                dh_t,
-                                true,
-                            ),
-                        )?;
-                    }
-                    // dc of step t comes in through one ping-pong buffer, dc of t-1 goes out
-                    // through the other; the last step starts from zero (truncated BPTT).
-                    let dc_in = if t + 1 == steps {
-                        View::at(&zeros, 0, batch * h)
-                    } else {
-                        all(&dc[(t + 1) % 2])
-                    };
-                    let views = CellBackwardViews {
-                        act: View::at(&lb.act, t * batch * 4 * h, batch * 4 * h),
-                        c_prev: View::at(&lb.c, t * batch * h, batch * h),
-                        c: View::at(&lb.c, (t + 1) * batch * h, batch * h),
-                        dh: dh_t,
-                        dc: dc_in,
-                        dpre: View::at(&lb.z, t * batch * 4 * h, batch * 4 * h),
-                        dc_prev: all(&dc[t % 2]),
-                    };
-                    d(
-                        &mut ops,
-                        k.lstm_cell
-                            .prepare_backward(gpu, CellShape { batch, hidden: h }, &views),
-                    )?;
-                }
-                let dz = all(&lb.z);
-                let input: View = if l == 0 {
-                    all(x0_drop.as_ref().unwrap_or(&x0))
-                } else {
-                    let below = &layers[l - 1];
-                    match &below.h_drop {
-                        Some(b) => all(b),
-                        None => {
-                            View::at(&below.h, batch * cfg.hidden[l - 1], n * cfg.hidden[l - 1])
-                        }
-                    }
-                };
-                let gw = &grads.lstm_weight[l];
-                d(
-                    &mut ops,
-                    k.matmul.prepare(
-                        gpu,
-                        tn(inp, n, 4 * h),
-                        input,
-                        dz,
-                        None,
-                        View::at(gw, 0, inp * 4 * h),
-                        false,
-                    ),
-                )?;
-                let h_prev_all = View::at(&lb.h, 0, n * h);
-                d(
-                    &mut ops,
-                    k.matmul.prepare(
-                        gpu,
-                        tn(h, n, 4 * h),
-                        h_prev_all,
-                        dz,
-                        None,
-                        View::at(gw, inp * 4 * h, h * 4 * h),
-                        false,
-                    ),
-                )?;
-                d(
-                    &mut ops,
-                    k.reduce
-                        .prepare_column_sum(gpu, n, 4 * h, dz, all(&grads.lstm_bias[l]), false),
-                )?;
-                // d(input): the layer below's d(h) (through its dropout), or the embedding's.
-                let (dx_target, dx_final, site) = if l == 0 {
-                    match &x0_drop {
-                        Some(_) => (all(&grads.scratch_dx0), Some(all(&grads.dx0)), 0u32),
-                        None => (all(&grads.dx0), None, 0),
-                    }
-                } else {
-                    let below = &layers[l - 1];
-                    let below_dh = below.dh.as_ref().expect("training buffers");
-                    match &below.h_drop {
-                        Some(_) => (all(&grads.scratch_dh), Some(all(below_dh)), l as u32),
-                        None => (all(below_dh), None, l as u32),
-                    }
-                };
-                d(
-                    &mut ops,
-                    k.matmul.prepare(
-                        gpu,
-                        nt(n, 4 * h, inp),
-                        dz,
-                        w_x,
-                        None,
-                        dx_target.slice(0, n * inp),
-                        false,
-                    ),
-                )?;
-                if let Some(fin) = dx_final {
-                    d(
-                        &mut ops,
-                        k.dropout.prepare(
-                            gpu,
-                            n * inp,
-                            dx_target.slice(0, n * inp),
-                            fin.slice(0, n * inp),
-                            cfg.keep_prob,
-                            site,
-                            sites,
-                            all(&hyper),
-                        ),
-                    )?;
-                }
-            }
-            d(
-                &mut ops,
-                k.embedding.prepare_grad_rows(
-                    gpu,
-                    e,
-                    n,
-                    all(&seg),
-                    all(&grads.dx0),
-                    all(&grads.embedding_rows),
-                ),
-            )?;
-
-            // ---- global norm, clip, SGD ----
-            let clip_buf = gpu.storage("clip", ClipStats::WORDS);
-            let mut dense: Vec<(wgpu::Buffer, wgpu::Buffer, usize)> = Vec::new();
-            for l in 0..layers_n {
-                let h = cfg.hidden[l];
-                dense.push((
-                    params.lstm_weight[l].clone(),
-                    grads.lstm_weight[l].clone(),
-                    (cfg.layer_input(l) + h) * 4 * h,
-                ));
-                dense.push((
-                    params.lstm_bias[l].clone(),
-                    grads.lstm_bias[l].clone(),
-                    4 * h,
-                ));
-            }
-            dense.push((params.softmax_w.clone(), grads.softmax_w.clone(), ht * v));
-            dense.push((params.softmax_b.clone(), grads.softmax_b.clone(), v));
-            let slots: usize =
-                dense.iter().map(|x| Reduce::slots(x.2)).sum::<usize>() + Reduce::slots(n * e);
-            let partials = gpu.storage("norm partials", slots);
-            let mut slot = 0;
-            for (_, g, len) in &dense {
-                let (dispatch, used) = k.reduce.prepare_sum_squares(
-                    gpu,
-                    View::at(g, 0, *len),
-                    all(&partials),
-                    slot,
-                )?;
-                ops.push(Op::Dispatch(dispatch));
-                slot += used;
-            }
-            let (dispatch, used) = k.reduce.prepare_sum_squares_rows(
-                gpu,
-                e,
-                n,
-                all(&seg),
-                all(&grads.embedding_rows),
-                all(&partials),
-                slot,
-            )?;
-            ops.push(Op::Dispatch(dispatch));
-            slot += used;
-            d(
-                &mut ops,
-                k.reduce.prepare_clip_scale(
-                    gpu,
-                    all(&partials),
-                    slot,
-                    cfg.max_grad_norm,
-                    all(&clip_buf),
-                ),
-            )?;
-            d(
-                &mut ops,
-                k.reduce.prepare_step_guard(
-                    gpu,
-                    all(step_loss.as_ref().expect("training buffers")),
-                    all(&loss_acc),
-                    all(&clip_buf),
-                    all(&hyper),
-                ),
-            )?;
-            for (p, g, len) in &dense {
-                d(
-                    &mut ops,
-                    k.sgd.prepare_dense(
-                        gpu,
-                        View::at(p, 0, *len),
-                        View::at(g, 0, *len),
-                        all(&hyper),
-                        all(&clip_buf),
-                    ),
-                )?;
-            }
-            d(
-                &mut ops,
-                k.sgd.prepare_sparse_rows(
-                    gpu,
-                    e,
-                    n,
-                    all(&params.embedding),
-                    all(&seg),
-                    all(&grads.embedding_rows),
-                    all(&hyper),
-                    all(&clip_buf),
-                ),
-            )?;
-            segments = Some(seg);
-            clip = Some(clip_buf);
-        }
-
         Ok(Workspace {
             cfg: cfg.clone(),
             batch,
             steps,
             mode,
-            ops,
-            ids,
-            logits,
-            lse,
-            targets,
+            ops: b.ops,
+            ids: b.ids,
+            logits: b.logits,
+            lse: b.lse,
+            targets: b.targets,
             segments,
-            hyper,
-            loss_acc,
+            hyper: b.hyper,
+            loss_acc: b.loss_acc,
             clip,
-            layers,
+            layers: b.layers,
             steps_run: 0,
         })
     }
@@ -930,6 +372,625 @@ impl Workspace {
             .as_ref()
             .map(|c| ClipStats::read(gpu, View::all(c)))
             .transpose()
+    }
+}
+
+/// [`Workspace::new`] in stages: the buffers of one step and the operations recorded so
+/// far. Each stage appends the dispatches (and copies) of one part of the step.
+struct StepBuilder<'a> {
+    gpu: &'a Gpu,
+    k: &'a Kernels,
+    cfg: &'a Config,
+    params: &'a ParamBuffers,
+    batch: usize,
+    steps: usize,
+    /// Rows of the whole step: `batch * steps`.
+    n: usize,
+    /// Dropout sites (the embedding output and each layer's output): the masks' streams.
+    sites: u32,
+    ops: Vec<Op>,
+    ids: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    hyper: wgpu::Buffer,
+    /// Evaluation: the running loss. Training: the running loss, steps and skips.
+    loss_acc: wgpu::Buffer,
+    /// Training adds each step's loss here first; `step_guard` moves it into `loss_acc`
+    /// unless the step is skipped (see gpu::reduce).
+    step_loss: Option<wgpu::Buffer>,
+    /// `[batch, widest hidden]` zeros: the d(c) coming into the last time step.
+    zeros: wgpu::Buffer,
+    /// The embedding output `[n, e]`, and after dropout when on.
+    x0: wgpu::Buffer,
+    x0_drop: Option<wgpu::Buffer>,
+    logits: wgpu::Buffer,
+    lse: wgpu::Buffer,
+    loss_rows: wgpu::Buffer,
+    layers: Vec<LayerBuffers>,
+}
+
+impl<'a> StepBuilder<'a> {
+    fn new(
+        gpu: &'a Gpu,
+        k: &'a Kernels,
+        cfg: &'a Config,
+        params: &'a ParamBuffers,
+        batch: usize,
+        steps: usize,
+        mode: Mode,
+    ) -> Result<StepBuilder<'a>> {
+        let n = batch * steps;
+        let (v, e) = (cfg.vocab_size, cfg.embedding_size);
+        let train = mode == Mode::Train;
+        let dropout = train && cfg.keep_prob < 1.0;
+        gpu.check_buffer_fits("the logits of one batch", (n * v) as u64 * 4)?;
+        let layers = cfg
+            .hidden
+            .iter()
+            .enumerate()
+            .map(|(l, &h)| LayerBuffers {
+                z: gpu.storage(&format!("lstm.{l} pre-activations"), n * 4 * h),
+                act: gpu.storage(&format!("lstm.{l} gates"), n * 4 * h),
+                c: gpu.storage(&format!("lstm.{l} c"), (steps + 1) * batch * h),
+                h: gpu.storage(&format!("lstm.{l} h"), (steps + 1) * batch * h),
+                state_c: gpu.storage(&format!("lstm.{l} carried c"), batch * h),
+                state_h: gpu.storage(&format!("lstm.{l} carried h"), batch * h),
+                h_drop: dropout
+                    .then(|| gpu.storage(&format!("lstm.{l} output after dropout"), n * h)),
+                dh: train.then(|| gpu.storage(&format!("lstm.{l} d(h)"), n * h)),
+                dc: train.then(|| {
+                    [
+                        gpu.storage(&format!("lstm.{l} d(c) a"), batch * h),
+                        gpu.storage(&format!("lstm.{l} d(c) b"), batch * h),
+                    ]
+                }),
+            })
+            .collect();
+        Ok(StepBuilder {
+            gpu,
+            k,
+            cfg,
+            params,
+            batch,
+            steps,
+            n,
+            sites: (cfg.hidden.len() + 1) as u32,
+            ops: Vec::new(),
+            ids: gpu.storage("ids", n),
+            targets: gpu.storage("targets", n),
+            hyper: gpu.storage_from("hyper", &[Hyper::default()]),
+            loss_acc: if train {
+                gpu.storage("loss accumulator", TrainAccumulator::WORDS)
+            } else {
+                gpu.storage("loss accumulator", LossAccumulator::WORDS)
+            },
+            step_loss: train.then(|| gpu.storage("step loss", LossAccumulator::WORDS)),
+            zeros: gpu.storage(
+                "zeros",
+                batch * cfg.hidden.iter().copied().max().unwrap_or(1),
+            ),
+            x0: gpu.storage("embedding output", n * e),
+            x0_drop: dropout.then(|| gpu.storage("embedding output after dropout", n * e)),
+            logits: gpu.storage("logits", n * v),
+            lse: gpu.storage("log-sum-exp", n),
+            loss_rows: gpu.storage("loss rows", n),
+            layers,
+        })
+    }
+
+    fn push(&mut self, dispatch: Result<Dispatch>) -> Result<()> {
+        self.ops.push(Op::Dispatch(dispatch?));
+        Ok(())
+    }
+
+    /// Dropout at `site` from `from` into `to` (the same mask forward and backward).
+    fn dropout(&mut self, words: usize, from: View, to: View, site: u32) -> Result<()> {
+        let d = self.k.dropout.prepare(
+            self.gpu,
+            words,
+            from,
+            to,
+            self.cfg.keep_prob,
+            site,
+            self.sites,
+            View::all(&self.hyper),
+        );
+        self.push(d)
+    }
+
+    /// Layer `l`'s output `[n, h]` as the next layer (or the softmax) reads it: after
+    /// dropout when on, else slots 1..=steps of its `h`.
+    fn layer_output(&self, l: usize) -> View<'_> {
+        let lb = &self.layers[l];
+        let h = self.cfg.hidden[l];
+        match &lb.h_drop {
+            Some(b) => View::all(b),
+            None => View::at(&lb.h, self.batch * h, self.n * h),
+        }
+    }
+
+    /// What layer `l` reads: the embedding output (after dropout when on) or the output of
+    /// the layer below.
+    fn layer_input(&self, l: usize) -> View<'_> {
+        if l == 0 {
+            View::all(self.x0_drop.as_ref().unwrap_or(&self.x0))
+        } else {
+            self.layer_output(l - 1)
+        }
+    }
+
+    /// Copy `words` from `src` at `src_offset` to the start of `dst`.
+    fn copy(&mut self, src: &wgpu::Buffer, src_offset: usize, dst: &wgpu::Buffer, words: usize) {
+        self.ops.push(Op::Copy {
+            src: src.clone(),
+            src_offset,
+            dst: dst.clone(),
+            dst_offset: 0,
+            words,
+        });
+    }
+
+    /// The state carried from the previous batch into slot 0 of each layer's `c` and `h`.
+    fn carry_state_in(&mut self) {
+        for l in 0..self.layers.len() {
+            let words = self.batch * self.cfg.hidden[l];
+            let lb = &self.layers[l];
+            let (c, h) = (lb.c.clone(), lb.h.clone());
+            let (state_c, state_h) = (lb.state_c.clone(), lb.state_h.clone());
+            self.copy(&state_c, 0, &c, words);
+            self.copy(&state_h, 0, &h, words);
+        }
+    }
+
+    /// Slot `steps` of each layer's `c` and `h` into the carried state (forward results:
+    /// the backward pass does not change them).
+    fn carry_state_out(&mut self) {
+        for l in 0..self.layers.len() {
+            let words = self.batch * self.cfg.hidden[l];
+            let lb = &self.layers[l];
+            let (c, h) = (lb.c.clone(), lb.h.clone());
+            let (state_c, state_h) = (lb.state_c.clone(), lb.state_h.clone());
+            self.copy(&c, self.steps * words, &state_c, words);
+            self.copy(&h, self.steps * words, &state_h, words);
+        }
+    }
+
+    /// Embedding lookup (and its dropout), then every layer.
+    fn forward(&mut self) -> Result<()> {
+        let (n, e) = (self.n, self.cfg.embedding_size);
+        let gather = self.k.embedding.prepare_gather(
+            self.gpu,
+            n,
+            e,
+            View::all(&self.ids),
+            View::all(&self.params.embedding),
+            View::all(&self.x0),
+        );
+        self.push(gather)?;
+        if let Some(xd) = self.x0_drop.clone() {
+            let x0 = self.x0.clone();
+            self.dropout(n * e, View::all(&x0), View::all(&xd), 0)?;
+        }
+        for l in 0..self.layers.len() {
+            self.layer_forward(l)?;
+        }
+        Ok(())
+    }
+
+    /// One LSTM layer: the input projection of all time steps as one matmul (bias
+    /// included), then per time step `h_{t-1} @ W_h` added to it and the fused cell; then
+    /// dropout on the output when on.
+    fn layer_forward(&mut self, l: usize) -> Result<()> {
+        let (batch, n) = (self.batch, self.n);
+        let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
+        let w = &self.params.lstm_weight[l];
+        let w_x = View::at(w, 0, inp * 4 * h);
+        let w_h = View::at(w, inp * 4 * h, h * 4 * h);
+        let lb = &self.layers[l];
+        let projection = self.k.matmul.prepare(
+            self.gpu,
+            nn(n, inp, 4 * h),
+            self.layer_input(l),
+            w_x,
+            Some(View::all(&self.params.lstm_bias[l])),
+            View::all(&lb.z),
+            false,
+        );
+        let mut ops = vec![projection];
+        for t in 0..self.steps {
+            let h_prev = View::at(&lb.h, t * batch * h, batch * h);
+            let z_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
+            ops.push(self.k.matmul.prepare(
+                self.gpu,
+                nn(batch, h, 4 * h),
+                h_prev,
+                w_h,
+                None,
+                z_t,
+                true,
+            ));
+            let views = CellForwardViews {
+                pre: z_t,
+                c_prev: View::at(&lb.c, t * batch * h, batch * h),
+                act: View::at(&lb.act, t * batch * 4 * h, batch * 4 * h),
+                c: View::at(&lb.c, (t + 1) * batch * h, batch * h),
+                h: View::at(&lb.h, (t + 1) * batch * h, batch * h),
+            };
+            ops.push(self.k.lstm_cell.prepare_forward(
+                self.gpu,
+                CellShape { batch, hidden: h },
+                self.cfg.forget_bias,
+                &views,
+            ));
+        }
+        for d in ops {
+            self.push(d)?;
+        }
+        if let Some(hd) = self.layers[l].h_drop.clone() {
+            let out = self.layers[l].h.clone();
+            self.dropout(
+                n * h,
+                View::at(&out, batch * h, n * h),
+                View::all(&hd),
+                l as u32 + 1,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Logits, log-softmax with cross-entropy per row, and the batch loss added up on the
+    /// GPU (the mean over rows of each time step, summed over time steps).
+    fn head_and_loss(&mut self) -> Result<()> {
+        let (n, v) = (self.n, self.cfg.vocab_size);
+        let top = self.layers.len() - 1;
+        let logits = self.k.matmul.prepare(
+            self.gpu,
+            nn(n, self.cfg.top_hidden(), v),
+            self.layer_output(top),
+            View::all(&self.params.softmax_w),
+            Some(View::all(&self.params.softmax_b)),
+            View::all(&self.logits),
+            false,
+        );
+        self.push(logits)?;
+        let forward = self.k.softmax_xent.prepare_forward(
+            self.gpu,
+            n,
+            v,
+            View::all(&self.logits),
+            View::all(&self.targets),
+            View::all(&self.lse),
+            View::all(&self.loss_rows),
+        );
+        self.push(forward)?;
+        let accumulate = self.k.softmax_xent.prepare_loss_accumulate(
+            self.gpu,
+            n,
+            View::all(&self.loss_rows),
+            View::all(self.step_loss.as_ref().unwrap_or(&self.loss_acc)),
+            1.0 / self.batch as f32,
+        );
+        self.push(accumulate)
+    }
+
+    /// A row of the carried state that is not finite starts over from zero.
+    fn guard_carried_state(&mut self) -> Result<()> {
+        for l in 0..self.layers.len() {
+            let lb = &self.layers[l];
+            let guard = self.k.reduce.prepare_state_guard(
+                self.gpu,
+                self.batch,
+                self.cfg.hidden[l],
+                &lb.state_c,
+                &lb.state_h,
+            );
+            self.push(guard)?;
+        }
+        Ok(())
+    }
+
+    /// d(logits) in place, the softmax weight and bias gradients, and d(top output)
+    /// (through its dropout when on).
+    fn head_backward(&mut self, grads: &GradBuffers) -> Result<()> {
+        let (n, v, ht) = (self.n, self.cfg.vocab_size, self.cfg.top_hidden());
+        let top = self.layers.len() - 1;
+        let backward = self.k.softmax_xent.prepare_backward(
+            self.gpu,
+            n,
+            v,
+            View::all(&self.logits),
+            View::all(&self.targets),
+            View::all(&self.lse),
+            1.0 / self.batch as f32,
+        );
+        self.push(backward)?;
+        let dlogits = View::all(&self.logits);
+        let dw = self.k.matmul.prepare(
+            self.gpu,
+            tn(ht, n, v),
+            self.layer_output(top),
+            dlogits,
+            None,
+            View::all(&grads.softmax_w),
+            false,
+        );
+        self.push(dw)?;
+        let db = self.k.reduce.prepare_column_sum(
+            self.gpu,
+            n,
+            v,
+            View::all(&self.logits),
+            View::all(&grads.softmax_b),
+            false,
+        );
+        self.push(db)?;
+        let top_dh = self.layers[top].dh.clone().expect("training buffers");
+        let dropped = self.layers[top].h_drop.is_some();
+        let target = if dropped { &grads.scratch_dh } else { &top_dh };
+        let dh = self.k.matmul.prepare(
+            self.gpu,
+            nt(n, v, ht),
+            View::all(&self.logits),
+            View::all(&self.params.softmax_w),
+            None,
+            View::all(target),
+            false,
+        );
+        self.push(dh)?;
+        if dropped {
+            let site = self.layers.len() as u32;
+            self.dropout(
+                n * ht,
+                View::all(&grads.scratch_dh),
+                View::all(&top_dh),
+                site,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Backward through time of layer `l` (d(h) of its output already in `dh`): per time
+    /// step from the last, d(h) from the step after through `W_h^T` and the fused cell
+    /// backward, which leaves d(pre-activations) in `z`; then both weight gradients and the
+    /// bias gradient over all time steps at once, and d(input) for the layer below (or the
+    /// embedding), through its dropout when on.
+    fn layer_backward(&mut self, l: usize, grads: &GradBuffers) -> Result<()> {
+        let (batch, n, steps) = (self.batch, self.n, self.steps);
+        let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
+        let w = &self.params.lstm_weight[l];
+        let w_x = View::at(w, 0, inp * 4 * h);
+        let w_h = View::at(w, inp * 4 * h, h * 4 * h);
+        let lb = &self.layers[l];
+        let dh = lb.dh.as_ref().expect("training buffers");
+        let dc = lb.dc.as_ref().expect("training buffers");
+        let mut ops = Vec::new();
+        for t in (0..steps).rev() {
+            let dh_t = View::at(dh, t * batch * h, batch * h);
+            if t + 1 < steps {
+                let dz_next = View::at(&lb.z, (t + 1) * batch * 4 * h, batch * 4 * h);
+                ops.push(self.k.matmul.prepare(
+                    self.gpu,
+                    nt(batch, 4 * h, h),
+                    dz_next,
+                    w_h,
+                    None,
+                    dh_t,
+                    true,
+                ));
+            }
+            // dc of step t comes in through one ping-pong buffer, dc of t-1 goes out
+            // through the other; the last step starts from zero (truncated BPTT).
+            let dc_in = if t + 1 == steps {
+                View::at(&self.zeros, 0, batch * h)
+            } else {
+                View::all(&dc[(t + 1) % 2])
+            };
+            let views = CellBackwardViews {
+                act: View::at(&lb.act, t * batch * 4 * h, batch * 4 * h),
+                c_prev: View::at(&lb.c, t * batch * h, batch * h),
+                c: View::at(&lb.c, (t + 1) * batch * h, batch * h),
+                dh: dh_t,
+                dc: dc_in,
+                dpre: View::at(&lb.z, t * batch * 4 * h, batch * 4 * h),
+                dc_prev: View::all(&dc[t % 2]),
+            };
+            ops.push(self.k.lstm_cell.prepare_backward(
+                self.gpu,
+                CellShape { batch, hidden: h },
+                &views,
+            ));
+        }
+        let dz = View::all(&lb.z);
+        let gw = &grads.lstm_weight[l];
+        ops.push(self.k.matmul.prepare(
+            self.gpu,
+            tn(inp, n, 4 * h),
+            self.layer_input(l),
+            dz,
+            None,
+            View::at(gw, 0, inp * 4 * h),
+            false,
+        ));
+        ops.push(self.k.matmul.prepare(
+            self.gpu,
+            tn(h, n, 4 * h),
+            View::at(&lb.h, 0, n * h),
+            dz,
+            None,
+            View::at(gw, inp * 4 * h, h * 4 * h),
+            false,
+        ));
+        ops.push(self.k.reduce.prepare_column_sum(
+            self.gpu,
+            n,
+            4 * h,
+            dz,
+            View::all(&grads.lstm_bias[l]),
+            false,
+        ));
+        // d(input): the layer below's d(h), or the embedding output's; computed into a
+        // scratch buffer first when a dropout mask stands between.
+        let (final_dx, dropped) = if l == 0 {
+            (&grads.dx0, self.x0_drop.is_some())
+        } else {
+            let below = &self.layers[l - 1];
+            (
+                below.dh.as_ref().expect("training buffers"),
+                below.h_drop.is_some(),
+            )
+        };
+        let scratch = if l == 0 {
+            &grads.scratch_dx0
+        } else {
+            &grads.scratch_dh
+        };
+        let target = if dropped { scratch } else { final_dx };
+        ops.push(self.k.matmul.prepare(
+            self.gpu,
+            nt(n, 4 * h, inp),
+            dz,
+            w_x,
+            None,
+            View::at(target, 0, n * inp),
+            false,
+        ));
+        let (scratch, final_dx) = (scratch.clone(), final_dx.clone());
+        for d in ops {
+            self.push(d)?;
+        }
+        if dropped {
+            let (from, to) = (
+                View::at(&scratch, 0, n * inp),
+                View::at(&final_dx, 0, n * inp),
+            );
+            self.dropout(n * inp, from, to, l as u32)?;
+        }
+        Ok(())
+    }
+
+    /// The embedding's gradient rows: one per distinct id of the batch, summed over its
+    /// occurrences in the order the host sorted them (`segments`).
+    fn embedding_backward(&mut self, grads: &GradBuffers, segments: &wgpu::Buffer) -> Result<()> {
+        let rows = self.k.embedding.prepare_grad_rows(
+            self.gpu,
+            self.cfg.embedding_size,
+            self.n,
+            View::all(segments),
+            View::all(&grads.dx0),
+            View::all(&grads.embedding_rows),
+        );
+        self.push(rows)
+    }
+
+    /// The global gradient norm (partial sums of squares of every gradient, then the clip
+    /// scale), the step guard that skips a step whose loss or norm is not finite, and the
+    /// SGD update of every parameter (the embedding's batch rows only). Returns the buffer
+    /// holding the norm and clip scale.
+    fn clip_and_update(
+        &mut self,
+        grads: &GradBuffers,
+        segments: &wgpu::Buffer,
+    ) -> Result<wgpu::Buffer> {
+        let (cfg, params) = (self.cfg, self.params);
+        let (n, e) = (self.n, cfg.embedding_size);
+        let clip = self.gpu.storage("clip", ClipStats::WORDS);
+        // (parameter, its gradient, words), dense tensors in the reference's order.
+        let mut dense: Vec<(&wgpu::Buffer, &wgpu::Buffer, usize)> = Vec::new();
+        for (l, &h) in cfg.hidden.iter().enumerate() {
+            let weight_words = (cfg.layer_input(l) + h) * 4 * h;
+            dense.push((&params.lstm_weight[l], &grads.lstm_weight[l], weight_words));
+            dense.push((&params.lstm_bias[l], &grads.lstm_bias[l], 4 * h));
+        }
+        let softmax_words = cfg.top_hidden() * cfg.vocab_size;
+        dense.push((&params.softmax_w, &grads.softmax_w, softmax_words));
+        dense.push((&params.softmax_b, &grads.softmax_b, cfg.vocab_size));
+        let slots: usize =
+            dense.iter().map(|x| Reduce::slots(x.2)).sum::<usize>() + Reduce::slots(n * e);
+        let partials = self.gpu.storage("norm partials", slots);
+        let mut slot = 0;
+        for &(_, g, len) in &dense {
+            let (dispatch, used) = self.k.reduce.prepare_sum_squares(
+                self.gpu,
+                View::at(g, 0, len),
+                View::all(&partials),
+                slot,
+            )?;
+            self.ops.push(Op::Dispatch(dispatch));
+            slot += used;
+        }
+        let (dispatch, used) = self.k.reduce.prepare_sum_squares_rows(
+            self.gpu,
+            e,
+            n,
+            View::all(segments),
+            View::all(&grads.embedding_rows),
+            View::all(&partials),
+            slot,
+        )?;
+        self.ops.push(Op::Dispatch(dispatch));
+        slot += used;
+        let scale = self.k.reduce.prepare_clip_scale(
+            self.gpu,
+            View::all(&partials),
+            slot,
+            cfg.max_grad_norm,
+            View::all(&clip),
+        );
+        self.push(scale)?;
+        let guard = self.k.reduce.prepare_step_guard(
+            self.gpu,
+            View::all(self.step_loss.as_ref().expect("training buffers")),
+            View::all(&self.loss_acc),
+            View::all(&clip),
+            View::all(&self.hyper),
+        );
+        self.push(guard)?;
+        for &(p, g, len) in &dense {
+            let update = self.k.sgd.prepare_dense(
+                self.gpu,
+                View::at(p, 0, len),
+                View::at(g, 0, len),
+                View::all(&self.hyper),
+                View::all(&clip),
+            );
+            self.push(update)?;
+        }
+        let sparse = self.k.sgd.prepare_sparse_rows(
+            self.gpu,
+            e,
+            n,
+            View::all(&params.embedding),
+            View::all(segments),
+            View::all(&grads.embedding_rows),
+            View::all(&self.hyper),
+            View::all(&clip),
+        );
+        self.push(sparse)?;
+        Ok(clip)
+    }
+}
+
+/// Shapes of `A @ B`, `A^T @ B` and `A @ B^T` with `C` of `m` rows and `n` columns.
+fn nn(m: usize, k: usize, n: usize) -> MatmulShape {
+    MatmulShape {
+        m,
+        k,
+        n,
+        trans_a: false,
+        trans_b: false,
+    }
+}
+
+fn tn(m: usize, k: usize, n: usize) -> MatmulShape {
+    MatmulShape {
+        trans_a: true,
+        ..nn(m, k, n)
+    }
+}
+
+fn nt(m: usize, k: usize, n: usize) -> MatmulShape {
+    MatmulShape {
+        trans_b: true,
+        ..nn(m, k, n)
     }
 }
 
