@@ -8,6 +8,7 @@
 
 // WORKGROUP, FAN, stage1, stage2 and workgroup_sum come from workgroup_sum.wgsl.
 const NO_INDEX: u32 = 0xffffffffu;
+const FLT_MAX: f32 = 3.40282347e38;
 
 // WGSL has no literal for infinity or NaN, and naga cannot bitcast in a constant.
 fn neg_inf() -> f32 {
@@ -77,16 +78,32 @@ fn softmax_xent_forward(
         return;
     }
     let base = fwd.logits + row * fwd.classes;
+    // One pass over the row: each invocation keeps the maximum m of the logits it has read
+    // and s = sum of exp(logit - m), rescaling s when m grows; four logits at a time, so
+    // that rescaling costs one exp per four. Shifting by at least -FLT_MAX keeps a run of
+    // -inf logits at s = 0 instead of exp(-inf + inf) = NaN.
     var m = neg_inf();
-    for (var c = lid; c < fwd.classes; c += WORKGROUP) {
-        m = max(m, fwd_logits[base + c]);
+    var s = 0.0;
+    var c = lid;
+    for (; c + 3u * WORKGROUP < fwd.classes; c += 4u * WORKGROUP) {
+        let x0 = fwd_logits[base + c];
+        let x1 = fwd_logits[base + c + WORKGROUP];
+        let x2 = fwd_logits[base + c + 2u * WORKGROUP];
+        let x3 = fwd_logits[base + c + 3u * WORKGROUP];
+        let m_new = max(m, max(max(x0, x1), max(x2, x3)));
+        let shift = max(m_new, -FLT_MAX);
+        s = s * exp(m - shift) + ((exp(x0 - shift) + exp(x1 - shift)) + (exp(x2 - shift) + exp(x3 - shift)));
+        m = m_new;
+    }
+    for (; c < fwd.classes; c += WORKGROUP) {
+        let x = fwd_logits[base + c];
+        let m_new = max(m, x);
+        let shift = max(m_new, -FLT_MAX);
+        s = s * exp(m - shift) + exp(x - shift);
+        m = m_new;
     }
     let row_max = workgroup_max(lid, m);
-    var s = 0.0;
-    for (var c = lid; c < fwd.classes; c += WORKGROUP) {
-        s += exp(fwd_logits[base + c] - row_max);
-    }
-    let total = workgroup_sum(lid, s);
+    let total = workgroup_sum(lid, s * exp(m - max(row_max, -FLT_MAX)));
     if lid == 0u {
         let lse = row_max + log(total);
         let label = fwd_targets[fwd.targets + row];

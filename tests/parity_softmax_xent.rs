@@ -164,6 +164,23 @@ fn forward_is_stable_for_extreme_logits() {
     let got = run_forward(&gpu, &sx, rows, classes, &logits, &target);
     assert_close("extreme lse", &got.lse, &lse, 1e-5);
     assert_close("extreme loss", &got.loss, &loss, 1e-5);
+
+    // Rows of -inf logits (exp gives exactly 0) with a few finite ones: whole runs of what
+    // an invocation reads are -inf, in the four-at-a-time loop (2000 classes) and after it.
+    let (rows, classes) = (3, 2000);
+    let mut logits = vec![f32::NEG_INFINITY; rows * classes];
+    for (r, row) in logits.chunks_mut(classes).enumerate() {
+        for c in [5 + r, 700, 1999 - 3 * r] {
+            row[c] = (c % 13) as f32 - 4.0;
+        }
+    }
+    let target = [5u32, 700, 1993];
+    let (mut lse, mut loss) = (vec![0.0; rows], vec![0.0; rows]);
+    reference::softmax_xent_forward(classes, &widen(&logits), &target, &mut lse, &mut loss);
+    assert!(lse.iter().chain(&loss).all(|v| v.is_finite()));
+    let got = run_forward(&gpu, &sx, rows, classes, &logits, &target);
+    assert_close("-inf lse", &got.lse, &lse, 1e-6);
+    assert_close("-inf loss", &got.loss, &loss, 1e-6);
 }
 
 #[allow(clippy::too_many_arguments)]
