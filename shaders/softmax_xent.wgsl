@@ -1,6 +1,6 @@
 // Fused log-softmax and cross-entropy, its gradient in place, the running loss, and top-k.
-// CPU twins: reference::softmax_xent_forward, reference::softmax_xent_backward and
-// reference::topk; loss_accumulate is a sum.
+// CPU twins: reference::softmax_xent_forward, reference::softmax_xent_backward,
+// reference::softmax_xent_backward_columns and reference::topk; loss_accumulate is a sum.
 //
 // logits are [rows, classes] row-major at a word offset; targets are u32 class ids.
 // Reductions use a fixed tree (256 partial results, 16 sums of 16, then 16 folded in
@@ -154,6 +154,57 @@ fn softmax_xent_backward(
         let y = select(0.0, 1.0, c == label);
         bwd_logits[base + c] = (p - y) * bwd.scale;
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// softmax_xent_backward and the column sums of its result (the softmax bias gradient) in
+// one pass over the logits: one invocation per class, down the rows in order. Each
+// gradient is computed exactly as softmax_xent_backward computes it and each sum is added
+// in column_sum's order (reduce.wgsl), so the results are bit for bit those of the two
+// kernels; the logits are read once instead of twice.
+
+struct ColumnsParams {
+    rows: u32,
+    classes: u32,
+    logits: u32,
+    targets: u32,
+    lse: u32,
+    scale: f32,
+    sums: u32,
+    accumulate: u32,
+}
+
+const COLUMNS_WORKGROUP: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read_write> cols_logits: array<f32>;
+@group(0) @binding(1) var<storage, read> cols_targets: array<u32>;
+@group(0) @binding(2) var<storage, read> cols_lse: array<f32>;
+@group(0) @binding(3) var<storage, read_write> cols_sums: array<f32>;
+@group(0) @binding(4) var<uniform> cols: ColumnsParams;
+
+@compute @workgroup_size(COLUMNS_WORKGROUP)
+fn softmax_xent_backward_columns(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let c = gid.x + gid.y * groups.x * COLUMNS_WORKGROUP;
+    if c >= cols.classes {
+        return;
+    }
+    var s = 0.0;
+    for (var r = 0u; r < cols.rows; r++) {
+        let at = cols.logits + r * cols.classes + c;
+        let p = exp(cols_logits[at] - cols_lse[cols.lse + r]);
+        let y = select(0.0, 1.0, c == cols_targets[cols.targets + r]);
+        let d = (p - y) * cols.scale;
+        cols_logits[at] = d;
+        s += d;
+    }
+    let out = cols.sums + c;
+    if cols.accumulate != 0u {
+        s = cols_sums[out] + s;
+    }
+    cols_sums[out] = s;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 //! Parity of `shaders/softmax_xent.wgsl` with its CPU twins `reference::softmax_xent_forward`,
-//! `reference::softmax_xent_backward` and `reference::topk`, and of `loss_accumulate` with a
-//! plain sum, against f64 references.
+//! `reference::softmax_xent_backward`, `reference::softmax_xent_backward_columns` and
+//! `reference::topk`, and of `loss_accumulate` with a plain sum, against f64 references.
 //!
 //! Operands sit at non-zero word offsets; outputs are poisoned with NaN, and the words around
 //! each output window must keep the poison.
@@ -10,6 +10,7 @@ mod common;
 use std::time::Instant;
 
 use common::{assert_close, gpu, nan, random};
+use lstm_gpu::gpu::reduce::Reduce;
 use lstm_gpu::gpu::softmax_xent::{LossAccumulator, SoftmaxXent, MAX_TOPK};
 use lstm_gpu::gpu::{Gpu, View};
 use lstm_gpu::reference;
@@ -251,6 +252,106 @@ fn backward_matches_f64_reference() {
     }
 }
 
+/// The fused backward with column sums: the f64 twin within 1e-5, and bit for bit what
+/// `softmax_xent_backward` followed by `column_sum` leave, with and without accumulating.
+#[test]
+fn backward_columns_matches_reference_and_the_two_kernels() {
+    let gpu = gpu();
+    let sx = SoftmaxXent::new(&gpu).unwrap();
+    let reduce = Reduce::new(&gpu).unwrap();
+    let scale = 1.0 / 60.0;
+    for (k, &(rows, classes)) in SHAPES.iter().enumerate() {
+        let logits = shifted_logits(rows, classes, 70 + k as u64);
+        let target = targets(rows, classes, 80 + k as u64);
+        let (mut lse, mut loss) = (vec![0.0; rows], vec![0.0; rows]);
+        let logits64 = widen(&logits);
+        reference::softmax_xent_forward(classes, &logits64, &target, &mut lse, &mut loss);
+        let lse32: Vec<f32> = lse.iter().map(|&v| v as f32).collect();
+        for accumulate in [false, true] {
+            let what = format!("backward_columns {rows}x{classes} accumulate={accumulate}");
+            // Old sums to add to, or NaN that must be overwritten.
+            let old = if accumulate {
+                random(classes, 0.5, 90 + k as u64)
+            } else {
+                nan(classes)
+            };
+            let mut want = logits64.clone();
+            let mut want_sums = widen(&old);
+            reference::softmax_xent_backward_columns(
+                classes,
+                &mut want,
+                &target,
+                &lse,
+                scale as f64,
+                &mut want_sums,
+                accumulate,
+            );
+
+            let logits_buf = gpu.storage_from("logits", &with_guard(f32::NAN, &logits));
+            let targets_buf = gpu.storage_from("targets", &with_guard(u32::MAX, &target));
+            let lse_buf = gpu.storage_from("lse", &with_guard(f32::NAN, &lse32));
+            let sums_buf = gpu.storage_from("sums", &with_guard(f32::NAN, &old));
+            let d = sx
+                .prepare_backward_columns(
+                    &gpu,
+                    rows,
+                    classes,
+                    View::at(&logits_buf, GUARD, rows * classes),
+                    View::at(&targets_buf, GUARD, rows),
+                    View::at(&lse_buf, GUARD, rows),
+                    scale,
+                    View::at(&sums_buf, GUARD, classes),
+                    accumulate,
+                )
+                .unwrap();
+            assert_eq!(d.label, "softmax_xent_backward_columns");
+            gpu.run(&[&d]).unwrap();
+            let got = read_window(&gpu, &logits_buf, rows * classes);
+            let got_sums = read_window(&gpu, &sums_buf, classes);
+            assert_close(&what, &got, &want, 1e-5);
+            assert_close(&format!("{what} sums"), &got_sums, &want_sums, 1e-5);
+
+            // The same inputs through the two kernels it fuses.
+            let logits2 = gpu.storage_from("logits", &with_guard(f32::NAN, &logits));
+            let sums2 = gpu.storage_from("sums", &with_guard(f32::NAN, &old));
+            let backward = sx
+                .prepare_backward(
+                    &gpu,
+                    rows,
+                    classes,
+                    View::at(&logits2, GUARD, rows * classes),
+                    View::at(&targets_buf, GUARD, rows),
+                    View::at(&lse_buf, GUARD, rows),
+                    scale,
+                )
+                .unwrap();
+            let column_sum = reduce
+                .prepare_column_sum(
+                    &gpu,
+                    rows,
+                    classes,
+                    View::at(&logits2, GUARD, rows * classes),
+                    View::at(&sums2, GUARD, classes),
+                    accumulate,
+                )
+                .unwrap();
+            gpu.run(&[&backward, &column_sum]).unwrap();
+            let two = read_window(&gpu, &logits2, rows * classes);
+            let two_sums = read_window(&gpu, &sums2, classes);
+            assert_eq!(
+                bits(&got),
+                bits(&two),
+                "{what}: gradient differs from the two kernels"
+            );
+            assert_eq!(
+                bits(&got_sums),
+                bits(&two_sums),
+                "{what}: sums differ from the two kernels"
+            );
+        }
+    }
+}
+
 #[test]
 fn loss_accumulate_adds_scaled_sums_and_counts_batches() {
     let gpu = gpu();
@@ -412,4 +513,23 @@ fn prepare_rejects_bad_arguments() {
             View::at(&b, 10, 10)
         )
         .is_err());
+    // The fused backward: sums too short, sums in the logits' or the targets' buffer.
+    let c = gpu.storage("c", 100);
+    let columns = |sums: View| {
+        sx.prepare_backward_columns(
+            &gpu,
+            10,
+            50,
+            View::at(&a, 0, 500),
+            View::at(&b, 0, 10),
+            View::at(&b, 10, 10),
+            0.5,
+            sums,
+            false,
+        )
+    };
+    assert!(columns(View::at(&c, 0, 50)).is_ok());
+    assert!(columns(View::at(&c, 60, 40)).is_err());
+    assert!(columns(View::at(&a, 500, 50)).is_err());
+    assert!(columns(View::at(&b, 50, 50)).is_err());
 }

@@ -1,6 +1,6 @@
 //! Softmax with cross-entropy: launcher of `shaders/softmax_xent.wgsl`, whose CPU twins are
-//! [`crate::reference::softmax_xent_forward`], [`crate::reference::softmax_xent_backward`]
-//! and [`crate::reference::topk`].
+//! [`crate::reference::softmax_xent_forward`], [`crate::reference::softmax_xent_backward`],
+//! [`crate::reference::softmax_xent_backward_columns`] and [`crate::reference::topk`].
 //!
 //! Training never reads probabilities back: the forward pass keeps the log-sum-exp of every
 //! row, the backward pass overwrites the logits with their gradient, and the loss of each
@@ -74,6 +74,22 @@ struct BackwardParams {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ColumnsParams {
+    rows: u32,
+    classes: u32,
+    logits: u32,
+    targets: u32,
+    lse: u32,
+    scale: f32,
+    sums: u32,
+    accumulate: u32,
+}
+
+/// Invocations per workgroup of `softmax_xent_backward_columns` (one per class).
+const COLUMNS_WORKGROUP: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct AccumulateParams {
     rows: u32,
     loss: u32,
@@ -96,6 +112,7 @@ struct TopkParams {
 pub struct SoftmaxXent {
     forward: wgpu::ComputePipeline,
     backward: wgpu::ComputePipeline,
+    backward_columns: wgpu::ComputePipeline,
     accumulate: wgpu::ComputePipeline,
     topk: wgpu::ComputePipeline,
 }
@@ -106,6 +123,11 @@ impl SoftmaxXent {
         Ok(SoftmaxXent {
             forward: gpu.pipeline("softmax_xent_forward", &module, "softmax_xent_forward")?,
             backward: gpu.pipeline("softmax_xent_backward", &module, "softmax_xent_backward")?,
+            backward_columns: gpu.pipeline(
+                "softmax_xent_backward_columns",
+                &module,
+                "softmax_xent_backward_columns",
+            )?,
             accumulate: gpu.pipeline("loss_accumulate", &module, "loss_accumulate")?,
             topk: gpu.pipeline("topk", &module, "topk")?,
         })
@@ -225,6 +247,70 @@ impl SoftmaxXent {
             groups: (gx, gy, 1),
             flops: 4.0 * elements,
             bytes: 4.0 * (2.0 * elements + 2.0 * rows as f64),
+            uniforms: Some(uniforms),
+        })
+    }
+
+    /// `softmax_xent_backward_columns`: what [`SoftmaxXent::prepare_backward`] computes,
+    /// and the sum of each column of the result into `sums` (added to it when
+    /// `accumulate`): the softmax bias gradient without a second pass over the logits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_backward_columns(
+        &self,
+        gpu: &Gpu,
+        rows: usize,
+        classes: usize,
+        logits: View,
+        targets: View,
+        lse: View,
+        scale: f32,
+        sums: View,
+        accumulate: bool,
+    ) -> Result<Dispatch> {
+        let what = "softmax_xent_backward_columns";
+        let logits_at = word_offset(&format!("{what} logits"), logits, rows * classes)?;
+        let targets_at = word_offset(&format!("{what} targets"), targets, rows)?;
+        let lse_at = word_offset(&format!("{what} lse"), lse, rows)?;
+        let sums_at = word_offset(&format!("{what} sums"), sums, classes)?;
+        let inputs = [targets.buffer, lse.buffer];
+        if inputs.contains(&logits.buffer) || inputs.contains(&sums.buffer) {
+            bail!("{what}: the logits or the sums share a buffer with the targets or lse");
+        }
+        if logits.buffer == sums.buffer {
+            bail!("{what}: the sums share a buffer with the logits");
+        }
+        let params = ColumnsParams {
+            rows: rows as u32,
+            classes: classes as u32,
+            logits: logits_at,
+            targets: targets_at,
+            lse: lse_at,
+            scale,
+            sums: sums_at,
+            accumulate: accumulate as u32,
+        };
+        let uniforms = gpu.uniform_from(what, &params);
+        let bind_group = gpu.bind(
+            what,
+            &self.backward_columns,
+            &[
+                logits.buffer,
+                targets.buffer,
+                lse.buffer,
+                sums.buffer,
+                &uniforms,
+            ],
+        );
+        let (gx, gy) = groups_1d(classes, COLUMNS_WORKGROUP);
+        let elements = (rows * classes) as f64;
+        let sums_traffic = if accumulate { 2.0 } else { 1.0 } * classes as f64;
+        Ok(Dispatch {
+            label: what.to_string(),
+            pipeline: self.backward_columns.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: 5.0 * elements,
+            bytes: 4.0 * (2.0 * elements + 2.0 * rows as f64 + sums_traffic),
             uniforms: Some(uniforms),
         })
     }

@@ -693,7 +693,8 @@ impl<'a> StepBuilder<'a> {
     fn head_backward(&mut self, grads: &GradBuffers) -> Result<()> {
         let (n, v, ht) = (self.n, self.cfg.vocab_size, self.cfg.top_hidden());
         let top = self.layers.len() - 1;
-        let backward = self.k.softmax_xent.prepare_backward(
+        // d(logits) in place and their column sums (the bias gradient) in one pass.
+        let backward = self.k.softmax_xent.prepare_backward_columns(
             self.gpu,
             n,
             v,
@@ -701,28 +702,20 @@ impl<'a> StepBuilder<'a> {
             View::all(&self.targets),
             View::all(&self.lse),
             1.0 / self.batch as f32,
+            View::all(&grads.softmax_b),
+            false,
         );
         self.push(backward)?;
-        let dlogits = View::all(&self.logits);
         let dw = self.k.matmul.prepare(
             self.gpu,
             tn(ht, n, v),
             self.layer_output(top),
-            dlogits,
+            View::all(&self.logits),
             None,
             View::all(&grads.softmax_w),
             false,
         );
         self.push(dw)?;
-        let db = self.k.reduce.prepare_column_sum(
-            self.gpu,
-            n,
-            v,
-            View::all(&self.logits),
-            View::all(&grads.softmax_b),
-            false,
-        );
-        self.push(db)?;
         let top_dh = self.layers[top].dh.clone().expect("training buffers");
         let dropped = self.layers[top].h_drop.is_some();
         let target = if dropped { &grads.scratch_dh } else { &top_dh };

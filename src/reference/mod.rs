@@ -322,6 +322,21 @@ pub fn softmax_xent_backward<T: Real>(
     }
 }
 
+/// [`softmax_xent_backward`], then the [`column_sum`] of the gradient into `sums` (the
+/// softmax bias gradient): what the fused kernel computes in one pass.
+pub fn softmax_xent_backward_columns<T: Real>(
+    classes: usize,
+    logits: &mut [T],
+    targets: &[u32],
+    lse: &[T],
+    scale: T,
+    sums: &mut [T],
+    accumulate: bool,
+) {
+    softmax_xent_backward(classes, logits, targets, lse, scale);
+    column_sum(targets.len(), classes, logits, sums, accumulate);
+}
+
 /// Column sums (bias gradients): `out[j] = sum over i of input[i, j]` of a `[rows, cols]`
 /// matrix, plus the old `out[j]` when `accumulate`.
 pub fn column_sum<T: Real>(rows: usize, cols: usize, input: &[T], out: &mut [T], accumulate: bool) {

@@ -13,8 +13,9 @@
 //!   state, so `h_{t-1}` for every `t` is the contiguous slots `0..T`. The top layer's output
 //!   goes through the softmax projection and `softmax_xent_forward`;
 //!   `loss = sum(row losses) / batch`.
-//! - Backward: `softmax_xent_backward` in place with scale `1 / batch`, then the softmax
-//!   weight, bias and input gradients. Per layer from the top, time steps run backwards:
+//! - Backward: `softmax_xent_backward_columns` (the logits' gradient in place with scale
+//!   `1 / batch`, and its column sums: the softmax bias gradient), then the softmax weight
+//!   and input gradients. Per layer from the top, time steps run backwards:
 //!   `dh_t = dH_t + dZ_{t+1} @ W_h^T` (matmul with accumulate) and `lstm_cell_backward`,
 //!   with `dc = 0` at the last step (truncated BPTT: nothing flows into the incoming state).
 //!   Then one matmul each for `dW_x = X_l^T @ dZ` and `dW_h = H_{0..T}^T @ dZ`, column sums
@@ -33,7 +34,7 @@
 
 use super::{
     clip_scale, dropout, embedding_gather, embedding_grad_rows, lstm_cell_backward,
-    lstm_cell_forward, matmul, sgd_dense, sgd_sparse_rows, softmax_xent_backward,
+    lstm_cell_forward, matmul, sgd_dense, sgd_sparse_rows, softmax_xent_backward_columns,
     softmax_xent_forward, sum_squares, IdSegments, MatmulShape, Real,
 };
 use crate::config::Config;
@@ -400,7 +401,16 @@ fn backward<T: Real>(
     let num_layers = cfg.hidden.len();
 
     let inv_batch = T::one() / T::from_f64(batch as f64);
-    softmax_xent_backward(vocab, &mut logits, &targets, &lse, inv_batch);
+    let mut softmax_b = vec![T::zero(); vocab];
+    softmax_xent_backward_columns(
+        vocab,
+        &mut logits,
+        &targets,
+        &lse,
+        inv_batch,
+        &mut softmax_b,
+        false,
+    );
     let d_logits = logits;
     let mut softmax_w = vec![T::zero(); top * vocab];
     matmul(
@@ -414,7 +424,6 @@ fn backward<T: Real>(
         &mut softmax_w,
         false,
     );
-    let softmax_b = column_sums(rows, vocab, &d_logits);
     // Gradient of the input of the softmax; each turn of the loop below turns the gradient
     // of one layer's input into that of the layer beneath.
     let mut d_input = vec![T::zero(); rows * top];
