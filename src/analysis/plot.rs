@@ -64,7 +64,8 @@ enum Record {
     Test { test_perplexity: Option<f64> },
     /// A run stopped by `--max-steps`, with the validation perplexity where it stopped.
     Stop {
-        global_step: u64,
+        /// Absent in hand-made files: the stop is then drawn at the last step logged.
+        global_step: Option<u64>,
         valid_perplexity: Option<f64>,
     },
     #[serde(other)]
@@ -97,8 +98,9 @@ struct Run {
     epochs: Vec<EpochPoint>,
     log_points: Vec<LogPoint>,
     test_perplexity: Option<f64>,
-    /// Validation perplexity of a run stopped by `--max-steps`, and the step it stopped at.
-    stop: Option<(f64, Option<f64>)>,
+    /// The step a run stopped by `--max-steps` stopped at (when recorded), and its
+    /// validation perplexity there.
+    stop: Option<(Option<f64>, Option<f64>)>,
 }
 
 impl Run {
@@ -174,7 +176,7 @@ impl Run {
                 Record::Stop {
                     global_step,
                     valid_perplexity,
-                } => run.stop = Some((global_step as f64, valid_perplexity)),
+                } => run.stop = Some((global_step.map(|s| s as f64), valid_perplexity)),
                 Record::Other => {}
             }
         }
@@ -389,7 +391,9 @@ impl LearningCurves {
                 .epochs
                 .iter()
                 .filter_map(|e| Some((e.global_step, e.valid_perplexity?)));
-            let stop_valid = run.stop.and_then(|(at, v)| Some((at, v?)));
+            let stop_valid = run
+                .stop
+                .and_then(|(at, v)| Some((at.unwrap_or(last_step), v?)));
             let valid: Vec<_> = epoch_valid.chain(stop_valid).collect();
             if !valid.is_empty() {
                 perplexity.push(Series {
@@ -765,7 +769,7 @@ mod tests {
         assert_eq!(run.log_points[1].perplexity, Some(410.0));
         assert_eq!(run.epochs.len(), 1);
         assert_eq!(run.epochs[0].valid_perplexity, Some(270.0));
-        assert_eq!(run.stop, Some((33.0, Some(250.0))));
+        assert_eq!(run.stop, Some((Some(33.0), Some(250.0))));
     }
 
     #[test]
