@@ -19,7 +19,7 @@ use crate::model::checkpoint::{load_weights, write_atomic, Checkpoint, Position}
 /// The newest checkpoint of a run folder.
 pub const LAST: &str = "last.safetensors";
 use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
-use crate::model::Params;
+use crate::model::{Params, State};
 use crate::signals::{Interrupt, Interrupted};
 
 /// What a training run is asked to do besides the model's configuration.
@@ -204,151 +204,211 @@ pub fn evaluate(gpu: &Gpu, ws: &mut Workspace, batches: &Batches, seed: u32) -> 
 
 /// Train `cfg` on `corpus` as the options say.
 pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Result<TrainSummary> {
-    // Where to start: a checkpoint, given weights, or a fresh initialisation.
-    let (params, mut pos, carried) = match &opts.resume {
-        Some(path) => {
-            let ck = Checkpoint::load(path)?;
-            if ck.vocab != corpus.vocab.words() {
-                bail!(
-                    "checkpoint {} was trained on another vocabulary than the corpus in {}",
-                    path.display(),
-                    corpus.dir.display()
-                );
-            }
-            check_same_model(&ck.config, &cfg, path)?;
-            (ck.params, ck.position, ck.state)
+    let mut run = Run::new(gpu, cfg, corpus, opts)?;
+    let result = run.epochs();
+    run.finish(result)
+}
+
+/// Where a run starts: a checkpoint (`--resume`: parameters, position and carried state),
+/// given weights (`--init`), or a fresh initialisation.
+fn starting_point(
+    cfg: &Config,
+    corpus: &Corpus,
+    opts: &TrainOptions,
+) -> Result<(Params<f32>, Position, Option<State<f32>>)> {
+    if let Some(path) = &opts.resume {
+        let ck = Checkpoint::load(path)?;
+        if ck.vocab != corpus.vocab.words() {
+            bail!(
+                "checkpoint {} was trained on another vocabulary than the corpus in {}",
+                path.display(),
+                corpus.dir.display()
+            );
         }
-        None => {
-            let params = match &opts.init {
-                Some(path) => load_weights(path, &cfg)?,
-                None => Params::<f32>::init(&cfg, opts.seed),
-            };
-            let pos = Position {
-                learning_rate: cfg.lr_for_epoch(0),
-                seed: opts.seed,
-                ..Default::default()
-            };
-            (params, pos, None)
-        }
-    };
-    if corpus.vocab.len() != cfg.vocab_size {
-        bail!(
-            "the corpus vocabulary has {} words, the model {}",
-            corpus.vocab.len(),
-            cfg.vocab_size
-        );
+        check_same_model(&ck.config, cfg, path)?;
+        return Ok((ck.params, ck.position, ck.state));
     }
-
-    let train_batches =
-        Batches::new(&corpus.train, cfg.batch_size, cfg.num_steps).context("training split")?;
-    let valid_batches =
-        Batches::new(&corpus.valid, cfg.batch_size, cfg.num_steps).context("validation split")?;
-    let (tb, ts) = opts.test_batch.unwrap_or((cfg.batch_size, cfg.num_steps));
-    let test_batches = Batches::new(&corpus.test, tb, ts).context("test split")?;
-
-    let kernels = Kernels::new(gpu)?;
-    let pbuf = ParamBuffers::upload(gpu, &cfg, &params)?;
-    let mut train_ws = Workspace::new(
-        gpu,
-        &kernels,
-        &cfg,
-        &pbuf,
-        cfg.batch_size,
-        cfg.num_steps,
-        Mode::Train,
-    )?;
-    let mut eval_ws = Workspace::new(
-        gpu,
-        &kernels,
-        &cfg,
-        &pbuf,
-        cfg.batch_size,
-        cfg.num_steps,
-        Mode::Eval,
-    )?;
-    let mut test_ws = if (tb, ts) == (cfg.batch_size, cfg.num_steps) {
-        None
-    } else {
-        Some(Workspace::new(
-            gpu,
-            &kernels,
-            &cfg,
-            &pbuf,
-            tb,
-            ts,
-            Mode::Eval,
-        )?)
+    let params = match &opts.init {
+        Some(path) => load_weights(path, cfg)?,
+        None => Params::<f32>::init(cfg, opts.seed),
     };
-    gpu.wait()?;
-
-    // The run folder is the user's choice (--run-dir): one that cannot be made or written
-    // is a usage error, found before any training (after the
-    // model was found to fit the adapter, so that an impossible model leaves no folder).
-    std::fs::create_dir_all(&opts.run_dir).map_err(|e| {
-        usage(format!(
-            "--run-dir {}: cannot create the folder ({e}); choose a folder you can write to",
-            opts.run_dir.display()
-        ))
-    })?;
-    let mut metrics = Metrics::open(&opts.run_dir).map_err(|e| {
-        usage(format!(
-            "--run-dir {}: {e:#}; choose a folder you can write to",
-            opts.run_dir.display()
-        ))
-    })?;
-
-    let epoch_size = train_batches.len();
-    let words_per_step = (cfg.batch_size * cfg.num_steps) as f64;
-    let log_every = opts.log_every.unwrap_or((epoch_size / 10).max(1)).max(1);
-    let seed32 = (pos.seed ^ (pos.seed >> 32)) as u32;
-    log::info!(
-        "model: {} parameters, embedding {}, hidden {:?}, vocabulary {}; {} batches of {}x{} per epoch; {} dispatches per step on {}",
-        cfg.num_params(),
-        cfg.embedding_size,
-        cfg.hidden,
-        cfg.vocab_size,
-        epoch_size,
-        cfg.batch_size,
-        cfg.num_steps,
-        train_ws.dispatches(),
-        gpu.info.name
-    );
-
-    let mut summary = TrainSummary {
-        global_step: pos.global_step,
+    let pos = Position {
+        learning_rate: cfg.lr_for_epoch(0),
+        seed: opts.seed,
         ..Default::default()
     };
-    let stop_at = opts.max_steps.unwrap_or(u64::MAX);
-    // One serialisation, written atomically under each name; `last.safetensors` is always
-    // the newest complete checkpoint, whatever kills the process.
-    let save =
-        |ws: &Workspace, pos: &Position, names: &[&str], mid_epoch: bool| -> Result<PathBuf> {
-            let ck = Checkpoint {
-                config: cfg.clone(),
-                vocab: corpus.vocab.words().to_vec(),
-                params: pbuf.read(gpu, &cfg)?,
-                state: if mid_epoch {
-                    Some(ws.read_state(gpu)?)
-                } else {
-                    None
-                },
-                position: pos.clone(),
-            };
-            let bytes = ck.to_bytes()?;
-            for name in names {
-                let path = opts.run_dir.join(name);
-                write_atomic(&path, &bytes)
-                    .with_context(|| format!("could not write checkpoint {}", path.display()))?;
-            }
-            let first = opts.run_dir.join(names[0]);
-            log::info!("checkpoint written: {}", first.display());
-            Ok(first)
-        };
+    Ok((params, pos, None))
+}
 
-    // Where the newest complete checkpoint is, for the message of a run that fails.
-    let mut kept: Option<PathBuf> = opts.resume.clone();
-    let kept_line = |kept: &Option<PathBuf>| {
-        kept.as_ref()
+/// A training run in progress: what [`train`] made once, and where it stands.
+struct Run<'a> {
+    gpu: &'a Gpu,
+    cfg: Config,
+    corpus: &'a Corpus,
+    opts: &'a TrainOptions,
+    params: ParamBuffers,
+    train_ws: Workspace,
+    eval_ws: Workspace,
+    /// The test pass's own workspace when `--test-batch` differs from the training shape.
+    test_ws: Option<Workspace>,
+    train_batches: Batches<'a>,
+    valid_batches: Batches<'a>,
+    test_batches: Batches<'a>,
+    /// Batch size and time steps of the test pass.
+    test_shape: (usize, usize),
+    metrics: Metrics,
+    pos: Position,
+    /// The carried state of a checkpoint taken mid-epoch, restored when that epoch resumes.
+    carried: Option<State<f32>>,
+    summary: TrainSummary,
+    /// The newest complete checkpoint, named in the message of a run that fails.
+    kept: Option<PathBuf>,
+    faults: Vec<Fault>,
+    /// The dropout generator's seed as the kernels take it.
+    seed32: u32,
+    log_every: usize,
+    /// `--max-steps`, counted from the very start.
+    stop_at: u64,
+    /// Set when `--max-steps` is reached.
+    stopped: bool,
+}
+
+/// Where the steps since the last log point started, to measure their speed.
+struct Interval {
+    start: Instant,
+    step: usize,
+}
+
+impl<'a> Run<'a> {
+    /// The starting point, the batches of each split, the workspaces (checked to fit the
+    /// adapter), then the run folder and its metrics file.
+    fn new(
+        gpu: &'a Gpu,
+        cfg: Config,
+        corpus: &'a Corpus,
+        opts: &'a TrainOptions,
+    ) -> Result<Run<'a>> {
+        let (params, pos, carried) = starting_point(&cfg, corpus, opts)?;
+        if corpus.vocab.len() != cfg.vocab_size {
+            bail!(
+                "the corpus vocabulary has {} words, the model {}",
+                corpus.vocab.len(),
+                cfg.vocab_size
+            );
+        }
+        let (batch, steps) = (cfg.batch_size, cfg.num_steps);
+        let train_batches = Batches::new(&corpus.train, batch, steps).context("training split")?;
+        let valid_batches =
+            Batches::new(&corpus.valid, batch, steps).context("validation split")?;
+        let test_shape = opts.test_batch.unwrap_or((batch, steps));
+        let test_batches =
+            Batches::new(&corpus.test, test_shape.0, test_shape.1).context("test split")?;
+
+        let kernels = Kernels::new(gpu)?;
+        let pbuf = ParamBuffers::upload(gpu, &cfg, &params)?;
+        let workspace =
+            |(b, t): (usize, usize), mode| Workspace::new(gpu, &kernels, &cfg, &pbuf, b, t, mode);
+        let train_ws = workspace((batch, steps), Mode::Train)?;
+        let eval_ws = workspace((batch, steps), Mode::Eval)?;
+        let test_ws = if test_shape == (batch, steps) {
+            None
+        } else {
+            Some(workspace(test_shape, Mode::Eval)?)
+        };
+        gpu.wait()?;
+
+        // The run folder is the user's choice (--run-dir): one that cannot be made or
+        // written is a usage error, found before any training (after the model was found
+        // to fit the adapter, so that an impossible model leaves no folder).
+        std::fs::create_dir_all(&opts.run_dir).map_err(|e| {
+            usage(format!(
+                "--run-dir {}: cannot create the folder ({e}); choose a folder you can write to",
+                opts.run_dir.display()
+            ))
+        })?;
+        let metrics = Metrics::open(&opts.run_dir).map_err(|e| {
+            usage(format!(
+                "--run-dir {}: {e:#}; choose a folder you can write to",
+                opts.run_dir.display()
+            ))
+        })?;
+
+        let epoch_size = train_batches.len();
+        log::info!(
+            "model: {} parameters, embedding {}, hidden {:?}, vocabulary {}; {} batches of {}x{} per epoch; {} dispatches per step on {}",
+            cfg.num_params(),
+            cfg.embedding_size,
+            cfg.hidden,
+            cfg.vocab_size,
+            epoch_size,
+            batch,
+            steps,
+            train_ws.dispatches(),
+            gpu.info.name
+        );
+        Ok(Run {
+            gpu,
+            corpus,
+            opts,
+            params: pbuf,
+            train_ws,
+            eval_ws,
+            test_ws,
+            train_batches,
+            valid_batches,
+            test_batches,
+            test_shape,
+            metrics,
+            summary: TrainSummary {
+                global_step: pos.global_step,
+                ..Default::default()
+            },
+            kept: opts.resume.clone(),
+            faults: faults_from_env()?,
+            seed32: (pos.seed ^ (pos.seed >> 32)) as u32,
+            log_every: opts.log_every.unwrap_or((epoch_size / 10).max(1)).max(1),
+            stop_at: opts.max_steps.unwrap_or(u64::MAX),
+            stopped: false,
+            pos,
+            carried,
+            cfg,
+        })
+    }
+
+    fn epoch_size(&self) -> usize {
+        self.train_batches.len()
+    }
+
+    /// Save a checkpoint under each of `names` in the run folder (one serialisation, each
+    /// written atomically: `last.safetensors` is always the newest complete checkpoint,
+    /// whatever kills the process); with the carried state when `mid_epoch`.
+    fn save(&self, names: &[&str], mid_epoch: bool) -> Result<PathBuf> {
+        let ck = Checkpoint {
+            config: self.cfg.clone(),
+            vocab: self.corpus.vocab.words().to_vec(),
+            params: self.params.read(self.gpu, &self.cfg)?,
+            state: if mid_epoch {
+                Some(self.train_ws.read_state(self.gpu)?)
+            } else {
+                None
+            },
+            position: self.pos.clone(),
+        };
+        let bytes = ck.to_bytes()?;
+        for name in names {
+            let path = self.opts.run_dir.join(name);
+            write_atomic(&path, &bytes)
+                .with_context(|| format!("could not write checkpoint {}", path.display()))?;
+        }
+        let first = self.opts.run_dir.join(names[0]);
+        log::info!("checkpoint written: {}", first.display());
+        Ok(first)
+    }
+
+    /// What is kept, for the message of a run that fails.
+    fn kept_line(&self) -> String {
+        self.kept
+            .as_ref()
             .map_or("no checkpoint was written yet".to_string(), |p| {
                 format!(
                     "the last checkpoint {} is kept (continue with --resume {})",
@@ -356,272 +416,358 @@ pub fn train(gpu: &Gpu, cfg: Config, corpus: &Corpus, opts: &TrainOptions) -> Re
                     p.display()
                 )
             })
-    };
-    let faults = faults_from_env()?;
-    let mut stopped = false;
-    let result = (|| -> Result<()> {
-        while pos.epoch < cfg.max_epoch && !stopped {
-            let epoch = pos.epoch;
-            let lr = cfg.lr_for_epoch(epoch);
-            pos.learning_rate = lr;
-            if pos.step_in_epoch == 0 {
-                train_ws.zero_state(gpu);
-                pos.epoch_loss_sum = 0.0;
-                pos.epoch_skipped = 0;
-                log::info!("epoch {}: learning rate {lr:.6}", epoch + 1);
-            } else if let Some(s) = &carried {
-                train_ws.write_state(gpu, s)?;
-                log::info!(
-                    "resuming epoch {} at step {}/{} (global step {})",
-                    epoch + 1,
-                    pos.step_in_epoch,
-                    epoch_size,
-                    pos.global_step
-                );
-            }
-            train_ws.take_stats(gpu)?;
-            let bar = progress_bar(
-                opts.progress,
-                epoch_size as u64,
-                pos.step_in_epoch as u64,
-                epoch + 1,
-            );
+    }
+
+    /// Every epoch left, then the test pass; or up to `--max-steps`.
+    fn epochs(&mut self) -> Result<()> {
+        while self.pos.epoch < self.cfg.max_epoch && !self.stopped {
             let t0 = Instant::now();
-            let first = pos.step_in_epoch;
-            let mut interval_start = (Instant::now(), pos.step_in_epoch);
-            while pos.step_in_epoch < epoch_size {
-                if pos.global_step >= stop_at {
-                    stopped = true;
-                    break;
-                }
-                let (x, y) = train_batches.batch(pos.step_in_epoch);
-                let hyper = Hyper {
-                    learning_rate: lr,
-                    step: pos.global_step as u32,
-                    seed: seed32,
-                };
-                if faults.contains(&Fault::NanState(pos.global_step + 1)) {
-                    log::warn!(
-                        "{FAULT_ENV}: NaN in the carried state before step {}",
-                        pos.global_step + 1
-                    );
-                    train_ws.poison_state(gpu);
-                }
-                train_ws.step(gpu, &x, &y, hyper)?;
-                pos.step_in_epoch += 1;
-                pos.global_step += 1;
-                inject_after_step(gpu, &faults, pos.global_step);
-                let at_log = pos.step_in_epoch % log_every == 0 || pos.step_in_epoch == epoch_size;
-                let at_ck = opts
-                    .checkpoint_every
-                    .is_some_and(|n| pos.global_step % n == 0);
-                if at_log || at_ck || pos.global_step >= stop_at {
-                    let stats = train_ws.take_stats(gpu)?;
-                    let done = pos.step_in_epoch;
-                    let interval = done - interval_start.1;
-                    let skipped = absorb(&mut pos, &stats);
-                    if skipped > 0 {
-                        let what = if stats.nonfinite_loss > 0 {
-                            "loss"
-                        } else {
-                            "gradient norm"
-                        };
-                        let at = if stats.first_skipped == stats.last_skipped {
-                            format!("step {}", stats.first_skipped)
-                        } else {
-                            format!("steps {} to {}", stats.first_skipped, stats.last_skipped)
-                        };
-                        match opts.on_nan {
-                            OnNan::Stop => {
-                                return Err(Diverged(format!(
-                                    "the training {what} became NaN or infinite at {at} (epoch {}); {}; lower --learning-rate or --max-grad-norm, or pass --on-nan skip to skip such steps",
-                                    epoch + 1,
-                                    kept_line(&kept)
-                                ))
-                                .into());
-                            }
-                            OnNan::Skip => {
-                                let all = if skipped == interval {
-                                    format!(
-                                        "every step since the last report ({interval}) was skipped"
-                                    )
-                                } else {
-                                    format!("skipped {skipped} of the last {interval} steps")
-                                };
-                                let line = format!(
-                                    "epoch {}: {all}: NaN or infinite {what} at {at}; {} skipped in all",
-                                    epoch + 1,
-                                    pos.skipped_steps
-                                );
-                                match &bar {
-                                    Some(b) => b.println(format!("warning: {line}")),
-                                    None => log::warn!("{line}"),
-                                }
-                                let limit = opts.max_skips_in_a_row;
-                                if limit > 0 && u64::from(stats.skipped_in_a_row) >= limit {
-                                    return Err(Diverged(format!(
-                                        "the last {} training steps (to step {}, epoch {}) were all skipped for a NaN or infinite {what} (--max-skips-in-a-row {limit}): the run is not recovering; {}; lower --learning-rate or --max-grad-norm",
-                                        stats.skipped_in_a_row,
-                                        stats.last_skipped,
-                                        epoch + 1,
-                                        kept_line(&kept)
-                                    ))
-                                    .into());
-                                }
-                            }
-                        }
-                    }
-                    let sum = stats.loss_sum() as f64;
-                    if !sum.is_finite() {
-                        // The guard keeps non-finite losses out; a sum can still overflow.
-                        return Err(Diverged(format!(
-                            "the training loss summed to {sum} by step {} (epoch {}); {}; lower --learning-rate",
-                            pos.global_step,
-                            epoch + 1,
-                            kept_line(&kept)
-                        ))
-                        .into());
-                    }
-                    pos.epoch_loss_sum += sum;
-                    let ppl = epoch_perplexity(&pos, done, cfg.num_steps);
-                    let secs = interval_start.0.elapsed().as_secs_f64();
-                    let wps = interval as f64 * words_per_step / secs.max(1e-9);
-                    pos.train_seconds += secs;
-                    interval_start = (Instant::now(), done);
-                    if at_log {
-                        let frac = done as f64 / epoch_size as f64;
-                        let mut line =
-                            format!("{frac:.3} perplexity: {ppl:.3} speed: {wps:.0} wps");
-                        if pos.epoch_skipped > 0 {
-                            line += &format!(" skipped: {}", pos.epoch_skipped);
-                        }
-                        match &bar {
-                            Some(b) => {
-                                b.set_message(format!("ppl {ppl:.1}, {wps:.0} words/s"));
-                                b.println(line);
-                            }
-                            None => log::info!("epoch {} {line}", epoch + 1),
-                        }
-                        metrics.write(json!({"kind": "train", "epoch": epoch + 1, "step": done, "global_step": pos.global_step,
-                            "learning_rate": lr, "perplexity": ppl, "words_per_second": wps,
-                            "skipped_steps": skipped, "skipped_steps_total": pos.skipped_steps}))?;
-                    }
-                    if at_ck {
-                        let step_name = format!("step-{}.safetensors", pos.global_step);
-                        let path = save(&train_ws, &pos, &[&step_name, LAST], true)?;
-                        kept = Some(opts.run_dir.join(LAST));
-                        summary.last_checkpoint = Some(path);
-                    }
-                }
-                if let Some(b) = &bar {
-                    b.set_position(pos.step_in_epoch as u64);
-                }
-                if let Some(signal) = opts.interrupt.as_ref().and_then(Interrupt::received) {
-                    if let Some(b) = &bar {
-                        b.finish_and_clear();
-                    }
-                    let stats = train_ws.take_stats(gpu)?;
-                    absorb(&mut pos, &stats);
-                    pos.epoch_loss_sum += stats.loss_sum() as f64;
-                    pos.train_seconds += interval_start.0.elapsed().as_secs_f64();
-                    let path = save(&train_ws, &pos, &[LAST], true)?;
-                    return Err(Interrupted {
-                        signal,
-                        resume_hint: format!(
-                            "lstm-gpu train --resume {} --run-dir {}",
-                            path.display(),
-                            opts.run_dir.display()
-                        ),
-                        checkpoint: path,
-                    }
-                    .into());
-                }
-            }
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
-            summary.global_step = pos.global_step;
-            summary.skipped_steps = pos.skipped_steps;
-            if stopped && pos.step_in_epoch < epoch_size {
-                // Interrupted by --max-steps mid-epoch: keep the exact position.
-                let path = save(&train_ws, &pos, &[LAST], true)?;
-                kept = Some(path.clone());
-                summary.last_checkpoint = Some(path);
-                let valid = if opts.no_eval_at_stop {
-                    f64::NAN
-                } else {
-                    evaluate(gpu, &mut eval_ws, &valid_batches, seed32)?
-                };
-                let ppl = epoch_perplexity(&pos, pos.step_in_epoch, cfg.num_steps);
-                log::info!("stopped at global step {} (--max-steps): train perplexity so far {ppl:.3}, valid perplexity {valid:.3}", pos.global_step);
-                metrics.write(json!({"kind": "stop", "epoch": epoch + 1, "step": pos.step_in_epoch, "global_step": pos.global_step,
-                    "learning_rate": lr, "train_perplexity": ppl, "valid_perplexity": valid,
-                    "skipped_steps": pos.epoch_skipped, "skipped_steps_total": pos.skipped_steps}))?;
+            let first = self.pos.step_in_epoch;
+            self.train_epoch()?;
+            self.summary.global_step = self.pos.global_step;
+            self.summary.skipped_steps = self.pos.skipped_steps;
+            if self.stopped && self.pos.step_in_epoch < self.epoch_size() {
+                self.stop_mid_epoch()?;
                 break;
             }
-            gpu.wait()?;
-            let secs = t0.elapsed().as_secs_f64();
-            let wps = (epoch_size - first) as f64 * words_per_step / secs.max(1e-9);
-            let train_ppl = epoch_perplexity(&pos, epoch_size, cfg.num_steps);
-            let valid = evaluate(gpu, &mut eval_ws, &valid_batches, seed32)?;
-            let skipped_note = if pos.epoch_skipped > 0 {
-                format!(" ({} steps skipped)", pos.epoch_skipped)
-            } else {
-                String::new()
-            };
-            println!("Epoch: {} Learning rate: {lr:.3} Train Perplexity: {train_ppl:.3} Valid Perplexity: {valid:.3} ({wps:.0} words/s, {secs:.1} s){skipped_note}", epoch + 1);
-            metrics.write(json!({"kind": "epoch", "epoch": epoch + 1, "global_step": pos.global_step, "learning_rate": lr,
-                "train_perplexity": train_ppl, "valid_perplexity": valid, "words_per_second": wps, "seconds": secs,
-                "skipped_steps": pos.epoch_skipped}))?;
-            summary.epochs.push(EpochSummary {
-                epoch: epoch + 1,
-                learning_rate: lr,
-                train_perplexity: train_ppl,
-                valid_perplexity: valid,
-                words_per_second: wps,
-                seconds: secs,
-            });
-            pos.epoch += 1;
-            pos.step_in_epoch = 0;
-            pos.epoch_loss_sum = 0.0;
-            pos.epoch_skipped = 0;
-            pos.learning_rate = cfg.lr_for_epoch(pos.epoch);
-            let epoch_name = format!("epoch-{}.safetensors", epoch + 1);
-            let path = save(&train_ws, &pos, &[&epoch_name, LAST], false)?;
-            kept = Some(opts.run_dir.join(LAST));
-            summary.last_checkpoint = Some(path);
+            self.end_epoch(t0, first)?;
         }
-
-        if pos.epoch >= cfg.max_epoch && !stopped {
-            let ws = test_ws.as_mut().unwrap_or(&mut eval_ws);
-            let test = evaluate(gpu, ws, &test_batches, seed32)?;
-            println!("Test Perplexity: {test:.3}");
-            metrics.write(json!({"kind": "test", "global_step": pos.global_step, "test_perplexity": test, "batch_size": tb, "num_steps": ts,
-                "skipped_steps": pos.skipped_steps}))?;
-            summary.test_perplexity = Some(test);
+        if self.pos.epoch >= self.cfg.max_epoch && !self.stopped {
+            self.test()?;
         }
         Ok(())
-    })();
-    if let Err(e) = result {
-        if e.is::<Interrupted>() || e.is::<Diverged>() {
-            return Err(e);
+    }
+
+    /// The training steps of the epoch in progress (from where it stands), with a log point
+    /// every `log_every` steps and a checkpoint every `--checkpoint-every` steps; stops
+    /// early at `--max-steps` or on a signal.
+    fn train_epoch(&mut self) -> Result<()> {
+        let (gpu, epoch, epoch_size) = (self.gpu, self.pos.epoch, self.epoch_size());
+        let lr = self.cfg.lr_for_epoch(epoch);
+        self.pos.learning_rate = lr;
+        if self.pos.step_in_epoch == 0 {
+            self.train_ws.zero_state(gpu);
+            self.pos.epoch_loss_sum = 0.0;
+            self.pos.epoch_skipped = 0;
+            log::info!("epoch {}: learning rate {lr:.6}", epoch + 1);
+        } else if let Some(s) = &self.carried {
+            self.train_ws.write_state(gpu, s)?;
+            log::info!(
+                "resuming epoch {} at step {}/{} (global step {})",
+                epoch + 1,
+                self.pos.step_in_epoch,
+                epoch_size,
+                self.pos.global_step
+            );
         }
-        // A fault (the device, a write): say where training stood and what is kept.
-        return Err(e.context(format!(
-            "training stopped after step {}; {}",
-            pos.global_step,
-            kept_line(&kept)
-        )));
-    }
-    summary.global_step = pos.global_step;
-    summary.skipped_steps = pos.skipped_steps;
-    if pos.skipped_steps > 0 {
-        println!(
-            "Skipped steps: {} (NaN or infinite loss or gradient norm; the parameters were not updated)",
-            pos.skipped_steps
+        self.train_ws.take_stats(gpu)?;
+        let bar = progress_bar(
+            self.opts.progress,
+            epoch_size as u64,
+            self.pos.step_in_epoch as u64,
+            epoch + 1,
         );
+        let mut interval = Interval {
+            start: Instant::now(),
+            step: self.pos.step_in_epoch,
+        };
+        while self.pos.step_in_epoch < epoch_size {
+            if self.pos.global_step >= self.stop_at {
+                self.stopped = true;
+                break;
+            }
+            self.step(lr)?;
+            let pos = &self.pos;
+            let at_log = pos.step_in_epoch % self.log_every == 0 || pos.step_in_epoch == epoch_size;
+            let at_checkpoint = self
+                .opts
+                .checkpoint_every
+                .is_some_and(|n| pos.global_step % n == 0);
+            if at_log || at_checkpoint || pos.global_step >= self.stop_at {
+                self.log_point(at_log, at_checkpoint, &mut interval, bar.as_ref())?;
+            }
+            if let Some(b) = &bar {
+                b.set_position(self.pos.step_in_epoch as u64);
+            }
+            if let Some(signal) = self.opts.interrupt.as_ref().and_then(Interrupt::received) {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                return Err(self.interrupted(signal, &interval)?.into());
+            }
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        Ok(())
     }
-    Ok(summary)
+
+    /// One training step (with the fault hooks of the tests around it).
+    fn step(&mut self, lr: f32) -> Result<()> {
+        let (gpu, step) = (self.gpu, self.pos.global_step);
+        let (x, y) = self.train_batches.batch(self.pos.step_in_epoch);
+        let hyper = Hyper {
+            learning_rate: lr,
+            step: step as u32,
+            seed: self.seed32,
+        };
+        if self.faults.contains(&Fault::NanState(step + 1)) {
+            log::warn!(
+                "{FAULT_ENV}: NaN in the carried state before step {}",
+                step + 1
+            );
+            self.train_ws.poison_state(gpu);
+        }
+        self.train_ws.step(gpu, &x, &y, hyper)?;
+        self.pos.step_in_epoch += 1;
+        self.pos.global_step += 1;
+        inject_after_step(gpu, &self.faults, self.pos.global_step);
+        Ok(())
+    }
+
+    /// Read the loss accumulator (the loop's only readback): skipped steps against
+    /// `--on-nan`, the perplexity so far and the speed since the last log point, the
+    /// progress line and its metrics record (`at_log`), and a checkpoint (`at_checkpoint`).
+    fn log_point(
+        &mut self,
+        at_log: bool,
+        at_checkpoint: bool,
+        interval: &mut Interval,
+        bar: Option<&indicatif::ProgressBar>,
+    ) -> Result<()> {
+        let (epoch, epoch_size) = (self.pos.epoch, self.epoch_size());
+        let stats = self.train_ws.take_stats(self.gpu)?;
+        let done = self.pos.step_in_epoch;
+        let steps = done - interval.step;
+        let skipped = absorb(&mut self.pos, &stats);
+        if skipped > 0 {
+            self.skipped_steps(&stats, skipped, steps, bar)?;
+        }
+        let sum = stats.loss_sum() as f64;
+        if !sum.is_finite() {
+            // The guard keeps non-finite losses out; a sum can still overflow.
+            return Err(Diverged(format!(
+                "the training loss summed to {sum} by step {} (epoch {}); {}; lower --learning-rate",
+                self.pos.global_step,
+                epoch + 1,
+                self.kept_line()
+            ))
+            .into());
+        }
+        self.pos.epoch_loss_sum += sum;
+        let ppl = epoch_perplexity(&self.pos, done, self.cfg.num_steps);
+        let secs = interval.start.elapsed().as_secs_f64();
+        let words_per_step = (self.cfg.batch_size * self.cfg.num_steps) as f64;
+        let wps = steps as f64 * words_per_step / secs.max(1e-9);
+        self.pos.train_seconds += secs;
+        *interval = Interval {
+            start: Instant::now(),
+            step: done,
+        };
+        if at_log {
+            let frac = done as f64 / epoch_size as f64;
+            let mut line = format!("{frac:.3} perplexity: {ppl:.3} speed: {wps:.0} wps");
+            if self.pos.epoch_skipped > 0 {
+                line += &format!(" skipped: {}", self.pos.epoch_skipped);
+            }
+            match bar {
+                Some(b) => {
+                    b.set_message(format!("ppl {ppl:.1}, {wps:.0} words/s"));
+                    b.println(line);
+                }
+                None => log::info!("epoch {} {line}", epoch + 1),
+            }
+            let pos = &self.pos;
+            self.metrics.write(json!({"kind": "train", "epoch": epoch + 1, "step": done, "global_step": pos.global_step,
+                "learning_rate": pos.learning_rate, "perplexity": ppl, "words_per_second": wps,
+                "skipped_steps": skipped, "skipped_steps_total": pos.skipped_steps}))?;
+        }
+        if at_checkpoint {
+            let step_name = format!("step-{}.safetensors", self.pos.global_step);
+            let path = self.save(&[&step_name, LAST], true)?;
+            self.kept = Some(self.opts.run_dir.join(LAST));
+            self.summary.last_checkpoint = Some(path);
+        }
+        Ok(())
+    }
+
+    /// `skipped` of the last `steps` steps were skipped for a non-finite loss or gradient
+    /// norm: with `--on-nan stop` the run ends here, with `skip` it warns, and ends when
+    /// `--max-skips-in-a-row` is reached.
+    fn skipped_steps(
+        &self,
+        stats: &TrainAccumulator,
+        skipped: usize,
+        steps: usize,
+        bar: Option<&indicatif::ProgressBar>,
+    ) -> Result<()> {
+        let epoch = self.pos.epoch;
+        let what = if stats.nonfinite_loss > 0 {
+            "loss"
+        } else {
+            "gradient norm"
+        };
+        let at = if stats.first_skipped == stats.last_skipped {
+            format!("step {}", stats.first_skipped)
+        } else {
+            format!("steps {} to {}", stats.first_skipped, stats.last_skipped)
+        };
+        if self.opts.on_nan == OnNan::Stop {
+            return Err(Diverged(format!(
+                "the training {what} became NaN or infinite at {at} (epoch {}); {}; lower --learning-rate or --max-grad-norm, or pass --on-nan skip to skip such steps",
+                epoch + 1,
+                self.kept_line()
+            ))
+            .into());
+        }
+        let all = if skipped == steps {
+            format!("every step since the last report ({steps}) was skipped")
+        } else {
+            format!("skipped {skipped} of the last {steps} steps")
+        };
+        let line = format!(
+            "epoch {}: {all}: NaN or infinite {what} at {at}; {} skipped in all",
+            epoch + 1,
+            self.pos.skipped_steps
+        );
+        match bar {
+            Some(b) => b.println(format!("warning: {line}")),
+            None => log::warn!("{line}"),
+        }
+        let limit = self.opts.max_skips_in_a_row;
+        if limit > 0 && u64::from(stats.skipped_in_a_row) >= limit {
+            return Err(Diverged(format!(
+                "the last {} training steps (to step {}, epoch {}) were all skipped for a NaN or infinite {what} (--max-skips-in-a-row {limit}): the run is not recovering; {}; lower --learning-rate or --max-grad-norm",
+                stats.skipped_in_a_row,
+                stats.last_skipped,
+                epoch + 1,
+                self.kept_line()
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// A signal arrived: take in the steps since the last log point, save
+    /// `last.safetensors` with the exact position, and say how to resume.
+    fn interrupted(&mut self, signal: i32, interval: &Interval) -> Result<Interrupted> {
+        let stats = self.train_ws.take_stats(self.gpu)?;
+        absorb(&mut self.pos, &stats);
+        self.pos.epoch_loss_sum += stats.loss_sum() as f64;
+        self.pos.train_seconds += interval.start.elapsed().as_secs_f64();
+        let path = self.save(&[LAST], true)?;
+        Ok(Interrupted {
+            signal,
+            resume_hint: format!(
+                "lstm-gpu train --resume {} --run-dir {}",
+                path.display(),
+                self.opts.run_dir.display()
+            ),
+            checkpoint: path,
+        })
+    }
+
+    /// `--max-steps` stopped the run mid-epoch: keep the exact position, and report the
+    /// perplexities where it stopped.
+    fn stop_mid_epoch(&mut self) -> Result<()> {
+        let path = self.save(&[LAST], true)?;
+        self.kept = Some(path.clone());
+        self.summary.last_checkpoint = Some(path);
+        let valid = if self.opts.no_eval_at_stop {
+            f64::NAN
+        } else {
+            evaluate(
+                self.gpu,
+                &mut self.eval_ws,
+                &self.valid_batches,
+                self.seed32,
+            )?
+        };
+        let pos = &self.pos;
+        let ppl = epoch_perplexity(pos, pos.step_in_epoch, self.cfg.num_steps);
+        log::info!("stopped at global step {} (--max-steps): train perplexity so far {ppl:.3}, valid perplexity {valid:.3}", pos.global_step);
+        self.metrics.write(json!({"kind": "stop", "epoch": pos.epoch + 1, "step": pos.step_in_epoch, "global_step": pos.global_step,
+            "learning_rate": pos.learning_rate, "train_perplexity": ppl, "valid_perplexity": valid,
+            "skipped_steps": pos.epoch_skipped, "skipped_steps_total": pos.skipped_steps}))?;
+        Ok(())
+    }
+
+    /// The epoch is done: its train and validation perplexity (printed as the tutorial
+    /// prints them, and recorded), then the next epoch's position and a checkpoint.
+    fn end_epoch(&mut self, t0: Instant, first_step: usize) -> Result<()> {
+        let gpu = self.gpu;
+        let (epoch, epoch_size, lr) = (self.pos.epoch, self.epoch_size(), self.pos.learning_rate);
+        gpu.wait()?;
+        let secs = t0.elapsed().as_secs_f64();
+        let words_per_step = (self.cfg.batch_size * self.cfg.num_steps) as f64;
+        let wps = (epoch_size - first_step) as f64 * words_per_step / secs.max(1e-9);
+        let train_ppl = epoch_perplexity(&self.pos, epoch_size, self.cfg.num_steps);
+        let valid = evaluate(gpu, &mut self.eval_ws, &self.valid_batches, self.seed32)?;
+        let skipped_note = if self.pos.epoch_skipped > 0 {
+            format!(" ({} steps skipped)", self.pos.epoch_skipped)
+        } else {
+            String::new()
+        };
+        println!("Epoch: {} Learning rate: {lr:.3} Train Perplexity: {train_ppl:.3} Valid Perplexity: {valid:.3} ({wps:.0} words/s, {secs:.1} s){skipped_note}", epoch + 1);
+        self.metrics.write(json!({"kind": "epoch", "epoch": epoch + 1, "global_step": self.pos.global_step, "learning_rate": lr,
+            "train_perplexity": train_ppl, "valid_perplexity": valid, "words_per_second": wps, "seconds": secs,
+            "skipped_steps": self.pos.epoch_skipped}))?;
+        self.summary.epochs.push(EpochSummary {
+            epoch: epoch + 1,
+            learning_rate: lr,
+            train_perplexity: train_ppl,
+            valid_perplexity: valid,
+            words_per_second: wps,
+            seconds: secs,
+        });
+        let pos = &mut self.pos;
+        pos.epoch += 1;
+        pos.step_in_epoch = 0;
+        pos.epoch_loss_sum = 0.0;
+        pos.epoch_skipped = 0;
+        pos.learning_rate = self.cfg.lr_for_epoch(pos.epoch);
+        let epoch_name = format!("epoch-{}.safetensors", epoch + 1);
+        let path = self.save(&[&epoch_name, LAST], false)?;
+        self.kept = Some(self.opts.run_dir.join(LAST));
+        self.summary.last_checkpoint = Some(path);
+        Ok(())
+    }
+
+    /// Test perplexity of the trained model, at `--test-batch`'s shape.
+    fn test(&mut self) -> Result<()> {
+        let ws = self.test_ws.as_mut().unwrap_or(&mut self.eval_ws);
+        let test = evaluate(self.gpu, ws, &self.test_batches, self.seed32)?;
+        println!("Test Perplexity: {test:.3}");
+        let (tb, ts) = self.test_shape;
+        self.metrics.write(json!({"kind": "test", "global_step": self.pos.global_step, "test_perplexity": test, "batch_size": tb, "num_steps": ts,
+            "skipped_steps": self.pos.skipped_steps}))?;
+        self.summary.test_perplexity = Some(test);
+        Ok(())
+    }
+
+    /// The summary, or the error of the run: a fault (the device, a write) says where
+    /// training stood and what is kept.
+    fn finish(mut self, result: Result<()>) -> Result<TrainSummary> {
+        if let Err(e) = result {
+            if e.is::<Interrupted>() || e.is::<Diverged>() {
+                return Err(e);
+            }
+            return Err(e.context(format!(
+                "training stopped after step {}; {}",
+                self.pos.global_step,
+                self.kept_line()
+            )));
+        }
+        self.summary.global_step = self.pos.global_step;
+        self.summary.skipped_steps = self.pos.skipped_steps;
+        if self.pos.skipped_steps > 0 {
+            println!(
+                "Skipped steps: {} (NaN or infinite loss or gradient norm; the parameters were not updated)",
+                self.pos.skipped_steps
+            );
+        }
+        Ok(self.summary)
+    }
 }
 
 /// Add the skipped steps of a read of the accumulator to the position; returns them.
