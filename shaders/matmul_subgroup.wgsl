@@ -36,13 +36,22 @@
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c4: array<vec4<f32>>;
 
-// Finish C[i, j..j + 4]: add the bias, then the old C when accumulating (the order of the
-// CPU twin), and store. The caller keeps i < m and j + 4 <= n.
-fn store4(i: u32, j: u32, sum: vec4<f32>) {
+// bias[j..j + 4] when the product has a bias (zero otherwise); loaded once per column
+// group, not once per row. The caller keeps j + 4 <= n.
+fn bias4(j: u32) -> vec4<f32> {
+    if (params.flags & HAS_BIAS) == 0u {
+        return vec4<f32>();
+    }
+    let at = params.bias_off + j;
+    return vec4<f32>(bias[at], bias[at + 1u], bias[at + 2u], bias[at + 3u]);
+}
+
+// Finish C[i, j..j + 4]: add the bias b (from bias4), then the old C when accumulating (the
+// order of the CPU twin), and store. The caller keeps i < m and j + 4 <= n.
+fn store4(i: u32, j: u32, sum: vec4<f32>, b: vec4<f32>) {
     var out = sum;
     if (params.flags & HAS_BIAS) != 0u {
-        let at = params.bias_off + j;
-        out += vec4<f32>(bias[at], bias[at + 1u], bias[at + 2u], bias[at + 3u]);
+        out += b;
     }
     let at = (params.c_off + i * params.n + j) / 4u;
     if (params.flags & ACCUMULATE) != 0u {

@@ -595,11 +595,17 @@ fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
         }
     }
     line("    }".into());
+    for h in 0..2 {
+        line(format!(
+            "    let bias{h} = bias4(min(c0 + 4u * lane + {}u, params.n - 4u));",
+            32 * h
+        ));
+    }
     for r in 0..SUBGROUP_ROWS {
         line(format!("    if r0 + {r}u < params.m {{"));
         for h in 0..2 {
             line(format!(
-                "        if c0 + 4u * lane + {}u < params.n {{ store4(r0 + {r}u, c0 + 4u * lane + {}u, acc{r}_{h}); }}",
+                "        if c0 + 4u * lane + {}u < params.n {{ store4(r0 + {r}u, c0 + 4u * lane + {}u, acc{r}_{h}, bias{h}); }}",
                 32 * h,
                 32 * h
             ));
