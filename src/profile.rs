@@ -61,6 +61,11 @@ pub struct Profile {
     pub matmul_gflops: f64,
     pub matmul_variant: String,
     pub percent_of_matmul_limit: f64,
+    /// Device memory of the step's buffers: parameters, gradients, activations, logits
+    /// and the kernels' uniform blocks (see [`Gpu::buffer_bytes`]).
+    pub gpu_buffer_bytes: u64,
+    /// Of which the parameters.
+    pub parameter_bytes: u64,
     pub kernels: Vec<KernelRow>,
 }
 
@@ -77,7 +82,9 @@ pub fn profile(
     }
     let batches = Batches::new(data, cfg.batch_size, cfg.num_steps).context("training split")?;
     let kernels = Kernels::new(gpu)?;
+    let bytes0 = gpu.buffer_bytes();
     let params = ParamBuffers::upload(gpu, cfg, &Params::<f32>::init(cfg, 1))?;
+    let parameter_bytes = gpu.buffer_bytes() - bytes0;
     let mut ws = Workspace::new(
         gpu,
         &kernels,
@@ -87,6 +94,7 @@ pub fn profile(
         cfg.num_steps,
         Mode::Train,
     )?;
+    let gpu_buffer_bytes = gpu.buffer_bytes() - bytes0;
     let batch = |i: usize| batches.batch(i % batches.len());
     let hyper = |i: usize| Hyper {
         learning_rate: 1.0,
@@ -208,6 +216,8 @@ pub fn profile(
         matmul_gflops,
         matmul_variant: variant,
         percent_of_matmul_limit: 100.0 * limit_seconds / wall,
+        gpu_buffer_bytes,
+        parameter_bytes,
         kernels: kernels_rows,
     })
 }
@@ -275,6 +285,12 @@ impl Profile {
             s,
             "  dispatches {}, submits {:.2}, host readbacks {:.2}",
             self.dispatches_per_step, self.submits_per_step, self.readbacks_per_step
+        );
+        let _ = writeln!(
+            s,
+            "  GPU buffers {:.1} MiB ({:.1} MiB of parameters)",
+            mib(self.gpu_buffer_bytes),
+            mib(self.parameter_bytes)
         );
         let _ = writeln!(
             s,
@@ -410,4 +426,8 @@ impl Timer {
             .map(|t| t[1].saturating_sub(t[0]) as f64 * self.period_ns * 1e-9)
             .collect())
     }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
 }

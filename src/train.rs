@@ -305,7 +305,9 @@ impl<'a> Run<'a> {
             Batches::new(&corpus.test, test_shape.0, test_shape.1).context("test split")?;
 
         let kernels = Kernels::new(gpu)?;
+        let bytes0 = gpu.buffer_bytes();
         let pbuf = ParamBuffers::upload(gpu, &cfg, &params)?;
+        let parameter_bytes = gpu.buffer_bytes() - bytes0;
         let workspace =
             |(b, t): (usize, usize), mode| Workspace::new(gpu, &kernels, &cfg, &pbuf, b, t, mode);
         let train_ws = workspace((batch, steps), Mode::Train)?;
@@ -316,6 +318,12 @@ impl<'a> Run<'a> {
             Some(workspace(test_shape, Mode::Eval)?)
         };
         gpu.wait()?;
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        log::info!(
+            "GPU buffers: {:.1} MiB ({:.1} MiB of parameters; training, validation and test steps)",
+            mib(gpu.buffer_bytes() - bytes0),
+            mib(parameter_bytes)
+        );
 
         // The run folder is the user's choice (--run-dir): one that cannot be made or
         // written is a usage error, found before any training (after the model was found

@@ -459,6 +459,15 @@ fn profile_reports_one_submit_and_no_readback_per_step() {
     assert!(p["words_per_second"].as_f64().unwrap() > 0.0);
     assert!(p["matmul_gflops"].as_f64().unwrap() > 0.0);
     assert!(p["percent_of_matmul_limit"].as_f64().unwrap() > 0.0);
+    // TINY_MODEL's parameters: embedding 60x8, lstm.0 (8+8)x32 + 32, lstm.1 (8+6)x24 + 24,
+    // softmax 6x60 + 60: 1804 words. The step holds at least as much again in gradients,
+    // and its logits (2x5 rows of 60).
+    let params = 4 * (480 + 512 + 32 + 336 + 24 + 360 + 60);
+    assert_eq!(p["parameter_bytes"].as_u64(), Some(params), "{p}");
+    assert!(
+        p["gpu_buffer_bytes"].as_u64().unwrap() > 2 * params + 4 * 10 * 60,
+        "{p}"
+    );
     let kernels = p["kernels"].as_array().unwrap();
     for name in [
         "lstm_cell_forward",

@@ -252,6 +252,9 @@ pub struct Gpu {
     error_sink: Arc<dyn Fn(wgpu::Error) + Send + Sync>,
     submits: AtomicU64,
     readbacks: AtomicU64,
+    /// Bytes of the buffers made through [`Gpu::storage`], [`Gpu::storage_from`] and
+    /// [`Gpu::uniform_from`].
+    buffer_bytes: AtomicU64,
 }
 
 impl Gpu {
@@ -321,6 +324,7 @@ impl Gpu {
             error_sink,
             submits: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
+            buffer_bytes: AtomicU64::new(0),
         })
     }
 
@@ -328,6 +332,18 @@ impl Gpu {
     pub fn submit(&self, enc: wgpu::CommandEncoder) -> wgpu::SubmissionIndex {
         self.submits.fetch_add(1, Ordering::Relaxed);
         self.queue.submit([enc.finish()])
+    }
+
+    /// Bytes of every buffer made through [`Gpu::storage`], [`Gpu::storage_from`] and
+    /// [`Gpu::uniform_from`] since the device was opened: the program makes its buffers
+    /// once per run and keeps them to its end, so this is the device memory the run holds
+    /// (readback staging buffers, made and dropped per read, are not counted).
+    pub fn buffer_bytes(&self) -> u64 {
+        self.buffer_bytes.load(Ordering::Relaxed)
+    }
+
+    fn count_buffer(&self, bytes: usize) {
+        self.buffer_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Queue submissions and host readbacks since the device was opened.
@@ -404,6 +420,7 @@ impl Gpu {
 
     /// A storage buffer of `len` f32/u32 words, also usable as copy source and destination.
     pub fn storage(&self, label: &str, words: usize) -> wgpu::Buffer {
+        self.count_buffer(words.max(1) * 4);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (words.max(1) * 4) as u64,
@@ -424,6 +441,7 @@ impl Gpu {
         } else {
             bytes
         };
+        self.count_buffer(contents.len());
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
@@ -436,6 +454,7 @@ impl Gpu {
 
     /// A uniform buffer initialised from `data`, also a copy destination for updates.
     pub fn uniform_from<T: bytemuck::Pod>(&self, label: &str, data: &T) -> wgpu::Buffer {
+        self.count_buffer(std::mem::size_of::<T>());
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
