@@ -308,19 +308,35 @@ impl<'a> Run<'a> {
         let bytes0 = gpu.buffer_bytes();
         let pbuf = ParamBuffers::upload(gpu, &cfg, &params)?;
         let parameter_bytes = gpu.buffer_bytes() - bytes0;
-        let workspace =
-            |(b, t): (usize, usize), mode| Workspace::new(gpu, &kernels, &cfg, &pbuf, b, t, mode);
-        let train_ws = workspace((batch, steps), Mode::Train)?;
-        let eval_ws = workspace((batch, steps), Mode::Eval)?;
+        let train_ws = Workspace::new(gpu, &kernels, &cfg, &pbuf, batch, steps, Mode::Train)?;
+        // Evaluation never runs at the same time as a training step: it shares the
+        // training step's logits (most of a step's memory) when they are large enough.
+        let eval_workspace = |(b, t): (usize, usize)| {
+            if b * t <= batch * steps {
+                let shape = (b, t);
+                Workspace::new_with_logits(
+                    gpu,
+                    &kernels,
+                    &cfg,
+                    &pbuf,
+                    shape,
+                    Mode::Eval,
+                    &train_ws.logits,
+                )
+            } else {
+                Workspace::new(gpu, &kernels, &cfg, &pbuf, b, t, Mode::Eval)
+            }
+        };
+        let eval_ws = eval_workspace((batch, steps))?;
         let test_ws = if test_shape == (batch, steps) {
             None
         } else {
-            Some(workspace(test_shape, Mode::Eval)?)
+            Some(eval_workspace(test_shape)?)
         };
         gpu.wait()?;
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         log::info!(
-            "GPU buffers: {:.1} MiB ({:.1} MiB of parameters; training, validation and test steps)",
+            "GPU buffers: {:.1} MiB ({:.1} MiB of parameters; the training and evaluation steps share their logits)",
             mib(gpu.buffer_bytes() - bytes0),
             mib(parameter_bytes)
         );

@@ -188,6 +188,82 @@ fn one_step_with_dropout_matches_reference() {
     one_step(&gpu, &kernels, &cfg, 1.0, 4);
 }
 
+/// Training and evaluation interleaved as the trainer runs them, once with separate
+/// logits and once with the evaluation steps using the training step's logits
+/// (`Workspace::new_with_logits`, also for a smaller evaluation shape): every loss, the
+/// parameters and the carried state come out bit for bit the same. A buffer too small for
+/// the shape is refused.
+#[test]
+fn evaluation_sharing_the_training_logits_changes_nothing() {
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu).unwrap();
+    let cfg = Config {
+        keep_prob: 0.8,
+        ..small_config()
+    };
+    let (b, t) = (cfg.batch_size, cfg.num_steps);
+    let params = Params::<f32>::init(&cfg, 5);
+    let eval_shapes = [(b, t), (2, 3)];
+    let run = |shared: bool| {
+        let pbuf = ParamBuffers::upload(&gpu, &cfg, &params).unwrap();
+        let mut train = Workspace::new(&gpu, &kernels, &cfg, &pbuf, b, t, Mode::Train).unwrap();
+        let mut evals: Vec<Workspace> = eval_shapes
+            .iter()
+            .map(|&shape| {
+                let ws = if shared {
+                    Workspace::new_with_logits(
+                        &gpu,
+                        &kernels,
+                        &cfg,
+                        &pbuf,
+                        shape,
+                        Mode::Eval,
+                        &train.logits,
+                    )
+                } else {
+                    Workspace::new(&gpu, &kernels, &cfg, &pbuf, shape.0, shape.1, Mode::Eval)
+                };
+                ws.unwrap()
+            })
+            .collect();
+        let mut losses = Vec::new();
+        for i in 0..3u64 {
+            let x = random_ids(b * t, cfg.vocab_size, 500 + i);
+            let y = random_ids(b * t, cfg.vocab_size, 600 + i);
+            let hyper = Hyper {
+                learning_rate: 0.5,
+                step: i as u32,
+                seed: 9,
+            };
+            train.step(&gpu, &x, &y, hyper).unwrap();
+            losses.push(train.take_loss(&gpu).unwrap().0);
+            for (ws, &(eb, et)) in evals.iter_mut().zip(&eval_shapes) {
+                let x = random_ids(eb * et, cfg.vocab_size, 700 + i);
+                let y = random_ids(eb * et, cfg.vocab_size, 800 + i);
+                ws.zero_state(&gpu);
+                ws.step(&gpu, &x, &y, Hyper::default()).unwrap();
+                losses.push(ws.take_loss(&gpu).unwrap().0);
+            }
+        }
+        let state = train.read_state(&gpu).unwrap();
+        (losses, pbuf.read(&gpu, &cfg).unwrap(), state)
+    };
+    let (own_losses, own_params, own_state) = run(false);
+    let (shared_losses, shared_params, shared_state) = run(true);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&own_losses), bits(&shared_losses));
+    assert!(own_losses.iter().all(|l| l.is_finite() && *l > 0.0));
+    assert!(own_params == shared_params, "parameters differ");
+    assert!(own_state == shared_state, "carried state differs");
+
+    let pbuf = ParamBuffers::upload(&gpu, &cfg, &params).unwrap();
+    let small = gpu.storage("small logits", 2 * 3 * cfg.vocab_size);
+    let err = Workspace::new_with_logits(&gpu, &kernels, &cfg, &pbuf, (b, t), Mode::Eval, &small)
+        .err()
+        .expect("a logits buffer too small is refused");
+    assert!(format!("{err:#}").contains("too small"), "{err:#}");
+}
+
 fn ptb_dir() -> PathBuf {
     let dir = std::env::var("LSTM_GPU_PTB_DIR")
         .map(PathBuf::from)

@@ -188,10 +188,46 @@ impl Workspace {
         steps: usize,
         mode: Mode,
     ) -> Result<Workspace> {
+        Workspace::build(gpu, k, cfg, params, (batch, steps), mode, None)
+    }
+
+    /// Like [`Workspace::new`], with its logits in `logits` instead of a buffer of its own
+    /// (at least `batch * steps * vocab` words): the `[n, vocab]` logits are most of a
+    /// step's memory, and workspaces whose steps never overlap, such as training and
+    /// evaluation (queue submissions run in order), can share them.
+    pub fn new_with_logits(
+        gpu: &Gpu,
+        k: &Kernels,
+        cfg: &Config,
+        params: &ParamBuffers,
+        (batch, steps): (usize, usize),
+        mode: Mode,
+        logits: &wgpu::Buffer,
+    ) -> Result<Workspace> {
+        let words = batch * steps * cfg.vocab_size;
+        if logits.size() < (words * 4) as u64 {
+            bail!(
+                "a shared logits buffer of {} bytes is too small for {batch}x{steps} rows of {} classes",
+                logits.size(),
+                cfg.vocab_size
+            );
+        }
+        Workspace::build(gpu, k, cfg, params, (batch, steps), mode, Some(logits))
+    }
+
+    fn build(
+        gpu: &Gpu,
+        k: &Kernels,
+        cfg: &Config,
+        params: &ParamBuffers,
+        (batch, steps): (usize, usize),
+        mode: Mode,
+        logits: Option<&wgpu::Buffer>,
+    ) -> Result<Workspace> {
         if batch == 0 || steps == 0 {
             bail!("a step needs at least one row and one time step");
         }
-        let mut b = StepBuilder::new(gpu, k, cfg, params, batch, steps, mode)?;
+        let mut b = StepBuilder::new(gpu, k, cfg, params, (batch, steps), mode, logits)?;
         b.carry_state_in();
         b.forward()?;
         b.head_and_loss()?;
@@ -414,15 +450,21 @@ impl<'a> StepBuilder<'a> {
         k: &'a Kernels,
         cfg: &'a Config,
         params: &'a ParamBuffers,
-        batch: usize,
-        steps: usize,
+        (batch, steps): (usize, usize),
         mode: Mode,
+        shared_logits: Option<&wgpu::Buffer>,
     ) -> Result<StepBuilder<'a>> {
         let n = batch * steps;
         let (v, e) = (cfg.vocab_size, cfg.embedding_size);
         let train = mode == Mode::Train;
         let dropout = train && cfg.keep_prob < 1.0;
-        gpu.check_buffer_fits("the logits of one batch", (n * v) as u64 * 4)?;
+        let logits = match shared_logits {
+            Some(b) => b.clone(),
+            None => {
+                gpu.check_buffer_fits("the logits of one batch", (n * v) as u64 * 4)?;
+                gpu.storage("logits", n * v)
+            }
+        };
         let layers = cfg
             .hidden
             .iter()
@@ -470,7 +512,7 @@ impl<'a> StepBuilder<'a> {
             ),
             x0: gpu.storage("embedding output", n * e),
             x0_drop: dropout.then(|| gpu.storage("embedding output after dropout", n * e)),
-            logits: gpu.storage("logits", n * v),
+            logits,
             lse: gpu.storage("log-sum-exp", n),
             loss_rows: gpu.storage("loss rows", n),
             layers,
