@@ -368,6 +368,38 @@ fn bad_checkpoints_and_outputs_are_clear_errors() {
     assert_one_line_error(&o, 2, "--hidden");
 }
 
+/// The final test pass at its own batch size (it shares the training step's logits)
+/// gives what `eval` gives on the final checkpoint at that batch size.
+#[test]
+fn test_pass_at_its_own_batch_size_matches_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(tiny_train_epochs(dir.path(), "2").args(["--test-batch-size", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let test = metrics_of(dir.path(), "test");
+    assert_eq!(test.len(), 1);
+    assert_eq!(test[0]["batch_size"].as_u64(), Some(1));
+    let from_train = test[0]["test_perplexity"].as_f64().unwrap();
+    assert!(from_train.is_finite() && from_train > 1.0);
+    let o = run(bin()
+        .args([
+            "eval",
+            "--split",
+            "test",
+            "--batch-size",
+            "1",
+            "--checkpoint",
+        ])
+        .arg(dir.path().join("last.safetensors"))
+        .arg("--data")
+        .arg(tiny_data()));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains(&format!("{from_train:.3}")),
+        "train's test pass said {from_train:.3}, eval said {out}"
+    );
+}
+
 #[test]
 fn trained_checkpoint_serves_eval_predict_and_generate() {
     let dir = tempfile::tempdir().unwrap();
