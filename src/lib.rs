@@ -4,7 +4,7 @@
 //! Layout (see `README.md`):
 //! - [`config`]: hyperparameters, presets and their validation;
 //! - [`data`]: corpus reading, vocabulary, batching, download;
-//! - [`reference`]: the CPU twin of every shader entry point, plus a whole training step;
+//! - [`reference`](mod@reference): the CPU twin of every shader entry point, plus a whole training step;
 //! - [`gpu`]: adapter choice, device, pipelines, kernel launchers;
 //! - [`model`]: parameter layout, initialisation, checkpoints;
 //! - [`train`]: the training loop.

@@ -178,7 +178,7 @@ pub struct Workspace {
 
 impl Workspace {
     /// Allocate and prepare a step of `batch` rows and `steps` time steps: the operations of
-    /// [`crate::reference::step`], in its order, recorded stage by stage by [`StepBuilder`].
+    /// [`crate::reference::step`], in its order, recorded stage by stage (a private `StepBuilder`).
     pub fn new(
         gpu: &Gpu,
         k: &Kernels,
