@@ -269,7 +269,9 @@ pub struct ConfigArgs {
     /// Initial SGD learning rate [seed: 1.0].
     #[arg(long, allow_negative_numbers = true)]
     pub learning_rate: Option<f32>,
-    /// Epochs before the learning rate decays [seed: 4].
+    /// N in the schedule: epoch e (counted from 0) trains at learning_rate *
+    /// decay^max(e - N, 0), so N + 1 epochs run undecayed [seed: 4; 3 reproduces the
+    /// TensorFlow tutorial code's schedule, which decays from its 5th epoch].
     #[arg(long)]
     pub max_epoch_decay_lr: Option<usize>,
     /// Learning-rate decay per epoch [seed: 0.5].
