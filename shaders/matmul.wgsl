@@ -151,3 +151,59 @@ fn matmul_tiled(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Skinny: products with a few rows, such as the per-time-step products of batch-1
+// evaluation, prediction and generation (m = 1), where a 64-row block would compute 63
+// rows for nothing. A workgroup is a 4x256 block of C: each of 64 invocations keeps 4 rows
+// by 4 columns in registers, loading 4 values of A (the same on every invocation) and 4 of
+// B (its own columns) per step of p. Rows past m repeat row m - 1 and are not stored.
+
+const SK_ROWS: u32 = 4u;
+const SK_COLS: u32 = 256u;
+
+@compute @workgroup_size(64)
+fn matmul_skinny(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let block = block_index(wg);
+    if block >= params.blocks {
+        return;
+    }
+    let row0 = (block / params.col_blocks) * SK_ROWS;
+    let col0 = (block % params.col_blocks) * SK_COLS + lane * 4u;
+    let a0 = params.a_off + min(row0, params.m - 1u) * params.a_row;
+    let a1 = params.a_off + min(row0 + 1u, params.m - 1u) * params.a_row;
+    let a2 = params.a_off + min(row0 + 2u, params.m - 1u) * params.a_row;
+    let a3 = params.a_off + min(row0 + 3u, params.m - 1u) * params.a_row;
+    let b0 = params.b_off + min(col0, params.n - 1u) * params.b_col;
+    let b1 = params.b_off + min(col0 + 1u, params.n - 1u) * params.b_col;
+    let b2 = params.b_off + min(col0 + 2u, params.n - 1u) * params.b_col;
+    let b3 = params.b_off + min(col0 + 3u, params.n - 1u) * params.b_col;
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
+    for (var p = 0u; p < params.k; p++) {
+        let bp = p * params.b_row;
+        let bv = vec4<f32>(b[b0 + bp], b[b1 + bp], b[b2 + bp], b[b3 + bp]);
+        let ap = p * params.a_col;
+        acc0 = fma(vec4<f32>(a[a0 + ap]), bv, acc0);
+        acc1 = fma(vec4<f32>(a[a1 + ap]), bv, acc1);
+        acc2 = fma(vec4<f32>(a[a2 + ap]), bv, acc2);
+        acc3 = fma(vec4<f32>(a[a3 + ap]), bv, acc3);
+    }
+    let rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var r = 0u; r < SK_ROWS; r++) {
+        let i = row0 + r;
+        if i >= params.m {
+            break;
+        }
+        for (var q = 0u; q < 4u; q++) {
+            if col0 + q < params.n {
+                store(i, col0 + q, rows[r][q]);
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{assert_close, gpu, nan, random};
-use lstm_gpu::gpu::matmul::{Matmul, MatmulVariant};
+use lstm_gpu::gpu::matmul::{Matmul, MatmulVariant, SKINNY_ROWS};
 use lstm_gpu::gpu::{Gpu, View};
 use lstm_gpu::reference::{matmul, MatmulShape};
 
@@ -120,8 +120,9 @@ fn shape(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulSh
 
 /// (m, k, n) covering 1, 7, 33, 60 and 129 in every position, none a multiple of a tile,
 /// then sizes that are multiples of 4 (SubgroupBroadcast's vec4 path) but not of its 64x64
-/// block. Each runs at an odd offset, and the multiples of 4 also at one that is 4-aligned.
-const SIZES: [(usize, usize, usize); 12] = [
+/// block, then few-row products wider than Skinny's 256-column block. Each runs at an odd
+/// offset, and the multiples of 4 also at one that is 4-aligned.
+const SIZES: [(usize, usize, usize); 14] = [
     (1, 1, 1),
     (7, 33, 1),
     (1, 7, 33),
@@ -134,6 +135,8 @@ const SIZES: [(usize, usize, usize); 12] = [
     (4, 4, 4),
     (12, 68, 196),
     (132, 20, 68),
+    (1, 45, 517),
+    (3, 9, 260),
 ];
 
 #[test]
@@ -183,6 +186,39 @@ fn the_chosen_variant_matches_on_the_seed_model_shapes() {
             c_offset: 4,
         };
         check(&gpu, &mm, mm.variant(), &case, 100 + i as u64);
+    }
+}
+
+/// `prepare` runs products of at most `SKINNY_ROWS` rows (batch-1 evaluation, prediction,
+/// generation) with the Skinny kernel, whatever the default, and the others with the default.
+#[test]
+fn few_row_products_take_the_skinny_kernel() {
+    let gpu = gpu();
+    let mm = Matmul::new(&gpu).unwrap();
+    let input = gpu.storage("inputs", 4096);
+    let out = gpu.storage("C", 4096);
+    // 8 rows: the next size the default variant runs with its own kernel (a multiple of 4).
+    for m in (1..=SKINNY_ROWS).chain([8]) {
+        for (ta, tb) in [(false, false), (true, true)] {
+            let s = shape(m, 8, 300, ta, tb);
+            let d = mm
+                .prepare(
+                    &gpu,
+                    s,
+                    View::at(&input, 0, m * 8),
+                    View::at(&input, 1024, 8 * 300),
+                    None,
+                    View::at(&out, 0, m * 300),
+                    false,
+                )
+                .unwrap();
+            let want = if m <= SKINNY_ROWS {
+                "matmul_skinny"
+            } else {
+                mm.variant().entry_point(s)
+            };
+            assert_eq!(d.label, want, "{m} rows");
+        }
     }
 }
 

@@ -51,14 +51,20 @@ pub enum MatmulVariant {
     /// and sizes and the offsets of A, B and C that are multiples of 4 words
     /// (RegisterBlocked runs otherwise).
     SubgroupBroadcast,
+    /// Products with at most [`SKINNY_ROWS`] rows (batch-1 evaluation, prediction and
+    /// generation): a 4x256 block of C per workgroup, 4x4 outputs per invocation, where the
+    /// 64-row blocks of the others would compute up to 63 rows for nothing.
+    /// [`Matmul::prepare`] takes it for such products whatever the default variant.
+    Skinny,
 }
 
 impl MatmulVariant {
     /// Every variant, in the order benchmarks list them.
-    pub const ALL: [MatmulVariant; 3] = [
+    pub const ALL: [MatmulVariant; 4] = [
         MatmulVariant::Tiled,
         MatmulVariant::RegisterBlocked,
         MatmulVariant::SubgroupBroadcast,
+        MatmulVariant::Skinny,
     ];
 
     /// The WGSL entry point for the transposes of `shape`, also the label of its
@@ -67,6 +73,7 @@ impl MatmulVariant {
         match (self, shape.trans_a, shape.trans_b) {
             (MatmulVariant::Tiled, ..) => "matmul_tiled",
             (MatmulVariant::RegisterBlocked, ..) => "matmul_register_blocked",
+            (MatmulVariant::Skinny, ..) => "matmul_skinny",
             (MatmulVariant::SubgroupBroadcast, false, false) => "matmul_subgroup_nn",
             (MatmulVariant::SubgroupBroadcast, false, true) => "matmul_subgroup_nt",
             (MatmulVariant::SubgroupBroadcast, true, false) => "matmul_subgroup_tn",
@@ -80,6 +87,7 @@ impl MatmulVariant {
             MatmulVariant::Tiled => "tiled",
             MatmulVariant::RegisterBlocked => "register-blocked",
             MatmulVariant::SubgroupBroadcast => "subgroup-broadcast",
+            MatmulVariant::Skinny => "skinny",
         }
     }
 
@@ -89,6 +97,7 @@ impl MatmulVariant {
             MatmulVariant::Tiled => (64, 64),
             MatmulVariant::RegisterBlocked => (64, 64),
             MatmulVariant::SubgroupBroadcast => (SUBGROUP_ROWS, SUBGROUP_COLS),
+            MatmulVariant::Skinny => (SKINNY_ROWS, 256),
         }
     }
 }
@@ -144,7 +153,7 @@ const ACCUMULATE: u32 = 2;
 
 /// The compiled matmul kernels of one device and the variant used by default.
 pub struct Matmul {
-    /// Tiled and RegisterBlocked: one entry point each, serving every transpose form.
+    /// Tiled, RegisterBlocked and Skinny: one entry point each, serving every transpose form.
     portable: Vec<(MatmulVariant, wgpu::ComputePipeline)>,
     /// SubgroupBroadcast, when the adapter can run it: one pipeline per transpose form
     /// (NN, NT, TN, TT), created on first use: most programs use one to three forms, and
@@ -181,7 +190,11 @@ impl Matmul {
     pub fn with_variant(gpu: &Gpu, default: MatmulVariant) -> Result<Matmul> {
         let module = gpu.shader("matmul", SHADER)?;
         let mut portable = Vec::new();
-        for v in [MatmulVariant::Tiled, MatmulVariant::RegisterBlocked] {
+        for v in [
+            MatmulVariant::Tiled,
+            MatmulVariant::RegisterBlocked,
+            MatmulVariant::Skinny,
+        ] {
             let entry = v.entry_point(shape(1, 1, 1, false, false));
             portable.push((v, gpu.pipeline(entry, &module, entry)?));
         }
@@ -264,7 +277,8 @@ impl Matmul {
         }
     }
 
-    /// A dispatch of the default variant; see [`Matmul::prepare_with`].
+    /// A dispatch of the default variant, or of Skinny for a product of at most
+    /// [`SKINNY_ROWS`] rows; see [`Matmul::prepare_with`].
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
@@ -276,7 +290,12 @@ impl Matmul {
         c: View,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        self.prepare_with(self.default, gpu, shape, a, b, bias, c, accumulate)
+        let variant = if shape.m <= SKINNY_ROWS {
+            MatmulVariant::Skinny
+        } else {
+            self.default
+        };
+        self.prepare_with(variant, gpu, shape, a, b, bias, c, accumulate)
     }
 
     /// A dispatch computing `c = op(a) @ op(b) (+ bias) (+ c when accumulate)` with
@@ -445,6 +464,9 @@ const fn shape(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> Ma
 fn subgroup_capable(gpu: &Gpu) -> bool {
     gpu.has_subgroups() && gpu.info.subgroup_min_size >= MIN_SUBGROUP_SIZE
 }
+
+/// Products of at most this many rows take the Skinny kernel (its `SK_ROWS`).
+pub const SKINNY_ROWS: usize = 4;
 
 /// Rows and columns of C that one subgroup of `shaders/matmul_subgroup.wgsl` computes.
 const SUBGROUP_ROWS: usize = 64;
@@ -626,7 +648,8 @@ pub fn form_name(s: MatmulShape) -> &'static str {
     }
 }
 
-/// Time every available variant (or only `variants`, when given) on `shapes`: the best of
+/// Time every available variant (or only `variants`, when given; Skinny only on products
+/// of at most [`SKINNY_ROWS`] rows unless named) on `shapes`: the best of
 /// `runs` runs after a warm-up, from timestamp queries when the adapter has them, else from
 /// the wall time of one submit and wait per run. `on_row` sees each measurement as it comes
 /// (the slow variants take seconds per product on a CPU adapter).
@@ -646,6 +669,9 @@ pub fn bench_matmul(
         let b = gpu.storage_from("bench B", &bench_values(s.k * s.n, 2));
         let c = gpu.storage("bench C", s.m * s.n);
         for &v in &chosen {
+            if variants.is_none() && v == MatmulVariant::Skinny && s.m > SKINNY_ROWS {
+                continue;
+            }
             let d = matmul.prepare_with(
                 v,
                 gpu,
