@@ -166,7 +166,9 @@ struct TrainArgs {
     /// Start from the weights of a safetensors file (documented names and shapes).
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Batch size of the final test pass [default: the training batch size].
+    /// Batch size of the final test pass [default: 1, as the TensorFlow tutorial tests: the
+    /// split read as one stream, each word with its whole history; the training batch size
+    /// is faster but cuts the split into that many rows that each start from a zero state].
     #[arg(long)]
     test_batch_size: Option<usize>,
     /// No progress bar, plain log lines.

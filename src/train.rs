@@ -41,7 +41,8 @@ pub struct TrainOptions {
     pub init: Option<PathBuf>,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
-    /// Batch size and steps of the test pass (default: the training shape).
+    /// Batch size and steps of the test pass (default: batch 1 at the training's steps, the
+    /// TensorFlow tutorial's protocol: every row of the split read with its whole history).
     pub test_batch: Option<(usize, usize)>,
     /// Checked after every step: a signal saves a checkpoint and stops.
     pub interrupt: Option<Interrupt>,
@@ -300,7 +301,7 @@ impl<'a> Run<'a> {
         let train_batches = Batches::new(&corpus.train, batch, steps).context("training split")?;
         let valid_batches =
             Batches::new(&corpus.valid, batch, steps).context("validation split")?;
-        let test_shape = opts.test_batch.unwrap_or((batch, steps));
+        let test_shape = opts.test_batch.unwrap_or((1, steps));
         let test_batches =
             Batches::new(&corpus.test, test_shape.0, test_shape.1).context("test split")?;
 
@@ -761,8 +762,12 @@ impl<'a> Run<'a> {
     fn test(&mut self) -> Result<()> {
         let ws = self.test_ws.as_mut().unwrap_or(&mut self.eval_ws);
         let test = evaluate(self.gpu, ws, &self.test_batches, self.seed32)?;
-        println!("Test Perplexity: {test:.3}");
         let (tb, ts) = self.test_shape;
+        println!("Test Perplexity: {test:.3}");
+        log::info!(
+            "test pass: {} batches of {tb}x{ts}",
+            self.test_batches.len()
+        );
         self.metrics.write(json!({"kind": "test", "global_step": self.pos.global_step, "test_perplexity": test, "batch_size": tb, "num_steps": ts,
             "skipped_steps": self.pos.skipped_steps}))?;
         self.summary.test_perplexity = Some(test);

@@ -368,12 +368,13 @@ fn bad_checkpoints_and_outputs_are_clear_errors() {
     assert_one_line_error(&o, 2, "--hidden");
 }
 
-/// The final test pass at its own batch size (it shares the training step's logits)
-/// gives what `eval` gives on the final checkpoint at that batch size.
+/// The final test pass runs at batch 1 by default (the TensorFlow tutorial's protocol), in
+/// its own workspace sharing the training step's logits, and gives what `eval` gives on the
+/// final checkpoint at that batch size.
 #[test]
-fn test_pass_at_its_own_batch_size_matches_eval() {
+fn test_pass_at_batch_1_matches_eval() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run(tiny_train_epochs(dir.path(), "2").args(["--test-batch-size", "1"]));
+    let o = run(&mut tiny_train_epochs(dir.path(), "2"));
     assert!(o.status.success(), "{}", stderr(&o));
     let test = metrics_of(dir.path(), "test");
     assert_eq!(test.len(), 1);
@@ -1111,6 +1112,7 @@ fn every_matmul_variant_runs_the_step_and_trains_alike() {
         ("tiled", "matmul_tiled"),
         ("register-blocked", "matmul_register_blocked"),
         ("subgroup-broadcast", "matmul_subgroup_"),
+        ("skinny", "matmul_skinny"),
     ] {
         // The profile names the kernels the step really dispatched.
         let mut c = bin();

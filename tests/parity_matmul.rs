@@ -190,19 +190,21 @@ fn the_chosen_variant_matches_on_the_seed_model_shapes() {
 }
 
 /// `prepare` runs products of at most `SKINNY_ROWS` rows (batch-1 evaluation, prediction,
-/// generation) with the Skinny kernel, whatever the default, and the others with the default.
+/// generation) with the Skinny kernel when the default was chosen for the adapter, and the
+/// others with the default; a variant asked for (`--matmul`) runs every product.
 #[test]
-fn few_row_products_take_the_skinny_kernel() {
+fn few_row_products_take_the_skinny_kernel_unless_a_variant_is_asked_for() {
     let gpu = gpu();
-    let mm = Matmul::new(&gpu).unwrap();
+    let auto = Matmul::new(&gpu).unwrap();
+    let asked = Matmul::with_variant(&gpu, MatmulVariant::Tiled).unwrap();
     let input = gpu.storage("inputs", 4096);
     let out = gpu.storage("C", 4096);
     // 8 rows: the next size the default variant runs with its own kernel (a multiple of 4).
     for m in (1..=SKINNY_ROWS).chain([8]) {
         for (ta, tb) in [(false, false), (true, true)] {
             let s = shape(m, 8, 300, ta, tb);
-            let d = mm
-                .prepare(
+            let label = |mm: &Matmul| {
+                mm.prepare(
                     &gpu,
                     s,
                     View::at(&input, 0, m * 8),
@@ -211,13 +213,16 @@ fn few_row_products_take_the_skinny_kernel() {
                     View::at(&out, 0, m * 300),
                     false,
                 )
-                .unwrap();
+                .unwrap()
+                .label
+            };
             let want = if m <= SKINNY_ROWS {
                 "matmul_skinny"
             } else {
-                mm.variant().entry_point(s)
+                auto.variant().entry_point(s)
             };
-            assert_eq!(d.label, want, "{m} rows");
+            assert_eq!(label(&auto), want, "{m} rows");
+            assert_eq!(label(&asked), "matmul_tiled", "{m} rows, tiled asked for");
         }
     }
 }

@@ -102,9 +102,9 @@ pub struct GpuArgs {
     /// Graphics API.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
-    /// Matmul kernel: tiled, register-blocked, subgroup-broadcast or skinny (default: chosen
-    /// for the adapter type, and skinny for products of at most 4 rows; `lstm-gpu bench
-    /// kernels` compares them).
+    /// Matmul kernel for every product: tiled, register-blocked, subgroup-broadcast or skinny
+    /// (default: chosen for the adapter type, and skinny for products of at most 4 rows;
+    /// `lstm-gpu bench kernels` compares them).
     #[arg(long)]
     pub matmul: Option<MatmulVariant>,
 }

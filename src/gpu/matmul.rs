@@ -161,6 +161,10 @@ pub struct Matmul {
     /// shader cache is cold.
     subgroup: Option<[OnceLock<wgpu::ComputePipeline>; 4]>,
     default: MatmulVariant,
+    /// Whether [`Matmul::prepare`] gives products of at most [`SKINNY_ROWS`] rows to
+    /// Skinny: yes when the default was chosen for the adapter ([`Matmul::new`]), no when it
+    /// was asked for ([`Matmul::with_variant`], `--matmul`), which then runs every product.
+    skinny_for_few_rows: bool,
     /// The slow-compile notice is given once per device.
     slow_compile_said: std::sync::Once,
 }
@@ -183,10 +187,13 @@ impl Matmul {
             wgpu::DeviceType::Cpu => MatmulVariant::RegisterBlocked,
             _ => MatmulVariant::Tiled,
         };
-        Matmul::with_variant(gpu, variant)
+        let mut m = Matmul::with_variant(gpu, variant)?;
+        m.skinny_for_few_rows = true;
+        Ok(m)
     }
 
-    /// Compile every variant the adapter supports, with `default` as the default one.
+    /// Compile every variant the adapter supports, with `default` as the variant that
+    /// [`Matmul::prepare`] runs for every product.
     pub fn with_variant(gpu: &Gpu, default: MatmulVariant) -> Result<Matmul> {
         let module = gpu.shader("matmul", SHADER)?;
         let mut portable = Vec::new();
@@ -203,6 +210,7 @@ impl Matmul {
             portable,
             subgroup,
             default,
+            skinny_for_few_rows: false,
             slow_compile_said: std::sync::Once::new(),
         };
         if !m.variants_available().contains(&default) {
@@ -278,7 +286,8 @@ impl Matmul {
     }
 
     /// A dispatch of the default variant, or of Skinny for a product of at most
-    /// [`SKINNY_ROWS`] rows; see [`Matmul::prepare_with`].
+    /// [`SKINNY_ROWS`] rows when the default was chosen for the adapter; see
+    /// [`Matmul::prepare_with`].
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
@@ -290,7 +299,7 @@ impl Matmul {
         c: View,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        let variant = if shape.m <= SKINNY_ROWS {
+        let variant = if self.skinny_for_few_rows && shape.m <= SKINNY_ROWS {
             MatmulVariant::Skinny
         } else {
             self.default
