@@ -200,7 +200,9 @@ struct EvalArgs {
     /// Corpus folder [default: the default corpus folder].
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Batch size [default: the checkpoint's].
+    /// Batch size [default: 1 for the test split, as `train`'s test pass and the TensorFlow
+    /// tutorial score it (one stream, every word with its whole history); the checkpoint's
+    /// for the others, as training validates].
     #[arg(long)]
     batch_size: Option<usize>,
     /// Time steps per batch [default: the checkpoint's].
@@ -546,16 +548,19 @@ fn eval_command(args: EvalArgs) -> Result<()> {
     let dir = corpus_dir(args.data)?;
     let corpus = Corpus::with_vocab(&dir, Vocab::from_words(ck.vocab.clone())?)?;
     let cfg: Config = ck.config.clone();
-    let batch = args.batch_size.unwrap_or(cfg.batch_size);
-    let steps = args.num_steps.unwrap_or(cfg.num_steps);
-    if batch == 0 || steps == 0 {
-        return Err(usage("--batch-size and --num-steps must be at least 1"));
-    }
     let split = match args.split {
         SplitArg::Train => Split::Train,
         SplitArg::Valid => Split::Valid,
         SplitArg::Test => Split::Test,
     };
+    let batch = args.batch_size.unwrap_or(match split {
+        Split::Test => 1,
+        _ => cfg.batch_size,
+    });
+    let steps = args.num_steps.unwrap_or(cfg.num_steps);
+    if batch == 0 || steps == 0 {
+        return Err(usage("--batch-size and --num-steps must be at least 1"));
+    }
     let batches = corpus.batches(split, batch, steps)?;
     let gpu = open_gpu(&args.gpu)?;
     let kernels = Kernels::new(&gpu)?;
