@@ -9,10 +9,12 @@ use lstm_gpu::config::{Config, ConfigArgs};
 use lstm_gpu::data::{self, fetch, Corpus, Split, Vocab};
 use lstm_gpu::error::{exit_code, one_line, usage};
 use lstm_gpu::gpu::context::list_adapters;
-use lstm_gpu::gpu::{BackendChoice, Gpu, GpuArgs};
+use lstm_gpu::gpu::{BackendChoice, GpuArgs};
 use lstm_gpu::model::checkpoint::Checkpoint;
+use lstm_gpu::model::fit::Needs;
 use lstm_gpu::model::predict::Predictor;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
+
 use lstm_gpu::train::{self, TrainOptions};
 use std::io::Write;
 
@@ -328,7 +330,10 @@ fn run(cli: Cli) -> Result<()> {
                 return Err(usage("--steps must be at least 1"));
             }
             let corpus = Corpus::load(&corpus_dir(args.data)?, cfg.vocab_size)?;
-            let gpu = open_gpu(&args.gpu)?;
+            lstm_gpu::data::Batches::new(&corpus.train, cfg.batch_size, cfg.num_steps)
+                .context("training split")?;
+            let needs = Needs::of_model(&cfg, &[(cfg.batch_size, cfg.num_steps, Mode::Train)]);
+            let gpu = args.gpu.open(&needs)?;
             let p = lstm_gpu::profile::profile(
                 &gpu,
                 &cfg,
@@ -377,18 +382,19 @@ fn run(cli: Cli) -> Result<()> {
                     shapes,
                 },
         } => {
-            let gpu = open_gpu(&gpu)?;
+            let shapes = if shapes.is_empty() {
+                &lstm_gpu::gpu::matmul::SEED_SHAPES[..]
+            } else {
+                &shapes[..]
+            };
+            let gpu = gpu.open(&lstm_gpu::gpu::matmul::bench_needs(shapes))?;
             println!(
                 "adapter: {} ({:?}, {:?})",
                 gpu.info.name, gpu.info.backend, gpu.info.device_type
             );
             lstm_gpu::gpu::matmul::bench_matmul(
                 &gpu,
-                if shapes.is_empty() {
-                    &lstm_gpu::gpu::matmul::SEED_SHAPES
-                } else {
-                    &shapes
-                },
+                shapes,
                 (!variants.is_empty()).then_some(&variants[..]),
                 runs as usize,
                 |r| println!("{}", r.line()),
@@ -426,11 +432,6 @@ fn adapters(backend: BackendChoice) -> Result<()> {
     Ok(())
 }
 
-fn open_gpu(args: &GpuArgs) -> Result<Gpu> {
-    let mut gpu = Gpu::new(&args.adapter, args.backend)?;
-    gpu.matmul = args.matmul;
-    Ok(gpu)
-}
 
 /// The corpus folder: `--data` as given (must exist), or the default one, fetched when
 /// missing.
@@ -489,8 +490,18 @@ fn train_command(args: TrainArgs) -> Result<()> {
             corpus
         }
     };
+    // Everything that needs no GPU is checked before the adapter is opened, so that its
+    // error line stands alone: the batches of every split, whether the model fits the
+    // adapter's limits (arithmetic on shapes, before anything is allocated), the run folder.
+    let test_shape = (args.test_batch_size.unwrap_or(1), cfg.num_steps);
+    train::split_batches(&corpus, &cfg, test_shape)?;
+    let needs = train::needs(&cfg, test_shape);
+    let picked = args.gpu.pick()?;
+    picked.check(&needs)?;
     let run_dir = args.run_dir.unwrap_or_else(default_run_dir);
-    let gpu = open_gpu(&args.gpu)?;
+    train::prepare_run_dir(&run_dir)?;
+    let mut gpu = picked.open(&needs)?;
+    gpu.matmul = args.gpu.matmul;
     let opts = TrainOptions {
         max_steps: args.max_steps,
         seed: args.seed,
@@ -500,7 +511,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
         resume: args.resume,
         init: args.init,
         progress: !args.no_progress,
-        test_batch: args.test_batch_size.map(|b| (b, cfg.num_steps)),
+        test_batch: Some(test_shape),
         interrupt: Some(lstm_gpu::signals::Interrupt::install()?),
         no_eval_at_stop: args.no_eval_at_stop,
         on_nan: args.on_nan,
@@ -562,7 +573,9 @@ fn eval_command(args: EvalArgs) -> Result<()> {
         return Err(usage("--batch-size and --num-steps must be at least 1"));
     }
     let batches = corpus.batches(split, batch, steps)?;
-    let gpu = open_gpu(&args.gpu)?;
+    let gpu = args
+        .gpu
+        .open(&Needs::of_model(&cfg, &[(batch, steps, Mode::Eval)]))?;
     let kernels = Kernels::new(&gpu)?;
     let params = ParamBuffers::upload(&gpu, &cfg, &ck.params)?;
     let mut ws = Workspace::new(&gpu, &kernels, &cfg, &params, batch, steps, Mode::Eval)?;
@@ -606,7 +619,7 @@ fn predict_command(args: PredictArgs) -> Result<()> {
         )));
     }
     let (vocab, ids) = encode_context(&ck, &args.context, "the context")?;
-    let gpu = open_gpu(&args.gpu)?;
+    let gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
     let mut p = Predictor::new(&gpu, &ck.config, &ck.params, args.top_k)?;
     for &id in &ids {
         p.feed(&gpu, id)?;
@@ -644,7 +657,7 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
         )));
     }
     let (vocab, ids) = encode_context(&ck, &args.prompt, "--prompt")?;
-    let gpu = open_gpu(&args.gpu)?;
+    let gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
     let mut p = Predictor::new(&gpu, &ck.config, &ck.params, 1)?;
     for &id in &ids {
         p.feed(&gpu, id)?;

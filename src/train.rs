@@ -15,6 +15,7 @@ use crate::gpu::reduce::TrainAccumulator;
 use crate::gpu::sgd::Hyper;
 use crate::gpu::Gpu;
 use crate::model::checkpoint::{load_weights, write_atomic, Checkpoint, Position};
+use crate::model::fit::Needs;
 
 /// The newest checkpoint of a run folder.
 pub const LAST: &str = "last.safetensors";
@@ -151,7 +152,7 @@ pub struct EpochSummary {
 }
 
 /// Append-only JSON lines, flushed per record so that a crash keeps what was measured.
-struct Metrics {
+pub struct Metrics {
     file: std::fs::File,
     path: PathBuf,
 }
@@ -201,6 +202,54 @@ pub fn evaluate(gpu: &Gpu, ws: &mut Workspace, batches: &Batches, seed: u32) -> 
         );
     }
     Ok((sum / (batches.len() * ws.steps) as f64).exp())
+}
+
+/// The batches of the training, validation and test splits: a split too small for its
+/// shape is a usage error naming it. Needs no GPU, so commands check it first.
+pub fn split_batches<'a>(
+    corpus: &'a Corpus,
+    cfg: &Config,
+    (test_batch, test_steps): (usize, usize),
+) -> Result<(Batches<'a>, Batches<'a>, Batches<'a>)> {
+    let (batch, steps) = (cfg.batch_size, cfg.num_steps);
+    Ok((
+        Batches::new(&corpus.train, batch, steps).context("training split")?,
+        Batches::new(&corpus.valid, batch, steps).context("validation split")?,
+        Batches::new(&corpus.test, test_batch, test_steps).context("test split")?,
+    ))
+}
+
+/// What a training run asks of the adapter: its training step and the evaluation steps
+/// of validation and of the test pass at `test_shape`.
+pub fn needs(cfg: &Config, (test_batch, test_steps): (usize, usize)) -> Needs {
+    let (batch, steps) = (cfg.batch_size, cfg.num_steps);
+    Needs::of_model(
+        cfg,
+        &[
+            (batch, steps, Mode::Train),
+            (batch, steps, Mode::Eval),
+            (test_batch, test_steps, Mode::Eval),
+        ],
+    )
+}
+
+/// Create the run folder and open its `metrics.jsonl` for appending. The folder is the
+/// user's choice (`--run-dir`): one that cannot be made or written is a usage error, found
+/// before any training (`train` checks it before opening the adapter, after the model was
+/// found to fit, so that an impossible model leaves no folder).
+pub fn prepare_run_dir(dir: &Path) -> Result<Metrics> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        usage(format!(
+            "--run-dir {}: cannot create the folder ({e}); choose a folder you can write to",
+            dir.display()
+        ))
+    })?;
+    Metrics::open(dir).map_err(|e| {
+        usage(format!(
+            "--run-dir {}: {e:#}; choose a folder you can write to",
+            dir.display()
+        ))
+    })
 }
 
 /// Train `cfg` on `corpus` as the options say.
@@ -298,12 +347,10 @@ impl<'a> Run<'a> {
             );
         }
         let (batch, steps) = (cfg.batch_size, cfg.num_steps);
-        let train_batches = Batches::new(&corpus.train, batch, steps).context("training split")?;
-        let valid_batches =
-            Batches::new(&corpus.valid, batch, steps).context("validation split")?;
         let test_shape = opts.test_batch.unwrap_or((1, steps));
-        let test_batches =
-            Batches::new(&corpus.test, test_shape.0, test_shape.1).context("test split")?;
+        let (train_batches, valid_batches, test_batches) =
+            split_batches(corpus, &cfg, test_shape)?;
+        crate::model::fit::check(&needs(&cfg, test_shape), &gpu.limits, &gpu.info.name)?;
 
         let kernels = Kernels::new(gpu)?;
         let bytes0 = gpu.buffer_bytes();
@@ -342,21 +389,7 @@ impl<'a> Run<'a> {
             mib(parameter_bytes)
         );
 
-        // The run folder is the user's choice (--run-dir): one that cannot be made or
-        // written is a usage error, found before any training (after the model was found
-        // to fit the adapter, so that an impossible model leaves no folder).
-        std::fs::create_dir_all(&opts.run_dir).map_err(|e| {
-            usage(format!(
-                "--run-dir {}: cannot create the folder ({e}); choose a folder you can write to",
-                opts.run_dir.display()
-            ))
-        })?;
-        let metrics = Metrics::open(&opts.run_dir).map_err(|e| {
-            usage(format!(
-                "--run-dir {}: {e:#}; choose a folder you can write to",
-                opts.run_dir.display()
-            ))
-        })?;
+        let metrics = prepare_run_dir(&opts.run_dir)?;
 
         let epoch_size = train_batches.len();
         log::info!(
@@ -446,6 +479,12 @@ impl<'a> Run<'a> {
     /// Every epoch left, then the test pass; or up to `--max-steps`.
     fn epochs(&mut self) -> Result<()> {
         while self.pos.epoch < self.cfg.max_epoch && !self.stopped {
+            if self.pos.global_step >= self.stop_at && self.pos.step_in_epoch == 0 {
+                // `--max-steps` ended exactly at the end of an epoch.
+                self.stopped = true;
+                self.stop_at_epoch_end()?;
+                break;
+            }
             let t0 = Instant::now();
             let first = self.pos.step_in_epoch;
             self.train_epoch()?;
@@ -714,6 +753,37 @@ impl<'a> Run<'a> {
         self.metrics.write(json!({"kind": "stop", "epoch": pos.epoch + 1, "step": pos.step_in_epoch, "global_step": pos.global_step,
             "learning_rate": pos.learning_rate, "train_perplexity": ppl, "valid_perplexity": valid,
             "skipped_steps": pos.epoch_skipped, "skipped_steps_total": pos.skipped_steps}))?;
+        Ok(())
+    }
+
+    /// `--max-steps` stopped the run at the end of an epoch: the finished epoch's figures
+    /// (its checkpoint is written already). A run resumed at that very point has trained
+    /// nothing: it scores the validation split and has no train perplexity to give.
+    fn stop_at_epoch_end(&mut self) -> Result<()> {
+        let pos = &self.pos;
+        let finished = pos.epoch; // counted from 1: the epoch before `pos.epoch`
+        let (train_ppl, valid) = match self.summary.epochs.last() {
+            Some(e) if e.epoch == finished => (Some(e.train_perplexity), e.valid_perplexity),
+            _ if self.opts.no_eval_at_stop => (None, f64::NAN),
+            _ => (
+                None,
+                evaluate(
+                    self.gpu,
+                    &mut self.eval_ws,
+                    &self.valid_batches,
+                    self.seed32,
+                )?,
+            ),
+        };
+        let pos = &self.pos;
+        let train_text = train_ppl.map_or("not measured in this run".into(), |p| format!("{p:.3}"));
+        log::info!(
+            "stopped at global step {} (--max-steps), the end of epoch {finished}: train perplexity {train_text}, valid perplexity {valid:.3}",
+            pos.global_step
+        );
+        self.metrics.write(json!({"kind": "stop", "epoch": finished, "step": self.epoch_size(), "global_step": pos.global_step,
+            "learning_rate": self.cfg.lr_for_epoch(finished.saturating_sub(1)), "train_perplexity": train_ppl, "valid_perplexity": valid,
+            "skipped_steps_total": pos.skipped_steps}))?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use wgpu::util::DeviceExt;
 
 use crate::error::usage;
 use crate::gpu::matmul::MatmulVariant;
+use crate::model::fit::Needs;
 
 /// Which adapter to use (`--adapter`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -107,6 +108,24 @@ pub struct GpuArgs {
     /// `lstm-gpu bench kernels` compares them).
     #[arg(long)]
     pub matmul: Option<MatmulVariant>,
+    /// Limits to run within: `adapter` (what it offers) or `webgpu` (no more than WebGPU's
+    /// defaults, what every browser offers: 128 MiB per storage buffer).
+    #[arg(long, value_enum, default_value = "adapter")]
+    pub limits: LimitsChoice,
+}
+
+impl GpuArgs {
+    /// The adapter these flags choose, with `--limits` applied; nothing opened or logged.
+    pub fn pick(&self) -> Result<PickedAdapter> {
+        Ok(PickedAdapter::pick(&self.adapter, self.backend)?.with_limits(self.limits))
+    }
+
+    /// Pick, check `needs`, and open with `--matmul` applied.
+    pub fn open(&self, needs: &Needs) -> Result<Gpu> {
+        let mut gpu = self.pick()?.open(needs)?;
+        gpu.matmul = self.matmul;
+        Ok(gpu)
+    }
 }
 
 /// What `lstm-gpu adapters` shows of one adapter.
@@ -258,17 +277,96 @@ pub struct Gpu {
     buffer_bytes: AtomicU64,
 }
 
-impl Gpu {
-    /// Open the chosen adapter with the features the kernels can use (subgroups and
-    /// timestamp queries when present) and the adapter's own limits.
-    pub fn new(choice: &AdapterChoice, backend: BackendChoice) -> Result<Gpu> {
+/// How much of the adapter's limits a program may use (`--limits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LimitsChoice {
+    /// What the adapter offers (requested only as far as the model needs it).
+    #[default]
+    Adapter,
+    /// No more than WebGPU's defaults (`wgpu::Limits::default()`: 128 MiB per storage
+    /// binding, 8 storage buffers per stage, 16 KiB of workgroup memory, 256 invocations),
+    /// what every browser offers: a model that runs so runs in a browser tab.
+    Webgpu,
+}
+
+/// An adapter chosen but not opened. Its limits decide whether a model fits before anything
+/// is allocated ([`PickedAdapter::check`]); [`PickedAdapter::open`] then creates the device
+/// with WebGPU's default limits, raised only as far as the model needs.
+pub struct PickedAdapter {
+    pub summary: AdapterSummary,
+    adapter: wgpu::Adapter,
+    /// The adapter's limits, or less where capped ([`PickedAdapter::cap_limits`]).
+    offered: wgpu::Limits,
+}
+
+impl PickedAdapter {
+    /// Choose an adapter as `--adapter` and `--backend` say; opens nothing and logs nothing.
+    pub fn pick(choice: &AdapterChoice, backend: BackendChoice) -> Result<PickedAdapter> {
         let (summary, adapter) = pick(choice, backend)?;
+        let offered = adapter.limits();
+        Ok(PickedAdapter {
+            summary,
+            adapter,
+            offered,
+        })
+    }
+
+    /// Offer no more than `cap`: the device behaves as on an adapter whose limits are the
+    /// lesser of both (for example WebGPU's defaults, what a browser gives).
+    pub fn cap_limits(mut self, cap: &wgpu::Limits) -> PickedAdapter {
+        self.offered = self.offered.clone().or_worse_values_from(cap);
+        self
+    }
+
+    /// Apply `--limits`.
+    pub fn with_limits(self, choice: LimitsChoice) -> PickedAdapter {
+        match choice {
+            LimitsChoice::Adapter => self,
+            LimitsChoice::Webgpu => self.cap_limits(&wgpu::Limits::default()),
+        }
+    }
+
+    /// The limits a device opened on it can have at most.
+    pub fn offered(&self) -> &wgpu::Limits {
+        &self.offered
+    }
+
+    /// Fail with one clear line when the largest buffer of `needs` does not fit.
+    pub fn check(&self, needs: &Needs) -> Result<()> {
+        crate::model::fit::check(needs, &self.offered, &self.summary.info.name)
+    }
+
+    /// Open a device on which buffers as large as the adapter allows can be made (tests,
+    /// benchmarks: programs that do not know their largest buffer in advance).
+    pub fn open_all(self) -> Result<Gpu> {
+        let limit = self
+            .offered
+            .max_storage_buffer_binding_size
+            .min(self.offered.max_buffer_size);
+        self.open(&Needs::at_most("any buffer", limit as u128))
+    }
+
+    /// Check `needs`, then open the device with the features the kernels can use
+    /// (subgroups and timestamp queries when present) and WebGPU's default limits (or the
+    /// adapter's, where they are lower), the storage binding and buffer sizes raised to what
+    /// `needs` asks.
+    pub fn open(self, needs: &Needs) -> Result<Gpu> {
+        self.check(needs)?;
+        let PickedAdapter {
+            summary,
+            adapter,
+            offered,
+        } = self;
         let wanted = wgpu::Features::SUBGROUP
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let features = adapter.features() & wanted;
-        let limits = adapter.limits();
+        let mut limits = wgpu::Limits::default().or_worse_values_from(&offered);
+        // Fits: `check` compared it with the offered binding and buffer sizes.
+        let need = u64::try_from(needs.largest.bytes).unwrap_or(u64::MAX);
+        limits.max_buffer_size = limits.max_buffer_size.max(need);
+        limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.max(need);
         let desc = wgpu::DeviceDescriptor {
             label: Some("lstm-gpu"),
             required_features: features,
@@ -277,6 +375,24 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .with_context(|| format!("could not open adapter {}", summary.short()))?;
+        Gpu::from_device(summary, device, queue, limits, features)
+    }
+}
+
+impl Gpu {
+    /// Open the chosen adapter with buffers as large as it allows ([`PickedAdapter::open_all`]).
+    /// Commands that build a model use [`PickedAdapter::open`] with its [`Needs`] instead.
+    pub fn new(choice: &AdapterChoice, backend: BackendChoice) -> Result<Gpu> {
+        PickedAdapter::pick(choice, backend)?.open_all()
+    }
+
+    fn from_device(
+        summary: AdapterSummary,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        limits: wgpu::Limits,
+        features: wgpu::Features,
+    ) -> Result<Gpu> {
         let faults = Arc::new(Mutex::new(Faults::default()));
         let f = faults.clone();
         let error_sink: Arc<dyn Fn(wgpu::Error) + Send + Sync> = Arc::new(move |e: wgpu::Error| {

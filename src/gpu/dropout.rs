@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use super::sgd::Hyper;
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
-const SHADER: &str = include_str!("../../shaders/dropout.wgsl");
+use super::shaders::DROPOUT as SHADER;
 
 /// Invocations per workgroup (`WORKGROUP` in the shader).
 const WORKGROUP: usize = 256;

@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 use crate::reference::IdSegments;
 
-const SHADER: &str = include_str!("../../shaders/embedding.wgsl");
+use super::shaders::EMBEDDING as SHADER;
 
 /// Invocations per workgroup (`WORKGROUP` in the shader).
 const WORKGROUP: usize = 256;

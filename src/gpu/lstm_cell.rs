@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
-const SHADER: &str = include_str!("../../shaders/lstm_cell.wgsl");
+use super::shaders::LSTM_CELL as SHADER;
 
 /// Invocations per workgroup (`WORKGROUP` in the shader): one per (row, unit).
 const WORKGROUP: usize = 64;

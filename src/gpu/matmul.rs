@@ -22,14 +22,7 @@ use anyhow::{bail, Result};
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
-/// What every matmul kernel shares: the uniform block [`Params`], its flags, `block_index`.
-const PARAMS_SHADER: &str = include_str!("../../shaders/matmul_params.wgsl");
-const SHADER: &str = concat!(
-    include_str!("../../shaders/matmul_params.wgsl"),
-    include_str!("../../shaders/matmul.wgsl")
-);
-/// SubgroupBroadcast's shared part; [`subgroup_entry_point`] appends one entry point.
-const SUBGROUP_SHADER: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
+use super::shaders::MATMUL as SHADER;
 
 /// The smallest subgroup `shaders/matmul_subgroup.wgsl` works with: its workgroup of 8
 /// invocations must be a single subgroup.
@@ -255,10 +248,7 @@ impl Matmul {
                     return Ok(p);
                 }
                 let entry = variant.entry_point(shape);
-                let source = format!(
-                    "{PARAMS_SHADER}\n{SUBGROUP_SHADER}\n{}",
-                    subgroup_entry_point(shape.trans_a, shape.trans_b)
-                );
+                let source = super::shaders::matmul_subgroup(shape.trans_a, shape.trans_b);
                 // llvmpipe compiles this kernel at its first dispatch, which takes minutes on
                 // a cold shader cache: say so once, before that wait.
                 if gpu.info.device_type == wgpu::DeviceType::Cpu {
@@ -447,6 +437,17 @@ pub struct BenchRow {
 /// The product shapes of one training step of the seed model, with the transposes they
 /// are used with: per-step recurrent, logits, softmax weight gradient, d(h2), input
 /// projection, a whole-sequence layer-1 product.
+/// What timing `shapes` asks of the adapter: the largest operand or result.
+pub fn bench_needs(shapes: &[MatmulShape]) -> crate::model::fit::Needs {
+    let words = |a: usize, b: usize| a as u128 * b as u128 * 4;
+    let largest = shapes
+        .iter()
+        .map(|s| words(s.m, s.k).max(words(s.k, s.n)).max(words(s.m, s.n)))
+        .max()
+        .unwrap_or(4);
+    crate::model::fit::Needs::at_most("an operand of the products timed", largest)
+}
+
 pub const SEED_SHAPES: [MatmulShape; 6] = [
     shape(60, 456, 1024, false, false),
     shape(1200, 128, 10000, false, false),
@@ -486,7 +487,7 @@ const _: () = assert!(SUBGROUP_ROWS % 32 == 0 && SUBGROUP_COLS == 64);
 /// `shaders/matmul_subgroup.wgsl` (see its header for the scheme). Lane `l` owns columns
 /// `c0 + 4l + 32h + e` (h < 2, e < 4) of a 64x64 block and all its 64 rows; its
 /// accumulators are `acc{r}_{h}`, vec4s over e.
-fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
+pub(crate) fn subgroup_entry_point(trans_a: bool, trans_b: bool) -> String {
     let form = match (trans_a, trans_b) {
         (false, false) => "nn",
         (false, true) => "nt",

@@ -10,7 +10,9 @@
 
 pub mod context;
 
-pub use context::{groups_1d, AdapterChoice, BackendChoice, Gpu, GpuArgs};
+pub use context::{
+    groups_1d, AdapterChoice, BackendChoice, Gpu, GpuArgs, LimitsChoice, PickedAdapter,
+};
 
 /// A window into a storage buffer, in 4-byte words. Kernels bind whole buffers and take
 /// offsets through their uniform block, so any word offset works (no 256-byte alignment).
@@ -125,4 +127,5 @@ pub mod lstm_cell;
 pub mod matmul;
 pub mod reduce;
 pub mod sgd;
+pub mod shaders;
 pub mod softmax_xent;

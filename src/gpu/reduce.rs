@@ -22,10 +22,7 @@ use super::embedding::{segments_words, SEGMENTS_COUNT_WORD};
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
 // The shared workgroup sum first: WGSL has no includes.
-const SHADER: &str = concat!(
-    include_str!("../../shaders/workgroup_sum.wgsl"),
-    include_str!("../../shaders/reduce.wgsl")
-);
+use super::shaders::REDUCE as SHADER;
 
 /// Invocations per workgroup of the norm kernels (`WORKGROUP` in the shader).
 const WORKGROUP: usize = 256;

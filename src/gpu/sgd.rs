@@ -11,7 +11,7 @@ use super::embedding::segments_words;
 use super::reduce::ClipStats;
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
-const SHADER: &str = include_str!("../../shaders/sgd.wgsl");
+use super::shaders::SGD as SHADER;
 
 /// Invocations per workgroup (`WORKGROUP` in the shader).
 const WORKGROUP: usize = 256;

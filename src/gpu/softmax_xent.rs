@@ -12,10 +12,7 @@ use anyhow::{bail, Result};
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
 // The shared workgroup sum first: WGSL has no includes.
-const SHADER: &str = concat!(
-    include_str!("../../shaders/workgroup_sum.wgsl"),
-    include_str!("../../shaders/softmax_xent.wgsl")
-);
+use super::shaders::SOFTMAX_XENT as SHADER;
 
 /// The largest `k` of [`SoftmaxXent::prepare_topk`]: each of the k results costs a pass over
 /// the row, so top-k is meant for a handful of predictions, not for sorting.

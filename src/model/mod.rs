@@ -11,6 +11,7 @@
 //! | `softmax.bias` | `[vocab]` | |
 
 pub mod checkpoint;
+pub mod fit;
 pub mod predict;
 pub mod schedule;
 

@@ -23,6 +23,11 @@ pub struct Predictor {
 }
 
 impl Predictor {
+    /// What a predictor asks of the adapter: the model at batch 1, one step.
+    pub fn needs(cfg: &Config) -> crate::model::fit::Needs {
+        crate::model::fit::Needs::of_model(cfg, &[(1, 1, Mode::Eval)])
+    }
+
     /// Upload `params` and prepare a batch-1, one-step forward and a top-`k` selection.
     pub fn new(gpu: &Gpu, cfg: &Config, params: &Params<f32>, k: usize) -> Result<Predictor> {
         if k == 0 || k > MAX_TOPK.min(cfg.vocab_size) {

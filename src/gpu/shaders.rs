@@ -1,0 +1,86 @@
+//! Every WGSL module of the program, in one place, exactly as the launchers compile them:
+//! the files of `shaders/`, the shared parts they are concatenated with, and the modules
+//! generated per transpose form. [`all`] lists them for the translation test, which
+//! builds each one for SPIR-V, MSL, HLSL and GLSL.
+
+use std::borrow::Cow;
+
+/// `shaders/dropout.wgsl`: the dropout mask, forward and backward.
+pub const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
+/// `shaders/embedding.wgsl`: the gather and the gradient rows of a batch's ids.
+pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
+/// `shaders/lstm_cell.wgsl`: the fused cell forward and backward.
+pub const LSTM_CELL: &str = include_str!("../../shaders/lstm_cell.wgsl");
+/// `shaders/matmul_params.wgsl`: the uniform block every matmul kernel shares.
+pub const MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
+/// The portable matmul kernels (tiled, register-blocked, skinny) with their uniform block.
+pub const MATMUL: &str = concat!(
+    include_str!("../../shaders/matmul_params.wgsl"),
+    include_str!("../../shaders/matmul.wgsl")
+);
+/// The shared part of the subgroup-broadcast matmul; the launcher appends one generated
+/// entry point per transpose form ([`matmul_subgroup`]).
+pub const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
+/// `shaders/reduce.wgsl` after the shared workgroup sum: norms, clip, column sums, guards.
+pub const REDUCE: &str = concat!(
+    include_str!("../../shaders/workgroup_sum.wgsl"),
+    include_str!("../../shaders/reduce.wgsl")
+);
+/// `shaders/sgd.wgsl`: the dense and sparse-row updates.
+pub const SGD: &str = include_str!("../../shaders/sgd.wgsl");
+/// `shaders/softmax_xent.wgsl` after the shared workgroup sum.
+pub const SOFTMAX_XENT: &str = concat!(
+    include_str!("../../shaders/workgroup_sum.wgsl"),
+    include_str!("../../shaders/softmax_xent.wgsl")
+);
+
+/// The subgroup-broadcast matmul module for one transpose form, as the launcher builds it.
+pub fn matmul_subgroup(trans_a: bool, trans_b: bool) -> String {
+    format!(
+        "{MATMUL_PARAMS}\n{MATMUL_SUBGROUP}\n{}",
+        super::matmul::subgroup_entry_point(trans_a, trans_b)
+    )
+}
+
+/// One module as a launcher compiles it.
+pub struct ModuleSource {
+    /// The label the launcher gives it.
+    pub label: String,
+    pub source: Cow<'static, str>,
+    /// Whether it uses subgroup operations (compiled only where the adapter has them).
+    pub subgroups: bool,
+}
+
+/// Every module the program can compile, with every generated variant.
+pub fn all() -> Vec<ModuleSource> {
+    let fixed = |label: &str, source: &'static str| ModuleSource {
+        label: label.to_string(),
+        source: Cow::Borrowed(source),
+        subgroups: false,
+    };
+    let mut v = vec![
+        fixed("dropout", DROPOUT),
+        fixed("embedding", EMBEDDING),
+        fixed("lstm_cell", LSTM_CELL),
+        fixed("matmul", MATMUL),
+        fixed("reduce", REDUCE),
+        fixed("sgd", SGD),
+        fixed("softmax_xent", SOFTMAX_XENT),
+    ];
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        v.push(ModuleSource {
+            label: super::matmul::MatmulVariant::SubgroupBroadcast
+                .entry_point(crate::reference::MatmulShape {
+                    m: 1,
+                    k: 1,
+                    n: 1,
+                    trans_a: ta,
+                    trans_b: tb,
+                })
+                .to_string(),
+            source: Cow::Owned(matmul_subgroup(ta, tb)),
+            subgroups: true,
+        });
+    }
+    v
+}

@@ -1,0 +1,174 @@
+//! Whether a model fits an adapter, decided by arithmetic on shapes before anything is
+//! allocated on the host or the device.
+//!
+//! Every buffer a run makes is listed here with its size ([`buffers`]); the largest one must
+//! fit one storage binding of the adapter. The check runs on the limits the adapter offers
+//! (or a cap of them, such as WebGPU's defaults), and what it finds is also what the device
+//! is opened with ([`Needs`]): the program requests WebGPU's default limits, raised only as
+//! far as the model needs.
+//!
+//! Sizes are computed in `u128`: a configuration may claim shapes whose products overflow
+//! `usize` (`--hidden 200000,128` is 640 GB of one weight), and those must become the clear
+//! error, not a wrapped number or an allocation.
+
+use crate::config::Config;
+use crate::model::schedule::Mode;
+
+/// One buffer a run allocates on the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferNeed {
+    /// What it holds, as the error names it.
+    pub what: String,
+    pub bytes: u128,
+}
+
+/// What a command asks of the adapter: the largest storage binding it will make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// The largest buffer, bound whole by some kernel.
+    pub largest: BufferNeed,
+    /// Bytes of every buffer together (reported, not checked: drivers overcommit).
+    pub total_bytes: u128,
+}
+
+impl Needs {
+    /// A command that makes nothing larger than `bytes` (benchmarks, tests).
+    pub fn at_most(what: &str, bytes: u128) -> Needs {
+        Needs {
+            largest: BufferNeed {
+                what: what.to_string(),
+                bytes,
+            },
+            total_bytes: bytes,
+        }
+    }
+
+    /// The needs of every buffer in `buffers`.
+    pub fn of(buffers: &[BufferNeed]) -> Needs {
+        // The first of the largest: a parameter rather than its gradient.
+        let largest = buffers
+            .iter()
+            .rev()
+            .max_by_key(|b| b.bytes)
+            .cloned()
+            .unwrap_or(BufferNeed {
+                what: "nothing".into(),
+                bytes: 4,
+            });
+        Needs {
+            largest,
+            total_bytes: buffers.iter().map(|b| b.bytes).sum(),
+        }
+    }
+
+    /// The needs of a model run at the workspace shapes `shapes`: the parameters once, and
+    /// each workspace's own buffers.
+    pub fn of_model(cfg: &Config, shapes: &[(usize, usize, Mode)]) -> Needs {
+        Needs::of(&buffers(cfg, shapes))
+    }
+}
+
+fn words(what: impl Into<String>, dims: &[usize]) -> BufferNeed {
+    BufferNeed {
+        what: what.into(),
+        bytes: dims.iter().map(|&d| d as u128).product::<u128>() * 4,
+    }
+}
+
+/// Every sizeable buffer of a run: the parameters, and for each workspace shape
+/// `(batch, steps, mode)` its activations (and gradients when training). Small fixed-size
+/// buffers (uniform blocks, accumulators) are left out.
+pub fn buffers(cfg: &Config, shapes: &[(usize, usize, Mode)]) -> Vec<BufferNeed> {
+    let (v, e, top) = (cfg.vocab_size, cfg.embedding_size, cfg.top_hidden());
+    let mut out = vec![
+        words("parameter embedding", &[v, e]),
+        words("parameter softmax.weight", &[top, v]),
+        words("parameter softmax.bias", &[v]),
+    ];
+    for (l, &h) in cfg.hidden.iter().enumerate() {
+        out.push(words(
+            format!("parameter lstm.{l}.weight"),
+            &[cfg.layer_input(l) + h, 4, h],
+        ));
+        out.push(words(format!("parameter lstm.{l}.bias"), &[4, h]));
+    }
+    let widest = cfg.hidden.iter().copied().max().unwrap_or(1);
+    for &(batch, steps, mode) in shapes {
+        let n = batch as u128 * steps as u128;
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        out.push(words(
+            format!("the logits of one {batch}x{steps} batch"),
+            &[n, v],
+        ));
+        out.push(words("the embedding output", &[n, e]));
+        for (l, &h) in cfg.hidden.iter().enumerate() {
+            out.push(words(format!("lstm.{l} pre-activations"), &[n, 4, h]));
+            out.push(words(format!("lstm.{l} gates"), &[n, 4, h]));
+            out.push(words(format!("lstm.{l} states"), &[steps + 1, batch, h]));
+        }
+        if mode == Mode::Train {
+            for (l, &h) in cfg.hidden.iter().enumerate() {
+                out.push(words(format!("lstm.{l} d(h)"), &[n, h]));
+                out.push(words(
+                    format!("gradient of lstm.{l}.weight"),
+                    &[cfg.layer_input(l) + h, 4, h],
+                ));
+            }
+            out.push(words("gradient of softmax.weight", &[top, v]));
+            out.push(words("the embedding gradient rows", &[n, e]));
+            out.push(words("d(h) before dropout", &[n, widest]));
+            out.push(words("the id segments", &[3, n]));
+        }
+    }
+    out
+}
+
+/// Fail, naming the buffer and the limit, unless the largest buffer of `needs` fits one
+/// storage binding and one buffer under `limits`.
+pub fn check(needs: &Needs, limits: &wgpu::Limits, adapter: &str) -> anyhow::Result<()> {
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let b = &needs.largest;
+    if b.bytes > limit as u128 {
+        anyhow::bail!(
+            "{} needs a {} MiB buffer but adapter {adapter} allows at most {} MiB per storage buffer; use a smaller model or batch",
+            b.what,
+            b.bytes.div_ceil(1 << 20),
+            limit >> 20
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_buffer_of_the_seed_model_is_its_logits() {
+        let cfg = Config::default();
+        let needs = Needs::of_model(&cfg, &[(60, 20, Mode::Train), (1, 20, Mode::Eval)]);
+        assert_eq!(needs.largest.bytes, 1200 * 10_000 * 4);
+        assert!(needs.largest.what.contains("logits"), "{needs:?}");
+        check(&needs, &wgpu::Limits::default(), "test").unwrap();
+    }
+
+    #[test]
+    fn a_huge_layer_is_refused_without_overflow() {
+        let cfg = Config {
+            hidden: vec![200_000, 128],
+            ..Config::default()
+        };
+        let needs = Needs::of_model(&cfg, &[(60, 20, Mode::Train)]);
+        // (200 + 200000) * 4 * 200000 words of lstm.0.weight: 640 GB.
+        assert_eq!(needs.largest.bytes, 200_200 * 800_000 * 4);
+        let e = check(&needs, &wgpu::Limits::default(), "test").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("lstm.0") && msg.contains("128 MiB"), "{msg}");
+        // Products past u64 stay exact in u128.
+        let dims = 1usize << 24;
+        let b = words("x", &[dims, dims, dims]);
+        assert_eq!(b.bytes, (1u128 << 72) * 4);
+    }
+}
