@@ -432,7 +432,6 @@ fn adapters(backend: BackendChoice) -> Result<()> {
     Ok(())
 }
 
-
 /// The corpus folder: `--data` as given (must exist), or the default one, fetched when
 /// missing.
 fn corpus_dir(data: Option<PathBuf>) -> Result<PathBuf> {

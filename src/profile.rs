@@ -319,10 +319,12 @@ impl Profile {
     }
 }
 
-/// GPU timestamps around every dispatch of a step.
+/// GPU timestamps around every dispatch of a step; on an adapter without timestamp
+/// queries, the wall-clock time of each dispatch submitted and awaited on its own.
 struct Timer {
-    set: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
+    /// `None`: no timestamp queries, wall clock per dispatch.
+    set: Option<wgpu::QuerySet>,
+    resolve: Option<wgpu::Buffer>,
     count: u32,
     inside_passes: bool,
     period_ns: f64,
@@ -331,10 +333,14 @@ struct Timer {
 impl Timer {
     fn new(gpu: &Gpu, ops: &[Op]) -> Result<Timer> {
         if !gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
-            bail!(
-                "adapter {} has no timestamp queries: per-kernel times are not available",
-                gpu.info.name
-            );
+            // Said once when the device was opened (`Gpu`'s fallback note).
+            return Ok(Timer {
+                set: None,
+                resolve: None,
+                count: 0,
+                inside_passes: false,
+                period_ns: 0.0,
+            });
         }
         let dispatches = ops.iter().filter(|o| matches!(o, Op::Dispatch(_))).count();
         let count = (2 * dispatches) as u32;
@@ -353,8 +359,8 @@ impl Timer {
             mapped_at_creation: false,
         });
         Ok(Timer {
-            set,
-            resolve,
+            set: Some(set),
+            resolve: Some(resolve),
             count,
             inside_passes: gpu.has_timestamps_in_passes(),
             period_ns: gpu.queue.get_timestamp_period() as f64,
@@ -362,7 +368,9 @@ impl Timer {
     }
 
     fn mode(&self) -> &'static str {
-        if self.inside_passes {
+        if self.set.is_none() {
+            "per dispatch (wall clock, one submit each: no timestamp queries)"
+        } else if self.inside_passes {
             "per dispatch (timestamps inside passes)"
         } else {
             "per dispatch (one pass each)"
@@ -371,6 +379,9 @@ impl Timer {
 
     /// Record the step with timestamps, submit, and return each dispatch's seconds.
     fn run(&self, gpu: &Gpu, ops: &[Op]) -> Result<Vec<f64>> {
+        let (Some(set), Some(resolve)) = (&self.set, &self.resolve) else {
+            return Self::run_wall_clock(gpu, ops);
+        };
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -388,7 +399,7 @@ impl Timer {
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some(&d.label),
                         timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                            query_set: &self.set,
+                            query_set: set,
                             beginning_of_pass_write_index: Some(q),
                             end_of_pass_write_index: Some(q + 1),
                         }),
@@ -403,19 +414,19 @@ impl Timer {
                         timestamp_writes: None,
                     });
                     while let Some(Op::Dispatch(d)) = ops.get(i) {
-                        pass.write_timestamp(&self.set, q);
+                        pass.write_timestamp(set, q);
                         d.record(&mut pass);
-                        pass.write_timestamp(&self.set, q + 1);
+                        pass.write_timestamp(set, q + 1);
                         q += 2;
                         i += 1;
                     }
                 }
             }
         }
-        enc.resolve_query_set(&self.set, 0..self.count, &self.resolve, 0);
+        enc.resolve_query_set(set, 0..self.count, resolve, 0);
         gpu.submit(enc);
         let ticks: Vec<u64> = {
-            let words: Vec<u32> = gpu.read(&self.resolve, 0, 2 * self.count as usize)?;
+            let words: Vec<u32> = gpu.read(resolve, 0, 2 * self.count as usize)?;
             words
                 .chunks_exact(2)
                 .map(|w| w[0] as u64 | (w[1] as u64) << 32)
@@ -425,6 +436,23 @@ impl Timer {
             .chunks_exact(2)
             .map(|t| t[1].saturating_sub(t[0]) as f64 * self.period_ns * 1e-9)
             .collect())
+    }
+
+    /// The fallback: every op submitted on its own, each dispatch awaited and timed.
+    fn run_wall_clock(gpu: &Gpu, ops: &[Op]) -> Result<Vec<f64>> {
+        gpu.wait()?;
+        let mut times = Vec::new();
+        for op in ops {
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            crate::model::schedule::record(&mut enc, std::slice::from_ref(op));
+            let t0 = Instant::now();
+            gpu.submit(enc);
+            gpu.wait()?;
+            if matches!(op, Op::Dispatch(_)) {
+                times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        Ok(times)
     }
 }
 

@@ -348,8 +348,7 @@ impl<'a> Run<'a> {
         }
         let (batch, steps) = (cfg.batch_size, cfg.num_steps);
         let test_shape = opts.test_batch.unwrap_or((1, steps));
-        let (train_batches, valid_batches, test_batches) =
-            split_batches(corpus, &cfg, test_shape)?;
+        let (train_batches, valid_batches, test_batches) = split_batches(corpus, &cfg, test_shape)?;
         crate::model::fit::check(&needs(&cfg, test_shape), &gpu.limits, &gpu.info.name)?;
 
         let kernels = Kernels::new(gpu)?;

@@ -257,7 +257,10 @@ fn bad_flags_are_one_line_usage_errors() {
         (vec!["train", "--learning-rate", "-1"], "--learning-rate"),
         (vec!["train", "--batch-size", "0"], "--batch-size"),
         (vec!["train", "--batch-size", "500"], "--batch-size"),
-        (vec!["train", "--adapter", "discrete"], "llvmpipe"),
+        (
+            vec!["train", "--adapter", "discrete", "--batch-size", "2", "--num-steps", "5"],
+            "llvmpipe",
+        ),
     ];
     for (args, needle) in cases {
         let o = run(bin().args(&args).arg("--data").arg(&data));
@@ -1259,7 +1262,8 @@ fn damaged_checkpoints_and_impossible_models_are_one_line() {
     // No adapter at all on the requested API (DX12 does not exist on Linux).
     if cfg!(target_os = "linux") {
         let o = run(bin()
-            .args(["train", "--backend", "dx12", "--data"])
+            .args(["train", "--backend", "dx12", "--batch-size", "2", "--num-steps", "5"])
+            .arg("--data")
             .arg(tiny_data())
             .arg("--run-dir")
             .arg(&big));

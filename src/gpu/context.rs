@@ -361,10 +361,10 @@ impl PickedAdapter {
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-        let features = adapter.features() & wanted;
+        let features = (adapter.features() & wanted) - features_withheld()?;
         let mut limits = wgpu::Limits::default().or_worse_values_from(&offered);
         // Fits: `check` compared it with the offered binding and buffer sizes.
-        let need = u64::try_from(needs.largest.bytes).unwrap_or(u64::MAX);
+        let need = u64::try_from(needs.largest_bytes()).unwrap_or(u64::MAX);
         limits.max_buffer_size = limits.max_buffer_size.max(need);
         limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.max(need);
         let desc = wgpu::DeviceDescriptor {
@@ -377,6 +377,46 @@ impl PickedAdapter {
             .with_context(|| format!("could not open adapter {}", summary.short()))?;
         Gpu::from_device(summary, device, queue, limits, features)
     }
+}
+
+/// The test hook `LSTM_GPU_WITHOUT` (comma-separated `subgroups`, `timestamps`): optional
+/// features left unrequested even where the adapter has them, so that the fallbacks of
+/// adapters without them (wgpu's GL backend, browsers) run on any machine.
+pub const WITHOUT_ENV: &str = "LSTM_GPU_WITHOUT";
+
+fn features_withheld() -> Result<wgpu::Features> {
+    let mut f = wgpu::Features::empty();
+    let value = std::env::var(WITHOUT_ENV).unwrap_or_default();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        f |= match item {
+            "subgroups" => wgpu::Features::SUBGROUP,
+            "timestamps" => {
+                wgpu::Features::TIMESTAMP_QUERY
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            }
+            other => {
+                return Err(usage(format!(
+                    "{WITHOUT_ENV}: unknown feature `{other}` (subgroups, timestamps)"
+                )))
+            }
+        };
+    }
+    Ok(f)
+}
+
+/// What runs differently without the optional features `features` lacks, one line or none.
+fn fallback_note(features: wgpu::Features) -> Option<String> {
+    let mut missing = Vec::new();
+    if !features.contains(wgpu::Features::SUBGROUP) {
+        missing.push("subgroups (the subgroup-broadcast matmul is not available; the others run)");
+    }
+    if !features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+        missing.push("timestamp queries (`profile` times each kernel by the wall clock)");
+    } else if !features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES) {
+        missing.push("timestamps inside passes (`profile` times one pass per kernel)");
+    }
+    (!missing.is_empty()).then(|| format!("without {}", missing.join(", ")))
 }
 
 impl Gpu {
@@ -430,6 +470,13 @@ impl Gpu {
             summary.info.driver,
             summary.info.driver_info
         );
+        if let Some(note) = fallback_note(features) {
+            log::info!(
+                "{} on {:?}: {note}",
+                summary.info.name,
+                summary.info.backend
+            );
+        }
         Ok(Gpu {
             device,
             queue,

@@ -22,49 +22,40 @@ pub struct BufferNeed {
     pub bytes: u128,
 }
 
-/// What a command asks of the adapter: the largest storage binding it will make.
+/// What a command asks of the adapter: every sizeable buffer it will make.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Needs {
-    /// The largest buffer, bound whole by some kernel.
-    pub largest: BufferNeed,
-    /// Bytes of every buffer together (reported, not checked: drivers overcommit).
-    pub total_bytes: u128,
+    /// In the order the run makes them (parameters first).
+    pub buffers: Vec<BufferNeed>,
 }
 
 impl Needs {
     /// A command that makes nothing larger than `bytes` (benchmarks, tests).
     pub fn at_most(what: &str, bytes: u128) -> Needs {
         Needs {
-            largest: BufferNeed {
+            buffers: vec![BufferNeed {
                 what: what.to_string(),
                 bytes,
-            },
-            total_bytes: bytes,
-        }
-    }
-
-    /// The needs of every buffer in `buffers`.
-    pub fn of(buffers: &[BufferNeed]) -> Needs {
-        // The first of the largest: a parameter rather than its gradient.
-        let largest = buffers
-            .iter()
-            .rev()
-            .max_by_key(|b| b.bytes)
-            .cloned()
-            .unwrap_or(BufferNeed {
-                what: "nothing".into(),
-                bytes: 4,
-            });
-        Needs {
-            largest,
-            total_bytes: buffers.iter().map(|b| b.bytes).sum(),
+            }],
         }
     }
 
     /// The needs of a model run at the workspace shapes `shapes`: the parameters once, and
     /// each workspace's own buffers.
     pub fn of_model(cfg: &Config, shapes: &[(usize, usize, Mode)]) -> Needs {
-        Needs::of(&buffers(cfg, shapes))
+        Needs {
+            buffers: buffers(cfg, shapes),
+        }
+    }
+
+    /// Bytes of the largest buffer: the storage binding size the device must allow.
+    pub fn largest_bytes(&self) -> u128 {
+        self.buffers.iter().map(|b| b.bytes).max().unwrap_or(4)
+    }
+
+    /// Bytes of every buffer together (reported, not checked: drivers overcommit).
+    pub fn total_bytes(&self) -> u128 {
+        self.buffers.iter().map(|b| b.bytes).sum()
     }
 }
 
@@ -123,14 +114,13 @@ pub fn buffers(cfg: &Config, shapes: &[(usize, usize, Mode)]) -> Vec<BufferNeed>
     out
 }
 
-/// Fail, naming the buffer and the limit, unless the largest buffer of `needs` fits one
-/// storage binding and one buffer under `limits`.
+/// Fail, naming the first buffer (in the order the run makes them: parameters first) that
+/// does not fit one storage binding and one buffer under `limits`, and the limit.
 pub fn check(needs: &Needs, limits: &wgpu::Limits, adapter: &str) -> anyhow::Result<()> {
     let limit = limits
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size);
-    let b = &needs.largest;
-    if b.bytes > limit as u128 {
+    if let Some(b) = needs.buffers.iter().find(|b| b.bytes > limit as u128) {
         anyhow::bail!(
             "{} needs a {} MiB buffer but adapter {adapter} allows at most {} MiB per storage buffer; use a smaller model or batch",
             b.what,
@@ -149,8 +139,9 @@ mod tests {
     fn the_largest_buffer_of_the_seed_model_is_its_logits() {
         let cfg = Config::default();
         let needs = Needs::of_model(&cfg, &[(60, 20, Mode::Train), (1, 20, Mode::Eval)]);
-        assert_eq!(needs.largest.bytes, 1200 * 10_000 * 4);
-        assert!(needs.largest.what.contains("logits"), "{needs:?}");
+        assert_eq!(needs.largest_bytes(), 1200 * 10_000 * 4);
+        let largest = needs.buffers.iter().max_by_key(|b| b.bytes).unwrap();
+        assert!(largest.what.contains("logits"), "{needs:?}");
         check(&needs, &wgpu::Limits::default(), "test").unwrap();
     }
 
@@ -162,7 +153,7 @@ mod tests {
         };
         let needs = Needs::of_model(&cfg, &[(60, 20, Mode::Train)]);
         // (200 + 200000) * 4 * 200000 words of lstm.0.weight: 640 GB.
-        assert_eq!(needs.largest.bytes, 200_200 * 800_000 * 4);
+        assert_eq!(needs.largest_bytes(), 200_200 * 800_000 * 4);
         let e = check(&needs, &wgpu::Limits::default(), "test").unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("lstm.0") && msg.contains("128 MiB"), "{msg}");

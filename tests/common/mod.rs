@@ -1,12 +1,21 @@
 //! Shared helpers of the integration tests: the adapter, random inputs, error measures.
 #![allow(dead_code)]
 
-use lstm_gpu::gpu::{AdapterChoice, BackendChoice, Gpu};
+use lstm_gpu::gpu::{AdapterChoice, BackendChoice, Gpu, PickedAdapter};
 use lstm_gpu::rng::SplitMix64;
 
-/// The adapter the tests run on: `LSTM_GPU_TEST_ADAPTER` (default `auto`). A machine with
-/// no adapter fails here with instructions; GPU tests never pass silently.
+/// The adapter the tests run on: `LSTM_GPU_TEST_ADAPTER` (default `auto`) on
+/// `LSTM_GPU_TEST_BACKEND` (default `auto`; `gl` runs the suite through naga's GLSL and
+/// wgpu's GL backend). A machine with no adapter fails here with instructions; GPU tests
+/// never pass silently.
 pub fn gpu() -> Gpu {
+    picked()
+        .open_all()
+        .unwrap_or_else(|e| panic!("could not open the test adapter: {e:#}"))
+}
+
+/// The test adapter, not opened yet (see [`gpu`]).
+pub fn picked() -> PickedAdapter {
     std::env::set_var(
         "XDG_RUNTIME_DIR",
         std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()),
@@ -15,12 +24,24 @@ pub fn gpu() -> Gpu {
         .unwrap_or_else(|_| "auto".into())
         .parse()
         .expect("LSTM_GPU_TEST_ADAPTER");
-    match Gpu::new(&choice, BackendChoice::Auto) {
+    match PickedAdapter::pick(&choice, backend()) {
         Ok(g) => g,
         Err(e) => panic!(
             "GPU tests need an adapter and found none ({e:#}). On a machine without a GPU install \
              Mesa's lavapipe: `sudo apt-get install mesa-vulkan-drivers` (Debian/Ubuntu)."
         ),
+    }
+}
+
+/// `LSTM_GPU_TEST_BACKEND`: the backend the tests run on.
+pub fn backend() -> BackendChoice {
+    match std::env::var("LSTM_GPU_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => BackendChoice::Auto,
+        Ok("vulkan") => BackendChoice::Vulkan,
+        Ok("gl") => BackendChoice::Gl,
+        Ok("metal") => BackendChoice::Metal,
+        Ok("dx12") => BackendChoice::Dx12,
+        Ok(other) => panic!("LSTM_GPU_TEST_BACKEND={other}: use auto, vulkan, gl, metal or dx12"),
     }
 }
 

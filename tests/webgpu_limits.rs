@@ -1,0 +1,125 @@
+//! The program within WebGPU's default limits (`wgpu::Limits::default()`: 128 MiB per
+//! storage binding, 8 storage buffers per stage, 16 KiB of workgroup memory, 256
+//! invocations), what a browser offers: the adapter is capped to exactly those, the seed
+//! model trains a few PTB steps on it (the first checked against the CPU reference) and
+//! evaluates; a model too large for them is the clear error of an adapter that small.
+
+mod common;
+
+use std::path::PathBuf;
+
+use lstm_gpu::config::Config;
+use lstm_gpu::data::{Batches, Corpus};
+use lstm_gpu::gpu::sgd::Hyper;
+use lstm_gpu::model::fit::Needs;
+use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
+use lstm_gpu::model::{Params, State};
+use lstm_gpu::reference::step;
+
+fn ptb_dir() -> PathBuf {
+    let dir = std::env::var("LSTM_GPU_PTB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb"))
+        });
+    assert!(
+        dir.join("ptb.train.txt").is_file(),
+        "PTB corpus not found in {} (set LSTM_GPU_PTB_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+fn shapes(cfg: &Config) -> [(usize, usize, Mode); 2] {
+    [
+        (cfg.batch_size, cfg.num_steps, Mode::Train),
+        (cfg.batch_size, cfg.num_steps, Mode::Eval),
+    ]
+}
+
+#[test]
+fn the_seed_model_trains_within_webgpu_default_limits() {
+    let cfg = Config::default();
+    let defaults = wgpu::Limits::default();
+    let picked = common::picked().cap_limits(&defaults);
+    let gpu = picked.open(&Needs::of_model(&cfg, &shapes(&cfg))).unwrap();
+    // The device has no more than the defaults, whatever the adapter offers.
+    let got = gpu.device.limits();
+    assert!(
+        got.check_limits(&defaults),
+        "device limits exceed WebGPU's defaults: {got:?}"
+    );
+    assert_eq!(got.max_storage_buffer_binding_size, 128 << 20);
+    assert_eq!(got.max_storage_buffers_per_shader_stage, 8);
+    assert_eq!(got.max_compute_invocations_per_workgroup, 256);
+
+    let kernels = Kernels::new(&gpu).unwrap();
+    let corpus = Corpus::load(&ptb_dir(), cfg.vocab_size).unwrap();
+    let train = Batches::new(&corpus.train, cfg.batch_size, cfg.num_steps).unwrap();
+    let params = Params::<f32>::init(&cfg, 3);
+    let pbuf = ParamBuffers::upload(&gpu, &cfg, &params).unwrap();
+    let (b, t) = (cfg.batch_size, cfg.num_steps);
+    let mut ws = Workspace::new(&gpu, &kernels, &cfg, &pbuf, b, t, Mode::Train).unwrap();
+    let mut eval =
+        Workspace::new_with_logits(&gpu, &kernels, &cfg, &pbuf, (b, t), Mode::Eval, &ws.logits)
+            .unwrap();
+    ws.zero_state(&gpu);
+    ws.take_loss(&gpu).unwrap();
+
+    let mut losses = Vec::new();
+    for i in 0..3 {
+        let (x, y) = train.batch(i);
+        let hyper = Hyper {
+            learning_rate: 1.0,
+            step: i as u32,
+            seed: 1,
+        };
+        ws.step(&gpu, &x, &y, hyper).unwrap();
+        let (loss, _) = ws.take_loss(&gpu).unwrap();
+        if i == 0 {
+            let mut want = params.cast::<f64>();
+            let mut state = State::<f64>::zeros(&cfg, b);
+            let out = step::train_step(&cfg, &mut want, &mut state, &x, &y, 1.0, None);
+            let rel = (loss - out.loss).abs() / out.loss;
+            assert!(
+                rel <= 1e-4,
+                "first step: loss GPU {loss} vs CPU {} ({rel:e})",
+                out.loss
+            );
+        }
+        losses.push(loss);
+    }
+    gpu.check().unwrap();
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    assert!(losses[2] < losses[0], "the loss should fall: {losses:?}");
+
+    // Evaluation on the same device: three validation batches from a zero state (three
+    // steps at learning rate 1 leave the model worse than uniform on unseen text, as the
+    // TensorFlow tutorial's first steps do; what counts is a finite, measured figure).
+    let valid = Batches::new(&corpus.valid[..3 * b * t + b], b, t).unwrap();
+    let ppl = lstm_gpu::train::evaluate(&gpu, &mut eval, &valid, 1).unwrap();
+    assert!(
+        ppl.is_finite() && ppl > 1.0 && ppl < 1e6,
+        "validation perplexity {ppl}"
+    );
+}
+
+#[test]
+fn a_model_too_large_for_webgpu_limits_is_one_clear_error() {
+    // 60 x 20 rows of 30000 classes: 144 MB of logits, past the 128 MiB binding.
+    let cfg = Config {
+        vocab_size: 30_000,
+        ..Config::default()
+    };
+    let picked = common::picked().cap_limits(&wgpu::Limits::default());
+    let err = picked
+        .open(&Needs::of_model(&cfg, &shapes(&cfg)))
+        .err()
+        .expect("a 144 MB buffer does not fit 128 MiB bindings");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("logits") && msg.contains("138 MiB") && msg.contains("at most 128 MiB"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg}");
+}
