@@ -11,20 +11,8 @@
 
 const WORKGROUP: u32 = 64u;
 
-// Logistic function without overflow: exp only ever sees a non-positive argument, so no
-// infinity appears even for |x| in the thousands.
-fn sigmoid(x: f32) -> f32 {
-    let e = exp(-abs(x));
-    let s = 1.0 / (1.0 + e);
-    return select(e * s, s, x >= 0.0);
-}
-
-// Some drivers evaluate tanh as (exp(2x) - 1) / (exp(2x) + 1), which is inf / inf = NaN once
-// exp(2x) overflows (|x| > 44). tanh(15) already rounds to 1 in f32, so clamping there
-// changes no result and keeps the driver's accurate tanh near zero.
-fn tanh_guarded(x: f32) -> f32 {
-    return tanh(clamp(x, -15.0, 15.0));
-}
+// sigmoid and tanh_guarded come from shaders/lstm_gates.wgsl, which the launcher puts in
+// front of this file.
 
 // The flat invocation index of a grid split over x and y (see gpu::groups_1d).
 fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {

@@ -500,7 +500,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let run_dir = args.run_dir.unwrap_or_else(default_run_dir);
     train::prepare_run_dir(&run_dir)?;
     let mut gpu = picked.open(&needs)?;
-    gpu.matmul = args.gpu.matmul;
+    args.gpu.apply(&mut gpu);
     let opts = TrainOptions {
         max_steps: args.max_steps,
         seed: args.seed,

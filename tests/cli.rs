@@ -258,7 +258,15 @@ fn bad_flags_are_one_line_usage_errors() {
         (vec!["train", "--batch-size", "0"], "--batch-size"),
         (vec!["train", "--batch-size", "500"], "--batch-size"),
         (
-            vec!["train", "--adapter", "discrete", "--batch-size", "2", "--num-steps", "5"],
+            vec![
+                "train",
+                "--adapter",
+                "discrete",
+                "--batch-size",
+                "2",
+                "--num-steps",
+                "5",
+            ],
             "llvmpipe",
         ),
     ];
@@ -1262,7 +1270,15 @@ fn damaged_checkpoints_and_impossible_models_are_one_line() {
     // No adapter at all on the requested API (DX12 does not exist on Linux).
     if cfg!(target_os = "linux") {
         let o = run(bin()
-            .args(["train", "--backend", "dx12", "--batch-size", "2", "--num-steps", "5"])
+            .args([
+                "train",
+                "--backend",
+                "dx12",
+                "--batch-size",
+                "2",
+                "--num-steps",
+                "5",
+            ])
             .arg("--data")
             .arg(tiny_data())
             .arg("--run-dir")

@@ -297,7 +297,14 @@ fn a_short_training_run_on_the_test_backend() {
         .arg(tiny_data())
         .arg("--run-dir")
         .arg(&run_dir)
-        .args(["--vocab-size", "60", "--embedding-size", "8", "--hidden", "8,6"])
+        .args([
+            "--vocab-size",
+            "60",
+            "--embedding-size",
+            "8",
+            "--hidden",
+            "8,6",
+        ])
         .args(["--batch-size", "2", "--num-steps", "5", "--max-epoch", "2"])
         .args(["--learning-rate", "0.5", "--no-progress"])
         .output()

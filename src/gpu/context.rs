@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use crate::error::usage;
+use crate::gpu::lstm_step::Recurrence;
 use crate::gpu::matmul::MatmulVariant;
 use crate::model::fit::Needs;
 
@@ -108,6 +109,11 @@ pub struct GpuArgs {
     /// `lstm-gpu bench kernels` compares them).
     #[arg(long)]
     pub matmul: Option<MatmulVariant>,
+    /// How each layer's time steps run: fused (one dispatch per time step: the recurrent
+    /// product and the cell together) or unfused (a matmul, then the cell) [default: the
+    /// adapter's tuned choice, else fused on GPUs and unfused on CPU adapters].
+    #[arg(long)]
+    pub recurrence: Option<Recurrence>,
     /// Limits to run within: `adapter` (what it offers) or `webgpu` (no more than WebGPU's
     /// defaults, what every browser offers: 128 MiB per storage buffer).
     #[arg(long, value_enum, default_value = "adapter")]
@@ -123,8 +129,14 @@ impl GpuArgs {
     /// Pick, check `needs`, and open with `--matmul` applied.
     pub fn open(&self, needs: &Needs) -> Result<Gpu> {
         let mut gpu = self.pick()?.open(needs)?;
-        gpu.matmul = self.matmul;
+        self.apply(&mut gpu);
         Ok(gpu)
+    }
+
+    /// Apply the kernel choices (`--matmul`, `--recurrence`) to an opened device.
+    pub fn apply(&self, gpu: &mut Gpu) {
+        gpu.matmul = self.matmul;
+        gpu.recurrence = self.recurrence;
     }
 }
 
@@ -264,6 +276,8 @@ pub struct Gpu {
     ///
     /// [`Matmul::new`]: crate::gpu::matmul::Matmul::new
     pub matmul: Option<MatmulVariant>,
+    /// The recurrence asked for (`--recurrence`); `None`: tuned or the adapter's default.
+    pub recurrence: Option<Recurrence>,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
@@ -481,6 +495,7 @@ impl Gpu {
             device,
             queue,
             matmul: None,
+            recurrence: None,
             info: summary.info,
             limits,
             features,

@@ -124,6 +124,7 @@ impl Gpu {
 pub mod dropout;
 pub mod embedding;
 pub mod lstm_cell;
+pub mod lstm_step;
 pub mod matmul;
 pub mod reduce;
 pub mod sgd;

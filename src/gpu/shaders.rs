@@ -9,8 +9,17 @@ use std::borrow::Cow;
 pub const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
 /// `shaders/embedding.wgsl`: the gather and the gradient rows of a batch's ids.
 pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
-/// `shaders/lstm_cell.wgsl`: the fused cell forward and backward.
-pub const LSTM_CELL: &str = include_str!("../../shaders/lstm_cell.wgsl");
+/// `shaders/lstm_cell.wgsl` after the gate functions: the fused cell forward and backward.
+pub const LSTM_CELL: &str = concat!(
+    include_str!("../../shaders/lstm_gates.wgsl"),
+    include_str!("../../shaders/lstm_cell.wgsl")
+);
+/// `shaders/lstm_step.wgsl` after the gate functions: a layer's time step (the recurrent
+/// product and the cell) in one dispatch, forward and backward.
+pub const LSTM_STEP: &str = concat!(
+    include_str!("../../shaders/lstm_gates.wgsl"),
+    include_str!("../../shaders/lstm_step.wgsl")
+);
 /// `shaders/matmul_params.wgsl`: the uniform block every matmul kernel shares.
 pub const MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
 /// The portable matmul kernels (tiled, register-blocked, skinny) with their uniform block.
@@ -62,6 +71,7 @@ pub fn all() -> Vec<ModuleSource> {
         fixed("dropout", DROPOUT),
         fixed("embedding", EMBEDDING),
         fixed("lstm_cell", LSTM_CELL),
+        fixed("lstm_step", LSTM_STEP),
         fixed("matmul", MATMUL),
         fixed("reduce", REDUCE),
         fixed("sgd", SGD),

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::gpu::dropout::Dropout;
 use crate::gpu::embedding::{pack_segments, segments_words, Embedding};
 use crate::gpu::lstm_cell::{CellBackwardViews, CellForwardViews, CellShape, LstmCell};
+use crate::gpu::lstm_step::{LstmStep, Recurrence, StepBackwardViews, StepForwardViews};
 use crate::gpu::matmul::Matmul;
 use crate::gpu::reduce::{ClipStats, Reduce, TrainAccumulator};
 use crate::gpu::sgd::{Hyper, Sgd};
@@ -28,6 +29,9 @@ use crate::reference::{IdSegments, MatmulShape};
 pub struct Kernels {
     pub matmul: Matmul,
     pub lstm_cell: LstmCell,
+    pub lstm_step: LstmStep,
+    /// How the steps prepared with these kernels run each layer's time steps.
+    pub recurrence: Recurrence,
     pub embedding: Embedding,
     pub softmax_xent: SoftmaxXent,
     pub reduce: Reduce,
@@ -40,12 +44,24 @@ impl Kernels {
         Ok(Kernels {
             matmul: Matmul::new(gpu)?,
             lstm_cell: LstmCell::new(gpu)?,
+            lstm_step: LstmStep::new(gpu)?,
+            recurrence: gpu.recurrence.unwrap_or_else(|| default_recurrence(gpu)),
             embedding: Embedding::new(gpu)?,
             softmax_xent: SoftmaxXent::new(gpu)?,
             reduce: Reduce::new(gpu)?,
             sgd: Sgd::new(gpu)?,
             dropout: Dropout::new(gpu)?,
         })
+    }
+}
+
+/// The recurrence a step takes when neither `--recurrence` nor a tuned choice says: fused
+/// (one dispatch per layer and time step) on GPUs, where launches bound a step; unfused on
+/// CPU adapters, whose subgroup-broadcast matmul outruns the fused kernel's workgroup tiles.
+pub fn default_recurrence(gpu: &Gpu) -> Recurrence {
+    match gpu.info.device_type {
+        wgpu::DeviceType::Cpu => Recurrence::Unfused,
+        _ => Recurrence::Fused,
     }
 }
 
@@ -641,6 +657,28 @@ impl<'a> StepBuilder<'a> {
         for t in 0..self.steps {
             let h_prev = View::at(&lb.h, t * batch * h, batch * h);
             let z_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
+            let c_prev = View::at(&lb.c, t * batch * h, batch * h);
+            let act = View::at(&lb.act, t * batch * 4 * h, batch * 4 * h);
+            let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
+            let h_next = View::at(&lb.h, (t + 1) * batch * h, batch * h);
+            if self.k.recurrence == Recurrence::Fused {
+                let views = StepForwardViews {
+                    zx: z_t,
+                    w_h,
+                    h_prev,
+                    c_prev,
+                    act,
+                    c,
+                    h: h_next,
+                };
+                ops.push(self.k.lstm_step.prepare_forward(
+                    self.gpu,
+                    (batch, h),
+                    self.cfg.forget_bias,
+                    &views,
+                ));
+                continue;
+            }
             ops.push(self.k.matmul.prepare(
                 self.gpu,
                 nn(batch, h, 4 * h),
@@ -652,10 +690,10 @@ impl<'a> StepBuilder<'a> {
             ));
             let views = CellForwardViews {
                 pre: z_t,
-                c_prev: View::at(&lb.c, t * batch * h, batch * h),
-                act: View::at(&lb.act, t * batch * 4 * h, batch * 4 * h),
-                c: View::at(&lb.c, (t + 1) * batch * h, batch * h),
-                h: View::at(&lb.h, (t + 1) * batch * h, batch * h),
+                c_prev,
+                act,
+                c,
+                h: h_next,
             };
             ops.push(self.k.lstm_cell.prepare_forward(
                 self.gpu,
@@ -800,8 +838,38 @@ impl<'a> StepBuilder<'a> {
         let mut ops = Vec::new();
         for t in (0..steps).rev() {
             let dh_t = View::at(dh, t * batch * h, batch * h);
+            // dc of step t comes in through one ping-pong buffer, dc of t-1 goes out
+            // through the other; the last step starts from zero (truncated BPTT).
+            let dc_in = if t + 1 == steps {
+                View::at(&self.zeros, 0, batch * h)
+            } else {
+                View::all(&dc[(t + 1) % 2])
+            };
+            let act = View::at(&lb.act, t * batch * 4 * h, batch * 4 * h);
+            let c_prev = View::at(&lb.c, t * batch * h, batch * h);
+            let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
+            let dz_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
             if t + 1 < steps {
                 let dz_next = View::at(&lb.z, (t + 1) * batch * 4 * h, batch * 4 * h);
+                if self.k.recurrence == Recurrence::Fused {
+                    let views = StepBackwardViews {
+                        dz_next,
+                        w_h,
+                        act,
+                        c_prev,
+                        c,
+                        dh: dh_t,
+                        dc: dc_in,
+                        dc_prev: View::all(&dc[t % 2]),
+                        dz: dz_t,
+                    };
+                    ops.push(
+                        self.k
+                            .lstm_step
+                            .prepare_backward(self.gpu, (batch, h), &views),
+                    );
+                    continue;
+                }
                 ops.push(self.k.matmul.prepare(
                     self.gpu,
                     nt(batch, 4 * h, h),
@@ -812,20 +880,13 @@ impl<'a> StepBuilder<'a> {
                     true,
                 ));
             }
-            // dc of step t comes in through one ping-pong buffer, dc of t-1 goes out
-            // through the other; the last step starts from zero (truncated BPTT).
-            let dc_in = if t + 1 == steps {
-                View::at(&self.zeros, 0, batch * h)
-            } else {
-                View::all(&dc[(t + 1) % 2])
-            };
             let views = CellBackwardViews {
-                act: View::at(&lb.act, t * batch * 4 * h, batch * 4 * h),
-                c_prev: View::at(&lb.c, t * batch * h, batch * h),
-                c: View::at(&lb.c, (t + 1) * batch * h, batch * h),
+                act,
+                c_prev,
+                c,
                 dh: dh_t,
                 dc: dc_in,
-                dpre: View::at(&lb.z, t * batch * 4 * h, batch * 4 * h),
+                dpre: dz_t,
                 dc_prev: View::all(&dc[t % 2]),
             };
             ops.push(self.k.lstm_cell.prepare_backward(

@@ -222,6 +222,64 @@ pub fn lstm_cell_backward<T: Real>(
     }
 }
 
+/// One fused time step of an LSTM layer, forward (`shaders/lstm_step.wgsl`): the
+/// pre-activations `zx + h_prev @ w_h` (`zx` `[b, 4h]`: the input projection and bias;
+/// `w_h` `[h, 4h]`), summed as the unfused path sums them (a matmul accumulating into `zx`),
+/// then [`lstm_cell_forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_step_forward<T: Real>(
+    b: usize,
+    h: usize,
+    zx: &[T],
+    h_prev: &[T],
+    w_h: &[T],
+    c_prev: &[T],
+    forget_bias: T,
+    act: &mut [T],
+    c: &mut [T],
+    h_out: &mut [T],
+) {
+    let mut pre = zx[..b * 4 * h].to_vec();
+    let shape = MatmulShape {
+        m: b,
+        k: h,
+        n: 4 * h,
+        trans_a: false,
+        trans_b: false,
+    };
+    matmul(shape, h_prev, w_h, None, &mut pre, true);
+    lstm_cell_forward(b, h, &pre, c_prev, forget_bias, act, c, h_out);
+}
+
+/// One fused time step of an LSTM layer, backward (`shaders/lstm_step.wgsl`), for every
+/// time step but the last: `dh += dz_next @ w_h^T` (`dh` `[b, h]` holds the gradient from
+/// above and is left holding the step's whole d(h)), then [`lstm_cell_backward`] into
+/// `dz` `[b, 4h]` and `dc_prev`.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_step_backward<T: Real>(
+    b: usize,
+    h: usize,
+    dz_next: &[T],
+    w_h: &[T],
+    act: &[T],
+    c_prev: &[T],
+    c: &[T],
+    dh: &mut [T],
+    dc: &[T],
+    dz: &mut [T],
+    dc_prev: &mut [T],
+) {
+    let shape = MatmulShape {
+        m: b,
+        k: 4 * h,
+        n: h,
+        trans_a: false,
+        trans_b: true,
+    };
+    matmul(shape, dz_next, w_h, None, dh, true);
+    lstm_cell_backward(b, h, act, c_prev, c, dh, dc, dz, dc_prev);
+}
+
 /// `out[p, :] = table[ids[p], :]` for a table of width `e`.
 pub fn embedding_gather<T: Real>(e: usize, ids: &[u32], table: &[T], out: &mut [T]) {
     for (p, &id) in ids.iter().enumerate() {
