@@ -9,7 +9,7 @@ use lstm_gpu::config::{Config, ConfigArgs};
 use lstm_gpu::data::{self, fetch, Corpus, Split, Vocab};
 use lstm_gpu::error::{exit_code, one_line, usage};
 use lstm_gpu::gpu::context::list_adapters;
-use lstm_gpu::gpu::{BackendChoice, GpuArgs};
+use lstm_gpu::gpu::{tune, BackendChoice, GpuArgs};
 use lstm_gpu::model::checkpoint::Checkpoint;
 use lstm_gpu::model::fit::Needs;
 use lstm_gpu::model::predict::Predictor;
@@ -68,6 +68,9 @@ enum Command {
     },
     /// Time every kernel of a training step and the step as a whole.
     Profile(ProfileArgs),
+    /// Time the matmul variants on every product of a model and the fused and unfused
+    /// recurrence, and cache the fastest for this adapter (`train` does it by itself once).
+    Tune(TuneArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -189,6 +192,10 @@ struct TrainArgs {
     /// progress points; 0: never stop).
     #[arg(long, default_value_t = 100)]
     max_skips_in_a_row: u64,
+    /// Run the adapter's default kernels, without tuning them on a first run (choices
+    /// cached by an earlier run or `lstm-gpu tune` are still read).
+    #[arg(long)]
+    no_tune: bool,
 }
 
 #[derive(clap::Args)]
@@ -232,6 +239,24 @@ struct ProfileArgs {
     /// Skip measuring the adapter's best matmul rate.
     #[arg(long)]
     no_matmul_peak: bool,
+    /// Profile the adapter's default kernels rather than the tuned ones (tuned: read from
+    /// the cache, or measured now when there are none).
+    #[arg(long)]
+    no_tune: bool,
+}
+
+#[derive(clap::Args)]
+struct TuneArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// Batch size of the test pass to tune for too [default: 1, as `train` tests].
+    #[arg(long)]
+    test_batch_size: Option<usize>,
+    /// Print the tuned entry as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -332,8 +357,10 @@ fn run(cli: Cli) -> Result<()> {
             let corpus = Corpus::load(&corpus_dir(args.data)?, cfg.vocab_size)?;
             lstm_gpu::data::Batches::new(&corpus.train, cfg.batch_size, cfg.num_steps)
                 .context("training split")?;
-            let needs = Needs::of_model(&cfg, &[(cfg.batch_size, cfg.num_steps, Mode::Train)]);
-            let gpu = args.gpu.open(&needs)?;
+            let shapes = [(cfg.batch_size, cfg.num_steps, Mode::Train)];
+            let needs = Needs::of_model(&cfg, &shapes);
+            let mut gpu = args.gpu.open(&needs)?;
+            tune::choose(&mut gpu, &cfg, &shapes, !args.no_tune)?;
             let p = lstm_gpu::profile::profile(
                 &gpu,
                 &cfg,
@@ -373,6 +400,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(args) => generate_command(args),
+        Command::Tune(args) => tune_command(args),
         Command::Bench {
             command:
                 BenchCommand::Kernels {
@@ -501,6 +529,12 @@ fn train_command(args: TrainArgs) -> Result<()> {
     train::prepare_run_dir(&run_dir)?;
     let mut gpu = picked.open(&needs)?;
     args.gpu.apply(&mut gpu);
+    tune::choose(
+        &mut gpu,
+        &cfg,
+        &train::workspace_shapes(&cfg, test_shape),
+        !args.no_tune,
+    )?;
     let opts = TrainOptions {
         max_steps: args.max_steps,
         seed: args.seed,
@@ -553,6 +587,31 @@ fn default_run_dir() -> PathBuf {
     ))
 }
 
+fn tune_command(args: TuneArgs) -> Result<()> {
+    let cfg = args.config.resolve()?;
+    let test_shape = (args.test_batch_size.unwrap_or(1), cfg.num_steps);
+    if test_shape.0 == 0 {
+        return Err(usage("--test-batch-size must be at least 1"));
+    }
+    let mut gpu = args.gpu.open(&train::needs(&cfg, test_shape))?;
+    let shapes = train::workspace_shapes(&cfg, test_shape);
+    let t0 = std::time::Instant::now();
+    let entry = tune::tune_model(&mut gpu, &cfg, &shapes, |line| println!("{line}"))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let path = tune::store(&gpu, &entry)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entry)?);
+    }
+    println!(
+        "tuned {} products in {secs:.1} s on {} ({:?}); cached in {}",
+        entry.matmul.len(),
+        gpu.info.name,
+        gpu.info.backend,
+        path.display()
+    );
+    Ok(())
+}
+
 fn eval_command(args: EvalArgs) -> Result<()> {
     let ck = Checkpoint::load(&args.checkpoint)?;
     let dir = corpus_dir(args.data)?;
@@ -572,9 +631,9 @@ fn eval_command(args: EvalArgs) -> Result<()> {
         return Err(usage("--batch-size and --num-steps must be at least 1"));
     }
     let batches = corpus.batches(split, batch, steps)?;
-    let gpu = args
-        .gpu
-        .open(&Needs::of_model(&cfg, &[(batch, steps, Mode::Eval)]))?;
+    let shapes = [(batch, steps, Mode::Eval)];
+    let mut gpu = args.gpu.open(&Needs::of_model(&cfg, &shapes))?;
+    tune::choose(&mut gpu, &cfg, &shapes, false)?;
     let kernels = Kernels::new(&gpu)?;
     let params = ParamBuffers::upload(&gpu, &cfg, &ck.params)?;
     let mut ws = Workspace::new(&gpu, &kernels, &cfg, &params, batch, steps, Mode::Eval)?;
@@ -618,7 +677,8 @@ fn predict_command(args: PredictArgs) -> Result<()> {
         )));
     }
     let (vocab, ids) = encode_context(&ck, &args.context, "the context")?;
-    let gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
+    let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
+    tune::choose(&mut gpu, &ck.config, &[(1, 1, Mode::Eval)], false)?;
     let mut p = Predictor::new(&gpu, &ck.config, &ck.params, args.top_k)?;
     for &id in &ids {
         p.feed(&gpu, id)?;
@@ -656,7 +716,8 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
         )));
     }
     let (vocab, ids) = encode_context(&ck, &args.prompt, "--prompt")?;
-    let gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
+    let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
+    tune::choose(&mut gpu, &ck.config, &[(1, 1, Mode::Eval)], false)?;
     let mut p = Predictor::new(&gpu, &ck.config, &ck.params, 1)?;
     for &id in &ids {
         p.feed(&gpu, id)?;

@@ -60,6 +60,10 @@ pub struct Profile {
     pub achieved_gflops: f64,
     pub matmul_gflops: f64,
     pub matmul_variant: String,
+    /// How each layer's time steps run, and why (`fused (tuned)`).
+    pub recurrence: String,
+    /// What each product runs and why: `MxKxN:NN variant (tuned|cached|default|forced)`.
+    pub matmul_choices: Vec<String>,
     pub percent_of_matmul_limit: f64,
     /// Device memory of the step's buffers: parameters, gradients, activations, logits
     /// and the kernels' uniform blocks (see [`Gpu::buffer_bytes`]).
@@ -181,18 +185,30 @@ pub fn profile(
         .sum();
 
     // 3. The adapter's best matmul rate, on the step's own product shapes.
-    let (matmul_gflops, variant) = if measure_matmul {
+    // The variants the step runs (tuned per product, or the default).
+    let mut chosen: Vec<crate::gpu::matmul::MatmulVariant> = Vec::new();
+    for s in kernels.matmul.products() {
+        let v = kernels.matmul.choice(s).0;
+        if !chosen.contains(&v) {
+            chosen.push(v);
+        }
+    }
+    let variant = chosen
+        .iter()
+        .map(|v| v.name())
+        .collect::<Vec<_>>()
+        .join("/");
+    let matmul_gflops = if measure_matmul {
         let shapes = model_matmul_shapes(cfg);
-        let rows = bench_matmul(gpu, &shapes, Some(&[kernels.matmul.variant()]), 3, |r| {
+        let rows = bench_matmul(gpu, &shapes, Some(&chosen), 3, |r| {
             log::info!("{}", r.line())
         })?;
-        (
-            rows.iter().map(|r| r.gflops).fold(0.0, f64::max),
-            kernels.matmul.variant().to_string(),
-        )
+        rows.iter().map(|r| r.gflops).fold(0.0, f64::max)
     } else {
-        (f64::NAN, kernels.matmul.variant().to_string())
+        f64::NAN
     };
+    let (recurrence, source) =
+        crate::model::schedule::recurrence_for(gpu, &kernels, cfg, (cfg.batch_size, cfg.num_steps));
     let tokens = (cfg.batch_size * cfg.num_steps) as f64;
     let limit_seconds = flops_per_step / (matmul_gflops * 1e9);
     Ok(Profile {
@@ -215,6 +231,8 @@ pub fn profile(
         achieved_gflops: flops_per_step / wall / 1e9,
         matmul_gflops,
         matmul_variant: variant,
+        recurrence: format!("{recurrence} ({})", source.name()),
+        matmul_choices: crate::gpu::tune::report(&kernels.matmul),
         percent_of_matmul_limit: 100.0 * limit_seconds / wall,
         gpu_buffer_bytes,
         parameter_bytes,
@@ -301,6 +319,12 @@ impl Profile {
             s,
             "  {:.0} words/s, {:.2} MFLOP/token, {:.1} GFLOP/s achieved",
             self.words_per_second, self.mflop_per_token, self.achieved_gflops
+        );
+        let _ = writeln!(
+            s,
+            "  recurrence {}; matmul {}",
+            self.recurrence,
+            self.matmul_choices.join(", ")
         );
         if self.matmul_gflops.is_finite() {
             let _ = writeln!(

@@ -219,18 +219,23 @@ pub fn split_batches<'a>(
     ))
 }
 
-/// What a training run asks of the adapter: its training step and the evaluation steps
-/// of validation and of the test pass at `test_shape`.
-pub fn needs(cfg: &Config, (test_batch, test_steps): (usize, usize)) -> Needs {
+/// The workspaces of a training run: its training step and the evaluation steps of
+/// validation and of the test pass at `test_shape`.
+pub fn workspace_shapes(
+    cfg: &Config,
+    (test_batch, test_steps): (usize, usize),
+) -> Vec<(usize, usize, Mode)> {
     let (batch, steps) = (cfg.batch_size, cfg.num_steps);
-    Needs::of_model(
-        cfg,
-        &[
-            (batch, steps, Mode::Train),
-            (batch, steps, Mode::Eval),
-            (test_batch, test_steps, Mode::Eval),
-        ],
-    )
+    vec![
+        (batch, steps, Mode::Train),
+        (batch, steps, Mode::Eval),
+        (test_batch, test_steps, Mode::Eval),
+    ]
+}
+
+/// What a training run asks of the adapter: the buffers of [`workspace_shapes`].
+pub fn needs(cfg: &Config, test_shape: (usize, usize)) -> Needs {
+    Needs::of_model(cfg, &workspace_shapes(cfg, test_shape))
 }
 
 /// Create the run folder and open its `metrics.jsonl` for appending. The folder is the
@@ -381,6 +386,13 @@ impl<'a> Run<'a> {
             Some(eval_workspace(test_shape)?)
         };
         gpu.wait()?;
+        let (recurrence, source) =
+            crate::model::schedule::recurrence_for(gpu, &kernels, &cfg, (batch, steps));
+        log::info!(
+            "kernels: recurrence {recurrence} ({}); matmul {}",
+            source.name(),
+            crate::gpu::tune::report(&kernels.matmul).join(", ")
+        );
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         log::info!(
             "GPU buffers: {:.1} MiB ({:.1} MiB of parameters; the training and evaluation steps share their logits)",

@@ -10,7 +10,18 @@ fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"));
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .env("RUST_LOG", "warn");
+    no_tuning(&mut c);
     c
+}
+
+/// The adapter's default kernels, whatever a user's cache holds, and no tuning by the
+/// runs themselves: runs compared bit for bit must run the same kernels (tests/tune.rs
+/// covers tuning).
+fn no_tuning(c: &mut Command) {
+    c.env("LSTM_GPU_TUNE", "off").env(
+        "LSTM_GPU_CACHE_DIR",
+        std::env::temp_dir().join("lstm-gpu-tests-no-cache"),
+    );
 }
 
 fn tiny_data() -> PathBuf {

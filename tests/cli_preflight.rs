@@ -11,7 +11,13 @@ use std::process::{Command, Output};
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"));
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        // The adapter's default kernels, no tuning (tests/tune.rs covers it).
+        .env("LSTM_GPU_TUNE", "off")
+        .env(
+            "LSTM_GPU_CACHE_DIR",
+            std::env::temp_dir().join("lstm-gpu-tests-no-cache"),
+        );
     c
 }
 

@@ -15,10 +15,19 @@ use lstm_gpu::model::{Params, State};
 use lstm_gpu::reference;
 
 /// Words of poison (or other data) before every window.
-const GUARD: usize = 3;
+const GUARD: usize = 4;
 
-/// (batch, hidden): tiny, not multiples of the 16-row and 16/64-unit tiles, and the model's.
-const SHAPES: [(usize, usize); 5] = [(1, 1), (7, 33), (17, 21), (60, 256), (60, 128)];
+/// (batch, hidden): tiny, not multiples of the tiles (nor of 4 units: the subgroup kernels
+/// fall back), and the model's.
+const SHAPES: [(usize, usize); 7] = [
+    (1, 1),
+    (7, 33),
+    (17, 21),
+    (5, 36),
+    (33, 100),
+    (60, 256),
+    (60, 128),
+];
 
 fn buffer(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
     let mut words = random(GUARD, 1.0, 9);
@@ -30,183 +39,206 @@ fn read(gpu: &Gpu, b: &wgpu::Buffer, offset: usize, words: usize) -> Vec<f32> {
     gpu.read(b, offset, words).unwrap()
 }
 
+/// The fused kernels without and with the subgroup blocking.
+fn kernels(gpu: &Gpu) -> Vec<(bool, LstmStep)> {
+    [false, true]
+        .into_iter()
+        .map(|sg| (sg, LstmStep::new(gpu, sg).unwrap()))
+        .collect()
+}
+
+/// The entry point that must run: the subgroup one where asked for, available, and the
+/// hidden size and every offset are multiples of 4 (the tests' offsets are).
+fn label(base: &str, subgroups: bool, gpu: &Gpu, hidden: usize) -> String {
+    let capable = gpu.has_subgroups() && gpu.info.subgroup_min_size >= 8;
+    if subgroups && capable && hidden % 4 == 0 {
+        format!("{base}_subgroup")
+    } else {
+        base.to_string()
+    }
+}
+
 #[test]
 fn forward_matches_f64_reference() {
     let gpu = gpu();
-    let step = LstmStep::new(&gpu).unwrap();
-    for (k, &(b, h)) in SHAPES.iter().enumerate() {
-        let seed = 10 + 7 * k as u64;
-        let (gates, states) = (b * 4 * h, b * h);
-        let zx = random(gates, 1.5, seed);
-        let w_h = random(h * 4 * h, 0.3, seed + 1);
-        let h_prev = random(states, 1.0, seed + 2);
-        let c_prev = random(states, 2.0, seed + 3);
-        let fb = 0.5f32;
-        // h and c states: [GUARD | prev | new], the new windows poisoned.
-        let mut hs = random(GUARD, 1.0, 1);
-        hs.extend_from_slice(&h_prev);
-        hs.extend(nan(states));
-        let mut cs = random(GUARD, 1.0, 2);
-        cs.extend_from_slice(&c_prev);
-        cs.extend(nan(states));
-        let (zx_b, w_b) = (buffer(&gpu, &zx), buffer(&gpu, &w_h));
-        let (h_b, c_b) = (gpu.storage_from("h", &hs), gpu.storage_from("c", &cs));
-        let act_b = gpu.storage_from("act", &nan(GUARD + gates));
-        let views = StepForwardViews {
-            zx: View::at(&zx_b, GUARD, gates),
-            w_h: View::at(&w_b, GUARD, h * 4 * h),
-            h_prev: View::at(&h_b, GUARD, states),
-            c_prev: View::at(&c_b, GUARD, states),
-            act: View::at(&act_b, GUARD, gates),
-            c: View::at(&c_b, GUARD + states, states),
-            h: View::at(&h_b, GUARD + states, states),
-        };
-        let d = step.prepare_forward(&gpu, (b, h), fb, &views).unwrap();
-        gpu.run(&[&d]).unwrap();
+    for (subgroups, step) in kernels(&gpu) {
+        for (k, &(b, h)) in SHAPES.iter().enumerate() {
+            let seed = 10 + 7 * k as u64;
+            let (gates, states) = (b * 4 * h, b * h);
+            let zx = random(gates, 1.5, seed);
+            let w_h = random(h * 4 * h, 0.3, seed + 1);
+            let h_prev = random(states, 1.0, seed + 2);
+            let c_prev = random(states, 2.0, seed + 3);
+            let fb = 0.5f32;
+            // h and c states: [GUARD | prev | new], the new windows poisoned.
+            let mut hs = random(GUARD, 1.0, 1);
+            hs.extend_from_slice(&h_prev);
+            hs.extend(nan(states));
+            let mut cs = random(GUARD, 1.0, 2);
+            cs.extend_from_slice(&c_prev);
+            cs.extend(nan(states));
+            let (zx_b, w_b) = (buffer(&gpu, &zx), buffer(&gpu, &w_h));
+            let (h_b, c_b) = (gpu.storage_from("h", &hs), gpu.storage_from("c", &cs));
+            let act_b = gpu.storage_from("act", &nan(GUARD + gates));
+            let views = StepForwardViews {
+                zx: View::at(&zx_b, GUARD, gates),
+                w_h: View::at(&w_b, GUARD, h * 4 * h),
+                h_prev: View::at(&h_b, GUARD, states),
+                c_prev: View::at(&c_b, GUARD, states),
+                act: View::at(&act_b, GUARD, gates),
+                c: View::at(&c_b, GUARD + states, states),
+                h: View::at(&h_b, GUARD + states, states),
+            };
+            let d = step.prepare_forward(&gpu, (b, h), fb, &views).unwrap();
+            assert_eq!(d.label, label("lstm_step_forward", subgroups, &gpu, h));
+            gpu.run(&[&d]).unwrap();
 
-        let (mut act, mut c, mut hn) = (vec![0.0; gates], vec![0.0; states], vec![0.0; states]);
-        reference::lstm_step_forward(
-            b,
-            h,
-            &to_f64(&zx),
-            &to_f64(&h_prev),
-            &to_f64(&w_h),
-            &to_f64(&c_prev),
-            fb as f64,
-            &mut act,
-            &mut c,
-            &mut hn,
-        );
-        let what = format!("lstm_step_forward {b}x{h}");
-        assert_close(
-            &format!("{what} act"),
-            &read(&gpu, &act_b, GUARD, gates),
-            &act,
-            1e-5,
-        );
-        assert_close(
-            &format!("{what} c"),
-            &read(&gpu, &c_b, GUARD + states, states),
-            &c,
-            1e-5,
-        );
-        assert_close(
-            &format!("{what} h"),
-            &read(&gpu, &h_b, GUARD + states, states),
-            &hn,
-            1e-5,
-        );
-        // The previous states are read, never written.
-        assert_eq!(
-            read(&gpu, &h_b, GUARD, states),
-            h_prev,
-            "{what}: h_prev changed"
-        );
-        assert_eq!(
-            read(&gpu, &c_b, GUARD, states),
-            c_prev,
-            "{what}: c_prev changed"
-        );
+            let (mut act, mut c, mut hn) = (vec![0.0; gates], vec![0.0; states], vec![0.0; states]);
+            reference::lstm_step_forward(
+                b,
+                h,
+                &to_f64(&zx),
+                &to_f64(&h_prev),
+                &to_f64(&w_h),
+                &to_f64(&c_prev),
+                fb as f64,
+                &mut act,
+                &mut c,
+                &mut hn,
+            );
+            let what = format!("{} {b}x{h}", d.label);
+            assert_close(
+                &format!("{what} act"),
+                &read(&gpu, &act_b, GUARD, gates),
+                &act,
+                1e-5,
+            );
+            assert_close(
+                &format!("{what} c"),
+                &read(&gpu, &c_b, GUARD + states, states),
+                &c,
+                1e-5,
+            );
+            assert_close(
+                &format!("{what} h"),
+                &read(&gpu, &h_b, GUARD + states, states),
+                &hn,
+                1e-5,
+            );
+            // The previous states are read, never written.
+            assert_eq!(
+                read(&gpu, &h_b, GUARD, states),
+                h_prev,
+                "{what}: h_prev changed"
+            );
+            assert_eq!(
+                read(&gpu, &c_b, GUARD, states),
+                c_prev,
+                "{what}: c_prev changed"
+            );
+        }
     }
 }
 
 #[test]
 fn backward_matches_f64_reference() {
     let gpu = gpu();
-    let step = LstmStep::new(&gpu).unwrap();
-    for (k, &(b, h)) in SHAPES.iter().enumerate() {
-        let seed = 200 + 11 * k as u64;
-        let (gates, states) = (b * 4 * h, b * h);
-        let dz_next = random(gates, 0.5, seed);
-        let w_h = random(h * 4 * h, 0.3, seed + 1);
-        // Activations as the forward pass leaves them: sigmoids in (0, 1), tanh in (-1, 1).
-        let act: Vec<f32> = random(gates, 1.0, seed + 2)
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                if (i / h) % 4 == 1 {
-                    v * 0.9
-                } else {
-                    0.5 + 0.45 * v
-                }
-            })
-            .collect();
-        let c_prev = random(states, 1.5, seed + 3);
-        let c = random(states, 1.5, seed + 4);
-        let dh = random(states, 1.0, seed + 5);
-        let dc = random(states, 1.0, seed + 6);
-        // dz of all steps: [GUARD | this step (poisoned) | next step].
-        let mut dzs = random(GUARD, 1.0, 3);
-        dzs.extend(nan(gates));
-        dzs.extend_from_slice(&dz_next);
-        let mut cs = random(GUARD, 1.0, 4);
-        cs.extend_from_slice(&c_prev);
-        cs.extend_from_slice(&c);
-        let dz_b = gpu.storage_from("dz", &dzs);
-        let c_b = gpu.storage_from("c", &cs);
-        let (w_b, act_b) = (buffer(&gpu, &w_h), buffer(&gpu, &act));
-        let (dh_b, dc_b) = (buffer(&gpu, &dh), buffer(&gpu, &dc));
-        let dc_prev_b = gpu.storage_from("dc_prev", &nan(GUARD + states));
-        let views = StepBackwardViews {
-            dz_next: View::at(&dz_b, GUARD + gates, gates),
-            w_h: View::at(&w_b, GUARD, h * 4 * h),
-            act: View::at(&act_b, GUARD, gates),
-            c_prev: View::at(&c_b, GUARD, states),
-            c: View::at(&c_b, GUARD + states, states),
-            dh: View::at(&dh_b, GUARD, states),
-            dc: View::at(&dc_b, GUARD, states),
-            dc_prev: View::at(&dc_prev_b, GUARD, states),
-            dz: View::at(&dz_b, GUARD, gates),
-        };
-        let d = step.prepare_backward(&gpu, (b, h), &views).unwrap();
-        gpu.run(&[&d]).unwrap();
+    for (subgroups, step) in kernels(&gpu) {
+        for (k, &(b, h)) in SHAPES.iter().enumerate() {
+            let seed = 200 + 11 * k as u64;
+            let (gates, states) = (b * 4 * h, b * h);
+            let dz_next = random(gates, 0.5, seed);
+            let w_h = random(h * 4 * h, 0.3, seed + 1);
+            // Activations as the forward pass leaves them: sigmoids in (0, 1), tanh in (-1, 1).
+            let act: Vec<f32> = random(gates, 1.0, seed + 2)
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    if (i / h) % 4 == 1 {
+                        v * 0.9
+                    } else {
+                        0.5 + 0.45 * v
+                    }
+                })
+                .collect();
+            let c_prev = random(states, 1.5, seed + 3);
+            let c = random(states, 1.5, seed + 4);
+            let dh = random(states, 1.0, seed + 5);
+            let dc = random(states, 1.0, seed + 6);
+            // dz of all steps: [GUARD | this step (poisoned) | next step].
+            let mut dzs = random(GUARD, 1.0, 3);
+            dzs.extend(nan(gates));
+            dzs.extend_from_slice(&dz_next);
+            let mut cs = random(GUARD, 1.0, 4);
+            cs.extend_from_slice(&c_prev);
+            cs.extend_from_slice(&c);
+            let dz_b = gpu.storage_from("dz", &dzs);
+            let c_b = gpu.storage_from("c", &cs);
+            let (w_b, act_b) = (buffer(&gpu, &w_h), buffer(&gpu, &act));
+            let (dh_b, dc_b) = (buffer(&gpu, &dh), buffer(&gpu, &dc));
+            let dc_prev_b = gpu.storage_from("dc_prev", &nan(GUARD + states));
+            let views = StepBackwardViews {
+                dz_next: View::at(&dz_b, GUARD + gates, gates),
+                w_h: View::at(&w_b, GUARD, h * 4 * h),
+                act: View::at(&act_b, GUARD, gates),
+                c_prev: View::at(&c_b, GUARD, states),
+                c: View::at(&c_b, GUARD + states, states),
+                dh: View::at(&dh_b, GUARD, states),
+                dc: View::at(&dc_b, GUARD, states),
+                dc_prev: View::at(&dc_prev_b, GUARD, states),
+                dz: View::at(&dz_b, GUARD, gates),
+            };
+            let d = step.prepare_backward(&gpu, (b, h), &views).unwrap();
+            assert_eq!(d.label, label("lstm_step_backward", subgroups, &gpu, h));
+            gpu.run(&[&d]).unwrap();
 
-        let mut want_dh = to_f64(&dh);
-        let (mut dz, mut dc_prev) = (vec![0.0; gates], vec![0.0; states]);
-        reference::lstm_step_backward(
-            b,
-            h,
-            &to_f64(&dz_next),
-            &to_f64(&w_h),
-            &to_f64(&act),
-            &to_f64(&c_prev),
-            &to_f64(&c),
-            &mut want_dh,
-            &to_f64(&dc),
-            &mut dz,
-            &mut dc_prev,
-        );
-        let what = format!("lstm_step_backward {b}x{h}");
-        assert_close(
-            &format!("{what} dh"),
-            &read(&gpu, &dh_b, GUARD, states),
-            &want_dh,
-            1e-5,
-        );
-        assert_close(
-            &format!("{what} dz"),
-            &read(&gpu, &dz_b, GUARD, gates),
-            &dz,
-            1e-5,
-        );
-        assert_close(
-            &format!("{what} dc_prev"),
-            &read(&gpu, &dc_prev_b, GUARD, states),
-            &dc_prev,
-            1e-5,
-        );
-        assert_eq!(
-            read(&gpu, &dz_b, GUARD + gates, gates),
-            dz_next,
-            "{what}: dz_next changed"
-        );
+            let mut want_dh = to_f64(&dh);
+            let (mut dz, mut dc_prev) = (vec![0.0; gates], vec![0.0; states]);
+            reference::lstm_step_backward(
+                b,
+                h,
+                &to_f64(&dz_next),
+                &to_f64(&w_h),
+                &to_f64(&act),
+                &to_f64(&c_prev),
+                &to_f64(&c),
+                &mut want_dh,
+                &to_f64(&dc),
+                &mut dz,
+                &mut dc_prev,
+            );
+            let what = format!("{} {b}x{h}", d.label);
+            assert_close(
+                &format!("{what} dh"),
+                &read(&gpu, &dh_b, GUARD, states),
+                &want_dh,
+                1e-5,
+            );
+            assert_close(
+                &format!("{what} dz"),
+                &read(&gpu, &dz_b, GUARD, gates),
+                &dz,
+                1e-5,
+            );
+            assert_close(
+                &format!("{what} dc_prev"),
+                &read(&gpu, &dc_prev_b, GUARD, states),
+                &dc_prev,
+                1e-5,
+            );
+            assert_eq!(
+                read(&gpu, &dz_b, GUARD + gates, gates),
+                dz_next,
+                "{what}: dz_next changed"
+            );
+        }
     }
 }
 
 /// Three training steps from the same start on `recurrence`: losses, parameters, state.
 fn train(gpu: &Gpu, cfg: &Config, recurrence: Recurrence) -> (Vec<u64>, Params<f32>, State<f32>) {
     let mut kernels = Kernels::new(gpu).unwrap();
-    kernels.recurrence = recurrence;
+    kernels.recurrence = Some(recurrence);
     let params = Params::<f32>::init(cfg, 4);
     let pbuf = ParamBuffers::upload(gpu, cfg, &params).unwrap();
     let (b, t) = (cfg.batch_size, cfg.num_steps);
@@ -298,7 +330,7 @@ fn the_fused_step_launches_fewer_kernels() {
     let pbuf = ParamBuffers::upload(&gpu, &cfg, &params).unwrap();
     let count = |r: Recurrence| {
         let mut k = Kernels::new(&gpu).unwrap();
-        k.recurrence = r;
+        k.recurrence = Some(r);
         Workspace::new(&gpu, &k, &cfg, &pbuf, 2, 20, Mode::Train)
             .unwrap()
             .dispatches()

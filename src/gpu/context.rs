@@ -278,6 +278,8 @@ pub struct Gpu {
     pub matmul: Option<MatmulVariant>,
     /// The recurrence asked for (`--recurrence`); `None`: tuned or the adapter's default.
     pub recurrence: Option<Recurrence>,
+    /// Kernel choices measured on this adapter (`crate::gpu::tune::choose`), if any.
+    pub tuning: Option<crate::gpu::tune::Tuned>,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
@@ -496,6 +498,7 @@ impl Gpu {
             queue,
             matmul: None,
             recurrence: None,
+            tuning: None,
             info: summary.info,
             limits,
             features,

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Result};
 
@@ -130,12 +131,21 @@ struct BackwardParams {
 pub struct LstmStep {
     forward: wgpu::ComputePipeline,
     backward: wgpu::ComputePipeline,
+    /// The subgroup kernels (forward, backward), where they are used: compiled on first
+    /// use, as llvmpipe spends minutes on each on a cold shader cache.
+    subgroup: Option<[OnceLock<wgpu::ComputePipeline>; 2]>,
 }
 
 /// Workgroups of `rows` by `units` tiles covering `batch` by `hidden`: (count, unit blocks).
-fn tiles(gpu: &Gpu, what: &str, batch: usize, hidden: usize, units: usize) -> Result<(u32, u32)> {
+fn tiles(
+    gpu: &Gpu,
+    what: &str,
+    (batch, rows): (usize, usize),
+    hidden: usize,
+    units: usize,
+) -> Result<(u32, u32)> {
     let unit_blocks = hidden.div_ceil(units);
-    let groups = batch.div_ceil(STEP_ROWS) * unit_blocks;
+    let groups = batch.div_ceil(rows) * unit_blocks;
     if groups > gpu.limits.max_compute_workgroups_per_dimension as usize {
         bail!("{what}: {groups} workgroups are more than one dispatch holds; lower --batch-size");
     }
@@ -150,12 +160,46 @@ fn disjoint(what: &str, a: (View, usize), b: (View, usize)) -> Result<()> {
 }
 
 impl LstmStep {
-    pub fn new(gpu: &Gpu) -> Result<LstmStep> {
+    /// The workgroup-tile kernels, and the subgroup ones when `subgroups` (the blocking of
+    /// the subgroup-broadcast matmul: what CPU adapters run fastest) and the adapter has
+    /// subgroups of at least 8 invocations.
+    pub fn new(gpu: &Gpu, subgroups: bool) -> Result<LstmStep> {
         let module = gpu.shader("lstm_step", SHADER)?;
+        let capable = gpu.has_subgroups() && gpu.info.subgroup_min_size >= 8;
         Ok(LstmStep {
             forward: gpu.pipeline("lstm_step_forward", &module, "lstm_step_forward")?,
             backward: gpu.pipeline("lstm_step_backward", &module, "lstm_step_backward")?,
+            subgroup: (subgroups && capable).then(|| std::array::from_fn(|_| OnceLock::new())),
         })
+    }
+
+    /// The subgroup pipeline (forward or backward) when these kernels use it and every
+    /// offset and the hidden size are multiples of 4 words.
+    fn subgroup_pipeline(
+        &self,
+        gpu: &Gpu,
+        backward: bool,
+        hidden: usize,
+        offsets: &[u32],
+    ) -> Result<Option<&wgpu::ComputePipeline>> {
+        let Some(cells) = &self.subgroup else {
+            return Ok(None);
+        };
+        if hidden % 4 != 0 || offsets.iter().any(|o| o % 4 != 0) {
+            return Ok(None);
+        }
+        let cell = &cells[usize::from(backward)];
+        if let Some(p) = cell.get() {
+            return Ok(Some(p));
+        }
+        let entry = if backward {
+            "lstm_step_backward_subgroup"
+        } else {
+            "lstm_step_forward_subgroup"
+        };
+        let module = gpu.shader(entry, &super::shaders::lstm_step_subgroup(backward))?;
+        let _ = cell.set(gpu.pipeline(entry, &module, entry)?);
+        Ok(cell.get())
     }
 
     /// `lstm_step_forward`: `z = zx + h_prev @ W_h`, then the cell, for `batch` rows of
@@ -188,7 +232,12 @@ impl LstmStep {
         {
             bail!("{what}: an output shares a buffer with zx or W_h");
         }
-        let (groups, unit_blocks) = tiles(gpu, what, batch, hidden, FWD_UNITS)?;
+        let sg = self.subgroup_pipeline(gpu, false, hidden, &[zx, w, h_prev, c_prev, act, c, h])?;
+        let (pipeline, label, rows, units) = match sg {
+            Some(p) => (p, "lstm_step_forward_subgroup", SG_FWD_ROWS, SG_FWD_UNITS),
+            None => (&self.forward, what, STEP_ROWS, FWD_UNITS),
+        };
+        let (groups, unit_blocks) = tiles(gpu, what, (batch, rows), hidden, units)?;
         let params = ForwardParams {
             batch: batch as u32,
             hidden: hidden as u32,
@@ -203,10 +252,10 @@ impl LstmStep {
             unit_blocks,
             _pad: 0,
         };
-        let uniforms = gpu.uniform_from(what, &params);
+        let uniforms = gpu.uniform_from(label, &params);
         let bind_group = gpu.bind(
-            what,
-            &self.forward,
+            label,
+            pipeline,
             &[
                 v.zx.buffer,
                 v.w_h.buffer,
@@ -218,8 +267,8 @@ impl LstmStep {
         );
         let n = states as f64;
         Ok(Dispatch {
-            label: what.to_string(),
-            pipeline: self.forward.clone(),
+            label: label.to_string(),
+            pipeline: pipeline.clone(),
             bind_group,
             groups: (groups, 1, 1),
             // The product's multiply-adds, then the cell as lstm_cell_forward counts it.
@@ -260,7 +309,13 @@ impl LstmStep {
         {
             bail!("{what}: a gradient shares a buffer with W_h, the activations or c");
         }
-        let (groups, unit_blocks) = tiles(gpu, what, batch, hidden, BWD_UNITS)?;
+        let offsets = [dz_next, w, act, c_prev, c, dh, dc, dz, dc_prev];
+        let (pipeline, label, rows, units) =
+            match self.subgroup_pipeline(gpu, true, hidden, &offsets)? {
+                Some(p) => (p, "lstm_step_backward_subgroup", SG_BWD_ROWS, SG_BWD_UNITS),
+                None => (&self.backward, what, STEP_ROWS, BWD_UNITS),
+            };
+        let (groups, unit_blocks) = tiles(gpu, what, (batch, rows), hidden, units)?;
         let params = BackwardParams {
             batch: batch as u32,
             hidden: hidden as u32,
@@ -275,10 +330,10 @@ impl LstmStep {
             dc_prev,
             unit_blocks,
         };
-        let uniforms = gpu.uniform_from(what, &params);
+        let uniforms = gpu.uniform_from(label, &params);
         let bind_group = gpu.bind(
-            what,
-            &self.backward,
+            label,
+            pipeline,
             &[
                 v.dz.buffer,
                 v.w_h.buffer,
@@ -292,8 +347,8 @@ impl LstmStep {
         );
         let n = states as f64;
         Ok(Dispatch {
-            label: what.to_string(),
-            pipeline: self.backward.clone(),
+            label: label.to_string(),
+            pipeline: pipeline.clone(),
             bind_group,
             groups: (groups, 1, 1),
             flops: 2.0 * n * 4.0 * hidden as f64 + 26.0 * n,
@@ -301,4 +356,198 @@ impl LstmStep {
             uniforms: Some(uniforms),
         })
     }
+}
+
+/// Rows and units of a block of the subgroup kernels (`shaders/lstm_step_subgroup.wgsl`).
+const SG_FWD_ROWS: usize = 32;
+const SG_FWD_UNITS: usize = 32;
+const SG_BWD_ROWS: usize = 64;
+const SG_BWD_UNITS: usize = 64;
+
+/// The generated entry point `lstm_step_forward_subgroup`: lane `l` owns units
+/// `u0 + 4l .. + 4` of all four gates for 32 rows; accumulators `acc{r}_{g}`.
+pub(crate) fn subgroup_forward_entry_point() -> String {
+    let mut s = String::new();
+    let mut line = |text: String| {
+        s.push_str(&text);
+        s.push('\n');
+    };
+    line("@compute @workgroup_size(8)".into());
+    line("fn lstm_step_forward_subgroup(".into());
+    line("    @builtin(workgroup_id) wg: vec3<u32>,".into());
+    line("    @builtin(subgroup_invocation_id) lane: u32,".into());
+    line(") {".into());
+    line("    let hidden = sf.hidden;".into());
+    line(format!(
+        "    let r0 = (wg.x / sf.unit_blocks) * {SG_FWD_ROWS}u;"
+    ));
+    line(format!(
+        "    let u0 = (wg.x % sf.unit_blocks) * {SG_FWD_UNITS}u;"
+    ));
+    line("    // h_prev[i, p]: lane l loads p .. p + 4 of rows r0 + 8g + l (clamped to the last row).".into());
+    for g in 0..SG_FWD_ROWS / 8 {
+        line(format!(
+            "    let a_at{g} = (sf.h_prev + min(r0 + {}u + lane, sf.batch - 1u) * hidden) / 4u;",
+            8 * g
+        ));
+    }
+    line("    // W_h[p, g * hidden + u .. + 4]: this lane's units of gate g (rows of 4 hidden words).".into());
+    line("    let u = min(u0 + 4u * lane, hidden - 4u);".into());
+    for g in 0..4 {
+        line(format!(
+            "    let b_at{g} = (sf.w + {g}u * hidden + u) / 4u;"
+        ));
+    }
+    for r in 0..SG_FWD_ROWS {
+        for g in 0..4 {
+            line(format!("    var acc{r}_{g} = vec4<f32>();"));
+        }
+    }
+    line("    for (var p = 0u; p < hidden; p += 4u) {".into());
+    for g in 0..SG_FWD_ROWS / 8 {
+        line(format!("        let al{g} = sf_h[a_at{g} + p / 4u];"));
+    }
+    for q in 0..4 {
+        for g in 0..4 {
+            line(format!(
+                "        let b{q}_{g} = sf_w[b_at{g} + (p + {q}u) * hidden];"
+            ));
+        }
+    }
+    for r in 0..SG_FWD_ROWS {
+        for q in 0..4 {
+            line(format!(
+                "        let s{r}_{q} = vec4<f32>(subgroupBroadcast(al{}[{q}], {}u));",
+                r / 8,
+                r % 8
+            ));
+            for g in 0..4 {
+                line(format!(
+                    "        acc{r}_{g} = fma(s{r}_{q}, b{q}_{g}, acc{r}_{g});"
+                ));
+            }
+        }
+    }
+    line("    }".into());
+    line("    if u0 + 4u * lane >= hidden {".into());
+    line("        return;".into());
+    line("    }".into());
+    // The cell once in a loop over rows, not unrolled: llvmpipe's compile time grows with
+    // every inlined copy of its transcendentals (minutes for 32 copies).
+    line(format!(
+        "    var sums: array<vec4<f32>, {}>;",
+        4 * SG_FWD_ROWS
+    ));
+    for r in 0..SG_FWD_ROWS {
+        for g in 0..4 {
+            line(format!("    sums[{}] = acc{r}_{g};", 4 * r + g));
+        }
+    }
+    line(format!(
+        "    for (var r = 0u; r < min({SG_FWD_ROWS}u, sf.batch - r0); r++) {{"
+    ));
+    line("        sf_cell(r0 + r, u0 + 4u * lane, sums[4u * r], sums[4u * r + 1u], sums[4u * r + 2u], sums[4u * r + 3u]);".into());
+    line("    }".into());
+    line("}".into());
+    s
+}
+
+/// The generated entry point `lstm_step_backward_subgroup`: the NT product of the subgroup
+/// matmul (lane `l` owns units `u0 + 4l + 32h + e`, h < 2, e < 4, for 64 rows; accumulators
+/// `acc{r}_{h}`), each lane then running the cell backward on its outputs.
+pub(crate) fn subgroup_backward_entry_point() -> String {
+    let mut s = String::new();
+    let mut line = |text: String| {
+        s.push_str(&text);
+        s.push('\n');
+    };
+    line("@compute @workgroup_size(8)".into());
+    line("fn lstm_step_backward_subgroup(".into());
+    line("    @builtin(workgroup_id) wg: vec3<u32>,".into());
+    line("    @builtin(subgroup_invocation_id) lane: u32,".into());
+    line(") {".into());
+    line("    let hidden = sb.hidden;".into());
+    line("    let gates = 4u * hidden;".into());
+    line(format!(
+        "    let r0 = (wg.x / sb.unit_blocks) * {SG_BWD_ROWS}u;"
+    ));
+    line(format!(
+        "    let u0 = (wg.x % sb.unit_blocks) * {SG_BWD_UNITS}u;"
+    ));
+    line("    // dz_next[i, p]: lane l loads p .. p + 4 of rows r0 + 8g + l.".into());
+    for g in 0..SG_BWD_ROWS / 8 {
+        line(format!(
+            "    let a_at{g} = (sb.dz_next + min(r0 + {}u + lane, sb.batch - 1u) * gates) / 4u;",
+            8 * g
+        ));
+    }
+    line(
+        "    // W_h^T[p, u] = W_h[u, p]: lane l loads p .. p + 4 of each of its units' rows."
+            .into(),
+    );
+    for h in 0..2 {
+        for e in 0..4 {
+            line(format!(
+                "    let b_at{h}_{e} = (sb.w + min(u0 + 4u * lane + {}u, hidden - 1u) * gates) / 4u;",
+                32 * h + e
+            ));
+        }
+    }
+    for r in 0..SG_BWD_ROWS {
+        line(format!("    var acc{r}_0 = vec4<f32>();"));
+        line(format!("    var acc{r}_1 = vec4<f32>();"));
+    }
+    line("    for (var p = 0u; p < gates; p += 4u) {".into());
+    for g in 0..SG_BWD_ROWS / 8 {
+        line(format!("        let al{g} = sb_dz[a_at{g} + p / 4u];"));
+    }
+    for h in 0..2 {
+        for e in 0..4 {
+            line(format!(
+                "        let bt{h}_{e} = sb_w[b_at{h}_{e} + p / 4u];"
+            ));
+        }
+    }
+    for q in 0..4 {
+        for h in 0..2 {
+            line(format!(
+                "        let b{q}_{h} = vec4<f32>(bt{h}_0[{q}], bt{h}_1[{q}], bt{h}_2[{q}], bt{h}_3[{q}]);"
+            ));
+        }
+    }
+    for r in 0..SG_BWD_ROWS {
+        for q in 0..4 {
+            line(format!(
+                "        let s{r}_{q} = vec4<f32>(subgroupBroadcast(al{}[{q}], {}u));",
+                r / 8,
+                r % 8
+            ));
+            for h in 0..2 {
+                line(format!(
+                    "        acc{r}_{h} = fma(s{r}_{q}, b{q}_{h}, acc{r}_{h});"
+                ));
+            }
+        }
+    }
+    line("    }".into());
+    // The cell backward once in a loop (see the forward's epilogue).
+    line(format!(
+        "    var sums: array<vec4<f32>, {}>;",
+        2 * SG_BWD_ROWS
+    ));
+    for r in 0..SG_BWD_ROWS {
+        for h in 0..2 {
+            line(format!("    sums[{}] = acc{r}_{h};", 2 * r + h));
+        }
+    }
+    line(format!(
+        "    for (var i = 0u; i < 2u * min({SG_BWD_ROWS}u, sb.batch - r0); i++) {{"
+    ));
+    line("        let u = u0 + 4u * lane + 32u * (i % 2u);".into());
+    line("        if u < hidden {".into());
+    line("            sb_cell(r0 + i / 2u, u, sums[i]);".into());
+    line("        }".into());
+    line("    }".into());
+    line("}".into());
+    s
 }

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
+use super::tune::ChoiceSource;
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
@@ -160,6 +161,12 @@ pub struct Matmul {
     skinny_for_few_rows: bool,
     /// The slow-compile notice is given once per device.
     slow_compile_said: std::sync::Once,
+    /// Per product ([`shape_key`]): the variant measured fastest on this adapter
+    /// ([`crate::gpu::tune`]), used instead of the rule unless a variant was asked for.
+    tuned: std::collections::HashMap<String, MatmulVariant>,
+    tuned_source: ChoiceSource,
+    /// Every product prepared so far, in order (for tuning and the logs).
+    seen: std::sync::Mutex<Vec<MatmulShape>>,
 }
 
 impl Matmul {
@@ -182,6 +189,12 @@ impl Matmul {
         };
         let mut m = Matmul::with_variant(gpu, variant)?;
         m.skinny_for_few_rows = true;
+        if let Some(t) = &gpu.tuning {
+            let available = m.variants_available();
+            m.tuned = t.matmul.clone();
+            m.tuned.retain(|_, v| available.contains(v));
+            m.tuned_source = t.source;
+        }
         Ok(m)
     }
 
@@ -205,6 +218,9 @@ impl Matmul {
             default,
             skinny_for_few_rows: false,
             slow_compile_said: std::sync::Once::new(),
+            tuned: Default::default(),
+            tuned_source: ChoiceSource::Default,
+            seen: Default::default(),
         };
         if !m.variants_available().contains(&default) {
             return Err(crate::error::usage(format!(
@@ -289,12 +305,35 @@ impl Matmul {
         c: View,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        let variant = if self.skinny_for_few_rows && shape.m <= SKINNY_ROWS {
-            MatmulVariant::Skinny
-        } else {
-            self.default
-        };
+        let (variant, _) = self.choice(shape);
+        if let Ok(mut seen) = self.seen.lock() {
+            if !seen.contains(&shape) {
+                seen.push(shape);
+            }
+        }
         self.prepare_with(variant, gpu, shape, a, b, bias, c, accumulate)
+    }
+
+    /// The variant [`Matmul::prepare`] runs on `shape`, and why: the tuned one, else the
+    /// rule (Skinny for a few rows where the default was chosen for the adapter), or the
+    /// variant asked for.
+    pub fn choice(&self, shape: MatmulShape) -> (MatmulVariant, ChoiceSource) {
+        if !self.skinny_for_few_rows {
+            return (self.default, ChoiceSource::Forced);
+        }
+        if let Some(&v) = self.tuned.get(&shape_key(shape)) {
+            return (v, self.tuned_source);
+        }
+        if shape.m <= SKINNY_ROWS {
+            (MatmulVariant::Skinny, ChoiceSource::Default)
+        } else {
+            (self.default, ChoiceSource::Default)
+        }
+    }
+
+    /// Every distinct product prepared so far, in the order first seen.
+    pub fn products(&self) -> Vec<MatmulShape> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// A dispatch computing `c = op(a) @ op(b) (+ bias) (+ c when accumulate)` with
@@ -437,6 +476,11 @@ pub struct BenchRow {
 /// The product shapes of one training step of the seed model, with the transposes they
 /// are used with: per-step recurrent, logits, softmax weight gradient, d(h2), input
 /// projection, a whole-sequence layer-1 product.
+/// A product as the tuning cache and the logs name it: `MxKxN:NN` (NN, NT, TN or TT).
+pub fn shape_key(s: MatmulShape) -> String {
+    format!("{}x{}x{}:{}", s.m, s.k, s.n, form_name(s))
+}
+
 /// What timing `shapes` asks of the adapter: the largest operand or result.
 pub fn bench_needs(shapes: &[MatmulShape]) -> crate::model::fit::Needs {
     let words = |a: usize, b: usize| a as u128 * b as u128 * 4;
@@ -718,13 +762,13 @@ fn bench_values(len: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Times single dispatches: GPU timestamps around a pass when the adapter has them.
-struct Timer {
+pub(crate) struct Timer {
     runs: usize,
     queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
 
 impl Timer {
-    fn new(gpu: &Gpu, runs: usize) -> Timer {
+    pub(crate) fn new(gpu: &Gpu, runs: usize) -> Timer {
         let queries = gpu
             .features
             .contains(wgpu::Features::TIMESTAMP_QUERY)
@@ -747,7 +791,7 @@ impl Timer {
     }
 
     /// Best seconds of one run of `d`, and the clock used.
-    fn best(&self, gpu: &Gpu, d: &Dispatch) -> Result<(f64, &'static str)> {
+    pub(crate) fn best(&self, gpu: &Gpu, d: &Dispatch) -> Result<(f64, &'static str)> {
         let Some((set, resolved)) = &self.queries else {
             let mut best = f64::INFINITY;
             for _ in 0..self.runs {

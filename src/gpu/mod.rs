@@ -130,3 +130,4 @@ pub mod reduce;
 pub mod sgd;
 pub mod shaders;
 pub mod softmax_xent;
+pub mod tune;

@@ -43,6 +43,23 @@ pub const SOFTMAX_XENT: &str = concat!(
     include_str!("../../shaders/softmax_xent.wgsl")
 );
 
+/// The shared part of the fused time step's subgroup kernels; the launcher appends one
+/// generated entry point ([`lstm_step_subgroup`]).
+pub const LSTM_STEP_SUBGROUP: &str = concat!(
+    include_str!("../../shaders/lstm_gates.wgsl"),
+    include_str!("../../shaders/lstm_step_subgroup.wgsl")
+);
+
+/// The fused time step's subgroup module, forward or backward, as the launcher builds it.
+pub fn lstm_step_subgroup(backward: bool) -> String {
+    let entry = if backward {
+        super::lstm_step::subgroup_backward_entry_point()
+    } else {
+        super::lstm_step::subgroup_forward_entry_point()
+    };
+    format!("{LSTM_STEP_SUBGROUP}\n{entry}")
+}
+
 /// The subgroup-broadcast matmul module for one transpose form, as the launcher builds it.
 pub fn matmul_subgroup(trans_a: bool, trans_b: bool) -> String {
     format!(
@@ -89,6 +106,16 @@ pub fn all() -> Vec<ModuleSource> {
                 })
                 .to_string(),
             source: Cow::Owned(matmul_subgroup(ta, tb)),
+            subgroups: true,
+        });
+    }
+    for (backward, label) in [
+        (false, "lstm_step_forward_subgroup"),
+        (true, "lstm_step_backward_subgroup"),
+    ] {
+        v.push(ModuleSource {
+            label: label.to_string(),
+            source: Cow::Owned(lstm_step_subgroup(backward)),
             subgroups: true,
         });
     }

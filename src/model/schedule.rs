@@ -17,7 +17,7 @@ use crate::gpu::dropout::Dropout;
 use crate::gpu::embedding::{pack_segments, segments_words, Embedding};
 use crate::gpu::lstm_cell::{CellBackwardViews, CellForwardViews, CellShape, LstmCell};
 use crate::gpu::lstm_step::{LstmStep, Recurrence, StepBackwardViews, StepForwardViews};
-use crate::gpu::matmul::Matmul;
+use crate::gpu::matmul::{Matmul, MatmulVariant};
 use crate::gpu::reduce::{ClipStats, Reduce, TrainAccumulator};
 use crate::gpu::sgd::{Hyper, Sgd};
 use crate::gpu::softmax_xent::{LossAccumulator, SoftmaxXent};
@@ -30,8 +30,10 @@ pub struct Kernels {
     pub matmul: Matmul,
     pub lstm_cell: LstmCell,
     pub lstm_step: LstmStep,
-    /// How the steps prepared with these kernels run each layer's time steps.
-    pub recurrence: Recurrence,
+    /// How the steps prepared with these kernels run each layer's time steps, when asked
+    /// for (`--recurrence`, tests); `None`: the tuned choice for the model, else
+    /// [`default_recurrence`].
+    pub recurrence: Option<Recurrence>,
     pub embedding: Embedding,
     pub softmax_xent: SoftmaxXent,
     pub reduce: Reduce,
@@ -41,11 +43,13 @@ pub struct Kernels {
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
+        let matmul = Matmul::new(gpu)?;
+        let subgroup_blocking = matmul.variant() == MatmulVariant::SubgroupBroadcast;
         Ok(Kernels {
-            matmul: Matmul::new(gpu)?,
+            lstm_step: LstmStep::new(gpu, subgroup_blocking)?,
+            matmul,
             lstm_cell: LstmCell::new(gpu)?,
-            lstm_step: LstmStep::new(gpu)?,
-            recurrence: gpu.recurrence.unwrap_or_else(|| default_recurrence(gpu)),
+            recurrence: gpu.recurrence,
             embedding: Embedding::new(gpu)?,
             softmax_xent: SoftmaxXent::new(gpu)?,
             reduce: Reduce::new(gpu)?,
@@ -63,6 +67,26 @@ pub fn default_recurrence(gpu: &Gpu) -> Recurrence {
         wgpu::DeviceType::Cpu => Recurrence::Unfused,
         _ => Recurrence::Fused,
     }
+}
+
+/// The recurrence of a `(batch, steps)` step of `cfg` and why: asked for, tuned for this
+/// model on this adapter, or the adapter's default.
+pub fn recurrence_for(
+    gpu: &Gpu,
+    k: &Kernels,
+    cfg: &Config,
+    (batch, steps): (usize, usize),
+) -> (Recurrence, crate::gpu::tune::ChoiceSource) {
+    use crate::gpu::tune::{model_key, ChoiceSource};
+    if let Some(r) = k.recurrence {
+        return (r, ChoiceSource::Forced);
+    }
+    let tuned = gpu.tuning.as_ref().and_then(|t| {
+        t.recurrence
+            .get(&model_key(cfg, batch, steps))
+            .map(|&r| (r, t.source))
+    });
+    tuned.unwrap_or((default_recurrence(gpu), ChoiceSource::Default))
 }
 
 /// The parameters on the device, one buffer per tensor in the order of [`tensor_specs`].
@@ -440,6 +464,8 @@ struct StepBuilder<'a> {
     n: usize,
     /// Dropout sites (the embedding output and each layer's output): the masks' streams.
     sites: u32,
+    /// How each layer's time steps run.
+    recurrence: Recurrence,
     ops: Vec<Op>,
     ids: wgpu::Buffer,
     targets: wgpu::Buffer,
@@ -512,6 +538,7 @@ impl<'a> StepBuilder<'a> {
             steps,
             n,
             sites: (cfg.hidden.len() + 1) as u32,
+            recurrence: recurrence_for(gpu, k, cfg, (batch, steps)).0,
             ops: Vec::new(),
             ids: gpu.storage("ids", n),
             targets: gpu.storage("targets", n),
@@ -661,7 +688,7 @@ impl<'a> StepBuilder<'a> {
             let act = View::at(&lb.act, t * batch * 4 * h, batch * 4 * h);
             let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
             let h_next = View::at(&lb.h, (t + 1) * batch * h, batch * h);
-            if self.k.recurrence == Recurrence::Fused {
+            if self.recurrence == Recurrence::Fused {
                 let views = StepForwardViews {
                     zx: z_t,
                     w_h,
@@ -851,7 +878,7 @@ impl<'a> StepBuilder<'a> {
             let dz_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
             if t + 1 < steps {
                 let dz_next = View::at(&lb.z, (t + 1) * batch * 4 * h, batch * 4 * h);
-                if self.k.recurrence == Recurrence::Fused {
+                if self.recurrence == Recurrence::Fused {
                     let views = StepBackwardViews {
                         dz_next,
                         w_h,

@@ -1,0 +1,406 @@
+//! Kernels chosen by measuring them on the adapter they run on, once, and remembered.
+//!
+//! Which matmul kernel is fastest differs by a factor of several between a CPU rasteriser,
+//! an integrated GPU and a discrete one, and so does whether the fused recurrent step pays.
+//! [`tune_model`] builds the workspaces a model runs, collects every matrix product they
+//! prepare, times every available variant on each (GPU timestamps where the adapter has
+//! them), times a training step with the fused and with the unfused recurrence, and keeps
+//! the fastest of each. The choices are cached in the platform cache folder
+//! ([`cache_path`]), keyed by adapter name, backend, driver and program version
+//! ([`adapter_key`]), so that a later run reads them instead of measuring again. The fixed
+//! rule of [`crate::gpu::matmul::Matmul::new`] is only the fallback.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::lstm_step::Recurrence;
+use super::matmul::{shape_key, Matmul, MatmulVariant, SKINNY_ROWS};
+use super::{Gpu, View};
+use crate::config::Config;
+use crate::gpu::sgd::Hyper;
+use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
+use crate::model::Params;
+
+/// Where a kernel choice came from, as the logs and `profile` say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChoiceSource {
+    /// Measured in this run.
+    Tuned,
+    /// Measured by an earlier run, read from the cache.
+    Cached,
+    /// The fixed rule for the adapter type (nothing measured).
+    Default,
+    /// Asked for with `--matmul` or `--recurrence`.
+    Forced,
+}
+
+impl ChoiceSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChoiceSource::Tuned => "tuned",
+            ChoiceSource::Cached => "cached",
+            ChoiceSource::Default => "default",
+            ChoiceSource::Forced => "forced",
+        }
+    }
+}
+
+/// What is known of one adapter: a kernel per product and a recurrence per model.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AdapterTuning {
+    /// Product (`MxKxN:NN`) -> matmul variant name.
+    pub matmul: BTreeMap<String, String>,
+    /// Milliseconds of every variant timed on each product.
+    pub matmul_ms: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Model (see [`model_key`]) -> its products and recurrence.
+    pub models: BTreeMap<String, ModelTuning>,
+}
+
+/// One model's tuned step.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ModelTuning {
+    /// The products its workspaces run (all in [`AdapterTuning::matmul`]).
+    pub products: Vec<String>,
+    /// `fused` or `unfused`.
+    pub recurrence: String,
+    /// Milliseconds of a training step with each recurrence.
+    pub step_ms: BTreeMap<String, f64>,
+}
+
+/// The choices a device runs with: what [`Matmul::new`] and workspaces read.
+#[derive(Clone, Debug)]
+pub struct Tuned {
+    pub source: ChoiceSource,
+    pub matmul: HashMap<String, MatmulVariant>,
+    /// Model key -> recurrence.
+    pub recurrence: HashMap<String, Recurrence>,
+}
+
+impl Tuned {
+    fn from_entry(entry: &AdapterTuning, source: ChoiceSource) -> Tuned {
+        Tuned {
+            source,
+            matmul: entry
+                .matmul
+                .iter()
+                .filter_map(|(k, v)| v.parse().ok().map(|v| (k.clone(), v)))
+                .collect(),
+            recurrence: entry
+                .models
+                .iter()
+                .filter_map(|(k, m)| m.recurrence.parse().ok().map(|r| (k.clone(), r)))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct CacheFile {
+    format: String,
+    adapters: BTreeMap<String, AdapterTuning>,
+}
+
+const CACHE_FORMAT: &str = "lstm-gpu-tuning/1";
+
+/// The environment variable naming the cache folder (tests point it at a temporary one).
+pub const CACHE_DIR_ENV: &str = "LSTM_GPU_CACHE_DIR";
+/// `off` keeps runs from tuning by themselves (they still read the cache).
+pub const AUTO_TUNE_ENV: &str = "LSTM_GPU_TUNE";
+
+/// `$LSTM_GPU_CACHE_DIR/tuning.json`, else the platform cache folder's
+/// (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%`
+/// on Windows) `lstm-gpu/tuning.json`.
+pub fn cache_path() -> PathBuf {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let dir = var(CACHE_DIR_ENV).unwrap_or_else(|| {
+        let base = if cfg!(windows) {
+            var("LOCALAPPDATA")
+        } else if cfg!(target_os = "macos") {
+            var("HOME").map(|h| h.join("Library/Caches"))
+        } else {
+            var("XDG_CACHE_HOME")
+                .filter(|d| d.is_absolute())
+                .or_else(|| var("HOME").map(|h| h.join(".cache")))
+        };
+        base.unwrap_or_else(std::env::temp_dir).join("lstm-gpu")
+    });
+    dir.join("tuning.json")
+}
+
+/// Whether runs may tune by themselves (`LSTM_GPU_TUNE` is not `off`).
+pub fn auto_tune_allowed() -> bool {
+    std::env::var(AUTO_TUNE_ENV).map_or(true, |v| v.trim() != "off")
+}
+
+/// The cache key of an adapter: name, backend, driver and this program's version (a new
+/// version may bring new kernels).
+pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} | {:?} | {} {} | lstm-gpu {}",
+        info.name,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The key of a model's step: its shapes (what the recurrence timing depends on).
+pub fn model_key(cfg: &Config, batch: usize, steps: usize) -> String {
+    format!(
+        "vocab {} embedding {} hidden {:?} batch {batch} steps {steps} dropout {}",
+        cfg.vocab_size,
+        cfg.embedding_size,
+        cfg.hidden,
+        cfg.keep_prob < 1.0
+    )
+}
+
+fn read_cache() -> CacheFile {
+    std::fs::read(cache_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CacheFile>(&b).ok())
+        .filter(|c| c.format == CACHE_FORMAT)
+        .unwrap_or_default()
+}
+
+/// This adapter's cached entry, if any.
+pub fn cached(gpu: &Gpu) -> Option<AdapterTuning> {
+    read_cache().adapters.remove(&adapter_key(&gpu.info))
+}
+
+/// Merge `entry` into the cache file (written atomically; a failure is a warning: the
+/// choices still apply to this run).
+pub fn store(gpu: &Gpu, entry: &AdapterTuning) -> Result<PathBuf> {
+    let path = cache_path();
+    let mut file = read_cache();
+    file.format = CACHE_FORMAT.to_string();
+    let slot = file.adapters.entry(adapter_key(&gpu.info)).or_default();
+    slot.matmul.extend(entry.matmul.clone());
+    slot.matmul_ms.extend(entry.matmul_ms.clone());
+    slot.models.extend(entry.models.clone());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
+    }
+    let bytes = serde_json::to_vec_pretty(&file)?;
+    crate::model::checkpoint::write_atomic(&path, &bytes)
+        .with_context(|| format!("could not write {}", path.display()))?;
+    Ok(path)
+}
+
+/// How a command gets its kernel choices for `cfg` at the workspace shapes `shapes` (the
+/// first one the training step when there is one): `--matmul`/`--recurrence` win; else the
+/// cache, when it covers this model; else a measurement now when `auto` (and
+/// `LSTM_GPU_TUNE` allows it); else the adapter's defaults. Installs the choices on `gpu`
+/// and says where they came from.
+pub fn choose(
+    gpu: &mut Gpu,
+    cfg: &Config,
+    shapes: &[(usize, usize, Mode)],
+    auto: bool,
+) -> Result<ChoiceSource> {
+    if gpu.matmul.is_some() && gpu.recurrence.is_some() {
+        return Ok(ChoiceSource::Forced);
+    }
+    let keys: Vec<String> = shapes
+        .iter()
+        .map(|&(b, t, _)| model_key(cfg, b, t))
+        .collect();
+    if let Some(entry) = cached(gpu) {
+        if keys.iter().all(|k| entry.models.contains_key(k)) {
+            log::info!(
+                "kernels: the choices tuned earlier on {} ({})",
+                gpu.info.name,
+                cache_path().display()
+            );
+            gpu.tuning = Some(Tuned::from_entry(&entry, ChoiceSource::Cached));
+            return Ok(ChoiceSource::Cached);
+        }
+    }
+    if !(auto && auto_tune_allowed()) {
+        return Ok(ChoiceSource::Default);
+    }
+    log::info!(
+        "kernels: tuning on {} (once per adapter and model; the choices are cached in {})",
+        gpu.info.name,
+        cache_path().display()
+    );
+    let t0 = Instant::now();
+    let entry = tune_model(gpu, cfg, shapes, |line| log::info!("{line}"))?;
+    log::info!("kernels: tuned in {:.1} s", t0.elapsed().as_secs_f64());
+    if let Err(e) = store(gpu, &entry) {
+        log::warn!("the tuned choices apply to this run only: {e:#}");
+    }
+    gpu.tuning = Some(Tuned::from_entry(&entry, ChoiceSource::Tuned));
+    Ok(ChoiceSource::Tuned)
+}
+
+/// Measure, on `gpu`, every matmul variant on every product the workspaces of `cfg` at
+/// `shapes` prepare, and a training step (when a shape is `Mode::Train`) with each
+/// recurrence; returns the fastest of each (nothing is installed or stored).
+pub fn tune_model(
+    gpu: &mut Gpu,
+    cfg: &Config,
+    shapes: &[(usize, usize, Mode)],
+    mut say: impl FnMut(&str),
+) -> Result<AdapterTuning> {
+    let mut entry = AdapterTuning::default();
+    // The products: those the workspaces prepare, on the adapter's default kernels.
+    gpu.tuning = None;
+    let kernels = Kernels::new(gpu)?;
+    let params = Params::<f32>::init(cfg, 1);
+    let pbuf = ParamBuffers::upload(gpu, cfg, &params)?;
+    let mut products = Vec::new();
+    for &(b, t, mode) in shapes {
+        let _ = Workspace::new(gpu, &kernels, cfg, &pbuf, b, t, mode)?;
+        for s in kernels.matmul.products() {
+            if !products.contains(&s) {
+                products.push(s);
+            }
+        }
+    }
+    let matmul = &kernels.matmul;
+    let timer = super::matmul::Timer::new(gpu, 3);
+    // With `--matmul` every product runs that variant: nothing to choose.
+    let products_to_time = if gpu.matmul.is_some() {
+        &[][..]
+    } else {
+        &products[..]
+    };
+    for &s in products_to_time {
+        let a = gpu.storage("tune A", s.m * s.k);
+        let bb = gpu.storage("tune B", s.k * s.n);
+        let c = gpu.storage("tune C", s.m * s.n);
+        let mut times = BTreeMap::new();
+        for v in matmul.variants_available() {
+            if v == MatmulVariant::Skinny && s.m > SKINNY_ROWS {
+                continue;
+            }
+            let d = matmul.prepare_with(
+                v,
+                gpu,
+                s,
+                View::all(&a),
+                View::all(&bb),
+                None,
+                View::all(&c),
+                false,
+            )?;
+            // A variant that falls back on this shape (subgroup-broadcast off multiples of
+            // 4) is the kernel it falls back to: not a choice of its own.
+            if d.label != v.entry_point(s) {
+                continue;
+            }
+            gpu.run(&[&d])?;
+            let (secs, _) = timer.best(gpu, &d)?;
+            times.insert(v.name().to_string(), secs * 1e3);
+        }
+        let best = times
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(v, _)| v.clone())
+            .unwrap_or_else(|| matmul.variant().name().to_string());
+        let key = shape_key(s);
+        say(&format!(
+            "  {key:<20} {best:<18} ({})",
+            times
+                .iter()
+                .map(|(v, ms)| format!("{v} {ms:.3} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        entry.matmul.insert(key.clone(), best);
+        entry.matmul_ms.insert(key, times);
+    }
+
+    // The recurrence, on the tuned products: a training step each way, alternating.
+    gpu.tuning = Some(Tuned::from_entry(&entry, ChoiceSource::Tuned));
+    let tuned: &Gpu = gpu;
+    let (batch, steps) = shapes
+        .iter()
+        .find(|s| s.2 == Mode::Train)
+        .map_or((shapes[0].0, shapes[0].1), |s| (s.0, s.1));
+    let mut step_ms = BTreeMap::new();
+    let recurrence = if shapes.iter().any(|s| s.2 == Mode::Train) && tuned.recurrence.is_none() {
+        let mut ws = Vec::new();
+        for r in Recurrence::ALL {
+            let mut k = Kernels::new(tuned)?;
+            k.recurrence = Some(r);
+            let w = Workspace::new(tuned, &k, cfg, &pbuf, batch, steps, Mode::Train)?;
+            ws.push((r, k, w));
+        }
+        let n = batch * steps;
+        let ids: Vec<u32> = (0..n).map(|i| (i * 7 % cfg.vocab_size) as u32).collect();
+        let mut best = [f64::INFINITY; 2];
+        for round in 0..3 {
+            for (i, (_, _, w)) in ws.iter_mut().enumerate() {
+                let hyper = Hyper {
+                    learning_rate: 0.0,
+                    step: round,
+                    seed: 1,
+                };
+                w.zero_state(tuned);
+                let t = Instant::now();
+                w.step(tuned, &ids, &ids, hyper)?;
+                tuned.wait()?;
+                // Round 0 compiles and warms up; it does not count.
+                if round > 0 {
+                    best[i] = best[i].min(t.elapsed().as_secs_f64());
+                }
+            }
+        }
+        for (i, (r, _, _)) in ws.iter().enumerate() {
+            step_ms.insert(r.name().to_string(), best[i] * 1e3);
+        }
+        let r = if best[0] <= best[1] {
+            Recurrence::ALL[0]
+        } else {
+            Recurrence::ALL[1]
+        };
+        say(&format!(
+            "  recurrence {r} (a {batch}x{steps} training step: fused {:.1} ms, unfused {:.1} ms)",
+            best[0] * 1e3,
+            best[1] * 1e3
+        ));
+        r
+    } else {
+        tuned
+            .recurrence
+            .unwrap_or_else(|| crate::model::schedule::default_recurrence(gpu))
+    };
+    tuned.wait()?;
+    let product_keys: Vec<String> = products.iter().map(|&s| shape_key(s)).collect();
+    for &(b, t, _) in shapes {
+        entry.models.insert(
+            model_key(cfg, b, t),
+            ModelTuning {
+                products: product_keys.clone(),
+                recurrence: recurrence.name().to_string(),
+                step_ms: step_ms.clone(),
+            },
+        );
+    }
+    Ok(entry)
+}
+
+/// What each product of `matmul` runs and why, one line per product, for the logs.
+pub fn report(matmul: &Matmul) -> Vec<String> {
+    matmul
+        .products()
+        .into_iter()
+        .map(|s| {
+            let (v, source) = matmul.choice(s);
+            format!("{} {} ({})", shape_key(s), v.name(), source.name())
+        })
+        .collect()
+}

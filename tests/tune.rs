@@ -1,0 +1,163 @@
+//! `lstm-gpu tune` and the tuning cache: the first run measures and writes the cache, later
+//! runs read it and say so, `--matmul`/`--recurrence` still force a kernel, and `profile`
+//! reports what runs each product and why. A tiny model keeps the measurements short.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin(cache: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"));
+    c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("LSTM_GPU_CACHE_DIR", cache)
+        .env_remove("LSTM_GPU_TUNE")
+        .env("RUST_LOG", "info");
+    c
+}
+
+fn tiny_data() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiny"))
+}
+
+const MODEL: [&str; 10] = [
+    "--vocab-size",
+    "60",
+    "--embedding-size",
+    "8",
+    "--hidden",
+    "8,12",
+    "--batch-size",
+    "4",
+    "--num-steps",
+    "5",
+];
+
+fn ok(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    format!("{}{err}", String::from_utf8_lossy(&o.stdout))
+}
+
+fn cache_json(cache: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(cache.join("tuning.json")).expect("tuning.json written");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn tune_writes_the_cache_and_later_runs_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = ok(&bin(&cache).arg("tune").args(MODEL).output().unwrap());
+    assert!(out.contains("cached in"), "{out}");
+    let json = cache_json(&cache);
+    assert_eq!(json["format"], "lstm-gpu-tuning/1");
+    let adapters = json["adapters"].as_object().unwrap();
+    assert_eq!(adapters.len(), 1, "{json}");
+    let (key, entry) = adapters.iter().next().unwrap();
+    assert!(key.contains("lstm-gpu "), "{key}");
+    // Every product has a choice, and it is the fastest of the variants timed on it.
+    let matmul = entry["matmul"].as_object().unwrap();
+    assert!(!matmul.is_empty());
+    for (product, chosen) in matmul {
+        let times = entry["matmul_ms"][product].as_object().unwrap();
+        let best = times
+            .iter()
+            .min_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+            .unwrap();
+        assert_eq!(chosen, &serde_json::json!(best.0), "{product}: {times:?}");
+    }
+    // The training (and validation) shape and the test pass's batch-1 shape, each with a
+    // recurrence.
+    let models = entry["models"].as_object().unwrap();
+    assert_eq!(models.len(), 2, "{models:?}");
+    for m in models.values() {
+        let r = m["recurrence"].as_str().unwrap();
+        assert!(r == "fused" || r == "unfused", "{r}");
+    }
+
+    // A training run reads the cache, says so and logs what runs each product.
+    let run_dir = dir.path().join("run");
+    let out = ok(&bin(&cache)
+        .arg("train")
+        .arg("--data")
+        .arg(tiny_data())
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args(MODEL)
+        .args(["--max-steps", "2", "--no-progress", "--no-eval-at-stop"])
+        .output()
+        .unwrap());
+    assert!(out.contains("the choices tuned earlier"), "{out}");
+    assert!(out.contains("(cached)"), "{out}");
+    assert!(!out.contains("kernels: tuning on"), "{out}");
+
+    // --matmul and --recurrence still force one kernel.
+    let out = ok(&bin(&cache)
+        .arg("train")
+        .arg("--data")
+        .arg(tiny_data())
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args(MODEL)
+        .args(["--max-steps", "3", "--no-progress", "--no-eval-at-stop"])
+        .args(["--matmul", "register-blocked", "--recurrence", "unfused"])
+        .output()
+        .unwrap());
+    assert!(out.contains("recurrence unfused (forced)"), "{out}");
+    assert!(out.contains("register-blocked (forced)"), "{out}");
+
+    // profile reports the choices and where they came from.
+    let o = bin(&cache)
+        .arg("profile")
+        .arg("--data")
+        .arg(tiny_data())
+        .args(MODEL)
+        .args(["--steps", "1", "--no-matmul-peak", "--json"])
+        .output()
+        .unwrap();
+    let out = ok(&o);
+    let p: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(
+        p["recurrence"].as_str().unwrap().ends_with("(cached)"),
+        "{p}"
+    );
+    let choices = p["matmul_choices"].as_array().unwrap();
+    assert!(!choices.is_empty());
+    assert!(
+        choices
+            .iter()
+            .all(|c| c.as_str().unwrap().ends_with("(cached)")),
+        "{choices:?}"
+    );
+}
+
+#[test]
+fn a_first_training_run_tunes_by_itself_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let train = |extra: &[&str], run: &str| {
+        ok(&bin(&cache)
+            .arg("train")
+            .arg("--data")
+            .arg(tiny_data())
+            .arg("--run-dir")
+            .arg(dir.path().join(run))
+            .args(MODEL)
+            .args(["--max-steps", "2", "--no-progress", "--no-eval-at-stop"])
+            .args(extra)
+            .output()
+            .unwrap())
+    };
+    let out = train(&["--no-tune"], "a");
+    assert!(out.contains("(default)"), "{out}");
+    assert!(
+        !cache.join("tuning.json").exists(),
+        "--no-tune wrote a cache"
+    );
+    let out = train(&[], "b");
+    assert!(out.contains("kernels: tuning on"), "{out}");
+    assert!(out.contains("(tuned)"), "{out}");
+    assert!(cache.join("tuning.json").exists());
+    let out = train(&[], "c");
+    assert!(out.contains("(cached)"), "{out}");
+}
