@@ -35,6 +35,9 @@ enum Command {
     Adapters {
         #[arg(long, value_enum, default_value = "auto")]
         backend: BackendChoice,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// The corpus: `data info` measures it, `data fetch` downloads it.
     Data {
@@ -137,6 +140,9 @@ enum BenchCommand {
         /// :TN or :TT for the transposes of A and B (e.g. 60x1024x256:NT); repeatable.
         #[arg(long = "shape")]
         shapes: Vec<lstm_gpu::reference::MatmulShape>,
+        /// Print one JSON object (every row, and the tuned choices) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -239,6 +245,10 @@ struct ProfileArgs {
     /// Skip measuring the adapter's best matmul rate.
     #[arg(long)]
     no_matmul_peak: bool,
+    /// Time on a generated id stream the size of PTB's training split instead of a corpus
+    /// (for a machine without the corpus; the kernels' times do not depend on the words).
+    #[arg(long, conflicts_with = "data")]
+    synthetic: bool,
     /// Profile the adapter's default kernels rather than the tuned ones (tuned: read from
     /// the cache, or measured now when there are none).
     #[arg(long)]
@@ -326,7 +336,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Adapters { backend } => adapters(backend),
+        Command::Adapters { backend, json } => adapters(backend, json),
         Command::Data {
             command: DataCommand::Info { data, config },
         } => {
@@ -354,8 +364,12 @@ fn run(cli: Cli) -> Result<()> {
             if args.steps == 0 {
                 return Err(usage("--steps must be at least 1"));
             }
-            let corpus = Corpus::load(&corpus_dir(args.data)?, cfg.vocab_size)?;
-            lstm_gpu::data::Batches::new(&corpus.train, cfg.batch_size, cfg.num_steps)
+            let train_ids = if args.synthetic {
+                lstm_gpu::profile::synthetic_ids(PTB_TRAIN_TOKENS, cfg.vocab_size, 1)
+            } else {
+                Corpus::load(&corpus_dir(args.data)?, cfg.vocab_size)?.train
+            };
+            lstm_gpu::data::Batches::new(&train_ids, cfg.batch_size, cfg.num_steps)
                 .context("training split")?;
             let shapes = [(cfg.batch_size, cfg.num_steps, Mode::Train)];
             let needs = Needs::of_model(&cfg, &shapes);
@@ -364,7 +378,7 @@ fn run(cli: Cli) -> Result<()> {
             let p = lstm_gpu::profile::profile(
                 &gpu,
                 &cfg,
-                &corpus.train,
+                &train_ids,
                 args.steps,
                 !args.no_matmul_peak,
             )?;
@@ -408,37 +422,106 @@ fn run(cli: Cli) -> Result<()> {
                     variants,
                     runs,
                     shapes,
+                    json,
                 },
         } => {
-            let shapes = if shapes.is_empty() {
-                &lstm_gpu::gpu::matmul::SEED_SHAPES[..]
+            let seed = lstm_gpu::config::Config::default();
+            let needs = if shapes.is_empty() {
+                train::needs(&seed, (1, seed.num_steps))
             } else {
-                &shapes[..]
+                lstm_gpu::gpu::matmul::bench_needs(&shapes)
             };
-            let gpu = gpu.open(&lstm_gpu::gpu::matmul::bench_needs(shapes))?;
-            println!(
+            let gpu = gpu.open(&needs)?;
+            // Without --shape: every product of a seed training step, as the step
+            // prepares them.
+            let shapes = if shapes.is_empty() {
+                tune::training_products(&gpu, &seed)?
+            } else {
+                shapes
+            };
+            let say = |line: &str| {
+                if json {
+                    eprintln!("{line}")
+                } else {
+                    println!("{line}")
+                }
+            };
+            say(&format!(
                 "adapter: {} ({:?}, {:?})",
                 gpu.info.name, gpu.info.backend, gpu.info.device_type
-            );
-            lstm_gpu::gpu::matmul::bench_matmul(
+            ));
+            let rows = lstm_gpu::gpu::matmul::bench_matmul(
                 &gpu,
-                shapes,
+                &shapes,
                 (!variants.is_empty()).then_some(&variants[..]),
                 runs as usize,
-                |r| println!("{}", r.line()),
+                |r| say(&r.line()),
             )?;
+            // How the cached tuned choice of each product fares in this very run.
+            if let Some(entry) = tune::cached(&gpu) {
+                say("tuned choices (cached), against the fastest variant of this run:");
+                for s in &shapes {
+                    let key = lstm_gpu::gpu::matmul::shape_key(*s);
+                    let of_shape: Vec<_> = rows
+                        .iter()
+                        .filter(|r| {
+                            (r.m, r.k, r.n) == (s.m, s.k, s.n)
+                                && r.form == lstm_gpu::gpu::matmul::form_name(*s)
+                        })
+                        .collect();
+                    let (Some(choice), Some(best)) = (
+                        entry.matmul.get(&key),
+                        of_shape.iter().min_by(|a, b| a.ms.total_cmp(&b.ms)),
+                    ) else {
+                        continue;
+                    };
+                    if let Some(t) = of_shape.iter().find(|r| &r.variant == choice) {
+                        say(&format!(
+                            "  {key:<20} {choice:<18} {:>9.3} ms {:>7.1} GFLOP/s, {:.2}x the fastest ({} {:.3} ms)",
+                            t.ms,
+                            t.gflops,
+                            t.ms / best.ms,
+                            best.variant,
+                            best.ms
+                        ));
+                    }
+                }
+            }
+            if json {
+                let tuned = tune::cached(&gpu).map(|e| e.matmul);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "adapter": gpu.info.name, "backend": format!("{:?}", gpu.info.backend),
+                        "rows": rows, "tuned": tuned}))?
+                );
+            }
             Ok(())
         }
     }
 }
 
-fn adapters(backend: BackendChoice) -> Result<()> {
+fn adapters(backend: BackendChoice, json: bool) -> Result<()> {
     let list = list_adapters(backend);
     if list.is_empty() {
         anyhow::bail!(
             "no GPU adapter found: {}",
             lstm_gpu::gpu::context::NO_ADAPTER_HELP
         );
+    }
+    if json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|a| {
+                serde_json::json!({"index": a.index, "name": a.info.name, "backend": format!("{:?}", a.info.backend),
+                    "type": format!("{:?}", a.info.device_type), "driver": a.info.driver, "driver_info": a.info.driver_info,
+                    "max_buffer_size": a.limits.max_buffer_size, "max_storage_buffer_binding_size": a.limits.max_storage_buffer_binding_size,
+                    "subgroups": a.features.contains(wgpu::Features::SUBGROUP),
+                    "timestamps": a.features.contains(wgpu::Features::TIMESTAMP_QUERY)})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
     }
     println!(
         "{:<3} {:<40} {:<8} {:<13} {:<28} {:>12} {:>14}",
@@ -587,6 +670,9 @@ fn default_run_dir() -> PathBuf {
     ))
 }
 
+/// Tokens of PTB's training split (with `<eos>`), the size of `profile --synthetic`'s stream.
+const PTB_TRAIN_TOKENS: usize = 929_589;
+
 fn tune_command(args: TuneArgs) -> Result<()> {
     let cfg = args.config.resolve()?;
     let test_shape = (args.test_batch_size.unwrap_or(1), cfg.num_steps);
@@ -596,11 +682,19 @@ fn tune_command(args: TuneArgs) -> Result<()> {
     let mut gpu = args.gpu.open(&train::needs(&cfg, test_shape))?;
     let shapes = train::workspace_shapes(&cfg, test_shape);
     let t0 = std::time::Instant::now();
-    let entry = tune::tune_model(&mut gpu, &cfg, &shapes, |line| println!("{line}"))?;
+    let json = args.json;
+    let entry = tune::tune_model(&mut gpu, &cfg, &shapes, |line| {
+        if json {
+            eprintln!("{line}")
+        } else {
+            println!("{line}")
+        }
+    })?;
     let secs = t0.elapsed().as_secs_f64();
     let path = tune::store(&gpu, &entry)?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&entry)?);
+        return Ok(());
     }
     println!(
         "tuned {} products in {secs:.1} s on {} ({:?}); cached in {}",

@@ -55,6 +55,10 @@ pub struct Profile {
     pub gpu_ms: f64,
     pub wall_ms: f64,
     pub words_per_second: f64,
+    /// Seconds of one training epoch of `epoch_tokens` tokens at this speed (PTB's
+    /// training split unless the corpus said otherwise).
+    pub epoch_seconds: f64,
+    pub epoch_tokens: usize,
     pub flops_per_step: f64,
     pub mflop_per_token: f64,
     pub achieved_gflops: f64,
@@ -226,6 +230,9 @@ pub fn profile(
         gpu_ms: gpu_per_step * 1e3,
         wall_ms: wall * 1e3,
         words_per_second: tokens / wall,
+        epoch_tokens: data.len(),
+        epoch_seconds: crate::data::epoch_size(data.len(), cfg.batch_size, cfg.num_steps) as f64
+            * wall,
         flops_per_step,
         mflop_per_token: flops_per_step / tokens / 1e6,
         achieved_gflops: flops_per_step / wall / 1e9,
@@ -319,6 +326,11 @@ impl Profile {
             s,
             "  {:.0} words/s, {:.2} MFLOP/token, {:.1} GFLOP/s achieved",
             self.words_per_second, self.mflop_per_token, self.achieved_gflops
+        );
+        let _ = writeln!(
+            s,
+            "  an epoch of {} tokens: {:.0} s at this speed",
+            self.epoch_tokens, self.epoch_seconds
         );
         let _ = writeln!(
             s,
@@ -482,4 +494,19 @@ impl Timer {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 20) as f64
+}
+
+/// `len` ids of a `vocab`-word vocabulary drawn with Zipf-like frequencies (a word's rank
+/// r comes up about as often as 1/r), as a stand-in corpus for timing: the kernels' times
+/// depend on the shapes, and the sparse embedding update a little on how often ids repeat.
+pub fn synthetic_ids(len: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut r = crate::rng::SplitMix64::new(seed);
+    let h = (vocab as f64).ln() + 0.5772;
+    (0..len)
+        .map(|_| {
+            // Inverse of the harmonic CDF, approximately: rank = exp(u * H_vocab).
+            let rank = (r.next_f64() * h).exp() as usize;
+            (rank.clamp(1, vocab) - 1) as u32
+        })
+        .collect()
 }

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The benchmark to run on a machine with a real GPU, in one call of at most about 5
+# minutes: the adapters, tuning, every matmul variant on the seed model's products, and a
+# profile of a training step at the seed, medium and large presets with the estimated
+# epoch time of each. Writes one JSON file and prints a short table.
+#
+# Needs only a built lstm-gpu binary (no Rust, no corpus: the profiles time a generated id
+# stream the size of PTB's training split), a Vulkan/Metal/DX12 driver, and bash:
+#
+#   cargo build --release                          # on any machine
+#   scp target/release/lstm-gpu scripts/gpu-bench.sh gpu-box:
+#   ssh gpu-box ./gpu-bench.sh --bin ./lstm-gpu    # on the GPU machine
+#
+# Options: --bin PATH (default: $LSTM_GPU_BIN, ./lstm-gpu, target/release/lstm-gpu),
+# --out FILE (default gpu-bench.json), --adapter A (default discrete), --steps N (profile
+# steps per preset, default 5), --presets LIST (default "seed medium large"; a CPU
+# adapter such as lavapipe takes minutes per step of the large one). The tuning cache goes to $LSTM_GPU_CACHE_DIR (default a
+# folder beside the output), so that a run never depends on an earlier one.
+set -euo pipefail
+
+bin="${LSTM_GPU_BIN:-}"
+out="gpu-bench.json"
+adapter="discrete"
+steps=5
+presets="seed medium large"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) bin="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --adapter) adapter="$2"; shift 2 ;;
+    --steps) steps="$2"; shift 2 ;;
+    --presets) presets="$2"; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) echo "gpu-bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$bin" ]; then
+  for candidate in ./lstm-gpu "$(dirname "$0")/../target/release/lstm-gpu"; do
+    if [ -x "$candidate" ]; then bin="$candidate"; break; fi
+  done
+fi
+if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+  echo "gpu-bench.sh: no lstm-gpu binary found; pass --bin PATH" >&2
+  exit 2
+fi
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+export LSTM_GPU_CACHE_DIR="${LSTM_GPU_CACHE_DIR:-$work/cache}"
+export RUST_LOG="${RUST_LOG:-warn}"
+
+log() { echo "[gpu-bench $(date +%H:%M:%S)] $*" >&2; }
+t0=$(date +%s)
+
+log "adapters"
+"$bin" adapters --json > "$work/adapters.json"
+"$bin" adapters >&2
+
+for preset in $presets; do
+  # Each preset is tuned first (its own products and recurrence), then profiled tuned.
+  log "tune --preset $preset"
+  "$bin" tune --adapter "$adapter" --preset "$preset" --json > "$work/tune-$preset.json"
+  if [ "$preset" = seed ]; then
+    log "bench kernels (every variant on every product of a seed training step)"
+    "$bin" bench kernels --adapter "$adapter" --json > "$work/bench.json" 2> "$work/bench.txt"
+  fi
+  log "profile --preset $preset ($steps steps)"
+  "$bin" profile --adapter "$adapter" --preset "$preset" --synthetic --steps "$steps" --json \
+    > "$work/profile-$preset.json"
+done
+secs=$(( $(date +%s) - t0 ))
+
+{
+  printf '{\n"seconds": %s,\n"adapters": ' "$secs"
+  cat "$work/adapters.json"
+  printf ',\n"bench_kernels": '
+  if [ -f "$work/bench.json" ]; then cat "$work/bench.json"; else printf 'null'; fi
+  printf ',\n"profiles": {\n'
+  first=1
+  for preset in $presets; do
+    [ $first = 1 ] || printf ',\n'
+    first=0
+    printf '"%s": {"tune": ' "$preset"
+    cat "$work/tune-$preset.json"
+    printf ', "profile": '
+    cat "$work/profile-$preset.json"
+    printf '}'
+  done
+  printf '\n}\n}\n'
+} > "$out"
+
+# The short table: one line per preset, read from the profiles' JSON without jq.
+field() { grep -m1 "\"$2\"" "$1" | sed -e 's/^[^:]*: *//' -e 's/,$//' -e 's/"//g'; }
+echo
+printf '%-7s %10s %9s %10s %12s %11s  %s\n' preset words/s "% limit" "GPU ms" "epoch (s)" dispatches recurrence
+for preset in $presets; do
+  p="$work/profile-$preset.json"
+  printf '%-7s %10.0f %9.1f %10.1f %12.0f %11s  %s\n' "$preset" \
+    "$(field "$p" words_per_second)" "$(field "$p" percent_of_matmul_limit)" \
+    "$(field "$p" gpu_ms)" "$(field "$p" epoch_seconds)" \
+    "$(field "$p" dispatches_per_step)" "$(field "$p" recurrence)"
+done
+echo
+echo "Each product of a seed step: the tuned kernel, its time and GFLOP/s, against the fastest:"
+grep -E "^  [0-9]" "$work/bench.txt" 2>/dev/null || echo "  (not run: --presets has no seed)"
+echo
+echo "written: $out (${secs} s)"
