@@ -348,8 +348,7 @@ impl<'a> Run<'a> {
         }
         let (batch, steps) = (cfg.batch_size, cfg.num_steps);
         let test_shape = opts.test_batch.unwrap_or((1, steps));
-        let (train_batches, valid_batches, test_batches) =
-            split_batches(corpus, &cfg, test_shape)?;
+        let (train_batches, valid_batches, test_batches) = split_batches(corpus, &cfg, test_shape)?;
         crate::model::fit::check(&needs(&cfg, test_shape), &gpu.limits, &gpu.info.name)?;
 
         let kernels = Kernels::new(gpu)?;
@@ -931,6 +930,12 @@ fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
             "--num-steps",
             ck.num_steps.to_string(),
             flags.num_steps.to_string(),
+        ),
+        ("--tokens", ck.tokens.to_string(), flags.tokens.to_string()),
+        (
+            "--tie-weights",
+            ck.tie_weights.to_string(),
+            flags.tie_weights.to_string(),
         ),
     ]
     .into_iter()
