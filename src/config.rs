@@ -378,6 +378,44 @@ mod tests {
         c.validate().unwrap();
     }
 
+    /// Checkpoints written before `tokens` and `tie_weights` existed read as words, untied.
+    #[test]
+    fn older_configs_read_as_words_untied() {
+        let mut json: serde_json::Value = serde_json::to_value(Config::default()).unwrap();
+        let map = json.as_object_mut().unwrap();
+        assert!(map.remove("tokens").is_some() && map.remove("tie_weights").is_some());
+        let c: Config = serde_json::from_value(json).unwrap();
+        assert_eq!((c.tokens, c.tie_weights), (Tokens::Words, false));
+        let chars = Config {
+            tokens: Tokens::Chars,
+            ..Config::default()
+        };
+        let text = serde_json::to_string(&chars).unwrap();
+        assert!(text.contains("\"tokens\":\"chars\""), "{text}");
+        assert_eq!(serde_json::from_str::<Config>(&text).unwrap(), chars);
+    }
+
+    #[test]
+    fn tied_weights_need_the_embedding_as_wide_as_the_top_layer() {
+        let bad = Config {
+            tie_weights: true,
+            ..Config::default()
+        };
+        let e = bad.validate().unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("--tie-weights"), "{e}");
+        let good = Config {
+            embedding_size: 128,
+            ..bad
+        };
+        good.validate().unwrap();
+        let untied = Config {
+            tie_weights: false,
+            ..good.clone()
+        };
+        assert_eq!(untied.num_params() - good.num_params(), 128 * 10_000);
+    }
+
     #[test]
     fn presets_are_valid() {
         for p in [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large] {
