@@ -207,13 +207,15 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// The byte offset just after the first newline at or after `at` in `path`; when there is
+/// The byte offset just after the first newline at or after `at - 1` in `path` (so `at`
+/// itself when a line starts there); when there is
 /// none, just after the last newline before it; `None` when the file has no newline
 /// between its ends (one line).
 pub(crate) fn line_boundary(path: &Path, at: u64) -> Result<Option<u64>> {
     let (mut file, len) = open(path)?;
     let mut buf = vec![0u8; CHUNK];
-    let mut pos = at.min(len);
+    // From the byte before `at`: a cut right at a line's start stays there.
+    let mut pos = at.min(len).saturating_sub(1);
     file.seek(SeekFrom::Start(pos))?;
     loop {
         let n = read_full(&mut file, &mut buf)?;
