@@ -75,6 +75,8 @@ enum Command {
     },
 }
 
+// Parsed once per run: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum DataCommand {
     /// Vocabulary size, tokens per split and batches per epoch at the given flags.

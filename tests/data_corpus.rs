@@ -316,7 +316,9 @@ fn bad_input_is_one_clear_line() {
     let ok = TRAIN.as_bytes();
     let mut big_latin1 = vec![b'a'; 3 << 20];
     big_latin1.extend_from_slice(b"\ncaf\xe9\n");
-    let cases: Vec<(&str, Vec<u8>, Vec<u8>, Tokens, &str)> = vec![
+    // (name, train file, valid file, tokens, what the error line says)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<u8>, Tokens, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "binary",
             b"ab\x00cd\n".to_vec(),

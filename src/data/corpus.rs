@@ -396,9 +396,8 @@ impl CorpusSource {
             });
         };
         let parts = missing_splits.len() as f64;
-        if !(fraction > 0.0 && fraction * (parts.max(1.0) + 1.0) <= 1.0 + f64::EPSILON)
-            || !fraction.is_finite()
-        {
+        let fits = fraction * (parts.max(1.0) + 1.0) <= 1.0 + f64::EPSILON;
+        if !(fraction > 0.0 && fraction.is_finite() && fits) {
             return Err(usage(format!(
                 "--valid-fraction must be above 0 and leave the training text most of the \
                  text (at most {} with {} split{} to cut), got {fraction}",
