@@ -101,3 +101,42 @@ fn embedding_grad_rows(
         grad_rows[grad.rows + idx] = sum;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Tied embeddings: dense[unique[u], :] += rows[u, :] for the U distinct ids of the batch,
+// adding the lookup's gradient rows into the dense gradient of the embedding's use as the
+// softmax weight. The ids are distinct, so every element has one writer.
+
+struct ScatterParams {
+    capacity: u32,
+    width: u32,
+    segments: u32,
+    rows: u32,
+    dense: u32,
+    dense_rows: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> scatter_segments: array<u32>;
+@group(0) @binding(1) var<storage, read> scatter_rows: array<f32>;
+@group(0) @binding(2) var<storage, read_write> scatter_dense: array<f32>;
+@group(0) @binding(3) var<uniform> scatter: ScatterParams;
+
+@compute @workgroup_size(WORKGROUP)
+fn embedding_scatter_add_rows(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let unique = min(scatter_segments[scatter.segments], scatter.capacity);
+    let words = unique * scatter.width;
+    for (var idx = flat_index(gid, groups); idx < words; idx += grid_stride(groups)) {
+        let u = idx / scatter.width;
+        let col = idx - u * scatter.width;
+        let id = scatter_segments[scatter.segments + 1u + u];
+        if id < scatter.dense_rows {
+            let at = scatter.dense + id * scatter.width + col;
+            scatter_dense[at] = scatter_dense[at] + scatter_rows[scatter.rows + idx];
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Hyperparameters: the seed configuration of `design.md` §1, the TensorFlow tutorial's
 //! presets, command-line flags that override them, and validation with clear errors.
 
+use crate::data::Tokens;
 use crate::error::usage;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,13 @@ pub struct Config {
     pub keep_prob: f32,
     /// Added to the forget gate's pre-activation.
     pub forget_bias: f32,
+    /// How the corpus (and every prompt) becomes tokens. Absent in older checkpoints: words.
+    #[serde(default)]
+    pub tokens: Tokens,
+    /// The softmax weight is the transposed embedding (one parameter; needs
+    /// `embedding_size == top hidden size`). Absent in older checkpoints: untied.
+    #[serde(default)]
+    pub tie_weights: bool,
 }
 
 /// The named configurations.
@@ -70,6 +78,8 @@ impl Config {
             max_grad_norm: 5.0,
             keep_prob: 1.0,
             forget_bias: 0.0,
+            tokens: Tokens::Words,
+            tie_weights: false,
         };
         match preset {
             Preset::Seed => seed,
@@ -218,6 +228,15 @@ impl Config {
         if self.max_epoch == 0 {
             return Err(usage("--max-epoch must be at least 1"));
         }
+        if self.tie_weights && self.embedding_size != self.top_hidden() {
+            return Err(usage(format!(
+                "--tie-weights needs --embedding-size equal to the top layer's hidden size \
+                 (the softmax weight is the transposed embedding), got embedding {} and top \
+                 hidden {}",
+                self.embedding_size,
+                self.top_hidden()
+            )));
+        }
         Ok(())
     }
 
@@ -227,7 +246,10 @@ impl Config {
         for (l, &h) in self.hidden.iter().enumerate() {
             n += (self.layer_input(l) + h) * 4 * h + 4 * h;
         }
-        n + self.top_hidden() * self.vocab_size + self.vocab_size
+        if !self.tie_weights {
+            n += self.top_hidden() * self.vocab_size;
+        }
+        n + self.vocab_size
     }
 
     /// Forward FLOPs per token (multiply-adds count 2): every LSTM layer's matmul and
@@ -248,9 +270,19 @@ pub struct ConfigArgs {
     /// Start from a named configuration; the flags below override single values.
     #[arg(long, value_enum, default_value = "seed")]
     pub preset: Option<Preset>,
-    /// Vocabulary size [seed: 10000].
+    /// Keep only the N most frequent tokens of the training text, the rest read as <unk>
+    /// (added when the text has none) [default: every distinct token of the training text;
+    /// 10000 on PTB].
     #[arg(long)]
     pub vocab_size: Option<usize>,
+    /// Tokens: whitespace-separated words (a newline is <eos>), or every character (a
+    /// newline is <eos>) [default: words].
+    #[arg(long, value_enum)]
+    pub tokens: Option<Tokens>,
+    /// Tie the input and output embeddings: the softmax weight is the transposed embedding
+    /// (Press & Wolf 2017), one parameter; needs --embedding-size equal to the top hidden size.
+    #[arg(long)]
+    pub tie_weights: bool,
     /// Embedding width [seed: 200].
     #[arg(long)]
     pub embedding_size: Option<usize>,
@@ -318,8 +350,12 @@ impl ConfigArgs {
             max_epoch,
             max_grad_norm,
             keep_prob,
-            forget_bias
+            forget_bias,
+            tokens
         );
+        if self.tie_weights {
+            c.tie_weights = true;
+        }
     }
 }
 
@@ -340,6 +376,44 @@ mod tests {
         let f = c.forward_flops_per_token();
         assert!((f / 1e6 - 3.88).abs() < 0.05, "{f}");
         c.validate().unwrap();
+    }
+
+    /// Checkpoints written before `tokens` and `tie_weights` existed read as words, untied.
+    #[test]
+    fn older_configs_read_as_words_untied() {
+        let mut json: serde_json::Value = serde_json::to_value(Config::default()).unwrap();
+        let map = json.as_object_mut().unwrap();
+        assert!(map.remove("tokens").is_some() && map.remove("tie_weights").is_some());
+        let c: Config = serde_json::from_value(json).unwrap();
+        assert_eq!((c.tokens, c.tie_weights), (Tokens::Words, false));
+        let chars = Config {
+            tokens: Tokens::Chars,
+            ..Config::default()
+        };
+        let text = serde_json::to_string(&chars).unwrap();
+        assert!(text.contains("\"tokens\":\"chars\""), "{text}");
+        assert_eq!(serde_json::from_str::<Config>(&text).unwrap(), chars);
+    }
+
+    #[test]
+    fn tied_weights_need_the_embedding_as_wide_as_the_top_layer() {
+        let bad = Config {
+            tie_weights: true,
+            ..Config::default()
+        };
+        let e = bad.validate().unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("--tie-weights"), "{e}");
+        let good = Config {
+            embedding_size: 128,
+            ..bad
+        };
+        good.validate().unwrap();
+        let untied = Config {
+            tie_weights: false,
+            ..good.clone()
+        };
+        assert_eq!(untied.num_params() - good.num_params(), 128 * 10_000);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use lstm_gpu::config::{Config, ConfigArgs};
-use lstm_gpu::data::{self, fetch, Corpus, Split, Vocab};
+use lstm_gpu::data::{self, fetch, Corpus, CorpusSource, Split, Tokens, Vocab};
 use lstm_gpu::error::{exit_code, one_line, usage};
 use lstm_gpu::gpu::context::list_adapters;
 use lstm_gpu::gpu::{tune, BackendChoice, GpuArgs};
@@ -81,13 +81,14 @@ enum Command {
     },
 }
 
+// Parsed once per run: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum DataCommand {
     /// Vocabulary size, tokens per split and batches per epoch at the given flags.
     Info {
-        /// Corpus folder (ptb.{train,valid,test}.txt or {train,valid,test}.txt).
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        corpus: CorpusArgs,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -146,11 +147,54 @@ enum BenchCommand {
     },
 }
 
+/// Where the corpus is: a folder, or files named one by one.
+#[derive(Clone, Debug, Default, clap::Args)]
+struct CorpusArgs {
+    /// Corpus folder holding ptb.{train,valid,test}.txt, {train,valid,test}.txt or
+    /// wiki.{train,valid,test}.tokens [default: the default corpus folder (PTB), downloaded
+    /// when missing].
+    #[arg(long, conflicts_with = "train")]
+    data: Option<PathBuf>,
+    /// The training text (instead of --data).
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// The validation text (with --train).
+    #[arg(long, requires = "train")]
+    valid: Option<PathBuf>,
+    /// The test text (with --train).
+    #[arg(long, requires = "train")]
+    test: Option<PathBuf>,
+    /// A missing valid or test split is the last F of the training text (cut at a line
+    /// boundary; valid before test when both are missing), which training then leaves out.
+    #[arg(long, value_name = "F")]
+    valid_fraction: Option<f64>,
+}
+
+impl CorpusArgs {
+    /// The corpus these flags name. Without any, the default folder (fetched when missing
+    /// and `fetch` is set).
+    fn source(&self, fetch: bool) -> Result<CorpusSource> {
+        if let Some(train) = &self.train {
+            return CorpusSource::files(
+                train,
+                self.valid.as_deref(),
+                self.test.as_deref(),
+                self.valid_fraction,
+            );
+        }
+        let dir = match &self.data {
+            Some(_) => corpus_dir(self.data.clone())?,
+            None if fetch => corpus_dir(None)?,
+            None => fetch::default_data_dir(),
+        };
+        CorpusSource::folder(&dir, self.valid_fraction)
+    }
+}
+
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Corpus folder [default: the default corpus folder, downloaded when missing].
-    #[arg(long)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    corpus: CorpusArgs,
     #[command(flatten)]
     config: ConfigArgs,
     #[command(flatten)]
@@ -212,9 +256,8 @@ struct EvalArgs {
     /// Split to evaluate.
     #[arg(long, value_enum, default_value = "valid")]
     split: SplitArg,
-    /// Corpus folder [default: the default corpus folder].
-    #[arg(long)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    corpus: CorpusArgs,
     /// Batch size [default: 1 for the test split, as `train`'s test pass and the TensorFlow
     /// tutorial score it (one stream, every word with its whole history); the checkpoint's
     /// for the others, as training validates].
@@ -229,9 +272,8 @@ struct EvalArgs {
 
 #[derive(clap::Args)]
 struct ProfileArgs {
-    /// Corpus folder [default: the default corpus folder].
-    #[arg(long)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    corpus: CorpusArgs,
     #[command(flatten)]
     config: ConfigArgs,
     #[command(flatten)]
@@ -294,8 +336,8 @@ struct GenerateArgs {
     /// Text to start from.
     #[arg(long)]
     prompt: String,
-    /// Words to generate.
-    #[arg(long, default_value_t = 50)]
+    /// Tokens to generate: words, or characters for a character-level model.
+    #[arg(long, alias = "chars", default_value_t = 50)]
     words: usize,
     /// Sampling temperature: lower is more conservative.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
@@ -338,11 +380,13 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Adapters { backend, json } => adapters(backend, json),
         Command::Data {
-            command: DataCommand::Info { data, config },
+            command: DataCommand::Info { corpus, config },
         } => {
-            let cfg = config.resolve()?;
-            let dir = data.unwrap_or_else(fetch::default_data_dir);
-            print!("{}", data::info(&dir, &cfg)?);
+            let mut cfg = config.resolve()?;
+            let source = corpus.source(false)?;
+            let corpus = Corpus::read(&source, cfg.tokens, config.vocab_size)?;
+            cfg.vocab_size = corpus.vocab.len();
+            print!("{}", data::info_of(&corpus, &cfg));
             Ok(())
         }
         Command::Data {
@@ -360,14 +404,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval_command(args),
         Command::Predict(args) => predict_command(args),
         Command::Profile(args) => {
-            let cfg = args.config.resolve()?;
+            let mut cfg = args.config.resolve()?;
             if args.steps == 0 {
                 return Err(usage("--steps must be at least 1"));
             }
             let train_ids = if args.synthetic {
                 lstm_gpu::profile::synthetic_ids(PTB_TRAIN_TOKENS, cfg.vocab_size, 1)
             } else {
-                Corpus::load(&corpus_dir(args.data)?, cfg.vocab_size)?.train
+                read_corpus(&args.corpus.source(true)?, &mut cfg, &args.config)?.train
             };
             lstm_gpu::data::Batches::new(&train_ids, cfg.batch_size, cfg.num_steps)
                 .context("training split")?;
@@ -397,7 +441,7 @@ fn run(cli: Cli) -> Result<()> {
             match command {
                 EmbeddingsCommand::Neighbors { word, k } => {
                     for (w, cos) in lstm_gpu::analysis::embeddings::neighbors(&ck, &word, k)? {
-                        println!("{w:<20} {cos:.4}");
+                        println!("{:<20} {cos:.4}", shown(&w, ck.config.tokens));
                     }
                 }
                 EmbeddingsCommand::Map { out, words } => {
@@ -561,6 +605,44 @@ fn corpus_dir(data: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
+/// Read the corpus of `source` with the tokens of `cfg`, capped at `--vocab-size` when
+/// given; the model's vocabulary size becomes the corpus's. Logs what reading decided.
+fn read_corpus(source: &CorpusSource, cfg: &mut Config, flags: &ConfigArgs) -> Result<Corpus> {
+    let corpus = Corpus::read(source, cfg.tokens, flags.vocab_size)?;
+    for note in &corpus.source.notes {
+        log::info!("{note}");
+    }
+    if let Some(cap) = flags.vocab_size {
+        if corpus.vocab.len() < cap {
+            log::warn!(
+                "the training text has only {} distinct tokens: the vocabulary is {}, not --vocab-size {cap}",
+                corpus.vocab.len(),
+                corpus.vocab.len()
+            );
+        }
+    }
+    cfg.vocab_size = corpus.vocab.len();
+    cfg.validate()?;
+    log::info!(
+        "vocabulary: {} {} from {}",
+        cfg.vocab_size,
+        match cfg.tokens {
+            Tokens::Words => "words",
+            Tokens::Chars => "characters",
+        },
+        source.split(Split::Train).path.display()
+    );
+    Ok(corpus)
+}
+
+/// A token as a table shows it: characters quoted, so that a space or a tab can be seen.
+fn shown(token: &str, tokens: Tokens) -> String {
+    match tokens {
+        Tokens::Chars if token.chars().count() == 1 => format!("{token:?}"),
+        _ => token.to_string(),
+    }
+}
+
 fn train_command(args: TrainArgs) -> Result<()> {
     // On resume the checkpoint's configuration is the base; flags given override it (and
     // shape flags that contradict it are refused by the trainer).
@@ -582,23 +664,21 @@ fn train_command(args: TrainArgs) -> Result<()> {
             "--log-every and --checkpoint-every must be at least 1",
         ));
     }
-    let dir = corpus_dir(args.data)?;
+    let source = args.corpus.source(true)?;
     let mut cfg = cfg;
     let corpus = match vocab {
-        Some(words) => Corpus::with_vocab(&dir, Vocab::from_words(words)?)?,
-        None => {
-            let corpus = Corpus::load(&dir, cfg.vocab_size)?;
-            if corpus.vocab.len() < cfg.vocab_size {
-                log::warn!(
-                    "the training text has only {} distinct words: the vocabulary (and --vocab-size) is {}",
-                    corpus.vocab.len(),
-                    corpus.vocab.len()
-                );
-                cfg.vocab_size = corpus.vocab.len();
-                cfg.validate()?;
+        Some(words) => {
+            let corpus = Corpus::read_with_vocab(
+                &source,
+                Vocab::from_tokens(words, cfg.tokens)?,
+                cfg.tokens,
+            )?;
+            for note in &corpus.source.notes {
+                log::info!("{note}");
             }
             corpus
         }
+        None => read_corpus(&source, &mut cfg, &args.config)?,
     };
     // Everything that needs no GPU is checked before the adapter is opened, so that its
     // error line stands alone: the batches of every split, whether the model fits the
@@ -708,9 +788,16 @@ fn tune_command(args: TuneArgs) -> Result<()> {
 
 fn eval_command(args: EvalArgs) -> Result<()> {
     let ck = Checkpoint::load(&args.checkpoint)?;
-    let dir = corpus_dir(args.data)?;
-    let corpus = Corpus::with_vocab(&dir, Vocab::from_words(ck.vocab.clone())?)?;
     let cfg: Config = ck.config.clone();
+    let source = args.corpus.source(true)?;
+    let corpus = Corpus::read_with_vocab(
+        &source,
+        Vocab::from_tokens(ck.vocab.clone(), cfg.tokens)?,
+        cfg.tokens,
+    )?;
+    for note in &corpus.source.notes {
+        log::info!("{note}");
+    }
     let split = match args.split {
         SplitArg::Train => Split::Train,
         SplitArg::Valid => Split::Valid,
@@ -743,15 +830,27 @@ fn eval_command(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The checkpoint's vocabulary and the context as ids: lower-cased and tokenised like the
-/// corpus; unknown words become `<unk>` with a warning naming them.
+/// The checkpoint's vocabulary and the context as ids, tokenised as the checkpoint's corpus
+/// was (words or characters; a token the vocabulary lacks is looked up lower-cased too);
+/// unknown tokens become `<unk>` with a warning naming them.
 fn encode_context(ck: &Checkpoint, text: &str, flag: &str) -> Result<(Vocab, Vec<u32>)> {
-    let vocab = Vocab::from_words(ck.vocab.clone())?;
-    let lower = text.to_lowercase();
-    if lower.split_whitespace().next().is_none() {
-        return Err(usage(format!("{flag} is empty: give at least one word")));
+    let tokens = ck.config.tokens;
+    let vocab = Vocab::from_tokens(ck.vocab.clone(), tokens)?;
+    let empty = match tokens {
+        Tokens::Words => text.split_whitespace().next().is_none(),
+        Tokens::Chars => text.is_empty(),
+    };
+    if empty {
+        return Err(usage(format!(
+            "{flag} is empty: give at least one {}",
+            if tokens == Tokens::Chars {
+                "character"
+            } else {
+                "word"
+            }
+        )));
     }
-    let encoded = data::encode_text(&lower, &vocab)?;
+    let encoded = data::encode_text_as(text, &vocab, tokens)?;
     if !encoded.unknown.is_empty() {
         log::warn!(
             "not in the vocabulary, read as <unk>: {}",
@@ -789,7 +888,8 @@ fn predict_command(args: PredictArgs) -> Result<()> {
         );
     } else {
         for (rank, (i, pr)) in top.iter().enumerate() {
-            println!("{:>3}. {:<20} {:.4}", rank + 1, vocab.word(*i), pr);
+            let word = shown(vocab.word(*i), ck.config.tokens);
+            println!("{:>3}. {word:<20} {pr:.4}", rank + 1);
         }
     }
     Ok(())
@@ -819,8 +919,15 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
     let mut rng = lstm_gpu::rng::SplitMix64::new(args.seed);
     let mut out = std::io::stdout().lock();
     let eos = vocab.eos();
-    print!("{}", args.prompt.trim());
-    let mut at_line_start = false;
+    let chars = ck.config.tokens == Tokens::Chars;
+    // Characters are joined as they come; words with a space between.
+    let sep = if chars { "" } else { " " };
+    if chars {
+        print!("{}", args.prompt);
+    } else {
+        print!("{}", args.prompt.trim());
+    }
+    let mut at_line_start = chars && args.prompt.ends_with('\n');
     for _ in 0..args.words {
         let probs = p.distribution(&gpu)?;
         let next =
@@ -833,7 +940,7 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
             write!(
                 out,
                 "{}{}",
-                if at_line_start { "" } else { " " },
+                if at_line_start { "" } else { sep },
                 vocab.word(next)
             )?;
             at_line_start = false;

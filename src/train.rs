@@ -943,6 +943,12 @@ fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
             ck.num_steps.to_string(),
             flags.num_steps.to_string(),
         ),
+        ("--tokens", ck.tokens.to_string(), flags.tokens.to_string()),
+        (
+            "--tie-weights",
+            ck.tie_weights.to_string(),
+            flags.tie_weights.to_string(),
+        ),
     ]
     .into_iter()
     .filter(|(_, a, b)| a != b)

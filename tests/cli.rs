@@ -1298,3 +1298,237 @@ fn damaged_checkpoints_and_impossible_models_are_one_line() {
         assert!(!big.exists());
     }
 }
+
+/// Usage errors of the corpus flags, each one line with exit code 2: two layouts in one
+/// folder, --data with --train, an impossible --valid-fraction, --tie-weights on a model
+/// whose embedding is not as wide as its top layer. `data info` describes a split cut from
+/// the training text, in characters.
+#[test]
+fn corpus_flags_and_layouts_are_checked_as_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = corpus(
+        &dir.path().join("both"),
+        [
+            Some(&tiny_file("ptb.train.txt")),
+            Some(&tiny_file("ptb.valid.txt")),
+            Some(&tiny_file("ptb.test.txt")),
+        ],
+    );
+    std::fs::write(both.join("train.txt"), tiny_file("ptb.train.txt")).unwrap();
+    let o = run(bin().args(["data", "info", "--data"]).arg(&both));
+    assert_one_line_error(&o, 2, "ptb.train.txt");
+    assert!(stderr(&o).contains("plain (train.txt)"), "{}", stderr(&o));
+    let o = train_on(&both, &dir.path().join("run-both"));
+    assert_one_line_error(&o, 2, "corpus layouts");
+
+    let train = tiny_data().join("ptb.train.txt");
+    let o = run(bin()
+        .args(["data", "info", "--data"])
+        .arg(tiny_data())
+        .arg("--train")
+        .arg(&train));
+    assert_one_line_error(&o, 2, "cannot be used with");
+    let o = run(bin()
+        .args(["data", "info", "--valid-fraction", "0.7", "--train"])
+        .arg(&train));
+    assert_one_line_error(&o, 2, "--valid-fraction");
+    let o = run(bin().args(["data", "info", "--train"]).arg(&train));
+    assert_one_line_error(&o, 2, "--valid-fraction");
+    let o = run(bin()
+        .args(["train", "--tie-weights", "--data"])
+        .arg(tiny_data())
+        .args(["--embedding-size", "8", "--hidden", "8,6"]));
+    assert_one_line_error(&o, 2, "--tie-weights");
+
+    let o = run(bin()
+        .args([
+            "data",
+            "info",
+            "--tokens",
+            "chars",
+            // The cut splits hold characters the rest lacks: <unk> stands for them.
+            "--vocab-size",
+            "30",
+            "--valid-fraction",
+            "0.2",
+            "--batch-size",
+            "2",
+            "--num-steps",
+            "5",
+            "--train",
+        ])
+        .arg(&train));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("30 characters (<unk> id 29")
+            && out.contains("valid split: the last")
+            && out.contains("bytes"),
+        "{out}"
+    );
+}
+
+/// A text of made-up sentences, a few thousand characters.
+fn sentences() -> String {
+    let subjects = ["the cat", "a dog", "my friend", "the old man"];
+    let verbs = ["sat on", "looked at", "ran to", "found"];
+    let objects = ["the mat.", "a tree.", "the river.", "the house."];
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(&format!(
+            "{} {} {}\n",
+            subjects[i % 4],
+            verbs[(i / 4) % 4],
+            objects[(i / 16) % 4]
+        ));
+    }
+    text
+}
+
+/// A character-level model: the checkpoint says so, and predict, generate and eval read
+/// text as characters (generate joins them without spaces); a character the vocabulary
+/// lacks (and no <unk>) is a usage error naming it.
+#[test]
+fn a_character_level_checkpoint_reads_prompts_as_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("book.txt");
+    std::fs::write(&book, sentences()).unwrap();
+    let run_dir = dir.path().join("run");
+    let o = run(bin()
+        .env("RUST_LOG", "info")
+        .args([
+            "train",
+            "--tokens",
+            "chars",
+            "--valid-fraction",
+            "0.1",
+            "--train",
+        ])
+        .arg(&book)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args([
+            "--embedding-size",
+            "8",
+            "--hidden",
+            "16",
+            "--batch-size",
+            "4",
+            "--num-steps",
+            "10",
+            "--max-steps",
+            "30",
+            "--no-progress",
+        ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("valid split: the last") && stderr(&o).contains("characters"),
+        "{}",
+        stderr(&o)
+    );
+    let ck_path = run_dir.join("last.safetensors");
+    let ck = params_of(&ck_path);
+    assert_eq!(ck.config.tokens, lstm_gpu::data::Tokens::Chars);
+    assert!(
+        ck.vocab
+            .iter()
+            .all(|t| t.chars().count() == 1 || t == "<eos>"),
+        "{:?}",
+        ck.vocab
+    );
+    assert_eq!(ck.vocab.len(), ck.config.vocab_size);
+
+    let o = run(bin()
+        .args(["predict", "--json", "--top-k", "3", "--checkpoint"])
+        .arg(&ck_path)
+        .arg("the ca"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let context: Vec<&str> = v["context"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(context, ["t", "h", "e", " ", "c", "a"]);
+
+    let o = run(bin()
+        .args([
+            "generate",
+            "--prompt",
+            "the ",
+            "--chars",
+            "40",
+            "--seed",
+            "2",
+            "--checkpoint",
+        ])
+        .arg(&ck_path));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.starts_with("the "), "{text:?}");
+    // 40 characters after the prompt (a newline for each <eos>) and the final newline: words
+    // joined by spaces would be twice as long.
+    assert_eq!(text.chars().count(), 4 + 40 + 1, "{text:?}");
+
+    let o = run(bin()
+        .args(["eval", "--split", "valid", "--checkpoint"])
+        .arg(&ck_path)
+        .args(["--valid-fraction", "0.1", "--train"])
+        .arg(&book));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("valid perplexity"),
+        "{out} {}",
+        stderr(&o)
+    );
+
+    let o = run(bin()
+        .args(["predict", "--checkpoint"])
+        .arg(&ck_path)
+        .arg("the ~"));
+    assert_one_line_error(&o, 2, "character \"~\"");
+}
+
+/// Tied weights through the command line: the checkpoint holds no softmax.weight and says
+/// it is tied, and it serves predict.
+#[test]
+fn tied_weights_train_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let o = run(bin()
+        .args(["train", "--tie-weights", "--data"])
+        .arg(tiny_data())
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args([
+            "--embedding-size",
+            "6",
+            "--hidden",
+            "8,6",
+            "--batch-size",
+            "2",
+            "--num-steps",
+            "5",
+            "--max-steps",
+            "5",
+            "--no-progress",
+        ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = run_dir.join("last.safetensors");
+    let ck = params_of(&path);
+    assert!(ck.config.tie_weights && ck.params.softmax_w.is_empty());
+    let names: Vec<String> = safetensors::SafeTensors::deserialize(&std::fs::read(&path).unwrap())
+        .unwrap()
+        .names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(!names.iter().any(|n| n == "softmax.weight"), "{names:?}");
+    assert!(ck.params.embedding.iter().all(|v| v.is_finite()));
+    let o = run(bin()
+        .args(["predict", "--json", "--top-k", "2", "--checkpoint"])
+        .arg(&path)
+        .arg("the market"));
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -183,6 +183,29 @@ fn gradient_matches_finite_differences_with_dropout() {
     check_gradient(tiny(0.5, 0.7), 3, Some(DropoutKey { seed: 17, step: 4 }));
 }
 
+/// Tied embeddings: one parameter (the embedding, no softmax.weight) whose analytic
+/// gradient, the lookup's rows plus the softmax's use, matches the finite differences of
+/// the loss, with dropout on too.
+#[test]
+fn gradient_matches_finite_differences_with_tied_weights() {
+    let cfg = Config {
+        embedding_size: 4,
+        tie_weights: true,
+        ..tiny(0.5, 1.0)
+    };
+    cfg.validate().unwrap();
+    assert!(Params::<f64>::zeros(&cfg).softmax_w.is_empty());
+    check_gradient(cfg.clone(), 4, None);
+    check_gradient(
+        Config {
+            keep_prob: 0.8,
+            ..cfg
+        },
+        5,
+        Some(DropoutKey { seed: 3, step: 2 }),
+    );
+}
+
 /// `design.md` §1 written out per row and time step with no kernels, no buffers and no
 /// time-major layout: returns the loss and the final state.
 fn direct_forward(

@@ -10,6 +10,17 @@ use std::process::Command;
 
 #[test]
 fn numpy_forward_pass_matches_the_programs_probabilities() {
+    numpy_matches(false);
+}
+
+/// Tied weights: the checkpoint holds the embedding only (no `softmax.weight`), and NumPy
+/// reads the softmax weight as its transpose.
+#[test]
+fn numpy_forward_pass_of_tied_weights_matches_the_programs_probabilities() {
+    numpy_matches(true);
+}
+
+fn numpy_matches(tie_weights: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut vocab: Vec<String> = ["the", "<unk>", "<eos>", "stock", "market", "fell", "rose"]
         .iter()
@@ -18,7 +29,8 @@ fn numpy_forward_pass_matches_the_programs_probabilities() {
     vocab.extend((0..33).map(|i| format!("w{i}")));
     let config = Config {
         vocab_size: vocab.len(),
-        embedding_size: 9,
+        embedding_size: if tie_weights { 7 } else { 9 },
+        tie_weights,
         hidden: vec![12, 7],
         batch_size: 3,
         num_steps: 4,
@@ -36,6 +48,18 @@ fn numpy_forward_pass_matches_the_programs_probabilities() {
     };
     let path = dir.path().join("model.safetensors");
     ck.save(&path).unwrap();
+    let names = safetensors::SafeTensors::deserialize(&std::fs::read(&path).unwrap())
+        .unwrap()
+        .names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        names.contains(&"softmax.weight".to_string()),
+        !tie_weights,
+        "{names:?}"
+    );
+    assert!(names.contains(&"embedding".to_string()));
 
     let context = ["the", "stock", "market", "zebra"]; // "zebra" is read as <unk>
     let out = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"))

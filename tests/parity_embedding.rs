@@ -272,3 +272,63 @@ fn prepare_rejects_short_views() {
         )
         .is_ok());
 }
+
+/// Tied embeddings: `embedding_scatter_add_rows` adds the gradient rows of the distinct ids
+/// into a dense `[vocab, e]` gradient exactly as its CPU twin does (one add per element, so
+/// the same bits), leaves every other row and the words around the window alone, and reads
+/// only the U rows of the step.
+#[test]
+fn scatter_add_rows_match_reference() {
+    let gpu = gpu();
+    let emb = Embedding::new(&gpu).unwrap();
+    for (k, &(n, e, vocab)) in SHAPES.iter().enumerate() {
+        let id = ids(n, vocab, 60 + k as u64);
+        let seg = IdSegments::new(&id);
+        let unique = seg.unique.len();
+        let rows = random(unique * e, 1.0, 70 + k as u64);
+        let dense = random(vocab * e, 1.0, 80 + k as u64);
+
+        let mut want32 = dense.clone();
+        reference::embedding_scatter_add_rows(e, &seg.unique, &rows, &mut want32);
+        let mut want = common::to_f64(&dense);
+        reference::embedding_scatter_add_rows(e, &seg.unique, &common::to_f64(&rows), &mut want);
+
+        let seg_buf = gpu.storage_from("segments", &with_guard(u32::MAX, &pack_segments(&seg, n)));
+        // Rows past U are NaN: reading one would poison the result.
+        let mut row_words = rows.clone();
+        row_words.resize(n * e, f32::NAN);
+        let rows_buf = gpu.storage_from("rows", &with_guard(f32::NAN, &row_words));
+        let dense_buf = gpu.storage_from("dense", &with_guard(f32::NAN, &dense));
+        let d = emb
+            .prepare_scatter_add_rows(
+                &gpu,
+                e,
+                n,
+                View::at(&seg_buf, GUARD, segments_words(n)),
+                View::at(&rows_buf, GUARD, n * e),
+                View::at(&dense_buf, GUARD, vocab * e),
+            )
+            .unwrap();
+        assert_eq!(d.label, "embedding_scatter_add_rows");
+        gpu.run(&[&d]).unwrap();
+        let all = read_all(&gpu, &dense_buf);
+        assert_untouched("scatter", &all, GUARD, vocab * e);
+        let got = &all[GUARD..GUARD + vocab * e];
+        let what = format!("scatter n={n} e={e} vocab={vocab} unique={unique}");
+        assert_close(&what, got, &want, 1e-6);
+        assert_eq!(
+            bits(got),
+            bits(&want32),
+            "{what}: differs from the f32 twin"
+        );
+        // The rows of ids outside the batch are what they were.
+        let absent = (0..vocab as u32).find(|i| !seg.unique.contains(i));
+        if let Some(a) = absent {
+            let a = a as usize;
+            assert_eq!(
+                bits(&got[a * e..(a + 1) * e]),
+                bits(&dense[a * e..(a + 1) * e])
+            );
+        }
+    }
+}

@@ -188,6 +188,43 @@ fn one_step_with_dropout_matches_reference() {
     one_step(&gpu, &kernels, &cfg, 1.0, 4);
 }
 
+/// Tied embeddings: the GPU step (logits from the embedding read transposed, its dense
+/// gradient plus the lookup's rows, a dense update) against the CPU reference, with and
+/// without clipping and with dropout.
+#[test]
+fn one_step_with_tied_weights_matches_reference() {
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu).unwrap();
+    let cfg = Config {
+        embedding_size: 9,
+        tie_weights: true,
+        max_grad_norm: 100.0,
+        ..small_config()
+    };
+    cfg.validate().unwrap();
+    one_step(&gpu, &kernels, &cfg, 1.0, 5);
+    one_step(
+        &gpu,
+        &kernels,
+        &Config {
+            max_grad_norm: 0.05,
+            ..cfg.clone()
+        },
+        0.7,
+        6,
+    );
+    one_step(
+        &gpu,
+        &kernels,
+        &Config {
+            keep_prob: 0.7,
+            ..cfg
+        },
+        1.0,
+        7,
+    );
+}
+
 /// Training and evaluation interleaved as the trainer runs them, once with separate
 /// logits and once with the evaluation steps using the training step's logits
 /// (`Workspace::new_with_logits`, also for a smaller evaluation shape): every loss, the

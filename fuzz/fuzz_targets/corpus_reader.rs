@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lstm_gpu::data::{encode_text, read_text, Batches, Vocab};
+use lstm_gpu::data::{encode_text, read_text, Batches, Corpus, CorpusSource, Tokens, Vocab};
 
 fuzz_target!(|data: &[u8]| {
     let dir = std::env::temp_dir().join(format!("lstm-gpu-fuzz-{}", std::process::id()));
@@ -11,6 +11,20 @@ fuzz_target!(|data: &[u8]| {
     let path = dir.join("ptb.train.txt");
     if std::fs::write(&path, data).is_err() {
         return;
+    }
+    // The streaming reader the program uses, as words and as characters, with a split cut
+    // from the end: Ok or one line.
+    let cap = data.last().map(|&b| 1 + b as usize % 40);
+    for tokens in [Tokens::Words, Tokens::Chars] {
+        let read = CorpusSource::files(&path, None, None, Some(0.2))
+            .and_then(|source| Corpus::read(&source, tokens, cap));
+        match read {
+            Ok(corpus) => {
+                let n = corpus.vocab.len() as u32;
+                assert!(corpus.train.iter().chain(&corpus.valid).all(|&i| i < n));
+            }
+            Err(e) => assert!(!format!("{e:#}").contains('\n'), "one line: {e:#}"),
+        }
     }
     let text = match read_text(&path) {
         Ok(t) => t,

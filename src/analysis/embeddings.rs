@@ -121,6 +121,13 @@ fn word_id(ck: &Checkpoint, word: &str) -> Result<usize> {
     } else {
         String::new()
     };
+    if ck.config.tokens == crate::data::Tokens::Chars {
+        return Err(usage(format!(
+            "`{word}` is not in the checkpoint's character-level vocabulary of {} characters: \
+             give one character it holds",
+            ck.vocab.len()
+        )));
+    }
     Err(usage(format!(
         "`{word}` is not in the checkpoint's vocabulary of {} words{hint}",
         ck.vocab.len()

@@ -1,16 +1,17 @@
-//! The corpus folder: finding and checking the three split files, encoding them with a
-//! vocabulary, encoding a user's text, and the figures of `lstm-gpu data info`.
+//! The corpus: finding the three split files (a folder in one of three layouts, or files
+//! named one by one, a missing split cut from the end of the training text), encoding them
+//! with a vocabulary as a stream, encoding a user's text, and the figures of
+//! `lstm-gpu data info`.
 
 use super::batch::{epoch_size, Batches};
-use super::vocab::{tokens_with_offsets, Vocab, UNK};
+use super::reader::{file_len, for_each_token, line_at, line_boundary, CORPUS_ADVICE};
+use super::vocab::{tokens_of, tokens_with_offsets, Tokens, Vocab, VocabBuilder, UNK};
 use crate::config::Config;
+use crate::error::usage;
 use anyhow::{bail, Context, Result};
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-
-/// What to do when the corpus is missing or unreadable; ends every such error.
-const CORPUS_ADVICE: &str = "run `lstm-gpu data fetch` to download the Penn Treebank, \
-     or pass --data DIR with a folder holding ptb.train.txt, ptb.valid.txt and ptb.test.txt";
 
 /// One of the three parts of the corpus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,13 +34,9 @@ impl Split {
         }
     }
 
-    /// The file names this split may have, the PTB one first.
-    pub fn file_names(self) -> [&'static str; 2] {
-        match self {
-            Split::Train => ["ptb.train.txt", "train.txt"],
-            Split::Valid => ["ptb.valid.txt", "valid.txt"],
-            Split::Test => ["ptb.test.txt", "test.txt"],
-        }
+    /// The file names this split may have, one per folder layout of [`LAYOUTS`].
+    pub fn file_names(self) -> [&'static str; 3] {
+        LAYOUTS.map(|(_, files)| files[self as usize])
     }
 }
 
@@ -49,31 +46,23 @@ impl fmt::Display for Split {
     }
 }
 
-/// The file of `split` in `dir`, if there is one (`ptb.train.txt` before `train.txt`).
+/// The folder layouts a corpus may have: its name and its train, valid and test files.
+pub const LAYOUTS: [(&str, [&str; 3]); 3] = [
+    ("PTB", ["ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"]),
+    ("plain", ["train.txt", "valid.txt", "test.txt"]),
+    (
+        "WikiText",
+        ["wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"],
+    ),
+];
+
+/// The file of `split` in `dir`, if there is one (in the order of [`LAYOUTS`]).
 pub fn find_split(dir: &Path, split: Split) -> Option<PathBuf> {
     split
         .file_names()
         .iter()
         .map(|name| dir.join(name))
         .find(|path| path.is_file())
-}
-
-/// The file of `split` in `dir`, or an error saying what is missing and what to do.
-fn split_path(dir: &Path, split: Split) -> Result<PathBuf> {
-    if let Some(path) = find_split(dir, split) {
-        return Ok(path);
-    }
-    if !dir.is_dir() {
-        bail!(
-            "corpus folder {} does not exist: {CORPUS_ADVICE}",
-            dir.display()
-        );
-    }
-    let [ptb, plain] = split.file_names();
-    bail!(
-        "corpus folder {} has no {ptb} (nor {plain}): {CORPUS_ADVICE}",
-        dir.display()
-    )
 }
 
 /// 1-based line number of byte `offset` in `bytes`.
@@ -122,29 +111,61 @@ pub fn read_text(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// The ids of `text` in `vocab`. A word outside the vocabulary becomes `<unk>` when the
-/// vocabulary has it; otherwise the error names `source`, the line and the word.
-fn encode_corpus_text(text: &str, vocab: &Vocab, source: &Path) -> Result<Vec<u32>> {
+/// What a token outside the vocabulary is called in errors.
+fn token_kind(tokens: Tokens) -> &'static str {
+    match tokens {
+        Tokens::Words => "word",
+        Tokens::Chars => "character",
+    }
+}
+
+/// The ids of bytes `range` of `path` in `vocab`, read as a stream. A token outside the
+/// vocabulary becomes `<unk>` when the vocabulary has it; otherwise the error names the
+/// file, the line and the token.
+fn encode_range(path: &Path, range: Range<u64>, vocab: &Vocab, tokens: Tokens) -> Result<Vec<u32>> {
     let unk = vocab.unk();
-    let mut ids = Vec::with_capacity(text.len() / 4);
-    for (offset, token) in tokens_with_offsets(text) {
-        match vocab.id(&token).or(unk) {
+    let len = file_len(path)?;
+    let bytes = range.end.min(len).saturating_sub(range.start);
+    let mut ids = Vec::with_capacity(capacity_for(bytes, tokens));
+    for_each_token(path, range, tokens, |token, offset| {
+        match vocab.id(token).or(unk) {
             Some(id) => ids.push(id),
             None => bail!(
-                "{}:{}: the word {token:?} is not in the vocabulary, which has no {UNK} to \
+                "{}:{}: the {} {token:?} is not in the vocabulary, which has no {UNK} to \
                  stand for it; build the vocabulary from a train file that holds {UNK} or \
-                 every word of the other splits",
-                source.display(),
-                line_of(text.as_bytes(), offset)
+                 every {} of the other splits, or cap it with --vocab-size (which adds {UNK})",
+                path.display(),
+                line_at(path, offset),
+                token_kind(tokens),
+                token_kind(tokens),
             ),
         }
-    }
+        Ok(())
+    })?;
+    ids.shrink_to_fit();
     Ok(ids)
+}
+
+/// Tokens that `bytes` of text can hold at most: reserved for the id stream, untouched
+/// (so not resident) beyond what is used, and released by `shrink_to_fit`.
+fn capacity_for(bytes: u64, tokens: Tokens) -> usize {
+    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX / 8);
+    match tokens {
+        Tokens::Chars => bytes,
+        Tokens::Words => bytes / 2 + 1,
+    }
 }
 
 /// Read and encode one corpus file with `vocab` (see [`read_text`] for what is refused).
 pub fn encode_file(path: &Path, vocab: &Vocab) -> Result<Vec<u32>> {
-    encode_corpus_text(&read_text(path)?, vocab, path)
+    let ids = encode_range(path, 0..u64::MAX, vocab, Tokens::Words)?;
+    if ids.is_empty() {
+        bail!(
+            "corpus file {} holds only blanks, no words: {CORPUS_ADVICE}",
+            path.display()
+        );
+    }
+    Ok(ids)
 }
 
 /// A user's text (a prompt) as ids, with the words that had to become `<unk>`.
@@ -160,20 +181,32 @@ pub struct EncodedText {
 /// Encode a user's text with `vocab`: unknown words become `<unk>` and are reported back.
 /// Without `<unk>` in the vocabulary an unknown word is a usage error naming it.
 pub fn encode_text(text: &str, vocab: &Vocab) -> Result<EncodedText> {
+    encode_text_as(text, vocab, Tokens::Words)
+}
+
+/// [`encode_text`] with the tokens of `tokens` (words, or every character).
+pub fn encode_text_as(text: &str, vocab: &Vocab, tokens: Tokens) -> Result<EncodedText> {
     let unk = vocab.unk();
     let mut encoded = EncodedText {
         ids: Vec::new(),
         unknown: Vec::new(),
     };
-    for (_, token) in tokens_with_offsets(text) {
-        if let Some(id) = vocab.id(&token) {
+    for (_, token) in tokens_of(text, tokens) {
+        // A capitalised word of a lower-case vocabulary (PTB's) is the word.
+        let known = vocab.id(&token).or_else(|| {
+            let lower = token.to_lowercase();
+            (lower != *token).then(|| vocab.id(&lower)).flatten()
+        });
+        if let Some(id) = known {
             encoded.ids.push(id);
             continue;
         }
         let Some(unk) = unk else {
             return Err(crate::usage(format!(
-                "the word {token:?} is not in the model's vocabulary (which has no {UNK}); \
-                 use only words the model knows"
+                "the {} {token:?} is not in the model's vocabulary (which has no {UNK}); \
+                 use only {}s the model knows",
+                token_kind(tokens),
+                token_kind(tokens)
             )));
         };
         encoded.ids.push(unk);
@@ -182,6 +215,277 @@ pub fn encode_text(text: &str, vocab: &Vocab) -> Result<EncodedText> {
         }
     }
     Ok(encoded)
+}
+
+/// Where one split's text is: a whole file, or a byte range of one (a split cut from the
+/// end of the training text by `--valid-fraction`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitSource {
+    pub path: PathBuf,
+    /// The bytes of `path` that are this split; `None`: all of them.
+    pub bytes: Option<Range<u64>>,
+}
+
+impl SplitSource {
+    fn range(&self) -> Range<u64> {
+        self.bytes.clone().unwrap_or(0..u64::MAX)
+    }
+}
+
+/// Where the three splits of a corpus are, in the order of [`Split::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorpusSource {
+    /// The folder (or the training file's folder), as messages name the corpus.
+    pub dir: PathBuf,
+    pub splits: [SplitSource; 3],
+    /// What was decided on the way (a split cut from the training text), for the log.
+    pub notes: Vec<String>,
+}
+
+impl CorpusSource {
+    /// The corpus in folder `dir`, in whichever layout of [`LAYOUTS`] it has. Two layouts in
+    /// one folder are a usage error naming both. A valid or test file that is missing is
+    /// cut from the end of the training text when `valid_fraction` is given.
+    pub fn folder(dir: &Path, valid_fraction: Option<f64>) -> Result<CorpusSource> {
+        if !dir.is_dir() {
+            bail!(
+                "corpus folder {} does not exist: {CORPUS_ADVICE}",
+                dir.display()
+            );
+        }
+        let present: Vec<(&str, Vec<&str>)> = LAYOUTS
+            .iter()
+            .map(|(name, files)| {
+                let here: Vec<&str> = files
+                    .iter()
+                    .copied()
+                    .filter(|f| dir.join(f).is_file())
+                    .collect();
+                (*name, here)
+            })
+            .filter(|(_, here)| !here.is_empty())
+            .collect();
+        if present.len() > 1 {
+            let sets: Vec<String> = present
+                .iter()
+                .map(|(name, files)| format!("{name} ({})", files.join(", ")))
+                .collect();
+            return Err(usage(format!(
+                "corpus folder {} holds the files of {} corpus layouts: {}; keep one set in the \
+                 folder, or name the files with --train, --valid and --test",
+                dir.display(),
+                present.len(),
+                sets.join(" and ")
+            )));
+        }
+        let Some(&(_, files)) = LAYOUTS
+            .iter()
+            .find(|(name, _)| present.first().is_some_and(|p| p.0 == *name))
+        else {
+            let trains: Vec<&str> = LAYOUTS.iter().map(|(_, f)| f[0]).collect();
+            bail!(
+                "corpus folder {} has no {}: {CORPUS_ADVICE}",
+                dir.display(),
+                trains.join(", ")
+            );
+        };
+        let path = |split: Split| {
+            let p = dir.join(files[split as usize]);
+            p.is_file().then_some(p)
+        };
+        let Some(train) = path(Split::Train) else {
+            bail!(
+                "corpus folder {} has no {} (it has {}): {CORPUS_ADVICE}",
+                dir.display(),
+                files[0],
+                present[0].1.join(", ")
+            );
+        };
+        CorpusSource::new(
+            dir.to_path_buf(),
+            train,
+            path(Split::Valid),
+            path(Split::Test),
+            valid_fraction,
+            |split| {
+                format!(
+                    "corpus folder {} has no {}: add it, or pass --valid-fraction F to take \
+                     it from the end of the training text",
+                    dir.display(),
+                    files[split as usize]
+                )
+            },
+        )
+    }
+
+    /// The corpus in files named one by one (`--train`, `--valid`, `--test`).
+    pub fn files(
+        train: &Path,
+        valid: Option<&Path>,
+        test: Option<&Path>,
+        valid_fraction: Option<f64>,
+    ) -> Result<CorpusSource> {
+        for (flag, path) in [
+            ("--train", Some(train)),
+            ("--valid", valid),
+            ("--test", test),
+        ] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    return Err(usage(format!(
+                        "{flag} {}: no such file (name a text file, one sentence or line of \
+                         text per line)",
+                        p.display()
+                    )));
+                }
+            }
+        }
+        let dir = train
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        CorpusSource::new(
+            dir,
+            train.to_path_buf(),
+            valid.map(Path::to_path_buf),
+            test.map(Path::to_path_buf),
+            valid_fraction,
+            |split| {
+                format!(
+                    "no {split} file: name it with --{split} FILE, or pass --valid-fraction F \
+                     to take it from the end of the training text"
+                )
+            },
+        )
+        .map_err(|e| {
+            if e.is::<crate::UsageError>() {
+                e
+            } else {
+                usage(format!("{e:#}"))
+            }
+        })
+    }
+
+    /// Cut the missing splits from the end of the training file: each the last
+    /// `valid_fraction` of its bytes (valid before test when both are missing), at line
+    /// boundaries.
+    fn new(
+        dir: PathBuf,
+        train: PathBuf,
+        valid: Option<PathBuf>,
+        test: Option<PathBuf>,
+        valid_fraction: Option<f64>,
+        missing: impl Fn(Split) -> String,
+    ) -> Result<CorpusSource> {
+        let whole = |path: PathBuf| SplitSource { path, bytes: None };
+        let missing_splits: Vec<Split> = [(Split::Valid, &valid), (Split::Test, &test)]
+            .into_iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(s, _)| s)
+            .collect();
+        let mut notes = Vec::new();
+        let Some(fraction) = valid_fraction else {
+            if let Some(&split) = missing_splits.first() {
+                bail!("{}", missing(split));
+            }
+            return Ok(CorpusSource {
+                dir,
+                splits: [whole(train), whole(valid.unwrap()), whole(test.unwrap())],
+                notes,
+            });
+        };
+        let parts = missing_splits.len() as f64;
+        let fits = fraction * (parts.max(1.0) + 1.0) <= 1.0 + f64::EPSILON;
+        if !(fraction > 0.0 && fraction.is_finite() && fits) {
+            return Err(usage(format!(
+                "--valid-fraction must be above 0 and leave the training text most of the \
+                 text (at most {} with {} split{} to cut), got {fraction}",
+                if parts > 1.0 { "0.33" } else { "0.5" },
+                parts.max(1.0),
+                if parts > 1.0 { "s" } else { "" }
+            )));
+        }
+        if missing_splits.is_empty() {
+            notes.push(format!(
+                "--valid-fraction {fraction} is not used: the corpus has valid and test files"
+            ));
+            return Ok(CorpusSource {
+                dir,
+                splits: [whole(train), whole(valid.unwrap()), whole(test.unwrap())],
+                notes,
+            });
+        }
+        let len = file_len(&train)?;
+        // Cut points from the end: the last split first.
+        let mut cuts = Vec::new();
+        for k in (1..=missing_splits.len()).rev() {
+            let at = (len as f64 * (1.0 - fraction * k as f64)) as u64;
+            let cut = line_boundary(&train, at)?.ok_or_else(|| {
+                usage(format!(
+                    "--valid-fraction: the training text {} is one line, which cannot be cut \
+                     at a line boundary; give it several lines or name --valid and --test files",
+                    train.display()
+                ))
+            })?;
+            if cuts.last().is_some_and(|&c| c >= cut) {
+                return Err(usage(format!(
+                    "--valid-fraction {fraction}: the training text {} has too few lines to \
+                     cut {} splits from it; give a larger fraction or name the files",
+                    train.display(),
+                    missing_splits.len()
+                )));
+            }
+            cuts.push(cut);
+        }
+        cuts.push(len);
+        let train_end = cuts[0];
+        let mut cut_sources = Vec::new();
+        for (i, &split) in missing_splits.iter().enumerate() {
+            let bytes = cuts[i]..cuts[i + 1];
+            notes.push(format!(
+                "{split} split: the last {:.3}% of the training text {} (bytes {}..{}, from \
+                 line {}), which training does not see (--valid-fraction {fraction})",
+                100.0 * (bytes.end - bytes.start) as f64 / len as f64,
+                train.display(),
+                bytes.start,
+                bytes.end,
+                line_at(&train, bytes.start),
+            ));
+            cut_sources.push((
+                split,
+                SplitSource {
+                    path: train.clone(),
+                    bytes: Some(bytes),
+                },
+            ));
+        }
+        let pick = |split: Split, given: Option<PathBuf>| match given {
+            Some(p) => whole(p),
+            None => cut_sources
+                .iter()
+                .find(|(s, _)| *s == split)
+                .map(|(_, src)| src.clone())
+                .expect("a missing split was cut"),
+        };
+        Ok(CorpusSource {
+            dir,
+            splits: [
+                SplitSource {
+                    path: train.clone(),
+                    bytes: Some(0..train_end),
+                },
+                pick(Split::Valid, valid),
+                pick(Split::Test, test),
+            ],
+            notes,
+        })
+    }
+
+    /// The source of `split`.
+    pub fn split(&self, split: Split) -> &SplitSource {
+        &self.splits[split as usize]
+    }
 }
 
 /// The three splits as ids in one vocabulary.
@@ -193,34 +497,77 @@ pub struct Corpus {
     pub test: Vec<u32>,
     /// The folder the splits were read from.
     pub dir: PathBuf,
+    /// How the text became tokens.
+    pub tokens: Tokens,
+    /// Where each split was read from.
+    pub source: CorpusSource,
 }
 
 impl Corpus {
-    /// Read the corpus in `dir`, building the vocabulary from the train split
+    /// Read the corpus in `dir` (words), building the vocabulary from the train split
     /// (see [`Vocab::from_train`]: at most `vocab_size` words).
     pub fn load(dir: &Path, vocab_size: usize) -> Result<Corpus> {
-        let train_path = split_path(dir, Split::Train)?;
-        let (vocab, train) = Vocab::from_train(&read_text(&train_path)?, vocab_size)
-            .with_context(|| format!("building the vocabulary from {}", train_path.display()))?;
-        Corpus::assemble(dir, vocab, train)
+        Corpus::read(
+            &CorpusSource::folder(dir, None)?,
+            Tokens::Words,
+            Some(vocab_size),
+        )
     }
 
-    /// Read the corpus in `dir` with a given vocabulary (a checkpoint's): every split, train
-    /// included, is encoded like valid and test.
+    /// Read the corpus in `dir` (words) with a given vocabulary (a checkpoint's): every
+    /// split, train included, is encoded like valid and test.
     pub fn with_vocab(dir: &Path, vocab: Vocab) -> Result<Corpus> {
-        let train = encode_file(&split_path(dir, Split::Train)?, &vocab)?;
-        Corpus::assemble(dir, vocab, train)
+        Corpus::read_with_vocab(&CorpusSource::folder(dir, None)?, vocab, Tokens::Words)
     }
 
-    fn assemble(dir: &Path, vocab: Vocab, train: Vec<u32>) -> Result<Corpus> {
-        let valid = encode_file(&split_path(dir, Split::Valid)?, &vocab)?;
-        let test = encode_file(&split_path(dir, Split::Test)?, &vocab)?;
+    /// Read the corpus of `source` as `tokens`, building the vocabulary from the train split
+    /// by count (ties by the token), at most `cap` tokens when given (the rest `<unk>`).
+    /// Every split is streamed from its file: memory is the ids (4 bytes a token) and the
+    /// vocabulary, never the text.
+    pub fn read(source: &CorpusSource, tokens: Tokens, cap: Option<usize>) -> Result<Corpus> {
+        let train = source.split(Split::Train);
+        let range = train.range();
+        let bytes = range.end.min(file_len(&train.path)?) - range.start;
+        let mut builder = VocabBuilder::new(tokens, capacity_for(bytes, tokens));
+        for_each_token(&train.path, range, tokens, |token, _| {
+            builder.push(token);
+            Ok(())
+        })?;
+        if builder.is_empty() {
+            bail!(
+                "corpus file {} holds only blanks, no words: {CORPUS_ADVICE}",
+                train.path.display()
+            );
+        }
+        let (vocab, ids) = builder
+            .finish(cap)
+            .with_context(|| format!("building the vocabulary from {}", train.path.display()))?;
+        Corpus::assemble(source, vocab, ids, tokens)
+    }
+
+    /// Read the corpus of `source` with a given vocabulary (a checkpoint's): every split,
+    /// train included, is encoded like valid and test.
+    pub fn read_with_vocab(source: &CorpusSource, vocab: Vocab, tokens: Tokens) -> Result<Corpus> {
+        let train = encode_split(source, Split::Train, &vocab, tokens)?;
+        Corpus::assemble(source, vocab, train, tokens)
+    }
+
+    fn assemble(
+        source: &CorpusSource,
+        vocab: Vocab,
+        train: Vec<u32>,
+        tokens: Tokens,
+    ) -> Result<Corpus> {
+        let valid = encode_split(source, Split::Valid, &vocab, tokens)?;
+        let test = encode_split(source, Split::Test, &vocab, tokens)?;
         Ok(Corpus {
             vocab,
             train,
             valid,
             test,
-            dir: dir.to_path_buf(),
+            dir: source.dir.clone(),
+            tokens,
+            source: source.clone(),
         })
     }
 
@@ -245,16 +592,48 @@ impl Corpus {
     }
 }
 
+/// One split of `source` encoded with `vocab`; an empty one is an error naming it.
+fn encode_split(
+    source: &CorpusSource,
+    split: Split,
+    vocab: &Vocab,
+    tokens: Tokens,
+) -> Result<Vec<u32>> {
+    let s = source.split(split);
+    let ids = encode_range(&s.path, s.range(), vocab, tokens)?;
+    if ids.is_empty() {
+        match &s.bytes {
+            Some(b) if b.start > 0 => bail!(
+                "the {split} split cut from {} (bytes {}..{}) holds only blanks, no words: \
+                 give a larger --valid-fraction or name a {split} file",
+                s.path.display(),
+                b.start,
+                b.end
+            ),
+            _ => bail!(
+                "corpus file {} holds only blanks, no words: {CORPUS_ADVICE}",
+                s.path.display()
+            ),
+        }
+    }
+    Ok(ids)
+}
+
 /// The figures `lstm-gpu data info` prints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataInfo {
     pub dir: PathBuf,
+    pub tokens: Tokens,
     pub vocab_size: usize,
     pub unk: Option<u32>,
     pub eos: Option<u32>,
     pub batch_size: usize,
     pub num_steps: usize,
     pub splits: [SplitInfo; 3],
+    /// Where each split comes from, as [`SplitSource`]s say it.
+    pub sources: [String; 3],
+    /// What reading decided (a split cut from the training text).
+    pub notes: Vec<String>,
 }
 
 /// Size of one split and its batches per epoch at the configured shape.
@@ -266,9 +645,19 @@ pub struct SplitInfo {
     pub batches: usize,
 }
 
-/// Read the corpus in `dir` and measure it at `config`'s vocabulary size and batch shape.
+/// Read the corpus in `dir` (words) and measure it at `config`'s vocabulary size (as a cap)
+/// and batch shape.
 pub fn info(dir: &Path, config: &Config) -> Result<DataInfo> {
-    let corpus = Corpus::load(dir, config.vocab_size)?;
+    let corpus = Corpus::read(
+        &CorpusSource::folder(dir, None)?,
+        config.tokens,
+        Some(config.vocab_size),
+    )?;
+    Ok(info_of(&corpus, config))
+}
+
+/// The figures of a corpus that was read, at `config`'s batch shape.
+pub fn info_of(corpus: &Corpus, config: &Config) -> DataInfo {
     let split_info = |split| {
         let tokens = corpus.split(split).len();
         SplitInfo {
@@ -277,25 +666,45 @@ pub fn info(dir: &Path, config: &Config) -> Result<DataInfo> {
             batches: epoch_size(tokens, config.batch_size, config.num_steps),
         }
     };
-    Ok(DataInfo {
+    let source = |split: Split| {
+        let s = corpus.source.split(split);
+        match &s.bytes {
+            Some(b) if b.start > 0 || s.path != corpus.source.split(Split::Train).path => {
+                format!("{} bytes {}..{}", s.path.display(), b.start, b.end)
+            }
+            Some(b) if split == Split::Train && b.end < file_len(&s.path).unwrap_or(0) => {
+                format!("{} bytes 0..{}", s.path.display(), b.end)
+            }
+            _ => s.path.display().to_string(),
+        }
+    };
+    DataInfo {
         dir: corpus.dir.clone(),
+        tokens: corpus.tokens,
         vocab_size: corpus.vocab.len(),
         unk: corpus.vocab.unk(),
         eos: corpus.vocab.eos(),
         batch_size: config.batch_size,
         num_steps: config.num_steps,
         splits: Split::ALL.map(split_info),
-    })
+        sources: Split::ALL.map(source),
+        notes: corpus.source.notes.clone(),
+    }
 }
 
 impl fmt::Display for DataInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let id = |id: Option<u32>| id.map_or("absent".to_string(), |i| format!("id {i}"));
         writeln!(f, "corpus      {}", self.dir.display())?;
+        writeln!(f, "tokens      {}", self.tokens)?;
         writeln!(
             f,
-            "vocabulary  {} words (<unk> {}, <eos> {})",
+            "vocabulary  {} {} (<unk> {}, <eos> {})",
             self.vocab_size,
+            match self.tokens {
+                Tokens::Words => "words",
+                Tokens::Chars => "characters",
+            },
             id(self.unk),
             id(self.eos)
         )?;
@@ -315,6 +724,12 @@ impl fmt::Display for DataInfo {
                 "{:<6} {:>10}  {:>7}{too_short}",
                 s.split, s.tokens, s.batches
             )?;
+        }
+        for (split, source) in Split::ALL.iter().zip(&self.sources) {
+            writeln!(f, "{:<6} from {source}", split.name())?;
+        }
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
         }
         Ok(())
     }
@@ -421,8 +836,8 @@ mod tests {
     fn missing_files_and_folders_say_what_to_do() {
         let dir = folder(&[("ptb.train.txt", TRAIN), ("ptb.valid.txt", b" the \n")]);
         let line = one_line(&Corpus::load(dir.path(), 100).unwrap_err());
-        assert!(line.contains("no ptb.test.txt (nor test.txt)"), "{line}");
-        assert!(line.contains("--data DIR"), "{line}");
+        assert!(line.contains("has no ptb.test.txt"), "{line}");
+        assert!(line.contains("--valid-fraction F"), "{line}");
 
         let gone = dir.path().join("nowhere");
         let line = one_line(&Corpus::load(&gone, 100).unwrap_err());

@@ -18,7 +18,7 @@ fn is_python_whitespace(c: char) -> bool {
 
 /// A separator of the text after `replace("\n", "<eos>")`: any whitespace but the newline,
 /// which by then is the (non-blank) text `<eos>`.
-fn is_separator(c: char) -> bool {
+pub(crate) fn is_separator(c: char) -> bool {
     c != '\n' && is_python_whitespace(c)
 }
 
@@ -54,6 +54,173 @@ pub fn tokenize(text: &str) -> impl Iterator<Item = Cow<'_, str>> {
     tokens_with_offsets(text).map(|(_, token)| token)
 }
 
+/// How text becomes tokens: [`tokenize`]'s words, or every character.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Tokens {
+    /// Whitespace-separated words, every newline the token `<eos>` (TensorFlow's PTB reader).
+    #[default]
+    Words,
+    /// Every Unicode scalar value is a token (spaces included), every newline `<eos>`.
+    Chars,
+}
+
+impl Tokens {
+    /// `words` or `chars`, as the flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tokens::Words => "words",
+            Tokens::Chars => "chars",
+        }
+    }
+}
+
+impl std::fmt::Display for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The character tokens of `text` with their byte offsets: every character, a newline as
+/// `<eos>`.
+pub(crate) fn chars_with_offsets(text: &str) -> impl Iterator<Item = (usize, Cow<'_, str>)> {
+    text.char_indices().map(move |(at, c)| {
+        let token = if c == '\n' {
+            Cow::Borrowed(EOS)
+        } else {
+            Cow::Borrowed(&text[at..at + c.len_utf8()])
+        };
+        (at, token)
+    })
+}
+
+/// The tokens of `text` in mode `tokens`, with the byte offset where each starts.
+pub(crate) fn tokens_of(
+    text: &str,
+    tokens: Tokens,
+) -> Box<dyn Iterator<Item = (usize, Cow<'_, str>)> + '_> {
+    match tokens {
+        Tokens::Words => Box::new(tokens_with_offsets(text)),
+        Tokens::Chars => Box::new(chars_with_offsets(text)),
+    }
+}
+
+/// Builds a vocabulary and the id stream of a training text in one pass over its tokens:
+/// each distinct token gets a provisional id in order of first appearance (so every token
+/// is hashed once and the text itself need not be kept), remapped after sorting. Memory: the
+/// distinct tokens and 4 bytes per token.
+pub struct VocabBuilder {
+    tokens: Tokens,
+    provisional: HashMap<String, u32>,
+    counts: Vec<u64>,
+    stream: Vec<u32>,
+}
+
+impl VocabBuilder {
+    /// An empty builder expecting about `capacity` tokens (reserved, not touched).
+    pub fn new(tokens: Tokens, capacity: usize) -> VocabBuilder {
+        VocabBuilder {
+            tokens,
+            provisional: HashMap::new(),
+            counts: Vec::new(),
+            stream: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Count one token and append it to the stream.
+    pub fn push(&mut self, token: &str) {
+        let id = match self.provisional.get(token) {
+            Some(&id) => id,
+            None => {
+                let id = self.counts.len() as u32;
+                self.provisional.insert(token.to_string(), id);
+                self.counts.push(0);
+                id
+            }
+        };
+        self.counts[id as usize] += 1;
+        self.stream.push(id);
+    }
+
+    /// Tokens pushed so far.
+    pub fn len(&self) -> usize {
+        self.stream.len()
+    }
+
+    /// Whether no token was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.stream.is_empty()
+    }
+
+    /// The vocabulary and the stream's ids in it.
+    ///
+    /// Tokens are sorted by descending count, then by the token itself (byte order, which
+    /// is Python's code-point order). With `max_size`, at most that many are kept; every
+    /// other token becomes `<unk>`. When capping drops tokens and `<unk>` is not among the
+    /// kept ones, the last kept token is replaced by `<unk>`, so that the dropped tokens
+    /// have something to become and the vocabulary has exactly `max_size` tokens. Without
+    /// capping the vocabulary is every distinct token, which may be fewer than `max_size`.
+    pub fn finish(self, max_size: Option<usize>) -> Result<(Vocab, Vec<u32>)> {
+        let VocabBuilder {
+            tokens,
+            provisional,
+            counts,
+            mut stream,
+        } = self;
+        if max_size == Some(0) {
+            return Err(crate::usage("--vocab-size must be at least 1"));
+        }
+        ensure!(!counts.is_empty(), "the train text has no words");
+        let mut by_provisional: Vec<String> = vec![String::new(); counts.len()];
+        for (word, id) in provisional {
+            by_provisional[id as usize] = word;
+        }
+        let mut order: Vec<u32> = (0..counts.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            counts[b].cmp(&counts[a]).then_with(|| {
+                by_provisional[a]
+                    .as_bytes()
+                    .cmp(by_provisional[b].as_bytes())
+            })
+        });
+        let max_size = max_size.unwrap_or(usize::MAX);
+        let capped = order.len() > max_size;
+        order.truncate(max_size);
+        let mut words: Vec<String> = order
+            .iter()
+            .map(|&p| by_provisional[p as usize].clone())
+            .collect();
+        if capped && !words.iter().any(|w| w == UNK) {
+            *words.last_mut().expect("max_size >= 1") = UNK.to_string();
+        }
+        let vocab = Vocab::from_tokens(words, tokens)?;
+        // Provisional id -> final id; tokens that did not make it become <unk>, which exists
+        // whenever tokens were dropped.
+        let unk = vocab.unk();
+        let remap: Vec<u32> = by_provisional
+            .iter()
+            .map(|w| vocab.id(w).or(unk).expect("capping keeps or adds <unk>"))
+            .collect();
+        for id in &mut stream {
+            *id = remap[*id as usize];
+        }
+        stream.shrink_to_fit();
+        Ok((vocab, stream))
+    }
+}
+
 /// The words a model knows, with their ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vocab {
@@ -74,64 +241,24 @@ impl Vocab {
         if max_size == 0 {
             return Err(crate::usage("--vocab-size must be at least 1"));
         }
-
-        // Count while giving each word a provisional id in order of first appearance, so the
-        // text is hashed only once; the provisional ids are remapped after sorting.
-        let mut provisional: HashMap<Cow<'_, str>, u32> = HashMap::new();
-        let mut counts: Vec<u64> = Vec::new();
-        let mut stream: Vec<u32> = Vec::with_capacity(text.len() / 4);
+        let mut builder = VocabBuilder::new(Tokens::Words, text.len() / 4);
         for token in tokenize(text) {
-            let next = counts.len() as u32;
-            let id = *provisional.entry(token).or_insert(next);
-            if id == next {
-                counts.push(0);
-            }
-            counts[id as usize] += 1;
-            stream.push(id);
+            builder.push(&token);
         }
-        ensure!(!counts.is_empty(), "the train text has no words");
-
-        let mut by_provisional: Vec<Cow<'_, str>> = vec![Cow::Borrowed(""); counts.len()];
-        for (word, id) in provisional {
-            by_provisional[id as usize] = word;
-        }
-        let mut order: Vec<u32> = (0..counts.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            counts[b].cmp(&counts[a]).then_with(|| {
-                by_provisional[a]
-                    .as_bytes()
-                    .cmp(by_provisional[b].as_bytes())
-            })
-        });
-
-        let capped = order.len() > max_size;
-        order.truncate(max_size);
-        let mut words: Vec<String> = order
-            .iter()
-            .map(|&p| by_provisional[p as usize].to_string())
-            .collect();
-        if capped && !words.iter().any(|w| w == UNK) {
-            *words.last_mut().expect("max_size >= 1") = UNK.to_string();
-        }
-        let vocab = Vocab::from_words(words)?;
-
-        // Provisional id -> final id; words that did not make it become <unk>, which exists
-        // whenever words were dropped.
-        let unk = vocab.unk();
-        let remap: Vec<u32> = by_provisional
-            .iter()
-            .map(|w| vocab.id(w).or(unk).expect("capping keeps or adds <unk>"))
-            .collect();
-        for id in &mut stream {
-            *id = remap[*id as usize];
-        }
-        Ok((vocab, stream))
+        builder.finish(Some(max_size))
     }
 
-    /// A vocabulary from its words in id order (as a checkpoint stores them). Every word must
-    /// be a token the reader can produce (non-empty, no blanks) and appear once.
+    /// A vocabulary from its words in id order, as the word reader makes them (see
+    /// [`Vocab::from_tokens`]).
     pub fn from_words(words: Vec<String>) -> Result<Vocab> {
+        Vocab::from_tokens(words, Tokens::Words)
+    }
+
+    /// A vocabulary from its tokens in id order (as a checkpoint stores them). Every token
+    /// must be one the reader of `tokens` can produce and appear once: for words, non-empty
+    /// and without blanks; for characters, one character other than a newline, or one of
+    /// `<eos>` and `<unk>`.
+    pub fn from_tokens(words: Vec<String>, tokens: Tokens) -> Result<Vocab> {
         ensure!(!words.is_empty(), "the vocabulary is empty");
         ensure!(
             u32::try_from(words.len()).is_ok(),
@@ -140,8 +267,22 @@ impl Vocab {
         );
         let mut index = HashMap::with_capacity(words.len());
         for (id, word) in words.iter().enumerate() {
-            if word.is_empty() || word.contains(is_python_whitespace) {
-                bail!("vocabulary word {id} ({word:?}) is empty or holds white space");
+            match tokens {
+                Tokens::Words => {
+                    if word.is_empty() || word.contains(is_python_whitespace) {
+                        bail!("vocabulary word {id} ({word:?}) is empty or holds white space");
+                    }
+                }
+                Tokens::Chars => {
+                    let mut chars = word.chars();
+                    let one = matches!((chars.next(), chars.next()), (Some(c), None) if c != '\n');
+                    if !one && word != EOS && word != UNK {
+                        bail!(
+                            "vocabulary token {id} ({word:?}) is not one character (nor {EOS} \
+                             or {UNK}) in a character-level vocabulary"
+                        );
+                    }
+                }
             }
             if let Some(first) = index.insert(word.clone(), id as u32) {
                 bail!("vocabulary word {word:?} appears twice (ids {first} and {id})");

@@ -1,6 +1,7 @@
 //! Embedding lookup and its sparse gradient: launcher of `shaders/embedding.wgsl`, whose CPU
-//! twins are [`crate::reference::embedding_gather`] and
-//! [`crate::reference::embedding_grad_rows`].
+//! twins are [`crate::reference::embedding_gather`],
+//! [`crate::reference::embedding_grad_rows`] and (tied embeddings)
+//! [`crate::reference::embedding_scatter_add_rows`].
 //!
 //! The gradient is never a dense `[vocab, e]` matrix: the host groups the ids of a batch
 //! ([`IdSegments`]) before upload and writes them with [`pack_segments`] into one segments
@@ -84,10 +85,23 @@ struct GradRowsParams {
     _pad: [u32; 3],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ScatterParams {
+    capacity: u32,
+    width: u32,
+    segments: u32,
+    rows: u32,
+    dense: u32,
+    dense_rows: u32,
+    _pad: [u32; 2],
+}
+
 /// The compiled gather and gradient pipelines.
 pub struct Embedding {
     gather: wgpu::ComputePipeline,
     grad_rows: wgpu::ComputePipeline,
+    scatter_add_rows: wgpu::ComputePipeline,
 }
 
 impl Embedding {
@@ -96,6 +110,11 @@ impl Embedding {
         Ok(Embedding {
             gather: gpu.pipeline("embedding_gather", &module, "embedding_gather")?,
             grad_rows: gpu.pipeline("embedding_grad_rows", &module, "embedding_grad_rows")?,
+            scatter_add_rows: gpu.pipeline(
+                "embedding_scatter_add_rows",
+                &module,
+                "embedding_scatter_add_rows",
+            )?,
         })
     }
 
@@ -204,6 +223,67 @@ impl Embedding {
             // At most one add per element of dout.
             flops: w,
             bytes: 4.0 * (2.0 * w + segments_words(capacity) as f64),
+            uniforms: Some(uniforms),
+        })
+    }
+
+    /// `embedding_scatter_add_rows` (tied embeddings): `dense[unique[u], :] += rows[u, :]`
+    /// for the U distinct ids of the segments buffer (layout of [`pack_segments`] with
+    /// `capacity`). `rows` holds `capacity` rows of `width` words (the first U are read);
+    /// `dense` is the `[vocab, width]` gradient.
+    pub fn prepare_scatter_add_rows(
+        &self,
+        gpu: &Gpu,
+        width: usize,
+        capacity: usize,
+        segments: View,
+        rows: View,
+        dense: View,
+    ) -> Result<Dispatch> {
+        if width == 0 {
+            bail!("embedding_scatter_add_rows: the embedding width must be positive");
+        }
+        let words = capacity * width;
+        let segments_at = word_offset(
+            "embedding_scatter_add_rows segments",
+            segments,
+            segments_words(capacity),
+        )?;
+        let rows_at = word_offset("embedding_scatter_add_rows rows", rows, words)?;
+        let dense_rows = (dense.len / width).max(1);
+        let dense_at = word_offset(
+            "embedding_scatter_add_rows dense",
+            dense,
+            dense_rows * width,
+        )?;
+        if dense.buffer == segments.buffer || dense.buffer == rows.buffer {
+            bail!("embedding_scatter_add_rows: the dense gradient shares a buffer with its inputs");
+        }
+        let params = ScatterParams {
+            capacity: capacity as u32,
+            width: width as u32,
+            segments: segments_at,
+            rows: rows_at,
+            dense: dense_at,
+            dense_rows: dense_rows as u32,
+            _pad: [0; 2],
+        };
+        let label = "embedding_scatter_add_rows";
+        let uniforms = gpu.uniform_from(label, &params);
+        let bind_group = gpu.bind(
+            label,
+            &self.scatter_add_rows,
+            &[segments.buffer, rows.buffer, dense.buffer, &uniforms],
+        );
+        let (gx, gy) = groups_1d(words.min(MAX_GROUPS * WORKGROUP), WORKGROUP);
+        let w = words as f64;
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.scatter_add_rows.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: w,
+            bytes: 4.0 * (3.0 * w + segments_words(capacity) as f64),
             uniforms: Some(uniforms),
         })
     }

@@ -158,11 +158,12 @@ pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
 /// The key of a model's step: its shapes (what the recurrence timing depends on).
 pub fn model_key(cfg: &Config, batch: usize, steps: usize) -> String {
     format!(
-        "vocab {} embedding {} hidden {:?} batch {batch} steps {steps} dropout {}",
+        "vocab {} embedding {} hidden {:?} batch {batch} steps {steps} dropout {} tied {}",
         cfg.vocab_size,
         cfg.embedding_size,
         cfg.hidden,
-        cfg.keep_prob < 1.0
+        cfg.keep_prob < 1.0,
+        cfg.tie_weights
     )
 }
 

@@ -377,6 +377,37 @@ mod tests {
         );
     }
 
+    /// Tied weights: one tensor (`embedding`), no `softmax.weight`, and a config that says
+    /// so; the file round-trips.
+    #[test]
+    fn tied_checkpoints_hold_the_embedding_once() {
+        let mut ck = tiny();
+        ck.config.embedding_size = 2;
+        ck.config.tie_weights = true;
+        ck.config.validate().unwrap();
+        ck.params = Params::<f32>::init(&ck.config, 4);
+        assert!(ck.params.softmax_w.is_empty());
+        let bytes = ck.to_bytes().unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let names = st.names();
+        assert!(!names.contains(&"softmax.weight"), "{names:?}");
+        assert_eq!(st.tensor("embedding").unwrap().shape(), [6, 2]);
+        let back = Checkpoint::from_bytes(&bytes).unwrap();
+        assert!(back.config.tie_weights);
+        assert_eq!(back, ck);
+        // An untied configuration needs its softmax.weight.
+        let mut untied = ck.clone();
+        untied.config.tie_weights = false;
+        untied.params.softmax_w = vec![0.5; 2 * 6];
+        let err = load_weights_from(&bytes, &untied.config).unwrap_err();
+        assert!(format!("{err:#}").contains("softmax.weight"), "{err:#}");
+    }
+
+    fn load_weights_from(bytes: &[u8], cfg: &Config) -> Result<Params<f32>> {
+        let st = SafeTensors::deserialize(bytes).unwrap();
+        read_params(&st, cfg, &mut Vec::new())
+    }
+
     #[test]
     fn corruption_is_detected() {
         let bytes = tiny().to_bytes().unwrap();

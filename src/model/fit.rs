@@ -71,11 +71,12 @@ fn words(what: impl Into<String>, dims: &[usize]) -> BufferNeed {
 /// buffers (uniform blocks, accumulators) are left out.
 pub fn buffers(cfg: &Config, shapes: &[(usize, usize, Mode)]) -> Vec<BufferNeed> {
     let (v, e, top) = (cfg.vocab_size, cfg.embedding_size, cfg.top_hidden());
-    let mut out = vec![
-        words("parameter embedding", &[v, e]),
-        words("parameter softmax.weight", &[top, v]),
-        words("parameter softmax.bias", &[v]),
-    ];
+    let mut out = vec![words("parameter embedding", &[v, e])];
+    // Tied weights: the softmax reads the embedding; no weight of its own.
+    if !cfg.tie_weights {
+        out.push(words("parameter softmax.weight", &[top, v]));
+    }
+    out.push(words("parameter softmax.bias", &[v]));
     for (l, &h) in cfg.hidden.iter().enumerate() {
         out.push(words(
             format!("parameter lstm.{l}.weight"),
@@ -105,7 +106,11 @@ pub fn buffers(cfg: &Config, shapes: &[(usize, usize, Mode)]) -> Vec<BufferNeed>
                     &[cfg.layer_input(l) + h, 4, h],
                 ));
             }
-            out.push(words("gradient of softmax.weight", &[top, v]));
+            if cfg.tie_weights {
+                out.push(words("gradient of the embedding (tied)", &[v, e]));
+            } else {
+                out.push(words("gradient of softmax.weight", &[top, v]));
+            }
             out.push(words("the embedding gradient rows", &[n, e]));
             out.push(words("d(h) before dropout", &[n, widest]));
             out.push(words("the id segments", &[3, n]));
@@ -143,6 +148,40 @@ mod tests {
         let largest = needs.buffers.iter().max_by_key(|b| b.bytes).unwrap();
         assert!(largest.what.contains("logits"), "{needs:?}");
         check(&needs, &wgpu::Limits::default(), "test").unwrap();
+    }
+
+    /// Tied weights: no softmax.weight and no gradient of it, a dense embedding gradient
+    /// instead; the vocabulary of the corpus sizes every buffer.
+    #[test]
+    fn tied_weights_list_the_embedding_gradient_instead_of_the_softmax_weight() {
+        let cfg = Config {
+            vocab_size: 33_278,
+            embedding_size: 128,
+            tie_weights: true,
+            ..Config::default()
+        };
+        let list = buffers(&cfg, &[(60, 20, Mode::Train)]);
+        assert!(
+            !list.iter().any(|b| b.what.contains("softmax.weight")),
+            "{list:?}"
+        );
+        let tied = list
+            .iter()
+            .find(|b| b.what.contains("gradient of the embedding"))
+            .expect("the tied gradient is listed");
+        assert_eq!(tied.bytes, 33_278 * 128 * 4);
+        let untied = Config {
+            tie_weights: false,
+            ..cfg.clone()
+        };
+        let total = |c: &Config| Needs::of_model(c, &[(60, 20, Mode::Train)]).total_bytes;
+        assert_eq!(total(&untied) - total(&cfg), 33_278 * 128 * 4);
+        assert_eq!(
+            Needs::of_model(&cfg, &[(60, 20, Mode::Train)])
+                .largest
+                .bytes,
+            1200 * 33_278 * 4
+        );
     }
 
     #[test]

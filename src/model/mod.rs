@@ -9,6 +9,10 @@
 //! | `lstm.{l}.bias` | `[4 * hidden_l]` | same gate order |
 //! | `softmax.weight` | `[hidden_top, vocab]` | logits = h @ W + b |
 //! | `softmax.bias` | `[vocab]` | |
+//!
+//! With tied embeddings (`Config::tie_weights`) there is no `softmax.weight`: the softmax
+//! weight is `embedding` transposed (`logits = h @ E^T + b`), one parameter whose gradient
+//! sums both uses; [`Params::softmax_w`] is then empty.
 
 pub mod checkpoint;
 pub mod fit;
@@ -33,6 +37,7 @@ pub struct LstmLayer<T> {
 pub struct Params<T> {
     pub embedding: Vec<T>,
     pub lstm: Vec<LstmLayer<T>>,
+    /// `[hidden_top, vocab]`; empty when the weights are tied (the embedding stands for it).
     pub softmax_w: Vec<T>,
     pub softmax_b: Vec<T>,
 }
@@ -51,10 +56,12 @@ pub fn tensor_specs(cfg: &Config) -> Vec<(String, Vec<usize>)> {
         ));
         v.push((format!("lstm.{l}.bias"), vec![4 * h]));
     }
-    v.push((
-        "softmax.weight".to_string(),
-        vec![cfg.top_hidden(), cfg.vocab_size],
-    ));
+    if !cfg.tie_weights {
+        v.push((
+            "softmax.weight".to_string(),
+            vec![cfg.top_hidden(), cfg.vocab_size],
+        ));
+    }
     v.push(("softmax.bias".to_string(), vec![cfg.vocab_size]));
     v
 }
@@ -74,7 +81,11 @@ impl<T: Real> Params<T> {
                     bias: z(4 * h),
                 })
                 .collect(),
-            softmax_w: z(cfg.top_hidden() * cfg.vocab_size),
+            softmax_w: z(if cfg.tie_weights {
+                0
+            } else {
+                cfg.top_hidden() * cfg.vocab_size
+            }),
             softmax_b: z(cfg.vocab_size),
         }
     }
@@ -97,14 +108,17 @@ impl<T: Real> Params<T> {
         p
     }
 
-    /// Every tensor with its name, in the order of [`tensor_specs`].
+    /// Every tensor with its name, in the order of [`tensor_specs`] (no `softmax.weight`
+    /// when the weights are tied).
     pub fn tensors(&self) -> Vec<(String, &[T])> {
         let mut v = vec![("embedding".to_string(), self.embedding.as_slice())];
         for (l, layer) in self.lstm.iter().enumerate() {
             v.push((format!("lstm.{l}.weight"), layer.weight.as_slice()));
             v.push((format!("lstm.{l}.bias"), layer.bias.as_slice()));
         }
-        v.push(("softmax.weight".to_string(), self.softmax_w.as_slice()));
+        if !self.softmax_w.is_empty() {
+            v.push(("softmax.weight".to_string(), self.softmax_w.as_slice()));
+        }
         v.push(("softmax.bias".to_string(), self.softmax_b.as_slice()));
         v
     }
@@ -116,7 +130,9 @@ impl<T: Real> Params<T> {
             v.push((format!("lstm.{l}.weight"), &mut layer.weight));
             v.push((format!("lstm.{l}.bias"), &mut layer.bias));
         }
-        v.push(("softmax.weight".to_string(), &mut self.softmax_w));
+        if !self.softmax_w.is_empty() {
+            v.push(("softmax.weight".to_string(), &mut self.softmax_w));
+        }
         v.push(("softmax.bias".to_string(), &mut self.softmax_b));
         v
     }

@@ -96,7 +96,8 @@ pub struct ParamBuffers {
     pub embedding: wgpu::Buffer,
     pub lstm_weight: Vec<wgpu::Buffer>,
     pub lstm_bias: Vec<wgpu::Buffer>,
-    pub softmax_w: wgpu::Buffer,
+    /// `None` when the weights are tied: the softmax reads `embedding` transposed.
+    pub softmax_w: Option<wgpu::Buffer>,
     pub softmax_b: wgpu::Buffer,
 }
 
@@ -123,7 +124,7 @@ impl ParamBuffers {
                 .enumerate()
                 .map(|(l, x)| gpu.storage_from(&format!("lstm.{l}.bias"), &x.bias))
                 .collect(),
-            softmax_w: gpu.storage_from("softmax.weight", &p.softmax_w),
+            softmax_w: (!cfg.tie_weights).then(|| gpu.storage_from("softmax.weight", &p.softmax_w)),
             softmax_b: gpu.storage_from("softmax.bias", &p.softmax_b),
         })
     }
@@ -135,7 +136,9 @@ impl ParamBuffers {
             gpu.write(&self.lstm_weight[l], 0, &x.weight);
             gpu.write(&self.lstm_bias[l], 0, &x.bias);
         }
-        gpu.write(&self.softmax_w, 0, &p.softmax_w);
+        if let Some(w) = &self.softmax_w {
+            gpu.write(w, 0, &p.softmax_w);
+        }
         gpu.write(&self.softmax_b, 0, &p.softmax_b);
     }
 
@@ -147,7 +150,9 @@ impl ParamBuffers {
             x.weight = gpu.read(&self.lstm_weight[l], 0, x.weight.len())?;
             x.bias = gpu.read(&self.lstm_bias[l], 0, x.bias.len())?;
         }
-        p.softmax_w = gpu.read(&self.softmax_w, 0, p.softmax_w.len())?;
+        if let Some(w) = &self.softmax_w {
+            p.softmax_w = gpu.read(w, 0, p.softmax_w.len())?;
+        }
         p.softmax_b = gpu.read(&self.softmax_b, 0, p.softmax_b.len())?;
         Ok(p)
     }
@@ -749,11 +754,16 @@ impl<'a> StepBuilder<'a> {
     fn head_and_loss(&mut self) -> Result<()> {
         let (n, v) = (self.n, self.cfg.vocab_size);
         let top = self.layers.len() - 1;
+        // Tied: logits = h @ E^T, the embedding `[v, top]` read transposed.
+        let (shape, weight) = match &self.params.softmax_w {
+            Some(w) => (nn(n, self.cfg.top_hidden(), v), w),
+            None => (nt(n, self.cfg.top_hidden(), v), &self.params.embedding),
+        };
         let logits = self.k.matmul.prepare(
             self.gpu,
-            nn(n, self.cfg.top_hidden(), v),
+            shape,
             self.layer_output(top),
-            View::all(&self.params.softmax_w),
+            View::all(weight),
             Some(View::all(&self.params.softmax_b)),
             View::all(&self.logits),
             false,
@@ -813,24 +823,42 @@ impl<'a> StepBuilder<'a> {
             false,
         );
         self.push(backward)?;
-        let dw = self.k.matmul.prepare(
-            self.gpu,
-            tn(ht, n, v),
-            self.layer_output(top),
-            View::all(&self.logits),
-            None,
-            View::all(&grads.softmax_w),
-            false,
-        );
+        // Untied: dW = h^T @ dlogits `[ht, v]`. Tied: dE = dlogits^T @ h `[v, ht]`, the
+        // embedding's dense gradient, to which the lookup's rows are added later.
+        let dw = match (&grads.softmax_w, &grads.embedding_dense) {
+            (Some(dw), _) => self.k.matmul.prepare(
+                self.gpu,
+                tn(ht, n, v),
+                self.layer_output(top),
+                View::all(&self.logits),
+                None,
+                View::all(dw),
+                false,
+            ),
+            (None, Some(de)) => self.k.matmul.prepare(
+                self.gpu,
+                tn(v, n, ht),
+                View::all(&self.logits),
+                self.layer_output(top),
+                None,
+                View::all(de),
+                false,
+            ),
+            (None, None) => bail!("training buffers without a softmax weight gradient"),
+        };
         self.push(dw)?;
         let top_dh = self.layers[top].dh.clone().expect("training buffers");
         let dropped = self.layers[top].h_drop.is_some();
         let target = if dropped { &grads.scratch_dh } else { &top_dh };
+        let (shape, weight) = match &self.params.softmax_w {
+            Some(w) => (nt(n, v, ht), w),
+            None => (nn(n, v, ht), &self.params.embedding),
+        };
         let dh = self.k.matmul.prepare(
             self.gpu,
-            nt(n, v, ht),
+            shape,
             View::all(&self.logits),
-            View::all(&self.params.softmax_w),
+            View::all(weight),
             None,
             View::all(target),
             false,
@@ -1001,7 +1029,19 @@ impl<'a> StepBuilder<'a> {
             View::all(&grads.dx0),
             View::all(&grads.embedding_rows),
         );
-        self.push(rows)
+        self.push(rows)?;
+        if let Some(dense) = &grads.embedding_dense {
+            let scatter = self.k.embedding.prepare_scatter_add_rows(
+                self.gpu,
+                self.cfg.embedding_size,
+                self.n,
+                View::all(segments),
+                View::all(&grads.embedding_rows),
+                View::all(dense),
+            );
+            self.push(scatter)?;
+        }
+        Ok(())
     }
 
     /// The global gradient norm (partial sums of squares of every gradient, then the clip
@@ -1024,10 +1064,22 @@ impl<'a> StepBuilder<'a> {
             dense.push((&params.lstm_bias[l], &grads.lstm_bias[l], 4 * h));
         }
         let softmax_words = cfg.top_hidden() * cfg.vocab_size;
-        dense.push((&params.softmax_w, &grads.softmax_w, softmax_words));
+        if let (Some(p), Some(g)) = (&params.softmax_w, &grads.softmax_w) {
+            dense.push((p, g, softmax_words));
+        }
         dense.push((&params.softmax_b, &grads.softmax_b, cfg.vocab_size));
-        let slots: usize =
-            dense.iter().map(|x| Reduce::slots(x.2)).sum::<usize>() + Reduce::slots(n * e);
+        // Tied: the embedding is a dense tensor like the others (its gradient has both
+        // uses); untied: only its batch rows have a gradient.
+        let tied = grads.embedding_dense.as_ref();
+        if let Some(g) = tied {
+            dense.push((&params.embedding, g, cfg.vocab_size * e));
+        }
+        let sparse_slots = if tied.is_some() {
+            0
+        } else {
+            Reduce::slots(n * e)
+        };
+        let slots: usize = dense.iter().map(|x| Reduce::slots(x.2)).sum::<usize>() + sparse_slots;
         let partials = self.gpu.storage("norm partials", slots);
         let mut slot = 0;
         for &(_, g, len) in &dense {
@@ -1040,17 +1092,19 @@ impl<'a> StepBuilder<'a> {
             self.ops.push(Op::Dispatch(dispatch));
             slot += used;
         }
-        let (dispatch, used) = self.k.reduce.prepare_sum_squares_rows(
-            self.gpu,
-            e,
-            n,
-            View::all(segments),
-            View::all(&grads.embedding_rows),
-            View::all(&partials),
-            slot,
-        )?;
-        self.ops.push(Op::Dispatch(dispatch));
-        slot += used;
+        if tied.is_none() {
+            let (dispatch, used) = self.k.reduce.prepare_sum_squares_rows(
+                self.gpu,
+                e,
+                n,
+                View::all(segments),
+                View::all(&grads.embedding_rows),
+                View::all(&partials),
+                slot,
+            )?;
+            self.ops.push(Op::Dispatch(dispatch));
+            slot += used;
+        }
         let scale = self.k.reduce.prepare_clip_scale(
             self.gpu,
             View::all(&partials),
@@ -1077,17 +1131,19 @@ impl<'a> StepBuilder<'a> {
             );
             self.push(update)?;
         }
-        let sparse = self.k.sgd.prepare_sparse_rows(
-            self.gpu,
-            e,
-            n,
-            View::all(&params.embedding),
-            View::all(segments),
-            View::all(&grads.embedding_rows),
-            View::all(&self.hyper),
-            View::all(&clip),
-        );
-        self.push(sparse)?;
+        if tied.is_none() {
+            let sparse = self.k.sgd.prepare_sparse_rows(
+                self.gpu,
+                e,
+                n,
+                View::all(&params.embedding),
+                View::all(segments),
+                View::all(&grads.embedding_rows),
+                View::all(&self.hyper),
+                View::all(&clip),
+            );
+            self.push(sparse)?;
+        }
         Ok(clip)
     }
 }
@@ -1156,8 +1212,11 @@ pub fn record(enc: &mut wgpu::CommandEncoder, ops: &[Op]) {
 struct GradBuffers {
     lstm_weight: Vec<wgpu::Buffer>,
     lstm_bias: Vec<wgpu::Buffer>,
-    softmax_w: wgpu::Buffer,
+    /// `None` when the weights are tied.
+    softmax_w: Option<wgpu::Buffer>,
     softmax_b: wgpu::Buffer,
+    /// Tied weights: the embedding's whole `[vocab, e]` gradient (both uses).
+    embedding_dense: Option<wgpu::Buffer>,
     /// d(embedding output) `[n, e]` and the gradient rows of the batch's unique ids.
     dx0: wgpu::Buffer,
     embedding_rows: wgpu::Buffer,
@@ -1188,8 +1247,12 @@ impl GradBuffers {
                 .enumerate()
                 .map(|(l, &h)| gpu.storage(&format!("d lstm.{l}.bias"), 4 * h))
                 .collect(),
-            softmax_w: gpu.storage("d softmax.weight", cfg.top_hidden() * cfg.vocab_size),
+            softmax_w: (!cfg.tie_weights)
+                .then(|| gpu.storage("d softmax.weight", cfg.top_hidden() * cfg.vocab_size)),
             softmax_b: gpu.storage("d softmax.bias", cfg.vocab_size),
+            embedding_dense: cfg
+                .tie_weights
+                .then(|| gpu.storage("d embedding (tied)", cfg.vocab_size * e)),
             dx0: gpu.storage("d embedding output", n * e),
             embedding_rows: gpu.storage("d embedding rows", n * e),
             scratch_dh: gpu.storage("d h before dropout", n * widest),

@@ -337,6 +337,21 @@ pub fn embedding_grad_rows<T: Real>(e: usize, seg: &IdSegments, dout: &[T], rows
     }
 }
 
+/// Tied embeddings: add the gradient rows of the batch's distinct ids into the dense
+/// embedding gradient, `dense[unique[u], :] += rows[u, :]` (the ids are distinct, so every
+/// element is written by one row).
+pub fn embedding_scatter_add_rows<T: Real>(e: usize, unique: &[u32], rows: &[T], dense: &mut [T]) {
+    for (u, &id) in unique.iter().enumerate() {
+        let id = id as usize;
+        for (d, &r) in dense[id * e..(id + 1) * e]
+            .iter_mut()
+            .zip(&rows[u * e..(u + 1) * e])
+        {
+            *d += r;
+        }
+    }
+}
+
 /// Fused log-softmax + cross-entropy over `rows` rows of `classes` logits:
 /// `lse[r] = log sum exp(logits[r, :])`, `loss[r] = lse[r] - logits[r, targets[r]]`.
 pub fn softmax_xent_forward<T: Real>(

@@ -26,6 +26,11 @@
 //!   has the same norm as the dense gradient), `clip_scale`, `sgd_dense` on every dense
 //!   tensor and `sgd_sparse_rows` on the embedding.
 //!
+//! Tied weights (`cfg.tie_weights`): the softmax weight is the embedding transposed,
+//! `logits = h @ E^T + b`; the head's backward gives the dense `dE = dlogits^T @ h` and
+//! `dh = dlogits @ E`, and the lookup's gradient rows are added into it
+//! (`embedding_scatter_add_rows`): one parameter, the sum of both uses, updated densely.
+//!
 //! Dropout (when `keep_prob < 1` and a [`DropoutKey`] is given) applies at `num_layers + 1`
 //! sites: site 0 is the embedding output, site `l + 1` the output of layer `l` (the last
 //! one feeds the softmax). Site `s` of step `k` draws from stream
@@ -33,9 +38,10 @@
 //! `[T * B, width]` tensor; the backward pass reuses the same counters, hence the same mask.
 
 use super::{
-    clip_scale, dropout, embedding_gather, embedding_grad_rows, lstm_cell_backward,
-    lstm_cell_forward, matmul, sgd_dense, sgd_sparse_rows, softmax_xent_backward_columns,
-    softmax_xent_forward, sum_squares, IdSegments, MatmulShape, Real,
+    clip_scale, dropout, embedding_gather, embedding_grad_rows, embedding_scatter_add_rows,
+    lstm_cell_backward, lstm_cell_forward, matmul, sgd_dense, sgd_sparse_rows,
+    softmax_xent_backward_columns, softmax_xent_forward, sum_squares, IdSegments, MatmulShape,
+    Real,
 };
 use crate::config::Config;
 use crate::model::{LstmLayer, Params, State};
@@ -77,20 +83,29 @@ pub struct Gradients<T> {
     pub embedding_rows: Vec<T>,
     /// Per layer, in the shapes of [`LstmLayer`].
     pub lstm: Vec<LstmLayer<T>>,
+    /// Empty when the weights are tied.
     pub softmax_w: Vec<T>,
     pub softmax_b: Vec<T>,
+    /// Tied weights: the whole `[vocab, embedding]` gradient of the embedding, its use as
+    /// the softmax weight plus the lookup's rows (which are then not used on their own).
+    pub embedding_dense: Option<Vec<T>>,
 }
 
 impl<T: Real> Gradients<T> {
     /// Every gradient tensor in the order of [`crate::model::tensor_specs`], the embedding
     /// as its distinct rows.
     pub fn tensors(&self) -> Vec<&[T]> {
-        let mut v = vec![self.embedding_rows.as_slice()];
+        let mut v = vec![self
+            .embedding_dense
+            .as_deref()
+            .unwrap_or(&self.embedding_rows)];
         for layer in &self.lstm {
             v.push(&layer.weight);
             v.push(&layer.bias);
         }
-        v.push(&self.softmax_w);
+        if self.embedding_dense.is_none() {
+            v.push(&self.softmax_w);
+        }
         v.push(&self.softmax_b);
         v
     }
@@ -105,6 +120,15 @@ impl<T: Real> Gradients<T> {
     pub fn to_dense(&self, cfg: &Config) -> Params<T> {
         let e = cfg.embedding_size;
         let mut embedding = vec![T::zero(); cfg.vocab_size * e];
+        if let Some(dense) = &self.embedding_dense {
+            embedding.copy_from_slice(dense);
+            return Params {
+                embedding,
+                lstm: self.lstm.clone(),
+                softmax_w: Vec::new(),
+                softmax_b: self.softmax_b.clone(),
+            };
+        }
         for (&id, row) in self
             .embedding_ids
             .unique
@@ -124,19 +148,24 @@ impl<T: Real> Gradients<T> {
     /// `params -= lr * scale * gradient`: dense SGD on every tensor but the embedding,
     /// sparse SGD on the embedding's rows.
     pub fn apply_sgd(&self, cfg: &Config, params: &mut Params<T>, lr: T, scale: T) {
-        sgd_sparse_rows(
-            cfg.embedding_size,
-            &mut params.embedding,
-            &self.embedding_ids.unique,
-            &self.embedding_rows,
-            lr,
-            scale,
-        );
         for (p, g) in params.lstm.iter_mut().zip(&self.lstm) {
             sgd_dense(&mut p.weight, &g.weight, lr, scale);
             sgd_dense(&mut p.bias, &g.bias, lr, scale);
         }
-        sgd_dense(&mut params.softmax_w, &self.softmax_w, lr, scale);
+        match &self.embedding_dense {
+            Some(dense) => sgd_dense(&mut params.embedding, dense, lr, scale),
+            None => {
+                sgd_dense(&mut params.softmax_w, &self.softmax_w, lr, scale);
+                sgd_sparse_rows(
+                    cfg.embedding_size,
+                    &mut params.embedding,
+                    &self.embedding_ids.unique,
+                    &self.embedding_rows,
+                    lr,
+                    scale,
+                );
+            }
+        }
         sgd_dense(&mut params.softmax_b, &self.softmax_b, lr, scale);
     }
 }
@@ -358,10 +387,19 @@ fn forward<T: Real>(
 
     let (vocab, top) = (cfg.vocab_size, cfg.top_hidden());
     let mut logits = vec![T::zero(); rows * vocab];
+    let (shape, weight) = if cfg.tie_weights {
+        let shape = MatmulShape {
+            trans_b: true,
+            ..plain(rows, top, vocab)
+        };
+        (shape, &params.embedding)
+    } else {
+        (plain(rows, top, vocab), &params.softmax_w)
+    };
     matmul(
-        plain(rows, top, vocab),
+        shape,
         &inputs[cfg.hidden.len()],
-        &params.softmax_w,
+        weight,
         Some(&params.softmax_b),
         &mut logits,
         false,
@@ -412,32 +450,62 @@ fn backward<T: Real>(
         false,
     );
     let d_logits = logits;
-    let mut softmax_w = vec![T::zero(); top * vocab];
-    matmul(
-        MatmulShape {
-            trans_a: true,
-            ..plain(top, rows, vocab)
-        },
-        &inputs[num_layers],
-        &d_logits,
-        None,
-        &mut softmax_w,
-        false,
-    );
+    // Untied: dW = h^T @ dlogits, [top, vocab]. Tied: dE = dlogits^T @ h, [vocab, top].
+    let mut softmax_w = Vec::new();
+    let mut embedding_dense = None;
+    if cfg.tie_weights {
+        let mut d_embedding = vec![T::zero(); vocab * top];
+        matmul(
+            MatmulShape {
+                trans_a: true,
+                ..plain(vocab, rows, top)
+            },
+            &d_logits,
+            &inputs[num_layers],
+            None,
+            &mut d_embedding,
+            false,
+        );
+        embedding_dense = Some(d_embedding);
+    } else {
+        softmax_w = vec![T::zero(); top * vocab];
+        matmul(
+            MatmulShape {
+                trans_a: true,
+                ..plain(top, rows, vocab)
+            },
+            &inputs[num_layers],
+            &d_logits,
+            None,
+            &mut softmax_w,
+            false,
+        );
+    }
     // Gradient of the input of the softmax; each turn of the loop below turns the gradient
     // of one layer's input into that of the layer beneath.
     let mut d_input = vec![T::zero(); rows * top];
-    matmul(
-        MatmulShape {
-            trans_b: true,
-            ..plain(rows, vocab, top)
-        },
-        &d_logits,
-        &params.softmax_w,
-        None,
-        &mut d_input,
-        false,
-    );
+    if cfg.tie_weights {
+        matmul(
+            plain(rows, vocab, top),
+            &d_logits,
+            &params.embedding,
+            None,
+            &mut d_input,
+            false,
+        );
+    } else {
+        matmul(
+            MatmulShape {
+                trans_b: true,
+                ..plain(rows, vocab, top)
+            },
+            &d_logits,
+            &params.softmax_w,
+            None,
+            &mut d_input,
+            false,
+        );
+    }
 
     let mut lstm = Vec::with_capacity(num_layers);
     for l in (0..num_layers).rev() {
@@ -454,12 +522,16 @@ fn backward<T: Real>(
     let embedding_ids = IdSegments::new(&ids);
     let mut embedding_rows = vec![T::zero(); embedding_ids.unique.len() * e];
     embedding_grad_rows(e, &embedding_ids, &d_embedded, &mut embedding_rows);
+    if let Some(dense) = &mut embedding_dense {
+        embedding_scatter_add_rows(e, &embedding_ids.unique, &embedding_rows, dense);
+    }
     Gradients {
         embedding_ids,
         embedding_rows,
         lstm,
         softmax_w,
         softmax_b,
+        embedding_dense,
     }
 }
 

@@ -38,7 +38,9 @@ def main():
             c[l] = c[l] * sigmoid(f + forget_bias) + sigmoid(i) * np.tanh(j)
             h[l] = np.tanh(c[l]) * sigmoid(o)
             x = h[l]
-        logits = x @ w["softmax.weight"] + w["softmax.bias"]
+        # Tied weights: no softmax.weight; the softmax weight is the embedding transposed.
+        weight = w["embedding"].T if config.get("tie_weights") else w["softmax.weight"]
+        logits = x @ weight + w["softmax.bias"]
     p = np.exp(logits - logits.max())
     p /= p.sum()
     print(json.dumps({"probabilities": p.tolist()}))

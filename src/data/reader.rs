@@ -1,0 +1,253 @@
+//! A corpus file read as a stream: checked (not empty, not compressed, no NUL byte, UTF-8)
+//! and tokenised chunk by chunk, so that a large text is never held in memory whole. Only
+//! the tokens a caller keeps (as ids) cost memory.
+
+use super::vocab::{is_separator, Tokens, EOS};
+use anyhow::{bail, Context, Result};
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::Path;
+
+/// Bytes read at a time.
+const CHUNK: usize = 1 << 20;
+
+/// What to do when a corpus file is missing or unreadable; ends every such error.
+pub(crate) const CORPUS_ADVICE: &str = "run `lstm-gpu data fetch` to download the Penn \
+     Treebank, or pass --data DIR with a folder holding ptb.{train,valid,test}.txt, \
+     {train,valid,test}.txt or wiki.{train,valid,test}.tokens (or name the files with --train, \
+     --valid and --test)";
+
+/// Open `path` for reading, with the file's length; a missing file says what to do.
+fn open(path: &Path) -> Result<(File, u64)> {
+    let shown = path.display();
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("corpus file {shown} does not exist: {CORPUS_ADVICE}")
+        }
+        Err(e) => bail!("cannot read corpus file {shown}: {e}"),
+    };
+    let len = file
+        .metadata()
+        .with_context(|| format!("cannot read corpus file {shown}"))?
+        .len();
+    Ok((file, len))
+}
+
+/// The length of a corpus file, refusing a missing or empty one.
+pub(crate) fn file_len(path: &Path) -> Result<u64> {
+    let (_, len) = open(path)?;
+    if len == 0 {
+        bail!("corpus file {} is empty: {CORPUS_ADVICE}", path.display());
+    }
+    Ok(len)
+}
+
+/// 1-based line number of byte `offset` of `path` (read again: only errors need it).
+pub(crate) fn line_at(path: &Path, offset: u64) -> usize {
+    let Ok((file, _)) = open(path) else {
+        return 0;
+    };
+    let mut newlines = 0;
+    let mut left = offset;
+    let mut reader = std::io::BufReader::with_capacity(CHUNK, file.take(offset));
+    let mut buf = vec![0u8; CHUNK];
+    while left > 0 {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                newlines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+                left -= n as u64;
+            }
+        }
+    }
+    1 + newlines
+}
+
+/// Call `f(token, byte offset)` for every token of bytes `range` of `path` in mode
+/// `tokens`, and return how many there were. The range must start and end at a line
+/// boundary (or the file's ends). Refused, in one line naming the file: a missing, empty,
+/// gzip-compressed or binary (NUL byte) file, or one that is not UTF-8.
+pub(crate) fn for_each_token(
+    path: &Path,
+    range: Range<u64>,
+    tokens: Tokens,
+    mut f: impl FnMut(&str, u64) -> Result<()>,
+) -> Result<usize> {
+    let shown = path.display();
+    let (mut file, len) = open(path)?;
+    if len == 0 {
+        bail!("corpus file {shown} is empty: {CORPUS_ADVICE}");
+    }
+    let end = range.end.min(len);
+    file.seek(SeekFrom::Start(range.start))
+        .with_context(|| format!("cannot read corpus file {shown}"))?;
+    let mut file = file.take(end.saturating_sub(range.start));
+
+    // `buf[..kept]` is the tail of the previous chunk that was not a whole character yet.
+    let mut buf = vec![0u8; CHUNK + 4];
+    let mut kept = 0usize;
+    // Byte offset in the file of `buf[0]`.
+    let mut base = range.start;
+    let mut count = 0usize;
+    // Words mode: the word that may continue in the next chunk, and where it starts.
+    let mut word = String::new();
+    let mut word_start = 0u64;
+    let mut first = true;
+    loop {
+        let n = read_full(&mut file, &mut buf[kept..kept + CHUNK])
+            .with_context(|| format!("cannot read corpus file {shown}"))?;
+        let filled = kept + n;
+        let at_end = n == 0;
+        if first {
+            first = false;
+            if range.start == 0 && buf[..filled].starts_with(&[0x1f, 0x8b]) {
+                bail!(
+                    "corpus file {shown} is gzip-compressed, not text: decompress it, or \
+                     {CORPUS_ADVICE}"
+                );
+            }
+        }
+        let bytes = &buf[..filled];
+        if let Some(at) = bytes.iter().position(|&b| b == 0) {
+            bail!(
+                "corpus file {shown} is binary (a NUL byte on line {}), not text: {CORPUS_ADVICE}",
+                line_at(path, base + at as u64)
+            );
+        }
+        let (text, rest) = match std::str::from_utf8(bytes) {
+            Ok(t) => (t, 0),
+            Err(e) if e.error_len().is_none() && !at_end => {
+                // A character cut by the chunk's end: finish it with the next chunk.
+                let valid = e.valid_up_to();
+                (
+                    std::str::from_utf8(&bytes[..valid]).expect("valid prefix"),
+                    filled - valid,
+                )
+            }
+            Err(e) => {
+                let at = e.valid_up_to();
+                bail!(
+                    "corpus file {shown} is not UTF-8 text (byte 0x{:02x} on line {}): convert \
+                     it to UTF-8, or {CORPUS_ADVICE}",
+                    bytes[at],
+                    line_at(path, base + at as u64)
+                );
+            }
+        };
+        match tokens {
+            Tokens::Chars => {
+                for (i, c) in text.char_indices() {
+                    let token = if c == '\n' {
+                        EOS
+                    } else {
+                        &text[i..i + c.len_utf8()]
+                    };
+                    f(token, base + i as u64)?;
+                    count += 1;
+                }
+            }
+            Tokens::Words => {
+                let mut emit = |piece: &str, at: u64| -> Result<()> {
+                    if piece.is_empty() {
+                        return Ok(());
+                    }
+                    let token = if piece == "\n" {
+                        Cow::Borrowed(EOS)
+                    } else if piece.contains('\n') {
+                        Cow::Owned(piece.replace('\n', EOS))
+                    } else {
+                        Cow::Borrowed(piece)
+                    };
+                    count += 1;
+                    f(&token, at)
+                };
+                let mut pieces = text.split(is_separator).peekable();
+                while let Some(piece) = pieces.next() {
+                    let offset = base + (piece.as_ptr() as usize - text.as_ptr() as usize) as u64;
+                    if pieces.peek().is_none() && !at_end {
+                        // The chunk's last piece may go on in the next chunk.
+                        if word.is_empty() {
+                            word_start = offset;
+                        }
+                        word.push_str(piece);
+                    } else if word.is_empty() {
+                        emit(piece, offset)?;
+                    } else {
+                        word.push_str(piece);
+                        emit(&word, word_start)?;
+                        word.clear();
+                    }
+                }
+            }
+        }
+        if at_end {
+            break;
+        }
+        buf.copy_within(filled - rest..filled, 0);
+        kept = rest;
+        base += (filled - rest) as u64;
+    }
+    Ok(count)
+}
+
+/// Read until `buf` is full or the reader ends; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The byte offset just after the first newline at or after `at - 1` in `path` (so `at`
+/// itself when a line starts there); when there is
+/// none, just after the last newline before it; `None` when the file has no newline
+/// between its ends (one line).
+pub(crate) fn line_boundary(path: &Path, at: u64) -> Result<Option<u64>> {
+    let (mut file, len) = open(path)?;
+    let mut buf = vec![0u8; CHUNK];
+    // From the byte before `at`: a cut right at a line's start stays there.
+    let mut pos = at.min(len).saturating_sub(1);
+    file.seek(SeekFrom::Start(pos))?;
+    loop {
+        let n = read_full(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+            let cut = pos + i as u64 + 1;
+            if cut < len {
+                return Ok(Some(cut));
+            }
+            break;
+        }
+        pos += n as u64;
+    }
+    // Backwards from `at`.
+    let mut end = at.min(len);
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK as u64);
+        file.seek(SeekFrom::Start(start))?;
+        let n = (end - start) as usize;
+        file.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            let cut = start + i as u64 + 1;
+            if cut > 0 && cut < len {
+                return Ok(Some(cut));
+            }
+            // A newline at the very end: look before it.
+            end = start + i as u64;
+            continue;
+        }
+        end = start;
+    }
+    Ok(None)
+}
