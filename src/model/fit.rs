@@ -174,12 +174,10 @@ mod tests {
             tie_weights: false,
             ..cfg.clone()
         };
-        let total = |c: &Config| Needs::of_model(c, &[(60, 20, Mode::Train)]).total_bytes;
+        let total = |c: &Config| Needs::of_model(c, &[(60, 20, Mode::Train)]).total_bytes();
         assert_eq!(total(&untied) - total(&cfg), 33_278 * 128 * 4);
         assert_eq!(
-            Needs::of_model(&cfg, &[(60, 20, Mode::Train)])
-                .largest
-                .bytes,
+            Needs::of_model(&cfg, &[(60, 20, Mode::Train)]).largest_bytes(),
             1200 * 33_278 * 4
         );
     }
