@@ -75,17 +75,27 @@ fn matmul_register_blocked(
 }
 
 // ---------------------------------------------------------------------------------------
-// Tiled: 16x16 invocations share 64x16 tiles of op(A) and 16x64 tiles of op(B) in workgroup
-// memory; each computes a 4x4 block of C. Tiles are loaded along whichever dimension is
-// contiguous in memory, so neighbouring invocations read neighbouring words.
+// Tiled: a workgroup shares a TILE_M x TILE_K tile of op(A) and a TILE_K x TILE_N tile of
+// op(B) in workgroup memory; each invocation computes TILE_ROWS rows by 4 columns of C.
+// Tiles are loaded along whichever dimension is contiguous in memory, so neighbouring
+// invocations read neighbouring words. The tile shape is a set of pipeline-overridable
+// constants, so one source serves every configuration `lstm-gpu tune` tries (the launcher's
+// TileConfig): 64x64 with K tiles of 16 (the default), 64x64 with K tiles of 8, and 128x64
+// with 8x4 outputs per invocation. WebGPU's limits hold for each: at most 256 invocations
+// and 16 KiB of workgroup memory.
 
-const TILE: u32 = 64u;
-const TILE_K: u32 = 16u;
+override TILE_M: u32 = 64u;
+override TILE_N: u32 = 64u;
+override TILE_K: u32 = 16u;
+// Rows of C per invocation (at most MAX_TILE_ROWS); columns are always 4 (one vec4).
+override TILE_ROWS: u32 = 4u;
+override TILE_INVOCATIONS: u32 = 256u;
+const MAX_TILE_ROWS: u32 = 8u;
 
-var<workgroup> a_tile: array<f32, 1024>; // [TILE_K][TILE]: a_tile[p * TILE + i]
-var<workgroup> b_tile: array<f32, 1024>; // [TILE_K][TILE]: b_tile[p * TILE + j]
+var<workgroup> a_tile: array<f32, TILE_M * TILE_K>; // [TILE_K][TILE_M]: a_tile[p * TILE_M + i]
+var<workgroup> b_tile: array<f32, TILE_K * TILE_N>; // [TILE_K][TILE_N]: b_tile[p * TILE_N + j]
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(TILE_INVOCATIONS)
 fn matmul_tiled(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
@@ -94,19 +104,20 @@ fn matmul_tiled(
     if block >= params.blocks {
         return;
     }
-    let row_base = (block / params.col_blocks) * TILE;
-    let col_base = (block % params.col_blocks) * TILE;
-    let ty = lane / 16u;
-    let tx = lane % 16u;
+    let row_base = (block / params.col_blocks) * TILE_M;
+    let col_base = (block % params.col_blocks) * TILE_N;
+    let across = TILE_N / 4u;
+    let ty = lane / across;
+    let tx = lane % across;
     let a_k_fast = params.a_col == 1u;
     let b_k_fast = params.b_row == 1u;
-    var acc: array<vec4<f32>, 4>;
+    var acc: array<vec4<f32>, MAX_TILE_ROWS>;
     for (var p0 = 0u; p0 < params.k; p0 += TILE_K) {
-        for (var e = lane; e < TILE * TILE_K; e += 256u) {
-            // (row or column in the tile, step of p in the tile)
+        for (var e = lane; e < TILE_M * TILE_K; e += TILE_INVOCATIONS) {
+            // (row in the tile, step of p in the tile)
             var a_at = vec2<u32>(e / TILE_K, e % TILE_K);
             if !a_k_fast {
-                a_at = vec2<u32>(e % TILE, e / TILE);
+                a_at = vec2<u32>(e % TILE_M, e / TILE_M);
             }
             let i = row_base + a_at.x;
             let pa = p0 + a_at.y;
@@ -114,8 +125,10 @@ fn matmul_tiled(
             if i < params.m && pa < params.k {
                 av = a[params.a_off + i * params.a_row + pa * params.a_col];
             }
-            a_tile[a_at.y * TILE + a_at.x] = av;
-            var b_at = vec2<u32>(e % TILE, e / TILE);
+            a_tile[a_at.y * TILE_M + a_at.x] = av;
+        }
+        for (var e = lane; e < TILE_K * TILE_N; e += TILE_INVOCATIONS) {
+            var b_at = vec2<u32>(e % TILE_N, e / TILE_N);
             if b_k_fast {
                 b_at = vec2<u32>(e / TILE_K, e % TILE_K);
             }
@@ -125,24 +138,24 @@ fn matmul_tiled(
             if j < params.n && pb < params.k {
                 bv = b[params.b_off + pb * params.b_row + j * params.b_col];
             }
-            b_tile[b_at.y * TILE + b_at.x] = bv;
+            b_tile[b_at.y * TILE_N + b_at.x] = bv;
         }
         workgroupBarrier();
         for (var p = 0u; p < TILE_K; p++) {
             let bv = vec4<f32>(
-                b_tile[p * TILE + tx * 4u],
-                b_tile[p * TILE + tx * 4u + 1u],
-                b_tile[p * TILE + tx * 4u + 2u],
-                b_tile[p * TILE + tx * 4u + 3u],
+                b_tile[p * TILE_N + tx * 4u],
+                b_tile[p * TILE_N + tx * 4u + 1u],
+                b_tile[p * TILE_N + tx * 4u + 2u],
+                b_tile[p * TILE_N + tx * 4u + 3u],
             );
-            for (var r = 0u; r < 4u; r++) {
-                acc[r] = fma(vec4<f32>(a_tile[p * TILE + ty * 4u + r]), bv, acc[r]);
+            for (var r = 0u; r < TILE_ROWS; r++) {
+                acc[r] = fma(vec4<f32>(a_tile[p * TILE_M + ty * TILE_ROWS + r]), bv, acc[r]);
             }
         }
         workgroupBarrier();
     }
-    for (var r = 0u; r < 4u; r++) {
-        let i = row_base + ty * 4u + r;
+    for (var r = 0u; r < TILE_ROWS; r++) {
+        let i = row_base + ty * TILE_ROWS + r;
         for (var q = 0u; q < 4u; q++) {
             let j = col_base + tx * 4u + q;
             if i < params.m && j < params.n {

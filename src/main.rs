@@ -608,31 +608,61 @@ fn corpus_dir(data: Option<PathBuf>) -> Result<PathBuf> {
 /// Read the corpus of `source` with the tokens of `cfg`, capped at `--vocab-size` when
 /// given; the model's vocabulary size becomes the corpus's. Logs what reading decided.
 fn read_corpus(source: &CorpusSource, cfg: &mut Config, flags: &ConfigArgs) -> Result<Corpus> {
-    let corpus = Corpus::read(source, cfg.tokens, flags.vocab_size)?;
-    for note in &corpus.source.notes {
-        log::info!("{note}");
+    let (corpus, notes) = read_corpus_quietly(source, cfg, flags)?;
+    say(&notes);
+    Ok(corpus)
+}
+
+/// What reading a corpus has to say (its notes, the vocabulary), to log later: `train`
+/// says it after the checks that need no GPU, so that their error line stands alone.
+type Notes = Vec<(log::Level, String)>;
+
+fn say(notes: &Notes) {
+    for (level, line) in notes {
+        log::log!(*level, "{line}");
     }
+}
+
+/// [`read_corpus`] with its notes returned instead of logged.
+fn read_corpus_quietly(
+    source: &CorpusSource,
+    cfg: &mut Config,
+    flags: &ConfigArgs,
+) -> Result<(Corpus, Notes)> {
+    let corpus = Corpus::read(source, cfg.tokens, flags.vocab_size)?;
+    let mut notes: Notes = corpus
+        .source
+        .notes
+        .iter()
+        .map(|n| (log::Level::Info, n.clone()))
+        .collect();
     if let Some(cap) = flags.vocab_size {
         if corpus.vocab.len() < cap {
-            log::warn!(
-                "the training text has only {} distinct tokens: the vocabulary is {}, not --vocab-size {cap}",
-                corpus.vocab.len(),
-                corpus.vocab.len()
-            );
+            notes.push((
+                log::Level::Warn,
+                format!(
+                    "the training text has only {} distinct tokens: the vocabulary is {}, not --vocab-size {cap}",
+                    corpus.vocab.len(),
+                    corpus.vocab.len()
+                ),
+            ));
         }
     }
     cfg.vocab_size = corpus.vocab.len();
     cfg.validate()?;
-    log::info!(
-        "vocabulary: {} {} from {}",
-        cfg.vocab_size,
-        match cfg.tokens {
-            Tokens::Words => "words",
-            Tokens::Chars => "characters",
-        },
-        source.split(Split::Train).path.display()
-    );
-    Ok(corpus)
+    notes.push((
+        log::Level::Info,
+        format!(
+            "vocabulary: {} {} from {}",
+            cfg.vocab_size,
+            match cfg.tokens {
+                Tokens::Words => "words",
+                Tokens::Chars => "characters",
+            },
+            source.split(Split::Train).path.display()
+        ),
+    ));
+    Ok((corpus, notes))
 }
 
 /// A token as a table shows it: characters quoted, so that a space or a tab can be seen.
@@ -666,19 +696,22 @@ fn train_command(args: TrainArgs) -> Result<()> {
     }
     let source = args.corpus.source(true)?;
     let mut cfg = cfg;
-    let corpus = match vocab {
+    let (corpus, notes) = match vocab {
         Some(words) => {
             let corpus = Corpus::read_with_vocab(
                 &source,
                 Vocab::from_tokens(words, cfg.tokens)?,
                 cfg.tokens,
             )?;
-            for note in &corpus.source.notes {
-                log::info!("{note}");
-            }
-            corpus
+            let notes = corpus
+                .source
+                .notes
+                .iter()
+                .map(|n| (log::Level::Info, n.clone()))
+                .collect();
+            (corpus, notes)
         }
-        None => read_corpus(&source, &mut cfg, &args.config)?,
+        None => read_corpus_quietly(&source, &mut cfg, &args.config)?,
     };
     // Everything that needs no GPU is checked before the adapter is opened, so that its
     // error line stands alone: the batches of every split, whether the model fits the
@@ -690,6 +723,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
     picked.check(&needs)?;
     let run_dir = args.run_dir.unwrap_or_else(default_run_dir);
     train::prepare_run_dir(&run_dir)?;
+    say(&notes);
     let mut gpu = picked.open(&needs)?;
     args.gpu.apply(&mut gpu);
     tune::choose(

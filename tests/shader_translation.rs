@@ -48,122 +48,138 @@ fn every_module_translates_for_every_backend() {
     let mut translated = 0;
     for m in &modules {
         let label = &m.label;
-        let module = naga::front::wgsl::parse_str(&m.source).unwrap_or_else(|e| {
+        let parsed = naga::front::wgsl::parse_str(&m.source).unwrap_or_else(|e| {
             panic!(
                 "module {label} does not parse: {}",
                 e.emit_to_string(&m.source)
             )
         });
-        let info = validate(label, &module, m.subgroups);
-        let entries = entry_points(&module);
-        assert!(!entries.is_empty(), "module {label} has no entry point");
+        let parsed_info = validate(label, &parsed, m.subgroups);
+        for set in &m.constants {
+            // The module as a pipeline with these constants sees it: overrides replaced.
+            let mut constants = naga::back::PipelineConstants::default();
+            for &(name, value) in set.iter() {
+                constants.insert(name.to_string(), value);
+            }
+            let (module, info) = naga::back::pipeline_constants::process_overrides(
+                &parsed,
+                &parsed_info,
+                None,
+                &constants,
+            )
+            .unwrap_or_else(|e| panic!("module {label} with {set:?}: {e}"));
+            let (module, info) = (module.into_owned(), info.into_owned());
+            let label = &format!("{label} {set:?}");
+            let entries = entry_points(&module);
+            assert!(!entries.is_empty(), "module {label} has no entry point");
 
-        // SPIR-V: subgroup operations need SPIR-V 1.3.
-        let spv_options = spv::Options {
-            lang_version: if m.subgroups { (1, 3) } else { (1, 0) },
-            ..Default::default()
-        };
-        for ep in &entries {
-            let pipeline = spv::PipelineOptions {
-                shader_stage: naga::ShaderStage::Compute,
-                entry_point: ep.clone(),
+            // SPIR-V: subgroup operations need SPIR-V 1.3.
+            let spv_options = spv::Options {
+                lang_version: if m.subgroups { (1, 3) } else { (1, 0) },
+                ..Default::default()
             };
-            let words = spv::write_vec(&module, &info, &spv_options, Some(&pipeline))
-                .unwrap_or_else(|e| panic!("{label}::{ep}: SPIR-V: {e}"));
-            assert!(
-                words.len() > 5 && words[0] == 0x0723_0203,
-                "{label}::{ep}: not SPIR-V"
-            );
-        }
+            for ep in &entries {
+                let pipeline = spv::PipelineOptions {
+                    shader_stage: naga::ShaderStage::Compute,
+                    entry_point: ep.clone(),
+                };
+                let words = spv::write_vec(&module, &info, &spv_options, Some(&pipeline))
+                    .unwrap_or_else(|e| panic!("{label}::{ep}: SPIR-V: {e}"));
+                assert!(
+                    words.len() > 5 && words[0] == 0x0723_0203,
+                    "{label}::{ep}: not SPIR-V"
+                );
+            }
 
-        // MSL: subgroup (SIMD-group) functions need MSL 2.1.
-        let msl_options = msl::Options {
-            lang_version: (2, 1),
-            ..Default::default()
-        };
-        let (text, _) = msl::write_string(
-            &module,
-            &info,
-            &msl_options,
-            &msl::PipelineOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{label}: MSL: {e}"));
-        for ep in &entries {
-            assert!(
-                text.contains(&format!("kernel void {ep}")),
-                "{label}::{ep}: missing from MSL"
-            );
-        }
-
-        // HLSL: wave intrinsics need shader model 6.0, which DX12 through wgpu uses.
-        let hlsl_options = hlsl::Options {
-            shader_model: hlsl::ShaderModel::V6_0,
-            ..Default::default()
-        };
-        for ep in &entries {
-            let mut text = String::new();
-            let pipeline = hlsl::PipelineOptions {
-                entry_point: Some((naga::ShaderStage::Compute, ep.clone())),
+            // MSL: subgroup (SIMD-group) functions need MSL 2.1.
+            let msl_options = msl::Options {
+                lang_version: (2, 1),
+                ..Default::default()
             };
-            hlsl::Writer::new(&mut text, &hlsl_options, &pipeline)
-                .write(&module, &info, None)
-                .unwrap_or_else(|e| panic!("{label}::{ep}: HLSL: {e}"));
-            assert!(
-                text.contains("[numthreads("),
-                "{label}::{ep}: no HLSL kernel"
-            );
-        }
-
-        // GLSL: one entry point per shader. wgpu's GL backend offers no subgroups, so the
-        // program never builds the subgroup modules there; they are still written at GLSL
-        // 4.30 (with the KHR subgroup extension), so that a GL backend that gains them works.
-        let glsl_options = glsl::Options {
-            version: glsl::Version::Desktop(430),
-            ..Default::default()
-        };
-        for ep in &entries {
-            let mut text = String::new();
-            let pipeline = glsl::PipelineOptions {
-                shader_stage: naga::ShaderStage::Compute,
-                entry_point: ep.clone(),
-                multiview: None,
-            };
-            glsl::Writer::new(
-                &mut text,
+            let (text, _) = msl::write_string(
                 &module,
                 &info,
-                &glsl_options,
-                &pipeline,
-                naga::proc::BoundsCheckPolicies::default(),
+                &msl_options,
+                &msl::PipelineOptions::default(),
             )
-            .and_then(|mut w| w.write())
-            .unwrap_or_else(|e| panic!("{label}::{ep}: GLSL: {e}"));
-            assert!(
-                text.contains("layout(local_size_x"),
-                "{label}::{ep}: no GLSL compute shader"
-            );
-            // GLES 3.1, what WebGL-less GL and many Linux drivers offer, for the portable ones.
-            if !m.subgroups {
-                let es = glsl::Options {
-                    version: glsl::Version::Embedded {
-                        version: 310,
-                        is_webgl: false,
-                    },
-                    ..Default::default()
-                };
+            .unwrap_or_else(|e| panic!("{label}: MSL: {e}"));
+            for ep in &entries {
+                assert!(
+                    text.contains(&format!("kernel void {ep}")),
+                    "{label}::{ep}: missing from MSL"
+                );
+            }
+
+            // HLSL: wave intrinsics need shader model 6.0, which DX12 through wgpu uses.
+            let hlsl_options = hlsl::Options {
+                shader_model: hlsl::ShaderModel::V6_0,
+                ..Default::default()
+            };
+            for ep in &entries {
                 let mut text = String::new();
+                let pipeline = hlsl::PipelineOptions {
+                    entry_point: Some((naga::ShaderStage::Compute, ep.clone())),
+                };
+                hlsl::Writer::new(&mut text, &hlsl_options, &pipeline)
+                    .write(&module, &info, None)
+                    .unwrap_or_else(|e| panic!("{label}::{ep}: HLSL: {e}"));
+                assert!(
+                    text.contains("[numthreads("),
+                    "{label}::{ep}: no HLSL kernel"
+                );
+            }
+
+            // GLSL: one entry point per shader. wgpu's GL backend offers no subgroups, so the
+            // program never builds the subgroup modules there; they are still written at GLSL
+            // 4.30 (with the KHR subgroup extension), so that a GL backend that gains them works.
+            let glsl_options = glsl::Options {
+                version: glsl::Version::Desktop(430),
+                ..Default::default()
+            };
+            for ep in &entries {
+                let mut text = String::new();
+                let pipeline = glsl::PipelineOptions {
+                    shader_stage: naga::ShaderStage::Compute,
+                    entry_point: ep.clone(),
+                    multiview: None,
+                };
                 glsl::Writer::new(
                     &mut text,
                     &module,
                     &info,
-                    &es,
+                    &glsl_options,
                     &pipeline,
                     naga::proc::BoundsCheckPolicies::default(),
                 )
                 .and_then(|mut w| w.write())
-                .unwrap_or_else(|e| panic!("{label}::{ep}: GLSL ES 3.10: {e}"));
+                .unwrap_or_else(|e| panic!("{label}::{ep}: GLSL: {e}"));
+                assert!(
+                    text.contains("layout(local_size_x"),
+                    "{label}::{ep}: no GLSL compute shader"
+                );
+                // GLES 3.1, what WebGL-less GL and many Linux drivers offer, for the portable ones.
+                if !m.subgroups {
+                    let es = glsl::Options {
+                        version: glsl::Version::Embedded {
+                            version: 310,
+                            is_webgl: false,
+                        },
+                        ..Default::default()
+                    };
+                    let mut text = String::new();
+                    glsl::Writer::new(
+                        &mut text,
+                        &module,
+                        &info,
+                        &es,
+                        &pipeline,
+                        naga::proc::BoundsCheckPolicies::default(),
+                    )
+                    .and_then(|mut w| w.write())
+                    .unwrap_or_else(|e| panic!("{label}::{ep}: GLSL ES 3.10: {e}"));
+                }
+                translated += 1;
             }
-            translated += 1;
         }
     }
     // Every module of the registry was translated entry point by entry point.

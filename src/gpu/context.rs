@@ -716,6 +716,17 @@ impl Gpu {
         module: &wgpu::ShaderModule,
         entry: &str,
     ) -> Result<wgpu::ComputePipeline> {
+        self.pipeline_with_constants(label, module, entry, &[])
+    }
+
+    /// A compute pipeline with the module's overridable constants set to `constants`.
+    pub fn pipeline_with_constants(
+        &self,
+        label: &str,
+        module: &wgpu::ShaderModule,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let p = self
             .device
@@ -724,7 +735,10 @@ impl Gpu {
                 layout: None,
                 module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
                 cache: None,
             });
         if let Some(e) = pollster::block_on(scope.pop()) {

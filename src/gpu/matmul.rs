@@ -32,9 +32,13 @@ const MIN_SUBGROUP_SIZE: u32 = 8;
 /// One way of computing the product; all give the same results up to f32 rounding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulVariant {
-    /// Workgroup-memory tiles of A and B shared by 256 invocations, 4x4 outputs each: what
-    /// real GPUs reward.
+    /// Workgroup-memory tiles of A and B shared by 256 invocations, 4x4 outputs each, a
+    /// 64x64 block with K tiles of 16: what real GPUs reward.
     Tiled,
+    /// The tiled kernel with K tiles of 8 (half the workgroup memory, twice the barriers).
+    TiledK8,
+    /// The tiled kernel on 128x64 blocks, 8x4 outputs per invocation.
+    Tiled128x64,
     /// No workgroup memory and no barriers: every invocation keeps an 8x8 block of C in
     /// registers and loads its own rows of A and columns of B.
     RegisterBlocked,
@@ -54,8 +58,10 @@ pub enum MatmulVariant {
 
 impl MatmulVariant {
     /// Every variant, in the order benchmarks list them.
-    pub const ALL: [MatmulVariant; 4] = [
+    pub const ALL: [MatmulVariant; 6] = [
         MatmulVariant::Tiled,
+        MatmulVariant::TiledK8,
+        MatmulVariant::Tiled128x64,
         MatmulVariant::RegisterBlocked,
         MatmulVariant::SubgroupBroadcast,
         MatmulVariant::Skinny,
@@ -66,6 +72,8 @@ impl MatmulVariant {
     pub fn entry_point(self, shape: MatmulShape) -> &'static str {
         match (self, shape.trans_a, shape.trans_b) {
             (MatmulVariant::Tiled, ..) => "matmul_tiled",
+            (MatmulVariant::TiledK8, ..) => "matmul_tiled_k8",
+            (MatmulVariant::Tiled128x64, ..) => "matmul_tiled_128x64",
             (MatmulVariant::RegisterBlocked, ..) => "matmul_register_blocked",
             (MatmulVariant::Skinny, ..) => "matmul_skinny",
             (MatmulVariant::SubgroupBroadcast, false, false) => "matmul_subgroup_nn",
@@ -79,6 +87,8 @@ impl MatmulVariant {
     pub fn name(self) -> &'static str {
         match self {
             MatmulVariant::Tiled => "tiled",
+            MatmulVariant::TiledK8 => "tiled-k8",
+            MatmulVariant::Tiled128x64 => "tiled-128x64",
             MatmulVariant::RegisterBlocked => "register-blocked",
             MatmulVariant::SubgroupBroadcast => "subgroup-broadcast",
             MatmulVariant::Skinny => "skinny",
@@ -88,10 +98,32 @@ impl MatmulVariant {
     /// Rows and columns of C that one workgroup computes (see the shader's constants).
     fn block(self) -> (usize, usize) {
         match self {
-            MatmulVariant::Tiled => (64, 64),
+            MatmulVariant::Tiled | MatmulVariant::TiledK8 => (64, 64),
+            MatmulVariant::Tiled128x64 => (128, 64),
             MatmulVariant::RegisterBlocked => (64, 64),
             MatmulVariant::SubgroupBroadcast => (SUBGROUP_ROWS, SUBGROUP_COLS),
             MatmulVariant::Skinny => (SKINNY_ROWS, 256),
+        }
+    }
+}
+
+/// The pipeline-overridable constants of `matmul_tiled` for each tiled variant: one
+/// source, several tile shapes.
+pub fn tile_constants(v: MatmulVariant) -> Option<&'static [(&'static str, f64)]> {
+    match v {
+        MatmulVariant::Tiled => Some(&[]),
+        MatmulVariant::TiledK8 => Some(&[("TILE_K", 8.0)]),
+        MatmulVariant::Tiled128x64 => Some(&[("TILE_M", 128.0), ("TILE_ROWS", 8.0)]),
+        _ => None,
+    }
+}
+
+impl MatmulVariant {
+    /// The WGSL function that runs it (the tiled variants share `matmul_tiled`).
+    pub fn function(self, shape: MatmulShape) -> &'static str {
+        match tile_constants(self) {
+            Some(_) => "matmul_tiled",
+            None => self.entry_point(shape),
         }
     }
 }
@@ -205,11 +237,18 @@ impl Matmul {
         let mut portable = Vec::new();
         for v in [
             MatmulVariant::Tiled,
+            MatmulVariant::TiledK8,
+            MatmulVariant::Tiled128x64,
             MatmulVariant::RegisterBlocked,
             MatmulVariant::Skinny,
         ] {
-            let entry = v.entry_point(shape(1, 1, 1, false, false));
-            portable.push((v, gpu.pipeline(entry, &module, entry)?));
+            let s = shape(1, 1, 1, false, false);
+            let (label, function) = (v.entry_point(s), v.function(s));
+            let constants = tile_constants(v).unwrap_or(&[]);
+            portable.push((
+                v,
+                gpu.pipeline_with_constants(label, &module, function, constants)?,
+            ));
         }
         let subgroup = subgroup_capable(gpu).then(|| std::array::from_fn(|_| OnceLock::new()));
         let m = Matmul {

@@ -75,6 +75,9 @@ pub struct ModuleSource {
     pub source: Cow<'static, str>,
     /// Whether it uses subgroup operations (compiled only where the adapter has them).
     pub subgroups: bool,
+    /// The sets of pipeline-overridable constants the launcher builds it with (one empty
+    /// set: the defaults).
+    pub constants: Vec<&'static [(&'static str, f64)]>,
 }
 
 /// Every module the program can compile, with every generated variant.
@@ -83,13 +86,20 @@ pub fn all() -> Vec<ModuleSource> {
         label: label.to_string(),
         source: Cow::Borrowed(source),
         subgroups: false,
+        constants: vec![&[]],
     };
     let mut v = vec![
         fixed("dropout", DROPOUT),
         fixed("embedding", EMBEDDING),
         fixed("lstm_cell", LSTM_CELL),
         fixed("lstm_step", LSTM_STEP),
-        fixed("matmul", MATMUL),
+        ModuleSource {
+            constants: super::matmul::MatmulVariant::ALL
+                .iter()
+                .filter_map(|&v| super::matmul::tile_constants(v))
+                .collect(),
+            ..fixed("matmul", MATMUL)
+        },
         fixed("reduce", REDUCE),
         fixed("sgd", SGD),
         fixed("softmax_xent", SOFTMAX_XENT),
@@ -107,6 +117,7 @@ pub fn all() -> Vec<ModuleSource> {
                 .to_string(),
             source: Cow::Owned(matmul_subgroup(ta, tb)),
             subgroups: true,
+            constants: vec![&[]],
         });
     }
     for (backward, label) in [
@@ -117,6 +128,7 @@ pub fn all() -> Vec<ModuleSource> {
             label: label.to_string(),
             source: Cow::Owned(lstm_step_subgroup(backward)),
             subgroups: true,
+            constants: vec![&[]],
         });
     }
     v
