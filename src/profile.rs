@@ -15,12 +15,11 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::data::Batches;
-use crate::gpu::matmul::{bench_matmul, SEED_SHAPES};
+use crate::gpu::matmul::bench_matmul;
 use crate::gpu::sgd::Hyper;
 use crate::gpu::Gpu;
 use crate::model::schedule::{Kernels, Mode, Op, ParamBuffers, Workspace};
 use crate::model::Params;
-use crate::reference::MatmulShape;
 
 /// One kernel (entry point) of the table.
 #[derive(Clone, Debug, Serialize)]
@@ -203,7 +202,8 @@ pub fn profile(
         .collect::<Vec<_>>()
         .join("/");
     let matmul_gflops = if measure_matmul {
-        let shapes = model_matmul_shapes(cfg);
+        // The step's own products, as its workspace prepared them.
+        let shapes = kernels.matmul.products();
         let rows = bench_matmul(gpu, &shapes, Some(&chosen), 3, |r| {
             log::info!("{}", r.line())
         })?;
@@ -245,32 +245,6 @@ pub fn profile(
         parameter_bytes,
         kernels: kernels_rows,
     })
-}
-
-/// The distinct matmul shapes of a training step of `cfg` (the seed model's when it is the
-/// seed configuration).
-pub fn model_matmul_shapes(cfg: &Config) -> Vec<MatmulShape> {
-    if *cfg == Config::default() {
-        return SEED_SHAPES.to_vec();
-    }
-    let n = cfg.batch_size * cfg.num_steps;
-    let sh = |m, k, nn, ta, tb| MatmulShape {
-        m,
-        k,
-        n: nn,
-        trans_a: ta,
-        trans_b: tb,
-    };
-    let (h, v) = (cfg.top_hidden(), cfg.vocab_size);
-    let mut v_shapes = vec![
-        sh(n, h, v, false, false),
-        sh(h, n, v, true, false),
-        sh(n, v, h, false, true),
-    ];
-    let (h0, in0) = (cfg.hidden[0], cfg.layer_input(0));
-    v_shapes.push(sh(n, in0, 4 * h0, false, false));
-    v_shapes.push(sh(cfg.batch_size, h0, 4 * h0, false, false));
-    v_shapes
 }
 
 impl Profile {
