@@ -473,7 +473,7 @@ fn run(cli: Cli) -> Result<()> {
             let needs = if shapes.is_empty() {
                 train::needs(&seed, (1, seed.num_steps))
             } else {
-                lstm_gpu::gpu::matmul::bench_needs(&shapes)
+                Needs::of_products(&shapes)
             };
             let gpu = gpu.open(&needs)?;
             // Without --shape: every product of a seed training step, as the step

@@ -512,25 +512,15 @@ pub struct BenchRow {
     pub clock: String,
 }
 
-/// The product shapes of one training step of the seed model, with the transposes they
-/// are used with: per-step recurrent, logits, softmax weight gradient, d(h2), input
-/// projection, a whole-sequence layer-1 product.
 /// A product as the tuning cache and the logs name it: `MxKxN:NN` (NN, NT, TN or TT).
 pub fn shape_key(s: MatmulShape) -> String {
     format!("{}x{}x{}:{}", s.m, s.k, s.n, form_name(s))
 }
 
-/// What timing `shapes` asks of the adapter: the largest operand or result.
-pub fn bench_needs(shapes: &[MatmulShape]) -> crate::model::fit::Needs {
-    let words = |a: usize, b: usize| a as u128 * b as u128 * 4;
-    let largest = shapes
-        .iter()
-        .map(|s| words(s.m, s.k).max(words(s.k, s.n)).max(words(s.m, s.n)))
-        .max()
-        .unwrap_or(4);
-    crate::model::fit::Needs::at_most("an operand of the products timed", largest)
-}
-
+/// A fixed set of large products of the seed model's size, with the transposes they are
+/// used with (the logits, the softmax weight gradient, d(h2), input projections), for
+/// `cargo bench --bench kernels`. `lstm-gpu bench kernels` times the products a seed step
+/// really prepares instead (`gpu::tune::training_products`).
 pub const SEED_SHAPES: [MatmulShape; 6] = [
     shape(60, 456, 1024, false, false),
     shape(1200, 128, 10000, false, false),

@@ -48,6 +48,18 @@ impl Needs {
         }
     }
 
+    /// What timing the products `shapes` asks (`bench kernels --shape`): the largest
+    /// operand or result.
+    pub fn of_products(shapes: &[crate::reference::MatmulShape]) -> Needs {
+        let words = |a: usize, b: usize| a as u128 * b as u128 * 4;
+        let largest = shapes
+            .iter()
+            .map(|s| words(s.m, s.k).max(words(s.k, s.n)).max(words(s.m, s.n)))
+            .max()
+            .unwrap_or(4);
+        Needs::at_most("an operand of the products timed", largest)
+    }
+
     /// Bytes of the largest buffer: the storage binding size the device must allow.
     pub fn largest_bytes(&self) -> u128 {
         self.buffers.iter().map(|b| b.bytes).max().unwrap_or(4)
