@@ -371,10 +371,13 @@ pub fn tune_model(
         for (i, (r, _, _)) in ws.iter().enumerate() {
             step_ms.insert(r.name().to_string(), best[i] * 1e3);
         }
-        let r = if best[0] <= best[1] {
-            Recurrence::ALL[0]
+        // Within 5% the fused step wins: one step's timing is that noisy on a shared CPU
+        // adapter, and fewer launches are what a busier device rewards.
+        debug_assert_eq!(Recurrence::ALL[0], Recurrence::Fused);
+        let r = if best[0] <= 1.05 * best[1] {
+            Recurrence::Fused
         } else {
-            Recurrence::ALL[1]
+            Recurrence::Unfused
         };
         say(&format!(
             "  recurrence {r} (a {batch}x{steps} training step: fused {:.1} ms, unfused {:.1} ms)",
