@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use super::tune::ChoiceSource;
+use super::ChoiceSource;
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 

@@ -10,6 +10,8 @@
 
 pub mod context;
 
+use serde::{Deserialize, Serialize};
+
 pub use context::{
     groups_1d, AdapterChoice, BackendChoice, Gpu, GpuArgs, LimitsChoice, PickedAdapter,
 };
@@ -131,3 +133,28 @@ pub mod sgd;
 pub mod shaders;
 pub mod softmax_xent;
 pub mod tune;
+
+/// Where a kernel choice came from, as the logs and `profile` say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChoiceSource {
+    /// Measured in this run.
+    Tuned,
+    /// Measured by an earlier run, read from the cache.
+    Cached,
+    /// The fixed rule for the adapter type (nothing measured).
+    Default,
+    /// Asked for with `--matmul` or `--recurrence`.
+    Forced,
+}
+
+impl ChoiceSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChoiceSource::Tuned => "tuned",
+            ChoiceSource::Cached => "cached",
+            ChoiceSource::Default => "default",
+            ChoiceSource::Forced => "forced",
+        }
+    }
+}

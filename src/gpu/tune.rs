@@ -26,30 +26,7 @@ use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use crate::model::Params;
 use crate::reference::MatmulShape;
 
-/// Where a kernel choice came from, as the logs and `profile` say it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChoiceSource {
-    /// Measured in this run.
-    Tuned,
-    /// Measured by an earlier run, read from the cache.
-    Cached,
-    /// The fixed rule for the adapter type (nothing measured).
-    Default,
-    /// Asked for with `--matmul` or `--recurrence`.
-    Forced,
-}
-
-impl ChoiceSource {
-    pub fn name(self) -> &'static str {
-        match self {
-            ChoiceSource::Tuned => "tuned",
-            ChoiceSource::Cached => "cached",
-            ChoiceSource::Default => "default",
-            ChoiceSource::Forced => "forced",
-        }
-    }
-}
+pub use super::ChoiceSource;
 
 /// What is known of one adapter: a kernel per product and a recurrence per model.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
