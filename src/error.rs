@@ -23,6 +23,7 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 /// The process exit code for an error: 2 when it is a usage error, 128 + the signal when
 /// training was interrupted, 1 otherwise.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if let Some(i) = err
         .chain()

@@ -74,6 +74,24 @@ enum Command {
     /// Time the matmul variants on every product of a model and the fused and unfused
     /// recurrence, and cache the fastest for this adapter (`train` does it by itself once).
     Tune(TuneArgs),
+    /// Serve the training page (the same kernels on the browser's WebGPU) and the corpus.
+    Serve {
+        #[command(flatten)]
+        corpus: CorpusArgs,
+        /// Serve no corpus: the page trains on files the user picks.
+        #[arg(long, conflicts_with_all = ["data", "train"])]
+        no_data: bool,
+        /// Port [0: any free one].
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Address to listen on (0.0.0.0: every interface, so that other machines reach it).
+        #[arg(long, default_value = "127.0.0.1")]
+        listen: std::net::IpAddr,
+        /// The folder holding www/ and the built pkg/ [default: the checkout's web/, else
+        /// web/ beside the executable].
+        #[arg(long)]
+        web: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -401,6 +419,26 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => train_command(args),
+        Command::Serve {
+            corpus,
+            no_data,
+            port,
+            listen,
+            web,
+        } => {
+            let web = lstm_gpu::serve::web_dir(web.as_deref())?;
+            let corpus = if no_data {
+                None
+            } else {
+                Some(corpus.source(true)?)
+            };
+            lstm_gpu::serve::serve(lstm_gpu::serve::ServeOptions {
+                listen,
+                port,
+                web,
+                corpus,
+            })
+        }
         Command::Eval(args) => eval_command(args),
         Command::Predict(args) => predict_command(args),
         Command::Profile(args) => {

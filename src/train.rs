@@ -15,7 +15,6 @@ use crate::gpu::reduce::TrainAccumulator;
 use crate::gpu::sgd::Hyper;
 use crate::gpu::Gpu;
 use crate::model::checkpoint::{load_weights, write_atomic, Checkpoint, Position};
-use crate::model::fit::Needs;
 
 /// The newest checkpoint of a run folder.
 pub const LAST: &str = "last.safetensors";
@@ -177,66 +176,8 @@ impl Metrics {
     }
 }
 
-/// Perplexity of a pass over `batches` of a split, on the GPU, from a zero state.
-pub fn evaluate(gpu: &Gpu, ws: &mut Workspace, batches: &Batches, seed: u32) -> Result<f64> {
-    ws.zero_state(gpu);
-    ws.take_loss(gpu)?;
-    for i in 0..batches.len() {
-        let (x, y) = batches.batch(i);
-        ws.step(
-            gpu,
-            &x,
-            &y,
-            Hyper {
-                learning_rate: 0.0,
-                step: 0,
-                seed,
-            },
-        )?;
-    }
-    let (sum, count) = ws.take_loss(gpu)?;
-    if count != batches.len() as u64 {
-        bail!(
-            "evaluation counted {count} batches, expected {}",
-            batches.len()
-        );
-    }
-    Ok((sum / (batches.len() * ws.steps) as f64).exp())
-}
-
-/// The batches of the training, validation and test splits: a split too small for its
-/// shape is a usage error naming it. Needs no GPU, so commands check it first.
-pub fn split_batches<'a>(
-    corpus: &'a Corpus,
-    cfg: &Config,
-    (test_batch, test_steps): (usize, usize),
-) -> Result<(Batches<'a>, Batches<'a>, Batches<'a>)> {
-    let (batch, steps) = (cfg.batch_size, cfg.num_steps);
-    Ok((
-        Batches::new(&corpus.train, batch, steps).context("training split")?,
-        Batches::new(&corpus.valid, batch, steps).context("validation split")?,
-        Batches::new(&corpus.test, test_batch, test_steps).context("test split")?,
-    ))
-}
-
-/// The workspaces of a training run: its training step and the evaluation steps of
-/// validation and of the test pass at `test_shape`.
-pub fn workspace_shapes(
-    cfg: &Config,
-    (test_batch, test_steps): (usize, usize),
-) -> Vec<(usize, usize, Mode)> {
-    let (batch, steps) = (cfg.batch_size, cfg.num_steps);
-    vec![
-        (batch, steps, Mode::Train),
-        (batch, steps, Mode::Eval),
-        (test_batch, test_steps, Mode::Eval),
-    ]
-}
-
-/// What a training run asks of the adapter: the buffers of [`workspace_shapes`].
-pub fn needs(cfg: &Config, test_shape: (usize, usize)) -> Needs {
-    Needs::of_model(cfg, &workspace_shapes(cfg, test_shape))
-}
+pub use crate::session::{evaluate, needs, split_batches, workspace_shapes};
+use crate::session::{absorb, epoch_perplexity, kernel_seed};
 
 /// Create the run folder and open its `metrics.jsonl` for appending. The folder is the
 /// user's choice (`--run-dir`): one that cannot be made or written is a usage error, found
@@ -287,12 +228,7 @@ fn starting_point(
         Some(path) => load_weights(path, cfg)?,
         None => Params::<f32>::init(cfg, opts.seed),
     };
-    let pos = Position {
-        learning_rate: cfg.lr_for_epoch(0),
-        seed: opts.seed,
-        ..Default::default()
-    };
-    Ok((params, pos, None))
+    Ok((params, crate::session::start(cfg, opts.seed), None))
 }
 
 /// A training run in progress: what [`train`] made once, and where it stands.
@@ -434,7 +370,7 @@ impl<'a> Run<'a> {
             },
             kept: opts.resume.clone(),
             faults: faults_from_env()?,
-            seed32: (pos.seed ^ (pos.seed >> 32)) as u32,
+            seed32: kernel_seed(pos.seed),
             log_every: opts.log_every.unwrap_or((epoch_size / 10).max(1)).max(1),
             stop_at: opts.max_steps.unwrap_or(u64::MAX),
             stopped: false,
@@ -878,24 +814,6 @@ impl<'a> Run<'a> {
         }
         Ok(self.summary)
     }
-}
-
-/// Add the skipped steps of a read of the accumulator to the position; returns them.
-fn absorb(pos: &mut Position, stats: &TrainAccumulator) -> usize {
-    let skipped = stats.skipped as usize;
-    pos.epoch_skipped += skipped;
-    pos.skipped_steps += skipped as u64;
-    skipped
-}
-
-/// Perplexity of the first `done` steps of the epoch, over the steps that were not skipped
-/// (NaN when every one was).
-fn epoch_perplexity(pos: &Position, done: usize, num_steps: usize) -> f64 {
-    let counted = done.saturating_sub(pos.epoch_skipped);
-    if counted == 0 {
-        return f64::NAN;
-    }
-    (pos.epoch_loss_sum / (counted * num_steps) as f64).exp()
 }
 
 /// The faults of [`FAULT_ENV`] due after step `step`.

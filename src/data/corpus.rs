@@ -81,17 +81,21 @@ pub fn read_text(path: &Path) -> Result<String> {
         }
         Err(e) => bail!("cannot read corpus file {shown}: {e}"),
     };
+    text_of_bytes(&format!("corpus file {shown}"), bytes, CORPUS_ADVICE)
+}
+
+/// The bytes of a corpus file as text, refusing what cannot be one (empty, compressed,
+/// binary, not UTF-8, no word); `what` names the file in the error, `advice` ends it.
+pub fn text_of_bytes(what: &str, bytes: Vec<u8>, advice: &str) -> Result<String> {
     if bytes.is_empty() {
-        bail!("corpus file {shown} is empty: {CORPUS_ADVICE}");
+        bail!("{what} is empty: {advice}");
     }
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        bail!(
-            "corpus file {shown} is gzip-compressed, not text: decompress it, or {CORPUS_ADVICE}"
-        );
+        bail!("{what} is gzip-compressed, not text: decompress it, or {advice}");
     }
     if let Some(at) = bytes.iter().position(|&b| b == 0) {
         bail!(
-            "corpus file {shown} is binary (a NUL byte on line {}), not text: {CORPUS_ADVICE}",
+            "{what} is binary (a NUL byte on line {}), not text: {advice}",
             line_of(&bytes, at)
         );
     }
@@ -99,14 +103,14 @@ pub fn read_text(path: &Path) -> Result<String> {
         let at = e.utf8_error().valid_up_to();
         let bytes = e.as_bytes();
         anyhow::anyhow!(
-            "corpus file {shown} is not UTF-8 text (byte 0x{:02x} on line {}): convert it to \
-             UTF-8, or {CORPUS_ADVICE}",
+            "{what} is not UTF-8 text (byte 0x{:02x} on line {}): convert it to UTF-8, or \
+             {advice}",
             bytes[at],
             line_of(bytes, at)
         )
     })?;
     if tokens_with_offsets(&text).next().is_none() {
-        bail!("corpus file {shown} holds only blanks, no words: {CORPUS_ADVICE}");
+        bail!("{what} holds only blanks, no words: {advice}");
     }
     Ok(text)
 }
@@ -571,6 +575,56 @@ impl Corpus {
         })
     }
 
+    /// A corpus from three texts in memory (what a browser page reads from its server or
+    /// from files the user picked), as `tokens`: the vocabulary is `vocab` (a checkpoint's)
+    /// or built from the train text, at most `cap` tokens. `names` say what each text was in
+    /// errors. An out-of-vocabulary token becomes `<unk>` when the vocabulary has it.
+    pub fn from_texts(
+        names: [&str; 3],
+        texts: [&str; 3],
+        tokens: Tokens,
+        vocab: Option<Vocab>,
+        cap: Option<usize>,
+    ) -> Result<Corpus> {
+        let (vocab, train) = match vocab {
+            Some(v) => {
+                let ids = encode_memory(names[0], texts[0], &v, tokens)?;
+                (v, ids)
+            }
+            None => {
+                let mut builder = VocabBuilder::new(tokens, capacity_for(texts[0].len() as u64, tokens));
+                for (_, token) in tokens_of(texts[0], tokens) {
+                    builder.push(&token);
+                }
+                if builder.is_empty() {
+                    bail!("{} holds only blanks, no words", names[0]);
+                }
+                builder
+                    .finish(cap)
+                    .with_context(|| format!("building the vocabulary from {}", names[0]))?
+            }
+        };
+        let valid = encode_memory(names[1], texts[1], &vocab, tokens)?;
+        let test = encode_memory(names[2], texts[2], &vocab, tokens)?;
+        let source = CorpusSource {
+            dir: PathBuf::from("(in memory)"),
+            splits: names.map(|n| SplitSource {
+                path: PathBuf::from(n),
+                bytes: None,
+            }),
+            notes: Vec::new(),
+        };
+        Ok(Corpus {
+            vocab,
+            train,
+            valid,
+            test,
+            dir: source.dir.clone(),
+            tokens,
+            source,
+        })
+    }
+
     /// The ids of `split`.
     pub fn split(&self, split: Split) -> &[u32] {
         match split {
@@ -590,6 +644,28 @@ impl Corpus {
         Batches::new(self.split(split), batch_size, num_steps)
             .with_context(|| format!("the {split} split"))
     }
+}
+
+/// A text in memory encoded with `vocab`, `<unk>` for tokens outside it (an error naming the
+/// token where the vocabulary has no `<unk>`); a text without a token is an error.
+fn encode_memory(name: &str, text: &str, vocab: &Vocab, tokens: Tokens) -> Result<Vec<u32>> {
+    let unk = vocab.unk();
+    let mut ids = Vec::with_capacity(capacity_for(text.len() as u64, tokens));
+    for (offset, token) in tokens_of(text, tokens) {
+        match vocab.id(&token).or(unk) {
+            Some(id) => ids.push(id),
+            None => bail!(
+                "{name}:{}: the {} {token:?} is not in the vocabulary, which has no {UNK} to \
+                 stand for it",
+                line_of(text.as_bytes(), offset),
+                token_kind(tokens),
+            ),
+        }
+    }
+    if ids.is_empty() {
+        bail!("{name} holds only blanks, no words");
+    }
+    Ok(ids)
 }
 
 /// One split of `source` encoded with `vocab`; an empty one is an error naming it.

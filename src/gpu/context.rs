@@ -122,11 +122,13 @@ pub struct GpuArgs {
 
 impl GpuArgs {
     /// The adapter these flags choose, with `--limits` applied; nothing opened or logged.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn pick(&self) -> Result<PickedAdapter> {
         Ok(PickedAdapter::pick(&self.adapter, self.backend)?.with_limits(self.limits))
     }
 
     /// Pick, check `needs`, and open with `--matmul` applied.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(&self, needs: &Needs) -> Result<Gpu> {
         let mut gpu = self.pick()?.open(needs)?;
         self.apply(&mut gpu);
@@ -159,6 +161,7 @@ impl AdapterSummary {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn instance(backend: BackendChoice) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backend.backends();
@@ -167,6 +170,7 @@ fn instance(backend: BackendChoice) -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn backend_rank(b: wgpu::Backend) -> u32 {
     match b {
         wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
@@ -174,6 +178,7 @@ fn backend_rank(b: wgpu::Backend) -> u32 {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn type_rank(t: wgpu::DeviceType) -> u32 {
     match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -186,6 +191,7 @@ fn type_rank(t: wgpu::DeviceType) -> u32 {
 
 /// Every adapter wgpu finds on the chosen backends, in a stable order (the order of
 /// `lstm-gpu adapters`, which `--adapter INDEX` refers to).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn enumerate(backend: BackendChoice) -> Vec<(AdapterSummary, wgpu::Adapter)> {
     let inst = instance(backend);
     let adapters = pollster::block_on(inst.enumerate_adapters(backend.backends()));
@@ -220,6 +226,7 @@ pub fn enumerate(backend: BackendChoice) -> Vec<(AdapterSummary, wgpu::Adapter)>
 }
 
 /// Summaries only.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
     enumerate(backend).into_iter().map(|(s, _)| s).collect()
 }
@@ -227,6 +234,7 @@ pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
 /// How to get an adapter on a machine without one.
 pub const NO_ADAPTER_HELP: &str = "install a Vulkan driver (on a machine without a GPU: Mesa's lavapipe, Debian/Ubuntu package mesa-vulkan-drivers)";
 
+#[cfg(not(target_arch = "wasm32"))]
 fn pick(choice: &AdapterChoice, backend: BackendChoice) -> Result<(AdapterSummary, wgpu::Adapter)> {
     let all = enumerate(backend);
     if all.is_empty() {
@@ -260,6 +268,9 @@ fn pick(choice: &AdapterChoice, backend: BackendChoice) -> Result<(AdapterSummar
         ))),
     }
 }
+
+/// What a page says when its browser gives no WebGPU adapter.
+pub const NO_WEBGPU: &str = "this browser gives the page no WebGPU adapter: use Chrome or Edge 113 or later, Safari 26, or Firefox 141 on Windows; elsewhere turn WebGPU on (chrome://flags/#enable-unsafe-webgpu, Firefox's dom.webgpu.enabled)";
 
 /// Errors wgpu reported outside of an error scope, and whether the device was lost.
 #[derive(Default)]
@@ -317,6 +328,7 @@ pub struct PickedAdapter {
 
 impl PickedAdapter {
     /// Choose an adapter as `--adapter` and `--backend` say; opens nothing and logs nothing.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn pick(choice: &AdapterChoice, backend: BackendChoice) -> Result<PickedAdapter> {
         let (summary, adapter) = pick(choice, backend)?;
         let offered = adapter.limits();
@@ -352,8 +364,43 @@ impl PickedAdapter {
         crate::model::fit::check(needs, &self.offered, &self.summary.info.name)
     }
 
+    /// The adapter a browser tab gives (WebGPU's `requestAdapter`, high performance
+    /// preferred); a browser without WebGPU is the error [`NO_WEBGPU`] says.
+    pub async fn request_browser() -> Result<PickedAdapter> {
+        // Without `navigator.gpu` wgpu's WebGPU instance has nothing to ask.
+        #[cfg(target_arch = "wasm32")]
+        if !wgpu::util::is_browser_webgpu_supported().await {
+            bail!("{NO_WEBGPU}");
+        }
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+        let inst = wgpu::Instance::new(desc);
+        let adapter = inst
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| anyhow!("{NO_WEBGPU} ({e})"))?;
+        let summary = AdapterSummary {
+            index: 0,
+            info: adapter.get_info(),
+            limits: adapter.limits(),
+            features: adapter.features(),
+        };
+        let offered = adapter.limits();
+        Ok(PickedAdapter {
+            summary,
+            adapter,
+            offered,
+        })
+    }
+
     /// Open a device on which buffers as large as the adapter allows can be made (tests,
     /// benchmarks: programs that do not know their largest buffer in advance).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open_all(self) -> Result<Gpu> {
         let limit = self
             .offered
@@ -366,7 +413,13 @@ impl PickedAdapter {
     /// (subgroups and timestamp queries when present) and WebGPU's default limits (or the
     /// adapter's, where they are lower), the storage binding and buffer sizes raised to what
     /// `needs` asks.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(self, needs: &Needs) -> Result<Gpu> {
+        pollster::block_on(self.open_async(needs))
+    }
+
+    /// [`PickedAdapter::open`] awaited: what a browser tab calls.
+    pub async fn open_async(self, needs: &Needs) -> Result<Gpu> {
         self.check(needs)?;
         let PickedAdapter {
             summary,
@@ -389,7 +442,9 @@ impl PickedAdapter {
             required_limits: limits.clone(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
             .with_context(|| format!("could not open adapter {}", summary.short()))?;
         Gpu::from_device(summary, device, queue, limits, features)
     }
@@ -438,6 +493,7 @@ fn fallback_note(features: wgpu::Features) -> Option<String> {
 impl Gpu {
     /// Open the chosen adapter with buffers as large as it allows ([`PickedAdapter::open_all`]).
     /// Commands that build a model use [`PickedAdapter::open`] with its [`Needs`] instead.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(choice: &AdapterChoice, backend: BackendChoice) -> Result<Gpu> {
         PickedAdapter::pick(choice, backend)?.open_all()
     }
@@ -654,7 +710,21 @@ impl Gpu {
     }
 
     /// Read `words` 4-byte words of a buffer back to the host (waits for the queue).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        word_offset: usize,
+        words: usize,
+    ) -> Result<Vec<T>> {
+        pollster::block_on(self.read_async(buffer, word_offset, words))
+    }
+
+    /// Read `words` 4-byte words of a buffer back to the host once the queue has run: the
+    /// one place the program waits for the GPU. Natively the wait is a `poll` and
+    /// [`Gpu::read`] blocks on this future; in a browser tab it is awaited (the page's event
+    /// loop maps the buffer), and the errors wgpu reported meanwhile are checked after.
+    pub async fn read_async<T: bytemuck::Pod>(
         &self,
         buffer: &wgpu::Buffer,
         word_offset: usize,
@@ -680,10 +750,15 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        // Natively nothing maps until the device is polled; a browser maps by itself.
+        #[cfg(not(target_arch = "wasm32"))]
         self.wait()?;
-        pollster::block_on(rx.receive())
-            .ok_or_else(|| anyhow!("GPU readback channel closed"))?
-            .map_err(|e| anyhow!("could not map a GPU buffer for reading: {e}"))?;
+        let mapped = rx
+            .receive()
+            .await
+            .ok_or_else(|| anyhow!("GPU readback channel closed"));
+        self.check()?;
+        mapped?.map_err(|e| anyhow!("could not map a GPU buffer for reading: {e}"))?;
         let out = {
             let view = slice
                 .get_mapped_range()
@@ -696,14 +771,14 @@ impl Gpu {
 
     /// Compile a WGSL module; compile errors become errors of the program.
     pub fn shader(&self, label: &str, source: &str) -> Result<wgpu::ShaderModule> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = ErrorScope::push(&self.device);
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.pop() {
             bail!("shader {label} does not compile on {}: {e}", self.info.name);
         }
         Ok(module)
@@ -727,7 +802,7 @@ impl Gpu {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = ErrorScope::push(&self.device);
         let p = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -741,7 +816,7 @@ impl Gpu {
                 },
                 cache: None,
             });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.pop() {
             bail!(
                 "pipeline {label} cannot be created on {}: {e}",
                 self.info.name
@@ -770,6 +845,39 @@ impl Gpu {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         })
+    }
+}
+
+/// A validation error scope around the creation of one shader module or pipeline, so that a
+/// failure names it. Natively its result is waited for; a browser cannot wait, so there the
+/// error reaches the device's uncaptured-error handler and the next [`Gpu::check`] (every
+/// readback makes one) reports it.
+struct ErrorScope {
+    #[cfg(not(target_arch = "wasm32"))]
+    guard: wgpu::ErrorScopeGuard,
+}
+
+impl ErrorScope {
+    #[cfg(not(target_arch = "wasm32"))]
+    fn push(device: &wgpu::Device) -> ErrorScope {
+        ErrorScope {
+            guard: device.push_error_scope(wgpu::ErrorFilter::Validation),
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn push(_device: &wgpu::Device) -> ErrorScope {
+        ErrorScope {}
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn pop(self) -> Option<wgpu::Error> {
+        pollster::block_on(self.guard.pop())
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn pop(self) -> Option<wgpu::Error> {
+        None
     }
 }
 

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
-use std::time::Instant;
+use web_time::Instant;
 
 use anyhow::{bail, Result};
 
@@ -790,6 +790,17 @@ fn bench_values(len: usize, seed: u64) -> Vec<f32> {
     (0..len).map(|_| r.uniform(-0.5, 0.5) as f32).collect()
 }
 
+/// Timing waits for its readback; a browser tab cannot block (it never tunes).
+fn read_blocking(gpu: &Gpu, buffer: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return gpu.read::<u32>(buffer, 0, words);
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = (gpu, buffer, words);
+        anyhow::bail!("timing kernels blocks on a readback: only the native program does it")
+    }
+}
+
 /// Times single dispatches: GPU timestamps around a pass when the adapter has them.
 pub(crate) struct Timer {
     runs: usize,
@@ -844,8 +855,7 @@ impl Timer {
         }
         enc.resolve_query_set(set, 0..2 * self.runs as u32, resolved, 0);
         gpu.queue.submit([enc.finish()]);
-        let ticks: Vec<u64> = gpu
-            .read::<u32>(resolved, 0, 4 * self.runs)?
+        let ticks: Vec<u64> = read_blocking(gpu, resolved, 4 * self.runs)?
             .chunks(2)
             .map(|w| w[0] as u64 | (w[1] as u64) << 32)
             .collect();

@@ -10,6 +10,13 @@
 
 pub mod context;
 
+/// Natively, block on a future of the program's GPU work ([`Gpu::read_async`] and what is
+/// built on it); a browser tab awaits the same futures instead.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
+
 use serde::{Deserialize, Serialize};
 
 pub use context::{

@@ -56,9 +56,15 @@ impl ClipStats {
     pub const SCALE_WORD: usize = 2;
 
     /// Read the block at `view` (waits for the queue).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(gpu: &Gpu, view: View) -> Result<ClipStats> {
+        crate::gpu::block_on(Self::read_async(gpu, view))
+    }
+
+    /// [`ClipStats::read`] awaited.
+    pub async fn read_async(gpu: &Gpu, view: View<'_>) -> Result<ClipStats> {
         view.check("clip stats", Self::WORDS)?;
-        let w: Vec<f32> = gpu.read(view.buffer, view.offset, Self::WORDS)?;
+        let w: Vec<f32> = gpu.read_async(view.buffer, view.offset, Self::WORDS).await?;
         Ok(ClipStats {
             sum_sq: w[0],
             norm: w[1],

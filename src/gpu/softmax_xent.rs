@@ -35,9 +35,15 @@ impl LossAccumulator {
     pub const WORDS: usize = 2;
 
     /// Read the accumulator from `view` (waits for the queue).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(gpu: &Gpu, view: View) -> Result<LossAccumulator> {
+        crate::gpu::block_on(Self::read_async(gpu, view))
+    }
+
+    /// [`LossAccumulator::read`] awaited.
+    pub async fn read_async(gpu: &Gpu, view: View<'_>) -> Result<LossAccumulator> {
         view.check("loss accumulator", Self::WORDS)?;
-        let words: Vec<f32> = gpu.read(view.buffer, view.offset, Self::WORDS)?;
+        let words: Vec<f32> = gpu.read_async(view.buffer, view.offset, Self::WORDS).await?;
         Ok(LossAccumulator {
             loss_sum: words[0],
             batches: words[1],

@@ -30,15 +30,23 @@ impl Predictor {
 
     /// Upload `params` and prepare a batch-1, one-step forward and a top-`k` selection.
     pub fn new(gpu: &Gpu, cfg: &Config, params: &Params<f32>, k: usize) -> Result<Predictor> {
-        if k == 0 || k > MAX_TOPK.min(cfg.vocab_size) {
-            bail!(
-                "top-k must be between 1 and {}",
-                MAX_TOPK.min(cfg.vocab_size)
-            );
-        }
+        Predictor::check_k(cfg, k)?;
         let kernels = Kernels::new(gpu)?;
         let pbuf = ParamBuffers::upload(gpu, cfg, params)?;
-        let ws = Workspace::new(gpu, &kernels, cfg, &pbuf, 1, 1, Mode::Eval)?;
+        Predictor::on(gpu, &kernels, cfg, &pbuf, k)
+    }
+
+    /// A predictor that reads parameters already on the device (a training session's: it
+    /// always predicts with the weights as they are now), with kernels already compiled.
+    pub fn on(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        cfg: &Config,
+        pbuf: &ParamBuffers,
+        k: usize,
+    ) -> Result<Predictor> {
+        Predictor::check_k(cfg, k)?;
+        let ws = Workspace::new(gpu, kernels, cfg, pbuf, 1, 1, Mode::Eval)?;
         let indices = gpu.storage("top-k indices", k);
         let values = gpu.storage("top-k values", k);
         let topk = kernels.softmax_xent.prepare_topk(
@@ -61,6 +69,16 @@ impl Predictor {
         })
     }
 
+    fn check_k(cfg: &Config, k: usize) -> Result<()> {
+        if k == 0 || k > MAX_TOPK.min(cfg.vocab_size) {
+            bail!(
+                "top-k must be between 1 and {}",
+                MAX_TOPK.min(cfg.vocab_size)
+            );
+        }
+        Ok(())
+    }
+
     /// Run one word through the model; the state carries over to the next call.
     pub fn feed(&mut self, gpu: &Gpu, id: u32) -> Result<()> {
         // The target only feeds the (unused) loss; any valid id will do.
@@ -81,14 +99,20 @@ impl Predictor {
     }
 
     /// The `k` most probable next words with their probabilities, most probable first.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn top(&self, gpu: &Gpu) -> Result<Vec<(u32, f32)>> {
+        crate::gpu::block_on(self.top_async(gpu))
+    }
+
+    /// [`Predictor::top`] awaited.
+    pub async fn top_async(&self, gpu: &Gpu) -> Result<Vec<(u32, f32)>> {
         if self.fed == 0 {
             bail!("no context: feed at least one word first");
         }
         gpu.run(&[&self.topk])?;
-        let idx: Vec<u32> = gpu.read(&self.indices, 0, self.k)?;
-        let val: Vec<f32> = gpu.read(&self.values, 0, self.k)?;
-        let lse: Vec<f32> = gpu.read(&self.ws.lse, 0, 1)?;
+        let idx: Vec<u32> = gpu.read_async(&self.indices, 0, self.k).await?;
+        let val: Vec<f32> = gpu.read_async(&self.values, 0, self.k).await?;
+        let lse: Vec<f32> = gpu.read_async(&self.ws.lse, 0, 1).await?;
         Ok(idx
             .into_iter()
             .zip(val)
@@ -97,12 +121,18 @@ impl Predictor {
     }
 
     /// The whole next-word distribution (probabilities over the vocabulary).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn distribution(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        crate::gpu::block_on(self.distribution_async(gpu))
+    }
+
+    /// [`Predictor::distribution`] awaited.
+    pub async fn distribution_async(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         if self.fed == 0 {
             bail!("no context: feed at least one word first");
         }
-        let logits: Vec<f32> = gpu.read(&self.ws.logits, 0, self.vocab)?;
-        let lse: Vec<f32> = gpu.read(&self.ws.lse, 0, 1)?;
+        let logits: Vec<f32> = gpu.read_async(&self.ws.logits, 0, self.vocab).await?;
+        let lse: Vec<f32> = gpu.read_async(&self.ws.lse, 0, 1).await?;
         Ok(logits.iter().map(|&z| (z - lse[0]).exp()).collect())
     }
 }

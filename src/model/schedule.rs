@@ -143,17 +143,23 @@ impl ParamBuffers {
     }
 
     /// Read back to the host.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, gpu: &Gpu, cfg: &Config) -> Result<Params<f32>> {
+        crate::gpu::block_on(self.read_async(gpu, cfg))
+    }
+
+    /// [`ParamBuffers::read`] awaited.
+    pub async fn read_async(&self, gpu: &Gpu, cfg: &Config) -> Result<Params<f32>> {
         let mut p = Params::<f32>::zeros(cfg);
-        p.embedding = gpu.read(&self.embedding, 0, p.embedding.len())?;
+        p.embedding = gpu.read_async(&self.embedding, 0, p.embedding.len()).await?;
         for (l, x) in p.lstm.iter_mut().enumerate() {
-            x.weight = gpu.read(&self.lstm_weight[l], 0, x.weight.len())?;
-            x.bias = gpu.read(&self.lstm_bias[l], 0, x.bias.len())?;
+            x.weight = gpu.read_async(&self.lstm_weight[l], 0, x.weight.len()).await?;
+            x.bias = gpu.read_async(&self.lstm_bias[l], 0, x.bias.len()).await?;
         }
         if let Some(w) = &self.softmax_w {
-            p.softmax_w = gpu.read(w, 0, p.softmax_w.len())?;
+            p.softmax_w = gpu.read_async(w, 0, p.softmax_w.len()).await?;
         }
-        p.softmax_b = gpu.read(&self.softmax_b, 0, p.softmax_b.len())?;
+        p.softmax_b = gpu.read_async(&self.softmax_b, 0, p.softmax_b.len()).await?;
         Ok(p)
     }
 }
@@ -382,16 +388,28 @@ impl Workspace {
 
     /// Sum of the batch losses accumulated since the last call, and the number of batches
     /// (in training, of the steps that were not skipped); resets the accumulator.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn take_loss(&self, gpu: &Gpu) -> Result<(f64, u64)> {
-        let acc = self.take_stats(gpu)?;
+        crate::gpu::block_on(self.take_loss_async(gpu))
+    }
+
+    /// [`Workspace::take_loss`] awaited.
+    pub async fn take_loss_async(&self, gpu: &Gpu) -> Result<(f64, u64)> {
+        let acc = self.take_stats_async(gpu).await?;
         Ok((acc.loss_sum() as f64, acc.batches() as u64))
     }
 
     /// The whole accumulator since the last call, skipped steps included (always zero in
     /// evaluation), and reset it. This is the only readback of a training loop.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn take_stats(&self, gpu: &Gpu) -> Result<TrainAccumulator> {
+        crate::gpu::block_on(self.take_stats_async(gpu))
+    }
+
+    /// [`Workspace::take_stats`] awaited.
+    pub async fn take_stats_async(&self, gpu: &Gpu) -> Result<TrainAccumulator> {
         if self.mode == Mode::Eval {
-            let acc = LossAccumulator::read(gpu, View::all(&self.loss_acc))?;
+            let acc = LossAccumulator::read_async(gpu, View::all(&self.loss_acc)).await?;
             gpu.write(&self.loss_acc, 0, &[LossAccumulator::default()]);
             return Ok(TrainAccumulator {
                 loss_sum_bits: acc.loss_sum.to_bits(),
@@ -399,7 +417,9 @@ impl Workspace {
                 ..Default::default()
             });
         }
-        let words: Vec<u32> = gpu.read(&self.loss_acc, 0, TrainAccumulator::WORDS)?;
+        let words: Vec<u32> = gpu
+            .read_async(&self.loss_acc, 0, TrainAccumulator::WORDS)
+            .await?;
         gpu.write(&self.loss_acc, 0, &[0u32; TrainAccumulator::RESET_WORDS]);
         Ok(*bytemuck::from_bytes::<TrainAccumulator>(
             bytemuck::cast_slice(&words),
@@ -423,11 +443,18 @@ impl Workspace {
         }
     }
 
+    /// The carried state, read back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_state(&self, gpu: &Gpu) -> Result<State<f32>> {
+        crate::gpu::block_on(self.read_state_async(gpu))
+    }
+
+    /// [`Workspace::read_state`] awaited.
+    pub async fn read_state_async(&self, gpu: &Gpu) -> Result<State<f32>> {
         let mut s = State::zeros(&self.cfg, self.batch);
         for (l, lb) in self.layers.iter().enumerate() {
-            s.c[l] = gpu.read(&lb.state_c, 0, s.c[l].len())?;
-            s.h[l] = gpu.read(&lb.state_h, 0, s.h[l].len())?;
+            s.c[l] = gpu.read_async(&lb.state_c, 0, s.c[l].len()).await?;
+            s.h[l] = gpu.read_async(&lb.state_h, 0, s.h[l].len()).await?;
         }
         Ok(s)
     }
@@ -448,11 +475,17 @@ impl Workspace {
     }
 
     /// The global norm and clip scale of the last training step.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_clip(&self, gpu: &Gpu) -> Result<Option<ClipStats>> {
-        self.clip
-            .as_ref()
-            .map(|c| ClipStats::read(gpu, View::all(c)))
-            .transpose()
+        crate::gpu::block_on(self.read_clip_async(gpu))
+    }
+
+    /// [`Workspace::read_clip`] awaited.
+    pub async fn read_clip_async(&self, gpu: &Gpu) -> Result<Option<ClipStats>> {
+        match &self.clip {
+            Some(c) => Ok(Some(ClipStats::read_async(gpu, View::all(c)).await?)),
+            None => Ok(None),
+        }
     }
 }
 

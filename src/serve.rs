@@ -1,0 +1,218 @@
+//! `lstm-gpu serve`: the browser page (`web/www`, with the wasm module `scripts/build-web.sh`
+//! writes to `web/pkg`) and a corpus over HTTP, on one thread of a small tokio runtime.
+//!
+//! Routes: `/` and the page's files; `/pkg/...`, the wasm module and its glue;
+//! `/data/index.json`, what the corpus is; `/data/train`, `/data/valid`, `/data/test`, the
+//! bytes of each split (a split cut from the training text is only its own bytes).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::data::{CorpusSource, Split};
+use crate::usage;
+
+/// What `serve` serves.
+pub struct ServeOptions {
+    pub listen: IpAddr,
+    /// 0: any free port (the line printed says which).
+    pub port: u16,
+    /// The folder with `www/` and `pkg/`.
+    pub web: PathBuf,
+    /// The corpus, if any: without one the page asks for files.
+    pub corpus: Option<CorpusSource>,
+}
+
+/// The web folder: `--web`, else the source tree's `web/` (a program run from its checkout),
+/// else `web/` beside the executable (a copied release). It must hold the built page.
+pub fn web_dir(flag: Option<&Path>) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = match flag {
+        Some(dir) => vec![dir.to_path_buf()],
+        None => {
+            let mut v = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("web")];
+            if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+                v.push(dir.join("web"));
+            }
+            v
+        }
+    };
+    for dir in &candidates {
+        if dir.join("www/index.html").is_file() && dir.join("pkg/lstm_gpu_web_bg.wasm").is_file() {
+            return Ok(dir.clone());
+        }
+    }
+    let first = &candidates[0];
+    if !first.join("www/index.html").is_file() {
+        return Err(usage(format!(
+            "{} holds no page (www/index.html): give the checkout's web folder with --web DIR",
+            first.display()
+        )));
+    }
+    Err(usage(format!(
+        "the page's wasm module is not built ({} is missing): run scripts/build-web.sh",
+        first.join("pkg/lstm_gpu_web_bg.wasm").display()
+    )))
+}
+
+struct Served {
+    web: PathBuf,
+    /// The index and the three splits' bytes.
+    corpus: Option<(serde_json::Value, [Vec<u8>; 3])>,
+}
+
+/// Read each split's bytes (only its range, for a split cut from the training text).
+fn read_corpus(source: &CorpusSource) -> Result<(serde_json::Value, [Vec<u8>; 3])> {
+    let mut files = serde_json::Map::new();
+    let mut out: [Vec<u8>; 3] = Default::default();
+    for (split, (src, bytes)) in Split::ALL.iter().zip(source.splits.iter().zip(out.iter_mut())) {
+        let all = std::fs::read(&src.path)
+            .with_context(|| format!("could not read {}", src.path.display()))?;
+        *bytes = match &src.bytes {
+            Some(r) => {
+                let end = (r.end.min(all.len() as u64)) as usize;
+                all[(r.start as usize).min(end)..end].to_vec()
+            }
+            None => all,
+        };
+        files.insert(
+            split.name().to_string(),
+            serde_json::json!({"file": src.path.display().to_string(), "bytes": bytes.len()}),
+        );
+    }
+    let name = source
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| source.dir.display().to_string());
+    Ok((
+        serde_json::json!({"name": name, "dir": source.dir.display().to_string(), "splits": files}),
+        out,
+    ))
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+fn not_found(what: &str) -> Response {
+    (StatusCode::NOT_FOUND, format!("not found: {what}\n")).into_response()
+}
+
+/// A file of the page: `/pkg/...` from `pkg/`, the rest from `www/`; nothing outside them.
+async fn static_file(State(s): State<Arc<Served>>, uri: axum::http::Uri) -> Response {
+    let rel = uri.path().trim_start_matches('/');
+    let rel = if rel.is_empty() { "index.html" } else { rel };
+    let rel_path = Path::new(rel);
+    if rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return not_found(rel);
+    }
+    let path = match rel.strip_prefix("pkg/") {
+        Some(rest) => s.web.join("pkg").join(rest),
+        None => s.web.join("www").join(rel_path),
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, content_type(&path)),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => not_found(rel),
+    }
+}
+
+async fn data_index(State(s): State<Arc<Served>>) -> Response {
+    match &s.corpus {
+        Some((index, _)) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            index.to_string(),
+        )
+            .into_response(),
+        None => not_found("the server was started without a corpus"),
+    }
+}
+
+async fn data_split(State(s): State<Arc<Served>>, UrlPath(split): UrlPath<String>) -> Response {
+    let Some((_, bytes)) = &s.corpus else {
+        return not_found("the server was started without a corpus");
+    };
+    let Some(i) = Split::ALL.iter().position(|sp| sp.name() == split) else {
+        return not_found(&split);
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        bytes[i].clone(),
+    )
+        .into_response()
+}
+
+/// Serve until the process is stopped. Prints one line with the address once listening.
+pub fn serve(opts: ServeOptions) -> Result<()> {
+    let corpus = opts.corpus.as_ref().map(read_corpus).transpose()?;
+    let described = match &corpus {
+        Some((index, _)) => format!("the corpus {}", index["dir"].as_str().unwrap_or("?")),
+        None => "no corpus (the page asks for files)".to_string(),
+    };
+    let state = Arc::new(Served {
+        web: opts.web.clone(),
+        corpus,
+    });
+    let app = Router::new()
+        .route("/data/index.json", get(data_index))
+        .route("/data/{split}", get(data_split))
+        .fallback(get(static_file))
+        .with_state(state);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("could not start the HTTP server's runtime")?;
+    rt.block_on(async move {
+        let addr = SocketAddr::new(opts.listen, opts.port);
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            usage(format!(
+                "could not listen on {addr}: {e}{}",
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    " (pick another port with --port)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        let local = listener.local_addr()?;
+        let host = if local.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            match local.ip() {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                IpAddr::V4(ip) => ip.to_string(),
+            }
+        };
+        println!(
+            "serving the training page at http://{host}:{}/ with {described}; open it in a browser with WebGPU (Ctrl-C stops)",
+            local.port()
+        );
+        use std::io::Write;
+        std::io::stdout().flush().ok();
+        axum::serve(listener, app)
+            .await
+            .context("the HTTP server stopped")
+    })
+}

@@ -1,0 +1,627 @@
+//! The page in a real browser: headless Chromium (WebGPU on its SwiftShader adapter) driven
+//! over WebDriver (chromedriver), the page and a small slice of PTB served by `lstm-gpu
+//! serve`. One test, in phases, because starting the browser and compiling the kernels is
+//! most of its time:
+//!
+//! 1. a fresh tiny model in the page: its initial checkpoint, 30 training steps (the loss
+//!    falls; the chart, progress bar, prediction box and generated text show values);
+//! 2. native training from that checkpoint (`--init`) gives the same per-step perplexities;
+//! 3. the page's saved checkpoint evaluates natively to the page's own validation
+//!    perplexity, and a checkpoint native training wrote loads in the page and validates
+//!    there to native's figure;
+//! 4. bad input (a file that is not text, a truncated checkpoint, a checkpoint whose tensors
+//!    are not the shapes its header says, a browser without WebGPU) is one message and
+//!    changes nothing.
+//!
+//! It needs the built page (`scripts/build-web.sh`), `chromium` and `chromium-driver`
+//! (`.ci/run` installs them); without them it fails saying so.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// How close the browser's figures must be to native lavapipe's, relative. The kernels and
+/// the step schedule are the same; what differs is the compiler (Chromium's Tint and
+/// SwiftShader's LLVM against naga and lavapipe's LLVM), which may contract a multiply
+/// and an add into one `fma`, reorder nothing else, and round `exp`/`log` differently in
+/// the last bits. Over 30 steps of SGD those last-bit differences grow, but stay far below
+/// this (the measured worst is in the test's output and the README).
+const STEP_TOLERANCE: f64 = 1e-3;
+/// A validation pass is a sum of one forward pass's losses: the same rounding, no growth.
+const EVAL_TOLERANCE: f64 = 2e-4;
+
+const STEPS: usize = 30;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lstm-gpu")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped.
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"] {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("the browser test needs {name}: apt-get install {package} (.ci/run does)");
+}
+
+/// The first `lines` lines of a PTB split.
+fn head(split: &str, lines: usize) -> String {
+    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
+    let path = Path::new(&dir).join(format!("ptb.{split}.txt"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (set LSTM_GPU_PTB_DIR)", path.display()));
+    text.lines().take(lines).map(|l| format!("{l}\n")).collect()
+}
+
+/// `lstm-gpu serve` on a free port; returns the process and the page's URL.
+fn serve(args: &[&str]) -> (Kill, String) {
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    assert!(
+        web.join("pkg/lstm_gpu_web_bg.wasm").is_file(),
+        "the page is not built: run scripts/build-web.sh first"
+    );
+    let port = free_port().to_string();
+    let mut child = Command::new(bin())
+        .args(["serve", "--port", &port])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start lstm-gpu serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("serve printed no URL: {line:?}"))
+        .to_string();
+    (Kill(child), url)
+}
+
+/// A WebDriver session on a headless Chromium of its own.
+struct Browser {
+    agent: ureq::Agent,
+    base: String,
+    _driver: Kill,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start(webgpu: bool) -> Browser {
+        let driver = tool("chromedriver", "chromium-driver");
+        let chromium = tool("chromium", "chromium");
+        let port = free_port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(900)))
+            .build()
+            .into();
+        let base = format!("http://127.0.0.1:{port}");
+        let t0 = Instant::now();
+        while agent.get(&format!("{base}/status")).call().is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".to_string(),
+            "--window-size=1100,1500".to_string(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if webgpu {
+            args.push("--enable-unsafe-webgpu".into());
+        }
+        let mut b = Browser {
+            agent,
+            base,
+            _driver: Kill(child),
+            _profile: profile,
+        };
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium.display().to_string(), "args": args},
+        }}});
+        let v = b.call("POST", "/session", Some(caps));
+        let id = v["sessionId"].as_str().expect("a session id").to_string();
+        b.base = format!("{}/session/{id}", b.base);
+        b.call("POST", "/timeouts", Some(json!({"script": 900_000})));
+        b
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let mut resp = match body {
+            Some(b) => self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(b.to_string()),
+            None if method == "GET" => self.agent.get(&url).call(),
+            None => self.agent.delete(&url).call(),
+        }
+        .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(512 << 20)
+            .read_to_string()
+            .unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert!(
+            status.is_success(),
+            "WebDriver {method} {path}: {status} {}",
+            v["value"]["message"].as_str().unwrap_or(&text)
+        );
+        v["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({"url": url})));
+    }
+
+    /// Run `body` (JavaScript, `await` allowed, `args` as `args`) in the page; its value, or
+    /// `Err` with the message it threw.
+    fn run(&self, body: &str, args: Value) -> Result<Value, String> {
+        let script = format!(
+            "const done = arguments[arguments.length - 1]; const args = arguments[0];
+             (async () => {{ {body} }})().then(v => done({{ok: v === undefined ? null : v}}),
+                e => done({{err: String(e && e.message ? e.message : e)}}));"
+        );
+        let v = self.call(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": [args]})),
+        );
+        match v.get("err") {
+            Some(e) => Err(e.as_str().unwrap_or("?").to_string()),
+            None => Ok(v["ok"].clone()),
+        }
+    }
+
+    fn ok(&self, body: &str, args: Value) -> Value {
+        self.run(body, args)
+            .unwrap_or_else(|e| panic!("page script failed: {e}\n{body}"))
+    }
+
+    /// Wait until the page has asked for its adapter (and loaded the server's corpus).
+    fn wait_started(&self) {
+        self.ok(
+            "for (let i = 0; i < 1200; i++) { if (window.lstm && window.lstm.started) return; \
+             await new Promise(r => setTimeout(r, 100)); } throw new Error('page did not start');",
+            json!(null),
+        );
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("an element id")
+            .to_string()
+    }
+
+    /// Pick `path` in the file input `css`, as a user would.
+    fn pick_file(&self, css: &str, path: &Path) {
+        let id = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": path.display().to_string()})),
+        );
+    }
+
+    fn screenshot(&self, to: &Path) {
+        let b64 = self.call("GET", "/screenshot", None);
+        let bytes = decode_base64(b64.as_str().unwrap());
+        std::fs::write(to, bytes).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.agent.delete(&self.base).call();
+    }
+}
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    } as u32;
+    let clean: Vec<u8> = s.bytes().filter(|&c| c != b'=' && !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c) << (18 - 6 * i);
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..chunk.len() - 1]);
+    }
+    out
+}
+
+/// JavaScript that turns a Uint8Array `b` into base64.
+const TO_BASE64: &str = "const b64 = (b) => { let s = ''; for (let i = 0; i < b.length; i += 0x8000) \
+     s += String.fromCharCode.apply(null, b.subarray(i, i + 0x8000)); return btoa(s); };";
+/// JavaScript that turns base64 `s` into a Uint8Array.
+const FROM_BASE64: &str =
+    "const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));";
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+/// Native `lstm-gpu` with `args`; its stdout (panics with stderr on failure).
+fn native(args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "lstm-gpu {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `lstm-gpu eval`'s perplexity of `checkpoint` on the valid split of `data`.
+fn native_eval(checkpoint: &Path, data: &Path) -> f64 {
+    let out = native(&[
+        "eval",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--split",
+        "valid",
+    ]);
+    let line = out.lines().find(|l| l.contains("perplexity:")).expect(&out);
+    line.split("perplexity:").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The page's model options for the test's tiny model, and the same as native flags.
+fn tiny() -> (Value, Vec<&'static str>) {
+    (
+        json!({"preset": "seed", "seed": 7, "log_every": 1,
+               "config": {"embedding_size": 16, "hidden": [16, 16], "batch_size": 4, "num_steps": 10}}),
+        vec!["--embedding-size", "16", "--hidden", "16,16", "--batch-size", "4", "--num-steps", "10", "--seed", "7"],
+    )
+}
+
+/// A checkpoint whose header says other shapes than its tensors have: `bytes` with the
+/// configuration in the metadata changed to a wider first layer.
+fn with_other_header(bytes: &[u8]) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = header["__metadata__"].as_object_mut().unwrap();
+    let key = "config".to_string();
+    let mut cfg: Value = serde_json::from_str(meta[&key].as_str().unwrap()).unwrap();
+    cfg["hidden"] = json!([24, 16]);
+    meta.insert(key, Value::String(cfg.to_string()));
+    let mut head = header.to_string().into_bytes();
+    while head.len() % 8 != 0 {
+        head.push(b' ');
+    }
+    let mut out = (head.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+fn read_metrics(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// What the page shows of itself: the model's position, the corpus, the messages.
+fn state(b: &Browser) -> Value {
+    b.ok(
+        "const s = window.lstm; return {step: s.info ? s.info.position.global_step : null, \
+         corpus: s.corpus ? s.corpus.train.length : null, trainer: !!s.trainer, \
+         messages: s.messages.length, message: document.getElementById('message').textContent, \
+         kind: document.getElementById('message').className};",
+        json!(null),
+    )
+}
+
+#[test]
+fn page_trains_like_native_and_refuses_bad_input() {
+    let t_start = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ptb");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("ptb.train.txt"), head("train", 1000)).unwrap();
+    std::fs::write(data.join("ptb.valid.txt"), head("valid", 120)).unwrap();
+    std::fs::write(data.join("ptb.test.txt"), head("test", 120)).unwrap();
+    let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&out).unwrap();
+
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let adapter = b.ok("return window.lstm.adapter;", json!(null));
+    assert!(
+        adapter.is_object(),
+        "no WebGPU adapter in headless Chromium with --enable-unsafe-webgpu: {}",
+        state(&b)
+    );
+    eprintln!("browser adapter: {adapter}");
+    let corpus = b.ok("return window.lstm.corpus && window.lstm.corpus.name;", json!(null));
+    assert_eq!(corpus, json!("ptb"), "the page loads the server's corpus");
+
+    // 1. A fresh model, its initial weights saved, then training steps.
+    let (options, flags) = tiny();
+    let info = b.ok("return await window.lstm.api.create(args);", options.clone());
+    assert_eq!(info["position"]["global_step"], 0);
+    let vocab = info["vocab_size"].as_u64().unwrap();
+    let ck0 = decode_base64(
+        b.ok(
+            &format!("{TO_BASE64} return b64(await window.lstm.api.save(false));"),
+            json!(null),
+        )
+        .as_str()
+        .unwrap(),
+    );
+    let ck0_path = out.join("initial.safetensors");
+    std::fs::write(&ck0_path, &ck0).unwrap();
+
+    let t0 = Instant::now();
+    let events = b.ok(
+        "return await window.lstm.api.train(args);",
+        json!(STEPS),
+    );
+    let browser_secs = t0.elapsed().as_secs_f64();
+    let train: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "train")
+        .collect();
+    assert_eq!(train.len(), STEPS, "one log point a step: {events}");
+    let loss: Vec<f64> = train.iter().map(|e| e["loss"].as_f64().unwrap()).collect();
+    let first: f64 = loss[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = loss[STEPS - 5..].iter().sum::<f64>() / 5.0;
+    assert!(
+        last < first - 0.3,
+        "the loss falls over {STEPS} steps: first five {first:.3}, last five {last:.3}"
+    );
+    assert!(first < (vocab as f64).ln() + 0.5 && first > (vocab as f64).ln() - 1.0);
+
+    // The page shows it: chart pixels, a progress text, the speed, a prediction, text.
+    let shown = b.ok(
+        "const c = document.getElementById('chart'); const g = c.getContext('2d');
+         const d = g.getImageData(0, 0, c.width, c.height).data; let ink = 0;
+         for (let i = 3; i < d.length; i += 4) if (d[i] > 0) ink++;
+         const p = await window.lstm.api.predict('the company said', 10);
+         const g2 = await window.lstm.api.generate('the company', 12, 1.0, 3);
+         return {ink, progress: document.getElementById('progress-text').textContent,
+                 bar: document.getElementById('progress-bar').style.width,
+                 speed: document.getElementById('speed').textContent,
+                 rows: document.querySelectorAll('#predict-out div').length,
+                 prediction: p, generated: document.getElementById('generate-out').textContent};",
+        json!(null),
+    );
+    assert!(shown["ink"].as_u64().unwrap() > 2000, "the chart has lines: {shown}");
+    assert!(shown["progress"].as_str().unwrap().contains(&format!("step {STEPS}/")), "{shown}");
+    assert!(shown["speed"].as_str().unwrap().contains("words/s"), "{shown}");
+    assert_eq!(shown["rows"], 10, "the prediction box lists ten words: {shown}");
+    let probs: Vec<f64> = shown["prediction"]["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["probability"].as_f64().unwrap())
+        .collect();
+    assert!(probs.windows(2).all(|w| w[0] >= w[1]) && probs[0] > 0.0 && probs.iter().sum::<f64>() <= 1.0 + 1e-4);
+    let generated = shown["generated"].as_str().unwrap();
+    assert!(
+        generated.starts_with("the company") && generated.split_whitespace().count() >= 12,
+        "generated: {generated:?}"
+    );
+    b.screenshot(&out.join("page.png"));
+
+    // 2. Native training from the same initial weights.
+    let run = dir.path().join("run");
+    let t1 = Instant::now();
+    let mut args = vec![
+        "train", "--data", data.to_str().unwrap(), "--init", ck0_path.to_str().unwrap(),
+        "--max-steps", "30", "--log-every", "1", "--no-progress", "--run-dir", run.to_str().unwrap(),
+        "--no-eval-at-stop",
+    ];
+    args.extend(&flags);
+    native(&args);
+    let native_secs = t1.elapsed().as_secs_f64();
+    let metrics = read_metrics(&run);
+    let native_ppl: Vec<f64> = metrics
+        .iter()
+        .filter(|m| m["kind"] == "train")
+        .map(|m| m["perplexity"].as_f64().unwrap())
+        .collect();
+    assert_eq!(native_ppl.len(), STEPS, "native logs every step");
+    let mut worst = 0.0f64;
+    for (i, (e, n)) in train.iter().zip(&native_ppl).enumerate() {
+        let p = e["perplexity"].as_f64().unwrap();
+        worst = worst.max(rel(p, *n));
+        assert!(
+            rel(p, *n) < STEP_TOLERANCE,
+            "step {}: browser perplexity {p} against native {n}",
+            i + 1
+        );
+    }
+    let wps = |ms: &[f64]| ms.iter().sum::<f64>() / ms.len() as f64;
+    let browser_wps: Vec<f64> = train.iter().map(|e| e["words_per_second"].as_f64().unwrap()).collect();
+    let native_wps: Vec<f64> = metrics
+        .iter()
+        .filter(|m| m["kind"] == "train")
+        .map(|m| m["words_per_second"].as_f64().unwrap())
+        .collect();
+    eprintln!(
+        "per-step perplexity, browser against native: worst relative difference {worst:.2e} over {STEPS} steps; \
+         words/s browser {:.0} (SwiftShader), native {:.0} (lavapipe); {STEPS} steps {browser_secs:.1} s in the page, \
+         native run {native_secs:.1} s with start-up",
+        wps(&browser_wps[5..]),
+        wps(&native_wps[5..])
+    );
+
+    // 3. The page's checkpoint natively, and native's checkpoint in the page.
+    let valid_browser = b.ok("return await window.lstm.api.validate();", json!(null)).as_f64().unwrap();
+    let ck1 = decode_base64(
+        b.ok(
+            &format!("{TO_BASE64} return b64(await window.lstm.api.save(false));"),
+            json!(null),
+        )
+        .as_str()
+        .unwrap(),
+    );
+    let ck1_path = out.join("browser-step30.safetensors");
+    std::fs::write(&ck1_path, &ck1).unwrap();
+    let valid_native = native_eval(&ck1_path, &data);
+    eprintln!("the page's checkpoint: valid perplexity {valid_browser:.4} in the page, {valid_native:.4} native");
+    assert!(
+        rel(valid_browser, valid_native) < EVAL_TOLERANCE,
+        "browser validation {valid_browser} against native eval {valid_native}"
+    );
+
+    let native_ck = std::fs::read(run.join("last.safetensors")).unwrap();
+    let loaded = b.ok(
+        &format!("{FROM_BASE64} return await window.lstm.api.loadCheckpoint(unb64(args));"),
+        json!(base64(&native_ck)),
+    );
+    assert_eq!(loaded["position"]["global_step"], STEPS as u64, "{loaded}");
+    let valid_loaded = b.ok("return await window.lstm.api.validate();", json!(null)).as_f64().unwrap();
+    let valid_native_ck = native_eval(&run.join("last.safetensors"), &data);
+    eprintln!("native's checkpoint: valid perplexity {valid_loaded:.4} in the page, {valid_native_ck:.4} native");
+    assert!(
+        rel(valid_loaded, valid_native_ck) < EVAL_TOLERANCE,
+        "native checkpoint validated in the page {valid_loaded} against native {valid_native_ck}"
+    );
+
+    // 4. Bad input: one message, nothing changed.
+    let before = state(&b);
+    let mut bad_messages = Vec::new();
+    let mut expect_refused = |what: &str, b: &Browser, want: &str| {
+        let after = state(b);
+        let message = after["message"].as_str().unwrap().to_string();
+        assert_eq!(after["kind"], "error", "{what}: an error message is shown: {after}");
+        assert!(!message.contains('\n') && message.contains(want), "{what}: {message:?}");
+        assert_eq!(after["step"], before["step"], "{what} left the model as it was");
+        assert_eq!(after["corpus"], before["corpus"], "{what} left the corpus as it was");
+        assert!(after["trainer"].as_bool().unwrap());
+        bad_messages.push(format!("{what}: {message}"));
+    };
+    let binary = dir.path().join("weights.bin");
+    std::fs::write(&binary, (0..4096u32).flat_map(|i| (i * 2654435761).to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    b.pick_file("#file-train", &binary);
+    b.ok(
+        "for (let i = 0; i < 100; i++) { if (document.getElementById('message').className === 'error') return; \
+         await new Promise(r => setTimeout(r, 50)); } throw new Error('no message');",
+        json!(null),
+    );
+    expect_refused("a binary file as the training text", &b, "weights.bin");
+
+    let truncated = &ck1[..ck1.len() / 2];
+    let r = b.run(
+        &format!("{FROM_BASE64} return await window.lstm.api.loadCheckpoint(unb64(args));"),
+        json!(base64(truncated)),
+    );
+    assert!(r.is_err(), "a truncated checkpoint is refused");
+    expect_refused("a truncated checkpoint", &b, "checkpoint");
+
+    let r = b.run(
+        &format!("{FROM_BASE64} return await window.lstm.api.loadCheckpoint(unb64(args));"),
+        json!(base64(&with_other_header(&ck1))),
+    );
+    assert!(r.is_err(), "a checkpoint whose tensors do not match its header is refused");
+    expect_refused("a checkpoint of another shape", &b, "shape");
+
+    // The model still trains after all that.
+    let more = b.ok("return await window.lstm.api.train(2);", json!(null));
+    assert!(more.as_array().unwrap().iter().any(|e| e["kind"] == "train"));
+    drop(b);
+
+    // No WebGPU: Chromium on Linux without --enable-unsafe-webgpu gives no adapter.
+    let plain = Browser::start(false);
+    plain.open(&url);
+    plain.wait_started();
+    let s = plain.ok(
+        "return {adapter: window.lstm.adapter, no: window.lstm.noWebgpu, \
+         message: document.getElementById('message').textContent, \
+         create: document.getElementById('create').disabled};",
+        json!(null),
+    );
+    assert!(s["adapter"].is_null(), "{s}");
+    let message = s["message"].as_str().unwrap();
+    assert!(message.contains("WebGPU") && message.contains("Chrome") && !message.contains('\n'), "{s}");
+    assert_eq!(s["create"], true, "without WebGPU nothing can be started: {s}");
+    let r = plain.run("return await window.lstm.api.create({});", json!(null));
+    assert!(r.is_err_and(|e| e.contains("WebGPU")), "creating a model says why not");
+    bad_messages.push(format!("no WebGPU: {message}"));
+    eprintln!("bad input, as the page says it:\n  {}", bad_messages.join("\n  "));
+    eprintln!("browser test took {:.0} s; screenshot {}", t_start.elapsed().as_secs_f64(), out.join("page.png").display());
+}

@@ -1,0 +1,404 @@
+//! lstm-gpu in a browser tab: wasm-bindgen glue over the library's [`Session`], the same
+//! kernels and step schedule the command line runs, on the browser's WebGPU.
+//!
+//! The page (`web/www/app.js`) calls [`adapter`], then [`create`] with the corpus texts (and
+//! a checkpoint, optionally), and drives the returned [`Trainer`]: `advance` runs steps up to
+//! the next log point and resolves to the events of [`Event`](lstm_gpu::session::Event) as
+//! JSON, `validate`, `save`, `predict`, `generate`. Every method resolves to a value or
+//! rejects with one line of text; a call made while another is running rejects with "busy"
+//! and changes nothing. Build with `scripts/build-web.sh`.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use js_sys::{Promise, Uint8Array};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use lstm_gpu::config::{Config, Preset};
+use lstm_gpu::data::{encode_text_as, text_of_bytes, Corpus, Tokens, Vocab};
+use lstm_gpu::gpu::softmax_xent::MAX_TOPK;
+use lstm_gpu::gpu::PickedAdapter;
+use lstm_gpu::model::checkpoint::Checkpoint;
+use lstm_gpu::model::predict::{sample, Predictor};
+use lstm_gpu::model::Params;
+use lstm_gpu::rng::SplitMix64;
+use lstm_gpu::session::{self, Session};
+
+/// One line: the error and its causes.
+fn js_error(e: anyhow::Error) -> JsValue {
+    JsValue::from_str(&format!("{e:#}"))
+}
+
+fn adapter_json(summary: &lstm_gpu::gpu::context::AdapterSummary) -> serde_json::Value {
+    let info = &summary.info;
+    serde_json::json!({
+        "name": if info.name.is_empty() { "(the browser does not say)" } else { info.name.as_str() },
+        "backend": format!("{:?}", info.backend),
+        "device_type": format!("{:?}", info.device_type),
+        "driver": info.driver,
+        "max_storage_binding_mib": summary.limits.max_storage_buffer_binding_size as f64 / (1 << 20) as f64,
+        "subgroups": summary.features.contains(wgpu::Features::SUBGROUP),
+    })
+}
+
+/// The adapter this browser gives, as JSON (name, backend, type, driver); rejects with the
+/// message that says which browsers have WebGPU where it has none.
+#[wasm_bindgen]
+pub async fn adapter() -> Result<String, JsValue> {
+    let picked = PickedAdapter::request_browser().await.map_err(js_error)?;
+    Ok(adapter_json(&picked.summary).to_string())
+}
+
+/// Refuse bytes that are not text (empty, compressed, binary, not UTF-8) with the message
+/// `create` would give, naming them `what`: the page checks a file when it is picked.
+#[wasm_bindgen]
+pub fn check_text(what: String, bytes: &[u8]) -> Result<(), JsValue> {
+    text_of_bytes(&what, bytes.to_vec(), TEXT_ADVICE)
+        .map(drop)
+        .map_err(js_error)
+}
+
+const TEXT_ADVICE: &str = "pick a plain text file (PTB's ptb.train.txt, or any UTF-8 text)";
+
+/// What `create` reads from its JSON options.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Options {
+    /// `seed`, `small`, `medium` or `large`; default `seed`.
+    preset: Option<String>,
+    /// Fields of [`Config`] set over the preset (`hidden`, `batch_size`, `vocab_size`, ...).
+    config: serde_json::Map<String, serde_json::Value>,
+    /// Initialisation and dropout seed of a fresh model.
+    seed: Option<u64>,
+    /// Report every this many steps (default: a tenth of an epoch).
+    log_every: Option<usize>,
+}
+
+fn config_of(opts: &Options) -> Result<Config> {
+    let preset = match opts.preset.as_deref().unwrap_or("seed") {
+        "seed" => Preset::Seed,
+        "small" => Preset::Small,
+        "medium" => Preset::Medium,
+        "large" => Preset::Large,
+        other => bail!("no preset {other:?}: seed, small, medium or large"),
+    };
+    let preset = Config::preset(preset);
+    let mut value = serde_json::to_value(&preset)?;
+    let fields = value.as_object_mut().expect("a config is an object");
+    for (k, v) in &opts.config {
+        if !fields.contains_key(k) {
+            bail!("the options name no configuration field {k:?}");
+        }
+        fields.insert(k.clone(), v.clone());
+    }
+    let cfg: Config = serde_json::from_value(value).context("the model options")?;
+    Ok(cfg)
+}
+
+/// Start a training session: the corpus from the bytes of its three splits (read as text;
+/// anything else is an error naming it), the model fresh from `options` or, given a
+/// checkpoint, exactly where that checkpoint stands (its configuration, vocabulary, weights
+/// and position win over the options). Everything is checked before the adapter is opened.
+#[wasm_bindgen]
+pub async fn create(
+    options: String,
+    train: Vec<u8>,
+    valid: Vec<u8>,
+    test: Vec<u8>,
+    checkpoint: Option<Vec<u8>>,
+) -> Result<Trainer, JsValue> {
+    create_session(options, [train, valid, test], checkpoint)
+        .await
+        .map(|session| Trainer {
+            inner: Rc::new(Inner {
+                session: RefCell::new(Some(session)),
+                predictor: RefCell::new(None),
+            }),
+        })
+        .map_err(js_error)
+}
+
+async fn create_session(
+    options: String,
+    texts: [Vec<u8>; 3],
+    checkpoint: Option<Vec<u8>>,
+) -> Result<Session> {
+    let opts: Options = if options.trim().is_empty() {
+        Options::default()
+    } else {
+        serde_json::from_str(&options).context("the options are not valid JSON")?
+    };
+    let names = ["the training text", "the validation text", "the test text"];
+    let advice = TEXT_ADVICE;
+    let [a, b, c] = texts;
+    let texts = [
+        text_of_bytes(names[0], a, advice)?,
+        text_of_bytes(names[1], b, advice)?,
+        text_of_bytes(names[2], c, advice)?,
+    ];
+    let texts = [texts[0].as_str(), texts[1].as_str(), texts[2].as_str()];
+    let (cfg, corpus, params, pos, state) = match checkpoint {
+        Some(bytes) => {
+            let ck = Checkpoint::from_bytes(&bytes).context("the checkpoint")?;
+            let vocab = Vocab::from_tokens(ck.vocab.clone(), ck.config.tokens)
+                .context("the checkpoint's vocabulary")?;
+            let corpus = Corpus::from_texts(names, texts, ck.config.tokens, Some(vocab), None)?;
+            (ck.config, corpus, ck.params, ck.position, ck.state)
+        }
+        None => {
+            let mut cfg = config_of(&opts)?;
+            let corpus =
+                Corpus::from_texts(names, texts, cfg.tokens, None, Some(cfg.vocab_size))?;
+            cfg.vocab_size = corpus.vocab.len();
+            cfg.validate()?;
+            let seed = opts.seed.unwrap_or(1);
+            let params = Params::<f32>::init(&cfg, seed);
+            (cfg.clone(), corpus, params, session::start(&cfg, seed), None)
+        }
+    };
+    cfg.validate()?;
+    session::split_batches(&corpus, &cfg, (cfg.batch_size, cfg.num_steps))?;
+    let gpu = PickedAdapter::request_browser()
+        .await?
+        .open_async(&Session::needs(&cfg))
+        .await?;
+    let mut s = Session::new(gpu, cfg, corpus, &params, pos, state.as_ref())?;
+    if let Some(n) = opts.log_every {
+        s.log_every = n.max(1);
+    }
+    Ok(s)
+}
+
+struct Inner {
+    /// Out of its cell while a call runs on it.
+    session: RefCell<Option<Session>>,
+    /// Built on the session's parameter buffers at the first prediction.
+    predictor: RefCell<Option<Predictor>>,
+}
+
+/// A training session in the page.
+#[wasm_bindgen]
+pub struct Trainer {
+    inner: Rc<Inner>,
+}
+
+/// Take the session out for one call, run `f` on it, and put it back whatever happened.
+fn with_session<F, Fut, T>(inner: &Rc<Inner>, f: F) -> Promise
+where
+    F: FnOnce(Session, Rc<Inner>) -> Fut + 'static,
+    Fut: std::future::Future<Output = (Session, Result<T>)> + 'static,
+    T: Into<JsValue>,
+{
+    let inner = inner.clone();
+    future_to_promise(async move {
+        let Some(session) = inner.session.borrow_mut().take() else {
+            return Err(JsValue::from_str(
+                "busy: the model is still working on the last request",
+            ));
+        };
+        let (session, result) = f(session, inner.clone()).await;
+        *inner.session.borrow_mut() = Some(session);
+        result.map(Into::into).map_err(js_error)
+    })
+}
+
+/// The prompt as ids, with the words read as `<unk>`.
+fn encode_prompt(s: &Session, text: &str) -> Result<(Vec<u32>, Vec<String>)> {
+    let tokens = s.cfg.tokens;
+    let empty = match tokens {
+        Tokens::Words => text.split_whitespace().next().is_none(),
+        Tokens::Chars => text.is_empty(),
+    };
+    if empty {
+        bail!("the text is empty: type at least one word");
+    }
+    let e = encode_text_as(text, &s.corpus.vocab, tokens)?;
+    Ok((e.ids, e.unknown))
+}
+
+/// Feed `ids` to the session's predictor (built once), from a zero state.
+fn fed_predictor(s: &Session, inner: &Inner, ids: &[u32]) -> Result<()> {
+    let mut slot = inner.predictor.borrow_mut();
+    if slot.is_none() {
+        *slot = Some(s.predictor(MAX_TOPK.min(s.cfg.vocab_size))?);
+    }
+    let p = slot.as_mut().expect("just built");
+    p.reset(&s.gpu);
+    for &id in ids {
+        p.feed(&s.gpu, id)?;
+    }
+    Ok(())
+}
+
+#[wasm_bindgen]
+impl Trainer {
+    /// Train up to the next log point, at most `max_steps` steps; resolves to the JSON array
+    /// of what happened (`train`, `epoch` with the validation perplexity, `finished`).
+    pub fn advance(&self, max_steps: usize) -> Promise {
+        with_session(&self.inner, move |mut s, _| async move {
+            let r = s.advance(max_steps).await.and_then(|events| {
+                serde_json::to_string(&events).map_err(|e| anyhow!("events as JSON: {e}"))
+            });
+            (s, r)
+        })
+    }
+
+    /// Validation perplexity of the weights as they are.
+    pub fn validate(&self) -> Promise {
+        with_session(&self.inner, |mut s, _| async move {
+            let r = s.validate().await;
+            (s, r)
+        })
+    }
+
+    /// The model as a safetensors checkpoint (what `lstm-gpu eval --checkpoint` and
+    /// `train --resume` read), as bytes.
+    pub fn save(&self) -> Promise {
+        with_session(&self.inner, |s, _| async move {
+            let r = s.checkpoint().await.map(|b| Uint8Array::from(b.as_slice()));
+            (s, r)
+        })
+    }
+
+    /// Restart the words/s clock (after a pause).
+    pub fn resume_clock(&self) -> Result<(), JsValue> {
+        match self.inner.session.borrow_mut().as_mut() {
+            Some(s) => {
+                s.resume_clock();
+                Ok(())
+            }
+            None => Err(JsValue::from_str("busy")),
+        }
+    }
+
+    /// Report every `n` steps from now on.
+    pub fn set_log_every(&self, n: usize) -> Result<(), JsValue> {
+        match self.inner.session.borrow_mut().as_mut() {
+            Some(s) => {
+                s.log_every = n.max(1);
+                Ok(())
+            }
+            None => Err(JsValue::from_str("busy")),
+        }
+    }
+
+    /// The configuration, position, corpus sizes and adapter, as JSON.
+    pub fn info(&self) -> Result<String, JsValue> {
+        let cell = self.inner.session.borrow();
+        let s = cell.as_ref().ok_or_else(|| JsValue::from_str("busy"))?;
+        let summary = lstm_gpu::gpu::context::AdapterSummary {
+            index: 0,
+            info: s.gpu.info.clone(),
+            limits: s.gpu.limits.clone(),
+            features: s.gpu.features,
+        };
+        Ok(serde_json::json!({
+            "config": s.cfg,
+            "position": s.pos,
+            "epoch_size": s.epoch_size(),
+            "finished": s.finished(),
+            "log_every": s.log_every,
+            "parameters": s.cfg.num_params(),
+            "dispatches_per_step": s.dispatches(),
+            "words": {"train": s.corpus.train.len(), "valid": s.corpus.valid.len(), "test": s.corpus.test.len()},
+            "vocab_size": s.corpus.vocab.len(),
+            "adapter": adapter_json(&summary),
+        })
+        .to_string())
+    }
+
+    /// The `k` most probable next words after `text` with their probabilities, as JSON
+    /// `{"context": [...], "unknown": [...], "next": [{"word", "probability"}]}`.
+    pub fn predict(&self, text: String, k: usize) -> Promise {
+        with_session(&self.inner, move |s, inner| async move {
+            let r = async {
+                let max = MAX_TOPK.min(s.cfg.vocab_size);
+                if k == 0 || k > max {
+                    bail!("show between 1 and {max} words");
+                }
+                let (ids, unknown) = encode_prompt(&s, &text)?;
+                fed_predictor(&s, &inner, &ids)?;
+                let top = {
+                    let slot = inner.predictor.borrow();
+                    let fut = slot.as_ref().expect("fed").top_async(&s.gpu);
+                    // The predictor stays borrowed while its readback is awaited; nothing
+                    // else can use it meanwhile (the session is out of its cell).
+                    fut.await?
+                };
+                let vocab = &s.corpus.vocab;
+                let next: Vec<_> = top
+                    .iter()
+                    .take(k)
+                    .map(|&(i, p)| serde_json::json!({"word": vocab.word(i), "probability": p}))
+                    .collect();
+                let context: Vec<_> = ids.iter().map(|&i| vocab.word(i)).collect();
+                Ok(serde_json::json!({"context": context, "unknown": unknown, "next": next})
+                    .to_string())
+            }
+            .await;
+            (s, r)
+        })
+    }
+
+    /// `count` tokens sampled after `prompt` at `temperature` (from the `top_k` most
+    /// probable; 0: all), with `seed`: the prompt and what followed, as text.
+    pub fn generate(
+        &self,
+        prompt: String,
+        count: usize,
+        temperature: f32,
+        top_k: usize,
+        seed: u64,
+    ) -> Promise {
+        with_session(&self.inner, move |s, inner| async move {
+            let r = async {
+                if !(temperature > 0.0 && temperature.is_finite()) {
+                    bail!("the temperature must be a number above 0");
+                }
+                let (ids, _) = encode_prompt(&s, &prompt)?;
+                fed_predictor(&s, &inner, &ids)?;
+                let vocab = &s.corpus.vocab;
+                let chars = s.cfg.tokens == Tokens::Chars;
+                let sep = if chars { "" } else { " " };
+                let mut out = if chars {
+                    prompt.clone()
+                } else {
+                    prompt.trim().to_string()
+                };
+                let mut at_line_start = chars && prompt.ends_with('\n');
+                let mut rng = SplitMix64::new(seed);
+                for _ in 0..count {
+                    let probs = {
+                        let slot = inner.predictor.borrow();
+                        let fut = slot.as_ref().expect("fed").distribution_async(&s.gpu);
+                        fut.await?
+                    };
+                    let next = sample(&probs, temperature, top_k, rng.next_f64()) as u32;
+                    if Some(next) == vocab.eos() {
+                        out.push('\n');
+                        at_line_start = true;
+                    } else {
+                        if !at_line_start {
+                            out.push_str(sep);
+                        }
+                        out.push_str(vocab.word(next));
+                        at_line_start = false;
+                    }
+                    inner
+                        .predictor
+                        .borrow_mut()
+                        .as_mut()
+                        .expect("fed")
+                        .feed(&s.gpu, next)?;
+                }
+                Ok(out)
+            }
+            .await;
+            (s, r)
+        })
+    }
+}

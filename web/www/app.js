@@ -1,0 +1,440 @@
+// The page: corpus, model, training loop, chart, prediction and generation, all through the
+// `lstm-gpu-web` module (wasm), which runs the lstm-gpu crate's kernels on WebGPU.
+//
+// Everything the page knows is in `window.lstm` (what the browser test reads), and every
+// action is a function of `window.lstm.api` that the buttons call too. Calls into the model
+// run one after another (`serial`); a failed action shows one line and changes nothing.
+import init, { adapter, create, check_text } from "./pkg/lstm_gpu_web.js";
+
+const $ = (id) => document.getElementById(id);
+
+const S = (window.lstm = {
+  ready: false, // the module is loaded and the adapter question answered
+  adapter: null, // the adapter's JSON, or null
+  noWebgpu: null, // the message when there is no WebGPU
+  corpus: null, // { name, train, valid, test } as Uint8Arrays
+  trainer: null,
+  info: null, // the trainer's info() JSON
+  running: false, // the training loop is on
+  trainEvents: [], // every `train` event, in order
+  epochs: [], // every `epoch` event
+  finished: null,
+  messages: [], // every message shown: { kind, text }
+  lastSave: null, // the bytes of the last checkpoint saved
+  prediction: null,
+  generated: null,
+});
+
+// ---- messages ----------------------------------------------------------------------------
+
+function say(text, kind = "info") {
+  const m = $("message");
+  m.textContent = text;
+  m.className = text ? kind : "";
+  if (text) S.messages.push({ kind, text });
+}
+
+function errorText(e) {
+  if (typeof e === "string") return e;
+  if (e && e.message) return e.message;
+  return String(e);
+}
+
+// Run model calls one at a time, in order.
+let chain = Promise.resolve();
+function serial(fn) {
+  const p = chain.then(fn);
+  chain = p.catch(() => {});
+  return p;
+}
+
+// ---- corpus -------------------------------------------------------------------------------
+
+function corpusLine() {
+  const c = S.corpus;
+  if (!c) return "No text loaded.";
+  const kb = (b) => (b.length / 1024).toFixed(0) + " KiB";
+  return `${c.name}: train ${kb(c.train)}, valid ${kb(c.valid)}, test ${kb(c.test)}`;
+}
+
+// The last `fraction` of the bytes, cut at a line boundary, as [before, after].
+function cutAtLine(bytes, fraction) {
+  let at = Math.floor(bytes.length * (1 - fraction));
+  while (at < bytes.length && bytes[at - 1] !== 10) at++;
+  return [bytes.subarray(0, at), bytes.subarray(at)];
+}
+
+// Check each text with the library's own reader (the same one `create` uses), so that a file
+// that is not text is refused when it is picked and the corpus in use stays.
+function checked(name, bytes) {
+  check_text(name, bytes);
+  return bytes;
+}
+
+async function loadServer() {
+  const index = await fetch("data/index.json");
+  if (!index.ok) throw new Error(`the server has no corpus (HTTP ${index.status}): start it with lstm-gpu serve --data DIR, or pick files`);
+  const meta = await index.json();
+  const get = async (split) => {
+    const r = await fetch(`data/${split}`);
+    if (!r.ok) throw new Error(`could not fetch the ${split} split: HTTP ${r.status}`);
+    return new Uint8Array(await r.arrayBuffer());
+  };
+  const [train, valid, test] = await Promise.all(["train", "valid", "test"].map(get));
+  S.corpus = {
+    name: meta.name || "the server's corpus",
+    train: checked("the training text", train),
+    valid: checked("the validation text", valid),
+    test: checked("the test text", test),
+  };
+  $("corpus-status").textContent = corpusLine();
+  return corpusLine();
+}
+
+async function loadFiles() {
+  const pick = (id) => $(id).files[0] || null;
+  const [ft, fv, fs] = [pick("file-train"), pick("file-valid"), pick("file-test")];
+  if (!ft) throw new Error("pick a training file first");
+  const read = async (f) => new Uint8Array(await f.arrayBuffer());
+  const train = checked(`${ft.name}`, await read(ft));
+  let valid = fv ? checked(fv.name, await read(fv)) : null;
+  let test = fs ? checked(fs.name, await read(fs)) : null;
+  let rest = train;
+  if (!test) [rest, test] = cutAtLine(rest, 0.05);
+  if (!valid) [rest, valid] = cutAtLine(rest, 0.05);
+  S.corpus = { name: ft.name, train: rest, valid, test };
+  $("corpus-status").textContent = corpusLine();
+  return corpusLine();
+}
+
+// ---- model --------------------------------------------------------------------------------
+
+const PRESETS = {
+  seed: { preset: "seed" },
+  small: { preset: "small" },
+  tiny: { preset: "seed", config: { embedding_size: 32, hidden: [32, 32], batch_size: 4, num_steps: 10 } },
+};
+
+function optionsFor(preset, tokens, seed) {
+  const o = structuredClone(PRESETS[preset] || PRESETS.seed);
+  o.config = Object.assign({}, o.config, { tokens });
+  o.seed = seed;
+  return o;
+}
+
+// Build a trainer; the one in use stays until the new one is ready.
+async function newTrainer(options, checkpoint) {
+  if (!S.ready) throw new Error(S.noWebgpu || "the page is still starting");
+  if (!S.corpus) throw new Error("load a text first (from the server, or pick files)");
+  const c = S.corpus;
+  const t = await serial(() =>
+    create(JSON.stringify(options || {}), c.train, c.valid, c.test, checkpoint || undefined),
+  );
+  pause();
+  await chain;
+  if (S.trainer) S.trainer.free();
+  S.trainer = t;
+  S.info = JSON.parse(t.info());
+  S.trainEvents = [];
+  S.epochs = [];
+  S.finished = null;
+  $("epochs").tBodies[0].innerHTML = "";
+  showModel();
+  draw();
+  return S.info;
+}
+
+function showModel() {
+  const i = S.info;
+  if (!i) return;
+  const c = i.config;
+  $("model-info").textContent =
+    `${(i.parameters / 1e6).toFixed(2)} M parameters: vocabulary ${c.vocab_size} ${c.tokens}, embedding ${c.embedding_size}, ` +
+    `LSTM ${c.hidden.join("+")}, batch ${c.batch_size} x ${c.num_steps} steps, ${c.max_epoch} epochs, ` +
+    `${i.epoch_size} steps an epoch, ${i.dispatches_per_step} dispatches a step; at epoch ${i.position.epoch + 1}, step ${i.position.step_in_epoch}`;
+  for (const id of ["train", "validate", "save", "predict", "generate"]) $(id).disabled = false;
+  progress();
+}
+
+// ---- training -----------------------------------------------------------------------------
+
+function refreshInfo() {
+  S.info = JSON.parse(S.trainer.info());
+}
+
+function handle(events) {
+  for (const e of events) {
+    if (e.kind === "train") S.trainEvents.push(e);
+    else if (e.kind === "epoch") {
+      S.epochs.push(e);
+      const row = $("epochs").tBodies[0].insertRow();
+      for (const v of [e.epoch, e.train_perplexity.toFixed(2), e.valid_perplexity.toFixed(2), e.seconds.toFixed(1)])
+        row.insertCell().textContent = v;
+    } else if (e.kind === "finished") {
+      S.finished = e;
+      say(`Training finished: test perplexity ${e.test_perplexity.toFixed(2)}`);
+    }
+  }
+}
+
+// Train `steps` steps (Infinity: until paused or done); resolves to the events.
+async function train(steps = Infinity) {
+  if (!S.trainer) throw new Error("make or load a model first");
+  if (S.running) throw new Error("already training");
+  S.running = true;
+  $("train").textContent = "Pause";
+  const out = [];
+  const start = S.info.position.global_step;
+  try {
+    await serial(() => S.trainer.resume_clock());
+    while (S.running && !S.info.finished) {
+      const left = steps - (S.info.position.global_step - start);
+      if (left <= 0) break;
+      const events = JSON.parse(await serial(() => S.trainer.advance(Math.min(left, 1 << 30))));
+      refreshInfo();
+      out.push(...events);
+      handle(events);
+      progress();
+      draw();
+      if (events.length === 0) break;
+      await new Promise((r) => setTimeout(r, 0)); // let the page paint
+    }
+  } finally {
+    S.running = false;
+    $("train").textContent = "Train";
+  }
+  if (S.info.finished) $("train").disabled = true;
+  return out;
+}
+
+function pause() {
+  S.running = false;
+}
+
+function progress() {
+  const i = S.info;
+  if (!i) return;
+  const step = i.position.step_in_epoch;
+  const frac = i.epoch_size ? step / i.epoch_size : 0;
+  $("progress-bar").style.width = `${(100 * frac).toFixed(1)}%`;
+  const last = S.trainEvents[S.trainEvents.length - 1];
+  let text = `epoch ${Math.min(i.position.epoch + 1, i.config.max_epoch)}/${i.config.max_epoch}, step ${step}/${i.epoch_size}`;
+  if (last && last.words_per_second > 0) {
+    const words = (i.epoch_size - step) * i.config.batch_size * i.config.num_steps;
+    text += `, ${fmtTime(words / smoothedSpeed())} left in the epoch`;
+    $("speed").textContent =
+      `${smoothedSpeed().toFixed(0)} words/s; train perplexity ${last.perplexity.toFixed(2)} (epoch so far), learning rate ${last.learning_rate}`;
+  }
+  if (i.finished) text = "all epochs done";
+  $("progress-text").textContent = text;
+}
+
+function smoothedSpeed() {
+  const t = S.trainEvents.slice(-5);
+  return t.reduce((s, e) => s + e.words_per_second, 0) / Math.max(t.length, 1);
+}
+
+function fmtTime(s) {
+  if (!isFinite(s)) return "?";
+  if (s < 90) return `${s.toFixed(0)} s`;
+  if (s < 5400) return `${(s / 60).toFixed(1)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+// ---- chart --------------------------------------------------------------------------------
+
+function draw() {
+  const cv = $("chart");
+  const dpr = window.devicePixelRatio || 1;
+  const w = cv.clientWidth || 940, h = cv.clientHeight || 260;
+  cv.width = w * dpr;
+  cv.height = h * dpr;
+  const g = cv.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  g.font = "12px system-ui, sans-serif";
+  const pts = S.trainEvents;
+  const L = 56, R = 64, T = 14, B = 28;
+  g.strokeStyle = "#c9d0d8";
+  g.strokeRect(L, T, w - L - R, h - T - B);
+  if (pts.length === 0) {
+    g.fillStyle = "#6b7785";
+    g.fillText("training perplexity and words/s appear here", L + 12, T + 24);
+    return;
+  }
+  const x0 = 0, x1 = Math.max(pts[pts.length - 1].global_step, 1);
+  const ppl = pts.map((p) => p.perplexity).concat(S.epochs.map((e) => e.valid_perplexity)).filter(isFinite);
+  const lo = Math.log(Math.max(Math.min(...ppl) * 0.9, 1)), hi = Math.log(Math.max(...ppl) * 1.1);
+  const wps = Math.max(...pts.map((p) => p.words_per_second)) * 1.15 || 1;
+  const X = (s) => L + ((s - x0) / (x1 - x0)) * (w - L - R);
+  const Y = (p) => T + (1 - (Math.log(p) - lo) / Math.max(hi - lo, 1e-9)) * (h - T - B);
+  const Yw = (v) => T + (1 - v / wps) * (h - T - B);
+  // axes labels
+  g.fillStyle = "#3a7bd5";
+  g.fillText("perplexity", 4, T + 10);
+  for (let k = 0; k <= 4; k++) {
+    const p = Math.exp(lo + ((hi - lo) * k) / 4);
+    g.fillText(p.toFixed(p < 100 ? 1 : 0), 4, Y(p) + 4);
+  }
+  g.fillStyle = "#d58a3a";
+  g.fillText("words/s", w - R + 6, T + 10);
+  for (let k = 0; k <= 4; k++) {
+    const v = (wps * k) / 4;
+    g.fillText(v.toFixed(0), w - R + 6, Yw(v) + 4);
+  }
+  g.fillStyle = "#6b7785";
+  g.fillText(`step ${x1}`, w - R - 50, h - 8);
+  g.fillText("0", L, h - 8);
+  const line = (color, ys) => {
+    g.strokeStyle = color;
+    g.lineWidth = 2;
+    g.beginPath();
+    pts.forEach((p, i) => (i ? g.lineTo(X(p.global_step), ys(p)) : g.moveTo(X(p.global_step), ys(p))));
+    g.stroke();
+  };
+  line("#d58a3a", (p) => Yw(p.words_per_second));
+  line("#3a7bd5", (p) => Y(p.perplexity));
+  g.fillStyle = "#1b8a3a";
+  for (const e of S.epochs) {
+    const at = pts.filter((p) => p.epoch === e.epoch).pop();
+    if (!at) continue;
+    g.beginPath();
+    g.arc(X(at.global_step), Y(e.valid_perplexity), 4, 0, 7);
+    g.fill();
+    g.fillText(`valid ${e.valid_perplexity.toFixed(1)}`, X(at.global_step) - 70, Y(e.valid_perplexity) - 8);
+  }
+}
+
+// ---- asking the model ---------------------------------------------------------------------
+
+async function predict(text, k = 10) {
+  if (!S.trainer) throw new Error("make or load a model first");
+  const r = JSON.parse(await serial(() => S.trainer.predict(text, k)));
+  S.prediction = r;
+  const out = $("predict-out");
+  out.innerHTML = "";
+  const top = r.next[0] ? r.next[0].probability : 1;
+  for (const n of r.next) {
+    const row = document.createElement("div");
+    row.innerHTML = `<span class="word"></span><span class="bar"></span><span class="p"></span>`;
+    row.querySelector(".word").textContent = n.word;
+    row.querySelector(".bar").style.width = `${(200 * n.probability) / top}px`;
+    row.querySelector(".p").textContent = n.probability.toFixed(4);
+    out.appendChild(row);
+  }
+  if (r.unknown.length) say(`not in the vocabulary, read as <unk>: ${r.unknown.join(", ")}`);
+  return r;
+}
+
+async function generate(prompt, count = 30, temperature = 1.0, seed = 1) {
+  if (!S.trainer) throw new Error("make or load a model first");
+  const text = await serial(() => S.trainer.generate(prompt, count, temperature, 0, BigInt(seed)));
+  S.generated = text;
+  $("generate-out").textContent = text;
+  return text;
+}
+
+async function validate() {
+  if (!S.trainer) throw new Error("make or load a model first");
+  const v = await serial(() => S.trainer.validate());
+  say(`validation perplexity ${v.toFixed(3)}`);
+  return v;
+}
+
+async function save(download = true) {
+  if (!S.trainer) throw new Error("make or load a model first");
+  const bytes = await serial(() => S.trainer.save());
+  S.lastSave = bytes;
+  if (download) {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+    a.download = `lstm-gpu-step${S.info.position.global_step}.safetensors`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+  return bytes;
+}
+
+async function loadCheckpoint(bytes) {
+  const info = await newTrainer({}, bytes);
+  say(`checkpoint loaded: epoch ${info.position.epoch + 1}, step ${info.position.step_in_epoch}, ${info.position.global_step} steps trained`);
+  return info;
+}
+
+// ---- wiring -------------------------------------------------------------------------------
+
+// Run an action from a button: its error is the one message, and nothing else changes.
+function action(fn) {
+  return async (...args) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      say(errorText(e), "error");
+      throw e;
+    }
+  };
+}
+
+const api = (S.api = {
+  loadServer: action(loadServer),
+  loadFiles: action(loadFiles),
+  create: action((options) => newTrainer(options)),
+  createPreset: action((preset, tokens = "words", seed = 1) => newTrainer(optionsFor(preset, tokens, seed))),
+  loadCheckpoint: action(loadCheckpoint),
+  train: action(train),
+  pause,
+  validate: action(validate),
+  save: action(save),
+  predict: action(predict),
+  generate: action(generate),
+  setLogEvery: action((n) => serial(() => S.trainer.set_log_every(n))),
+});
+
+const quiet = (p) => p.catch(() => {});
+$("load-server").onclick = () => quiet(api.loadServer().then((l) => say(`loaded ${l}`)));
+for (const id of ["file-train", "file-valid", "file-test"]) $(id).onchange = () => quiet(api.loadFiles().then((l) => say(`loaded ${l}`)));
+$("create").onclick = () =>
+  quiet(api.createPreset($("preset").value, $("tokens").value, Number($("seed").value)).then(() => say("new model ready: press Train")));
+$("file-checkpoint").onchange = async () => {
+  const f = $("file-checkpoint").files[0];
+  if (f) await quiet(api.loadCheckpoint(new Uint8Array(await f.arrayBuffer())));
+  $("file-checkpoint").value = "";
+};
+$("train").onclick = () => (S.running ? pause() : quiet(api.train()));
+$("validate").onclick = () => quiet(api.validate());
+$("save").onclick = () => quiet(api.save());
+$("predict").onclick = () => quiet(api.predict($("predict-text").value, 10));
+$("predict-text").onkeydown = (e) => e.key === "Enter" && $("predict").click();
+$("generate").onclick = () =>
+  quiet(api.generate($("generate-prompt").value, Number($("generate-count").value), Number($("generate-temperature").value)));
+
+async function start() {
+  draw();
+  await init();
+  try {
+    S.adapter = JSON.parse(await adapter());
+    const a = S.adapter;
+    $("adapter").textContent = `WebGPU adapter: ${a.name} (${a.backend}${a.driver ? ", " + a.driver : ""}; ${a.max_storage_binding_mib} MiB per storage binding${a.subgroups ? ", subgroups" : ""})`;
+  } catch (e) {
+    S.noWebgpu = errorText(e);
+    $("adapter").textContent = "No WebGPU adapter.";
+    say(S.noWebgpu, "error");
+  }
+  S.ready = S.adapter !== null;
+  if (!S.ready) {
+    for (const id of ["create", "file-checkpoint"]) $(id).disabled = true;
+    S.started = true;
+    return;
+  }
+  // The server's corpus, when it has one.
+  if (!new URLSearchParams(location.search).has("nodata")) {
+    try {
+      say(`loaded ${await loadServer()}; choose a preset and press New model`);
+    } catch (e) {
+      say("pick the text files to train on (the server has no corpus)");
+    }
+  }
+  S.started = true;
+}
+
+start();
