@@ -52,7 +52,9 @@ fn embedding_gather(
         let p = idx / gather.width;
         let col = idx - p * gather.width;
         let id = gather_ids[gather.ids + p];
-        var value = bitcast<f32>(0x7fc00000u);
+        // NaN through a `var`: as a constant expression it is an error in Tint.
+        var nan_bits = 0x7fc00000u;
+        var value = bitcast<f32>(nan_bits);
         if id < gather.table_rows {
             value = gather_table[gather.table + id * gather.width + col];
         }

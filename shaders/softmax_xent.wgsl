@@ -8,15 +8,20 @@
 
 // WORKGROUP, FAN, stage1, stage2 and workgroup_sum come from workgroup_sum.wgsl.
 const NO_INDEX: u32 = 0xffffffffu;
-const FLT_MAX: f32 = 3.40282347e38;
+// Exactly f32::MAX: a literal above it (3.40282347e38 read as a double is) is an error in Tint.
+const FLT_MAX: f32 = 3.4028234663852886e38;
 
-// WGSL has no literal for infinity or NaN, and naga cannot bitcast in a constant.
+// WGSL has no literal for infinity or NaN, and a constant expression that evaluates to
+// one is an error (Tint, the browsers' compiler, rejects it): the bits go through a `var`,
+// which is not a constant expression.
 fn neg_inf() -> f32 {
-    return bitcast<f32>(0xff800000u);
+    var bits = 0xff800000u;
+    return bitcast<f32>(bits);
 }
 
 fn quiet_nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    var bits = 0x7fc00000u;
+    return bitcast<f32>(bits);
 }
 
 var<workgroup> stage1_index: array<u32, WORKGROUP>;

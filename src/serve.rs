@@ -37,7 +37,10 @@ pub fn web_dir(flag: Option<&Path>) -> Result<PathBuf> {
         Some(dir) => vec![dir.to_path_buf()],
         None => {
             let mut v = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("web")];
-            if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+            if let Some(dir) = std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(Path::to_path_buf))
+            {
                 v.push(dir.join("web"));
             }
             v
@@ -71,7 +74,10 @@ struct Served {
 fn read_corpus(source: &CorpusSource) -> Result<(serde_json::Value, [Vec<u8>; 3])> {
     let mut files = serde_json::Map::new();
     let mut out: [Vec<u8>; 3] = Default::default();
-    for (split, (src, bytes)) in Split::ALL.iter().zip(source.splits.iter().zip(out.iter_mut())) {
+    for (split, (src, bytes)) in Split::ALL
+        .iter()
+        .zip(source.splits.iter().zip(out.iter_mut()))
+    {
         let all = std::fs::read(&src.path)
             .with_context(|| format!("could not read {}", src.path.display()))?;
         *bytes = match &src.bytes {
@@ -119,7 +125,10 @@ async fn static_file(State(s): State<Arc<Served>>, uri: axum::http::Uri) -> Resp
     let rel = uri.path().trim_start_matches('/');
     let rel = if rel.is_empty() { "index.html" } else { rel };
     let rel_path = Path::new(rel);
-    if rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if rel_path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
         return not_found(rel);
     }
     let path = match rel.strip_prefix("pkg/") {

@@ -243,7 +243,11 @@ impl Session {
 
     /// Training batches per epoch.
     pub fn epoch_size(&self) -> usize {
-        crate::data::epoch_size(self.corpus.train.len(), self.cfg.batch_size, self.cfg.num_steps)
+        crate::data::epoch_size(
+            self.corpus.train.len(),
+            self.cfg.batch_size,
+            self.cfg.num_steps,
+        )
     }
 
     /// Dispatches of one training step.

@@ -176,8 +176,8 @@ impl Metrics {
     }
 }
 
-pub use crate::session::{evaluate, needs, split_batches, workspace_shapes};
 use crate::session::{absorb, epoch_perplexity, kernel_seed};
+pub use crate::session::{evaluate, needs, split_batches, workspace_shapes};
 
 /// Create the run folder and open its `metrics.jsonl` for appending. The folder is the
 /// user's choice (`--run-dir`): one that cannot be made or written is a usage error, found

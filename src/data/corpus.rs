@@ -592,7 +592,8 @@ impl Corpus {
                 (v, ids)
             }
             None => {
-                let mut builder = VocabBuilder::new(tokens, capacity_for(texts[0].len() as u64, tokens));
+                let mut builder =
+                    VocabBuilder::new(tokens, capacity_for(texts[0].len() as u64, tokens));
                 for (_, token) in tokens_of(texts[0], tokens) {
                     builder.push(&token);
                 }

@@ -64,7 +64,9 @@ impl ClipStats {
     /// [`ClipStats::read`] awaited.
     pub async fn read_async(gpu: &Gpu, view: View<'_>) -> Result<ClipStats> {
         view.check("clip stats", Self::WORDS)?;
-        let w: Vec<f32> = gpu.read_async(view.buffer, view.offset, Self::WORDS).await?;
+        let w: Vec<f32> = gpu
+            .read_async(view.buffer, view.offset, Self::WORDS)
+            .await?;
         Ok(ClipStats {
             sum_sq: w[0],
             norm: w[1],

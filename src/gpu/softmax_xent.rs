@@ -43,7 +43,9 @@ impl LossAccumulator {
     /// [`LossAccumulator::read`] awaited.
     pub async fn read_async(gpu: &Gpu, view: View<'_>) -> Result<LossAccumulator> {
         view.check("loss accumulator", Self::WORDS)?;
-        let words: Vec<f32> = gpu.read_async(view.buffer, view.offset, Self::WORDS).await?;
+        let words: Vec<f32> = gpu
+            .read_async(view.buffer, view.offset, Self::WORDS)
+            .await?;
         Ok(LossAccumulator {
             loss_sum: words[0],
             batches: words[1],

@@ -151,15 +151,21 @@ impl ParamBuffers {
     /// [`ParamBuffers::read`] awaited.
     pub async fn read_async(&self, gpu: &Gpu, cfg: &Config) -> Result<Params<f32>> {
         let mut p = Params::<f32>::zeros(cfg);
-        p.embedding = gpu.read_async(&self.embedding, 0, p.embedding.len()).await?;
+        p.embedding = gpu
+            .read_async(&self.embedding, 0, p.embedding.len())
+            .await?;
         for (l, x) in p.lstm.iter_mut().enumerate() {
-            x.weight = gpu.read_async(&self.lstm_weight[l], 0, x.weight.len()).await?;
+            x.weight = gpu
+                .read_async(&self.lstm_weight[l], 0, x.weight.len())
+                .await?;
             x.bias = gpu.read_async(&self.lstm_bias[l], 0, x.bias.len()).await?;
         }
         if let Some(w) = &self.softmax_w {
             p.softmax_w = gpu.read_async(w, 0, p.softmax_w.len()).await?;
         }
-        p.softmax_b = gpu.read_async(&self.softmax_b, 0, p.softmax_b.len()).await?;
+        p.softmax_b = gpu
+            .read_async(&self.softmax_b, 0, p.softmax_b.len())
+            .await?;
         Ok(p)
     }
 }

@@ -151,13 +151,18 @@ async fn create_session(
         }
         None => {
             let mut cfg = config_of(&opts)?;
-            let corpus =
-                Corpus::from_texts(names, texts, cfg.tokens, None, Some(cfg.vocab_size))?;
+            let corpus = Corpus::from_texts(names, texts, cfg.tokens, None, Some(cfg.vocab_size))?;
             cfg.vocab_size = corpus.vocab.len();
             cfg.validate()?;
             let seed = opts.seed.unwrap_or(1);
             let params = Params::<f32>::init(&cfg, seed);
-            (cfg.clone(), corpus, params, session::start(&cfg, seed), None)
+            (
+                cfg.clone(),
+                corpus,
+                params,
+                session::start(&cfg, seed),
+                None,
+            )
         }
     };
     cfg.validate()?;
@@ -336,8 +341,10 @@ impl Trainer {
                     .map(|&(i, p)| serde_json::json!({"word": vocab.word(i), "probability": p}))
                     .collect();
                 let context: Vec<_> = ids.iter().map(|&i| vocab.word(i)).collect();
-                Ok(serde_json::json!({"context": context, "unknown": unknown, "next": next})
-                    .to_string())
+                Ok(
+                    serde_json::json!({"context": context, "unknown": unknown, "next": next})
+                        .to_string(),
+                )
             }
             .await;
             (s, r)
