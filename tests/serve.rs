@@ -1,0 +1,137 @@
+//! `lstm-gpu serve`: the page's files with their types, the corpus's bytes, nothing outside
+//! the web folder, and one clear line when the page is missing or the port is taken.
+//! Needs the built page (`scripts/build-web.sh`).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lstm-gpu")
+}
+
+fn serve(args: &[&str]) -> (Kill, String) {
+    let mut child = Command::new(bin())
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .replace("localhost", "127.0.0.1");
+    (Kill(child), url)
+}
+
+fn get(url: &str) -> (u16, String, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(url).call().unwrap();
+    let ty = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = r.body_mut().read_to_vec().unwrap();
+    (r.status().as_u16(), ty, body)
+}
+
+fn built() {
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/pkg/lstm_gpu_web_bg.wasm");
+    assert!(pkg.is_file(), "run scripts/build-web.sh first");
+}
+
+#[test]
+fn serves_the_page_and_the_corpus_and_nothing_else() {
+    built();
+    let dir = tempfile::tempdir().unwrap();
+    let train = "the cat sat on the mat\n".repeat(50);
+    std::fs::write(dir.path().join("ptb.train.txt"), &train).unwrap();
+    std::fs::write(dir.path().join("ptb.valid.txt"), "the cat\n").unwrap();
+    std::fs::write(dir.path().join("ptb.test.txt"), "the mat\n").unwrap();
+    let (_s, url) = serve(&["--data", dir.path().to_str().unwrap()]);
+
+    let (status, ty, body) = get(&url);
+    assert_eq!(status, 200);
+    assert!(ty.starts_with("text/html"), "{ty}");
+    assert!(String::from_utf8(body).unwrap().contains("app.js"));
+    let (status, ty, body) = get(&format!("{url}pkg/lstm_gpu_web_bg.wasm"));
+    assert_eq!((status, ty.as_str()), (200, "application/wasm"));
+    assert_eq!(&body[..4], b"\0asm");
+    let (status, ty, _) = get(&format!("{url}app.js"));
+    assert_eq!(status, 200);
+    assert!(ty.starts_with("text/javascript"));
+
+    let (status, _, body) = get(&format!("{url}data/train"));
+    assert_eq!(status, 200);
+    assert_eq!(body, train.as_bytes(), "the training split, byte for byte");
+    let (_, _, body) = get(&format!("{url}data/index.json"));
+    let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(index["splits"]["valid"]["bytes"], 8);
+
+    for bad in ["data/other", "../Cargo.toml", "pkg/../../Cargo.toml", "%2e%2e/Cargo.toml", "nothing.js"] {
+        let (status, _, body) = get(&format!("{url}{bad}"));
+        assert_eq!(status, 404, "{bad}: {}", String::from_utf8_lossy(&body));
+    }
+}
+
+#[test]
+fn without_a_corpus_the_page_is_told_so() {
+    built();
+    let (_s, url) = serve(&["--no-data"]);
+    assert_eq!(get(&format!("{url}data/index.json")).0, 404);
+    assert_eq!(get(&url).0, 200);
+}
+
+#[test]
+fn a_missing_page_or_a_taken_port_is_one_line() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--no-data", "--web", empty.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("holds no page"), "{err}");
+
+    std::fs::create_dir_all(empty.path().join("www")).unwrap();
+    std::fs::write(empty.path().join("www/index.html"), "<html>").unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--no-data", "--web", empty.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("scripts/build-web.sh"), "{err}");
+
+    built();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(bin())
+        .args(["serve", "--no-data", "--port", &port])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--port"), "{err}");
+}
