@@ -87,7 +87,13 @@ fn serves_the_page_and_the_corpus_and_nothing_else() {
     let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(index["splits"]["valid"]["bytes"], 8);
 
-    for bad in ["data/other", "../Cargo.toml", "pkg/../../Cargo.toml", "%2e%2e/Cargo.toml", "nothing.js"] {
+    for bad in [
+        "data/other",
+        "../Cargo.toml",
+        "pkg/../../Cargo.toml",
+        "%2e%2e/Cargo.toml",
+        "nothing.js",
+    ] {
         let (status, _, body) = get(&format!("{url}{bad}"));
         assert_eq!(status, 404, "{bad}: {}", String::from_utf8_lossy(&body));
     }
@@ -105,7 +111,12 @@ fn without_a_corpus_the_page_is_told_so() {
 fn a_missing_page_or_a_taken_port_is_one_line() {
     let empty = tempfile::tempdir().unwrap();
     let out = Command::new(bin())
-        .args(["serve", "--no-data", "--web", empty.path().to_str().unwrap()])
+        .args([
+            "serve",
+            "--no-data",
+            "--web",
+            empty.path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -116,7 +127,12 @@ fn a_missing_page_or_a_taken_port_is_one_line() {
     std::fs::create_dir_all(empty.path().join("www")).unwrap();
     std::fs::write(empty.path().join("www/index.html"), "<html>").unwrap();
     let out = Command::new(bin())
-        .args(["serve", "--no-data", "--web", empty.path().to_str().unwrap()])
+        .args([
+            "serve",
+            "--no-data",
+            "--web",
+            empty.path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

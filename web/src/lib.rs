@@ -225,18 +225,22 @@ fn encode_prompt(s: &Session, text: &str) -> Result<(Vec<u32>, Vec<String>)> {
     Ok((e.ids, e.unknown))
 }
 
-/// Feed `ids` to the session's predictor (built once), from a zero state.
-fn fed_predictor(s: &Session, inner: &Inner, ids: &[u32]) -> Result<()> {
-    let mut slot = inner.predictor.borrow_mut();
-    if slot.is_none() {
-        *slot = Some(s.predictor(MAX_TOPK.min(s.cfg.vocab_size))?);
-    }
-    let p = slot.as_mut().expect("just built");
+/// The session's predictor (built on its parameter buffers at the first call, then kept
+/// in `inner` between calls), fed `ids` from a zero state. Give it back with [`keep`].
+fn fed_predictor(s: &Session, inner: &Inner, ids: &[u32]) -> Result<Predictor> {
+    let mut p = match inner.predictor.borrow_mut().take() {
+        Some(p) => p,
+        None => s.predictor(MAX_TOPK.min(s.cfg.vocab_size))?,
+    };
     p.reset(&s.gpu);
     for &id in ids {
         p.feed(&s.gpu, id)?;
     }
-    Ok(())
+    Ok(p)
+}
+
+fn keep(inner: &Inner, p: Predictor) {
+    *inner.predictor.borrow_mut() = Some(p);
 }
 
 #[wasm_bindgen]
@@ -326,14 +330,10 @@ impl Trainer {
                     bail!("show between 1 and {max} words");
                 }
                 let (ids, unknown) = encode_prompt(&s, &text)?;
-                fed_predictor(&s, &inner, &ids)?;
-                let top = {
-                    let slot = inner.predictor.borrow();
-                    let fut = slot.as_ref().expect("fed").top_async(&s.gpu);
-                    // The predictor stays borrowed while its readback is awaited; nothing
-                    // else can use it meanwhile (the session is out of its cell).
-                    fut.await?
-                };
+                let p = fed_predictor(&s, &inner, &ids)?;
+                let top = p.top_async(&s.gpu).await;
+                keep(&inner, p);
+                let top = top?;
                 let vocab = &s.corpus.vocab;
                 let next: Vec<_> = top
                     .iter()
@@ -367,7 +367,7 @@ impl Trainer {
                     bail!("the temperature must be a number above 0");
                 }
                 let (ids, _) = encode_prompt(&s, &prompt)?;
-                fed_predictor(&s, &inner, &ids)?;
+                let mut p = fed_predictor(&s, &inner, &ids)?;
                 let vocab = &s.corpus.vocab;
                 let chars = s.cfg.tokens == Tokens::Chars;
                 let sep = if chars { "" } else { " " };
@@ -379,10 +379,12 @@ impl Trainer {
                 let mut at_line_start = chars && prompt.ends_with('\n');
                 let mut rng = SplitMix64::new(seed);
                 for _ in 0..count {
-                    let probs = {
-                        let slot = inner.predictor.borrow();
-                        let fut = slot.as_ref().expect("fed").distribution_async(&s.gpu);
-                        fut.await?
+                    let probs = match p.distribution_async(&s.gpu).await {
+                        Ok(probs) => probs,
+                        Err(e) => {
+                            keep(&inner, p);
+                            return Err(e);
+                        }
                     };
                     let next = sample(&probs, temperature, top_k, rng.next_f64()) as u32;
                     if Some(next) == vocab.eos() {
@@ -395,13 +397,12 @@ impl Trainer {
                         out.push_str(vocab.word(next));
                         at_line_start = false;
                     }
-                    inner
-                        .predictor
-                        .borrow_mut()
-                        .as_mut()
-                        .expect("fed")
-                        .feed(&s.gpu, next)?;
+                    if let Err(e) = p.feed(&s.gpu, next) {
+                        keep(&inner, p);
+                        return Err(e);
+                    }
                 }
+                keep(&inner, p);
                 Ok(out)
             }
             .await;
