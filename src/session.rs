@@ -81,6 +81,18 @@ pub fn split_batches<'a>(
     ))
 }
 
+/// The model's vocabulary is the corpus's: the same size, or an error saying both.
+pub fn same_vocabulary(cfg: &Config, corpus: &Corpus) -> Result<()> {
+    if corpus.vocab.len() != cfg.vocab_size {
+        bail!(
+            "the corpus vocabulary has {} words, the model {}",
+            corpus.vocab.len(),
+            cfg.vocab_size
+        );
+    }
+    Ok(())
+}
+
 /// The workspaces of a training run: its training step and the evaluation steps of
 /// validation and of the test pass at `test_shape`.
 pub fn workspace_shapes(
@@ -196,13 +208,7 @@ impl Session {
         carried: Option<&State<f32>>,
     ) -> Result<Session> {
         cfg.validate()?;
-        if corpus.vocab.len() != cfg.vocab_size {
-            bail!(
-                "the corpus vocabulary has {} words, the model {}",
-                corpus.vocab.len(),
-                cfg.vocab_size
-            );
-        }
+        same_vocabulary(&cfg, &corpus)?;
         let (batch, steps) = (cfg.batch_size, cfg.num_steps);
         split_batches(&corpus, &cfg, (batch, steps))?;
         crate::model::fit::check(&Session::needs(&cfg), &gpu.limits, &gpu.info.name)?;

@@ -280,13 +280,7 @@ impl<'a> Run<'a> {
         opts: &'a TrainOptions,
     ) -> Result<Run<'a>> {
         let (params, pos, carried) = starting_point(&cfg, corpus, opts)?;
-        if corpus.vocab.len() != cfg.vocab_size {
-            bail!(
-                "the corpus vocabulary has {} words, the model {}",
-                corpus.vocab.len(),
-                cfg.vocab_size
-            );
-        }
+        crate::session::same_vocabulary(&cfg, corpus)?;
         let (batch, steps) = (cfg.batch_size, cfg.num_steps);
         let test_shape = opts.test_batch.unwrap_or((1, steps));
         let (train_batches, valid_batches, test_batches) = split_batches(corpus, &cfg, test_shape)?;

@@ -20,10 +20,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use common::Kill;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -41,15 +42,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A child process killed when dropped.
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn tool(name: &str, package: &str) -> PathBuf {
@@ -71,31 +63,14 @@ fn head(split: &str, lines: usize) -> String {
     text.lines().take(lines).map(|l| format!("{l}\n")).collect()
 }
 
-/// `lstm-gpu serve` on a free port; returns the process and the page's URL.
+/// `lstm-gpu serve` with the built page.
 fn serve(args: &[&str]) -> (Kill, String) {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
     assert!(
         web.join("pkg/lstm_gpu_web_bg.wasm").is_file(),
         "the page is not built: run scripts/build-web.sh first"
     );
-    let port = free_port().to_string();
-    let mut child = Command::new(bin())
-        .args(["serve", "--port", &port])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start lstm-gpu serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("serve printed no URL: {line:?}"))
-        .to_string();
-    (Kill(child), url)
+    common::serve(args)
 }
 
 /// A WebDriver session on a headless Chromium of its own.

@@ -2,41 +2,15 @@
 //! the web folder, and one clear line when the page is missing or the port is taken.
 //! Needs the built page (`scripts/build-web.sh`).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::serve;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::Command;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lstm-gpu")
-}
-
-fn serve(args: &[&str]) -> (Kill, String) {
-    let mut child = Command::new(bin())
-        .args(["serve", "--port", "0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .replace("localhost", "127.0.0.1");
-    (Kill(child), url)
 }
 
 fn get(url: &str) -> (u16, String, Vec<u8>) {

@@ -97,3 +97,36 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
 pub fn nan(n: usize) -> Vec<f32> {
     vec![f32::NAN; n]
 }
+
+/// A child process killed when dropped (a server, a WebDriver).
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `lstm-gpu serve --port 0` with `args`: the process and the page's URL, from the line it
+/// prints once listening.
+pub fn serve(args: &[&str]) -> (Kill, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lstm-gpu"))
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start lstm-gpu serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("serve printed no URL: {line:?}"))
+        .to_string();
+    (Kill(child), url)
+}
