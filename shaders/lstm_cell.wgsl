@@ -7,7 +7,9 @@
 //   pre, act, dpre  [batch, 4 * hidden], gate blocks i, j, f, o of `hidden` columns each
 //   c, h, dh, dc    [batch, hidden]
 // The training step calls these per time step on windows of [T + 1, batch, hidden] state
-// buffers, so every operand has its own offset.
+// buffers, so every operand has its own offset. c_prev and c are two windows of one binding
+// (the state buffer): WebGPU refuses one buffer in two bindings of a dispatch when either
+// is writable, and the launcher binds every buffer once (gpu::Gpu::bind).
 
 const WORKGROUP: u32 = 64u;
 
@@ -35,14 +37,12 @@ struct ForwardParams {
 }
 
 @group(0) @binding(0) var<storage, read> fwd_pre: array<f32>;
-// c_prev is read_write although only read: wgpu lets one buffer appear in several read_write
-// bindings of a dispatch but never in a read one and a read_write one, and c_prev and c are
-// usually two windows of the same [T + 1, batch, hidden] buffer.
-@group(0) @binding(1) var<storage, read_write> fwd_c_prev: array<f32>;
+// c_prev (read at fwd.c_prev) and c (written at fwd.c); the same window for an update in
+// place, where each invocation reads its word before it writes it.
+@group(0) @binding(1) var<storage, read_write> fwd_c: array<f32>;
 @group(0) @binding(2) var<storage, read_write> fwd_act: array<f32>;
-@group(0) @binding(3) var<storage, read_write> fwd_c: array<f32>;
-@group(0) @binding(4) var<storage, read_write> fwd_h: array<f32>;
-@group(0) @binding(5) var<uniform> fwd: ForwardParams;
+@group(0) @binding(3) var<storage, read_write> fwd_h: array<f32>;
+@group(0) @binding(4) var<uniform> fwd: ForwardParams;
 
 @compute @workgroup_size(WORKGROUP)
 fn lstm_cell_forward(
@@ -62,7 +62,7 @@ fn lstm_cell_forward(
     let j = tanh_guarded(fwd_pre[z + hidden]);
     let f = sigmoid(fwd_pre[z + 2u * hidden] + fwd.forget_bias);
     let o = sigmoid(fwd_pre[z + 3u * hidden]);
-    let c = fwd_c_prev[fwd.c_prev + idx] * f + i * j;
+    let c = fwd_c[fwd.c_prev + idx] * f + i * j;
 
     let a = fwd.act + gate;
     fwd_act[a] = i;
@@ -93,16 +93,15 @@ struct BackwardParams {
 }
 
 @group(0) @binding(0) var<storage, read> bwd_act: array<f32>;
-@group(0) @binding(1) var<storage, read> bwd_c_prev: array<f32>;
-@group(0) @binding(2) var<storage, read> bwd_c: array<f32>;
-@group(0) @binding(3) var<storage, read> bwd_dh: array<f32>;
-// dc and dc_prev are both read_write so that they may share a buffer: either two windows of
-// one [T + 1, batch, hidden] buffer or the same window, updated in place (each invocation
-// reads its dc before it writes its dc_prev).
-@group(0) @binding(4) var<storage, read_write> bwd_dc: array<f32>;
-@group(0) @binding(5) var<storage, read_write> bwd_dpre: array<f32>;
-@group(0) @binding(6) var<storage, read_write> bwd_dc_prev: array<f32>;
-@group(0) @binding(7) var<uniform> bwd: BackwardParams;
+// c_prev (at bwd.c_prev) and c (at bwd.c), windows of the state buffer.
+@group(0) @binding(1) var<storage, read> bwd_c: array<f32>;
+@group(0) @binding(2) var<storage, read> bwd_dh: array<f32>;
+// dc arrives in one buffer and dc_prev leaves in another (the training step's ping-pong
+// pair): two writable bindings of one buffer are refused by WebGPU.
+@group(0) @binding(3) var<storage, read> bwd_dc: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bwd_dpre: array<f32>;
+@group(0) @binding(5) var<storage, read_write> bwd_dc_prev: array<f32>;
+@group(0) @binding(6) var<uniform> bwd: BackwardParams;
 
 @compute @workgroup_size(WORKGROUP)
 fn lstm_cell_backward(
@@ -129,7 +128,7 @@ fn lstm_cell_backward(
     let d = bwd.dpre + gate;
     bwd_dpre[d] = dc * j * i * (1.0 - i);
     bwd_dpre[d + hidden] = dc * i * (1.0 - j * j);
-    bwd_dpre[d + 2u * hidden] = dc * bwd_c_prev[bwd.c_prev + idx] * f * (1.0 - f);
+    bwd_dpre[d + 2u * hidden] = dc * bwd_c[bwd.c_prev + idx] * f * (1.0 - f);
     bwd_dpre[d + 3u * hidden] = dh * tc * o * (1.0 - o);
     bwd_dc_prev[bwd.dc_prev + idx] = dc * f;
 }

@@ -236,14 +236,13 @@ fn backward_inputs(shape: CellShape, seed: u64) -> BackwardInputs {
     }
 }
 
-/// Run the backward kernel: c_prev and c in one [2, batch, hidden] buffer; dc and dc_prev
-/// either two slots of a [3, batch, hidden] buffer or, with `in_place`, one window.
+/// Run the backward kernel: c_prev and c in one [2, batch, hidden] buffer, dc and dc_prev
+/// in two guarded buffers (the training step's ping-pong pair).
 fn run_backward(
     gpu: &Gpu,
     cell: &LstmCell,
     shape: CellShape,
     x: &BackwardInputs,
-    in_place: bool,
 ) -> (Vec<f32>, Vec<f32>) {
     let (states, gates) = (shape.batch * shape.hidden, 4 * shape.batch * shape.hidden);
     let act = upload(gpu, &x.act, 11);
@@ -252,37 +251,32 @@ fn run_backward(
     let c_both = upload(gpu, &cs, 12);
     let dh = upload(gpu, &x.dh, 13);
 
-    let mut dc_words = nan(GUARD + 3 * states + GUARD);
-    let dc_at = GUARD + 2 * states;
-    dc_words[dc_at..dc_at + states].copy_from_slice(&x.dc);
-    let dcs = gpu.storage_from("dc states", &dc_words);
-    let dc_prev_at = if in_place { dc_at } else { GUARD + states };
+    let mut dc_words = nan(GUARD + states + GUARD);
+    dc_words[GUARD..GUARD + states].copy_from_slice(&x.dc);
+    let dc = gpu.storage_from("dc", &dc_words);
+    let dc_prev_words = nan(GUARD + 2 * states + GUARD);
+    let dc_prev = gpu.storage_from("dc_prev", &dc_prev_words);
+    let dc_prev_at = GUARD + states;
     let dpre = gpu.storage_from("dpre", &nan(gates + 2 * GUARD));
     let views = CellBackwardViews {
         act: View::at(&act, GUARD, gates),
         c_prev: View::at(&c_both, GUARD, states),
         c: View::at(&c_both, GUARD + states, states),
         dh: View::at(&dh, GUARD, states),
-        dc: View::at(&dcs, dc_at, states),
+        dc: View::at(&dc, GUARD, states),
         dpre: View::at(&dpre, GUARD, gates),
-        dc_prev: View::at(&dcs, dc_prev_at, states),
+        dc_prev: View::at(&dc_prev, dc_prev_at, states),
     };
     let d = cell.prepare_backward(gpu, shape, &views).unwrap();
     assert_eq!(d.label, "lstm_cell_backward");
     gpu.run(&[&d]).unwrap();
 
-    let all: Vec<f32> = gpu.read(&dcs, 0, dc_words.len()).unwrap();
-    if !in_place {
-        assert_eq!(
-            bits(&all[dc_at..dc_at + states]),
-            bits(&x.dc),
-            "dc was modified"
-        );
-    }
+    let dc_after: Vec<f32> = gpu.read(&dc, 0, dc_words.len()).unwrap();
+    assert_eq!(bits(&dc_after), bits(&dc_words), "dc was modified");
+    let all: Vec<f32> = gpu.read(&dc_prev, 0, dc_prev_words.len()).unwrap();
     for (i, v) in all.iter().enumerate() {
-        let written =
-            (dc_prev_at..dc_prev_at + states).contains(&i) || (dc_at..dc_at + states).contains(&i);
-        assert!(written || v.is_nan(), "dc word {i} was written: {v}");
+        let written = (dc_prev_at..dc_prev_at + states).contains(&i);
+        assert!(written || v.is_nan(), "dc_prev word {i} was written: {v}");
     }
     (
         read_window(gpu, &dpre, GUARD, gates),
@@ -299,11 +293,11 @@ fn backward_matches_f64_reference() {
         let x = backward_inputs(shape, 300 + 10 * k as u64);
         let (dpre, dc_prev) = backward_reference(shape, &x.act, &x.c_prev, &x.c, &x.dh, &x.dc);
         let what = format!("backward b={batch} h={hidden}");
-        let (got_dpre, got_dc_prev) = run_backward(&gpu, &cell, shape, &x, false);
+        let (got_dpre, got_dc_prev) = run_backward(&gpu, &cell, shape, &x);
         assert_close(&format!("{what} dpre"), &got_dpre, &dpre, 1e-5);
         assert_close(&format!("{what} dc_prev"), &got_dc_prev, &dc_prev, 1e-5);
 
-        let (again_dpre, again_dc_prev) = run_backward(&gpu, &cell, shape, &x, false);
+        let (again_dpre, again_dc_prev) = run_backward(&gpu, &cell, shape, &x);
         assert_eq!(
             bits(&again_dpre),
             bits(&got_dpre),
@@ -313,18 +307,6 @@ fn backward_matches_f64_reference() {
             bits(&again_dc_prev),
             bits(&got_dc_prev),
             "{what}: dc_prev differs between runs"
-        );
-
-        let (in_place_dpre, in_place_dc_prev) = run_backward(&gpu, &cell, shape, &x, true);
-        assert_eq!(
-            bits(&in_place_dpre),
-            bits(&got_dpre),
-            "{what}: dpre in place"
-        );
-        assert_eq!(
-            bits(&in_place_dc_prev),
-            bits(&got_dc_prev),
-            "{what}: dc in place"
         );
     }
 }
@@ -337,38 +319,79 @@ fn prepare_rejects_short_and_aliased_views() {
         batch: 2,
         hidden: 3,
     };
-    let big = gpu.storage("big", 100);
-    let other = gpu.storage("other", 100);
+    let states = gpu.storage("states", 100);
+    let pre = gpu.storage("pre", 100);
+    let act = gpu.storage("act", 100);
+    let h = gpu.storage("h", 100);
     let views = CellForwardViews {
-        pre: View::at(&other, 0, 24),
-        c_prev: View::at(&big, 0, 6),
-        act: View::at(&big, 10, 24),
-        c: View::at(&big, 40, 6),
-        h: View::at(&big, 50, 6),
+        pre: View::at(&pre, 0, 24),
+        c_prev: View::at(&states, 0, 6),
+        act: View::at(&act, 10, 24),
+        c: View::at(&states, 40, 6),
+        h: View::at(&h, 50, 6),
     };
     assert!(cell.prepare_forward(&gpu, shape, 0.0, &views).is_ok());
+    let in_place = CellForwardViews {
+        c: views.c_prev,
+        ..views
+    };
+    assert!(cell.prepare_forward(&gpu, shape, 0.0, &in_place).is_ok());
+    let error = |v: &CellForwardViews| match cell.prepare_forward(&gpu, shape, 0.0, v) {
+        Ok(_) => panic!("prepared {v:?}"),
+        Err(e) => format!("{e:#}"),
+    };
     let short = CellForwardViews {
-        act: View::at(&big, 10, 23),
+        act: View::at(&act, 10, 23),
         ..views
     };
-    assert!(cell.prepare_forward(&gpu, shape, 0.0, &short).is_err());
+    assert!(error(&short).contains("act"));
     let past_end = CellForwardViews {
-        h: View::at(&big, 97, 6),
+        h: View::at(&h, 97, 6),
         ..views
     };
-    assert!(cell.prepare_forward(&gpu, shape, 0.0, &past_end).is_err());
+    assert!(error(&past_end).contains("h"));
+    // Any buffer in two bindings: WebGPU refuses it when one of them is writable.
     let reads_output = CellForwardViews {
-        pre: View::at(&big, 60, 24),
+        pre: View::at(&act, 60, 24),
         ..views
     };
-    assert!(cell
-        .prepare_forward(&gpu, shape, 0.0, &reads_output)
-        .is_err());
+    assert!(error(&reads_output).contains("bound twice"));
+    let h_in_states = CellForwardViews {
+        h: View::at(&states, 60, 6),
+        ..views
+    };
+    assert!(error(&h_in_states).contains("bound twice"));
     let overlapping = CellForwardViews {
-        c: View::at(&big, 3, 6),
+        c: View::at(&states, 3, 6),
         ..views
     };
-    assert!(cell
-        .prepare_forward(&gpu, shape, 0.0, &overlapping)
-        .is_err());
+    assert!(error(&overlapping).contains("overlap"));
+    let c_elsewhere = CellForwardViews {
+        c: View::at(&h, 0, 6),
+        h: View::at(&h, 50, 6),
+        ..views
+    };
+    assert!(error(&c_elsewhere).contains("one state buffer"));
+
+    let dc = gpu.storage("dc", 100);
+    let dc_prev = gpu.storage("dc_prev", 100);
+    let dpre = gpu.storage("dpre", 100);
+    let back = CellBackwardViews {
+        act: View::at(&act, 0, 24),
+        c_prev: View::at(&states, 0, 6),
+        c: View::at(&states, 6, 6),
+        dh: View::at(&h, 0, 6),
+        dc: View::at(&dc, 0, 6),
+        dpre: View::at(&dpre, 0, 24),
+        dc_prev: View::at(&dc_prev, 0, 6),
+    };
+    assert!(cell.prepare_backward(&gpu, shape, &back).is_ok());
+    let dc_in_place = CellBackwardViews {
+        dc_prev: back.dc,
+        ..back
+    };
+    match cell.prepare_backward(&gpu, shape, &dc_in_place) {
+        Ok(_) => panic!("dc and dc_prev in one buffer were prepared"),
+        Err(e) => assert!(format!("{e:#}").contains("bound twice"), "{e:#}"),
+    }
 }

@@ -826,12 +826,27 @@ impl Gpu {
     }
 
     /// A bind group of whole buffers at bindings 0, 1, 2, ... of group 0.
+    ///
+    /// The buffers must be distinct. WebGPU in a browser (Dawn) refuses a dispatch in which
+    /// one buffer is bound twice with overlapping ranges and one of the bindings is
+    /// writable, and native wgpu does not check that; refusing every repeat here is
+    /// stricter than the browser and needs no knowledge of which bindings a kernel writes,
+    /// so native tests catch what would fail only in a tab. A kernel that reads or writes
+    /// two windows of one buffer takes it through one binding and two offsets.
     pub fn bind(
         &self,
         label: &str,
         pipeline: &wgpu::ComputePipeline,
         buffers: &[&wgpu::Buffer],
-    ) -> wgpu::BindGroup {
+    ) -> Result<wgpu::BindGroup> {
+        for (i, b) in buffers.iter().enumerate() {
+            if let Some(j) = buffers[..i].iter().position(|a| a == b) {
+                bail!(
+                    "{label}: one buffer is bound twice (bindings {j} and {i}); WebGPU \
+                     refuses aliased bindings, so pass it once"
+                );
+            }
+        }
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -840,11 +855,11 @@ impl Gpu {
                 resource: b.as_entire_binding(),
             })
             .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        Ok(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
-        })
+        }))
     }
 }
 

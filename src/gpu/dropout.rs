@@ -105,7 +105,7 @@ impl Dropout {
             label,
             &self.pipeline,
             &[x.buffer, y.buffer, hyper.buffer, &uniforms],
-        );
+        )?;
         let (gx, gy) = groups_1d(len.min(MAX_GROUPS * WORKGROUP), WORKGROUP);
         Ok(Dispatch {
             label: label.to_string(),

@@ -157,7 +157,7 @@ impl Embedding {
             label,
             &self.gather,
             &[ids.buffer, table.buffer, out.buffer, &uniforms],
-        );
+        )?;
         let (gx, gy) = groups_1d(words.min(MAX_GROUPS * WORKGROUP), WORKGROUP);
         Ok(Dispatch {
             label: label.to_string(),
@@ -212,7 +212,7 @@ impl Embedding {
             label,
             &self.grad_rows,
             &[segments.buffer, dout.buffer, rows.buffer, &uniforms],
-        );
+        )?;
         let (gx, gy) = groups_1d(words.min(MAX_GROUPS * WORKGROUP), WORKGROUP);
         let w = words as f64;
         Ok(Dispatch {
@@ -274,7 +274,7 @@ impl Embedding {
             label,
             &self.scatter_add_rows,
             &[segments.buffer, rows.buffer, dense.buffer, &uniforms],
-        );
+        )?;
         let (gx, gy) = groups_1d(words.min(MAX_GROUPS * WORKGROUP), WORKGROUP);
         let w = words as f64;
         Ok(Dispatch {

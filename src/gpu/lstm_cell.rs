@@ -31,9 +31,10 @@ impl CellShape {
 
 /// The operands of [`LstmCell::prepare_forward`].
 ///
-/// `c_prev` and `c` may be windows of one buffer (disjoint, or the same window for an update
-/// in place); every other output needs its own memory, and `pre` must not share a buffer
-/// with any output.
+/// `c_prev` and `c` are windows of one buffer (the `[T + 1, batch, hidden]` states; disjoint,
+/// or the same window for an update in place), which the kernel takes through one binding.
+/// Every other operand has a buffer of its own: a dispatch binds each buffer once
+/// ([`Gpu::bind`]).
 #[derive(Clone, Copy, Debug)]
 pub struct CellForwardViews<'a> {
     /// `[batch, 4 * hidden]` pre-activations `[x, h_prev] @ W + b`, gates i, j, f, o.
@@ -50,9 +51,9 @@ pub struct CellForwardViews<'a> {
 
 /// The operands of [`LstmCell::prepare_backward`].
 ///
-/// `dc` and `dc_prev` may be windows of one buffer (disjoint, or the same window for an update
-/// in place). The inputs `act`, `c_prev`, `c` and `dh` must not share a buffer with `dc`,
-/// `dpre` or `dc_prev`.
+/// `c_prev` and `c` are windows of one buffer, taken through one binding; every other operand
+/// has a buffer of its own ([`Gpu::bind`]), so `dc` comes in through one buffer and `dc_prev`
+/// goes out through another.
 #[derive(Clone, Copy, Debug)]
 pub struct CellBackwardViews<'a> {
     /// `[batch, 4 * hidden]` activations saved by the forward pass.
@@ -129,15 +130,9 @@ impl LstmCell {
         let act_at = word_offset("lstm_cell_forward act", v.act, gates)?;
         let c_at = word_offset("lstm_cell_forward c", v.c, states)?;
         let h_at = word_offset("lstm_cell_forward h", v.h, states)?;
-        let outputs = [(v.act, gates), (v.c, states), (v.h, states)];
-        if outputs.iter().any(|(o, _)| o.buffer == v.pre.buffer) {
-            bail!("lstm_cell_forward: an output shares a buffer with the pre-activations");
+        if v.c_prev.buffer != v.c.buffer {
+            bail!("lstm_cell_forward: c_prev and c must be windows of one state buffer");
         }
-        distinct_windows("lstm_cell_forward outputs", &outputs)?;
-        distinct_windows(
-            "lstm_cell_forward c_prev and act/h",
-            &[(v.c_prev, states), (v.act, gates), (v.h, states)],
-        )?;
         same_or_disjoint(
             "lstm_cell_forward c_prev and c",
             (v.c_prev, states),
@@ -161,13 +156,12 @@ impl LstmCell {
             &self.forward,
             &[
                 v.pre.buffer,
-                v.c_prev.buffer,
-                v.act.buffer,
                 v.c.buffer,
+                v.act.buffer,
                 v.h.buffer,
                 &uniforms,
             ],
-        );
+        )?;
         let (gx, gy) = groups_1d(states, WORKGROUP);
         let n = states as f64;
         Ok(Dispatch {
@@ -200,26 +194,9 @@ impl LstmCell {
         let dc_at = word_offset("lstm_cell_backward dc", v.dc, states)?;
         let dpre_at = word_offset("lstm_cell_backward dpre", v.dpre, gates)?;
         let dc_prev_at = word_offset("lstm_cell_backward dc_prev", v.dc_prev, states)?;
-        let inputs = [v.act.buffer, v.c_prev.buffer, v.c.buffer, v.dh.buffer];
-        let written = [v.dc.buffer, v.dpre.buffer, v.dc_prev.buffer];
-        if written.iter().any(|w| inputs.contains(w)) {
-            bail!(
-                "lstm_cell_backward: dc, dpre or dc_prev shares a buffer with act, c_prev, c or dh"
-            );
+        if v.c_prev.buffer != v.c.buffer {
+            bail!("lstm_cell_backward: c_prev and c must be windows of one state buffer");
         }
-        distinct_windows(
-            "lstm_cell_backward dpre and dc/dc_prev",
-            &[(v.dpre, gates), (v.dc, states)],
-        )?;
-        distinct_windows(
-            "lstm_cell_backward dpre and dc_prev",
-            &[(v.dpre, gates), (v.dc_prev, states)],
-        )?;
-        same_or_disjoint(
-            "lstm_cell_backward dc and dc_prev",
-            (v.dc, states),
-            (v.dc_prev, states),
-        )?;
 
         let params = BackwardParams {
             batch: shape.batch as u32,
@@ -240,7 +217,6 @@ impl LstmCell {
             &self.backward,
             &[
                 v.act.buffer,
-                v.c_prev.buffer,
                 v.c.buffer,
                 v.dh.buffer,
                 v.dc.buffer,
@@ -248,7 +224,7 @@ impl LstmCell {
                 v.dc_prev.buffer,
                 &uniforms,
             ],
-        );
+        )?;
         let (gx, gy) = groups_1d(states, WORKGROUP);
         let n = states as f64;
         Ok(Dispatch {
@@ -267,16 +243,6 @@ impl LstmCell {
 /// Whether two windows of `words` words touch a common word.
 fn overlap(a: (View, usize), b: (View, usize)) -> bool {
     a.0.buffer == b.0.buffer && a.0.offset < b.0.offset + b.1 && b.0.offset < a.0.offset + a.1
-}
-
-/// Fail when any two of the windows overlap.
-fn distinct_windows(what: &str, windows: &[(View, usize)]) -> Result<()> {
-    for (k, &a) in windows.iter().enumerate() {
-        if windows[k + 1..].iter().any(|&b| overlap(a, b)) {
-            bail!("{what}: two operands overlap in one buffer");
-        }
-    }
-    Ok(())
 }
 
 /// Fail unless the two windows are the same (an update in place) or disjoint.

@@ -264,7 +264,7 @@ impl LstmStep {
                 v.act.buffer,
                 &uniforms,
             ],
-        );
+        )?;
         let n = states as f64;
         Ok(Dispatch {
             label: label.to_string(),
@@ -344,7 +344,7 @@ impl LstmStep {
                 v.dc_prev.buffer,
                 &uniforms,
             ],
-        );
+        )?;
         let n = states as f64;
         Ok(Dispatch {
             label: label.to_string(),

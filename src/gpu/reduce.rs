@@ -300,7 +300,7 @@ impl Reduce {
         let uniforms = gpu.uniform_from(label, &params);
         let mut buffers = vec![input.buffer, partials.buffer, &uniforms];
         buffers.extend(segments.map(|s| s.buffer));
-        let bind_group = gpu.bind(label, pipeline, &buffers);
+        let bind_group = gpu.bind(label, pipeline, &buffers)?;
         let slots = params.slots as usize;
         let (gx, gy) = groups_1d(slots, 1);
         let len = params.len as f64;
@@ -345,7 +345,7 @@ impl Reduce {
             label,
             &self.clip_scale,
             &[partials.buffer, clip.buffer, &uniforms],
-        );
+        )?;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: self.clip_scale.clone(),
@@ -387,7 +387,7 @@ impl Reduce {
             label,
             &self.column_sum,
             &[input.buffer, out.buffer, &uniforms],
-        );
+        )?;
         let (gx, gy) = groups_1d(cols, COLUMN_WORKGROUP);
         let elements = (rows * cols) as f64;
         let out_traffic = if accumulate { 2.0 } else { 1.0 } * cols as f64;
@@ -441,7 +441,7 @@ impl Reduce {
                 hyper.buffer,
                 &uniforms,
             ],
-        );
+        )?;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: self.step_guard.clone(),
@@ -478,7 +478,7 @@ impl Reduce {
         };
         let label = "state_guard";
         let uniforms = gpu.uniform_from(label, &params);
-        let bind_group = gpu.bind(label, &self.state_guard, &[c, h, &uniforms]);
+        let bind_group = gpu.bind(label, &self.state_guard, &[c, h, &uniforms])?;
         let (gx, gy) = groups_1d(rows, 1);
         let words = (rows * width) as f64;
         Ok(Dispatch {

@@ -121,7 +121,7 @@ impl Sgd {
                 clip.buffer,
                 &uniforms,
             ],
-        );
+        )?;
         let (gx, gy) = groups_1d(len.min(MAX_GROUPS * WORKGROUP), WORKGROUP);
         Ok(Dispatch {
             label: label.to_string(),
@@ -190,7 +190,7 @@ impl Sgd {
                 clip.buffer,
                 &uniforms,
             ],
-        );
+        )?;
         let (gx, gy) = groups_1d(words.min(MAX_GROUPS * WORKGROUP), WORKGROUP);
         Ok(Dispatch {
             label: label.to_string(),

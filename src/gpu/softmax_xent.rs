@@ -190,7 +190,7 @@ impl SoftmaxXent {
                 loss.buffer,
                 &uniforms,
             ],
-        );
+        )?;
         // One workgroup per row.
         let (gx, gy) = groups_1d(rows, 1);
         let elements = (rows * classes) as f64;
@@ -241,7 +241,7 @@ impl SoftmaxXent {
             label,
             &self.backward,
             &[logits.buffer, targets.buffer, lse.buffer, &uniforms],
-        );
+        )?;
         // One workgroup per row.
         let (gx, gy) = groups_1d(rows, 1);
         let elements = (rows * classes) as f64;
@@ -305,7 +305,7 @@ impl SoftmaxXent {
                 sums.buffer,
                 &uniforms,
             ],
-        );
+        )?;
         let (gx, gy) = groups_1d(classes, COLUMNS_WORKGROUP);
         let elements = (rows * classes) as f64;
         let sums_traffic = if accumulate { 2.0 } else { 1.0 } * classes as f64;
@@ -348,7 +348,7 @@ impl SoftmaxXent {
             label,
             &self.accumulate,
             &[loss.buffer, acc.buffer, &uniforms],
-        );
+        )?;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: self.accumulate.clone(),
@@ -402,7 +402,7 @@ impl SoftmaxXent {
             label,
             &self.topk,
             &[row.buffer, indices.buffer, values.buffer, &uniforms],
-        );
+        )?;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: self.topk.clone(),
