@@ -132,7 +132,7 @@ fn lab(args: Args) -> Result<()> {
             "matmul lab",
             &pipeline,
             &[&a_buf, &b_buf, &bias_buf, &c_buf, &uniforms],
-        )
+        )?
     };
     let dispatch = Dispatch {
         label: args.entry.clone(),

@@ -42,28 +42,57 @@ struct Params {
     inv_keep: f32,
 }
 
-// x is read_write although only read, so that x and y may be the same buffer (even the same
-// window: each invocation reads its element before it writes it): wgpu allows one buffer in
-// several read_write bindings of a dispatch, never in a read one and a read_write one.
-@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+// Two entry points, because a dispatch binds each buffer once (WebGPU refuses one buffer in
+// two bindings when either is writable): `dropout` reads x from one buffer and writes y to
+// another; `dropout_one_buffer` reads and writes two windows of one buffer (or the same
+// window, in place: each invocation reads its element before it writes it).
+@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read_write> xy: array<f32>;
 @group(0) @binding(2) var<storage, read> hyper: array<u32>;
 @group(0) @binding(3) var<uniform> params: Params;
+
+// The stream and seed of this dispatch, from the hyperparameter block.
+fn stream_and_seed() -> vec2<u32> {
+    return vec2<u32>(
+        hyper[params.hyper + HYPER_STEP] * params.sites + params.site,
+        hyper[params.hyper + HYPER_SEED],
+    );
+}
+
+// A grid-stride loop over a grid capped by the launcher (see sgd.wgsl).
+fn first_and_stride(gid: vec3<u32>, groups: vec3<u32>) -> vec2<u32> {
+    return vec2<u32>(gid.x + gid.y * groups.x * WORKGROUP, groups.x * groups.y * WORKGROUP);
+}
 
 @compute @workgroup_size(WORKGROUP)
 fn dropout(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let stream = hyper[params.hyper + HYPER_STEP] * params.sites + params.site;
-    let seed = hyper[params.hyper + HYPER_SEED];
-    // A grid-stride loop over a grid capped by the launcher (see sgd.wgsl).
-    let stride = groups.x * groups.y * WORKGROUP;
-    for (var i = gid.x + gid.y * groups.x * WORKGROUP; i < params.len; i += stride) {
+    let ss = stream_and_seed();
+    let fs = first_and_stride(gid, groups);
+    for (var i = fs.x; i < params.len; i += fs.y) {
         var out = 0.0;
-        if dropout_uniform(seed, stream, i) < params.keep {
+        if dropout_uniform(ss.y, ss.x, i) < params.keep {
             out = x[params.x + i] * params.inv_keep;
         }
         y[params.y + i] = out;
+    }
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn dropout_one_buffer(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let ss = stream_and_seed();
+    let fs = first_and_stride(gid, groups);
+    for (var i = fs.x; i < params.len; i += fs.y) {
+        var out = 0.0;
+        if dropout_uniform(ss.y, ss.x, i) < params.keep {
+            out = xy[params.x + i] * params.inv_keep;
+        }
+        xy[params.y + i] = out;
     }
 }

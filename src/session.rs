@@ -261,6 +261,17 @@ impl Session {
         self.train_ws.dispatches()
     }
 
+    /// Which kernels a training step runs, as the native program logs them: the recurrence
+    /// and why, then each matmul product's variant and why.
+    pub fn kernel_choices(&self) -> Vec<String> {
+        let shape = (self.cfg.batch_size, self.cfg.num_steps);
+        let (recurrence, source) =
+            crate::model::schedule::recurrence_for(&self.gpu, &self.kernels, &self.cfg, shape);
+        let mut out = vec![format!("recurrence {recurrence} ({})", source.name())];
+        out.extend(crate::gpu::tune::report(&self.kernels.matmul));
+        out
+    }
+
     /// Whether every epoch is done.
     pub fn finished(&self) -> bool {
         self.pos.epoch >= self.cfg.max_epoch

@@ -758,3 +758,137 @@ fn page_trains_like_native_and_refuses_bad_input() {
         out.join("page.png").display()
     );
 }
+
+/// The seed model's speed in the page against native and against TensorFlow.js in the same
+/// browser, side by side on this machine: a benchmark, not a check
+/// (`cargo test --release --test browser -- --ignored --nocapture`). Each trains
+/// `LSTM_GPU_SPEED_STEPS` (default 6; TensorFlow.js `LSTM_GPU_TFJS_STEPS`, default 3) steps of
+/// the seed configuration on PTB from `LSTM_GPU_PTB_DIR`; the first step (pipeline and
+/// shader compiles) is left out of each mean. TensorFlow.js is `bench/tfjs/` with the bundles
+/// `scripts/fetch-tfjs.sh` puts in target/tfjs; without them that column is skipped, saying so.
+#[test]
+#[ignore]
+fn seed_model_speed_page_against_native() {
+    let env_steps = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let steps = env_steps("LSTM_GPU_SPEED_STEPS", 6).max(2);
+    let tfjs_steps = env_steps("LSTM_GPU_TFJS_STEPS", 3).max(2);
+    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
+    let mean = |v: &[f64]| v[1..].iter().sum::<f64>() / (v.len() - 1) as f64;
+    let (_server, url) = serve(&["--data", &dir]);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let t0 = Instant::now();
+    let info = b.ok(
+        "return await window.lstm.api.create(args);",
+        json!({"preset": "seed", "seed": 1, "log_every": 1}),
+    );
+    let create_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let events = b.ok("return await window.lstm.api.train(args);", json!(steps));
+    let train_s = t1.elapsed().as_secs_f64();
+    let page: Vec<f64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "train")
+        .map(|e| e["words_per_second"].as_f64().unwrap())
+        .collect();
+    let page_loss: Vec<f64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "train")
+        .map(|e| e["loss"].as_f64().unwrap())
+        .collect();
+    let kernels = info["kernels"].clone();
+    let info = b.ok("return window.lstm.info;", json!(null));
+    eprintln!(
+        "page: {} dispatches a step; kernels {kernels}; model made in {create_s:.1} s, {steps} \
+         steps in {train_s:.1} s; losses {page_loss:.3?}",
+        info["dispatches_per_step"]
+    );
+
+    let bundles = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tfjs");
+    let tfjs = if bundles.join("tf.min.js").is_file() {
+        let www = tempfile::tempdir().unwrap();
+        let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/tfjs");
+        for (from, name) in [
+            (bench.join("index.html"), "index.html"),
+            (bench.join("lstm.js"), "lstm.js"),
+            (bundles.join("tf.min.js"), "tf.min.js"),
+            (
+                bundles.join("tf-backend-webgpu.min.js"),
+                "tf-backend-webgpu.min.js",
+            ),
+        ] {
+            std::fs::copy(&from, www.path().join(name)).unwrap();
+        }
+        let (_tf_server, tf_url) =
+            common::serve(&["--data", &dir, "--web", www.path().to_str().unwrap()]);
+        b.open(&tf_url);
+        let r = b.ok("return await window.bench(args);", json!(tfjs_steps));
+        let rows = r["steps"].as_array().unwrap();
+        let wps: Vec<f64> = rows
+            .iter()
+            .map(|e| e["words_per_second"].as_f64().unwrap())
+            .collect();
+        let loss: Vec<f64> = rows.iter().map(|e| e["loss"].as_f64().unwrap()).collect();
+        let secs: Vec<f64> = rows
+            .iter()
+            .map(|e| e["seconds"].as_f64().unwrap())
+            .collect();
+        eprintln!(
+            "TensorFlow.js {} on {}: seconds per step {secs:.1?}, losses {loss:.3?}",
+            r["version"], r["backend"]
+        );
+        Some(mean(&wps))
+    } else {
+        eprintln!(
+            "TensorFlow.js: skipped, no bundles in {} (run scripts/fetch-tfjs.sh)",
+            bundles.display()
+        );
+        None
+    };
+    drop(b);
+
+    let run = tempfile::tempdir().unwrap();
+    let steps_arg = steps.to_string();
+    native(&[
+        "train",
+        "--data",
+        &dir,
+        "--seed",
+        "1",
+        "--max-steps",
+        &steps_arg,
+        "--log-every",
+        "1",
+        "--no-progress",
+        "--no-eval-at-stop",
+        "--run-dir",
+        run.path().to_str().unwrap(),
+    ]);
+    let native_wps: Vec<f64> = read_metrics(run.path())
+        .iter()
+        .filter(|m| m["kind"] == "train")
+        .map(|m| m["words_per_second"].as_f64().unwrap())
+        .collect();
+    let (p, n) = (mean(&page), mean(&native_wps));
+    eprintln!(
+        "seed model, words/s after the first step: page {p:.0} (per step {page:.0?}), native \
+         lavapipe {n:.0} (per step {native_wps:.0?}); page/native {:.3}",
+        p / n
+    );
+    if let Some(t) = tfjs {
+        eprintln!(
+            "TensorFlow.js {t:.1} words/s in the same browser: the page is {:.1}x faster",
+            p / t
+        );
+    }
+}

@@ -403,24 +403,26 @@ fn loss_accumulate_adds_scaled_sums_and_counts_batches() {
 
 fn run_topk(gpu: &Gpu, sx: &SoftmaxXent, row: &[f32], k: usize) -> (Vec<u32>, Vec<f32>) {
     let row_buf = gpu.storage_from("row", &with_guard(f32::NAN, row));
-    // Indices and values in one buffer: k indices, then k values.
-    let out = gpu.storage_from("top", &nan(2 * k + 2 * GUARD));
+    let indices = gpu.storage_from("top indices", &nan(k + 2 * GUARD));
+    let values = gpu.storage_from("top values", &nan(k + 2 * GUARD));
     let d = sx
         .prepare_topk(
             gpu,
             row.len(),
             k,
             View::at(&row_buf, GUARD, row.len()),
-            View::at(&out, GUARD, k),
-            View::at(&out, GUARD + k, k),
+            View::at(&indices, GUARD, k),
+            View::at(&values, GUARD, k),
         )
         .unwrap();
     assert_eq!(d.label, "topk");
     gpu.run(&[&d]).unwrap();
-    let words = read_window(gpu, &out, 2 * k);
     (
-        words[..k].iter().map(|v| v.to_bits()).collect(),
-        words[k..].to_vec(),
+        read_window(gpu, &indices, k)
+            .iter()
+            .map(|v| v.to_bits())
+            .collect(),
+        read_window(gpu, &values, k),
     )
 }
 
@@ -477,9 +479,7 @@ fn prepare_rejects_bad_arguments() {
     assert!(sx
         .prepare_topk(&gpu, 100, 0, row, View::at(&b, 0, 10), View::at(&b, 10, 10))
         .is_err());
-    assert!(sx
-        .prepare_topk(&gpu, 100, 10, row, View::at(&b, 0, 10), View::at(&b, 5, 10))
-        .is_err());
+    // Indices and values in one buffer: two writable bindings of it, which WebGPU refuses.
     assert!(sx
         .prepare_topk(
             &gpu,
@@ -489,6 +489,10 @@ fn prepare_rejects_bad_arguments() {
             View::at(&b, 0, 10),
             View::at(&b, 10, 10)
         )
+        .is_err_and(|e| e.to_string().contains("WebGPU refuses")));
+    let c = gpu.storage("c", 1000);
+    assert!(sx
+        .prepare_topk(&gpu, 100, 10, row, View::at(&b, 0, 10), View::at(&c, 0, 10))
         .is_ok());
     // Outputs in the logits' buffer, and a logits view too short.
     assert!(sx

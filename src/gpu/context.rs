@@ -302,6 +302,8 @@ pub struct Gpu {
     /// Bytes of the buffers made through [`Gpu::storage`], [`Gpu::storage_from`] and
     /// [`Gpu::uniform_from`].
     buffer_bytes: AtomicU64,
+    /// What each pipeline's bindings write, for the aliasing check of [`Gpu::bind`].
+    bindings: super::aliasing::Bindings,
 }
 
 /// How much of the adapter's limits a program may use (`--limits`).
@@ -563,6 +565,7 @@ impl Gpu {
             submits: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
             buffer_bytes: AtomicU64::new(0),
+            bindings: Default::default(),
         })
     }
 
@@ -781,6 +784,7 @@ impl Gpu {
         if let Some(e) = scope.pop() {
             bail!("shader {label} does not compile on {}: {e}", self.info.name);
         }
+        self.bindings.add_module(&module, source);
         Ok(module)
     }
 
@@ -822,36 +826,40 @@ impl Gpu {
                 self.info.name
             );
         }
+        self.bindings.add_pipeline(&p, module, entry);
         Ok(p)
     }
 
     /// A bind group of whole buffers at bindings 0, 1, 2, ... of group 0.
     ///
-    /// The buffers must be distinct. WebGPU in a browser (Dawn) refuses a dispatch in which
-    /// one buffer is bound twice with overlapping ranges and one of the bindings is
-    /// writable, and native wgpu does not check that; refusing every repeat here is
-    /// stricter than the browser and needs no knowledge of which bindings a kernel writes,
-    /// so native tests catch what would fail only in a tab. A kernel that reads or writes
-    /// two windows of one buffer takes it through one binding and two offsets.
+    /// Fails where a browser's WebGPU would refuse it: one buffer at two bindings, one of
+    /// them writable storage (see [`super::aliasing`]). Native wgpu does not check that, so
+    /// this is what lets native tests catch a kernel that would fail only in a tab; a kernel
+    /// that reads and writes two windows of one buffer takes it through one binding and two
+    /// offsets.
     pub fn bind(
         &self,
         label: &str,
         pipeline: &wgpu::ComputePipeline,
         buffers: &[&wgpu::Buffer],
     ) -> Result<wgpu::BindGroup> {
-        for (i, b) in buffers.iter().enumerate() {
-            if let Some(j) = buffers[..i].iter().position(|a| a == b) {
-                bail!(
-                    "{label}: one buffer is bound twice (bindings {j} and {i}); WebGPU \
-                     refuses aliased bindings, so pass it once"
-                );
-            }
-        }
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
+        let entries: Vec<(u32, &wgpu::Buffer)> = (0u32..).zip(buffers.iter().copied()).collect();
+        self.bind_at(label, pipeline, &entries)
+    }
+
+    /// A bind group of whole buffers at the given bindings of group 0, for a kernel whose
+    /// bindings are not numbered 0, 1, 2, ..., checked as [`Gpu::bind`] checks.
+    pub fn bind_at(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[(u32, &wgpu::Buffer)],
+    ) -> Result<wgpu::BindGroup> {
+        self.bindings.check(label, pipeline, entries)?;
+        let entries: Vec<wgpu::BindGroupEntry> = entries
             .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
+            .map(|&(binding, b)| wgpu::BindGroupEntry {
+                binding,
                 resource: b.as_entire_binding(),
             })
             .collect();

@@ -41,9 +41,10 @@ struct Params {
     inv_keep: f32,
 }
 
-/// The compiled dropout pipeline.
+/// The compiled dropout pipelines: x and y in two buffers, or two windows of one.
 pub struct Dropout {
     pipeline: wgpu::ComputePipeline,
+    one_buffer: wgpu::ComputePipeline,
 }
 
 impl Dropout {
@@ -51,6 +52,7 @@ impl Dropout {
         let module = gpu.shader("dropout", SHADER)?;
         Ok(Dropout {
             pipeline: gpu.pipeline("dropout", &module, "dropout")?,
+            one_buffer: gpu.pipeline("dropout_one_buffer", &module, "dropout_one_buffer")?,
         })
     }
 
@@ -101,15 +103,27 @@ impl Dropout {
         };
         let label = "dropout";
         let uniforms = gpu.uniform_from(label, &params);
-        let bind_group = gpu.bind(
-            label,
-            &self.pipeline,
-            &[x.buffer, y.buffer, hyper.buffer, &uniforms],
-        )?;
+        // A buffer is bound once: x and y in one buffer are two windows of binding 0.
+        let (pipeline, bind_group) = if x.buffer == y.buffer {
+            let entries = [(0, x.buffer), (2, hyper.buffer), (3, &uniforms)];
+            (
+                &self.one_buffer,
+                gpu.bind_at(label, &self.one_buffer, &entries)?,
+            )
+        } else {
+            (
+                &self.pipeline,
+                gpu.bind(
+                    label,
+                    &self.pipeline,
+                    &[x.buffer, y.buffer, hyper.buffer, &uniforms],
+                )?,
+            )
+        };
         let (gx, gy) = groups_1d(len.min(MAX_GROUPS * WORKGROUP), WORKGROUP);
         Ok(Dispatch {
             label: label.to_string(),
-            pipeline: self.pipeline.clone(),
+            pipeline: pipeline.clone(),
             bind_group,
             groups: (gx, gy, 1),
             flops: len as f64,

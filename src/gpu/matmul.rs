@@ -199,9 +199,6 @@ pub struct Matmul {
     tuned_source: ChoiceSource,
     /// Every product prepared so far, in order (for tuning and the logs).
     seen: std::sync::Mutex<Vec<MatmulShape>>,
-    /// Bound at the bias binding of a product without one (the kernel never reads it):
-    /// one buffer may not fill two bindings of a dispatch ([`Gpu::bind`]).
-    no_bias: wgpu::Buffer,
 }
 
 impl Matmul {
@@ -263,7 +260,6 @@ impl Matmul {
             tuned: Default::default(),
             tuned_source: ChoiceSource::Default,
             seen: Default::default(),
-            no_bias: gpu.storage("matmul no bias", 4),
         };
         if !m.variants_available().contains(&default) {
             return Err(crate::error::usage(format!(
@@ -469,8 +465,9 @@ impl Matmul {
             _pad: 0,
         };
         let uniforms = gpu.uniform_from(label, &params);
-        // Without a bias the kernel never reads binding 2.
-        let bias_buffer = bias.map_or(&self.no_bias, |v| v.buffer);
+        // Without a bias the kernel never reads binding 2; A's buffer stands in for it (two
+        // read-only bindings of one buffer are fine in WebGPU).
+        let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
         let bind_group = gpu.bind(
             label,
             pipeline,

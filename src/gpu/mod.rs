@@ -8,6 +8,7 @@
 //!
 //! Shapes are checked when a dispatch is prepared, never inside a step.
 
+pub mod aliasing;
 pub mod context;
 
 /// Natively, block on a future of the program's GPU work ([`Gpu::read_async`] and what is

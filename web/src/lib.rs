@@ -313,6 +313,7 @@ impl Trainer {
             "log_every": s.log_every,
             "parameters": s.cfg.num_params(),
             "dispatches_per_step": s.dispatches(),
+            "kernels": s.kernel_choices(),
             "words": {"train": s.corpus.train.len(), "valid": s.corpus.valid.len(), "test": s.corpus.test.len()},
             "vocab_size": s.corpus.vocab.len(),
             "adapter": adapter_json(&summary),

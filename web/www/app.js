@@ -151,7 +151,7 @@ function showModel() {
   $("model-info").textContent =
     `${(i.parameters / 1e6).toFixed(2)} M parameters: vocabulary ${c.vocab_size} ${c.tokens}, embedding ${c.embedding_size}, ` +
     `LSTM ${c.hidden.join("+")}, batch ${c.batch_size} x ${c.num_steps} steps, ${c.max_epoch} epochs, ` +
-    `${i.epoch_size} steps an epoch, ${i.dispatches_per_step} dispatches a step; at epoch ${i.position.epoch + 1}, step ${i.position.step_in_epoch}`;
+    `${i.epoch_size} steps an epoch, ${i.dispatches_per_step} dispatches a step`;
   for (const id of ["train", "validate", "save", "predict", "generate"]) $(id).disabled = false;
   progress();
 }
