@@ -222,3 +222,73 @@ fn matmul_skinny(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Strip: Skinny's layout with 8 rows, for products of any height on adapters that run
+// invocations as CPU SIMD lanes without registers to spare (Chromium's SwiftShader): a
+// workgroup of 64 an 8x256 block of C, each invocation 8 rows by 4 columns (64 apart) in eight named
+// vec4 accumulators (no array indexed at run time, which such compilers keep in memory),
+// 12 loads for 32 multiply-adds, no workgroup memory and no barriers.
+
+const ST_ROWS: u32 = 8u;
+
+@compute @workgroup_size(64)
+fn matmul_strip(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let block = block_index(wg);
+    if block >= params.blocks {
+        return;
+    }
+    let row0 = (block / params.col_blocks) * ST_ROWS;
+    // Lane l owns columns col0 + 64q: neighbouring lanes read neighbouring words of B and
+    // write neighbouring words of C, which a SIMD rasteriser turns into one vector access.
+    let col0 = (block % params.col_blocks) * SK_COLS + lane;
+    let last = params.m - 1u;
+    let a0 = params.a_off + min(row0, last) * params.a_row;
+    let a1 = params.a_off + min(row0 + 1u, last) * params.a_row;
+    let a2 = params.a_off + min(row0 + 2u, last) * params.a_row;
+    let a3 = params.a_off + min(row0 + 3u, last) * params.a_row;
+    let a4 = params.a_off + min(row0 + 4u, last) * params.a_row;
+    let a5 = params.a_off + min(row0 + 5u, last) * params.a_row;
+    let a6 = params.a_off + min(row0 + 6u, last) * params.a_row;
+    let a7 = params.a_off + min(row0 + 7u, last) * params.a_row;
+    let b0 = params.b_off + min(col0, params.n - 1u) * params.b_col;
+    let b1 = params.b_off + min(col0 + 64u, params.n - 1u) * params.b_col;
+    let b2 = params.b_off + min(col0 + 128u, params.n - 1u) * params.b_col;
+    let b3 = params.b_off + min(col0 + 192u, params.n - 1u) * params.b_col;
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
+    var acc4 = vec4<f32>();
+    var acc5 = vec4<f32>();
+    var acc6 = vec4<f32>();
+    var acc7 = vec4<f32>();
+    for (var p = 0u; p < params.k; p++) {
+        let bp = p * params.b_row;
+        let bv = vec4<f32>(b[b0 + bp], b[b1 + bp], b[b2 + bp], b[b3 + bp]);
+        let ap = p * params.a_col;
+        acc0 = fma(vec4<f32>(a[a0 + ap]), bv, acc0);
+        acc1 = fma(vec4<f32>(a[a1 + ap]), bv, acc1);
+        acc2 = fma(vec4<f32>(a[a2 + ap]), bv, acc2);
+        acc3 = fma(vec4<f32>(a[a3 + ap]), bv, acc3);
+        acc4 = fma(vec4<f32>(a[a4 + ap]), bv, acc4);
+        acc5 = fma(vec4<f32>(a[a5 + ap]), bv, acc5);
+        acc6 = fma(vec4<f32>(a[a6 + ap]), bv, acc6);
+        acc7 = fma(vec4<f32>(a[a7 + ap]), bv, acc7);
+    }
+    let rows = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    for (var r = 0u; r < ST_ROWS; r++) {
+        let i = row0 + r;
+        if i >= params.m {
+            break;
+        }
+        for (var q = 0u; q < 4u; q++) {
+            if col0 + 64u * q < params.n {
+                store(i, col0 + 64u * q, rows[r][q]);
+            }
+        }
+    }
+}

@@ -164,6 +164,22 @@ pub enum Event {
     Finished { test_perplexity: f64 },
 }
 
+/// One kernel's share of a step in [`Session::time_kernels`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTime {
+    pub label: String,
+    pub ms: f64,
+    pub runs: usize,
+    pub flops: f64,
+}
+
+/// What [`Session::time_kernels`] measured: per kernel, and one submit and readback alone.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTimes {
+    pub baseline_ms: f64,
+    pub rows: Vec<KernelTime>,
+}
+
 /// A training run driven step by step: what the browser page holds. It owns its corpus, the
 /// parameters on the device, a training and an evaluation workspace (sharing the logits) and
 /// the position, exactly as a checkpoint records it.
@@ -270,6 +286,64 @@ impl Session {
         let mut out = vec![format!("recurrence {recurrence} ({})", source.name())];
         out.extend(crate::gpu::tune::report(&self.kernels.matmul));
         out
+    }
+
+    /// Time each operation of one training step alone, by the wall clock: the step's ops in
+    /// order, each submitted by itself and waited for with a one-word readback, on the next
+    /// batch at learning rate 0 (the weights stay as they are; the carried state moves on
+    /// one batch). For adapters without timestamp queries, such as a browser's: the figures
+    /// include one submit and readback each, which `baseline_ms` measures alone. Per
+    /// kernel label (and product size): total milliseconds, runs and floating-point
+    /// operations.
+    pub async fn time_kernels(&mut self) -> Result<KernelTimes> {
+        let (batch, steps) = (self.cfg.batch_size, self.cfg.num_steps);
+        let batches = Batches::new(&self.corpus.train, batch, steps)?;
+        let (x, y) = batches.batch(self.pos.step_in_epoch.min(self.epoch_size() - 1));
+        let hyper = Hyper {
+            learning_rate: 0.0,
+            step: self.pos.global_step as u32,
+            seed: kernel_seed(self.pos.seed),
+        };
+        self.train_ws.upload(&self.gpu, &x, &y, hyper)?;
+        let probe = self.gpu.storage("timing probe", 1);
+        self.gpu.read_async::<u32>(&probe, 0, 1).await?;
+        let t = Instant::now();
+        for _ in 0..5 {
+            self.gpu.read_async::<u32>(&probe, 0, 1).await?;
+        }
+        let baseline_ms = t.elapsed().as_secs_f64() * 1e3 / 5.0;
+        let mut rows: Vec<KernelTime> = Vec::new();
+        for op in &self.train_ws.ops {
+            let (label, flops) = match op {
+                // Products of one kernel differ by their size.
+                crate::model::schedule::Op::Dispatch(d) if d.label.starts_with("matmul") => {
+                    (format!("{} {:.1} MFLOP", d.label, d.flops / 1e6), d.flops)
+                }
+                crate::model::schedule::Op::Dispatch(d) => (d.label.clone(), d.flops),
+                crate::model::schedule::Op::Copy { .. } => ("copy".to_string(), 0.0),
+            };
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            crate::model::schedule::record(&mut enc, std::slice::from_ref(op));
+            let t = Instant::now();
+            self.gpu.submit(enc);
+            self.gpu.read_async::<u32>(&probe, 0, 1).await?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            match rows.iter_mut().find(|r| r.label == label) {
+                Some(r) => {
+                    r.ms += ms;
+                    r.runs += 1;
+                    r.flops += flops;
+                }
+                None => rows.push(KernelTime {
+                    label,
+                    ms,
+                    runs: 1,
+                    flops,
+                }),
+            }
+        }
+        rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(KernelTimes { baseline_ms, rows })
     }
 
     /// Whether every epoch is done.

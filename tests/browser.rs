@@ -816,7 +816,18 @@ fn seed_model_speed_page_against_native() {
 
     let bundles = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tfjs");
     let tfjs = if bundles.join("tf.min.js").is_file() {
-        let www = tempfile::tempdir().unwrap();
+        let web = tempfile::tempdir().unwrap();
+        // `serve --web` wants a page and the wasm build beside it: the bench page, and the
+        // real build (unused by the bench page).
+        let www = web.path().join("www");
+        std::fs::create_dir(&www).unwrap();
+        let pkg = web.path().join("pkg");
+        std::fs::create_dir(&pkg).unwrap();
+        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/pkg");
+        for f in std::fs::read_dir(&built).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, pkg.join(f.file_name().unwrap())).unwrap();
+        }
         let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/tfjs");
         for (from, name) in [
             (bench.join("index.html"), "index.html"),
@@ -827,10 +838,10 @@ fn seed_model_speed_page_against_native() {
                 "tf-backend-webgpu.min.js",
             ),
         ] {
-            std::fs::copy(&from, www.path().join(name)).unwrap();
+            std::fs::copy(&from, www.join(name)).unwrap();
         }
         let (_tf_server, tf_url) =
-            common::serve(&["--data", &dir, "--web", www.path().to_str().unwrap()]);
+            common::serve(&["--data", &dir, "--web", web.path().to_str().unwrap()]);
         b.open(&tf_url);
         let r = b.ok("return await window.bench(args);", json!(tfjs_steps));
         let rows = r["steps"].as_array().unwrap();
@@ -889,6 +900,73 @@ fn seed_model_speed_page_against_native() {
         eprintln!(
             "TensorFlow.js {t:.1} words/s in the same browser: the page is {:.1}x faster",
             p / t
+        );
+    }
+}
+
+/// The page's words/s at the seed configuration with each matmul kernel and recurrence
+/// forced (`LSTM_GPU_PAGE_KERNELS`, default every pair of tiled, tiled-k8, tiled-128x64,
+/// register-blocked and skinny with fused and unfused, written `matmul/recurrence,...`), 3
+/// steps each, the first left out: what a tuning in the browser would choose from. A
+/// benchmark (`-- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn page_kernel_choices_at_the_seed_configuration() {
+    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
+    let list = std::env::var("LSTM_GPU_PAGE_KERNELS").unwrap_or_else(|_| {
+        let mut v = Vec::new();
+        for m in [
+            "tiled",
+            "tiled-k8",
+            "tiled-128x64",
+            "register-blocked",
+            "skinny",
+        ] {
+            for r in ["fused", "unfused"] {
+                v.push(format!("{m}/{r}"));
+            }
+        }
+        v.join(",")
+    });
+    let (_server, url) = serve(&["--data", &dir]);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    for pair in list.split(',') {
+        let (m, r) = pair.split_once('/').expect("matmul/recurrence");
+        b.ok(
+            "return await window.lstm.api.create(args);",
+            json!({"preset": "seed", "seed": 1, "log_every": 1, "matmul": m, "recurrence": r}),
+        );
+        let events = b.ok("return await window.lstm.api.train(3);", json!(null));
+        if std::env::var("LSTM_GPU_PAGE_PROFILE").is_ok() {
+            let t = b.ok(
+                "return JSON.parse(await window.lstm.trainer.time_kernels());",
+                json!(null),
+            );
+            let base = t["baseline_ms"].as_f64().unwrap();
+            eprintln!("  kernels of one step, each alone ({base:.2} ms a submit and readback):");
+            for r in t["rows"].as_array().unwrap().iter().take(14) {
+                let (ms, runs) = (r["ms"].as_f64().unwrap(), r["runs"].as_f64().unwrap());
+                eprintln!(
+                    "  {:>36} {:>4} runs {:>9.1} ms {:>7.2} GFLOP/s",
+                    r["label"].as_str().unwrap(),
+                    runs,
+                    ms,
+                    r["flops"].as_f64().unwrap() / ((ms - runs * base).max(1e-3) * 1e6)
+                );
+            }
+        }
+        let wps: Vec<f64> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "train")
+            .map(|e| e["words_per_second"].as_f64().unwrap())
+            .collect();
+        eprintln!(
+            "page, seed model, matmul {m:>16}, recurrence {r:>7}: {:.1} words/s (per step {wps:.1?})",
+            wps[1..].iter().sum::<f64>() / (wps.len() - 1) as f64
         );
     }
 }

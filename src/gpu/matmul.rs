@@ -54,17 +54,23 @@ pub enum MatmulVariant {
     /// 64-row blocks of the others would compute up to 63 rows for nothing.
     /// [`Matmul::prepare`] takes it for such products whatever the default variant.
     Skinny,
+    /// Skinny's layout on 8-row blocks for products of any height: an 8x256 block of C per
+    /// workgroup, 8x4 outputs per invocation in named accumulators, no workgroup memory.
+    /// What Chromium's SwiftShader (invocations as CPU SIMD lanes, few registers) runs
+    /// fastest, so the default on a browser's CPU adapter.
+    Strip,
 }
 
 impl MatmulVariant {
     /// Every variant, in the order benchmarks list them.
-    pub const ALL: [MatmulVariant; 6] = [
+    pub const ALL: [MatmulVariant; 7] = [
         MatmulVariant::Tiled,
         MatmulVariant::TiledK8,
         MatmulVariant::Tiled128x64,
         MatmulVariant::RegisterBlocked,
         MatmulVariant::SubgroupBroadcast,
         MatmulVariant::Skinny,
+        MatmulVariant::Strip,
     ];
 
     /// The WGSL entry point for the transposes of `shape`, also the label of its
@@ -76,6 +82,7 @@ impl MatmulVariant {
             (MatmulVariant::Tiled128x64, ..) => "matmul_tiled_128x64",
             (MatmulVariant::RegisterBlocked, ..) => "matmul_register_blocked",
             (MatmulVariant::Skinny, ..) => "matmul_skinny",
+            (MatmulVariant::Strip, ..) => "matmul_strip",
             (MatmulVariant::SubgroupBroadcast, false, false) => "matmul_subgroup_nn",
             (MatmulVariant::SubgroupBroadcast, false, true) => "matmul_subgroup_nt",
             (MatmulVariant::SubgroupBroadcast, true, false) => "matmul_subgroup_tn",
@@ -92,6 +99,7 @@ impl MatmulVariant {
             MatmulVariant::RegisterBlocked => "register-blocked",
             MatmulVariant::SubgroupBroadcast => "subgroup-broadcast",
             MatmulVariant::Skinny => "skinny",
+            MatmulVariant::Strip => "strip",
         }
     }
 
@@ -103,6 +111,7 @@ impl MatmulVariant {
             MatmulVariant::RegisterBlocked => (64, 64),
             MatmulVariant::SubgroupBroadcast => (SUBGROUP_ROWS, SUBGROUP_COLS),
             MatmulVariant::Skinny => (SKINNY_ROWS, 256),
+            MatmulVariant::Strip => (8, 256),
         }
     }
 }
@@ -214,8 +223,13 @@ impl Matmul {
             return Matmul::with_variant(gpu, v);
         }
         let subgroups = subgroup_capable(gpu);
+        // A browser's CPU adapter (Chromium's SwiftShader) runs Strip fastest: measured in the
+        // page at the seed configuration, 137-174 words/s against 54-76 with RegisterBlocked,
+        // 105-120 with Skinny and about 40 with Tiled (tests/browser.rs,
+        // page_kernel_choices_at_the_seed_configuration).
         let variant = match gpu.info.device_type {
             wgpu::DeviceType::Cpu if subgroups => MatmulVariant::SubgroupBroadcast,
+            wgpu::DeviceType::Cpu if cfg!(target_arch = "wasm32") => MatmulVariant::Strip,
             wgpu::DeviceType::Cpu => MatmulVariant::RegisterBlocked,
             _ => MatmulVariant::Tiled,
         };
@@ -241,6 +255,7 @@ impl Matmul {
             MatmulVariant::Tiled128x64,
             MatmulVariant::RegisterBlocked,
             MatmulVariant::Skinny,
+            MatmulVariant::Strip,
         ] {
             let s = shape(1, 1, 1, false, false);
             let (label, function) = (v.entry_point(s), v.function(s));

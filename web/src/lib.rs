@@ -20,6 +20,8 @@ use wasm_bindgen_futures::future_to_promise;
 
 use lstm_gpu::config::{Config, Preset};
 use lstm_gpu::data::{encode_text_as, text_of_bytes, Corpus, Tokens, Vocab};
+use lstm_gpu::gpu::lstm_step::Recurrence;
+use lstm_gpu::gpu::matmul::MatmulVariant;
 use lstm_gpu::gpu::softmax_xent::MAX_TOPK;
 use lstm_gpu::gpu::PickedAdapter;
 use lstm_gpu::model::checkpoint::Checkpoint;
@@ -76,6 +78,11 @@ struct Options {
     seed: Option<u64>,
     /// Report every this many steps (default: a tenth of an epoch).
     log_every: Option<usize>,
+    /// The matmul kernel for every product (`tiled`, `register-blocked`, ... as `--matmul`);
+    /// default: the rule for the adapter.
+    matmul: Option<String>,
+    /// `fused` or `unfused`, as `--recurrence`; default: the adapter's.
+    recurrence: Option<String>,
 }
 
 fn config_of(opts: &Options) -> Result<Config> {
@@ -167,10 +174,24 @@ async fn create_session(
     };
     cfg.validate()?;
     session::split_batches(&corpus, &cfg, (cfg.batch_size, cfg.num_steps))?;
-    let gpu = PickedAdapter::request_browser()
+    let matmul = opts
+        .matmul
+        .as_deref()
+        .map(str::parse::<MatmulVariant>)
+        .transpose()
+        .map_err(|e| anyhow!("the option matmul: {e}"))?;
+    let recurrence = opts
+        .recurrence
+        .as_deref()
+        .map(str::parse::<Recurrence>)
+        .transpose()
+        .map_err(|e| anyhow!("the option recurrence: {e}"))?;
+    let mut gpu = PickedAdapter::request_browser()
         .await?
         .open_async(&Session::needs(&cfg))
         .await?;
+    gpu.matmul = matmul;
+    gpu.recurrence = recurrence;
     let mut s = Session::new(gpu, cfg, corpus, &params, pos, state.as_ref())?;
     if let Some(n) = opts.log_every {
         s.log_every = n.max(1);
@@ -260,6 +281,19 @@ impl Trainer {
     pub fn validate(&self) -> Promise {
         with_session(&self.inner, |mut s, _| async move {
             let r = s.validate().await;
+            (s, r)
+        })
+    }
+
+    /// Each kernel of a training step timed alone by the wall clock, as JSON
+    /// `{"baseline_ms", "rows": [{"label", "ms", "runs", "flops"}]}`: see
+    /// `Session::time_kernels` (the weights stay as they are).
+    pub fn time_kernels(&self) -> Promise {
+        with_session(&self.inner, |mut s, _| async move {
+            let r = s
+                .time_kernels()
+                .await
+                .and_then(|t| Ok(serde_json::to_string(&t)?));
             (s, r)
         })
     }
