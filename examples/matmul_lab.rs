@@ -107,7 +107,7 @@ fn lab(args: Args) -> Result<()> {
         col_blocks: col_blocks as u32,
         blocks: blocks as u32,
         groups_x: gx,
-        _pad: 0,
+        strip_width: 64,
     };
     let uniforms = gpu.uniform_from("params", &params);
     let texture_b = source.contains("texture_2d");

@@ -226,9 +226,10 @@ fn matmul_skinny(
 // ---------------------------------------------------------------------------------------
 // Strip: Skinny's layout with 8 rows, for products of any height on adapters that run
 // invocations as CPU SIMD lanes without registers to spare (Chromium's SwiftShader): a
-// workgroup of 64 an 8x256 block of C, each invocation 8 rows by 4 columns (64 apart) in eight named
-// vec4 accumulators (no array indexed at run time, which such compilers keep in memory),
-// 12 loads for 32 multiply-adds, no workgroup memory and no barriers.
+// workgroup of 64 a block of C of 8 to 64 rows by 256 to 32 columns (as wide as the product
+// needs), each invocation 8 rows by 4 columns in eight named vec4 accumulators (no array
+// indexed at run time, which such compilers keep in memory), 12 loads for 32 multiply-adds,
+// no workgroup memory and no barriers.
 
 const ST_ROWS: u32 = 8u;
 
@@ -241,10 +242,12 @@ fn matmul_strip(
     if block >= params.blocks {
         return;
     }
-    let row0 = (block / params.col_blocks) * ST_ROWS;
-    // Lane l owns columns col0 + 64q: neighbouring lanes read neighbouring words of B and
-    // write neighbouring words of C, which a SIMD rasteriser turns into one vector access.
-    let col0 = (block % params.col_blocks) * SK_COLS + lane;
+    // The block is 64 / w rows of w lanes (w = params.strip_width), 8 rows by 4w columns
+    // each. Lane l owns columns col0 + wq: neighbouring lanes read neighbouring words of B
+    // and write neighbouring words of C, which a SIMD rasteriser turns into one vector access.
+    let w = params.strip_width;
+    let row0 = (block / params.col_blocks) * (ST_ROWS * (64u / w)) + (lane / w) * ST_ROWS;
+    let col0 = (block % params.col_blocks) * (4u * w) + lane % w;
     let last = params.m - 1u;
     let a0 = params.a_off + min(row0, last) * params.a_row;
     let a1 = params.a_off + min(row0 + 1u, last) * params.a_row;
@@ -255,9 +258,9 @@ fn matmul_strip(
     let a6 = params.a_off + min(row0 + 6u, last) * params.a_row;
     let a7 = params.a_off + min(row0 + 7u, last) * params.a_row;
     let b0 = params.b_off + min(col0, params.n - 1u) * params.b_col;
-    let b1 = params.b_off + min(col0 + 64u, params.n - 1u) * params.b_col;
-    let b2 = params.b_off + min(col0 + 128u, params.n - 1u) * params.b_col;
-    let b3 = params.b_off + min(col0 + 192u, params.n - 1u) * params.b_col;
+    let b1 = params.b_off + min(col0 + w, params.n - 1u) * params.b_col;
+    let b2 = params.b_off + min(col0 + 2u * w, params.n - 1u) * params.b_col;
+    let b3 = params.b_off + min(col0 + 3u * w, params.n - 1u) * params.b_col;
     var acc0 = vec4<f32>();
     var acc1 = vec4<f32>();
     var acc2 = vec4<f32>();
@@ -286,8 +289,8 @@ fn matmul_strip(
             break;
         }
         for (var q = 0u; q < 4u; q++) {
-            if col0 + 64u * q < params.n {
-                store(i, col0 + 64u * q, rows[r][q]);
+            if col0 + w * q < params.n {
+                store(i, col0 + w * q, rows[r][q]);
             }
         }
     }

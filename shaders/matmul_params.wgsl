@@ -25,7 +25,8 @@ struct Params {
     blocks: u32,
     // Width of the grid in x, to flatten (x, y) workgroup ids.
     groups_x: u32,
-    _pad: u32,
+    // Strip only: lanes along a row of its block (8, 16, 32 or 64); others ignore it.
+    strip_width: u32,
 }
 
 const HAS_BIAS: u32 = 1u;

@@ -55,7 +55,8 @@ pub enum MatmulVariant {
     /// [`Matmul::prepare`] takes it for such products whatever the default variant.
     Skinny,
     /// Skinny's layout on 8-row blocks for products of any height: an 8x256 block of C per
-    /// workgroup, 8x4 outputs per invocation in named accumulators, no workgroup memory.
+    /// workgroup (16x128 ... 64x32 for narrower products), 8x4 outputs per invocation in
+    /// named accumulators, neighbouring lanes on neighbouring columns, no workgroup memory.
     /// What Chromium's SwiftShader (invocations as CPU SIMD lanes, few registers) runs
     /// fastest, so the default on a browser's CPU adapter.
     Strip,
@@ -111,7 +112,7 @@ impl MatmulVariant {
             MatmulVariant::RegisterBlocked => (64, 64),
             MatmulVariant::SubgroupBroadcast => (SUBGROUP_ROWS, SUBGROUP_COLS),
             MatmulVariant::Skinny => (SKINNY_ROWS, 256),
-            MatmulVariant::Strip => (8, 256),
+            MatmulVariant::Strip => (8, 256), // the widest; see prepare_with
         }
     }
 }
@@ -180,7 +181,8 @@ pub struct Params {
     pub col_blocks: u32,
     pub blocks: u32,
     pub groups_x: u32,
-    pub _pad: u32,
+    /// Strip only: lanes along a row of its block (8, 16, 32 or 64).
+    pub strip_width: u32,
 }
 
 const HAS_BIAS: u32 = 1;
@@ -452,7 +454,15 @@ impl Matmul {
         ] {
             word(what, end)?;
         }
-        let (rows, cols) = variant.block();
+        // Strip narrows its block to the product: 64 lanes as 64 / w rows of w lanes, each
+        // lane 8 rows by 4 columns w apart, with w the smallest of 8, 16, 32, 64 that
+        // covers n in four columns a lane (n = 128: 16x128 blocks, where 8x256 ones would
+        // compute half their columns for nothing).
+        let strip_width = (n.div_ceil(4)).next_power_of_two().clamp(8, 64);
+        let (rows, cols) = match variant {
+            MatmulVariant::Strip => (8 * (64 / strip_width), 4 * strip_width),
+            v => v.block(),
+        };
         let row_blocks = m.div_ceil(rows);
         let col_blocks = n.div_ceil(cols);
         let blocks = row_blocks * col_blocks;
@@ -477,7 +487,7 @@ impl Matmul {
             col_blocks: word("column blocks", col_blocks)?,
             blocks: word("blocks", blocks)?,
             groups_x: gx,
-            _pad: 0,
+            strip_width: strip_width as u32,
         };
         let uniforms = gpu.uniform_from(label, &params);
         // Without a bias the kernel never reads binding 2; A's buffer stands in for it (two
