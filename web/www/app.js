@@ -185,6 +185,7 @@ async function train(steps = Infinity) {
   $("train").textContent = "Pause";
   const out = [];
   const start = S.info.position.global_step;
+  say("training: Pause stops after the step that is running");
   try {
     await serial(() => S.trainer.resume_clock());
     while (S.running && !S.info.finished) {
@@ -204,6 +205,7 @@ async function train(steps = Infinity) {
     $("train").textContent = "Train";
   }
   if (S.info.finished) $("train").disabled = true;
+  else say(`stopped at epoch ${S.info.position.epoch + 1}, step ${S.info.position.step_in_epoch}: Train goes on from there`);
   return out;
 }
 
