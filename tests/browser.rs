@@ -333,6 +333,17 @@ fn native_eval(checkpoint: &Path, data: &Path) -> f64 {
         .unwrap()
 }
 
+/// One field of the page's training events (`kind` "train"), in order.
+fn train_values(events: &Value, field: &str) -> Vec<f64> {
+    events
+        .as_array()
+        .expect("an array of events")
+        .iter()
+        .filter(|e| e["kind"] == "train")
+        .map(|e| e[field].as_f64().unwrap())
+        .collect()
+}
+
 fn read_metrics(run: &Path) -> Vec<Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -712,12 +723,9 @@ fn page_trains_like_native_and_refuses_bad_input() {
         "await window.lstm.api.setLogEvery(1); return await window.lstm.api.train(2);",
         json!(null),
     );
-    let steps: Vec<u64> = more
-        .as_array()
-        .unwrap()
+    let steps: Vec<u64> = train_values(&more, "global_step")
         .iter()
-        .filter(|e| e["kind"] == "train")
-        .map(|e| e["global_step"].as_u64().unwrap())
+        .map(|&v| v as u64)
         .collect();
     assert_eq!(steps, [STEPS as u64 + 1, STEPS as u64 + 2], "{more}");
     drop(b);
@@ -792,20 +800,8 @@ fn seed_model_speed_page_against_native() {
     let t1 = Instant::now();
     let events = b.ok("return await window.lstm.api.train(args);", json!(steps));
     let train_s = t1.elapsed().as_secs_f64();
-    let page: Vec<f64> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "train")
-        .map(|e| e["words_per_second"].as_f64().unwrap())
-        .collect();
-    let page_loss: Vec<f64> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "train")
-        .map(|e| e["loss"].as_f64().unwrap())
-        .collect();
+    let page: Vec<f64> = train_values(&events, "words_per_second");
+    let page_loss: Vec<f64> = train_values(&events, "loss");
     let kernels = info["kernels"].clone();
     let info = b.ok("return window.lstm.info;", json!(null));
     eprintln!(
@@ -957,13 +953,7 @@ fn page_kernel_choices_at_the_seed_configuration() {
                 );
             }
         }
-        let wps: Vec<f64> = events
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "train")
-            .map(|e| e["words_per_second"].as_f64().unwrap())
-            .collect();
+        let wps: Vec<f64> = train_values(&events, "words_per_second");
         eprintln!(
             "page, seed model, matmul {m:>16}, recurrence {r:>7}: {:.1} words/s (per step {wps:.1?})",
             wps[1..].iter().sum::<f64>() / (wps.len() - 1) as f64
