@@ -290,8 +290,8 @@ impl Session {
 
     /// Time each operation of one training step alone, by the wall clock: the step's ops in
     /// order, each submitted by itself and waited for with a one-word readback, on the next
-    /// batch at learning rate 0 (the weights stay as they are; the carried state moves on
-    /// one batch). For adapters without timestamp queries, such as a browser's: the figures
+    /// batch at learning rate 0 (the weights and the position stay as they are, the timed
+    /// step's loss is dropped; the carried state moves on one batch). For adapters without timestamp queries, such as a browser's: the figures
     /// include one submit and readback each, which `baseline_ms` measures alone. Per
     /// kernel label (and product size): total milliseconds, runs and floating-point
     /// operations.
@@ -342,6 +342,9 @@ impl Session {
                 }),
             }
         }
+        // The timed step's loss is not the run's: the next log point counts its own steps
+        // only (`advance` leaves the accumulator empty).
+        self.train_ws.take_stats_async(&self.gpu).await?;
         rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         Ok(KernelTimes { baseline_ms, rows })
     }

@@ -226,8 +226,8 @@ impl Matmul {
         }
         let subgroups = subgroup_capable(gpu);
         // A browser's CPU adapter (Chromium's SwiftShader) runs Strip fastest: measured in the
-        // page at the seed configuration, 137-174 words/s against 54-76 with RegisterBlocked,
-        // 105-120 with Skinny and about 40 with Tiled (tests/browser.rs,
+        // page at the seed configuration, 179-236 words/s against 54-76 with RegisterBlocked,
+        // 105-121 with Skinny and about 40 with Tiled (tests/browser.rs,
         // page_kernel_choices_at_the_seed_configuration).
         let variant = match gpu.info.device_type {
             wgpu::DeviceType::Cpu if subgroups => MatmulVariant::SubgroupBroadcast,

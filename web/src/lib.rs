@@ -85,6 +85,14 @@ struct Options {
     recurrence: Option<String>,
 }
 
+/// An option read through its type's names, as the command line reads them.
+fn parsed<T: std::str::FromStr<Err = String>>(what: &str, v: &Option<String>) -> Result<Option<T>> {
+    v.as_deref()
+        .map(str::parse::<T>)
+        .transpose()
+        .map_err(|e| anyhow!("the option {what}: {e}"))
+}
+
 fn config_of(opts: &Options) -> Result<Config> {
     let preset = match opts.preset.as_deref().unwrap_or("seed") {
         "seed" => Preset::Seed,
@@ -174,18 +182,8 @@ async fn create_session(
     };
     cfg.validate()?;
     session::split_batches(&corpus, &cfg, (cfg.batch_size, cfg.num_steps))?;
-    let matmul = opts
-        .matmul
-        .as_deref()
-        .map(str::parse::<MatmulVariant>)
-        .transpose()
-        .map_err(|e| anyhow!("the option matmul: {e}"))?;
-    let recurrence = opts
-        .recurrence
-        .as_deref()
-        .map(str::parse::<Recurrence>)
-        .transpose()
-        .map_err(|e| anyhow!("the option recurrence: {e}"))?;
+    let matmul = parsed::<MatmulVariant>("matmul", &opts.matmul)?;
+    let recurrence = parsed::<Recurrence>("recurrence", &opts.recurrence)?;
     let mut gpu = PickedAdapter::request_browser()
         .await?
         .open_async(&Session::needs(&cfg))
