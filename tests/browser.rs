@@ -960,3 +960,15 @@ fn page_kernel_choices_at_the_seed_configuration() {
         );
     }
 }
+
+#[test]
+#[ignore]
+fn zz_probe_adapter() {
+    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
+    let (_server, url) = serve(&["--data", &dir]);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let v = b.ok("const a = await navigator.gpu.requestAdapter(); const f = [...a.features]; const l = {}; for (const k in a.limits) l[k] = a.limits[k]; return {f, l, info: {vendor: a.info.vendor, arch: a.info.architecture, desc: a.info.description, sgmin: a.info.subgroupMinSize, sgmax: a.info.subgroupMaxSize}};", json!(null));
+    eprintln!("{v:#}");
+}

@@ -433,6 +433,8 @@ impl PickedAdapter {
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let features = (adapter.features() & wanted) - features_withheld()?;
+        #[cfg(target_arch = "wasm32")]
+        web_subgroups::ask();
         let mut limits = wgpu::Limits::default().or_worse_values_from(&offered);
         // Fits: `check` compared it with the offered binding and buffer sizes.
         let need = u64::try_from(needs.largest_bytes()).unwrap_or(u64::MAX);
@@ -448,7 +450,61 @@ impl PickedAdapter {
             .request_device(&desc)
             .await
             .with_context(|| format!("could not open adapter {}", summary.short()))?;
+        #[cfg(target_arch = "wasm32")]
+        let features = match web_subgroups::granted(&device) {
+            true => features | wgpu::Features::SUBGROUP,
+            false => features,
+        };
         Gpu::from_device(summary, device, queue, limits, features)
+    }
+}
+
+/// WebGPU's `subgroups` feature in a browser. wgpu 30's WebGPU backend maps neither the
+/// adapter's `subgroups` to [`wgpu::Features::SUBGROUP`] nor the reverse when it requests a
+/// device, so the shaders that use subgroup or quad operations (the strip-quad matmul,
+/// Chromium's fastest) would never run there. [`ask`] wraps `GPUAdapter.requestDevice` so
+/// that a device is asked for `subgroups` whenever its adapter has it; [`granted`] reads the
+/// device's own feature set. WGSL goes to the browser as written, so nothing in wgpu needs
+/// to know. Remove when wgpu maps the feature.
+#[cfg(target_arch = "wasm32")]
+mod web_subgroups {
+    /// Wrap `GPUAdapter.prototype.requestDevice` (once per page).
+    pub fn ask() {
+        let wrap = js_sys::Function::new_no_args(
+            "const proto = globalThis.GPUAdapter && globalThis.GPUAdapter.prototype;
+             if (!proto || proto.__lstmGpuAsksSubgroups) return;
+             const request = proto.requestDevice;
+             proto.requestDevice = function (desc) {
+                 const d = Object.assign({}, desc || {});
+                 const wanted = Array.from(d.requiredFeatures || []);
+                 if (this.features.has('subgroups') && !wanted.includes('subgroups')) {
+                     wanted.push('subgroups');
+                 }
+                 d.requiredFeatures = wanted;
+                 return request.call(this, d);
+             };
+             proto.__lstmGpuAsksSubgroups = true;",
+        );
+        if let Err(e) = wrap.call0(&wasm_bindgen_null()) {
+            log::warn!("could not ask the browser for subgroups: {e:?}");
+        }
+    }
+
+    /// Whether the browser gave `device` the `subgroups` feature.
+    pub fn granted(device: &wgpu::Device) -> bool {
+        let Some(d) = device.as_webgpu() else {
+            return false;
+        };
+        let has = || -> Option<bool> {
+            let features = js_sys::Reflect::get(d, &"features".into()).ok()?;
+            let has: js_sys::Function = js_sys::Reflect::get(&features, &"has".into()).ok()?.into();
+            has.call1(&features, &"subgroups".into()).ok()?.as_bool()
+        };
+        has().unwrap_or(false)
+    }
+
+    fn wasm_bindgen_null() -> js_sys::wasm_bindgen::JsValue {
+        js_sys::wasm_bindgen::JsValue::NULL
     }
 }
 

@@ -58,13 +58,18 @@ pub enum MatmulVariant {
     /// workgroup (16x128 ... 64x32 for narrower products), 8x4 outputs per invocation in
     /// named accumulators, neighbouring lanes on neighbouring columns, no workgroup memory.
     /// What Chromium's SwiftShader (invocations as CPU SIMD lanes, few registers) runs
-    /// fastest, so the default on a browser's CPU adapter.
+    /// fastest without subgroups.
     Strip,
+    /// Strip with the loads of A shared within quads of four invocations
+    /// (`quadBroadcast`): 24 loads per 128 multiply-adds where Strip makes 48. For adapters
+    /// that turn every load into a per-lane gather (Chromium's SwiftShader, whose default it
+    /// is); needs subgroups.
+    StripQuad,
 }
 
 impl MatmulVariant {
     /// Every variant, in the order benchmarks list them.
-    pub const ALL: [MatmulVariant; 7] = [
+    pub const ALL: [MatmulVariant; 8] = [
         MatmulVariant::Tiled,
         MatmulVariant::TiledK8,
         MatmulVariant::Tiled128x64,
@@ -72,6 +77,7 @@ impl MatmulVariant {
         MatmulVariant::SubgroupBroadcast,
         MatmulVariant::Skinny,
         MatmulVariant::Strip,
+        MatmulVariant::StripQuad,
     ];
 
     /// The WGSL entry point for the transposes of `shape`, also the label of its
@@ -84,6 +90,7 @@ impl MatmulVariant {
             (MatmulVariant::RegisterBlocked, ..) => "matmul_register_blocked",
             (MatmulVariant::Skinny, ..) => "matmul_skinny",
             (MatmulVariant::Strip, ..) => "matmul_strip",
+            (MatmulVariant::StripQuad, ..) => "matmul_strip_quad",
             (MatmulVariant::SubgroupBroadcast, false, false) => "matmul_subgroup_nn",
             (MatmulVariant::SubgroupBroadcast, false, true) => "matmul_subgroup_nt",
             (MatmulVariant::SubgroupBroadcast, true, false) => "matmul_subgroup_tn",
@@ -101,6 +108,7 @@ impl MatmulVariant {
             MatmulVariant::SubgroupBroadcast => "subgroup-broadcast",
             MatmulVariant::Skinny => "skinny",
             MatmulVariant::Strip => "strip",
+            MatmulVariant::StripQuad => "strip-quad",
         }
     }
 
@@ -112,7 +120,7 @@ impl MatmulVariant {
             MatmulVariant::RegisterBlocked => (64, 64),
             MatmulVariant::SubgroupBroadcast => (SUBGROUP_ROWS, SUBGROUP_COLS),
             MatmulVariant::Skinny => (SKINNY_ROWS, 256),
-            MatmulVariant::Strip => (8, 256), // the widest; see prepare_with
+            MatmulVariant::Strip | MatmulVariant::StripQuad => (8, 256), // the widest; see prepare_with
         }
     }
 }
@@ -231,6 +239,9 @@ impl Matmul {
         // page_kernel_choices_at_the_seed_configuration).
         let variant = match gpu.info.device_type {
             wgpu::DeviceType::Cpu if subgroups => MatmulVariant::SubgroupBroadcast,
+            wgpu::DeviceType::Cpu if cfg!(target_arch = "wasm32") && quad_capable(gpu) => {
+                MatmulVariant::StripQuad
+            }
             wgpu::DeviceType::Cpu if cfg!(target_arch = "wasm32") => MatmulVariant::Strip,
             wgpu::DeviceType::Cpu => MatmulVariant::RegisterBlocked,
             _ => MatmulVariant::Tiled,
@@ -267,6 +278,12 @@ impl Matmul {
                 gpu.pipeline_with_constants(label, &module, function, constants)?,
             ));
         }
+        if quad_capable(gpu) {
+            let v = MatmulVariant::StripQuad;
+            let label = v.entry_point(shape(1, 1, 1, false, false));
+            let module = gpu.shader("matmul_quad", &super::shaders::matmul_quad())?;
+            portable.push((v, gpu.pipeline(label, &module, label)?));
+        }
         let subgroup = subgroup_capable(gpu).then(|| std::array::from_fn(|_| OnceLock::new()));
         let m = Matmul {
             portable,
@@ -280,7 +297,7 @@ impl Matmul {
         };
         if !m.variants_available().contains(&default) {
             return Err(crate::error::usage(format!(
-                "matmul variant {default} is not available on adapter {} (subgroup-broadcast needs subgroups of at least {MIN_SUBGROUP_SIZE} invocations); choose one of: {}",
+                "matmul variant {default} is not available on adapter {} (subgroup-broadcast needs subgroups of at least {MIN_SUBGROUP_SIZE} invocations, strip-quad subgroups); choose one of: {}",
                 gpu.info.name,
                 m.variants_available()
                     .iter()
@@ -460,7 +477,9 @@ impl Matmul {
         // compute half their columns for nothing).
         let strip_width = (n.div_ceil(4)).next_power_of_two().clamp(8, 64);
         let (rows, cols) = match variant {
-            MatmulVariant::Strip => (8 * (64 / strip_width), 4 * strip_width),
+            MatmulVariant::Strip | MatmulVariant::StripQuad => {
+                (8 * (64 / strip_width), 4 * strip_width)
+            }
             v => v.block(),
         };
         let row_blocks = m.div_ceil(rows);
@@ -572,6 +591,12 @@ const fn shape(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> Ma
 /// hold the 8 lanes the kernel broadcasts from.
 fn subgroup_capable(gpu: &Gpu) -> bool {
     gpu.has_subgroups() && gpu.info.subgroup_min_size >= MIN_SUBGROUP_SIZE
+}
+
+/// Whether StripQuad can run: it needs quad operations (part of wgpu's SUBGROUP) and
+/// subgroups of at least the 4 invocations of a quad.
+fn quad_capable(gpu: &Gpu) -> bool {
+    gpu.has_subgroups() && gpu.info.subgroup_min_size >= 4
 }
 
 /// Products of at most this many rows take the Skinny kernel (its `SK_ROWS`).

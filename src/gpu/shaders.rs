@@ -27,6 +27,31 @@ pub const MATMUL: &str = concat!(
     include_str!("../../shaders/matmul_params.wgsl"),
     include_str!("../../shaders/matmul.wgsl")
 );
+/// The strip-quad matmul (`shaders/matmul_quad.wgsl`) in one module with the portable
+/// kernels, whose bindings and `store` it shares; [`matmul_quad`] is what the launcher
+/// compiles.
+pub const MATMUL_QUAD: &str = concat!(
+    include_str!("../../shaders/matmul_params.wgsl"),
+    include_str!("../../shaders/matmul.wgsl"),
+    include_str!("../../shaders/matmul_quad.wgsl")
+);
+
+/// [`MATMUL_QUAD`] as the launcher compiles it on this target.
+pub fn matmul_quad() -> Cow<'static, str> {
+    subgroup_module(Cow::Borrowed(MATMUL_QUAD))
+}
+
+/// A module that uses subgroup or quad operations, as this target compiles it. Browsers
+/// (Tint) want the directive `enable subgroups;` in front of such a module; naga, which
+/// wgpu runs natively, refuses it in wgpu 30 (and needs none), so it is added on wasm32.
+fn subgroup_module(source: Cow<'static, str>) -> Cow<'static, str> {
+    if cfg!(target_arch = "wasm32") {
+        Cow::Owned(format!("enable subgroups;\n{source}"))
+    } else {
+        source
+    }
+}
+
 /// The shared part of the subgroup-broadcast matmul; the launcher appends one generated
 /// entry point per transpose form ([`matmul_subgroup`]).
 pub const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
@@ -57,15 +82,16 @@ pub fn lstm_step_subgroup(backward: bool) -> String {
     } else {
         super::lstm_step::subgroup_forward_entry_point()
     };
-    format!("{LSTM_STEP_SUBGROUP}\n{entry}")
+    subgroup_module(Cow::Owned(format!("{LSTM_STEP_SUBGROUP}\n{entry}"))).into_owned()
 }
 
 /// The subgroup-broadcast matmul module for one transpose form, as the launcher builds it.
 pub fn matmul_subgroup(trans_a: bool, trans_b: bool) -> String {
-    format!(
+    let source = format!(
         "{MATMUL_PARAMS}\n{MATMUL_SUBGROUP}\n{}",
         super::matmul::subgroup_entry_point(trans_a, trans_b)
-    )
+    );
+    subgroup_module(Cow::Owned(source)).into_owned()
 }
 
 /// One module as a launcher compiles it.
@@ -104,6 +130,10 @@ pub fn all() -> Vec<ModuleSource> {
         fixed("sgd", SGD),
         fixed("softmax_xent", SOFTMAX_XENT),
     ];
+    v.push(ModuleSource {
+        subgroups: true,
+        ..fixed("matmul_quad", MATMUL_QUAD)
+    });
     for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
         v.push(ModuleSource {
             label: super::matmul::MatmulVariant::SubgroupBroadcast
