@@ -457,6 +457,20 @@ fn page_trains_like_native_and_refuses_bad_input() {
         options.clone(),
     );
     assert_eq!(info["position"]["global_step"], 0);
+    // The page asks for WebGPU's subgroups itself (wgpu 30 does not map the feature), and
+    // where the adapter has them its CPU adapter runs the strip-quad matmul.
+    let subgroups = b.ok(
+        "const a = await navigator.gpu.requestAdapter(); return a.features.has('subgroups');",
+        json!(null),
+    );
+    let kernels = info["kernels"].to_string();
+    if subgroups == json!(true) {
+        assert!(
+            kernels.contains("strip-quad (default)"),
+            "an adapter with subgroups runs strip-quad: {kernels}"
+        );
+    }
+    eprintln!("page kernels: {kernels}");
     let vocab = info["vocab_size"].as_u64().unwrap();
     let ck0 = page_checkpoint(&b);
     let ck0_path = out.join("initial.safetensors");
@@ -902,7 +916,7 @@ fn seed_model_speed_page_against_native() {
 
 /// The page's words/s at the seed configuration with each matmul kernel and recurrence
 /// forced (`LSTM_GPU_PAGE_KERNELS`, default every pair of tiled, tiled-k8, tiled-128x64,
-/// register-blocked and skinny with fused and unfused, written `matmul/recurrence,...`), 3
+/// register-blocked, skinny, strip and strip-quad with fused and unfused, written `matmul/recurrence,...`), 3
 /// steps each, the first left out: what a tuning in the browser would choose from. A
 /// benchmark (`-- --ignored --nocapture`).
 #[test]
@@ -917,6 +931,8 @@ fn page_kernel_choices_at_the_seed_configuration() {
             "tiled-128x64",
             "register-blocked",
             "skinny",
+            "strip",
+            "strip-quad",
         ] {
             for r in ["fused", "unfused"] {
                 v.push(format!("{m}/{r}"));
@@ -959,16 +975,4 @@ fn page_kernel_choices_at_the_seed_configuration() {
             wps[1..].iter().sum::<f64>() / (wps.len() - 1) as f64
         );
     }
-}
-
-#[test]
-#[ignore]
-fn zz_probe_adapter() {
-    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
-    let (_server, url) = serve(&["--data", &dir]);
-    let b = Browser::start(true);
-    b.open(&url);
-    b.wait_started();
-    let v = b.ok("const a = await navigator.gpu.requestAdapter(); const f = [...a.features]; const l = {}; for (const k in a.limits) l[k] = a.limits[k]; return {f, l, info: {vendor: a.info.vendor, arch: a.info.architecture, desc: a.info.description, sgmin: a.info.subgroupMinSize, sgmax: a.info.subgroupMaxSize}};", json!(null));
-    eprintln!("{v:#}");
 }

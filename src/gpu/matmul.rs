@@ -233,9 +233,10 @@ impl Matmul {
             return Matmul::with_variant(gpu, v);
         }
         let subgroups = subgroup_capable(gpu);
-        // A browser's CPU adapter (Chromium's SwiftShader) runs Strip fastest: measured in the
-        // page at the seed configuration, 179-236 words/s against 54-76 with RegisterBlocked,
-        // 105-121 with Skinny and about 40 with Tiled (tests/browser.rs,
+        // A browser's CPU adapter (Chromium's SwiftShader) runs StripQuad fastest, and Strip
+        // without subgroups: measured in the page at the seed configuration, StripQuad 308
+        // words/s against Strip 204 in one run; Strip 179-236 against 54-76 with
+        // RegisterBlocked, 105-121 with Skinny and about 40 with Tiled (tests/browser.rs,
         // page_kernel_choices_at_the_seed_configuration).
         let variant = match gpu.info.device_type {
             wgpu::DeviceType::Cpu if subgroups => MatmulVariant::SubgroupBroadcast,
