@@ -229,9 +229,110 @@ fn matmul_skinny(
 // workgroup of 64 a block of C of 8 to 64 rows by 256 to 32 columns (as wide as the product
 // needs), each invocation 8 rows by 4 columns in eight named vec4 accumulators (no array
 // indexed at run time, which such compilers keep in memory), 12 loads for 32 multiply-adds,
-// no workgroup memory and no barriers.
+// no workgroup memory and no barriers. StripQuad (shaders/matmul_quad.wgsl) shares the
+// helpers below.
 
 const ST_ROWS: u32 = 8u;
+
+// Where one lane of a Strip block reads: its first row and column of C, the distance w
+// between its columns, and where its 8 rows of op(A) and 4 columns of op(B) start.
+// The block is 64 / w rows of w lanes (w = params.strip_width), 8 rows by 4w columns each.
+// Lane l owns columns col0 + wq: neighbouring lanes read neighbouring words of B and write
+// neighbouring words of C. Rows and columns past the edge repeat the last one and are not
+// stored.
+struct StripLane {
+    row0: u32,
+    col0: u32,
+    w: u32,
+    a0: u32,
+    a1: u32,
+    a2: u32,
+    a3: u32,
+    a4: u32,
+    a5: u32,
+    a6: u32,
+    a7: u32,
+    b0: u32,
+    b1: u32,
+    b2: u32,
+    b3: u32,
+}
+
+fn strip_lane(block: u32, lane: u32) -> StripLane {
+    let w = params.strip_width;
+    let row0 = (block / params.col_blocks) * (ST_ROWS * (64u / w)) + (lane / w) * ST_ROWS;
+    let col0 = (block % params.col_blocks) * (4u * w) + lane % w;
+    let last = params.m - 1u;
+    let a = params.a_off;
+    let r = params.a_row;
+    let b = params.b_off;
+    let c = params.b_col;
+    let n = params.n - 1u;
+    return StripLane(
+        row0, col0, w,
+        a + min(row0, last) * r, a + min(row0 + 1u, last) * r,
+        a + min(row0 + 2u, last) * r, a + min(row0 + 3u, last) * r,
+        a + min(row0 + 4u, last) * r, a + min(row0 + 5u, last) * r,
+        a + min(row0 + 6u, last) * r, a + min(row0 + 7u, last) * r,
+        b + min(col0, n) * c, b + min(col0 + w, n) * c,
+        b + min(col0 + 2u * w, n) * c, b + min(col0 + 3u * w, n) * c,
+    );
+}
+
+// op(A) at step p (ap = p * params.a_col) on the lane's rows 0..3 and 4..7.
+fn strip_a_lo(s: StripLane, ap: u32) -> vec4<f32> {
+    return vec4<f32>(a[s.a0 + ap], a[s.a1 + ap], a[s.a2 + ap], a[s.a3 + ap]);
+}
+
+fn strip_a_hi(s: StripLane, ap: u32) -> vec4<f32> {
+    return vec4<f32>(a[s.a4 + ap], a[s.a5 + ap], a[s.a6 + ap], a[s.a7 + ap]);
+}
+
+// op(B) at step p on the lane's 4 columns.
+fn strip_b(s: StripLane, p: u32) -> vec4<f32> {
+    let bp = p * params.b_row;
+    return vec4<f32>(b[s.b0 + bp], b[s.b1 + bp], b[s.b2 + bp], b[s.b3 + bp]);
+}
+
+// A lane's 8x4 outputs, row r in member r (named members: no array indexed at run time).
+struct Strip8x4 {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+    r4: vec4<f32>,
+    r5: vec4<f32>,
+    r6: vec4<f32>,
+    r7: vec4<f32>,
+}
+
+// One step of p: row r += op(A)[r] * bv, rows 0..3 from lo's components, 4..7 from hi's.
+fn strip_rank1(acc: ptr<function, Strip8x4>, lo: vec4<f32>, hi: vec4<f32>, bv: vec4<f32>) {
+    (*acc).r0 = fma(vec4<f32>(lo.x), bv, (*acc).r0);
+    (*acc).r1 = fma(vec4<f32>(lo.y), bv, (*acc).r1);
+    (*acc).r2 = fma(vec4<f32>(lo.z), bv, (*acc).r2);
+    (*acc).r3 = fma(vec4<f32>(lo.w), bv, (*acc).r3);
+    (*acc).r4 = fma(vec4<f32>(hi.x), bv, (*acc).r4);
+    (*acc).r5 = fma(vec4<f32>(hi.y), bv, (*acc).r5);
+    (*acc).r6 = fma(vec4<f32>(hi.z), bv, (*acc).r6);
+    (*acc).r7 = fma(vec4<f32>(hi.w), bv, (*acc).r7);
+}
+
+// Store the rows and columns of the lane's outputs that lie inside C.
+fn strip_store(s: StripLane, acc: Strip8x4) {
+    let rows = array<vec4<f32>, 8>(acc.r0, acc.r1, acc.r2, acc.r3, acc.r4, acc.r5, acc.r6, acc.r7);
+    for (var r = 0u; r < ST_ROWS; r++) {
+        let i = s.row0 + r;
+        if i >= params.m {
+            break;
+        }
+        for (var q = 0u; q < 4u; q++) {
+            if s.col0 + s.w * q < params.n {
+                store(i, s.col0 + s.w * q, rows[r][q]);
+            }
+        }
+    }
+}
 
 @compute @workgroup_size(64)
 fn matmul_strip(
@@ -242,56 +343,11 @@ fn matmul_strip(
     if block >= params.blocks {
         return;
     }
-    // The block is 64 / w rows of w lanes (w = params.strip_width), 8 rows by 4w columns
-    // each. Lane l owns columns col0 + wq: neighbouring lanes read neighbouring words of B
-    // and write neighbouring words of C, which a SIMD rasteriser turns into one vector access.
-    let w = params.strip_width;
-    let row0 = (block / params.col_blocks) * (ST_ROWS * (64u / w)) + (lane / w) * ST_ROWS;
-    let col0 = (block % params.col_blocks) * (4u * w) + lane % w;
-    let last = params.m - 1u;
-    let a0 = params.a_off + min(row0, last) * params.a_row;
-    let a1 = params.a_off + min(row0 + 1u, last) * params.a_row;
-    let a2 = params.a_off + min(row0 + 2u, last) * params.a_row;
-    let a3 = params.a_off + min(row0 + 3u, last) * params.a_row;
-    let a4 = params.a_off + min(row0 + 4u, last) * params.a_row;
-    let a5 = params.a_off + min(row0 + 5u, last) * params.a_row;
-    let a6 = params.a_off + min(row0 + 6u, last) * params.a_row;
-    let a7 = params.a_off + min(row0 + 7u, last) * params.a_row;
-    let b0 = params.b_off + min(col0, params.n - 1u) * params.b_col;
-    let b1 = params.b_off + min(col0 + w, params.n - 1u) * params.b_col;
-    let b2 = params.b_off + min(col0 + 2u * w, params.n - 1u) * params.b_col;
-    let b3 = params.b_off + min(col0 + 3u * w, params.n - 1u) * params.b_col;
-    var acc0 = vec4<f32>();
-    var acc1 = vec4<f32>();
-    var acc2 = vec4<f32>();
-    var acc3 = vec4<f32>();
-    var acc4 = vec4<f32>();
-    var acc5 = vec4<f32>();
-    var acc6 = vec4<f32>();
-    var acc7 = vec4<f32>();
+    let s = strip_lane(block, lane);
+    var acc = Strip8x4();
     for (var p = 0u; p < params.k; p++) {
-        let bp = p * params.b_row;
-        let bv = vec4<f32>(b[b0 + bp], b[b1 + bp], b[b2 + bp], b[b3 + bp]);
         let ap = p * params.a_col;
-        acc0 = fma(vec4<f32>(a[a0 + ap]), bv, acc0);
-        acc1 = fma(vec4<f32>(a[a1 + ap]), bv, acc1);
-        acc2 = fma(vec4<f32>(a[a2 + ap]), bv, acc2);
-        acc3 = fma(vec4<f32>(a[a3 + ap]), bv, acc3);
-        acc4 = fma(vec4<f32>(a[a4 + ap]), bv, acc4);
-        acc5 = fma(vec4<f32>(a[a5 + ap]), bv, acc5);
-        acc6 = fma(vec4<f32>(a[a6 + ap]), bv, acc6);
-        acc7 = fma(vec4<f32>(a[a7 + ap]), bv, acc7);
+        strip_rank1(&acc, strip_a_lo(s, ap), strip_a_hi(s, ap), strip_b(s, p));
     }
-    let rows = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
-    for (var r = 0u; r < ST_ROWS; r++) {
-        let i = row0 + r;
-        if i >= params.m {
-            break;
-        }
-        for (var q = 0u; q < 4u; q++) {
-            if col0 + w * q < params.n {
-                store(i, col0 + w * q, rows[r][q]);
-            }
-        }
-    }
+    strip_store(s, acc);
 }
