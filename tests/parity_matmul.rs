@@ -150,9 +150,7 @@ fn every_variant_matches_the_reference_on_awkward_shapes() {
     let mut entry_points = std::collections::HashSet::new();
     for variant in mm.variants_available() {
         let entry = variant.function(shape(1, 1, 1, false, false));
-        if common::backend() == lstm_gpu::gpu::BackendChoice::Gl
-            && !entry_points.insert(entry)
-        {
+        if common::backend() == lstm_gpu::gpu::BackendChoice::Gl && !entry_points.insert(entry) {
             continue;
         }
         for (t, &(m, k, n)) in SIZES.iter().enumerate() {
