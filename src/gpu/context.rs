@@ -485,7 +485,7 @@ mod web_subgroups {
              };
              proto.__lstmGpuAsksSubgroups = true;",
         );
-        if let Err(e) = wrap.call0(&wasm_bindgen_null()) {
+        if let Err(e) = wrap.call0(&js_sys::wasm_bindgen::JsValue::NULL) {
             log::warn!("could not ask the browser for subgroups: {e:?}");
         }
     }
@@ -501,10 +501,6 @@ mod web_subgroups {
             has.call1(&features, &"subgroups".into()).ok()?.as_bool()
         };
         has().unwrap_or(false)
-    }
-
-    fn wasm_bindgen_null() -> js_sys::wasm_bindgen::JsValue {
-        js_sys::wasm_bindgen::JsValue::NULL
     }
 }
 
