@@ -108,6 +108,10 @@ fn lab(args: Args) -> Result<()> {
         blocks: blocks as u32,
         groups_x: gx,
         strip_width: 64,
+        k_chunk: k as u32,
+        k_slices: 1,
+        pad0: 0,
+        pad1: 0,
     };
     let uniforms = gpu.uniform_from("params", &params);
     let texture_b = source.contains("texture_2d");

@@ -13,11 +13,16 @@
 // Finish one output element: add the bias, then the old C when accumulating (the order of
 // the CPU twin), and store. The caller keeps (i, j) inside [m, n).
 fn store(i: u32, j: u32, sum: f32) {
+    store_shifted(i, j, sum, 0u);
+}
+
+// `store` into C shifted by `shift` words (a split-K slice's partial sums).
+fn store_shifted(i: u32, j: u32, sum: f32, shift: u32) {
     var out = sum;
     if (params.flags & HAS_BIAS) != 0u {
         out += bias[params.bias_off + j];
     }
-    let at = params.c_off + i * params.n + j;
+    let at = params.c_off + shift + i * params.n + j;
     if (params.flags & ACCUMULATE) != 0u {
         out = c[at] + out;
     }
@@ -318,8 +323,8 @@ fn strip_rank1(acc: ptr<function, Strip8x4>, lo: vec4<f32>, hi: vec4<f32>, bv: v
     (*acc).r7 = fma(vec4<f32>(hi.w), bv, (*acc).r7);
 }
 
-// Store the rows and columns of the lane's outputs that lie inside C.
-fn strip_store(s: StripLane, acc: Strip8x4) {
+// Store the rows and columns of the lane's outputs that lie inside C, `shift` words on.
+fn strip_store(s: StripLane, acc: Strip8x4, shift: u32) {
     let rows = array<vec4<f32>, 8>(acc.r0, acc.r1, acc.r2, acc.r3, acc.r4, acc.r5, acc.r6, acc.r7);
     for (var r = 0u; r < ST_ROWS; r++) {
         let i = s.row0 + r;
@@ -328,10 +333,20 @@ fn strip_store(s: StripLane, acc: Strip8x4) {
         }
         for (var q = 0u; q < 4u; q++) {
             if s.col0 + s.w * q < params.n {
-                store(i, s.col0 + s.w * q, rows[r][q]);
+                store_shifted(i, s.col0 + s.w * q, rows[r][q], shift);
             }
         }
     }
+}
+
+// The lane's 8x4 sums over the steps p of [p_begin, p_end), in increasing order of p.
+fn strip_sum(s: StripLane, p_begin: u32, p_end: u32) -> Strip8x4 {
+    var acc = Strip8x4();
+    for (var p = p_begin; p < p_end; p++) {
+        let ap = p * params.a_col;
+        strip_rank1(&acc, strip_a_lo(s, ap), strip_a_hi(s, ap), strip_b(s, p));
+    }
+    return acc;
 }
 
 @compute @workgroup_size(64)
@@ -344,10 +359,53 @@ fn matmul_strip(
         return;
     }
     let s = strip_lane(block, lane);
-    var acc = Strip8x4();
-    for (var p = 0u; p < params.k; p++) {
-        let ap = p * params.a_col;
-        strip_rank1(&acc, strip_a_lo(s, ap), strip_a_hi(s, ap), strip_b(s, p));
+    strip_store(s, strip_sum(s, 0u, params.k), 0u);
+}
+
+// ---------------------------------------------------------------------------------------
+// Split-K: products whose C is too small to keep a GPU busy, however long k is (the
+// recurrent backward products [60, 4h] @ [4h, h]^T of each time step make 4 to 8 strip
+// blocks, where a GPU runs hundreds of workgroups at once). The grid's z splits k into
+// params.k_slices slices of params.k_chunk steps; workgroup (x, y, z) computes its strip
+// block's sums over slice z alone and stores them, without bias or accumulation, to slice
+// z of a scratch buffer bound as C (m * n words a slice). matmul_split_sum then adds the
+// slices in order for each output and finishes it as `store` does. Each slice sums in
+// increasing order of p, so the result differs from the unsplit sum by f32 rounding only.
+
+fn split_range(slice: u32) -> vec2<u32> {
+    let begin = slice * params.k_chunk;
+    return vec2<u32>(begin, min(params.k, begin + params.k_chunk));
+}
+
+@compute @workgroup_size(64)
+fn matmul_strip_split(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let block = block_index(wg);
+    if block >= params.blocks {
+        return;
     }
-    strip_store(s, acc);
+    let s = strip_lane(block, lane);
+    let r = split_range(wg.z);
+    strip_store(s, strip_sum(s, r.x, r.y), wg.z * params.m * params.n);
+}
+
+// The second pass: one output per invocation, the slices of the scratch buffer (bound as
+// A, at a_off) added in order, then the bias and the old C as `store` adds them.
+@compute @workgroup_size(256)
+fn matmul_split_sum(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let at = block_index(wg) * 256u + lane;
+    let mn = params.m * params.n;
+    if at >= mn {
+        return;
+    }
+    var sum = 0.0;
+    for (var z = 0u; z < params.k_slices; z++) {
+        sum += a[params.a_off + z * mn + at];
+    }
+    store(at / params.n, at % params.n, sum);
 }

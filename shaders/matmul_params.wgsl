@@ -27,6 +27,12 @@ struct Params {
     groups_x: u32,
     // Strip only: lanes along a row of its block (8, 16, 32 or 64); others ignore it.
     strip_width: u32,
+    // Split-K only: the steps of p each slice of k sums (a multiple of 4), and the number
+    // of slices (the grid's z); the partial sums go to slice z of C, m * n words apart.
+    k_chunk: u32,
+    k_slices: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 const HAS_BIAS: u32 = 1u;

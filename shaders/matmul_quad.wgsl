@@ -14,6 +14,30 @@
 // workgroup, quads of four consecutive invocations, which the parity tests check.
 // Each output sums its products in increasing order of p, like every variant.
 
+// The lane's 8x4 sums over the steps p of [p_begin, p_end), in increasing order of p:
+// groups of four steps with the loads of A shared in the quad, then the last few as Strip
+// makes them. `q` is the lane's index in its quad; every lane of a quad has the same range.
+fn strip_quad_sum(s: StripLane, q: u32, p_begin: u32, p_end: u32) -> Strip8x4 {
+    var acc = Strip8x4();
+    let p4 = p_end - (p_end - p_begin) % 4u;
+    for (var p0 = p_begin; p0 < p4; p0 += 4u) {
+        // Rows 0..3 and 4..7 of the lane's block at step p0 + q; lane t of the quad has
+        // them at step p0 + t.
+        let ap = (p0 + q) * params.a_col;
+        let lo = strip_a_lo(s, ap);
+        let hi = strip_a_hi(s, ap);
+        strip_rank1(&acc, quadBroadcast(lo, 0u), quadBroadcast(hi, 0u), strip_b(s, p0));
+        strip_rank1(&acc, quadBroadcast(lo, 1u), quadBroadcast(hi, 1u), strip_b(s, p0 + 1u));
+        strip_rank1(&acc, quadBroadcast(lo, 2u), quadBroadcast(hi, 2u), strip_b(s, p0 + 2u));
+        strip_rank1(&acc, quadBroadcast(lo, 3u), quadBroadcast(hi, 3u), strip_b(s, p0 + 3u));
+    }
+    for (var p = p4; p < p_end; p++) {
+        let ap = p * params.a_col;
+        strip_rank1(&acc, strip_a_lo(s, ap), strip_a_hi(s, ap), strip_b(s, p));
+    }
+    return acc;
+}
+
 @compute @workgroup_size(64)
 fn matmul_strip_quad(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -25,25 +49,21 @@ fn matmul_strip_quad(
         return;
     }
     let s = strip_lane(block, lane);
-    var acc = Strip8x4();
-    // This lane's step of p within each group of four.
-    let q = sub % 4u;
-    let k4 = params.k - params.k % 4u;
-    for (var p0 = 0u; p0 < k4; p0 += 4u) {
-        // Rows 0..3 and 4..7 of the lane's block at step p0 + q; lane t of the quad has
-        // them at step p0 + t.
-        let ap = (p0 + q) * params.a_col;
-        let lo = strip_a_lo(s, ap);
-        let hi = strip_a_hi(s, ap);
-        strip_rank1(&acc, quadBroadcast(lo, 0u), quadBroadcast(hi, 0u), strip_b(s, p0));
-        strip_rank1(&acc, quadBroadcast(lo, 1u), quadBroadcast(hi, 1u), strip_b(s, p0 + 1u));
-        strip_rank1(&acc, quadBroadcast(lo, 2u), quadBroadcast(hi, 2u), strip_b(s, p0 + 2u));
-        strip_rank1(&acc, quadBroadcast(lo, 3u), quadBroadcast(hi, 3u), strip_b(s, p0 + 3u));
+    strip_store(s, strip_quad_sum(s, sub % 4u, 0u, params.k), 0u);
+}
+
+// StripQuad's split-K twin (see matmul_strip_split in shaders/matmul.wgsl).
+@compute @workgroup_size(64)
+fn matmul_strip_quad_split(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) sub: u32,
+) {
+    let block = block_index(wg);
+    if block >= params.blocks {
+        return;
     }
-    // The last k % 4 steps, as Strip makes them.
-    for (var p = k4; p < params.k; p++) {
-        let ap = p * params.a_col;
-        strip_rank1(&acc, strip_a_lo(s, ap), strip_a_hi(s, ap), strip_b(s, p));
-    }
-    strip_store(s, acc);
+    let s = strip_lane(block, lane);
+    let r = split_range(wg.z);
+    strip_store(s, strip_quad_sum(s, sub % 4u, r.x, r.y), wg.z * params.m * params.n);
 }

@@ -280,3 +280,59 @@ fn short_views_and_an_output_aliasing_an_input_are_refused() {
         .unwrap();
     assert!(format!("{e:#}").contains("shares a buffer"), "{e:#}");
 }
+
+/// The split-K variants cut a long k into slices when C is small (two launches: the slices,
+/// then their sum), match the reference there, on a last slice shorter than the others and
+/// with bias and accumulation, and run their unsplit twin where k is too short to split.
+#[test]
+fn split_k_variants_split_long_products_and_match_the_reference() {
+    let gpu = gpu();
+    let mm = Matmul::new(&gpu).unwrap();
+    let split = [MatmulVariant::StripSplit, MatmulVariant::StripQuadSplit];
+    let available = mm.variants_available();
+    assert!(available.contains(&MatmulVariant::StripSplit));
+    let buf = gpu.storage("operands", 1 << 20);
+    let out = gpu.storage("C", 1 << 16);
+    for variant in split.into_iter().filter(|v| available.contains(v)) {
+        for (i, (s, splits)) in [
+            (shape(60, 1024, 256, false, true), true),
+            (shape(7, 130, 9, true, false), true),
+            (shape(33, 70, 5, true, true), true),
+            (shape(60, 20, 128, false, false), false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let d = mm
+                .prepare_with(
+                    variant,
+                    &gpu,
+                    s,
+                    View::at(&buf, 0, s.m * s.k),
+                    View::at(&buf, s.m * s.k, s.k * s.n),
+                    None,
+                    View::all(&out),
+                    false,
+                )
+                .unwrap();
+            assert_eq!(d.launches(), if splits { 2 } else { 1 }, "{variant} {s:?}");
+            let unsplit = if variant == MatmulVariant::StripSplit {
+                "matmul_strip"
+            } else {
+                "matmul_strip_quad"
+            };
+            if !splits {
+                assert_eq!(d.label, unsplit);
+            }
+            let case = Case {
+                shape: s,
+                bias: i % 2 == 0,
+                accumulate: i != 1,
+                a_offset: 3,
+                gap: 1,
+                c_offset: 5,
+            };
+            check(&gpu, &mm, variant, &case, 500 + i as u64);
+        }
+    }
+}

@@ -564,7 +564,7 @@ impl Gpu {
         let error_sink: Arc<dyn Fn(wgpu::Error) + Send + Sync> = Arc::new(move |e: wgpu::Error| {
             let msg = match &e {
                     wgpu::Error::OutOfMemory { .. } => "the GPU ran out of memory: use a smaller model or batch (--hidden, --vocab-size, --batch-size, --num-steps) or an adapter with more memory".to_string(),
-                    other => other.to_string().lines().next().unwrap_or("").to_string(),
+                    other => one_line_chain(other),
                 };
             log::debug!("wgpu error: {e}");
             if let Ok(mut f) = f.lock() {
@@ -966,4 +966,25 @@ pub fn groups_1d(n: usize, per_group: usize) -> (u32, u32) {
         let y = g.div_ceil(65_535);
         (g.div_ceil(y) as u32, y as u32)
     }
+}
+
+/// A wgpu error on one line: the first line of each error of its source chain, joined
+/// with ": " ("Validation Error" alone names nothing).
+fn one_line_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut at = Some(e);
+    while let Some(err) = at {
+        let line = err
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if !line.is_empty() && !parts.contains(&line) {
+            parts.push(line);
+        }
+        at = err.source();
+    }
+    parts.join(": ")
 }

@@ -129,6 +129,7 @@ impl Dropout {
             flops: len as f64,
             bytes: 8.0 * len as f64,
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 }

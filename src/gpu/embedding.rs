@@ -167,6 +167,7 @@ impl Embedding {
             flops: 0.0,
             bytes: 4.0 * (positions + 2 * words) as f64,
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -224,6 +225,7 @@ impl Embedding {
             flops: w,
             bytes: 4.0 * (2.0 * w + segments_words(capacity) as f64),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -285,6 +287,7 @@ impl Embedding {
             flops: w,
             bytes: 4.0 * (3.0 * w + segments_words(capacity) as f64),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 }

@@ -175,6 +175,7 @@ impl LstmCell {
             // Read pre and c_prev; write act, c and h.
             bytes: 4.0 * n * (4.0 + 1.0 + 4.0 + 1.0 + 1.0),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -236,6 +237,7 @@ impl LstmCell {
             // Read act, c_prev, c, dh and dc; write dpre and dc_prev.
             bytes: 4.0 * n * (4.0 + 4.0 + 4.0 + 1.0),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 }

@@ -276,6 +276,7 @@ impl LstmStep {
             // Read zx, W_h, h_prev, c_prev; write act, c, h.
             bytes: 4.0 * (n * 4.0 + (hidden * 4 * hidden) as f64 + 2.0 * n + n * 4.0 + 2.0 * n),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -354,6 +355,7 @@ impl LstmStep {
             flops: 2.0 * n * 4.0 * hidden as f64 + 26.0 * n,
             bytes: 4.0 * (n * 4.0 + (hidden * 4 * hidden) as f64 + n * 4.0 + 5.0 * n + n * 4.0),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 }

@@ -65,11 +65,20 @@ pub enum MatmulVariant {
     /// that turn every load into a per-lane gather (Chromium's SwiftShader, whose default it
     /// is); needs subgroups.
     StripQuad,
+    /// Strip with k split into slices run side by side (the grid's z), their partial sums
+    /// added by a second dispatch: for products whose C makes too few blocks to fill a GPU
+    /// however long k is (the per-time-step recurrent backward products, the softmax
+    /// input gradient). On an NVIDIA H200 a seed step's `[60, 1024] @ [1024, 256]`
+    /// product took StripQuad 0.21 ms on 8 workgroups. Runs as Strip where k is too short
+    /// to split or C already fills the device ([`split_slices`]).
+    StripSplit,
+    /// StripQuad's split-K twin (see StripSplit); needs subgroups.
+    StripQuadSplit,
 }
 
 impl MatmulVariant {
     /// Every variant, in the order benchmarks list them.
-    pub const ALL: [MatmulVariant; 8] = [
+    pub const ALL: [MatmulVariant; 10] = [
         MatmulVariant::Tiled,
         MatmulVariant::TiledK8,
         MatmulVariant::Tiled128x64,
@@ -78,6 +87,8 @@ impl MatmulVariant {
         MatmulVariant::Skinny,
         MatmulVariant::Strip,
         MatmulVariant::StripQuad,
+        MatmulVariant::StripSplit,
+        MatmulVariant::StripQuadSplit,
     ];
 
     /// The WGSL entry point for the transposes of `shape`, also the label of its
@@ -91,6 +102,8 @@ impl MatmulVariant {
             (MatmulVariant::Skinny, ..) => "matmul_skinny",
             (MatmulVariant::Strip, ..) => "matmul_strip",
             (MatmulVariant::StripQuad, ..) => "matmul_strip_quad",
+            (MatmulVariant::StripSplit, ..) => "matmul_strip_split",
+            (MatmulVariant::StripQuadSplit, ..) => "matmul_strip_quad_split",
             (MatmulVariant::SubgroupBroadcast, false, false) => "matmul_subgroup_nn",
             (MatmulVariant::SubgroupBroadcast, false, true) => "matmul_subgroup_nt",
             (MatmulVariant::SubgroupBroadcast, true, false) => "matmul_subgroup_tn",
@@ -109,6 +122,8 @@ impl MatmulVariant {
             MatmulVariant::Skinny => "skinny",
             MatmulVariant::Strip => "strip",
             MatmulVariant::StripQuad => "strip-quad",
+            MatmulVariant::StripSplit => "strip-split",
+            MatmulVariant::StripQuadSplit => "strip-quad-split",
         }
     }
 
@@ -120,9 +135,43 @@ impl MatmulVariant {
             MatmulVariant::RegisterBlocked => (64, 64),
             MatmulVariant::SubgroupBroadcast => (SUBGROUP_ROWS, SUBGROUP_COLS),
             MatmulVariant::Skinny => (SKINNY_ROWS, 256),
-            MatmulVariant::Strip | MatmulVariant::StripQuad => (8, 256), // the widest; see prepare_with
+            MatmulVariant::Strip
+            | MatmulVariant::StripQuad
+            | MatmulVariant::StripSplit
+            | MatmulVariant::StripQuadSplit => (8, 256), // the widest; see prepare_with
         }
     }
+
+    /// The variant that computes a slice of k: the split-K twin's unsplit kernel.
+    fn unsplit(self) -> MatmulVariant {
+        match self {
+            MatmulVariant::StripSplit => MatmulVariant::Strip,
+            MatmulVariant::StripQuadSplit => MatmulVariant::StripQuad,
+            v => v,
+        }
+    }
+}
+
+/// Split-K aims at about this many workgroups in all ...
+const SPLIT_TARGET_GROUPS: usize = 512;
+/// ... with slices of at least this many steps of k ...
+const SPLIT_MIN_CHUNK: usize = 16;
+/// ... and at most this many words of partial sums (16 MiB).
+pub const SPLIT_SCRATCH_WORDS: usize = 1 << 22;
+
+/// How a split-K variant cuts k for a product whose C makes `blocks` workgroups:
+/// `(slices, chunk)`, chunk a multiple of 4 steps, `slices * chunk >= k`. One slice means
+/// the product runs unsplit.
+pub fn split_slices(m: usize, k: usize, n: usize, blocks: usize) -> (usize, usize) {
+    let by_groups = SPLIT_TARGET_GROUPS.div_ceil(blocks.max(1));
+    let by_k = k / SPLIT_MIN_CHUNK;
+    let by_scratch = SPLIT_SCRATCH_WORDS / (m * n).max(1);
+    let want = by_groups.min(by_k).min(by_scratch).max(1);
+    if want == 1 {
+        return (1, k);
+    }
+    let chunk = k.div_ceil(want).next_multiple_of(4);
+    (k.div_ceil(chunk), chunk)
 }
 
 /// The pipeline-overridable constants of `matmul_tiled` for each tiled variant: one
@@ -191,6 +240,11 @@ pub struct Params {
     pub groups_x: u32,
     /// Strip only: lanes along a row of its block (8, 16, 32 or 64).
     pub strip_width: u32,
+    /// Split-K only: steps of k per slice (a multiple of 4), and the number of slices.
+    pub k_chunk: u32,
+    pub k_slices: u32,
+    pub pad0: u32,
+    pub pad1: u32,
 }
 
 const HAS_BIAS: u32 = 1;
@@ -218,6 +272,12 @@ pub struct Matmul {
     tuned_source: ChoiceSource,
     /// Every product prepared so far, in order (for tuning and the logs).
     seen: std::sync::Mutex<Vec<MatmulShape>>,
+    /// The second pass of the split-K variants: the slices' partial sums added.
+    split_sum: wgpu::ComputePipeline,
+    /// The split-K partial sums, shared by every split product of this device (its
+    /// dispatches run one after another): grown when a product needs more; dispatches
+    /// prepared earlier keep the buffer they were bound to.
+    scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
 
 impl Matmul {
@@ -270,6 +330,7 @@ impl Matmul {
             MatmulVariant::RegisterBlocked,
             MatmulVariant::Skinny,
             MatmulVariant::Strip,
+            MatmulVariant::StripSplit,
         ] {
             let s = shape(1, 1, 1, false, false);
             let (label, function) = (v.entry_point(s), v.function(s));
@@ -280,11 +341,13 @@ impl Matmul {
             ));
         }
         if quad_capable(gpu) {
-            let v = MatmulVariant::StripQuad;
-            let label = v.entry_point(shape(1, 1, 1, false, false));
             let module = gpu.shader("matmul_quad", &super::shaders::matmul_quad())?;
-            portable.push((v, gpu.pipeline(label, &module, label)?));
+            for v in [MatmulVariant::StripQuad, MatmulVariant::StripQuadSplit] {
+                let label = v.entry_point(shape(1, 1, 1, false, false));
+                portable.push((v, gpu.pipeline(label, &module, label)?));
+            }
         }
+        let split_sum = gpu.pipeline("matmul_split_sum", &module, "matmul_split_sum")?;
         let subgroup = subgroup_capable(gpu).then(|| std::array::from_fn(|_| OnceLock::new()));
         let m = Matmul {
             portable,
@@ -295,6 +358,8 @@ impl Matmul {
             tuned: Default::default(),
             tuned_source: ChoiceSource::Default,
             seen: Default::default(),
+            split_sum,
+            scratch: Default::default(),
         };
         if !m.variants_available().contains(&default) {
             return Err(crate::error::usage(format!(
@@ -447,8 +512,6 @@ impl Matmul {
             MatmulVariant::SubgroupBroadcast if !vec4_aligned => MatmulVariant::RegisterBlocked,
             v => v,
         };
-        let label = variant.entry_point(shape);
-        let pipeline = self.pipeline(gpu, variant, shape)?;
         a.check("matmul A", m * k)?;
         b.check("matmul B", k * n)?;
         c.check("matmul C", m * n)?;
@@ -477,7 +540,7 @@ impl Matmul {
         // covers n in four columns a lane (n = 128: 16x128 blocks, where 8x256 ones would
         // compute half their columns for nothing).
         let strip_width = (n.div_ceil(4)).next_power_of_two().clamp(8, 64);
-        let (rows, cols) = match variant {
+        let (rows, cols) = match variant.unsplit() {
             MatmulVariant::Strip | MatmulVariant::StripQuad => {
                 (8 * (64 / strip_width), 4 * strip_width)
             }
@@ -486,16 +549,31 @@ impl Matmul {
         let row_blocks = m.div_ceil(rows);
         let col_blocks = n.div_ceil(cols);
         let blocks = row_blocks * col_blocks;
+        // A split-K variant on a product it would not split is its unsplit twin.
+        let (slices, chunk) = match variant {
+            MatmulVariant::StripSplit | MatmulVariant::StripQuadSplit => {
+                split_slices(m, k, n, blocks)
+            }
+            _ => (1, k),
+        };
+        let variant = if slices == 1 {
+            variant.unsplit()
+        } else {
+            variant
+        };
+        let label = variant.entry_point(shape);
+        let pipeline = self.pipeline(gpu, variant, shape)?;
         let (gx, gy) = groups_1d(blocks, 1);
         // op(A)[i, p] = a[a_off + i * a_row + p * a_col], op(B)[p, j] likewise.
         let (a_row, a_col) = if trans_a { (1, m) } else { (k, 1) };
         let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
+        let flags =
+            if bias.is_some() { HAS_BIAS } else { 0 } | if accumulate { ACCUMULATE } else { 0 };
         let params = Params {
             m: m as u32,
             k: k as u32,
             n: n as u32,
-            flags: if bias.is_some() { HAS_BIAS } else { 0 }
-                | if accumulate { ACCUMULATE } else { 0 },
+            flags,
             a_off: a.offset as u32,
             a_row: a_row as u32,
             a_col: a_col as u32,
@@ -508,27 +586,103 @@ impl Matmul {
             blocks: word("blocks", blocks)?,
             groups_x: gx,
             strip_width: strip_width as u32,
+            k_chunk: chunk as u32,
+            k_slices: slices as u32,
+            pad0: 0,
+            pad1: 0,
         };
-        let uniforms = gpu.uniform_from(label, &params);
+        let (mf, kf, nf) = (m as f64, k as f64, n as f64);
+        let c_traffic = if accumulate { 2.0 } else { 1.0 } * mf * nf;
+        let bytes = 4.0 * (mf * kf + kf * nf + c_traffic + bias.map_or(0.0, |_| nf));
         // Without a bias the kernel never reads binding 2; A's buffer stands in for it (two
         // read-only bindings of one buffer are fine in WebGPU).
         let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
+        if slices == 1 {
+            let uniforms = gpu.uniform_from(label, &params);
+            let bind_group = gpu.bind(
+                label,
+                pipeline,
+                &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
+            )?;
+            return Ok(Dispatch {
+                label: label.to_string(),
+                pipeline: pipeline.clone(),
+                bind_group,
+                groups: (gx, gy, 1),
+                flops: 2.0 * mf * nf * kf,
+                bytes,
+                uniforms: Some(uniforms),
+                then: None,
+            });
+        }
+        // Split-K: the slices' sums into the scratch buffer (no bias, no accumulation, C at
+        // word 0), then matmul_split_sum adds them into C and finishes as `store` does.
+        let scratch = self.scratch_for(gpu, slices * m * n);
+        let partial = Params {
+            flags: 0,
+            c_off: 0,
+            ..params
+        };
+        let uniforms = gpu.uniform_from(label, &partial);
         let bind_group = gpu.bind(
             label,
             pipeline,
-            &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
+            &[a.buffer, b.buffer, a.buffer, &scratch, &uniforms],
         )?;
-        let (mf, kf, nf) = (m as f64, k as f64, n as f64);
-        let c_traffic = if accumulate { 2.0 } else { 1.0 } * mf * nf;
+        let sum_blocks = (m * n).div_ceil(256);
+        let (sx, sy) = groups_1d(sum_blocks, 1);
+        let sum = Params {
+            a_off: 0,
+            blocks: word("blocks", sum_blocks)?,
+            groups_x: sx,
+            ..params
+        };
+        let sum_uniforms = gpu.uniform_from("matmul_split_sum", &sum);
+        let sum_bias = bias.map_or(&scratch, |v| v.buffer);
+        // The sum never reads B: binding 1 is not in its layout.
+        let sum_group = gpu.bind_at(
+            "matmul_split_sum",
+            &self.split_sum,
+            &[
+                (0, &scratch),
+                (2, sum_bias),
+                (3, c.buffer),
+                (4, &sum_uniforms),
+            ],
+        )?;
+        let partials = 4.0 * 2.0 * slices as f64 * mf * nf;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: pipeline.clone(),
             bind_group,
-            groups: (gx, gy, 1),
+            groups: (gx, gy, word("slices", slices)?),
             flops: 2.0 * mf * nf * kf,
-            bytes: 4.0 * (mf * kf + kf * nf + c_traffic + bias.map_or(0.0, |_| nf)),
+            bytes: bytes + partials,
             uniforms: Some(uniforms),
+            then: Some(Box::new(Dispatch {
+                label: "matmul_split_sum".to_string(),
+                pipeline: self.split_sum.clone(),
+                bind_group: sum_group,
+                groups: (sx, sy, 1),
+                flops: 0.0,
+                bytes: 0.0,
+                uniforms: Some(sum_uniforms),
+                then: None,
+            })),
         })
+    }
+
+    /// The split-K scratch buffer, at least `words` long.
+    fn scratch_for(&self, gpu: &Gpu, words: usize) -> wgpu::Buffer {
+        let mut held = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_ref() {
+            Some(buf) if buf.size() >= (words * 4) as u64 => buf.clone(),
+            _ => {
+                let buf = gpu.storage("matmul split-K partials", words);
+                *held = Some(buf.clone());
+                buf
+            }
+        }
     }
 }
 
@@ -917,5 +1071,39 @@ impl Timer {
             .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
             .fold(f64::INFINITY, f64::min);
         Ok((best, "timestamps"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_slices_cover_k_in_chunks_of_four_within_the_scratch() {
+        for (m, k, n, blocks) in [
+            (60, 1024, 256, 8),
+            (60, 512, 128, 4),
+            (1200, 10000, 128, 75),
+            (7, 130, 9, 1),
+            (20, 6000, 1500, 15),
+            (4000, 4000, 4000, 2000),
+            (60, 20, 128, 4),
+        ] {
+            let (slices, chunk) = split_slices(m, k, n, blocks);
+            assert!(
+                slices * chunk >= k && (slices - 1) * chunk < k,
+                "{m}x{k}x{n}"
+            );
+            if slices > 1 {
+                assert_eq!(chunk % 4, 0);
+                assert!(chunk >= SPLIT_MIN_CHUNK);
+                assert!(slices * m * n <= SPLIT_SCRATCH_WORDS);
+                assert!(blocks * slices <= 2 * SPLIT_TARGET_GROUPS);
+            }
+        }
+        // C that fills the device, or a k too short to cut, runs unsplit.
+        assert_eq!(split_slices(4000, 4000, 4000, 2000).0, 1);
+        assert_eq!(split_slices(60, 20, 128, 4).0, 1);
+        assert!(split_slices(60, 1024, 256, 8).0 >= 16);
     }
 }

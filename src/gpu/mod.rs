@@ -104,14 +104,25 @@ pub struct Dispatch {
     pub bytes: f64,
     /// Keeps the dispatch's uniform block alive with it.
     pub uniforms: Option<wgpu::Buffer>,
+    /// A second launch recorded right after this one, as part of the same operation (the
+    /// sum of a split-K product's slices): profiled, timed and counted with it.
+    pub then: Option<Box<Dispatch>>,
 }
 
 impl Dispatch {
-    /// Record into a compute pass.
+    /// Record into a compute pass (with the launch that follows it, if any).
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.groups.0, self.groups.1, self.groups.2);
+        if let Some(next) = &self.then {
+            next.record(pass);
+        }
+    }
+
+    /// Kernel launches it records: 1, or 2 with a second pass.
+    pub fn launches(&self) -> usize {
+        1 + self.then.as_ref().map_or(0, |d| d.launches())
     }
 }
 

@@ -312,6 +312,7 @@ impl Reduce {
             flops: 2.0 * len,
             bytes: 4.0 * (len + slots as f64),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -354,6 +355,7 @@ impl Reduce {
             flops: count as f64 + 3.0,
             bytes: 4.0 * (count + 2 * ClipStats::WORDS) as f64,
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -399,6 +401,7 @@ impl Reduce {
             flops: elements,
             bytes: 4.0 * (elements + out_traffic),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -450,6 +453,7 @@ impl Reduce {
             flops: 4.0,
             bytes: 4.0 * (2 + TrainAccumulator::WORDS + ClipStats::WORDS + 1) as f64,
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -489,6 +493,7 @@ impl Reduce {
             flops: 2.0 * words,
             bytes: 8.0 * words,
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 }

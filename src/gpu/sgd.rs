@@ -131,6 +131,7 @@ impl Sgd {
             flops: 2.0 * len as f64,
             bytes: 12.0 * len as f64,
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -200,6 +201,7 @@ impl Sgd {
             flops: 2.0 * words as f64,
             bytes: 4.0 * (3 * words + capacity) as f64,
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 }

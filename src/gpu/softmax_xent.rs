@@ -203,6 +203,7 @@ impl SoftmaxXent {
             flops: 4.0 * elements,
             bytes: 4.0 * (elements + 3.0 * rows as f64),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -253,6 +254,7 @@ impl SoftmaxXent {
             flops: 4.0 * elements,
             bytes: 4.0 * (2.0 * elements + 2.0 * rows as f64),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -317,6 +319,7 @@ impl SoftmaxXent {
             flops: 5.0 * elements,
             bytes: 4.0 * (2.0 * elements + 2.0 * rows as f64 + sums_traffic),
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -357,6 +360,7 @@ impl SoftmaxXent {
             flops: rows as f64 + 2.0,
             bytes: 4.0 * (rows + 2 * LossAccumulator::WORDS) as f64,
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 
@@ -406,6 +410,7 @@ impl SoftmaxXent {
             flops: (k * len) as f64,
             bytes: 4.0 * (k * len + 2 * k) as f64,
             uniforms: Some(uniforms),
+            then: None,
         })
     }
 }

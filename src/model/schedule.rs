@@ -326,8 +326,11 @@ impl Workspace {
     pub fn dispatches(&self) -> usize {
         self.ops
             .iter()
-            .filter(|o| matches!(o, Op::Dispatch(_)))
-            .count()
+            .map(|o| match o {
+                Op::Dispatch(d) => d.launches(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Upload one batch (`x`, `y` row-major `[batch, steps]` as the reader makes them) and
