@@ -146,6 +146,7 @@ fn lab(args: Args) -> Result<()> {
         flops: 2.0 * (m * n * k) as f64,
         bytes: 0.0,
         uniforms: Some(uniforms),
+        then: None,
     };
     gpu.run(&[&dispatch])?;
     let first_run = started.elapsed().as_secs_f64();
@@ -184,6 +185,9 @@ fn lab(args: Args) -> Result<()> {
         };
     }
 
+    // f32 sums of k products drift from the f64 ones by about sqrt(k) roundings (a correct
+    // tiled kernel: 1.3e-5 at k = 4096 on an NVIDIA H200); a wrong kernel is off by far more.
+    let tolerance = 1e-5f64.max(2e-6 * (k as f64).sqrt());
     let mut best = f64::INFINITY;
     for _ in 0..args.runs.max(1) {
         let t = Instant::now();
@@ -200,9 +204,9 @@ fn lab(args: Args) -> Result<()> {
         dispatch.flops / best / 1e9,
         args.runs.max(1),
         first_run,
-        if worst <= 1e-5 { "" } else { "  <- WRONG" },
+        if worst <= tolerance { "" } else { "  <- WRONG" },
     );
-    if worst > 1e-5 {
+    if worst > tolerance {
         bail!("the kernel's output differs from the f64 product");
     }
     Ok(())

@@ -161,3 +161,42 @@ fn a_first_training_run_tunes_by_itself_unless_told_not_to() {
     let out = train(&[], "c");
     assert!(out.contains("(cached)"), "{out}");
 }
+
+/// A first run that forces one choice (here `profile --recurrence fused`, as
+/// `scripts/gpu-bench.sh` runs it) still measures and stores both: a later run that forces
+/// nothing must read a measured recurrence and a kernel for every product, not the forced
+/// value passed off as tuned (on an NVIDIA H200 that made a training run take the fused
+/// step, twice as slow there, "from the cache").
+#[test]
+fn a_forced_choice_is_not_stored_as_a_measured_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let forced = ok(&bin(&cache)
+        .arg("profile")
+        .args(MODEL)
+        .args(["--synthetic", "--steps", "1", "--recurrence", "fused"])
+        .output()
+        .unwrap());
+    assert!(forced.contains("recurrence fused (forced)"), "{forced}");
+    let json = cache_json(&cache);
+    let entry = json["adapters"].as_object().unwrap().values().next().unwrap();
+    assert!(!entry["matmul"].as_object().unwrap().is_empty(), "{json}");
+    for m in entry["models"].as_object().unwrap().values() {
+        let step_ms = m["step_ms"].as_object().unwrap();
+        assert_eq!(step_ms.len(), 2, "both recurrences timed: {json}");
+        let (fused, unfused) = (
+            step_ms["fused"].as_f64().unwrap(),
+            step_ms["unfused"].as_f64().unwrap(),
+        );
+        let want = if fused <= 1.05 * unfused { "fused" } else { "unfused" };
+        assert_eq!(m["recurrence"], want, "{json}");
+    }
+    let later = ok(&bin(&cache)
+        .arg("profile")
+        .args(MODEL)
+        .args(["--synthetic", "--steps", "1"])
+        .output()
+        .unwrap());
+    assert!(later.contains("(cached)"), "{later}");
+    assert!(!later.contains("(forced)"), "{later}");
+}

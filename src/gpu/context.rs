@@ -104,14 +104,16 @@ pub struct GpuArgs {
     /// Graphics API.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
-    /// Matmul kernel for every product: tiled, register-blocked, subgroup-broadcast or skinny
-    /// (default: chosen for the adapter type, and skinny for products of at most 4 rows;
-    /// `lstm-gpu bench kernels` compares them).
+    /// Matmul kernel for every product: tiled, tiled-k8, tiled-128x64, register-blocked,
+    /// subgroup-broadcast, skinny, strip, strip-quad, strip-split or strip-quad-split
+    /// (default: the adapter's tuned choice per product, else one chosen for the adapter
+    /// type, and skinny for products of at most 4 rows; `lstm-gpu bench kernels` compares
+    /// them).
     #[arg(long)]
     pub matmul: Option<MatmulVariant>,
     /// How each layer's time steps run: fused (one dispatch per time step: the recurrent
     /// product and the cell together) or unfused (a matmul, then the cell) [default: the
-    /// adapter's tuned choice, else fused on GPUs and unfused on CPU adapters].
+    /// adapter's tuned choice, else unfused].
     #[arg(long)]
     pub recurrence: Option<Recurrence>,
     /// Limits to run within: `adapter` (what it offers) or `webgpu` (no more than WebGPU's

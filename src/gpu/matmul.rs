@@ -2,7 +2,10 @@
 //! whose CPU twin is [`crate::reference::matmul`].
 //!
 //! Several kernels compute the same thing with different blockings, because what is fast
-//! differs by adapter: real GPUs reward workgroup-memory tiles, while a CPU rasteriser such as
+//! differs by adapter: the textbook GPU kernel shares workgroup-memory tiles (yet on the one
+//! real GPU measured, an NVIDIA H200 through Vulkan, the tiled kernels were 2-10x slower
+//! than strip-quad on every product of the seed, medium and large models), while a CPU
+//! rasteriser such as
 //! lavapipe (llvmpipe: every invocation a SIMD lane, a whole workgroup run by one thread,
 //! and, in Mesa 22.3, every load from a storage buffer or workgroup memory a loop over the
 //! 8 lanes costing ~25 cycles per word) rewards kernels that make the fewest loads per
@@ -283,7 +286,8 @@ pub struct Matmul {
 impl Matmul {
     /// Compile every variant the adapter supports and choose the default for its type:
     /// SubgroupBroadcast on a CPU adapter (RegisterBlocked where subgroups are missing),
-    /// workgroup-memory tiles on GPUs.
+    /// StripQuad on GPUs (Strip where quads are missing). The tuned choice per product, when
+    /// there is one, wins over the default.
     ///
     /// The choice is a fixed rule rather than a start-up timing: it is reproducible, costs
     /// nothing at start-up (timing on lavapipe would take seconds), and `with_variant` or
@@ -305,7 +309,11 @@ impl Matmul {
             }
             wgpu::DeviceType::Cpu if cfg!(target_arch = "wasm32") => MatmulVariant::Strip,
             wgpu::DeviceType::Cpu => MatmulVariant::RegisterBlocked,
-            _ => MatmulVariant::Tiled,
+            // Measured on an NVIDIA H200 (Vulkan), strip-quad was the fastest unsplit
+            // kernel on every product of the three presets (`lstm-gpu tune`), tiled 2-10x
+            // slower; where a product's C is small the tuned choice is often a split one.
+            _ if quad_capable(gpu) => MatmulVariant::StripQuad,
+            _ => MatmulVariant::Strip,
         };
         let mut m = Matmul::with_variant(gpu, variant)?;
         m.skinny_for_few_rows = true;

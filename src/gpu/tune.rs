@@ -227,7 +227,23 @@ pub fn choose(
 /// Measure, on `gpu`, every matmul variant on every product the workspaces of `cfg` at
 /// `shapes` prepare, and a training step (when a shape is `Mode::Train`) with each
 /// recurrence; returns the fastest of each (nothing is installed or stored).
+///
+/// Whatever this run forces (`--matmul`, `--recurrence`) is set aside while measuring:
+/// the result is stored for later runs that force nothing, which must not read a forced
+/// choice back as a measured one. The forced choices still win in this run.
 pub fn tune_model(
+    gpu: &mut Gpu,
+    cfg: &Config,
+    shapes: &[(usize, usize, Mode)],
+    say: impl FnMut(&str),
+) -> Result<AdapterTuning> {
+    let forced = (gpu.matmul.take(), gpu.recurrence.take());
+    let tuned = tune_unforced(gpu, cfg, shapes, say);
+    (gpu.matmul, gpu.recurrence) = forced;
+    tuned
+}
+
+fn tune_unforced(
     gpu: &mut Gpu,
     cfg: &Config,
     shapes: &[(usize, usize, Mode)],
@@ -247,13 +263,7 @@ pub fn tune_model(
         super::matmul::Timer::new(gpu, 1),
         super::matmul::Timer::new(gpu, 3),
     );
-    // With `--matmul` every product runs that variant: nothing to choose.
-    let products_to_time = if gpu.matmul.is_some() {
-        &[][..]
-    } else {
-        &products[..]
-    };
-    for &s in products_to_time {
+    for &s in &products {
         let a = gpu.storage("tune A", s.m * s.k);
         let bb = gpu.storage("tune B", s.k * s.n);
         let c = gpu.storage("tune C", s.m * s.n);
@@ -317,7 +327,7 @@ pub fn tune_model(
         .find(|s| s.2 == Mode::Train)
         .map_or((shapes[0].0, shapes[0].1), |s| (s.0, s.1));
     let mut step_ms = BTreeMap::new();
-    let recurrence = if shapes.iter().any(|s| s.2 == Mode::Train) && tuned.recurrence.is_none() {
+    let recurrence = if shapes.iter().any(|s| s.2 == Mode::Train) {
         let mut ws = Vec::new();
         for r in Recurrence::ALL {
             let mut k = Kernels::new(tuned)?;
@@ -363,9 +373,7 @@ pub fn tune_model(
         ));
         r
     } else {
-        tuned
-            .recurrence
-            .unwrap_or_else(|| crate::model::schedule::default_recurrence(gpu))
+        crate::model::schedule::default_recurrence(gpu)
     };
     tuned.wait()?;
     let product_keys: Vec<String> = products.iter().map(|&s| shape_key(s)).collect();
