@@ -403,9 +403,25 @@ fn matmul_split_sum(
     if at >= mn {
         return;
     }
+    // Four slices' loads, then their adds in order (column_sum in shaders/reduce.wgsl
+    // says why).
+    let slices4 = params.k_slices - params.k_slices % 4u;
     var sum = 0.0;
-    for (var z = 0u; z < params.k_slices; z++) {
-        sum += a[params.a_off + z * mn + at];
+    var p = params.a_off + at;
+    for (var z = 0u; z < slices4; z += 4u) {
+        let v0 = a[p];
+        let v1 = a[p + mn];
+        let v2 = a[p + 2u * mn];
+        let v3 = a[p + 3u * mn];
+        sum += v0;
+        sum += v1;
+        sum += v2;
+        sum += v3;
+        p += 4u * mn;
+    }
+    for (var z = slices4; z < params.k_slices; z++) {
+        sum += a[p];
+        p += mn;
     }
     store(at / params.n, at % params.n, sum);
 }
