@@ -179,7 +179,12 @@ fn a_forced_choice_is_not_stored_as_a_measured_one() {
         .unwrap());
     assert!(forced.contains("recurrence fused (forced)"), "{forced}");
     let json = cache_json(&cache);
-    let entry = json["adapters"].as_object().unwrap().values().next().unwrap();
+    let entry = json["adapters"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
     assert!(!entry["matmul"].as_object().unwrap().is_empty(), "{json}");
     for m in entry["models"].as_object().unwrap().values() {
         let step_ms = m["step_ms"].as_object().unwrap();
@@ -188,7 +193,11 @@ fn a_forced_choice_is_not_stored_as_a_measured_one() {
             step_ms["fused"].as_f64().unwrap(),
             step_ms["unfused"].as_f64().unwrap(),
         );
-        let want = if fused <= 1.05 * unfused { "fused" } else { "unfused" };
+        let want = if fused <= 1.05 * unfused {
+            "fused"
+        } else {
+            "unfused"
+        };
         assert_eq!(m["recurrence"], want, "{json}");
     }
     let later = ok(&bin(&cache)
