@@ -107,7 +107,7 @@ pub struct GpuArgs {
     /// Matmul kernel for every product: tiled, tiled-k8, tiled-128x64, register-blocked,
     /// subgroup-broadcast, skinny, strip, strip-quad, strip-split or strip-quad-split
     /// (default: the adapter's tuned choice per product, else one chosen for the adapter
-    /// type, and skinny for products of at most 4 rows; `lstm-gpu bench kernels` compares
+    /// type, and skinny for products of at most 4 rows on CPU adapters; `lstm-gpu bench kernels` compares
     /// them).
     #[arg(long)]
     pub matmul: Option<MatmulVariant>,

@@ -55,7 +55,8 @@ pub enum MatmulVariant {
     /// Products with at most [`SKINNY_ROWS`] rows (batch-1 evaluation, prediction and
     /// generation): a 4x256 block of C per workgroup, 4x4 outputs per invocation, where the
     /// 64-row blocks of the others would compute up to 63 rows for nothing.
-    /// [`Matmul::prepare`] takes it for such products whatever the default variant.
+    /// [`Matmul::prepare`] takes it for such products unless the default is a split-K
+    /// variant (GPUs), which serves them faster.
     Skinny,
     /// Skinny's layout on 8-row blocks for products of any height: an 8x256 block of C per
     /// workgroup (16x128 ... 64x32 for narrower products), 8x4 outputs per invocation in
@@ -264,8 +265,9 @@ pub struct Matmul {
     subgroup: Option<[OnceLock<wgpu::ComputePipeline>; 4]>,
     default: MatmulVariant,
     /// Whether [`Matmul::prepare`] gives products of at most [`SKINNY_ROWS`] rows to
-    /// Skinny: yes when the default was chosen for the adapter ([`Matmul::new`]), no when it
-    /// was asked for ([`Matmul::with_variant`], `--matmul`), which then runs every product.
+    /// Skinny (unless the default is a split-K one): yes when the default was chosen for the
+    /// adapter ([`Matmul::new`]), no when it was asked for ([`Matmul::with_variant`],
+    /// `--matmul`), which then runs every product.
     skinny_for_few_rows: bool,
     /// The slow-compile notice is given once per device.
     slow_compile_said: std::sync::Once,
@@ -286,8 +288,9 @@ pub struct Matmul {
 impl Matmul {
     /// Compile every variant the adapter supports and choose the default for its type:
     /// SubgroupBroadcast on a CPU adapter (RegisterBlocked where subgroups are missing),
-    /// StripQuad on GPUs (Strip where quads are missing). The tuned choice per product, when
-    /// there is one, wins over the default.
+    /// StripQuadSplit on GPUs (StripSplit where quads are missing), which runs unsplit where
+    /// a product's C fills the device. The tuned choice per product, when there is one,
+    /// wins over the default.
     ///
     /// The choice is a fixed rule rather than a start-up timing: it is reproducible, costs
     /// nothing at start-up (timing on lavapipe would take seconds), and `with_variant` or
@@ -309,11 +312,12 @@ impl Matmul {
             }
             wgpu::DeviceType::Cpu if cfg!(target_arch = "wasm32") => MatmulVariant::Strip,
             wgpu::DeviceType::Cpu => MatmulVariant::RegisterBlocked,
-            // Measured on an NVIDIA H200 (Vulkan), strip-quad was the fastest unsplit
-            // kernel on every product of the three presets (`lstm-gpu tune`), tiled 2-10x
-            // slower; where a product's C is small the tuned choice is often a split one.
-            _ if quad_capable(gpu) => MatmulVariant::StripQuad,
-            _ => MatmulVariant::Strip,
+            // Measured on an NVIDIA H200 (Vulkan, `lstm-gpu tune` at the seed, medium and
+            // large presets): strip-quad was the fastest unsplit kernel on every product,
+            // tiled 2-10x slower, and wherever strip-quad-split splits a product it was the
+            // fastest or within 3% of it (strip-split, 0.039 against 0.040 ms once).
+            _ if quad_capable(gpu) => MatmulVariant::StripQuadSplit,
+            _ => MatmulVariant::StripSplit,
         };
         let mut m = Matmul::with_variant(gpu, variant)?;
         m.skinny_for_few_rows = true;
@@ -471,7 +475,13 @@ impl Matmul {
         if let Some(&v) = self.tuned.get(&shape_key(shape)) {
             return (v, self.tuned_source);
         }
-        if shape.m <= SKINNY_ROWS {
+        // Not on GPUs, whose split default outruns Skinny there too (on the H200, 1x650x2600:
+        // strip-quad-split 0.018 ms, skinny 0.135).
+        let split_default = matches!(
+            self.default,
+            MatmulVariant::StripSplit | MatmulVariant::StripQuadSplit
+        );
+        if shape.m <= SKINNY_ROWS && !split_default {
             (MatmulVariant::Skinny, ChoiceSource::Default)
         } else {
             (self.default, ChoiceSource::Default)
