@@ -694,7 +694,7 @@ fn read_corpus_quietly(
             "vocabulary: {} {} from {}",
             cfg.vocab_size,
             match cfg.tokens {
-                Tokens::Words => "words",
+                Tokens::Words | Tokens::WordsEos => "words",
                 Tokens::Chars => "characters",
             },
             source.split(Split::Train).path.display()
@@ -909,7 +909,7 @@ fn encode_context(ck: &Checkpoint, text: &str, flag: &str) -> Result<(Vocab, Vec
     let tokens = ck.config.tokens;
     let vocab = Vocab::from_tokens(ck.vocab.clone(), tokens)?;
     let empty = match tokens {
-        Tokens::Words => text.split_whitespace().next().is_none(),
+        Tokens::Words | Tokens::WordsEos => text.split_whitespace().next().is_none(),
         Tokens::Chars => text.is_empty(),
     };
     if empty {

@@ -1532,3 +1532,48 @@ fn tied_weights_train_and_predict() {
         .arg("the market"));
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Plain text whose line ends touch words: `words` (TensorFlow's reader) glues them on and
+/// says so once, naming the mode that does not; `words-eos` makes each line end an `<eos>`.
+#[test]
+fn glued_line_ends_are_reported_and_words_eos_keeps_them_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("story.txt");
+    let mut text = String::new();
+    for i in 0..200 {
+        text.push_str(&format!(
+            "the cat sat on mat {}\nand then it slept\n",
+            i % 9
+        ));
+    }
+    std::fs::write(&train, &text).unwrap();
+    let info = |tokens: &str| {
+        run(bin()
+            .args([
+                "data",
+                "info",
+                "--valid-fraction",
+                "0.2",
+                "--tokens",
+                tokens,
+                "--train",
+            ])
+            .arg(&train))
+    };
+    let glued = info("words");
+    assert!(glued.status.success(), "{}", stderr(&glued));
+    let err = stderr(&glued);
+    assert!(
+        err.contains("line end glued on") && err.contains("--tokens words-eos"),
+        "{err}"
+    );
+    let apart = info("words-eos");
+    assert!(apart.status.success(), "{}", stderr(&apart));
+    assert!(!stderr(&apart).contains("glued"), "{}", stderr(&apart));
+    let out = String::from_utf8_lossy(&apart.stdout);
+    assert!(out.contains("words-eos"), "{out}");
+    // The 9 words, the 9 digits and <eos>: "3<eos>and" and "slept<eos>the" are gone.
+    assert!(out.contains("vocabulary  19 words"), "{out}");
+    let glued_out = String::from_utf8_lossy(&glued.stdout);
+    assert!(!glued_out.contains("vocabulary  19 words"), "{glued_out}");
+}

@@ -124,3 +124,14 @@ fn info_reports_sizes_and_batches() {
         "{shown}"
     );
 }
+
+/// PTB's lines start and end with a space, so `--tokens words-eos` reads it exactly as
+/// `words` (TensorFlow's reader) does: the same vocabulary and ids in every split.
+#[test]
+fn words_eos_reads_ptb_as_tensorflow_does() {
+    let source = data::CorpusSource::folder(&ptb_dir(), None).unwrap();
+    let apart = Corpus::read(&source, data::Tokens::WordsEos, Some(10_000)).unwrap();
+    let words = ptb();
+    assert_eq!(apart.vocab, words.vocab);
+    assert!(apart.train == words.train && apart.valid == words.valid && apart.test == words.test);
+}

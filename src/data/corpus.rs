@@ -115,10 +115,24 @@ pub fn text_of_bytes(what: &str, bytes: Vec<u8>, advice: &str) -> Result<String>
     Ok(text)
 }
 
+/// Say once, when `words` tokens of a training text have line ends glued on (`word<eos>`,
+/// TensorFlow's reader where a newline touches a word: most plain text, never PTB), how to
+/// make each line end its own `<eos>` instead.
+fn warn_glued(builder: &VocabBuilder, name: &str) {
+    let glued = builder.glued();
+    if glued > 0 {
+        log::warn!(
+            "{glued} distinct words of {name} have a line end glued on (like `word<eos>`), as \
+             TensorFlow's PTB reader makes them where a newline touches a word: `--tokens \
+             words-eos` makes every line end its own <eos>"
+        );
+    }
+}
+
 /// What a token outside the vocabulary is called in errors.
 fn token_kind(tokens: Tokens) -> &'static str {
     match tokens {
-        Tokens::Words => "word",
+        Tokens::Words | Tokens::WordsEos => "word",
         Tokens::Chars => "character",
     }
 }
@@ -156,7 +170,7 @@ fn capacity_for(bytes: u64, tokens: Tokens) -> usize {
     let bytes = usize::try_from(bytes).unwrap_or(usize::MAX / 8);
     match tokens {
         Tokens::Chars => bytes,
-        Tokens::Words => bytes / 2 + 1,
+        Tokens::Words | Tokens::WordsEos => bytes / 2 + 1,
     }
 }
 
@@ -543,6 +557,7 @@ impl Corpus {
                 train.path.display()
             );
         }
+        warn_glued(&builder, &train.path.display().to_string());
         let (vocab, ids) = builder
             .finish(cap)
             .with_context(|| format!("building the vocabulary from {}", train.path.display()))?;
@@ -600,6 +615,7 @@ impl Corpus {
                 if builder.is_empty() {
                     bail!("{} holds only blanks, no words", names[0]);
                 }
+                warn_glued(&builder, names[0]);
                 builder
                     .finish(cap)
                     .with_context(|| format!("building the vocabulary from {}", names[0]))?
@@ -779,7 +795,7 @@ impl fmt::Display for DataInfo {
             "vocabulary  {} {} (<unk> {}, <eos> {})",
             self.vocab_size,
             match self.tokens {
-                Tokens::Words => "words",
+                Tokens::Words | Tokens::WordsEos => "words",
                 Tokens::Chars => "characters",
             },
             id(self.unk),

@@ -48,10 +48,39 @@ pub(crate) fn tokens_with_offsets(text: &str) -> impl Iterator<Item = (usize, Co
 ///
 /// Every newline becomes the token `<eos>`; a last line without a newline gets none. As in
 /// TensorFlow, a newline that touches a word is glued to it (`"a b\nc"` gives `a`, `b<eos>c`):
-/// the PTB files start and end every line with a space, so this never happens there. Blanks are
+/// the PTB files start and end every line with a space, so this never happens there
+/// ([`Tokens::WordsEos`] keeps it apart). Blanks are
 /// Python's: Unicode white space and U+001C..U+001F. Lower-casing is the caller's job.
 pub fn tokenize(text: &str) -> impl Iterator<Item = Cow<'_, str>> {
     tokens_with_offsets(text).map(|(_, token)| token)
+}
+
+/// One blank-separated piece of text (it may hold newlines) as `words-eos` tokens, with
+/// their byte offsets in the piece: each newline its own `<eos>`, the words between them
+/// as they are (`"b\nc"` gives `b`, `<eos>`, `c`).
+pub(crate) fn split_eos(piece: &str) -> impl Iterator<Item = (usize, &str)> {
+    piece.split_inclusive('\n').flat_map(move |segment| {
+        let at = segment.as_ptr() as usize - piece.as_ptr() as usize;
+        let (word, eos) = match segment.strip_suffix('\n') {
+            Some(word) => (word, true),
+            None => (segment, false),
+        };
+        let word = (!word.is_empty()).then_some((at, word));
+        word.into_iter()
+            .chain(eos.then_some((at + segment.len() - 1, EOS)))
+    })
+}
+
+/// The `words-eos` tokens of `text` with their byte offsets: [`tokenize`]'s words, but a
+/// newline that touches a word is its own `<eos>` too (`"a b\nc"` gives `a`, `b`, `<eos>`,
+/// `c`). On text whose line ends touch no word, as in the PTB files, the same tokens.
+pub(crate) fn words_eos_with_offsets(text: &str) -> impl Iterator<Item = (usize, Cow<'_, str>)> {
+    text.split(is_separator)
+        .filter(|piece| !piece.is_empty())
+        .flat_map(move |piece| {
+            let offset = piece.as_ptr() as usize - text.as_ptr() as usize;
+            split_eos(piece).map(move |(at, token)| (offset + at, Cow::Borrowed(token)))
+        })
 }
 
 /// How text becomes tokens: [`tokenize`]'s words, or every character.
@@ -74,6 +103,12 @@ pub enum Tokens {
     Words,
     /// Every Unicode scalar value is a token (spaces included), every newline `<eos>`.
     Chars,
+    /// Whitespace-separated words with every newline its own `<eos>`, also where it touches
+    /// a word (`words` glues it on, as TensorFlow's reader does): what most plain text
+    /// needs. The same tokens as `words` on PTB, whose lines start and end with a space.
+    #[serde(rename = "words-eos")]
+    #[value(name = "words-eos")]
+    WordsEos,
 }
 
 impl Tokens {
@@ -82,7 +117,13 @@ impl Tokens {
         match self {
             Tokens::Words => "words",
             Tokens::Chars => "chars",
+            Tokens::WordsEos => "words-eos",
         }
+    }
+
+    /// Whether tokens are characters (rather than words).
+    pub fn is_chars(self) -> bool {
+        self == Tokens::Chars
     }
 }
 
@@ -113,6 +154,7 @@ pub(crate) fn tokens_of(
     match tokens {
         Tokens::Words => Box::new(tokens_with_offsets(text)),
         Tokens::Chars => Box::new(chars_with_offsets(text)),
+        Tokens::WordsEos => Box::new(words_eos_with_offsets(text)),
     }
 }
 
@@ -125,6 +167,8 @@ pub struct VocabBuilder {
     provisional: HashMap<String, u32>,
     counts: Vec<u64>,
     stream: Vec<u32>,
+    /// In `words` mode: the distinct tokens with a line end glued to a word (`word<eos>`).
+    glued: usize,
 }
 
 impl VocabBuilder {
@@ -135,7 +179,14 @@ impl VocabBuilder {
             provisional: HashMap::new(),
             counts: Vec::new(),
             stream: Vec::with_capacity(capacity),
+            glued: 0,
         }
+    }
+
+    /// In `words` mode, how many distinct tokens so far hold a line end glued to a word
+    /// (`word<eos>`, as TensorFlow's reader makes them where a newline touches a word).
+    pub fn glued(&self) -> usize {
+        self.glued
     }
 
     /// Count one token and append it to the stream.
@@ -144,6 +195,9 @@ impl VocabBuilder {
             Some(&id) => id,
             None => {
                 let id = self.counts.len() as u32;
+                if self.tokens == Tokens::Words && token != EOS && token.contains(EOS) {
+                    self.glued += 1;
+                }
                 self.provisional.insert(token.to_string(), id);
                 self.counts.push(0);
                 id
@@ -177,6 +231,7 @@ impl VocabBuilder {
             provisional,
             counts,
             mut stream,
+            ..
         } = self;
         if max_size == Some(0) {
             return Err(crate::usage("--vocab-size must be at least 1"));
@@ -268,7 +323,7 @@ impl Vocab {
         let mut index = HashMap::with_capacity(words.len());
         for (id, word) in words.iter().enumerate() {
             match tokens {
-                Tokens::Words => {
+                Tokens::Words | Tokens::WordsEos => {
                     if word.is_empty() || word.contains(is_python_whitespace) {
                         bail!("vocabulary word {id} ({word:?}) is empty or holds white space");
                     }
@@ -338,6 +393,66 @@ mod tests {
             .filter(|t| !t.is_empty())
             .map(str::to_string)
             .collect()
+    }
+
+    /// `words-eos` is `text.replace("\n", " <eos> ").split()`, with offsets into `text`.
+    #[test]
+    fn words_eos_makes_every_newline_its_own_token() {
+        let cases = [
+            " the cat \n sat on \n",
+            " no final newline \n last line",
+            "glued\nwords\n\nand  tabs\tand\r\nwindows \u{1f} sep \u{a0} nbsp",
+            "\n\n\n",
+            "   ",
+            "",
+            "ünïcödé wörds\u{3000}ideographic\n",
+        ];
+        for text in cases {
+            let want: Vec<String> = text
+                .replace('\n', " <eos> ")
+                .split(is_python_whitespace)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+            let got: Vec<(usize, Cow<str>)> = words_eos_with_offsets(text).collect();
+            let tokens: Vec<&str> = got.iter().map(|(_, t)| t.as_ref()).collect();
+            assert_eq!(tokens, want, "{text:?}");
+            for (at, token) in &got {
+                let expected = if token == EOS { "\n" } else { token.as_ref() };
+                assert_eq!(&text[*at..*at + expected.len()], expected, "{text:?}");
+            }
+        }
+        let got: Vec<_> = tokens_of("a b\nc\n\nd", Tokens::WordsEos)
+            .map(|(at, t)| (at, t.into_owned()))
+            .collect();
+        let want = [
+            (0, "a"),
+            (2, "b"),
+            (3, EOS),
+            (4, "c"),
+            (5, EOS),
+            (6, EOS),
+            (7, "d"),
+        ];
+        let want: Vec<(usize, String)> = want.iter().map(|&(a, t)| (a, t.to_string())).collect();
+        assert_eq!(got, want);
+        // PTB's lines start and end with a space: there both modes agree.
+        let ptb = " the cat \n sat on \n the mat \n";
+        let words: Vec<_> = tokenize(ptb).collect();
+        let apart: Vec<_> = words_eos_with_offsets(ptb).map(|(_, t)| t).collect();
+        assert_eq!(words, apart);
+    }
+
+    #[test]
+    fn glued_line_ends_are_counted_in_words_mode_only() {
+        let text = "one two\nthree four\nfive \n";
+        for (tokens, want) in [(Tokens::Words, 2), (Tokens::WordsEos, 0)] {
+            let mut b = VocabBuilder::new(tokens, 8);
+            for (_, t) in tokens_of(text, tokens) {
+                b.push(&t);
+            }
+            assert_eq!(b.glued(), want, "{tokens}");
+        }
     }
 
     #[test]

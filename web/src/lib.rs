@@ -234,7 +234,7 @@ where
 fn encode_prompt(s: &Session, text: &str) -> Result<(Vec<u32>, Vec<String>)> {
     let tokens = s.cfg.tokens;
     let empty = match tokens {
-        Tokens::Words => text.split_whitespace().next().is_none(),
+        Tokens::Words | Tokens::WordsEos => text.split_whitespace().next().is_none(),
         Tokens::Chars => text.is_empty(),
     };
     if empty {
