@@ -349,19 +349,6 @@ fn strip_sum(s: StripLane, p_begin: u32, p_end: u32) -> Strip8x4 {
     return acc;
 }
 
-@compute @workgroup_size(64)
-fn matmul_strip(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lane: u32,
-) {
-    let block = block_index(wg);
-    if block >= params.blocks {
-        return;
-    }
-    let s = strip_lane(block, lane);
-    strip_store(s, strip_sum(s, 0u, params.k), 0u);
-}
-
 // ---------------------------------------------------------------------------------------
 // Split-K: products whose C is too small to keep a GPU busy, however long k is (the
 // recurrent backward products [60, 4h] @ [4h, h]^T of each time step make 4 to 8 strip
@@ -371,14 +358,17 @@ fn matmul_strip(
 // z of a scratch buffer bound as C (m * n words a slice). matmul_split_sum then adds the
 // slices in order for each output and finishes it as `store` does. Each slice sums in
 // increasing order of p, so the result differs from the unsplit sum by f32 rounding only.
+// Unsplit, the launcher gives one slice of all k (k_chunk = k, a grid one deep): the same
+// entry points serve both, slice 0 at shift 0.
 
+// Steps [begin, end) of p in slice `slice`.
 fn split_range(slice: u32) -> vec2<u32> {
     let begin = slice * params.k_chunk;
     return vec2<u32>(begin, min(params.k, begin + params.k_chunk));
 }
 
 @compute @workgroup_size(64)
-fn matmul_strip_split(
+fn matmul_strip(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {

@@ -49,21 +49,7 @@ fn matmul_strip_quad(
         return;
     }
     let s = strip_lane(block, lane);
-    strip_store(s, strip_quad_sum(s, sub % 4u, 0u, params.k), 0u);
-}
-
-// StripQuad's split-K twin (see matmul_strip_split in shaders/matmul.wgsl).
-@compute @workgroup_size(64)
-fn matmul_strip_quad_split(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lane: u32,
-    @builtin(subgroup_invocation_id) sub: u32,
-) {
-    let block = block_index(wg);
-    if block >= params.blocks {
-        return;
-    }
-    let s = strip_lane(block, lane);
+    // Slice wg.z of k: all of it unsplit (see Split-K in shaders/matmul.wgsl).
     let r = split_range(wg.z);
     strip_store(s, strip_quad_sum(s, sub % 4u, r.x, r.y), wg.z * params.m * params.n);
 }

@@ -190,11 +190,12 @@ pub fn tile_constants(v: MatmulVariant) -> Option<&'static [(&'static str, f64)]
 }
 
 impl MatmulVariant {
-    /// The WGSL function that runs it (the tiled variants share `matmul_tiled`).
+    /// The WGSL function that runs it (the tiled variants share `matmul_tiled`, and the
+    /// split-K variants their unsplit twin's function, given more than one slice).
     pub fn function(self, shape: MatmulShape) -> &'static str {
         match tile_constants(self) {
             Some(_) => "matmul_tiled",
-            None => self.entry_point(shape),
+            None => self.unsplit().entry_point(shape),
         }
     }
 }
@@ -355,8 +356,8 @@ impl Matmul {
         if quad_capable(gpu) {
             let module = gpu.shader("matmul_quad", &super::shaders::matmul_quad())?;
             for v in [MatmulVariant::StripQuad, MatmulVariant::StripQuadSplit] {
-                let label = v.entry_point(shape(1, 1, 1, false, false));
-                portable.push((v, gpu.pipeline(label, &module, label)?));
+                let s = shape(1, 1, 1, false, false);
+                portable.push((v, gpu.pipeline(v.entry_point(s), &module, v.function(s))?));
             }
         }
         let split_sum = gpu.pipeline("matmul_split_sum", &module, "matmul_split_sum")?;
