@@ -14,8 +14,11 @@
 # Options: --bin PATH (default: $LSTM_GPU_BIN, ./lstm-gpu, target/release/lstm-gpu),
 # --out FILE (default gpu-bench.json), --adapter A (default discrete), --steps N (profile
 # steps per preset, default 5), --presets LIST (default "seed medium large"; a CPU
-# adapter such as lavapipe takes minutes per step of the large one). The tuning cache goes to $LSTM_GPU_CACHE_DIR (default a
-# folder beside the output), so that a run never depends on an earlier one.
+# adapter such as lavapipe takes minutes per step of the large one), --peer PATH (the
+# PyTorch peer, bench/torch_peer.py: default ./torch_peer.py or ../bench/torch_peer.py
+# beside this script; run when python3 imports torch, for words/s side by side), --no-peer.
+# The tuning cache goes to $LSTM_GPU_CACHE_DIR (default a fresh temporary folder), so that
+# a run never depends on an earlier one.
 set -euo pipefail
 
 bin="${LSTM_GPU_BIN:-}"
@@ -23,14 +26,18 @@ out="gpu-bench.json"
 adapter="discrete"
 steps=5
 presets="seed medium large"
+peer=""
+no_peer=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --peer) peer="$2"; shift 2 ;;
+    --no-peer) no_peer=1; shift ;;
     --bin) bin="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --adapter) adapter="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
     --presets) presets="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "gpu-bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -68,6 +75,18 @@ for preset in $presets; do
   "$bin" profile --adapter "$adapter" --preset "$preset" --synthetic --steps "$steps" --json \
     > "$work/profile-$preset.json"
 done
+
+# The peer: the same presets in PyTorch on this machine's GPU, when PyTorch is there.
+if [ -z "$peer" ]; then
+  for candidate in ./torch_peer.py "$(dirname "$0")/../bench/torch_peer.py"; do
+    if [ -f "$candidate" ]; then peer="$candidate"; break; fi
+  done
+fi
+if [ $no_peer = 0 ] && [ -n "$peer" ] && python3 -c "import torch" 2>/dev/null; then
+  log "PyTorch peer ($peer)"
+  python3 "$peer" --out "$work/peer.json" --presets "$presets" \
+    || { log "the PyTorch peer failed; the table has no peer column"; rm -f "$work/peer.json"; }
+fi
 secs=$(( $(date +%s) - t0 ))
 
 {
@@ -86,20 +105,33 @@ secs=$(( $(date +%s) - t0 ))
     cat "$work/profile-$preset.json"
     printf '}'
   done
-  printf '\n}\n}\n'
+  printf '\n},\n"peer": '
+  if [ -f "$work/peer.json" ]; then cat "$work/peer.json"; else printf 'null'; fi
+  printf '\n}\n'
 } > "$out"
 
 # The short table: one line per preset, read from the profiles' JSON without jq.
 field() { grep -m1 "\"$2\"" "$1" | sed -e 's/^[^:]*: *//' -e 's/,$//' -e 's/"//g'; }
 echo
-printf '%-7s %10s %9s %10s %12s %11s  %s\n' preset words/s "% limit" "GPU ms" "epoch (s)" dispatches recurrence
+# The peer's words/s of a preset, and lstm-gpu's as a multiple of it ("-" without a peer).
+peer_wps() {
+  [ -f "$work/peer.json" ] || { echo "-"; return; }
+  python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["presets"].get(sys.argv[2]); print(round(p["words_per_second"]) if p else "-")' "$work/peer.json" "$1"
+}
+ratio() { if [ "$2" = "-" ]; then echo "-"; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; fi; }
+printf '%-7s %10s %9s %10s %12s %11s %10s %6s  %s\n' preset words/s "% limit" "GPU ms" "epoch (s)" dispatches "peer w/s" ratio recurrence
 for preset in $presets; do
   p="$work/profile-$preset.json"
-  printf '%-7s %10.0f %9.1f %10.1f %12.0f %11s  %s\n' "$preset" \
-    "$(field "$p" words_per_second)" "$(field "$p" percent_of_matmul_limit)" \
+  wps="$(field "$p" words_per_second)"
+  pw="$(peer_wps "$preset")"
+  printf '%-7s %10.0f %9.1f %10.1f %12.0f %11s %10s %6s  %s\n' "$preset" \
+    "$wps" "$(field "$p" percent_of_matmul_limit)" \
     "$(field "$p" gpu_ms)" "$(field "$p" epoch_seconds)" \
-    "$(field "$p" dispatches_per_step)" "$(field "$p" recurrence)"
+    "$(field "$p" dispatches_per_step)" "$pw" "$(ratio "$wps" "$pw")" "$(field "$p" recurrence)"
 done
+if [ -f "$work/peer.json" ]; then
+  echo "peer: the same presets in PyTorch ($peer) on this machine; ratio = lstm-gpu / peer"
+fi
 echo
 echo "Each product of a seed step: the tuned kernel, its time and GFLOP/s, against the fastest:"
 grep -E "^  [0-9]" "$work/bench.txt" 2>/dev/null || echo "  (not run: --presets has no seed)"
