@@ -142,6 +142,28 @@ impl Gpu {
     }
 }
 
+/// The per-step hyperparameter block (3 words), written by the host with
+/// `queue.write_buffer` before each step and read by the SGD, dropout and step-guard kernels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Hyper {
+    /// Word 0 (f32): the learning rate of this step.
+    pub learning_rate: f32,
+    /// Word 1 (u32): the global step counter, which numbers the dropout streams.
+    pub step: u32,
+    /// Word 2 (u32): the dropout seed of the run.
+    pub seed: u32,
+}
+
+impl Hyper {
+    /// Words of the block.
+    pub const WORDS: usize = 3;
+    /// Word of [`Hyper::step`].
+    pub const STEP_WORD: usize = 1;
+    /// Word of [`Hyper::seed`].
+    pub const SEED_WORD: usize = 2;
+}
+
 pub mod dropout;
 pub mod embedding;
 pub mod lstm_cell;

@@ -409,7 +409,7 @@ impl Reduce {
     /// block (2 words at `step_loss`, what `loss_accumulate` added this step) is added to the
     /// [`TrainAccumulator`] at `acc` when it and the squared norm of the [`ClipStats`] at
     /// `clip` are finite; otherwise the clip scale becomes 0 and the step is counted as
-    /// skipped, numbered from the step word of the [`super::sgd::Hyper`] block at `hyper`.
+    /// skipped, numbered from the step word of the [`super::Hyper`] block at `hyper`.
     /// The step loss block is zeroed either way.
     pub fn prepare_step_guard(
         &self,
@@ -423,7 +423,7 @@ impl Reduce {
             step_loss: word_offset("step_guard step loss", step_loss, 2)?,
             acc: word_offset("step_guard accumulator", acc, TrainAccumulator::WORDS)?,
             clip: word_offset("step_guard clip", clip, ClipStats::WORDS)?,
-            hyper: word_offset("step_guard hyper", hyper, super::sgd::Hyper::WORDS)?,
+            hyper: word_offset("step_guard hyper", hyper, super::Hyper::WORDS)?,
         };
         let written = [step_loss.buffer, acc.buffer, clip.buffer];
         if written[0] == written[1] || written[0] == written[2] || written[1] == written[2] {

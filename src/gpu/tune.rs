@@ -22,7 +22,7 @@ use super::matmul::{shape_key, Matmul, MatmulVariant, SKINNY_ROWS};
 use super::{Gpu, View};
 use crate::config::Config;
 use crate::gpu::sgd::Hyper;
-use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
+use crate::model::schedule::{model_key, Kernels, Mode, ParamBuffers, Workspace};
 use crate::model::Params;
 use crate::reference::MatmulShape;
 
@@ -129,18 +129,6 @@ pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
         info.driver,
         info.driver_info,
         env!("CARGO_PKG_VERSION")
-    )
-}
-
-/// The key of a model's step: its shapes (what the recurrence timing depends on).
-pub fn model_key(cfg: &Config, batch: usize, steps: usize) -> String {
-    format!(
-        "vocab {} embedding {} hidden {:?} batch {batch} steps {steps} dropout {} tied {}",
-        cfg.vocab_size,
-        cfg.embedding_size,
-        cfg.hidden,
-        cfg.keep_prob < 1.0,
-        cfg.tie_weights
     )
 }
 

@@ -68,6 +68,18 @@ pub fn default_recurrence(_gpu: &Gpu) -> Recurrence {
     Recurrence::Unfused
 }
 
+/// The key of a model's step: its shapes (what the recurrence timing depends on).
+pub fn model_key(cfg: &Config, batch: usize, steps: usize) -> String {
+    format!(
+        "vocab {} embedding {} hidden {:?} batch {batch} steps {steps} dropout {} tied {}",
+        cfg.vocab_size,
+        cfg.embedding_size,
+        cfg.hidden,
+        cfg.keep_prob < 1.0,
+        cfg.tie_weights
+    )
+}
+
 /// The recurrence of a `(batch, steps)` step of `cfg` and why: asked for, tuned for this
 /// model on this adapter, or the adapter's default.
 pub fn recurrence_for(
@@ -75,8 +87,8 @@ pub fn recurrence_for(
     k: &Kernels,
     cfg: &Config,
     (batch, steps): (usize, usize),
-) -> (Recurrence, crate::gpu::tune::ChoiceSource) {
-    use crate::gpu::tune::{model_key, ChoiceSource};
+) -> (Recurrence, crate::gpu::ChoiceSource) {
+    use crate::gpu::ChoiceSource;
     if let Some(r) = k.recurrence {
         return (r, ChoiceSource::Forced);
     }
