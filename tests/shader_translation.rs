@@ -1,4 +1,4 @@
-//! Every WGSL module, exactly as the program composes it (`lstm_gpu::gpu::shaders::all`),
+//! Every WGSL module, exactly as the program composes it (`lstm_gpu::gpu::modules::all`),
 //! validated by naga and translated to every backend's language: SPIR-V (Vulkan), MSL
 //! (Metal), HLSL (DX12) and GLSL (GL), each entry point on its own where the backend writes
 //! one at a time. This needs no adapter: it is the check for backends CI has no GPU for.
@@ -39,7 +39,7 @@ fn entry_points(module: &naga::Module) -> Vec<String> {
 
 #[test]
 fn every_module_translates_for_every_backend() {
-    let modules = lstm_gpu::gpu::shaders::all();
+    let modules = lstm_gpu::gpu::modules::all();
     assert!(
         modules.len() >= 11,
         "the registry lists {} modules",

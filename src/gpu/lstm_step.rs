@@ -197,7 +197,7 @@ impl LstmStep {
         } else {
             "lstm_step_forward_subgroup"
         };
-        let module = gpu.shader(entry, &super::shaders::lstm_step_subgroup(backward))?;
+        let module = gpu.shader(entry, &subgroup_source(backward))?;
         let _ = cell.set(gpu.pipeline(entry, &module, entry)?);
         Ok(cell.get())
     }
@@ -365,6 +365,21 @@ const SG_FWD_ROWS: usize = 32;
 const SG_FWD_UNITS: usize = 32;
 const SG_BWD_ROWS: usize = 64;
 const SG_BWD_UNITS: usize = 64;
+
+/// The fused time step's subgroup module, forward or backward, as the launcher compiles it:
+/// the gate functions, `shaders/lstm_step_subgroup.wgsl` and the generated entry point.
+pub fn subgroup_source(backward: bool) -> String {
+    use super::shaders::{subgroup_module, LSTM_STEP_SUBGROUP};
+    let entry = if backward {
+        subgroup_backward_entry_point()
+    } else {
+        subgroup_forward_entry_point()
+    };
+    subgroup_module(std::borrow::Cow::Owned(format!(
+        "{LSTM_STEP_SUBGROUP}\n{entry}"
+    )))
+    .into_owned()
+}
 
 /// The generated entry point `lstm_step_forward_subgroup`: lane `l` owns units
 /// `u0 + 4l .. + 4` of all four gates for 32 rows; accumulators `acc{r}_{g}`.

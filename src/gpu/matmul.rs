@@ -416,7 +416,7 @@ impl Matmul {
                     return Ok(p);
                 }
                 let entry = variant.entry_point(shape);
-                let source = super::shaders::matmul_subgroup(shape.trans_a, shape.trans_b);
+                let source = subgroup_source(shape.trans_a, shape.trans_b);
                 // llvmpipe compiles this kernel at its first dispatch, which takes minutes on
                 // a cold shader cache: say so once, before that wait.
                 if gpu.info.device_type == wgpu::DeviceType::Cpu {
@@ -780,6 +780,17 @@ pub const SKINNY_ROWS: usize = 4;
 const SUBGROUP_ROWS: usize = 64;
 const SUBGROUP_COLS: usize = 64;
 const _: () = assert!(SUBGROUP_ROWS % 32 == 0 && SUBGROUP_COLS == 64);
+
+/// The subgroup-broadcast matmul module for one transpose form, as [`Matmul`] compiles it:
+/// the uniform block, `shaders/matmul_subgroup.wgsl` and the form's generated entry point.
+pub fn subgroup_source(trans_a: bool, trans_b: bool) -> String {
+    use super::shaders::{subgroup_module, MATMUL_PARAMS, MATMUL_SUBGROUP};
+    let source = format!(
+        "{MATMUL_PARAMS}\n{MATMUL_SUBGROUP}\n{}",
+        subgroup_entry_point(trans_a, trans_b)
+    );
+    subgroup_module(std::borrow::Cow::Owned(source)).into_owned()
+}
 
 /// The WGSL entry point of SubgroupBroadcast for one transpose form, appended to
 /// `shaders/matmul_subgroup.wgsl` (see its header for the scheme). Lane `l` owns columns

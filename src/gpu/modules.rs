@@ -1,0 +1,78 @@
+//! Every WGSL module the program can compile, exactly as the launchers compose it: the
+//! fixed sources of [`super::shaders`], the tile constants of the tiled matmul, and the
+//! modules the launchers generate per transpose form and direction. The translation test
+//! (tests/shader_translation.rs) builds each one for SPIR-V, MSL, HLSL and GLSL.
+
+use std::borrow::Cow;
+
+use super::shaders::*;
+
+/// One module as a launcher compiles it.
+pub struct ModuleSource {
+    /// The label the launcher gives it.
+    pub label: String,
+    pub source: Cow<'static, str>,
+    /// Whether it uses subgroup operations (compiled only where the adapter has them).
+    pub subgroups: bool,
+    /// The sets of pipeline-overridable constants the launcher builds it with (one empty
+    /// set: the defaults).
+    pub constants: Vec<&'static [(&'static str, f64)]>,
+}
+
+/// Every module the program can compile, with every generated variant.
+pub fn all() -> Vec<ModuleSource> {
+    let fixed = |label: &str, source: &'static str| ModuleSource {
+        label: label.to_string(),
+        source: Cow::Borrowed(source),
+        subgroups: false,
+        constants: vec![&[]],
+    };
+    let mut v = vec![
+        fixed("dropout", DROPOUT),
+        fixed("embedding", EMBEDDING),
+        fixed("lstm_cell", LSTM_CELL),
+        fixed("lstm_step", LSTM_STEP),
+        ModuleSource {
+            constants: super::matmul::MatmulVariant::ALL
+                .iter()
+                .filter_map(|&v| super::matmul::tile_constants(v))
+                .collect(),
+            ..fixed("matmul", MATMUL)
+        },
+        fixed("reduce", REDUCE),
+        fixed("sgd", SGD),
+        fixed("softmax_xent", SOFTMAX_XENT),
+    ];
+    v.push(ModuleSource {
+        subgroups: true,
+        ..fixed("matmul_quad", MATMUL_QUAD)
+    });
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        v.push(ModuleSource {
+            label: super::matmul::MatmulVariant::SubgroupBroadcast
+                .entry_point(crate::reference::MatmulShape {
+                    m: 1,
+                    k: 1,
+                    n: 1,
+                    trans_a: ta,
+                    trans_b: tb,
+                })
+                .to_string(),
+            source: Cow::Owned(super::matmul::subgroup_source(ta, tb)),
+            subgroups: true,
+            constants: vec![&[]],
+        });
+    }
+    for (backward, label) in [
+        (false, "lstm_step_forward_subgroup"),
+        (true, "lstm_step_backward_subgroup"),
+    ] {
+        v.push(ModuleSource {
+            label: label.to_string(),
+            source: Cow::Owned(super::lstm_step::subgroup_source(backward)),
+            subgroups: true,
+            constants: vec![&[]],
+        });
+    }
+    v
+}
