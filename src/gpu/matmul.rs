@@ -156,12 +156,43 @@ impl MatmulVariant {
     }
 }
 
+/// The variant [`Matmul::new`] runs where nothing was tuned or asked for, by adapter type:
+/// `subgroups` (SubgroupBroadcast can run), `quads` (StripQuad can) and `in_browser` (a
+/// WebGPU page) as the adapter has them.
+pub fn default_variant(
+    device_type: wgpu::DeviceType,
+    subgroups: bool,
+    quads: bool,
+    in_browser: bool,
+) -> MatmulVariant {
+    // A browser's CPU adapter (Chromium's SwiftShader) runs StripQuad fastest, and Strip
+    // without subgroups: measured in the page at the seed configuration, StripQuad 308
+    // words/s against Strip 204 in one run; Strip 179-236 against 54-76 with
+    // RegisterBlocked, 105-121 with Skinny and about 40 with Tiled (tests/browser.rs,
+    // page_kernel_choices_at_the_seed_configuration).
+    match device_type {
+        wgpu::DeviceType::Cpu if subgroups => MatmulVariant::SubgroupBroadcast,
+        wgpu::DeviceType::Cpu if in_browser && quads => MatmulVariant::StripQuad,
+        wgpu::DeviceType::Cpu if in_browser => MatmulVariant::Strip,
+        wgpu::DeviceType::Cpu => MatmulVariant::RegisterBlocked,
+        // Measured on an NVIDIA H200 (Vulkan, `lstm-gpu tune` at the seed, medium and
+        // large presets): strip-quad was the fastest unsplit kernel on every product,
+        // tiled 2-10x slower, and wherever strip-quad-split splits a product it was the
+        // fastest or within 3% of it (strip-split, 0.039 against 0.040 ms once).
+        _ if quads => MatmulVariant::StripQuadSplit,
+        _ => MatmulVariant::StripSplit,
+    }
+}
+
 /// Split-K aims at about this many workgroups in all ...
 const SPLIT_TARGET_GROUPS: usize = 512;
 /// ... with slices of at least this many steps of k ...
 const SPLIT_MIN_CHUNK: usize = 16;
 /// ... and at most this many words of partial sums (16 MiB).
 pub const SPLIT_SCRATCH_WORDS: usize = 1 << 22;
+// The scratch fits every adapter's storage binding (WebGPU's default is the least an adapter
+// offers), so whether a model fits (`crate::model::fit`) never depends on it.
+const _: () = assert!(SPLIT_SCRATCH_WORDS * 4 <= 128 << 20);
 
 /// How a split-K variant cuts k for a product whose C makes `blocks` workgroups:
 /// `(slices, chunk)`, chunk a multiple of 4 steps, `slices * chunk >= k`. One slice means
@@ -300,26 +331,12 @@ impl Matmul {
         if let Some(v) = gpu.matmul {
             return Matmul::with_variant(gpu, v);
         }
-        let subgroups = subgroup_capable(gpu);
-        // A browser's CPU adapter (Chromium's SwiftShader) runs StripQuad fastest, and Strip
-        // without subgroups: measured in the page at the seed configuration, StripQuad 308
-        // words/s against Strip 204 in one run; Strip 179-236 against 54-76 with
-        // RegisterBlocked, 105-121 with Skinny and about 40 with Tiled (tests/browser.rs,
-        // page_kernel_choices_at_the_seed_configuration).
-        let variant = match gpu.info.device_type {
-            wgpu::DeviceType::Cpu if subgroups => MatmulVariant::SubgroupBroadcast,
-            wgpu::DeviceType::Cpu if cfg!(target_arch = "wasm32") && quad_capable(gpu) => {
-                MatmulVariant::StripQuad
-            }
-            wgpu::DeviceType::Cpu if cfg!(target_arch = "wasm32") => MatmulVariant::Strip,
-            wgpu::DeviceType::Cpu => MatmulVariant::RegisterBlocked,
-            // Measured on an NVIDIA H200 (Vulkan, `lstm-gpu tune` at the seed, medium and
-            // large presets): strip-quad was the fastest unsplit kernel on every product,
-            // tiled 2-10x slower, and wherever strip-quad-split splits a product it was the
-            // fastest or within 3% of it (strip-split, 0.039 against 0.040 ms once).
-            _ if quad_capable(gpu) => MatmulVariant::StripQuadSplit,
-            _ => MatmulVariant::StripSplit,
-        };
+        let variant = default_variant(
+            gpu.info.device_type,
+            subgroup_capable(gpu),
+            quad_capable(gpu),
+            cfg!(target_arch = "wasm32"),
+        );
         let mut m = Matmul::with_variant(gpu, variant)?;
         m.skinny_for_few_rows = true;
         if let Some(t) = &gpu.tuning {
@@ -1107,6 +1124,30 @@ impl Timer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_follow_the_adapter_type() {
+        use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu, Other, VirtualGpu};
+        use MatmulVariant::*;
+        // (type, subgroups of 8+, quads, in a browser) -> the default.
+        for (t, sub, quad, web, want) in [
+            (Cpu, true, true, false, SubgroupBroadcast),
+            (Cpu, false, false, false, RegisterBlocked),
+            (Cpu, false, true, true, StripQuad),
+            (Cpu, false, false, true, Strip),
+            (DiscreteGpu, true, true, false, StripQuadSplit),
+            (IntegratedGpu, true, true, true, StripQuadSplit),
+            (DiscreteGpu, false, false, false, StripSplit),
+            (Other, false, false, false, StripSplit),
+            (VirtualGpu, false, true, false, StripQuadSplit),
+        ] {
+            assert_eq!(
+                default_variant(t, sub, quad, web),
+                want,
+                "{t:?} {sub} {quad} {web}"
+            );
+        }
+    }
 
     #[test]
     fn split_slices_cover_k_in_chunks_of_four_within_the_scratch() {
