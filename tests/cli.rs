@@ -1577,3 +1577,42 @@ fn glued_line_ends_are_reported_and_words_eos_keeps_them_apart() {
     let glued_out = String::from_utf8_lossy(&glued.stdout);
     assert!(!glued_out.contains("vocabulary  19 words"), "{glued_out}");
 }
+
+/// A valid split whose glued pairs (`b<eos>a`) the training text never has: in `words`
+/// mode an unknown token, and the error says which mode keeps line ends apart; in
+/// `words-eos` every token is known.
+#[test]
+fn an_unknown_glued_token_names_words_eos() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("pairs.txt");
+    let mut text = String::new();
+    for i in 0..400 {
+        text.push_str(if i % 2 == 0 { "a b\n" } else { "c d\n" });
+    }
+    for _ in 0..100 {
+        text.push_str("a b\n");
+    }
+    std::fs::write(&train, &text).unwrap();
+    let info = |tokens: &str| {
+        run(bin()
+            .args([
+                "data",
+                "info",
+                "--valid-fraction",
+                "0.2",
+                "--tokens",
+                tokens,
+                "--train",
+            ])
+            .arg(&train))
+    };
+    let o = info("words");
+    assert_one_line_error(&o, 1, "b<eos>a");
+    assert!(
+        stderr(&o).contains("--tokens words-eos keeps line ends apart"),
+        "{}",
+        stderr(&o)
+    );
+    let o = info("words-eos");
+    assert!(o.status.success(), "{}", stderr(&o));
+}

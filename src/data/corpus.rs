@@ -5,7 +5,7 @@
 
 use super::batch::{epoch_size, Batches};
 use super::reader::{file_len, for_each_token, line_at, line_boundary, CORPUS_ADVICE};
-use super::vocab::{tokens_of, tokens_with_offsets, Tokens, Vocab, VocabBuilder, UNK};
+use super::vocab::{tokens_of, tokens_with_offsets, Tokens, Vocab, VocabBuilder, EOS, UNK};
 use crate::config::Config;
 use crate::error::usage;
 use anyhow::{bail, Context, Result};
@@ -129,6 +129,16 @@ fn warn_glued(builder: &VocabBuilder, name: &str) {
     }
 }
 
+/// The end of an unknown-token error whose token is words glued by a line end (`a<eos>`).
+fn glued_hint(token: &str, tokens: Tokens) -> &'static str {
+    if tokens == Tokens::Words && token != EOS && token.contains(EOS) {
+        " (a line end glued to a word, as TensorFlow's reader makes it: --tokens words-eos \
+         keeps line ends apart)"
+    } else {
+        ""
+    }
+}
+
 /// What a token outside the vocabulary is called in errors.
 fn token_kind(tokens: Tokens) -> &'static str {
     match tokens {
@@ -151,11 +161,13 @@ fn encode_range(path: &Path, range: Range<u64>, vocab: &Vocab, tokens: Tokens) -
             None => bail!(
                 "{}:{}: the {} {token:?} is not in the vocabulary, which has no {UNK} to \
                  stand for it; build the vocabulary from a train file that holds {UNK} or \
-                 every {} of the other splits, or cap it with --vocab-size (which adds {UNK})",
+                 every {} of the other splits, or cap it with --vocab-size (which adds \
+                 {UNK}){}",
                 path.display(),
                 line_at(path, offset),
                 token_kind(tokens),
                 token_kind(tokens),
+                glued_hint(token, tokens),
             ),
         }
         Ok(())
@@ -673,9 +685,10 @@ fn encode_memory(name: &str, text: &str, vocab: &Vocab, tokens: Tokens) -> Resul
             Some(id) => ids.push(id),
             None => bail!(
                 "{name}:{}: the {} {token:?} is not in the vocabulary, which has no {UNK} to \
-                 stand for it",
+                 stand for it{}",
                 line_of(text.as_bytes(), offset),
                 token_kind(tokens),
+                glued_hint(&token, tokens),
             ),
         }
     }
