@@ -4,9 +4,9 @@
 //! Several kernels compute the same thing with different blockings, because what is fast
 //! differs by adapter: the textbook GPU kernel shares workgroup-memory tiles (yet on the one
 //! real GPU measured, an NVIDIA H200 through Vulkan, the tiled kernels were 2-10x slower
-//! than strip-quad on every product of the seed, medium and large models), while a CPU
-//! rasteriser such as
-//! lavapipe (llvmpipe: every invocation a SIMD lane, a whole workgroup run by one thread,
+//! than strip-quad on every product of the seed, medium and large models, and the split-K
+//! variants won wherever C is small), while a CPU rasteriser such as lavapipe
+//! (llvmpipe: every invocation a SIMD lane, a whole workgroup run by one thread,
 //! and, in Mesa 22.3, every load from a storage buffer or workgroup memory a loop over the
 //! 8 lanes costing ~25 cycles per word) rewards kernels that make the fewest loads per
 //! multiply-add, whatever the register spills. [`Matmul::new`] compiles the variants the
@@ -72,9 +72,9 @@ pub enum MatmulVariant {
     /// Strip with k split into slices run side by side (the grid's z), their partial sums
     /// added by a second dispatch: for products whose C makes too few blocks to fill a GPU
     /// however long k is (the per-time-step recurrent backward products, the softmax
-    /// input gradient). On an NVIDIA H200 a seed step's `[60, 1024] @ [1024, 256]`
-    /// product took StripQuad 0.21 ms on 8 workgroups. Runs as Strip where k is too short
-    /// to split or C already fills the device ([`split_slices`]).
+    /// input gradient). On an NVIDIA H200 a seed step's `[60, 1024] @ [1024, 256]^T`
+    /// product took StripQuad 0.21 ms on 8 workgroups, StripSplit 0.04 ms. Runs as Strip
+    /// where k is too short to split or C already fills the device ([`split_slices`]).
     StripSplit,
     /// StripQuad's split-K twin (see StripSplit); needs subgroups.
     StripQuadSplit,
