@@ -1533,6 +1533,21 @@ fn tied_weights_train_and_predict() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `data info` on a plain text `train` (its last 20% as valid and test) read as `tokens`.
+fn data_info_as(train: &Path, tokens: &str) -> Output {
+    run(bin()
+        .args([
+            "data",
+            "info",
+            "--valid-fraction",
+            "0.2",
+            "--tokens",
+            tokens,
+            "--train",
+        ])
+        .arg(train))
+}
+
 /// Plain text whose line ends touch words: `words` (TensorFlow's reader) glues them on and
 /// says so once, naming the mode that does not; `words-eos` makes each line end an `<eos>`.
 #[test]
@@ -1547,19 +1562,7 @@ fn glued_line_ends_are_reported_and_words_eos_keeps_them_apart() {
         ));
     }
     std::fs::write(&train, &text).unwrap();
-    let info = |tokens: &str| {
-        run(bin()
-            .args([
-                "data",
-                "info",
-                "--valid-fraction",
-                "0.2",
-                "--tokens",
-                tokens,
-                "--train",
-            ])
-            .arg(&train))
-    };
+    let info = |tokens: &str| data_info_as(&train, tokens);
     let glued = info("words");
     assert!(glued.status.success(), "{}", stderr(&glued));
     let err = stderr(&glued);
@@ -1593,19 +1596,7 @@ fn an_unknown_glued_token_names_words_eos() {
         text.push_str("a b\n");
     }
     std::fs::write(&train, &text).unwrap();
-    let info = |tokens: &str| {
-        run(bin()
-            .args([
-                "data",
-                "info",
-                "--valid-fraction",
-                "0.2",
-                "--tokens",
-                tokens,
-                "--train",
-            ])
-            .arg(&train))
-    };
+    let info = |tokens: &str| data_info_as(&train, tokens);
     let o = info("words");
     assert_one_line_error(&o, 1, "b<eos>a");
     assert!(

@@ -395,19 +395,21 @@ mod tests {
             .collect()
     }
 
+    /// Texts for the tokenizers: padded and glued line ends, blanks of every kind, Unicode.
+    const CASES: [&str; 7] = [
+        " the cat \n sat on \n",
+        " no final newline \n last line",
+        "glued\nwords\n\nand  tabs\tand\r\nwindows \u{1f} sep \u{a0} nbsp",
+        "\n\n\n",
+        "   ",
+        "",
+        "ünïcödé wörds\u{3000}ideographic\n",
+    ];
+
     /// `words-eos` is `text.replace("\n", " <eos> ").split()`, with offsets into `text`.
     #[test]
     fn words_eos_makes_every_newline_its_own_token() {
-        let cases = [
-            " the cat \n sat on \n",
-            " no final newline \n last line",
-            "glued\nwords\n\nand  tabs\tand\r\nwindows \u{1f} sep \u{a0} nbsp",
-            "\n\n\n",
-            "   ",
-            "",
-            "ünïcödé wörds\u{3000}ideographic\n",
-        ];
-        for text in cases {
+        for text in CASES {
             let want: Vec<String> = text
                 .replace('\n', " <eos> ")
                 .split(is_python_whitespace)
@@ -457,16 +459,7 @@ mod tests {
 
     #[test]
     fn tokens_follow_tensorflow() {
-        let cases = [
-            " the cat \n sat on \n",
-            " no final newline \n last line",
-            "glued\nwords\n\nand  tabs\tand\r\nwindows \u{1f} sep \u{a0} nbsp",
-            "\n\n\n",
-            "   ",
-            "",
-            "ünïcödé wörds\u{3000}ideographic\n",
-        ];
-        for text in cases {
+        for text in CASES {
             let got: Vec<String> = tokenize(text).map(|t| t.into_owned()).collect();
             assert_eq!(got, reference_tokens(text), "{text:?}");
         }
