@@ -48,11 +48,14 @@ pub struct Config {
 pub enum Preset {
     /// design.md §1: embedding 200, hidden [256, 128], batch 60, 20 steps, 15 epochs.
     Seed,
-    /// TensorFlow tutorial "small": 2x200, batch 20, 20 steps, 13 epochs.
+    /// TensorFlow tutorial "small": 2x200, batch 20, 20 steps, 13 epochs, the rate halved
+    /// from the 5th.
     Small,
-    /// TensorFlow tutorial "medium": 2x650, batch 20, 35 steps, dropout 0.5, 39 epochs.
+    /// TensorFlow tutorial "medium": 2x650, batch 20, 35 steps, keep_prob 0.5, 39 epochs,
+    /// the rate times 0.8 from the 7th.
     Medium,
-    /// TensorFlow tutorial "large": 2x1500, batch 20, 35 steps, dropout 0.65, 55 epochs.
+    /// TensorFlow tutorial "large": 2x1500, batch 20, 35 steps, keep_prob 0.35, clip 10,
+    /// 55 epochs, the rate divided by 1.15 from the 15th.
     Large,
 }
 
@@ -90,7 +93,7 @@ impl Config {
                 num_steps: 20,
                 init_scale: 0.1,
                 max_epoch: 13,
-                max_epoch_decay_lr: 4,
+                max_epoch_decay_lr: 3,
                 decay: 0.5,
                 keep_prob: 1.0,
                 max_grad_norm: 5.0,
@@ -103,7 +106,7 @@ impl Config {
                 num_steps: 35,
                 init_scale: 0.05,
                 max_epoch: 39,
-                max_epoch_decay_lr: 6,
+                max_epoch_decay_lr: 5,
                 decay: 0.8,
                 keep_prob: 0.5,
                 max_grad_norm: 5.0,
@@ -116,7 +119,7 @@ impl Config {
                 num_steps: 35,
                 init_scale: 0.04,
                 max_epoch: 55,
-                max_epoch_decay_lr: 14,
+                max_epoch_decay_lr: 13,
                 decay: 1.0 / 1.15,
                 keep_prob: 0.35,
                 max_grad_norm: 10.0,
@@ -421,8 +424,104 @@ mod tests {
         for p in [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large] {
             Config::preset(p).validate().unwrap();
         }
-        assert_eq!(Config::preset(Preset::Large).max_grad_norm, 10.0);
-        assert_eq!(Config::preset(Preset::Medium).keep_prob, 0.5);
+    }
+
+    /// One of the TensorFlow tutorial's configurations (ptb_word_lm.py), in its own terms.
+    struct TutorialConfig {
+        init_scale: f32,
+        learning_rate: f32,
+        max_grad_norm: f32,
+        num_steps: usize,
+        hidden_size: usize,
+        /// Epochs (counted from 1) run at the full learning rate.
+        max_epoch: usize,
+        max_max_epoch: usize,
+        keep_prob: f32,
+        lr_decay: f32,
+        batch_size: usize,
+    }
+
+    /// The tutorial's SmallConfig, MediumConfig and LargeConfig (num_layers 2, vocab 10000,
+    /// embedding size = hidden size in all three).
+    const TUTORIAL: [(Preset, TutorialConfig); 3] = [
+        (
+            Preset::Small,
+            TutorialConfig {
+                init_scale: 0.1,
+                learning_rate: 1.0,
+                max_grad_norm: 5.0,
+                num_steps: 20,
+                hidden_size: 200,
+                max_epoch: 4,
+                max_max_epoch: 13,
+                keep_prob: 1.0,
+                lr_decay: 0.5,
+                batch_size: 20,
+            },
+        ),
+        (
+            Preset::Medium,
+            TutorialConfig {
+                init_scale: 0.05,
+                learning_rate: 1.0,
+                max_grad_norm: 5.0,
+                num_steps: 35,
+                hidden_size: 650,
+                max_epoch: 6,
+                max_max_epoch: 39,
+                keep_prob: 0.5,
+                lr_decay: 0.8,
+                batch_size: 20,
+            },
+        ),
+        (
+            Preset::Large,
+            TutorialConfig {
+                init_scale: 0.04,
+                learning_rate: 1.0,
+                max_grad_norm: 10.0,
+                num_steps: 35,
+                hidden_size: 1500,
+                max_epoch: 14,
+                max_max_epoch: 55,
+                keep_prob: 0.35,
+                lr_decay: 1.0 / 1.15,
+                batch_size: 20,
+            },
+        ),
+    ];
+
+    /// Each preset is the tutorial's configuration, and its learning rate in every epoch is
+    /// the tutorial's `lr_decay ** max(i + 1 - max_epoch, 0)` (i counted from 0), so the
+    /// first decayed epoch is the tutorial's `max_epoch + 1`.
+    #[test]
+    fn presets_are_the_tensorflow_tutorials() {
+        for (preset, tf) in TUTORIAL {
+            let c = Config::preset(preset);
+            let h = tf.hidden_size;
+            assert_eq!(c.hidden, vec![h, h], "{preset:?}");
+            assert_eq!(c.embedding_size, h, "{preset:?}");
+            assert_eq!(c.vocab_size, 10_000, "{preset:?}");
+            assert_eq!(c.init_scale, tf.init_scale, "{preset:?}");
+            assert_eq!(c.learning_rate, tf.learning_rate, "{preset:?}");
+            assert_eq!(c.max_grad_norm, tf.max_grad_norm, "{preset:?}");
+            assert_eq!(c.num_steps, tf.num_steps, "{preset:?}");
+            assert_eq!(c.batch_size, tf.batch_size, "{preset:?}");
+            assert_eq!(c.max_epoch, tf.max_max_epoch, "{preset:?}");
+            assert_eq!(c.keep_prob, tf.keep_prob, "{preset:?}");
+            assert_eq!(c.decay, tf.lr_decay, "{preset:?}");
+            assert_eq!(c.forget_bias, 0.0, "{preset:?}");
+            assert!(!c.tie_weights, "{preset:?}");
+            for i in 0..tf.max_max_epoch {
+                let e = (i + 1).saturating_sub(tf.max_epoch) as i32;
+                let tutorial = (tf.learning_rate as f64 * (tf.lr_decay as f64).powi(e)) as f32;
+                assert_eq!(c.lr_for_epoch(i), tutorial, "{preset:?} epoch {i}");
+            }
+        }
+        // The seed is the course notebook's schedule: five full-rate epochs, one more than
+        // the tutorial's code would run at its max_epoch 4.
+        let seed = Config::preset(Preset::Seed);
+        assert_eq!((seed.lr_for_epoch(4), seed.lr_for_epoch(5)), (1.0, 0.5));
     }
 
     #[test]
