@@ -244,6 +244,11 @@ struct TrainArgs {
     /// is faster but cuts the split into that many rows that each start from a zero state].
     #[arg(long)]
     test_batch_size: Option<usize>,
+    /// Time steps per batch of the final test pass [default: 1, as the TensorFlow tutorial
+    /// tests: every word of the split is scored; longer batches drop the split's last
+    /// words that do not fill one].
+    #[arg(long)]
+    test_num_steps: Option<usize>,
     /// No progress bar, plain log lines.
     #[arg(long)]
     no_progress: bool,
@@ -281,7 +286,9 @@ struct EvalArgs {
     /// for the others, as training validates].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Time steps per batch [default: the checkpoint's].
+    /// Time steps per batch [default: 1 for the test split, as `train`'s test pass and the
+    /// TensorFlow tutorial score it (every word of the split); the checkpoint's for the
+    /// others].
     #[arg(long)]
     num_steps: Option<usize>,
     #[command(flatten)]
@@ -324,6 +331,9 @@ struct TuneArgs {
     /// Batch size of the test pass to tune for too [default: 1, as `train` tests].
     #[arg(long)]
     test_batch_size: Option<usize>,
+    /// Time steps per batch of the test pass to tune for [default: 1, as `train` tests].
+    #[arg(long)]
+    test_num_steps: Option<usize>,
     /// Print the tuned entry as JSON.
     #[arg(long)]
     json: bool,
@@ -719,6 +729,9 @@ fn train_command(args: TrainArgs) -> Result<()> {
             let ck = Checkpoint::load(path)?;
             let mut cfg = ck.config.clone();
             args.config.apply(&mut cfg);
+            // Flags that contradict the checkpoint's shapes or tokens need no GPU to be
+            // seen: refused here, before the corpus, the adapter and tuning.
+            train::check_same_model(&ck.config, &cfg, path)?;
             cfg.validate()?;
             (cfg, Some(ck.vocab))
         }
@@ -754,7 +767,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
     // Everything that needs no GPU is checked before the adapter is opened, so that its
     // error line stands alone: the batches of every split, whether the model fits the
     // adapter's limits (arithmetic on shapes, before anything is allocated), the run folder.
-    let test_shape = (args.test_batch_size.unwrap_or(1), cfg.num_steps);
+    let test_shape = test_shape(args.test_batch_size, args.test_num_steps)?;
     train::split_batches(&corpus, &cfg, test_shape)?;
     let needs = train::needs(&cfg, test_shape);
     let picked = args.gpu.pick()?;
@@ -798,6 +811,18 @@ fn train_command(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The shape of the final test pass: batch 1 and one step unless the flags say otherwise,
+/// as the TensorFlow tutorial tests (the split read as one stream, every word scored).
+fn test_shape(batch: Option<usize>, steps: Option<usize>) -> Result<(usize, usize)> {
+    let shape = (batch.unwrap_or(1), steps.unwrap_or(1));
+    if shape.0 == 0 || shape.1 == 0 {
+        return Err(usage(
+            "--test-batch-size and --test-num-steps must be at least 1",
+        ));
+    }
+    Ok(shape)
+}
+
 fn default_run_dir() -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -827,10 +852,7 @@ const PTB_TRAIN_TOKENS: usize = 929_589;
 
 fn tune_command(args: TuneArgs) -> Result<()> {
     let cfg = args.config.resolve()?;
-    let test_shape = (args.test_batch_size.unwrap_or(1), cfg.num_steps);
-    if test_shape.0 == 0 {
-        return Err(usage("--test-batch-size must be at least 1"));
-    }
+    let test_shape = test_shape(args.test_batch_size, args.test_num_steps)?;
     let mut gpu = args.gpu.open(&train::needs(&cfg, test_shape))?;
     let shapes = train::workspace_shapes(&cfg, test_shape);
     let t0 = std::time::Instant::now();
@@ -879,7 +901,10 @@ fn eval_command(args: EvalArgs) -> Result<()> {
         Split::Test => 1,
         _ => cfg.batch_size,
     });
-    let steps = args.num_steps.unwrap_or(cfg.num_steps);
+    let steps = args.num_steps.unwrap_or(match split {
+        Split::Test => 1,
+        _ => cfg.num_steps,
+    });
     if batch == 0 || steps == 0 {
         return Err(usage("--batch-size and --num-steps must be at least 1"));
     }

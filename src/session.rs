@@ -28,6 +28,96 @@ pub fn start(cfg: &Config, seed: u64) -> Position {
     }
 }
 
+/// An evaluation pass over a split, run a slice at a time (so that a page can show its
+/// progress): from a zero state, every batch in order, the losses summed.
+#[derive(Clone, Debug)]
+pub struct EvalPass {
+    /// The next batch to run.
+    next: usize,
+    /// Batches of the split.
+    total: usize,
+    /// Loss sum and batches counted so far, taken from the GPU's f32 accumulator in parts.
+    sum: f64,
+    counted: u64,
+}
+
+impl EvalPass {
+    /// The GPU sums batch losses in f32; a test pass at batch 1 and one step has 82,000 of
+    /// them, so the host takes the sum every `CHUNK` batches and adds the parts in f64.
+    const CHUNK: usize = 1024;
+
+    /// Start a pass over `batches` on `ws`: its carried state zeroed, its accumulator emptied.
+    pub async fn start(gpu: &Gpu, ws: &mut Workspace, batches: &Batches<'_>) -> Result<EvalPass> {
+        ws.zero_state(gpu);
+        ws.take_loss_async(gpu).await?;
+        Ok(EvalPass {
+            next: 0,
+            total: batches.len(),
+            sum: 0.0,
+            counted: 0,
+        })
+    }
+
+    /// Run up to `max_batches` more batches (at least one while any is left), then take the
+    /// loss sum.
+    pub async fn run(
+        &mut self,
+        gpu: &Gpu,
+        ws: &mut Workspace,
+        batches: &Batches<'_>,
+        seed: u32,
+        max_batches: usize,
+    ) -> Result<()> {
+        let end = (self.next + max_batches.max(1)).min(self.total);
+        while self.next < end {
+            let (x, y) = batches.batch(self.next);
+            ws.step(
+                gpu,
+                &x,
+                &y,
+                Hyper {
+                    learning_rate: 0.0,
+                    step: 0,
+                    seed,
+                },
+            )?;
+            self.next += 1;
+            if self.next % Self::CHUNK == 0 || self.next == end {
+                let (sum, count) = ws.take_loss_async(gpu).await?;
+                self.sum += sum;
+                self.counted += count;
+            }
+        }
+        Ok(())
+    }
+
+    /// Batches run so far.
+    pub fn done(&self) -> usize {
+        self.next
+    }
+
+    /// Batches of the split.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    pub fn finished(&self) -> bool {
+        self.next >= self.total
+    }
+
+    /// The pass's perplexity, once every batch ran (`steps` time steps each).
+    pub fn perplexity(&self, steps: usize) -> Result<f64> {
+        if !self.finished() || self.counted != self.total as u64 {
+            bail!(
+                "evaluation counted {} batches, expected {}",
+                self.counted,
+                self.total
+            );
+        }
+        Ok((self.sum / (self.total * steps) as f64).exp())
+    }
+}
+
 /// Perplexity of a pass over `batches` of a split, on the GPU, from a zero state.
 pub async fn evaluate_async(
     gpu: &Gpu,
@@ -35,29 +125,9 @@ pub async fn evaluate_async(
     batches: &Batches<'_>,
     seed: u32,
 ) -> Result<f64> {
-    ws.zero_state(gpu);
-    ws.take_loss_async(gpu).await?;
-    for i in 0..batches.len() {
-        let (x, y) = batches.batch(i);
-        ws.step(
-            gpu,
-            &x,
-            &y,
-            Hyper {
-                learning_rate: 0.0,
-                step: 0,
-                seed,
-            },
-        )?;
-    }
-    let (sum, count) = ws.take_loss_async(gpu).await?;
-    if count != batches.len() as u64 {
-        bail!(
-            "evaluation counted {count} batches, expected {}",
-            batches.len()
-        );
-    }
-    Ok((sum / (batches.len() * ws.steps) as f64).exp())
+    let mut pass = EvalPass::start(gpu, ws, batches).await?;
+    pass.run(gpu, ws, batches, seed, batches.len()).await?;
+    pass.perplexity(ws.steps)
 }
 
 /// [`evaluate_async`], waited for.
@@ -130,6 +200,21 @@ pub fn epoch_perplexity(pos: &Position, done: usize, num_steps: usize) -> f64 {
     (pos.epoch_loss_sum / (counted * num_steps) as f64).exp()
 }
 
+/// Perplexity of the first `done` steps of the epoch with `pending`, the accumulator read
+/// (not taken) since the last log point: what a progress display shows between log points.
+pub fn running_perplexity(
+    pos: &Position,
+    pending: &TrainAccumulator,
+    done: usize,
+    num_steps: usize,
+) -> f64 {
+    let counted = done.saturating_sub(pos.epoch_skipped + pending.skipped as usize);
+    if counted == 0 {
+        return f64::NAN;
+    }
+    ((pos.epoch_loss_sum + pending.loss_sum() as f64) / (counted * num_steps) as f64).exp()
+}
+
 /// The dropout generator's seed as the kernels take it, from the run's 64-bit seed.
 pub fn kernel_seed(seed: u64) -> u32 {
     (seed ^ (seed >> 32)) as u32
@@ -162,6 +247,43 @@ pub enum Event {
     },
     /// Every epoch is done: the test pass at the training's shape.
     Finished { test_perplexity: f64 },
+    /// Between log points: where the run stands, for a display that moves while it trains.
+    /// Training: the epoch's perplexity so far (the accumulator read, not taken, so that log
+    /// points report what they would without it) and the speed since the last log point;
+    /// validating or testing: the batches of the pass done so far.
+    Progress {
+        phase: Phase,
+        epoch: usize,
+        step: usize,
+        epoch_size: usize,
+        global_step: u64,
+        learning_rate: f32,
+        perplexity: f64,
+        words_per_second: f64,
+        /// Batches of the evaluation pass in progress done, and its total (0 when training).
+        batches_done: usize,
+        batches: usize,
+    },
+}
+
+/// What a [`Session`] is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Training,
+    /// The validation pass at an epoch's end.
+    Validating,
+    /// The test pass after the last epoch.
+    Testing,
+}
+
+/// The evaluation pass a session is in the middle of.
+#[derive(Clone, Debug)]
+struct Pending {
+    phase: Phase,
+    pass: EvalPass,
+    /// The training perplexity of the epoch being validated.
+    train_perplexity: f64,
 }
 
 /// One kernel's share of a step in [`Session::time_kernels`].
@@ -198,6 +320,11 @@ pub struct Session {
     interval_step: usize,
     /// The epoch in progress started (wall clock) here.
     epoch_start: Instant,
+    /// The validation or test pass in progress, run a slice per [`Session::advance`].
+    pending: Option<Pending>,
+    /// A validation pass asked for by [`Session::validate_part`], in progress, and the
+    /// global step of the weights it scores.
+    validation: Option<(u64, EvalPass)>,
 }
 
 impl Session {
@@ -252,6 +379,8 @@ impl Session {
             interval_start: now,
             interval_step: pos.step_in_epoch,
             epoch_start: now,
+            pending: None,
+            validation: None,
             gpu,
             cfg,
             corpus,
@@ -349,9 +478,14 @@ impl Session {
         Ok(KernelTimes { baseline_ms, rows })
     }
 
-    /// Whether every epoch is done.
+    /// Whether every epoch is done, and the test pass after them.
     pub fn finished(&self) -> bool {
-        self.pos.epoch >= self.cfg.max_epoch
+        self.pos.epoch >= self.cfg.max_epoch && self.pending.is_none()
+    }
+
+    /// Training, or the validation or test pass that [`Session::advance`] is running.
+    pub fn phase(&self) -> Phase {
+        self.pending.as_ref().map_or(Phase::Training, |p| p.phase)
     }
 
     /// Restart the speed measurement (after a pause).
@@ -360,10 +494,19 @@ impl Session {
         self.interval_step = self.pos.step_in_epoch;
     }
 
-    /// Run training steps up to the next log point (at most `max_steps`), then read the
-    /// accumulator once; at the end of an epoch also validate, and after the last epoch run
-    /// the test pass. Returns what happened, in order.
+    /// Evaluation batches a call of [`Session::advance`] runs for each training step it
+    /// may run (a forward pass costs about a third of a training step).
+    const EVAL_BATCHES_PER_STEP: usize = 3;
+
+    /// Run up to `max_steps` training steps, stopping at the next log point, and read the
+    /// accumulator once: a `train` event at a log point, else a `progress` event. At an
+    /// epoch's end the validation pass follows, and after the last epoch the test pass,
+    /// each run a slice per call (`progress` events) so that the caller can show them
+    /// moving, ending with an `epoch` or a `finished` event. Returns what happened, in order.
     pub async fn advance(&mut self, max_steps: usize) -> Result<Vec<Event>> {
+        if self.pending.is_some() {
+            return self.advance_evaluation(max_steps).await;
+        }
         let mut events = Vec::new();
         if self.finished() {
             return Ok(events);
@@ -398,9 +541,27 @@ impl Session {
                 break;
             }
         }
-        let stats = self.train_ws.take_stats_async(&self.gpu).await?;
         let done = self.pos.step_in_epoch;
         let since = done - self.interval_step;
+        let secs = self.interval_start.elapsed().as_secs_f64();
+        let words_per_second = (since * batch * steps) as f64 / secs.max(1e-9);
+        if done % self.log_every != 0 && done < epoch_size {
+            let pending = self.train_ws.peek_stats_async(&self.gpu).await?;
+            if pending.skipped > 0 || !pending.loss_sum().is_finite() {
+                bail!(
+                    "the training loss became NaN or infinite by step {} (epoch {}): lower the learning rate",
+                    self.pos.global_step,
+                    self.pos.epoch + 1
+                );
+            }
+            events.push(self.progress(
+                Phase::Training,
+                running_perplexity(&self.pos, &pending, done, steps),
+                words_per_second,
+            ));
+            return Ok(events);
+        }
+        let stats = self.train_ws.take_stats_async(&self.gpu).await?;
         let skipped = absorb(&mut self.pos, &stats);
         let sum = stats.loss_sum() as f64;
         if !sum.is_finite() || skipped > 0 {
@@ -411,7 +572,6 @@ impl Session {
             );
         }
         self.pos.epoch_loss_sum += sum;
-        let secs = self.interval_start.elapsed().as_secs_f64();
         self.pos.train_seconds += secs;
         events.push(Event::Train {
             epoch: self.pos.epoch + 1,
@@ -421,45 +581,145 @@ impl Session {
             learning_rate: lr,
             perplexity: epoch_perplexity(&self.pos, done, steps),
             loss: sum / (since.max(1) * steps) as f64,
-            words_per_second: (since * batch * steps) as f64 / secs.max(1e-9),
+            words_per_second,
             skipped_steps: skipped,
         });
         self.resume_clock();
         if done == epoch_size {
             let train_perplexity = epoch_perplexity(&self.pos, done, steps);
-            let valid_perplexity = self.validate().await?;
-            events.push(Event::Epoch {
-                epoch: self.pos.epoch + 1,
+            let valid = Batches::new(&self.corpus.valid, batch, steps)?;
+            // The evaluation workspace is the epoch's now: a pass asked for by
+            // `validate_part` and left unfinished starts over when asked again.
+            self.validation = None;
+            let pass = EvalPass::start(&self.gpu, &mut self.eval_ws, &valid).await?;
+            self.pending = Some(Pending {
+                phase: Phase::Validating,
+                pass,
                 train_perplexity,
-                valid_perplexity,
-                seconds: self.epoch_start.elapsed().as_secs_f64(),
             });
-            self.pos.epoch += 1;
-            self.pos.step_in_epoch = 0;
-            self.pos.epoch_loss_sum = 0.0;
-            self.pos.epoch_skipped = 0;
-            if self.finished() {
-                let test_perplexity = self.evaluate_split(&self.corpus.test.clone()).await?;
-                events.push(Event::Finished { test_perplexity });
-            } else {
-                self.pos.learning_rate = self.cfg.lr_for_epoch(self.pos.epoch);
-            }
-            self.resume_clock();
+            events.push(self.progress(Phase::Validating, f64::NAN, 0.0));
         }
         Ok(events)
+    }
+
+    /// A `progress` event of `phase` where the run stands.
+    fn progress(&self, phase: Phase, perplexity: f64, words_per_second: f64) -> Event {
+        let (batches_done, batches) = self
+            .pending
+            .as_ref()
+            .map_or((0, 0), |p| (p.pass.done(), p.pass.total()));
+        Event::Progress {
+            phase,
+            epoch: (self.pos.epoch + 1).min(self.cfg.max_epoch),
+            step: self.pos.step_in_epoch,
+            epoch_size: self.epoch_size(),
+            global_step: self.pos.global_step,
+            learning_rate: self.pos.learning_rate,
+            perplexity,
+            words_per_second,
+            batches_done,
+            batches,
+        }
+    }
+
+    /// The next slice of the validation or test pass in progress; at its end the `epoch`
+    /// (and the next epoch's start, or the test pass) or the `finished` event.
+    async fn advance_evaluation(&mut self, max_steps: usize) -> Result<Vec<Event>> {
+        let Some(mut p) = self.pending.take() else {
+            return Ok(Vec::new());
+        };
+        let (batch, steps) = (self.cfg.batch_size, self.cfg.num_steps);
+        let seed = kernel_seed(self.pos.seed);
+        let ids = match p.phase {
+            Phase::Testing => &self.corpus.test,
+            _ => &self.corpus.valid,
+        };
+        let batches = Batches::new(ids, batch, steps)?;
+        let max_batches = max_steps.max(1) * Self::EVAL_BATCHES_PER_STEP;
+        p.pass
+            .run(&self.gpu, &mut self.eval_ws, &batches, seed, max_batches)
+            .await?;
+        if !p.pass.finished() {
+            let phase = p.phase;
+            self.pending = Some(p);
+            return Ok(vec![self.progress(phase, f64::NAN, 0.0)]);
+        }
+        let perplexity = p.pass.perplexity(steps)?;
+        let mut events = Vec::new();
+        match p.phase {
+            Phase::Testing | Phase::Training => {
+                events.push(Event::Finished {
+                    test_perplexity: perplexity,
+                });
+            }
+            Phase::Validating => {
+                events.push(Event::Epoch {
+                    epoch: self.pos.epoch + 1,
+                    train_perplexity: p.train_perplexity,
+                    valid_perplexity: perplexity,
+                    seconds: self.epoch_start.elapsed().as_secs_f64(),
+                });
+                self.pos.epoch += 1;
+                self.pos.step_in_epoch = 0;
+                self.pos.epoch_loss_sum = 0.0;
+                self.pos.epoch_skipped = 0;
+                if self.pos.epoch >= self.cfg.max_epoch {
+                    let test = Batches::new(&self.corpus.test, batch, steps)?;
+                    let pass = EvalPass::start(&self.gpu, &mut self.eval_ws, &test).await?;
+                    self.pending = Some(Pending {
+                        phase: Phase::Testing,
+                        pass,
+                        train_perplexity: f64::NAN,
+                    });
+                    events.push(self.progress(Phase::Testing, f64::NAN, 0.0));
+                } else {
+                    self.pos.learning_rate = self.cfg.lr_for_epoch(self.pos.epoch);
+                }
+            }
+        }
+        self.resume_clock();
+        Ok(events)
+    }
+
+    /// Run the validation pass in slices of `max_batches`: the first call starts it (when
+    /// no pass is in progress), and each returns the batches done, the total, and the
+    /// perplexity once the last batch ran. The training's own passes are not disturbed:
+    /// this one is refused while [`Session::advance`] is in the middle of one.
+    pub async fn validate_part(
+        &mut self,
+        max_batches: usize,
+    ) -> Result<(usize, usize, Option<f64>)> {
+        if self.pending.is_some() {
+            bail!("busy: the run is in the middle of its own evaluation pass; press Train to finish it");
+        }
+        let (batch, steps) = (self.cfg.batch_size, self.cfg.num_steps);
+        let batches = Batches::new(&self.corpus.valid, batch, steps)?;
+        let seed = kernel_seed(self.pos.seed);
+        // A pass left unfinished while the weights moved on starts over.
+        let step = self.pos.global_step;
+        let mut pass = match self.validation.take() {
+            Some((at, p)) if at == step => p,
+            _ => EvalPass::start(&self.gpu, &mut self.eval_ws, &batches).await?,
+        };
+        pass.run(&self.gpu, &mut self.eval_ws, &batches, seed, max_batches)
+            .await?;
+        let (done, total) = (pass.done(), pass.total());
+        if pass.finished() {
+            return Ok((done, total, Some(pass.perplexity(steps)?)));
+        }
+        self.validation = Some((step, pass));
+        Ok((done, total, None))
     }
 
     /// Validation perplexity of the parameters as they are (the training's carried state is
     /// left alone: evaluation has its own workspace).
     pub async fn validate(&mut self) -> Result<f64> {
-        let valid = self.corpus.valid.clone();
-        self.evaluate_split(&valid).await
-    }
-
-    async fn evaluate_split(&mut self, ids: &[u32]) -> Result<f64> {
-        let batches = Batches::new(ids, self.cfg.batch_size, self.cfg.num_steps)?;
-        let seed = kernel_seed(self.pos.seed);
-        evaluate_async(&self.gpu, &mut self.eval_ws, &batches, seed).await
+        self.validation = None;
+        loop {
+            if let (_, _, Some(ppl)) = self.validate_part(usize::MAX).await? {
+                return Ok(ppl);
+            }
+        }
     }
 
     /// The parameters, read back.

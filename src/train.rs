@@ -41,8 +41,9 @@ pub struct TrainOptions {
     pub init: Option<PathBuf>,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
-    /// Batch size and steps of the test pass (default: batch 1 at the training's steps, the
-    /// TensorFlow tutorial's protocol: every row of the split read with its whole history).
+    /// Batch size and steps of the test pass (default: batch 1 and one step, the TensorFlow
+    /// tutorial's protocol: the split read as one stream, every word scored with its whole
+    /// history).
     pub test_batch: Option<(usize, usize)>,
     /// Checked after every step: a signal saves a checkpoint and stops.
     pub interrupt: Option<Interrupt>,
@@ -176,7 +177,7 @@ impl Metrics {
     }
 }
 
-use crate::session::{absorb, epoch_perplexity, kernel_seed};
+use crate::session::{absorb, epoch_perplexity, kernel_seed, running_perplexity};
 pub use crate::session::{evaluate, needs, split_batches, workspace_shapes};
 
 /// Create the run folder and open its `metrics.jsonl` for appending. The folder is the
@@ -262,6 +263,39 @@ struct Run<'a> {
     stop_at: u64,
     /// Set when `--max-steps` is reached.
     stopped: bool,
+    /// The speed measurement behind the up-front epoch estimate (once per run).
+    estimate: Estimate,
+}
+
+/// The first steps' speed, measured once per run (the first step, which compiles kernels on
+/// some adapters, left out), and the epoch time it predicts, said up front.
+enum Estimate {
+    /// Waiting for the first step to end.
+    Pending,
+    /// Timing from the end of the first step (the instant and the global step then).
+    Timing(Instant, u64),
+    Done,
+}
+
+/// The refreshes of the progress bar between log points: the first few steps, then about
+/// once a second (each one reads the loss accumulator back, leaving it as it is).
+struct BarRefresh {
+    last: Instant,
+    count: usize,
+}
+
+impl BarRefresh {
+    const FIRST_STEPS: usize = 3;
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn due(&mut self) -> bool {
+        let due = self.count < Self::FIRST_STEPS || self.last.elapsed() >= Self::EVERY;
+        if due {
+            self.count += 1;
+            self.last = Instant::now();
+        }
+        due
+    }
 }
 
 /// Where the steps since the last log point started, to measure their speed.
@@ -282,7 +316,7 @@ impl<'a> Run<'a> {
         let (params, pos, carried) = starting_point(&cfg, corpus, opts)?;
         crate::session::same_vocabulary(&cfg, corpus)?;
         let (batch, steps) = (cfg.batch_size, cfg.num_steps);
-        let test_shape = opts.test_batch.unwrap_or((1, steps));
+        let test_shape = opts.test_batch.unwrap_or((1, 1));
         let (train_batches, valid_batches, test_batches) = split_batches(corpus, &cfg, test_shape)?;
         crate::model::fit::check(&needs(&cfg, test_shape), &gpu.limits, &gpu.info.name)?;
 
@@ -368,6 +402,7 @@ impl<'a> Run<'a> {
             log_every: opts.log_every.unwrap_or((epoch_size / 10).max(1)).max(1),
             stop_at: opts.max_steps.unwrap_or(u64::MAX),
             stopped: false,
+            estimate: Estimate::Pending,
             pos,
             carried,
             cfg,
@@ -476,6 +511,10 @@ impl<'a> Run<'a> {
             start: Instant::now(),
             step: self.pos.step_in_epoch,
         };
+        let mut refresh = BarRefresh {
+            last: Instant::now(),
+            count: 0,
+        };
         while self.pos.step_in_epoch < epoch_size {
             if self.pos.global_step >= self.stop_at {
                 self.stopped = true;
@@ -491,8 +530,12 @@ impl<'a> Run<'a> {
             if at_log || at_checkpoint || pos.global_step >= self.stop_at {
                 self.log_point(at_log, at_checkpoint, &mut interval, bar.as_ref())?;
             }
+            self.estimate_epoch(bar.as_ref())?;
             if let Some(b) = &bar {
                 b.set_position(self.pos.step_in_epoch as u64);
+                if !at_log && refresh.due() {
+                    self.refresh_bar(b, &interval)?;
+                }
             }
             if let Some(signal) = self.opts.interrupt.as_ref().and_then(Interrupt::received) {
                 if let Some(b) = &bar {
@@ -503,6 +546,67 @@ impl<'a> Run<'a> {
         }
         if let Some(b) = &bar {
             b.finish_and_clear();
+        }
+        Ok(())
+    }
+
+    /// The bar's words/s and perplexity between log points: the epoch's perplexity so far
+    /// with the steps since the last log point (read back, not taken, so the log points'
+    /// figures do not depend on the bar) and the speed since that log point.
+    fn refresh_bar(&self, bar: &indicatif::ProgressBar, interval: &Interval) -> Result<()> {
+        let pending = self.train_ws.peek_stats(self.gpu)?;
+        let done = self.pos.step_in_epoch;
+        let ppl = running_perplexity(&self.pos, &pending, done, self.cfg.num_steps);
+        let words = ((done - interval.step) * self.cfg.batch_size * self.cfg.num_steps) as f64;
+        let wps = words / interval.start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(bar_message(ppl, wps));
+        Ok(())
+    }
+
+    /// Say once, from the first steps' speed, how long an epoch and the whole run take
+    /// (and on a CPU adapter, how to get something that learns in minutes). The first
+    /// step is left out: on some adapters it waits for the kernels to compile.
+    fn estimate_epoch(&mut self, bar: Option<&indicatif::ProgressBar>) -> Result<()> {
+        const MIN_SECS: f64 = 3.0;
+        const MIN_STEPS: u64 = 5;
+        let step = self.pos.global_step;
+        match self.estimate {
+            Estimate::Done => return Ok(()),
+            Estimate::Pending => {
+                self.train_ws.peek_stats(self.gpu)?;
+                self.estimate = Estimate::Timing(Instant::now(), step);
+                return Ok(());
+            }
+            Estimate::Timing(t0, s0) => {
+                let steps = step - s0;
+                // Without a readback the host may be ahead of the GPU; look at the clock
+                // only after enough steps, then wait for them.
+                if steps < MIN_STEPS || t0.elapsed().as_secs_f64() < MIN_SECS {
+                    if self.pos.step_in_epoch == self.epoch_size() {
+                        // The epoch ended first: its own line says how long it took.
+                        self.estimate = Estimate::Done;
+                    }
+                    return Ok(());
+                }
+                self.train_ws.peek_stats(self.gpu)?;
+                let secs = t0.elapsed().as_secs_f64();
+                self.estimate = Estimate::Done;
+                if steps == 0 {
+                    return Ok(());
+                }
+                let per_step = secs / steps as f64;
+                let words = (self.cfg.batch_size * self.cfg.num_steps) as f64;
+                let line = epoch_estimate(
+                    &self.gpu.info,
+                    words / per_step,
+                    per_step * self.epoch_size() as f64,
+                    self.cfg.max_epoch,
+                );
+                match bar {
+                    Some(b) => b.println(line),
+                    None => log::info!("{line}"),
+                }
+            }
         }
         Ok(())
     }
@@ -577,7 +681,7 @@ impl<'a> Run<'a> {
             }
             match bar {
                 Some(b) => {
-                    b.set_message(format!("ppl {ppl:.1}, {wps:.0} words/s"));
+                    b.set_message(bar_message(ppl, wps));
                     b.println(line);
                 }
                 None => log::info!("epoch {} {line}", epoch + 1),
@@ -828,7 +932,7 @@ fn inject_after_step(gpu: &Gpu, faults: &[Fault], step: u64) {
 }
 
 /// Flags that change the model's shape cannot differ from the checkpoint's.
-fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
+pub fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
     let diffs: Vec<String> = [
         (
             "--vocab-size",
@@ -874,6 +978,44 @@ fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The progress bar's message: the epoch's perplexity so far and the speed.
+fn bar_message(ppl: f64, wps: f64) -> String {
+    format!("ppl {ppl:.1}, {wps:.0} words/s")
+}
+
+/// A readable span of seconds: "40 s", "12 min", "2.4 h".
+pub fn span(secs: f64) -> String {
+    if !secs.is_finite() {
+        "?".to_string()
+    } else if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 5400.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}
+
+/// What the first steps' speed says of the run: an epoch's time and all `epochs`' (the
+/// evaluation passes not counted); on a CPU adapter, also what finishes sooner.
+pub fn epoch_estimate(
+    adapter: &wgpu::AdapterInfo,
+    words_per_second: f64,
+    epoch_secs: f64,
+    epochs: usize,
+) -> String {
+    let mut line = format!(
+        "at {words_per_second:.0} words/s on {} an epoch takes about {}, {epochs} epochs about {}",
+        adapter.name,
+        span(epoch_secs),
+        span(epoch_secs * epochs as f64)
+    );
+    if adapter.device_type == wgpu::DeviceType::Cpu {
+        line += " (a CPU adapter: a GPU runs this tens of times faster; --max-steps N, or smaller --hidden and --embedding-size, end sooner)";
+    }
+    line
 }
 
 fn progress_bar(enabled: bool, len: u64, pos: u64, epoch: usize) -> Option<indicatif::ProgressBar> {

@@ -976,3 +976,122 @@ fn page_kernel_choices_at_the_seed_configuration() {
         );
     }
 }
+
+/// A newcomer's first minute, on the whole of PTB: the page's default on a CPU adapter is
+/// the quick model, and it says how to pick the seed model; then, with the seed model
+/// picked, New model and Train pressed, the page says what it is doing before the first
+/// step ends, and the step count, words/s and the training perplexity move several times
+/// (with the chart drawn) long before the epoch's first log point (10% of it). A
+/// screenshot is taken 60 seconds after Train.
+#[test]
+fn the_first_minute_of_the_seed_model_moves() {
+    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
+    let (_server, url) = serve(&["--data", &dir]);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&out).unwrap();
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let start = b.ok(
+        "const s = window.lstm; return {adapter: s.adapter, corpus: s.corpus && s.corpus.train.length, \
+         preset: document.getElementById('preset').value, \
+         note: document.getElementById('preset-note').textContent};",
+        json!(null),
+    );
+    assert!(start["adapter"].is_object(), "no WebGPU adapter: {start}");
+    assert!(
+        start["corpus"].as_u64().unwrap() > 4 << 20,
+        "the server's corpus is the whole of PTB: {start}"
+    );
+    if start["adapter"]["device_type"] == "Cpu" {
+        assert_eq!(start["preset"], "quick", "{start}");
+        let note = start["note"].as_str().unwrap();
+        assert!(
+            note.contains("quick") && note.contains("\"seed\""),
+            "the note says how to pick the seed model: {note}"
+        );
+    }
+
+    // The seed model, as a user picks it: the list, New model, then Train.
+    b.ok(
+        "document.getElementById('preset').value = 'seed'; return null;",
+        json!(null),
+    );
+    let create = b.element("#create");
+    b.call("POST", &format!("/element/{create}/click"), Some(json!({})));
+    b.ok(
+        "for (let i = 0; i < 6000; i++) { const s = window.lstm; \
+           if (s.info && !s.status) return; \
+           if (s.messages.some(m => m.kind === 'error')) throw new Error(s.messages.map(m => m.text).join('; ')); \
+           await new Promise(r => setTimeout(r, 100)); } throw new Error('no model');",
+        json!(null),
+    );
+    let info = b.ok("return window.lstm.info;", json!(null));
+    assert_eq!(info["config"]["hidden"], json!([256, 128]), "{info}");
+    let log_every = info["log_every"].as_u64().unwrap();
+    let epoch_size = info["epoch_size"].as_u64().unwrap();
+    assert_eq!(log_every, epoch_size / 10);
+
+    let train = b.element("#train");
+    let t0 = Instant::now();
+    b.call("POST", &format!("/element/{train}/click"), Some(json!({})));
+    let mut samples: Vec<Value> = Vec::new();
+    while t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(1000));
+        samples.push(b.ok(
+            "const s = window.lstm; const last = s.points[s.points.length - 1]; \
+             return {step: s.info.position.global_step, log_points: s.trainEvents.length, \
+                     progress: document.getElementById('progress-text').textContent, \
+                     speed: document.getElementById('speed').textContent, \
+                     perplexity: last ? last.perplexity : null, points: s.points.length};",
+            json!(null),
+        ));
+    }
+    b.screenshot(&out.join("first-minute.png"));
+    let page = b.ok(
+        "const s = window.lstm; const c = document.getElementById('chart'); \
+         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let ink = 0; \
+         for (let i = 3; i < d.length; i += 4) if (d[i] > 0) ink++; \
+         s.api.pause(); \
+         return {statuses: s.statusLog, estimate: s.estimate, ink, \
+                 messages: s.messages.map(m => m.text)};",
+        json!(null),
+    );
+    eprintln!("the page's first minute: {samples:?}\n{page}");
+    let statuses = page["statuses"].to_string();
+    assert!(
+        statuses.contains("compiling the kernels") && statuses.contains("first step"),
+        "the page says what it does before the first step ends: {statuses}"
+    );
+    // What the page showed before its first log point.
+    let before: Vec<&Value> = samples
+        .iter()
+        .filter(|s| s["log_points"] == 0 && s["step"].as_u64().unwrap() > 0)
+        .collect();
+    let distinct = |field: &str| {
+        let mut v: Vec<String> = before.iter().map(|s| s[field].to_string()).collect();
+        v.dedup();
+        v.len()
+    };
+    assert!(
+        distinct("step") >= 3 && distinct("perplexity") >= 3 && distinct("speed") >= 3,
+        "the step count, the perplexity and words/s change at least 3 times before the first log point: {samples:?}"
+    );
+    for s in &before {
+        assert!(s["speed"].as_str().unwrap().contains("words/s"), "{s}");
+        let p = s["perplexity"].as_f64().unwrap_or(f64::NAN);
+        assert!(p > 1.0 && p < 20_000.0, "a perplexity near the start: {s}");
+        assert!(!s["progress"].as_str().unwrap().contains("step 0/"), "{s}");
+    }
+    assert!(
+        page["ink"].as_u64().unwrap() > 2000,
+        "the chart is drawn: {page}"
+    );
+    assert!(
+        page["estimate"]["epoch_seconds"].as_f64().unwrap() > 0.0
+            && page["messages"]
+                .to_string()
+                .contains("an epoch takes about"),
+        "the page says how long an epoch takes: {page}"
+    );
+}

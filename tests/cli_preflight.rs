@@ -341,3 +341,68 @@ fn a_short_training_run_on_the_test_backend() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("valid perplexity"));
 }
+
+/// `train --resume` with flags or a corpus that contradict the checkpoint: the checkpoint's
+/// header says its shapes, tokens and vocabulary, so each contradiction is the one line on
+/// stderr, before any adapter is opened (no adapter or tuning line before it), exit 2 for
+/// flags and 1 for a corpus the vocabulary cannot read.
+#[test]
+fn a_resume_that_contradicts_its_checkpoint_stands_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // A corpus without <unk>, so that a word outside its vocabulary cannot be read as one.
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let text = " the market rose \n the market fell \n the company rose \n".repeat(20);
+    for split in ["train", "valid", "test"] {
+        std::fs::write(small.join(format!("ptb.{split}.txt")), &text).unwrap();
+    }
+    let run_dir = dir.path().join("run");
+    let o = bin()
+        .arg("train")
+        .arg("--data")
+        .arg(&small)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args(["--no-progress", "--max-steps", "1", "--no-eval-at-stop"])
+        .args(["--embedding-size", "8", "--hidden", "8,6"])
+        .args(["--batch-size", "2", "--num-steps", "5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ck = run_dir.join("last.safetensors");
+    let resume = |data: &Path, args: &[&str]| {
+        bin()
+            .arg("train")
+            .arg("--data")
+            .arg(data)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .args(["--no-progress", "--max-steps", "2", "--resume"])
+            .arg(&ck)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (args, needle) in [
+        (
+            &["--hidden", "64,64"][..],
+            "--hidden [64, 64] (checkpoint: [8, 6])",
+        ),
+        (&["--embedding-size", "16"][..], "--embedding-size 16"),
+        (&["--batch-size", "3"][..], "--batch-size 3"),
+        (&["--num-steps", "7"][..], "--num-steps 7"),
+        (&["--vocab-size", "3"][..], "--vocab-size 3"),
+        (&["--tokens", "chars"][..], "--tokens chars"),
+    ] {
+        let o = resume(&small, args);
+        assert_only_the_error(&o, 2, needle);
+        assert_only_the_error(&o, 2, "last.safetensors");
+    }
+    // The tiny corpus has words the checkpoint's vocabulary does not: the file, the line
+    // and the word.
+    let o = resume(&tiny_data(), &[]);
+    assert_only_the_error(&o, 1, "ptb.train.txt:1");
+    // What agrees still resumes.
+    let o = resume(&small, &["--hidden", "8,6", "--no-eval-at-stop"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

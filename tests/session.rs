@@ -78,3 +78,115 @@ fn timing_kernels_changes_no_weight_position_or_log_point() {
         "one step's mean loss, near ln(V): {next:?}"
     );
 }
+
+/// Between log points `advance` reports `progress` events (the epoch's perplexity so far,
+/// read without taking the accumulator), and the log point after them reports exactly what
+/// it reports without them.
+#[test]
+fn progress_between_log_points_leaves_the_log_points_as_they_were() {
+    let (mut a, mut b) = (session(), session());
+    a.log_every = 10;
+    b.log_every = 10;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let events = block_on(a.advance(3)).unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        match &events[0] {
+            Event::Progress {
+                phase,
+                step,
+                perplexity,
+                words_per_second,
+                ..
+            } => {
+                assert_eq!(*phase, session::Phase::Training);
+                assert!(perplexity.is_finite() && *perplexity > 1.0, "{events:?}");
+                assert!(*words_per_second > 0.0, "{events:?}");
+                seen.push(*step);
+            }
+            other => panic!("a progress event expected before the log point: {other:?}"),
+        }
+    }
+    assert_eq!(seen, vec![3, 6, 9]);
+    let with = block_on(a.advance(3)).unwrap();
+    let without = block_on(b.advance(100)).unwrap();
+    let point = |events: &[Event]| match events {
+        [Event::Train {
+            step, perplexity, ..
+        }] => (*step, perplexity.to_bits()),
+        other => panic!("one log point expected: {other:?}"),
+    };
+    assert_eq!(point(&with), (10, point(&without).1));
+    let (mut pa, mut pb) = (a.pos.clone(), b.pos.clone());
+    (pa.train_seconds, pb.train_seconds) = (0.0, 0.0);
+    assert_eq!(
+        pa, pb,
+        "the same position, loss sums included (wall time aside)"
+    );
+}
+
+/// The validation pass at an epoch's end runs a slice per `advance`, each reported, and
+/// ends with the epoch's figures: the same perplexity as a whole validation pass.
+#[test]
+fn the_epochs_validation_runs_in_slices_that_are_reported() {
+    let mut s = session();
+    let epoch_size = s.epoch_size();
+    s.log_every = epoch_size;
+    block_on(s.advance(epoch_size - 1)).unwrap();
+    let events = block_on(s.advance(1)).unwrap();
+    assert!(
+        matches!(events[0], Event::Train { step, .. } if step == epoch_size),
+        "{events:?}"
+    );
+    assert_eq!(s.phase(), session::Phase::Validating);
+    assert!(!s.finished());
+    let mut done = Vec::new();
+    let valid = loop {
+        let events = block_on(s.advance(1)).unwrap();
+        match events.as_slice() {
+            [Event::Progress {
+                phase,
+                batches_done,
+                batches,
+                ..
+            }] => {
+                assert_eq!(*phase, session::Phase::Validating);
+                assert!(batches_done < batches);
+                done.push(*batches_done);
+            }
+            [Event::Epoch {
+                epoch,
+                valid_perplexity,
+                ..
+            }, ..] => {
+                assert_eq!(*epoch, 1);
+                break *valid_perplexity;
+            }
+            other => panic!("unexpected during validation: {other:?}"),
+        }
+    };
+    assert!(done.len() >= 2, "the pass took one call: {done:?}");
+    assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+    assert_eq!(s.phase(), session::Phase::Training);
+    assert_eq!((s.pos.epoch, s.pos.step_in_epoch), (1, 0));
+    // The weights did not move since: a whole pass gives the same figure (its f32 parts
+    // are summed at other points, hence the tolerance).
+    let whole = block_on(s.validate()).unwrap();
+    assert!(
+        ((whole - valid) / valid).abs() < 1e-6,
+        "slices {valid}, whole {whole}"
+    );
+    // validate_part in slices gives the same again.
+    let mut parts = 0;
+    let sliced = loop {
+        parts += 1;
+        if let (_, _, Some(p)) = block_on(s.validate_part(2)).unwrap() {
+            break p;
+        }
+    };
+    assert!(parts >= 2);
+    assert!(
+        ((sliced - whole) / whole).abs() < 1e-6,
+        "{sliced} vs {whole}"
+    );
+}

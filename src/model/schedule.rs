@@ -446,6 +446,31 @@ impl Workspace {
         ))
     }
 
+    /// The accumulator as it stands, left as it is: what a progress display reads between
+    /// log points (the log points' sums stay exactly what they would be without it).
+    pub async fn peek_stats_async(&self, gpu: &Gpu) -> Result<TrainAccumulator> {
+        if self.mode == Mode::Eval {
+            let acc = LossAccumulator::read_async(gpu, View::all(&self.loss_acc)).await?;
+            return Ok(TrainAccumulator {
+                loss_sum_bits: acc.loss_sum.to_bits(),
+                batches_bits: acc.batches.to_bits(),
+                ..Default::default()
+            });
+        }
+        let words: Vec<u32> = gpu
+            .read_async(&self.loss_acc, 0, TrainAccumulator::WORDS)
+            .await?;
+        Ok(*bytemuck::from_bytes::<TrainAccumulator>(
+            bytemuck::cast_slice(&words),
+        ))
+    }
+
+    /// [`Workspace::peek_stats_async`], waited for.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn peek_stats(&self, gpu: &Gpu) -> Result<TrainAccumulator> {
+        crate::gpu::block_on(self.peek_stats_async(gpu))
+    }
+
     /// Poison the carried state of row 0 of layer 0 with NaN (the fault-injection hook of
     /// the tests): the next step's loss and gradient are NaN.
     pub fn poison_state(&self, gpu: &Gpu) {

@@ -264,13 +264,30 @@ fn keep(inner: &Inner, p: Predictor) {
 
 #[wasm_bindgen]
 impl Trainer {
-    /// Train up to the next log point, at most `max_steps` steps; resolves to the JSON array
-    /// of what happened (`train`, `epoch` with the validation perplexity, `finished`).
+    /// Train up to the next log point, at most `max_steps` steps, or run the next slice of
+    /// the validation or test pass; resolves to the JSON array of what happened (`train` at
+    /// log points, `progress` between them and during the passes, `epoch` with the
+    /// validation perplexity, `finished` with the test perplexity).
     pub fn advance(&self, max_steps: usize) -> Promise {
         with_session(&self.inner, move |mut s, _| async move {
             let r = s.advance(max_steps).await.and_then(|events| {
                 serde_json::to_string(&events).map_err(|e| anyhow!("events as JSON: {e}"))
             });
+            (s, r)
+        })
+    }
+
+    /// The next `max_batches` batches of a validation pass of the weights as they are (the
+    /// first call starts it), as JSON `{"done", "total", "perplexity"}` with the
+    /// perplexity null until the pass ends: for a page that shows the pass moving.
+    pub fn validate_part(&self, max_batches: usize) -> Promise {
+        with_session(&self.inner, move |mut s, _| async move {
+            let r = s
+                .validate_part(max_batches)
+                .await
+                .map(|(done, total, ppl)| {
+                    serde_json::json!({"done": done, "total": total, "perplexity": ppl}).to_string()
+                });
             (s, r)
         })
     }
@@ -342,6 +359,7 @@ impl Trainer {
             "position": s.pos,
             "epoch_size": s.epoch_size(),
             "finished": s.finished(),
+            "phase": s.phase(),
             "log_every": s.log_every,
             "parameters": s.cfg.num_params(),
             "dispatches_per_step": s.dispatches(),

@@ -16,7 +16,12 @@ const S = (window.lstm = {
   trainer: null,
   info: null, // the trainer's info() JSON
   running: false, // the training loop is on
-  trainEvents: [], // every `train` event, in order
+  trainEvents: [], // every `train` event (the log points), in order
+  progressEvents: [], // every `progress` event: between log points, and during evaluation
+  points: [], // the chart's points: the training events of both kinds, in order
+  status: "", // what the run is doing now, when that is not a step count
+  statusLog: [], // every such status shown, in order
+  estimate: null, // what the first steps' speed says of an epoch (said once per model)
   epochs: [], // every `epoch` event
   finished: null,
   messages: [], // every message shown: { kind, text }
@@ -112,8 +117,27 @@ async function loadFiles() {
 const PRESETS = {
   seed: { preset: "seed" },
   small: { preset: "small" },
+  quick: { preset: "seed", config: { embedding_size: 64, hidden: [64, 64], batch_size: 20, num_steps: 20 } },
   tiny: { preset: "seed", config: { embedding_size: 32, hidden: [32, 32], batch_size: 4, num_steps: 10 } },
 };
+
+// On an adapter that is a CPU (Chromium's SwiftShader, a software rasteriser) the seed model
+// trains at a few hundred words/s: about an hour an epoch. A newcomer's first model there is
+// one that learns within minutes.
+function isCpuAdapter() {
+  return !!(S.adapter && S.adapter.device_type === "Cpu");
+}
+
+function suggestPreset() {
+  if (!isCpuAdapter()) {
+    $("preset-note").textContent = "";
+    return;
+  }
+  $("preset").value = "quick";
+  $("preset-note").textContent =
+    `${S.adapter.name} runs WebGPU on the CPU, so the quick model is chosen: its perplexity falls within minutes here. ` +
+    `The course's seed model takes about an hour an epoch on this adapter: pick "seed" in the list for it, or open the page in a browser with a GPU.`;
+}
 
 function optionsFor(preset, tokens, seed) {
   const o = structuredClone(PRESETS[preset] || PRESETS.seed);
@@ -127,17 +151,24 @@ async function newTrainer(options, checkpoint) {
   if (!S.ready) throw new Error(S.noWebgpu || "the page is still starting");
   if (!S.corpus) throw new Error("load a text first (from the server, or pick files)");
   const c = S.corpus;
-  const t = await serial(() =>
-    create(JSON.stringify(options || {}), c.train, c.valid, c.test, checkpoint || undefined),
-  );
+  setStatus("compiling the kernels and uploading the model");
+  let t;
+  try {
+    t = await serial(() => create(JSON.stringify(options || {}), c.train, c.valid, c.test, checkpoint || undefined));
+  } finally {
+    setStatus("");
+  }
   pause();
   await chain;
   if (S.trainer) S.trainer.free();
   S.trainer = t;
   S.info = JSON.parse(t.info());
   S.trainEvents = [];
+  S.progressEvents = [];
+  S.points = [];
   S.epochs = [];
   S.finished = null;
+  S.estimate = null;
   $("epochs").tBodies[0].innerHTML = "";
   showModel();
   draw();
@@ -164,8 +195,13 @@ function refreshInfo() {
 
 function handle(events) {
   for (const e of events) {
-    if (e.kind === "train") S.trainEvents.push(e);
-    else if (e.kind === "epoch") {
+    if (e.kind === "train") {
+      S.trainEvents.push(e);
+      S.points.push(e);
+    } else if (e.kind === "progress") {
+      S.progressEvents.push(e);
+      if (e.phase === "training" && isFinite(e.perplexity)) S.points.push(e);
+    } else if (e.kind === "epoch") {
       S.epochs.push(e);
       const row = $("epochs").tBodies[0].insertRow();
       for (const v of [e.epoch, e.train_perplexity.toFixed(2), e.valid_perplexity.toFixed(2), e.seconds.toFixed(1)])
@@ -177,7 +213,12 @@ function handle(events) {
   }
 }
 
-// Train `steps` steps (Infinity: until paused or done); resolves to the events.
+// Each call into the model runs about this long, so that the progress line, the speed, the
+// perplexity and the chart move at least this often whatever the log interval.
+const CALL_SECONDS = 1.0;
+
+// Train `steps` steps (Infinity: until paused or done); resolves to the events. An epoch's
+// validation pass (and the test pass after the last) runs before the loop stops.
 async function train(steps = Infinity) {
   if (!S.trainer) throw new Error("make or load a model first");
   if (S.running) throw new Error("already training");
@@ -186,13 +227,25 @@ async function train(steps = Infinity) {
   const out = [];
   const start = S.info.position.global_step;
   say("training: Pause stops after the step that is running");
+  let budget = 1; // steps per call: one at first, then sized to CALL_SECONDS
+  let first = S.points.length === 0 && start === 0;
+  const timing = { t0: null, s0: 0 };
   try {
     await serial(() => S.trainer.resume_clock());
     while (S.running && !S.info.finished) {
       const left = steps - (S.info.position.global_step - start);
-      if (left <= 0) break;
-      const events = JSON.parse(await serial(() => S.trainer.advance(Math.min(left, 1 << 30))));
+      if (left <= 0 && S.info.phase === "training") break;
+      if (first) setStatus("first step: the browser compiles each kernel at its first use");
+      const before = S.info.position.global_step;
+      const t = performance.now();
+      const events = JSON.parse(await serial(() => S.trainer.advance(Math.max(1, Math.min(left, budget)))));
+      const secs = (performance.now() - t) / 1000;
+      first = false;
+      setStatus("");
       refreshInfo();
+      const ran = S.info.position.global_step - before;
+      if (ran > 0 && secs > 0) budget = Math.max(1, Math.min(1 << 20, Math.round((budget * CALL_SECONDS) / secs)));
+      estimate(timing, ran);
       out.push(...events);
       handle(events);
       progress();
@@ -202,6 +255,7 @@ async function train(steps = Infinity) {
     }
   } finally {
     S.running = false;
+    setStatus("");
     $("train").textContent = "Train";
   }
   if (S.info.finished) $("train").disabled = true;
@@ -213,26 +267,70 @@ function pause() {
   S.running = false;
 }
 
+function setStatus(text) {
+  S.status = text;
+  if (text) S.statusLog.push(text);
+  progress();
+}
+
+// Once per model, from the speed of the first few seconds after the first step (which
+// waits for the kernels to compile): how long an epoch and the whole run take here.
+function estimate(timing, ran) {
+  if (S.estimate || !S.info || S.info.phase !== "training") return;
+  const now = performance.now();
+  if (timing.t0 === null) {
+    if (ran > 0) [timing.t0, timing.s0] = [now, S.info.position.global_step];
+    return;
+  }
+  const steps = S.info.position.global_step - timing.s0;
+  const secs = (now - timing.t0) / 1000;
+  if (steps < 3 || secs < 3) return;
+  const c = S.info.config;
+  const wps = (steps * c.batch_size * c.num_steps) / secs;
+  const epoch = (S.info.epoch_size * secs) / steps;
+  S.estimate = { words_per_second: wps, epoch_seconds: epoch, run_seconds: epoch * c.max_epoch };
+  let text = `At ${wps.toFixed(0)} words/s an epoch takes about ${fmtTime(epoch)} here, all ${c.max_epoch} epochs about ${fmtTime(epoch * c.max_epoch)}.`;
+  if (isCpuAdapter()) text += " This adapter is a CPU: a GPU runs it tens of times faster.";
+  say(text);
+}
+
 function progress() {
   const i = S.info;
+  if (S.status) {
+    $("progress-text").textContent = S.status;
+    return;
+  }
   if (!i) return;
   const step = i.position.step_in_epoch;
-  const frac = i.epoch_size ? step / i.epoch_size : 0;
-  $("progress-bar").style.width = `${(100 * frac).toFixed(1)}%`;
-  const last = S.trainEvents[S.trainEvents.length - 1];
+  const last = S.points[S.points.length - 1];
+  const pass = S.progressEvents[S.progressEvents.length - 1];
+  let frac = i.epoch_size ? step / i.epoch_size : 0;
   let text = `epoch ${Math.min(i.position.epoch + 1, i.config.max_epoch)}/${i.config.max_epoch}, step ${step}/${i.epoch_size}`;
-  if (last && last.words_per_second > 0) {
+  if (i.phase !== "training" && pass && pass.phase === i.phase && pass.batches > 0) {
+    frac = pass.batches_done / pass.batches;
+    const what = i.phase === "validating" ? `validating epoch ${pass.epoch}` : "the test pass";
+    text = `${what}: batch ${pass.batches_done}/${pass.batches}`;
+  } else if (last && smoothedSpeed() > 0) {
     const words = (i.epoch_size - step) * i.config.batch_size * i.config.num_steps;
     text += `, ${fmtTime(words / smoothedSpeed())} left in the epoch`;
+  }
+  if (last && smoothedSpeed() > 0) {
     $("speed").textContent =
       `${smoothedSpeed().toFixed(0)} words/s; train perplexity ${last.perplexity.toFixed(2)} (epoch so far), learning rate ${last.learning_rate}`;
   }
-  if (i.finished) text = "all epochs done";
+  if (i.finished) {
+    frac = 1;
+    text = "all epochs done";
+  } else if (step === 0 && i.position.global_step === 0 && !last) {
+    text = "ready: press Train";
+  }
+  $("progress-bar").style.width = `${(100 * frac).toFixed(1)}%`;
   $("progress-text").textContent = text;
 }
 
+// The speed of the last few seconds of training (both kinds of training events).
 function smoothedSpeed() {
-  const t = S.trainEvents.slice(-5);
+  const t = S.points.filter((e) => e.words_per_second > 0).slice(-5);
   return t.reduce((s, e) => s + e.words_per_second, 0) / Math.max(t.length, 1);
 }
 
@@ -255,7 +353,7 @@ function draw() {
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
   g.font = "12px system-ui, sans-serif";
-  const pts = S.trainEvents;
+  const pts = S.points;
   const L = 56, R = 64, T = 14, B = 28;
   g.strokeStyle = "#c9d0d8";
   g.strokeRect(L, T, w - L - R, h - T - B);
@@ -264,7 +362,7 @@ function draw() {
     g.fillText("training perplexity and words/s appear here", L + 12, T + 24);
     return;
   }
-  const x0 = 0, x1 = Math.max(pts[pts.length - 1].global_step, 1);
+  const x0 = Math.min(0, pts[0].global_step), x1 = Math.max(pts[pts.length - 1].global_step, x0 + 1);
   const ppl = pts.map((p) => p.perplexity).concat(S.epochs.map((e) => e.valid_perplexity)).filter(isFinite);
   const lo = Math.log(Math.max(Math.min(...ppl) * 0.9, 1)), hi = Math.log(Math.max(...ppl) * 1.1);
   const wps = Math.max(...pts.map((p) => p.words_per_second)) * 1.15 || 1;
@@ -336,9 +434,27 @@ async function generate(prompt, count = 30, temperature = 1.0, seed = 1) {
   return text;
 }
 
+// The validation pass in slices of about CALL_SECONDS, its progress shown; one serial call,
+// so that nothing moves the weights while it runs.
 async function validate() {
   if (!S.trainer) throw new Error("make or load a model first");
-  const v = await serial(() => S.trainer.validate());
+  const v = await serial(async () => {
+    let budget = 1;
+    try {
+      for (;;) {
+        const t = performance.now();
+        const r = JSON.parse(await S.trainer.validate_part(budget));
+        if (r.perplexity !== null) return r.perplexity;
+        setStatus(`validating: batch ${r.done}/${r.total}`);
+        $("progress-bar").style.width = `${((100 * r.done) / r.total).toFixed(1)}%`;
+        const secs = (performance.now() - t) / 1000;
+        if (secs > 0) budget = Math.max(1, Math.min(1 << 20, Math.round((budget * CALL_SECONDS) / secs)));
+        await new Promise((res) => setTimeout(res, 0)); // let the page paint
+      }
+    } finally {
+      setStatus("");
+    }
+  });
   say(`validation perplexity ${v.toFixed(3)}`);
   return v;
 }
@@ -423,6 +539,7 @@ async function start() {
     say(S.noWebgpu, "error");
   }
   S.ready = S.adapter !== null;
+  suggestPreset();
   if (!S.ready) {
     for (const id of ["create", "file-checkpoint"]) $(id).disabled = true;
     S.started = true;
