@@ -97,8 +97,13 @@ override TILE_ROWS: u32 = 4u;
 override TILE_INVOCATIONS: u32 = 256u;
 const MAX_TILE_ROWS: u32 = 8u;
 
-var<workgroup> a_tile: array<f32, TILE_M * TILE_K>; // [TILE_K][TILE_M]: a_tile[p * TILE_M + i]
-var<workgroup> b_tile: array<f32, TILE_K * TILE_N>; // [TILE_K][TILE_N]: b_tile[p * TILE_N + j]
+// The tiles' sizes as named overrides: naga 30 cannot process an unnamed override (an array
+// length written as an expression) that precedes a named one used elsewhere in the module
+// (shaders/matmul_block.wgsl's, in the module that appends it).
+override TILE_A_WORDS: u32 = TILE_M * TILE_K;
+override TILE_B_WORDS: u32 = TILE_K * TILE_N;
+var<workgroup> a_tile: array<f32, TILE_A_WORDS>; // [TILE_K][TILE_M]: a_tile[p * TILE_M + i]
+var<workgroup> b_tile: array<f32, TILE_B_WORDS>; // [TILE_K][TILE_N]: b_tile[p * TILE_N + j]
 
 @compute @workgroup_size(TILE_INVOCATIONS)
 fn matmul_tiled(

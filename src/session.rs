@@ -543,10 +543,14 @@ impl Session {
         }
         let done = self.pos.step_in_epoch;
         let since = done - self.interval_step;
-        let secs = self.interval_start.elapsed().as_secs_f64();
-        let words_per_second = (since * batch * steps) as f64 / secs.max(1e-9);
+        // The clock is read after the readback, which waits for the steps to finish.
+        let speed = |start: Instant| {
+            let secs = start.elapsed().as_secs_f64();
+            (secs, (since * batch * steps) as f64 / secs.max(1e-9))
+        };
         if done % self.log_every != 0 && done < epoch_size {
             let pending = self.train_ws.peek_stats_async(&self.gpu).await?;
+            let (_, words_per_second) = speed(self.interval_start);
             if pending.skipped > 0 || !pending.loss_sum().is_finite() {
                 bail!(
                     "the training loss became NaN or infinite by step {} (epoch {}): lower the learning rate",
@@ -562,6 +566,7 @@ impl Session {
             return Ok(events);
         }
         let stats = self.train_ws.take_stats_async(&self.gpu).await?;
+        let (secs, words_per_second) = speed(self.interval_start);
         let skipped = absorb(&mut self.pos, &stats);
         let sum = stats.loss_sum() as f64;
         if !sum.is_finite() || skipped > 0 {

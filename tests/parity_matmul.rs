@@ -288,7 +288,11 @@ fn short_views_and_an_output_aliasing_an_input_are_refused() {
 fn split_k_variants_split_long_products_and_match_the_reference() {
     let gpu = gpu();
     let mm = Matmul::new(&gpu).unwrap();
-    let split = [MatmulVariant::StripSplit, MatmulVariant::StripQuadSplit];
+    let split = [
+        MatmulVariant::StripSplit,
+        MatmulVariant::StripQuadSplit,
+        MatmulVariant::Block64Split,
+    ];
     let available = mm.variants_available();
     assert!(available.contains(&MatmulVariant::StripSplit));
     let buf = gpu.storage("operands", 1 << 20);
@@ -316,10 +320,10 @@ fn split_k_variants_split_long_products_and_match_the_reference() {
                 )
                 .unwrap();
             assert_eq!(d.launches(), if splits { 2 } else { 1 }, "{variant} {s:?}");
-            let unsplit = if variant == MatmulVariant::StripSplit {
-                "matmul_strip"
-            } else {
-                "matmul_strip_quad"
+            let unsplit = match variant {
+                MatmulVariant::StripSplit => "matmul_strip",
+                MatmulVariant::StripQuadSplit => "matmul_strip_quad",
+                _ => "matmul_block_64x64",
             };
             if !splits {
                 assert_eq!(d.label, unsplit);

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use lstm_gpu::config::Config;
 use lstm_gpu::data::{Batches, Corpus};
+use lstm_gpu::gpu::matmul::MatmulVariant;
 use lstm_gpu::gpu::sgd::Hyper;
 use lstm_gpu::model::fit::Needs;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
@@ -39,10 +40,27 @@ fn shapes(cfg: &Config) -> [(usize, usize, Mode); 2] {
 
 #[test]
 fn the_seed_model_trains_within_webgpu_default_limits() {
+    train_within_webgpu_limits(None, 3);
+}
+
+/// The block matmul kernels (128x128 blocks use exactly WebGPU's 16 KiB of workgroup
+/// memory) run every product of a seed step within the defaults, and the step is the CPU
+/// reference's.
+#[test]
+fn the_block_kernels_train_within_webgpu_default_limits() {
+    for v in [MatmulVariant::Block128, MatmulVariant::Block64Split] {
+        train_within_webgpu_limits(Some(v), 1);
+    }
+}
+
+/// `steps` seed training steps on an adapter capped to WebGPU's default limits, every
+/// product run by `matmul` when given; the first step checked against the CPU reference.
+fn train_within_webgpu_limits(matmul: Option<MatmulVariant>, steps: usize) {
     let cfg = Config::default();
     let defaults = wgpu::Limits::default();
     let picked = common::picked().cap_limits(&defaults);
-    let gpu = picked.open(&Needs::of_model(&cfg, &shapes(&cfg))).unwrap();
+    let mut gpu = picked.open(&Needs::of_model(&cfg, &shapes(&cfg))).unwrap();
+    gpu.matmul = matmul;
     // The device has no more than the defaults, whatever the adapter offers.
     let got = gpu.device.limits();
     assert!(
@@ -67,7 +85,7 @@ fn the_seed_model_trains_within_webgpu_default_limits() {
     ws.take_loss(&gpu).unwrap();
 
     let mut losses = Vec::new();
-    for i in 0..3 {
+    for i in 0..steps {
         let (x, y) = train.batch(i);
         let hyper = Hyper {
             learning_rate: 1.0,
@@ -91,6 +109,9 @@ fn the_seed_model_trains_within_webgpu_default_limits() {
     }
     gpu.check().unwrap();
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    if steps < 3 {
+        return;
+    }
     assert!(losses[2] < losses[0], "the loss should fall: {losses:?}");
 
     // Evaluation on the same device: three validation batches from a zero state (three

@@ -78,11 +78,24 @@ pub enum MatmulVariant {
     StripSplit,
     /// StripQuad's split-K twin (see StripSplit); needs subgroups.
     StripQuadSplit,
+    /// The GPU-class kernel (`shaders/matmul_block.wgsl`): 128x128 blocks from K tiles of 8
+    /// double-buffered in workgroup memory (16 KiB, WebGPU's default), 256 invocations
+    /// each an 8x8 register tile read as vec4s: 4 workgroup-memory loads per 64
+    /// multiply-adds. For products whose C fills the device with such blocks.
+    Block128,
+    /// The block kernel on 128x64 blocks (128 invocations, 12 KiB).
+    Block128x64,
+    /// The block kernel on 64x64 blocks (64 invocations, 8 KiB): four times the workgroups
+    /// of Block128 on the same C.
+    Block64,
+    /// Block64 with k split into slices run side by side (see StripSplit), for the long-k
+    /// products whose C is too small to fill the device.
+    Block64Split,
 }
 
 impl MatmulVariant {
     /// Every variant, in the order benchmarks list them.
-    pub const ALL: [MatmulVariant; 10] = [
+    pub const ALL: [MatmulVariant; 14] = [
         MatmulVariant::Tiled,
         MatmulVariant::TiledK8,
         MatmulVariant::Tiled128x64,
@@ -93,6 +106,10 @@ impl MatmulVariant {
         MatmulVariant::StripQuad,
         MatmulVariant::StripSplit,
         MatmulVariant::StripQuadSplit,
+        MatmulVariant::Block128,
+        MatmulVariant::Block128x64,
+        MatmulVariant::Block64,
+        MatmulVariant::Block64Split,
     ];
 
     /// The WGSL entry point for the transposes of `shape`, also the label of its
@@ -108,6 +125,10 @@ impl MatmulVariant {
             (MatmulVariant::StripQuad, ..) => "matmul_strip_quad",
             (MatmulVariant::StripSplit, ..) => "matmul_strip_split",
             (MatmulVariant::StripQuadSplit, ..) => "matmul_strip_quad_split",
+            (MatmulVariant::Block128, ..) => "matmul_block_128x128",
+            (MatmulVariant::Block128x64, ..) => "matmul_block_128x64",
+            (MatmulVariant::Block64, ..) => "matmul_block_64x64",
+            (MatmulVariant::Block64Split, ..) => "matmul_block_64x64_split",
             (MatmulVariant::SubgroupBroadcast, false, false) => "matmul_subgroup_nn",
             (MatmulVariant::SubgroupBroadcast, false, true) => "matmul_subgroup_nt",
             (MatmulVariant::SubgroupBroadcast, true, false) => "matmul_subgroup_tn",
@@ -128,6 +149,10 @@ impl MatmulVariant {
             MatmulVariant::StripQuad => "strip-quad",
             MatmulVariant::StripSplit => "strip-split",
             MatmulVariant::StripQuadSplit => "strip-quad-split",
+            MatmulVariant::Block128 => "block-128x128",
+            MatmulVariant::Block128x64 => "block-128x64",
+            MatmulVariant::Block64 => "block-64x64",
+            MatmulVariant::Block64Split => "block-64x64-split",
         }
     }
 
@@ -143,6 +168,9 @@ impl MatmulVariant {
             | MatmulVariant::StripQuad
             | MatmulVariant::StripSplit
             | MatmulVariant::StripQuadSplit => (8, 256), // the widest; see prepare_with
+            MatmulVariant::Block128 => (128, 128),
+            MatmulVariant::Block128x64 => (128, 64),
+            MatmulVariant::Block64 | MatmulVariant::Block64Split => (64, 64),
         }
     }
 
@@ -151,6 +179,7 @@ impl MatmulVariant {
         match self {
             MatmulVariant::StripSplit => MatmulVariant::Strip,
             MatmulVariant::StripQuadSplit => MatmulVariant::StripQuad,
+            MatmulVariant::Block64Split => MatmulVariant::Block64,
             v => v,
         }
     }
@@ -220,14 +249,48 @@ pub fn tile_constants(v: MatmulVariant) -> Option<&'static [(&'static str, f64)]
     }
 }
 
+/// The pipeline-overridable constants of `matmul_block` for each block variant: the block
+/// shape, its invocations (one per 8x8 register tile) and the quads of four words each
+/// invocation loads per K tile of 8.
+pub fn block_constants(v: MatmulVariant) -> Option<&'static [(&'static str, f64)]> {
+    match v.unsplit() {
+        MatmulVariant::Block128 => Some(&[]),
+        MatmulVariant::Block128x64 => Some(&[
+            ("BLOCK_N", 64.0),
+            ("BLOCK_INVOCATIONS", 128.0),
+            ("BLOCK_LOADS_A", 2.0),
+        ]),
+        MatmulVariant::Block64 => Some(&[
+            ("BLOCK_M", 64.0),
+            ("BLOCK_N", 64.0),
+            ("BLOCK_INVOCATIONS", 64.0),
+            ("BLOCK_LOADS_A", 2.0),
+            ("BLOCK_LOADS_B", 2.0),
+        ]),
+        _ => None,
+    }
+}
+
 impl MatmulVariant {
-    /// The WGSL function that runs it (the tiled variants share `matmul_tiled`, and the
-    /// split-K variants their unsplit twin's function, given more than one slice).
+    /// The WGSL function that runs it (the tiled variants share `matmul_tiled`, the block
+    /// variants `matmul_block`, and the split-K variants their unsplit twin's function,
+    /// given more than one slice).
     pub fn function(self, shape: MatmulShape) -> &'static str {
-        match tile_constants(self) {
-            Some(_) => "matmul_tiled",
-            None => self.unsplit().entry_point(shape),
+        if tile_constants(self).is_some() {
+            "matmul_tiled"
+        } else if block_constants(self).is_some() {
+            "matmul_block"
+        } else {
+            self.unsplit().entry_point(shape)
         }
+    }
+
+    /// Whether it runs k in slices side by side where a product is long and small.
+    fn splits(self) -> bool {
+        matches!(
+            self,
+            MatmulVariant::StripSplit | MatmulVariant::StripQuadSplit | MatmulVariant::Block64Split
+        )
     }
 }
 
@@ -368,6 +431,20 @@ impl Matmul {
             portable.push((
                 v,
                 gpu.pipeline_with_constants(label, &module, function, constants)?,
+            ));
+        }
+        let block = gpu.shader("matmul_block", super::shaders::MATMUL_BLOCK)?;
+        for v in [
+            MatmulVariant::Block128,
+            MatmulVariant::Block128x64,
+            MatmulVariant::Block64,
+            MatmulVariant::Block64Split,
+        ] {
+            let s = shape(1, 1, 1, false, false);
+            let constants = block_constants(v).unwrap_or(&[]);
+            portable.push((
+                v,
+                gpu.pipeline_with_constants(v.entry_point(s), &block, v.function(s), constants)?,
             ));
         }
         if quad_capable(gpu) {
@@ -586,11 +663,10 @@ impl Matmul {
         let col_blocks = n.div_ceil(cols);
         let blocks = row_blocks * col_blocks;
         // A split-K variant on a product it would not split is its unsplit twin.
-        let (slices, chunk) = match variant {
-            MatmulVariant::StripSplit | MatmulVariant::StripQuadSplit => {
-                split_slices(m, k, n, blocks)
-            }
-            _ => (1, k),
+        let (slices, chunk) = if variant.splits() {
+            split_slices(m, k, n, blocks)
+        } else {
+            (1, k)
         };
         let variant = if slices == 1 {
             variant.unsplit()

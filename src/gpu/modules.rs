@@ -39,6 +39,13 @@ pub fn all() -> Vec<ModuleSource> {
                 .collect(),
             ..fixed("matmul", MATMUL)
         },
+        ModuleSource {
+            constants: super::matmul::MatmulVariant::ALL
+                .iter()
+                .filter_map(|&v| super::matmul::block_constants(v))
+                .collect(),
+            ..fixed("matmul_block", MATMUL_BLOCK)
+        },
         fixed("reduce", REDUCE),
         fixed("sgd", SGD),
         fixed("softmax_xent", SOFTMAX_XENT),

@@ -36,6 +36,14 @@ pub const MATMUL_QUAD: &str = concat!(
     include_str!("../../shaders/matmul_quad.wgsl")
 );
 
+/// The block matmul (`shaders/matmul_block.wgsl`, the GPU-class kernel) in one module with
+/// the portable kernels, whose bindings, `store_shifted` and `split_range` it shares.
+pub const MATMUL_BLOCK: &str = concat!(
+    include_str!("../../shaders/matmul_params.wgsl"),
+    include_str!("../../shaders/matmul.wgsl"),
+    include_str!("../../shaders/matmul_block.wgsl")
+);
+
 /// [`MATMUL_QUAD`] as the launcher compiles it on this target.
 pub fn matmul_quad() -> Cow<'static, str> {
     subgroup_module(Cow::Borrowed(MATMUL_QUAD))
