@@ -130,6 +130,54 @@ fn block_store_b(e: u32, v: vec4<f32>, buf: u32) {
     block_b[at + 3u * (BLOCK_N / 4u)][lane] = v.w;
 }
 
+// An invocation's 8x8 outputs: rXY holds row X * BLOCK_M/2 + Y of its tile at the first
+// four columns, rXYb at the four columns half a block on.
+struct BlockTile {
+    r00: vec4<f32>, r00b: vec4<f32>,
+    r01: vec4<f32>, r01b: vec4<f32>,
+    r02: vec4<f32>, r02b: vec4<f32>,
+    r03: vec4<f32>, r03b: vec4<f32>,
+    r10: vec4<f32>, r10b: vec4<f32>,
+    r11: vec4<f32>, r11b: vec4<f32>,
+    r12: vec4<f32>, r12b: vec4<f32>,
+    r13: vec4<f32>, r13b: vec4<f32>,
+}
+
+// One step of p: rows from a0 (first half) and a1 (second), columns from b0 and b1.
+fn block_rank1(t: ptr<function, BlockTile>, a0: vec4<f32>, a1: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>) {
+    (*t).r00 = fma(vec4<f32>(a0.x), b0, (*t).r00);
+    (*t).r00b = fma(vec4<f32>(a0.x), b1, (*t).r00b);
+    (*t).r01 = fma(vec4<f32>(a0.y), b0, (*t).r01);
+    (*t).r01b = fma(vec4<f32>(a0.y), b1, (*t).r01b);
+    (*t).r02 = fma(vec4<f32>(a0.z), b0, (*t).r02);
+    (*t).r02b = fma(vec4<f32>(a0.z), b1, (*t).r02b);
+    (*t).r03 = fma(vec4<f32>(a0.w), b0, (*t).r03);
+    (*t).r03b = fma(vec4<f32>(a0.w), b1, (*t).r03b);
+    (*t).r10 = fma(vec4<f32>(a1.x), b0, (*t).r10);
+    (*t).r10b = fma(vec4<f32>(a1.x), b1, (*t).r10b);
+    (*t).r11 = fma(vec4<f32>(a1.y), b0, (*t).r11);
+    (*t).r11b = fma(vec4<f32>(a1.y), b1, (*t).r11b);
+    (*t).r12 = fma(vec4<f32>(a1.z), b0, (*t).r12);
+    (*t).r12b = fma(vec4<f32>(a1.z), b1, (*t).r12b);
+    (*t).r13 = fma(vec4<f32>(a1.w), b0, (*t).r13);
+    (*t).r13b = fma(vec4<f32>(a1.w), b1, (*t).r13b);
+}
+
+// Store row i's outputs that lie inside C: v0 at columns j0.., v1 at j1...
+fn block_store_row(i: u32, j0: u32, j1: u32, v0: vec4<f32>, v1: vec4<f32>, shift: u32) {
+    if i >= params.m {
+        return;
+    }
+    for (var q = 0u; q < 4u; q++) {
+        if j0 + q < params.n {
+            store_shifted(i, j0 + q, v0[q], shift);
+        }
+        if j1 + q < params.n {
+            store_shifted(i, j1 + q, v1[q], shift);
+        }
+    }
+}
+
 @compute @workgroup_size(BLOCK_INVOCATIONS)
 fn matmul_block(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -163,9 +211,9 @@ fn matmul_block(
     }
     workgroupBarrier();
 
-    // acc[2r + h]: row r of the tile (r < 4: ty*4 + r; else BLOCK_M/2 + ty*4 + r - 4),
-    // columns tx*4.. (h = 0) or BLOCK_N/2 + tx*4.. (h = 1).
-    var acc: array<vec4<f32>, 16>;
+    // The 8x8 register tile as sixteen named vec4s (no array indexed in a loop, which a
+    // compiler would have to unroll to keep in registers).
+    var tile = BlockTile();
     var buf = 0u;
     for (var p0 = range.x; p0 < p_end; p0 += BLOCK_K) {
         let more = p0 + BLOCK_K < p_end;
@@ -184,12 +232,7 @@ fn matmul_block(
             let a1 = block_a[abase + p * (BLOCK_M / 4u) + ty + BLOCK_M / 8u];
             let b0 = block_b[bbase + p * (BLOCK_N / 4u) + tx];
             let b1 = block_b[bbase + p * (BLOCK_N / 4u) + tx + BLOCK_N / 8u];
-            for (var r = 0u; r < 4u; r++) {
-                acc[2u * r] = fma(vec4<f32>(a0[r]), b0, acc[2u * r]);
-                acc[2u * r + 1u] = fma(vec4<f32>(a0[r]), b1, acc[2u * r + 1u]);
-                acc[2u * r + 8u] = fma(vec4<f32>(a1[r]), b0, acc[2u * r + 8u]);
-                acc[2u * r + 9u] = fma(vec4<f32>(a1[r]), b1, acc[2u * r + 9u]);
-            }
+            block_rank1(&tile, a0, a1, b0, b1);
         }
         if more {
             for (var t = 0u; t < BLOCK_LOADS_A; t++) {
@@ -204,19 +247,16 @@ fn matmul_block(
     }
 
     let shift = wg.z * params.m * params.n;
-    for (var r = 0u; r < 8u; r++) {
-        let i = row_base + (r / 4u) * (BLOCK_M / 2u) + ty * 4u + r % 4u;
-        if i >= params.m {
-            continue;
-        }
-        for (var h = 0u; h < 2u; h++) {
-            let v = acc[2u * (r % 4u) + 8u * (r / 4u) + h];
-            let j0 = col_base + h * (BLOCK_N / 2u) + tx * 4u;
-            for (var q = 0u; q < 4u; q++) {
-                if j0 + q < params.n {
-                    store_shifted(i, j0 + q, v[q], shift);
-                }
-            }
-        }
-    }
+    let i0 = row_base + ty * 4u;
+    let i1 = i0 + BLOCK_M / 2u;
+    let j0 = col_base + tx * 4u;
+    let j1 = j0 + BLOCK_N / 2u;
+    block_store_row(i0, j0, j1, tile.r00, tile.r00b, shift);
+    block_store_row(i0 + 1u, j0, j1, tile.r01, tile.r01b, shift);
+    block_store_row(i0 + 2u, j0, j1, tile.r02, tile.r02b, shift);
+    block_store_row(i0 + 3u, j0, j1, tile.r03, tile.r03b, shift);
+    block_store_row(i1, j0, j1, tile.r10, tile.r10b, shift);
+    block_store_row(i1 + 1u, j0, j1, tile.r11, tile.r11b, shift);
+    block_store_row(i1 + 2u, j0, j1, tile.r12, tile.r12b, shift);
+    block_store_row(i1 + 3u, j0, j1, tile.r13, tile.r13b, shift);
 }

@@ -249,6 +249,22 @@ pub fn tile_constants(v: MatmulVariant) -> Option<&'static [(&'static str, f64)]
     }
 }
 
+/// The block variants compiled for `gpu`: none through wgpu's GL backend, whose GLSL
+/// llvmpipe's GL driver took over ten minutes and 2 GB to compile for one of them (lavapipe
+/// compiles the same kernel from SPIR-V in seconds); GL is the backend of old GPUs, where
+/// the other kernels serve.
+pub fn block_variants(gpu: &Gpu) -> Vec<MatmulVariant> {
+    if gpu.info.backend == wgpu::Backend::Gl {
+        return Vec::new();
+    }
+    vec![
+        MatmulVariant::Block128,
+        MatmulVariant::Block128x64,
+        MatmulVariant::Block64,
+        MatmulVariant::Block64Split,
+    ]
+}
+
 /// The pipeline-overridable constants of `matmul_block` for each block variant: the block
 /// shape, its invocations (one per 8x8 register tile) and the quads of four words each
 /// invocation loads per K tile of 8.
@@ -433,19 +449,22 @@ impl Matmul {
                 gpu.pipeline_with_constants(label, &module, function, constants)?,
             ));
         }
-        let block = gpu.shader("matmul_block", super::shaders::MATMUL_BLOCK)?;
-        for v in [
-            MatmulVariant::Block128,
-            MatmulVariant::Block128x64,
-            MatmulVariant::Block64,
-            MatmulVariant::Block64Split,
-        ] {
-            let s = shape(1, 1, 1, false, false);
-            let constants = block_constants(v).unwrap_or(&[]);
-            portable.push((
-                v,
-                gpu.pipeline_with_constants(v.entry_point(s), &block, v.function(s), constants)?,
-            ));
+        let blocks = block_variants(gpu);
+        if !blocks.is_empty() {
+            let module = gpu.shader("matmul_block", super::shaders::MATMUL_BLOCK)?;
+            for v in blocks {
+                let s = shape(1, 1, 1, false, false);
+                let constants = block_constants(v).unwrap_or(&[]);
+                portable.push((
+                    v,
+                    gpu.pipeline_with_constants(
+                        v.entry_point(s),
+                        &module,
+                        v.function(s),
+                        constants,
+                    )?,
+                ));
+            }
         }
         if quad_capable(gpu) {
             let module = gpu.shader("matmul_quad", &super::shaders::matmul_quad())?;

@@ -134,8 +134,9 @@ function suggestPreset() {
     return;
   }
   $("preset").value = "quick";
+  const known = S.adapter.name && !S.adapter.name.startsWith("(");
   $("preset-note").textContent =
-    `${S.adapter.name} runs WebGPU on the CPU, so the quick model is chosen: its perplexity falls within minutes here. ` +
+    `This browser runs WebGPU on the CPU${known ? ` (${S.adapter.name})` : ""}, so the quick model is the default: its perplexity falls within minutes here. ` +
     `The course's seed model takes about an hour an epoch on this adapter: pick "seed" in the list for it, or open the page in a browser with a GPU.`;
 }
 
