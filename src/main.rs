@@ -320,6 +320,11 @@ struct ProfileArgs {
     /// the cache, or measured now when there are none).
     #[arg(long)]
     no_tune: bool,
+    /// Also write the last timed step as a Chrome trace-event JSON file (open it in
+    /// ui.perfetto.dev or chrome://tracing): the host's upload, recording, submit and wait
+    /// on one track, each dispatch's GPU time on another.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -465,6 +470,9 @@ fn run(cli: Cli) -> Result<()> {
                 .context("training split")?;
             let shapes = [(cfg.batch_size, cfg.num_steps, Mode::Train)];
             let needs = Needs::of_model(&cfg, &shapes);
+            if let Some(path) = &args.trace {
+                check_writable(path, "--trace")?;
+            }
             let mut gpu = args.gpu.open(&needs)?;
             tune::choose(&mut gpu, &cfg, &shapes, !args.no_tune)?;
             let p = lstm_gpu::profile::profile(
@@ -474,6 +482,15 @@ fn run(cli: Cli) -> Result<()> {
                 args.steps,
                 !args.no_matmul_peak,
             )?;
+            if let Some(path) = &args.trace {
+                let bytes = serde_json::to_vec(&p.chrome_trace())?;
+                lstm_gpu::model::checkpoint::write_atomic(path, &bytes)
+                    .with_context(|| format!("--trace {}: could not write it", path.display()))?;
+                eprintln!(
+                    "trace of one step written to {} (open it in ui.perfetto.dev or chrome://tracing)",
+                    path.display()
+                );
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
@@ -807,6 +824,29 @@ fn train_command(args: TrainArgs) -> Result<()> {
             p.display(),
             run_dir.display()
         );
+    }
+    Ok(())
+}
+
+/// A file the command will write at its end can be created where it is asked for: its
+/// folder exists and is a folder (checked before any GPU work, so a typo costs nothing).
+fn check_writable(path: &std::path::Path, flag: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(usage(format!(
+            "{flag} {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(usage(format!(
+            "{flag} {}: is a folder; give a file name",
+            path.display()
+        )));
     }
     Ok(())
 }

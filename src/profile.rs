@@ -74,6 +74,38 @@ pub struct Profile {
     /// Of which the parameters.
     pub parameter_bytes: u64,
     pub kernels: Vec<KernelRow>,
+    /// The last timed step on one timeline: host spans and each dispatch's GPU span
+    /// ([`Profile::chrome_trace`]).
+    #[serde(skip)]
+    pub trace: Vec<TraceSpan>,
+}
+
+/// Where a span of the trace ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    Host,
+    Gpu,
+}
+
+/// One span of [`Profile::trace`]: microseconds from the start of the traced step.
+#[derive(Clone, Debug)]
+pub struct TraceSpan {
+    pub name: String,
+    pub lane: Lane,
+    pub start_us: f64,
+    pub dur_us: f64,
+    pub args: serde_json::Value,
+}
+
+/// What [`Timer::run`] saw of one step: each dispatch's (start, end) on the GPU's clock
+/// from its first timestamp, and the host's spans from the start of recording.
+struct TimedStep {
+    kernels: Vec<(f64, f64)>,
+    /// (name, start, end) in seconds.
+    host: Vec<(&'static str, f64, f64)>,
+    /// Seconds from the start of recording at which the GPU's clock starts: the end of
+    /// the submit (the GPU cannot start earlier; its clock is not the host's).
+    gpu_origin: f64,
 }
 
 /// Profile `steps` training steps of `cfg` on the first batches of `data`.
@@ -137,10 +169,17 @@ pub fn profile(
     let timer = Timer::new(gpu, &ws.ops)?;
     let mut per_kernel: BTreeMap<String, (usize, f64, f64, f64)> = BTreeMap::new();
     let mut gpu_total = 0.0;
+    let mut trace = Vec::new();
     for i in 0..steps {
         let (x, y) = batch(i + 1 + steps);
+        let u0 = Instant::now();
         ws.upload(gpu, &x, &y, hyper(i + 1 + steps))?;
-        let times = timer.run(gpu, &ws.ops)?;
+        let upload = u0.elapsed().as_secs_f64();
+        let timed = timer.run(gpu, &ws.ops)?;
+        if i + 1 == steps {
+            trace = step_trace(&timed, upload, &ws.ops);
+        }
+        let times = timed.kernels.iter().map(|(a, b)| b - a);
         for (op, secs) in ws
             .ops
             .iter()
@@ -244,10 +283,88 @@ pub fn profile(
         gpu_buffer_bytes,
         parameter_bytes,
         kernels: kernels_rows,
+        trace,
     })
 }
 
+/// The traced step's spans: the upload of its batch, then the host's recording, submit
+/// and wait, and each dispatch on the GPU from the end of the submit.
+fn step_trace(timed: &TimedStep, upload: f64, ops: &[Op]) -> Vec<TraceSpan> {
+    let us = |s: f64| s * 1e6;
+    let mut spans = vec![TraceSpan {
+        name: "upload ids and hyperparameters".to_string(),
+        lane: Lane::Host,
+        start_us: 0.0,
+        dur_us: us(upload),
+        args: serde_json::Value::Null,
+    }];
+    for &(name, a, b) in &timed.host {
+        spans.push(TraceSpan {
+            name: name.to_string(),
+            lane: Lane::Host,
+            start_us: us(upload + a),
+            dur_us: us(b - a),
+            args: serde_json::Value::Null,
+        });
+    }
+    let dispatches = ops.iter().filter_map(|o| match o {
+        Op::Dispatch(d) => Some(d),
+        Op::Copy { .. } => None,
+    });
+    for (d, &(a, b)) in dispatches.zip(&timed.kernels) {
+        let secs = b - a;
+        spans.push(TraceSpan {
+            name: d.label.clone(),
+            lane: Lane::Gpu,
+            start_us: us(upload + timed.gpu_origin + a),
+            dur_us: us(secs),
+            args: serde_json::json!({
+                "MFLOP": d.flops / 1e6,
+                "MB": d.bytes / 1e6,
+                "GFLOP/s": if secs > 0.0 { d.flops / secs / 1e9 } else { 0.0 },
+            }),
+        });
+    }
+    spans
+}
+
 impl Profile {
+    /// The traced step in Chrome's trace-event format (JSON), which Perfetto
+    /// (ui.perfetto.dev) and chrome://tracing open: the host's spans on one track, each
+    /// dispatch's GPU time on another, with the profile's figures as metadata.
+    pub fn chrome_trace(&self) -> serde_json::Value {
+        let (pid, host, gpu) = (1, 1, 2);
+        let mut events = vec![
+            serde_json::json!({"name": "process_name", "ph": "M", "pid": pid,
+                "args": {"name": format!("lstm-gpu profile: {} ({})", self.adapter, self.backend)}}),
+            serde_json::json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": host,
+                "args": {"name": "host"}}),
+            serde_json::json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": gpu,
+                "args": {"name": format!("GPU, {}", self.timing)}}),
+        ];
+        for span in &self.trace {
+            let (tid, cat) = match span.lane {
+                Lane::Host => (host, "host"),
+                Lane::Gpu => (gpu, "gpu"),
+            };
+            let mut e = serde_json::json!({"name": span.name, "cat": cat, "ph": "X",
+                "ts": span.start_us, "dur": span.dur_us, "pid": pid, "tid": tid});
+            if !span.args.is_null() {
+                e["args"] = span.args.clone();
+            }
+            events.push(e);
+        }
+        let mut summary = serde_json::to_value(self).unwrap_or_default();
+        if let Some(m) = summary.as_object_mut() {
+            m.remove("kernels");
+        }
+        serde_json::json!({
+            "traceEvents": events,
+            "displayTimeUnit": "ms",
+            "otherData": summary,
+        })
+    }
+
     /// The table `lstm-gpu profile` prints.
     pub fn table(&self) -> String {
         let mut s = String::new();
@@ -387,11 +504,13 @@ impl Timer {
         }
     }
 
-    /// Record the step with timestamps, submit, and return each dispatch's seconds.
-    fn run(&self, gpu: &Gpu, ops: &[Op]) -> Result<Vec<f64>> {
+    /// Record the step with timestamps, submit, and return each dispatch's span with the
+    /// host's.
+    fn run(&self, gpu: &Gpu, ops: &[Op]) -> Result<TimedStep> {
         let (Some(set), Some(resolve)) = (&self.set, &self.resolve) else {
             return Self::run_wall_clock(gpu, ops);
         };
+        let t0 = Instant::now();
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -434,7 +553,9 @@ impl Timer {
             }
         }
         enc.resolve_query_set(set, 0..self.count, resolve, 0);
+        let recorded = t0.elapsed().as_secs_f64();
         gpu.submit(enc);
+        let submitted = t0.elapsed().as_secs_f64();
         let ticks: Vec<u64> = {
             let words: Vec<u32> = gpu.read(resolve, 0, 2 * self.count as usize)?;
             words
@@ -442,27 +563,45 @@ impl Timer {
                 .map(|w| w[0] as u64 | (w[1] as u64) << 32)
                 .collect()
         };
-        Ok(ticks
-            .chunks_exact(2)
-            .map(|t| t[1].saturating_sub(t[0]) as f64 * self.period_ns * 1e-9)
-            .collect())
+        let waited = t0.elapsed().as_secs_f64();
+        let first = ticks.iter().copied().min().unwrap_or(0);
+        let secs = |t: u64| t.saturating_sub(first) as f64 * self.period_ns * 1e-9;
+        Ok(TimedStep {
+            kernels: ticks
+                .chunks_exact(2)
+                .map(|t| (secs(t[0]), secs(t[0].max(t[1]))))
+                .collect(),
+            host: vec![
+                ("record the step's commands", 0.0, recorded),
+                ("submit", recorded, submitted),
+                ("wait for the GPU (timestamps read back)", submitted, waited),
+            ],
+            gpu_origin: submitted,
+        })
     }
 
-    /// The fallback: every op submitted on its own, each dispatch awaited and timed.
-    fn run_wall_clock(gpu: &Gpu, ops: &[Op]) -> Result<Vec<f64>> {
+    /// The fallback: every op submitted on its own, each dispatch awaited and timed (its
+    /// span includes the submit and the wait, on the host's clock).
+    fn run_wall_clock(gpu: &Gpu, ops: &[Op]) -> Result<TimedStep> {
         gpu.wait()?;
-        let mut times = Vec::new();
+        let origin = Instant::now();
+        let mut kernels = Vec::new();
         for op in ops {
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             crate::model::schedule::record(&mut enc, std::slice::from_ref(op));
-            let t0 = Instant::now();
+            let t0 = origin.elapsed().as_secs_f64();
             gpu.submit(enc);
             gpu.wait()?;
             if matches!(op, Op::Dispatch(_)) {
-                times.push(t0.elapsed().as_secs_f64());
+                kernels.push((t0, origin.elapsed().as_secs_f64()));
             }
         }
-        Ok(times)
+        let end = origin.elapsed().as_secs_f64();
+        Ok(TimedStep {
+            kernels,
+            host: vec![("every dispatch submitted and awaited alone", 0.0, end)],
+            gpu_origin: 0.0,
+        })
     }
 }
 

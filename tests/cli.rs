@@ -531,6 +531,74 @@ fn profile_reports_one_submit_and_no_readback_per_step() {
     }
 }
 
+/// `profile --trace FILE`: the step as Chrome trace events, the host's spans and one GPU
+/// span per dispatch on one timeline, each kernel after the submit; a folder that does not
+/// exist is one line before any GPU work.
+#[test]
+fn profile_writes_the_step_as_a_chrome_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("step.json");
+    let mut c = bin();
+    c.args([
+        "profile",
+        "--json",
+        "--steps",
+        "1",
+        "--no-matmul-peak",
+        "--trace",
+    ])
+    .arg(&path)
+    .arg("--data")
+    .arg(tiny_data());
+    c.args(TINY_MODEL);
+    let o = run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let events = t["traceEvents"].as_array().unwrap();
+    let spans = |cat: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["cat"] == cat)
+            .collect()
+    };
+    let (host, gpu) = (spans("host"), spans("gpu"));
+    assert_eq!(
+        gpu.len() as u64,
+        p["dispatches_per_step"].as_u64().unwrap(),
+        "one GPU span per dispatch"
+    );
+    let submit = host
+        .iter()
+        .find(|e| e["name"] == "submit")
+        .unwrap_or_else(|| panic!("no submit span: {host:?}"));
+    let submit_end = submit["ts"].as_f64().unwrap() + submit["dur"].as_f64().unwrap();
+    let mut last_start = f64::MIN;
+    for e in &gpu {
+        let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+        assert!(ts >= submit_end - 1e-6 && dur >= 0.0, "{e}");
+        assert!(ts >= last_start, "dispatches in order: {e}");
+        last_start = ts;
+        assert!(e["name"].as_str().is_some_and(|n| !n.is_empty()));
+    }
+    assert!(gpu.iter().any(|e| e["name"] == "softmax_xent_forward"));
+    assert_eq!(
+        t["otherData"]["dispatches_per_step"],
+        p["dispatches_per_step"]
+    );
+    for meta in ["process_name", "thread_name"] {
+        assert!(events.iter().any(|e| e["ph"] == "M" && e["name"] == meta));
+    }
+
+    let o = run(bin()
+        .args(["profile", "--trace"])
+        .arg(dir.path().join("missing/step.json"))
+        .arg("--data")
+        .arg(tiny_data())
+        .args(TINY_MODEL));
+    assert_one_line_error(&o, 2, "--trace");
+}
+
 // ---- Non-finite steps: --on-nan stop|skip -------------------------------------------------
 
 /// The run's metrics records of one kind.
