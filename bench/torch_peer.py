@@ -9,8 +9,16 @@ over the batch, plain SGD with the global gradient norm clipped, dropout where t
 it, state carried between steps. fp32 with TF32 off, as lstm-gpu computes. Ids are random:
 the kernels' times do not depend on the words.
 
+Where a preset's layers are as wide as its embedding (medium, large), they run as one
+`nn.LSTM(num_layers=2)` with the preset's dropout between the layers, cuDNN's strongest form
+(`--layers separate` keeps one LSTM per layer everywhere). `--matmuls "MxKxN[:NT] ..."` also
+times `torch.matmul` on those products (the transposes of A and B as strided views, which
+cuBLAS reads in place), fp32 with TF32 off, for the per-product ratios of
+scripts/gpu-bench.sh.
+
     python3 bench/torch_peer.py --out peer.json [--presets "seed medium large"]
                                 [--steps 100] [--device auto|cuda|mps|cpu]
+                                [--layers fused|separate] [--matmuls "4096x4096x4096 ..."]
 """
 import argparse
 import json
@@ -31,6 +39,8 @@ def main():
     ap.add_argument("--presets", default="seed medium large")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--layers", choices=["fused", "separate"], default="fused")
+    ap.add_argument("--matmuls", default="")
     args = ap.parse_args()
     try:
         import torch
@@ -64,9 +74,16 @@ def main():
         emb = torch.nn.Embedding(VOCAB, p["emb"]).to(device)
         layers = torch.nn.ModuleList()
         width = p["emb"]
-        for h in p["hidden"]:
-            layers.append(torch.nn.LSTM(width, h).to(device))
-            width = h
+        hidden = p["hidden"]
+        fused = args.layers == "fused" and all(h == width for h in hidden)
+        if fused:
+            # Dropout between the layers inside cuDNN, as the preset applies it there.
+            between = 1 - p["keep"] if p["keep"] < 1 else 0.0
+            layers.append(torch.nn.LSTM(width, width, num_layers=len(hidden), dropout=between).to(device))
+        else:
+            for h in hidden:
+                layers.append(torch.nn.LSTM(width, h).to(device))
+                width = h
         soft = torch.nn.Linear(width, VOCAB).to(device)
         drop = torch.nn.Dropout(1 - p["keep"]) if p["keep"] < 1 else torch.nn.Identity()
         params = [*emb.parameters(), *layers.parameters(), *soft.parameters()]
@@ -100,11 +117,48 @@ def main():
         out["presets"][name] = {
             "words_per_second": batch * steps / secs,
             "ms_per_step": secs * 1e3,
+            "layers": f"one nn.LSTM(num_layers={len(hidden)})" if fused else "one nn.LSTM per layer",
         }
         print(f"torch {name}: {batch * steps / secs:,.0f} words/s, {secs * 1e3:.2f} ms/step",
               file=sys.stderr)
+    if args.matmuls.split():
+        out["matmuls"] = time_matmuls(torch, device, sync, args.matmuls.split())
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
+
+
+def time_matmuls(torch, device, sync, shapes):
+    """torch.matmul on each "MxKxN[:XY]" (X, Y: N or T, the transposes of A and B, as views
+    of row-major storage as lstm-gpu keeps them): milliseconds and GFLOP/s, the median of
+    enough runs to fill about 0.2 s."""
+    out = {}
+    for spec in shapes:
+        dims, _, form = spec.partition(":")
+        form = form or "NN"
+        m, k, n = (int(v) for v in dims.lower().split("x"))
+        a = torch.randn(k, m, device=device).t() if form[0] == "T" else torch.randn(m, k, device=device)
+        b = torch.randn(n, k, device=device).t() if form[1] == "T" else torch.randn(k, n, device=device)
+        for _ in range(3):
+            torch.matmul(a, b)
+        sync()
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        sync()
+        once = max(time.perf_counter() - t0, 1e-6)
+        reps = max(3, min(1000, int(0.2 / once)))
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                torch.matmul(a, b)
+            sync()
+            times.append((time.perf_counter() - t0) / reps)
+        secs = sorted(times)[len(times) // 2]
+        key = f"{m}x{k}x{n}:{form}"
+        out[key] = {"ms": secs * 1e3, "gflops": 2 * m * k * n / secs / 1e9}
+        print(f"torch.matmul {key}: {secs * 1e3:.3f} ms, {2 * m * k * n / secs / 1e9:,.0f} GFLOP/s",
+              file=sys.stderr)
+    return out
 
 
 if __name__ == "__main__":

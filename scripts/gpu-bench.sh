@@ -16,7 +16,10 @@
 # steps per preset, default 5), --presets LIST (default "seed medium large"; a CPU
 # adapter such as lavapipe takes minutes per step of the large one), --peer PATH (the
 # PyTorch peer, bench/torch_peer.py: default ./torch_peer.py or ../bench/torch_peer.py
-# beside this script; run when python3 imports torch, for words/s side by side), --no-peer.
+# beside this script; run when python3 imports torch, for words/s side by side), --no-peer,
+# --matmul-size N (lstm-gpu's variants and torch.matmul on an N^3 product, default 4096;
+# 0 skips it). With the peer, every product of the presets is also timed in torch.matmul
+# and printed beside lstm-gpu's tuned kernel, as a ratio.
 # The tuning cache goes to $LSTM_GPU_CACHE_DIR (default a fresh temporary folder), so that
 # a run never depends on an earlier one.
 set -euo pipefail
@@ -28,16 +31,18 @@ steps=5
 presets="seed medium large"
 peer=""
 no_peer=0
+matmul_size=4096
 while [ $# -gt 0 ]; do
   case "$1" in
     --peer) peer="$2"; shift 2 ;;
     --no-peer) no_peer=1; shift ;;
+    --matmul-size) matmul_size="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --adapter) adapter="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
     --presets) presets="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "gpu-bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -76,6 +81,25 @@ for preset in $presets; do
     > "$work/profile-$preset.json"
 done
 
+if [ "$matmul_size" != 0 ]; then
+  s="${matmul_size}x${matmul_size}x${matmul_size}"
+  log "bench kernels --shape $s (every variant)"
+  "$bin" bench kernels --adapter "$adapter" --shape "$s" --json > "$work/bench-square.json" 2> /dev/null \
+    || { log "bench kernels at $s failed"; rm -f "$work/bench-square.json"; }
+fi
+
+# Every product the presets' steps run (the keys of their tuning), for the peer's matmuls.
+products=$(python3 - "$work" $presets <<'PY' 2>/dev/null || true
+import json, sys
+keys = []
+for preset in sys.argv[2:]:
+    entry = json.load(open(f"{sys.argv[1]}/tune-{preset}.json"))
+    keys += [k for k in entry.get("matmul_ms", {}) if k not in keys]
+print(" ".join(keys))
+PY
+)
+[ "$matmul_size" = 0 ] || products="${matmul_size}x${matmul_size}x${matmul_size}:NN $products"
+
 # The peer: the same presets in PyTorch on this machine's GPU, when PyTorch is there.
 if [ -z "$peer" ]; then
   for candidate in ./torch_peer.py "$(dirname "$0")/../bench/torch_peer.py"; do
@@ -84,7 +108,7 @@ if [ -z "$peer" ]; then
 fi
 if [ $no_peer = 0 ] && [ -n "$peer" ] && python3 -c "import torch" 2>/dev/null; then
   log "PyTorch peer ($peer)"
-  python3 "$peer" --out "$work/peer.json" --presets "$presets" \
+  python3 "$peer" --out "$work/peer.json" --presets "$presets" --matmuls "$products" \
     || { log "the PyTorch peer failed; the table has no peer column"; rm -f "$work/peer.json"; }
 fi
 secs=$(( $(date +%s) - t0 ))
@@ -94,6 +118,8 @@ secs=$(( $(date +%s) - t0 ))
   cat "$work/adapters.json"
   printf ',\n"bench_kernels": '
   if [ -f "$work/bench.json" ]; then cat "$work/bench.json"; else printf 'null'; fi
+  printf ',\n"bench_square": '
+  if [ -f "$work/bench-square.json" ]; then cat "$work/bench-square.json"; else printf 'null'; fi
   printf ',\n"profiles": {\n'
   first=1
   for preset in $presets; do
@@ -135,5 +161,37 @@ fi
 echo
 echo "Each product of a seed step: the tuned kernel, its time and GFLOP/s, against the fastest:"
 grep -E "^  [0-9]" "$work/bench.txt" 2>/dev/null || echo "  (not run: --presets has no seed)"
+if [ -f "$work/peer.json" ] || [ -f "$work/bench-square.json" ]; then
+  echo
+  echo "Products against torch.matmul (fp32, TF32 off): lstm-gpu's fastest variant (tuned per"
+  echo "product; every variant at the square size) and its speed as a multiple of cuBLAS's:"
+  python3 - "$work" $presets <<'PY' || true
+import json, os, sys
+work, presets = sys.argv[1], sys.argv[2:]
+peer = {}
+if os.path.exists(f"{work}/peer.json"):
+    peer = json.load(open(f"{work}/peer.json")).get("matmuls", {})
+ours = {}
+for preset in presets:
+    for key, times in json.load(open(f"{work}/tune-{preset}.json")).get("matmul_ms", {}).items():
+        best = min(times, key=times.get)
+        if key not in ours or times[best] < ours[key][1]:
+            ours[key] = (best, times[best])
+if os.path.exists(f"{work}/bench-square.json"):
+    for r in json.load(open(f"{work}/bench-square.json"))["rows"]:
+        key = f'{r["m"]}x{r["k"]}x{r["n"]}:{r["form"]}'
+        if key not in ours or r["ms"] < ours[key][1]:
+            ours[key] = (r["variant"], r["ms"])
+print(f'  {"product":<22} {"lstm-gpu":<18} {"ms":>9} {"GFLOP/s":>9} {"torch ms":>9} {"ratio":>6}')
+for key, (variant, ms) in ours.items():
+    m, k, n = (int(v) for v in key.split(":")[0].split("x"))
+    gf = 2 * m * k * n / (ms / 1e3) / 1e9
+    t = peer.get(key)
+    tm = f'{t["ms"]:9.3f}' if t else f'{"-":>9}'
+    ratio = f'{t["ms"] / ms:6.2f}' if t else f'{"-":>6}'
+    print(f"  {key:<22} {variant:<18} {ms:9.3f} {gf:9.0f} {tm} {ratio}")
+print("  ratio = torch.matmul's time / lstm-gpu's (above 1: lstm-gpu faster)")
+PY
+fi
 echo
 echo "written: $out (${secs} s)"

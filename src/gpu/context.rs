@@ -120,6 +120,12 @@ pub struct GpuArgs {
     /// defaults, what every browser offers: 128 MiB per storage buffer).
     #[arg(long, value_enum, default_value = "adapter")]
     pub limits: LimitsChoice,
+    /// Compile the kernels without wgpu's bounds clamp on every storage access (each kernel
+    /// guards its own indices, and the fit check bounds every buffer; the parity suite runs
+    /// both ways). Not measured to pay yet: no difference on lavapipe, whose driver checks
+    /// anyway; reports on other GPUs put the clamps at 17-40% of a matmul.
+    #[arg(long)]
+    pub unchecked_shaders: bool,
 }
 
 impl GpuArgs {
@@ -141,6 +147,9 @@ impl GpuArgs {
     pub fn apply(&self, gpu: &mut Gpu) {
         gpu.matmul = self.matmul;
         gpu.recurrence = self.recurrence;
+        if self.unchecked_shaders {
+            gpu.runtime_checks = false;
+        }
     }
 }
 
@@ -293,6 +302,10 @@ pub struct Gpu {
     pub recurrence: Option<Recurrence>,
     /// Kernel choices measured on this adapter (`crate::gpu::tune::choose`), if any.
     pub tuning: Option<crate::gpu::tune::Tuned>,
+    /// Whether wgpu clamps every storage access of the kernels compiled from now on
+    /// (`--unchecked-shaders` or `LSTM_GPU_SHADER_CHECKS=off` turn it off natively; a
+    /// browser always checks).
+    pub runtime_checks: bool,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
@@ -611,6 +624,8 @@ impl Gpu {
             matmul: None,
             recurrence: None,
             tuning: None,
+            // The tests' switch for running every suite without the checks.
+            runtime_checks: std::env::var("LSTM_GPU_SHADER_CHECKS").map_or(true, |v| v != "off"),
             info: summary.info,
             limits,
             features,
@@ -829,12 +844,22 @@ impl Gpu {
     /// Compile a WGSL module; compile errors become errors of the program.
     pub fn shader(&self, label: &str, source: &str) -> Result<wgpu::ShaderModule> {
         let scope = ErrorScope::push(&self.device);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        };
+        let module = if self.runtime_checks || cfg!(target_arch = "wasm32") {
+            self.device.create_shader_module(desc)
+        } else {
+            // SAFETY: every kernel guards its own indices against the sizes in its uniforms,
+            // the launchers check each view against its buffer before binding it
+            // (`View::check`) and the fit check bounds every buffer; the parity suite runs
+            // with the checks off too (LSTM_GPU_SHADER_CHECKS=off in CI).
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        };
         if let Some(e) = scope.pop() {
             bail!("shader {label} does not compile on {}: {e}", self.info.name);
         }
