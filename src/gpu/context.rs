@@ -444,6 +444,7 @@ impl PickedAdapter {
             offered,
         } = self;
         let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::SHADER_F16
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
@@ -519,7 +520,7 @@ mod web_subgroups {
     }
 }
 
-/// The test hook `LSTM_GPU_WITHOUT` (comma-separated `subgroups`, `timestamps`): optional
+/// The test hook `LSTM_GPU_WITHOUT` (comma-separated `subgroups`, `f16`, `timestamps`): optional
 /// features left unrequested even where the adapter has them, so that the fallbacks of
 /// adapters without them (wgpu's GL backend, browsers) run on any machine.
 pub const WITHOUT_ENV: &str = "LSTM_GPU_WITHOUT";
@@ -530,6 +531,7 @@ fn features_withheld() -> Result<wgpu::Features> {
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         f |= match item {
             "subgroups" => wgpu::Features::SUBGROUP,
+            "f16" => wgpu::Features::SHADER_F16,
             "timestamps" => {
                 wgpu::Features::TIMESTAMP_QUERY
                     | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
@@ -537,7 +539,7 @@ fn features_withheld() -> Result<wgpu::Features> {
             }
             other => {
                 return Err(usage(format!(
-                    "{WITHOUT_ENV}: unknown feature `{other}` (subgroups, timestamps)"
+                    "{WITHOUT_ENV}: unknown feature `{other}` (subgroups, f16, timestamps)"
                 )))
             }
         };

@@ -169,6 +169,7 @@ pub mod embedding;
 pub mod lstm_cell;
 pub mod lstm_step;
 pub mod matmul;
+pub mod matmul_f16;
 pub mod modules;
 pub mod reduce;
 pub mod sgd;

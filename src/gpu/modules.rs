@@ -14,6 +14,9 @@ pub struct ModuleSource {
     pub source: Cow<'static, str>,
     /// Whether it uses subgroup operations (compiled only where the adapter has them).
     pub subgroups: bool,
+    /// Whether it uses f16 (`enable f16;`, compiled only where the adapter has
+    /// `SHADER_F16`, which wgpu's GL backend never offers).
+    pub f16: bool,
     /// The sets of pipeline-overridable constants the launcher builds it with (one empty
     /// set: the defaults).
     pub constants: Vec<&'static [(&'static str, f64)]>,
@@ -25,6 +28,7 @@ pub fn all() -> Vec<ModuleSource> {
         label: label.to_string(),
         source: Cow::Borrowed(source),
         subgroups: false,
+        f16: false,
         constants: vec![&[]],
     };
     let mut v = vec![
@@ -54,6 +58,12 @@ pub fn all() -> Vec<ModuleSource> {
         subgroups: true,
         ..fixed("matmul_quad", MATMUL_QUAD)
     });
+    for (label, source) in [("matmul_f16", MATMUL_F16), ("cast_f16", CAST_F16)] {
+        v.push(ModuleSource {
+            f16: true,
+            ..fixed(label, source)
+        });
+    }
     for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
         v.push(ModuleSource {
             label: super::matmul::MatmulVariant::SubgroupBroadcast
@@ -67,6 +77,7 @@ pub fn all() -> Vec<ModuleSource> {
                 .to_string(),
             source: Cow::Owned(super::matmul::subgroup_source(ta, tb)),
             subgroups: true,
+            f16: false,
             constants: vec![&[]],
         });
     }
@@ -78,6 +89,7 @@ pub fn all() -> Vec<ModuleSource> {
             label: label.to_string(),
             source: Cow::Owned(super::lstm_step::subgroup_source(backward)),
             subgroups: true,
+            f16: false,
             constants: vec![&[]],
         });
     }

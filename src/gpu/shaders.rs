@@ -82,3 +82,13 @@ pub const LSTM_STEP_SUBGROUP: &str = concat!(
     include_str!("../../shaders/lstm_gates.wgsl"),
     include_str!("../../shaders/lstm_step_subgroup.wgsl")
 );
+
+/// `shaders/matmul_f16.wgsl` after the matmul uniform block: the scalar f16-operand matmul
+/// (needs `Features::SHADER_F16`).
+pub const MATMUL_F16: &str = concat!(
+    "enable f16;\n",
+    include_str!("../../shaders/matmul_params.wgsl"),
+    include_str!("../../shaders/matmul_f16.wgsl")
+);
+/// `shaders/cast_f16.wgsl`: f32 -> f16 copies (needs `Features::SHADER_F16`).
+pub const CAST_F16: &str = include_str!("../../shaders/cast_f16.wgsl");

@@ -117,6 +117,12 @@ impl std::str::FromStr for MatmulShape {
     }
 }
 
+/// `x` rounded to the nearest f16 (ties to even; beyond f16's range, infinite), as f32: the
+/// twin of `shaders/cast_f16.wgsl`.
+pub fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
 /// `C = op(A) @ op(B) (+ bias broadcast over rows) (+ C when accumulate)`.
 /// Sums in the order of `k`, in `T`.
 pub fn matmul<T: Real>(

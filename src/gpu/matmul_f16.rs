@@ -1,0 +1,193 @@
+//! The f16 building blocks of `--precision mixed` (issue 25), on adapters with
+//! `Features::SHADER_F16`: the launchers of `shaders/cast_f16.wgsl` (f32 -> f16 copies) and
+//! `shaders/matmul_f16.wgsl` (the scalar f16-operand matmul with f32 products and sums, the
+//! fallback with a matrix core's rounding points). CPU twins: [`crate::reference::round_f16`]
+//! and [`crate::reference::matmul`] on rounded operands.
+//!
+//! f16 buffers are ordinary storage buffers; a [`HalfView`] counts f16 elements (two per
+//! 32-bit word).
+
+use anyhow::{bail, Result};
+
+use super::matmul::Params;
+use super::{groups_1d, Dispatch, Gpu, View};
+use crate::reference::MatmulShape;
+
+const HAS_BIAS: u32 = 1;
+const ACCUMULATE: u32 = 2;
+/// Rows and columns of C per workgroup of `matmul_f16`.
+const BLOCK: usize = 32;
+
+/// `len` f16 elements of a buffer from element `offset`.
+#[derive(Clone, Copy)]
+pub struct HalfView<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl<'a> HalfView<'a> {
+    pub fn at(buffer: &'a wgpu::Buffer, offset: usize, len: usize) -> HalfView<'a> {
+        HalfView {
+            buffer,
+            offset,
+            len,
+        }
+    }
+
+    /// Fail unless the view holds `halves` elements inside its buffer, addressable with
+    /// 32-bit element offsets.
+    fn check(&self, what: &str, halves: usize) -> Result<u32> {
+        let end = self.offset + halves;
+        if halves > self.len || end as u64 * 2 > self.buffer.size() {
+            bail!(
+                "{what}: needs {halves} f16 elements at {} but the view has {} (buffer {} elements)",
+                self.offset,
+                self.len,
+                self.buffer.size() / 2
+            );
+        }
+        u32::try_from(end)
+            .map(|_| self.offset as u32)
+            .map_err(|_| anyhow::anyhow!("{what}: element {end} is past 32-bit offsets"))
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CastParams {
+    n: u32,
+    src_off: u32,
+    dst_off: u32,
+    groups_x: u32,
+}
+
+/// The compiled f16 kernels of a device.
+pub struct HalfKernels {
+    cast: wgpu::ComputePipeline,
+    matmul: wgpu::ComputePipeline,
+}
+
+impl HalfKernels {
+    /// Compile them, or `None` where the device lacks `SHADER_F16`.
+    pub fn new(gpu: &Gpu) -> Result<Option<HalfKernels>> {
+        if !gpu.features.contains(wgpu::Features::SHADER_F16) {
+            return Ok(None);
+        }
+        let cast = gpu.shader("cast_f16", super::shaders::CAST_F16)?;
+        let matmul = gpu.shader("matmul_f16", super::shaders::MATMUL_F16)?;
+        Ok(Some(HalfKernels {
+            cast: gpu.pipeline("cast_f32_to_f16", &cast, "cast_f32_to_f16")?,
+            matmul: gpu.pipeline("matmul_f16", &matmul, "matmul_f16")?,
+        }))
+    }
+
+    /// A dispatch writing `dst[i] = f16(src[i])` for the `n` elements of the views.
+    pub fn cast(&self, gpu: &Gpu, src: View, dst: HalfView, n: usize) -> Result<Dispatch> {
+        let src_off = super::word_offset("cast source", src, n)?;
+        let dst_off = dst.check("cast destination", n)?;
+        let (gx, gy) = groups_1d(n, 256);
+        let label = "cast_f32_to_f16";
+        let uniforms = gpu.uniform_from(
+            label,
+            &CastParams {
+                n: n as u32,
+                src_off,
+                dst_off,
+                groups_x: gx,
+            },
+        );
+        let bind_group = gpu.bind(label, &self.cast, &[src.buffer, dst.buffer, &uniforms])?;
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.cast.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: 0.0,
+            bytes: 6.0 * n as f64,
+            uniforms: Some(uniforms),
+            then: None,
+        })
+    }
+
+    /// A dispatch computing `c = op(a) @ op(b) (+ bias) (+ c when accumulate)` with f16
+    /// operands and f32 products, sums, bias and output.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        a: HalfView,
+        b: HalfView,
+        bias: Option<View>,
+        c: View,
+        accumulate: bool,
+    ) -> Result<Dispatch> {
+        let MatmulShape {
+            m,
+            k,
+            n,
+            trans_a,
+            trans_b,
+        } = shape;
+        let a_off = a.check("matmul_f16 A", m * k)?;
+        let b_off = b.check("matmul_f16 B", k * n)?;
+        let c_off = super::word_offset("matmul_f16 C", c, m * n)?;
+        let bias_off = match &bias {
+            Some(v) => super::word_offset("matmul_f16 bias", *v, n)?,
+            None => 0,
+        };
+        if [a.buffer, b.buffer].contains(&c.buffer) {
+            bail!("matmul_f16 {m}x{k}x{n}: the output C shares a buffer with an input");
+        }
+        let col_blocks = n.div_ceil(BLOCK);
+        let blocks = m.div_ceil(BLOCK) * col_blocks;
+        let (gx, gy) = groups_1d(blocks, 1);
+        let (a_row, a_col) = if trans_a { (1, m) } else { (k, 1) };
+        let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
+        let params = Params {
+            m: m as u32,
+            k: k as u32,
+            n: n as u32,
+            flags: if bias.is_some() { HAS_BIAS } else { 0 }
+                | if accumulate { ACCUMULATE } else { 0 },
+            a_off,
+            a_row: a_row as u32,
+            a_col: a_col as u32,
+            b_off,
+            b_row: b_row as u32,
+            b_col: b_col as u32,
+            bias_off,
+            c_off,
+            col_blocks: col_blocks as u32,
+            blocks: blocks as u32,
+            groups_x: gx,
+            strip_width: 0,
+            k_chunk: k as u32,
+            k_slices: 1,
+            pad0: 0,
+            pad1: 0,
+        };
+        let label = "matmul_f16";
+        let uniforms = gpu.uniform_from(label, &params);
+        // Without a bias the kernel never reads binding 2; C's buffer cannot stand in (it
+        // is written), so A's does (two read-only bindings of one buffer are fine).
+        let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
+        let bind_group = gpu.bind(
+            label,
+            &self.matmul,
+            &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
+        )?;
+        let (mf, kf, nf) = (m as f64, k as f64, n as f64);
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.matmul.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: 2.0 * mf * kf * nf,
+            bytes: 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 },
+            uniforms: Some(uniforms),
+            then: None,
+        })
+    }
+}
