@@ -333,6 +333,22 @@ impl FromStr for MatmulVariant {
     }
 }
 
+/// The strides of the operands of `shape` as the kernels read them (row-major storage,
+/// transposes as strides): `[a_row, a_col, b_row, b_col]`, with
+/// `op(A)[i, p] = a[a_off + i * a_row + p * a_col]` and `op(B)[p, j]` likewise.
+pub fn strides(shape: MatmulShape) -> [u32; 4] {
+    let MatmulShape {
+        m,
+        k,
+        n,
+        trans_a,
+        trans_b,
+    } = shape;
+    let (a_row, a_col) = if trans_a { (1, m) } else { (k, 1) };
+    let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
+    [a_row as u32, a_col as u32, b_row as u32, b_col as u32]
+}
+
 /// The uniform block of `shaders/matmul_params.wgsl` (`Params`); public for kernels
 /// tried outside the crate (`examples/matmul_lab.rs`).
 #[repr(C)]
@@ -622,13 +638,7 @@ impl Matmul {
         c: View,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        let MatmulShape {
-            m,
-            k,
-            n,
-            trans_a,
-            trans_b,
-        } = shape;
+        let MatmulShape { m, k, n, .. } = shape;
         if !self.variants_available().contains(&variant) {
             bail!(
                 "matmul variant {variant} is not available on adapter {}",
@@ -695,9 +705,7 @@ impl Matmul {
         let label = variant.entry_point(shape);
         let pipeline = self.pipeline(gpu, variant, shape)?;
         let (gx, gy) = groups_1d(blocks, 1);
-        // op(A)[i, p] = a[a_off + i * a_row + p * a_col], op(B)[p, j] likewise.
-        let (a_row, a_col) = if trans_a { (1, m) } else { (k, 1) };
-        let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
+        let [a_row, a_col, b_row, b_col] = strides(shape);
         let flags =
             if bias.is_some() { HAS_BIAS } else { 0 } | if accumulate { ACCUMULATE } else { 0 };
         let params = Params {
@@ -706,11 +714,11 @@ impl Matmul {
             n: n as u32,
             flags,
             a_off: a.offset as u32,
-            a_row: a_row as u32,
-            a_col: a_col as u32,
+            a_row,
+            a_col,
             b_off: b.offset as u32,
-            b_row: b_row as u32,
-            b_col: b_col as u32,
+            b_row,
+            b_col,
             bias_off: bias.map_or(0, |v| v.offset as u32),
             c_off: c.offset as u32,
             col_blocks: word("column blocks", col_blocks)?,

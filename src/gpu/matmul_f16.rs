@@ -123,13 +123,7 @@ impl HalfKernels {
         c: View,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        let MatmulShape {
-            m,
-            k,
-            n,
-            trans_a,
-            trans_b,
-        } = shape;
+        let MatmulShape { m, k, n, .. } = shape;
         let a_off = a.check("matmul_f16 A", m * k)?;
         let b_off = b.check("matmul_f16 B", k * n)?;
         let c_off = super::word_offset("matmul_f16 C", c, m * n)?;
@@ -143,8 +137,7 @@ impl HalfKernels {
         let col_blocks = n.div_ceil(BLOCK);
         let blocks = m.div_ceil(BLOCK) * col_blocks;
         let (gx, gy) = groups_1d(blocks, 1);
-        let (a_row, a_col) = if trans_a { (1, m) } else { (k, 1) };
-        let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
+        let [a_row, a_col, b_row, b_col] = super::matmul::strides(shape);
         let params = Params {
             m: m as u32,
             k: k as u32,
@@ -152,11 +145,11 @@ impl HalfKernels {
             flags: if bias.is_some() { HAS_BIAS } else { 0 }
                 | if accumulate { ACCUMULATE } else { 0 },
             a_off,
-            a_row: a_row as u32,
-            a_col: a_col as u32,
+            a_row,
+            a_col,
             b_off,
-            b_row: b_row as u32,
-            b_col: b_col as u32,
+            b_row,
+            b_col,
             bias_off,
             c_off,
             col_blocks: col_blocks as u32,

@@ -428,22 +428,13 @@ impl Workspace {
 
     /// [`Workspace::take_stats`] awaited.
     pub async fn take_stats_async(&self, gpu: &Gpu) -> Result<TrainAccumulator> {
+        let acc = self.peek_stats_async(gpu).await?;
         if self.mode == Mode::Eval {
-            let acc = LossAccumulator::read_async(gpu, View::all(&self.loss_acc)).await?;
             gpu.write(&self.loss_acc, 0, &[LossAccumulator::default()]);
-            return Ok(TrainAccumulator {
-                loss_sum_bits: acc.loss_sum.to_bits(),
-                batches_bits: acc.batches.to_bits(),
-                ..Default::default()
-            });
+        } else {
+            gpu.write(&self.loss_acc, 0, &[0u32; TrainAccumulator::RESET_WORDS]);
         }
-        let words: Vec<u32> = gpu
-            .read_async(&self.loss_acc, 0, TrainAccumulator::WORDS)
-            .await?;
-        gpu.write(&self.loss_acc, 0, &[0u32; TrainAccumulator::RESET_WORDS]);
-        Ok(*bytemuck::from_bytes::<TrainAccumulator>(
-            bytemuck::cast_slice(&words),
-        ))
+        Ok(acc)
     }
 
     /// The accumulator as it stands, left as it is: what a progress display reads between
