@@ -16,18 +16,10 @@ struct CastParams {
 @group(0) @binding(1) var<storage, read_write> dst: array<f16>;
 @group(0) @binding(2) var<uniform> cast_params: CastParams;
 
-@compute @workgroup_size(256)
-fn cast_f32_to_f16(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lane: u32,
-) {
-    let i = (wg.x + wg.y * cast_params.groups_x) * 256u + lane;
-    if i >= cast_params.n {
-        return;
-    }
-    let v = src[cast_params.src_off + i];
-    // WGSL leaves the conversion of an out-of-range value undefined: past the largest f16
-    // (where ties to even rounds to infinity) it is made infinite here, with v's sign.
+// v rounded to the nearest f16. WGSL leaves the conversion of an out-of-range value
+// undefined: past the largest f16 (where ties to even rounds to infinity) it is made
+// infinite here, with v's sign.
+fn to_f16(v: f32) -> f16 {
     var h: f16;
     if abs(v) < 65520.0 {
         h = f16(v);
@@ -39,5 +31,39 @@ fn cast_f32_to_f16(
     } else {
         h = f16(v); // NaN
     }
-    dst[cast_params.dst_off + i] = h;
+    return h;
+}
+
+fn cast_index(wg: vec3<u32>, lane: u32) -> u32 {
+    return (wg.x + wg.y * cast_params.groups_x) * 256u + lane;
+}
+
+@compute @workgroup_size(256)
+fn cast_f32_to_f16(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let i = cast_index(wg, lane);
+    if i >= cast_params.n {
+        return;
+    }
+    dst[cast_params.dst_off + i] = to_f16(src[cast_params.src_off + i]);
+}
+
+// The gradient of the logits on its way into the mixed step's f16 products:
+// dst[i] = f16(src[i] * S), S the loss scale (word 0 of the loss-scale block,
+// loss_scale.wgsl). S is a power of two, so the product is exact in f32 and only the
+// rounding to f16 (or its overflow) differs from the unscaled value.
+@group(0) @binding(3) var<storage, read> cast_scale: array<f32>;
+
+@compute @workgroup_size(256)
+fn cast_f32_to_f16_scaled(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let i = cast_index(wg, lane);
+    if i >= cast_params.n {
+        return;
+    }
+    dst[cast_params.dst_off + i] = to_f16(src[cast_params.src_off + i] * cast_scale[0]);
 }

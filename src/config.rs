@@ -41,6 +41,34 @@ pub struct Config {
     /// `embedding_size == top hidden size`). Absent in older checkpoints: untied.
     #[serde(default)]
     pub tie_weights: bool,
+    /// Arithmetic of the matmuls: f32, or f16 operands with f32 sums and dynamic loss
+    /// scaling (`--precision mixed`). Absent in older checkpoints: f32.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// What the matmuls of a step compute in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// The matmuls read f16 copies of their operands (weights cast once per step,
+    /// activations and gradients where they are used) and sum in f32; parameters, the SGD
+    /// update, the cell's gate math, softmax, cross-entropy and every reduction stay f32.
+    /// Gradients are kept from underflowing f16 by dynamic loss scaling. Needs an adapter
+    /// with `shader-f16`.
+    Mixed,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Mixed => "mixed",
+        }
+    }
 }
 
 /// The named configurations.
@@ -83,6 +111,7 @@ impl Config {
             forget_bias: 0.0,
             tokens: Tokens::Words,
             tie_weights: false,
+            precision: Precision::F32,
         };
         match preset {
             Preset::Seed => seed,
@@ -324,6 +353,10 @@ pub struct ConfigArgs {
     /// Added to the forget gate's pre-activation [seed: 0.0].
     #[arg(long, allow_negative_numbers = true)]
     pub forget_bias: Option<f32>,
+    /// Matmul arithmetic: f32, or mixed (f16 operands, f32 sums, dynamic loss scaling; needs
+    /// an adapter with shader-f16) [default: f32].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
 }
 
 impl ConfigArgs {
@@ -354,7 +387,8 @@ impl ConfigArgs {
             max_grad_norm,
             keep_prob,
             forget_bias,
-            tokens
+            tokens,
+            precision
         );
         if self.tie_weights {
             c.tie_weights = true;

@@ -325,6 +325,9 @@ impl<'a> Run<'a> {
         let pbuf = ParamBuffers::upload(gpu, &cfg, &params)?;
         let parameter_bytes = gpu.buffer_bytes() - bytes0;
         let train_ws = Workspace::new(gpu, &kernels, &cfg, &pbuf, batch, steps, Mode::Train)?;
+        if let Some(ls) = pos.loss_scale {
+            train_ws.write_loss_scale(gpu, ls)?;
+        }
         // Evaluation never runs at the same time as a training step: it shares the
         // training step's logits (most of a step's memory) when they are large enough.
         let eval_workspace = |(b, t): (usize, usize)| {
@@ -352,11 +355,18 @@ impl<'a> Run<'a> {
         gpu.wait()?;
         let (recurrence, source) =
             crate::model::schedule::recurrence_for(gpu, &kernels, &cfg, (batch, steps));
-        log::info!(
-            "kernels: recurrence {recurrence} ({}); matmul {}",
-            source.name(),
-            crate::gpu::tune::report(&kernels.matmul).join(", ")
-        );
+        if cfg.precision == crate::config::Precision::Mixed {
+            log::info!(
+                "precision mixed: every product reads f16 copies of its operands and sums in f32 (matmul_f16, recurrence unfused), loss scale {}",
+                pos.loss_scale.unwrap_or_default().scale
+            );
+        } else {
+            log::info!(
+                "kernels: recurrence {recurrence} ({}); matmul {}",
+                source.name(),
+                crate::gpu::tune::report(&kernels.matmul).join(", ")
+            );
+        }
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         log::info!(
             "GPU buffers: {:.1} MiB ({:.1} MiB of parameters; the training and evaluation steps share their logits)",
@@ -426,7 +436,10 @@ impl<'a> Run<'a> {
             } else {
                 None
             },
-            position: self.pos.clone(),
+            position: Position {
+                loss_scale: self.train_ws.read_loss_scale(self.gpu)?,
+                ..self.pos.clone()
+            },
         };
         let bytes = ck.to_bytes()?;
         for name in names {
@@ -679,6 +692,13 @@ impl<'a> Run<'a> {
             if self.pos.epoch_skipped > 0 {
                 line += &format!(" skipped: {}", self.pos.epoch_skipped);
             }
+            let loss_scale = self.train_ws.read_loss_scale(self.gpu)?;
+            if let Some(ls) = loss_scale {
+                line += &format!(" loss scale: {}", ls.scale);
+                if ls.overflows > 0 {
+                    line += &format!(" (f16 overflows: {} steps skipped)", ls.overflows);
+                }
+            }
             match bar {
                 Some(b) => {
                     b.set_message(bar_message(ppl, wps));
@@ -687,9 +707,14 @@ impl<'a> Run<'a> {
                 None => log::info!("epoch {} {line}", epoch + 1),
             }
             let pos = &self.pos;
-            self.metrics.write(json!({"kind": "train", "epoch": epoch + 1, "step": done, "global_step": pos.global_step,
+            let mut record = json!({"kind": "train", "epoch": epoch + 1, "step": done, "global_step": pos.global_step,
                 "learning_rate": pos.learning_rate, "perplexity": ppl, "words_per_second": wps,
-                "skipped_steps": skipped, "skipped_steps_total": pos.skipped_steps}))?;
+                "skipped_steps": skipped, "skipped_steps_total": pos.skipped_steps});
+            if let Some(ls) = loss_scale {
+                record["loss_scale"] = json!(ls.scale);
+                record["overflow_steps"] = json!(ls.overflows);
+            }
+            self.metrics.write(record)?;
         }
         if at_checkpoint {
             let step_name = format!("step-{}.safetensors", self.pos.global_step);

@@ -65,6 +65,7 @@ struct CastParams {
 /// The compiled f16 kernels of a device.
 pub struct HalfKernels {
     cast: wgpu::ComputePipeline,
+    cast_scaled: wgpu::ComputePipeline,
     matmul: wgpu::ComputePipeline,
 }
 
@@ -78,16 +79,47 @@ impl HalfKernels {
         let matmul = gpu.shader("matmul_f16", super::shaders::MATMUL_F16)?;
         Ok(Some(HalfKernels {
             cast: gpu.pipeline("cast_f32_to_f16", &cast, "cast_f32_to_f16")?,
+            cast_scaled: gpu.pipeline("cast_f32_to_f16_scaled", &cast, "cast_f32_to_f16_scaled")?,
             matmul: gpu.pipeline("matmul_f16", &matmul, "matmul_f16")?,
         }))
     }
 
     /// A dispatch writing `dst[i] = f16(src[i])` for the `n` elements of the views.
     pub fn cast(&self, gpu: &Gpu, src: View, dst: HalfView, n: usize) -> Result<Dispatch> {
+        self.cast_dispatch(gpu, src, dst, n, None)
+    }
+
+    /// A dispatch writing `dst[i] = f16(src[i] * S)`, S the loss scale (word 0 of
+    /// `scale`, the block of [`super::loss_scale::LossScale`]).
+    pub fn cast_scaled(
+        &self,
+        gpu: &Gpu,
+        src: View,
+        dst: HalfView,
+        n: usize,
+        scale: &wgpu::Buffer,
+    ) -> Result<Dispatch> {
+        self.cast_dispatch(gpu, src, dst, n, Some(scale))
+    }
+
+    fn cast_dispatch(
+        &self,
+        gpu: &Gpu,
+        src: View,
+        dst: HalfView,
+        n: usize,
+        scale: Option<&wgpu::Buffer>,
+    ) -> Result<Dispatch> {
         let src_off = super::word_offset("cast source", src, n)?;
         let dst_off = dst.check("cast destination", n)?;
+        if src.buffer == dst.buffer || scale == Some(dst.buffer) {
+            bail!("cast to f16: the destination shares a buffer with an input");
+        }
         let (gx, gy) = groups_1d(n, 256);
-        let label = "cast_f32_to_f16";
+        let (label, pipeline) = match scale {
+            None => ("cast_f32_to_f16", &self.cast),
+            Some(_) => ("cast_f32_to_f16_scaled", &self.cast_scaled),
+        };
         let uniforms = gpu.uniform_from(
             label,
             &CastParams {
@@ -97,13 +129,15 @@ impl HalfKernels {
                 groups_x: gx,
             },
         );
-        let bind_group = gpu.bind(label, &self.cast, &[src.buffer, dst.buffer, &uniforms])?;
+        let mut buffers = vec![src.buffer, dst.buffer, &uniforms];
+        buffers.extend(scale);
+        let bind_group = gpu.bind(label, pipeline, &buffers)?;
         Ok(Dispatch {
             label: label.to_string(),
-            pipeline: self.cast.clone(),
+            pipeline: pipeline.clone(),
             bind_group,
             groups: (gx, gy, 1),
-            flops: 0.0,
+            flops: if scale.is_some() { n as f64 } else { 0.0 },
             bytes: 6.0 * n as f64,
             uniforms: Some(uniforms),
             then: None,

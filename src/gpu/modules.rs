@@ -36,6 +36,7 @@ pub fn all() -> Vec<ModuleSource> {
         fixed("embedding", EMBEDDING),
         fixed("lstm_cell", LSTM_CELL),
         fixed("lstm_step", LSTM_STEP),
+        fixed("loss_scale", LOSS_SCALE),
         ModuleSource {
             constants: super::matmul::MatmulVariant::ALL
                 .iter()

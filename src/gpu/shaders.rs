@@ -92,3 +92,5 @@ pub const MATMUL_F16: &str = concat!(
 );
 /// `shaders/cast_f16.wgsl`: f32 -> f16 copies (needs `Features::SHADER_F16`).
 pub const CAST_F16: &str = include_str!("../../shaders/cast_f16.wgsl");
+/// `shaders/loss_scale.wgsl`: the dynamic loss scaling of `--precision mixed`.
+pub const LOSS_SCALE: &str = include_str!("../../shaders/loss_scale.wgsl");

@@ -51,6 +51,10 @@ pub struct Position {
     /// Steps skipped since the very start.
     #[serde(default)]
     pub skipped_steps: u64,
+    /// `--precision mixed`: the dynamic loss scale where training stands. Absent in f32
+    /// and older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::gpu::loss_scale::LossScale>,
 }
 
 /// Everything a checkpoint holds.

@@ -12,12 +12,17 @@
 
 use anyhow::{bail, Result};
 
-use crate::config::Config;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use crate::config::{Config, Precision};
 use crate::gpu::dropout::Dropout;
 use crate::gpu::embedding::{pack_segments, segments_words, Embedding};
+use crate::gpu::loss_scale::{LossScale, LossScaleKernels};
 use crate::gpu::lstm_cell::{CellBackwardViews, CellForwardViews, CellShape, LstmCell};
 use crate::gpu::lstm_step::{LstmStep, Recurrence, StepBackwardViews, StepForwardViews};
 use crate::gpu::matmul::{Matmul, MatmulVariant};
+use crate::gpu::matmul_f16::{HalfKernels, HalfView};
 use crate::gpu::reduce::{ClipStats, Reduce, TrainAccumulator};
 use crate::gpu::sgd::{Hyper, Sgd};
 use crate::gpu::softmax_xent::{LossAccumulator, SoftmaxXent};
@@ -39,6 +44,9 @@ pub struct Kernels {
     pub reduce: Reduce,
     pub sgd: Sgd,
     pub dropout: Dropout,
+    /// The f16 casts and matmul of `--precision mixed`; `None` without `SHADER_F16`.
+    pub half: Option<HalfKernels>,
+    pub loss_scale: LossScaleKernels,
 }
 
 impl Kernels {
@@ -55,6 +63,8 @@ impl Kernels {
             reduce: Reduce::new(gpu)?,
             sgd: Sgd::new(gpu)?,
             dropout: Dropout::new(gpu)?,
+            half: HalfKernels::new(gpu)?,
+            loss_scale: LossScaleKernels::new(gpu)?,
         })
     }
 }
@@ -89,6 +99,10 @@ pub fn recurrence_for(
     (batch, steps): (usize, usize),
 ) -> (Recurrence, crate::gpu::ChoiceSource) {
     use crate::gpu::ChoiceSource;
+    // The fused step kernels have no f16 form: mixed precision runs the products unfused.
+    if cfg.precision == Precision::Mixed {
+        return (Recurrence::Unfused, ChoiceSource::Forced);
+    }
     if let Some(r) = k.recurrence {
         return (r, ChoiceSource::Forced);
     }
@@ -239,6 +253,8 @@ pub struct Workspace {
     hyper: wgpu::Buffer,
     loss_acc: wgpu::Buffer,
     clip: Option<wgpu::Buffer>,
+    /// The loss-scale block of a mixed training step ([`LossScale`]).
+    loss_scale: Option<wgpu::Buffer>,
     layers: Vec<LayerBuffers>,
     /// Steps submitted so far.
     pub steps_run: u64,
@@ -328,6 +344,7 @@ impl Workspace {
             hyper: b.hyper,
             loss_acc: b.loss_acc,
             clip,
+            loss_scale: b.loss_scale,
             layers: b.layers,
             steps_run: 0,
         })
@@ -523,6 +540,40 @@ impl Workspace {
             None => Ok(None),
         }
     }
+
+    /// The loss-scale block of a mixed training step after the steps submitted so far
+    /// (waits for the queue); `None` in f32 and for evaluation.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_loss_scale(&self, gpu: &Gpu) -> Result<Option<LossScale>> {
+        crate::gpu::block_on(self.read_loss_scale_async(gpu))
+    }
+
+    /// [`Workspace::read_loss_scale`] awaited.
+    pub async fn read_loss_scale_async(&self, gpu: &Gpu) -> Result<Option<LossScale>> {
+        match &self.loss_scale {
+            Some(b) => {
+                let w: Vec<u32> = gpu.read_async(b, 0, LossScale::WORDS).await?;
+                Ok(Some(bytemuck::pod_read_unaligned(bytemuck::cast_slice(&w))))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Set the loss-scale block (a resumed run's, or a test's); nothing in f32.
+    pub fn write_loss_scale(&self, gpu: &Gpu, ls: LossScale) -> Result<()> {
+        if !ls.scale.is_finite() || ls.scale <= 0.0 || ls.growth_interval == 0 {
+            bail!(
+                "a loss scale must be finite and positive with a growth interval of at least \
+                 1 step, got {} every {}",
+                ls.scale,
+                ls.growth_interval
+            );
+        }
+        if let Some(b) = &self.loss_scale {
+            gpu.write(b, 0, &[ls]);
+        }
+        Ok(())
+    }
 }
 
 /// [`Workspace::new`] in stages: the buffers of one step and the operations recorded so
@@ -558,6 +609,24 @@ struct StepBuilder<'a> {
     lse: wgpu::Buffer,
     loss_rows: wgpu::Buffer,
     layers: Vec<LayerBuffers>,
+    /// `--precision mixed`: the f16 kernels, the copies made so far, and (training) the
+    /// loss-scale block.
+    half: Option<HalfCopies<'a>>,
+    loss_scale: Option<wgpu::Buffer>,
+}
+
+/// The f16 copies of the operands of a mixed step's products. Every f32 buffer a product
+/// reads gets one f16 shadow of its size, and each range of it is cast right before the
+/// first product that reads it; later products reading the same range reuse the copy. That
+/// is sound because within one step no range is read as f16, then rewritten, then read
+/// again: weights change only in the SGD update at the end, activations and gradients are
+/// written once before their products read them (the logits' gradient is cast explicitly,
+/// with the loss scale, after the softmax's backward pass rewrote them in place).
+struct HalfCopies<'a> {
+    kernels: &'a HalfKernels,
+    shadows: RefCell<HashMap<wgpu::Buffer, wgpu::Buffer>>,
+    /// `(buffer, first element, elements)` already cast in this step.
+    cast: RefCell<HashSet<(wgpu::Buffer, usize, usize)>>,
 }
 
 impl<'a> StepBuilder<'a> {
@@ -573,6 +642,20 @@ impl<'a> StepBuilder<'a> {
         let n = batch * steps;
         let (v, e) = (cfg.vocab_size, cfg.embedding_size);
         let train = mode == Mode::Train;
+        let mixed = cfg.precision == Precision::Mixed;
+        let half = match (&k.half, mixed) {
+            (_, false) => None,
+            (Some(kernels), true) => Some(HalfCopies {
+                kernels,
+                shadows: RefCell::new(HashMap::new()),
+                cast: RefCell::new(HashSet::new()),
+            }),
+            (None, true) => bail!(
+                "--precision mixed needs 16-bit floats in shaders (shader-f16), which {} does \
+                 not offer here; use --precision f32",
+                gpu.info.name
+            ),
+        };
         let dropout = train && cfg.keep_prob < 1.0;
         let logits = match shared_logits {
             Some(b) => b.clone(),
@@ -633,12 +716,82 @@ impl<'a> StepBuilder<'a> {
             lse: gpu.storage("log-sum-exp", n),
             loss_rows: gpu.storage("loss rows", n),
             layers,
+            half,
+            loss_scale: (train && mixed)
+                .then(|| gpu.storage_from("loss scale", &[LossScale::initial()])),
         })
     }
 
     fn push(&mut self, dispatch: Result<Dispatch>) -> Result<()> {
         self.ops.push(Op::Dispatch(dispatch?));
         Ok(())
+    }
+
+    /// The dispatches of one product `c = op(a) @ op(b) (+ bias) (+ c)`: the tuned f32
+    /// matmul, or in mixed precision the f16 casts its operands still need and the f16
+    /// matmul.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        shape: MatmulShape,
+        a: View,
+        b: View,
+        bias: Option<View>,
+        c: View,
+        accumulate: bool,
+    ) -> Vec<Result<Dispatch>> {
+        let Some(half) = &self.half else {
+            return vec![self
+                .k
+                .matmul
+                .prepare(self.gpu, shape, a, b, bias, c, accumulate)];
+        };
+        let mut ops = Vec::new();
+        let (ha, cast_a) = self.half_copy(half, a, shape.m * shape.k, None);
+        let (hb, cast_b) = self.half_copy(half, b, shape.k * shape.n, None);
+        ops.extend(cast_a);
+        ops.extend(cast_b);
+        let (ha, hb) = (
+            HalfView::at(&ha, a.offset, a.len),
+            HalfView::at(&hb, b.offset, b.len),
+        );
+        ops.push(
+            half.kernels
+                .matmul(self.gpu, shape, ha, hb, bias, c, accumulate),
+        );
+        ops
+    }
+
+    /// The f16 shadow of `v`'s buffer, and the cast of `v`'s first `len` elements into it
+    /// unless this step already made that copy (multiplied by the loss scale in `scaled`).
+    fn half_copy(
+        &self,
+        half: &HalfCopies,
+        v: View,
+        len: usize,
+        scaled: Option<&wgpu::Buffer>,
+    ) -> (wgpu::Buffer, Option<Result<Dispatch>>) {
+        let shadow = half
+            .shadows
+            .borrow_mut()
+            .entry(v.buffer.clone())
+            .or_insert_with(|| {
+                let words = (v.buffer.size() as usize / 4).div_ceil(2);
+                self.gpu.storage("f16 copy", words)
+            })
+            .clone();
+        let fresh = half
+            .cast
+            .borrow_mut()
+            .insert((v.buffer.clone(), v.offset, len));
+        let cast = fresh.then(|| {
+            let dst = HalfView::at(&shadow, v.offset, len);
+            match scaled {
+                Some(block) => half.kernels.cast_scaled(self.gpu, v, dst, len, block),
+                None => half.kernels.cast(self.gpu, v, dst, len),
+            }
+        });
+        (shadow, cast)
     }
 
     /// Dropout at `site` from `from` into `to` (the same mask forward and backward).
@@ -745,8 +898,7 @@ impl<'a> StepBuilder<'a> {
         let w_x = View::at(w, 0, inp * 4 * h);
         let w_h = View::at(w, inp * 4 * h, h * 4 * h);
         let lb = &self.layers[l];
-        let projection = self.k.matmul.prepare(
-            self.gpu,
+        let mut ops = self.product(
             nn(n, inp, 4 * h),
             self.layer_input(l),
             w_x,
@@ -754,7 +906,6 @@ impl<'a> StepBuilder<'a> {
             View::all(&lb.z),
             false,
         );
-        let mut ops = vec![projection];
         for t in 0..self.steps {
             let h_prev = View::at(&lb.h, t * batch * h, batch * h);
             let z_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
@@ -780,15 +931,7 @@ impl<'a> StepBuilder<'a> {
                 ));
                 continue;
             }
-            ops.push(self.k.matmul.prepare(
-                self.gpu,
-                nn(batch, h, 4 * h),
-                h_prev,
-                w_h,
-                None,
-                z_t,
-                true,
-            ));
+            ops.extend(self.product(nn(batch, h, 4 * h), h_prev, w_h, None, z_t, true));
             let views = CellForwardViews {
                 pre: z_t,
                 c_prev,
@@ -828,8 +971,7 @@ impl<'a> StepBuilder<'a> {
             Some(w) => (nn(n, self.cfg.top_hidden(), v), w),
             None => (nt(n, self.cfg.top_hidden(), v), &self.params.embedding),
         };
-        let logits = self.k.matmul.prepare(
-            self.gpu,
+        let logits = self.product(
             shape,
             self.layer_output(top),
             View::all(weight),
@@ -837,7 +979,9 @@ impl<'a> StepBuilder<'a> {
             View::all(&self.logits),
             false,
         );
-        self.push(logits)?;
+        for d in logits {
+            self.push(d)?;
+        }
         let forward = self.k.softmax_xent.prepare_forward(
             self.gpu,
             n,
@@ -892,11 +1036,22 @@ impl<'a> StepBuilder<'a> {
             false,
         );
         self.push(backward)?;
+        // Mixed: the products read the logits' gradient times the loss scale, and the bias
+        // gradient (summed from the unscaled f32 gradient) is scaled to match.
+        if let (Some(half), Some(block)) = (&self.half, &self.loss_scale) {
+            let (_, cast) = self.half_copy(half, View::all(&self.logits), n * v, Some(block));
+            let scale_bias =
+                self.k
+                    .loss_scale
+                    .apply(self.gpu, View::all(&grads.softmax_b), v, block);
+            for d in cast.into_iter().chain([scale_bias]) {
+                self.push(d)?;
+            }
+        }
         // Untied: dW = h^T @ dlogits `[ht, v]`. Tied: dE = dlogits^T @ h `[v, ht]`, the
         // embedding's dense gradient, to which the lookup's rows are added later.
         let dw = match (&grads.softmax_w, &grads.embedding_dense) {
-            (Some(dw), _) => self.k.matmul.prepare(
-                self.gpu,
+            (Some(dw), _) => self.product(
                 tn(ht, n, v),
                 self.layer_output(top),
                 View::all(&self.logits),
@@ -904,8 +1059,7 @@ impl<'a> StepBuilder<'a> {
                 View::all(dw),
                 false,
             ),
-            (None, Some(de)) => self.k.matmul.prepare(
-                self.gpu,
+            (None, Some(de)) => self.product(
                 tn(v, n, ht),
                 View::all(&self.logits),
                 self.layer_output(top),
@@ -915,7 +1069,9 @@ impl<'a> StepBuilder<'a> {
             ),
             (None, None) => bail!("training buffers without a softmax weight gradient"),
         };
-        self.push(dw)?;
+        for d in dw {
+            self.push(d)?;
+        }
         let top_dh = self.layers[top].dh.clone().expect("training buffers");
         let dropped = self.layers[top].h_drop.is_some();
         let target = if dropped { &grads.scratch_dh } else { &top_dh };
@@ -923,8 +1079,7 @@ impl<'a> StepBuilder<'a> {
             Some(w) => (nt(n, v, ht), w),
             None => (nn(n, v, ht), &self.params.embedding),
         };
-        let dh = self.k.matmul.prepare(
-            self.gpu,
+        let dh = self.product(
             shape,
             View::all(&self.logits),
             View::all(weight),
@@ -932,7 +1087,9 @@ impl<'a> StepBuilder<'a> {
             View::all(target),
             false,
         );
-        self.push(dh)?;
+        for d in dh {
+            self.push(d)?;
+        }
         if dropped {
             let site = self.layers.len() as u32;
             self.dropout(
@@ -994,15 +1151,7 @@ impl<'a> StepBuilder<'a> {
                     );
                     continue;
                 }
-                ops.push(self.k.matmul.prepare(
-                    self.gpu,
-                    nt(batch, 4 * h, h),
-                    dz_next,
-                    w_h,
-                    None,
-                    dh_t,
-                    true,
-                ));
+                ops.extend(self.product(nt(batch, 4 * h, h), dz_next, w_h, None, dh_t, true));
             }
             let views = CellBackwardViews {
                 act,
@@ -1021,8 +1170,7 @@ impl<'a> StepBuilder<'a> {
         }
         let dz = View::all(&lb.z);
         let gw = &grads.lstm_weight[l];
-        ops.push(self.k.matmul.prepare(
-            self.gpu,
+        ops.extend(self.product(
             tn(inp, n, 4 * h),
             self.layer_input(l),
             dz,
@@ -1030,8 +1178,7 @@ impl<'a> StepBuilder<'a> {
             View::at(gw, 0, inp * 4 * h),
             false,
         ));
-        ops.push(self.k.matmul.prepare(
-            self.gpu,
+        ops.extend(self.product(
             tn(h, n, 4 * h),
             View::at(&lb.h, 0, n * h),
             dz,
@@ -1064,8 +1211,7 @@ impl<'a> StepBuilder<'a> {
             &grads.scratch_dh
         };
         let target = if dropped { scratch } else { final_dx };
-        ops.push(self.k.matmul.prepare(
-            self.gpu,
+        ops.extend(self.product(
             nt(n, 4 * h, inp),
             dz,
             w_x,
@@ -1182,6 +1328,16 @@ impl<'a> StepBuilder<'a> {
             View::all(&clip),
         );
         self.push(scale)?;
+        if let Some(block) = &self.loss_scale {
+            let update = self.k.loss_scale.update(
+                self.gpu,
+                block,
+                View::all(self.step_loss.as_ref().expect("training buffers")),
+                View::all(&clip),
+                cfg.max_grad_norm,
+            );
+            self.push(update)?;
+        }
         let guard = self.k.reduce.prepare_step_guard(
             self.gpu,
             View::all(self.step_loss.as_ref().expect("training buffers")),

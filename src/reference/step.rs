@@ -39,11 +39,11 @@
 
 use super::{
     clip_scale, dropout, embedding_gather, embedding_grad_rows, embedding_scatter_add_rows,
-    lstm_cell_backward, lstm_cell_forward, matmul, sgd_dense, sgd_sparse_rows,
+    lstm_cell_backward, lstm_cell_forward, matmul, round_f16, sgd_dense, sgd_sparse_rows,
     softmax_xent_backward_columns, softmax_xent_forward, sum_squares, IdSegments, MatmulShape,
     Real,
 };
-use crate::config::Config;
+use crate::config::{Config, Precision};
 use crate::model::{LstmLayer, Params, State};
 
 /// What a training step reports.
@@ -192,9 +192,25 @@ pub fn gradients<T: Real>(
     y: &[u32],
     dropout: Option<DropoutKey>,
 ) -> (T, Gradients<T>) {
+    gradients_scaled(cfg, params, state, x, y, dropout, T::one())
+}
+
+/// [`gradients`] of `loss_scale` times the loss: with `--precision mixed` the logits'
+/// gradient enters the f16 products multiplied by the loss scale (a power of two), and every
+/// gradient comes out that many times the true one (the softmax bias's too, which is scaled
+/// to match). In f32 the scale is not applied.
+pub fn gradients_scaled<T: Real>(
+    cfg: &Config,
+    params: &Params<T>,
+    state: &mut State<T>,
+    x: &[u32],
+    y: &[u32],
+    dropout: Option<DropoutKey>,
+    loss_scale: T,
+) -> (T, Gradients<T>) {
     let dropout = active_dropout(cfg, dropout);
     let (loss, tape) = forward(cfg, params, state, x, y, dropout);
-    (loss, backward(cfg, params, tape, dropout))
+    (loss, backward(cfg, params, tape, dropout, loss_scale))
 }
 
 /// One training step: forward, backward, global-norm clipping to `cfg.max_grad_norm` and
@@ -216,6 +232,87 @@ pub fn train_step<T: Real>(
     StepOutput {
         loss,
         grad_norm: sum_sq.sqrt(),
+    }
+}
+
+/// The dynamic loss scale of a mixed training step: the CPU twin of the block that
+/// `shaders/loss_scale.wgsl` keeps (`gpu::loss_scale::LossScale`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossScale {
+    pub scale: f32,
+    pub clean: u32,
+    pub overflows: u32,
+    pub growth_interval: u32,
+}
+
+impl LossScale {
+    /// The scale is not halved below this; an overflow there is a skipped step like a NaN.
+    pub const MIN: f32 = 1.0 / 1024.0;
+    /// Nor doubled above this.
+    pub const MAX: f32 = 16_777_216.0;
+
+    /// `loss_scale_update` after a step of loss `loss` whose scaled gradients have the
+    /// squared norm `sum_sq`: `Some((true squared norm, multiplier of the gradients in the
+    /// SGD update))`, or `None` when the step does not update (an f16 overflow backs S off;
+    /// a non-finite loss or an overflow at [`LossScale::MIN`] leaves it to the step guard).
+    pub fn update<T: Real>(&mut self, loss: T, sum_sq: T, max_norm: T) -> Option<(T, T)> {
+        let loss_ok = loss.to_f64().is_finite();
+        if !sum_sq.to_f64().is_finite() {
+            if loss_ok && self.scale > Self::MIN {
+                self.scale *= 0.5;
+                self.clean = 0;
+                self.overflows += 1;
+            }
+            return None;
+        }
+        let s = T::from_f64(self.scale as f64);
+        let true_sum_sq = sum_sq / (s * s);
+        let norm = true_sum_sq.sqrt();
+        let clip = if norm > max_norm {
+            max_norm / norm
+        } else {
+            T::one()
+        };
+        if loss_ok {
+            self.clean += 1;
+            if self.clean >= self.growth_interval {
+                self.scale = (self.scale * 2.0).min(Self::MAX);
+                self.clean = 0;
+            }
+        }
+        loss_ok.then_some((true_sum_sq, clip / s))
+    }
+}
+
+/// A training step of `--precision mixed` with dynamic loss scaling: the gradients of
+/// `ls.scale` times the loss, the scale updated, and the parameters updated unless the
+/// step overflowed (then `grad_norm` is infinite and nothing changes but the scale).
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_scaled<T: Real>(
+    cfg: &Config,
+    params: &mut Params<T>,
+    state: &mut State<T>,
+    x: &[u32],
+    y: &[u32],
+    lr: T,
+    dropout: Option<DropoutKey>,
+    ls: &mut LossScale,
+) -> StepOutput<T> {
+    let s = T::from_f64(ls.scale as f64);
+    let (loss, grads) = gradients_scaled(cfg, params, state, x, y, dropout, s);
+    let sum_sq = grads.sum_squares();
+    match ls.update(loss, sum_sq, T::from_f64(cfg.max_grad_norm as f64)) {
+        Some((true_sum_sq, multiplier)) => {
+            grads.apply_sgd(cfg, params, lr, multiplier);
+            StepOutput {
+                loss,
+                grad_norm: true_sum_sq.sqrt(),
+            }
+        }
+        None => StepOutput {
+            loss,
+            grad_norm: T::from_f64(f64::INFINITY),
+        },
     }
 }
 
@@ -282,6 +379,34 @@ fn column_sums<T: Real>(rows: usize, cols: usize, x: &[T]) -> Vec<T> {
 }
 
 /// `[batch, steps]` row-major to time-major `[steps, batch]`.
+/// One of the step's products: [`matmul`], with `--precision mixed`'s operands rounded to
+/// f16 first (the GPU casts them; products and sums stay in `T`). Reductions such as
+/// [`column_sums`] are not products and never round.
+fn product<T: Real>(
+    cfg: &Config,
+    s: MatmulShape,
+    a: &[T],
+    b: &[T],
+    bias: Option<&[T]>,
+    c: &mut [T],
+    accumulate: bool,
+) {
+    match cfg.precision {
+        Precision::F32 => matmul(s, a, b, bias, c, accumulate),
+        Precision::Mixed => {
+            let (a, b) = (to_f16(&a[..s.m * s.k]), to_f16(&b[..s.k * s.n]));
+            matmul(s, &a, &b, bias, c, accumulate)
+        }
+    }
+}
+
+/// Each value rounded to the nearest f16 (as `T`).
+fn to_f16<T: Real>(x: &[T]) -> Vec<T> {
+    x.iter()
+        .map(|&v| T::from_f64(round_f16(v.to_f64() as f32) as f64))
+        .collect()
+}
+
 fn time_major(ids: &[u32], batch: usize, steps: usize) -> Vec<u32> {
     (0..steps * batch)
         .map(|r| ids[(r % batch) * steps + r / batch])
@@ -344,7 +469,8 @@ fn forward<T: Real>(
 
         let mut pre = vec![T::zero(); rows * gates];
         let input = &inputs[l];
-        matmul(
+        product(
+            cfg,
             plain(rows, width, gates),
             input,
             w_x,
@@ -359,7 +485,8 @@ fn forward<T: Real>(
         h[at_slot(0)].copy_from_slice(&state.h[l]);
         for t in 0..steps {
             let pre_t = &mut pre[at_gates(t)];
-            matmul(
+            product(
+                cfg,
                 plain(batch, hidden, gates),
                 &h[at_slot(t)],
                 w_h,
@@ -396,7 +523,8 @@ fn forward<T: Real>(
     } else {
         (plain(rows, top, vocab), &params.softmax_w)
     };
-    matmul(
+    product(
+        cfg,
         shape,
         &inputs[cfg.hidden.len()],
         weight,
@@ -424,6 +552,7 @@ fn backward<T: Real>(
     params: &Params<T>,
     tape: Tape<T>,
     key: Option<DropoutKey>,
+    loss_scale: T,
 ) -> Gradients<T> {
     let Tape {
         ids,
@@ -449,13 +578,19 @@ fn backward<T: Real>(
         &mut softmax_b,
         false,
     );
+    if cfg.precision == Precision::Mixed {
+        for v in logits.iter_mut().chain(softmax_b.iter_mut()) {
+            *v *= loss_scale;
+        }
+    }
     let d_logits = logits;
     // Untied: dW = h^T @ dlogits, [top, vocab]. Tied: dE = dlogits^T @ h, [vocab, top].
     let mut softmax_w = Vec::new();
     let mut embedding_dense = None;
     if cfg.tie_weights {
         let mut d_embedding = vec![T::zero(); vocab * top];
-        matmul(
+        product(
+            cfg,
             MatmulShape {
                 trans_a: true,
                 ..plain(vocab, rows, top)
@@ -469,7 +604,8 @@ fn backward<T: Real>(
         embedding_dense = Some(d_embedding);
     } else {
         softmax_w = vec![T::zero(); top * vocab];
-        matmul(
+        product(
+            cfg,
             MatmulShape {
                 trans_a: true,
                 ..plain(top, rows, vocab)
@@ -485,7 +621,8 @@ fn backward<T: Real>(
     // of one layer's input into that of the layer beneath.
     let mut d_input = vec![T::zero(); rows * top];
     if cfg.tie_weights {
-        matmul(
+        product(
+            cfg,
             plain(rows, vocab, top),
             &d_logits,
             &params.embedding,
@@ -494,7 +631,8 @@ fn backward<T: Real>(
             false,
         );
     } else {
-        matmul(
+        product(
+            cfg,
             MatmulShape {
                 trans_b: true,
                 ..plain(rows, vocab, top)
@@ -566,7 +704,7 @@ fn layer_backward<T: Real>(
                 trans_b: true,
                 ..plain(batch, gates, hidden)
             };
-            matmul(recurrent, &d_pre[at_gates(t + 1)], w_h, None, dh, true);
+            product(cfg, recurrent, &d_pre[at_gates(t + 1)], w_h, None, dh, true);
         }
         lstm_cell_backward(
             batch,
@@ -588,9 +726,10 @@ fn layer_backward<T: Real>(
         trans_a: true,
         ..plain(m, rows, gates)
     };
-    matmul(over_steps(width), input, &d_pre, None, dw_x, false);
+    product(cfg, over_steps(width), input, &d_pre, None, dw_x, false);
     // Hidden-state slots 0..T are h_{t-1} for t = 0..T.
-    matmul(
+    product(
+        cfg,
         over_steps(hidden),
         &tape.h[..rows * hidden],
         &d_pre,
@@ -600,7 +739,8 @@ fn layer_backward<T: Real>(
     );
     let bias = column_sums(rows, gates, &d_pre);
     let mut d_input = vec![T::zero(); rows * width];
-    matmul(
+    product(
+        cfg,
         MatmulShape {
             trans_b: true,
             ..plain(rows, gates, width)
