@@ -162,6 +162,9 @@ enum BenchCommand {
         /// Print one JSON object (every row, and the tuned choices) instead of the table.
         #[arg(long)]
         json: bool,
+        /// f32: every f32 variant; mixed: the f16-operand matmul of `--precision mixed`.
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: lstm_gpu::config::Precision,
     },
 }
 
@@ -532,6 +535,7 @@ fn run(cli: Cli) -> Result<()> {
                     runs,
                     shapes,
                     json,
+                    precision,
                 },
         } => {
             let seed = lstm_gpu::config::Config::default();
@@ -559,13 +563,24 @@ fn run(cli: Cli) -> Result<()> {
                 "adapter: {} ({:?}, {:?})",
                 gpu.info.name, gpu.info.backend, gpu.info.device_type
             ));
-            let rows = lstm_gpu::gpu::matmul::bench_matmul(
-                &gpu,
-                &shapes,
-                (!variants.is_empty()).then_some(&variants[..]),
-                runs as usize,
-                |r| say(&r.line()),
-            )?;
+            let rows = if precision == lstm_gpu::config::Precision::Mixed {
+                if !variants.is_empty() {
+                    return Err(usage(
+                        "--variant names f32 kernels; --precision mixed times the one f16 matmul",
+                    ));
+                }
+                lstm_gpu::gpu::matmul_f16::bench_matmul_f16(&gpu, &shapes, runs as usize, |r| {
+                    say(&r.line())
+                })?
+            } else {
+                lstm_gpu::gpu::matmul::bench_matmul(
+                    &gpu,
+                    &shapes,
+                    (!variants.is_empty()).then_some(&variants[..]),
+                    runs as usize,
+                    |r| say(&r.line()),
+                )?
+            };
             // How the cached tuned choice of each product fares in this very run.
             if let Some(entry) = tune::cached(&gpu) {
                 say("tuned choices (cached), against the fastest variant of this run:");
@@ -892,6 +907,11 @@ const PTB_TRAIN_TOKENS: usize = 929_589;
 
 fn tune_command(args: TuneArgs) -> Result<()> {
     let cfg = args.config.resolve()?;
+    if cfg.precision == lstm_gpu::config::Precision::Mixed {
+        // Checked before the adapter: there is no choice to measure.
+        println!("{}", tune::NOTHING_TO_TUNE_MIXED);
+        return Ok(());
+    }
     let test_shape = test_shape(args.test_batch_size, args.test_num_steps)?;
     let mut gpu = args.gpu.open(&train::needs(&cfg, test_shape))?;
     let shapes = train::workspace_shapes(&cfg, test_shape);

@@ -358,6 +358,9 @@ impl Session {
         let kernels = Kernels::new(&gpu)?;
         let pbuf = ParamBuffers::upload(&gpu, &cfg, params)?;
         let train_ws = Workspace::new(&gpu, &kernels, &cfg, &pbuf, batch, steps, Mode::Train)?;
+        if let Some(ls) = pos.loss_scale {
+            train_ws.write_loss_scale(&gpu, ls)?;
+        }
         let eval_ws = Workspace::new_with_logits(
             &gpu,
             &kernels,
@@ -745,7 +748,10 @@ impl Session {
             vocab: self.corpus.vocab.words().to_vec(),
             params: self.params().await?,
             state,
-            position: self.pos.clone(),
+            position: crate::model::checkpoint::Position {
+                loss_scale: self.train_ws.read_loss_scale_async(&self.gpu).await?,
+                ..self.pos.clone()
+            },
         }
         .to_bytes()
     }

@@ -1675,3 +1675,64 @@ fn an_unknown_glued_token_names_words_eos() {
     let o = info("words-eos");
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `--precision mixed` resumes exactly too: the parameters, the state and the dynamic loss
+/// scale (its clean-step count) come back from the checkpoint; the log and the metrics
+/// report the scale. Where the adapter has no f16 in shaders, it is one line.
+#[test]
+fn a_mixed_precision_run_resumes_bit_identically_with_its_loss_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let mixed = |run_dir: &Path, steps: &str| {
+        let mut c = tiny_train(run_dir);
+        c.args([
+            "--precision",
+            "mixed",
+            "--max-steps",
+            steps,
+            "--no-eval-at-stop",
+        ]);
+        c
+    };
+    let o = run(&mut mixed(&a, "24"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&mut mixed(&b, "11"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(mixed(&b, "24")
+        .arg("--resume")
+        .arg(b.join("last.safetensors")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (ca, cb) = (
+        params_of(&a.join("last.safetensors")),
+        params_of(&b.join("last.safetensors")),
+    );
+    assert_eq!(ca.config.precision, lstm_gpu::config::Precision::Mixed);
+    assert_eq!(ca.params, cb.params, "parameters differ after resume");
+    assert_eq!(ca.state, cb.state);
+    let ls = ca
+        .position
+        .loss_scale
+        .expect("a mixed checkpoint keeps its loss scale");
+    assert_eq!(cb.position.loss_scale, Some(ls));
+    // No overflow at the initial scale on this model: 24 clean steps.
+    assert_eq!((ls.scale, ls.clean, ls.overflows), (65536.0, 24, 0));
+    let train = metrics_of(&a, "train");
+    assert!(
+        train.iter().all(|r| r["loss_scale"] == 65536.0),
+        "{train:?}"
+    );
+    // An f32 run's records have no such fields.
+    let f = dir.path().join("f");
+    let o = run(tiny_train(&f).args(["--max-steps", "2", "--no-eval-at-stop"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(metrics_of(&f, "train")
+        .iter()
+        .all(|r| r.get("loss_scale").is_none()));
+    assert_eq!(
+        params_of(&f.join("last.safetensors")).position.loss_scale,
+        None
+    );
+
+    let o = run(mixed(&dir.path().join("c"), "2").env("LSTM_GPU_WITHOUT", "f16"));
+    assert_one_line_error(&o, 1, "shader-f16");
+}

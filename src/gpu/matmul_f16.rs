@@ -218,3 +218,60 @@ impl HalfKernels {
         })
     }
 }
+
+/// `bench kernels --precision mixed`: the best of `runs` runs of the f16 matmul on each of
+/// `shapes` (its operands cast to f16 beforehand, untimed), timed as
+/// [`super::matmul::bench_matmul`] times the f32 variants.
+pub fn bench_matmul_f16(
+    gpu: &Gpu,
+    shapes: &[MatmulShape],
+    runs: usize,
+    mut on_row: impl FnMut(&super::matmul::BenchRow),
+) -> Result<Vec<super::matmul::BenchRow>> {
+    let Some(hk) = HalfKernels::new(gpu)? else {
+        bail!(
+            "--precision mixed needs 16-bit floats in shaders (shader-f16), which {} does not offer here",
+            gpu.info.name
+        );
+    };
+    let timer = super::matmul::Timer::new(gpu, runs.max(1));
+    let mut rows = Vec::new();
+    for &s in shapes {
+        let (na, nb) = (s.m * s.k, s.k * s.n);
+        let mut r = crate::rng::SplitMix64::new(1);
+        let values: Vec<f32> = (0..na.max(nb))
+            .map(|_| r.uniform(-0.5, 0.5) as f32)
+            .collect();
+        let src = gpu.storage_from("bench f32 operand", &values);
+        let a = gpu.storage("bench A (f16)", na.div_ceil(2));
+        let b = gpu.storage("bench B (f16)", nb.div_ceil(2));
+        let c = gpu.storage("bench C", s.m * s.n);
+        let cast_a = hk.cast(gpu, View::all(&src), HalfView::at(&a, 0, na), na)?;
+        let cast_b = hk.cast(gpu, View::all(&src), HalfView::at(&b, 0, nb), nb)?;
+        gpu.run(&[&cast_a, &cast_b])?;
+        let d = hk.matmul(
+            gpu,
+            s,
+            HalfView::at(&a, 0, na),
+            HalfView::at(&b, 0, nb),
+            None,
+            View::all(&c),
+            false,
+        )?;
+        gpu.run(&[&d])?;
+        let (seconds, clock) = timer.best(gpu, &d)?;
+        let row = super::matmul::BenchRow {
+            variant: "f16-scalar".to_string(),
+            form: super::matmul::form_name(s).to_string(),
+            m: s.m,
+            k: s.k,
+            n: s.n,
+            ms: seconds * 1e3,
+            gflops: d.flops / seconds / 1e9,
+            clock: clock.to_string(),
+        };
+        on_row(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}

@@ -165,6 +165,10 @@ pub fn store(gpu: &Gpu, entry: &AdapterTuning) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// What `tune` and `train` say for `--precision mixed`, whose products all run the one f16
+/// matmul (and the unfused recurrence).
+pub const NOTHING_TO_TUNE_MIXED: &str = "kernels: --precision mixed runs every product on the one f16 matmul (matmul_f16, with f32 sums) and the unfused recurrence: nothing to tune";
+
 /// How a command gets its kernel choices for `cfg` at the workspace shapes `shapes` (the
 /// first one the training step when there is one): `--matmul`/`--recurrence` win; else the
 /// cache, when it covers this model; else a measurement now when `auto` (and
@@ -176,6 +180,10 @@ pub fn choose(
     shapes: &[(usize, usize, Mode)],
     auto: bool,
 ) -> Result<ChoiceSource> {
+    if cfg.precision == crate::config::Precision::Mixed {
+        log::info!("{NOTHING_TO_TUNE_MIXED}");
+        return Ok(ChoiceSource::Default);
+    }
     if gpu.matmul.is_some() && gpu.recurrence.is_some() {
         return Ok(ChoiceSource::Forced);
     }

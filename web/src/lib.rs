@@ -44,6 +44,7 @@ fn adapter_json(summary: &lstm_gpu::gpu::context::AdapterSummary) -> serde_json:
         "driver": info.driver,
         "max_storage_binding_mib": summary.limits.max_storage_buffer_binding_size as f64 / (1 << 20) as f64,
         "subgroups": summary.features.contains(wgpu::Features::SUBGROUP),
+        "f16": summary.features.contains(wgpu::Features::SHADER_F16),
     })
 }
 

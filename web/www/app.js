@@ -140,9 +140,9 @@ function suggestPreset() {
     `The course's seed model takes about an hour an epoch on this adapter: pick "seed" in the list for it, or open the page in a browser with a GPU.`;
 }
 
-function optionsFor(preset, tokens, seed) {
+function optionsFor(preset, tokens, seed, precision = "f32") {
   const o = structuredClone(PRESETS[preset] || PRESETS.seed);
-  o.config = Object.assign({}, o.config, { tokens });
+  o.config = Object.assign({}, o.config, { tokens, precision });
   o.seed = seed;
   return o;
 }
@@ -183,7 +183,8 @@ function showModel() {
   $("model-info").textContent =
     `${(i.parameters / 1e6).toFixed(2)} M parameters: vocabulary ${c.vocab_size} ${c.tokens}, embedding ${c.embedding_size}, ` +
     `LSTM ${c.hidden.join("+")}, batch ${c.batch_size} x ${c.num_steps} steps, ${c.max_epoch} epochs, ` +
-    `${i.epoch_size} steps an epoch, ${i.dispatches_per_step} dispatches a step`;
+    `${i.epoch_size} steps an epoch, ${i.dispatches_per_step} dispatches a step` +
+    (c.precision === "mixed" ? ", mixed precision (f16 products, f32 sums, loss scaling)" : "");
   for (const id of ["train", "validate", "save", "predict", "generate"]) $(id).disabled = false;
   progress();
 }
@@ -498,7 +499,7 @@ const api = (S.api = {
   loadServer: action(loadServer),
   loadFiles: action(loadFiles),
   create: action((options) => newTrainer(options)),
-  createPreset: action((preset, tokens = "words", seed = 1) => newTrainer(optionsFor(preset, tokens, seed))),
+  createPreset: action((preset, tokens = "words", seed = 1, precision = "f32") => newTrainer(optionsFor(preset, tokens, seed, precision))),
   loadCheckpoint: action(loadCheckpoint),
   train: action(train),
   pause,
@@ -513,7 +514,7 @@ const quiet = (p) => p.catch(() => {});
 $("load-server").onclick = () => quiet(api.loadServer().then((l) => say(`loaded ${l}`)));
 for (const id of ["file-train", "file-valid", "file-test"]) $(id).onchange = () => quiet(api.loadFiles().then((l) => say(`loaded ${l}`)));
 $("create").onclick = () =>
-  quiet(api.createPreset($("preset").value, $("tokens").value, Number($("seed").value)).then(() => say("new model ready: press Train")));
+  quiet(api.createPreset($("preset").value, $("tokens").value, Number($("seed").value), $("precision").value).then(() => say("new model ready: press Train")));
 $("file-checkpoint").onchange = async () => {
   const f = $("file-checkpoint").files[0];
   if (f) await quiet(api.loadCheckpoint(new Uint8Array(await f.arrayBuffer())));
@@ -533,7 +534,11 @@ async function start() {
   try {
     S.adapter = JSON.parse(await adapter());
     const a = S.adapter;
-    $("adapter").textContent = `WebGPU adapter: ${a.name} (${a.backend}${a.driver ? ", " + a.driver : ""}; ${a.max_storage_binding_mib} MiB per storage binding${a.subgroups ? ", subgroups" : ""})`;
+    $("adapter").textContent = `WebGPU adapter: ${a.name} (${a.backend}${a.driver ? ", " + a.driver : ""}; ${a.max_storage_binding_mib} MiB per storage binding${a.subgroups ? ", subgroups" : ""}${a.f16 ? ", shader-f16" : ""})`;
+    // Mixed precision needs f16 in shaders: offered only where the adapter has it.
+    const mixed = $("precision").querySelector('option[value="mixed"]');
+    mixed.disabled = !a.f16;
+    if (!a.f16) mixed.textContent = "mixed (needs shader-f16, which this adapter lacks)";
   } catch (e) {
     S.noWebgpu = errorText(e);
     $("adapter").textContent = "No WebGPU adapter.";
