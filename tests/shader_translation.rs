@@ -11,8 +11,17 @@ use naga::valid::{
     Capabilities, ModuleInfo, ShaderStages, SubgroupOperationSet, ValidationFlags, Validator,
 };
 
-fn validate(label: &str, module: &naga::Module, subgroups: bool, f16: bool) -> ModuleInfo {
+fn validate(
+    label: &str,
+    module: &naga::Module,
+    subgroups: bool,
+    f16: bool,
+    cooperative: bool,
+) -> ModuleInfo {
     let mut caps = Capabilities::empty();
+    if cooperative {
+        caps |= Capabilities::COOPERATIVE_MATRIX;
+    }
     if subgroups {
         caps |= Capabilities::SUBGROUP;
     }
@@ -56,7 +65,7 @@ fn every_module_translates_for_every_backend() {
                 e.emit_to_string(&m.source)
             )
         });
-        let parsed_info = validate(label, &parsed, m.subgroups, m.f16);
+        let parsed_info = validate(label, &parsed, m.subgroups, m.f16, m.cooperative.is_some());
         for set in &m.constants {
             // The module as a pipeline with these constants sees it: overrides replaced.
             let mut constants = naga::back::PipelineConstants::default();
@@ -75,9 +84,14 @@ fn every_module_translates_for_every_backend() {
             let entries = entry_points(&module);
             assert!(!entries.is_empty(), "module {label} has no entry point");
 
-            // SPIR-V: subgroup operations need SPIR-V 1.3.
+            // SPIR-V: subgroup operations need SPIR-V 1.3; cooperative matrices (with the
+            // Vulkan memory model) 1.6, as wgpu's Vulkan backend writes them.
             let spv_options = spv::Options {
-                lang_version: if m.subgroups { (1, 3) } else { (1, 0) },
+                lang_version: match (m.cooperative, m.subgroups) {
+                    (Some(_), _) => (1, 6),
+                    (None, true) => (1, 3),
+                    (None, false) => (1, 0),
+                },
                 ..Default::default()
             };
             for ep in &entries {
@@ -91,6 +105,30 @@ fn every_module_translates_for_every_backend() {
                     words.len() > 5 && words[0] == 0x0723_0203,
                     "{label}::{ep}: not SPIR-V"
                 );
+            }
+
+            // Cooperative matrices: Vulkan (SPIR-V, above) at every tile; Metal's simdgroup
+            // matrices are 8x8 only (MSL 2.3); DX12 and GL have none through wgpu.
+            if let Some(tile) = m.cooperative {
+                if tile == 8 {
+                    let msl_options = msl::Options {
+                        lang_version: (2, 3),
+                        ..Default::default()
+                    };
+                    let (text, _) = msl::write_string(
+                        &module,
+                        &info,
+                        &msl_options,
+                        &msl::PipelineOptions::default(),
+                    )
+                    .unwrap_or_else(|e| panic!("{label}: MSL: {e}"));
+                    assert!(
+                        text.contains("simdgroup_multiply_accumulate"),
+                        "{label}: no simdgroup matrices in the MSL"
+                    );
+                }
+                translated += entries.len();
+                continue;
             }
 
             // MSL: subgroup (SIMD-group) functions need MSL 2.1.

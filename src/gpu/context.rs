@@ -309,6 +309,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The cooperative-matrix configurations the adapter lists (empty without the feature).
+    pub coop_tiles: Vec<wgpu::CooperativeMatrixProperties>,
     faults: Arc<Mutex<Faults>>,
     /// What wgpu calls with an error outside an error scope.
     error_sink: Arc<dyn Fn(wgpu::Error) + Send + Sync>,
@@ -447,8 +449,17 @@ impl PickedAdapter {
             | wgpu::Features::SHADER_F16
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
         let features = (adapter.features() & wanted) - features_withheld()?;
+        let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        // The tiles the adapter lists: the cooperative kernels use only these (a tile it
+        // does not list is undefined behaviour).
+        let coop_tiles = if coop {
+            adapter.cooperative_matrix_properties()
+        } else {
+            Vec::new()
+        };
         #[cfg(target_arch = "wasm32")]
         web_subgroups::ask();
         let mut limits = wgpu::Limits::default().or_worse_values_from(&offered);
@@ -460,6 +471,13 @@ impl PickedAdapter {
             label: Some("lstm-gpu"),
             required_features: features,
             required_limits: limits.clone(),
+            // SAFETY: the one experimental feature requested is cooperative matrices, used
+            // only by `matmul_coop`, on tiles the adapter lists, in uniform control flow.
+            experimental_features: if coop {
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
             ..Default::default()
         };
         let (device, queue) = adapter
@@ -471,7 +489,9 @@ impl PickedAdapter {
             true => features | wgpu::Features::SUBGROUP,
             false => features,
         };
-        Gpu::from_device(summary, device, queue, limits, features)
+        let mut gpu = Gpu::from_device(summary, device, queue, limits, features)?;
+        gpu.coop_tiles = coop_tiles;
+        Ok(gpu)
     }
 }
 
@@ -520,7 +540,7 @@ mod web_subgroups {
     }
 }
 
-/// The test hook `LSTM_GPU_WITHOUT` (comma-separated `subgroups`, `f16`, `timestamps`): optional
+/// The test hook `LSTM_GPU_WITHOUT` (comma-separated `subgroups`, `f16`, `coop`, `timestamps`): optional
 /// features left unrequested even where the adapter has them, so that the fallbacks of
 /// adapters without them (wgpu's GL backend, browsers) run on any machine.
 pub const WITHOUT_ENV: &str = "LSTM_GPU_WITHOUT";
@@ -532,6 +552,7 @@ fn features_withheld() -> Result<wgpu::Features> {
         f |= match item {
             "subgroups" => wgpu::Features::SUBGROUP,
             "f16" => wgpu::Features::SHADER_F16,
+            "coop" => wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
             "timestamps" => {
                 wgpu::Features::TIMESTAMP_QUERY
                     | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
@@ -539,7 +560,7 @@ fn features_withheld() -> Result<wgpu::Features> {
             }
             other => {
                 return Err(usage(format!(
-                    "{WITHOUT_ENV}: unknown feature `{other}` (subgroups, f16, timestamps)"
+                    "{WITHOUT_ENV}: unknown feature `{other}` (subgroups, f16, coop, timestamps)"
                 )))
             }
         };
@@ -631,6 +652,7 @@ impl Gpu {
             info: summary.info,
             limits,
             features,
+            coop_tiles: Vec::new(),
             faults,
             error_sink,
             submits: AtomicU64::new(0),

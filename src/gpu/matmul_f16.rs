@@ -37,7 +37,7 @@ impl<'a> HalfView<'a> {
 
     /// Fail unless the view holds `halves` elements inside its buffer, addressable with
     /// 32-bit element offsets.
-    fn check(&self, what: &str, halves: usize) -> Result<u32> {
+    pub(crate) fn check(&self, what: &str, halves: usize) -> Result<u32> {
         let end = self.offset + halves;
         if halves > self.len || end as u64 * 2 > self.buffer.size() {
             bail!(
@@ -67,6 +67,9 @@ pub struct HalfKernels {
     cast: wgpu::ComputePipeline,
     cast_scaled: wgpu::ComputePipeline,
     matmul: wgpu::ComputePipeline,
+    /// The cooperative-matrix matmul where the adapter has matrix units WGSL can reach;
+    /// [`HalfKernels::product`] prefers it.
+    pub coop: Option<super::matmul_coop::CoopMatmul>,
 }
 
 impl HalfKernels {
@@ -81,6 +84,7 @@ impl HalfKernels {
             cast: gpu.pipeline("cast_f32_to_f16", &cast, "cast_f32_to_f16")?,
             cast_scaled: gpu.pipeline("cast_f32_to_f16_scaled", &cast, "cast_f32_to_f16_scaled")?,
             matmul: gpu.pipeline("matmul_f16", &matmul, "matmul_f16")?,
+            coop: super::matmul_coop::CoopMatmul::new(gpu)?,
         }))
     }
 
@@ -144,8 +148,35 @@ impl HalfKernels {
         })
     }
 
+    /// The mixed step's product: [`HalfKernels::matmul`]'s result on the matrix units
+    /// where the adapter has them (`coop`), else the scalar kernel itself.
+    #[allow(clippy::too_many_arguments)]
+    pub fn product(
+        &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        a: HalfView,
+        b: HalfView,
+        bias: Option<View>,
+        c: View,
+        accumulate: bool,
+    ) -> Result<Dispatch> {
+        match &self.coop {
+            Some(coop) => coop.matmul(gpu, shape, a, b, bias, c, accumulate),
+            None => self.matmul(gpu, shape, a, b, bias, c, accumulate),
+        }
+    }
+
+    /// The name of the kernel [`HalfKernels::product`] runs.
+    pub fn product_name(&self) -> String {
+        match &self.coop {
+            Some(coop) => format!("matmul_coop {0}x{0} (cooperative matrices)", coop.tile()),
+            None => "matmul_f16 (scalar)".to_string(),
+        }
+    }
+
     /// A dispatch computing `c = op(a) @ op(b) (+ bias) (+ c when accumulate)` with f16
-    /// operands and f32 products, sums, bias and output.
+    /// operands and f32 products, sums, bias and output: the scalar kernel.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -258,20 +289,35 @@ pub fn bench_matmul_f16(
             View::all(&c),
             false,
         )?;
-        gpu.run(&[&d])?;
-        let (seconds, clock) = timer.best(gpu, &d)?;
-        let row = super::matmul::BenchRow {
-            variant: "f16-scalar".to_string(),
-            form: super::matmul::form_name(s).to_string(),
-            m: s.m,
-            k: s.k,
-            n: s.n,
-            ms: seconds * 1e3,
-            gflops: d.flops / seconds / 1e9,
-            clock: clock.to_string(),
-        };
-        on_row(&row);
-        rows.push(row);
+        let mut kernels = vec![("f16-scalar".to_string(), d)];
+        if let Some(coop) = &hk.coop {
+            let d = coop.matmul(
+                gpu,
+                s,
+                HalfView::at(&a, 0, na),
+                HalfView::at(&b, 0, nb),
+                None,
+                View::all(&c),
+                false,
+            )?;
+            kernels.push((format!("f16-coop-{0}x{0}", coop.tile()), d));
+        }
+        for (variant, d) in kernels {
+            gpu.run(&[&d])?;
+            let (seconds, clock) = timer.best(gpu, &d)?;
+            let row = super::matmul::BenchRow {
+                variant,
+                form: super::matmul::form_name(s).to_string(),
+                m: s.m,
+                k: s.k,
+                n: s.n,
+                ms: seconds * 1e3,
+                gflops: d.flops / seconds / 1e9,
+                clock: clock.to_string(),
+            };
+            on_row(&row);
+            rows.push(row);
+        }
     }
     Ok(rows)
 }

@@ -170,6 +170,7 @@ pub mod loss_scale;
 pub mod lstm_cell;
 pub mod lstm_step;
 pub mod matmul;
+pub mod matmul_coop;
 pub mod matmul_f16;
 pub mod modules;
 pub mod reduce;

@@ -20,6 +20,10 @@ pub struct ModuleSource {
     /// The sets of pipeline-overridable constants the launcher builds it with (one empty
     /// set: the defaults).
     pub constants: Vec<&'static [(&'static str, f64)]>,
+    /// The tile size of a module using cooperative matrices (built only where the adapter
+    /// lists that tile for f16 x f16 -> f32: Vulkan GPUs 16, Metal 8; never on DX12, GL or
+    /// in a browser).
+    pub cooperative: Option<u32>,
 }
 
 /// Every module the program can compile, with every generated variant.
@@ -30,6 +34,7 @@ pub fn all() -> Vec<ModuleSource> {
         subgroups: false,
         f16: false,
         constants: vec![&[]],
+        cooperative: None,
     };
     let mut v = vec![
         fixed("dropout", DROPOUT),
@@ -80,6 +85,7 @@ pub fn all() -> Vec<ModuleSource> {
             subgroups: true,
             f16: false,
             constants: vec![&[]],
+            cooperative: None,
         });
     }
     for (backward, label) in [
@@ -92,6 +98,19 @@ pub fn all() -> Vec<ModuleSource> {
             subgroups: true,
             f16: false,
             constants: vec![&[]],
+            cooperative: None,
+        });
+    }
+    // The cooperative-matrix matmul at the tiles wgpu can name, for 32-invocation
+    // subgroups (NVIDIA, Apple; the launcher makes one per adapter subgroup size).
+    for tile in super::matmul_coop::TILES {
+        v.push(ModuleSource {
+            label: format!("matmul_coop_{tile}x{tile}"),
+            source: Cow::Owned(super::matmul_coop::coop_source(tile, 32)),
+            subgroups: true,
+            f16: true,
+            constants: vec![&[]],
+            cooperative: Some(tile),
         });
     }
     v

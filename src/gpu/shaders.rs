@@ -94,3 +94,5 @@ pub const MATMUL_F16: &str = concat!(
 pub const CAST_F16: &str = include_str!("../../shaders/cast_f16.wgsl");
 /// `shaders/loss_scale.wgsl`: the dynamic loss scaling of `--precision mixed`.
 pub const LOSS_SCALE: &str = include_str!("../../shaders/loss_scale.wgsl");
+/// `shaders/matmul_coop.wgsl`, before `matmul_coop::coop_source` completes it.
+pub const MATMUL_COOP: &str = include_str!("../../shaders/matmul_coop.wgsl");

@@ -165,9 +165,9 @@ pub fn store(gpu: &Gpu, entry: &AdapterTuning) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// What `tune` and `train` say for `--precision mixed`, whose products all run the one f16
-/// matmul (and the unfused recurrence).
-pub const NOTHING_TO_TUNE_MIXED: &str = "kernels: --precision mixed runs every product on the one f16 matmul (matmul_f16, with f32 sums) and the unfused recurrence: nothing to tune";
+/// What `tune` and `train` say for `--precision mixed`, whose products all run the adapter's
+/// one f16 matmul (and the unfused recurrence).
+pub const NOTHING_TO_TUNE_MIXED: &str = "kernels: --precision mixed runs every product on the adapter's one f16 matmul (on its matrix units where WGSL reaches them, else the scalar matmul_f16; f32 sums) and the unfused recurrence: nothing to tune";
 
 /// How a command gets its kernel choices for `cfg` at the workspace shapes `shapes` (the
 /// first one the training step when there is one): `--matmul`/`--recurrence` win; else the

@@ -1,0 +1,158 @@
+//! The cooperative-matrix matmul of `--precision mixed` (issue 25): `shaders/matmul_coop.wgsl`
+//! on the matrix units of a GPU (tensor cores, WMMA, XMX through Vulkan; simdgroup
+//! matrices through Metal), f16 operands into f32 sums. wgpu reaches them through its
+//! experimental cooperative-matrix extension; [`CoopMatmul::new`] builds the kernel only
+//! where the adapter lists an f16 x f16 -> f32 tile this source can name (16x16 or 8x8)
+//! and its subgroups have one fixed size. Elsewhere (lavapipe, DX12, GL, browsers) the
+//! mixed step runs `matmul_f16`, the scalar kernel with the same rounding points.
+//!
+//! CPU twin: [`crate::reference::matmul`] on operands rounded with
+//! [`crate::reference::round_f16`], as for `matmul_f16`; the parity test is
+//! `tests/parity_matmul_coop.rs` (on a GPU that has the units).
+
+use anyhow::{bail, Result};
+
+use super::matmul::Params;
+use super::matmul_f16::HalfView;
+use super::{groups_1d, Dispatch, Gpu, View};
+use crate::reference::MatmulShape;
+
+/// The tile sizes the kernel can be built for, the preferred first.
+pub const TILES: [u32; 2] = [16, 8];
+
+const HAS_BIAS: u32 = 1;
+const ACCUMULATE: u32 = 2;
+
+/// `shaders/matmul_coop.wgsl` as a module: for `tile` x `tile` f16 tiles into f32, in
+/// workgroups of four subgroups of `subgroup` invocations.
+pub fn coop_source(tile: u32, subgroup: u32) -> String {
+    let ty = format!("coop_mat{tile}x{tile}");
+    format!(
+        "enable f16;\nenable wgpu_cooperative_matrix;\nconst TILE: u32 = {tile}u;\nconst SG: u32 = {subgroup}u;\n{}{}",
+        super::shaders::MATMUL_PARAMS,
+        super::shaders::MATMUL_COOP
+            .replace("COOP_A", &format!("{ty}<f16, A>"))
+            .replace("COOP_B", &format!("{ty}<f16, B>"))
+            .replace("COOP_C", &format!("{ty}<f32, C>"))
+    )
+}
+
+/// The tile the adapter offers for the kernel: the first of [`TILES`] it lists as
+/// `tile x tile x tile`, f16 inputs, f32 accumulator; `None` without one, without
+/// `SHADER_F16`, or where subgroups do not have one fixed size (the kernel's workgroup is
+/// four subgroups).
+pub fn coop_tile(gpu: &Gpu) -> Option<u32> {
+    use wgpu::CooperativeScalarType::{F16, F32};
+    if !gpu
+        .features
+        .contains(wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP)
+        || gpu.info.subgroup_min_size != gpu.info.subgroup_max_size
+        || gpu.info.subgroup_min_size == 0
+    {
+        return None;
+    }
+    TILES.into_iter().find(|&t| {
+        gpu.coop_tiles.iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (t, t, t) && p.ab_type == F16 && p.cr_type == F32
+        })
+    })
+}
+
+/// The compiled cooperative-matrix matmul of a device.
+pub struct CoopMatmul {
+    pipeline: wgpu::ComputePipeline,
+    tile: u32,
+}
+
+impl CoopMatmul {
+    /// Compile it where the adapter has a tile for it ([`coop_tile`]), else `None`.
+    pub fn new(gpu: &Gpu) -> Result<Option<CoopMatmul>> {
+        let Some(tile) = coop_tile(gpu) else {
+            return Ok(None);
+        };
+        let label = format!("matmul_coop_{tile}x{tile}");
+        let module = gpu.shader(&label, &coop_source(tile, gpu.info.subgroup_min_size))?;
+        Ok(Some(CoopMatmul {
+            pipeline: gpu.pipeline(&label, &module, "matmul_coop")?,
+            tile,
+        }))
+    }
+
+    /// The tile size it was built for.
+    pub fn tile(&self) -> u32 {
+        self.tile
+    }
+
+    /// A dispatch computing `c = op(a) @ op(b) (+ bias) (+ c when accumulate)` with f16
+    /// operands and f32 sums, bias and output, on the matrix units.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        a: HalfView,
+        b: HalfView,
+        bias: Option<View>,
+        c: View,
+        accumulate: bool,
+    ) -> Result<Dispatch> {
+        let MatmulShape { m, k, n, .. } = shape;
+        let a_off = a.check("matmul_coop A", m * k)?;
+        let b_off = b.check("matmul_coop B", k * n)?;
+        let c_off = super::word_offset("matmul_coop C", c, m * n)?;
+        let bias_off = match &bias {
+            Some(v) => super::word_offset("matmul_coop bias", *v, n)?,
+            None => 0,
+        };
+        if [a.buffer, b.buffer].contains(&c.buffer) {
+            bail!("matmul_coop {m}x{k}x{n}: the output C shares a buffer with an input");
+        }
+        let block = 4 * self.tile as usize;
+        let col_blocks = n.div_ceil(block);
+        let blocks = m.div_ceil(block) * col_blocks;
+        let (gx, gy) = groups_1d(blocks, 1);
+        let [a_row, a_col, b_row, b_col] = super::matmul::strides(shape);
+        let params = Params {
+            m: m as u32,
+            k: k as u32,
+            n: n as u32,
+            flags: if bias.is_some() { HAS_BIAS } else { 0 }
+                | if accumulate { ACCUMULATE } else { 0 },
+            a_off,
+            a_row,
+            a_col,
+            b_off,
+            b_row,
+            b_col,
+            bias_off,
+            c_off,
+            col_blocks: col_blocks as u32,
+            blocks: blocks as u32,
+            groups_x: gx,
+            strip_width: 0,
+            k_chunk: k as u32,
+            k_slices: 1,
+            pad0: 0,
+            pad1: 0,
+        };
+        let label = "matmul_coop";
+        let uniforms = gpu.uniform_from(label, &params);
+        let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
+        let bind_group = gpu.bind(
+            label,
+            &self.pipeline,
+            &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
+        )?;
+        let (mf, kf, nf) = (m as f64, k as f64, n as f64);
+        Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: self.pipeline.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: 2.0 * mf * kf * nf,
+            bytes: 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 },
+            uniforms: Some(uniforms),
+            then: None,
+        })
+    }
+}
