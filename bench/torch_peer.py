@@ -16,9 +16,14 @@ times `torch.matmul` on those products (the transposes of A and B as strided vie
 cuBLAS reads in place), fp32 with TF32 off, for the per-product ratios of
 scripts/gpu-bench.sh.
 
+`--precision mixed` is the peer of `lstm-gpu --precision mixed`: the step under
+`torch.autocast(dtype=torch.float16)` (f16 matmuls and cuDNN LSTM on tensor cores, f32
+master weights) with `torch.amp.GradScaler`'s dynamic loss scaling, and `--matmuls` in f16.
+
     python3 bench/torch_peer.py --out peer.json [--presets "seed medium large"]
                                 [--steps 100] [--device auto|cuda|mps|cpu]
                                 [--layers fused|separate] [--matmuls "4096x4096x4096 ..."]
+                                [--precision f32|mixed]
 """
 import argparse
 import json
@@ -41,6 +46,7 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--layers", choices=["fused", "separate"], default="fused")
     ap.add_argument("--matmuls", default="")
+    ap.add_argument("--precision", choices=["f32", "mixed"], default="f32")
     args = ap.parse_args()
     try:
         import torch
@@ -63,7 +69,10 @@ def main():
         elif device == "mps":
             torch.mps.synchronize()
 
-    out = {"torch": torch.__version__, "device": device, "presets": {}}
+    mixed = args.precision == "mixed"
+    if mixed and device != "cuda":
+        sys.exit("torch_peer.py: --precision mixed times autocast to f16 on CUDA only")
+    out = {"torch": torch.__version__, "device": device, "precision": args.precision, "presets": {}}
     if device == "cuda":
         out["device_name"] = torch.cuda.get_device_name()
     for name in args.presets.split():
@@ -92,19 +101,23 @@ def main():
         x = torch.randint(0, VOCAB, (steps, batch), device=device)
         y = torch.randint(0, VOCAB, (steps, batch), device=device)
         state = [None] * len(layers)
+        scaler = torch.amp.GradScaler("cuda", enabled=mixed)
 
         def step():
-            h = drop(emb(x))
-            for i, layer in enumerate(layers):
-                h, s = layer(h, state[i])
-                state[i] = tuple(t.detach() for t in s)
-                h = drop(h)
-            logits = soft(h).view(-1, VOCAB)
-            loss = torch.nn.functional.cross_entropy(logits, y.view(-1)) * steps
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=mixed):
+                h = drop(emb(x))
+                for i, layer in enumerate(layers):
+                    h, s = layer(h, state[i])
+                    state[i] = tuple(t.detach() for t in s)
+                    h = drop(h)
+                logits = soft(h).view(-1, VOCAB)
+                loss = torch.nn.functional.cross_entropy(logits.float(), y.view(-1)) * steps
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, p["clip"])
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
 
         for _ in range(10):
             step()
@@ -122,22 +135,23 @@ def main():
         print(f"torch {name}: {batch * steps / secs:,.0f} words/s, {secs * 1e3:.2f} ms/step",
               file=sys.stderr)
     if args.matmuls.split():
-        out["matmuls"] = time_matmuls(torch, device, sync, args.matmuls.split())
+        dtype = torch.float16 if mixed else torch.float32
+        out["matmuls"] = time_matmuls(torch, device, sync, args.matmuls.split(), dtype)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
 
 
-def time_matmuls(torch, device, sync, shapes):
+def time_matmuls(torch, device, sync, shapes, dtype):
     """torch.matmul on each "MxKxN[:XY]" (X, Y: N or T, the transposes of A and B, as views
-    of row-major storage as lstm-gpu keeps them): milliseconds and GFLOP/s, the median of
-    enough runs to fill about 0.2 s."""
+    of row-major storage as lstm-gpu keeps them) in `dtype`: milliseconds and GFLOP/s, the
+    median of enough runs to fill about 0.2 s."""
     out = {}
     for spec in shapes:
         dims, _, form = spec.partition(":")
         form = form or "NN"
         m, k, n = (int(v) for v in dims.lower().split("x"))
-        a = torch.randn(k, m, device=device).t() if form[0] == "T" else torch.randn(m, k, device=device)
-        b = torch.randn(n, k, device=device).t() if form[1] == "T" else torch.randn(k, n, device=device)
+        a = torch.randn(k, m, device=device, dtype=dtype).t() if form[0] == "T" else torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(n, k, device=device, dtype=dtype).t() if form[1] == "T" else torch.randn(k, n, device=device, dtype=dtype)
         for _ in range(3):
             torch.matmul(a, b)
         sync()

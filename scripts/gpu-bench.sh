@@ -19,7 +19,10 @@
 # beside this script; run when python3 imports torch, for words/s side by side), --no-peer,
 # --matmul-size N (lstm-gpu's variants and torch.matmul on an N^3 product, default 4096;
 # 0 skips it). With the peer, every product of the presets is also timed in torch.matmul
-# and printed beside lstm-gpu's tuned kernel, as a ratio.
+# and printed beside lstm-gpu's tuned kernel, as a ratio. --no-mixed skips the
+# `--precision mixed` part (issue 25): each preset profiled mixed (f16 products: the
+# cooperative-matrix matmul where the adapter offers it), the f16 matmul at the square size,
+# and the peer under autocast to f16, each as a ratio.
 # The tuning cache goes to $LSTM_GPU_CACHE_DIR (default a fresh temporary folder), so that
 # a run never depends on an earlier one.
 set -euo pipefail
@@ -31,18 +34,20 @@ steps=5
 presets="seed medium large"
 peer=""
 no_peer=0
+mixed=1
 matmul_size=4096
 while [ $# -gt 0 ]; do
   case "$1" in
     --peer) peer="$2"; shift 2 ;;
     --no-peer) no_peer=1; shift ;;
+    --no-mixed) mixed=0; shift ;;
     --matmul-size) matmul_size="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --adapter) adapter="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
     --presets) presets="$2"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "gpu-bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -88,6 +93,21 @@ if [ "$matmul_size" != 0 ]; then
     || { log "bench kernels at $s failed"; rm -f "$work/bench-square.json"; }
 fi
 
+# --precision mixed: needs shader-f16; an adapter without it leaves these files out.
+if [ $mixed = 1 ]; then
+  for preset in $presets; do
+    log "profile --precision mixed --preset $preset ($steps steps)"
+    "$bin" profile --adapter "$adapter" --preset "$preset" --precision mixed --synthetic \
+      --steps "$steps" --json > "$work/profile-mixed-$preset.json" 2> "$work/profile-mixed-$preset.err" \
+      || { log "profile --precision mixed failed: $(tail -n 1 "$work/profile-mixed-$preset.err")"; rm -f "$work/profile-mixed-$preset.json"; }
+  done
+  if [ "$matmul_size" != 0 ]; then
+    log "bench kernels --precision mixed --shape $s"
+    "$bin" bench kernels --adapter "$adapter" --precision mixed --shape "$s" --json \
+      > "$work/bench-square-mixed.json" 2> /dev/null || rm -f "$work/bench-square-mixed.json"
+  fi
+fi
+
 # Every product the presets' steps run (the keys of their tuning), for the peer's matmuls.
 products=$(python3 - "$work" $presets <<'PY' 2>/dev/null || true
 import json, sys
@@ -110,6 +130,13 @@ if [ $no_peer = 0 ] && [ -n "$peer" ] && python3 -c "import torch" 2>/dev/null; 
   log "PyTorch peer ($peer)"
   python3 "$peer" --out "$work/peer.json" --presets "$presets" --matmuls "$products" \
     || { log "the PyTorch peer failed; the table has no peer column"; rm -f "$work/peer.json"; }
+  if [ $mixed = 1 ]; then
+    log "PyTorch peer, autocast to f16"
+    square=""
+    [ "$matmul_size" = 0 ] || square="${matmul_size}x${matmul_size}x${matmul_size}:NN"
+    python3 "$peer" --out "$work/peer-mixed.json" --presets "$presets" --precision mixed \
+      --matmuls "$square" || rm -f "$work/peer-mixed.json"
+  fi
 fi
 secs=$(( $(date +%s) - t0 ))
 
@@ -133,7 +160,20 @@ secs=$(( $(date +%s) - t0 ))
   done
   printf '\n},\n"peer": '
   if [ -f "$work/peer.json" ]; then cat "$work/peer.json"; else printf 'null'; fi
-  printf '\n}\n'
+  printf ',\n"mixed": {"profiles": {'
+  first=1
+  for preset in $presets; do
+    [ -f "$work/profile-mixed-$preset.json" ] || continue
+    [ $first = 1 ] || printf ','
+    first=0
+    printf '"%s": ' "$preset"
+    cat "$work/profile-mixed-$preset.json"
+  done
+  printf '},\n"bench_square": '
+  if [ -f "$work/bench-square-mixed.json" ]; then cat "$work/bench-square-mixed.json"; else printf 'null'; fi
+  printf ',\n"peer": '
+  if [ -f "$work/peer-mixed.json" ]; then cat "$work/peer-mixed.json"; else printf 'null'; fi
+  printf '}\n}\n'
 } > "$out"
 
 # The short table: one line per preset, read from the profiles' JSON without jq.
@@ -191,6 +231,38 @@ for key, (variant, ms) in ours.items():
     ratio = f'{t["ms"] / ms:6.2f}' if t else f'{"-":>6}'
     print(f"  {key:<22} {variant:<18} {ms:9.3f} {gf:9.0f} {tm} {ratio}")
 print("  ratio = torch.matmul's time / lstm-gpu's (above 1: lstm-gpu faster)")
+PY
+fi
+if [ $mixed = 1 ]; then
+  echo
+  echo "--precision mixed (f16 products, f32 sums) against PyTorch with autocast to f16:"
+  python3 - "$work" $presets <<'PY' || true
+import json, os, sys
+work, presets = sys.argv[1], sys.argv[2:]
+def load(name):
+    path = f"{work}/{name}"
+    return json.load(open(path)) if os.path.exists(path) else None
+peer = load("peer-mixed.json") or {}
+print(f'  {"preset":<7} {"words/s":>10} {"peer w/s":>10} {"ratio":>6}  matmul')
+for preset in presets:
+    prof = load(f"profile-mixed-{preset}.json")
+    if prof is None:
+        print(f"  {preset:<7} (not run: see the log)")
+        continue
+    wps = prof["words_per_second"]
+    p = peer.get("presets", {}).get(preset)
+    pw = f'{p["words_per_second"]:10.0f}' if p else f'{"-":>10}'
+    ratio = f'{wps / p["words_per_second"]:6.2f}' if p else f'{"-":>6}'
+    kernels = sorted({r.get("kernel", "") for r in prof.get("kernels", []) if "matmul" in r.get("kernel", "")})
+    print(f"  {preset:<7} {wps:10.0f} {pw} {ratio}  {', '.join(kernels)}")
+square = load("bench-square-mixed.json")
+if square:
+    tm = peer.get("matmuls", {})
+    for r in square["rows"]:
+        key = f'{r["m"]}x{r["k"]}x{r["n"]}:{r["form"]}'
+        t = tm.get(key)
+        ratio = f'{t["ms"] / r["ms"]:.2f}x torch.matmul f16 ({t["ms"]:.3f} ms)' if t else "no torch figure"
+        print(f'  {key} {r["variant"]}: {r["ms"]:.3f} ms, {r["gflops"]:,.0f} GFLOP/s, {ratio}')
 PY
 fi
 echo

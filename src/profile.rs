@@ -278,7 +278,15 @@ pub fn profile(
         matmul_gflops,
         matmul_variant: variant,
         recurrence: format!("{recurrence} ({})", source.name()),
-        matmul_choices: crate::gpu::tune::report(&kernels.matmul),
+        matmul_choices: match (&kernels.half, cfg.precision) {
+            (Some(h), crate::config::Precision::Mixed) => {
+                vec![format!(
+                    "every product {} (--precision mixed)",
+                    h.product_name()
+                )]
+            }
+            _ => crate::gpu::tune::report(&kernels.matmul),
+        },
         percent_of_matmul_limit: 100.0 * limit_seconds / wall,
         gpu_buffer_bytes,
         parameter_bytes,
