@@ -940,6 +940,24 @@ fn tune_command(args: TuneArgs) -> Result<()> {
     Ok(())
 }
 
+/// A checkpoint's configuration for evaluation and prediction on `gpu`: a model trained with
+/// `--precision mixed` is scored in f32 where the adapter has no f16 in shaders (the f16
+/// products change a perplexity by well under 0.01%), rather than refused.
+fn inference_config(cfg: &Config, gpu: &lstm_gpu::gpu::Gpu) -> Config {
+    let mixed = cfg.precision == lstm_gpu::config::Precision::Mixed;
+    if mixed && !gpu.features.contains(wgpu::Features::SHADER_F16) {
+        log::info!(
+            "the checkpoint was trained with --precision mixed; {} has no shader-f16, so it runs in f32",
+            gpu.info.name
+        );
+        return Config {
+            precision: lstm_gpu::config::Precision::F32,
+            ..cfg.clone()
+        };
+    }
+    cfg.clone()
+}
+
 fn eval_command(args: EvalArgs) -> Result<()> {
     let ck = Checkpoint::load(&args.checkpoint)?;
     let cfg: Config = ck.config.clone();
@@ -971,6 +989,7 @@ fn eval_command(args: EvalArgs) -> Result<()> {
     let batches = corpus.batches(split, batch, steps)?;
     let shapes = [(batch, steps, Mode::Eval)];
     let mut gpu = args.gpu.open(&Needs::of_model(&cfg, &shapes))?;
+    let cfg = inference_config(&cfg, &gpu);
     tune::choose(&mut gpu, &cfg, &shapes, false)?;
     let kernels = Kernels::new(&gpu)?;
     let params = ParamBuffers::upload(&gpu, &cfg, &ck.params)?;
@@ -1028,8 +1047,9 @@ fn predict_command(args: PredictArgs) -> Result<()> {
     }
     let (vocab, ids) = encode_context(&ck, &args.context, "the context")?;
     let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
-    tune::choose(&mut gpu, &ck.config, &[(1, 1, Mode::Eval)], false)?;
-    let mut p = Predictor::new(&gpu, &ck.config, &ck.params, args.top_k)?;
+    let cfg = inference_config(&ck.config, &gpu);
+    tune::choose(&mut gpu, &cfg, &[(1, 1, Mode::Eval)], false)?;
+    let mut p = Predictor::new(&gpu, &cfg, &ck.params, args.top_k)?;
     for &id in &ids {
         p.feed(&gpu, id)?;
     }
@@ -1068,8 +1088,9 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
     }
     let (vocab, ids) = encode_context(&ck, &args.prompt, "--prompt")?;
     let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
-    tune::choose(&mut gpu, &ck.config, &[(1, 1, Mode::Eval)], false)?;
-    let mut p = Predictor::new(&gpu, &ck.config, &ck.params, 1)?;
+    let cfg = inference_config(&ck.config, &gpu);
+    tune::choose(&mut gpu, &cfg, &[(1, 1, Mode::Eval)], false)?;
+    let mut p = Predictor::new(&gpu, &cfg, &ck.params, 1)?;
     for &id in &ids {
         p.feed(&gpu, id)?;
     }

@@ -1735,4 +1735,21 @@ fn a_mixed_precision_run_resumes_bit_identically_with_its_loss_scale() {
 
     let o = run(mixed(&dir.path().join("c"), "2").env("LSTM_GPU_WITHOUT", "f16"));
     assert_one_line_error(&o, 1, "shader-f16");
+    // A mixed checkpoint still predicts and evaluates there, in f32.
+    let ck = a.join("last.safetensors");
+    for without in ["", "f16"] {
+        let o = run(bin()
+            .args(["predict", "--checkpoint"])
+            .arg(&ck)
+            .arg("the market")
+            .env("LSTM_GPU_WITHOUT", without));
+        assert!(o.status.success(), "predict ({without}): {}", stderr(&o));
+        let o = run(bin()
+            .args(["eval", "--split", "valid", "--data"])
+            .arg(tiny_data())
+            .arg("--checkpoint")
+            .arg(&ck)
+            .env("LSTM_GPU_WITHOUT", without));
+        assert!(o.status.success(), "eval ({without}): {}", stderr(&o));
+    }
 }
