@@ -1099,3 +1099,74 @@ fn the_first_minute_of_the_seed_model_moves() {
         "the page says how long an epoch takes: {page}"
     );
 }
+
+/// `--precision mixed` in a tab: where the browser's adapter has `shader-f16`, the page
+/// offers it, a tiny model trains in it (the loss falls) and its checkpoint carries the loss
+/// scale and evaluates natively; where it has not, the option is disabled with the reason and
+/// asking for it anyway is refused with the one-line message.
+#[test]
+fn the_page_trains_in_mixed_precision_where_the_adapter_has_f16() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ptb");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("ptb.train.txt"), head("train", 600)).unwrap();
+    std::fs::write(data.join("ptb.valid.txt"), head("valid", 80)).unwrap();
+    std::fs::write(data.join("ptb.test.txt"), head("test", 80)).unwrap();
+    let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let page = b.ok(
+        "const o = document.querySelector('#precision option[value=\"mixed\"]'); \
+         return {adapter: window.lstm.adapter, disabled: o.disabled, text: o.textContent};",
+        json!(null),
+    );
+    assert!(page["adapter"].is_object(), "no WebGPU adapter: {page}");
+    eprintln!("browser adapter: {}", page["adapter"]);
+    let (mut options, _) = tiny();
+    options["config"]["precision"] = json!("mixed");
+    if page["adapter"]["f16"] != json!(true) {
+        assert_eq!(page["disabled"], json!(true), "{page}");
+        assert!(
+            page["text"].as_str().unwrap().contains("shader-f16"),
+            "{page}"
+        );
+        let refused = b
+            .run("return await window.lstm.api.create(args);", options)
+            .expect_err("a mixed model without shader-f16");
+        assert!(refused.contains("shader-f16"), "{refused}");
+        return;
+    }
+    assert_eq!(page["disabled"], json!(false), "{page}");
+    let info = b.ok("return await window.lstm.api.create(args);", options);
+    assert_eq!(info["config"]["precision"], "mixed", "{info}");
+    let events = b.ok("return await window.lstm.api.train(args);", json!(20));
+    let loss: Vec<f64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "train")
+        .map(|e| e["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(loss.len(), 20, "{events}");
+    let (first, last) = (
+        loss[..5].iter().sum::<f64>() / 5.0,
+        loss[15..].iter().sum::<f64>() / 5.0,
+    );
+    assert!(
+        last < first - 0.2,
+        "the loss falls: {first:.3} -> {last:.3}"
+    );
+    let ck = page_checkpoint(&b);
+    let path = dir.path().join("mixed.safetensors");
+    std::fs::write(&path, &ck).unwrap();
+    let parsed = lstm_gpu::model::checkpoint::Checkpoint::load(&path).unwrap();
+    assert_eq!(parsed.config.precision, lstm_gpu::config::Precision::Mixed);
+    let ls = parsed
+        .position
+        .loss_scale
+        .expect("the page's checkpoint keeps the loss scale");
+    assert!(ls.scale > 0.0 && ls.clean + ls.overflows > 0, "{ls:?}");
+    let valid = native_eval(&path, &data);
+    assert!(valid.is_finite() && valid > 1.0, "{valid}");
+}
