@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random, rel_l2, to_f64};
+use common::{assert_close, gpu, random, random_ids, random_state, rel_l2, to_f64};
 use lstm_gpu::config::{Config, Precision};
 use lstm_gpu::gpu::loss_scale::LossScale;
 use lstm_gpu::gpu::matmul_f16::{HalfKernels, HalfView};
@@ -23,7 +23,6 @@ use lstm_gpu::gpu::{Gpu, View};
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::model::{Params, State};
 use lstm_gpu::reference::step::{self, DropoutKey};
-use lstm_gpu::rng::SplitMix64;
 
 fn small_config(precision: Precision) -> Config {
     Config {
@@ -47,22 +46,6 @@ fn half_kernels(gpu: &Gpu) -> HalfKernels {
             gpu.info.name
         )
     })
-}
-
-fn random_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut r = SplitMix64::new(seed);
-    (0..n)
-        .map(|_| (r.next_u64() % (vocab as u64 / 2)) as u32)
-        .collect()
-}
-
-fn random_state(cfg: &Config, seed: u64) -> State<f32> {
-    let mut s = State::<f32>::zeros(cfg, cfg.batch_size);
-    for (l, (c, h)) in s.c.iter_mut().zip(s.h.iter_mut()).enumerate() {
-        *c = random(c.len(), 1.0, seed + 2 * l as u64);
-        *h = random(h.len(), 0.9, seed + 2 * l as u64 + 1);
-    }
-    s
 }
 
 /// A training workspace of `cfg` on fresh parameters of `seed`, with its incoming state.

@@ -14,23 +14,10 @@
 
 mod common;
 
-use common::{assert_close, gpu, nan, random};
+use common::gpu;
+use common::half::{half_matmul_parity, SIZES};
 use lstm_gpu::gpu::matmul_coop::CoopMatmul;
-use lstm_gpu::gpu::matmul_f16::{HalfKernels, HalfView};
-use lstm_gpu::gpu::View;
-use lstm_gpu::reference::{matmul, round_f16, MatmulShape};
-
-const SIZES: [(usize, usize, usize); 9] = [
-    (1, 1, 1),
-    (7, 33, 1),
-    (1, 7, 33),
-    (33, 1, 7),
-    (60, 129, 33),
-    (129, 60, 7),
-    (33, 70, 129),
-    (65, 200, 97),
-    (300, 650, 260),
-];
+use lstm_gpu::gpu::matmul_f16::HalfKernels;
 
 #[test]
 #[ignore = "needs a GPU with cooperative matrices: run with --ignored on one"]
@@ -46,80 +33,19 @@ fn the_cooperative_matmul_matches_its_twin_on_awkward_shapes() {
             gpu.info.name, gpu.coop_tiles, gpu.info.subgroup_min_size, gpu.info.subgroup_max_size
         )
     });
-    println!("{}: tile {0}x{0}", coop.tile());
-    let mut seed = 21;
-    for (t, &(m, k, n)) in SIZES.iter().enumerate() {
-        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            seed += 1;
-            let s = MatmulShape {
-                m,
-                k,
-                n,
-                trans_a: ta,
-                trans_b: tb,
-            };
-            let (bias_on, accumulate) = ((t + seed as usize) % 2 == 0, seed % 3 == 0);
-            let (a_at, b_at) = (3, 3 + m * k + 1);
-            let inputs = random(b_at + k * n + 2, 1.0, seed);
-            let bias = random(n, 1.0, seed + 1);
-            let c_start = random(m * n, 1.0, seed + 2);
-            let src = gpu.storage_from("f32 operands", &inputs);
-            let half_buf = gpu.storage("f16 operands", inputs.len().div_ceil(2) + 1);
-            let bias_buf = gpu.storage_from("bias", &bias);
-            let c_at = 5;
-            let c_buf = gpu.storage("C", c_at + m * n + 7);
-            let mut words = nan(c_at + m * n + 7);
-            if accumulate {
-                words[c_at..c_at + m * n].copy_from_slice(&c_start);
-            }
-            gpu.write(&c_buf, 0, &words);
-            let cast = hk
-                .cast(
-                    &gpu,
-                    View::all(&src),
-                    HalfView::at(&half_buf, 0, inputs.len()),
-                    inputs.len(),
-                )
-                .unwrap();
-            let d = coop
-                .matmul(
-                    &gpu,
-                    s,
-                    HalfView::at(&half_buf, a_at, m * k),
-                    HalfView::at(&half_buf, b_at, k * n),
-                    bias_on.then(|| View::all(&bias_buf)),
-                    View::at(&c_buf, c_at, m * n),
-                    accumulate,
-                )
-                .unwrap();
-            gpu.run(&[&cast, &d]).unwrap();
-            let all: Vec<f32> = gpu.read(&c_buf, 0, c_at + m * n + 7).unwrap();
-            let what = format!(
-                "matmul_coop {m}x{k}x{n} trans_a={ta} trans_b={tb} bias={bias_on} accumulate={accumulate}"
-            );
-            assert!(
-                all[..c_at]
-                    .iter()
-                    .chain(&all[c_at + m * n..])
-                    .all(|v| v.is_nan()),
-                "{what}: wrote outside C's window"
-            );
-            let rounded = |v: &[f32]| v.iter().map(|&x| round_f16(x) as f64).collect::<Vec<f64>>();
-            let mut want: Vec<f64> = if accumulate {
-                c_start.iter().map(|&x| x as f64).collect()
-            } else {
-                vec![0.0; m * n]
-            };
-            let bias64: Vec<f64> = bias.iter().map(|&x| x as f64).collect();
-            matmul(
-                s,
-                &rounded(&inputs[a_at..a_at + m * k]),
-                &rounded(&inputs[b_at..b_at + k * n]),
-                bias_on.then_some(&bias64[..]),
-                &mut want,
-                accumulate,
-            );
-            assert_close(&what, &all[c_at..c_at + m * n], &want, 1e-5);
-        }
-    }
+    println!(
+        "matmul_coop on {}: tile {1}x{1}",
+        gpu.info.name,
+        coop.tile()
+    );
+    // The awkward shapes, and one of the medium preset's size.
+    let mut sizes = SIZES.to_vec();
+    sizes.push((300, 650, 260));
+    half_matmul_parity(
+        &gpu,
+        &hk,
+        "matmul_coop",
+        &sizes,
+        &|gpu, s, a, b, bias, c, acc| coop.matmul(gpu, s, a, b, bias, c, acc),
+    );
 }

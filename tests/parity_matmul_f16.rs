@@ -11,10 +11,11 @@
 
 mod common;
 
-use common::{assert_close, gpu, nan, random};
+use common::half::{half_matmul_parity, SIZES};
+use common::{gpu, random};
 use lstm_gpu::gpu::matmul_f16::{HalfKernels, HalfView};
 use lstm_gpu::gpu::{Gpu, View};
-use lstm_gpu::reference::{matmul, round_f16, MatmulShape};
+use lstm_gpu::reference::round_f16;
 
 fn kernels(gpu: &Gpu) -> HalfKernels {
     HalfKernels::new(gpu).unwrap().unwrap_or_else(|| {
@@ -103,119 +104,15 @@ fn the_cast_rounds_to_nearest_even_and_overflows_to_infinity() {
     assert_eq!(round_f16(65520.0), f32::INFINITY);
 }
 
-/// (m, k, n): none a multiple of the 32x32 block, every dimension 1 somewhere.
-const SIZES: [(usize, usize, usize); 8] = [
-    (1, 1, 1),
-    (7, 33, 1),
-    (1, 7, 33),
-    (33, 1, 7),
-    (60, 129, 33),
-    (129, 60, 7),
-    (33, 70, 129),
-    (65, 200, 97),
-];
-
 #[test]
 fn the_f16_matmul_matches_its_twin_on_awkward_shapes() {
     let gpu = gpu();
     let hk = kernels(&gpu);
-    let mut seed = 11;
-    for (t, &(m, k, n)) in SIZES.iter().enumerate() {
-        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            seed += 1;
-            let s = MatmulShape {
-                m,
-                k,
-                n,
-                trans_a: ta,
-                trans_b: tb,
-            };
-            let (bias_on, accumulate) = ((t + seed as usize) % 2 == 0, seed % 3 == 0);
-            // A and B in one f32 buffer at odd offsets; cast into one f16 buffer, also at
-            // odd element offsets.
-            let (a_at, b_at) = (3, 3 + m * k + 1);
-            let inputs = random(b_at + k * n + 2, 1.0, seed);
-            let bias = random(n, 1.0, seed + 1);
-            let c_start = random(m * n, 1.0, seed + 2);
-            let src = gpu.storage_from("f32 operands", &inputs);
-            let half_buf = gpu.storage("f16 operands", inputs.len().div_ceil(2) + 1);
-            let bias_buf = gpu.storage_from("bias", &bias);
-            let c_at = 5;
-            let c_buf = gpu.storage("C", c_at + m * n + 7);
-            let mut words = nan(c_at + m * n + 7);
-            if accumulate {
-                words[c_at..c_at + m * n].copy_from_slice(&c_start);
-            }
-            gpu.write(&c_buf, 0, &words);
-            let cast = hk
-                .cast(
-                    &gpu,
-                    View::all(&src),
-                    HalfView::at(&half_buf, 0, inputs.len()),
-                    inputs.len(),
-                )
-                .unwrap();
-            let d = hk
-                .matmul(
-                    &gpu,
-                    s,
-                    HalfView::at(&half_buf, a_at, m * k),
-                    HalfView::at(&half_buf, b_at, k * n),
-                    bias_on.then(|| View::all(&bias_buf)),
-                    View::at(&c_buf, c_at, m * n),
-                    accumulate,
-                )
-                .unwrap();
-            gpu.run(&[&cast, &d]).unwrap();
-            let all: Vec<f32> = gpu.read(&c_buf, 0, c_at + m * n + 7).unwrap();
-            let what = format!("matmul_f16 {m}x{k}x{n} trans_a={ta} trans_b={tb} bias={bias_on} accumulate={accumulate}");
-            assert!(
-                all[..c_at]
-                    .iter()
-                    .chain(&all[c_at + m * n..])
-                    .all(|v| v.is_nan()),
-                "{what}: wrote outside C's window"
-            );
-            let rounded = |v: &[f32]| v.iter().map(|&x| round_f16(x) as f64).collect::<Vec<f64>>();
-            let mut want: Vec<f64> = if accumulate {
-                c_start.iter().map(|&x| x as f64).collect()
-            } else {
-                vec![0.0; m * n]
-            };
-            let bias64: Vec<f64> = bias.iter().map(|&x| x as f64).collect();
-            matmul(
-                s,
-                &rounded(&inputs[a_at..a_at + m * k]),
-                &rounded(&inputs[b_at..b_at + k * n]),
-                bias_on.then_some(&bias64[..]),
-                &mut want,
-                accumulate,
-            );
-            assert_close(&what, &all[c_at..c_at + m * n], &want, 1e-5);
-            // And it is not the f32 product: the operands really were rounded to f16
-            // (the difference is of the order of f16's roundoff, 2^-11, over 1e-5).
-            if k >= 33 && !accumulate {
-                let mut exact = vec![0.0f64; m * n];
-                let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-                matmul(
-                    s,
-                    &f64s(&inputs[a_at..a_at + m * k]),
-                    &f64s(&inputs[b_at..b_at + k * n]),
-                    bias_on.then_some(&bias64[..]),
-                    &mut exact,
-                    false,
-                );
-                let (mut num, mut den) = (0.0, 0.0);
-                for (g, e) in all[c_at..c_at + m * n].iter().zip(&exact) {
-                    num += (*g as f64 - e).powi(2);
-                    den += e * e;
-                }
-                let rel = (num / den).sqrt();
-                assert!(
-                    rel > 1e-5,
-                    "{what}: {rel:e} from the f32 product: not rounded to f16?"
-                );
-            }
-        }
-    }
+    half_matmul_parity(
+        &gpu,
+        &hk,
+        "matmul_f16",
+        &SIZES,
+        &|gpu, s, a, b, bias, c, acc| hk.matmul(gpu, s, a, b, bias, c, acc),
+    );
 }

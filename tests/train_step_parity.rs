@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random};
+use common::{assert_close, gpu, random_ids, random_state};
 use lstm_gpu::config::Config;
 use lstm_gpu::data::{Batches, Corpus};
 use lstm_gpu::gpu::sgd::Hyper;
@@ -12,7 +12,6 @@ use lstm_gpu::gpu::Gpu;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::model::{Params, State};
 use lstm_gpu::reference::step::{self, DropoutKey};
-use lstm_gpu::rng::SplitMix64;
 use std::path::PathBuf;
 
 fn small_config() -> Config {
@@ -25,23 +24,6 @@ fn small_config() -> Config {
         init_scale: 0.3,
         ..Config::default()
     }
-}
-
-fn random_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut r = SplitMix64::new(seed);
-    // Few distinct ids, so that the embedding gradient sums repeated rows.
-    (0..n)
-        .map(|_| (r.next_u64() % (vocab as u64 / 2)) as u32)
-        .collect()
-}
-
-fn random_state(cfg: &Config, seed: u64) -> State<f32> {
-    let mut s = State::<f32>::zeros(cfg, cfg.batch_size);
-    for (l, (c, h)) in s.c.iter_mut().zip(s.h.iter_mut()).enumerate() {
-        *c = random(c.len(), 1.0, seed + 2 * l as u64);
-        *h = random(h.len(), 0.9, seed + 2 * l as u64 + 1);
-    }
-    s
 }
 
 fn compare_params(

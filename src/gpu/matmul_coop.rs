@@ -10,18 +10,14 @@
 //! [`crate::reference::round_f16`], as for `matmul_f16`; the parity test is
 //! `tests/parity_matmul_coop.rs` (on a GPU that has the units).
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use super::matmul::Params;
-use super::matmul_f16::HalfView;
-use super::{groups_1d, Dispatch, Gpu, View};
+use super::matmul_f16::{half_matmul_dispatch, HalfOperands, HalfView};
+use super::{Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
 /// The tile sizes the kernel can be built for, the preferred first.
 pub const TILES: [u32; 2] = [16, 8];
-
-const HAS_BIAS: u32 = 1;
-const ACCUMULATE: u32 = 2;
 
 /// `shaders/matmul_coop.wgsl` as a module: for `tile` x `tile` f16 tiles into f32, in
 /// workgroups of four subgroups of `subgroup` invocations.
@@ -96,63 +92,14 @@ impl CoopMatmul {
         c: View,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        let MatmulShape { m, k, n, .. } = shape;
-        let a_off = a.check("matmul_coop A", m * k)?;
-        let b_off = b.check("matmul_coop B", k * n)?;
-        let c_off = super::word_offset("matmul_coop C", c, m * n)?;
-        let bias_off = match &bias {
-            Some(v) => super::word_offset("matmul_coop bias", *v, n)?,
-            None => 0,
+        let operands = HalfOperands {
+            a,
+            b,
+            bias,
+            c,
+            accumulate,
         };
-        if [a.buffer, b.buffer].contains(&c.buffer) {
-            bail!("matmul_coop {m}x{k}x{n}: the output C shares a buffer with an input");
-        }
         let block = 4 * self.tile as usize;
-        let col_blocks = n.div_ceil(block);
-        let blocks = m.div_ceil(block) * col_blocks;
-        let (gx, gy) = groups_1d(blocks, 1);
-        let [a_row, a_col, b_row, b_col] = super::matmul::strides(shape);
-        let params = Params {
-            m: m as u32,
-            k: k as u32,
-            n: n as u32,
-            flags: if bias.is_some() { HAS_BIAS } else { 0 }
-                | if accumulate { ACCUMULATE } else { 0 },
-            a_off,
-            a_row,
-            a_col,
-            b_off,
-            b_row,
-            b_col,
-            bias_off,
-            c_off,
-            col_blocks: col_blocks as u32,
-            blocks: blocks as u32,
-            groups_x: gx,
-            strip_width: 0,
-            k_chunk: k as u32,
-            k_slices: 1,
-            pad0: 0,
-            pad1: 0,
-        };
-        let label = "matmul_coop";
-        let uniforms = gpu.uniform_from(label, &params);
-        let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
-        let bind_group = gpu.bind(
-            label,
-            &self.pipeline,
-            &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
-        )?;
-        let (mf, kf, nf) = (m as f64, k as f64, n as f64);
-        Ok(Dispatch {
-            label: label.to_string(),
-            pipeline: self.pipeline.clone(),
-            bind_group,
-            groups: (gx, gy, 1),
-            flops: 2.0 * mf * kf * nf,
-            bytes: 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 },
-            uniforms: Some(uniforms),
-            then: None,
-        })
+        half_matmul_dispatch(gpu, "matmul_coop", &self.pipeline, block, shape, operands)
     }
 }

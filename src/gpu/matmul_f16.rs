@@ -188,66 +188,102 @@ impl HalfKernels {
         c: View,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        let MatmulShape { m, k, n, .. } = shape;
-        let a_off = a.check("matmul_f16 A", m * k)?;
-        let b_off = b.check("matmul_f16 B", k * n)?;
-        let c_off = super::word_offset("matmul_f16 C", c, m * n)?;
-        let bias_off = match &bias {
-            Some(v) => super::word_offset("matmul_f16 bias", *v, n)?,
-            None => 0,
+        let operands = HalfOperands {
+            a,
+            b,
+            bias,
+            c,
+            accumulate,
         };
-        if [a.buffer, b.buffer].contains(&c.buffer) {
-            bail!("matmul_f16 {m}x{k}x{n}: the output C shares a buffer with an input");
-        }
-        let col_blocks = n.div_ceil(BLOCK);
-        let blocks = m.div_ceil(BLOCK) * col_blocks;
-        let (gx, gy) = groups_1d(blocks, 1);
-        let [a_row, a_col, b_row, b_col] = super::matmul::strides(shape);
-        let params = Params {
-            m: m as u32,
-            k: k as u32,
-            n: n as u32,
-            flags: if bias.is_some() { HAS_BIAS } else { 0 }
-                | if accumulate { ACCUMULATE } else { 0 },
-            a_off,
-            a_row,
-            a_col,
-            b_off,
-            b_row,
-            b_col,
-            bias_off,
-            c_off,
-            col_blocks: col_blocks as u32,
-            blocks: blocks as u32,
-            groups_x: gx,
-            strip_width: 0,
-            k_chunk: k as u32,
-            k_slices: 1,
-            pad0: 0,
-            pad1: 0,
-        };
-        let label = "matmul_f16";
-        let uniforms = gpu.uniform_from(label, &params);
-        // Without a bias the kernel never reads binding 2; C's buffer cannot stand in (it
-        // is written), so A's does (two read-only bindings of one buffer are fine).
-        let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
-        let bind_group = gpu.bind(
-            label,
-            &self.matmul,
-            &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
-        )?;
-        let (mf, kf, nf) = (m as f64, k as f64, n as f64);
-        Ok(Dispatch {
-            label: label.to_string(),
-            pipeline: self.matmul.clone(),
-            bind_group,
-            groups: (gx, gy, 1),
-            flops: 2.0 * mf * kf * nf,
-            bytes: 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 },
-            uniforms: Some(uniforms),
-            then: None,
-        })
+        half_matmul_dispatch(gpu, "matmul_f16", &self.matmul, BLOCK, shape, operands)
     }
+}
+
+/// The operands of a matmul with f16 A and B and f32 bias and C.
+pub(crate) struct HalfOperands<'a> {
+    pub a: HalfView<'a>,
+    pub b: HalfView<'a>,
+    pub bias: Option<View<'a>>,
+    pub c: View<'a>,
+    pub accumulate: bool,
+}
+
+/// The dispatch of a kernel with f16 operands whose workgroups each compute a `block` x
+/// `block` block of C (`matmul_f16`, `matmul_coop`): the views checked, the shared uniform
+/// block of `matmul_params.wgsl` (offsets and strides of A and B in f16 elements) and the
+/// bindings A, B, bias, C, uniforms.
+pub(crate) fn half_matmul_dispatch(
+    gpu: &Gpu,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    block: usize,
+    shape: MatmulShape,
+    ops: HalfOperands,
+) -> Result<Dispatch> {
+    let HalfOperands {
+        a,
+        b,
+        bias,
+        c,
+        accumulate,
+    } = ops;
+    let MatmulShape { m, k, n, .. } = shape;
+    let a_off = a.check(&format!("{label} A"), m * k)?;
+    let b_off = b.check(&format!("{label} B"), k * n)?;
+    let c_off = super::word_offset(&format!("{label} C"), c, m * n)?;
+    let bias_off = match &bias {
+        Some(v) => super::word_offset(&format!("{label} bias"), *v, n)?,
+        None => 0,
+    };
+    if [a.buffer, b.buffer].contains(&c.buffer) {
+        bail!("{label} {m}x{k}x{n}: the output C shares a buffer with an input");
+    }
+    let col_blocks = n.div_ceil(block);
+    let blocks = m.div_ceil(block) * col_blocks;
+    let (gx, gy) = groups_1d(blocks, 1);
+    let [a_row, a_col, b_row, b_col] = super::matmul::strides(shape);
+    let params = Params {
+        m: m as u32,
+        k: k as u32,
+        n: n as u32,
+        flags: if bias.is_some() { HAS_BIAS } else { 0 } | if accumulate { ACCUMULATE } else { 0 },
+        a_off,
+        a_row,
+        a_col,
+        b_off,
+        b_row,
+        b_col,
+        bias_off,
+        c_off,
+        col_blocks: col_blocks as u32,
+        blocks: blocks as u32,
+        groups_x: gx,
+        strip_width: 0,
+        k_chunk: k as u32,
+        k_slices: 1,
+        pad0: 0,
+        pad1: 0,
+    };
+    let uniforms = gpu.uniform_from(label, &params);
+    // Without a bias the kernel never reads binding 2; C's buffer cannot stand in (it is
+    // written), so A's does (two read-only bindings of one buffer are fine).
+    let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
+    let bind_group = gpu.bind(
+        label,
+        pipeline,
+        &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
+    )?;
+    let (mf, kf, nf) = (m as f64, k as f64, n as f64);
+    Ok(Dispatch {
+        label: label.to_string(),
+        pipeline: pipeline.clone(),
+        bind_group,
+        groups: (gx, gy, 1),
+        flops: 2.0 * mf * kf * nf,
+        bytes: 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 },
+        uniforms: Some(uniforms),
+        then: None,
+    })
 }
 
 /// `bench kernels --precision mixed`: the best of `runs` runs of the f16 matmul on each of

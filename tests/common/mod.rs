@@ -1,7 +1,11 @@
 //! Shared helpers of the integration tests: the adapter, random inputs, error measures.
 #![allow(dead_code)]
 
+pub mod half;
+
+use lstm_gpu::config::Config;
 use lstm_gpu::gpu::{AdapterChoice, BackendChoice, Gpu, PickedAdapter};
+use lstm_gpu::model::State;
 use lstm_gpu::rng::SplitMix64;
 
 /// The adapter the tests run on: `LSTM_GPU_TEST_ADAPTER` (default `auto`) on
@@ -129,4 +133,23 @@ pub fn serve(args: &[&str]) -> (Kill, String) {
         .unwrap_or_else(|| panic!("serve printed no URL: {line:?}"))
         .to_string();
     (Kill(child), url)
+}
+
+/// `n` ids below half of `vocab`, so that a batch repeats ids (the embedding gradient then
+/// sums repeated rows).
+pub fn random_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut r = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| (r.next_u64() % (vocab as u64 / 2)) as u32)
+        .collect()
+}
+
+/// A non-zero carried state for a batch of `cfg.batch_size` rows.
+pub fn random_state(cfg: &Config, seed: u64) -> State<f32> {
+    let mut s = State::<f32>::zeros(cfg, cfg.batch_size);
+    for (l, (c, h)) in s.c.iter_mut().zip(s.h.iter_mut()).enumerate() {
+        *c = random(c.len(), 1.0, seed + 2 * l as u64);
+        *h = random(h.len(), 0.9, seed + 2 * l as u64 + 1);
+    }
+    s
 }
