@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# On a lent GPU, after scripts/device-prep.sh (carry ".devrun" and ".gl"): one prepared
+# step per call, its output under $OUT (the device tool brings that folder back).
+#
+#   checks   the cooperative-matrix parity (ignored elsewhere), the whole mixed step, the
+#            f16 and whole-step parity on this GPU (about a minute)
+#   bench    scripts/gpu-bench.sh: f32 and --precision mixed against the PyTorch peer
+#            (pass more gpu-bench.sh options after it, e.g. --no-mixed, --steps 30)
+#   medium   issue 26: the medium preset trained on PTB with checkpoints on the device's
+#            disk (a second call resumes from the last one), metrics and plot to $OUT
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/out}"
+mkdir -p "$OUT"
+# The loaders, where the machine lacks them (the device README's recipe).
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+export XDG_RUNTIME_DIR=/tmp LSTM_GPU_PTB_DIR="$PWD/.devrun/ptb"
+export LSTM_GPU_TEST_ADAPTER="${LSTM_GPU_TEST_ADAPTER:-discrete}"
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$icd" ] && ! .devrun/lstm-gpu adapters 2>/dev/null | grep -q -i nvidia; then
+  export VK_DRIVER_FILES="$icd"
+fi
+.devrun/lstm-gpu adapters | tee "$OUT/adapters.txt"
+what="${1:-checks}"
+shift || true
+case "$what" in
+  checks)
+    for t in parity_matmul_coop mixed_precision parity_matmul_f16 train_step_parity; do
+      echo "== $t" | tee -a "$OUT/checks.txt"
+      timeout 240 ".devrun/tests/$t" --include-ignored --nocapture 2>&1 | tail -n 40 | tee -a "$OUT/checks.txt"
+    done
+    ;;
+  bench)
+    bash scripts/gpu-bench.sh --bin .devrun/lstm-gpu --out "$OUT/gpu-bench.json" "$@" 2>&1 | tee "$OUT/gpu-bench.txt"
+    ;;
+  medium)
+    run=/tmp/medium
+    resume=()
+    [ -f "$run/last.safetensors" ] && resume=(--resume "$run/last.safetensors")
+    timeout "${MEDIUM_SECONDS:-540}" .devrun/lstm-gpu train --preset medium --adapter discrete \
+      --data .devrun/ptb --run-dir "$run" --no-progress --checkpoint-every 2000 "${resume[@]}" "$@" \
+      2>&1 | tail -n 60 | tee -a "$OUT/medium.log"
+    cp "$run/metrics.jsonl" "$OUT/" 2>/dev/null
+    .devrun/lstm-gpu plot "$run" --out "$OUT/medium-curve.png" 2>&1 | tail -n 1
+    ;;
+  *) echo "device-run.sh: checks, bench or medium" >&2; exit 2 ;;
+esac
