@@ -12,7 +12,7 @@
 
 use anyhow::Result;
 
-use super::matmul_f16::{half_matmul_dispatch, HalfOperands, HalfView};
+use super::half::{half_matmul_dispatch, HalfOperands, HalfView};
 use super::{Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 

@@ -166,6 +166,7 @@ impl Hyper {
 
 pub mod dropout;
 pub mod embedding;
+pub mod half;
 pub mod loss_scale;
 pub mod lstm_cell;
 pub mod lstm_step;

@@ -1,0 +1,134 @@
+//! What the f16-operand matmuls share (the scalar `matmul_f16`, the cooperative
+//! `matmul_coop`): views counting f16 elements, and the dispatch of a kernel that reads the
+//! uniform block of `matmul_params.wgsl` with A and B in f16.
+
+use anyhow::{bail, Result};
+
+use super::matmul::Params;
+use super::{groups_1d, Dispatch, Gpu, View};
+use crate::reference::MatmulShape;
+
+const HAS_BIAS: u32 = 1;
+const ACCUMULATE: u32 = 2;
+
+/// `len` f16 elements of a buffer from element `offset`.
+#[derive(Clone, Copy)]
+pub struct HalfView<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl<'a> HalfView<'a> {
+    pub fn at(buffer: &'a wgpu::Buffer, offset: usize, len: usize) -> HalfView<'a> {
+        HalfView {
+            buffer,
+            offset,
+            len,
+        }
+    }
+
+    /// Fail unless the view holds `halves` elements inside its buffer, addressable with
+    /// 32-bit element offsets.
+    pub(crate) fn check(&self, what: &str, halves: usize) -> Result<u32> {
+        let end = self.offset + halves;
+        if halves > self.len || end as u64 * 2 > self.buffer.size() {
+            bail!(
+                "{what}: needs {halves} f16 elements at {} but the view has {} (buffer {} elements)",
+                self.offset,
+                self.len,
+                self.buffer.size() / 2
+            );
+        }
+        u32::try_from(end)
+            .map(|_| self.offset as u32)
+            .map_err(|_| anyhow::anyhow!("{what}: element {end} is past 32-bit offsets"))
+    }
+}
+
+/// The operands of a matmul with f16 A and B and f32 bias and C.
+pub(crate) struct HalfOperands<'a> {
+    pub a: HalfView<'a>,
+    pub b: HalfView<'a>,
+    pub bias: Option<View<'a>>,
+    pub c: View<'a>,
+    pub accumulate: bool,
+}
+
+/// The dispatch of a kernel with f16 operands whose workgroups each compute a `block` x
+/// `block` block of C (`matmul_f16`, `matmul_coop`): the views checked, the shared uniform
+/// block of `matmul_params.wgsl` (offsets and strides of A and B in f16 elements) and the
+/// bindings A, B, bias, C, uniforms.
+pub(crate) fn half_matmul_dispatch(
+    gpu: &Gpu,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    block: usize,
+    shape: MatmulShape,
+    ops: HalfOperands,
+) -> Result<Dispatch> {
+    let HalfOperands {
+        a,
+        b,
+        bias,
+        c,
+        accumulate,
+    } = ops;
+    let MatmulShape { m, k, n, .. } = shape;
+    let a_off = a.check(&format!("{label} A"), m * k)?;
+    let b_off = b.check(&format!("{label} B"), k * n)?;
+    let c_off = super::word_offset(&format!("{label} C"), c, m * n)?;
+    let bias_off = match &bias {
+        Some(v) => super::word_offset(&format!("{label} bias"), *v, n)?,
+        None => 0,
+    };
+    if [a.buffer, b.buffer].contains(&c.buffer) {
+        bail!("{label} {m}x{k}x{n}: the output C shares a buffer with an input");
+    }
+    let col_blocks = n.div_ceil(block);
+    let blocks = m.div_ceil(block) * col_blocks;
+    let (gx, gy) = groups_1d(blocks, 1);
+    let [a_row, a_col, b_row, b_col] = super::matmul::strides(shape);
+    let params = Params {
+        m: m as u32,
+        k: k as u32,
+        n: n as u32,
+        flags: if bias.is_some() { HAS_BIAS } else { 0 } | if accumulate { ACCUMULATE } else { 0 },
+        a_off,
+        a_row,
+        a_col,
+        b_off,
+        b_row,
+        b_col,
+        bias_off,
+        c_off,
+        col_blocks: col_blocks as u32,
+        blocks: blocks as u32,
+        groups_x: gx,
+        strip_width: 0,
+        k_chunk: k as u32,
+        k_slices: 1,
+        pad0: 0,
+        pad1: 0,
+    };
+    let uniforms = gpu.uniform_from(label, &params);
+    // Without a bias the kernel never reads binding 2; C's buffer cannot stand in (it is
+    // written), so A's does (two read-only bindings of one buffer are fine).
+    let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
+    let bind_group = gpu.bind(
+        label,
+        pipeline,
+        &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
+    )?;
+    let (mf, kf, nf) = (m as f64, k as f64, n as f64);
+    Ok(Dispatch {
+        label: label.to_string(),
+        pipeline: pipeline.clone(),
+        bind_group,
+        groups: (gx, gy, 1),
+        flops: 2.0 * mf * kf * nf,
+        bytes: 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 },
+        uniforms: Some(uniforms),
+        then: None,
+    })
+}
