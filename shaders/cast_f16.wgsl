@@ -1,9 +1,9 @@
-// f32 -> f16 copies of `--precision mixed`: the weights once per update, activations and
-// gradients where they are written. Each value rounded to the nearest f16 (ties to even, as
-// the CPU twin `reference::round_f16` rounds). Values beyond f16's range become infinite,
-// which the mixed step's loss scaling sees as an overflow.
-
-enable f16;
+// f32 -> f16 copies of `--precision mixed` for what no kernel writes in f16 itself: the
+// weights once per step, the embedding output, the carried h, the logits' gradient (the
+// cell writes its own copies, lstm_cell_f16.wgsl). Each value is rounded to the nearest
+// f16 (ties to even, as the CPU twin `reference::round_f16` rounds); values beyond f16's
+// range become infinite, which the mixed step's loss scaling sees as an overflow. `to_f16`
+// comes from shaders/f16_round.wgsl, which the launcher puts in front of this file.
 
 struct CastParams {
     n: u32,
@@ -15,24 +15,6 @@ struct CastParams {
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f16>;
 @group(0) @binding(2) var<uniform> cast_params: CastParams;
-
-// v rounded to the nearest f16. WGSL leaves the conversion of an out-of-range value
-// undefined: past the largest f16 (where ties to even rounds to infinity) it is made
-// infinite here, with v's sign.
-fn to_f16(v: f32) -> f16 {
-    var h: f16;
-    if abs(v) < 65520.0 {
-        h = f16(v);
-    } else if v == v {
-        // 65504 computed from v, so that the doubling overflows at run time, not in the
-        // compiler's constant folding.
-        let top = f16(min(abs(v), 65504.0));
-        h = select(-top, top, v > 0.0) * 2.0h;
-    } else {
-        h = f16(v); // NaN
-    }
-    return h;
-}
 
 fn cast_index(wg: vec3<u32>, lane: u32) -> u32 {
     return (wg.x + wg.y * cast_params.groups_x) * 256u + lane;

@@ -34,6 +34,10 @@ struct ForwardParams {
     c: u32,
     h: u32,
     forget_bias: f32,
+    // Where lstm_cell_forward_f16 writes the f16 copy of h (f16 elements); unused here.
+    h16: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> fwd_pre: array<f32>;
@@ -53,6 +57,12 @@ fn lstm_cell_forward(
     if idx >= fwd.batch * fwd.hidden {
         return;
     }
+    cell_forward(idx);
+}
+
+// The forward step of state word `idx` (row idx / hidden, unit idx % hidden): writes its
+// four activations, c and h, and returns h (for lstm_cell_f16.wgsl's f16 copy).
+fn cell_forward(idx: u32) -> f32 {
     let hidden = fwd.hidden;
     let row = idx / hidden;
     let gate = row * 4u * hidden + (idx - row * hidden);
@@ -70,7 +80,9 @@ fn lstm_cell_forward(
     fwd_act[a + 2u * hidden] = f;
     fwd_act[a + 3u * hidden] = o;
     fwd_c[fwd.c + idx] = c;
-    fwd_h[fwd.h + idx] = tanh_guarded(c) * o;
+    let h = tanh_guarded(c) * o;
+    fwd_h[fwd.h + idx] = h;
+    return h;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -87,7 +99,8 @@ struct BackwardParams {
     dc: u32,
     dpre: u32,
     dc_prev: u32,
-    _pad0: u32,
+    // Where lstm_cell_backward_f16 writes the f16 copy of dpre (f16 elements); unused here.
+    dpre16: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -112,6 +125,12 @@ fn lstm_cell_backward(
     if idx >= bwd.batch * bwd.hidden {
         return;
     }
+    cell_backward(idx);
+}
+
+// The backward step of state word `idx`: writes its four pre-activation gradients (gates
+// i, j, f, o, returned in that order for lstm_cell_f16.wgsl's f16 copy) and d(c_prev).
+fn cell_backward(idx: u32) -> vec4<f32> {
     let hidden = bwd.hidden;
     let row = idx / hidden;
     let gate = row * 4u * hidden + (idx - row * hidden);
@@ -125,10 +144,17 @@ fn lstm_cell_backward(
     let dh = bwd_dh[bwd.dh + idx];
     let dc = bwd_dc[bwd.dc + idx] + dh * o * (1.0 - tc * tc);
 
+    let g = vec4<f32>(
+        dc * j * i * (1.0 - i),
+        dc * i * (1.0 - j * j),
+        dc * bwd_c[bwd.c_prev + idx] * f * (1.0 - f),
+        dh * tc * o * (1.0 - o),
+    );
     let d = bwd.dpre + gate;
-    bwd_dpre[d] = dc * j * i * (1.0 - i);
-    bwd_dpre[d + hidden] = dc * i * (1.0 - j * j);
-    bwd_dpre[d + 2u * hidden] = dc * bwd_c[bwd.c_prev + idx] * f * (1.0 - f);
-    bwd_dpre[d + 3u * hidden] = dh * tc * o * (1.0 - o);
+    bwd_dpre[d] = g.x;
+    bwd_dpre[d + hidden] = g.y;
+    bwd_dpre[d + 2u * hidden] = g.z;
+    bwd_dpre[d + 3u * hidden] = g.w;
     bwd_dc_prev[bwd.dc_prev + idx] = dc * f;
+    return g;
 }

@@ -54,8 +54,8 @@ pub enum Precision {
     /// Everything in f32.
     #[default]
     F32,
-    /// The matmuls read f16 copies of their operands (weights cast once per step,
-    /// activations and gradients where they are used) and sum in f32; parameters, the SGD
+    /// The matmuls read f16 copies of their operands (weights cast once per step, the
+    /// cell's outputs written in f16 beside f32, other inputs cast once) and sum in f32; parameters, the SGD
     /// update, the cell's gate math, softmax, cross-entropy and every reduction stay f32.
     /// Gradients are kept from underflowing f16 by dynamic loss scaling. Needs an adapter
     /// with `shader-f16`.

@@ -356,3 +356,180 @@ fn an_f16_overflow_halves_the_scale_and_skips_the_update_losing_nothing() {
     let moved = s.pbuf.read(&gpu, &cfg).unwrap();
     assert_ne!(moved.tensors()[1], s.params.tensors()[1]);
 }
+
+/// The f16 halves of `buffer`'s first `halves` elements.
+fn read_halves(gpu: &Gpu, buffer: &wgpu::Buffer, halves: usize) -> Vec<u16> {
+    let words: Vec<u32> = gpu.read(buffer, 0, halves.div_ceil(2)).unwrap();
+    words
+        .iter()
+        .flat_map(|w| [(*w & 0xffff) as u16, (*w >> 16) as u16])
+        .take(halves)
+        .collect()
+}
+
+/// The f16 copies the mixed step's cell kernels write beside their f32 outputs: each one
+/// `f16(x)` of the f32 value written (what a separate cast would give, infinite past f16's
+/// range), the f32 outputs bit for bit those of the f32 kernels, nothing written outside the
+/// copy's window.
+#[test]
+fn the_cell_writes_its_f16_copies_as_a_cast_would() {
+    use lstm_gpu::gpu::lstm_cell::{CellBackwardViews, CellForwardViews, CellShape, LstmCell};
+    let gpu = gpu();
+    half_kernels(&gpu);
+    let cell = LstmCell::new(&gpu).unwrap();
+    assert!(cell.has_half(), "the f16 cell kernels were not built");
+    let f32_words =
+        |b: &wgpu::Buffer| -> Vec<u32> { gpu.read(b, 0, (b.size() / 4) as usize).unwrap() };
+    // Poison f16 elements outside the window must stay: 0x7e01 (a NaN no kernel writes).
+    const POISON: u16 = 0x7e01;
+    let poisoned = |halves: usize| {
+        let word = (POISON as u32) | ((POISON as u32) << 16);
+        gpu.storage_from("f16 copy", &vec![word; halves.div_ceil(2)])
+    };
+    for (k, &(batch, hidden)) in [(1, 1), (7, 33), (60, 128)].iter().enumerate() {
+        let shape = CellShape { batch, hidden };
+        let (states, gates) = (batch * hidden, 4 * batch * hidden);
+        let seed = 700 + k as u64;
+        let what = format!("b={batch} h={hidden}");
+        let pre = gpu.storage_from("pre", &random(gates, 3.0, seed));
+        let dh_values: Vec<f32> = random(states, 1.0, seed + 1)
+            .iter()
+            .enumerate()
+            // Loss-scaled gradients: some beyond f16's range.
+            .map(|(i, v)| if i % 5 == 0 { v * 3e5 } else { v * 300.0 })
+            .collect();
+        let dh = gpu.storage_from("dh", &dh_values);
+        let dc = gpu.storage_from("dc", &random(states, 50.0, seed + 2));
+        let run = |half: bool| {
+            let c_states = gpu.storage_from("c", &random(2 * states, 2.0, seed + 3));
+            let act = gpu.storage("act", gates);
+            let h = gpu.storage("h", states);
+            let dpre = gpu.storage("dpre", gates);
+            let dc_prev = gpu.storage("dc_prev", states);
+            let (h16, d16) = (poisoned(states + 7), poisoned(gates + 6));
+            let fwd = CellForwardViews {
+                pre: View::all(&pre),
+                c_prev: View::at(&c_states, 0, states),
+                act: View::all(&act),
+                c: View::at(&c_states, states, states),
+                h: View::all(&h),
+            };
+            let bwd = CellBackwardViews {
+                act: View::all(&act),
+                c_prev: View::at(&c_states, 0, states),
+                c: View::at(&c_states, states, states),
+                dh: View::all(&dh),
+                dc: View::all(&dc),
+                dpre: View::all(&dpre),
+                dc_prev: View::all(&dc_prev),
+            };
+            let (f, b) = if half {
+                (
+                    cell.prepare_forward_half(
+                        &gpu,
+                        shape,
+                        1.0,
+                        &fwd,
+                        HalfView::at(&h16, 3, states),
+                    )
+                    .unwrap(),
+                    cell.prepare_backward_half(&gpu, shape, &bwd, HalfView::at(&d16, 5, gates))
+                        .unwrap(),
+                )
+            } else {
+                (
+                    cell.prepare_forward(&gpu, shape, 1.0, &fwd).unwrap(),
+                    cell.prepare_backward(&gpu, shape, &bwd).unwrap(),
+                )
+            };
+            gpu.run(&[&f, &b]).unwrap();
+            let outputs: Vec<Vec<u32>> = [&c_states, &act, &h, &dpre, &dc_prev]
+                .into_iter()
+                .map(f32_words)
+                .collect();
+            let halves = [
+                read_halves(&gpu, &h16, states + 7),
+                read_halves(&gpu, &d16, gates + 6),
+            ];
+            (outputs, halves)
+        };
+        let (plain, _) = run(false);
+        let (outputs, [h16, d16]) = run(true);
+        assert_eq!(
+            outputs, plain,
+            "{what}: the f16 kernels changed an f32 output"
+        );
+        for (name, copy, at, f32s) in [("h", &h16, 3, &plain[2]), ("dpre", &d16, 5, &plain[3])] {
+            let mut overflowed = 0;
+            for (i, &got) in copy.iter().enumerate() {
+                let Some(&x) = (i >= at).then(|| f32s.get(i - at)).flatten() else {
+                    assert_eq!(
+                        got, POISON,
+                        "{what}: {name} f16 element {i} outside the window was written"
+                    );
+                    continue;
+                };
+                let x = f32::from_bits(x);
+                let want = half::f16::from_f32(x);
+                overflowed += usize::from(want.is_infinite());
+                assert_eq!(
+                    got,
+                    want.to_bits(),
+                    "{what}: {name}[{}] = {x}: f16 copy {:?}, want {want:?}",
+                    i - at,
+                    half::f16::from_bits(got)
+                );
+            }
+            if name == "dpre" && states > 1 {
+                assert!(
+                    overflowed > 0,
+                    "{what}: no gradient overflowed f16; the test lost its edge"
+                );
+            }
+        }
+    }
+}
+
+/// The mixed step casts no time step's slice: the cell writes the f16 copies the recurrent
+/// products read, so the mixed step's extra dispatches (casts of weights, inputs, the
+/// carried h and the logits' gradient; the loss scaling) do not grow with the unrolling.
+#[test]
+fn the_mixed_steps_extra_dispatches_do_not_grow_with_the_time_steps() {
+    use lstm_gpu::gpu::lstm_step::Recurrence;
+    let gpu = gpu();
+    half_kernels(&gpu);
+    let mut kernels = Kernels::new(&gpu).unwrap();
+    kernels.recurrence = Some(Recurrence::Unfused);
+    let extra = |steps: usize| {
+        let count = |precision| {
+            let cfg = Config {
+                num_steps: steps,
+                ..small_config(precision)
+            };
+            let p = Params::<f32>::init(&cfg, 1);
+            let pbuf = ParamBuffers::upload(&gpu, &cfg, &p).unwrap();
+            Workspace::new(
+                &gpu,
+                &kernels,
+                &cfg,
+                &pbuf,
+                cfg.batch_size,
+                steps,
+                Mode::Train,
+            )
+            .unwrap()
+            .dispatches()
+        };
+        let (f32s, mixed) = (count(Precision::F32), count(Precision::Mixed));
+        assert!(
+            mixed > f32s,
+            "{steps} steps: mixed {mixed} vs f32 {f32s} dispatches"
+        );
+        mixed - f32s
+    };
+    assert_eq!(
+        extra(3),
+        extra(9),
+        "the mixed step's extra dispatches grow with the time steps"
+    );
+}

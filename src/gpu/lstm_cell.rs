@@ -8,9 +8,10 @@
 
 use anyhow::{bail, Result};
 
+use super::half::HalfView;
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
-use super::shaders::LSTM_CELL as SHADER;
+use super::shaders::{LSTM_CELL as SHADER, LSTM_CELL_F16};
 
 /// Invocations per workgroup (`WORKGROUP` in the shader): one per (row, unit).
 const WORKGROUP: usize = 64;
@@ -83,6 +84,8 @@ struct ForwardParams {
     c: u32,
     h: u32,
     forget_bias: f32,
+    h16: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -97,22 +100,42 @@ struct BackwardParams {
     dc: u32,
     dpre: u32,
     dc_prev: u32,
-    _pad: [u32; 3],
+    dpre16: u32,
+    _pad: [u32; 2],
 }
 
 /// The compiled forward and backward pipelines.
 pub struct LstmCell {
     forward: wgpu::ComputePipeline,
     backward: wgpu::ComputePipeline,
+    /// `lstm_cell_forward_f16` and `lstm_cell_backward_f16` (`shaders/lstm_cell_f16.wgsl`):
+    /// the same steps also writing the f16 copy of h, of d(pre); `None` without
+    /// `SHADER_F16`.
+    half: Option<[wgpu::ComputePipeline; 2]>,
 }
 
 impl LstmCell {
     pub fn new(gpu: &Gpu) -> Result<LstmCell> {
         let module = gpu.shader("lstm_cell", SHADER)?;
+        let half = if gpu.features.contains(wgpu::Features::SHADER_F16) {
+            let m = gpu.shader("lstm_cell_f16", LSTM_CELL_F16)?;
+            Some([
+                gpu.pipeline("lstm_cell_forward_f16", &m, "lstm_cell_forward_f16")?,
+                gpu.pipeline("lstm_cell_backward_f16", &m, "lstm_cell_backward_f16")?,
+            ])
+        } else {
+            None
+        };
         Ok(LstmCell {
             forward: gpu.pipeline("lstm_cell_forward", &module, "lstm_cell_forward")?,
             backward: gpu.pipeline("lstm_cell_backward", &module, "lstm_cell_backward")?,
+            half,
         })
+    }
+
+    /// Whether the f16-writing kernels are built (the device has `SHADER_F16`).
+    pub fn has_half(&self) -> bool {
+        self.half.is_some()
     }
 
     /// `lstm_cell_forward`: gate activations, new cell state and new hidden state of one
@@ -123,6 +146,52 @@ impl LstmCell {
         shape: CellShape,
         forget_bias: f32,
         v: &CellForwardViews,
+    ) -> Result<Dispatch> {
+        self.forward_dispatch(gpu, shape, forget_bias, v, None)
+    }
+
+    /// `lstm_cell_forward_f16`: [`LstmCell::prepare_forward`] that also writes h rounded
+    /// to f16 into `h16` (`batch * hidden` elements), for the products of `--precision
+    /// mixed`.
+    pub fn prepare_forward_half(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        forget_bias: f32,
+        v: &CellForwardViews,
+        h16: HalfView,
+    ) -> Result<Dispatch> {
+        self.forward_dispatch(gpu, shape, forget_bias, v, Some(h16))
+    }
+
+    /// `lstm_cell_backward_f16`: [`LstmCell::prepare_backward`] that also writes d(pre)
+    /// rounded to f16 (infinite past f16's range) into `dpre16` (`batch * 4 * hidden`
+    /// elements).
+    pub fn prepare_backward_half(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        v: &CellBackwardViews,
+        dpre16: HalfView,
+    ) -> Result<Dispatch> {
+        self.backward_dispatch(gpu, shape, v, Some(dpre16))
+    }
+
+    /// The f16 pipeline `which` (0 forward, 1 backward), or why there is none.
+    fn half_pipeline(&self, which: usize, label: &str) -> Result<&wgpu::ComputePipeline> {
+        match &self.half {
+            Some(p) => Ok(&p[which]),
+            None => bail!("{label}: the device has no 16-bit floats in shaders (shader-f16)"),
+        }
+    }
+
+    fn forward_dispatch(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        forget_bias: f32,
+        v: &CellForwardViews,
+        h16: Option<HalfView>,
     ) -> Result<Dispatch> {
         let (gates, states) = (4 * shape.states(), shape.states());
         let pre_at = word_offset("lstm_cell_forward pre", v.pre, gates)?;
@@ -139,6 +208,17 @@ impl LstmCell {
             (v.c, states),
         )?;
 
+        let (label, pipeline, h16_at) = match &h16 {
+            None => ("lstm_cell_forward", &self.forward, 0),
+            Some(h16) => {
+                let label = "lstm_cell_forward_f16";
+                let at = h16.check(&format!("{label} h16"), states)?;
+                if [v.pre.buffer, v.c.buffer, v.act.buffer, v.h.buffer].contains(&h16.buffer) {
+                    bail!("{label}: the f16 copy of h shares a buffer with another operand");
+                }
+                (label, self.half_pipeline(0, label)?, at)
+            }
+        };
         let params = ForwardParams {
             batch: shape.batch as u32,
             hidden: shape.hidden as u32,
@@ -148,32 +228,31 @@ impl LstmCell {
             c: c_at,
             h: h_at,
             forget_bias,
+            h16: h16_at,
+            _pad: [0; 2],
         };
-        let label = "lstm_cell_forward";
         let uniforms = gpu.uniform_from(label, &params);
-        let bind_group = gpu.bind(
-            label,
-            &self.forward,
-            &[
-                v.pre.buffer,
-                v.c.buffer,
-                v.act.buffer,
-                v.h.buffer,
-                &uniforms,
-            ],
-        )?;
+        let mut buffers = vec![
+            v.pre.buffer,
+            v.c.buffer,
+            v.act.buffer,
+            v.h.buffer,
+            &uniforms,
+        ];
+        buffers.extend(h16.as_ref().map(|h| h.buffer));
+        let bind_group = gpu.bind(label, pipeline, &buffers)?;
         let (gx, gy) = groups_1d(states, WORKGROUP);
         let n = states as f64;
         Ok(Dispatch {
             label: label.to_string(),
-            pipeline: self.forward.clone(),
+            pipeline: pipeline.clone(),
             bind_group,
             groups: (gx, gy, 1),
             // Four gate nonlinearities, the cell update and tanh(c) * o, counting a
             // transcendental as one operation.
             flops: 14.0 * n,
-            // Read pre and c_prev; write act, c and h.
-            bytes: 4.0 * n * (4.0 + 1.0 + 4.0 + 1.0 + 1.0),
+            // Read pre and c_prev; write act, c and h (and h in f16).
+            bytes: 4.0 * n * (4.0 + 1.0 + 4.0 + 1.0 + 1.0) + h16.map_or(0.0, |_| 2.0 * n),
             uniforms: Some(uniforms),
             then: None,
         })
@@ -187,6 +266,16 @@ impl LstmCell {
         shape: CellShape,
         v: &CellBackwardViews,
     ) -> Result<Dispatch> {
+        self.backward_dispatch(gpu, shape, v, None)
+    }
+
+    fn backward_dispatch(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        v: &CellBackwardViews,
+        dpre16: Option<HalfView>,
+    ) -> Result<Dispatch> {
         let (gates, states) = (4 * shape.states(), shape.states());
         let act_at = word_offset("lstm_cell_backward act", v.act, gates)?;
         let c_prev_at = word_offset("lstm_cell_backward c_prev", v.c_prev, states)?;
@@ -198,6 +287,20 @@ impl LstmCell {
         if v.c_prev.buffer != v.c.buffer {
             bail!("lstm_cell_backward: c_prev and c must be windows of one state buffer");
         }
+        let (label, pipeline, dpre16_at) = match &dpre16 {
+            None => ("lstm_cell_backward", &self.backward, 0),
+            Some(d16) => {
+                let label = "lstm_cell_backward_f16";
+                let at = d16.check(&format!("{label} dpre16"), gates)?;
+                let inputs = [v.act.buffer, v.c.buffer, v.dh.buffer, v.dc.buffer];
+                if inputs.contains(&d16.buffer)
+                    || [v.dpre.buffer, v.dc_prev.buffer].contains(&d16.buffer)
+                {
+                    bail!("{label}: the f16 copy of dpre shares a buffer with another operand");
+                }
+                (label, self.half_pipeline(1, label)?, at)
+            }
+        };
 
         let params = BackwardParams {
             batch: shape.batch as u32,
@@ -209,33 +312,31 @@ impl LstmCell {
             dc: dc_at,
             dpre: dpre_at,
             dc_prev: dc_prev_at,
-            _pad: [0; 3],
+            dpre16: dpre16_at,
+            _pad: [0; 2],
         };
-        let label = "lstm_cell_backward";
         let uniforms = gpu.uniform_from(label, &params);
-        let bind_group = gpu.bind(
-            label,
-            &self.backward,
-            &[
-                v.act.buffer,
-                v.c.buffer,
-                v.dh.buffer,
-                v.dc.buffer,
-                v.dpre.buffer,
-                v.dc_prev.buffer,
-                &uniforms,
-            ],
-        )?;
+        let mut buffers = vec![
+            v.act.buffer,
+            v.c.buffer,
+            v.dh.buffer,
+            v.dc.buffer,
+            v.dpre.buffer,
+            v.dc_prev.buffer,
+            &uniforms,
+        ];
+        buffers.extend(dpre16.as_ref().map(|d| d.buffer));
+        let bind_group = gpu.bind(label, pipeline, &buffers)?;
         let (gx, gy) = groups_1d(states, WORKGROUP);
         let n = states as f64;
         Ok(Dispatch {
             label: label.to_string(),
-            pipeline: self.backward.clone(),
+            pipeline: pipeline.clone(),
             bind_group,
             groups: (gx, gy, 1),
             flops: 26.0 * n,
-            // Read act, c_prev, c, dh and dc; write dpre and dc_prev.
-            bytes: 4.0 * n * (4.0 + 4.0 + 4.0 + 1.0),
+            // Read act, c_prev, c, dh and dc; write dpre and dc_prev (and dpre in f16).
+            bytes: 4.0 * n * (4.0 + 4.0 + 4.0 + 1.0) + dpre16.map_or(0.0, |_| 8.0 * n),
             uniforms: Some(uniforms),
             then: None,
         })

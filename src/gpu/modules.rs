@@ -64,7 +64,11 @@ pub fn all() -> Vec<ModuleSource> {
         subgroups: true,
         ..fixed("matmul_quad", MATMUL_QUAD)
     });
-    for (label, source) in [("matmul_f16", MATMUL_F16), ("cast_f16", CAST_F16)] {
+    for (label, source) in [
+        ("matmul_f16", MATMUL_F16),
+        ("cast_f16", CAST_F16),
+        ("lstm_cell_f16", LSTM_CELL_F16),
+    ] {
         v.push(ModuleSource {
             f16: true,
             ..fixed(label, source)

@@ -90,8 +90,23 @@ pub const MATMUL_F16: &str = concat!(
     include_str!("../../shaders/matmul_params.wgsl"),
     include_str!("../../shaders/matmul_f16.wgsl")
 );
-/// `shaders/cast_f16.wgsl`: f32 -> f16 copies (needs `Features::SHADER_F16`).
-pub const CAST_F16: &str = include_str!("../../shaders/cast_f16.wgsl");
+/// `shaders/cast_f16.wgsl` after the f16 rounding: f32 -> f16 copies (needs
+/// `Features::SHADER_F16`).
+pub const CAST_F16: &str = concat!(
+    "enable f16;\n",
+    include_str!("../../shaders/f16_round.wgsl"),
+    include_str!("../../shaders/cast_f16.wgsl")
+);
+/// [`LSTM_CELL`] with the f16 rounding and `shaders/lstm_cell_f16.wgsl`: the cell of
+/// `--precision mixed`, writing the f16 copies its products read (needs
+/// `Features::SHADER_F16`).
+pub const LSTM_CELL_F16: &str = concat!(
+    "enable f16;\n",
+    include_str!("../../shaders/f16_round.wgsl"),
+    include_str!("../../shaders/lstm_gates.wgsl"),
+    include_str!("../../shaders/lstm_cell.wgsl"),
+    include_str!("../../shaders/lstm_cell_f16.wgsl")
+);
 /// `shaders/loss_scale.wgsl`: the dynamic loss scaling of `--precision mixed`.
 pub const LOSS_SCALE: &str = include_str!("../../shaders/loss_scale.wgsl");
 /// `shaders/matmul_coop.wgsl`, before `matmul_coop::coop_source` completes it.

@@ -13,7 +13,7 @@
 use anyhow::{bail, Result};
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::config::{Config, Precision};
 use crate::gpu::dropout::Dropout;
@@ -616,17 +616,47 @@ struct StepBuilder<'a> {
 }
 
 /// The f16 copies of the operands of a mixed step's products. Every f32 buffer a product
-/// reads gets one f16 shadow of its size, and each range of it is cast right before the
-/// first product that reads it; later products reading the same range reuse the copy. That
-/// is sound because within one step no range is read as f16, then rewritten, then read
-/// again: weights change only in the SGD update at the end, activations and gradients are
-/// written once before their products read them (the logits' gradient is cast explicitly,
-/// with the loss scale, after the softmax's backward pass rewrote them in place).
+/// reads gets one f16 shadow of its size. The cell kernels write the f16 copies of h and of
+/// d(pre) as they write the f32 values (`lstm_cell_f16.wgsl`); every other range is cast
+/// right before the first product that reads it, and later products reading a range already
+/// copied reuse the copy. That is sound because within one step no range is read as f16,
+/// then rewritten, then read again: weights change only in the SGD update at the end,
+/// activations and gradients are written once before their products read them (the logits'
+/// gradient is cast explicitly, with the loss scale, after the softmax's backward pass
+/// rewrote them in place).
 struct HalfCopies<'a> {
     kernels: &'a HalfKernels,
+    /// Whether the cell writes its f16 copies itself (else each range is cast like any).
+    cell_writes_half: bool,
     shadows: RefCell<HashMap<wgpu::Buffer, wgpu::Buffer>>,
-    /// `(buffer, first element, elements)` already cast in this step.
-    cast: RefCell<HashSet<(wgpu::Buffer, usize, usize)>>,
+    /// Per buffer, the element ranges `[start, end)` copied so far in this step (sorted,
+    /// disjoint, not touching).
+    copied: RefCell<HashMap<wgpu::Buffer, Vec<(usize, usize)>>>,
+}
+
+impl HalfCopies<'_> {
+    /// Record `[start, start + len)` of `buffer` as copied; whether it was not wholly
+    /// copied before.
+    fn mark(&self, buffer: &wgpu::Buffer, start: usize, len: usize) -> bool {
+        let mut copied = self.copied.borrow_mut();
+        let ranges = copied.entry(buffer.clone()).or_default();
+        let end = start + len;
+        if ranges.iter().any(|&(s, e)| s <= start && end <= e) {
+            return false;
+        }
+        let (mut lo, mut hi) = (start, end);
+        ranges.retain(|&(s, e)| {
+            let joins = s <= hi && lo <= e;
+            if joins {
+                lo = lo.min(s);
+                hi = hi.max(e);
+            }
+            !joins
+        });
+        let at = ranges.partition_point(|&(s, _)| s < lo);
+        ranges.insert(at, (lo, hi));
+        true
+    }
 }
 
 impl<'a> StepBuilder<'a> {
@@ -647,8 +677,9 @@ impl<'a> StepBuilder<'a> {
             (_, false) => None,
             (Some(kernels), true) => Some(HalfCopies {
                 kernels,
+                cell_writes_half: k.lstm_cell.has_half(),
                 shadows: RefCell::new(HashMap::new()),
-                cast: RefCell::new(HashSet::new()),
+                copied: RefCell::new(HashMap::new()),
             }),
             (None, true) => bail!(
                 "--precision mixed needs 16-bit floats in shaders (shader-f16), which {} does \
@@ -763,7 +794,7 @@ impl<'a> StepBuilder<'a> {
     }
 
     /// The f16 shadow of `v`'s buffer, and the cast of `v`'s first `len` elements into it
-    /// unless this step already made that copy (multiplied by the loss scale in `scaled`).
+    /// unless this step already copied them (multiplied by the loss scale in `scaled`).
     fn half_copy(
         &self,
         half: &HalfCopies,
@@ -771,20 +802,8 @@ impl<'a> StepBuilder<'a> {
         len: usize,
         scaled: Option<&wgpu::Buffer>,
     ) -> (wgpu::Buffer, Option<Result<Dispatch>>) {
-        let shadow = half
-            .shadows
-            .borrow_mut()
-            .entry(v.buffer.clone())
-            .or_insert_with(|| {
-                let words = (v.buffer.size() as usize / 4).div_ceil(2);
-                self.gpu.storage("f16 copy", words)
-            })
-            .clone();
-        let fresh = half
-            .cast
-            .borrow_mut()
-            .insert((v.buffer.clone(), v.offset, len));
-        let cast = fresh.then(|| {
+        let shadow = self.shadow(half, v.buffer);
+        let cast = half.mark(v.buffer, v.offset, len).then(|| {
             let dst = HalfView::at(&shadow, v.offset, len);
             match scaled {
                 Some(block) => half.kernels.cast_scaled(self.gpu, v, dst, len, block),
@@ -792,6 +811,26 @@ impl<'a> StepBuilder<'a> {
             }
         });
         (shadow, cast)
+    }
+
+    /// The f16 shadow of `buffer` (made at its first use).
+    fn shadow(&self, half: &HalfCopies, buffer: &wgpu::Buffer) -> wgpu::Buffer {
+        half.shadows
+            .borrow_mut()
+            .entry(buffer.clone())
+            .or_insert_with(|| {
+                let words = (buffer.size() as usize / 4).div_ceil(2);
+                self.gpu.storage("f16 copy", words)
+            })
+            .clone()
+    }
+
+    /// Where a cell kernel writes the f16 copy of `v` (recorded as copied), in a mixed step
+    /// whose cell writes its own copies; `None` otherwise.
+    fn cell_half_output(&self, v: View) -> Option<wgpu::Buffer> {
+        let half = self.half.as_ref().filter(|h| h.cell_writes_half)?;
+        half.mark(v.buffer, v.offset, v.len);
+        Some(self.shadow(half, v.buffer))
     }
 
     /// Dropout at `site` from `from` into `to` (the same mask forward and backward).
@@ -939,12 +978,20 @@ impl<'a> StepBuilder<'a> {
                 c,
                 h: h_next,
             };
-            ops.push(self.k.lstm_cell.prepare_forward(
-                self.gpu,
-                CellShape { batch, hidden: h },
-                self.cfg.forget_bias,
-                &views,
-            ));
+            let shape = CellShape { batch, hidden: h };
+            let fb = self.cfg.forget_bias;
+            ops.push(match self.cell_half_output(h_next) {
+                Some(h16) => {
+                    let h16 = HalfView::at(&h16, h_next.offset, h_next.len);
+                    self.k
+                        .lstm_cell
+                        .prepare_forward_half(self.gpu, shape, fb, &views, h16)
+                }
+                None => self
+                    .k
+                    .lstm_cell
+                    .prepare_forward(self.gpu, shape, fb, &views),
+            });
         }
         for d in ops {
             self.push(d)?;
@@ -1162,11 +1209,16 @@ impl<'a> StepBuilder<'a> {
                 dpre: dz_t,
                 dc_prev: View::all(&dc[t % 2]),
             };
-            ops.push(self.k.lstm_cell.prepare_backward(
-                self.gpu,
-                CellShape { batch, hidden: h },
-                &views,
-            ));
+            let shape = CellShape { batch, hidden: h };
+            ops.push(match self.cell_half_output(dz_t) {
+                Some(d16) => {
+                    let d16 = HalfView::at(&d16, dz_t.offset, dz_t.len);
+                    self.k
+                        .lstm_cell
+                        .prepare_backward_half(self.gpu, shape, &views, d16)
+                }
+                None => self.k.lstm_cell.prepare_backward(self.gpu, shape, &views),
+            });
         }
         let dz = View::all(&lb.z);
         let gw = &grads.lstm_weight[l];
