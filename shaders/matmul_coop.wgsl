@@ -1,15 +1,20 @@
-// The cooperative-matrix matmul of `--precision mixed` (issue 25): C[m, n] (f32) =
-// op(A) @ op(B) (+ bias) (+ C), A and B read as f16, on the matrix units a GPU offers
-// (NVIDIA's tensor cores, AMD's WMMA, Intel's XMX through Vulkan; Apple's simdgroup
-// matrices through Metal). The rounding points are those of matmul_f16.wgsl, its scalar
-// twin: the operands rounded to f16 once, where they were cast; products exact, sums in f32
-// (the order of the sums within a tile is the hardware's).
+// The cooperative-matrix matmul: C[m, n] (f32) = op(A) @ op(B) (+ bias) (+ C) on the matrix
+// units a GPU offers (NVIDIA's tensor cores, AMD's WMMA, Intel's XMX through Vulkan;
+// Apple's simdgroup matrices through Metal), A and B of element type ELEM:
+// - f16, for `--precision mixed` (issue 25). The rounding points are those of
+//   matmul_f16.wgsl, its scalar twin: the operands rounded to f16 once, where they were
+//   cast; products exact, sums in f32 (the order of the sums within a tile is the
+//   hardware's).
+// - f32, the `coop-f32-8x8` variant of the f32 matmul family, where the adapter lists f32
+//   tiles (Metal's 8x8 simdgroup matrices). CPU twin: reference::matmul, as for every f32
+//   variant.
 //
-// The launcher (src/gpu/matmul_coop.rs, `coop_source`) puts in front of this file
-// `enable f16;`, `enable wgpu_cooperative_matrix;`, the tile size TILE (16 on Vulkan GPUs, 8
-// on Metal: a size the adapter lists for f16 x f16 -> f32, never guessed) and the subgroup
-// size SG, then matmul_params.wgsl (offsets and strides count f16 elements for A and B),
-// and writes the tile types' names in place of COOP_A, COOP_B and COOP_C.
+// The launcher (src/gpu/matmul_coop.rs, `coop_source`) puts in front of this file `enable
+// f16;` (for f16), `enable wgpu_cooperative_matrix;`, the tile size TILE (16 on Vulkan GPUs,
+// 8 on Metal: a size the adapter lists for ELEM x ELEM -> f32, never guessed) and the
+// subgroup size SG, then matmul_params.wgsl (offsets and strides count ELEM elements for A
+// and B), and writes the element type in place of ELEM and the tile types' names in place of
+// COOP_A, COOP_B and COOP_C.
 //
 // A workgroup is 4 subgroups computing a BLOCK x BLOCK block of C (BLOCK = 4 TILE), each
 // subgroup a 2 x 2 square of tiles. Per step of TILE values of k every invocation copies
@@ -21,8 +26,8 @@
 // goes through its subgroup's slot of workgroup memory, from which the subgroup's
 // invocations add the bias (and C when accumulating) and store what lies inside C.
 
-@group(0) @binding(0) var<storage, read> ah: array<f16>;
-@group(0) @binding(1) var<storage, read> bh: array<f16>;
+@group(0) @binding(0) var<storage, read> ah: array<ELEM>;
+@group(0) @binding(1) var<storage, read> bh: array<ELEM>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
@@ -30,20 +35,20 @@ const SUBGROUPS: u32 = 4u;
 const BLOCK: u32 = 4u * TILE;
 const WG: u32 = SUBGROUPS * SG;
 
-var<workgroup> slice_a: array<f16, 4u * TILE * TILE>;
-var<workgroup> slice_b: array<f16, 4u * TILE * TILE>;
+var<workgroup> slice_a: array<ELEM, 4u * TILE * TILE>;
+var<workgroup> slice_b: array<ELEM, 4u * TILE * TILE>;
 var<workgroup> staged: array<f32, 4u * TILE * TILE>;
 
-fn coop_a(i: u32, p: u32) -> f16 {
+fn coop_a(i: u32, p: u32) -> ELEM {
     if i >= params.m || p >= params.k {
-        return 0.0h;
+        return ELEM();
     }
     return ah[params.a_off + i * params.a_row + p * params.a_col];
 }
 
-fn coop_b(p: u32, j: u32) -> f16 {
+fn coop_b(p: u32, j: u32) -> ELEM {
     if p >= params.k || j >= params.n {
-        return 0.0h;
+        return ELEM();
     }
     return bh[params.b_off + p * params.b_row + j * params.b_col];
 }

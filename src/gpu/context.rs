@@ -472,7 +472,8 @@ impl PickedAdapter {
             required_features: features,
             required_limits: limits.clone(),
             // SAFETY: the one experimental feature requested is cooperative matrices, used
-            // only by `matmul_coop`, on tiles the adapter lists, in uniform control flow.
+            // only by `matmul_coop` (f16, and f32 as the `coop-f32-8x8` variant), on tiles
+            // the adapter lists, in uniform control flow.
             experimental_features: if coop {
                 unsafe { wgpu::ExperimentalFeatures::enabled() }
             } else {

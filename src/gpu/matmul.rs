@@ -91,11 +91,16 @@ pub enum MatmulVariant {
     /// Block64 with k split into slices run side by side (see StripSplit), for the long-k
     /// products whose C is too small to fill the device.
     Block64Split,
+    /// The cooperative-matrix kernel (`shaders/matmul_coop.wgsl`) on f32 operands: 8x8 f32
+    /// tiles on the adapter's matrix units, 32x32 blocks of four subgroups. Only where the
+    /// adapter lists 8x8 f32 tiles (Metal's simdgroup matrices; no Vulkan GPU lists f32
+    /// inputs).
+    CoopF32,
 }
 
 impl MatmulVariant {
     /// Every variant, in the order benchmarks list them.
-    pub const ALL: [MatmulVariant; 14] = [
+    pub const ALL: [MatmulVariant; 15] = [
         MatmulVariant::Tiled,
         MatmulVariant::TiledK8,
         MatmulVariant::Tiled128x64,
@@ -110,6 +115,7 @@ impl MatmulVariant {
         MatmulVariant::Block128x64,
         MatmulVariant::Block64,
         MatmulVariant::Block64Split,
+        MatmulVariant::CoopF32,
     ];
 
     /// The WGSL entry point for the transposes of `shape`, also the label of its
@@ -129,6 +135,7 @@ impl MatmulVariant {
             (MatmulVariant::Block128x64, ..) => "matmul_block_128x64",
             (MatmulVariant::Block64, ..) => "matmul_block_64x64",
             (MatmulVariant::Block64Split, ..) => "matmul_block_64x64_split",
+            (MatmulVariant::CoopF32, ..) => "matmul_coop_f32_8x8",
             (MatmulVariant::SubgroupBroadcast, false, false) => "matmul_subgroup_nn",
             (MatmulVariant::SubgroupBroadcast, false, true) => "matmul_subgroup_nt",
             (MatmulVariant::SubgroupBroadcast, true, false) => "matmul_subgroup_tn",
@@ -153,6 +160,7 @@ impl MatmulVariant {
             MatmulVariant::Block128x64 => "block-128x64",
             MatmulVariant::Block64 => "block-64x64",
             MatmulVariant::Block64Split => "block-64x64-split",
+            MatmulVariant::CoopF32 => "coop-f32-8x8",
         }
     }
 
@@ -171,6 +179,10 @@ impl MatmulVariant {
             MatmulVariant::Block128 => (128, 128),
             MatmulVariant::Block128x64 => (128, 64),
             MatmulVariant::Block64 | MatmulVariant::Block64Split => (64, 64),
+            MatmulVariant::CoopF32 => {
+                let block = 4 * super::matmul_coop::F32_TILE as usize;
+                (block, block)
+            }
         }
     }
 
@@ -294,6 +306,8 @@ impl MatmulVariant {
     pub fn function(self, shape: MatmulShape) -> &'static str {
         if tile_constants(self).is_some() {
             "matmul_tiled"
+        } else if self == MatmulVariant::CoopF32 {
+            "matmul_coop"
         } else if block_constants(self).is_some() {
             "matmul_block"
         } else {
@@ -481,6 +495,18 @@ impl Matmul {
                     )?,
                 ));
             }
+        }
+        if super::matmul_coop::has_f32_tile(gpu) {
+            let v = MatmulVariant::CoopF32;
+            let s = shape(1, 1, 1, false, false);
+            let tile = super::matmul_coop::F32_TILE;
+            let source = super::matmul_coop::coop_source(
+                tile,
+                gpu.info.subgroup_min_size,
+                wgpu::CooperativeScalarType::F32,
+            );
+            let module = gpu.shader(v.entry_point(s), &source)?;
+            portable.push((v, gpu.pipeline(v.entry_point(s), &module, v.function(s))?));
         }
         if quad_capable(gpu) {
             let module = gpu.shader("matmul_quad", &super::shaders::matmul_quad())?;

@@ -110,12 +110,30 @@ pub fn all() -> Vec<ModuleSource> {
     for tile in super::matmul_coop::TILES {
         v.push(ModuleSource {
             label: format!("matmul_coop_{tile}x{tile}"),
-            source: Cow::Owned(super::matmul_coop::coop_source(tile, 32)),
+            source: Cow::Owned(super::matmul_coop::coop_source(
+                tile,
+                32,
+                wgpu::CooperativeScalarType::F16,
+            )),
             subgroups: true,
             f16: true,
             constants: vec![&[]],
             cooperative: Some(tile),
         });
     }
+    // Its f32-operand form, the f32 matmul variant `coop-f32-8x8` (Metal).
+    let tile = super::matmul_coop::F32_TILE;
+    v.push(ModuleSource {
+        label: format!("matmul_coop_f32_{tile}x{tile}"),
+        source: Cow::Owned(super::matmul_coop::coop_source(
+            tile,
+            32,
+            wgpu::CooperativeScalarType::F32,
+        )),
+        subgroups: true,
+        f16: false,
+        constants: vec![&[]],
+        cooperative: Some(tile),
+    });
     v
 }
