@@ -237,6 +237,13 @@ pub enum Event {
         loss: f64,
         words_per_second: f64,
         skipped_steps: usize,
+        /// `--precision mixed`: the loss scale S now (absent in f32).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        loss_scale: Option<f32>,
+        /// `--precision mixed`: the steps whose f16 gradients overflowed (S halved, the
+        /// update skipped) in the run so far (absent in f32).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        overflow_steps: Option<u32>,
     },
     /// An epoch ended: its training perplexity and the validation pass.
     Epoch {
@@ -581,6 +588,7 @@ impl Session {
         }
         self.pos.epoch_loss_sum += sum;
         self.pos.train_seconds += secs;
+        let loss_scale = self.train_ws.read_loss_scale_async(&self.gpu).await?;
         events.push(Event::Train {
             epoch: self.pos.epoch + 1,
             step: done,
@@ -591,6 +599,8 @@ impl Session {
             loss: sum / (since.max(1) * steps) as f64,
             words_per_second,
             skipped_steps: skipped,
+            loss_scale: loss_scale.map(|ls| ls.scale),
+            overflow_steps: loss_scale.map(|ls| ls.overflows),
         });
         self.resume_clock();
         if done == epoch_size {

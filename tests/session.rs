@@ -3,7 +3,7 @@
 
 mod common;
 
-use lstm_gpu::config::{Config, Preset};
+use lstm_gpu::config::{Config, Precision, Preset};
 use lstm_gpu::data::{Corpus, Tokens};
 use lstm_gpu::gpu::block_on;
 use lstm_gpu::model::Params;
@@ -19,6 +19,10 @@ fn text(words: usize, seed: usize) -> String {
 }
 
 fn session() -> Session {
+    session_in(Precision::F32)
+}
+
+fn session_in(precision: Precision) -> Session {
     let (train, valid, test) = (text(3000, 1), text(300, 2), text(300, 3));
     let names = ["train", "valid", "test"];
     let corpus =
@@ -29,6 +33,7 @@ fn session() -> Session {
     cfg.batch_size = 4;
     cfg.num_steps = 5;
     cfg.vocab_size = corpus.vocab.len();
+    cfg.precision = precision;
     let params = Params::<f32>::init(&cfg, 3);
     let pos = session::start(&cfg, 3);
     Session::new(common::gpu(), cfg, corpus, &params, pos, None).unwrap()
@@ -189,4 +194,36 @@ fn the_epochs_validation_runs_in_slices_that_are_reported() {
         ((sliced - whole) / whole).abs() < 1e-6,
         "{sliced} vs {whole}"
     );
+}
+
+/// The page's log points carry the loss scale in mixed precision (what the page shows
+/// beside the speed), and nothing of it in f32.
+#[test]
+fn mixed_precision_log_points_carry_the_loss_scale() {
+    use lstm_gpu::gpu::loss_scale::LossScale;
+    for precision in [Precision::F32, Precision::Mixed] {
+        let mut s = session_in(precision);
+        s.log_every = 2;
+        let events = block_on(s.advance(2)).unwrap();
+        let [e @ Event::Train {
+            loss_scale,
+            overflow_steps,
+            ..
+        }] = events.as_slice()
+        else {
+            panic!("one log point expected: {events:?}");
+        };
+        let json = serde_json::to_value(e).unwrap();
+        match precision {
+            Precision::F32 => {
+                assert_eq!((*loss_scale, *overflow_steps), (None, None));
+                assert!(json.get("loss_scale").is_none(), "{json}");
+            }
+            Precision::Mixed => {
+                assert_eq!(*loss_scale, Some(LossScale::INITIAL));
+                assert_eq!(*overflow_steps, Some(0));
+                assert_eq!(json["loss_scale"].as_f64(), Some(LossScale::INITIAL as f64));
+            }
+        }
+    }
 }

@@ -28,6 +28,7 @@ const S = (window.lstm = {
   lastSave: null, // the bytes of the last checkpoint saved
   prediction: null,
   generated: null,
+  lossScale: null, // mixed precision: { scale, overflows } from the last log point
 });
 
 // ---- messages ----------------------------------------------------------------------------
@@ -170,6 +171,7 @@ async function newTrainer(options, checkpoint) {
   S.epochs = [];
   S.finished = null;
   S.estimate = null;
+  S.lossScale = null;
   $("epochs").tBodies[0].innerHTML = "";
   showModel();
   draw();
@@ -195,11 +197,21 @@ function refreshInfo() {
   S.info = JSON.parse(S.trainer.info());
 }
 
+// "; loss scale S (N steps skipped for f16 overflows)" in mixed precision, else nothing.
+function lossScaleText() {
+  const ls = S.lossScale;
+  if (!ls) return "";
+  const skipped = ls.overflows > 0 ? ` (${ls.overflows} steps skipped for f16 overflows)` : "";
+  return `; loss scale ${ls.scale}${skipped}`;
+}
+
 function handle(events) {
   for (const e of events) {
     if (e.kind === "train") {
       S.trainEvents.push(e);
       S.points.push(e);
+      // Mixed precision only: the loss scale and the f16 overflows so far.
+      if (e.loss_scale !== undefined) S.lossScale = { scale: e.loss_scale, overflows: e.overflow_steps };
     } else if (e.kind === "progress") {
       S.progressEvents.push(e);
       if (e.phase === "training" && isFinite(e.perplexity)) S.points.push(e);
@@ -318,7 +330,8 @@ function progress() {
   }
   if (last && smoothedSpeed() > 0) {
     $("speed").textContent =
-      `${smoothedSpeed().toFixed(0)} words/s; train perplexity ${last.perplexity.toFixed(2)} (epoch so far), learning rate ${last.learning_rate}`;
+      `${smoothedSpeed().toFixed(0)} words/s; train perplexity ${last.perplexity.toFixed(2)} (epoch so far), learning rate ${last.learning_rate}` +
+      lossScaleText();
   }
   if (i.finished) {
     frac = 1;
