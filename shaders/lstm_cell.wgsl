@@ -34,10 +34,12 @@ struct ForwardParams {
     c: u32,
     h: u32,
     forget_bias: f32,
-    // Where lstm_cell_forward_f16 writes the f16 copy of h (f16 elements); unused here.
+    // Where lstm_cell_forward_f16 writes the f16 copy of h (f16 elements).
     h16: u32,
+    // lstm_cell_forward_split: the slices of the recurrent product's partial sums.
+    slices: u32,
+    slice_words: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> fwd_pre: array<f32>;
@@ -57,21 +59,33 @@ fn lstm_cell_forward(
     if idx >= fwd.batch * fwd.hidden {
         return;
     }
-    cell_forward(idx);
+    cell_forward(idx, forward_pre(idx));
 }
 
-// The forward step of state word `idx` (row idx / hidden, unit idx % hidden): writes its
-// four activations, c and h, and returns h (for lstm_cell_f16.wgsl's f16 copy).
-fn cell_forward(idx: u32) -> f32 {
-    let hidden = fwd.hidden;
+// The offset of gate i of state word `idx` in a [batch, 4 * hidden] window.
+fn gate_offset(idx: u32, hidden: u32) -> u32 {
     let row = idx / hidden;
-    let gate = row * 4u * hidden + (idx - row * hidden);
+    return row * 4u * hidden + (idx - row * hidden);
+}
 
-    let z = fwd.pre + gate;
-    let i = sigmoid(fwd_pre[z]);
-    let j = tanh_guarded(fwd_pre[z + hidden]);
-    let f = sigmoid(fwd_pre[z + 2u * hidden] + fwd.forget_bias);
-    let o = sigmoid(fwd_pre[z + 3u * hidden]);
+// The four pre-activations (gates i, j, f, o) of state word `idx`.
+fn forward_pre(idx: u32) -> vec4<f32> {
+    let hidden = fwd.hidden;
+    let z = fwd.pre + gate_offset(idx, hidden);
+    return vec4<f32>(fwd_pre[z], fwd_pre[z + hidden], fwd_pre[z + 2u * hidden], fwd_pre[z + 3u * hidden]);
+}
+
+// The forward step of state word `idx` (row idx / hidden, unit idx % hidden) from its
+// pre-activations: writes its four activations, c and h, and returns h (for
+// lstm_cell_f16.wgsl's f16 copy).
+fn cell_forward(idx: u32, pre: vec4<f32>) -> f32 {
+    let hidden = fwd.hidden;
+    let gate = gate_offset(idx, hidden);
+
+    let i = sigmoid(pre.x);
+    let j = tanh_guarded(pre.y);
+    let f = sigmoid(pre.z + fwd.forget_bias);
+    let o = sigmoid(pre.w);
     let c = fwd_c[fwd.c_prev + idx] * f + i * j;
 
     let a = fwd.act + gate;
@@ -99,10 +113,11 @@ struct BackwardParams {
     dc: u32,
     dpre: u32,
     dc_prev: u32,
-    // Where lstm_cell_backward_f16 writes the f16 copy of dpre (f16 elements); unused here.
+    // Where lstm_cell_backward_f16 writes the f16 copy of dpre (f16 elements).
     dpre16: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // lstm_cell_backward_split: the slices of the recurrent product's partial sums.
+    slices: u32,
+    slice_words: u32,
 }
 
 @group(0) @binding(0) var<storage, read> bwd_act: array<f32>;
@@ -125,15 +140,15 @@ fn lstm_cell_backward(
     if idx >= bwd.batch * bwd.hidden {
         return;
     }
-    cell_backward(idx);
+    cell_backward(idx, bwd_dh[bwd.dh + idx]);
 }
 
-// The backward step of state word `idx`: writes its four pre-activation gradients (gates
-// i, j, f, o, returned in that order for lstm_cell_f16.wgsl's f16 copy) and d(c_prev).
-fn cell_backward(idx: u32) -> vec4<f32> {
+// The backward step of state word `idx` given the gradient dh of its h: writes its four
+// pre-activation gradients (gates i, j, f, o, returned in that order for
+// lstm_cell_f16.wgsl's f16 copy) and d(c_prev).
+fn cell_backward(idx: u32, dh: f32) -> vec4<f32> {
     let hidden = bwd.hidden;
-    let row = idx / hidden;
-    let gate = row * 4u * hidden + (idx - row * hidden);
+    let gate = gate_offset(idx, hidden);
 
     let a = bwd.act + gate;
     let i = bwd_act[a];
@@ -141,7 +156,6 @@ fn cell_backward(idx: u32) -> vec4<f32> {
     let f = bwd_act[a + 2u * hidden];
     let o = bwd_act[a + 3u * hidden];
     let tc = tanh_guarded(bwd_c[bwd.c + idx]);
-    let dh = bwd_dh[bwd.dh + idx];
     let dc = bwd_dc[bwd.dc + idx] + dh * o * (1.0 - tc * tc);
 
     let g = vec4<f32>(
@@ -157,4 +171,70 @@ fn cell_backward(idx: u32) -> vec4<f32> {
     bwd_dpre[d + 3u * hidden] = g.w;
     bwd_dc_prev[bwd.dc_prev + idx] = dc * f;
     return g;
+}
+
+// ---------------------------------------------------------------------------------------
+// The split forms: where the step's recurrent product (h_{t-1} @ W_h forward, dz_{t+1} @
+// W_h^T backward) split k into slices, its partial sums are added here rather than by a
+// pass of their own (gpu::matmul::Matmul::prepare_deferring_sum): the slices in order,
+// then the sum added to the old value, exactly as matmul_split_sum would have stored it.
+// `slices` slices of `slice_words` words from word 0, each laid out as the product's
+// output: the [batch, 4 * hidden] pre-activations forward, the [batch, hidden] dh backward.
+
+@group(0) @binding(8) var<storage, read> partials: array<f32>;
+
+// Word `at` of the product's output summed over the slices, in matmul_split_sum's order
+// (four loads, then their adds).
+fn partial_sum(at: u32, slices: u32, words: u32) -> f32 {
+    let slices4 = slices - slices % 4u;
+    var sum = 0.0;
+    var p = at;
+    for (var z = 0u; z < slices4; z += 4u) {
+        let v0 = partials[p];
+        let v1 = partials[p + words];
+        let v2 = partials[p + 2u * words];
+        let v3 = partials[p + 3u * words];
+        sum += v0;
+        sum += v1;
+        sum += v2;
+        sum += v3;
+        p += 4u * words;
+    }
+    for (var z = slices4; z < slices; z++) {
+        sum += partials[p];
+        p += words;
+    }
+    return sum;
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn lstm_cell_forward_split(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let idx = flat_index(gid, groups);
+    if idx >= fwd.batch * fwd.hidden {
+        return;
+    }
+    let hidden = fwd.hidden;
+    let g = gate_offset(idx, hidden);
+    let sums = vec4<f32>(
+        partial_sum(g, fwd.slices, fwd.slice_words),
+        partial_sum(g + hidden, fwd.slices, fwd.slice_words),
+        partial_sum(g + 2u * hidden, fwd.slices, fwd.slice_words),
+        partial_sum(g + 3u * hidden, fwd.slices, fwd.slice_words),
+    );
+    cell_forward(idx, forward_pre(idx) + sums);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn lstm_cell_backward_split(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let idx = flat_index(gid, groups);
+    if idx >= bwd.batch * bwd.hidden {
+        return;
+    }
+    cell_backward(idx, bwd_dh[bwd.dh + idx] + partial_sum(idx, bwd.slices, bwd.slice_words));
 }

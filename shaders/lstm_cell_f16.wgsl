@@ -20,7 +20,7 @@ fn lstm_cell_forward_f16(
     if idx >= fwd.batch * fwd.hidden {
         return;
     }
-    fwd_h16[fwd.h16 + idx] = to_f16(cell_forward(idx));
+    fwd_h16[fwd.h16 + idx] = to_f16(cell_forward(idx, forward_pre(idx)));
 }
 
 // The gradients carry the loss scale, so they may exceed f16's range: to_f16 makes those
@@ -36,9 +36,8 @@ fn lstm_cell_backward_f16(
     if idx >= bwd.batch * bwd.hidden {
         return;
     }
-    let g = cell_backward(idx);
-    let row = idx / bwd.hidden;
-    let d = bwd.dpre16 + row * 4u * bwd.hidden + (idx - row * bwd.hidden);
+    let g = cell_backward(idx, bwd_dh[bwd.dh + idx]);
+    let d = bwd.dpre16 + gate_offset(idx, bwd.hidden);
     bwd_dpre16[d] = to_f16(g.x);
     bwd_dpre16[d + bwd.hidden] = to_f16(g.y);
     bwd_dpre16[d + 2u * bwd.hidden] = to_f16(g.z);

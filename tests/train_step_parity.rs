@@ -358,3 +358,73 @@ fn ten_ptb_steps_with_carried_state_match_reference() {
     let got = pbuf.read(&gpu, &cfg).unwrap();
     compare_params("after 10 PTB steps", &got, &want, &params, 1e-4);
 }
+
+/// Where the recurrent products split k (forced here: lavapipe's own choice never splits),
+/// the cell adds their partial sums itself (`lstm_cell_*_split`) instead of a sum pass per
+/// product: one launch fewer per split product, and the same step bit for bit: loss,
+/// parameters and carried state equal to the step with the sum passes.
+#[test]
+fn the_cell_adds_split_recurrent_sums_bit_for_bit() {
+    use lstm_gpu::gpu::lstm_step::Recurrence;
+    use lstm_gpu::gpu::matmul::MatmulVariant;
+    let mut gpu = gpu();
+    gpu.matmul = Some(MatmulVariant::StripSplit);
+    // Layer 0 (h 40) splits its forward product (k 40: 2 slices) and its backward one
+    // (k 160: 10 slices, past the kernels' groups of four); layer 1 (h 24) only the
+    // backward one (k 96: 6 slices).
+    let cfg = Config {
+        hidden: vec![40, 24],
+        keep_prob: 0.7,
+        ..small_config()
+    };
+    let run = |fuse: bool| {
+        let mut kernels = Kernels::new(&gpu).unwrap();
+        kernels.recurrence = Some(Recurrence::Unfused);
+        kernels.fuse_split_sums = fuse;
+        let params = Params::<f32>::init(&cfg, 5);
+        let pbuf = ParamBuffers::upload(&gpu, &cfg, &params).unwrap();
+        let mut ws = Workspace::new(
+            &gpu,
+            &kernels,
+            &cfg,
+            &pbuf,
+            cfg.batch_size,
+            cfg.num_steps,
+            Mode::Train,
+        )
+        .unwrap();
+        ws.write_state(&gpu, &random_state(&cfg, 6)).unwrap();
+        ws.take_loss(&gpu).unwrap();
+        let n = cfg.batch_size * cfg.num_steps;
+        let (x, y) = (random_ids(n, 53, 7), random_ids(n, 53, 8));
+        for step in 0..2 {
+            let hyper = Hyper {
+                learning_rate: 0.9,
+                step,
+                seed: 11,
+            };
+            ws.step(&gpu, &x, &y, hyper).unwrap();
+        }
+        let (loss, _) = ws.take_loss(&gpu).unwrap();
+        let p = pbuf.read(&gpu, &cfg).unwrap();
+        let s = ws.read_state(&gpu).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut all: Vec<Vec<u32>> = p.tensors().into_iter().map(|(_, t)| bits(t)).collect();
+        all.extend(s.c.iter().chain(&s.h).map(|t| bits(t)));
+        (ws.dispatches(), loss.to_bits(), all)
+    };
+    let (fused_launches, fused_loss, fused) = run(true);
+    let (summed_launches, summed_loss, summed) = run(false);
+    let steps = cfg.num_steps;
+    // Forward: layer 0's products split; backward: both layers' (steps - 1 each).
+    assert_eq!(
+        summed_launches - fused_launches,
+        steps + 2 * (steps - 1),
+        "launches: {fused_launches} fused, {summed_launches} with sum passes"
+    );
+    assert_eq!(fused_loss, summed_loss, "loss");
+    assert!(
+        fused == summed,
+        "parameters or state differ between the two"
+    );
+}

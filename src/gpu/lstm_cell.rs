@@ -9,6 +9,7 @@
 use anyhow::{bail, Result};
 
 use super::half::HalfView;
+use super::matmul::SplitPartials;
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
 use super::shaders::{LSTM_CELL as SHADER, LSTM_CELL_F16};
@@ -85,7 +86,9 @@ struct ForwardParams {
     h: u32,
     forget_bias: f32,
     h16: u32,
-    _pad: [u32; 2],
+    slices: u32,
+    slice_words: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -101,13 +104,41 @@ struct BackwardParams {
     dpre: u32,
     dc_prev: u32,
     dpre16: u32,
-    _pad: [u32; 2],
+    slices: u32,
+    slice_words: u32,
+}
+
+/// What a cell dispatch does beside the plain step.
+#[derive(Clone, Copy)]
+enum Extra<'a> {
+    Plain,
+    /// Also write the f16 copy of h (forward) or d(pre) (backward) there.
+    Half(HalfView<'a>),
+    /// Add the recurrent product's partial sums (left there by a split product) to pre
+    /// (forward) or dh (backward) first.
+    Split(&'a SplitPartials),
+}
+
+impl Extra<'_> {
+    /// The kernel's entry point (also its label), for the direction's plain name.
+    fn entry(&self, plain: &'static str) -> &'static str {
+        match (self, plain) {
+            (Extra::Plain, p) => p,
+            (Extra::Half(_), "lstm_cell_forward") => "lstm_cell_forward_f16",
+            (Extra::Half(_), _) => "lstm_cell_backward_f16",
+            (Extra::Split(_), "lstm_cell_forward") => "lstm_cell_forward_split",
+            (Extra::Split(_), _) => "lstm_cell_backward_split",
+        }
+    }
 }
 
 /// The compiled forward and backward pipelines.
 pub struct LstmCell {
     forward: wgpu::ComputePipeline,
     backward: wgpu::ComputePipeline,
+    /// `lstm_cell_forward_split` and `lstm_cell_backward_split`: the steps that first add
+    /// the recurrent product's split-K partial sums.
+    split: [wgpu::ComputePipeline; 2],
     /// `lstm_cell_forward_f16` and `lstm_cell_backward_f16` (`shaders/lstm_cell_f16.wgsl`):
     /// the same steps also writing the f16 copy of h, of d(pre); `None` without
     /// `SHADER_F16`.
@@ -126,9 +157,14 @@ impl LstmCell {
         } else {
             None
         };
+        let pipeline = |entry: &str| gpu.pipeline(entry, &module, entry);
         Ok(LstmCell {
-            forward: gpu.pipeline("lstm_cell_forward", &module, "lstm_cell_forward")?,
-            backward: gpu.pipeline("lstm_cell_backward", &module, "lstm_cell_backward")?,
+            forward: pipeline("lstm_cell_forward")?,
+            backward: pipeline("lstm_cell_backward")?,
+            split: [
+                pipeline("lstm_cell_forward_split")?,
+                pipeline("lstm_cell_backward_split")?,
+            ],
             half,
         })
     }
@@ -147,7 +183,7 @@ impl LstmCell {
         forget_bias: f32,
         v: &CellForwardViews,
     ) -> Result<Dispatch> {
-        self.forward_dispatch(gpu, shape, forget_bias, v, None)
+        self.forward_dispatch(gpu, shape, forget_bias, v, Extra::Plain)
     }
 
     /// `lstm_cell_forward_f16`: [`LstmCell::prepare_forward`] that also writes h rounded
@@ -161,7 +197,31 @@ impl LstmCell {
         v: &CellForwardViews,
         h16: HalfView,
     ) -> Result<Dispatch> {
-        self.forward_dispatch(gpu, shape, forget_bias, v, Some(h16))
+        self.forward_dispatch(gpu, shape, forget_bias, v, Extra::Half(h16))
+    }
+
+    /// `lstm_cell_forward_split`: [`LstmCell::prepare_forward`] on `pre` plus the partial
+    /// sums a split recurrent product left (`pre` itself is not written).
+    pub fn prepare_forward_split(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        forget_bias: f32,
+        v: &CellForwardViews,
+        partials: &SplitPartials,
+    ) -> Result<Dispatch> {
+        self.forward_dispatch(gpu, shape, forget_bias, v, Extra::Split(partials))
+    }
+
+    /// `lstm_cell_backward`: gradients of the pre-activations and of the previous cell
+    /// state of one step.
+    pub fn prepare_backward(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        v: &CellBackwardViews,
+    ) -> Result<Dispatch> {
+        self.backward_dispatch(gpu, shape, v, Extra::Plain)
     }
 
     /// `lstm_cell_backward_f16`: [`LstmCell::prepare_backward`] that also writes d(pre)
@@ -174,14 +234,36 @@ impl LstmCell {
         v: &CellBackwardViews,
         dpre16: HalfView,
     ) -> Result<Dispatch> {
-        self.backward_dispatch(gpu, shape, v, Some(dpre16))
+        self.backward_dispatch(gpu, shape, v, Extra::Half(dpre16))
     }
 
-    /// The f16 pipeline `which` (0 forward, 1 backward), or why there is none.
-    fn half_pipeline(&self, which: usize, label: &str) -> Result<&wgpu::ComputePipeline> {
-        match &self.half {
-            Some(p) => Ok(&p[which]),
-            None => bail!("{label}: the device has no 16-bit floats in shaders (shader-f16)"),
+    /// `lstm_cell_backward_split`: [`LstmCell::prepare_backward`] on `dh` plus the partial
+    /// sums a split recurrent product left (`dh` itself is not written).
+    pub fn prepare_backward_split(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        v: &CellBackwardViews,
+        partials: &SplitPartials,
+    ) -> Result<Dispatch> {
+        self.backward_dispatch(gpu, shape, v, Extra::Split(partials))
+    }
+
+    /// The pipeline of `extra` in direction `which` (0 forward, 1 backward), with the
+    /// plain one given; fails where the f16 kernels are not built.
+    fn pipeline_for<'s>(
+        &'s self,
+        extra: &Extra,
+        which: usize,
+        plain: &'s wgpu::ComputePipeline,
+    ) -> Result<&'s wgpu::ComputePipeline> {
+        match (extra, &self.half) {
+            (Extra::Plain, _) => Ok(plain),
+            (Extra::Split(_), _) => Ok(&self.split[which]),
+            (Extra::Half(_), Some(p)) => Ok(&p[which]),
+            (Extra::Half(_), None) => {
+                bail!("the cell's f16 kernels: the device has no 16-bit floats in shaders (shader-f16)")
+            }
         }
     }
 
@@ -191,35 +273,26 @@ impl LstmCell {
         shape: CellShape,
         forget_bias: f32,
         v: &CellForwardViews,
-        h16: Option<HalfView>,
+        extra: Extra,
     ) -> Result<Dispatch> {
         let (gates, states) = (4 * shape.states(), shape.states());
-        let pre_at = word_offset("lstm_cell_forward pre", v.pre, gates)?;
-        let c_prev_at = word_offset("lstm_cell_forward c_prev", v.c_prev, states)?;
-        let act_at = word_offset("lstm_cell_forward act", v.act, gates)?;
-        let c_at = word_offset("lstm_cell_forward c", v.c, states)?;
-        let h_at = word_offset("lstm_cell_forward h", v.h, states)?;
+        let label = extra.entry("lstm_cell_forward");
+        let pre_at = word_offset(&format!("{label} pre"), v.pre, gates)?;
+        let c_prev_at = word_offset(&format!("{label} c_prev"), v.c_prev, states)?;
+        let act_at = word_offset(&format!("{label} act"), v.act, gates)?;
+        let c_at = word_offset(&format!("{label} c"), v.c, states)?;
+        let h_at = word_offset(&format!("{label} h"), v.h, states)?;
         if v.c_prev.buffer != v.c.buffer {
-            bail!("lstm_cell_forward: c_prev and c must be windows of one state buffer");
+            bail!("{label}: c_prev and c must be windows of one state buffer");
         }
         same_or_disjoint(
-            "lstm_cell_forward c_prev and c",
+            &format!("{label} c_prev and c"),
             (v.c_prev, states),
             (v.c, states),
         )?;
-
-        let (label, pipeline, h16_at) = match &h16 {
-            None => ("lstm_cell_forward", &self.forward, 0),
-            Some(h16) => {
-                let label = "lstm_cell_forward_f16";
-                let at = h16.check(&format!("{label} h16"), states)?;
-                if [v.pre.buffer, v.c.buffer, v.act.buffer, v.h.buffer].contains(&h16.buffer) {
-                    bail!("{label}: the f16 copy of h shares a buffer with another operand");
-                }
-                (label, self.half_pipeline(0, label)?, at)
-            }
-        };
-        let params = ForwardParams {
+        let operands = [v.pre.buffer, v.c.buffer, v.act.buffer, v.h.buffer];
+        let pipeline = self.pipeline_for(&extra, 0, &self.forward)?;
+        let mut params = ForwardParams {
             batch: shape.batch as u32,
             hidden: shape.hidden as u32,
             pre: pre_at,
@@ -228,19 +301,33 @@ impl LstmCell {
             c: c_at,
             h: h_at,
             forget_bias,
-            h16: h16_at,
-            _pad: [0; 2],
+            h16: 0,
+            slices: 0,
+            slice_words: 0,
+            _pad: 0,
         };
+        let mut entries: Vec<(u32, &wgpu::Buffer)> = Vec::new();
+        let mut extra_bytes = 0.0;
+        match &extra {
+            Extra::Plain => {}
+            Extra::Half(h16) => {
+                params.h16 = h16.check(&format!("{label} h16"), states)?;
+                if operands.contains(&h16.buffer) {
+                    bail!("{label}: the f16 copy of h shares a buffer with another operand");
+                }
+                entries.push((5, h16.buffer));
+                extra_bytes = 2.0 * states as f64;
+            }
+            Extra::Split(p) => {
+                (params.slices, params.slice_words) = check_partials(label, p, gates)?;
+                entries.push((8, &p.buffer));
+                extra_bytes = 4.0 * (p.slices * gates) as f64;
+            }
+        }
         let uniforms = gpu.uniform_from(label, &params);
-        let mut buffers = vec![
-            v.pre.buffer,
-            v.c.buffer,
-            v.act.buffer,
-            v.h.buffer,
-            &uniforms,
-        ];
-        buffers.extend(h16.as_ref().map(|h| h.buffer));
-        let bind_group = gpu.bind(label, pipeline, &buffers)?;
+        entries.extend((0u32..).zip(operands));
+        entries.push((4, &uniforms));
+        let bind_group = gpu.bind_at(label, pipeline, &entries)?;
         let (gx, gy) = groups_1d(states, WORKGROUP);
         let n = states as f64;
         Ok(Dispatch {
@@ -251,22 +338,11 @@ impl LstmCell {
             // Four gate nonlinearities, the cell update and tanh(c) * o, counting a
             // transcendental as one operation.
             flops: 14.0 * n,
-            // Read pre and c_prev; write act, c and h (and h in f16).
-            bytes: 4.0 * n * (4.0 + 1.0 + 4.0 + 1.0 + 1.0) + h16.map_or(0.0, |_| 2.0 * n),
+            // Read pre and c_prev; write act, c and h (and h in f16, or read the partials).
+            bytes: 4.0 * n * (4.0 + 1.0 + 4.0 + 1.0 + 1.0) + extra_bytes,
             uniforms: Some(uniforms),
             then: None,
         })
-    }
-
-    /// `lstm_cell_backward`: gradients of the pre-activations and of the previous cell
-    /// state of one step.
-    pub fn prepare_backward(
-        &self,
-        gpu: &Gpu,
-        shape: CellShape,
-        v: &CellBackwardViews,
-    ) -> Result<Dispatch> {
-        self.backward_dispatch(gpu, shape, v, None)
     }
 
     fn backward_dispatch(
@@ -274,35 +350,30 @@ impl LstmCell {
         gpu: &Gpu,
         shape: CellShape,
         v: &CellBackwardViews,
-        dpre16: Option<HalfView>,
+        extra: Extra,
     ) -> Result<Dispatch> {
         let (gates, states) = (4 * shape.states(), shape.states());
-        let act_at = word_offset("lstm_cell_backward act", v.act, gates)?;
-        let c_prev_at = word_offset("lstm_cell_backward c_prev", v.c_prev, states)?;
-        let c_at = word_offset("lstm_cell_backward c", v.c, states)?;
-        let dh_at = word_offset("lstm_cell_backward dh", v.dh, states)?;
-        let dc_at = word_offset("lstm_cell_backward dc", v.dc, states)?;
-        let dpre_at = word_offset("lstm_cell_backward dpre", v.dpre, gates)?;
-        let dc_prev_at = word_offset("lstm_cell_backward dc_prev", v.dc_prev, states)?;
+        let label = extra.entry("lstm_cell_backward");
+        let act_at = word_offset(&format!("{label} act"), v.act, gates)?;
+        let c_prev_at = word_offset(&format!("{label} c_prev"), v.c_prev, states)?;
+        let c_at = word_offset(&format!("{label} c"), v.c, states)?;
+        let dh_at = word_offset(&format!("{label} dh"), v.dh, states)?;
+        let dc_at = word_offset(&format!("{label} dc"), v.dc, states)?;
+        let dpre_at = word_offset(&format!("{label} dpre"), v.dpre, gates)?;
+        let dc_prev_at = word_offset(&format!("{label} dc_prev"), v.dc_prev, states)?;
         if v.c_prev.buffer != v.c.buffer {
-            bail!("lstm_cell_backward: c_prev and c must be windows of one state buffer");
+            bail!("{label}: c_prev and c must be windows of one state buffer");
         }
-        let (label, pipeline, dpre16_at) = match &dpre16 {
-            None => ("lstm_cell_backward", &self.backward, 0),
-            Some(d16) => {
-                let label = "lstm_cell_backward_f16";
-                let at = d16.check(&format!("{label} dpre16"), gates)?;
-                let inputs = [v.act.buffer, v.c.buffer, v.dh.buffer, v.dc.buffer];
-                if inputs.contains(&d16.buffer)
-                    || [v.dpre.buffer, v.dc_prev.buffer].contains(&d16.buffer)
-                {
-                    bail!("{label}: the f16 copy of dpre shares a buffer with another operand");
-                }
-                (label, self.half_pipeline(1, label)?, at)
-            }
-        };
-
-        let params = BackwardParams {
+        let operands = [
+            v.act.buffer,
+            v.c.buffer,
+            v.dh.buffer,
+            v.dc.buffer,
+            v.dpre.buffer,
+            v.dc_prev.buffer,
+        ];
+        let pipeline = self.pipeline_for(&extra, 1, &self.backward)?;
+        let mut params = BackwardParams {
             batch: shape.batch as u32,
             hidden: shape.hidden as u32,
             act: act_at,
@@ -312,21 +383,32 @@ impl LstmCell {
             dc: dc_at,
             dpre: dpre_at,
             dc_prev: dc_prev_at,
-            dpre16: dpre16_at,
-            _pad: [0; 2],
+            dpre16: 0,
+            slices: 0,
+            slice_words: 0,
         };
+        let mut entries: Vec<(u32, &wgpu::Buffer)> = Vec::new();
+        let mut extra_bytes = 0.0;
+        match &extra {
+            Extra::Plain => {}
+            Extra::Half(d16) => {
+                params.dpre16 = d16.check(&format!("{label} dpre16"), gates)?;
+                if operands.contains(&d16.buffer) {
+                    bail!("{label}: the f16 copy of dpre shares a buffer with another operand");
+                }
+                entries.push((7, d16.buffer));
+                extra_bytes = 2.0 * gates as f64;
+            }
+            Extra::Split(p) => {
+                (params.slices, params.slice_words) = check_partials(label, p, states)?;
+                entries.push((8, &p.buffer));
+                extra_bytes = 4.0 * (p.slices * states) as f64;
+            }
+        }
         let uniforms = gpu.uniform_from(label, &params);
-        let mut buffers = vec![
-            v.act.buffer,
-            v.c.buffer,
-            v.dh.buffer,
-            v.dc.buffer,
-            v.dpre.buffer,
-            v.dc_prev.buffer,
-            &uniforms,
-        ];
-        buffers.extend(dpre16.as_ref().map(|d| d.buffer));
-        let bind_group = gpu.bind(label, pipeline, &buffers)?;
+        entries.extend((0u32..).zip(operands));
+        entries.push((6, &uniforms));
+        let bind_group = gpu.bind_at(label, pipeline, &entries)?;
         let (gx, gy) = groups_1d(states, WORKGROUP);
         let n = states as f64;
         Ok(Dispatch {
@@ -335,12 +417,33 @@ impl LstmCell {
             bind_group,
             groups: (gx, gy, 1),
             flops: 26.0 * n,
-            // Read act, c_prev, c, dh and dc; write dpre and dc_prev (and dpre in f16).
-            bytes: 4.0 * n * (4.0 + 4.0 + 4.0 + 1.0) + dpre16.map_or(0.0, |_| 8.0 * n),
+            // Read act, c_prev, c, dh and dc; write dpre and dc_prev (and dpre in f16, or
+            // read the partials).
+            bytes: 4.0 * n * (4.0 + 4.0 + 4.0 + 1.0) + extra_bytes,
             uniforms: Some(uniforms),
             then: None,
         })
     }
+}
+
+/// The partials' `(slices, words per slice)` for the kernel's uniforms, checked: slices of
+/// exactly `words` words (the product's output is the window the cell reads), inside the
+/// buffer.
+fn check_partials(label: &str, p: &SplitPartials, words: usize) -> Result<(u32, u32)> {
+    if p.words != words || p.slices == 0 {
+        bail!(
+            "{label}: partial sums of {} slices of {} words, where the step has {words}",
+            p.slices,
+            p.words
+        );
+    }
+    if (p.slices * words * 4) as u64 > p.buffer.size() {
+        bail!(
+            "{label}: the partial sums' buffer holds fewer than {} slices",
+            p.slices
+        );
+    }
+    Ok((p.slices as u32, words as u32))
 }
 
 /// Whether two windows of `words` words touch a common word.

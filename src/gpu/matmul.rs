@@ -347,6 +347,25 @@ impl FromStr for MatmulVariant {
     }
 }
 
+/// The operands of one product: `c = op(a) @ op(b) (+ bias) (+ c when accumulate)`.
+struct Operands<'a> {
+    a: View<'a>,
+    b: View<'a>,
+    bias: Option<View<'a>>,
+    c: View<'a>,
+    accumulate: bool,
+}
+
+/// Where a split product left its partial sums for the kernel that adds them
+/// ([`Matmul::prepare_deferring_sum`]): `slices` slices of `words` words from word 0 of
+/// `buffer`, each laid out as C (row-major, `n` words a row) without C's offset.
+#[derive(Clone, Debug)]
+pub struct SplitPartials {
+    pub buffer: wgpu::Buffer,
+    pub slices: usize,
+    pub words: usize,
+}
+
 /// The strides of the operands of `shape` as the kernels read them (row-major storage,
 /// transposes as strides): `[a_row, a_col, b_row, b_col]`, with
 /// `op(A)[i, p] = a[a_off + i * a_row + p * a_col]` and `op(B)[p, j]` likewise.
@@ -664,6 +683,65 @@ impl Matmul {
         c: View,
         accumulate: bool,
     ) -> Result<Dispatch> {
+        let operands = Operands {
+            a,
+            b,
+            bias,
+            c,
+            accumulate,
+        };
+        Ok(self.dispatch(variant, gpu, shape, operands, false)?.0)
+    }
+
+    /// `c += op(a) @ op(b)` as [`Matmul::prepare`] would run it, except that where the
+    /// chosen variant splits k the slices' sum is left to the kernel that reads `c` next:
+    /// the dispatch then writes only the partial sums, and the [`SplitPartials`] returned
+    /// say where. That kernel must add them to `c` as `matmul_split_sum` does (in order
+    /// of the slices, then to the old `c`) and read them before any other split product
+    /// runs (they share one scratch buffer). Unsplit, `c` is updated and `None` returned.
+    /// The training step's recurrent products leave their sums to the LSTM cell this way:
+    /// one launch fewer per layer and time step, in each direction.
+    pub fn prepare_deferring_sum(
+        &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        a: View,
+        b: View,
+        c: View,
+    ) -> Result<(Dispatch, Option<SplitPartials>)> {
+        let (variant, _) = self.choice(shape);
+        if let Ok(mut seen) = self.seen.lock() {
+            if !seen.contains(&shape) {
+                seen.push(shape);
+            }
+        }
+        let operands = Operands {
+            a,
+            b,
+            bias: None,
+            c,
+            accumulate: true,
+        };
+        self.dispatch(variant, gpu, shape, operands, true)
+    }
+
+    /// The dispatch of [`Matmul::prepare_with`]; with `defer_sum`, a split product's
+    /// partial sums without the pass that adds them (see [`Matmul::prepare_deferring_sum`]).
+    fn dispatch(
+        &self,
+        variant: MatmulVariant,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        operands: Operands,
+        defer_sum: bool,
+    ) -> Result<(Dispatch, Option<SplitPartials>)> {
+        let Operands {
+            a,
+            b,
+            bias,
+            c,
+            accumulate,
+        } = operands;
         let MatmulShape { m, k, n, .. } = shape;
         if !self.variants_available().contains(&variant) {
             bail!(
@@ -769,7 +847,7 @@ impl Matmul {
                 pipeline,
                 &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
             )?;
-            return Ok(Dispatch {
+            let d = Dispatch {
                 label: label.to_string(),
                 pipeline: pipeline.clone(),
                 bind_group,
@@ -778,7 +856,8 @@ impl Matmul {
                 bytes,
                 uniforms: Some(uniforms),
                 then: None,
-            });
+            };
+            return Ok((d, None));
         }
         // Split-K: the slices' sums into the scratch buffer (no bias, no accumulation, C at
         // word 0), then matmul_split_sum adds them into C and finishes as `store` does.
@@ -816,7 +895,25 @@ impl Matmul {
             ],
         )?;
         let partials = 4.0 * 2.0 * slices as f64 * mf * nf;
-        Ok(Dispatch {
+        if defer_sum {
+            let d = Dispatch {
+                label: label.to_string(),
+                pipeline: pipeline.clone(),
+                bind_group,
+                groups: (gx, gy, word("slices", slices)?),
+                flops: 2.0 * mf * nf * kf,
+                bytes: bytes + partials / 2.0,
+                uniforms: Some(uniforms),
+                then: None,
+            };
+            let partials = SplitPartials {
+                buffer: scratch,
+                slices,
+                words: m * n,
+            };
+            return Ok((d, Some(partials)));
+        }
+        let d = Dispatch {
             label: label.to_string(),
             pipeline: pipeline.clone(),
             bind_group,
@@ -834,7 +931,8 @@ impl Matmul {
                 uniforms: Some(sum_uniforms),
                 then: None,
             })),
-        })
+        };
+        Ok((d, None))
     }
 
     /// The split-K scratch buffer, at least `words` long.

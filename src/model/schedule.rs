@@ -21,7 +21,7 @@ use crate::gpu::embedding::{pack_segments, segments_words, Embedding};
 use crate::gpu::loss_scale::{LossScale, LossScaleKernels};
 use crate::gpu::lstm_cell::{CellBackwardViews, CellForwardViews, CellShape, LstmCell};
 use crate::gpu::lstm_step::{LstmStep, Recurrence, StepBackwardViews, StepForwardViews};
-use crate::gpu::matmul::{Matmul, MatmulVariant};
+use crate::gpu::matmul::{Matmul, MatmulVariant, SplitPartials};
 use crate::gpu::matmul_f16::{HalfKernels, HalfView};
 use crate::gpu::reduce::{ClipStats, Reduce, TrainAccumulator};
 use crate::gpu::sgd::{Hyper, Sgd};
@@ -47,6 +47,10 @@ pub struct Kernels {
     /// The f16 casts and matmul of `--precision mixed`; `None` without `SHADER_F16`.
     pub half: Option<HalfKernels>,
     pub loss_scale: LossScaleKernels,
+    /// Whether the cell adds the partial sums of a split recurrent product itself (one
+    /// launch fewer per layer and time step each way; the same sums in the same order).
+    /// On by default; tests turn it off to compare.
+    pub fuse_split_sums: bool,
 }
 
 impl Kernels {
@@ -65,6 +69,7 @@ impl Kernels {
             dropout: Dropout::new(gpu)?,
             half: HalfKernels::new(gpu)?,
             loss_scale: LossScaleKernels::new(gpu)?,
+            fuse_split_sums: true,
         })
     }
 }
@@ -793,6 +798,29 @@ impl<'a> StepBuilder<'a> {
         ops
     }
 
+    /// A time step's recurrent product `c += a @ b` (or `a @ b^T`): where it splits k, its
+    /// partial sums are returned for the cell to add (`lstm_cell_*_split`) rather than
+    /// summed by a pass of their own. Mixed precision, or with the fusion off: the product.
+    fn recurrent_product(
+        &self,
+        shape: MatmulShape,
+        a: View,
+        b: View,
+        c: View,
+    ) -> (Vec<Result<Dispatch>>, Option<SplitPartials>) {
+        if self.half.is_some() || !self.k.fuse_split_sums {
+            return (self.product(shape, a, b, None, c, true), None);
+        }
+        match self
+            .k
+            .matmul
+            .prepare_deferring_sum(self.gpu, shape, a, b, c)
+        {
+            Ok((d, partials)) => (vec![Ok(d)], partials),
+            Err(e) => (vec![Err(e)], None),
+        }
+    }
+
     /// The f16 shadow of `v`'s buffer, and the cast of `v`'s first `len` elements into it
     /// unless this step already copied them (multiplied by the loss scale in `scaled`).
     fn half_copy(
@@ -970,7 +998,8 @@ impl<'a> StepBuilder<'a> {
                 ));
                 continue;
             }
-            ops.extend(self.product(nn(batch, h, 4 * h), h_prev, w_h, None, z_t, true));
+            let (product, partials) = self.recurrent_product(nn(batch, h, 4 * h), h_prev, w_h, z_t);
+            ops.extend(product);
             let views = CellForwardViews {
                 pre: z_t,
                 c_prev,
@@ -980,17 +1009,14 @@ impl<'a> StepBuilder<'a> {
             };
             let shape = CellShape { batch, hidden: h };
             let fb = self.cfg.forget_bias;
-            ops.push(match self.cell_half_output(h_next) {
-                Some(h16) => {
+            let cell = &self.k.lstm_cell;
+            ops.push(match (self.cell_half_output(h_next), &partials) {
+                (Some(h16), _) => {
                     let h16 = HalfView::at(&h16, h_next.offset, h_next.len);
-                    self.k
-                        .lstm_cell
-                        .prepare_forward_half(self.gpu, shape, fb, &views, h16)
+                    cell.prepare_forward_half(self.gpu, shape, fb, &views, h16)
                 }
-                None => self
-                    .k
-                    .lstm_cell
-                    .prepare_forward(self.gpu, shape, fb, &views),
+                (None, Some(p)) => cell.prepare_forward_split(self.gpu, shape, fb, &views, p),
+                (None, None) => cell.prepare_forward(self.gpu, shape, fb, &views),
             });
         }
         for d in ops {
@@ -1177,6 +1203,7 @@ impl<'a> StepBuilder<'a> {
             let c_prev = View::at(&lb.c, t * batch * h, batch * h);
             let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
             let dz_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
+            let mut partials = None;
             if t + 1 < steps {
                 let dz_next = View::at(&lb.z, (t + 1) * batch * 4 * h, batch * 4 * h);
                 if self.recurrence == Recurrence::Fused {
@@ -1198,7 +1225,10 @@ impl<'a> StepBuilder<'a> {
                     );
                     continue;
                 }
-                ops.extend(self.product(nt(batch, 4 * h, h), dz_next, w_h, None, dh_t, true));
+                let product;
+                (product, partials) =
+                    self.recurrent_product(nt(batch, 4 * h, h), dz_next, w_h, dh_t);
+                ops.extend(product);
             }
             let views = CellBackwardViews {
                 act,
@@ -1210,14 +1240,14 @@ impl<'a> StepBuilder<'a> {
                 dc_prev: View::all(&dc[t % 2]),
             };
             let shape = CellShape { batch, hidden: h };
-            ops.push(match self.cell_half_output(dz_t) {
-                Some(d16) => {
+            let cell = &self.k.lstm_cell;
+            ops.push(match (self.cell_half_output(dz_t), &partials) {
+                (Some(d16), _) => {
                     let d16 = HalfView::at(&d16, dz_t.offset, dz_t.len);
-                    self.k
-                        .lstm_cell
-                        .prepare_backward_half(self.gpu, shape, &views, d16)
+                    cell.prepare_backward_half(self.gpu, shape, &views, d16)
                 }
-                None => self.k.lstm_cell.prepare_backward(self.gpu, shape, &views),
+                (None, Some(p)) => cell.prepare_backward_split(self.gpu, shape, &views, p),
+                (None, None) => cell.prepare_backward(self.gpu, shape, &views),
             });
         }
         let dz = View::all(&lb.z);
