@@ -366,11 +366,8 @@ fn strip_sum(s: StripLane, p_begin: u32, p_end: u32) -> Strip8x4 {
 // Unsplit, the launcher gives one slice of all k (k_chunk = k, a grid one deep): the same
 // entry points serve both, slice 0 at shift 0.
 
-// Steps [begin, end) of p in slice `slice`.
-fn split_range(slice: u32) -> vec2<u32> {
-    let begin = slice * params.k_chunk;
-    return vec2<u32>(begin, min(params.k, begin + params.k_chunk));
-}
+// `split_range` (the steps of p in a slice) is in shaders/matmul_params.wgsl, which the f16
+// kernels share.
 
 @compute @workgroup_size(64)
 fn matmul_strip(

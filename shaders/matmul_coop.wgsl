@@ -39,15 +39,15 @@ var<workgroup> slice_a: array<ELEM, 4u * TILE * TILE>;
 var<workgroup> slice_b: array<ELEM, 4u * TILE * TILE>;
 var<workgroup> staged: array<f32, 4u * TILE * TILE>;
 
-fn coop_a(i: u32, p: u32) -> ELEM {
-    if i >= params.m || p >= params.k {
+fn coop_a(i: u32, p: u32, p_end: u32) -> ELEM {
+    if i >= params.m || p >= p_end {
         return ELEM();
     }
     return ah[params.a_off + i * params.a_row + p * params.a_col];
 }
 
-fn coop_b(p: u32, j: u32) -> ELEM {
-    if p >= params.k || j >= params.n {
+fn coop_b(p: u32, j: u32, p_end: u32) -> ELEM {
+    if p >= p_end || j >= params.n {
         return ELEM();
     }
     return bh[params.b_off + p * params.b_row + j * params.b_col];
@@ -55,7 +55,7 @@ fn coop_b(p: u32, j: u32) -> ELEM {
 
 // Subgroup `sg`'s tile in its slot of `staged` -> C rows row0.., columns col0.., its
 // invocation `lane` storing every SG-th element.
-fn coop_store_staged(stores: bool, sg: u32, lane: u32, row0: u32, col0: u32) {
+fn coop_store_staged(stores: bool, sg: u32, lane: u32, row0: u32, col0: u32, shift: u32) {
     if !stores {
         return;
     }
@@ -67,7 +67,7 @@ fn coop_store_staged(stores: bool, sg: u32, lane: u32, row0: u32, col0: u32) {
             if (params.flags & HAS_BIAS) != 0u {
                 out += bias[params.bias_off + j];
             }
-            let at = params.c_off + i * params.n + j;
+            let at = params.c_off + shift + i * params.n + j;
             if (params.flags & ACCUMULATE) != 0u {
                 out = c[at] + out;
             }
@@ -99,10 +99,13 @@ fn matmul_coop(
     var acc11 = COOP_C();
     let row_stride = TILE;
     let col_stride = BLOCK;
-    for (var k0 = 0u; k0 < params.k; k0 += TILE) {
+    // Slice wg.z of k (split-K as in shaders/matmul.wgsl; unsplit, all of k): the same
+    // trip count for every invocation of the workgroup.
+    let range = split_range(wg.z);
+    for (var k0 = range.x; k0 < range.y; k0 += TILE) {
         for (var e = index; e < BLOCK * TILE; e += WG) {
-            slice_a[e] = coop_a(row0 + e / TILE, k0 + e % TILE);
-            slice_b[e] = coop_b(k0 + e / BLOCK, col0 + e % BLOCK);
+            slice_a[e] = coop_a(row0 + e / TILE, k0 + e % TILE, range.y);
+            slice_b[e] = coop_b(k0 + e / BLOCK, col0 + e % BLOCK, range.y);
         }
         workgroupBarrier();
         let a0_at = sub_row * TILE;
@@ -123,19 +126,20 @@ fn matmul_coop(
     // to names (inline expressions panic it).
     let slot = sg * TILE * TILE;
     let stride = TILE;
+    let shift = wg.z * params.m * params.n;
     coopStoreT(acc00, &staged[slot], stride);
     workgroupBarrier();
-    coop_store_staged(stores, sg, lane, row0 + sub_row, col0 + sub_col);
+    coop_store_staged(stores, sg, lane, row0 + sub_row, col0 + sub_col, shift);
     workgroupBarrier();
     coopStoreT(acc01, &staged[slot], stride);
     workgroupBarrier();
-    coop_store_staged(stores, sg, lane, row0 + sub_row, col0 + sub_col + TILE);
+    coop_store_staged(stores, sg, lane, row0 + sub_row, col0 + sub_col + TILE, shift);
     workgroupBarrier();
     coopStoreT(acc10, &staged[slot], stride);
     workgroupBarrier();
-    coop_store_staged(stores, sg, lane, row0 + sub_row + TILE, col0 + sub_col);
+    coop_store_staged(stores, sg, lane, row0 + sub_row + TILE, col0 + sub_col, shift);
     workgroupBarrier();
     coopStoreT(acc11, &staged[slot], stride);
     workgroupBarrier();
-    coop_store_staged(stores, sg, lane, row0 + sub_row + TILE, col0 + sub_col + TILE);
+    coop_store_staged(stores, sg, lane, row0 + sub_row + TILE, col0 + sub_col + TILE, shift);
 }

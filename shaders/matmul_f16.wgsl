@@ -6,7 +6,9 @@
 // multiply-accumulate: the operands rounded to f16 once, where they were cast, then f32
 // sums in increasing order of p. CPU twin: `reference::matmul` on operands rounded with
 // `reference::round_f16`. The launcher puts `enable f16;` in front of the module (it must
-// come before the uniform block it shares with the f32 kernels).
+// come before the uniform block it shares with the f32 kernels). Split-K as the f32 kernels
+// do it (shaders/matmul.wgsl): workgroup z sums slice z of k and stores it at slice z of a
+// scratch buffer bound as C, which matmul_split_sum adds up.
 
 @group(0) @binding(0) var<storage, read> ah: array<f16>;
 @group(0) @binding(1) var<storage, read> bh: array<f16>;
@@ -26,7 +28,7 @@ fn f16_b(p: u32, j: u32) -> f32 {
     return f32(bh[params.b_off + p * params.b_row + min(j, params.n - 1u) * params.b_col]);
 }
 
-fn f16_store(i: u32, j: u32, sum: f32) {
+fn f16_store(i: u32, j: u32, sum: f32, shift: u32) {
     if i >= params.m || j >= params.n {
         return;
     }
@@ -34,18 +36,18 @@ fn f16_store(i: u32, j: u32, sum: f32) {
     if (params.flags & HAS_BIAS) != 0u {
         out += bias[params.bias_off + j];
     }
-    let at = params.c_off + i * params.n + j;
+    let at = params.c_off + shift + i * params.n + j;
     if (params.flags & ACCUMULATE) != 0u {
         out = c[at] + out;
     }
     c[at] = out;
 }
 
-fn f16_store_row(i: u32, j: u32, v: vec4<f32>) {
-    f16_store(i, j, v.x);
-    f16_store(i, j + 1u, v.y);
-    f16_store(i, j + 2u, v.z);
-    f16_store(i, j + 3u, v.w);
+fn f16_store_row(i: u32, j: u32, v: vec4<f32>, shift: u32) {
+    f16_store(i, j, v.x, shift);
+    f16_store(i, j + 1u, v.y, shift);
+    f16_store(i, j + 2u, v.z, shift);
+    f16_store(i, j + 3u, v.w, shift);
 }
 
 @compute @workgroup_size(64)
@@ -63,15 +65,17 @@ fn matmul_f16(
     var r1 = vec4<f32>();
     var r2 = vec4<f32>();
     var r3 = vec4<f32>();
-    for (var p = 0u; p < params.k; p++) {
+    let range = split_range(wg.z);
+    for (var p = range.x; p < range.y; p++) {
         let bv = vec4<f32>(f16_b(p, j), f16_b(p, j + 1u), f16_b(p, j + 2u), f16_b(p, j + 3u));
         r0 = fma(vec4<f32>(f16_a(i, p)), bv, r0);
         r1 = fma(vec4<f32>(f16_a(i + 1u, p)), bv, r1);
         r2 = fma(vec4<f32>(f16_a(i + 2u, p)), bv, r2);
         r3 = fma(vec4<f32>(f16_a(i + 3u, p)), bv, r3);
     }
-    f16_store_row(i, j, r0);
-    f16_store_row(i + 1u, j, r1);
-    f16_store_row(i + 2u, j, r2);
-    f16_store_row(i + 3u, j, r3);
+    let shift = wg.z * params.m * params.n;
+    f16_store_row(i, j, r0, shift);
+    f16_store_row(i + 1u, j, r1, shift);
+    f16_store_row(i + 2u, j, r2, shift);
+    f16_store_row(i + 3u, j, r3, shift);
 }

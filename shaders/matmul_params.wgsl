@@ -44,3 +44,10 @@ const ACCUMULATE: u32 = 2u;
 fn block_index(wg: vec3<u32>) -> u32 {
     return wg.x + wg.y * params.groups_x;
 }
+
+// Split-K: steps [begin, end) of p in slice `slice` (the grid's z; see shaders/matmul.wgsl).
+// Unsplit, slice 0 of all k.
+fn split_range(slice: u32) -> vec2<u32> {
+    let begin = slice * params.k_chunk;
+    return vec2<u32>(begin, min(params.k, begin + params.k_chunk));
+}

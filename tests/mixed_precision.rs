@@ -133,21 +133,47 @@ fn the_scaled_cast_multiplies_by_the_loss_scale_then_rounds() {
 fn a_mixed_step_matches_its_cpu_twin() {
     let gpu = gpu();
     half_kernels(&gpu);
+    mixed_step_against_twin(&gpu, &Kernels::new(&gpu).unwrap());
+}
+
+/// The same with k split on the f16 products as on a GPU (forced through the f32 family's
+/// default: lavapipe's own never splits): the slices' sums added by `matmul_split_sum`, a
+/// second launch for each long product.
+#[test]
+fn a_mixed_step_with_split_products_matches_its_cpu_twin() {
+    use lstm_gpu::gpu::matmul::MatmulVariant;
+    let mut gpu = gpu();
+    half_kernels(&gpu);
+    let cfg = small_config(Precision::Mixed);
+    let plain = setup(&gpu, &Kernels::new(&gpu).unwrap(), &cfg, 1)
+        .ws
+        .dispatches();
+    gpu.matmul = Some(MatmulVariant::StripSplit);
     let kernels = Kernels::new(&gpu).unwrap();
+    let split = setup(&gpu, &kernels, &cfg, 1).ws.dispatches();
+    assert!(
+        split > plain,
+        "no product split: {split} launches against {plain}"
+    );
+    mixed_step_against_twin(&gpu, &kernels);
+}
+
+/// One mixed step with `kernels` against its CPU twin, untied and tied.
+fn mixed_step_against_twin(gpu: &Gpu, kernels: &Kernels) {
     for tie in [false, true] {
         let cfg = Config {
             tie_weights: tie,
             embedding_size: if tie { 9 } else { 12 },
             ..small_config(Precision::Mixed)
         };
-        let mut s = setup(&gpu, &kernels, &cfg, 41);
-        s.ws.take_loss(&gpu).unwrap();
-        s.ws.step(&gpu, &s.x, &s.y, HYPER).unwrap();
-        let (loss, batches) = s.ws.take_loss(&gpu).unwrap();
+        let mut s = setup(gpu, kernels, &cfg, 41);
+        s.ws.take_loss(gpu).unwrap();
+        s.ws.step(gpu, &s.x, &s.y, HYPER).unwrap();
+        let (loss, batches) = s.ws.take_loss(gpu).unwrap();
         assert_eq!(batches, 1);
-        let got = s.pbuf.read(&gpu, &cfg).unwrap();
-        let got_state = s.ws.read_state(&gpu).unwrap();
-        let got_scale = s.ws.read_loss_scale(&gpu).unwrap().expect("a mixed step");
+        let got = s.pbuf.read(gpu, &cfg).unwrap();
+        let got_state = s.ws.read_state(gpu).unwrap();
+        let got_scale = s.ws.read_loss_scale(gpu).unwrap().expect("a mixed step");
 
         let mut want = s.params.cast::<f64>();
         let mut want_state = s.state.cast::<f64>();

@@ -46,6 +46,16 @@ fn the_cooperative_matmul_matches_its_twin_on_awkward_shapes() {
         &hk,
         "matmul_coop",
         &sizes,
-        &|gpu, s, a, b, bias, c, acc| coop.matmul(gpu, s, a, b, bias, c, acc),
+        &|gpu, s, a, b, bias, c, acc| coop.matmul(gpu, s, a, b, bias, c, acc, None),
+    );
+    // Split-K, as the step runs the long products on a GPU.
+    use lstm_gpu::gpu::matmul::{Matmul, MatmulVariant};
+    let mm = Matmul::with_variant(&gpu, MatmulVariant::StripSplit).unwrap();
+    half_matmul_parity(
+        &gpu,
+        &hk,
+        "matmul_coop split",
+        &sizes,
+        &|gpu, s, a, b, bias, c, acc| coop.matmul(gpu, s, a, b, bias, c, acc, Some(&mm)),
     );
 }

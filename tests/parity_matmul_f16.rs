@@ -113,6 +113,31 @@ fn the_f16_matmul_matches_its_twin_on_awkward_shapes() {
         &hk,
         "matmul_f16",
         &SIZES,
-        &|gpu, s, a, b, bias, c, acc| hk.matmul(gpu, s, a, b, bias, c, acc),
+        &|gpu, s, a, b, bias, c, acc| hk.matmul(gpu, s, a, b, bias, c, acc, None),
     );
+}
+
+/// Split-K as on a GPU (forced here by the f32 family's split default: lavapipe's own never
+/// splits): the slices into the scratch buffer, `matmul_split_sum` into C; the same parity,
+/// and the long products really take two launches.
+#[test]
+fn the_split_f16_matmul_matches_its_twin_on_awkward_shapes() {
+    use lstm_gpu::gpu::matmul::{Matmul, MatmulVariant};
+    let gpu = gpu();
+    let hk = kernels(&gpu);
+    let mm = Matmul::with_variant(&gpu, MatmulVariant::StripSplit).unwrap();
+    let split = std::cell::Cell::new(0);
+    half_matmul_parity(
+        &gpu,
+        &hk,
+        "matmul_f16 split",
+        &SIZES,
+        &|gpu, s, a, b, bias, c, acc| {
+            let d = hk.matmul(gpu, s, a, b, bias, c, acc, Some(&mm))?;
+            assert_eq!(d.then.is_some(), s.k >= 32, "{s:?}: split or not");
+            split.set(split.get() + usize::from(d.then.is_some()));
+            Ok(d)
+        },
+    );
+    assert!(split.get() >= 16, "{} products split", split.get());
 }

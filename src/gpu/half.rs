@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use super::matmul::Params;
+use super::matmul::{Matmul, Params};
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
@@ -58,7 +58,10 @@ pub(crate) struct HalfOperands<'a> {
 /// The dispatch of a kernel with f16 operands whose workgroups each compute a `block` x
 /// `block` block of C (`matmul_f16`, `matmul_coop`): the views checked, the shared uniform
 /// block of `matmul_params.wgsl` (offsets and strides of A and B in f16 elements) and the
-/// bindings A, B, bias, C, uniforms.
+/// bindings A, B, bias, C, uniforms. With `split`, k is cut into slices where that matmul
+/// family would cut it ([`Matmul::split_plan`]: on GPUs, for products whose C makes too
+/// few workgroups): the slices' sums go to its scratch buffer and its `matmul_split_sum`
+/// adds them into C, the second launch of the dispatch.
 pub(crate) fn half_matmul_dispatch(
     gpu: &Gpu,
     label: &str,
@@ -66,6 +69,7 @@ pub(crate) fn half_matmul_dispatch(
     block: usize,
     shape: MatmulShape,
     ops: HalfOperands,
+    split: Option<&Matmul>,
 ) -> Result<Dispatch> {
     let HalfOperands {
         a,
@@ -89,6 +93,7 @@ pub(crate) fn half_matmul_dispatch(
     let blocks = m.div_ceil(block) * col_blocks;
     let (gx, gy) = groups_1d(blocks, 1);
     let [a_row, a_col, b_row, b_col] = super::matmul::strides(shape);
+    let (slices, chunk) = split.map_or((1, k), |mm| mm.split_plan(m, k, n, blocks));
     let params = Params {
         m: m as u32,
         k: k as u32,
@@ -106,29 +111,58 @@ pub(crate) fn half_matmul_dispatch(
         blocks: blocks as u32,
         groups_x: gx,
         strip_width: 0,
-        k_chunk: k as u32,
-        k_slices: 1,
+        k_chunk: chunk as u32,
+        k_slices: slices as u32,
         pad0: 0,
         pad1: 0,
     };
-    let uniforms = gpu.uniform_from(label, &params);
+    let (mf, kf, nf) = (m as f64, k as f64, n as f64);
+    let bytes = 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 };
     // Without a bias the kernel never reads binding 2; C's buffer cannot stand in (it is
     // written), so A's does (two read-only bindings of one buffer are fine).
     let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
+    let (Some(mm), true) = (split, slices > 1) else {
+        let uniforms = gpu.uniform_from(label, &params);
+        let bind_group = gpu.bind(
+            label,
+            pipeline,
+            &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
+        )?;
+        return Ok(Dispatch {
+            label: label.to_string(),
+            pipeline: pipeline.clone(),
+            bind_group,
+            groups: (gx, gy, 1),
+            flops: 2.0 * mf * kf * nf,
+            bytes,
+            uniforms: Some(uniforms),
+            then: None,
+        });
+    };
+    // Split-K: the slices' sums into the scratch buffer (no bias, no accumulation, C at
+    // word 0), then the f32 family's matmul_split_sum finishes C.
+    let scratch = mm.scratch_for(gpu, slices * m * n);
+    let partial = Params {
+        flags: 0,
+        c_off: 0,
+        ..params
+    };
+    let uniforms = gpu.uniform_from(label, &partial);
     let bind_group = gpu.bind(
         label,
         pipeline,
-        &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
+        &[a.buffer, b.buffer, a.buffer, &scratch, &uniforms],
     )?;
-    let (mf, kf, nf) = (m as f64, k as f64, n as f64);
     Ok(Dispatch {
         label: label.to_string(),
         pipeline: pipeline.clone(),
         bind_group,
-        groups: (gx, gy, 1),
+        groups: (gx, gy, u32::try_from(slices)?),
         flops: 2.0 * mf * kf * nf,
-        bytes: 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 },
+        bytes: bytes + 8.0 * slices as f64 * mf * nf,
         uniforms: Some(uniforms),
-        then: None,
+        then: Some(Box::new(
+            mm.split_sum_dispatch(gpu, &params, &scratch, bias, c)?,
+        )),
     })
 }

@@ -873,27 +873,6 @@ impl Matmul {
             pipeline,
             &[a.buffer, b.buffer, a.buffer, &scratch, &uniforms],
         )?;
-        let sum_blocks = (m * n).div_ceil(256);
-        let (sx, sy) = groups_1d(sum_blocks, 1);
-        let sum = Params {
-            a_off: 0,
-            blocks: word("blocks", sum_blocks)?,
-            groups_x: sx,
-            ..params
-        };
-        let sum_uniforms = gpu.uniform_from("matmul_split_sum", &sum);
-        let sum_bias = bias.map_or(&scratch, |v| v.buffer);
-        // The sum never reads B: binding 1 is not in its layout.
-        let sum_group = gpu.bind_at(
-            "matmul_split_sum",
-            &self.split_sum,
-            &[
-                (0, &scratch),
-                (2, sum_bias),
-                (3, c.buffer),
-                (4, &sum_uniforms),
-            ],
-        )?;
         let partials = 4.0 * 2.0 * slices as f64 * mf * nf;
         if defer_sum {
             let d = Dispatch {
@@ -921,22 +900,71 @@ impl Matmul {
             flops: 2.0 * mf * nf * kf,
             bytes: bytes + partials,
             uniforms: Some(uniforms),
-            then: Some(Box::new(Dispatch {
-                label: "matmul_split_sum".to_string(),
-                pipeline: self.split_sum.clone(),
-                bind_group: sum_group,
-                groups: (sx, sy, 1),
-                flops: 0.0,
-                bytes: 0.0,
-                uniforms: Some(sum_uniforms),
-                then: None,
-            })),
+            then: Some(Box::new(
+                self.split_sum_dispatch(gpu, &params, &scratch, bias, c)?,
+            )),
         };
         Ok((d, None))
     }
 
+    /// The second pass of a split product whose slices (`params.k_slices` of them, laid out
+    /// as C from word 0 of `scratch`) were computed with `params`: `matmul_split_sum` adds
+    /// them in order into `c`, with the bias and accumulation `params.flags` ask for. The
+    /// f16 matmuls split the same way and share it.
+    pub(crate) fn split_sum_dispatch(
+        &self,
+        gpu: &Gpu,
+        params: &Params,
+        scratch: &wgpu::Buffer,
+        bias: Option<View>,
+        c: View,
+    ) -> Result<Dispatch> {
+        let sum_blocks = (params.m as usize * params.n as usize).div_ceil(256);
+        let (sx, sy) = groups_1d(sum_blocks, 1);
+        let sum = Params {
+            a_off: 0,
+            blocks: u32::try_from(sum_blocks)?,
+            groups_x: sx,
+            ..*params
+        };
+        let sum_uniforms = gpu.uniform_from("matmul_split_sum", &sum);
+        let sum_bias = bias.map_or(scratch, |v| v.buffer);
+        // The sum never reads B: binding 1 is not in its layout.
+        let sum_group = gpu.bind_at(
+            "matmul_split_sum",
+            &self.split_sum,
+            &[
+                (0, scratch),
+                (2, sum_bias),
+                (3, c.buffer),
+                (4, &sum_uniforms),
+            ],
+        )?;
+        Ok(Dispatch {
+            label: "matmul_split_sum".to_string(),
+            pipeline: self.split_sum.clone(),
+            bind_group: sum_group,
+            groups: (sx, sy, 1),
+            flops: 0.0,
+            bytes: 0.0,
+            uniforms: Some(sum_uniforms),
+            then: None,
+        })
+    }
+
+    /// How a product of another kernel family (the f16 matmuls) whose C makes `blocks`
+    /// workgroups splits k: as [`split_slices`] says where this device's default variant
+    /// splits (GPUs), else one slice of all of k.
+    pub(crate) fn split_plan(&self, m: usize, k: usize, n: usize, blocks: usize) -> (usize, usize) {
+        if self.default.splits() {
+            split_slices(m, k, n, blocks)
+        } else {
+            (1, k)
+        }
+    }
+
     /// The split-K scratch buffer, at least `words` long.
-    fn scratch_for(&self, gpu: &Gpu, words: usize) -> wgpu::Buffer {
+    pub(crate) fn scratch_for(&self, gpu: &Gpu, words: usize) -> wgpu::Buffer {
         let mut held = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         match held.as_ref() {
             Some(buf) if buf.size() >= (words * 4) as u64 => buf.clone(),

@@ -110,7 +110,8 @@ impl CoopMatmul {
     }
 
     /// A dispatch computing `c = op(a) @ op(b) (+ bias) (+ c when accumulate)` with f16
-    /// operands and f32 sums, bias and output, on the matrix units.
+    /// operands and f32 sums, bias and output, on the matrix units (k split as `split`'s
+    /// family splits it, when given).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -121,6 +122,7 @@ impl CoopMatmul {
         bias: Option<View>,
         c: View,
         accumulate: bool,
+        split: Option<&super::matmul::Matmul>,
     ) -> Result<Dispatch> {
         let operands = HalfOperands {
             a,
@@ -130,6 +132,14 @@ impl CoopMatmul {
             accumulate,
         };
         let block = 4 * self.tile as usize;
-        half_matmul_dispatch(gpu, "matmul_coop", &self.pipeline, block, shape, operands)
+        half_matmul_dispatch(
+            gpu,
+            "matmul_coop",
+            &self.pipeline,
+            block,
+            shape,
+            operands,
+            split,
+        )
     }
 }

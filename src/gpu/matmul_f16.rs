@@ -11,6 +11,7 @@ use anyhow::{bail, Result};
 
 pub use super::half::HalfView;
 use super::half::{half_matmul_dispatch, HalfOperands};
+use super::matmul::Matmul;
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 /// Rows and columns of C per workgroup of `matmul_f16`.
@@ -112,7 +113,8 @@ impl HalfKernels {
     }
 
     /// The mixed step's product: [`HalfKernels::matmul`]'s result on the matrix units
-    /// where the adapter has them (`coop`), else the scalar kernel itself.
+    /// where the adapter has them (`coop`), else the scalar kernel itself; k split as
+    /// `split`'s family splits it (see [`super::half::half_matmul_dispatch`]).
     #[allow(clippy::too_many_arguments)]
     pub fn product(
         &self,
@@ -123,10 +125,11 @@ impl HalfKernels {
         bias: Option<View>,
         c: View,
         accumulate: bool,
+        split: Option<&Matmul>,
     ) -> Result<Dispatch> {
         match &self.coop {
-            Some(coop) => coop.matmul(gpu, shape, a, b, bias, c, accumulate),
-            None => self.matmul(gpu, shape, a, b, bias, c, accumulate),
+            Some(coop) => coop.matmul(gpu, shape, a, b, bias, c, accumulate, split),
+            None => self.matmul(gpu, shape, a, b, bias, c, accumulate, split),
         }
     }
 
@@ -139,7 +142,8 @@ impl HalfKernels {
     }
 
     /// A dispatch computing `c = op(a) @ op(b) (+ bias) (+ c when accumulate)` with f16
-    /// operands and f32 products, sums, bias and output: the scalar kernel.
+    /// operands and f32 products, sums, bias and output: the scalar kernel (k split as
+    /// `split`'s family splits it, when given).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -150,6 +154,7 @@ impl HalfKernels {
         bias: Option<View>,
         c: View,
         accumulate: bool,
+        split: Option<&Matmul>,
     ) -> Result<Dispatch> {
         let operands = HalfOperands {
             a,
@@ -158,7 +163,15 @@ impl HalfKernels {
             c,
             accumulate,
         };
-        half_matmul_dispatch(gpu, "matmul_f16", &self.matmul, BLOCK, shape, operands)
+        half_matmul_dispatch(
+            gpu,
+            "matmul_f16",
+            &self.matmul,
+            BLOCK,
+            shape,
+            operands,
+            split,
+        )
     }
 }
 
@@ -178,6 +191,8 @@ pub fn bench_matmul_f16(
         );
     };
     let timer = super::matmul::Timer::new(gpu, runs.max(1));
+    // The f32 family: how the step splits k on this adapter, and the pass that adds slices.
+    let mm = Matmul::new(gpu)?;
     let mut rows = Vec::new();
     for &s in shapes {
         let (na, nb) = (s.m * s.k, s.k * s.n);
@@ -192,27 +207,25 @@ pub fn bench_matmul_f16(
         let cast_a = hk.cast(gpu, View::all(&src), HalfView::at(&a, 0, na), na)?;
         let cast_b = hk.cast(gpu, View::all(&src), HalfView::at(&b, 0, nb), nb)?;
         gpu.run(&[&cast_a, &cast_b])?;
-        let d = hk.matmul(
-            gpu,
-            s,
+        let (a, b, c) = (
             HalfView::at(&a, 0, na),
             HalfView::at(&b, 0, nb),
-            None,
             View::all(&c),
-            false,
-        )?;
-        let mut kernels = vec![("f16-scalar".to_string(), d)];
-        if let Some(coop) = &hk.coop {
-            let d = coop.matmul(
-                gpu,
-                s,
-                HalfView::at(&a, 0, na),
-                HalfView::at(&b, 0, nb),
-                None,
-                View::all(&c),
-                false,
-            )?;
-            kernels.push((format!("f16-coop-{0}x{0}", coop.tile()), d));
+        );
+        // Each kernel unsplit, and split where the step splits it (GPUs: `split_plan`).
+        let mut kernels = Vec::new();
+        for split in [None, Some(&mm)] {
+            let suffix = if split.is_some() { "-split" } else { "" };
+            let d = hk.matmul(gpu, s, a, b, None, c, false, split)?;
+            if split.is_none() || d.then.is_some() {
+                kernels.push((format!("f16-scalar{suffix}"), d));
+            }
+            if let Some(coop) = &hk.coop {
+                let d = coop.matmul(gpu, s, a, b, None, c, false, split)?;
+                if split.is_none() || d.then.is_some() {
+                    kernels.push((format!("f16-coop-{0}x{0}{suffix}", coop.tile()), d));
+                }
+            }
         }
         for (variant, d) in kernels {
             gpu.run(&[&d])?;

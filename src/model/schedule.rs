@@ -791,9 +791,10 @@ impl<'a> StepBuilder<'a> {
             HalfView::at(&ha, a.offset, a.len),
             HalfView::at(&hb, b.offset, b.len),
         );
+        let split = Some(&self.k.matmul);
         ops.push(
             half.kernels
-                .matmul(self.gpu, shape, ha, hb, bias, c, accumulate),
+                .product(self.gpu, shape, ha, hb, bias, c, accumulate, split),
         );
         ops
     }
