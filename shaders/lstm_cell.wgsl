@@ -216,15 +216,19 @@ fn lstm_cell_forward_split(
     if idx >= fwd.batch * fwd.hidden {
         return;
     }
+    cell_forward(idx, forward_pre(idx) + forward_partials(idx));
+}
+
+// The four gates' partial sums of state word `idx`.
+fn forward_partials(idx: u32) -> vec4<f32> {
     let hidden = fwd.hidden;
     let g = gate_offset(idx, hidden);
-    let sums = vec4<f32>(
+    return vec4<f32>(
         partial_sum(g, fwd.slices, fwd.slice_words),
         partial_sum(g + hidden, fwd.slices, fwd.slice_words),
         partial_sum(g + 2u * hidden, fwd.slices, fwd.slice_words),
         partial_sum(g + 3u * hidden, fwd.slices, fwd.slice_words),
     );
-    cell_forward(idx, forward_pre(idx) + sums);
 }
 
 @compute @workgroup_size(WORKGROUP)

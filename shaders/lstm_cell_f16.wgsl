@@ -6,6 +6,9 @@
 // the same invocation wrote, the rounding cast_f16.wgsl would give it (CPU twin:
 // reference::round_f16 at the products' operands).
 //
+// The split forms (`_split_f16`) first add the partial sums a split recurrent product left,
+// as lstm_cell_*_split do.
+//
 // The launcher builds this module as `enable f16;`, f16_round.wgsl, lstm_gates.wgsl,
 // lstm_cell.wgsl and this file.
 
@@ -27,6 +30,15 @@ fn lstm_cell_forward_f16(
 // infinite, which the loss scaling sees as an overflow.
 @group(0) @binding(7) var<storage, read_write> bwd_dpre16: array<f16>;
 
+// The f16 copy of state word idx's four gate gradients `g`.
+fn write_dpre16(idx: u32, g: vec4<f32>) {
+    let d = bwd.dpre16 + gate_offset(idx, bwd.hidden);
+    bwd_dpre16[d] = to_f16(g.x);
+    bwd_dpre16[d + bwd.hidden] = to_f16(g.y);
+    bwd_dpre16[d + 2u * bwd.hidden] = to_f16(g.z);
+    bwd_dpre16[d + 3u * bwd.hidden] = to_f16(g.w);
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn lstm_cell_backward_f16(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -36,10 +48,30 @@ fn lstm_cell_backward_f16(
     if idx >= bwd.batch * bwd.hidden {
         return;
     }
-    let g = cell_backward(idx, bwd_dh[bwd.dh + idx]);
-    let d = bwd.dpre16 + gate_offset(idx, bwd.hidden);
-    bwd_dpre16[d] = to_f16(g.x);
-    bwd_dpre16[d + bwd.hidden] = to_f16(g.y);
-    bwd_dpre16[d + 2u * bwd.hidden] = to_f16(g.z);
-    bwd_dpre16[d + 3u * bwd.hidden] = to_f16(g.w);
+    write_dpre16(idx, cell_backward(idx, bwd_dh[bwd.dh + idx]));
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn lstm_cell_forward_split_f16(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let idx = flat_index(gid, groups);
+    if idx >= fwd.batch * fwd.hidden {
+        return;
+    }
+    fwd_h16[fwd.h16 + idx] = to_f16(cell_forward(idx, forward_pre(idx) + forward_partials(idx)));
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn lstm_cell_backward_split_f16(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let idx = flat_index(gid, groups);
+    if idx >= bwd.batch * bwd.hidden {
+        return;
+    }
+    let dh = bwd_dh[bwd.dh + idx] + partial_sum(idx, bwd.slices, bwd.slice_words);
+    write_dpre16(idx, cell_backward(idx, dh));
 }

@@ -559,3 +559,33 @@ fn the_mixed_steps_extra_dispatches_do_not_grow_with_the_time_steps() {
         "the mixed step's extra dispatches grow with the time steps"
     );
 }
+
+/// In mixed precision too, where the recurrent f16 products split k (forced as on a GPU),
+/// the cell adds their slices itself (`lstm_cell_*_split_f16`, writing its f16 copies as
+/// well): one launch fewer per split product and the same two steps bit for bit.
+#[test]
+fn the_mixed_cell_adds_split_recurrent_sums_bit_for_bit() {
+    use lstm_gpu::gpu::matmul::MatmulVariant;
+    let mut gpu = gpu();
+    half_kernels(&gpu);
+    gpu.matmul = Some(MatmulVariant::StripSplit);
+    let cfg = Config {
+        hidden: vec![40, 24],
+        ..small_config(Precision::Mixed)
+    };
+    let (fused_launches, fused_loss, fused) = common::split::two_steps(&gpu, &cfg, true);
+    let (summed_launches, summed_loss, summed) = common::split::two_steps(&gpu, &cfg, false);
+    // The f16 kernel's 32-row blocks: layer 0's forward products split (k 40), and both
+    // layers' backward ones (k 160, 96), as in the f32 test.
+    let steps = cfg.num_steps;
+    assert_eq!(
+        summed_launches - fused_launches,
+        steps + 2 * (steps - 1),
+        "launches: {fused_launches} fused, {summed_launches} with sum passes"
+    );
+    assert_eq!(fused_loss, summed_loss, "loss");
+    assert!(
+        fused == summed,
+        "parameters or state differ between the two"
+    );
+}

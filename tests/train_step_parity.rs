@@ -365,7 +365,6 @@ fn ten_ptb_steps_with_carried_state_match_reference() {
 /// parameters and carried state equal to the step with the sum passes.
 #[test]
 fn the_cell_adds_split_recurrent_sums_bit_for_bit() {
-    use lstm_gpu::gpu::lstm_step::Recurrence;
     use lstm_gpu::gpu::matmul::MatmulVariant;
     let mut gpu = gpu();
     gpu.matmul = Some(MatmulVariant::StripSplit);
@@ -377,44 +376,8 @@ fn the_cell_adds_split_recurrent_sums_bit_for_bit() {
         keep_prob: 0.7,
         ..small_config()
     };
-    let run = |fuse: bool| {
-        let mut kernels = Kernels::new(&gpu).unwrap();
-        kernels.recurrence = Some(Recurrence::Unfused);
-        kernels.fuse_split_sums = fuse;
-        let params = Params::<f32>::init(&cfg, 5);
-        let pbuf = ParamBuffers::upload(&gpu, &cfg, &params).unwrap();
-        let mut ws = Workspace::new(
-            &gpu,
-            &kernels,
-            &cfg,
-            &pbuf,
-            cfg.batch_size,
-            cfg.num_steps,
-            Mode::Train,
-        )
-        .unwrap();
-        ws.write_state(&gpu, &random_state(&cfg, 6)).unwrap();
-        ws.take_loss(&gpu).unwrap();
-        let n = cfg.batch_size * cfg.num_steps;
-        let (x, y) = (random_ids(n, 53, 7), random_ids(n, 53, 8));
-        for step in 0..2 {
-            let hyper = Hyper {
-                learning_rate: 0.9,
-                step,
-                seed: 11,
-            };
-            ws.step(&gpu, &x, &y, hyper).unwrap();
-        }
-        let (loss, _) = ws.take_loss(&gpu).unwrap();
-        let p = pbuf.read(&gpu, &cfg).unwrap();
-        let s = ws.read_state(&gpu).unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        let mut all: Vec<Vec<u32>> = p.tensors().into_iter().map(|(_, t)| bits(t)).collect();
-        all.extend(s.c.iter().chain(&s.h).map(|t| bits(t)));
-        (ws.dispatches(), loss.to_bits(), all)
-    };
-    let (fused_launches, fused_loss, fused) = run(true);
-    let (summed_launches, summed_loss, summed) = run(false);
+    let (fused_launches, fused_loss, fused) = common::split::two_steps(&gpu, &cfg, true);
+    let (summed_launches, summed_loss, summed) = common::split::two_steps(&gpu, &cfg, false);
     let steps = cfg.num_steps;
     // Forward: layer 0's products split; backward: both layers' (steps - 1 each).
     assert_eq!(

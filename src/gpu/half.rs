@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use super::matmul::{Matmul, Params};
+use super::matmul::{Matmul, Params, SplitPartials};
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
@@ -61,7 +61,9 @@ pub(crate) struct HalfOperands<'a> {
 /// bindings A, B, bias, C, uniforms. With `split`, k is cut into slices where that matmul
 /// family would cut it ([`Matmul::split_plan`]: on GPUs, for products whose C makes too
 /// few workgroups): the slices' sums go to its scratch buffer and its `matmul_split_sum`
-/// adds them into C, the second launch of the dispatch.
+/// adds them into C, the second launch of the dispatch; or, with `split.defer_sum`, the
+/// slices are left for the kernel that reads C next (see
+/// [`Matmul::prepare_deferring_sum`]) and returned.
 pub(crate) fn half_matmul_dispatch(
     gpu: &Gpu,
     label: &str,
@@ -69,8 +71,8 @@ pub(crate) fn half_matmul_dispatch(
     block: usize,
     shape: MatmulShape,
     ops: HalfOperands,
-    split: Option<&Matmul>,
-) -> Result<Dispatch> {
+    split: Option<Split>,
+) -> Result<(Dispatch, Option<SplitPartials>)> {
     let HalfOperands {
         a,
         b,
@@ -89,11 +91,14 @@ pub(crate) fn half_matmul_dispatch(
     if [a.buffer, b.buffer].contains(&c.buffer) {
         bail!("{label} {m}x{k}x{n}: the output C shares a buffer with an input");
     }
+    if split.is_some_and(|s| s.defer_sum) && (bias.is_some() || !accumulate) {
+        bail!("{label} {m}x{k}x{n}: only a product accumulating without bias defers its sum");
+    }
     let col_blocks = n.div_ceil(block);
     let blocks = m.div_ceil(block) * col_blocks;
     let (gx, gy) = groups_1d(blocks, 1);
     let [a_row, a_col, b_row, b_col] = super::matmul::strides(shape);
-    let (slices, chunk) = split.map_or((1, k), |mm| mm.split_plan(m, k, n, blocks));
+    let (slices, chunk) = split.map_or((1, k), |sp| sp.family.split_plan(m, k, n, blocks));
     let params = Params {
         m: m as u32,
         k: k as u32,
@@ -121,14 +126,14 @@ pub(crate) fn half_matmul_dispatch(
     // Without a bias the kernel never reads binding 2; C's buffer cannot stand in (it is
     // written), so A's does (two read-only bindings of one buffer are fine).
     let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
-    let (Some(mm), true) = (split, slices > 1) else {
+    let (Some(split), true) = (split, slices > 1) else {
         let uniforms = gpu.uniform_from(label, &params);
         let bind_group = gpu.bind(
             label,
             pipeline,
             &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
         )?;
-        return Ok(Dispatch {
+        let d = Dispatch {
             label: label.to_string(),
             pipeline: pipeline.clone(),
             bind_group,
@@ -137,8 +142,10 @@ pub(crate) fn half_matmul_dispatch(
             bytes,
             uniforms: Some(uniforms),
             then: None,
-        });
+        };
+        return Ok((d, None));
     };
+    let mm = split.family;
     // Split-K: the slices' sums into the scratch buffer (no bias, no accumulation, C at
     // word 0), then the f32 family's matmul_split_sum finishes C.
     let scratch = mm.scratch_for(gpu, slices * m * n);
@@ -153,16 +160,36 @@ pub(crate) fn half_matmul_dispatch(
         pipeline,
         &[a.buffer, b.buffer, a.buffer, &scratch, &uniforms],
     )?;
-    Ok(Dispatch {
+    let mut d = Dispatch {
         label: label.to_string(),
         pipeline: pipeline.clone(),
         bind_group,
         groups: (gx, gy, u32::try_from(slices)?),
         flops: 2.0 * mf * kf * nf,
-        bytes: bytes + 8.0 * slices as f64 * mf * nf,
+        bytes: bytes + 4.0 * slices as f64 * mf * nf,
         uniforms: Some(uniforms),
-        then: Some(Box::new(
-            mm.split_sum_dispatch(gpu, &params, &scratch, bias, c)?,
-        )),
-    })
+        then: None,
+    };
+    if split.defer_sum {
+        let partials = SplitPartials {
+            buffer: scratch,
+            slices,
+            words: m * n,
+        };
+        return Ok((d, Some(partials)));
+    }
+    d.bytes += 4.0 * slices as f64 * mf * nf;
+    d.then = Some(Box::new(
+        mm.split_sum_dispatch(gpu, &params, &scratch, bias, c)?,
+    ));
+    Ok((d, None))
+}
+
+/// How an f16 product may split k: as `family` (the device's f32 matmuls) splits it, its
+/// slices summed by a second launch, or with `defer_sum` left to the kernel that reads C
+/// next (only for products that accumulate into C without a bias).
+#[derive(Clone, Copy)]
+pub struct Split<'a> {
+    pub family: &'a Matmul,
+    pub defer_sum: bool,
 }

@@ -117,6 +117,8 @@ enum Extra<'a> {
     /// Add the recurrent product's partial sums (left there by a split product) to pre
     /// (forward) or dh (backward) first.
     Split(&'a SplitPartials),
+    /// Both.
+    SplitHalf(&'a SplitPartials, HalfView<'a>),
 }
 
 impl Extra<'_> {
@@ -128,6 +130,18 @@ impl Extra<'_> {
             (Extra::Half(_), _) => "lstm_cell_backward_f16",
             (Extra::Split(_), "lstm_cell_forward") => "lstm_cell_forward_split",
             (Extra::Split(_), _) => "lstm_cell_backward_split",
+            (Extra::SplitHalf(..), "lstm_cell_forward") => "lstm_cell_forward_split_f16",
+            (Extra::SplitHalf(..), _) => "lstm_cell_backward_split_f16",
+        }
+    }
+
+    /// The f16 copy it writes, and the partial sums it reads.
+    fn parts(&self) -> (Option<HalfView<'_>>, Option<&SplitPartials>) {
+        match *self {
+            Extra::Plain => (None, None),
+            Extra::Half(h) => (Some(h), None),
+            Extra::Split(p) => (None, Some(p)),
+            Extra::SplitHalf(p, h) => (Some(h), Some(p)),
         }
     }
 }
@@ -140,9 +154,9 @@ pub struct LstmCell {
     /// the recurrent product's split-K partial sums.
     split: [wgpu::ComputePipeline; 2],
     /// `lstm_cell_forward_f16` and `lstm_cell_backward_f16` (`shaders/lstm_cell_f16.wgsl`):
-    /// the same steps also writing the f16 copy of h, of d(pre); `None` without
-    /// `SHADER_F16`.
-    half: Option<[wgpu::ComputePipeline; 2]>,
+    /// the same steps also writing the f16 copy of h, of d(pre); then their split forms
+    /// (`_split_f16`); `None` without `SHADER_F16`.
+    half: Option<[wgpu::ComputePipeline; 4]>,
 }
 
 impl LstmCell {
@@ -150,9 +164,12 @@ impl LstmCell {
         let module = gpu.shader("lstm_cell", SHADER)?;
         let half = if gpu.features.contains(wgpu::Features::SHADER_F16) {
             let m = gpu.shader("lstm_cell_f16", LSTM_CELL_F16)?;
+            let pipeline = |entry: &str| gpu.pipeline(entry, &m, entry);
             Some([
-                gpu.pipeline("lstm_cell_forward_f16", &m, "lstm_cell_forward_f16")?,
-                gpu.pipeline("lstm_cell_backward_f16", &m, "lstm_cell_backward_f16")?,
+                pipeline("lstm_cell_forward_f16")?,
+                pipeline("lstm_cell_backward_f16")?,
+                pipeline("lstm_cell_forward_split_f16")?,
+                pipeline("lstm_cell_backward_split_f16")?,
             ])
         } else {
             None
@@ -201,7 +218,8 @@ impl LstmCell {
     }
 
     /// `lstm_cell_forward_split`: [`LstmCell::prepare_forward`] on `pre` plus the partial
-    /// sums a split recurrent product left (`pre` itself is not written).
+    /// sums a split recurrent product left (`pre` itself is not written); with `h16`,
+    /// `lstm_cell_forward_split_f16`, which also writes h's f16 copy there.
     pub fn prepare_forward_split(
         &self,
         gpu: &Gpu,
@@ -209,8 +227,13 @@ impl LstmCell {
         forget_bias: f32,
         v: &CellForwardViews,
         partials: &SplitPartials,
+        h16: Option<HalfView>,
     ) -> Result<Dispatch> {
-        self.forward_dispatch(gpu, shape, forget_bias, v, Extra::Split(partials))
+        let extra = match h16 {
+            Some(h) => Extra::SplitHalf(partials, h),
+            None => Extra::Split(partials),
+        };
+        self.forward_dispatch(gpu, shape, forget_bias, v, extra)
     }
 
     /// `lstm_cell_backward`: gradients of the pre-activations and of the previous cell
@@ -238,15 +261,21 @@ impl LstmCell {
     }
 
     /// `lstm_cell_backward_split`: [`LstmCell::prepare_backward`] on `dh` plus the partial
-    /// sums a split recurrent product left (`dh` itself is not written).
+    /// sums a split recurrent product left (`dh` itself is not written); with `dpre16`,
+    /// `lstm_cell_backward_split_f16`, which also writes d(pre)'s f16 copy there.
     pub fn prepare_backward_split(
         &self,
         gpu: &Gpu,
         shape: CellShape,
         v: &CellBackwardViews,
         partials: &SplitPartials,
+        dpre16: Option<HalfView>,
     ) -> Result<Dispatch> {
-        self.backward_dispatch(gpu, shape, v, Extra::Split(partials))
+        let extra = match dpre16 {
+            Some(d) => Extra::SplitHalf(partials, d),
+            None => Extra::Split(partials),
+        };
+        self.backward_dispatch(gpu, shape, v, extra)
     }
 
     /// The pipeline of `extra` in direction `which` (0 forward, 1 backward), with the
@@ -261,7 +290,8 @@ impl LstmCell {
             (Extra::Plain, _) => Ok(plain),
             (Extra::Split(_), _) => Ok(&self.split[which]),
             (Extra::Half(_), Some(p)) => Ok(&p[which]),
-            (Extra::Half(_), None) => {
+            (Extra::SplitHalf(..), Some(p)) => Ok(&p[2 + which]),
+            (Extra::Half(_) | Extra::SplitHalf(..), None) => {
                 bail!("the cell's f16 kernels: the device has no 16-bit floats in shaders (shader-f16)")
             }
         }
@@ -308,21 +338,19 @@ impl LstmCell {
         };
         let mut entries: Vec<(u32, &wgpu::Buffer)> = Vec::new();
         let mut extra_bytes = 0.0;
-        match &extra {
-            Extra::Plain => {}
-            Extra::Half(h16) => {
-                params.h16 = h16.check(&format!("{label} h16"), states)?;
-                if operands.contains(&h16.buffer) {
-                    bail!("{label}: the f16 copy of h shares a buffer with another operand");
-                }
-                entries.push((5, h16.buffer));
-                extra_bytes = 2.0 * states as f64;
+        let (h16, partials) = extra.parts();
+        if let Some(h16) = &h16 {
+            params.h16 = h16.check(&format!("{label} h16"), states)?;
+            if operands.contains(&h16.buffer) {
+                bail!("{label}: the f16 copy of h shares a buffer with another operand");
             }
-            Extra::Split(p) => {
-                (params.slices, params.slice_words) = check_partials(label, p, gates)?;
-                entries.push((8, &p.buffer));
-                extra_bytes = 4.0 * (p.slices * gates) as f64;
-            }
+            entries.push((5, h16.buffer));
+            extra_bytes += 2.0 * states as f64;
+        }
+        if let Some(p) = partials {
+            (params.slices, params.slice_words) = check_partials(label, p, gates)?;
+            entries.push((8, &p.buffer));
+            extra_bytes += 4.0 * (p.slices * gates) as f64;
         }
         let uniforms = gpu.uniform_from(label, &params);
         entries.extend((0u32..).zip(operands));
@@ -389,21 +417,19 @@ impl LstmCell {
         };
         let mut entries: Vec<(u32, &wgpu::Buffer)> = Vec::new();
         let mut extra_bytes = 0.0;
-        match &extra {
-            Extra::Plain => {}
-            Extra::Half(d16) => {
-                params.dpre16 = d16.check(&format!("{label} dpre16"), gates)?;
-                if operands.contains(&d16.buffer) {
-                    bail!("{label}: the f16 copy of dpre shares a buffer with another operand");
-                }
-                entries.push((7, d16.buffer));
-                extra_bytes = 2.0 * gates as f64;
+        let (dpre16, partials) = extra.parts();
+        if let Some(d16) = &dpre16 {
+            params.dpre16 = d16.check(&format!("{label} dpre16"), gates)?;
+            if operands.contains(&d16.buffer) {
+                bail!("{label}: the f16 copy of dpre shares a buffer with another operand");
             }
-            Extra::Split(p) => {
-                (params.slices, params.slice_words) = check_partials(label, p, states)?;
-                entries.push((8, &p.buffer));
-                extra_bytes = 4.0 * (p.slices * states) as f64;
-            }
+            entries.push((7, d16.buffer));
+            extra_bytes += 2.0 * gates as f64;
+        }
+        if let Some(p) = partials {
+            (params.slices, params.slice_words) = check_partials(label, p, states)?;
+            entries.push((8, &p.buffer));
+            extra_bytes += 4.0 * (p.slices * states) as f64;
         }
         let uniforms = gpu.uniform_from(label, &params);
         entries.extend((0u32..).zip(operands));

@@ -12,7 +12,8 @@
 
 use anyhow::Result;
 
-use super::half::{half_matmul_dispatch, HalfOperands, HalfView};
+use super::half::{half_matmul_dispatch, HalfOperands, HalfView, Split};
+use super::matmul::SplitPartials;
 use super::{Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
@@ -131,6 +132,21 @@ impl CoopMatmul {
             c,
             accumulate,
         };
+        let split = split.map(|family| Split {
+            family,
+            defer_sum: false,
+        });
+        Ok(self.dispatch(gpu, shape, operands, split)?.0)
+    }
+
+    /// The dispatch of `operands` (see [`half_matmul_dispatch`]).
+    pub(crate) fn dispatch(
+        &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        operands: HalfOperands,
+        split: Option<Split>,
+    ) -> Result<(Dispatch, Option<SplitPartials>)> {
         let block = 4 * self.tile as usize;
         half_matmul_dispatch(
             gpu,

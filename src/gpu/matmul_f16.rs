@@ -10,8 +10,8 @@
 use anyhow::{bail, Result};
 
 pub use super::half::HalfView;
-use super::half::{half_matmul_dispatch, HalfOperands};
-use super::matmul::Matmul;
+use super::half::{half_matmul_dispatch, HalfOperands, Split};
+use super::matmul::{Matmul, SplitPartials};
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 /// Rows and columns of C per workgroup of `matmul_f16`.
@@ -133,6 +133,35 @@ impl HalfKernels {
         }
     }
 
+    /// [`HalfKernels::product`] of `c += op(a) @ op(b)` where a split product leaves its
+    /// slices for the kernel that reads `c` next, as [`Matmul::prepare_deferring_sum`]
+    /// does for the f32 family (`family`, whose split rule it follows).
+    pub fn product_deferring_sum(
+        &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        a: HalfView,
+        b: HalfView,
+        c: View,
+        family: &Matmul,
+    ) -> Result<(Dispatch, Option<SplitPartials>)> {
+        let operands = HalfOperands {
+            a,
+            b,
+            bias: None,
+            c,
+            accumulate: true,
+        };
+        let split = Some(Split {
+            family,
+            defer_sum: true,
+        });
+        match &self.coop {
+            Some(coop) => coop.dispatch(gpu, shape, operands, split),
+            None => self.dispatch(gpu, shape, operands, split),
+        }
+    }
+
     /// The name of the kernel [`HalfKernels::product`] runs.
     pub fn product_name(&self) -> String {
         match &self.coop {
@@ -163,6 +192,21 @@ impl HalfKernels {
             c,
             accumulate,
         };
+        let split = split.map(|family| Split {
+            family,
+            defer_sum: false,
+        });
+        Ok(self.dispatch(gpu, shape, operands, split)?.0)
+    }
+
+    /// The scalar kernel's dispatch of `operands` (see [`half_matmul_dispatch`]).
+    fn dispatch(
+        &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        operands: HalfOperands,
+        split: Option<Split>,
+    ) -> Result<(Dispatch, Option<SplitPartials>)> {
         half_matmul_dispatch(
             gpu,
             "matmul_f16",

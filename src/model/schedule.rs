@@ -782,11 +782,7 @@ impl<'a> StepBuilder<'a> {
                 .matmul
                 .prepare(self.gpu, shape, a, b, bias, c, accumulate)];
         };
-        let mut ops = Vec::new();
-        let (ha, cast_a) = self.half_copy(half, a, shape.m * shape.k, None);
-        let (hb, cast_b) = self.half_copy(half, b, shape.k * shape.n, None);
-        ops.extend(cast_a);
-        ops.extend(cast_b);
+        let ([ha, hb], mut ops) = self.half_operands(half, shape, a, b);
         let (ha, hb) = (
             HalfView::at(&ha, a.offset, a.len),
             HalfView::at(&hb, b.offset, b.len),
@@ -799,9 +795,23 @@ impl<'a> StepBuilder<'a> {
         ops
     }
 
+    /// The f16 shadows holding a product's operands, and the casts they still need.
+    fn half_operands(
+        &self,
+        half: &HalfCopies,
+        shape: MatmulShape,
+        a: View,
+        b: View,
+    ) -> ([wgpu::Buffer; 2], Vec<Result<Dispatch>>) {
+        let (ha, cast_a) = self.half_copy(half, a, shape.m * shape.k, None);
+        let (hb, cast_b) = self.half_copy(half, b, shape.k * shape.n, None);
+        ([ha, hb], cast_a.into_iter().chain(cast_b).collect())
+    }
+
     /// A time step's recurrent product `c += a @ b` (or `a @ b^T`): where it splits k, its
-    /// partial sums are returned for the cell to add (`lstm_cell_*_split`) rather than
-    /// summed by a pass of their own. Mixed precision, or with the fusion off: the product.
+    /// partial sums are returned for the cell to add (`lstm_cell_*_split`, and
+    /// `_split_f16` in mixed precision) rather than summed by a pass of their own. With the
+    /// fusion off: the product.
     fn recurrent_product(
         &self,
         shape: MatmulShape,
@@ -809,16 +819,37 @@ impl<'a> StepBuilder<'a> {
         b: View,
         c: View,
     ) -> (Vec<Result<Dispatch>>, Option<SplitPartials>) {
-        if self.half.is_some() || !self.k.fuse_split_sums {
+        if !self.k.fuse_split_sums {
             return (self.product(shape, a, b, None, c, true), None);
         }
-        match self
-            .k
-            .matmul
-            .prepare_deferring_sum(self.gpu, shape, a, b, c)
-        {
-            Ok((d, partials)) => (vec![Ok(d)], partials),
-            Err(e) => (vec![Err(e)], None),
+        let Some(half) = &self.half else {
+            return match self
+                .k
+                .matmul
+                .prepare_deferring_sum(self.gpu, shape, a, b, c)
+            {
+                Ok((d, partials)) => (vec![Ok(d)], partials),
+                Err(e) => (vec![Err(e)], None),
+            };
+        };
+        let ([ha, hb], mut ops) = self.half_operands(half, shape, a, b);
+        let (ha, hb) = (
+            HalfView::at(&ha, a.offset, a.len),
+            HalfView::at(&hb, b.offset, b.len),
+        );
+        let family = &self.k.matmul;
+        let product = half
+            .kernels
+            .product_deferring_sum(self.gpu, shape, ha, hb, c, family);
+        match product {
+            Ok((d, partials)) => {
+                ops.push(Ok(d));
+                (ops, partials)
+            }
+            Err(e) => {
+                ops.push(Err(e));
+                (ops, None)
+            }
         }
     }
 
@@ -1011,12 +1042,13 @@ impl<'a> StepBuilder<'a> {
             let shape = CellShape { batch, hidden: h };
             let fb = self.cfg.forget_bias;
             let cell = &self.k.lstm_cell;
-            ops.push(match (self.cell_half_output(h_next), &partials) {
-                (Some(h16), _) => {
-                    let h16 = HalfView::at(&h16, h_next.offset, h_next.len);
-                    cell.prepare_forward_half(self.gpu, shape, fb, &views, h16)
-                }
-                (None, Some(p)) => cell.prepare_forward_split(self.gpu, shape, fb, &views, p),
+            let h16 = self.cell_half_output(h_next);
+            let h16 = h16
+                .as_ref()
+                .map(|b| HalfView::at(b, h_next.offset, h_next.len));
+            ops.push(match (&partials, h16) {
+                (Some(p), h16) => cell.prepare_forward_split(self.gpu, shape, fb, &views, p, h16),
+                (None, Some(h16)) => cell.prepare_forward_half(self.gpu, shape, fb, &views, h16),
                 (None, None) => cell.prepare_forward(self.gpu, shape, fb, &views),
             });
         }
@@ -1242,12 +1274,11 @@ impl<'a> StepBuilder<'a> {
             };
             let shape = CellShape { batch, hidden: h };
             let cell = &self.k.lstm_cell;
-            ops.push(match (self.cell_half_output(dz_t), &partials) {
-                (Some(d16), _) => {
-                    let d16 = HalfView::at(&d16, dz_t.offset, dz_t.len);
-                    cell.prepare_backward_half(self.gpu, shape, &views, d16)
-                }
-                (None, Some(p)) => cell.prepare_backward_split(self.gpu, shape, &views, p),
+            let d16 = self.cell_half_output(dz_t);
+            let d16 = d16.as_ref().map(|b| HalfView::at(b, dz_t.offset, dz_t.len));
+            ops.push(match (&partials, d16) {
+                (Some(p), d16) => cell.prepare_backward_split(self.gpu, shape, &views, p, d16),
+                (None, Some(d16)) => cell.prepare_backward_half(self.gpu, shape, &views, d16),
                 (None, None) => cell.prepare_backward(self.gpu, shape, &views),
             });
         }

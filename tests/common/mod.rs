@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod half;
+pub mod split;
 
 use lstm_gpu::config::Config;
 use lstm_gpu::gpu::{AdapterChoice, BackendChoice, Gpu, PickedAdapter};
