@@ -84,6 +84,12 @@ for preset in $presets; do
   log "profile --preset $preset ($steps steps)"
   "$bin" profile --adapter "$adapter" --preset "$preset" --synthetic --steps "$steps" --json \
     > "$work/profile-$preset.json"
+  # The same step with each split recurrent product's slices added by a pass of their own
+  # rather than by the LSTM cell (what the fusion saves).
+  log "profile --preset $preset, split sums separate"
+  LSTM_GPU_SPLIT_SUMS=separate "$bin" profile --adapter "$adapter" --preset "$preset" \
+    --synthetic --steps "$steps" --json > "$work/profile-separate-$preset.json" \
+    || rm -f "$work/profile-separate-$preset.json"
 done
 
 if [ "$matmul_size" != 0 ]; then
@@ -156,6 +162,8 @@ secs=$(( $(date +%s) - t0 ))
     cat "$work/tune-$preset.json"
     printf ', "profile": '
     cat "$work/profile-$preset.json"
+    printf ', "profile_split_sums_separate": '
+    if [ -f "$work/profile-separate-$preset.json" ]; then cat "$work/profile-separate-$preset.json"; else printf 'null'; fi
     printf '}'
   done
   printf '\n},\n"peer": '
@@ -198,6 +206,16 @@ done
 if [ -f "$work/peer.json" ]; then
   echo "peer: the same presets in PyTorch ($peer) on this machine; ratio = lstm-gpu / peer"
 fi
+echo
+echo "Split recurrent products' slices added by the LSTM cell (the default) or by a pass of"
+echo "their own (LSTM_GPU_SPLIT_SUMS=separate):"
+for preset in $presets; do
+  p="$work/profile-$preset.json" q="$work/profile-separate-$preset.json"
+  [ -f "$q" ] || continue
+  a="$(field "$p" words_per_second)" b="$(field "$q" words_per_second)"
+  printf '  %-7s cell %10.0f words/s, %s dispatches; separate %10.0f words/s, %s dispatches: %sx\n' \
+    "$preset" "$a" "$(field "$p" dispatches_per_step)" "$b" "$(field "$q" dispatches_per_step)" "$(ratio "$a" "$b")"
+done
 echo
 echo "Each product of a seed step: the tuned kernel, its time and GFLOP/s, against the fastest:"
 grep -E "^  [0-9]" "$work/bench.txt" 2>/dev/null || echo "  (not run: --presets has no seed)"

@@ -1753,3 +1753,77 @@ fn a_mixed_precision_run_resumes_bit_identically_with_its_loss_scale() {
         assert!(o.status.success(), "eval ({without}): {}", stderr(&o));
     }
 }
+
+/// `LSTM_GPU_SPLIT_SUMS` chooses who adds a split recurrent product's slices (the cell, or a
+/// pass of their own): the same training bit for bit either way, more launches with
+/// `separate`; anything else is one line and exit 2.
+#[test]
+fn split_sums_env_changes_the_launches_not_the_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut launches = Vec::new();
+    for how in ["cell", "separate"] {
+        let run_dir = dir.path().join(how);
+        // Hidden 40 and 24: recurrent products long enough to split, as on a GPU.
+        let o = run(bin()
+            .args(["train", "--data"])
+            .arg(tiny_data())
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .args([
+                "--vocab-size",
+                "60",
+                "--embedding-size",
+                "8",
+                "--hidden",
+                "40,24",
+            ])
+            .args(["--batch-size", "2", "--num-steps", "5", "--max-steps", "4"])
+            .args([
+                "--matmul",
+                "strip-split",
+                "--recurrence",
+                "unfused",
+                "--no-tune",
+            ])
+            .args(["--keep-prob", "0.8", "--no-progress", "--no-eval-at-stop"])
+            .env("LSTM_GPU_SPLIT_SUMS", how));
+        assert!(o.status.success(), "{how}: {}", stderr(&o));
+        let o = run(bin()
+            .args([
+                "profile",
+                "--json",
+                "--synthetic",
+                "--steps",
+                "1",
+                "--no-tune",
+            ])
+            .args([
+                "--vocab-size",
+                "60",
+                "--embedding-size",
+                "8",
+                "--hidden",
+                "40,24",
+            ])
+            .args(["--batch-size", "2", "--num-steps", "5"])
+            .args(["--matmul", "strip-split", "--recurrence", "unfused"])
+            .env("LSTM_GPU_SPLIT_SUMS", how));
+        assert!(o.status.success(), "profile {how}: {}", stderr(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        launches.push(p["dispatches_per_step"].as_f64().unwrap());
+    }
+    assert!(
+        launches[0] < launches[1],
+        "launches cell/separate: {launches:?}"
+    );
+    let (a, b) = (
+        params_of(&dir.path().join("cell/last.safetensors")),
+        params_of(&dir.path().join("separate/last.safetensors")),
+    );
+    assert!(a.params == b.params, "the two runs trained differently");
+    let o = run(bin()
+        .args(["profile", "--synthetic", "--steps", "1"])
+        .args(TINY_MODEL)
+        .env("LSTM_GPU_SPLIT_SUMS", "sideways"));
+    assert_one_line_error(&o, 2, "LSTM_GPU_SPLIT_SUMS=sideways");
+}

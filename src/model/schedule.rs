@@ -49,7 +49,7 @@ pub struct Kernels {
     pub loss_scale: LossScaleKernels,
     /// Whether the cell adds the partial sums of a split recurrent product itself (one
     /// launch fewer per layer and time step each way; the same sums in the same order).
-    /// On by default; tests turn it off to compare.
+    /// On unless [`SPLIT_SUMS_ENV`] says `separate`; tests turn it off to compare.
     pub fuse_split_sums: bool,
 }
 
@@ -69,8 +69,23 @@ impl Kernels {
             dropout: Dropout::new(gpu)?,
             half: HalfKernels::new(gpu)?,
             loss_scale: LossScaleKernels::new(gpu)?,
-            fuse_split_sums: true,
+            fuse_split_sums: fuse_split_sums()?,
         })
+    }
+}
+
+/// The environment variable that chooses where a split recurrent product's slices are
+/// added: `cell` (the default: by the LSTM cell that reads them) or `separate` (by a pass
+/// of their own, as before the fusion), for comparing the two in a benchmark.
+pub const SPLIT_SUMS_ENV: &str = "LSTM_GPU_SPLIT_SUMS";
+
+fn fuse_split_sums() -> Result<bool> {
+    match std::env::var(SPLIT_SUMS_ENV).as_deref() {
+        Err(_) | Ok("") | Ok("cell") => Ok(true),
+        Ok("separate") => Ok(false),
+        Ok(other) => Err(crate::error::usage(format!(
+            "{SPLIT_SUMS_ENV}={other}: choose cell (the default) or separate"
+        ))),
     }
 }
 
