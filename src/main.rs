@@ -148,8 +148,8 @@ enum BenchCommand {
     Kernels {
         #[command(flatten)]
         gpu: GpuArgs,
-        /// Only this variant (tiled, register-blocked, subgroup-broadcast, skinny); repeatable.
-        /// Without it, skinny is timed only on products of at most 4 rows.
+        /// Only this variant (any name `--matmul` takes); repeatable. Without it, every
+        /// variant the adapter has, skinny only on products of at most 4 rows.
         #[arg(long = "variant")]
         variants: Vec<lstm_gpu::gpu::matmul::MatmulVariant>,
         /// Timed runs per product; the best counts.

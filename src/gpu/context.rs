@@ -105,8 +105,9 @@ pub struct GpuArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
     /// Matmul kernel for every product: tiled, tiled-k8, tiled-128x64, register-blocked,
-    /// subgroup-broadcast, skinny, strip, strip-quad, strip-split or strip-quad-split
-    /// (default: the adapter's tuned choice per product, else one chosen for the adapter
+    /// subgroup-broadcast, skinny, strip, strip-quad, strip-split, strip-quad-split,
+    /// block-128x128, block-128x64, block-64x64, block-64x64-split or coop-f32-8x8, as the
+    /// adapter has them (default: the adapter's tuned choice per product, else one chosen for the adapter
     /// type, and skinny for products of at most 4 rows on CPU adapters; `lstm-gpu bench kernels` compares
     /// them).
     #[arg(long)]

@@ -263,8 +263,11 @@ pub fn tile_constants(v: MatmulVariant) -> Option<&'static [(&'static str, f64)]
 
 /// The block variants compiled for `gpu`: none through wgpu's GL backend, whose GLSL
 /// llvmpipe's GL driver took over ten minutes and 2 GB to compile for one of them (lavapipe
-/// compiles the same kernel from SPIR-V in seconds); GL is the backend of old GPUs, where
-/// the other kernels serve.
+/// compiles the same kernel from SPIR-V in seconds). The driver compiles at a kernel's first
+/// dispatch, in LLVM's coroutine pass (which it runs for the barriers): measured again,
+/// `block-64x64` alone about 25 s, every 128-row block minutes, and the 64x64 ones added
+/// 190 s to the GL parity suite on a cold shader cache (34 s without them). GL is the
+/// backend of old GPUs, where the other kernels serve.
 pub fn block_variants(gpu: &Gpu) -> Vec<MatmulVariant> {
     if gpu.info.backend == wgpu::Backend::Gl {
         return Vec::new();
