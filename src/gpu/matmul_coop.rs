@@ -55,10 +55,13 @@ pub fn coop_tile(gpu: &Gpu) -> Option<u32> {
     listed_tile(gpu, wgpu::CooperativeScalarType::F16, &TILES)
 }
 
-/// Whether the adapter lists the [`F32_TILE`] tile with f32 inputs and accumulator (and
-/// subgroups of one fixed size), so that the f32 matmul family gains `coop-f32-8x8`.
+/// Whether the f32 matmul family gains `coop-f32-8x8`: on Metal, where the adapter lists
+/// the [`F32_TILE`] tile with f32 inputs and accumulator (and subgroups of one fixed size).
+/// Metal's simdgroup matrices multiply in full f32; a Vulkan driver listing f32 inputs
+/// might round them to a narrower format (TF32) inside, which `--precision f32` must not.
 pub fn has_f32_tile(gpu: &Gpu) -> bool {
-    listed_tile(gpu, wgpu::CooperativeScalarType::F32, &[F32_TILE]).is_some()
+    gpu.info.backend == wgpu::Backend::Metal
+        && listed_tile(gpu, wgpu::CooperativeScalarType::F32, &[F32_TILE]).is_some()
 }
 
 /// The first of `tiles` the adapter lists as `tile x tile x tile` with `ab` inputs and an
