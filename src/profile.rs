@@ -65,6 +65,11 @@ pub struct Profile {
     pub matmul_variant: String,
     /// How each layer's time steps run, and why (`fused (tuned)`).
     pub recurrence: String,
+    /// Who adds the slices of split products per step: how many cell launches add a
+    /// recurrent product's (`lstm_cell_*_split*`), how many `matmul_split_sum` passes the
+    /// others (see `LSTM_GPU_SPLIT_SUMS`).
+    pub split_sums_in_cell: usize,
+    pub split_sum_passes: usize,
     /// What each product runs and why: `MxKxN:NN variant (tuned|cached|default|forced)`.
     pub matmul_choices: Vec<String>,
     pub percent_of_matmul_limit: f64,
@@ -278,6 +283,9 @@ pub fn profile(
         matmul_gflops,
         matmul_variant: variant,
         recurrence: format!("{recurrence} ({})", source.name()),
+        split_sums_in_cell: ws
+            .launches_labeled(|k| k.starts_with("lstm_cell_") && k.contains("_split")),
+        split_sum_passes: ws.launches_labeled(|k| k == "matmul_split_sum"),
         matmul_choices: match (&kernels.half, cfg.precision) {
             (Some(h), crate::config::Precision::Mixed) => {
                 vec![format!(
@@ -437,6 +445,13 @@ impl Profile {
             self.recurrence,
             self.matmul_choices.join(", ")
         );
+        if self.split_sums_in_cell + self.split_sum_passes > 0 {
+            let _ = writeln!(
+                s,
+                "  split-K slices added by the LSTM cell {} times, by a pass of their own {} times",
+                self.split_sums_in_cell, self.split_sum_passes
+            );
+        }
         if self.matmul_gflops.is_finite() {
             let _ = writeln!(
                 s,

@@ -1810,12 +1810,20 @@ fn split_sums_env_changes_the_launches_not_the_training() {
             .env("LSTM_GPU_SPLIT_SUMS", how));
         assert!(o.status.success(), "profile {how}: {}", stderr(&o));
         let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        launches.push(p["dispatches_per_step"].as_f64().unwrap());
+        let count = |k: &str| p[k].as_u64().unwrap();
+        launches.push((
+            count("dispatches_per_step"),
+            count("split_sums_in_cell"),
+            count("split_sum_passes"),
+        ));
     }
-    assert!(
-        launches[0] < launches[1],
-        "launches cell/separate: {launches:?}"
-    );
+    // (launches, slices added by the cell, sum passes), cell then separate: the cell's
+    // additions are exactly the passes saved.
+    let [(l0, cell0, pass0), (l1, cell1, pass1)] = launches[..] else {
+        unreachable!()
+    };
+    assert!(cell0 > 0 && cell1 == 0, "{launches:?}");
+    assert_eq!((l1 - l0, pass1 - pass0), (cell0, cell0), "{launches:?}");
     let (a, b) = (
         params_of(&dir.path().join("cell/last.safetensors")),
         params_of(&dir.path().join("separate/last.safetensors")),

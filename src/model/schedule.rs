@@ -370,6 +370,20 @@ impl Workspace {
         })
     }
 
+    /// Launches per step whose kernel label `which` accepts (second passes included).
+    pub fn launches_labeled(&self, which: impl Fn(&str) -> bool) -> usize {
+        fn count(d: &Dispatch, which: &dyn Fn(&str) -> bool) -> usize {
+            usize::from(which(&d.label)) + d.then.as_ref().map_or(0, |t| count(t, which))
+        }
+        self.ops
+            .iter()
+            .map(|o| match o {
+                Op::Dispatch(d) => count(d, &which),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Number of compute dispatches per step.
     pub fn dispatches(&self) -> usize {
         self.ops
