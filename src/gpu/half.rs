@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use super::matmul::{Matmul, Params, SplitPartials};
+use super::matmul::{Matmul, Params, SplitLaunch, SplitPartials};
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
@@ -145,44 +145,17 @@ pub(crate) fn half_matmul_dispatch(
         };
         return Ok((d, None));
     };
-    let mm = split.family;
-    // Split-K: the slices' sums into the scratch buffer (no bias, no accumulation, C at
-    // word 0), then the f32 family's matmul_split_sum finishes C.
-    let scratch = mm.scratch_for(gpu, slices * m * n);
-    let partial = Params {
-        flags: 0,
-        c_off: 0,
-        ..params
-    };
-    let uniforms = gpu.uniform_from(label, &partial);
-    let bind_group = gpu.bind(
+    let launch = SplitLaunch {
         label,
         pipeline,
-        &[a.buffer, b.buffer, a.buffer, &scratch, &uniforms],
-    )?;
-    let mut d = Dispatch {
-        label: label.to_string(),
-        pipeline: pipeline.clone(),
-        bind_group,
-        groups: (gx, gy, u32::try_from(slices)?),
-        flops: 2.0 * mf * kf * nf,
-        bytes: bytes + 4.0 * slices as f64 * mf * nf,
-        uniforms: Some(uniforms),
-        then: None,
+        params,
+        operands: [a.buffer, b.buffer],
+        groups: (gx, gy),
+        bytes,
     };
-    if split.defer_sum {
-        let partials = SplitPartials {
-            buffer: scratch,
-            slices,
-            words: m * n,
-        };
-        return Ok((d, Some(partials)));
-    }
-    d.bytes += 4.0 * slices as f64 * mf * nf;
-    d.then = Some(Box::new(
-        mm.split_sum_dispatch(gpu, &params, &scratch, bias, c)?,
-    ));
-    Ok((d, None))
+    split
+        .family
+        .split_dispatch(gpu, launch, bias, c, split.defer_sum)
 }
 
 /// How an f16 product may split k: as `family` (the device's f32 matmuls) splits it, its

@@ -359,6 +359,18 @@ struct Operands<'a> {
     accumulate: bool,
 }
 
+/// The first launch of a split product: its kernel, uniforms (`k_slices` > 1), operand
+/// buffers A and B, grid in x and y (z is the slices), and the bytes it moves besides the
+/// partial sums.
+pub(crate) struct SplitLaunch<'a> {
+    pub label: &'a str,
+    pub pipeline: &'a wgpu::ComputePipeline,
+    pub params: Params,
+    pub operands: [&'a wgpu::Buffer; 2],
+    pub groups: (u32, u32),
+    pub bytes: f64,
+}
+
 /// Where a split product left its partial sums for the kernel that adds them
 /// ([`Matmul::prepare_deferring_sum`]): `slices` slices of `words` words from word 0 of
 /// `buffer`, each laid out as C (row-major, `n` words a row) without C's offset.
@@ -862,8 +874,43 @@ impl Matmul {
             };
             return Ok((d, None));
         }
-        // Split-K: the slices' sums into the scratch buffer (no bias, no accumulation, C at
-        // word 0), then matmul_split_sum adds them into C and finishes as `store` does.
+        let split = SplitLaunch {
+            label,
+            pipeline,
+            params,
+            operands: [a.buffer, b.buffer],
+            groups: (gx, gy),
+            bytes,
+        };
+        self.split_dispatch(gpu, split, bias, c, defer_sum)
+    }
+
+    /// The dispatch of a split product (this family's or the f16 matmuls'): its kernel
+    /// computes the slices into the scratch buffer (no bias, no accumulation, C at word 0),
+    /// then `matmul_split_sum` adds them into `c` and finishes as `store` does, its second
+    /// launch; or, with `defer_sum`, the slices are returned for the kernel that reads `c`
+    /// next ([`Matmul::prepare_deferring_sum`]).
+    pub(crate) fn split_dispatch(
+        &self,
+        gpu: &Gpu,
+        split: SplitLaunch,
+        bias: Option<View>,
+        c: View,
+        defer_sum: bool,
+    ) -> Result<(Dispatch, Option<SplitPartials>)> {
+        let SplitLaunch {
+            label,
+            pipeline,
+            params,
+            operands: [a, b],
+            groups: (gx, gy),
+            bytes,
+        } = split;
+        let (m, n, slices) = (
+            params.m as usize,
+            params.n as usize,
+            params.k_slices as usize,
+        );
         let scratch = self.scratch_for(gpu, slices * m * n);
         let partial = Params {
             flags: 0,
@@ -871,23 +918,21 @@ impl Matmul {
             ..params
         };
         let uniforms = gpu.uniform_from(label, &partial);
-        let bind_group = gpu.bind(
-            label,
-            pipeline,
-            &[a.buffer, b.buffer, a.buffer, &scratch, &uniforms],
-        )?;
-        let partials = 4.0 * 2.0 * slices as f64 * mf * nf;
+        // Without a bias the kernel never reads binding 2: A's buffer stands in for it.
+        let bind_group = gpu.bind(label, pipeline, &[a, b, a, &scratch, &uniforms])?;
+        // The partial sums written, and read back by the pass that adds them.
+        let partial_bytes = 4.0 * (slices * m * n) as f64;
+        let mut d = Dispatch {
+            label: label.to_string(),
+            pipeline: pipeline.clone(),
+            bind_group,
+            groups: (gx, gy, u32::try_from(slices)?),
+            flops: 2.0 * m as f64 * n as f64 * params.k as f64,
+            bytes: bytes + partial_bytes,
+            uniforms: Some(uniforms),
+            then: None,
+        };
         if defer_sum {
-            let d = Dispatch {
-                label: label.to_string(),
-                pipeline: pipeline.clone(),
-                bind_group,
-                groups: (gx, gy, word("slices", slices)?),
-                flops: 2.0 * mf * nf * kf,
-                bytes: bytes + partials / 2.0,
-                uniforms: Some(uniforms),
-                then: None,
-            };
             let partials = SplitPartials {
                 buffer: scratch,
                 slices,
@@ -895,18 +940,10 @@ impl Matmul {
             };
             return Ok((d, Some(partials)));
         }
-        let d = Dispatch {
-            label: label.to_string(),
-            pipeline: pipeline.clone(),
-            bind_group,
-            groups: (gx, gy, word("slices", slices)?),
-            flops: 2.0 * mf * nf * kf,
-            bytes: bytes + partials,
-            uniforms: Some(uniforms),
-            then: Some(Box::new(
-                self.split_sum_dispatch(gpu, &params, &scratch, bias, c)?,
-            )),
-        };
+        d.bytes += partial_bytes;
+        d.then = Some(Box::new(
+            self.split_sum_dispatch(gpu, &params, &scratch, bias, c)?,
+        ));
         Ok((d, None))
     }
 
