@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use super::matmul::{Matmul, Params, SplitLaunch, SplitPartials};
+use super::matmul::{product_dispatch, Matmul, Params, ProductLaunch, SplitPartials};
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
@@ -123,35 +123,16 @@ pub(crate) fn half_matmul_dispatch(
     };
     let (mf, kf, nf) = (m as f64, k as f64, n as f64);
     let bytes = 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 };
-    // Without a bias the kernel never reads binding 2; C's buffer cannot stand in (it is
-    // written), so A's does (two read-only bindings of one buffer are fine).
-    let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
-    let (Some(split), true) = (split, slices > 1) else {
-        let uniforms = gpu.uniform_from(label, &params);
-        let bind_group = gpu.bind(
-            label,
-            pipeline,
-            &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
-        )?;
-        let d = Dispatch {
-            label: label.to_string(),
-            pipeline: pipeline.clone(),
-            bind_group,
-            groups: (gx, gy, 1),
-            flops: 2.0 * mf * kf * nf,
-            bytes,
-            uniforms: Some(uniforms),
-            then: None,
-        };
-        return Ok((d, None));
-    };
-    let launch = SplitLaunch {
+    let launch = ProductLaunch {
         label,
         pipeline,
         params,
         operands: [a.buffer, b.buffer],
         groups: (gx, gy),
         bytes,
+    };
+    let (Some(split), true) = (split, slices > 1) else {
+        return Ok((product_dispatch(gpu, launch, bias, c)?, None));
     };
     split
         .family

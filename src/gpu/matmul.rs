@@ -359,16 +359,49 @@ struct Operands<'a> {
     accumulate: bool,
 }
 
-/// The first launch of a split product: its kernel, uniforms (`k_slices` > 1), operand
-/// buffers A and B, grid in x and y (z is the slices), and the bytes it moves besides the
-/// partial sums.
-pub(crate) struct SplitLaunch<'a> {
+/// A product's launch: its kernel, uniforms, operand buffers A and B, grid in x and y (z is
+/// the slices of k where `params.k_slices` > 1), and the bytes it moves (besides partial
+/// sums).
+pub(crate) struct ProductLaunch<'a> {
     pub label: &'a str,
     pub pipeline: &'a wgpu::ComputePipeline,
     pub params: Params,
     pub operands: [&'a wgpu::Buffer; 2],
     pub groups: (u32, u32),
     pub bytes: f64,
+}
+
+/// The one dispatch of an unsplit product (any matmul kernel sharing the bindings A, B,
+/// bias, C, uniforms of `matmul_params.wgsl`).
+pub(crate) fn product_dispatch(
+    gpu: &Gpu,
+    launch: ProductLaunch,
+    bias: Option<View>,
+    c: View,
+) -> Result<Dispatch> {
+    let ProductLaunch {
+        label,
+        pipeline,
+        params,
+        operands: [a, b],
+        groups: (gx, gy),
+        bytes,
+    } = launch;
+    let uniforms = gpu.uniform_from(label, &params);
+    // Without a bias the kernel never reads binding 2; A's buffer stands in for it (two
+    // read-only bindings of one buffer are fine in WebGPU; C's, written, could not).
+    let bias_buffer = bias.map_or(a, |v| v.buffer);
+    let bind_group = gpu.bind(label, pipeline, &[a, b, bias_buffer, c.buffer, &uniforms])?;
+    Ok(Dispatch {
+        label: label.to_string(),
+        pipeline: pipeline.clone(),
+        bind_group,
+        groups: (gx, gy, 1),
+        flops: 2.0 * params.m as f64 * params.n as f64 * params.k as f64,
+        bytes,
+        uniforms: Some(uniforms),
+        then: None,
+    })
 }
 
 /// Where a split product left its partial sums for the kernel that adds them
@@ -852,29 +885,7 @@ impl Matmul {
         let (mf, kf, nf) = (m as f64, k as f64, n as f64);
         let c_traffic = if accumulate { 2.0 } else { 1.0 } * mf * nf;
         let bytes = 4.0 * (mf * kf + kf * nf + c_traffic + bias.map_or(0.0, |_| nf));
-        // Without a bias the kernel never reads binding 2; A's buffer stands in for it (two
-        // read-only bindings of one buffer are fine in WebGPU).
-        let bias_buffer = bias.map_or(a.buffer, |v| v.buffer);
-        if slices == 1 {
-            let uniforms = gpu.uniform_from(label, &params);
-            let bind_group = gpu.bind(
-                label,
-                pipeline,
-                &[a.buffer, b.buffer, bias_buffer, c.buffer, &uniforms],
-            )?;
-            let d = Dispatch {
-                label: label.to_string(),
-                pipeline: pipeline.clone(),
-                bind_group,
-                groups: (gx, gy, 1),
-                flops: 2.0 * mf * nf * kf,
-                bytes,
-                uniforms: Some(uniforms),
-                then: None,
-            };
-            return Ok((d, None));
-        }
-        let split = SplitLaunch {
+        let launch = ProductLaunch {
             label,
             pipeline,
             params,
@@ -882,7 +893,10 @@ impl Matmul {
             groups: (gx, gy),
             bytes,
         };
-        self.split_dispatch(gpu, split, bias, c, defer_sum)
+        if slices == 1 {
+            return Ok((product_dispatch(gpu, launch, bias, c)?, None));
+        }
+        self.split_dispatch(gpu, launch, bias, c, defer_sum)
     }
 
     /// The dispatch of a split product (this family's or the f16 matmuls'): its kernel
@@ -893,12 +907,12 @@ impl Matmul {
     pub(crate) fn split_dispatch(
         &self,
         gpu: &Gpu,
-        split: SplitLaunch,
+        split: ProductLaunch,
         bias: Option<View>,
         c: View,
         defer_sum: bool,
     ) -> Result<(Dispatch, Option<SplitPartials>)> {
-        let SplitLaunch {
+        let ProductLaunch {
             label,
             pipeline,
             params,
