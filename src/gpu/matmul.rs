@@ -180,7 +180,7 @@ impl MatmulVariant {
             MatmulVariant::Block128x64 => (128, 64),
             MatmulVariant::Block64 | MatmulVariant::Block64Split => (64, 64),
             MatmulVariant::CoopF32 => {
-                let block = 4 * super::matmul_coop::F32_TILE as usize;
+                let block = 4 * super::coop::F32_TILE as usize;
                 (block, block)
             }
         }
@@ -563,11 +563,11 @@ impl Matmul {
                 ));
             }
         }
-        if super::matmul_coop::has_f32_tile(gpu) {
+        if super::coop::has_f32_tile(gpu) {
             let v = MatmulVariant::CoopF32;
             let s = shape(1, 1, 1, false, false);
-            let tile = super::matmul_coop::F32_TILE;
-            let source = super::matmul_coop::coop_source(
+            let tile = super::coop::F32_TILE;
+            let source = super::coop::coop_source(
                 tile,
                 gpu.info.subgroup_min_size,
                 wgpu::CooperativeScalarType::F32,

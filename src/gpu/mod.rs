@@ -10,6 +10,7 @@
 
 pub mod aliasing;
 pub mod context;
+pub mod coop;
 
 /// Natively, block on a future of the program's GPU work ([`Gpu::read_async`] and what is
 /// built on it); a browser tab awaits the same futures instead.

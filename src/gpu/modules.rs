@@ -107,10 +107,10 @@ pub fn all() -> Vec<ModuleSource> {
     }
     // The cooperative-matrix matmul at the tiles wgpu can name, for 32-invocation
     // subgroups (NVIDIA, Apple; the launcher makes one per adapter subgroup size).
-    for tile in super::matmul_coop::TILES {
+    for tile in super::coop::TILES {
         v.push(ModuleSource {
             label: format!("matmul_coop_{tile}x{tile}"),
-            source: Cow::Owned(super::matmul_coop::coop_source(
+            source: Cow::Owned(super::coop::coop_source(
                 tile,
                 32,
                 wgpu::CooperativeScalarType::F16,
@@ -122,10 +122,10 @@ pub fn all() -> Vec<ModuleSource> {
         });
     }
     // Its f32-operand form, the f32 matmul variant `coop-f32-8x8` (Metal).
-    let tile = super::matmul_coop::F32_TILE;
+    let tile = super::coop::F32_TILE;
     v.push(ModuleSource {
         label: format!("matmul_coop_f32_{tile}x{tile}"),
-        source: Cow::Owned(super::matmul_coop::coop_source(
+        source: Cow::Owned(super::coop::coop_source(
             tile,
             32,
             wgpu::CooperativeScalarType::F32,

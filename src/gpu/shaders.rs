@@ -109,5 +109,5 @@ pub const LSTM_CELL_F16: &str = concat!(
 );
 /// `shaders/loss_scale.wgsl`: the dynamic loss scaling of `--precision mixed`.
 pub const LOSS_SCALE: &str = include_str!("../../shaders/loss_scale.wgsl");
-/// `shaders/matmul_coop.wgsl`, before `matmul_coop::coop_source` completes it.
+/// `shaders/matmul_coop.wgsl`, before `coop::coop_source` completes it.
 pub const MATMUL_COOP: &str = include_str!("../../shaders/matmul_coop.wgsl");
