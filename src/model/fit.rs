@@ -12,7 +12,7 @@
 //! `usize` (`--hidden 200000,128` is 640 GB of one weight), and those must become the clear
 //! error, not a wrapped number or an allocation.
 
-use crate::config::Config;
+use crate::config::{Config, Precision};
 use crate::model::schedule::Mode;
 
 /// One buffer a run allocates on the device.
@@ -128,8 +128,60 @@ pub fn buffers(cfg: &Config, shapes: &[(usize, usize, Mode)]) -> Vec<BufferNeed>
             out.push(words("d(h) before dropout", &[n, widest]));
             out.push(words("the id segments", &[3, n]));
         }
+        if cfg.precision == Precision::Mixed {
+            out.extend(half_copies(cfg, batch, steps, mode));
+        }
     }
     out
+}
+
+/// `--precision mixed`: the f16 copies one workspace makes of what its products read
+/// (`schedule::HalfCopies`: each the size of its f32 buffer, in halves).
+fn half_copies(cfg: &Config, batch: usize, steps: usize, mode: Mode) -> Vec<BufferNeed> {
+    let (v, e, top) = (cfg.vocab_size, cfg.embedding_size, cfg.top_hidden());
+    let n = batch.saturating_mul(steps);
+    let train = mode == Mode::Train;
+    let dropout = train && cfg.keep_prob < 1.0;
+    let mut out = vec![if cfg.tie_weights {
+        halves("f16 copy of the embedding (tied softmax)", &[v, e])
+    } else {
+        halves("f16 copy of softmax.weight", &[top, v])
+    }];
+    out.push(halves("f16 copy of the embedding output", &[n, e]));
+    for (l, &h) in cfg.hidden.iter().enumerate() {
+        out.push(halves(
+            format!("f16 copy of lstm.{l}.weight"),
+            &[cfg.layer_input(l) + h, 4, h],
+        ));
+        out.push(halves(
+            format!("f16 copy of lstm.{l} h"),
+            &[steps + 1, batch, h],
+        ));
+        if dropout {
+            out.push(halves(
+                format!("f16 copy of lstm.{l} output after dropout"),
+                &[n, h],
+            ));
+        }
+        if train {
+            out.push(halves(
+                format!("f16 copy of lstm.{l} d(pre-activations)"),
+                &[n, 4, h],
+            ));
+        }
+    }
+    if train {
+        out.push(halves("f16 copy of the logits' gradient", &[n, v]));
+    }
+    out
+}
+
+fn halves(what: impl Into<String>, dims: &[usize]) -> BufferNeed {
+    let count = dims.iter().map(|&d| d as u128).product::<u128>();
+    BufferNeed {
+        what: what.into(),
+        bytes: count.div_ceil(2) * 4,
+    }
 }
 
 /// Fail, naming the first buffer (in the order the run makes them: parameters first) that
@@ -193,6 +245,39 @@ mod tests {
             Needs::of_model(&cfg, &[(60, 20, Mode::Train)]).largest_bytes(),
             1200 * 33_278 * 4
         );
+    }
+
+    /// Mixed precision adds the f16 copies (half the bytes of what they copy: the logits'
+    /// gradient of a training batch, but not in evaluation) and never the largest buffer.
+    #[test]
+    fn mixed_precision_lists_its_f16_copies() {
+        let f32s = Config::default();
+        let mixed = Config {
+            precision: Precision::Mixed,
+            ..f32s.clone()
+        };
+        let shapes = [(60, 20, Mode::Train), (1, 20, Mode::Eval)];
+        let (a, b) = (
+            Needs::of_model(&f32s, &shapes),
+            Needs::of_model(&mixed, &shapes),
+        );
+        assert_eq!(a.largest_bytes(), b.largest_bytes());
+        let logits: Vec<_> = b
+            .buffers
+            .iter()
+            .filter(|x| x.what.contains("f16 copy of the logits"))
+            .collect();
+        assert_eq!(logits.len(), 1, "one training workspace: {logits:?}");
+        assert_eq!(logits[0].bytes, 1200 * 10_000 * 2);
+        let extra = b.total_bytes() - a.total_bytes();
+        let copies: u128 = b
+            .buffers
+            .iter()
+            .filter(|x| x.what.starts_with("f16 copy"))
+            .map(|x| x.bytes)
+            .sum();
+        assert_eq!(extra, copies);
+        assert!(a.buffers.iter().all(|x| !x.what.starts_with("f16 copy")));
     }
 
     #[test]
