@@ -573,19 +573,8 @@ fn the_mixed_cell_adds_split_recurrent_sums_bit_for_bit() {
         hidden: vec![40, 24],
         ..small_config(Precision::Mixed)
     };
-    let (fused_launches, fused_loss, fused) = common::split::two_steps(&gpu, &cfg, true);
-    let (summed_launches, summed_loss, summed) = common::split::two_steps(&gpu, &cfg, false);
     // The f16 kernel's 32-row blocks: layer 0's forward products split (k 40), and both
     // layers' backward ones (k 160, 96), as in the f32 test.
     let steps = cfg.num_steps;
-    assert_eq!(
-        summed_launches - fused_launches,
-        steps + 2 * (steps - 1),
-        "launches: {fused_launches} fused, {summed_launches} with sum passes"
-    );
-    assert_eq!(fused_loss, summed_loss, "loss");
-    assert!(
-        fused == summed,
-        "parameters or state differ between the two"
-    );
+    common::split::assert_the_cell_adds_the_sums(&gpu, &cfg, steps + 2 * (steps - 1));
 }

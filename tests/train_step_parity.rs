@@ -376,18 +376,7 @@ fn the_cell_adds_split_recurrent_sums_bit_for_bit() {
         keep_prob: 0.7,
         ..small_config()
     };
-    let (fused_launches, fused_loss, fused) = common::split::two_steps(&gpu, &cfg, true);
-    let (summed_launches, summed_loss, summed) = common::split::two_steps(&gpu, &cfg, false);
-    let steps = cfg.num_steps;
     // Forward: layer 0's products split; backward: both layers' (steps - 1 each).
-    assert_eq!(
-        summed_launches - fused_launches,
-        steps + 2 * (steps - 1),
-        "launches: {fused_launches} fused, {summed_launches} with sum passes"
-    );
-    assert_eq!(fused_loss, summed_loss, "loss");
-    assert!(
-        fused == summed,
-        "parameters or state differ between the two"
-    );
+    let steps = cfg.num_steps;
+    common::split::assert_the_cell_adds_the_sums(&gpu, &cfg, steps + 2 * (steps - 1));
 }

@@ -50,3 +50,20 @@ pub fn two_steps(gpu: &Gpu, cfg: &Config, fuse: bool) -> (usize, u64, Vec<Vec<u3
     all.extend(s.c.iter().chain(&s.h).map(|t| bits(t)));
     (ws.dispatches(), loss.to_bits(), all)
 }
+
+/// Two steps with the cell adding the split sums and two with the sum passes: `saved`
+/// launches fewer per step, and the same loss, parameters and state bit for bit.
+pub fn assert_the_cell_adds_the_sums(gpu: &Gpu, cfg: &Config, saved: usize) {
+    let (fused_launches, fused_loss, fused) = two_steps(gpu, cfg, true);
+    let (summed_launches, summed_loss, summed) = two_steps(gpu, cfg, false);
+    assert_eq!(
+        summed_launches - fused_launches,
+        saved,
+        "launches: {fused_launches} fused, {summed_launches} with sum passes"
+    );
+    assert_eq!(fused_loss, summed_loss, "loss");
+    assert!(
+        fused == summed,
+        "parameters or state differ between the two"
+    );
+}
