@@ -90,6 +90,12 @@ for preset in $presets; do
   LSTM_GPU_SPLIT_SUMS=separate "$bin" profile --adapter "$adapter" --preset "$preset" \
     --synthetic --steps "$steps" --json > "$work/profile-separate-$preset.json" \
     || rm -f "$work/profile-separate-$preset.json"
+  # The same step with the bias gradients' column sums in one pass per column rather than
+  # in row slices (what slicing saves on this GPU).
+  log "profile --preset $preset, column sums serial"
+  LSTM_GPU_COLUMN_SUMS=serial "$bin" profile --adapter "$adapter" --preset "$preset" \
+    --synthetic --steps "$steps" --json > "$work/profile-serial-$preset.json" \
+    || rm -f "$work/profile-serial-$preset.json"
 done
 
 if [ "$matmul_size" != 0 ]; then
@@ -164,6 +170,8 @@ secs=$(( $(date +%s) - t0 ))
     cat "$work/profile-$preset.json"
     printf ', "profile_split_sums_separate": '
     if [ -f "$work/profile-separate-$preset.json" ]; then cat "$work/profile-separate-$preset.json"; else printf 'null'; fi
+    printf ', "profile_column_sums_serial": '
+    if [ -f "$work/profile-serial-$preset.json" ]; then cat "$work/profile-serial-$preset.json"; else printf 'null'; fi
     printf '}'
   done
   printf '\n},\n"peer": '
@@ -215,6 +223,16 @@ for preset in $presets; do
   a="$(field "$p" words_per_second)" b="$(field "$q" words_per_second)"
   printf '  %-7s cell %10.0f words/s, %s dispatches; separate %10.0f words/s, %s dispatches: %sx\n' \
     "$preset" "$a" "$(field "$p" dispatches_per_step)" "$b" "$(field "$q" dispatches_per_step)" "$(ratio "$a" "$b")"
+done
+echo
+echo "Bias gradients' column sums in row slices (a GPU's default) or in one pass per column"
+echo "(LSTM_GPU_COLUMN_SUMS=serial):"
+for preset in $presets; do
+  p="$work/profile-$preset.json" q="$work/profile-serial-$preset.json"
+  [ -f "$q" ] || continue
+  a="$(field "$p" words_per_second)" b="$(field "$q" words_per_second)"
+  printf '  %-7s sliced %10.0f words/s, %s sums sliced; serial %10.0f words/s: %sx\n' \
+    "$preset" "$a" "$(field "$p" column_sums_in_slices)" "$b" "$(ratio "$a" "$b")"
 done
 echo
 echo "Each product of a seed step: the tuned kernel, its time and GFLOP/s, against the fastest:"

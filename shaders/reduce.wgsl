@@ -123,6 +123,14 @@ fn clip_scale(@builtin(local_invocation_index) lid: u32) {
 // ---------------------------------------------------------------------------------------
 // out[j] (+)= sum over i of in[i, j], for in [rows, cols]: one invocation per column, rows
 // added in increasing order from zero (then to the old value when accumulating).
+//
+// In row slices (a GPU, where one invocation per column leaves most of it idle and each
+// waits on a long chain of loads): the grid's z cuts the rows into slices of `slice_rows`,
+// and invocation (j, z) writes the sum of its slice's rows of column j to
+// out[out + z * cols + j], never accumulating. The slices' sums, a [slices, cols] matrix,
+// are then added by this same kernel over their rows (slices in increasing order, then
+// to the old value): reference::column_sum_sliced. Unsliced, z is 0 and `slice_rows` is
+// `rows`: the one-pass sum above.
 
 struct ColumnSumParams {
     rows: u32,
@@ -130,9 +138,9 @@ struct ColumnSumParams {
     input: u32,
     out: u32,
     accumulate: u32,
+    slice_rows: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(2) var<uniform> colsum: ColumnSumParams;
@@ -148,13 +156,15 @@ fn column_sum(
     if j >= colsum.cols {
         return;
     }
+    let first = gid.z * colsum.slice_rows;
+    let count = min(colsum.rows - first, colsum.slice_rows);
     // Eight rows' loads, then their eight adds in order: the same sum, bit for bit, with
     // eight loads in flight instead of one (a GPU waits on each load of the plain loop:
     // on an NVIDIA H200, 0.22 ms for [1200, 1024]).
     let w = colsum.cols;
-    let rows8 = colsum.rows - colsum.rows % 8u;
+    let rows8 = count - count % 8u;
     var s = 0.0;
-    var p = colsum.input + j;
+    var p = colsum.input + first * w + j;
     for (var i = 0u; i < rows8; i += 8u) {
         let v0 = input[p];
         let v1 = input[p + w];
@@ -174,11 +184,11 @@ fn column_sum(
         s += v7;
         p += 8u * w;
     }
-    for (var i = rows8; i < colsum.rows; i++) {
+    for (var i = rows8; i < count; i++) {
         s += input[p];
         p += w;
     }
-    let at = colsum.out + j;
+    let at = colsum.out + gid.z * w + j;
     if colsum.accumulate != 0u {
         s = output[at] + s;
     }

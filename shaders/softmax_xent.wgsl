@@ -167,6 +167,12 @@ fn softmax_xent_backward(
 // gradient is computed exactly as softmax_xent_backward computes it and each sum is added
 // in column_sum's order (reduce.wgsl), so the results are bit for bit those of the two
 // kernels; the logits are read once instead of twice.
+//
+// In row slices, as column_sum (reduce.wgsl) cuts them: invocation (c, z) computes the
+// gradients of rows [z * slice_rows, ...) of class c and writes their sum to
+// sums[sums + z * classes + c], never accumulating; column_sum then adds the slices' sums
+// (reference::softmax_xent_backward_columns_sliced). Unsliced, z is 0 and `slice_rows`
+// is `rows`.
 
 struct ColumnsParams {
     rows: u32,
@@ -177,6 +183,10 @@ struct ColumnsParams {
     scale: f32,
     sums: u32,
     accumulate: u32,
+    slice_rows: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const COLUMNS_WORKGROUP: u32 = 64u;
@@ -202,13 +212,15 @@ fn softmax_xent_backward_columns(
     if c >= cols.classes {
         return;
     }
+    let first = gid.z * cols.slice_rows;
+    let end = first + min(cols.rows - first, cols.slice_rows);
     // Four rows at a time, loads first, then each row as the plain loop makes it and the
     // sums in row order: the same results, with four rows' loads in flight (see
     // column_sum).
     let w = cols.classes;
-    let rows4 = cols.rows - cols.rows % 4u;
+    let rows4 = end - (end - first) % 4u;
     var s = 0.0;
-    for (var r = 0u; r < rows4; r += 4u) {
+    for (var r = first; r < rows4; r += 4u) {
         let at = cols.logits + r * w + c;
         let l0 = cols_logits[at];
         let l1 = cols_logits[at + w];
@@ -229,13 +241,13 @@ fn softmax_xent_backward_columns(
         s += d2;
         s += d3;
     }
-    for (var r = rows4; r < cols.rows; r++) {
+    for (var r = rows4; r < end; r++) {
         let at = cols.logits + r * w + c;
         let d = column_grad(cols_logits[at], cols_lse[cols.lse + r], c == cols_targets[cols.targets + r]);
         cols_logits[at] = d;
         s += d;
     }
-    let out = cols.sums + c;
+    let out = cols.sums + gid.z * w + c;
     if cols.accumulate != 0u {
         s = cols_sums[out] + s;
     }

@@ -70,6 +70,10 @@ pub struct Profile {
     /// others (see `LSTM_GPU_SPLIT_SUMS`).
     pub split_sums_in_cell: usize,
     pub split_sum_passes: usize,
+    /// Column sums (bias gradients) per step added in row slices, and in one pass per
+    /// column (see `LSTM_GPU_COLUMN_SUMS`).
+    pub column_sums_in_slices: usize,
+    pub column_sums_one_pass: usize,
     /// What each product runs and why: `MxKxN:NN variant (tuned|cached|default|forced)`.
     pub matmul_choices: Vec<String>,
     pub percent_of_matmul_limit: f64,
@@ -286,6 +290,9 @@ pub fn profile(
         split_sums_in_cell: ws
             .launches_labeled(|k| k.starts_with("lstm_cell_") && k.contains("_split")),
         split_sum_passes: ws.launches_labeled(|k| k == "matmul_split_sum"),
+        column_sums_in_slices: ws.launches_labeled(|k| k == "column_slice_sum"),
+        column_sums_one_pass: ws
+            .launches_labeled(|k| k == "column_sum" || k == "softmax_xent_backward_columns"),
         matmul_choices: match (&kernels.half, cfg.precision) {
             (Some(h), crate::config::Precision::Mixed) => {
                 vec![format!(
@@ -390,16 +397,22 @@ impl Profile {
             "adapter: {} ({}), kernel times {}",
             self.adapter, self.backend, self.timing
         );
+        // The kernel column as wide as its longest name.
+        let w = self
+            .kernels
+            .iter()
+            .map(|k| k.kernel.len())
+            .fold(28, usize::max);
         let _ = writeln!(
             s,
-            "{:<28} {:>6} {:>10} {:>7} {:>9} {:>8}",
+            "{:<w$} {:>6} {:>10} {:>7} {:>9} {:>8}",
             "kernel", "calls", "ms/step", "share", "GFLOP/s", "GB/s"
         );
         for k in &self.kernels {
             let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
             let _ = writeln!(
                 s,
-                "{:<28} {:>6} {:>10.3} {:>6.1}% {:>9} {:>8}",
+                "{:<w$} {:>6} {:>10.3} {:>6.1}% {:>9} {:>8}",
                 k.kernel,
                 k.calls_per_step,
                 k.ms_per_step,
@@ -450,6 +463,13 @@ impl Profile {
                 s,
                 "  split-K slices added by the LSTM cell {} times, by a pass of their own {} times",
                 self.split_sums_in_cell, self.split_sum_passes
+            );
+        }
+        if self.column_sums_in_slices + self.column_sums_one_pass > 0 {
+            let _ = writeln!(
+                s,
+                "  column sums (bias gradients): {} in row slices, {} in one pass per column",
+                self.column_sums_in_slices, self.column_sums_one_pass
             );
         }
         if self.matmul_gflops.is_finite() {

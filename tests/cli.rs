@@ -1754,6 +1754,80 @@ fn a_mixed_precision_run_resumes_bit_identically_with_its_loss_scale() {
     }
 }
 
+/// `LSTM_GPU_COLUMN_SUMS` chooses how the bias gradients' column sums add their rows:
+/// `sliced` (a GPU's default) cuts the softmax's and both layers' sums into row slices
+/// (80 rows here: two slices of 40), `serial` (a CPU adapter's) adds each column in one
+/// pass; both train, to the same parameters within rounding; anything else is one line and
+/// exit 2.
+#[test]
+fn column_sums_env_slices_the_bias_sums() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = [
+        "--vocab-size",
+        "60",
+        "--embedding-size",
+        "8",
+        "--hidden",
+        "8,6",
+        "--batch-size",
+        "8",
+        "--num-steps",
+        "10",
+    ];
+    let mut counts = Vec::new();
+    // The tiny corpus's training text serves as all three splits: its valid and test
+    // splits are too short for 8 rows of 10 steps.
+    let text = tiny_data().join("ptb.train.txt");
+    for how in ["serial", "sliced"] {
+        let o = run(bin()
+            .arg("train")
+            .args(
+                ["--train", "--valid", "--test"]
+                    .map(|flag| [flag.as_ref(), text.as_os_str()])
+                    .concat(),
+            )
+            .arg("--run-dir")
+            .arg(dir.path().join(how))
+            .args(model)
+            .args(["--max-steps", "3", "--no-progress", "--no-eval-at-stop"])
+            .env("LSTM_GPU_COLUMN_SUMS", how));
+        assert!(o.status.success(), "{how}: {}", stderr(&o));
+        let o = run(bin()
+            .args(["profile", "--json", "--synthetic", "--steps", "1"])
+            .args(model)
+            .env("LSTM_GPU_COLUMN_SUMS", how));
+        assert!(o.status.success(), "profile {how}: {}", stderr(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let count = |k: &str| p[k].as_u64().unwrap();
+        counts.push((
+            count("column_sums_in_slices"),
+            count("column_sums_one_pass"),
+        ));
+    }
+    assert_eq!(
+        counts,
+        [(0, 3), (3, 0)],
+        "(in slices, one pass): serial, sliced"
+    );
+    let (a, b) = (
+        params_of(&dir.path().join("serial/last.safetensors")),
+        params_of(&dir.path().join("sliced/last.safetensors")),
+    );
+    for ((name, x), (_, y)) in a.params.tensors().into_iter().zip(b.params.tensors()) {
+        for (u, v) in x.iter().zip(y) {
+            assert!(
+                (u - v).abs() <= 1e-4 * (1.0 + u.abs()),
+                "{name}: {u} vs {v}"
+            );
+        }
+    }
+    let o = run(bin()
+        .args(["profile", "--synthetic", "--steps", "1"])
+        .args(TINY_MODEL)
+        .env("LSTM_GPU_COLUMN_SUMS", "diagonal"));
+    assert_one_line_error(&o, 2, "LSTM_GPU_COLUMN_SUMS=diagonal");
+}
+
 /// `LSTM_GPU_SPLIT_SUMS` chooses who adds a split recurrent product's slices (the cell, or a
 /// pass of their own): the same training bit for bit either way, more launches with
 /// `separate`; anything else is one line and exit 2.

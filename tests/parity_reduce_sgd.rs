@@ -8,7 +8,7 @@ mod common;
 
 use common::{assert_close, gpu, nan, random};
 use lstm_gpu::gpu::embedding::{pack_segments, segments_words};
-use lstm_gpu::gpu::reduce::{ClipStats, Reduce, TrainAccumulator};
+use lstm_gpu::gpu::reduce::{ClipStats, ColumnSums, Reduce, TrainAccumulator};
 use lstm_gpu::gpu::sgd::{Hyper, Sgd};
 use lstm_gpu::gpu::{Gpu, View};
 use lstm_gpu::reference::{self, IdSegments};
@@ -278,7 +278,9 @@ fn column_sum_reference(
 #[test]
 fn column_sum_matches_reference() {
     let gpu = gpu();
-    let reduce = Reduce::new(&gpu).unwrap();
+    let mut reduce = Reduce::new(&gpu).unwrap();
+    // The one-pass kernel, whatever the adapter's default (sliced on GPUs: below).
+    reduce.column_sums = ColumnSums::Serial;
     for (k, &(rows, cols)) in [(1, 1), (7, 33), (33, 65), (1200, 1024), (1200, 10000)]
         .iter()
         .enumerate()
@@ -312,6 +314,109 @@ fn column_sum_matches_reference() {
             let want = column_sum_reference(rows, cols, &input, &old, accumulate);
             let what = format!("column_sum {rows}x{cols} accumulate={accumulate}");
             assert_close(&what, got, &want, 1e-5);
+        }
+    }
+}
+
+/// Column sums in row slices: bit for bit their f32 twin (each slice summed in row order,
+/// then the slices' sums in order, then the old value), on slices that divide the rows and
+/// ones that leave a short last slice, slices of fewer rows than the kernel's eight loads
+/// and of one row; nothing written outside the output; two launches in one dispatch, and
+/// one pass when a slice holds every row.
+#[test]
+fn column_sum_in_row_slices_matches_its_twin_bit_for_bit() {
+    let gpu = gpu();
+    let reduce = Reduce::new(&gpu).unwrap();
+    let cases = [
+        (9, 3, 1),
+        (13, 33, 5),
+        (64, 65, 8),
+        (100, 7, 34),
+        (1200, 1024, 33),
+        (1200, 10000, 86),
+        (20, 10, 20),
+        (20, 10, 64),
+    ];
+    for (k, &(rows, cols, slice_rows)) in cases.iter().enumerate() {
+        let input = random(rows * cols, 1.0, 130 + k as u64);
+        let old = random(cols, 1.0, 140 + k as u64);
+        let input_buf = gpu.storage_from("input", &with_guard(f32::NAN, &input));
+        for accumulate in [false, true] {
+            let what = format!("{rows}x{cols} in slices of {slice_rows}, accumulate={accumulate}");
+            let start = if accumulate { old.clone() } else { nan(cols) };
+            let out = gpu.storage_from("out", &with_guard(f32::NAN, &start));
+            let d = reduce
+                .prepare_column_sum_in_slices(
+                    &gpu,
+                    rows,
+                    cols,
+                    slice_rows,
+                    View::at(&input_buf, GUARD, rows * cols),
+                    View::at(&out, GUARD, cols),
+                    accumulate,
+                )
+                .unwrap();
+            let sliced = slice_rows < rows;
+            let labels: Vec<&str> = std::iter::once(d.label.as_str())
+                .chain(d.then.iter().map(|t| t.label.as_str()))
+                .collect();
+            let want_labels = if sliced {
+                vec!["column_sum_sliced", "column_slice_sum"]
+            } else {
+                vec!["column_sum"]
+            };
+            assert_eq!(labels, want_labels, "{what}");
+            assert_eq!(
+                d.groups.2 as usize,
+                if sliced { rows.div_ceil(slice_rows) } else { 1 }
+            );
+            gpu.run(&[&d]).unwrap();
+            let all = read_all(&gpu, &out);
+            for i in (0..GUARD).chain(GUARD + cols..all.len()) {
+                assert!(all[i].is_nan(), "{what}: wrote word {i} outside its output");
+            }
+            let mut want = start.clone();
+            reference::column_sum_sliced(rows, cols, slice_rows, &input, &mut want, accumulate);
+            assert_eq!(bits(&all[GUARD..GUARD + cols]), bits(&want), "{what}");
+            // And the f64 sum, as the one-pass kernel is held to it.
+            let exact = column_sum_reference(rows, cols, &input, &old, accumulate);
+            assert_close(&what, &all[GUARD..GUARD + cols], &exact, 1e-5);
+        }
+    }
+}
+
+/// What a GPU runs ([`ColumnSums::GPU`]): about 2^17 invocations in slices of at least 32
+/// rows, never more slice sums than the scratch holds, one pass where slicing would not
+/// add invocations; a CPU adapter's serial sums never slice.
+#[test]
+fn row_slices_fill_a_gpu_within_the_scratch() {
+    use lstm_gpu::gpu::reduce::COLUMN_SCRATCH_WORDS;
+    let gpu_sums = ColumnSums::GPU;
+    // The seed step's sums: the softmax bias [1200, 10000], 14 slices of 86 rows; the
+    // layers' [1200, 1024], 37 slices of 33 rows.
+    assert_eq!(gpu_sums.slice_rows(1200, 10000), 86);
+    assert_eq!(gpu_sums.slice_rows(1200, 1024), 33);
+    // Too few rows to slice, or so many columns that one pass fills the GPU.
+    assert_eq!(gpu_sums.slice_rows(40, 512), 40);
+    assert_eq!(gpu_sums.slice_rows(5000, 1 << 18), 5000);
+    assert_eq!(ColumnSums::Serial.slice_rows(1200, 10), 1200);
+    for rows in [1, 31, 64, 700, 1200, 4096, 100_000] {
+        for cols in [1, 3, 200, 1024, 6000, 10000, 33278, 1 << 20] {
+            let slice = gpu_sums.slice_rows(rows, cols);
+            let slices = rows.div_ceil(slice);
+            assert!(slice >= 1 && slice <= rows, "{rows}x{cols}: {slice}");
+            assert!(
+                slices == 1 || slice >= 32,
+                "{rows}x{cols}: slices of {slice}"
+            );
+            assert!(
+                slices == 1 || slices * cols <= COLUMN_SCRATCH_WORDS,
+                "{rows}x{cols}"
+            );
+            assert!(
+                slices * cols <= (1 << 17) + cols * 2 || slices == 1,
+                "{rows}x{cols}"
+            );
         }
     }
 }

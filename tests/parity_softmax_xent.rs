@@ -10,7 +10,8 @@ mod common;
 use std::time::Instant;
 
 use common::{assert_close, gpu, nan, random};
-use lstm_gpu::gpu::reduce::Reduce;
+use lstm_gpu::gpu::reduce::{ColumnSums, Reduce};
+use lstm_gpu::gpu::softmax_xent::ColumnsViews;
 use lstm_gpu::gpu::softmax_xent::{LossAccumulator, SoftmaxXent, MAX_TOPK};
 use lstm_gpu::gpu::{Gpu, View};
 use lstm_gpu::reference;
@@ -258,7 +259,9 @@ fn backward_matches_f64_reference() {
 fn backward_columns_matches_reference_and_the_two_kernels() {
     let gpu = gpu();
     let sx = SoftmaxXent::new(&gpu).unwrap();
-    let reduce = Reduce::new(&gpu).unwrap();
+    let mut reduce = Reduce::new(&gpu).unwrap();
+    // The one-pass sums, whatever the adapter's default (in row slices: below).
+    reduce.column_sums = ColumnSums::Serial;
     let scale = 1.0 / 60.0;
     for (k, &(rows, classes)) in SHAPES.iter().enumerate() {
         let logits = shifted_logits(rows, classes, 70 + k as u64);
@@ -302,6 +305,7 @@ fn backward_columns_matches_reference_and_the_two_kernels() {
                     scale,
                     View::at(&sums_buf, GUARD, classes),
                     accumulate,
+                    &reduce,
                 )
                 .unwrap();
             assert_eq!(d.label, "softmax_xent_backward_columns");
@@ -348,6 +352,70 @@ fn backward_columns_matches_reference_and_the_two_kernels() {
                 bits(&two_sums),
                 "{what}: sums differ from the two kernels"
             );
+        }
+    }
+}
+
+/// The fused backward with its sums in row slices: the gradient bit for bit the one-pass
+/// kernel's, and the sums bit for bit the sliced twin's sums of that gradient, with and
+/// without accumulating, on short last slices and slices of one row; two launches.
+#[test]
+fn backward_columns_in_row_slices_match_the_one_pass_kernel_and_the_twin() {
+    let gpu = gpu();
+    let sx = SoftmaxXent::new(&gpu).unwrap();
+    let reduce = Reduce::new(&gpu).unwrap();
+    let scale = 1.0 / 60.0;
+    for (k, &(rows, classes, slice_rows)) in
+        [(7, 33, 1), (60, 1029, 13), (61, 257, 32), (1200, 10000, 86)]
+            .iter()
+            .enumerate()
+    {
+        let logits = shifted_logits(rows, classes, 170 + k as u64);
+        let target = targets(rows, classes, 180 + k as u64);
+        let (mut lse, mut loss) = (vec![0.0; rows], vec![0.0; rows]);
+        reference::softmax_xent_forward(classes, &widen(&logits), &target, &mut lse, &mut loss);
+        let lse32: Vec<f32> = lse.iter().map(|&v| v as f32).collect();
+        let targets_buf = gpu.storage_from("targets", &with_guard(u32::MAX, &target));
+        let lse_buf = gpu.storage_from("lse", &with_guard(f32::NAN, &lse32));
+        for accumulate in [false, true] {
+            let what =
+                format!("{rows}x{classes} in slices of {slice_rows}, accumulate={accumulate}");
+            let old = if accumulate {
+                random(classes, 0.5, 190 + k as u64)
+            } else {
+                nan(classes)
+            };
+            let run = |slice_rows: usize| {
+                let logits_buf = gpu.storage_from("logits", &with_guard(f32::NAN, &logits));
+                let sums_buf = gpu.storage_from("sums", &with_guard(f32::NAN, &old));
+                let views = ColumnsViews {
+                    logits: View::at(&logits_buf, GUARD, rows * classes),
+                    targets: View::at(&targets_buf, GUARD, rows),
+                    lse: View::at(&lse_buf, GUARD, rows),
+                    sums: View::at(&sums_buf, GUARD, classes),
+                };
+                let shape = (rows, classes, slice_rows);
+                let d = sx
+                    .prepare_backward_columns_in_slices(
+                        &gpu, shape, &views, scale, accumulate, &reduce,
+                    )
+                    .unwrap();
+                gpu.run(&[&d]).unwrap();
+                let grad = read_window(&gpu, &logits_buf, rows * classes);
+                let sums = read_window(&gpu, &sums_buf, classes);
+                (d.launches(), d.label.clone(), grad, sums)
+            };
+            let (launches, label, grad, sums) = run(slice_rows);
+            assert_eq!(launches, 2, "{what}");
+            assert_eq!(label, "softmax_xent_backward_columns_sliced");
+            let (one_launch, _, one_grad, one_sums) = run(rows);
+            assert_eq!(one_launch, 1);
+            assert_eq!(bits(&grad), bits(&one_grad), "{what}: the gradient");
+            let mut want = old.clone();
+            reference::column_sum_sliced(rows, classes, slice_rows, &grad, &mut want, accumulate);
+            assert_eq!(bits(&sums), bits(&want), "{what}: the sums");
+            // Another order of the same sums: close, not equal bit for bit.
+            assert_close(&what, &sums, &widen(&one_sums), 1e-5);
         }
     }
 }
@@ -463,6 +531,7 @@ fn topk_never_picks_nan() {
 fn prepare_rejects_bad_arguments() {
     let gpu = gpu();
     let sx = SoftmaxXent::new(&gpu).unwrap();
+    let reduce = Reduce::new(&gpu).unwrap();
     let a = gpu.storage("a", 1000);
     let b = gpu.storage("b", 1000);
     let row = View::at(&a, 0, 100);
@@ -530,6 +599,7 @@ fn prepare_rejects_bad_arguments() {
             0.5,
             sums,
             false,
+            &reduce,
         )
     };
     assert!(columns(View::at(&c, 0, 50)).is_ok());

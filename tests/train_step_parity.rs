@@ -380,3 +380,35 @@ fn the_cell_adds_split_recurrent_sums_bit_for_bit() {
     let steps = cfg.num_steps;
     common::split::assert_the_cell_adds_the_sums(&gpu, &cfg, steps + 2 * (steps - 1));
 }
+
+/// Column sums in row slices (what GPUs run; forced here, with slices of 4 rows where a
+/// GPU takes 32) in a whole step with dropout: the CPU twin within the same tolerances as
+/// the one-pass sums, and the step really slices the softmax's and each layer's bias sums.
+#[test]
+fn one_step_with_row_sliced_column_sums_matches_reference() {
+    use lstm_gpu::gpu::reduce::ColumnSums;
+    let gpu = gpu();
+    let mut kernels = Kernels::new(&gpu).unwrap();
+    kernels.reduce.column_sums = ColumnSums::Sliced { min_rows: 4 };
+    let cfg = Config {
+        keep_prob: 0.6,
+        max_grad_norm: 100.0,
+        ..small_config()
+    };
+    one_step(&gpu, &kernels, &cfg, 1.0, 4);
+    let tied = Config {
+        tie_weights: true,
+        embedding_size: 9,
+        ..cfg.clone()
+    };
+    one_step(&gpu, &kernels, &tied, 0.7, 5);
+
+    let params = Params::<f32>::init(&cfg, 1);
+    let pbuf = ParamBuffers::upload(&gpu, &cfg, &params).unwrap();
+    let (batch, steps) = (cfg.batch_size, cfg.num_steps);
+    let ws = Workspace::new(&gpu, &kernels, &cfg, &pbuf, batch, steps, Mode::Train).unwrap();
+    let sliced = ws.launches_labeled(|k| k.ends_with("_sliced"));
+    let finished = ws.launches_labeled(|k| k == "column_slice_sum");
+    assert_eq!((sliced, finished), (3, 3), "softmax and two layers");
+    assert_eq!(ws.launches_labeled(|k| k == "column_sum"), 0);
+}

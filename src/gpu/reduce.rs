@@ -31,6 +31,72 @@ const WORKGROUP: usize = 256;
 const CHUNK: usize = WORKGROUP * 16;
 /// Invocations per workgroup of `column_sum`, one per column.
 const COLUMN_WORKGROUP: usize = 64;
+/// Column sums in row slices aim at about this many invocations in all (an NVIDIA H200
+/// holds 270,336 resident, 2,048 on each of its 132 multiprocessors) ...
+const COLUMN_TARGET_INVOCATIONS: usize = 1 << 17;
+/// ... with at most this many words of slice sums (4 MiB; the scratch is left out of
+/// [`crate::model::fit`] like the split-K matmul's, being below any adapter's limit).
+pub const COLUMN_SCRATCH_WORDS: usize = 1 << 20;
+/// The environment variable that overrides how column sums add their rows: `serial` or
+/// `sliced` (see [`ColumnSums`]), for comparing the two in a benchmark.
+pub const COLUMN_SUMS_ENV: &str = "LSTM_GPU_COLUMN_SUMS";
+
+/// How column sums (bias gradients: `column_sum`, and the softmax's in
+/// `softmax_xent_backward_columns`) add up their rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnSums {
+    /// One invocation per column adds every row in order: what a CPU adapter runs (as many
+    /// invocations as columns keep its threads busy), in [`crate::reference::column_sum`]'s
+    /// order.
+    Serial,
+    /// Invocations per column and slice of at least `min_rows` rows, as many slices as it
+    /// takes to reach about [`COLUMN_TARGET_INVOCATIONS`]; a second pass adds the slices'
+    /// sums ([`crate::reference::column_sum_sliced`]). On a GPU the serial sum leaves most
+    /// of it idle, each invocation waiting on a chain of `rows` loads: on an NVIDIA H200 the
+    /// seed step's two serial column passes took 0.95 ms of its 5.6.
+    Sliced { min_rows: usize },
+}
+
+impl ColumnSums {
+    /// The GPU's choice: slices of at least 32 rows (four rounds of `column_sum`'s eight
+    /// loads in flight).
+    pub const GPU: ColumnSums = ColumnSums::Sliced { min_rows: 32 };
+
+    /// What a device of `device_type` runs, unless [`COLUMN_SUMS_ENV`] says otherwise:
+    /// serial on CPU adapters (lavapipe, SwiftShader), sliced on GPUs.
+    pub fn for_device(device_type: wgpu::DeviceType) -> Result<ColumnSums> {
+        let default = match device_type {
+            wgpu::DeviceType::Cpu => ColumnSums::Serial,
+            _ => ColumnSums::GPU,
+        };
+        match std::env::var(COLUMN_SUMS_ENV).as_deref() {
+            Err(_) | Ok("") => Ok(default),
+            Ok("serial") => Ok(ColumnSums::Serial),
+            Ok("sliced") => Ok(ColumnSums::GPU),
+            Ok(other) => Err(crate::error::usage(format!(
+                "{COLUMN_SUMS_ENV}={other}: choose serial or sliced (the default is serial on \
+                 CPU adapters, sliced on GPUs)"
+            ))),
+        }
+    }
+
+    /// Rows per slice of a `[rows, cols]` column sum: `rows` (one slice) when serial, or
+    /// when slicing would not reach more invocations.
+    pub fn slice_rows(self, rows: usize, cols: usize) -> usize {
+        let ColumnSums::Sliced { min_rows } = self else {
+            return rows;
+        };
+        let by_target = COLUMN_TARGET_INVOCATIONS.div_ceil(cols.max(1));
+        let by_rows = rows / min_rows.max(1);
+        let by_scratch = COLUMN_SCRATCH_WORDS / cols.max(1);
+        let want = by_target.min(by_rows).min(by_scratch).max(1);
+        if want == 1 {
+            rows
+        } else {
+            rows.div_ceil(want)
+        }
+    }
+}
 
 /// The block `clip_scale` writes (4 f32 words), read by the SGD kernels and, at log points,
 /// by the trainer.
@@ -163,7 +229,16 @@ struct ColumnSumParams {
     input: u32,
     out: u32,
     accumulate: u32,
-    _pad: [u32; 3],
+    slice_rows: u32,
+    _pad: [u32; 2],
+}
+
+/// One launch of `column_sum`: its label, rows, and the slices it cuts them into.
+struct ColumnPass {
+    label: &'static str,
+    rows: usize,
+    slice_rows: usize,
+    slices: usize,
 }
 
 /// The compiled reduction pipelines.
@@ -174,6 +249,11 @@ pub struct Reduce {
     column_sum: wgpu::ComputePipeline,
     step_guard: wgpu::ComputePipeline,
     state_guard: wgpu::ComputePipeline,
+    /// How column sums add their rows on this device (tests set it to compare the two).
+    pub column_sums: ColumnSums,
+    /// The slice sums of column sums in row slices, shared by every such sum of the device
+    /// (one at a time: each is added up by the pass right after it).
+    scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
 
 impl Reduce {
@@ -187,6 +267,8 @@ impl Reduce {
             column_sum: p("column_sum")?,
             step_guard: p("step_guard")?,
             state_guard: p("state_guard")?,
+            column_sums: ColumnSums::for_device(gpu.info.device_type)?,
+            scratch: std::sync::Mutex::new(None),
         })
     }
 
@@ -360,7 +442,8 @@ impl Reduce {
     }
 
     /// `column_sum`: `out[j] = sum over i of input[i, j]` for `input` `[rows, cols]`, or
-    /// `out[j] += ...` when `accumulate`. Rows are added in increasing order.
+    /// `out[j] += ...` when `accumulate`: in one pass with rows added in increasing order,
+    /// or in row slices where [`Reduce::column_sums`] says (two launches in one dispatch).
     pub fn prepare_column_sum(
         &self,
         gpu: &Gpu,
@@ -370,34 +453,132 @@ impl Reduce {
         out: View,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        let input_at = word_offset("column_sum input", input, rows * cols)?;
-        let out_at = word_offset("column_sum out", out, cols)?;
+        let slice_rows = self.column_sums.slice_rows(rows, cols);
+        self.prepare_column_sum_in_slices(gpu, rows, cols, slice_rows, input, out, accumulate)
+    }
+
+    /// [`Reduce::prepare_column_sum`] in slices of `slice_rows` rows (the last one shorter;
+    /// `rows` or more: one pass), whatever [`Reduce::column_sums`] says. CPU twin:
+    /// [`crate::reference::column_sum_sliced`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_column_sum_in_slices(
+        &self,
+        gpu: &Gpu,
+        rows: usize,
+        cols: usize,
+        slice_rows: usize,
+        input: View,
+        out: View,
+        accumulate: bool,
+    ) -> Result<Dispatch> {
+        word_offset("column_sum input", input, rows * cols)?;
+        word_offset("column_sum out", out, cols)?;
         if out.buffer == input.buffer {
             bail!("column_sum: the output shares a buffer with the input");
         }
+        let slice_rows = slice_rows.clamp(1, rows.max(1));
+        let slices = rows.div_ceil(slice_rows);
+        if slices <= 1 {
+            let all = ColumnPass {
+                label: "column_sum",
+                rows,
+                slice_rows: rows,
+                slices: 1,
+            };
+            return self.column_pass(gpu, all, cols, input, out, accumulate);
+        }
+        let partials = self.slice_scratch(gpu, slices * cols)?;
+        let partials = View::at(&partials, 0, slices * cols);
+        let first = ColumnPass {
+            label: "column_sum_sliced",
+            rows,
+            slice_rows,
+            slices,
+        };
+        let mut d = self.column_pass(gpu, first, cols, input, partials, false)?;
+        d.then = Some(Box::new(
+            self.prepare_slice_sum(gpu, slices, cols, partials, out, accumulate)?,
+        ));
+        Ok(d)
+    }
+
+    /// `column_slice_sum`: the sums of `slices` row slices (`partials`, `[slices, cols]`)
+    /// added in slice order into `out` (to its old values when `accumulate`): the second
+    /// launch of a column sum in row slices, here and in
+    /// [`super::softmax_xent::SoftmaxXent::prepare_backward_columns`].
+    pub fn prepare_slice_sum(
+        &self,
+        gpu: &Gpu,
+        slices: usize,
+        cols: usize,
+        partials: View,
+        out: View,
+        accumulate: bool,
+    ) -> Result<Dispatch> {
+        let pass = ColumnPass {
+            label: "column_slice_sum",
+            rows: slices,
+            slice_rows: slices,
+            slices: 1,
+        };
+        self.column_pass(gpu, pass, cols, partials, out, accumulate)
+    }
+
+    /// The scratch buffer for `words` words of slice sums (at most
+    /// [`COLUMN_SCRATCH_WORDS`], which [`ColumnSums::slice_rows`] keeps to).
+    pub fn slice_scratch(&self, gpu: &Gpu, words: usize) -> Result<wgpu::Buffer> {
+        if words > COLUMN_SCRATCH_WORDS {
+            bail!("column sums in row slices: {words} words of slice sums, more than the {COLUMN_SCRATCH_WORDS} of the scratch");
+        }
+        let mut held = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(match held.as_ref() {
+            Some(buf) if buf.size() >= (words * 4) as u64 => buf.clone(),
+            _ => {
+                let buf = gpu.storage("column sums' slice sums", words);
+                *held = Some(buf.clone());
+                buf
+            }
+        })
+    }
+
+    /// One launch of `column_sum`: `pass.slices` slices of `pass.slice_rows` rows of
+    /// `input` (`[pass.rows, cols]`), slice z's sums at `out` + z * cols.
+    fn column_pass(
+        &self,
+        gpu: &Gpu,
+        pass: ColumnPass,
+        cols: usize,
+        input: View,
+        out: View,
+        accumulate: bool,
+    ) -> Result<Dispatch> {
+        let rows = pass.rows;
+        let input_at = word_offset("column_sum input", input, rows * cols)?;
+        let out_at = word_offset("column_sum out", out, pass.slices * cols)?;
         let params = ColumnSumParams {
             rows: rows as u32,
             cols: cols as u32,
             input: input_at,
             out: out_at,
             accumulate: accumulate as u32,
-            _pad: [0; 3],
+            slice_rows: pass.slice_rows as u32,
+            _pad: [0; 2],
         };
-        let label = "column_sum";
-        let uniforms = gpu.uniform_from(label, &params);
+        let uniforms = gpu.uniform_from(pass.label, &params);
         let bind_group = gpu.bind(
-            label,
+            pass.label,
             &self.column_sum,
             &[input.buffer, out.buffer, &uniforms],
         )?;
         let (gx, gy) = groups_1d(cols, COLUMN_WORKGROUP);
         let elements = (rows * cols) as f64;
-        let out_traffic = if accumulate { 2.0 } else { 1.0 } * cols as f64;
+        let out_words = (pass.slices * cols) as f64;
+        let out_traffic = if accumulate { 2.0 } else { 1.0 } * out_words;
         Ok(Dispatch {
-            label: label.to_string(),
+            label: pass.label.to_string(),
             pipeline: self.column_sum.clone(),
             bind_group,
-            groups: (gx, gy, 1),
+            groups: (gx, gy, pass.slices as u32),
             flops: elements,
             bytes: 4.0 * (elements + out_traffic),
             uniforms: Some(uniforms),

@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Result};
 
+use super::reduce::Reduce;
 use super::{groups_1d, word_offset, Dispatch, Gpu, View};
 
 // The shared workgroup sum first: WGSL has no includes.
@@ -88,6 +89,18 @@ struct ColumnsParams {
     scale: f32,
     sums: u32,
     accumulate: u32,
+    slice_rows: u32,
+    _pad: [u32; 3],
+}
+
+/// The buffers of `softmax_xent_backward_columns`: the logits (their gradient in place),
+/// the targets and log-sum-exps of the rows, and the column sums.
+#[derive(Clone, Copy)]
+pub struct ColumnsViews<'a> {
+    pub logits: View<'a>,
+    pub targets: View<'a>,
+    pub lse: View<'a>,
+    pub sums: View<'a>,
 }
 
 /// Invocations per workgroup of `softmax_xent_backward_columns` (one per class).
@@ -260,7 +273,9 @@ impl SoftmaxXent {
 
     /// `softmax_xent_backward_columns`: what [`SoftmaxXent::prepare_backward`] computes,
     /// and the sum of each column of the result into `sums` (added to it when
-    /// `accumulate`): the softmax bias gradient without a second pass over the logits.
+    /// `accumulate`): the softmax bias gradient without a second pass over the logits. The
+    /// sums run in row slices where `reduce`'s [`ColumnSums`](super::reduce::ColumnSums)
+    /// says, finished by its `column_slice_sum`.
     #[allow(clippy::too_many_arguments)]
     pub fn prepare_backward_columns(
         &self,
@@ -273,12 +288,43 @@ impl SoftmaxXent {
         scale: f32,
         sums: View,
         accumulate: bool,
+        reduce: &Reduce,
+    ) -> Result<Dispatch> {
+        let views = ColumnsViews {
+            logits,
+            targets,
+            lse,
+            sums,
+        };
+        let slice_rows = reduce.column_sums.slice_rows(rows, classes);
+        let shape = (rows, classes, slice_rows);
+        self.prepare_backward_columns_in_slices(gpu, shape, &views, scale, accumulate, reduce)
+    }
+
+    /// [`SoftmaxXent::prepare_backward_columns`] with the sums in slices of `slice_rows`
+    /// rows (`(rows, classes, slice_rows)`; `slice_rows >= rows`: one pass), whatever
+    /// `reduce` says. CPU twin:
+    /// [`crate::reference::softmax_xent_backward_columns_sliced`].
+    pub fn prepare_backward_columns_in_slices(
+        &self,
+        gpu: &Gpu,
+        (rows, classes, slice_rows): (usize, usize, usize),
+        views: &ColumnsViews,
+        scale: f32,
+        accumulate: bool,
+        reduce: &Reduce,
     ) -> Result<Dispatch> {
         let what = "softmax_xent_backward_columns";
+        let ColumnsViews {
+            logits,
+            targets,
+            lse,
+            sums,
+        } = *views;
         let logits_at = word_offset(&format!("{what} logits"), logits, rows * classes)?;
         let targets_at = word_offset(&format!("{what} targets"), targets, rows)?;
         let lse_at = word_offset(&format!("{what} lse"), lse, rows)?;
-        let sums_at = word_offset(&format!("{what} sums"), sums, classes)?;
+        word_offset(&format!("{what} sums"), sums, classes)?;
         let inputs = [targets.buffer, lse.buffer];
         if inputs.contains(&logits.buffer) || inputs.contains(&sums.buffer) {
             bail!("{what}: the logits or the sums share a buffer with the targets or lse");
@@ -286,6 +332,17 @@ impl SoftmaxXent {
         if logits.buffer == sums.buffer {
             bail!("{what}: the sums share a buffer with the logits");
         }
+        let slice_rows = slice_rows.clamp(1, rows.max(1));
+        let slices = rows.div_ceil(slice_rows).max(1);
+        let scratch = match slices {
+            1 => None,
+            _ => Some(reduce.slice_scratch(gpu, slices * classes)?),
+        };
+        // Sliced: the slices' sums go to the scratch, never accumulated there.
+        let (first_sums, first_accumulate) = match &scratch {
+            Some(buf) => (View::at(buf, 0, slices * classes), false),
+            None => (sums, accumulate),
+        };
         let params = ColumnsParams {
             rows: rows as u32,
             classes: classes as u32,
@@ -293,33 +350,46 @@ impl SoftmaxXent {
             targets: targets_at,
             lse: lse_at,
             scale,
-            sums: sums_at,
-            accumulate: accumulate as u32,
+            sums: word_offset(&format!("{what} sums"), first_sums, slices * classes)?,
+            accumulate: first_accumulate as u32,
+            slice_rows: if slices == 1 { rows } else { slice_rows } as u32,
+            _pad: [0; 3],
         };
-        let uniforms = gpu.uniform_from(what, &params);
+        let label = if slices == 1 {
+            what
+        } else {
+            "softmax_xent_backward_columns_sliced"
+        };
+        let uniforms = gpu.uniform_from(label, &params);
         let bind_group = gpu.bind(
-            what,
+            label,
             &self.backward_columns,
             &[
                 logits.buffer,
                 targets.buffer,
                 lse.buffer,
-                sums.buffer,
+                first_sums.buffer,
                 &uniforms,
             ],
         )?;
         let (gx, gy) = groups_1d(classes, COLUMNS_WORKGROUP);
         let elements = (rows * classes) as f64;
-        let sums_traffic = if accumulate { 2.0 } else { 1.0 } * classes as f64;
+        let sums_traffic = if first_accumulate { 2.0 } else { 1.0 } * (slices * classes) as f64;
+        let then = match scratch {
+            Some(_) => Some(Box::new(reduce.prepare_slice_sum(
+                gpu, slices, classes, first_sums, sums, accumulate,
+            )?)),
+            None => None,
+        };
         Ok(Dispatch {
-            label: what.to_string(),
+            label: label.to_string(),
             pipeline: self.backward_columns.clone(),
             bind_group,
-            groups: (gx, gy, 1),
+            groups: (gx, gy, slices as u32),
             flops: 5.0 * elements,
             bytes: 4.0 * (2.0 * elements + 2.0 * rows as f64 + sums_traffic),
             uniforms: Some(uniforms),
-            then: None,
+            then,
         })
     }
 

@@ -1169,6 +1169,7 @@ impl<'a> StepBuilder<'a> {
             1.0 / self.batch as f32,
             View::all(&grads.softmax_b),
             false,
+            &self.k.reduce,
         );
         self.push(backward)?;
         // Mixed: the products read the logits' gradient times the loss scale, and the bias

@@ -428,6 +428,45 @@ pub fn column_sum<T: Real>(rows: usize, cols: usize, input: &[T], out: &mut [T],
     }
 }
 
+/// [`column_sum`] in row slices, as a GPU adds it (`reduce.wgsl`): each slice of
+/// `slice_rows` rows (the last one shorter) summed from zero in row order, then the slices'
+/// sums added the same way (plus the old `out[j]` when `accumulate`).
+pub fn column_sum_sliced<T: Real>(
+    rows: usize,
+    cols: usize,
+    slice_rows: usize,
+    input: &[T],
+    out: &mut [T],
+    accumulate: bool,
+) {
+    let slices = rows.div_ceil(slice_rows.max(1));
+    let mut partials = vec![T::zero(); slices * cols];
+    for (z, part) in partials.chunks_mut(cols).enumerate() {
+        let first = z * slice_rows;
+        let count = slice_rows.min(rows - first);
+        let rows_of_slice = &input[first * cols..(first + count) * cols];
+        column_sum(count, cols, rows_of_slice, part, false);
+    }
+    column_sum(slices, cols, &partials, out, accumulate);
+}
+
+/// [`softmax_xent_backward`], then the [`column_sum_sliced`] of the gradient into `sums`:
+/// what the fused kernel computes in row slices.
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_xent_backward_columns_sliced<T: Real>(
+    classes: usize,
+    slice_rows: usize,
+    logits: &mut [T],
+    targets: &[u32],
+    lse: &[T],
+    scale: T,
+    sums: &mut [T],
+    accumulate: bool,
+) {
+    softmax_xent_backward(classes, logits, targets, lse, scale);
+    column_sum_sliced(targets.len(), classes, slice_rows, logits, sums, accumulate);
+}
+
 /// The running loss: adds `scale * sum(loss)` to `acc[0]` and one batch to `acc[1]`.
 pub fn loss_accumulate<T: Real>(loss: &[T], scale: T, acc: &mut [T; 2]) {
     let mut s = T::zero();
