@@ -9,7 +9,8 @@
 // and two of B from workgroup memory (neighbouring invocations reading neighbouring
 // vec4s) for 64 multiply-adds. Tiles are loaded four words at a time along whichever
 // dimension of the operand is contiguous, so neighbouring invocations read neighbouring
-// words whatever the transpose form. The grid's z cuts k into slices (split-K), as for
+// words whatever the transpose form: one vec4 load where the operand is 4-aligned
+// (`block_a_quad`), else four guarded words. The grid's z cuts k into slices (split-K), as for
 // Strip: unsplit, one slice of all k.
 //
 // The block shape is a set of pipeline-overridable constants (the launcher's
@@ -52,12 +53,45 @@ fn block_b_at(p: u32, j: u32, p_end: u32) -> f32 {
     return 0.0;
 }
 
+// A and B again as vec4s (the same buffers), for one load per quad where the launcher
+// found the operand aligned (`A_VEC4`, `B_VEC4` in the flags): its offset and the stride
+// of its non-contiguous dimension multiples of four words. The contiguous dimension's
+// extent is then a multiple of four too (k and each slice's end for p, m for i, n for j),
+// so a quad lies wholly inside the operand or wholly outside, and is loaded or zero as a
+// whole: the same four words as the scalar loads, so the same sums bit for bit.
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
+
+const A_VEC4: u32 = 4u;
+const B_VEC4: u32 = 8u;
+
+// The quad of op(A) from element (i, p) on along its contiguous dimension, or zero where
+// it lies outside [0, m) x [0, p_end) (only with A_VEC4).
+fn block_a_quad(i: u32, p: u32, p_end: u32) -> vec4<f32> {
+    if i < params.m && p < p_end {
+        return a4[(params.a_off + i * params.a_row + p * params.a_col) / 4u];
+    }
+    return vec4<f32>(0.0);
+}
+
+// The same for op(B) at (p, j) (only with B_VEC4).
+fn block_b_quad(p: u32, j: u32, p_end: u32) -> vec4<f32> {
+    if j < params.n && p < p_end {
+        return b4[(params.b_off + p * params.b_row + j * params.b_col) / 4u];
+    }
+    return vec4<f32>(0.0);
+}
+
 // Quad `e` of the A tile at p0: four words along the contiguous dimension of op(A) (rows
 // when A is stored transposed, steps of p otherwise).
 fn block_load_a(e: u32, row_base: u32, p0: u32, p_end: u32) -> vec4<f32> {
+    let quads = (params.flags & A_VEC4) != 0u;
     if params.a_row == 1u {
         let p = p0 + e / (BLOCK_M / 4u);
         let i = row_base + (e % (BLOCK_M / 4u)) * 4u;
+        if quads {
+            return block_a_quad(i, p, p_end);
+        }
         return vec4<f32>(
             block_a_at(i, p, p_end),
             block_a_at(i + 1u, p, p_end),
@@ -67,6 +101,9 @@ fn block_load_a(e: u32, row_base: u32, p0: u32, p_end: u32) -> vec4<f32> {
     }
     let i = row_base + e / (BLOCK_K / 4u);
     let p = p0 + (e % (BLOCK_K / 4u)) * 4u;
+    if quads {
+        return block_a_quad(i, p, p_end);
+    }
     return vec4<f32>(
         block_a_at(i, p, p_end),
         block_a_at(i, p + 1u, p_end),
@@ -94,9 +131,13 @@ fn block_store_a(e: u32, v: vec4<f32>, buf: u32) {
 
 // Quad `e` of the B tile at p0: four words along the contiguous dimension of op(B).
 fn block_load_b(e: u32, col_base: u32, p0: u32, p_end: u32) -> vec4<f32> {
+    let quads = (params.flags & B_VEC4) != 0u;
     if params.b_col == 1u {
         let p = p0 + e / (BLOCK_N / 4u);
         let j = col_base + (e % (BLOCK_N / 4u)) * 4u;
+        if quads {
+            return block_b_quad(p, j, p_end);
+        }
         return vec4<f32>(
             block_b_at(p, j, p_end),
             block_b_at(p, j + 1u, p_end),
@@ -106,6 +147,9 @@ fn block_load_b(e: u32, col_base: u32, p0: u32, p_end: u32) -> vec4<f32> {
     }
     let j = col_base + e / (BLOCK_K / 4u);
     let p = p0 + (e % (BLOCK_K / 4u)) * 4u;
+    if quads {
+        return block_b_quad(p, j, p_end);
+    }
     return vec4<f32>(
         block_b_at(p, j, p_end),
         block_b_at(p + 1u, j, p_end),

@@ -340,3 +340,68 @@ fn split_k_variants_split_long_products_and_match_the_reference() {
         }
     }
 }
+
+/// The block kernels read an aligned operand a vec4 at a time (`A_VEC4`, `B_VEC4`) and an
+/// unaligned one word by word: the same words either way, so the same sums bit for bit.
+/// Each product runs with its operands 4-aligned and, the same values, one word on; in
+/// every transpose form, split (k 260) and unsplit, with edges in m and n, bias and
+/// accumulation (the block variants exist on Vulkan only: none are built on GL).
+#[test]
+fn block_kernels_read_aligned_operands_by_quads_to_the_same_bits() {
+    let gpu = gpu();
+    let mm = Matmul::new(&gpu).unwrap();
+    let blocks: Vec<MatmulVariant> = mm
+        .variants_available()
+        .into_iter()
+        .filter(|v| lstm_gpu::gpu::matmul::block_constants(*v).is_some())
+        .collect();
+    if common::backend() != lstm_gpu::gpu::BackendChoice::Gl {
+        assert!(!blocks.is_empty(), "no block variant built on Vulkan");
+    }
+    let words = 1 << 18;
+    let values = random(words, 1.0, 77);
+    let bias_values = random(300, 1.0, 78);
+    for variant in blocks {
+        for (m, k, n) in [(132, 20, 68), (60, 260, 196), (8, 12, 4)] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let s = shape(m, k, n, ta, tb);
+                let c_start = random(m * n, 1.0, 79);
+                let mut outputs = Vec::new();
+                for shift in [0, 1] {
+                    // The same operand values at words 8.. and 8 + m k + 4.. (aligned), or
+                    // one word later (not).
+                    let (a_at, b_at) = (8 + shift, 8 + m * k + 4 + shift);
+                    let mut inputs = vec![f32::NAN; words];
+                    inputs[a_at..a_at + m * k].copy_from_slice(&values[..m * k]);
+                    inputs[b_at..b_at + k * n].copy_from_slice(&values[m * k..m * k + k * n]);
+                    let input_buf = gpu.storage_from("inputs", &inputs);
+                    let bias_buf = gpu.storage_from("bias", &bias_values);
+                    let c_buf = gpu.storage_from("C", &c_start);
+                    let d = mm
+                        .prepare_with(
+                            variant,
+                            &gpu,
+                            s,
+                            View::at(&input_buf, a_at, m * k),
+                            View::at(&input_buf, b_at, k * n),
+                            Some(View::at(&bias_buf, 0, n)),
+                            View::all(&c_buf),
+                            true,
+                        )
+                        .unwrap();
+                    gpu.run(&[&d]).unwrap();
+                    let got: Vec<f32> = gpu.read(&c_buf, 0, m * n).unwrap();
+                    assert!(
+                        got.iter().all(|v| v.is_finite()),
+                        "{variant} {s:?}: a NaN word was read"
+                    );
+                    outputs.push(got.iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
+                }
+                assert!(
+                    outputs[0] == outputs[1],
+                    "{variant} {s:?}: quads and words differ"
+                );
+            }
+        }
+    }
+}

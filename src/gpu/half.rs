@@ -130,6 +130,7 @@ pub(crate) fn half_matmul_dispatch(
         operands: [a.buffer, b.buffer],
         groups: (gx, gy),
         bytes,
+        quads: false,
     };
     let (Some(split), true) = (split, slices > 1) else {
         return Ok((product_dispatch(gpu, launch, bias, c)?, None));

@@ -369,6 +369,27 @@ pub(crate) struct ProductLaunch<'a> {
     pub operands: [&'a wgpu::Buffer; 2],
     pub groups: (u32, u32),
     pub bytes: f64,
+    /// The block kernels: A and B bound again as vec4 arrays (bindings 5 and 6), read
+    /// where the flags say `A_VEC4` / `B_VEC4`.
+    pub quads: bool,
+}
+
+/// The operand buffers of a launch: A, B, the bias (A's buffer where there is none: the
+/// kernel never reads binding 2 then, and two read-only bindings of one buffer are fine in
+/// WebGPU; C's, written, could not be), C, the uniforms, and for the block kernels A and B
+/// again (as vec4 arrays).
+fn operand_bindings<'a>(
+    [a, b]: [&'a wgpu::Buffer; 2],
+    bias: Option<&'a wgpu::Buffer>,
+    c: &'a wgpu::Buffer,
+    uniforms: &'a wgpu::Buffer,
+    quads: bool,
+) -> Vec<&'a wgpu::Buffer> {
+    let mut all = vec![a, b, bias.unwrap_or(a), c, uniforms];
+    if quads {
+        all.extend([a, b]);
+    }
+    all
 }
 
 /// The one dispatch of an unsplit product (any matmul kernel sharing the bindings A, B,
@@ -383,15 +404,14 @@ pub(crate) fn product_dispatch(
         label,
         pipeline,
         params,
-        operands: [a, b],
+        operands,
         groups: (gx, gy),
         bytes,
+        quads,
     } = launch;
     let uniforms = gpu.uniform_from(label, &params);
-    // Without a bias the kernel never reads binding 2; A's buffer stands in for it (two
-    // read-only bindings of one buffer are fine in WebGPU; C's, written, could not).
-    let bias_buffer = bias.map_or(a, |v| v.buffer);
-    let bind_group = gpu.bind(label, pipeline, &[a, b, bias_buffer, c.buffer, &uniforms])?;
+    let buffers = operand_bindings(operands, bias.map(|v| v.buffer), c.buffer, &uniforms, quads);
+    let bind_group = gpu.bind(label, pipeline, &buffers)?;
     Ok(Dispatch {
         label: label.to_string(),
         pipeline: pipeline.clone(),
@@ -461,6 +481,27 @@ pub struct Params {
 
 const HAS_BIAS: u32 = 1;
 const ACCUMULATE: u32 = 2;
+/// The block kernels' flags: A, or B, read a quad (vec4) at a time.
+const A_VEC4: u32 = 4;
+const B_VEC4: u32 = 8;
+
+/// `flag` where the block kernel can read an operand at word `offset` as aligned vec4s.
+/// `tested` is the stride the kernel tests for 1 (A's `a_row`, B's `b_col`): where it is
+/// 1 the kernel reads four words along that dimension, else along the other, whose
+/// stride (`other`) must then be 1. Aligned: the offset and the stride across the
+/// quads multiples of four words.
+fn quad_flags(offset: usize, tested: u32, other: u32, flag: u32) -> u32 {
+    let (unit, across) = if tested == 1 {
+        (tested, other)
+    } else {
+        (other, tested)
+    };
+    if unit == 1 && offset % 4 == 0 && across % 4 == 0 {
+        flag
+    } else {
+        0
+    }
+}
 
 /// The compiled matmul kernels of one device and the variant used by default.
 pub struct Matmul {
@@ -858,8 +899,13 @@ impl Matmul {
         let pipeline = self.pipeline(gpu, variant, shape)?;
         let (gx, gy) = groups_1d(blocks, 1);
         let [a_row, a_col, b_row, b_col] = strides(shape);
-        let flags =
+        let mut flags =
             if bias.is_some() { HAS_BIAS } else { 0 } | if accumulate { ACCUMULATE } else { 0 };
+        let quads = block_constants(variant).is_some();
+        if quads {
+            flags |= quad_flags(a.offset, a_row, a_col, A_VEC4)
+                | quad_flags(b.offset, b_col, b_row, B_VEC4);
+        }
         let params = Params {
             m: m as u32,
             k: k as u32,
@@ -892,6 +938,7 @@ impl Matmul {
             operands: [a.buffer, b.buffer],
             groups: (gx, gy),
             bytes,
+            quads,
         };
         if slices == 1 {
             return Ok((product_dispatch(gpu, launch, bias, c)?, None));
@@ -916,9 +963,10 @@ impl Matmul {
             label,
             pipeline,
             params,
-            operands: [a, b],
+            operands,
             groups: (gx, gy),
             bytes,
+            quads,
         } = split;
         let (m, n, slices) = (
             params.m as usize,
@@ -926,14 +974,16 @@ impl Matmul {
             params.k_slices as usize,
         );
         let scratch = self.scratch_for(gpu, slices * m * n);
+        // The slices: no bias, no accumulation (the sum pass finishes them), the operands
+        // read as before.
         let partial = Params {
-            flags: 0,
+            flags: params.flags & (A_VEC4 | B_VEC4),
             c_off: 0,
             ..params
         };
         let uniforms = gpu.uniform_from(label, &partial);
-        // Without a bias the kernel never reads binding 2: A's buffer stands in for it.
-        let bind_group = gpu.bind(label, pipeline, &[a, b, a, &scratch, &uniforms])?;
+        let buffers = operand_bindings(operands, None, &scratch, &uniforms, quads);
+        let bind_group = gpu.bind(label, pipeline, &buffers)?;
         // The partial sums written, and read back by the pass that adds them.
         let partial_bytes = 4.0 * (slices * m * n) as f64;
         let mut d = Dispatch {
@@ -1433,6 +1483,37 @@ impl Timer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The block kernels read a quad at a time exactly where the operand's offset and its
+    /// stride across quads are multiples of four, in every transpose form.
+    #[test]
+    fn quads_where_the_operand_is_aligned() {
+        let flags = |s: MatmulShape, a_off: usize, b_off: usize| {
+            let [a_row, a_col, b_row, b_col] = strides(s);
+            quad_flags(a_off, a_row, a_col, A_VEC4) | quad_flags(b_off, b_col, b_row, B_VEC4)
+        };
+        let sh = |m, k, n, trans_a, trans_b| MatmulShape {
+            m,
+            k,
+            n,
+            trans_a,
+            trans_b,
+        };
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            assert_eq!(flags(sh(8, 12, 16, ta, tb), 4, 100), A_VEC4 | B_VEC4);
+            assert_eq!(flags(sh(8, 12, 16, ta, tb), 5, 100), B_VEC4);
+            assert_eq!(flags(sh(8, 12, 16, ta, tb), 4, 101), A_VEC4);
+        }
+        // A reads along p unless transposed (then along i): k, or m, must be a multiple of
+        // four; B along j unless transposed (then along p): n, or k.
+        assert_eq!(flags(sh(6, 12, 10, false, false), 0, 0), A_VEC4);
+        assert_eq!(flags(sh(6, 12, 10, true, false), 0, 0), 0);
+        assert_eq!(flags(sh(6, 12, 10, false, true), 0, 0), A_VEC4 | B_VEC4);
+        assert_eq!(flags(sh(8, 6, 8, false, false), 0, 0), B_VEC4);
+        assert_eq!(flags(sh(8, 6, 8, true, true), 0, 0), A_VEC4);
+        // One row or one step of k: nothing contiguous to read four of.
+        assert_eq!(flags(sh(1, 1, 8, false, false), 0, 0), B_VEC4);
+    }
 
     #[test]
     fn defaults_follow_the_adapter_type() {
