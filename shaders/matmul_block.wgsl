@@ -1,9 +1,10 @@
 // ---------------------------------------------------------------------------------------
 // Block: the GPU-class kernel (shaders/matmul.wgsl's bindings, `store_shifted` and
-// `split_range` come first in the module). A workgroup computes a BLOCK_M x BLOCK_N block
-// of C from K tiles of BLOCK_K steps staged in workgroup memory, double-buffered: while
-// the invocations multiply out one tile they hold the next one's loads in registers, then
-// store them into the other buffer, one barrier per tile. Each invocation owns an 8x8
+// `split_range`, then shaders/matmul_vec4.wgsl, come first in the module). A workgroup
+// computes a BLOCK_M x BLOCK_N block of C from K tiles of BLOCK_K steps staged in
+// workgroup memory, double-buffered: while the invocations multiply out one tile they
+// hold the next one's loads in registers, then store them into the other buffer, one
+// barrier per tile. Each invocation owns an 8x8
 // register tile of C, as four 4x4 quadrants half a block apart (rows ty*4.. and
 // ty*4 + BLOCK_M/2.., columns likewise), so that at each step of p it reads two vec4s of A
 // and two of B from workgroup memory (neighbouring invocations reading neighbouring
@@ -53,17 +54,12 @@ fn block_b_at(p: u32, j: u32, p_end: u32) -> f32 {
     return 0.0;
 }
 
-// A and B again as vec4s (the same buffers), for one load per quad where the launcher
-// found the operand aligned (`A_VEC4`, `B_VEC4` in the flags): its offset and the stride
-// of its non-contiguous dimension multiples of four words. The contiguous dimension's
-// extent is then a multiple of four too (k and each slice's end for p, m for i, n for j),
-// so a quad lies wholly inside the operand or wholly outside, and is loaded or zero as a
-// whole: the same four words as the scalar loads, so the same sums bit for bit.
-@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
-
-const A_VEC4: u32 = 4u;
-const B_VEC4: u32 = 8u;
+// `a4`, `b4`, A_VEC4 and B_VEC4 come from shaders/matmul_vec4.wgsl. Here an operand is
+// read by quads where its offset and the stride of its non-contiguous dimension are
+// multiples of four words: the contiguous dimension's extent is then a multiple of four
+// too (k and each slice's end for p, m for i, n for j), so a quad lies wholly inside the
+// operand or wholly outside, and is loaded or zero as a whole: the same four words as the
+// scalar loads, so the same sums bit for bit.
 
 // The quad of op(A) from element (i, p) on along its contiguous dimension, or zero where
 // it lies outside [0, m) x [0, p_end) (only with A_VEC4).

@@ -149,7 +149,8 @@ enum BenchCommand {
         #[command(flatten)]
         gpu: GpuArgs,
         /// Only this variant (any name `--matmul` takes); repeatable. Without it, every
-        /// variant the adapter has, skinny only on products of at most 4 rows.
+        /// variant the adapter has, skinny only on products of at most 4 rows, panel and
+        /// panel-split on those of at most 64.
         #[arg(long = "variant")]
         variants: Vec<lstm_gpu::gpu::matmul::MatmulVariant>,
         /// Timed runs per product; the best counts.

@@ -292,9 +292,11 @@ fn split_k_variants_split_long_products_and_match_the_reference() {
         MatmulVariant::StripSplit,
         MatmulVariant::StripQuadSplit,
         MatmulVariant::Block64Split,
+        MatmulVariant::PanelSplit,
     ];
     let available = mm.variants_available();
     assert!(available.contains(&MatmulVariant::StripSplit));
+    assert!(available.contains(&MatmulVariant::PanelSplit));
     let buf = gpu.storage("operands", 1 << 20);
     let out = gpu.storage("C", 1 << 16);
     for variant in split.into_iter().filter(|v| available.contains(v)) {
@@ -323,6 +325,7 @@ fn split_k_variants_split_long_products_and_match_the_reference() {
             let unsplit = match variant {
                 MatmulVariant::StripSplit => "matmul_strip",
                 MatmulVariant::StripQuadSplit => "matmul_strip_quad",
+                MatmulVariant::PanelSplit => "matmul_panel",
                 _ => "matmul_block_64x64",
             };
             if !splits {
@@ -341,28 +344,36 @@ fn split_k_variants_split_long_products_and_match_the_reference() {
     }
 }
 
-/// The block kernels read an aligned operand a vec4 at a time (`A_VEC4`, `B_VEC4`) and an
-/// unaligned one word by word: the same words either way, so the same sums bit for bit.
-/// Each product runs with its operands 4-aligned and, the same values, one word on; in
-/// every transpose form, split (k 260) and unsplit, with edges in m and n, bias and
-/// accumulation (the block variants exist on Vulkan only: none are built on GL).
+/// The block and panel kernels read an aligned operand a vec4 at a time (`A_VEC4`,
+/// `B_VEC4`) and an unaligned one word by word: the same words either way, so the same sums
+/// bit for bit. Each product runs with its operands 4-aligned and, the same values, one
+/// word on; in every transpose form, split (k 260) and unsplit, with edges in m and n,
+/// bias and accumulation (no block variant is built on GL; the panel ones are).
 #[test]
-fn block_kernels_read_aligned_operands_by_quads_to_the_same_bits() {
+fn quad_reading_kernels_read_aligned_operands_to_the_same_bits() {
     let gpu = gpu();
     let mm = Matmul::new(&gpu).unwrap();
-    let blocks: Vec<MatmulVariant> = mm
+    let by_quads: Vec<MatmulVariant> = mm
         .variants_available()
         .into_iter()
-        .filter(|v| lstm_gpu::gpu::matmul::block_constants(*v).is_some())
+        .filter(|v| {
+            lstm_gpu::gpu::matmul::block_constants(*v).is_some()
+                || matches!(v, MatmulVariant::Panel | MatmulVariant::PanelSplit)
+        })
         .collect();
+    let blocks = by_quads
+        .iter()
+        .filter(|v| v.name().starts_with("block"))
+        .count();
     if common::backend() != lstm_gpu::gpu::BackendChoice::Gl {
-        assert!(!blocks.is_empty(), "no block variant built on Vulkan");
+        assert!(blocks > 0, "no block variant built on Vulkan");
     }
-    let words = 1 << 18;
+    assert!(by_quads.contains(&MatmulVariant::PanelSplit));
+    let words = 1 << 20;
     let values = random(words, 1.0, 77);
-    let bias_values = random(300, 1.0, 78);
-    for variant in blocks {
-        for (m, k, n) in [(132, 20, 68), (60, 260, 196), (8, 12, 4)] {
+    let bias_values = random(1024, 1.0, 78);
+    for variant in by_quads {
+        for (m, k, n) in [(132, 20, 68), (60, 260, 196), (8, 12, 4), (20, 1024, 516)] {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 let s = shape(m, k, n, ta, tb);
                 let c_start = random(m * n, 1.0, 79);

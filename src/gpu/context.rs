@@ -106,7 +106,8 @@ pub struct GpuArgs {
     pub backend: BackendChoice,
     /// Matmul kernel for every product: tiled, tiled-k8, tiled-128x64, register-blocked,
     /// subgroup-broadcast, skinny, strip, strip-quad, strip-split, strip-quad-split,
-    /// block-128x128, block-128x64, block-64x64, block-64x64-split or coop-f32-8x8, as the
+    /// block-128x128, block-128x64, block-64x64, block-64x64-split, panel, panel-split or
+    /// coop-f32-8x8, as the
     /// adapter has them (default: the adapter's tuned choice per product, else one chosen for the adapter
     /// type, and skinny for products of at most 4 rows on CPU adapters; `lstm-gpu bench kernels` compares
     /// them).

@@ -32,6 +32,11 @@ use super::shaders::MATMUL as SHADER;
 /// invocations must be a single subgroup.
 const MIN_SUBGROUP_SIZE: u32 = 8;
 
+/// Rows and columns of C in one workgroup of the panel kernel (`PANEL_ROWS`, `PANEL_COLS`
+/// in `shaders/matmul_panel.wgsl`).
+const PANEL_ROWS: usize = 32;
+const PANEL_COLS: usize = 256;
+
 /// One way of computing the product; all give the same results up to f32 rounding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulVariant {
@@ -91,6 +96,18 @@ pub enum MatmulVariant {
     /// Block64 with k split into slices run side by side (see StripSplit), for the long-k
     /// products whose C is too small to fill the device.
     Block64Split,
+    /// For products of few rows and a wide C (`shaders/matmul_panel.wgsl`): a 32x256
+    /// panel of C per workgroup, one column per invocation with its 32 rows in registers,
+    /// so that B (a weight matrix) is read once in all where the product has at most 32
+    /// rows; A's few rows are read by every invocation at the same address. No workgroup
+    /// memory, no barriers. Aimed at the recurrent products of each time step (batch 20 at
+    /// the small, medium and large presets), which strip-quad-split ran at 3.5 TFLOP/s on
+    /// the H200 (`[20, 6000] @ [6000, 1500]^T`: 0.103 ms) while they only need B's words
+    /// once each.
+    Panel,
+    /// Panel with k split into slices run side by side (see StripSplit): what fills a GPU
+    /// with panels, 24 of them at the large preset's `[20, 1500] @ [1500, 6000]`.
+    PanelSplit,
     /// The cooperative-matrix kernel (`shaders/matmul_coop.wgsl`) on f32 operands: 8x8 f32
     /// tiles on the adapter's matrix units, 32x32 blocks of four subgroups. Only where the
     /// adapter lists 8x8 f32 tiles (Metal's simdgroup matrices; no Vulkan GPU lists f32
@@ -100,7 +117,7 @@ pub enum MatmulVariant {
 
 impl MatmulVariant {
     /// Every variant, in the order benchmarks list them.
-    pub const ALL: [MatmulVariant; 15] = [
+    pub const ALL: [MatmulVariant; 17] = [
         MatmulVariant::Tiled,
         MatmulVariant::TiledK8,
         MatmulVariant::Tiled128x64,
@@ -115,6 +132,8 @@ impl MatmulVariant {
         MatmulVariant::Block128x64,
         MatmulVariant::Block64,
         MatmulVariant::Block64Split,
+        MatmulVariant::Panel,
+        MatmulVariant::PanelSplit,
         MatmulVariant::CoopF32,
     ];
 
@@ -135,6 +154,8 @@ impl MatmulVariant {
             (MatmulVariant::Block128x64, ..) => "matmul_block_128x64",
             (MatmulVariant::Block64, ..) => "matmul_block_64x64",
             (MatmulVariant::Block64Split, ..) => "matmul_block_64x64_split",
+            (MatmulVariant::Panel, ..) => "matmul_panel",
+            (MatmulVariant::PanelSplit, ..) => "matmul_panel_split",
             (MatmulVariant::CoopF32, ..) => "matmul_coop_f32_8x8",
             (MatmulVariant::SubgroupBroadcast, false, false) => "matmul_subgroup_nn",
             (MatmulVariant::SubgroupBroadcast, false, true) => "matmul_subgroup_nt",
@@ -160,6 +181,8 @@ impl MatmulVariant {
             MatmulVariant::Block128x64 => "block-128x64",
             MatmulVariant::Block64 => "block-64x64",
             MatmulVariant::Block64Split => "block-64x64-split",
+            MatmulVariant::Panel => "panel",
+            MatmulVariant::PanelSplit => "panel-split",
             MatmulVariant::CoopF32 => "coop-f32-8x8",
         }
     }
@@ -179,10 +202,23 @@ impl MatmulVariant {
             MatmulVariant::Block128 => (128, 128),
             MatmulVariant::Block128x64 => (128, 64),
             MatmulVariant::Block64 | MatmulVariant::Block64Split => (64, 64),
+            MatmulVariant::Panel | MatmulVariant::PanelSplit => (PANEL_ROWS, PANEL_COLS),
             MatmulVariant::CoopF32 => {
                 let block = 4 * super::coop::F32_TILE as usize;
                 (block, block)
             }
+        }
+    }
+
+    /// Whether tuning, and benchmarks without `--variant`, try it on a product of `m` rows:
+    /// skinny up to [`SKINNY_ROWS`], the panels up to two panels (64 rows; past that they
+    /// read B three times or more, where the blocked kernels read it once per 64-128 rows),
+    /// the others on every product.
+    pub fn candidate_for_rows(self, m: usize) -> bool {
+        match self.unsplit() {
+            MatmulVariant::Skinny => m <= SKINNY_ROWS,
+            MatmulVariant::Panel => m <= 2 * PANEL_ROWS,
+            _ => true,
         }
     }
 
@@ -192,6 +228,7 @@ impl MatmulVariant {
             MatmulVariant::StripSplit => MatmulVariant::Strip,
             MatmulVariant::StripQuadSplit => MatmulVariant::StripQuad,
             MatmulVariant::Block64Split => MatmulVariant::Block64,
+            MatmulVariant::PanelSplit => MatmulVariant::Panel,
             v => v,
         }
     }
@@ -322,7 +359,10 @@ impl MatmulVariant {
     fn splits(self) -> bool {
         matches!(
             self,
-            MatmulVariant::StripSplit | MatmulVariant::StripQuadSplit | MatmulVariant::Block64Split
+            MatmulVariant::StripSplit
+                | MatmulVariant::StripQuadSplit
+                | MatmulVariant::Block64Split
+                | MatmulVariant::PanelSplit
         )
     }
 }
@@ -503,6 +543,17 @@ fn quad_flags(offset: usize, tested: u32, other: u32, flag: u32) -> u32 {
     }
 }
 
+/// `flag` where the panel kernel can read an operand at word `offset` as aligned vec4s
+/// along p: the stride along p (`along_p`: A's `a_col`, B's `b_row`) is 1, and the offset
+/// and the other stride (`across`) are multiples of four words.
+fn panel_quad_flags(offset: usize, across: u32, along_p: u32, flag: u32) -> u32 {
+    if along_p == 1 && offset % 4 == 0 && across % 4 == 0 {
+        flag
+    } else {
+        0
+    }
+}
+
 /// The compiled matmul kernels of one device and the variant used by default.
 pub struct Matmul {
     /// Tiled, RegisterBlocked and Skinny: one entry point each, serving every transpose form.
@@ -603,6 +654,12 @@ impl Matmul {
                     )?,
                 ));
             }
+        }
+        // No barriers and no workgroup memory: quick to compile on every backend.
+        let module = gpu.shader("matmul_panel", super::shaders::MATMUL_PANEL)?;
+        for v in [MatmulVariant::Panel, MatmulVariant::PanelSplit] {
+            let s = shape(1, 1, 1, false, false);
+            portable.push((v, gpu.pipeline(v.entry_point(s), &module, v.function(s))?));
         }
         if super::coop::has_f32_tile(gpu) {
             let v = MatmulVariant::CoopF32;
@@ -901,11 +958,20 @@ impl Matmul {
         let [a_row, a_col, b_row, b_col] = strides(shape);
         let mut flags =
             if bias.is_some() { HAS_BIAS } else { 0 } | if accumulate { ACCUMULATE } else { 0 };
-        let quads = block_constants(variant).is_some();
-        if quads {
+        // The kernels that read aligned operands by quads, each along its own dimensions.
+        let (block, panel) = (
+            block_constants(variant).is_some(),
+            variant.unsplit() == MatmulVariant::Panel,
+        );
+        if block {
             flags |= quad_flags(a.offset, a_row, a_col, A_VEC4)
                 | quad_flags(b.offset, b_col, b_row, B_VEC4);
         }
+        if panel {
+            flags |= panel_quad_flags(a.offset, a_row, a_col, A_VEC4)
+                | panel_quad_flags(b.offset, b_col, b_row, B_VEC4);
+        }
+        let quads = block || panel;
         let params = Params {
             m: m as u32,
             k: k as u32,
@@ -1364,7 +1430,7 @@ pub fn bench_matmul(
         let b = gpu.storage_from("bench B", &bench_values(s.k * s.n, 2));
         let c = gpu.storage("bench C", s.m * s.n);
         for &v in &chosen {
-            if variants.is_none() && v == MatmulVariant::Skinny && s.m > SKINNY_ROWS {
+            if variants.is_none() && !v.candidate_for_rows(s.m) {
                 continue;
             }
             let d = matmul.prepare_with(

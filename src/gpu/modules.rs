@@ -56,6 +56,7 @@ pub fn all() -> Vec<ModuleSource> {
                 .collect(),
             ..fixed("matmul_block", MATMUL_BLOCK)
         },
+        fixed("matmul_panel", MATMUL_PANEL),
         fixed("reduce", REDUCE),
         fixed("sgd", SGD),
         fixed("softmax_xent", SOFTMAX_XENT),

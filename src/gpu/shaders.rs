@@ -41,7 +41,17 @@ pub const MATMUL_QUAD: &str = concat!(
 pub const MATMUL_BLOCK: &str = concat!(
     include_str!("../../shaders/matmul_params.wgsl"),
     include_str!("../../shaders/matmul.wgsl"),
+    include_str!("../../shaders/matmul_vec4.wgsl"),
     include_str!("../../shaders/matmul_block.wgsl")
+);
+
+/// The panel matmul (`shaders/matmul_panel.wgsl`, for products of few rows and a wide C)
+/// in one module with the portable kernels, as [`MATMUL_BLOCK`].
+pub const MATMUL_PANEL: &str = concat!(
+    include_str!("../../shaders/matmul_params.wgsl"),
+    include_str!("../../shaders/matmul.wgsl"),
+    include_str!("../../shaders/matmul_vec4.wgsl"),
+    include_str!("../../shaders/matmul_panel.wgsl")
 );
 
 /// [`MATMUL_QUAD`] as the launcher compiles it on this target.

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::lstm_step::Recurrence;
-use super::matmul::{shape_key, Matmul, MatmulVariant, SKINNY_ROWS};
+use super::matmul::{shape_key, Matmul, MatmulVariant};
 use super::{Gpu, View};
 use crate::config::Config;
 use crate::gpu::sgd::Hyper;
@@ -265,7 +265,7 @@ fn tune_unforced(
         let c = gpu.storage("tune C", s.m * s.n);
         let mut candidates = Vec::new();
         for v in matmul.variants_available() {
-            if v == MatmulVariant::Skinny && s.m > SKINNY_ROWS {
+            if !v.candidate_for_rows(s.m) {
                 continue;
             }
             let d = matmul.prepare_with(
