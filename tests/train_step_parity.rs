@@ -366,19 +366,23 @@ fn ten_ptb_steps_with_carried_state_match_reference() {
 #[test]
 fn the_cell_adds_split_recurrent_sums_bit_for_bit() {
     use lstm_gpu::gpu::matmul::MatmulVariant;
-    let mut gpu = gpu();
-    gpu.matmul = Some(MatmulVariant::StripSplit);
-    // Layer 0 (h 40) splits its forward product (k 40: 2 slices) and its backward one
-    // (k 160: 10 slices, past the kernels' groups of four); layer 1 (h 24) only the
-    // backward one (k 96: 6 slices).
-    let cfg = Config {
-        hidden: vec![40, 24],
-        keep_prob: 0.7,
-        ..small_config()
-    };
-    // Forward: layer 0's products split; backward: both layers' (steps - 1 each).
-    let steps = cfg.num_steps;
-    common::split::assert_the_cell_adds_the_sums(&gpu, &cfg, steps + 2 * (steps - 1));
+    // The strip kernels' split twin, and the panel's (what GPUs may tune the recurrent
+    // products to).
+    for variant in [MatmulVariant::StripSplit, MatmulVariant::PanelSplit] {
+        let mut gpu = gpu();
+        gpu.matmul = Some(variant);
+        // Layer 0 (h 40) splits its forward product (k 40: 2 slices) and its backward one
+        // (k 160: 10 slices, past the kernels' groups of four); layer 1 (h 24) only the
+        // backward one (k 96: 6 slices).
+        let cfg = Config {
+            hidden: vec![40, 24],
+            keep_prob: 0.7,
+            ..small_config()
+        };
+        // Forward: layer 0's products split; backward: both layers' (steps - 1 each).
+        let steps = cfg.num_steps;
+        common::split::assert_the_cell_adds_the_sums(&gpu, &cfg, steps + 2 * (steps - 1));
+    }
 }
 
 /// Column sums in row slices (what GPUs run; forced here, with slices of 4 rows where a
