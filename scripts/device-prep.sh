@@ -3,8 +3,10 @@
 # measurements (24, 25, 26), so that the device's minutes go to measuring:
 #
 #   .devrun/lstm-gpu          the stripped release binary
-#   .devrun/tests/NAME        stripped test binaries: parity_matmul_coop, mixed_precision,
-#                             parity_matmul_f16, train_step_parity
+#   .devrun/tests.tar.gz      stripped test binaries (7 MB each; packed so that everything
+#                             carried stays under the 64 MiB a call takes): parity_matmul_coop,
+#                             mixed_precision, parity_matmul_f16, train_step_parity,
+#                             parity_matmul, parity_reduce_sgd, parity_softmax_xent
 #   .devrun/ptb/              the PTB files (for real training runs: issue 26)
 #   .gl/                      the Vulkan/EGL loader debs the device may lack
 #
@@ -15,10 +17,11 @@ cd "$(dirname "$0")/.."
 for d in /.devrun/ /.gl/; do
   grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude
 done
+rm -rf .devrun/tests .devrun/tests.tar.gz
 mkdir -p .devrun/tests
 cargo build --release
 strip -o .devrun/lstm-gpu target/release/lstm-gpu
-tests="parity_matmul_coop mixed_precision parity_matmul_f16 train_step_parity"
+tests="parity_matmul_coop mixed_precision parity_matmul_f16 train_step_parity parity_matmul parity_reduce_sgd parity_softmax_xent"
 args=()
 for t in $tests; do
   args+=(--test "$t")
@@ -32,6 +35,8 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
         print(m["target"]["name"], m["executable"])
 ' | while read -r name exe; do strip -o ".devrun/tests/$name" "$exe"; done
+tar czf .devrun/tests.tar.gz -C .devrun tests
+rm -rf .devrun/tests
 ptb="${LSTM_GPU_PTB_DIR:-../shared/data/ptb}"
 mkdir -p .devrun/ptb
 cp "$ptb"/ptb.train.txt "$ptb"/ptb.valid.txt "$ptb"/ptb.test.txt .devrun/ptb/

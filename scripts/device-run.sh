@@ -3,7 +3,8 @@
 # step per call, its output under $OUT (the device tool brings that folder back).
 #
 #   checks   the cooperative-matrix parity (ignored elsewhere), the whole mixed step, the
-#            f16 and whole-step parity on this GPU (about a minute)
+#            f16, f32 (block and panel kernels included), column-sum and whole-step parity
+#            on this GPU (about a minute)
 #   bench    scripts/gpu-bench.sh: f32 and --precision mixed against the PyTorch peer
 #            (pass more gpu-bench.sh options after it, e.g. --no-mixed, --steps 30)
 #   medium   issue 26: the medium preset trained on PTB with checkpoints on the device's
@@ -17,6 +18,10 @@ if ! ldconfig -p | grep -q libvulkan.so.1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
+# The test binaries travel packed (scripts/device-prep.sh).
+if [ -f .devrun/tests.tar.gz ] && [ ! -d .devrun/tests ]; then
+  tar xzf .devrun/tests.tar.gz -C .devrun
+fi
 export XDG_RUNTIME_DIR=/tmp LSTM_GPU_PTB_DIR="$PWD/.devrun/ptb"
 export LSTM_GPU_TEST_ADAPTER="${LSTM_GPU_TEST_ADAPTER:-discrete}"
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
@@ -28,7 +33,8 @@ what="${1:-checks}"
 shift || true
 case "$what" in
   checks)
-    for t in parity_matmul_coop mixed_precision parity_matmul_f16 train_step_parity; do
+    for t in parity_matmul_coop mixed_precision parity_matmul_f16 train_step_parity \
+             parity_matmul parity_reduce_sgd parity_softmax_xent; do
       echo "== $t" | tee -a "$OUT/checks.txt"
       timeout 240 ".devrun/tests/$t" --include-ignored --nocapture 2>&1 | tail -n 40 | tee -a "$OUT/checks.txt"
     done
