@@ -809,18 +809,22 @@ impl<'a> Run<'a> {
         self.kept = Some(path.clone());
         self.summary.last_checkpoint = Some(path);
         let valid = if self.opts.no_eval_at_stop {
-            f64::NAN
+            None
         } else {
-            evaluate(
+            Some(evaluate(
                 self.gpu,
                 &mut self.eval_ws,
                 &self.valid_batches,
                 self.seed32,
-            )?
+            )?)
         };
         let pos = &self.pos;
         let ppl = epoch_perplexity(pos, pos.step_in_epoch, self.cfg.num_steps);
-        log::info!("stopped at global step {} (--max-steps): train perplexity so far {ppl:.3}, valid perplexity {valid:.3}", pos.global_step);
+        log::info!(
+            "stopped at global step {} (--max-steps): train perplexity so far {ppl:.3}, valid perplexity {}",
+            pos.global_step,
+            valid_text(valid)
+        );
         self.metrics.write(json!({"kind": "stop", "epoch": pos.epoch + 1, "step": pos.step_in_epoch, "global_step": pos.global_step,
             "learning_rate": pos.learning_rate, "train_perplexity": ppl, "valid_perplexity": valid,
             "skipped_steps": pos.epoch_skipped, "skipped_steps_total": pos.skipped_steps}))?;
@@ -834,23 +838,24 @@ impl<'a> Run<'a> {
         let pos = &self.pos;
         let finished = pos.epoch; // counted from 1: the epoch before `pos.epoch`
         let (train_ppl, valid) = match self.summary.epochs.last() {
-            Some(e) if e.epoch == finished => (Some(e.train_perplexity), e.valid_perplexity),
-            _ if self.opts.no_eval_at_stop => (None, f64::NAN),
+            Some(e) if e.epoch == finished => (Some(e.train_perplexity), Some(e.valid_perplexity)),
+            _ if self.opts.no_eval_at_stop => (None, None),
             _ => (
                 None,
-                evaluate(
+                Some(evaluate(
                     self.gpu,
                     &mut self.eval_ws,
                     &self.valid_batches,
                     self.seed32,
-                )?,
+                )?),
             ),
         };
         let pos = &self.pos;
         let train_text = train_ppl.map_or("not measured in this run".into(), |p| format!("{p:.3}"));
         log::info!(
-            "stopped at global step {} (--max-steps), the end of epoch {finished}: train perplexity {train_text}, valid perplexity {valid:.3}",
-            pos.global_step
+            "stopped at global step {} (--max-steps), the end of epoch {finished}: train perplexity {train_text}, valid perplexity {}",
+            pos.global_step,
+            valid_text(valid)
         );
         self.metrics.write(json!({"kind": "stop", "epoch": finished, "step": self.epoch_size(), "global_step": pos.global_step,
             "learning_rate": self.cfg.lr_for_epoch(finished.saturating_sub(1)), "train_perplexity": train_ppl, "valid_perplexity": valid,
@@ -1094,4 +1099,11 @@ mod tests {
         assert!((epoch_perplexity(&pos, 4, 5) - 2f64.exp()).abs() < 1e-12);
         assert!(epoch_perplexity(&pos, 1, 5).is_nan());
     }
+}
+
+/// A validation perplexity for the stop line, or why there is none.
+fn valid_text(valid: Option<f64>) -> String {
+    valid.map_or("not measured (--no-eval-at-stop)".into(), |v| {
+        format!("{v:.3}")
+    })
 }

@@ -337,8 +337,16 @@ fn bad_checkpoints_and_outputs_are_clear_errors() {
 
     // A real checkpoint for the flag checks.
     let run_dir = dir.path().join("run");
-    let o = run(tiny_train(&run_dir).args(["--max-steps", "3", "--no-eval-at-stop"]));
+    let o = run(tiny_train(&run_dir)
+        .args(["--max-steps", "3", "--no-eval-at-stop"])
+        .env("RUST_LOG", "info"));
     assert!(o.status.success(), "{}", stderr(&o));
+    // The stop line says the validation perplexity was not measured (not "NaN").
+    let err = stderr(&o);
+    assert!(
+        err.contains("valid perplexity not measured (--no-eval-at-stop)") && !err.contains("NaN"),
+        "{err}"
+    );
     let ck = run_dir.join("last.safetensors");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
@@ -1270,8 +1278,16 @@ fn every_matmul_variant_runs_the_step_and_trains_alike() {
 fn damaged_checkpoints_and_impossible_models_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let o = run(tiny_train(&run_dir).args(["--max-steps", "3", "--no-eval-at-stop"]));
+    let o = run(tiny_train(&run_dir)
+        .args(["--max-steps", "3", "--no-eval-at-stop"])
+        .env("RUST_LOG", "info"));
     assert!(o.status.success(), "{}", stderr(&o));
+    // The stop line says the validation perplexity was not measured (not "NaN").
+    let err = stderr(&o);
+    assert!(
+        err.contains("valid perplexity not measured (--no-eval-at-stop)") && !err.contains("NaN"),
+        "{err}"
+    );
     let ck = run_dir.join("last.safetensors");
     let good = std::fs::read(&ck).unwrap();
 
