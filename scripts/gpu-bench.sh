@@ -215,25 +215,26 @@ if [ -f "$work/peer.json" ]; then
   echo "peer: the same presets in PyTorch ($peer) on this machine; ratio = lstm-gpu / peer"
 fi
 echo
+# One A/B of every preset: the default step's profile against the one in
+# profile-$1-PRESET.json, each named ($2, $3), with the dispatches per step.
+ab_lines() {
+  local preset p q a b
+  for preset in $presets; do
+    p="$work/profile-$preset.json" q="$work/profile-$1-$preset.json"
+    [ -f "$q" ] || continue
+    a="$(field "$p" words_per_second)" b="$(field "$q" words_per_second)"
+    printf '  %-7s %s %10.0f words/s, %s dispatches; %s %10.0f words/s, %s dispatches: %sx\n' \
+      "$preset" "$2" "$a" "$(field "$p" dispatches_per_step)" "$3" "$b" \
+      "$(field "$q" dispatches_per_step)" "$(ratio "$a" "$b")"
+  done
+}
 echo "Split recurrent products' slices added by the LSTM cell (the default) or by a pass of"
 echo "their own (LSTM_GPU_SPLIT_SUMS=separate):"
-for preset in $presets; do
-  p="$work/profile-$preset.json" q="$work/profile-separate-$preset.json"
-  [ -f "$q" ] || continue
-  a="$(field "$p" words_per_second)" b="$(field "$q" words_per_second)"
-  printf '  %-7s cell %10.0f words/s, %s dispatches; separate %10.0f words/s, %s dispatches: %sx\n' \
-    "$preset" "$a" "$(field "$p" dispatches_per_step)" "$b" "$(field "$q" dispatches_per_step)" "$(ratio "$a" "$b")"
-done
+ab_lines separate cell separate
 echo
-echo "Bias gradients' column sums in row slices (a GPU's default) or in one pass per column"
-echo "(LSTM_GPU_COLUMN_SUMS=serial):"
-for preset in $presets; do
-  p="$work/profile-$preset.json" q="$work/profile-serial-$preset.json"
-  [ -f "$q" ] || continue
-  a="$(field "$p" words_per_second)" b="$(field "$q" words_per_second)"
-  printf '  %-7s sliced %10.0f words/s, %s sums sliced; serial %10.0f words/s: %sx\n' \
-    "$preset" "$a" "$(field "$p" column_sums_in_slices)" "$b" "$(ratio "$a" "$b")"
-done
+echo "Bias gradients' column sums as the adapter adds them (in row slices on GPUs: two launches"
+echo "each) or in one pass per column (LSTM_GPU_COLUMN_SUMS=serial):"
+ab_lines serial default serial
 echo
 echo "Each product of a seed step: the tuned kernel, its time and GFLOP/s, against the fastest:"
 grep -E "^  [0-9]" "$work/bench.txt" 2>/dev/null || echo "  (not run: --presets has no seed)"
