@@ -40,6 +40,12 @@ struct Params {
     keep: f32,
     // 1 / keep rounded once to f32 on the host, as the CPU twin does.
     inv_keep: f32,
+    // The mask index of element 0: a part of a tensor (a chunk of time steps) is dropped
+    // with the same mask as the whole tensor.
+    first: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Two entry points, because a dispatch binds each buffer once (WebGPU refuses one buffer in
@@ -74,7 +80,7 @@ fn dropout(
     let fs = first_and_stride(gid, groups);
     for (var i = fs.x; i < params.len; i += fs.y) {
         var out = 0.0;
-        if dropout_uniform(ss.y, ss.x, i) < params.keep {
+        if dropout_uniform(ss.y, ss.x, params.first + i) < params.keep {
             out = x[params.x + i] * params.inv_keep;
         }
         y[params.y + i] = out;
@@ -90,7 +96,7 @@ fn dropout_one_buffer(
     let fs = first_and_stride(gid, groups);
     for (var i = fs.x; i < params.len; i += fs.y) {
         var out = 0.0;
-        if dropout_uniform(ss.y, ss.x, i) < params.keep {
+        if dropout_uniform(ss.y, ss.x, params.first + i) < params.keep {
             out = xy[params.x + i] * params.inv_keep;
         }
         xy[params.y + i] = out;

@@ -129,6 +129,63 @@ fn dropout_matches_cpu_mask_bit_for_bit() {
     }
 }
 
+/// A tensor dropped part by part (`prepare_part`, each part knowing the index of its
+/// first element: the wavefront step drops each chunk of time steps on its own) is
+/// dropped exactly as in one pass: the parts' outputs joined are the whole's, bit for bit,
+/// out of place and in place.
+#[test]
+fn dropout_in_parts_matches_one_pass() {
+    let gpu = gpu();
+    let dropout = Dropout::new(&gpu).unwrap();
+    let (len, keep, site, sites, seed) = (1200 * 48 + 7, 0.6f32, 1u32, 3u32, 99u32);
+    let x = random(len, 2.0, 77);
+    let hyper = hyper_buffer(&gpu, 4, seed);
+    let x_buf = gpu.storage_from("x", &x);
+    let whole_buf = gpu.storage("whole", len);
+    let whole = dropout
+        .prepare(
+            &gpu,
+            len,
+            View::all(&x_buf),
+            View::all(&whole_buf),
+            keep,
+            site,
+            sites,
+            View::at(&hyper, 1, Hyper::WORDS),
+        )
+        .unwrap();
+    gpu.run(&[&whole]).unwrap();
+    let want: Vec<f32> = gpu.read(&whole_buf, 0, len).unwrap();
+    for in_place in [false, true] {
+        let parts_buf = gpu.storage_from("parts", &x);
+        let mut bounds = vec![0, 1, 960, 961, 20_000, len];
+        bounds.dedup();
+        let parts: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let (from, words) = (w[0], w[1] - w[0]);
+                let src = if in_place { &parts_buf } else { &x_buf };
+                let hyper = View::at(&hyper, 1, Hyper::WORDS);
+                dropout
+                    .prepare_part(
+                        &gpu,
+                        words,
+                        View::at(src, from, words),
+                        View::at(&parts_buf, from, words),
+                        keep,
+                        (site, sites),
+                        hyper,
+                        from,
+                    )
+                    .unwrap()
+            })
+            .collect();
+        gpu.run(&parts.iter().collect::<Vec<_>>()).unwrap();
+        let got: Vec<f32> = gpu.read(&parts_buf, 0, len).unwrap();
+        assert_eq!(bits(&got), bits(&want), "in place: {in_place}");
+    }
+}
+
 /// Applied in place, as to a gradient in the backward pass: same result as out of place.
 #[test]
 fn dropout_in_place_matches() {

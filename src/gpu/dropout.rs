@@ -39,6 +39,8 @@ struct Params {
     sites: u32,
     keep: f32,
     inv_keep: f32,
+    first: u32,
+    _pad: [u32; 3],
 }
 
 /// The compiled dropout pipelines: x and y in two buffers, or two windows of one.
@@ -72,6 +74,25 @@ impl Dropout {
         sites: u32,
         hyper: View,
     ) -> Result<Dispatch> {
+        self.prepare_part(gpu, len, x, y, keep, (site, sites), hyper, 0)
+    }
+
+    /// [`Dropout::prepare`] for a part of a tensor whose element 0 is the tensor's element
+    /// `first`: the mask of those elements of the whole (`dropout_uniform(seed, stream,
+    /// first + i)`), so that a tensor dropped part by part is dropped exactly as in one
+    /// pass. `(site, sites)` as for [`Dropout::prepare`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_part(
+        &self,
+        gpu: &Gpu,
+        len: usize,
+        x: View,
+        y: View,
+        keep: f32,
+        (site, sites): (u32, u32),
+        hyper: View,
+        first: usize,
+    ) -> Result<Dispatch> {
         if !(keep > 0.0 && keep <= 1.0) {
             bail!("dropout: the keep probability must be in (0, 1], got {keep}");
         }
@@ -100,6 +121,10 @@ impl Dropout {
             keep,
             // Rounded once from f64, exactly as the CPU twin computes its factor.
             inv_keep: (1.0 / keep as f64) as f32,
+            first: u32::try_from(first + len)
+                .map(|_| first as u32)
+                .map_err(|_| anyhow::anyhow!("dropout: element {first} + {len} is past 2^32"))?,
+            _pad: [0; 3],
         };
         let label = "dropout";
         let uniforms = gpu.uniform_from(label, &params);

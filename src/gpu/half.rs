@@ -137,7 +137,7 @@ pub(crate) fn half_matmul_dispatch(
     };
     split
         .family
-        .split_dispatch(gpu, launch, bias, c, split.defer_sum)
+        .split_dispatch(gpu, launch, bias, c, split.defer_sum.then_some(0))
 }
 
 /// How an f16 product may split k: as `family` (the device's f32 matmuls) splits it, its

@@ -579,10 +579,11 @@ pub struct Matmul {
     seen: std::sync::Mutex<Vec<MatmulShape>>,
     /// The second pass of the split-K variants: the slices' partial sums added.
     split_sum: wgpu::ComputePipeline,
-    /// The split-K partial sums, shared by every split product of this device (its
-    /// dispatches run one after another): grown when a product needs more; dispatches
-    /// prepared earlier keep the buffer they were bound to.
-    scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
+    /// The split-K partial sums, by slot: slot 0 shared by every split product of this
+    /// device (its dispatches run one after another), more where products wait side by
+    /// side (see [`Matmul::scratch_for`]); grown when a product needs more, dispatches
+    /// prepared earlier keeping the buffer they were bound to.
+    scratch: std::sync::Mutex<Vec<Option<wgpu::Buffer>>>,
 }
 
 impl Matmul {
@@ -836,7 +837,7 @@ impl Matmul {
             c,
             accumulate,
         };
-        Ok(self.dispatch(variant, gpu, shape, operands, false)?.0)
+        Ok(self.dispatch(variant, gpu, shape, operands, None)?.0)
     }
 
     /// `c += op(a) @ op(b)` as [`Matmul::prepare`] would run it, except that where the
@@ -855,6 +856,22 @@ impl Matmul {
         b: View,
         c: View,
     ) -> Result<(Dispatch, Option<SplitPartials>)> {
+        self.prepare_deferring_sum_in(gpu, shape, a, b, c, 0)
+    }
+
+    /// [`Matmul::prepare_deferring_sum`] with the partial sums in scratch buffer `slot`
+    /// (slot 0 is the one every other split product uses): products whose sums wait side by
+    /// side for their kernels (the layers of a wavefront step, one slot each) must not
+    /// share one.
+    pub fn prepare_deferring_sum_in(
+        &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        a: View,
+        b: View,
+        c: View,
+        slot: usize,
+    ) -> Result<(Dispatch, Option<SplitPartials>)> {
         let (variant, _) = self.choice(shape);
         if let Ok(mut seen) = self.seen.lock() {
             if !seen.contains(&shape) {
@@ -868,18 +885,19 @@ impl Matmul {
             c,
             accumulate: true,
         };
-        self.dispatch(variant, gpu, shape, operands, true)
+        self.dispatch(variant, gpu, shape, operands, Some(slot))
     }
 
-    /// The dispatch of [`Matmul::prepare_with`]; with `defer_sum`, a split product's
-    /// partial sums without the pass that adds them (see [`Matmul::prepare_deferring_sum`]).
+    /// The dispatch of [`Matmul::prepare_with`]; with `defer` (a scratch slot), a split
+    /// product's partial sums without the pass that adds them (see
+    /// [`Matmul::prepare_deferring_sum_in`]).
     fn dispatch(
         &self,
         variant: MatmulVariant,
         gpu: &Gpu,
         shape: MatmulShape,
         operands: Operands,
-        defer_sum: bool,
+        defer: Option<usize>,
     ) -> Result<(Dispatch, Option<SplitPartials>)> {
         let Operands {
             a,
@@ -1009,21 +1027,22 @@ impl Matmul {
         if slices == 1 {
             return Ok((product_dispatch(gpu, launch, bias, c)?, None));
         }
-        self.split_dispatch(gpu, launch, bias, c, defer_sum)
+        self.split_dispatch(gpu, launch, bias, c, defer)
     }
 
     /// The dispatch of a split product (this family's or the f16 matmuls'): its kernel
     /// computes the slices into the scratch buffer (no bias, no accumulation, C at word 0),
     /// then `matmul_split_sum` adds them into `c` and finishes as `store` does, its second
-    /// launch; or, with `defer_sum`, the slices are returned for the kernel that reads `c`
-    /// next ([`Matmul::prepare_deferring_sum`]).
+    /// launch; or, with `defer` (a scratch slot), the slices are left in that slot's
+    /// scratch buffer for the kernel that reads `c` next
+    /// ([`Matmul::prepare_deferring_sum_in`]).
     pub(crate) fn split_dispatch(
         &self,
         gpu: &Gpu,
         split: ProductLaunch,
         bias: Option<View>,
         c: View,
-        defer_sum: bool,
+        defer: Option<usize>,
     ) -> Result<(Dispatch, Option<SplitPartials>)> {
         let ProductLaunch {
             label,
@@ -1039,7 +1058,7 @@ impl Matmul {
             params.n as usize,
             params.k_slices as usize,
         );
-        let scratch = self.scratch_for(gpu, slices * m * n);
+        let scratch = self.scratch_for(gpu, slices * m * n, defer.unwrap_or(0));
         // The slices: no bias, no accumulation (the sum pass finishes them), the operands
         // read as before.
         let partial = Params {
@@ -1062,7 +1081,7 @@ impl Matmul {
             uniforms: Some(uniforms),
             then: None,
         };
-        if defer_sum {
+        if defer.is_some() {
             let partials = SplitPartials {
                 buffer: scratch,
                 slices,
@@ -1133,14 +1152,18 @@ impl Matmul {
         }
     }
 
-    /// The split-K scratch buffer, at least `words` long.
-    pub(crate) fn scratch_for(&self, gpu: &Gpu, words: usize) -> wgpu::Buffer {
+    /// The split-K scratch buffer of `slot` (0 for every product but those that wait
+    /// side by side: [`Matmul::prepare_deferring_sum_in`]), at least `words` long.
+    pub(crate) fn scratch_for(&self, gpu: &Gpu, words: usize, slot: usize) -> wgpu::Buffer {
         let mut held = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        match held.as_ref() {
+        if held.len() <= slot {
+            held.resize(slot + 1, None);
+        }
+        match held[slot].as_ref() {
             Some(buf) if buf.size() >= (words * 4) as u64 => buf.clone(),
             _ => {
                 let buf = gpu.storage("matmul split-K partials", words);
-                *held = Some(buf.clone());
+                held[slot] = Some(buf.clone());
                 buf
             }
         }
