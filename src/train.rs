@@ -1066,6 +1066,13 @@ fn progress_bar(enabled: bool, len: u64, pos: u64, epoch: usize) -> Option<indic
     Some(bar)
 }
 
+/// A validation perplexity for the stop line, or why there is none.
+fn valid_text(valid: Option<f64>) -> String {
+    valid.map_or("not measured (--no-eval-at-stop)".into(), |v| {
+        format!("{v:.3}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1099,11 +1106,4 @@ mod tests {
         assert!((epoch_perplexity(&pos, 4, 5) - 2f64.exp()).abs() < 1e-12);
         assert!(epoch_perplexity(&pos, 1, 5).is_nan());
     }
-}
-
-/// A validation perplexity for the stop line, or why there is none.
-fn valid_text(valid: Option<f64>) -> String {
-    valid.map_or("not measured (--no-eval-at-stop)".into(), |v| {
-        format!("{v:.3}")
-    })
 }
