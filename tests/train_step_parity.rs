@@ -416,3 +416,76 @@ fn one_step_with_row_sliced_column_sums_matches_reference() {
     assert_eq!((sliced, finished), (3, 3), "softmax and two layers");
     assert_eq!(ws.launches_labeled(|k| k == "column_sum"), 0);
 }
+
+/// The wavefront step (`--recurrence wavefront`: the layers' time steps interleaved in
+/// chunks) runs the unfused step's operations in another order: the same loss, parameters
+/// and carried state bit for bit, with and without dropout, on two and three layers and on
+/// one (where it is the unfused step); and exactly the launches its chunks add: per layer
+/// above the first, one input projection and one d(input) per extra chunk, and with
+/// dropout one dropout each way.
+#[test]
+fn the_wavefront_step_is_the_unfused_step_bit_for_bit() {
+    use lstm_gpu::gpu::lstm_step::Recurrence;
+    use lstm_gpu::model::schedule::wavefront_chunk;
+    let gpu = gpu();
+    for (hidden, keep, steps) in [
+        (vec![17, 9], 0.6, 6),
+        (vec![8, 13, 5], 1.0, 7),
+        (vec![16, 12, 8], 0.7, 9),
+        (vec![12], 0.7, 5),
+    ] {
+        let cfg = Config {
+            hidden: hidden.clone(),
+            keep_prob: keep,
+            num_steps: steps,
+            ..small_config()
+        };
+        let what = format!("hidden {hidden:?} keep {keep} steps {steps}");
+        let (unfused_launches, unfused_loss, unfused) =
+            common::split::two_steps_with(&gpu, &cfg, Recurrence::Unfused, true);
+        let (wave_launches, wave_loss, wave) =
+            common::split::two_steps_with(&gpu, &cfg, Recurrence::Wavefront, true);
+        assert_eq!(wave_loss, unfused_loss, "{what}: loss");
+        assert!(wave == unfused, "{what}: parameters or state differ");
+        let chunks = steps.div_ceil(wavefront_chunk(steps));
+        let dropout = if keep < 1.0 { 2 } else { 0 };
+        let extra = (hidden.len() - 1) * (chunks - 1) * (2 + dropout);
+        assert_eq!(wave_launches - unfused_launches, extra, "{what}: launches");
+    }
+}
+
+/// The wavefront step with split products (forced here as a GPU would choose them): each
+/// layer's recurrent sums wait in a scratch slot of their own while the other layer's
+/// product runs, so the step still matches the f64 reference (with one shared slot the
+/// second layer's slices would overwrite the first's before its cell reads them).
+#[test]
+fn the_wavefront_step_with_split_products_matches_reference() {
+    use lstm_gpu::gpu::lstm_step::Recurrence;
+    use lstm_gpu::gpu::matmul::MatmulVariant;
+    for variant in [MatmulVariant::StripSplit, MatmulVariant::PanelSplit] {
+        let mut gpu = gpu();
+        gpu.matmul = Some(variant);
+        let mut kernels = Kernels::new(&gpu).unwrap();
+        kernels.recurrence = Some(Recurrence::Wavefront);
+        let cfg = Config {
+            hidden: vec![40, 24],
+            keep_prob: 0.7,
+            max_grad_norm: 100.0,
+            ..small_config()
+        };
+        one_step(&gpu, &kernels, &cfg, 1.0, 8);
+    }
+}
+
+#[test]
+fn wavefront_chunks_are_about_the_square_root_of_the_steps() {
+    use lstm_gpu::model::schedule::wavefront_chunk;
+    assert_eq!(wavefront_chunk(20), 5);
+    assert_eq!(wavefront_chunk(35), 6);
+    assert_eq!(wavefront_chunk(1), 1);
+    assert_eq!(wavefront_chunk(2), 2);
+    for steps in 1..100 {
+        let c = wavefront_chunk(steps);
+        assert!(c >= 1 && c <= steps, "{steps}: {c}");
+    }
+}

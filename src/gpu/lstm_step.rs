@@ -28,15 +28,24 @@ pub enum Recurrence {
     Fused,
     /// A matmul and the cell kernel per layer and time step: the reference.
     Unfused,
+    /// Unfused, with the layers' time steps interleaved as a wavefront (layer l + 1's chunk
+    /// of time steps beside layer l's next one: `model::schedule`'s `wavefront_forward`),
+    /// so that a GPU may run the two layers' launches side by side. The same operations.
+    Wavefront,
 }
 
 impl Recurrence {
-    pub const ALL: [Recurrence; 2] = [Recurrence::Fused, Recurrence::Unfused];
+    pub const ALL: [Recurrence; 3] = [
+        Recurrence::Fused,
+        Recurrence::Unfused,
+        Recurrence::Wavefront,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Recurrence::Fused => "fused",
             Recurrence::Unfused => "unfused",
+            Recurrence::Wavefront => "wavefront",
         }
     }
 }
@@ -53,7 +62,10 @@ impl FromStr for Recurrence {
         match s.trim().to_ascii_lowercase().as_str() {
             "fused" => Ok(Recurrence::Fused),
             "unfused" => Ok(Recurrence::Unfused),
-            _ => Err(format!("unknown recurrence {s:?}; choose fused or unfused")),
+            "wavefront" => Ok(Recurrence::Wavefront),
+            _ => Err(format!(
+                "unknown recurrence {s:?}; choose fused, unfused or wavefront"
+            )),
         }
     }
 }

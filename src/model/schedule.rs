@@ -98,6 +98,15 @@ pub fn default_recurrence(_gpu: &Gpu) -> Recurrence {
     Recurrence::Unfused
 }
 
+/// Time steps per chunk of a wavefront step (`Recurrence::Wavefront`): about the square
+/// root of the steps, which balances the launches a chunk adds (an input projection and a
+/// dropout per layer above the first, each way) against the time steps the layers run side
+/// by side. 20 steps: 4 chunks of 5; 35: 6 of 6.
+pub fn wavefront_chunk(steps: usize) -> usize {
+    let chunks = ((steps as f64).sqrt().round() as usize).clamp(1, steps.max(1));
+    steps.div_ceil(chunks).max(1)
+}
+
 /// The key of a model's step: its shapes (what the recurrence timing depends on).
 pub fn model_key(cfg: &Config, batch: usize, steps: usize) -> String {
     format!(
@@ -341,9 +350,7 @@ impl Workspace {
             let grads = GradBuffers::new(gpu, cfg, b.n);
             let segments = gpu.storage("id segments", segments_words(b.n));
             b.head_backward(&grads)?;
-            for l in (0..cfg.hidden.len()).rev() {
-                b.layer_backward(l, &grads)?;
-            }
+            b.layers_backward(&grads)?;
             b.embedding_backward(&grads, &segments)?;
             let clip = b.clip_and_update(&grads, &segments)?;
             (Some(segments), Some(clip))
@@ -847,6 +854,7 @@ impl<'a> StepBuilder<'a> {
         a: View,
         b: View,
         c: View,
+        slot: usize,
     ) -> (Vec<Result<Dispatch>>, Option<SplitPartials>) {
         if !self.k.fuse_split_sums {
             return (self.product(shape, a, b, None, c, true), None);
@@ -855,7 +863,7 @@ impl<'a> StepBuilder<'a> {
             return match self
                 .k
                 .matmul
-                .prepare_deferring_sum(self.gpu, shape, a, b, c)
+                .prepare_deferring_sum_in(self.gpu, shape, a, b, c, slot)
             {
                 Ok((d, partials)) => (vec![Ok(d)], partials),
                 Err(e) => (vec![Err(e)], None),
@@ -924,15 +932,28 @@ impl<'a> StepBuilder<'a> {
 
     /// Dropout at `site` from `from` into `to` (the same mask forward and backward).
     fn dropout(&mut self, words: usize, from: View, to: View, site: u32) -> Result<()> {
-        let d = self.k.dropout.prepare(
+        self.dropout_part(words, from, to, site, 0)
+    }
+
+    /// [`StepBuilder::dropout`] of a part of a tensor, `from` and `to` its `words` from
+    /// element `first` on (with the whole tensor's mask).
+    fn dropout_part(
+        &mut self,
+        words: usize,
+        from: View,
+        to: View,
+        site: u32,
+        first: usize,
+    ) -> Result<()> {
+        let d = self.k.dropout.prepare_part(
             self.gpu,
             words,
             from,
             to,
             self.cfg.keep_prob,
-            site,
-            self.sites,
+            (site, self.sites),
             View::all(&self.hyper),
+            first,
         );
         self.push(d)
     }
@@ -1010,6 +1031,9 @@ impl<'a> StepBuilder<'a> {
             let x0 = self.x0.clone();
             self.dropout(n * e, View::all(&x0), View::all(&xd), 0)?;
         }
+        if self.recurrence == Recurrence::Wavefront {
+            return self.wavefront_forward();
+        }
         for l in 0..self.layers.len() {
             self.layer_forward(l)?;
         }
@@ -1020,80 +1044,165 @@ impl<'a> StepBuilder<'a> {
     /// included), then per time step `h_{t-1} @ W_h` added to it and the fused cell; then
     /// dropout on the output when on.
     fn layer_forward(&mut self, l: usize) -> Result<()> {
-        let (batch, n) = (self.batch, self.n);
+        let steps = self.steps;
+        let mut ops = self.input_projection(l, (0, steps));
+        for t in 0..steps {
+            let (product, cell) = self.step_forward(l, t, 0);
+            ops.extend(product);
+            ops.push(cell);
+        }
+        for d in ops {
+            self.push(d)?;
+        }
+        self.output_dropout(l, (0, steps))
+    }
+
+    /// The layers' forward passes as a wavefront (`Recurrence::Wavefront`): the time steps
+    /// in chunks, layer `l` running chunk `j` in round `j + l`, so that from the second
+    /// round on the layers' time steps run side by side, as [products] [cells]: launches
+    /// that share no buffer they write, which wgpu records without a barrier between them
+    /// and a GPU may overlap. Each round first gives every layer above the first the input
+    /// projection of its chunk (the layer below's output of that chunk, after its dropout,
+    /// made the round before), and ends with the dropout of the chunks just made. Each
+    /// layer's split products leave their sums in a scratch slot of its own. The same
+    /// operations as [`StepBuilder::layer_forward`], in another order.
+    fn wavefront_forward(&mut self) -> Result<()> {
+        let (steps, layers) = (self.steps, self.layers.len());
+        let chunk = wavefront_chunk(steps);
+        let chunks = steps.div_ceil(chunk);
+        let span = |j: usize| (j * chunk, ((j + 1) * chunk).min(steps));
+        for round in 0..chunks + layers - 1 {
+            // (layer, chunk) pairs of this round.
+            let active: Vec<(usize, usize)> = (0..layers)
+                .filter_map(|l| round.checked_sub(l).filter(|&j| j < chunks).map(|j| (l, j)))
+                .collect();
+            let mut ops = Vec::new();
+            for &(l, j) in &active {
+                match (l, j) {
+                    // The first layer's input, the embedding output, is whole already.
+                    (0, 0) => ops.extend(self.input_projection(0, (0, steps))),
+                    (0, _) => {}
+                    _ => ops.extend(self.input_projection(l, span(j))),
+                }
+            }
+            for i in 0..chunk {
+                let mut cells = Vec::new();
+                for &(l, j) in &active {
+                    let t = span(j).0 + i;
+                    if t < span(j).1 {
+                        let (product, cell) = self.step_forward(l, t, l);
+                        ops.extend(product);
+                        cells.push(cell);
+                    }
+                }
+                ops.extend(cells);
+            }
+            for d in ops {
+                self.push(d)?;
+            }
+            for &(l, j) in &active {
+                if l + 1 < layers {
+                    self.output_dropout(l, span(j))?;
+                }
+            }
+        }
+        self.output_dropout(layers - 1, (0, steps))
+    }
+
+    /// Layer `l`'s input projection for time steps `[t0, t1)`: `z = x @ W_x + b` on their
+    /// rows, one matmul.
+    fn input_projection(&self, l: usize, (t0, t1): (usize, usize)) -> Vec<Result<Dispatch>> {
+        let batch = self.batch;
+        let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
+        let rows = (t1 - t0) * batch;
+        let w = &self.params.lstm_weight[l];
+        let input = self.layer_input(l);
+        let x = View::at(input.buffer, input.offset + t0 * batch * inp, rows * inp);
+        let z = View::at(&self.layers[l].z, t0 * batch * 4 * h, rows * 4 * h);
+        self.product(
+            nn(rows, inp, 4 * h),
+            x,
+            View::at(w, 0, inp * 4 * h),
+            Some(View::all(&self.params.lstm_bias[l])),
+            z,
+            false,
+        )
+    }
+
+    /// Time step `t` of layer `l`: the recurrent product `h_{t-1} @ W_h` added to the
+    /// step's pre-activations (its split sums, if any, left in scratch slot `slot` for the
+    /// cell), and the cell; with the fused recurrence, no product and the fused step.
+    fn step_forward(
+        &self,
+        l: usize,
+        t: usize,
+        slot: usize,
+    ) -> (Vec<Result<Dispatch>>, Result<Dispatch>) {
+        let batch = self.batch;
         let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
         let w = &self.params.lstm_weight[l];
-        let w_x = View::at(w, 0, inp * 4 * h);
         let w_h = View::at(w, inp * 4 * h, h * 4 * h);
         let lb = &self.layers[l];
-        let mut ops = self.product(
-            nn(n, inp, 4 * h),
-            self.layer_input(l),
-            w_x,
-            Some(View::all(&self.params.lstm_bias[l])),
-            View::all(&lb.z),
-            false,
-        );
-        for t in 0..self.steps {
-            let h_prev = View::at(&lb.h, t * batch * h, batch * h);
-            let z_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
-            let c_prev = View::at(&lb.c, t * batch * h, batch * h);
-            let act = View::at(&lb.act, t * batch * 4 * h, batch * 4 * h);
-            let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
-            let h_next = View::at(&lb.h, (t + 1) * batch * h, batch * h);
-            if self.recurrence == Recurrence::Fused {
-                let views = StepForwardViews {
-                    zx: z_t,
-                    w_h,
-                    h_prev,
-                    c_prev,
-                    act,
-                    c,
-                    h: h_next,
-                };
-                ops.push(self.k.lstm_step.prepare_forward(
-                    self.gpu,
-                    (batch, h),
-                    self.cfg.forget_bias,
-                    &views,
-                ));
-                continue;
-            }
-            let (product, partials) = self.recurrent_product(nn(batch, h, 4 * h), h_prev, w_h, z_t);
-            ops.extend(product);
-            let views = CellForwardViews {
-                pre: z_t,
+        let h_prev = View::at(&lb.h, t * batch * h, batch * h);
+        let z_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
+        let c_prev = View::at(&lb.c, t * batch * h, batch * h);
+        let act = View::at(&lb.act, t * batch * 4 * h, batch * 4 * h);
+        let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
+        let h_next = View::at(&lb.h, (t + 1) * batch * h, batch * h);
+        if self.recurrence == Recurrence::Fused {
+            let views = StepForwardViews {
+                zx: z_t,
+                w_h,
+                h_prev,
                 c_prev,
                 act,
                 c,
                 h: h_next,
             };
-            let shape = CellShape { batch, hidden: h };
-            let fb = self.cfg.forget_bias;
-            let cell = &self.k.lstm_cell;
-            let h16 = self.cell_half_output(h_next);
-            let h16 = h16
-                .as_ref()
-                .map(|b| HalfView::at(b, h_next.offset, h_next.len));
-            ops.push(match (&partials, h16) {
-                (Some(p), h16) => cell.prepare_forward_split(self.gpu, shape, fb, &views, p, h16),
-                (None, Some(h16)) => cell.prepare_forward_half(self.gpu, shape, fb, &views, h16),
-                (None, None) => cell.prepare_forward(self.gpu, shape, fb, &views),
-            });
+            let step = self.k.lstm_step.prepare_forward(
+                self.gpu,
+                (batch, h),
+                self.cfg.forget_bias,
+                &views,
+            );
+            return (Vec::new(), step);
         }
-        for d in ops {
-            self.push(d)?;
-        }
-        if let Some(hd) = self.layers[l].h_drop.clone() {
-            let out = self.layers[l].h.clone();
-            self.dropout(
-                n * h,
-                View::at(&out, batch * h, n * h),
-                View::all(&hd),
-                l as u32 + 1,
-            )?;
-        }
-        Ok(())
+        let (product, partials) =
+            self.recurrent_product(nn(batch, h, 4 * h), h_prev, w_h, z_t, slot);
+        let views = CellForwardViews {
+            pre: z_t,
+            c_prev,
+            act,
+            c,
+            h: h_next,
+        };
+        let shape = CellShape { batch, hidden: h };
+        let fb = self.cfg.forget_bias;
+        let cell = &self.k.lstm_cell;
+        let h16 = self.cell_half_output(h_next);
+        let h16 = h16
+            .as_ref()
+            .map(|b| HalfView::at(b, h_next.offset, h_next.len));
+        let cell = match (&partials, h16) {
+            (Some(p), h16) => cell.prepare_forward_split(self.gpu, shape, fb, &views, p, h16),
+            (None, Some(h16)) => cell.prepare_forward_half(self.gpu, shape, fb, &views, h16),
+            (None, None) => cell.prepare_forward(self.gpu, shape, fb, &views),
+        };
+        (product, cell)
+    }
+
+    /// Dropout on layer `l`'s output for time steps `[t0, t1)` (the rows of those steps,
+    /// with the whole output's mask), when on.
+    fn output_dropout(&mut self, l: usize, (t0, t1): (usize, usize)) -> Result<()> {
+        let Some(hd) = self.layers[l].h_drop.clone() else {
+            return Ok(());
+        };
+        let (batch, h) = (self.batch, self.cfg.hidden[l]);
+        let (first, words) = (t0 * batch * h, (t1 - t0) * batch * h);
+        let out = self.layers[l].h.clone();
+        let from = View::at(&out, batch * h + first, words);
+        let to = View::at(&hd, first, words);
+        self.dropout_part(words, from, to, l as u32 + 1, first)
     }
 
     /// Logits, log-softmax with cross-entropy per row, and the batch loss added up on the
@@ -1238,90 +1347,181 @@ impl<'a> StepBuilder<'a> {
         Ok(())
     }
 
+    /// Backward through time of every layer, from the top: each layer's time steps in
+    /// turn ([`StepBuilder::layer_backward`]), or as a wavefront.
+    fn layers_backward(&mut self, grads: &GradBuffers) -> Result<()> {
+        if self.recurrence == Recurrence::Wavefront {
+            return self.wavefront_backward(grads);
+        }
+        for l in (0..self.layers.len()).rev() {
+            self.layer_backward(l, grads)?;
+        }
+        Ok(())
+    }
+
     /// Backward through time of layer `l` (d(h) of its output already in `dh`): per time
     /// step from the last, d(h) from the step after through `W_h^T` and the fused cell
     /// backward, which leaves d(pre-activations) in `z`; then both weight gradients and the
     /// bias gradient over all time steps at once, and d(input) for the layer below (or the
     /// embedding), through its dropout when on.
     fn layer_backward(&mut self, l: usize, grads: &GradBuffers) -> Result<()> {
-        let (batch, n, steps) = (self.batch, self.n, self.steps);
+        let steps = self.steps;
+        let mut ops = Vec::new();
+        for t in (0..steps).rev() {
+            let (product, cell) = self.step_backward(l, t, 0);
+            ops.extend(product);
+            ops.push(cell);
+        }
+        ops.extend(self.weight_gradients(l, grads));
+        for d in ops {
+            self.push(d)?;
+        }
+        self.input_gradient(l, (0, steps), grads)
+    }
+
+    /// The backward pass as a wavefront (see [`StepBuilder::wavefront_forward`]): chunks
+    /// of time steps from the last, the top layer running chunk `j` (counted from the end)
+    /// in round `j` and each layer below one round after the layer above it, so that the
+    /// layers' time steps run side by side as [products] [cells]. Each round ends with the
+    /// d(input) of the chunks just finished by the layers above the first (the next
+    /// layer's d(h) rows for that chunk, through its dropout); the weight gradients and the
+    /// first layer's d(input) come after the last round. The same operations as
+    /// [`StepBuilder::layer_backward`] for every layer, in another order.
+    fn wavefront_backward(&mut self, grads: &GradBuffers) -> Result<()> {
+        let (steps, layers) = (self.steps, self.layers.len());
+        let chunk = wavefront_chunk(steps);
+        let chunks = steps.div_ceil(chunk);
+        let span = |j: usize| (j * chunk, ((j + 1) * chunk).min(steps));
+        for round in 0..chunks + layers - 1 {
+            // (layer, chunk) pairs of this round: the top layer starts with the last chunk.
+            let active: Vec<(usize, usize)> = (0..layers)
+                .rev()
+                .filter_map(|l| {
+                    let k = round.checked_sub(layers - 1 - l)?;
+                    (k < chunks).then(|| (l, chunks - 1 - k))
+                })
+                .collect();
+            let mut ops = Vec::new();
+            for i in 0..chunk {
+                let mut cells = Vec::new();
+                for &(l, j) in &active {
+                    let (t0, t1) = span(j);
+                    if i < t1 - t0 {
+                        let (product, cell) = self.step_backward(l, t1 - 1 - i, l);
+                        ops.extend(product);
+                        cells.push(cell);
+                    }
+                }
+                ops.extend(cells);
+            }
+            for d in ops {
+                self.push(d)?;
+            }
+            for &(l, j) in &active {
+                if l > 0 {
+                    self.input_gradient(l, span(j), grads)?;
+                }
+            }
+        }
+        for l in (0..layers).rev() {
+            for d in self.weight_gradients(l, grads) {
+                self.push(d)?;
+            }
+        }
+        self.input_gradient(0, (0, steps), grads)
+    }
+
+    /// Time step `t` of layer `l` backward: d(h) from the step after through `W_h^T`
+    /// (its split sums, if any, left in scratch slot `slot` for the cell; none at the last
+    /// step), and the cell backward; with the fused recurrence, the fused step (or, at the
+    /// last step, the cell alone).
+    fn step_backward(
+        &self,
+        l: usize,
+        t: usize,
+        slot: usize,
+    ) -> (Vec<Result<Dispatch>>, Result<Dispatch>) {
+        let (batch, steps) = (self.batch, self.steps);
         let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
         let w = &self.params.lstm_weight[l];
-        let w_x = View::at(w, 0, inp * 4 * h);
         let w_h = View::at(w, inp * 4 * h, h * 4 * h);
         let lb = &self.layers[l];
         let dh = lb.dh.as_ref().expect("training buffers");
         let dc = lb.dc.as_ref().expect("training buffers");
-        let mut ops = Vec::new();
-        for t in (0..steps).rev() {
-            let dh_t = View::at(dh, t * batch * h, batch * h);
-            // dc of step t comes in through one ping-pong buffer, dc of t-1 goes out
-            // through the other; the last step starts from zero (truncated BPTT).
-            let dc_in = if t + 1 == steps {
-                View::at(&self.zeros, 0, batch * h)
-            } else {
-                View::all(&dc[(t + 1) % 2])
-            };
-            let act = View::at(&lb.act, t * batch * 4 * h, batch * 4 * h);
-            let c_prev = View::at(&lb.c, t * batch * h, batch * h);
-            let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
-            let dz_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
-            let mut partials = None;
-            if t + 1 < steps {
-                let dz_next = View::at(&lb.z, (t + 1) * batch * 4 * h, batch * 4 * h);
-                if self.recurrence == Recurrence::Fused {
-                    let views = StepBackwardViews {
-                        dz_next,
-                        w_h,
-                        act,
-                        c_prev,
-                        c,
-                        dh: dh_t,
-                        dc: dc_in,
-                        dc_prev: View::all(&dc[t % 2]),
-                        dz: dz_t,
-                    };
-                    ops.push(
-                        self.k
-                            .lstm_step
-                            .prepare_backward(self.gpu, (batch, h), &views),
-                    );
-                    continue;
-                }
-                let product;
-                (product, partials) =
-                    self.recurrent_product(nt(batch, 4 * h, h), dz_next, w_h, dh_t);
-                ops.extend(product);
+        let dh_t = View::at(dh, t * batch * h, batch * h);
+        // dc of step t comes in through one ping-pong buffer, dc of t-1 goes out through
+        // the other; the last step starts from zero (truncated BPTT).
+        let dc_in = if t + 1 == steps {
+            View::at(&self.zeros, 0, batch * h)
+        } else {
+            View::all(&dc[(t + 1) % 2])
+        };
+        let act = View::at(&lb.act, t * batch * 4 * h, batch * 4 * h);
+        let c_prev = View::at(&lb.c, t * batch * h, batch * h);
+        let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
+        let dz_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
+        let mut product = Vec::new();
+        let mut partials = None;
+        if t + 1 < steps {
+            let dz_next = View::at(&lb.z, (t + 1) * batch * 4 * h, batch * 4 * h);
+            if self.recurrence == Recurrence::Fused {
+                let views = StepBackwardViews {
+                    dz_next,
+                    w_h,
+                    act,
+                    c_prev,
+                    c,
+                    dh: dh_t,
+                    dc: dc_in,
+                    dc_prev: View::all(&dc[t % 2]),
+                    dz: dz_t,
+                };
+                let step = self
+                    .k
+                    .lstm_step
+                    .prepare_backward(self.gpu, (batch, h), &views);
+                return (product, step);
             }
-            let views = CellBackwardViews {
-                act,
-                c_prev,
-                c,
-                dh: dh_t,
-                dc: dc_in,
-                dpre: dz_t,
-                dc_prev: View::all(&dc[t % 2]),
-            };
-            let shape = CellShape { batch, hidden: h };
-            let cell = &self.k.lstm_cell;
-            let d16 = self.cell_half_output(dz_t);
-            let d16 = d16.as_ref().map(|b| HalfView::at(b, dz_t.offset, dz_t.len));
-            ops.push(match (&partials, d16) {
-                (Some(p), d16) => cell.prepare_backward_split(self.gpu, shape, &views, p, d16),
-                (None, Some(d16)) => cell.prepare_backward_half(self.gpu, shape, &views, d16),
-                (None, None) => cell.prepare_backward(self.gpu, shape, &views),
-            });
+            (product, partials) =
+                self.recurrent_product(nt(batch, 4 * h, h), dz_next, w_h, dh_t, slot);
         }
+        let views = CellBackwardViews {
+            act,
+            c_prev,
+            c,
+            dh: dh_t,
+            dc: dc_in,
+            dpre: dz_t,
+            dc_prev: View::all(&dc[t % 2]),
+        };
+        let shape = CellShape { batch, hidden: h };
+        let cell = &self.k.lstm_cell;
+        let d16 = self.cell_half_output(dz_t);
+        let d16 = d16.as_ref().map(|b| HalfView::at(b, dz_t.offset, dz_t.len));
+        let cell = match (&partials, d16) {
+            (Some(p), d16) => cell.prepare_backward_split(self.gpu, shape, &views, p, d16),
+            (None, Some(d16)) => cell.prepare_backward_half(self.gpu, shape, &views, d16),
+            (None, None) => cell.prepare_backward(self.gpu, shape, &views),
+        };
+        (product, cell)
+    }
+
+    /// Layer `l`'s weight gradients over all time steps at once: `x^T @ dz`, `h^T @ dz`
+    /// and the bias's column sums.
+    fn weight_gradients(&self, l: usize, grads: &GradBuffers) -> Vec<Result<Dispatch>> {
+        let n = self.n;
+        let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
+        let lb = &self.layers[l];
         let dz = View::all(&lb.z);
         let gw = &grads.lstm_weight[l];
-        ops.extend(self.product(
+        let mut ops = self.product(
             tn(inp, n, 4 * h),
             self.layer_input(l),
             dz,
             None,
             View::at(gw, 0, inp * 4 * h),
             false,
-        ));
+        );
         ops.extend(self.product(
             tn(h, n, 4 * h),
             View::at(&lb.h, 0, n * h),
@@ -1338,8 +1538,24 @@ impl<'a> StepBuilder<'a> {
             View::all(&grads.lstm_bias[l]),
             false,
         ));
-        // d(input): the layer below's d(h), or the embedding output's; computed into a
-        // scratch buffer first when a dropout mask stands between.
+        ops
+    }
+
+    /// d(input) of layer `l` for time steps `[t0, t1)`: `dz @ W_x^T` on their rows, into
+    /// the layer below's d(h) (or the embedding output's), through a scratch buffer and
+    /// the dropout mask (of those rows of the whole) when one stands between.
+    fn input_gradient(
+        &mut self,
+        l: usize,
+        (t0, t1): (usize, usize),
+        grads: &GradBuffers,
+    ) -> Result<()> {
+        let batch = self.batch;
+        let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
+        let rows = (t1 - t0) * batch;
+        let w = &self.params.lstm_weight[l];
+        let w_x = View::at(w, 0, inp * 4 * h);
+        let dz = View::at(&self.layers[l].z, t0 * batch * 4 * h, rows * 4 * h);
         let (final_dx, dropped) = if l == 0 {
             (&grads.dx0, self.x0_drop.is_some())
         } else {
@@ -1355,24 +1571,25 @@ impl<'a> StepBuilder<'a> {
             &grads.scratch_dh
         };
         let target = if dropped { scratch } else { final_dx };
-        ops.extend(self.product(
-            nt(n, 4 * h, inp),
+        let first = t0 * batch * inp;
+        let ops = self.product(
+            nt(rows, 4 * h, inp),
             dz,
             w_x,
             None,
-            View::at(target, 0, n * inp),
+            View::at(target, first, rows * inp),
             false,
-        ));
+        );
         let (scratch, final_dx) = (scratch.clone(), final_dx.clone());
         for d in ops {
             self.push(d)?;
         }
         if dropped {
             let (from, to) = (
-                View::at(&scratch, 0, n * inp),
-                View::at(&final_dx, 0, n * inp),
+                View::at(&scratch, first, rows * inp),
+                View::at(&final_dx, first, rows * inp),
             );
-            self.dropout(n * inp, from, to, l as u32)?;
+            self.dropout_part(rows * inp, from, to, l as u32, first)?;
         }
         Ok(())
     }

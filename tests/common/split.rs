@@ -1,5 +1,6 @@
 //! Two training steps with the recurrent products' split-K sums added by the cell or by
-//! their own pass (`Kernels::fuse_split_sums`), for comparing the two bit for bit.
+//! their own pass (`Kernels::fuse_split_sums`), or with another recurrence, for comparing
+//! the two bit for bit.
 
 use super::{random_ids, random_state};
 use lstm_gpu::config::Config;
@@ -12,8 +13,18 @@ use lstm_gpu::model::Params;
 /// Two steps of `cfg` (unfused recurrence) from fixed parameters, state and batch: the
 /// step's launches, the loss's bits, and the bits of every parameter and state tensor.
 pub fn two_steps(gpu: &Gpu, cfg: &Config, fuse: bool) -> (usize, u64, Vec<Vec<u32>>) {
+    two_steps_with(gpu, cfg, Recurrence::Unfused, fuse)
+}
+
+/// [`two_steps`] with `recurrence`.
+pub fn two_steps_with(
+    gpu: &Gpu,
+    cfg: &Config,
+    recurrence: Recurrence,
+    fuse: bool,
+) -> (usize, u64, Vec<Vec<u32>>) {
     let mut kernels = Kernels::new(gpu).unwrap();
-    kernels.recurrence = Some(Recurrence::Unfused);
+    kernels.recurrence = Some(recurrence);
     kernels.fuse_split_sums = fuse;
     let params = Params::<f32>::init(cfg, 5);
     let pbuf = ParamBuffers::upload(gpu, cfg, &params).unwrap();

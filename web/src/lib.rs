@@ -82,7 +82,7 @@ struct Options {
     /// The matmul kernel for every product (`tiled`, `register-blocked`, ... as `--matmul`);
     /// default: the rule for the adapter.
     matmul: Option<String>,
-    /// `fused` or `unfused`, as `--recurrence`; default: the adapter's.
+    /// `fused`, `unfused` or `wavefront`, as `--recurrence`; default: the adapter's.
     recurrence: Option<String>,
 }
 
