@@ -236,6 +236,20 @@ echo "Bias gradients' column sums as the adapter adds them (in row slices on GPU
 echo "each) or in one pass per column (LSTM_GPU_COLUMN_SUMS=serial):"
 ab_lines serial default serial
 echo
+echo "A training step with each recurrence, as tune timed it (ms; the choice kept):"
+python3 - "$work" $presets <<'PY' || true
+import json, sys
+work, presets = sys.argv[1], sys.argv[2:]
+for preset in presets:
+    models = json.load(open(f"{work}/tune-{preset}.json")).get("models", {})
+    for m in models.values():
+        ms = m.get("step_ms") or {}
+        if ms:
+            times = ", ".join(f"{r} {t:.2f}" for r, t in ms.items())
+            print(f"  {preset:<7} {times}: {m['recurrence']}")
+            break
+PY
+echo
 echo "Each product of a seed step: the tuned kernel, its time and GFLOP/s, against the fastest:"
 grep -E "^  [0-9]" "$work/bench.txt" 2>/dev/null || echo "  (not run: --presets has no seed)"
 if [ -f "$work/peer.json" ] || [ -f "$work/bench-square.json" ]; then
