@@ -2,7 +2,8 @@
 //! allocated on the host or the device.
 //!
 //! Every buffer a run makes is listed here with its size ([`buffers`]; the split-K matmul's
-//! scratch is capped below any adapter's binding limit and left out); the largest one must
+//! scratch buffers, one, or one per layer with the wavefront recurrence, and the column
+//! sums' are each capped below any adapter's binding limit and left out); the largest one must
 //! fit one storage binding of the adapter. The check runs on the limits the adapter offers
 //! (or a cap of them, such as WebGPU's defaults), and what it finds is also what the device
 //! is opened with ([`Needs`]): the program requests WebGPU's default limits, raised only as
