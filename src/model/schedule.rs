@@ -1085,18 +1085,10 @@ impl<'a> StepBuilder<'a> {
                     _ => ops.extend(self.input_projection(l, span(j))),
                 }
             }
-            for i in 0..chunk {
-                let mut cells = Vec::new();
-                for &(l, j) in &active {
-                    let t = span(j).0 + i;
-                    if t < span(j).1 {
-                        let (product, cell) = self.step_forward(l, t, l);
-                        ops.extend(product);
-                        cells.push(cell);
-                    }
-                }
-                ops.extend(cells);
-            }
+            let spans: Vec<_> = active.iter().map(|&(l, j)| (l, span(j))).collect();
+            ops.extend(self.interleaved(chunk, &spans, |b, l, (t0, t1), i| {
+                (t0 + i < t1).then(|| b.step_forward(l, t0 + i, l))
+            }));
             for d in ops {
                 self.push(d)?;
             }
@@ -1107,6 +1099,35 @@ impl<'a> StepBuilder<'a> {
             }
         }
         self.output_dropout(layers - 1, (0, steps))
+    }
+
+    /// The time steps of a wavefront round, for layers `(l, (t0, t1))` each running the
+    /// steps of one chunk: for the `i`-th step of every chunk (`step` says which, `None`
+    /// past a short chunk's end), the layers' products, then their cells.
+    #[allow(clippy::type_complexity)]
+    fn interleaved(
+        &self,
+        chunk: usize,
+        spans: &[(usize, (usize, usize))],
+        step: impl Fn(
+            &Self,
+            usize,
+            (usize, usize),
+            usize,
+        ) -> Option<(Vec<Result<Dispatch>>, Result<Dispatch>)>,
+    ) -> Vec<Result<Dispatch>> {
+        let mut ops = Vec::new();
+        for i in 0..chunk {
+            let mut cells = Vec::new();
+            for &(l, span) in spans {
+                if let Some((product, cell)) = step(self, l, span, i) {
+                    ops.extend(product);
+                    cells.push(cell);
+                }
+            }
+            ops.extend(cells);
+        }
+        ops
     }
 
     /// Layer `l`'s input projection for time steps `[t0, t1)`: `z = x @ W_x + b` on their
@@ -1401,19 +1422,10 @@ impl<'a> StepBuilder<'a> {
                     (k < chunks).then(|| (l, chunks - 1 - k))
                 })
                 .collect();
-            let mut ops = Vec::new();
-            for i in 0..chunk {
-                let mut cells = Vec::new();
-                for &(l, j) in &active {
-                    let (t0, t1) = span(j);
-                    if i < t1 - t0 {
-                        let (product, cell) = self.step_backward(l, t1 - 1 - i, l);
-                        ops.extend(product);
-                        cells.push(cell);
-                    }
-                }
-                ops.extend(cells);
-            }
+            let spans: Vec<_> = active.iter().map(|&(l, j)| (l, span(j))).collect();
+            let ops = self.interleaved(chunk, &spans, |b, l, (t0, t1), i| {
+                (i < t1 - t0).then(|| b.step_backward(l, t1 - 1 - i, l))
+            });
             for d in ops {
                 self.push(d)?;
             }
