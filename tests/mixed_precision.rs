@@ -578,3 +578,38 @@ fn the_mixed_cell_adds_split_recurrent_sums_bit_for_bit() {
     let steps = cfg.num_steps;
     common::split::assert_the_cell_adds_the_sums(&gpu, &cfg, steps + 2 * (steps - 1));
 }
+
+/// Mixed precision in the wavefront's order (`--recurrence wavefront --precision mixed`):
+/// the same f16 copies made (the cell's, and casts at each range's first read, whatever
+/// the order), so the same two steps bit for bit as the unfused mixed step; and with split
+/// products (forced as on a GPU) each layer's f16 slices wait in a scratch slot of their
+/// own: the mixed step still matches its CPU twin.
+#[test]
+fn the_mixed_wavefront_step_is_the_mixed_unfused_step_bit_for_bit() {
+    use lstm_gpu::gpu::lstm_step::Recurrence;
+    use lstm_gpu::gpu::matmul::MatmulVariant;
+    let gpu = gpu();
+    half_kernels(&gpu);
+    for (hidden, steps) in [(vec![17, 9], 6), (vec![8, 12, 8], 9)] {
+        let cfg = Config {
+            hidden: hidden.clone(),
+            num_steps: steps,
+            ..small_config(Precision::Mixed)
+        };
+        let (unfused_launches, unfused_loss, unfused) =
+            common::split::two_steps_with(&gpu, &cfg, Recurrence::Unfused, true);
+        let (wave_launches, wave_loss, wave) =
+            common::split::two_steps_with(&gpu, &cfg, Recurrence::Wavefront, true);
+        assert_eq!(wave_loss, unfused_loss, "{hidden:?}: loss");
+        assert!(wave == unfused, "{hidden:?}: parameters or state differ");
+        assert!(
+            wave_launches > unfused_launches,
+            "{hidden:?}: its chunks' launches"
+        );
+    }
+    let mut split = common::gpu();
+    split.matmul = Some(MatmulVariant::StripSplit);
+    let mut kernels = Kernels::new(&split).unwrap();
+    kernels.recurrence = Some(Recurrence::Wavefront);
+    mixed_step_against_twin(&split, &kernels);
+}

@@ -61,7 +61,7 @@ pub(crate) struct HalfOperands<'a> {
 /// bindings A, B, bias, C, uniforms. With `split`, k is cut into slices where that matmul
 /// family would cut it ([`Matmul::split_plan`]: on GPUs, for products whose C makes too
 /// few workgroups): the slices' sums go to its scratch buffer and its `matmul_split_sum`
-/// adds them into C, the second launch of the dispatch; or, with `split.defer_sum`, the
+/// adds them into C, the second launch of the dispatch; or, with `split.defer`, the
 /// slices are left for the kernel that reads C next (see
 /// [`Matmul::prepare_deferring_sum`]) and returned.
 pub(crate) fn half_matmul_dispatch(
@@ -91,7 +91,7 @@ pub(crate) fn half_matmul_dispatch(
     if [a.buffer, b.buffer].contains(&c.buffer) {
         bail!("{label} {m}x{k}x{n}: the output C shares a buffer with an input");
     }
-    if split.is_some_and(|s| s.defer_sum) && (bias.is_some() || !accumulate) {
+    if split.is_some_and(|s| s.defer.is_some()) && (bias.is_some() || !accumulate) {
         bail!("{label} {m}x{k}x{n}: only a product accumulating without bias defers its sum");
     }
     let col_blocks = n.div_ceil(block);
@@ -137,14 +137,15 @@ pub(crate) fn half_matmul_dispatch(
     };
     split
         .family
-        .split_dispatch(gpu, launch, bias, c, split.defer_sum.then_some(0))
+        .split_dispatch(gpu, launch, bias, c, split.defer)
 }
 
 /// How an f16 product may split k: as `family` (the device's f32 matmuls) splits it, its
-/// slices summed by a second launch, or with `defer_sum` left to the kernel that reads C
-/// next (only for products that accumulate into C without a bias).
+/// slices summed by a second launch, or with `defer` (a scratch slot, see
+/// [`Matmul::prepare_deferring_sum_in`]) left to the kernel that reads C next (only for
+/// products that accumulate into C without a bias).
 #[derive(Clone, Copy)]
 pub struct Split<'a> {
     pub family: &'a Matmul,
-    pub defer_sum: bool,
+    pub defer: Option<usize>,
 }

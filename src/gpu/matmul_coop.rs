@@ -72,7 +72,7 @@ impl CoopMatmul {
         };
         let split = split.map(|family| Split {
             family,
-            defer_sum: false,
+            defer: None,
         });
         Ok(self.dispatch(gpu, shape, operands, split)?.0)
     }

@@ -134,8 +134,9 @@ impl HalfKernels {
     }
 
     /// [`HalfKernels::product`] of `c += op(a) @ op(b)` where a split product leaves its
-    /// slices for the kernel that reads `c` next, as [`Matmul::prepare_deferring_sum`]
-    /// does for the f32 family (`family`, whose split rule it follows).
+    /// slices, in scratch `slot`, for the kernel that reads `c` next, as
+    /// [`Matmul::prepare_deferring_sum_in`] does for the f32 family (`family`, whose split
+    /// rule and scratch it uses).
     pub fn product_deferring_sum(
         &self,
         gpu: &Gpu,
@@ -143,7 +144,7 @@ impl HalfKernels {
         a: HalfView,
         b: HalfView,
         c: View,
-        family: &Matmul,
+        (family, slot): (&Matmul, usize),
     ) -> Result<(Dispatch, Option<SplitPartials>)> {
         let operands = HalfOperands {
             a,
@@ -154,7 +155,7 @@ impl HalfKernels {
         };
         let split = Some(Split {
             family,
-            defer_sum: true,
+            defer: Some(slot),
         });
         match &self.coop {
             Some(coop) => coop.dispatch(gpu, shape, operands, split),
@@ -194,7 +195,7 @@ impl HalfKernels {
         };
         let split = split.map(|family| Split {
             family,
-            defer_sum: false,
+            defer: None,
         });
         Ok(self.dispatch(gpu, shape, operands, split)?.0)
     }

@@ -128,19 +128,23 @@ pub fn recurrence_for(
     (batch, steps): (usize, usize),
 ) -> (Recurrence, crate::gpu::ChoiceSource) {
     use crate::gpu::ChoiceSource;
-    // The fused step kernels have no f16 form: mixed precision runs the products unfused.
-    if cfg.precision == Precision::Mixed {
+    let chosen = match k.recurrence {
+        Some(r) => (r, ChoiceSource::Forced),
+        None => {
+            let tuned = gpu.tuning.as_ref().and_then(|t| {
+                t.recurrence
+                    .get(&model_key(cfg, batch, steps))
+                    .map(|&r| (r, t.source))
+            });
+            tuned.unwrap_or((default_recurrence(gpu), ChoiceSource::Default))
+        }
+    };
+    // The fused step kernels have no f16 form: mixed precision runs the products unfused
+    // (in the wavefront's order where that is the choice).
+    if cfg.precision == Precision::Mixed && chosen.0 == Recurrence::Fused {
         return (Recurrence::Unfused, ChoiceSource::Forced);
     }
-    if let Some(r) = k.recurrence {
-        return (r, ChoiceSource::Forced);
-    }
-    let tuned = gpu.tuning.as_ref().and_then(|t| {
-        t.recurrence
-            .get(&model_key(cfg, batch, steps))
-            .map(|&r| (r, t.source))
-    });
-    tuned.unwrap_or((default_recurrence(gpu), ChoiceSource::Default))
+    chosen
 }
 
 /// The parameters on the device, one buffer per tensor in the order of [`tensor_specs`].
@@ -875,9 +879,9 @@ impl<'a> StepBuilder<'a> {
             HalfView::at(&hb, b.offset, b.len),
         );
         let family = &self.k.matmul;
-        let product = half
-            .kernels
-            .product_deferring_sum(self.gpu, shape, ha, hb, c, family);
+        let product =
+            half.kernels
+                .product_deferring_sum(self.gpu, shape, ha, hb, c, (family, slot));
         match product {
             Ok((d, partials)) => {
                 ops.push(Ok(d));
