@@ -115,8 +115,8 @@ pub struct GpuArgs {
     pub matmul: Option<MatmulVariant>,
     /// How each layer's time steps run: fused (one dispatch per time step: the recurrent
     /// product and the cell together), unfused (a matmul, then the cell) or wavefront
-    /// (unfused, the layers' time steps interleaved in chunks so that a GPU may run them side
-    /// by side) [default: the adapter's tuned choice, else unfused].
+    /// (unfused, the layers' time steps interleaved in chunks) [default: the adapter's tuned
+    /// choice, else unfused].
     #[arg(long)]
     pub recurrence: Option<Recurrence>,
     /// Limits to run within: `adapter` (what it offers) or `webgpu` (no more than WebGPU's

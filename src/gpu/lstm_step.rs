@@ -28,9 +28,10 @@ pub enum Recurrence {
     Fused,
     /// A matmul and the cell kernel per layer and time step: the reference.
     Unfused,
-    /// Unfused, with the layers' time steps interleaved as a wavefront (layer l + 1's chunk
-    /// of time steps beside layer l's next one: `model::schedule`'s `wavefront_forward`),
-    /// so that a GPU may run the two layers' launches side by side. The same operations.
+    /// Unfused, with the layers' time steps in a wavefront's order (layer l + 1's chunk of
+    /// time steps beside layer l's next one: `model::schedule`'s `wavefront_forward`). The
+    /// same operations; the two layers' launches of a pair still run one after the other
+    /// (wgpu's barriers) until a pair is one launch.
     Wavefront,
 }
 

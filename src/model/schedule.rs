@@ -1061,11 +1061,13 @@ impl<'a> StepBuilder<'a> {
         self.output_dropout(l, (0, steps))
     }
 
-    /// The layers' forward passes as a wavefront (`Recurrence::Wavefront`): the time steps
-    /// in chunks, layer `l` running chunk `j` in round `j + l`, so that from the second
-    /// round on the layers' time steps run side by side, as [products] [cells]: launches
-    /// that share no buffer they write, which wgpu records without a barrier between them
-    /// and a GPU may overlap. Each round first gives every layer above the first the input
+    /// The layers' forward passes in a wavefront's order (`Recurrence::Wavefront`): the
+    /// time steps in chunks, layer `l` running chunk `j` in round `j + l`, so that from the
+    /// second round on the layers' time steps come in pairs, [products] [cells], launches
+    /// that write no buffer in common. (wgpu records each launch's barriers right before
+    /// it, and the second product of a pair always needs one, so the pair runs one launch
+    /// after the other; it overlaps once a pair is one launch serving both layers, which
+    /// this order is the first half of.) Each round first gives every layer above the first the input
     /// projection of its chunk (the layer below's output of that chunk, after its dropout,
     /// made the round before), and ends with the dropout of the chunks just made. Each
     /// layer's split products leave their sums in a scratch slot of its own. The same
@@ -1404,10 +1406,10 @@ impl<'a> StepBuilder<'a> {
         self.input_gradient(l, (0, steps), grads)
     }
 
-    /// The backward pass as a wavefront (see [`StepBuilder::wavefront_forward`]): chunks
-    /// of time steps from the last, the top layer running chunk `j` (counted from the end)
-    /// in round `j` and each layer below one round after the layer above it, so that the
-    /// layers' time steps run side by side as [products] [cells]. Each round ends with the
+    /// The backward pass in a wavefront's order (see [`StepBuilder::wavefront_forward`]):
+    /// chunks of time steps from the last, the top layer running chunk `j` (counted from
+    /// the end) in round `j` and each layer below one round after the layer above it, the
+    /// layers' time steps in pairs, [products] [cells]. Each round ends with the
     /// d(input) of the chunks just finished by the layers above the first (the next
     /// layer's d(h) rows for that chunk, through its dropout); the weight gradients and the
     /// first layer's d(input) come after the last round. The same operations as
