@@ -1770,6 +1770,47 @@ fn a_mixed_precision_run_resumes_bit_identically_with_its_loss_scale() {
     }
 }
 
+/// `--recurrence wavefront` on the command line: the step in the wavefront's order (its
+/// chunks' launches more than unfused, said in the profile), a training run with it
+/// leaves the same parameters as unfused bit for bit, and an unknown recurrence is one
+/// line naming the three.
+#[test]
+fn the_wavefront_recurrence_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut launches = Vec::new();
+    for how in ["unfused", "wavefront"] {
+        let o = run(bin()
+            .args(["profile", "--json", "--synthetic", "--steps", "1"])
+            .args(TINY_MODEL)
+            .args(["--recurrence", how]));
+        assert!(o.status.success(), "profile {how}: {}", stderr(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(p["recurrence"], format!("{how} (forced)"));
+        launches.push(p["dispatches_per_step"].as_u64().unwrap());
+        let o = run(tiny_train(&dir.path().join(how)).args([
+            "--max-steps",
+            "6",
+            "--no-eval-at-stop",
+            "--recurrence",
+            how,
+        ]));
+        assert!(o.status.success(), "train {how}: {}", stderr(&o));
+    }
+    // 5 time steps: 2 chunks of 3 and 2; layer 2's input projection and layer 1's
+    // d(input) once more each.
+    assert_eq!(launches[1], launches[0] + 2, "{launches:?}");
+    let (a, b) = (
+        params_of(&dir.path().join("unfused/last.safetensors")),
+        params_of(&dir.path().join("wavefront/last.safetensors")),
+    );
+    assert!(a.params == b.params, "the two runs trained differently");
+    let o = run(bin()
+        .args(["profile", "--synthetic", "--steps", "1"])
+        .args(TINY_MODEL)
+        .args(["--recurrence", "diagonal"]));
+    assert_one_line_error(&o, 2, "fused, unfused or wavefront");
+}
+
 /// `LSTM_GPU_COLUMN_SUMS` chooses how the bias gradients' column sums add their rows:
 /// `sliced` (a GPU's default) cuts the softmax's and both layers' sums into row slices
 /// (80 rows here: two slices of 40), `serial` (a CPU adapter's) adds each column in one
