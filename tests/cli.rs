@@ -110,6 +110,15 @@ fn params_of(path: &Path) -> Checkpoint {
     Checkpoint::load(path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
 }
 
+/// The runs in `dir`'s folders `a` and `b` left the same parameters, bit for bit.
+fn assert_trained_alike(dir: &Path, a: &str, b: &str) {
+    let last = |run: &str| params_of(&dir.join(run).join("last.safetensors"));
+    assert!(
+        last(a).params == last(b).params,
+        "the runs {a} and {b} trained differently"
+    );
+}
+
 #[test]
 fn resume_continues_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
@@ -1799,11 +1808,7 @@ fn the_wavefront_recurrence_from_the_command_line() {
     // 5 time steps: 2 chunks of 3 and 2; layer 2's input projection and layer 1's
     // d(input) once more each.
     assert_eq!(launches[1], launches[0] + 2, "{launches:?}");
-    let (a, b) = (
-        params_of(&dir.path().join("unfused/last.safetensors")),
-        params_of(&dir.path().join("wavefront/last.safetensors")),
-    );
-    assert!(a.params == b.params, "the two runs trained differently");
+    assert_trained_alike(dir.path(), "unfused", "wavefront");
     let o = run(bin()
         .args(["profile", "--synthetic", "--steps", "1"])
         .args(TINY_MODEL)
@@ -1955,11 +1960,7 @@ fn split_sums_env_changes_the_launches_not_the_training() {
     };
     assert!(cell0 > 0 && cell1 == 0, "{launches:?}");
     assert_eq!((l1 - l0, pass1 - pass0), (cell0, cell0), "{launches:?}");
-    let (a, b) = (
-        params_of(&dir.path().join("cell/last.safetensors")),
-        params_of(&dir.path().join("separate/last.safetensors")),
-    );
-    assert!(a.params == b.params, "the two runs trained differently");
+    assert_trained_alike(dir.path(), "cell", "separate");
     let o = run(bin()
         .args(["profile", "--synthetic", "--steps", "1"])
         .args(TINY_MODEL)
