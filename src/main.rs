@@ -602,9 +602,10 @@ fn run(cli: Cli) -> Result<()> {
                     };
                     if let Some(t) = of_shape.iter().find(|r| &r.variant == choice) {
                         say(&format!(
-                            "  {key:<20} {choice:<18} {:>9.3} ms {:>7.1} GFLOP/s, {:.2}x the fastest ({} {:.3} ms)",
+                            "  {key:<20} {choice:<18} {:>9.3} ms {:>7.1} GFLOP/s {:>7.1} GB/s, {:.2}x the fastest ({} {:.3} ms)",
                             t.ms,
                             t.gflops,
+                            t.gb_per_second,
                             t.ms / best.ms,
                             best.variant,
                             best.ms

@@ -314,6 +314,8 @@ fn bench_kernels_times_the_shapes_asked_for() {
     let out = String::from_utf8_lossy(&o.stdout);
     let rows: Vec<&str> = out.lines().filter(|l| l.contains("GFLOP/s")).collect();
     assert_eq!(rows.len(), 2, "{out}");
+    // Each row also says the product's own traffic per second.
+    assert!(rows.iter().all(|r| r.ends_with("GB/s")), "{out}");
     assert!(
         rows[0].contains("register-blocked NT     9x12   x   20"),
         "{out}"

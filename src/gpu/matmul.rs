@@ -1171,11 +1171,43 @@ impl Matmul {
 }
 
 impl BenchRow {
+    /// A row for `variant` on `shape` timed at `seconds` by `clock`: `flops` floating-point
+    /// operations, operands of `operand_bytes` bytes a word (4 for f32, 2 for the f16 copies
+    /// of mixed precision) and C in f32.
+    pub fn new(
+        variant: String,
+        shape: MatmulShape,
+        (seconds, clock): (f64, &str),
+        flops: f64,
+        operand_bytes: usize,
+    ) -> BenchRow {
+        let (m, k, n) = (shape.m, shape.k, shape.n);
+        let bytes = (operand_bytes * (m * k + k * n) + 4 * m * n) as f64;
+        BenchRow {
+            variant,
+            form: form_name(shape).to_string(),
+            m,
+            k,
+            n,
+            ms: seconds * 1e3,
+            gflops: flops / seconds / 1e9,
+            gb_per_second: bytes / seconds / 1e9,
+            clock: clock.to_string(),
+        }
+    }
+
     /// The row as one line of the benchmark table.
     pub fn line(&self) -> String {
         format!(
-            "matmul {:>18} {} {:>5}x{:<5}x{:>5} {:>9.3} ms {:>7.1} GFLOP/s",
-            self.variant, self.form, self.m, self.k, self.n, self.ms, self.gflops
+            "matmul {:>18} {} {:>5}x{:<5}x{:>5} {:>9.3} ms {:>7.1} GFLOP/s {:>7.1} GB/s",
+            self.variant,
+            self.form,
+            self.m,
+            self.k,
+            self.n,
+            self.ms,
+            self.gflops,
+            self.gb_per_second
         )
     }
 }
@@ -1192,6 +1224,10 @@ pub struct BenchRow {
     /// Best time of one run.
     pub ms: f64,
     pub gflops: f64,
+    /// The product's own traffic (A and B read once, C written once) per second: what a
+    /// product of few rows, bound by reading B, is held to (the adapter's memory
+    /// bandwidth); kernels that read an operand more than once move more.
+    pub gb_per_second: f64,
     /// How the time was taken: `timestamps` or `wall`.
     pub clock: String,
 }
@@ -1468,16 +1504,7 @@ pub fn bench_matmul(
             )?;
             gpu.run(&[&d])?;
             let (seconds, clock) = timer.best(gpu, &d)?;
-            let row = BenchRow {
-                variant: v.name().to_string(),
-                form: form_name(s).to_string(),
-                m: s.m,
-                k: s.k,
-                n: s.n,
-                ms: seconds * 1e3,
-                gflops: d.flops / seconds / 1e9,
-                clock: clock.to_string(),
-            };
+            let row = BenchRow::new(v.name().to_string(), s, (seconds, clock), d.flops, 4);
             on_row(&row);
             rows.push(row);
         }

@@ -275,16 +275,7 @@ pub fn bench_matmul_f16(
         for (variant, d) in kernels {
             gpu.run(&[&d])?;
             let (seconds, clock) = timer.best(gpu, &d)?;
-            let row = super::matmul::BenchRow {
-                variant,
-                form: super::matmul::form_name(s).to_string(),
-                m: s.m,
-                k: s.k,
-                n: s.n,
-                ms: seconds * 1e3,
-                gflops: d.flops / seconds / 1e9,
-                clock: clock.to_string(),
-            };
+            let row = super::matmul::BenchRow::new(variant, s, (seconds, clock), d.flops, 2);
             on_row(&row);
             rows.push(row);
         }
