@@ -7,11 +7,19 @@
 //   pre, act, dpre  [batch, 4 * hidden], gate blocks i, j, f, o of `hidden` columns each
 //   c, h, dh, dc    [batch, hidden]
 // The training step calls these per time step on windows of [T + 1, batch, hidden] state
-// buffers, so every operand has its own offset. c_prev and c are two windows of one binding
+// buffers, so every operand has its own offset.
+//
+// One launch may serve up to GROUPS cells of one shape whose operands lie in the same
+// buffers at other offsets (the layers of a wavefront step, gpu::lstm_cell::LstmCell::
+// prepare_forward_group): the uniforms are an array of parameter blocks, and the grid's z
+// says which one an invocation runs (0 for a single cell). Each entry point first copies
+// its block into the private `fwd` / `bwd` that every function below reads. c_prev and c are two windows of one binding
 // (the state buffer): WebGPU refuses one buffer in two bindings of a dispatch when either
 // is writable, and the launcher binds every buffer once (gpu::Gpu::bind).
 
 const WORKGROUP: u32 = 64u;
+// Cells one launch may serve (gpu::lstm_cell::GROUPS).
+const GROUPS: u32 = 4u;
 
 // sigmoid and tanh_guarded come from shaders/lstm_gates.wgsl, which the launcher puts in
 // front of this file.
@@ -39,7 +47,8 @@ struct ForwardParams {
     // lstm_cell_forward_split: the slices of the recurrent product's partial sums.
     slices: u32,
     slice_words: u32,
-    _pad0: u32,
+    // ... from this word of `partials` on.
+    partials: u32,
 }
 
 @group(0) @binding(0) var<storage, read> fwd_pre: array<f32>;
@@ -48,13 +57,16 @@ struct ForwardParams {
 @group(0) @binding(1) var<storage, read_write> fwd_c: array<f32>;
 @group(0) @binding(2) var<storage, read_write> fwd_act: array<f32>;
 @group(0) @binding(3) var<storage, read_write> fwd_h: array<f32>;
-@group(0) @binding(4) var<uniform> fwd: ForwardParams;
+@group(0) @binding(4) var<uniform> fwd_launch: array<ForwardParams, GROUPS>;
+// This invocation's cell: fwd_launch[grid z].
+var<private> fwd: ForwardParams;
 
 @compute @workgroup_size(WORKGROUP)
 fn lstm_cell_forward(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    fwd = fwd_launch[gid.z];
     let idx = flat_index(gid, groups);
     if idx >= fwd.batch * fwd.hidden {
         return;
@@ -118,6 +130,11 @@ struct BackwardParams {
     // lstm_cell_backward_split: the slices of the recurrent product's partial sums.
     slices: u32,
     slice_words: u32,
+    // ... from this word of `partials` on.
+    partials: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> bwd_act: array<f32>;
@@ -129,13 +146,16 @@ struct BackwardParams {
 @group(0) @binding(3) var<storage, read> bwd_dc: array<f32>;
 @group(0) @binding(4) var<storage, read_write> bwd_dpre: array<f32>;
 @group(0) @binding(5) var<storage, read_write> bwd_dc_prev: array<f32>;
-@group(0) @binding(6) var<uniform> bwd: BackwardParams;
+@group(0) @binding(6) var<uniform> bwd_launch: array<BackwardParams, GROUPS>;
+// This invocation's cell: bwd_launch[grid z].
+var<private> bwd: BackwardParams;
 
 @compute @workgroup_size(WORKGROUP)
 fn lstm_cell_backward(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    bwd = bwd_launch[gid.z];
     let idx = flat_index(gid, groups);
     if idx >= bwd.batch * bwd.hidden {
         return;
@@ -178,7 +198,7 @@ fn cell_backward(idx: u32, dh: f32) -> vec4<f32> {
 // W_h^T backward) split k into slices, its partial sums are added here rather than by a
 // pass of their own (gpu::matmul::Matmul::prepare_deferring_sum): the slices in order,
 // then the sum added to the old value, exactly as matmul_split_sum would have stored it.
-// `slices` slices of `slice_words` words from word 0, each laid out as the product's
+// `slices` slices of `slice_words` words from word `partials` on, each laid out as the product's
 // output: the [batch, 4 * hidden] pre-activations forward, the [batch, hidden] dh backward.
 
 @group(0) @binding(8) var<storage, read> partials: array<f32>;
@@ -212,6 +232,7 @@ fn lstm_cell_forward_split(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    fwd = fwd_launch[gid.z];
     let idx = flat_index(gid, groups);
     if idx >= fwd.batch * fwd.hidden {
         return;
@@ -222,7 +243,7 @@ fn lstm_cell_forward_split(
 // The four gates' partial sums of state word `idx`.
 fn forward_partials(idx: u32) -> vec4<f32> {
     let hidden = fwd.hidden;
-    let g = gate_offset(idx, hidden);
+    let g = fwd.partials + gate_offset(idx, hidden);
     return vec4<f32>(
         partial_sum(g, fwd.slices, fwd.slice_words),
         partial_sum(g + hidden, fwd.slices, fwd.slice_words),
@@ -236,9 +257,10 @@ fn lstm_cell_backward_split(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    bwd = bwd_launch[gid.z];
     let idx = flat_index(gid, groups);
     if idx >= bwd.batch * bwd.hidden {
         return;
     }
-    cell_backward(idx, bwd_dh[bwd.dh + idx] + partial_sum(idx, bwd.slices, bwd.slice_words));
+    cell_backward(idx, bwd_dh[bwd.dh + idx] + partial_sum(bwd.partials + idx, bwd.slices, bwd.slice_words));
 }

@@ -19,6 +19,7 @@ fn lstm_cell_forward_f16(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    fwd = fwd_launch[gid.z];
     let idx = flat_index(gid, groups);
     if idx >= fwd.batch * fwd.hidden {
         return;
@@ -44,6 +45,7 @@ fn lstm_cell_backward_f16(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    bwd = bwd_launch[gid.z];
     let idx = flat_index(gid, groups);
     if idx >= bwd.batch * bwd.hidden {
         return;
@@ -56,6 +58,7 @@ fn lstm_cell_forward_split_f16(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    fwd = fwd_launch[gid.z];
     let idx = flat_index(gid, groups);
     if idx >= fwd.batch * fwd.hidden {
         return;
@@ -68,10 +71,11 @@ fn lstm_cell_backward_split_f16(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    bwd = bwd_launch[gid.z];
     let idx = flat_index(gid, groups);
     if idx >= bwd.batch * bwd.hidden {
         return;
     }
-    let dh = bwd_dh[bwd.dh + idx] + partial_sum(idx, bwd.slices, bwd.slice_words);
+    let dh = bwd_dh[bwd.dh + idx] + partial_sum(bwd.partials + idx, bwd.slices, bwd.slice_words);
     write_dpre16(idx, cell_backward(idx, dh));
 }

@@ -1,5 +1,5 @@
 // ---------------------------------------------------------------------------------------
-// Block: the GPU-class kernel (shaders/matmul.wgsl's bindings, `store_shifted` and
+// Block: the GPU-class kernel (shaders/matmul_store.wgsl's bindings and `store_shifted`,
 // `split_range`, then shaders/matmul_vec4.wgsl, come first in the module). A workgroup
 // computes a BLOCK_M x BLOCK_N block of C from K tiles of BLOCK_K steps staged in
 // workgroup memory, double-buffered: while the invocations multiply out one tile they

@@ -1,8 +1,9 @@
 // ---------------------------------------------------------------------------------------
 // Panel: the kernel for products with few rows and a wide C, the recurrent products of
 // every time step above all (`[batch, h] @ [h, 4h]` forward, `[batch, 4h] @ [4h, h]^T`
-// backward, batch 20 at the small, medium and large presets). shaders/matmul.wgsl's
-// bindings, `store_shifted` and `split_range` come first in the module.
+// backward, batch 20 at the small, medium and large presets). The bindings and
+// `store_shifted` (shaders/matmul_store.wgsl), `split_range` and shaders/matmul_vec4.wgsl
+// come first in the module.
 //
 // A workgroup computes a panel of C, all PANEL_ROWS rows by PANEL_COLS columns, from one
 // slice of k (the grid's z; unsplit, all of k): one invocation per column, its 32 rows as
@@ -97,13 +98,14 @@ fn matmul_panel(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
+    let slice = launch_slice(wg);
     let block = block_index(wg);
     if block >= params.blocks {
         return;
     }
     let i0 = (block / params.col_blocks) * PANEL_ROWS;
     let j = (block % params.col_blocks) * PANEL_COLS + lane;
-    let range = split_range(wg.z);
+    let range = split_range(slice);
     let p_end = range.y;
     // Quads of rows with a row inside C (the same in every invocation).
     let quads = min(PANEL_ROWS, params.m - i0 + 3u) / 4u;
@@ -145,7 +147,7 @@ fn matmul_panel(
     if j >= params.n {
         return;
     }
-    let shift = wg.z * params.m * params.n;
+    let shift = slice * params.m * params.n;
     panel_store(i0, j, c0, shift);
     panel_store(i0 + 4u, j, c1, shift);
     panel_store(i0 + 8u, j, c2, shift);

@@ -1,6 +1,8 @@
 // What every matmul kernel shares: the uniform block (the launcher's `Params` in
 // src/gpu/matmul.rs), its flags, and the workgroup numbering. src/gpu/matmul.rs puts this
-// file in front of shaders/matmul.wgsl and of shaders/matmul_subgroup.wgsl.
+// file and a launch prelude in front of every matmul module: shaders/matmul_launch.wgsl
+// (`params` the uniform block of one product) or, for the kernels that can serve several
+// products in one launch, shaders/matmul_launch_group.wgsl.
 //
 // Operands are whole storage buffers read at word offsets; the transposes are strides:
 //   op(A)[i, p] = a[a_off + i * a_row + p * a_col]
@@ -37,8 +39,6 @@ struct Params {
 
 const HAS_BIAS: u32 = 1u;
 const ACCUMULATE: u32 = 2u;
-
-@group(0) @binding(4) var<uniform> params: Params;
 
 // The block of C this workgroup computes.
 fn block_index(wg: vec3<u32>) -> u32 {

@@ -1,5 +1,5 @@
-// StripQuad: Strip's blocks and layout (shaders/matmul.wgsl, which this file follows in one
-// module, behind `enable subgroups;`), with the loads of op(A) shared within quads.
+// StripQuad: Strip's blocks and layout (shaders/matmul_strip.wgsl, which this file follows in
+// one module, behind `enable subgroups;`), with the loads of op(A) shared within quads.
 //
 // Why: Chromium's SwiftShader runs four invocations as the four lanes of a CPU SIMD
 // register, and every load whose address is not a compile-time constant is a gather: a
@@ -44,12 +44,13 @@ fn matmul_strip_quad(
     @builtin(local_invocation_index) lane: u32,
     @builtin(subgroup_invocation_id) sub: u32,
 ) {
+    let slice = launch_slice(wg);
     let block = block_index(wg);
     if block >= params.blocks {
         return;
     }
     let s = strip_lane(block, lane);
-    // Slice wg.z of k: all of it unsplit (see Split-K in shaders/matmul.wgsl).
-    let r = split_range(wg.z);
-    strip_store(s, strip_quad_sum(s, sub % 4u, r.x, r.y), wg.z * params.m * params.n);
+    // Slice `slice` of k: all of it unsplit (see Split-K in shaders/matmul_strip.wgsl).
+    let r = split_range(slice);
+    strip_store(s, strip_quad_sum(s, sub % 4u, r.x, r.y), slice * params.m * params.n);
 }

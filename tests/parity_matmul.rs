@@ -416,3 +416,108 @@ fn quad_reading_kernels_read_aligned_operands_to_the_same_bits() {
         }
     }
 }
+
+/// A grouped launch (`prepare_group_deferring_sum`: the layers' recurrent products of a
+/// wavefront step in one launch) computes each of its products exactly as the product's own
+/// launch does: the same C bits unsplit, the same partial sums bit for bit where k is split
+/// (each product's slices at its own place in the scratch buffer). Three products at odd
+/// offsets of shared A, B and C buffers, in the forward and the backward recurrent forms;
+/// the kernels without a grouped form decline (`None`); too many products are refused.
+#[test]
+fn grouped_products_compute_each_product_as_its_own_launch_does() {
+    let gpu = gpu();
+    let probe = Matmul::new(&gpu).unwrap();
+    let available = probe.variants_available();
+    let grouped = [
+        MatmulVariant::Strip,
+        MatmulVariant::StripSplit,
+        MatmulVariant::StripQuad,
+        MatmulVariant::StripQuadSplit,
+        MatmulVariant::Panel,
+        MatmulVariant::PanelSplit,
+    ];
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let mut tried = 0;
+    for variant in grouped.into_iter().filter(|v| available.contains(v)) {
+        let mm = Matmul::with_variant(&gpu, variant).unwrap();
+        // [batch, h] @ [h, 4h] and [batch, 4h] @ [4h, h]^T; long k splits.
+        for (s, seed) in [
+            (shape(20, 48, 192, false, false), 1),
+            (shape(20, 192, 48, false, true), 2),
+            (shape(9, 1040, 40, false, false), 3),
+            (shape(9, 1040, 40, false, true), 4),
+        ] {
+            let (a_len, b_len, c_len) = (s.m * s.k, s.k * s.n, s.m * s.n);
+            let members = 3;
+            // Odd offsets: member g's operands `g * len + 1 + g` words in.
+            let at = |len: usize, g: usize| g * len + 1 + g;
+            let a_buf = gpu.storage_from("A", &random(members * (a_len + 1) + 1, 1.0, seed));
+            let b_buf = gpu.storage_from("B", &random(members * (b_len + 1) + 1, 1.0, seed + 9));
+            let c_start = random(members * (c_len + 1) + 1, 1.0, seed + 17);
+            let c_group = gpu.storage_from("C grouped", &c_start);
+            let c_alone = gpu.storage_from("C alone", &c_start);
+            let ab = |g: usize| {
+                (
+                    View::at(&a_buf, at(a_len, g), a_len),
+                    View::at(&b_buf, at(b_len, g), b_len),
+                )
+            };
+            let group: Vec<_> = (0..members)
+                .map(|g| (ab(g).0, ab(g).1, View::at(&c_group, at(c_len, g), c_len)))
+                .collect();
+            let (d, partials) = mm
+                .prepare_group_deferring_sum(&gpu, s, &group, 1)
+                .unwrap()
+                .expect("a kernel with a grouped form");
+            assert_eq!(d.launches(), 1, "{variant} {s:?}");
+            gpu.run(&[&d]).unwrap();
+            let what = format!("{variant} {s:?} ({})", d.label);
+            for g in 0..members {
+                let ((a, b), c) = (ab(g), View::at(&c_alone, at(c_len, g), c_len));
+                let (alone, alone_partials) =
+                    mm.prepare_deferring_sum_in(&gpu, s, a, b, c, 0).unwrap();
+                gpu.run(&[&alone]).unwrap();
+                assert_eq!(partials.is_some(), alone_partials.is_some(), "{what}");
+                if let (Some(p), Some(q)) = (&partials, &alone_partials) {
+                    let p = &p[g];
+                    assert_eq!((p.slices, p.words), (q.slices, q.words), "{what}");
+                    assert!(p.slices > 1, "{what}: split");
+                    let words = q.slices * q.words;
+                    let got: Vec<f32> = gpu.read(&p.buffer, p.offset, words).unwrap();
+                    let want: Vec<f32> = gpu.read(&q.buffer, q.offset, words).unwrap();
+                    assert_eq!(bits(&got), bits(&want), "{what}: product {g}'s slices");
+                    tried += 1;
+                }
+            }
+            let got: Vec<f32> = gpu.read(&c_group, 0, c_start.len()).unwrap();
+            let want: Vec<f32> = gpu.read(&c_alone, 0, c_start.len()).unwrap();
+            assert_eq!(bits(&got), bits(&want), "{what}: C");
+            if partials.is_none() {
+                assert_ne!(bits(&got), bits(&c_start), "{what}: C written");
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried >= 2 * 6, "grouped products compared: {tried}");
+    // A kernel with barriers has no grouped form.
+    let mm = Matmul::with_variant(&gpu, MatmulVariant::Tiled).unwrap();
+    let s = shape(20, 48, 192, false, false);
+    let (a, b, c) = (
+        gpu.storage("A", s.m * s.k),
+        gpu.storage("B", s.k * s.n),
+        gpu.storage("C", s.m * s.n),
+    );
+    let one = [(View::all(&a), View::all(&b), View::all(&c))];
+    assert!(mm
+        .prepare_group_deferring_sum(&gpu, s, &one, 1)
+        .unwrap()
+        .is_none());
+    // More products than the uniforms hold.
+    let mm = Matmul::with_variant(&gpu, MatmulVariant::Strip).unwrap();
+    let five = [(View::all(&a), View::all(&b), View::all(&c)); 5];
+    let Err(err) = mm.prepare_group_deferring_sum(&gpu, s, &five, 1) else {
+        panic!("five products in one launch were accepted");
+    };
+    let err = err.to_string();
+    assert!(err.contains("1 to 4 products"), "{err}");
+}

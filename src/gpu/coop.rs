@@ -23,8 +23,9 @@ pub fn coop_source(tile: u32, subgroup: u32, ab: wgpu::CooperativeScalarType) ->
     };
     let ty = format!("coop_mat{tile}x{tile}");
     format!(
-        "{enable}enable wgpu_cooperative_matrix;\nconst TILE: u32 = {tile}u;\nconst SG: u32 = {subgroup}u;\n{}{}",
+        "{enable}enable wgpu_cooperative_matrix;\nconst TILE: u32 = {tile}u;\nconst SG: u32 = {subgroup}u;\n{}{}{}",
         super::shaders::MATMUL_PARAMS,
+        super::shaders::MATMUL_LAUNCH,
         super::shaders::MATMUL_COOP
             .replace("COOP_A", &format!("{ty}<{elem}, A>"))
             .replace("COOP_B", &format!("{ty}<{elem}, B>"))

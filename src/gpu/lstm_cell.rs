@@ -7,6 +7,7 @@
 //! `[T + 1, batch, hidden]` state buffers.
 
 use anyhow::{bail, Result};
+use bytemuck::Zeroable;
 
 use super::half::HalfView;
 use super::matmul::SplitPartials;
@@ -16,6 +17,10 @@ use super::shaders::{LSTM_CELL as SHADER, LSTM_CELL_F16};
 
 /// Invocations per workgroup (`WORKGROUP` in the shader): one per (row, unit).
 const WORKGROUP: usize = 64;
+
+/// Cells one launch may serve (`GROUPS` in the shader): the uniforms are an array of this
+/// many parameter blocks, the grid's z choosing one.
+pub const GROUPS: usize = 4;
 
 /// The rows and units of one cell step: pre-activations are `[batch, 4 * hidden]`, states
 /// `[batch, hidden]`.
@@ -88,7 +93,7 @@ struct ForwardParams {
     h16: u32,
     slices: u32,
     slice_words: u32,
-    _pad: u32,
+    partials: u32,
 }
 
 #[repr(C)]
@@ -106,6 +111,22 @@ struct BackwardParams {
     dpre16: u32,
     slices: u32,
     slice_words: u32,
+    partials: u32,
+    _pad: [u32; 3],
+}
+
+impl<'a> CellBackwardViews<'a> {
+    /// The buffers of bindings 0 to 5.
+    fn buffers(&self) -> [&'a wgpu::Buffer; 6] {
+        [
+            self.act.buffer,
+            self.c.buffer,
+            self.dh.buffer,
+            self.dc.buffer,
+            self.dpre.buffer,
+            self.dc_prev.buffer,
+        ]
+    }
 }
 
 /// What a cell dispatch does beside the plain step.
@@ -200,7 +221,7 @@ impl LstmCell {
         forget_bias: f32,
         v: &CellForwardViews,
     ) -> Result<Dispatch> {
-        self.forward_dispatch(gpu, shape, forget_bias, v, Extra::Plain)
+        self.forward_dispatch(gpu, shape, forget_bias, &[(*v, Extra::Plain)])
     }
 
     /// `lstm_cell_forward_f16`: [`LstmCell::prepare_forward`] that also writes h rounded
@@ -214,7 +235,7 @@ impl LstmCell {
         v: &CellForwardViews,
         h16: HalfView,
     ) -> Result<Dispatch> {
-        self.forward_dispatch(gpu, shape, forget_bias, v, Extra::Half(h16))
+        self.forward_dispatch(gpu, shape, forget_bias, &[(*v, Extra::Half(h16))])
     }
 
     /// `lstm_cell_forward_split`: [`LstmCell::prepare_forward`] on `pre` plus the partial
@@ -233,7 +254,7 @@ impl LstmCell {
             Some(h) => Extra::SplitHalf(partials, h),
             None => Extra::Split(partials),
         };
-        self.forward_dispatch(gpu, shape, forget_bias, v, extra)
+        self.forward_dispatch(gpu, shape, forget_bias, &[(*v, extra)])
     }
 
     /// `lstm_cell_backward`: gradients of the pre-activations and of the previous cell
@@ -244,7 +265,7 @@ impl LstmCell {
         shape: CellShape,
         v: &CellBackwardViews,
     ) -> Result<Dispatch> {
-        self.backward_dispatch(gpu, shape, v, Extra::Plain)
+        self.backward_dispatch(gpu, shape, &[(*v, Extra::Plain)])
     }
 
     /// `lstm_cell_backward_f16`: [`LstmCell::prepare_backward`] that also writes d(pre)
@@ -257,7 +278,7 @@ impl LstmCell {
         v: &CellBackwardViews,
         dpre16: HalfView,
     ) -> Result<Dispatch> {
-        self.backward_dispatch(gpu, shape, v, Extra::Half(dpre16))
+        self.backward_dispatch(gpu, shape, &[(*v, Extra::Half(dpre16))])
     }
 
     /// `lstm_cell_backward_split`: [`LstmCell::prepare_backward`] on `dh` plus the partial
@@ -275,7 +296,7 @@ impl LstmCell {
             Some(d) => Extra::SplitHalf(partials, d),
             None => Extra::Split(partials),
         };
-        self.backward_dispatch(gpu, shape, v, extra)
+        self.backward_dispatch(gpu, shape, &[(*v, extra)])
     }
 
     /// The pipeline of `extra` in direction `which` (0 forward, 1 backward), with the
@@ -297,72 +318,122 @@ impl LstmCell {
         }
     }
 
+    /// `lstm_cell_forward` (or `_split` where the products left partial sums) of up to
+    /// [`GROUPS`] cells of one shape in one launch: the layers of a wavefront step, whose
+    /// operands lie at their own offsets in the same buffers (each binding's buffer the
+    /// same in every member, and the partial sums, if any, in one buffer). The grid's z
+    /// picks the member; each computes exactly what its own launch would.
+    pub fn prepare_forward_group(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        forget_bias: f32,
+        members: &[(CellForwardViews, Option<&SplitPartials>)],
+    ) -> Result<Dispatch> {
+        let members: Vec<_> = members
+            .iter()
+            .map(|(v, p)| (*v, p.map_or(Extra::Plain, Extra::Split)))
+            .collect();
+        self.forward_dispatch(gpu, shape, forget_bias, &members)
+    }
+
+    /// `lstm_cell_backward` (or `_split`) of up to [`GROUPS`] cells in one launch, as
+    /// [`LstmCell::prepare_forward_group`].
+    pub fn prepare_backward_group(
+        &self,
+        gpu: &Gpu,
+        shape: CellShape,
+        members: &[(CellBackwardViews, Option<&SplitPartials>)],
+    ) -> Result<Dispatch> {
+        let members: Vec<_> = members
+            .iter()
+            .map(|(v, p)| (*v, p.map_or(Extra::Plain, Extra::Split)))
+            .collect();
+        self.backward_dispatch(gpu, shape, &members)
+    }
+
     fn forward_dispatch(
         &self,
         gpu: &Gpu,
         shape: CellShape,
         forget_bias: f32,
-        v: &CellForwardViews,
-        extra: Extra,
+        members: &[(CellForwardViews, Extra)],
     ) -> Result<Dispatch> {
         let (gates, states) = (4 * shape.states(), shape.states());
-        let label = extra.entry("lstm_cell_forward");
-        let pre_at = word_offset(&format!("{label} pre"), v.pre, gates)?;
-        let c_prev_at = word_offset(&format!("{label} c_prev"), v.c_prev, states)?;
-        let act_at = word_offset(&format!("{label} act"), v.act, gates)?;
-        let c_at = word_offset(&format!("{label} c"), v.c, states)?;
-        let h_at = word_offset(&format!("{label} h"), v.h, states)?;
-        if v.c_prev.buffer != v.c.buffer {
-            bail!("{label}: c_prev and c must be windows of one state buffer");
-        }
-        same_or_disjoint(
-            &format!("{label} c_prev and c"),
-            (v.c_prev, states),
-            (v.c, states),
-        )?;
-        let operands = [v.pre.buffer, v.c.buffer, v.act.buffer, v.h.buffer];
-        let pipeline = self.pipeline_for(&extra, 0, &self.forward)?;
-        let mut params = ForwardParams {
-            batch: shape.batch as u32,
-            hidden: shape.hidden as u32,
-            pre: pre_at,
-            c_prev: c_prev_at,
-            act: act_at,
-            c: c_at,
-            h: h_at,
-            forget_bias,
-            h16: 0,
-            slices: 0,
-            slice_words: 0,
-            _pad: 0,
+        let Some(&(first, extra)) = members.first() else {
+            bail!("lstm_cell_forward: a launch of no cells");
         };
+        let label = extra.entry("lstm_cell_forward");
+        check_group(label, members.len())?;
+        let operands = [
+            first.pre.buffer,
+            first.c.buffer,
+            first.act.buffer,
+            first.h.buffer,
+        ];
+        let pipeline = self.pipeline_for(&extra, 0, &self.forward)?;
+        let mut blocks = [ForwardParams::zeroed(); GROUPS];
         let mut entries: Vec<(u32, &wgpu::Buffer)> = Vec::new();
-        let mut extra_bytes = 0.0;
         let (h16, partials) = extra.parts();
         if let Some(h16) = &h16 {
-            params.h16 = h16.check(&format!("{label} h16"), states)?;
             if operands.contains(&h16.buffer) {
                 bail!("{label}: the f16 copy of h shares a buffer with another operand");
             }
             entries.push((5, h16.buffer));
-            extra_bytes += 2.0 * states as f64;
         }
         if let Some(p) = partials {
-            (params.slices, params.slice_words) = check_partials(label, p, gates)?;
             entries.push((8, &p.buffer));
-            extra_bytes += 4.0 * (p.slices * gates) as f64;
         }
-        let uniforms = gpu.uniform_from(label, &params);
+        let mut extra_bytes = 0.0;
+        for (block, (v, member_extra)) in blocks.iter_mut().zip(members) {
+            let same_kind = member_extra.entry("lstm_cell_forward") == label;
+            let same_buffers = [v.pre.buffer, v.c.buffer, v.act.buffer, v.h.buffer] == operands
+                && member_extra.parts().0.map(|h| h.buffer) == h16.map(|h| h.buffer)
+                && member_extra.parts().1.map(|p| &p.buffer) == partials.map(|p| &p.buffer);
+            if !same_kind || !same_buffers {
+                bail!("{label}: the cells of one launch must run one kernel on the same buffers");
+            }
+            *block = ForwardParams {
+                batch: shape.batch as u32,
+                hidden: shape.hidden as u32,
+                pre: word_offset(&format!("{label} pre"), v.pre, gates)?,
+                c_prev: word_offset(&format!("{label} c_prev"), v.c_prev, states)?,
+                act: word_offset(&format!("{label} act"), v.act, gates)?,
+                c: word_offset(&format!("{label} c"), v.c, states)?,
+                h: word_offset(&format!("{label} h"), v.h, states)?,
+                forget_bias,
+                ..ForwardParams::zeroed()
+            };
+            if v.c_prev.buffer != v.c.buffer {
+                bail!("{label}: c_prev and c must be windows of one state buffer");
+            }
+            same_or_disjoint(
+                &format!("{label} c_prev and c"),
+                (v.c_prev, states),
+                (v.c, states),
+            )?;
+            let (h16, partials) = member_extra.parts();
+            if let Some(h16) = &h16 {
+                block.h16 = h16.check(&format!("{label} h16"), states)?;
+                extra_bytes += 2.0 * states as f64;
+            }
+            if let Some(p) = partials {
+                (block.slices, block.slice_words, block.partials) =
+                    check_partials(label, p, gates)?;
+                extra_bytes += 4.0 * (p.slices * gates) as f64;
+            }
+        }
+        let uniforms = gpu.uniform_from(label, &blocks);
         entries.extend((0u32..).zip(operands));
         entries.push((4, &uniforms));
         let bind_group = gpu.bind_at(label, pipeline, &entries)?;
         let (gx, gy) = groups_1d(states, WORKGROUP);
-        let n = states as f64;
+        let n = (states * members.len()) as f64;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: pipeline.clone(),
             bind_group,
-            groups: (gx, gy, 1),
+            groups: (gx, gy, members.len() as u32),
             // Four gate nonlinearities, the cell update and tanh(c) * o, counting a
             // transcendental as one operation.
             flops: 14.0 * n,
@@ -377,71 +448,74 @@ impl LstmCell {
         &self,
         gpu: &Gpu,
         shape: CellShape,
-        v: &CellBackwardViews,
-        extra: Extra,
+        members: &[(CellBackwardViews, Extra)],
     ) -> Result<Dispatch> {
         let (gates, states) = (4 * shape.states(), shape.states());
-        let label = extra.entry("lstm_cell_backward");
-        let act_at = word_offset(&format!("{label} act"), v.act, gates)?;
-        let c_prev_at = word_offset(&format!("{label} c_prev"), v.c_prev, states)?;
-        let c_at = word_offset(&format!("{label} c"), v.c, states)?;
-        let dh_at = word_offset(&format!("{label} dh"), v.dh, states)?;
-        let dc_at = word_offset(&format!("{label} dc"), v.dc, states)?;
-        let dpre_at = word_offset(&format!("{label} dpre"), v.dpre, gates)?;
-        let dc_prev_at = word_offset(&format!("{label} dc_prev"), v.dc_prev, states)?;
-        if v.c_prev.buffer != v.c.buffer {
-            bail!("{label}: c_prev and c must be windows of one state buffer");
-        }
-        let operands = [
-            v.act.buffer,
-            v.c.buffer,
-            v.dh.buffer,
-            v.dc.buffer,
-            v.dpre.buffer,
-            v.dc_prev.buffer,
-        ];
-        let pipeline = self.pipeline_for(&extra, 1, &self.backward)?;
-        let mut params = BackwardParams {
-            batch: shape.batch as u32,
-            hidden: shape.hidden as u32,
-            act: act_at,
-            c_prev: c_prev_at,
-            c: c_at,
-            dh: dh_at,
-            dc: dc_at,
-            dpre: dpre_at,
-            dc_prev: dc_prev_at,
-            dpre16: 0,
-            slices: 0,
-            slice_words: 0,
+        let Some(&(first, extra)) = members.first() else {
+            bail!("lstm_cell_backward: a launch of no cells");
         };
+        let label = extra.entry("lstm_cell_backward");
+        check_group(label, members.len())?;
+        let operands = first.buffers();
+        let pipeline = self.pipeline_for(&extra, 1, &self.backward)?;
+        let mut blocks = [BackwardParams::zeroed(); GROUPS];
         let mut entries: Vec<(u32, &wgpu::Buffer)> = Vec::new();
-        let mut extra_bytes = 0.0;
         let (dpre16, partials) = extra.parts();
         if let Some(d16) = &dpre16 {
-            params.dpre16 = d16.check(&format!("{label} dpre16"), gates)?;
             if operands.contains(&d16.buffer) {
                 bail!("{label}: the f16 copy of dpre shares a buffer with another operand");
             }
             entries.push((7, d16.buffer));
-            extra_bytes += 2.0 * gates as f64;
         }
         if let Some(p) = partials {
-            (params.slices, params.slice_words) = check_partials(label, p, states)?;
             entries.push((8, &p.buffer));
-            extra_bytes += 4.0 * (p.slices * states) as f64;
         }
-        let uniforms = gpu.uniform_from(label, &params);
+        let mut extra_bytes = 0.0;
+        for (block, (v, member_extra)) in blocks.iter_mut().zip(members) {
+            let same_kind = member_extra.entry("lstm_cell_backward") == label;
+            let same_buffers = v.buffers() == operands
+                && member_extra.parts().0.map(|h| h.buffer) == dpre16.map(|h| h.buffer)
+                && member_extra.parts().1.map(|p| &p.buffer) == partials.map(|p| &p.buffer);
+            if !same_kind || !same_buffers {
+                bail!("{label}: the cells of one launch must run one kernel on the same buffers");
+            }
+            if v.c_prev.buffer != v.c.buffer {
+                bail!("{label}: c_prev and c must be windows of one state buffer");
+            }
+            *block = BackwardParams {
+                batch: shape.batch as u32,
+                hidden: shape.hidden as u32,
+                act: word_offset(&format!("{label} act"), v.act, gates)?,
+                c_prev: word_offset(&format!("{label} c_prev"), v.c_prev, states)?,
+                c: word_offset(&format!("{label} c"), v.c, states)?,
+                dh: word_offset(&format!("{label} dh"), v.dh, states)?,
+                dc: word_offset(&format!("{label} dc"), v.dc, states)?,
+                dpre: word_offset(&format!("{label} dpre"), v.dpre, gates)?,
+                dc_prev: word_offset(&format!("{label} dc_prev"), v.dc_prev, states)?,
+                ..BackwardParams::zeroed()
+            };
+            let (dpre16, partials) = member_extra.parts();
+            if let Some(d16) = &dpre16 {
+                block.dpre16 = d16.check(&format!("{label} dpre16"), gates)?;
+                extra_bytes += 2.0 * gates as f64;
+            }
+            if let Some(p) = partials {
+                (block.slices, block.slice_words, block.partials) =
+                    check_partials(label, p, states)?;
+                extra_bytes += 4.0 * (p.slices * states) as f64;
+            }
+        }
+        let uniforms = gpu.uniform_from(label, &blocks);
         entries.extend((0u32..).zip(operands));
         entries.push((6, &uniforms));
         let bind_group = gpu.bind_at(label, pipeline, &entries)?;
         let (gx, gy) = groups_1d(states, WORKGROUP);
-        let n = states as f64;
+        let n = (states * members.len()) as f64;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: pipeline.clone(),
             bind_group,
-            groups: (gx, gy, 1),
+            groups: (gx, gy, members.len() as u32),
             flops: 26.0 * n,
             // Read act, c_prev, c, dh and dc; write dpre and dc_prev (and dpre in f16, or
             // read the partials).
@@ -452,10 +526,18 @@ impl LstmCell {
     }
 }
 
-/// The partials' `(slices, words per slice)` for the kernel's uniforms, checked: slices of
-/// exactly `words` words (the product's output is the window the cell reads), inside the
-/// buffer.
-fn check_partials(label: &str, p: &SplitPartials, words: usize) -> Result<(u32, u32)> {
+/// Fail unless a launch serves 1 to [`GROUPS`] cells.
+fn check_group(label: &str, members: usize) -> Result<()> {
+    if !(1..=GROUPS).contains(&members) {
+        bail!("{label}: one launch serves 1 to {GROUPS} cells, not {members}");
+    }
+    Ok(())
+}
+
+/// The partials' `(slices, words per slice, first word)` for the kernel's uniforms,
+/// checked: slices of exactly `words` words (the product's output is the window the cell
+/// reads), inside the buffer.
+fn check_partials(label: &str, p: &SplitPartials, words: usize) -> Result<(u32, u32, u32)> {
     if p.words != words || p.slices == 0 {
         bail!(
             "{label}: partial sums of {} slices of {} words, where the step has {words}",
@@ -463,13 +545,14 @@ fn check_partials(label: &str, p: &SplitPartials, words: usize) -> Result<(u32, 
             p.words
         );
     }
-    if (p.slices * words * 4) as u64 > p.buffer.size() {
+    if ((p.offset + p.slices * words) * 4) as u64 > p.buffer.size() {
         bail!(
-            "{label}: the partial sums' buffer holds fewer than {} slices",
-            p.slices
+            "{label}: the partial sums' buffer holds fewer than {} slices from word {}",
+            p.slices,
+            p.offset
         );
     }
-    Ok((p.slices as u32, words as u32))
+    Ok((p.slices as u32, words as u32, u32::try_from(p.offset)?))
 }
 
 /// Whether two windows of `words` words touch a common word.

@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use web_time::Instant;
 
 use anyhow::{bail, Result};
+use bytemuck::Zeroable;
 
 use super::ChoiceSource;
 use super::{groups_1d, Dispatch, Gpu, View};
@@ -465,13 +466,16 @@ pub(crate) fn product_dispatch(
 }
 
 /// Where a split product left its partial sums for the kernel that adds them
-/// ([`Matmul::prepare_deferring_sum`]): `slices` slices of `words` words from word 0 of
-/// `buffer`, each laid out as C (row-major, `n` words a row) without C's offset.
+/// ([`Matmul::prepare_deferring_sum`]): `slices` slices of `words` words from word
+/// `offset` of `buffer` on, each laid out as C (row-major, `n` words a row) without C's
+/// offset.
 #[derive(Clone, Debug)]
 pub struct SplitPartials {
     pub buffer: wgpu::Buffer,
     pub slices: usize,
     pub words: usize,
+    /// The word of `buffer` where slice 0 starts.
+    pub offset: usize,
 }
 
 /// The strides of the operands of `shape` as the kernels read them (row-major storage,
@@ -518,6 +522,10 @@ pub struct Params {
     pub pad0: u32,
     pub pad1: u32,
 }
+
+/// Products one grouped launch may serve (`GROUPS` in shaders/matmul_launch_group.wgsl):
+/// the uniforms are an array of this many parameter blocks.
+pub const GROUPS: usize = 4;
 
 const HAS_BIAS: u32 = 1;
 const ACCUMULATE: u32 = 2;
@@ -579,6 +587,9 @@ pub struct Matmul {
     seen: std::sync::Mutex<Vec<MatmulShape>>,
     /// The second pass of the split-K variants: the slices' partial sums added.
     split_sum: wgpu::ComputePipeline,
+    /// The kernels serving several products a launch (strip, strip-quad, panel), compiled
+    /// on first use ([`Matmul::prepare_group_deferring_sum`]).
+    grouped: [OnceLock<wgpu::ComputePipeline>; 3],
     /// The split-K partial sums, by slot: slot 0 shared by every split product of this
     /// device (its dispatches run one after another), more where products wait side by
     /// side (see [`Matmul::scratch_for`]); grown when a product needs more, dispatches
@@ -620,7 +631,7 @@ impl Matmul {
     /// Compile every variant the adapter supports, with `default` as the variant that
     /// [`Matmul::prepare`] runs for every product.
     pub fn with_variant(gpu: &Gpu, default: MatmulVariant) -> Result<Matmul> {
-        let module = gpu.shader("matmul", SHADER)?;
+        let portable_module = gpu.shader("matmul", SHADER)?;
         let mut portable = Vec::new();
         for v in [
             MatmulVariant::Tiled,
@@ -636,7 +647,7 @@ impl Matmul {
             let constants = tile_constants(v).unwrap_or(&[]);
             portable.push((
                 v,
-                gpu.pipeline_with_constants(label, &module, function, constants)?,
+                gpu.pipeline_with_constants(label, &portable_module, function, constants)?,
             ));
         }
         let blocks = block_variants(gpu);
@@ -681,7 +692,7 @@ impl Matmul {
                 portable.push((v, gpu.pipeline(v.entry_point(s), &module, v.function(s))?));
             }
         }
-        let split_sum = gpu.pipeline("matmul_split_sum", &module, "matmul_split_sum")?;
+        let split_sum = gpu.pipeline("matmul_split_sum", &portable_module, "matmul_split_sum")?;
         let subgroup = subgroup_capable(gpu).then(|| std::array::from_fn(|_| OnceLock::new()));
         let m = Matmul {
             portable,
@@ -693,6 +704,7 @@ impl Matmul {
             tuned_source: ChoiceSource::Default,
             seen: Default::default(),
             split_sum,
+            grouped: Default::default(),
             scratch: Default::default(),
         };
         if !m.variants_available().contains(&default) {
@@ -899,6 +911,24 @@ impl Matmul {
         operands: Operands,
         defer: Option<usize>,
     ) -> Result<(Dispatch, Option<SplitPartials>)> {
+        let (bias, c) = (operands.bias, operands.c);
+        let (_, launch) = self.plan(variant, gpu, shape, operands)?;
+        if launch.params.k_slices == 1 {
+            return Ok((product_dispatch(gpu, launch, bias, c)?, None));
+        }
+        self.split_dispatch(gpu, launch, bias, c, defer)
+    }
+
+    /// How `variant` computes a product: the variant that runs (SubgroupBroadcast falls back
+    /// where operands are not vec4-aligned, a split variant that would not split is its
+    /// unsplit twin) and its launch. Fails as [`Matmul::prepare_with`] says.
+    fn plan<'s>(
+        &'s self,
+        variant: MatmulVariant,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        operands: Operands<'s>,
+    ) -> Result<(MatmulVariant, ProductLaunch<'s>)> {
         let Operands {
             a,
             b,
@@ -1024,10 +1054,148 @@ impl Matmul {
             bytes,
             quads,
         };
-        if slices == 1 {
-            return Ok((product_dispatch(gpu, launch, bias, c)?, None));
+        Ok((variant, launch))
+    }
+
+    /// Up to [`GROUPS`] products `c += op(a) @ op(b)` of one shape in one launch, each
+    /// computed exactly as [`Matmul::prepare_deferring_sum_in`] computes it alone (the same
+    /// variant, the same slices of k, the same order of sums): the recurrent products of a
+    /// wavefront step's layers. Their operands lie at their own offsets in the same three
+    /// buffers (A, B and C each one buffer for all). Where the variant splits k, the
+    /// partial sums are left for the cells, all products' in scratch buffer `slot`, one
+    /// [`SplitPartials`] each. `Ok(None)` where the variant chosen for `shape` has no grouped
+    /// form (only the kernels without barriers have one: strip, strip-quad, panel and
+    /// their split twins), and the caller launches them one by one.
+    #[allow(clippy::type_complexity)]
+    pub fn prepare_group_deferring_sum(
+        &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        members: &[(View, View, View)],
+        slot: usize,
+    ) -> Result<Option<(Dispatch, Option<Vec<SplitPartials>>)>> {
+        let (variant, _) = self.choice(shape);
+        if !(1..=GROUPS).contains(&members.len()) {
+            bail!(
+                "a grouped matmul serves 1 to {GROUPS} products, not {}",
+                members.len()
+            );
         }
-        self.split_dispatch(gpu, launch, bias, c, defer)
+        let mut plans = Vec::new();
+        for &(a, b, c) in members {
+            let operands = Operands {
+                a,
+                b,
+                bias: None,
+                c,
+                accumulate: true,
+            };
+            plans.push(self.plan(variant, gpu, shape, operands)?);
+        }
+        let (variant, first) = (plans[0].0, &plans[0].1);
+        let Some(pipeline) = self.group_pipeline(gpu, variant)? else {
+            return Ok(None);
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            if !seen.contains(&shape) {
+                seen.push(shape);
+            }
+        }
+        let c_buffer = members[0].2.buffer;
+        for ((v, launch), &(_, _, c)) in plans.iter().zip(members) {
+            let alike = *v == variant
+                && launch.operands == first.operands
+                && launch.groups == first.groups
+                && launch.params.k_slices == first.params.k_slices
+                && c.buffer == c_buffer;
+            if !alike {
+                bail!(
+                    "{}: the products of one launch must run alike on the same buffers",
+                    first.label
+                );
+            }
+        }
+        let (m, n, slices) = (
+            first.params.m as usize,
+            first.params.n as usize,
+            first.params.k_slices as usize,
+        );
+        let split = slices > 1;
+        // Split: product g's slices in the scratch buffer from word g * slices * m * n,
+        // without the bias or the accumulation (the cells add them to C).
+        let scratch = split.then(|| self.scratch_for(gpu, members.len() * slices * m * n, slot));
+        let mut blocks = [Params::zeroed(); GROUPS];
+        for (g, (block, (_, launch))) in blocks.iter_mut().zip(&plans).enumerate() {
+            *block = launch.params;
+            if split {
+                block.flags &= A_VEC4 | B_VEC4;
+                block.c_off = u32::try_from(g * slices * m * n)?;
+            }
+        }
+        let label = format!("{}_group", first.label);
+        let uniforms = gpu.uniform_from(&label, &blocks);
+        let c_bound = scratch.as_ref().unwrap_or(c_buffer);
+        let buffers = operand_bindings(first.operands, None, c_bound, &uniforms, first.quads);
+        let bind_group = gpu.bind(&label, pipeline, &buffers)?;
+        let g = members.len() as f64;
+        let partial_bytes = if split {
+            8.0 * (slices * m * n) as f64
+        } else {
+            0.0
+        };
+        let dispatch = Dispatch {
+            label,
+            pipeline: pipeline.clone(),
+            bind_group,
+            groups: (
+                first.groups.0,
+                first.groups.1,
+                u32::try_from(members.len() * slices)?,
+            ),
+            flops: g * 2.0 * (m * n) as f64 * first.params.k as f64,
+            bytes: g * (first.bytes + partial_bytes),
+            uniforms: Some(uniforms),
+            then: None,
+        };
+        let partials = scratch.map(|buffer| {
+            (0..members.len())
+                .map(|g| SplitPartials {
+                    buffer: buffer.clone(),
+                    slices,
+                    words: m * n,
+                    offset: g * slices * m * n,
+                })
+                .collect()
+        });
+        Ok(Some((dispatch, partials)))
+    }
+
+    /// The grouped form of `variant` (compiled on first use); `None` where it has none.
+    fn group_pipeline(
+        &self,
+        gpu: &Gpu,
+        variant: MatmulVariant,
+    ) -> Result<Option<&wgpu::ComputePipeline>> {
+        let (at, label, entry) = match variant.unsplit() {
+            MatmulVariant::Strip => (0, "matmul_strip_group", "matmul_strip"),
+            MatmulVariant::StripQuad => (1, "matmul_quad_group", "matmul_strip_quad"),
+            MatmulVariant::Panel => (2, "matmul_panel_group", "matmul_panel"),
+            _ => return Ok(None),
+        };
+        let cell = &self.grouped[at];
+        if let Some(p) = cell.get() {
+            return Ok(Some(p));
+        }
+        let source = match at {
+            0 => std::borrow::Cow::Borrowed(super::shaders::MATMUL_STRIP_GROUP),
+            1 => super::shaders::matmul_quad_group(),
+            _ => std::borrow::Cow::Borrowed(super::shaders::MATMUL_PANEL_GROUP),
+        };
+        let module = gpu.shader(label, &source)?;
+        let pipeline = gpu.pipeline(label, &module, entry)?;
+        // Two threads may race to compile it; either result serves.
+        let _ = cell.set(pipeline);
+        Ok(cell.get())
     }
 
     /// The dispatch of a split product (this family's or the f16 matmuls'): its kernel
@@ -1086,6 +1254,7 @@ impl Matmul {
                 buffer: scratch,
                 slices,
                 words: m * n,
+                offset: 0,
             };
             return Ok((d, Some(partials)));
         }
@@ -1285,9 +1454,9 @@ const _: () = assert!(SUBGROUP_ROWS % 32 == 0 && SUBGROUP_COLS == 64);
 /// The subgroup-broadcast matmul module for one transpose form, as [`Matmul`] compiles it:
 /// the uniform block, `shaders/matmul_subgroup.wgsl` and the form's generated entry point.
 pub fn subgroup_source(trans_a: bool, trans_b: bool) -> String {
-    use super::shaders::{subgroup_module, MATMUL_PARAMS, MATMUL_SUBGROUP};
+    use super::shaders::{subgroup_module, MATMUL_LAUNCH, MATMUL_PARAMS, MATMUL_SUBGROUP};
     let source = format!(
-        "{MATMUL_PARAMS}\n{MATMUL_SUBGROUP}\n{}",
+        "{MATMUL_PARAMS}\n{MATMUL_LAUNCH}\n{MATMUL_SUBGROUP}\n{}",
         subgroup_entry_point(trans_a, trans_b)
     );
     subgroup_module(std::borrow::Cow::Owned(source)).into_owned()

@@ -57,6 +57,8 @@ pub fn all() -> Vec<ModuleSource> {
             ..fixed("matmul_block", MATMUL_BLOCK)
         },
         fixed("matmul_panel", MATMUL_PANEL),
+        fixed("matmul_strip_group", MATMUL_STRIP_GROUP),
+        fixed("matmul_panel_group", MATMUL_PANEL_GROUP),
         fixed("reduce", REDUCE),
         fixed("sgd", SGD),
         fixed("softmax_xent", SOFTMAX_XENT),
@@ -64,6 +66,10 @@ pub fn all() -> Vec<ModuleSource> {
     v.push(ModuleSource {
         subgroups: true,
         ..fixed("matmul_quad", MATMUL_QUAD)
+    });
+    v.push(ModuleSource {
+        subgroups: true,
+        ..fixed("matmul_quad_group", MATMUL_QUAD_GROUP)
     });
     for (label, source) in [
         ("matmul_f16", MATMUL_F16),

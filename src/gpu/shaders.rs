@@ -22,37 +22,74 @@ pub const LSTM_STEP: &str = concat!(
 );
 /// `shaders/matmul_params.wgsl`: the uniform block every matmul kernel shares.
 pub const MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
-/// The portable matmul kernels (tiled, register-blocked, skinny) with their uniform block.
-pub const MATMUL: &str = concat!(
-    include_str!("../../shaders/matmul_params.wgsl"),
-    include_str!("../../shaders/matmul.wgsl")
-);
+/// `shaders/matmul_launch.wgsl`: a launch of one product (its `params` binding); every
+/// matmul module but the grouped ones has it after [`MATMUL_PARAMS`].
+pub const MATMUL_LAUNCH: &str = include_str!("../../shaders/matmul_launch.wgsl");
+
+/// The f32 matmul's uniform block, one-product launch and shared bindings, in front of
+/// each kernel family.
+macro_rules! matmul_module {
+    ($($file:literal),*) => {
+        concat!(
+            include_str!("../../shaders/matmul_params.wgsl"),
+            include_str!("../../shaders/matmul_launch.wgsl"),
+            include_str!("../../shaders/matmul_store.wgsl"),
+            $(include_str!(concat!("../../shaders/", $file))),*
+        )
+    };
+}
+
+/// [`matmul_module`] with the launch prelude of several products
+/// (`shaders/matmul_launch_group.wgsl`): the kernels without barriers, for
+/// [`crate::gpu::matmul::Matmul::prepare_group_deferring_sum`].
+macro_rules! matmul_group_module {
+    ($($file:literal),*) => {
+        concat!(
+            include_str!("../../shaders/matmul_params.wgsl"),
+            include_str!("../../shaders/matmul_launch_group.wgsl"),
+            include_str!("../../shaders/matmul_store.wgsl"),
+            $(include_str!(concat!("../../shaders/", $file))),*
+        )
+    };
+}
+
+/// The portable matmul kernels (tiled, register-blocked, skinny, strip, the split-K sum).
+pub const MATMUL: &str = matmul_module!("matmul.wgsl", "matmul_strip.wgsl");
 /// The strip-quad matmul (`shaders/matmul_quad.wgsl`) in one module with the portable
-/// kernels, whose bindings and `store` it shares; [`matmul_quad`] is what the launcher
-/// compiles.
-pub const MATMUL_QUAD: &str = concat!(
-    include_str!("../../shaders/matmul_params.wgsl"),
-    include_str!("../../shaders/matmul.wgsl"),
-    include_str!("../../shaders/matmul_quad.wgsl")
-);
+/// kernels, whose strip helpers it shares; [`matmul_quad`] is what the launcher compiles.
+pub const MATMUL_QUAD: &str =
+    matmul_module!("matmul.wgsl", "matmul_strip.wgsl", "matmul_quad.wgsl");
 
 /// The block matmul (`shaders/matmul_block.wgsl`, the GPU-class kernel) in one module with
-/// the portable kernels, whose bindings, `store_shifted` and `split_range` it shares.
-pub const MATMUL_BLOCK: &str = concat!(
-    include_str!("../../shaders/matmul_params.wgsl"),
-    include_str!("../../shaders/matmul.wgsl"),
-    include_str!("../../shaders/matmul_vec4.wgsl"),
-    include_str!("../../shaders/matmul_block.wgsl")
+/// the portable kernels.
+pub const MATMUL_BLOCK: &str = matmul_module!(
+    "matmul.wgsl",
+    "matmul_strip.wgsl",
+    "matmul_vec4.wgsl",
+    "matmul_block.wgsl"
 );
 
 /// The panel matmul (`shaders/matmul_panel.wgsl`, for products of few rows and a wide C)
 /// in one module with the portable kernels, as [`MATMUL_BLOCK`].
-pub const MATMUL_PANEL: &str = concat!(
-    include_str!("../../shaders/matmul_params.wgsl"),
-    include_str!("../../shaders/matmul.wgsl"),
-    include_str!("../../shaders/matmul_vec4.wgsl"),
-    include_str!("../../shaders/matmul_panel.wgsl")
+pub const MATMUL_PANEL: &str = matmul_module!(
+    "matmul.wgsl",
+    "matmul_strip.wgsl",
+    "matmul_vec4.wgsl",
+    "matmul_panel.wgsl"
 );
+
+/// Strip (and strip-split) serving several products in one launch.
+pub const MATMUL_STRIP_GROUP: &str = matmul_group_module!("matmul_strip.wgsl");
+/// Strip-quad serving several products in one launch; [`matmul_quad_group`] is what the
+/// launcher compiles.
+pub const MATMUL_QUAD_GROUP: &str = matmul_group_module!("matmul_strip.wgsl", "matmul_quad.wgsl");
+/// Panel serving several products in one launch.
+pub const MATMUL_PANEL_GROUP: &str = matmul_group_module!("matmul_vec4.wgsl", "matmul_panel.wgsl");
+
+/// [`MATMUL_QUAD_GROUP`] as the launcher compiles it on this target.
+pub fn matmul_quad_group() -> Cow<'static, str> {
+    subgroup_module(Cow::Borrowed(MATMUL_QUAD_GROUP))
+}
 
 /// [`MATMUL_QUAD`] as the launcher compiles it on this target.
 pub fn matmul_quad() -> Cow<'static, str> {
@@ -98,6 +135,7 @@ pub const LSTM_STEP_SUBGROUP: &str = concat!(
 pub const MATMUL_F16: &str = concat!(
     "enable f16;\n",
     include_str!("../../shaders/matmul_params.wgsl"),
+    include_str!("../../shaders/matmul_launch.wgsl"),
     include_str!("../../shaders/matmul_f16.wgsl")
 );
 /// `shaders/cast_f16.wgsl` after the f16 rounding: f32 -> f16 copies (needs
