@@ -96,6 +96,16 @@ for preset in $presets; do
   LSTM_GPU_COLUMN_SUMS=serial "$bin" profile --adapter "$adapter" --preset "$preset" \
     --synthetic --steps "$steps" --json > "$work/profile-serial-$preset.json" \
     || rm -f "$work/profile-serial-$preset.json"
+  # The wavefront with its paired time steps as one launch each (the default) and as one
+  # launch per layer (LSTM_GPU_WAVEFRONT_GROUPS=off: the order alone), whatever tune chose.
+  log "profile --preset $preset, --recurrence wavefront, grouped and not"
+  "$bin" profile --adapter "$adapter" --preset "$preset" --recurrence wavefront \
+    --synthetic --steps "$steps" --json > "$work/profile-wavefront-$preset.json" \
+    || rm -f "$work/profile-wavefront-$preset.json"
+  LSTM_GPU_WAVEFRONT_GROUPS=off "$bin" profile --adapter "$adapter" --preset "$preset" \
+    --recurrence wavefront --synthetic --steps "$steps" --json \
+    > "$work/profile-wavefront-off-$preset.json" \
+    || rm -f "$work/profile-wavefront-off-$preset.json"
 done
 
 if [ "$matmul_size" != 0 ]; then
@@ -172,6 +182,10 @@ secs=$(( $(date +%s) - t0 ))
     if [ -f "$work/profile-separate-$preset.json" ]; then cat "$work/profile-separate-$preset.json"; else printf 'null'; fi
     printf ', "profile_column_sums_serial": '
     if [ -f "$work/profile-serial-$preset.json" ]; then cat "$work/profile-serial-$preset.json"; else printf 'null'; fi
+    printf ', "profile_wavefront": '
+    if [ -f "$work/profile-wavefront-$preset.json" ]; then cat "$work/profile-wavefront-$preset.json"; else printf 'null'; fi
+    printf ', "profile_wavefront_per_layer": '
+    if [ -f "$work/profile-wavefront-off-$preset.json" ]; then cat "$work/profile-wavefront-off-$preset.json"; else printf 'null'; fi
     printf '}'
   done
   printf '\n},\n"peer": '
@@ -235,6 +249,18 @@ echo
 echo "Bias gradients' column sums as the adapter adds them (in row slices on GPUs: two launches"
 echo "each) or in one pass per column (LSTM_GPU_COLUMN_SUMS=serial):"
 ab_lines serial default serial
+echo
+echo "--recurrence wavefront with the layers' paired time steps as one launch each (the"
+echo "default) or one launch per layer (LSTM_GPU_WAVEFRONT_GROUPS=off), beside the tuned step:"
+for preset in $presets; do
+  p="$work/profile-wavefront-$preset.json" q="$work/profile-wavefront-off-$preset.json"
+  [ -f "$p" ] && [ -f "$q" ] || continue
+  a="$(field "$p" words_per_second)" b="$(field "$q" words_per_second)"
+  c="$(field "$work/profile-$preset.json" words_per_second)"
+  printf '  %-7s grouped %10.0f words/s, %s dispatches; per layer %10.0f words/s, %s dispatches: %sx; tuned (%s) %10.0f words/s\n' \
+    "$preset" "$a" "$(field "$p" dispatches_per_step)" "$b" "$(field "$q" dispatches_per_step)" \
+    "$(ratio "$a" "$b")" "$(field "$work/profile-$preset.json" recurrence)" "$c"
+done
 echo
 echo "A training step with each recurrence, as tune timed it (ms; the choice kept):"
 python3 - "$work" $presets <<'PY' || true

@@ -454,6 +454,77 @@ fn the_wavefront_step_is_the_unfused_step_bit_for_bit() {
     }
 }
 
+/// Layers of one width: the wavefront's paired time steps run as one launch each (the
+/// layers' recurrent products in one, their cells in one: `prepare_group_deferring_sum`,
+/// `prepare_*_group`), on the buffers the layers then share, with the recurrent weights
+/// copied side by side; the step is still the unfused step bit for bit, unsplit and split
+/// (the products' slices side by side in one scratch buffer), with dropout, with a short
+/// last chunk (7 steps: chunks of 3, 3, 1; 9: 3 of 3), and three layers. With two layers,
+/// every pair of steps but one (the backward's first, whose lower step has no product) is
+/// two launches fewer: `2 (2 (steps - chunk) - 1)` per step. The kernels with barriers have
+/// no grouped form and run the pairs one launch at a time (subgroup-broadcast, lavapipe's
+/// default, here).
+#[test]
+fn grouped_wavefront_steps_are_the_unfused_step_bit_for_bit() {
+    use lstm_gpu::gpu::lstm_step::Recurrence;
+    use lstm_gpu::gpu::matmul::MatmulVariant;
+    use lstm_gpu::model::schedule::wavefront_chunk;
+    for (variant, hidden, keep, steps) in [
+        (MatmulVariant::Strip, vec![12, 12], 0.6, 6),
+        (MatmulVariant::Panel, vec![10, 10], 1.0, 7),
+        (MatmulVariant::Strip, vec![8, 8, 8], 0.7, 9),
+        // Split products: k 40 forward (2 slices), 160 backward (10).
+        (MatmulVariant::StripSplit, vec![40, 40], 0.7, 6),
+        (MatmulVariant::PanelSplit, vec![40, 40], 1.0, 7),
+        (MatmulVariant::SubgroupBroadcast, vec![12, 12], 0.6, 6),
+    ] {
+        let mut gpu = gpu();
+        if !gpu.features.contains(wgpu::Features::SUBGROUP)
+            && variant == MatmulVariant::SubgroupBroadcast
+        {
+            continue;
+        }
+        gpu.matmul = Some(variant);
+        let cfg = Config {
+            hidden: hidden.clone(),
+            keep_prob: keep,
+            num_steps: steps,
+            ..small_config()
+        };
+        let what = format!("{variant} hidden {hidden:?} keep {keep} steps {steps}");
+        let (unfused_launches, unfused_loss, unfused) =
+            common::split::two_steps_with(&gpu, &cfg, Recurrence::Unfused, true);
+        let mut kernels = Kernels::new(&gpu).unwrap();
+        kernels.recurrence = Some(Recurrence::Wavefront);
+        let (wave_launches, wave_loss, wave) = common::split::two_steps_of(&gpu, &cfg, &kernels);
+        assert_eq!(wave_loss, unfused_loss, "{what}: loss");
+        assert!(wave == unfused, "{what}: parameters or state differ");
+        kernels.group_wavefront = false;
+        let (ungrouped, ungrouped_loss, alone) = common::split::two_steps_of(&gpu, &cfg, &kernels);
+        assert_eq!(ungrouped_loss, unfused_loss, "{what}: loss ungrouped");
+        assert!(
+            alone == unfused,
+            "{what}: ungrouped parameters or state differ"
+        );
+        assert!(
+            ungrouped > unfused_launches,
+            "{what}: the order's own launches"
+        );
+        let chunk = wavefront_chunk(steps);
+        if variant == MatmulVariant::SubgroupBroadcast {
+            assert_eq!(wave_launches, ungrouped, "{what}: launches");
+        } else if hidden.len() == 2 {
+            let saved = 2 * (2 * (steps - chunk) - 1);
+            assert_eq!(wave_launches, ungrouped - saved, "{what}: launches");
+        } else {
+            assert!(
+                wave_launches < ungrouped,
+                "{what}: {wave_launches} launches"
+            );
+        }
+    }
+}
+
 /// The wavefront step with split products (forced here as a GPU would choose them): each
 /// layer's recurrent sums wait in a scratch slot of their own while the other layer's
 /// product runs, so the step still matches the f64 reference (with one shared slot the

@@ -21,7 +21,10 @@ use crate::gpu::embedding::{pack_segments, segments_words, Embedding};
 use crate::gpu::loss_scale::{LossScale, LossScaleKernels};
 use crate::gpu::lstm_cell::{CellBackwardViews, CellForwardViews, CellShape, LstmCell};
 use crate::gpu::lstm_step::{LstmStep, Recurrence, StepBackwardViews, StepForwardViews};
-use crate::gpu::matmul::{Matmul, MatmulVariant, SplitPartials};
+use crate::gpu::matmul::{Matmul, MatmulVariant, SplitPartials, GROUPS};
+
+// A grouped time step is one matmul launch and one cell launch: both take as many members.
+const _: () = assert!(GROUPS == crate::gpu::lstm_cell::GROUPS);
 use crate::gpu::matmul_f16::{HalfKernels, HalfView};
 use crate::gpu::reduce::{ClipStats, Reduce, TrainAccumulator};
 use crate::gpu::sgd::{Hyper, Sgd};
@@ -51,6 +54,10 @@ pub struct Kernels {
     /// launch fewer per layer and time step each way; the same sums in the same order).
     /// On unless [`SPLIT_SUMS_ENV`] says `separate`; tests turn it off to compare.
     pub fuse_split_sums: bool,
+    /// Whether a wavefront's paired time steps run as one launch each where they can
+    /// ([`StepBuilder::grouped`]). On unless [`WAVEFRONT_GROUPS_ENV`] says `off`; tests
+    /// turn it off to compare.
+    pub group_wavefront: bool,
 }
 
 impl Kernels {
@@ -70,6 +77,7 @@ impl Kernels {
             half: HalfKernels::new(gpu)?,
             loss_scale: LossScaleKernels::new(gpu)?,
             fuse_split_sums: fuse_split_sums()?,
+            group_wavefront: group_wavefront()?,
         })
     }
 }
@@ -85,6 +93,21 @@ fn fuse_split_sums() -> Result<bool> {
         Ok("separate") => Ok(false),
         Ok(other) => Err(crate::error::usage(format!(
             "{SPLIT_SUMS_ENV}={other}: choose cell (the default) or separate"
+        ))),
+    }
+}
+
+/// The environment variable that says whether a wavefront's paired time steps run as one
+/// launch each (`on`, the default) or one launch per layer (`off`: the wavefront's order
+/// alone), for comparing the two in a benchmark.
+pub const WAVEFRONT_GROUPS_ENV: &str = "LSTM_GPU_WAVEFRONT_GROUPS";
+
+fn group_wavefront() -> Result<bool> {
+    match std::env::var(WAVEFRONT_GROUPS_ENV).as_deref() {
+        Err(_) | Ok("") | Ok("on") => Ok(true),
+        Ok("off") => Ok(false),
+        Ok(other) => Err(crate::error::usage(format!(
+            "{WAVEFRONT_GROUPS_ENV}={other}: choose on (the default) or off"
         ))),
     }
 }
@@ -241,23 +264,83 @@ pub enum Op {
     },
 }
 
+/// One layer's tensor of one kind: a buffer of its own, or, where the layers' time steps
+/// run grouped (see [`StepBuilder::grouped`]), its window of one buffer holding every
+/// layer's tensor of that kind, so that one launch can serve several layers.
+#[derive(Clone)]
+struct Region {
+    buffer: wgpu::Buffer,
+    /// The layer's first word in `buffer`.
+    base: usize,
+    words: usize,
+}
+
+impl Region {
+    /// Each layer's region of `words[l]` words: in buffers of their own, or (`shared`) side
+    /// by side in one buffer.
+    fn per_layer(gpu: &Gpu, label: &str, words: &[usize], shared: bool) -> Vec<Region> {
+        if !shared {
+            return (0..words.len())
+                .map(|l| Region {
+                    buffer: gpu.storage(&format!("lstm.{l} {label}"), words[l]),
+                    base: 0,
+                    words: words[l],
+                })
+                .collect();
+        }
+        let buffer = gpu.storage(&format!("lstm.* {label}"), words.iter().sum());
+        let mut base = 0;
+        words
+            .iter()
+            .map(|&w| {
+                let r = Region {
+                    buffer: buffer.clone(),
+                    base,
+                    words: w,
+                };
+                base += w;
+                r
+            })
+            .collect()
+    }
+
+    /// All of `buffer`.
+    fn whole(buffer: &wgpu::Buffer) -> Region {
+        Region {
+            buffer: buffer.clone(),
+            base: 0,
+            words: (buffer.size() / 4) as usize,
+        }
+    }
+
+    /// `len` words from word `offset` of the layer's tensor.
+    fn at(&self, offset: usize, len: usize) -> View<'_> {
+        View::at(&self.buffer, self.base + offset, len)
+    }
+
+    /// The layer's whole tensor.
+    fn all(&self) -> View<'_> {
+        View::at(&self.buffer, self.base, self.words)
+    }
+}
+
 /// Per-layer activations of one workspace.
 struct LayerBuffers {
     /// Pre-activations `[n, 4h]`; reused for their gradient in the backward pass.
-    z: wgpu::Buffer,
+    z: Region,
     /// Saved gate activations `[n, 4h]`.
-    act: wgpu::Buffer,
+    act: Region,
     /// `[steps + 1, batch, h]`, slot 0 = carried in.
-    c: wgpu::Buffer,
-    h: wgpu::Buffer,
+    c: Region,
+    h: Region,
     /// The state carried between batches `[batch, h]`.
     state_c: wgpu::Buffer,
     state_h: wgpu::Buffer,
     /// The layer's output after dropout `[n, h]` (only when dropout is on).
     h_drop: Option<wgpu::Buffer>,
     /// Gradients (training only): of the outputs `[n, h]` and the two ping-pong `dc` buffers.
-    dh: Option<wgpu::Buffer>,
-    dc: Option<[wgpu::Buffer; 2]>,
+    dh: Option<Region>,
+    dc: Option<[Region; 2]>,
 }
 
 /// Which kind of step a workspace runs.
@@ -636,6 +719,15 @@ struct StepBuilder<'a> {
     sites: u32,
     /// How each layer's time steps run.
     recurrence: Recurrence,
+    /// Whether the layers' time steps that a wavefront pairs run as one launch each (the
+    /// recurrent products of both, then the cells of both): in f32 wavefront steps of two
+    /// layers or more of one width (with the cells adding split sums), unless
+    /// [`Kernels::group_wavefront`] is off. The layers' tensors of each kind then share one
+    /// buffer ([`Region`]), and `w_rec` holds their recurrent weights side by side.
+    grouped: bool,
+    /// Grouped: every layer's `W_h` `[h, 4h]`, copied from the parameters at the start of
+    /// each step (the grouped products read one B buffer).
+    w_rec: Option<wgpu::Buffer>,
     ops: Vec<Op>,
     ids: wgpu::Buffer,
     targets: wgpu::Buffer,
@@ -740,28 +832,60 @@ impl<'a> StepBuilder<'a> {
                 gpu.storage("logits", n * v)
             }
         };
-        let layers = cfg
-            .hidden
-            .iter()
+        let recurrence = recurrence_for(gpu, k, cfg, (batch, steps)).0;
+        let hidden = &cfg.hidden;
+        let grouped = recurrence == Recurrence::Wavefront
+            && k.group_wavefront
+            && half.is_none()
+            && k.fuse_split_sums
+            && hidden.len() >= 2
+            && hidden.iter().all(|&h| h == hidden[0]);
+        let words = |per: usize| -> Vec<usize> { hidden.iter().map(|&h| per * h).collect() };
+        let regions = |label: &str, per: usize| {
+            let words = words(per);
+            if grouped {
+                gpu.check_buffer_fits(
+                    &format!("every layer's {label}"),
+                    words.iter().sum::<usize>() as u64 * 4,
+                )?;
+            }
+            Ok::<_, anyhow::Error>(Region::per_layer(gpu, label, &words, grouped))
+        };
+        let z = regions("pre-activations", n * 4)?;
+        let act = regions("gates", n * 4)?;
+        let c = regions("c", (steps + 1) * batch)?;
+        let h = regions("h", (steps + 1) * batch)?;
+        let (mut dh, mut dc) = (Vec::new(), Vec::new());
+        if train {
+            dh = regions("d(h)", n)?;
+            dc = regions("d(c) a", batch)?
+                .into_iter()
+                .zip(regions("d(c) b", batch)?)
+                .map(|(a, b)| [a, b])
+                .collect();
+        }
+        let mut dh = dh.into_iter();
+        let mut dc = dc.into_iter();
+        let layers = z
+            .into_iter()
+            .zip(act)
+            .zip(c.into_iter().zip(h))
             .enumerate()
-            .map(|(l, &h)| LayerBuffers {
-                z: gpu.storage(&format!("lstm.{l} pre-activations"), n * 4 * h),
-                act: gpu.storage(&format!("lstm.{l} gates"), n * 4 * h),
-                c: gpu.storage(&format!("lstm.{l} c"), (steps + 1) * batch * h),
-                h: gpu.storage(&format!("lstm.{l} h"), (steps + 1) * batch * h),
-                state_c: gpu.storage(&format!("lstm.{l} carried c"), batch * h),
-                state_h: gpu.storage(&format!("lstm.{l} carried h"), batch * h),
+            .map(|(l, ((z, act), (c, h_all)))| LayerBuffers {
+                z,
+                act,
+                c,
+                h: h_all,
+                state_c: gpu.storage(&format!("lstm.{l} carried c"), batch * hidden[l]),
+                state_h: gpu.storage(&format!("lstm.{l} carried h"), batch * hidden[l]),
                 h_drop: dropout
-                    .then(|| gpu.storage(&format!("lstm.{l} output after dropout"), n * h)),
-                dh: train.then(|| gpu.storage(&format!("lstm.{l} d(h)"), n * h)),
-                dc: train.then(|| {
-                    [
-                        gpu.storage(&format!("lstm.{l} d(c) a"), batch * h),
-                        gpu.storage(&format!("lstm.{l} d(c) b"), batch * h),
-                    ]
-                }),
+                    .then(|| gpu.storage(&format!("lstm.{l} output after dropout"), n * hidden[l])),
+                dh: dh.next(),
+                dc: dc.next(),
             })
             .collect();
+        let w_rec = grouped
+            .then(|| gpu.storage("every layer's W_h", hidden.iter().map(|&h| h * 4 * h).sum()));
         Ok(StepBuilder {
             gpu,
             k,
@@ -771,7 +895,9 @@ impl<'a> StepBuilder<'a> {
             steps,
             n,
             sites: (cfg.hidden.len() + 1) as u32,
-            recurrence: recurrence_for(gpu, k, cfg, (batch, steps)).0,
+            recurrence,
+            grouped,
+            w_rec,
             ops: Vec::new(),
             ids: gpu.storage("ids", n),
             targets: gpu.storage("targets", n),
@@ -969,7 +1095,7 @@ impl<'a> StepBuilder<'a> {
         let h = self.cfg.hidden[l];
         match &lb.h_drop {
             Some(b) => View::all(b),
-            None => View::at(&lb.h, self.batch * h, self.n * h),
+            None => lb.h.at(self.batch * h, self.n * h),
         }
     }
 
@@ -983,26 +1109,70 @@ impl<'a> StepBuilder<'a> {
         }
     }
 
-    /// Copy `words` from `src` at `src_offset` to the start of `dst`.
-    fn copy(&mut self, src: &wgpu::Buffer, src_offset: usize, dst: &wgpu::Buffer, words: usize) {
+    /// Copy `words` from `src` to `dst`.
+    fn copy(&mut self, src: View, dst: View, words: usize) {
         self.ops.push(Op::Copy {
-            src: src.clone(),
-            src_offset,
-            dst: dst.clone(),
-            dst_offset: 0,
+            src: src.buffer.clone(),
+            src_offset: src.offset,
+            dst: dst.buffer.clone(),
+            dst_offset: dst.offset,
             words,
         });
     }
 
-    /// The state carried from the previous batch into slot 0 of each layer's `c` and `h`.
+    /// The state carried from the previous batch into slot 0 of each layer's `c` and `h`;
+    /// where the layers' steps run grouped, also their recurrent weights into `w_rec` (the
+    /// parameters change only in the update at the end of a step).
     fn carry_state_in(&mut self) {
         for l in 0..self.layers.len() {
             let words = self.batch * self.cfg.hidden[l];
             let lb = &self.layers[l];
             let (c, h) = (lb.c.clone(), lb.h.clone());
             let (state_c, state_h) = (lb.state_c.clone(), lb.state_h.clone());
-            self.copy(&state_c, 0, &c, words);
-            self.copy(&state_h, 0, &h, words);
+            self.copy(View::all(&state_c), c.all(), words);
+            self.copy(View::all(&state_h), h.all(), words);
+        }
+        if let Some(w_rec) = self.w_rec.clone() {
+            for l in 0..self.layers.len() {
+                let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
+                let w = self.params.lstm_weight[l].clone();
+                let words = h * 4 * h;
+                let at = self.w_rec_at(l);
+                self.copy(
+                    View::at(&w, inp * 4 * h, words),
+                    View::at(&w_rec, at, words),
+                    words,
+                );
+            }
+        }
+    }
+
+    /// Which of layer `l`'s two ping-pong d(c) buffers the cell backward of step `t` writes
+    /// (d(c_{t-1}); step `t - 1` reads it there). By the parity of `t`; grouped, of
+    /// `t + l * chunk`, which is the same for the layers' steps that a backward wavefront
+    /// launches together (each layer one chunk behind the one above it, the chunks counted
+    /// from the last step: see [`StepBuilder::wavefront_backward`]), so that their cells read
+    /// and write the same two buffers.
+    fn dc_slot(&self, l: usize, t: usize) -> usize {
+        if self.grouped {
+            (t + l * wavefront_chunk(self.steps)) % 2
+        } else {
+            t % 2
+        }
+    }
+
+    /// Where layer `l`'s recurrent weights lie in `w_rec`.
+    fn w_rec_at(&self, l: usize) -> usize {
+        self.cfg.hidden[..l].iter().map(|&h| h * 4 * h).sum()
+    }
+
+    /// Layer `l`'s recurrent weights `W_h` `[h, 4h]`: the rows after `W_x` in its weight,
+    /// or (grouped) its copy in `w_rec`.
+    fn w_h(&self, l: usize) -> View<'_> {
+        let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
+        match &self.w_rec {
+            Some(w_rec) => View::at(w_rec, self.w_rec_at(l), h * 4 * h),
+            None => View::at(&self.params.lstm_weight[l], inp * 4 * h, h * 4 * h),
         }
     }
 
@@ -1014,8 +1184,8 @@ impl<'a> StepBuilder<'a> {
             let lb = &self.layers[l];
             let (c, h) = (lb.c.clone(), lb.h.clone());
             let (state_c, state_h) = (lb.state_c.clone(), lb.state_h.clone());
-            self.copy(&c, self.steps * words, &state_c, words);
-            self.copy(&h, self.steps * words, &state_h, words);
+            self.copy(c.at(self.steps * words, words), View::all(&state_c), words);
+            self.copy(h.at(self.steps * words, words), View::all(&state_h), words);
         }
     }
 
@@ -1063,15 +1233,16 @@ impl<'a> StepBuilder<'a> {
 
     /// The layers' forward passes in a wavefront's order (`Recurrence::Wavefront`): the
     /// time steps in chunks, layer `l` running chunk `j` in round `j + l`, so that from the
-    /// second round on the layers' time steps come in pairs, [products] [cells], launches
-    /// that write no buffer in common. (wgpu records each launch's barriers right before
-    /// it, and the second product of a pair always needs one, so the pair runs one launch
-    /// after the other; it overlaps once a pair is one launch serving both layers, which
-    /// this order is the first half of.) Each round first gives every layer above the first the input
-    /// projection of its chunk (the layer below's output of that chunk, after its dropout,
-    /// made the round before), and ends with the dropout of the chunks just made. Each
-    /// layer's split products leave their sums in a scratch slot of its own. The same
-    /// operations as [`StepBuilder::layer_forward`], in another order.
+    /// second round on the layers' time steps come in pairs that depend on nothing of each
+    /// other ([`StepBuilder::steps_together`]): grouped, one launch for both products and
+    /// one for both cells; otherwise [products] [cells], launches that write no buffer in
+    /// common but still run one after the other (wgpu records each launch's barriers right
+    /// before it, and the second product of a pair always needs one), each layer's split
+    /// products leaving their sums in a scratch slot of its own. Each round first gives
+    /// every layer above the first the input projection of its chunk (the layer below's
+    /// output of that chunk, after its dropout, made the round before), and ends with the
+    /// dropout of the chunks just made. The same operations as
+    /// [`StepBuilder::layer_forward`], in another order.
     fn wavefront_forward(&mut self) -> Result<()> {
         let (steps, layers) = (self.steps, self.layers.len());
         let chunk = wavefront_chunk(steps);
@@ -1092,9 +1263,7 @@ impl<'a> StepBuilder<'a> {
                 }
             }
             let spans: Vec<_> = active.iter().map(|&(l, j)| (l, span(j))).collect();
-            ops.extend(self.interleaved(chunk, &spans, |b, l, (t0, t1), i| {
-                (t0 + i < t1).then(|| b.step_forward(l, t0 + i, l))
-            }));
+            ops.extend(self.interleaved(chunk, &spans, false));
             for d in ops {
                 self.push(d)?;
             }
@@ -1108,30 +1277,23 @@ impl<'a> StepBuilder<'a> {
     }
 
     /// The time steps of a wavefront round, for layers `(l, (t0, t1))` each running the
-    /// steps of one chunk: for the `i`-th step of every chunk (`step` says which, `None`
-    /// past a short chunk's end), the layers' products, then their cells.
-    #[allow(clippy::type_complexity)]
+    /// steps of one chunk: the `i`-th step of every chunk (from the first forward, from the
+    /// last `backward`; none past a short chunk's end) together
+    /// ([`StepBuilder::steps_together`]), for each `i`.
     fn interleaved(
         &self,
         chunk: usize,
         spans: &[(usize, (usize, usize))],
-        step: impl Fn(
-            &Self,
-            usize,
-            (usize, usize),
-            usize,
-        ) -> Option<(Vec<Result<Dispatch>>, Result<Dispatch>)>,
+        backward: bool,
     ) -> Vec<Result<Dispatch>> {
         let mut ops = Vec::new();
         for i in 0..chunk {
-            let mut cells = Vec::new();
-            for &(l, span) in spans {
-                if let Some((product, cell)) = step(self, l, span, i) {
-                    ops.extend(product);
-                    cells.push(cell);
-                }
-            }
-            ops.extend(cells);
+            let members: Vec<(usize, usize)> = spans
+                .iter()
+                .filter(|&&(_, (t0, t1))| i < t1 - t0)
+                .map(|&(l, (t0, t1))| (l, if backward { t1 - 1 - i } else { t0 + i }))
+                .collect();
+            ops.extend(self.steps_together(&members, backward));
         }
         ops
     }
@@ -1145,7 +1307,7 @@ impl<'a> StepBuilder<'a> {
         let w = &self.params.lstm_weight[l];
         let input = self.layer_input(l);
         let x = View::at(input.buffer, input.offset + t0 * batch * inp, rows * inp);
-        let z = View::at(&self.layers[l].z, t0 * batch * 4 * h, rows * 4 * h);
+        let z = self.layers[l].z.at(t0 * batch * 4 * h, rows * 4 * h);
         self.product(
             nn(rows, inp, 4 * h),
             x,
@@ -1154,6 +1316,25 @@ impl<'a> StepBuilder<'a> {
             z,
             false,
         )
+    }
+
+    /// The operands of time step `t` of layer `l` forward: the recurrent product
+    /// `h_{t-1} @ W_h` (A, B, and C, the step's pre-activations, to which it is added)
+    /// and the cell's.
+    fn forward_views(&self, l: usize, t: usize) -> ([View<'_>; 3], CellForwardViews<'_>) {
+        let batch = self.batch;
+        let h = self.cfg.hidden[l];
+        let lb = &self.layers[l];
+        let z_t = lb.z.at(t * batch * 4 * h, batch * 4 * h);
+        let product = [lb.h.at(t * batch * h, batch * h), self.w_h(l), z_t];
+        let cell = CellForwardViews {
+            pre: z_t,
+            c_prev: lb.c.at(t * batch * h, batch * h),
+            act: lb.act.at(t * batch * 4 * h, batch * 4 * h),
+            c: lb.c.at((t + 1) * batch * h, batch * h),
+            h: lb.h.at((t + 1) * batch * h, batch * h),
+        };
+        (product, cell)
     }
 
     /// Time step `t` of layer `l`: the recurrent product `h_{t-1} @ W_h` added to the
@@ -1165,26 +1346,17 @@ impl<'a> StepBuilder<'a> {
         t: usize,
         slot: usize,
     ) -> (Vec<Result<Dispatch>>, Result<Dispatch>) {
-        let batch = self.batch;
-        let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
-        let w = &self.params.lstm_weight[l];
-        let w_h = View::at(w, inp * 4 * h, h * 4 * h);
-        let lb = &self.layers[l];
-        let h_prev = View::at(&lb.h, t * batch * h, batch * h);
-        let z_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
-        let c_prev = View::at(&lb.c, t * batch * h, batch * h);
-        let act = View::at(&lb.act, t * batch * 4 * h, batch * 4 * h);
-        let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
-        let h_next = View::at(&lb.h, (t + 1) * batch * h, batch * h);
+        let (batch, h) = (self.batch, self.cfg.hidden[l]);
+        let ([h_prev, w_h, z_t], views) = self.forward_views(l, t);
         if self.recurrence == Recurrence::Fused {
             let views = StepForwardViews {
                 zx: z_t,
                 w_h,
                 h_prev,
-                c_prev,
-                act,
-                c,
-                h: h_next,
+                c_prev: views.c_prev,
+                act: views.act,
+                c: views.c,
+                h: views.h,
             };
             let step = self.k.lstm_step.prepare_forward(
                 self.gpu,
@@ -1196,16 +1368,10 @@ impl<'a> StepBuilder<'a> {
         }
         let (product, partials) =
             self.recurrent_product(nn(batch, h, 4 * h), h_prev, w_h, z_t, slot);
-        let views = CellForwardViews {
-            pre: z_t,
-            c_prev,
-            act,
-            c,
-            h: h_next,
-        };
         let shape = CellShape { batch, hidden: h };
         let fb = self.cfg.forget_bias;
         let cell = &self.k.lstm_cell;
+        let h_next = views.h;
         let h16 = self.cell_half_output(h_next);
         let h16 = h16
             .as_ref()
@@ -1227,7 +1393,7 @@ impl<'a> StepBuilder<'a> {
         let (batch, h) = (self.batch, self.cfg.hidden[l]);
         let (first, words) = (t0 * batch * h, (t1 - t0) * batch * h);
         let out = self.layers[l].h.clone();
-        let from = View::at(&out, batch * h + first, words);
+        let from = out.at(batch * h + first, words);
         let to = View::at(&hd, first, words);
         self.dropout_part(words, from, to, l as u32 + 1, first)
     }
@@ -1346,7 +1512,11 @@ impl<'a> StepBuilder<'a> {
         }
         let top_dh = self.layers[top].dh.clone().expect("training buffers");
         let dropped = self.layers[top].h_drop.is_some();
-        let target = if dropped { &grads.scratch_dh } else { &top_dh };
+        let target = if dropped {
+            View::all(&grads.scratch_dh)
+        } else {
+            top_dh.all()
+        };
         let (shape, weight) = match &self.params.softmax_w {
             Some(w) => (nt(n, v, ht), w),
             None => (nn(n, v, ht), &self.params.embedding),
@@ -1356,7 +1526,7 @@ impl<'a> StepBuilder<'a> {
             View::all(&self.logits),
             View::all(weight),
             None,
-            View::all(target),
+            target,
             false,
         );
         for d in dh {
@@ -1364,12 +1534,7 @@ impl<'a> StepBuilder<'a> {
         }
         if dropped {
             let site = self.layers.len() as u32;
-            self.dropout(
-                n * ht,
-                View::all(&grads.scratch_dh),
-                View::all(&top_dh),
-                site,
-            )?;
+            self.dropout(n * ht, View::all(&grads.scratch_dh), top_dh.all(), site)?;
         }
         Ok(())
     }
@@ -1407,9 +1572,11 @@ impl<'a> StepBuilder<'a> {
     }
 
     /// The backward pass in a wavefront's order (see [`StepBuilder::wavefront_forward`]):
-    /// chunks of time steps from the last, the top layer running chunk `j` (counted from
-    /// the end) in round `j` and each layer below one round after the layer above it, the
-    /// layers' time steps in pairs, [products] [cells]. Each round ends with the
+    /// chunks of time steps counted from the last (so that a short chunk is the earliest in
+    /// time, and the steps of a pair always lie exactly one chunk apart, which
+    /// [`StepBuilder::dc_slot`] needs), the top layer running chunk `k` in round `k` and each
+    /// layer below one round after the layer above it, the layers' time steps in pairs
+    /// ([`StepBuilder::steps_together`]). Each round ends with the
     /// d(input) of the chunks just finished by the layers above the first (the next
     /// layer's d(h) rows for that chunk, through its dropout); the weight gradients and the
     /// first layer's d(input) come after the last round. The same operations as
@@ -1418,26 +1585,25 @@ impl<'a> StepBuilder<'a> {
         let (steps, layers) = (self.steps, self.layers.len());
         let chunk = wavefront_chunk(steps);
         let chunks = steps.div_ceil(chunk);
-        let span = |j: usize| (j * chunk, ((j + 1) * chunk).min(steps));
+        // Chunk k counted from the end, the short one (if any) first in time.
+        let span = |k: usize| (steps.saturating_sub((k + 1) * chunk), steps - k * chunk);
         for round in 0..chunks + layers - 1 {
             // (layer, chunk) pairs of this round: the top layer starts with the last chunk.
             let active: Vec<(usize, usize)> = (0..layers)
                 .rev()
                 .filter_map(|l| {
                     let k = round.checked_sub(layers - 1 - l)?;
-                    (k < chunks).then(|| (l, chunks - 1 - k))
+                    (k < chunks).then_some((l, k))
                 })
                 .collect();
-            let spans: Vec<_> = active.iter().map(|&(l, j)| (l, span(j))).collect();
-            let ops = self.interleaved(chunk, &spans, |b, l, (t0, t1), i| {
-                (i < t1 - t0).then(|| b.step_backward(l, t1 - 1 - i, l))
-            });
+            let spans: Vec<_> = active.iter().map(|&(l, k)| (l, span(k))).collect();
+            let ops = self.interleaved(chunk, &spans, true);
             for d in ops {
                 self.push(d)?;
             }
-            for &(l, j) in &active {
+            for &(l, k) in &active {
                 if l > 0 {
-                    self.input_gradient(l, span(j), grads)?;
+                    self.input_gradient(l, span(k), grads)?;
                 }
             }
         }
@@ -1447,6 +1613,42 @@ impl<'a> StepBuilder<'a> {
             }
         }
         self.input_gradient(0, (0, steps), grads)
+    }
+
+    /// The operands of time step `t` of layer `l` backward: the recurrent product
+    /// `dz_{t+1} @ W_h^T` (A, B, and C, the step's d(h), to which it is added; none at the
+    /// last step) and the cell's.
+    fn backward_views(&self, l: usize, t: usize) -> (Option<[View<'_>; 3]>, CellBackwardViews<'_>) {
+        let (batch, steps) = (self.batch, self.steps);
+        let h = self.cfg.hidden[l];
+        let lb = &self.layers[l];
+        let dh = lb.dh.as_ref().expect("training buffers");
+        let dc = lb.dc.as_ref().expect("training buffers");
+        let dh_t = dh.at(t * batch * h, batch * h);
+        // dc of step t comes in through one ping-pong buffer, dc of t-1 goes out through
+        // the other; the last step starts from zero (truncated BPTT).
+        let dc_in = if t + 1 == steps {
+            View::at(&self.zeros, 0, batch * h)
+        } else {
+            dc[self.dc_slot(l, t + 1)].all()
+        };
+        let product = (t + 1 < steps).then(|| {
+            [
+                lb.z.at((t + 1) * batch * 4 * h, batch * 4 * h),
+                self.w_h(l),
+                dh_t,
+            ]
+        });
+        let cell = CellBackwardViews {
+            act: lb.act.at(t * batch * 4 * h, batch * 4 * h),
+            c_prev: lb.c.at(t * batch * h, batch * h),
+            c: lb.c.at((t + 1) * batch * h, batch * h),
+            dh: dh_t,
+            dc: dc_in,
+            dpre: lb.z.at(t * batch * 4 * h, batch * 4 * h),
+            dc_prev: dc[self.dc_slot(l, t)].all(),
+        };
+        (product, cell)
     }
 
     /// Time step `t` of layer `l` backward: d(h) from the step after through `W_h^T`
@@ -1459,40 +1661,22 @@ impl<'a> StepBuilder<'a> {
         t: usize,
         slot: usize,
     ) -> (Vec<Result<Dispatch>>, Result<Dispatch>) {
-        let (batch, steps) = (self.batch, self.steps);
-        let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
-        let w = &self.params.lstm_weight[l];
-        let w_h = View::at(w, inp * 4 * h, h * 4 * h);
-        let lb = &self.layers[l];
-        let dh = lb.dh.as_ref().expect("training buffers");
-        let dc = lb.dc.as_ref().expect("training buffers");
-        let dh_t = View::at(dh, t * batch * h, batch * h);
-        // dc of step t comes in through one ping-pong buffer, dc of t-1 goes out through
-        // the other; the last step starts from zero (truncated BPTT).
-        let dc_in = if t + 1 == steps {
-            View::at(&self.zeros, 0, batch * h)
-        } else {
-            View::all(&dc[(t + 1) % 2])
-        };
-        let act = View::at(&lb.act, t * batch * 4 * h, batch * 4 * h);
-        let c_prev = View::at(&lb.c, t * batch * h, batch * h);
-        let c = View::at(&lb.c, (t + 1) * batch * h, batch * h);
-        let dz_t = View::at(&lb.z, t * batch * 4 * h, batch * 4 * h);
+        let (batch, h) = (self.batch, self.cfg.hidden[l]);
+        let (product_views, views) = self.backward_views(l, t);
         let mut product = Vec::new();
         let mut partials = None;
-        if t + 1 < steps {
-            let dz_next = View::at(&lb.z, (t + 1) * batch * 4 * h, batch * 4 * h);
+        if let Some([dz_next, w_h, dh_t]) = product_views {
             if self.recurrence == Recurrence::Fused {
                 let views = StepBackwardViews {
                     dz_next,
                     w_h,
-                    act,
-                    c_prev,
-                    c,
+                    act: views.act,
+                    c_prev: views.c_prev,
+                    c: views.c,
                     dh: dh_t,
-                    dc: dc_in,
-                    dc_prev: View::all(&dc[t % 2]),
-                    dz: dz_t,
+                    dc: views.dc,
+                    dc_prev: views.dc_prev,
+                    dz: views.dpre,
                 };
                 let step = self
                     .k
@@ -1503,17 +1687,9 @@ impl<'a> StepBuilder<'a> {
             (product, partials) =
                 self.recurrent_product(nt(batch, 4 * h, h), dz_next, w_h, dh_t, slot);
         }
-        let views = CellBackwardViews {
-            act,
-            c_prev,
-            c,
-            dh: dh_t,
-            dc: dc_in,
-            dpre: dz_t,
-            dc_prev: View::all(&dc[t % 2]),
-        };
         let shape = CellShape { batch, hidden: h };
         let cell = &self.k.lstm_cell;
+        let dz_t = views.dpre;
         let d16 = self.cell_half_output(dz_t);
         let d16 = d16.as_ref().map(|b| HalfView::at(b, dz_t.offset, dz_t.len));
         let cell = match (&partials, d16) {
@@ -1524,13 +1700,103 @@ impl<'a> StepBuilder<'a> {
         (product, cell)
     }
 
+    /// Time steps of several layers, `(layer, t)` one each, that depend on nothing of one
+    /// another (a wavefront's): grouped ([`StepBuilder::grouped`]), one launch for their
+    /// recurrent products and one for their cells; otherwise each layer's product (its split
+    /// sums in the layer's own scratch slot), then their cells.
+    fn steps_together(&self, members: &[(usize, usize)], backward: bool) -> Vec<Result<Dispatch>> {
+        if let Some(ops) = self.grouped_steps(members, backward) {
+            return ops;
+        }
+        let mut ops = Vec::new();
+        let mut cells = Vec::new();
+        for &(l, t) in members {
+            let (product, cell) = if backward {
+                self.step_backward(l, t, l)
+            } else {
+                self.step_forward(l, t, l)
+            };
+            ops.extend(product);
+            cells.push(cell);
+        }
+        ops.extend(cells);
+        ops
+    }
+
+    /// [`StepBuilder::steps_together`] as two launches, where the steps are grouped, there
+    /// are several, each has a recurrent product (backward, the last time step has none)
+    /// and the kernel chosen for the product has a grouped form; else `None`.
+    fn grouped_steps(
+        &self,
+        members: &[(usize, usize)],
+        backward: bool,
+    ) -> Option<Vec<Result<Dispatch>>> {
+        if !self.grouped || members.len() < 2 || members.len() > GROUPS {
+            return None;
+        }
+        let (batch, h) = (self.batch, self.cfg.hidden[members[0].0]);
+        let shape = CellShape { batch, hidden: h };
+        let matmul = &self.k.matmul;
+        let cells = &self.k.lstm_cell;
+        if backward {
+            let mut products = Vec::new();
+            let mut views = Vec::new();
+            for &(l, t) in members {
+                let (product, cell) = self.backward_views(l, t);
+                let [a, b, c] = product?;
+                products.push((a, b, c));
+                views.push(cell);
+            }
+            let (product, partials) = match matmul.prepare_group_deferring_sum(
+                self.gpu,
+                nt(batch, 4 * h, h),
+                &products,
+                0,
+            ) {
+                Ok(grouped) => grouped?,
+                Err(e) => return Some(vec![Err(e)]),
+            };
+            let members: Vec<_> = views
+                .into_iter()
+                .enumerate()
+                .map(|(g, v)| (v, partials.as_ref().map(|p| &p[g])))
+                .collect();
+            return Some(vec![
+                Ok(product),
+                cells.prepare_backward_group(self.gpu, shape, &members),
+            ]);
+        }
+        let mut products = Vec::new();
+        let mut views = Vec::new();
+        for &(l, t) in members {
+            let ([a, b, c], cell) = self.forward_views(l, t);
+            products.push((a, b, c));
+            views.push(cell);
+        }
+        let (product, partials) =
+            match matmul.prepare_group_deferring_sum(self.gpu, nn(batch, h, 4 * h), &products, 0) {
+                Ok(grouped) => grouped?,
+                Err(e) => return Some(vec![Err(e)]),
+            };
+        let members: Vec<_> = views
+            .into_iter()
+            .enumerate()
+            .map(|(g, v)| (v, partials.as_ref().map(|p| &p[g])))
+            .collect();
+        let fb = self.cfg.forget_bias;
+        Some(vec![
+            Ok(product),
+            cells.prepare_forward_group(self.gpu, shape, fb, &members),
+        ])
+    }
+
     /// Layer `l`'s weight gradients over all time steps at once: `x^T @ dz`, `h^T @ dz`
     /// and the bias's column sums.
     fn weight_gradients(&self, l: usize, grads: &GradBuffers) -> Vec<Result<Dispatch>> {
         let n = self.n;
         let (h, inp) = (self.cfg.hidden[l], self.cfg.layer_input(l));
         let lb = &self.layers[l];
-        let dz = View::all(&lb.z);
+        let dz = lb.z.all();
         let gw = &grads.lstm_weight[l];
         let mut ops = self.product(
             tn(inp, n, 4 * h),
@@ -1542,7 +1808,7 @@ impl<'a> StepBuilder<'a> {
         );
         ops.extend(self.product(
             tn(h, n, 4 * h),
-            View::at(&lb.h, 0, n * h),
+            lb.h.at(0, n * h),
             dz,
             None,
             View::at(gw, inp * 4 * h, h * 4 * h),
@@ -1573,39 +1839,38 @@ impl<'a> StepBuilder<'a> {
         let rows = (t1 - t0) * batch;
         let w = &self.params.lstm_weight[l];
         let w_x = View::at(w, 0, inp * 4 * h);
-        let dz = View::at(&self.layers[l].z, t0 * batch * 4 * h, rows * 4 * h);
+        let dz = self.layers[l].z.at(t0 * batch * 4 * h, rows * 4 * h);
         let (final_dx, dropped) = if l == 0 {
-            (&grads.dx0, self.x0_drop.is_some())
+            (Region::whole(&grads.dx0), self.x0_drop.is_some())
         } else {
             let below = &self.layers[l - 1];
             (
-                below.dh.as_ref().expect("training buffers"),
+                below.dh.clone().expect("training buffers"),
                 below.h_drop.is_some(),
             )
         };
-        let scratch = if l == 0 {
+        let scratch = Region::whole(if l == 0 {
             &grads.scratch_dx0
         } else {
             &grads.scratch_dh
-        };
-        let target = if dropped { scratch } else { final_dx };
+        });
+        let target = if dropped { &scratch } else { &final_dx };
         let first = t0 * batch * inp;
         let ops = self.product(
             nt(rows, 4 * h, inp),
             dz,
             w_x,
             None,
-            View::at(target, first, rows * inp),
+            target.at(first, rows * inp),
             false,
         );
-        let (scratch, final_dx) = (scratch.clone(), final_dx.clone());
         for d in ops {
             self.push(d)?;
         }
         if dropped {
             let (from, to) = (
-                View::at(&scratch, first, rows * inp),
-                View::at(&final_dx, first, rows * inp),
+                scratch.at(first, rows * inp),
+                final_dx.at(first, rows * inp),
             );
             self.dropout_part(rows * inp, from, to, l as u32, first)?;
         }

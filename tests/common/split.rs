@@ -26,11 +26,16 @@ pub fn two_steps_with(
     let mut kernels = Kernels::new(gpu).unwrap();
     kernels.recurrence = Some(recurrence);
     kernels.fuse_split_sums = fuse;
+    two_steps_of(gpu, cfg, &kernels)
+}
+
+/// [`two_steps`] with `kernels` as they are.
+pub fn two_steps_of(gpu: &Gpu, cfg: &Config, kernels: &Kernels) -> (usize, u64, Vec<Vec<u32>>) {
     let params = Params::<f32>::init(cfg, 5);
     let pbuf = ParamBuffers::upload(gpu, cfg, &params).unwrap();
     let mut ws = Workspace::new(
         gpu,
-        &kernels,
+        kernels,
         cfg,
         &pbuf,
         cfg.batch_size,
