@@ -110,7 +110,7 @@ fn lab(args: Args) -> Result<()> {
         strip_width: 64,
         k_chunk: k as u32,
         k_slices: 1,
-        pad0: 0,
+        member_slices: 0,
         pad1: 0,
     };
     let uniforms = gpu.uniform_from("params", &params);

@@ -100,7 +100,7 @@ fn matmul_panel(
 ) {
     let slice = launch_slice(wg);
     let block = block_index(wg);
-    if block >= params.blocks {
+    if block >= params.blocks || slice >= params.k_slices {
         return;
     }
     let i0 = (block / params.col_blocks) * PANEL_ROWS;

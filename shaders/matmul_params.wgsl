@@ -33,7 +33,10 @@ struct Params {
     // of slices (the grid's z); the partial sums go to slice z of C, m * n words apart.
     k_chunk: u32,
     k_slices: u32,
-    pad0: u32,
+    // A launch serving several products (shaders/matmul_launch_group.wgsl): the grid's z
+    // per product, the most slices of any of them (a product with fewer leaves the rest
+    // idle). One product per launch: unused.
+    member_slices: u32,
     pad1: u32,
 }
 

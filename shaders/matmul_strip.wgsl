@@ -141,7 +141,7 @@ fn matmul_strip(
 ) {
     let slice = launch_slice(wg);
     let block = block_index(wg);
-    if block >= params.blocks {
+    if block >= params.blocks || slice >= params.k_slices {
         return;
     }
     let s = strip_lane(block, lane);

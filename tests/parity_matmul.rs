@@ -421,8 +421,11 @@ fn quad_reading_kernels_read_aligned_operands_to_the_same_bits() {
 /// wavefront step in one launch) computes each of its products exactly as the product's own
 /// launch does: the same C bits unsplit, the same partial sums bit for bit where k is split
 /// (each product's slices at its own place in the scratch buffer). Three products at odd
-/// offsets of shared A, B and C buffers, in the forward and the backward recurrent forms;
-/// the kernels without a grouped form decline (`None`); too many products are refused.
+/// offsets of shared A, B and C buffers, in the forward and the backward recurrent forms,
+/// of one width and of three (layers of 48, 20 and 36 units: the grid is the widest's, and
+/// the narrower products' extra workgroups and slices do nothing); a launch whose products
+/// would not all split alike, or whose kernel has no grouped form, is declined (`None`);
+/// too many products are refused.
 #[test]
 fn grouped_products_compute_each_product_as_its_own_launch_does() {
     let gpu = gpu();
@@ -437,43 +440,75 @@ fn grouped_products_compute_each_product_as_its_own_launch_does() {
         MatmulVariant::PanelSplit,
     ];
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-    let mut tried = 0;
+    let (mut tried, mut declined) = (0, 0);
     for variant in grouped.into_iter().filter(|v| available.contains(v)) {
         let mm = Matmul::with_variant(&gpu, variant).unwrap();
-        // [batch, h] @ [h, 4h] and [batch, 4h] @ [4h, h]^T; long k splits.
-        for (s, seed) in [
-            (shape(20, 48, 192, false, false), 1),
-            (shape(20, 192, 48, false, true), 2),
-            (shape(9, 1040, 40, false, false), 3),
-            (shape(9, 1040, 40, false, true), 4),
-        ] {
-            let (a_len, b_len, c_len) = (s.m * s.k, s.k * s.n, s.m * s.n);
-            let members = 3;
-            // Odd offsets: member g's operands `g * len + 1 + g` words in.
-            let at = |len: usize, g: usize| g * len + 1 + g;
-            let a_buf = gpu.storage_from("A", &random(members * (a_len + 1) + 1, 1.0, seed));
-            let b_buf = gpu.storage_from("B", &random(members * (b_len + 1) + 1, 1.0, seed + 9));
-            let c_start = random(members * (c_len + 1) + 1, 1.0, seed + 17);
+        // Per product (hidden widths h): [batch, h] @ [h, 4h] forward, [batch, 4h] @
+        // [4h, h]^T backward; long k splits (1040: 65 slices of 16; 1000 and 1024: more).
+        let forward = |h: usize| shape(20, h, 4 * h, false, false);
+        let backward = |h: usize| shape(20, 4 * h, h, false, true);
+        let long = |k: usize, trans_b| shape(9, k, 40, false, trans_b);
+        let cases: Vec<(Vec<MatmulShape>, u64)> = vec![
+            (vec![forward(48); 3], 1),
+            (vec![backward(48); 3], 2),
+            (vec![forward(48), forward(20), forward(36)], 3),
+            (vec![backward(48), backward(20), backward(36)], 4),
+            (vec![long(1040, false); 3], 5),
+            (
+                vec![long(1040, true), long(1000, true), long(1024, true)],
+                6,
+            ),
+        ];
+        for (shapes, seed) in cases {
+            let lens =
+                |f: fn(&MatmulShape) -> usize| -> Vec<usize> { shapes.iter().map(f).collect() };
+            let (a_len, b_len, c_len) = (
+                lens(|s| s.m * s.k),
+                lens(|s| s.k * s.n),
+                lens(|s| s.m * s.n),
+            );
+            // Odd offsets: each operand one word after the one before it.
+            let at = |lens: &[usize], g: usize| lens[..g].iter().sum::<usize>() + 1 + g;
+            let total = |lens: &[usize]| at(lens, lens.len());
+            let a_buf = gpu.storage_from("A", &random(total(&a_len), 1.0, seed));
+            let b_buf = gpu.storage_from("B", &random(total(&b_len), 1.0, seed + 9));
+            let c_start = random(total(&c_len), 1.0, seed + 17);
             let c_group = gpu.storage_from("C grouped", &c_start);
             let c_alone = gpu.storage_from("C alone", &c_start);
             let ab = |g: usize| {
                 (
-                    View::at(&a_buf, at(a_len, g), a_len),
-                    View::at(&b_buf, at(b_len, g), b_len),
+                    View::at(&a_buf, at(&a_len, g), a_len[g]),
+                    View::at(&b_buf, at(&b_len, g), b_len[g]),
                 )
             };
-            let group: Vec<_> = (0..members)
-                .map(|g| (ab(g).0, ab(g).1, View::at(&c_group, at(c_len, g), c_len)))
+            let group: Vec<_> = (0..shapes.len())
+                .map(|g| {
+                    let (a, b) = ab(g);
+                    (shapes[g], a, b, View::at(&c_group, at(&c_len, g), c_len[g]))
+                })
                 .collect();
-            let (d, partials) = mm
-                .prepare_group_deferring_sum(&gpu, s, &group, 1)
-                .unwrap()
-                .expect("a kernel with a grouped form");
-            assert_eq!(d.launches(), 1, "{variant} {s:?}");
+            let what = format!("{variant} {shapes:?}");
+            // Products of which some split k and others not are declined.
+            let splits: Vec<bool> = group
+                .iter()
+                .map(|&(s, a, b, c)| {
+                    let (_, partials) = mm.prepare_deferring_sum_in(&gpu, s, a, b, c, 0).unwrap();
+                    partials.is_some()
+                })
+                .collect();
+            let grouped = mm.prepare_group_deferring_sum(&gpu, &group, 1).unwrap();
+            if splits.iter().any(|&x| x != splits[0]) {
+                assert!(grouped.is_none(), "{what}: split {splits:?}, grouped");
+                declined += 1;
+                continue;
+            }
+            let Some((d, partials)) = grouped else {
+                panic!("{what}: declined");
+            };
+            assert_eq!(d.launches(), 1, "{what}");
             gpu.run(&[&d]).unwrap();
-            let what = format!("{variant} {s:?} ({})", d.label);
-            for g in 0..members {
-                let ((a, b), c) = (ab(g), View::at(&c_alone, at(c_len, g), c_len));
+            for (g, &s) in shapes.iter().enumerate() {
+                let ((a, b), c) = (ab(g), View::at(&c_alone, at(&c_len, g), c_len[g]));
                 let (alone, alone_partials) =
                     mm.prepare_deferring_sum_in(&gpu, s, a, b, c, 0).unwrap();
                 gpu.run(&[&alone]).unwrap();
@@ -499,23 +534,40 @@ fn grouped_products_compute_each_product_as_its_own_launch_does() {
         }
     }
     assert!(tried >= 2 * 6, "grouped products compared: {tried}");
-    // A kernel with barriers has no grouped form.
-    let mm = Matmul::with_variant(&gpu, MatmulVariant::Tiled).unwrap();
+    assert!(declined >= 2, "launches declined: {declined}");
     let s = shape(20, 48, 192, false, false);
     let (a, b, c) = (
-        gpu.storage("A", s.m * s.k),
-        gpu.storage("B", s.k * s.n),
-        gpu.storage("C", s.m * s.n),
+        gpu.storage("A", 1 << 16),
+        gpu.storage("B", 1 << 16),
+        gpu.storage("C", 1 << 16),
     );
-    let one = [(View::all(&a), View::all(&b), View::all(&c))];
+    let one = (s, View::all(&a), View::all(&b), View::all(&c));
+    // A kernel with barriers has no grouped form.
+    let mm = Matmul::with_variant(&gpu, MatmulVariant::Tiled).unwrap();
     assert!(mm
-        .prepare_group_deferring_sum(&gpu, s, &one, 1)
+        .prepare_group_deferring_sum(&gpu, &[one], 1)
+        .unwrap()
+        .is_none());
+    // One product split and one not: their cells could not share a launch.
+    let mm = Matmul::with_variant(&gpu, MatmulVariant::StripSplit).unwrap();
+    let split = (
+        shape(9, 1040, 40, false, false),
+        View::all(&a),
+        View::all(&b),
+        View::all(&c),
+    );
+    let short = (
+        shape(9, 8, 40, false, false),
+        View::all(&a),
+        View::all(&b),
+        View::all(&c),
+    );
+    assert!(mm
+        .prepare_group_deferring_sum(&gpu, &[short, split], 1)
         .unwrap()
         .is_none());
     // More products than the uniforms hold.
-    let mm = Matmul::with_variant(&gpu, MatmulVariant::Strip).unwrap();
-    let five = [(View::all(&a), View::all(&b), View::all(&c)); 5];
-    let Err(err) = mm.prepare_group_deferring_sum(&gpu, s, &five, 1) else {
+    let Err(err) = mm.prepare_group_deferring_sum(&gpu, &[one; 5], 1) else {
         panic!("five products in one launch were accepted");
     };
     let err = err.to_string();

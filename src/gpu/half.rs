@@ -118,7 +118,7 @@ pub(crate) fn half_matmul_dispatch(
         strip_width: 0,
         k_chunk: chunk as u32,
         k_slices: slices as u32,
-        pad0: 0,
+        member_slices: 0,
         pad1: 0,
     };
     let (mf, kf, nf) = (m as f64, k as f64, n as f64);

@@ -221,7 +221,7 @@ impl LstmCell {
         forget_bias: f32,
         v: &CellForwardViews,
     ) -> Result<Dispatch> {
-        self.forward_dispatch(gpu, shape, forget_bias, &[(*v, Extra::Plain)])
+        self.forward_dispatch(gpu, forget_bias, &[(shape, *v, Extra::Plain)])
     }
 
     /// `lstm_cell_forward_f16`: [`LstmCell::prepare_forward`] that also writes h rounded
@@ -235,7 +235,7 @@ impl LstmCell {
         v: &CellForwardViews,
         h16: HalfView,
     ) -> Result<Dispatch> {
-        self.forward_dispatch(gpu, shape, forget_bias, &[(*v, Extra::Half(h16))])
+        self.forward_dispatch(gpu, forget_bias, &[(shape, *v, Extra::Half(h16))])
     }
 
     /// `lstm_cell_forward_split`: [`LstmCell::prepare_forward`] on `pre` plus the partial
@@ -254,7 +254,7 @@ impl LstmCell {
             Some(h) => Extra::SplitHalf(partials, h),
             None => Extra::Split(partials),
         };
-        self.forward_dispatch(gpu, shape, forget_bias, &[(*v, extra)])
+        self.forward_dispatch(gpu, forget_bias, &[(shape, *v, extra)])
     }
 
     /// `lstm_cell_backward`: gradients of the pre-activations and of the previous cell
@@ -265,7 +265,7 @@ impl LstmCell {
         shape: CellShape,
         v: &CellBackwardViews,
     ) -> Result<Dispatch> {
-        self.backward_dispatch(gpu, shape, &[(*v, Extra::Plain)])
+        self.backward_dispatch(gpu, &[(shape, *v, Extra::Plain)])
     }
 
     /// `lstm_cell_backward_f16`: [`LstmCell::prepare_backward`] that also writes d(pre)
@@ -278,7 +278,7 @@ impl LstmCell {
         v: &CellBackwardViews,
         dpre16: HalfView,
     ) -> Result<Dispatch> {
-        self.backward_dispatch(gpu, shape, &[(*v, Extra::Half(dpre16))])
+        self.backward_dispatch(gpu, &[(shape, *v, Extra::Half(dpre16))])
     }
 
     /// `lstm_cell_backward_split`: [`LstmCell::prepare_backward`] on `dh` plus the partial
@@ -296,7 +296,7 @@ impl LstmCell {
             Some(d) => Extra::SplitHalf(partials, d),
             None => Extra::Split(partials),
         };
-        self.backward_dispatch(gpu, shape, &[(*v, extra)])
+        self.backward_dispatch(gpu, &[(shape, *v, extra)])
     }
 
     /// The pipeline of `extra` in direction `which` (0 forward, 1 backward), with the
@@ -319,22 +319,22 @@ impl LstmCell {
     }
 
     /// `lstm_cell_forward` (or `_split` where the products left partial sums) of up to
-    /// [`GROUPS`] cells of one shape in one launch: the layers of a wavefront step, whose
-    /// operands lie at their own offsets in the same buffers (each binding's buffer the
-    /// same in every member, and the partial sums, if any, in one buffer). The grid's z
-    /// picks the member; each computes exactly what its own launch would.
+    /// [`GROUPS`] cells in one launch: the layers of a wavefront step (of one batch, their
+    /// widths may differ), whose operands lie at their own offsets in the same buffers
+    /// (each binding's buffer the same in every member, and the partial sums, if any, in
+    /// one buffer). The grid, as large as the largest cell needs, has one layer per z; each
+    /// computes exactly what its own launch would.
     pub fn prepare_forward_group(
         &self,
         gpu: &Gpu,
-        shape: CellShape,
         forget_bias: f32,
-        members: &[(CellForwardViews, Option<&SplitPartials>)],
+        members: &[(CellShape, CellForwardViews, Option<&SplitPartials>)],
     ) -> Result<Dispatch> {
         let members: Vec<_> = members
             .iter()
-            .map(|(v, p)| (*v, p.map_or(Extra::Plain, Extra::Split)))
+            .map(|(shape, v, p)| (*shape, *v, p.map_or(Extra::Plain, Extra::Split)))
             .collect();
-        self.forward_dispatch(gpu, shape, forget_bias, &members)
+        self.forward_dispatch(gpu, forget_bias, &members)
     }
 
     /// `lstm_cell_backward` (or `_split`) of up to [`GROUPS`] cells in one launch, as
@@ -342,25 +342,22 @@ impl LstmCell {
     pub fn prepare_backward_group(
         &self,
         gpu: &Gpu,
-        shape: CellShape,
-        members: &[(CellBackwardViews, Option<&SplitPartials>)],
+        members: &[(CellShape, CellBackwardViews, Option<&SplitPartials>)],
     ) -> Result<Dispatch> {
         let members: Vec<_> = members
             .iter()
-            .map(|(v, p)| (*v, p.map_or(Extra::Plain, Extra::Split)))
+            .map(|(shape, v, p)| (*shape, *v, p.map_or(Extra::Plain, Extra::Split)))
             .collect();
-        self.backward_dispatch(gpu, shape, &members)
+        self.backward_dispatch(gpu, &members)
     }
 
     fn forward_dispatch(
         &self,
         gpu: &Gpu,
-        shape: CellShape,
         forget_bias: f32,
-        members: &[(CellForwardViews, Extra)],
+        members: &[(CellShape, CellForwardViews, Extra)],
     ) -> Result<Dispatch> {
-        let (gates, states) = (4 * shape.states(), shape.states());
-        let Some(&(first, extra)) = members.first() else {
+        let Some(&(_, first, extra)) = members.first() else {
             bail!("lstm_cell_forward: a launch of no cells");
         };
         let label = extra.entry("lstm_cell_forward");
@@ -385,7 +382,8 @@ impl LstmCell {
             entries.push((8, &p.buffer));
         }
         let mut extra_bytes = 0.0;
-        for (block, (v, member_extra)) in blocks.iter_mut().zip(members) {
+        for (block, (shape, v, member_extra)) in blocks.iter_mut().zip(members) {
+            let (gates, states) = (4 * shape.states(), shape.states());
             let same_kind = member_extra.entry("lstm_cell_forward") == label;
             let same_buffers = [v.pre.buffer, v.c.buffer, v.act.buffer, v.h.buffer] == operands
                 && member_extra.parts().0.map(|h| h.buffer) == h16.map(|h| h.buffer)
@@ -427,8 +425,9 @@ impl LstmCell {
         entries.extend((0u32..).zip(operands));
         entries.push((4, &uniforms));
         let bind_group = gpu.bind_at(label, pipeline, &entries)?;
-        let (gx, gy) = groups_1d(states, WORKGROUP);
-        let n = (states * members.len()) as f64;
+        let states = members.iter().map(|m| m.0.states());
+        let (gx, gy) = groups_1d(states.clone().max().unwrap_or(0), WORKGROUP);
+        let n = states.sum::<usize>() as f64;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: pipeline.clone(),
@@ -447,11 +446,9 @@ impl LstmCell {
     fn backward_dispatch(
         &self,
         gpu: &Gpu,
-        shape: CellShape,
-        members: &[(CellBackwardViews, Extra)],
+        members: &[(CellShape, CellBackwardViews, Extra)],
     ) -> Result<Dispatch> {
-        let (gates, states) = (4 * shape.states(), shape.states());
-        let Some(&(first, extra)) = members.first() else {
+        let Some(&(_, first, extra)) = members.first() else {
             bail!("lstm_cell_backward: a launch of no cells");
         };
         let label = extra.entry("lstm_cell_backward");
@@ -471,7 +468,8 @@ impl LstmCell {
             entries.push((8, &p.buffer));
         }
         let mut extra_bytes = 0.0;
-        for (block, (v, member_extra)) in blocks.iter_mut().zip(members) {
+        for (block, (shape, v, member_extra)) in blocks.iter_mut().zip(members) {
+            let (gates, states) = (4 * shape.states(), shape.states());
             let same_kind = member_extra.entry("lstm_cell_backward") == label;
             let same_buffers = v.buffers() == operands
                 && member_extra.parts().0.map(|h| h.buffer) == dpre16.map(|h| h.buffer)
@@ -509,8 +507,9 @@ impl LstmCell {
         entries.extend((0u32..).zip(operands));
         entries.push((6, &uniforms));
         let bind_group = gpu.bind_at(label, pipeline, &entries)?;
-        let (gx, gy) = groups_1d(states, WORKGROUP);
-        let n = (states * members.len()) as f64;
+        let states = members.iter().map(|m| m.0.states());
+        let (gx, gy) = groups_1d(states.clone().max().unwrap_or(0), WORKGROUP);
+        let n = states.sum::<usize>() as f64;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: pipeline.clone(),

@@ -519,7 +519,8 @@ pub struct Params {
     /// Split-K only: steps of k per slice (a multiple of 4), and the number of slices.
     pub k_chunk: u32,
     pub k_slices: u32,
-    pub pad0: u32,
+    /// Grouped launches: the grid's z per product (see `matmul_launch_group.wgsl`).
+    pub member_slices: u32,
     pub pad1: u32,
 }
 
@@ -1039,7 +1040,7 @@ impl Matmul {
             strip_width: strip_width as u32,
             k_chunk: chunk as u32,
             k_slices: slices as u32,
-            pad0: 0,
+            member_slices: 0,
             pad1: 0,
         };
         let (mf, kf, nf) = (m as f64, k as f64, n as f64);
@@ -1057,24 +1058,25 @@ impl Matmul {
         Ok((variant, launch))
     }
 
-    /// Up to [`GROUPS`] products `c += op(a) @ op(b)` of one shape in one launch, each
-    /// computed exactly as [`Matmul::prepare_deferring_sum_in`] computes it alone (the same
-    /// variant, the same slices of k, the same order of sums): the recurrent products of a
-    /// wavefront step's layers. Their operands lie at their own offsets in the same three
-    /// buffers (A, B and C each one buffer for all). Where the variant splits k, the
-    /// partial sums are left for the cells, all products' in scratch buffer `slot`, one
-    /// [`SplitPartials`] each. `Ok(None)` where the variant chosen for `shape` has no grouped
-    /// form (only the kernels without barriers have one: strip, strip-quad, panel and
-    /// their split twins), and the caller launches them one by one.
+    /// Up to [`GROUPS`] products `c += op(a) @ op(b)` in one launch, each computed exactly
+    /// as [`Matmul::prepare_deferring_sum_in`] computes it alone (the variant chosen for its
+    /// shape, the same slices of k, the same order of sums): the recurrent products of a
+    /// wavefront step's layers, which may differ in width. Their operands lie at their own
+    /// offsets in the same three buffers (A, B and C each one buffer for all). Where the
+    /// products split k, the partial sums are left for the cells, all products' in scratch
+    /// buffer `slot` one after the other, one [`SplitPartials`] each. `Ok(None)` where the
+    /// products cannot share a launch, and the caller launches them one by one: where a
+    /// chosen variant has no grouped form (only the kernels without barriers have one:
+    /// strip, strip-quad, panel and their split twins), where the products' variants
+    /// differ, or where some split k and others do not (their cells could not share a
+    /// launch).
     #[allow(clippy::type_complexity)]
     pub fn prepare_group_deferring_sum(
         &self,
         gpu: &Gpu,
-        shape: MatmulShape,
-        members: &[(View, View, View)],
+        members: &[(MatmulShape, View, View, View)],
         slot: usize,
     ) -> Result<Option<(Dispatch, Option<Vec<SplitPartials>>)>> {
-        let (variant, _) = self.choice(shape);
         if !(1..=GROUPS).contains(&members.len()) {
             bail!(
                 "a grouped matmul serves 1 to {GROUPS} products, not {}",
@@ -1082,7 +1084,8 @@ impl Matmul {
             );
         }
         let mut plans = Vec::new();
-        for &(a, b, c) in members {
+        for &(shape, a, b, c) in members {
+            let (variant, _) = self.choice(shape);
             let operands = Operands {
                 a,
                 b,
@@ -1093,43 +1096,63 @@ impl Matmul {
             plans.push(self.plan(variant, gpu, shape, operands)?);
         }
         let (variant, first) = (plans[0].0, &plans[0].1);
+        let split = first.params.k_slices > 1;
+        let alike = plans
+            .iter()
+            .all(|(v, launch)| *v == variant && (launch.params.k_slices > 1) == split);
+        if !alike {
+            return Ok(None);
+        }
         let Some(pipeline) = self.group_pipeline(gpu, variant)? else {
             return Ok(None);
         };
         if let Ok(mut seen) = self.seen.lock() {
-            if !seen.contains(&shape) {
-                seen.push(shape);
+            for &(shape, ..) in members {
+                if !seen.contains(&shape) {
+                    seen.push(shape);
+                }
             }
         }
-        let c_buffer = members[0].2.buffer;
-        for ((v, launch), &(_, _, c)) in plans.iter().zip(members) {
-            let alike = *v == variant
-                && launch.operands == first.operands
-                && launch.groups == first.groups
-                && launch.params.k_slices == first.params.k_slices
-                && c.buffer == c_buffer;
-            if !alike {
+        let c_buffer = members[0].3.buffer;
+        for ((_, launch), &(.., c)) in plans.iter().zip(members) {
+            if launch.operands != first.operands || c.buffer != c_buffer {
                 bail!(
-                    "{}: the products of one launch must run alike on the same buffers",
+                    "{}: the products of one launch must lie in the same buffers",
                     first.label
                 );
             }
         }
-        let (m, n, slices) = (
-            first.params.m as usize,
-            first.params.n as usize,
-            first.params.k_slices as usize,
-        );
-        let split = slices > 1;
-        // Split: product g's slices in the scratch buffer from word g * slices * m * n,
-        // without the bias or the accumulation (the cells add them to C).
-        let scratch = split.then(|| self.scratch_for(gpu, members.len() * slices * m * n, slot));
+        // The grid of the largest product, in x and y and in slices.
+        let blocks = plans
+            .iter()
+            .map(|(_, l)| l.params.blocks)
+            .max()
+            .unwrap_or(0);
+        let (gx, gy) = groups_1d(blocks as usize, 1);
+        let member_slices = plans
+            .iter()
+            .map(|(_, l)| l.params.k_slices)
+            .max()
+            .unwrap_or(1);
+        // Split: product g's slices after those of the products before it, without the
+        // bias or the accumulation (the cells add them to C).
+        let words: Vec<usize> = plans
+            .iter()
+            .map(|(_, l)| (l.params.k_slices * l.params.m * l.params.n) as usize)
+            .collect();
+        let scratch = split.then(|| self.scratch_for(gpu, words.iter().sum(), slot));
         let mut blocks = [Params::zeroed(); GROUPS];
-        for (g, (block, (_, launch))) in blocks.iter_mut().zip(&plans).enumerate() {
-            *block = launch.params;
+        let mut at = 0;
+        for (block, ((_, launch), words)) in blocks.iter_mut().zip(plans.iter().zip(&words)) {
+            *block = Params {
+                groups_x: gx,
+                member_slices,
+                ..launch.params
+            };
             if split {
                 block.flags &= A_VEC4 | B_VEC4;
-                block.c_off = u32::try_from(g * slices * m * n)?;
+                block.c_off = u32::try_from(at)?;
+                at += words;
             }
         }
         let label = format!("{}_group", first.label);
@@ -1137,33 +1160,34 @@ impl Matmul {
         let c_bound = scratch.as_ref().unwrap_or(c_buffer);
         let buffers = operand_bindings(first.operands, None, c_bound, &uniforms, first.quads);
         let bind_group = gpu.bind(&label, pipeline, &buffers)?;
-        let g = members.len() as f64;
-        let partial_bytes = if split {
-            8.0 * (slices * m * n) as f64
-        } else {
-            0.0
-        };
+        let partial_bytes = if split { 8.0 * at as f64 } else { 0.0 };
         let dispatch = Dispatch {
             label,
             pipeline: pipeline.clone(),
             bind_group,
-            groups: (
-                first.groups.0,
-                first.groups.1,
-                u32::try_from(members.len() * slices)?,
-            ),
-            flops: g * 2.0 * (m * n) as f64 * first.params.k as f64,
-            bytes: g * (first.bytes + partial_bytes),
+            groups: (gx, gy, member_slices * members.len() as u32),
+            flops: plans
+                .iter()
+                .map(|(_, l)| 2.0 * (l.params.m * l.params.n) as f64 * l.params.k as f64)
+                .sum(),
+            bytes: plans.iter().map(|(_, l)| l.bytes).sum::<f64>() + partial_bytes,
             uniforms: Some(uniforms),
             then: None,
         };
         let partials = scratch.map(|buffer| {
-            (0..members.len())
-                .map(|g| SplitPartials {
-                    buffer: buffer.clone(),
-                    slices,
-                    words: m * n,
-                    offset: g * slices * m * n,
+            let mut at = 0;
+            plans
+                .iter()
+                .zip(&words)
+                .map(|((_, l), &words)| {
+                    let p = SplitPartials {
+                        buffer: buffer.clone(),
+                        slices: l.params.k_slices as usize,
+                        words: (l.params.m * l.params.n) as usize,
+                        offset: at,
+                    };
+                    at += words;
+                    p
                 })
                 .collect()
         });

@@ -721,7 +721,7 @@ struct StepBuilder<'a> {
     recurrence: Recurrence,
     /// Whether the layers' time steps that a wavefront pairs run as one launch each (the
     /// recurrent products of both, then the cells of both): in f32 wavefront steps of two
-    /// layers or more of one width (with the cells adding split sums), unless
+    /// layers or more (with the cells adding split sums), unless
     /// [`Kernels::group_wavefront`] is off. The layers' tensors of each kind then share one
     /// buffer ([`Region`]), and `w_rec` holds their recurrent weights side by side.
     grouped: bool,
@@ -838,8 +838,7 @@ impl<'a> StepBuilder<'a> {
             && k.group_wavefront
             && half.is_none()
             && k.fuse_split_sums
-            && hidden.len() >= 2
-            && hidden.iter().all(|&h| h == hidden[0]);
+            && hidden.len() >= 2;
         let words = |per: usize| -> Vec<usize> { hidden.iter().map(|&h| per * h).collect() };
         let regions = |label: &str, per: usize| {
             let words = words(per);
@@ -1734,60 +1733,46 @@ impl<'a> StepBuilder<'a> {
         if !self.grouped || members.len() < 2 || members.len() > GROUPS {
             return None;
         }
-        let (batch, h) = (self.batch, self.cfg.hidden[members[0].0]);
-        let shape = CellShape { batch, hidden: h };
-        let matmul = &self.k.matmul;
-        let cells = &self.k.lstm_cell;
-        if backward {
-            let mut products = Vec::new();
-            let mut views = Vec::new();
-            for &(l, t) in members {
+        let batch = self.batch;
+        let mut products = Vec::new();
+        let mut shapes = Vec::new();
+        let (mut forward, mut backward_cells) = (Vec::new(), Vec::new());
+        for &(l, t) in members {
+            let h = self.cfg.hidden[l];
+            shapes.push(CellShape { batch, hidden: h });
+            if backward {
                 let (product, cell) = self.backward_views(l, t);
                 let [a, b, c] = product?;
-                products.push((a, b, c));
-                views.push(cell);
+                products.push((nt(batch, 4 * h, h), a, b, c));
+                backward_cells.push(cell);
+            } else {
+                let ([a, b, c], cell) = self.forward_views(l, t);
+                products.push((nn(batch, h, 4 * h), a, b, c));
+                forward.push(cell);
             }
-            let (product, partials) = match matmul.prepare_group_deferring_sum(
-                self.gpu,
-                nt(batch, 4 * h, h),
-                &products,
-                0,
-            ) {
-                Ok(grouped) => grouped?,
-                Err(e) => return Some(vec![Err(e)]),
-            };
-            let members: Vec<_> = views
-                .into_iter()
-                .enumerate()
-                .map(|(g, v)| (v, partials.as_ref().map(|p| &p[g])))
+        }
+        let grouped = self
+            .k
+            .matmul
+            .prepare_group_deferring_sum(self.gpu, &products, 0);
+        let (product, partials) = match grouped {
+            Ok(grouped) => grouped?,
+            Err(e) => return Some(vec![Err(e)]),
+        };
+        let partial = |g: usize| partials.as_ref().map(|p| &p[g]);
+        let cells = &self.k.lstm_cell;
+        let cell = if backward {
+            let members: Vec<_> = (shapes.iter().zip(backward_cells).enumerate())
+                .map(|(g, (&shape, v))| (shape, v, partial(g)))
                 .collect();
-            return Some(vec![
-                Ok(product),
-                cells.prepare_backward_group(self.gpu, shape, &members),
-            ]);
-        }
-        let mut products = Vec::new();
-        let mut views = Vec::new();
-        for &(l, t) in members {
-            let ([a, b, c], cell) = self.forward_views(l, t);
-            products.push((a, b, c));
-            views.push(cell);
-        }
-        let (product, partials) =
-            match matmul.prepare_group_deferring_sum(self.gpu, nn(batch, h, 4 * h), &products, 0) {
-                Ok(grouped) => grouped?,
-                Err(e) => return Some(vec![Err(e)]),
-            };
-        let members: Vec<_> = views
-            .into_iter()
-            .enumerate()
-            .map(|(g, v)| (v, partials.as_ref().map(|p| &p[g])))
-            .collect();
-        let fb = self.cfg.forget_bias;
-        Some(vec![
-            Ok(product),
-            cells.prepare_forward_group(self.gpu, shape, fb, &members),
-        ])
+            cells.prepare_backward_group(self.gpu, &members)
+        } else {
+            let members: Vec<_> = (shapes.iter().zip(forward).enumerate())
+                .map(|(g, (&shape, v))| (shape, v, partial(g)))
+                .collect();
+            cells.prepare_forward_group(self.gpu, self.cfg.forget_bias, &members)
+        };
+        Some(vec![Ok(product), cell])
     }
 
     /// Layer `l`'s weight gradients over all time steps at once: `x^T @ dz`, `h^T @ dz`
