@@ -1969,3 +1969,36 @@ fn split_sums_env_changes_the_launches_not_the_training() {
         .env("LSTM_GPU_SPLIT_SUMS", "sideways"));
     assert_one_line_error(&o, 2, "LSTM_GPU_SPLIT_SUMS=sideways");
 }
+
+/// `LSTM_GPU_WAVEFRONT_GROUPS` says whether a wavefront's paired time steps run as one
+/// launch each (`on`, the default) or one per layer (`off`): with the strip kernel (which
+/// has a grouped form) the tiny model's step (5 time steps: chunks of 3 and 2) is
+/// 2 (2 (5 - 3) - 1) = 6 launches fewer grouped, and both train to the same parameters bit
+/// for bit; anything else is one line and exit 2.
+#[test]
+fn wavefront_groups_env_changes_the_launches_not_the_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut launches = Vec::new();
+    for how in ["on", "off"] {
+        let o = run(tiny_train(&dir.path().join(how))
+            .args(["--max-steps", "6", "--no-eval-at-stop"])
+            .args(["--matmul", "strip", "--recurrence", "wavefront"])
+            .env("LSTM_GPU_WAVEFRONT_GROUPS", how));
+        assert!(o.status.success(), "train {how}: {}", stderr(&o));
+        let o = run(bin()
+            .args(["profile", "--json", "--synthetic", "--steps", "1"])
+            .args(TINY_MODEL)
+            .args(["--matmul", "strip", "--recurrence", "wavefront"])
+            .env("LSTM_GPU_WAVEFRONT_GROUPS", how));
+        assert!(o.status.success(), "profile {how}: {}", stderr(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        launches.push(p["dispatches_per_step"].as_u64().unwrap());
+    }
+    assert_eq!(launches[1] - launches[0], 6, "{launches:?}");
+    assert_trained_alike(dir.path(), "on", "off");
+    let o = run(bin()
+        .args(["profile", "--synthetic", "--steps", "1"])
+        .args(TINY_MODEL)
+        .env("LSTM_GPU_WAVEFRONT_GROUPS", "sometimes"));
+    assert_one_line_error(&o, 2, "LSTM_GPU_WAVEFRONT_GROUPS=sometimes");
+}
