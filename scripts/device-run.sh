@@ -6,7 +6,9 @@
 #            f16, f32 (block and panel kernels included), column-sum and whole-step parity
 #            on this GPU (about a minute)
 #   bench    scripts/gpu-bench.sh: f32 and --precision mixed against the PyTorch peer
-#            (pass more gpu-bench.sh options after it, e.g. --no-mixed, --steps 30)
+#            (pass more gpu-bench.sh options after it, e.g. --no-mixed, --steps 30), its
+#            optional parts skipped past BENCH_BUDGET seconds (default 360), its files in
+#            $OUT/bench-work even where it is cut short
 #   medium   issue 26: the medium preset trained on PTB with checkpoints on the device's
 #            disk (a second call resumes from the last one), metrics and plot to $OUT
 set -uo pipefail
@@ -40,7 +42,10 @@ case "$what" in
     done
     ;;
   bench)
-    bash scripts/gpu-bench.sh --bin .devrun/lstm-gpu --out "$OUT/gpu-bench.json" "$@" 2>&1 | tee "$OUT/gpu-bench.txt"
+    # Within a call's 10 minutes: the optional parts stop at BENCH_BUDGET seconds (default
+    # 360), the whole run is cut at 560, and the intermediate JSON files come back either way.
+    timeout 560 bash scripts/gpu-bench.sh --bin .devrun/lstm-gpu --out "$OUT/gpu-bench.json" \
+      --work "$OUT/bench-work" --budget "${BENCH_BUDGET:-360}" "$@" 2>&1 | tee "$OUT/gpu-bench.txt"
     ;;
   medium)
     run=/tmp/medium

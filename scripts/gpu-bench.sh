@@ -23,6 +23,12 @@
 # `--precision mixed` part (issue 25): each preset profiled mixed (f16 products: the
 # cooperative-matrix matmul where the adapter offers it), the f16 matmul at the square size,
 # and the peer under autocast to f16, each as a ratio.
+# --work DIR keeps every intermediate JSON file there (default: a temporary folder, removed
+# at the end), so that what a run measured survives it being cut short. --budget SECONDS:
+# once the run has taken that long, the optional parts still ahead (the A/B profiles, the
+# square-size benches, the mixed-precision part) are skipped, so that the table comes out
+# within a fixed time (a lent GPU's calls are limited); tuning, each preset's profile and
+# the peer always run.
 # The tuning cache goes to $LSTM_GPU_CACHE_DIR (default a fresh temporary folder), so that
 # a run never depends on an earlier one.
 set -euo pipefail
@@ -36,6 +42,8 @@ peer=""
 no_peer=0
 mixed=1
 matmul_size=4096
+work=""
+budget=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --peer) peer="$2"; shift 2 ;;
@@ -47,7 +55,9 @@ while [ $# -gt 0 ]; do
     --adapter) adapter="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
     --presets) presets="$2"; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    --work) work="$2"; shift 2 ;;
+    --budget) budget="$2"; shift 2 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "gpu-bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -61,12 +71,25 @@ if [ -z "$bin" ] || [ ! -x "$bin" ]; then
   exit 2
 fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+if [ -n "$work" ]; then
+  mkdir -p "$work"
+else
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+fi
 export LSTM_GPU_CACHE_DIR="${LSTM_GPU_CACHE_DIR:-$work/cache}"
 export RUST_LOG="${RUST_LOG:-warn}"
 
 log() { echo "[gpu-bench $(date +%H:%M:%S)] $*" >&2; }
+
+# Whether --budget seconds have passed since the start (never without --budget); says so.
+past_budget() {
+  if [ "$budget" != 0 ] && [ $(( $(date +%s) - t0 )) -ge "$budget" ]; then
+    log "past the budget of $budget s: skipping $*"
+    return 0
+  fi
+  return 1
+}
 t0=$(date +%s)
 
 log "adapters"
@@ -84,6 +107,7 @@ for preset in $presets; do
   log "profile --preset $preset ($steps steps)"
   "$bin" profile --adapter "$adapter" --preset "$preset" --synthetic --steps "$steps" --json \
     > "$work/profile-$preset.json"
+  past_budget "the A/B profiles of $preset" && continue
   # The same step with each split recurrent product's slices added by a pass of their own
   # rather than by the LSTM cell (what the fusion saves).
   log "profile --preset $preset, split sums separate"
@@ -108,14 +132,17 @@ for preset in $presets; do
     || rm -f "$work/profile-wavefront-off-$preset.json"
 done
 
-if [ "$matmul_size" != 0 ]; then
-  s="${matmul_size}x${matmul_size}x${matmul_size}"
+s="${matmul_size}x${matmul_size}x${matmul_size}"
+if [ "$matmul_size" != 0 ] && ! past_budget "the square-size bench"; then
   log "bench kernels --shape $s (every variant)"
   "$bin" bench kernels --adapter "$adapter" --shape "$s" --json > "$work/bench-square.json" 2> /dev/null \
     || { log "bench kernels at $s failed"; rm -f "$work/bench-square.json"; }
 fi
 
 # --precision mixed: needs shader-f16; an adapter without it leaves these files out.
+if [ $mixed = 1 ] && past_budget "the mixed-precision part"; then
+  mixed=0
+fi
 if [ $mixed = 1 ]; then
   for preset in $presets; do
     log "profile --precision mixed --preset $preset ($steps steps)"
