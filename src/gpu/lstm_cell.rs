@@ -421,26 +421,24 @@ impl LstmCell {
                 extra_bytes += 4.0 * (p.slices * gates) as f64;
             }
         }
-        let uniforms = gpu.uniform_from(label, &blocks);
-        entries.extend((0u32..).zip(operands));
-        entries.push((4, &uniforms));
-        let bind_group = gpu.bind_at(label, pipeline, &entries)?;
-        let states = members.iter().map(|m| m.0.states());
-        let (gx, gy) = groups_1d(states.clone().max().unwrap_or(0), WORKGROUP);
-        let n = states.sum::<usize>() as f64;
-        Ok(Dispatch {
-            label: label.to_string(),
-            pipeline: pipeline.clone(),
-            bind_group,
-            groups: (gx, gy, members.len() as u32),
-            // Four gate nonlinearities, the cell update and tanh(c) * o, counting a
-            // transcendental as one operation.
-            flops: 14.0 * n,
-            // Read pre and c_prev; write act, c and h (and h in f16, or read the partials).
-            bytes: 4.0 * n * (4.0 + 1.0 + 4.0 + 1.0 + 1.0) + extra_bytes,
-            uniforms: Some(uniforms),
-            then: None,
-        })
+        let launch = CellLaunch {
+            label,
+            pipeline,
+            entries,
+            operands: &operands,
+            uniform_binding: 4,
+            states: members.iter().map(|m| m.0.states()).collect(),
+        };
+        // Per state word: four gate nonlinearities, the cell update and tanh(c) * o
+        // (counting a transcendental as one operation); read pre and c_prev, write act, c
+        // and h (and h in f16, or read the partials).
+        launch.dispatch(
+            gpu,
+            &blocks,
+            14.0,
+            4.0 * (4.0 + 1.0 + 4.0 + 1.0 + 1.0),
+            extra_bytes,
+        )
     }
 
     fn backward_dispatch(
@@ -503,22 +501,68 @@ impl LstmCell {
                 extra_bytes += 4.0 * (p.slices * states) as f64;
             }
         }
-        let uniforms = gpu.uniform_from(label, &blocks);
-        entries.extend((0u32..).zip(operands));
-        entries.push((6, &uniforms));
+        let launch = CellLaunch {
+            label,
+            pipeline,
+            entries,
+            operands: &operands,
+            uniform_binding: 6,
+            states: members.iter().map(|m| m.0.states()).collect(),
+        };
+        // Read act, c_prev, c, dh and dc; write dpre and dc_prev (and dpre in f16, or read
+        // the partials).
+        launch.dispatch(
+            gpu,
+            &blocks,
+            26.0,
+            4.0 * (4.0 + 4.0 + 4.0 + 1.0),
+            extra_bytes,
+        )
+    }
+}
+
+/// What the forward and backward launches have in common once their parameter blocks are
+/// made: the bind group (`entries`, then the operands at bindings 0, 1, ..., then the
+/// uniforms), and a grid as large as the largest member's `states` needs, one member per z.
+struct CellLaunch<'a> {
+    label: &'static str,
+    pipeline: &'a wgpu::ComputePipeline,
+    entries: Vec<(u32, &'a wgpu::Buffer)>,
+    operands: &'a [&'a wgpu::Buffer],
+    uniform_binding: u32,
+    states: Vec<usize>,
+}
+
+impl CellLaunch<'_> {
+    fn dispatch<T: bytemuck::Pod>(
+        self,
+        gpu: &Gpu,
+        blocks: &[T; GROUPS],
+        flops_per_state: f64,
+        bytes_per_state: f64,
+        extra_bytes: f64,
+    ) -> Result<Dispatch> {
+        let CellLaunch {
+            label,
+            pipeline,
+            mut entries,
+            operands,
+            uniform_binding,
+            states,
+        } = self;
+        let uniforms = gpu.uniform_from(label, blocks);
+        entries.extend((0u32..).zip(operands.iter().copied()));
+        entries.push((uniform_binding, &uniforms));
         let bind_group = gpu.bind_at(label, pipeline, &entries)?;
-        let states = members.iter().map(|m| m.0.states());
-        let (gx, gy) = groups_1d(states.clone().max().unwrap_or(0), WORKGROUP);
-        let n = states.sum::<usize>() as f64;
+        let (gx, gy) = groups_1d(states.iter().copied().max().unwrap_or(0), WORKGROUP);
+        let n = states.iter().sum::<usize>() as f64;
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: pipeline.clone(),
             bind_group,
-            groups: (gx, gy, members.len() as u32),
-            flops: 26.0 * n,
-            // Read act, c_prev, c, dh and dc; write dpre and dc_prev (and dpre in f16, or
-            // read the partials).
-            bytes: 4.0 * n * (4.0 + 4.0 + 4.0 + 1.0) + extra_bytes,
+            groups: (gx, gy, states.len() as u32),
+            flops: flops_per_state * n,
+            bytes: bytes_per_state * n + extra_bytes,
             uniforms: Some(uniforms),
             then: None,
         })

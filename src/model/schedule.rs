@@ -88,11 +88,18 @@ impl Kernels {
 pub const SPLIT_SUMS_ENV: &str = "LSTM_GPU_SPLIT_SUMS";
 
 fn fuse_split_sums() -> Result<bool> {
-    match std::env::var(SPLIT_SUMS_ENV).as_deref() {
-        Err(_) | Ok("") | Ok("cell") => Ok(true),
-        Ok("separate") => Ok(false),
+    env_switch(SPLIT_SUMS_ENV, "cell", "separate")
+}
+
+/// A switch from the environment variable `name`: `on` (the default, also when unset or
+/// empty) or `off`; anything else is a usage error naming both.
+fn env_switch(name: &str, on: &str, off: &str) -> Result<bool> {
+    match std::env::var(name).as_deref() {
+        Err(_) | Ok("") => Ok(true),
+        Ok(v) if v == on => Ok(true),
+        Ok(v) if v == off => Ok(false),
         Ok(other) => Err(crate::error::usage(format!(
-            "{SPLIT_SUMS_ENV}={other}: choose cell (the default) or separate"
+            "{name}={other}: choose {on} (the default) or {off}"
         ))),
     }
 }
@@ -103,13 +110,7 @@ fn fuse_split_sums() -> Result<bool> {
 pub const WAVEFRONT_GROUPS_ENV: &str = "LSTM_GPU_WAVEFRONT_GROUPS";
 
 fn group_wavefront() -> Result<bool> {
-    match std::env::var(WAVEFRONT_GROUPS_ENV).as_deref() {
-        Err(_) | Ok("") | Ok("on") => Ok(true),
-        Ok("off") => Ok(false),
-        Ok(other) => Err(crate::error::usage(format!(
-            "{WAVEFRONT_GROUPS_ENV}={other}: choose on (the default) or off"
-        ))),
-    }
+    env_switch(WAVEFRONT_GROUPS_ENV, "on", "off")
 }
 
 /// The recurrence a step takes when neither `--recurrence` nor a tuned choice says:
