@@ -1,5 +1,5 @@
 // What every matmul kernel shares: the uniform block (the launcher's `Params` in
-// src/gpu/matmul.rs), its flags, and the workgroup numbering. src/gpu/matmul.rs puts this
+// src/gpu/matmul/), its flags, and the workgroup numbering. src/gpu/matmul/ puts this
 // file and a launch prelude in front of every matmul module: shaders/matmul_launch.wgsl
 // (`params` the uniform block of one product) or, for the kernels that can serve several
 // products in one launch, shaders/matmul_launch_group.wgsl.

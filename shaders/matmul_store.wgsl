@@ -1,7 +1,7 @@
 // The bindings every f32 matmul kernel shares, and how an output element is finished.
 // C[m, n] = op(A)[m, k] @ op(B)[k, n] (+ bias[n] on every row) (+ C when accumulating).
 //
-// The launcher (src/gpu/matmul.rs) puts shaders/matmul_params.wgsl (the uniform block),
+// The launcher (src/gpu/matmul/) puts shaders/matmul_params.wgsl (the uniform block),
 // one of the launch preludes (shaders/matmul_launch.wgsl, or matmul_launch_group.wgsl for
 // a launch serving several products) and this file in front of each family's kernels.
 

@@ -2,7 +2,7 @@
 // variant of shaders/matmul.wgsl, for subgroups of 8 or more invocations and operands whose
 // sizes and offsets are multiples of 4 words (the launcher falls back otherwise).
 //
-// This file holds what the four transpose forms share; src/gpu/matmul.rs appends one
+// This file holds what the four transpose forms share; src/gpu/matmul/subgroup.rs appends one
 // generated entry point per form (`matmul_subgroup_nn`, `_nt`, `_tn`, `_tt`), unrolled by
 // hand because broadcast lanes must be constants and llvmpipe keeps straight-line values in
 // registers (or cheap stack slots) where indexed arrays go through memory.

@@ -114,7 +114,7 @@ impl HalfKernels {
 
     /// The mixed step's product: [`HalfKernels::matmul`]'s result on the matrix units
     /// where the adapter has them (`coop`), else the scalar kernel itself; k split as
-    /// `split`'s family splits it (see [`super::half::half_matmul_dispatch`]).
+    /// `split`'s family splits it (see `half::half_matmul_dispatch`).
     #[allow(clippy::too_many_arguments)]
     pub fn product(
         &self,

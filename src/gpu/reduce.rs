@@ -50,7 +50,7 @@ pub enum ColumnSums {
     /// order.
     Serial,
     /// Invocations per column and slice of at least `min_rows` rows, as many slices as it
-    /// takes to reach about [`COLUMN_TARGET_INVOCATIONS`]; a second pass adds the slices'
+    /// takes to reach about `COLUMN_TARGET_INVOCATIONS`; a second pass adds the slices'
     /// sums ([`crate::reference::column_sum_sliced`]). On a GPU the serial sum leaves most
     /// of it idle, each invocation waiting on a chain of `rows` loads: on an NVIDIA H200 the
     /// seed step's two serial column passes took 0.95 ms of its 5.6.

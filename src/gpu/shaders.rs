@@ -108,7 +108,7 @@ pub(crate) fn subgroup_module(source: Cow<'static, str>) -> Cow<'static, str> {
 }
 
 /// The shared part of the subgroup-broadcast matmul; the launcher appends one generated
-/// entry point per transpose form ([`matmul_subgroup`]).
+/// entry point per transpose form (`matmul::subgroup_source`).
 pub const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
 /// `shaders/reduce.wgsl` after the shared workgroup sum: norms, clip, column sums, guards.
 pub const REDUCE: &str = concat!(
@@ -124,7 +124,7 @@ pub const SOFTMAX_XENT: &str = concat!(
 );
 
 /// The shared part of the fused time step's subgroup kernels; the launcher appends one
-/// generated entry point ([`lstm_step_subgroup`]).
+/// generated entry point (`lstm_step::subgroup_source`).
 pub const LSTM_STEP_SUBGROUP: &str = concat!(
     include_str!("../../shaders/lstm_gates.wgsl"),
     include_str!("../../shaders/lstm_step_subgroup.wgsl")

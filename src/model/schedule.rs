@@ -55,7 +55,7 @@ pub struct Kernels {
     /// On unless [`SPLIT_SUMS_ENV`] says `separate`; tests turn it off to compare.
     pub fuse_split_sums: bool,
     /// Whether a wavefront's paired time steps run as one launch each where they can
-    /// ([`StepBuilder::grouped`]). On unless [`WAVEFRONT_GROUPS_ENV`] says `off`; tests
+    /// (the wavefront steps of f32 training). On unless [`WAVEFRONT_GROUPS_ENV`] says `off`; tests
     /// turn it off to compare.
     pub group_wavefront: bool,
 }

@@ -1,0 +1,208 @@
+//! Timing the variants: `lstm-gpu bench kernels`, `cargo bench`, and the tuner's clock.
+
+use web_time::Instant;
+
+use super::*;
+
+impl BenchRow {
+    /// A row for `variant` on `shape` timed at `seconds` by `clock`: `flops` floating-point
+    /// operations, operands of `operand_bytes` bytes a word (4 for f32, 2 for the f16 copies
+    /// of mixed precision) and C in f32.
+    pub fn new(
+        variant: String,
+        shape: MatmulShape,
+        (seconds, clock): (f64, &str),
+        flops: f64,
+        operand_bytes: usize,
+    ) -> BenchRow {
+        let (m, k, n) = (shape.m, shape.k, shape.n);
+        let bytes = (operand_bytes * (m * k + k * n) + 4 * m * n) as f64;
+        BenchRow {
+            variant,
+            form: form_name(shape).to_string(),
+            m,
+            k,
+            n,
+            ms: seconds * 1e3,
+            gflops: flops / seconds / 1e9,
+            gb_per_second: bytes / seconds / 1e9,
+            clock: clock.to_string(),
+        }
+    }
+
+    /// The row as one line of the benchmark table.
+    pub fn line(&self) -> String {
+        format!(
+            "matmul {:>18} {} {:>5}x{:<5}x{:>5} {:>9.3} ms {:>7.1} GFLOP/s {:>7.1} GB/s",
+            self.variant,
+            self.form,
+            self.m,
+            self.k,
+            self.n,
+            self.ms,
+            self.gflops,
+            self.gb_per_second
+        )
+    }
+}
+
+/// One line of [`bench_matmul`]: a variant on a shape.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    pub variant: String,
+    /// `NN`, `NT`, `TN` or `TT`.
+    pub form: String,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// Best time of one run.
+    pub ms: f64,
+    pub gflops: f64,
+    /// The product's own traffic (A and B read once, C written once) per second: what a
+    /// product of few rows, bound by reading B, is held to (the adapter's memory
+    /// bandwidth); kernels that read an operand more than once move more.
+    pub gb_per_second: f64,
+    /// How the time was taken: `timestamps` or `wall`.
+    pub clock: String,
+}
+
+/// A fixed set of large products of the seed model's size, with the transposes they are
+/// used with (the logits, the softmax weight gradient, d(h2), input projections), for
+/// `cargo bench --bench kernels`. `lstm-gpu bench kernels` times the products a seed step
+/// really prepares instead (`gpu::tune::training_products`).
+pub const SEED_SHAPES: [MatmulShape; 6] = [
+    shape(60, 456, 1024, false, false),
+    shape(1200, 128, 10000, false, false),
+    shape(128, 1200, 10000, true, false),
+    shape(1200, 10000, 128, false, true),
+    shape(1200, 200, 1024, false, false),
+    shape(1200, 456, 1024, false, false),
+];
+
+/// Time every available variant (or only `variants`, when given; Skinny only on products
+/// of at most [`SKINNY_ROWS`] rows unless named) on `shapes`: the best of
+/// `runs` runs after a warm-up, from timestamp queries when the adapter has them, else from
+/// the wall time of one submit and wait per run. `on_row` sees each measurement as it comes
+/// (the slow variants take seconds per product on a CPU adapter).
+pub fn bench_matmul(
+    gpu: &Gpu,
+    shapes: &[MatmulShape],
+    variants: Option<&[MatmulVariant]>,
+    runs: usize,
+    mut on_row: impl FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
+    let matmul = Matmul::new(gpu)?;
+    let chosen = variants.map_or_else(|| matmul.variants_available(), |v| v.to_vec());
+    let timer = Timer::new(gpu, runs.max(1));
+    let mut rows = Vec::new();
+    for &s in shapes {
+        let a = gpu.storage_from("bench A", &bench_values(s.m * s.k, 1));
+        let b = gpu.storage_from("bench B", &bench_values(s.k * s.n, 2));
+        let c = gpu.storage("bench C", s.m * s.n);
+        for &v in &chosen {
+            if variants.is_none() && !v.candidate_for_rows(s.m) {
+                continue;
+            }
+            let d = matmul.prepare_with(
+                v,
+                gpu,
+                s,
+                View::all(&a),
+                View::all(&b),
+                None,
+                View::all(&c),
+                false,
+            )?;
+            gpu.run(&[&d])?;
+            let (seconds, clock) = timer.best(gpu, &d)?;
+            let row = BenchRow::new(v.name().to_string(), s, (seconds, clock), d.flops, 4);
+            on_row(&row);
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// Deterministic non-zero values in [-0.5, 0.5] for benchmark operands.
+fn bench_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut r = crate::rng::SplitMix64::new(seed);
+    (0..len).map(|_| r.uniform(-0.5, 0.5) as f32).collect()
+}
+
+/// Timing waits for its readback; a browser tab cannot block (it never tunes).
+fn read_blocking(gpu: &Gpu, buffer: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return gpu.read::<u32>(buffer, 0, words);
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = (gpu, buffer, words);
+        anyhow::bail!("timing kernels blocks on a readback: only the native program does it")
+    }
+}
+
+/// Times single dispatches: GPU timestamps around a pass when the adapter has them.
+pub(crate) struct Timer {
+    runs: usize,
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+}
+
+impl Timer {
+    pub(crate) fn new(gpu: &Gpu, runs: usize) -> Timer {
+        let queries = gpu
+            .features
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| {
+                let count = 2 * runs as u32;
+                let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("matmul bench timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
+                });
+                let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("matmul bench timestamps"),
+                    size: count as u64 * 8,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                (set, resolved)
+            });
+        Timer { runs, queries }
+    }
+
+    /// Best seconds of one run of `d`, and the clock used.
+    pub(crate) fn best(&self, gpu: &Gpu, d: &Dispatch) -> Result<(f64, &'static str)> {
+        let Some((set, resolved)) = &self.queries else {
+            let mut best = f64::INFINITY;
+            for _ in 0..self.runs {
+                let t = Instant::now();
+                gpu.run(&[d])?;
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            return Ok((best, "wall"));
+        };
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        for r in 0..self.runs as u32 {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("matmul bench"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(2 * r),
+                    end_of_pass_write_index: Some(2 * r + 1),
+                }),
+            });
+            d.record(&mut pass);
+        }
+        enc.resolve_query_set(set, 0..2 * self.runs as u32, resolved, 0);
+        gpu.queue.submit([enc.finish()]);
+        let ticks: Vec<u64> = read_blocking(gpu, resolved, 4 * self.runs)?
+            .chunks(2)
+            .map(|w| w[0] as u64 | (w[1] as u64) << 32)
+            .collect();
+        let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
+        let best = ticks
+            .chunks(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
+            .fold(f64::INFINITY, f64::min);
+        Ok((best, "timestamps"))
+    }
+}
