@@ -530,6 +530,47 @@ fn grouped_wavefront_steps_are_the_unfused_step_bit_for_bit() {
     }
 }
 
+/// Where the layers' tensors side by side would not fit one storage buffer of the adapter
+/// (each layer's alone does), the wavefront's pairs run one launch per layer instead of
+/// failing, and train the same. The limit is lowered on the `Gpu` (what its buffer checks
+/// read) below the two layers' pre-activations together.
+#[test]
+fn grouping_falls_back_where_the_shared_buffers_would_not_fit() {
+    use lstm_gpu::gpu::lstm_step::Recurrence;
+    use lstm_gpu::gpu::matmul::MatmulVariant;
+    let cfg = Config {
+        hidden: vec![12, 12],
+        ..small_config()
+    };
+    let n = cfg.batch_size * cfg.num_steps;
+    let mut gpu = gpu();
+    gpu.matmul = Some(MatmulVariant::Strip);
+    let launches = |gpu: &Gpu, group: bool| {
+        let mut kernels = Kernels::new(gpu).unwrap();
+        kernels.recurrence = Some(Recurrence::Wavefront);
+        kernels.group_wavefront = group;
+        common::split::two_steps_of(gpu, &cfg, &kernels)
+    };
+    let (grouped, _, trained) = launches(&gpu, true);
+    let (per_layer, _, _) = launches(&gpu, false);
+    assert!(
+        grouped < per_layer,
+        "{grouped} grouped, {per_layer} per layer"
+    );
+    // One layer's pre-activations fit, both side by side do not; every other buffer fits
+    // (the logits are the largest).
+    let one_layer = (n * 4 * 12 * 4) as u64;
+    let limit = 2 * one_layer - 64;
+    assert!((n * cfg.vocab_size * 4) as u64 <= limit);
+    gpu.limits.max_storage_buffer_binding_size = limit;
+    let (fallback, _, fallback_trained) = launches(&gpu, true);
+    assert_eq!(
+        fallback, per_layer,
+        "launches where the shared buffers would not fit"
+    );
+    assert!(fallback_trained == trained, "parameters or state differ");
+}
+
 /// The wavefront step with split products (forced here as a GPU would choose them): each
 /// layer's recurrent sums wait in a scratch slot of their own while the other layer's
 /// product runs, so the step still matches the f64 reference (with one shared slot the

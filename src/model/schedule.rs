@@ -722,8 +722,8 @@ struct StepBuilder<'a> {
     recurrence: Recurrence,
     /// Whether the layers' time steps that a wavefront pairs run as one launch each (the
     /// recurrent products of both, then the cells of both): in f32 wavefront steps of two
-    /// layers or more (with the cells adding split sums), unless
-    /// [`Kernels::group_wavefront`] is off. The layers' tensors of each kind then share one
+    /// layers or more (with the cells adding split sums) whose largest tensors side by side
+    /// fit one storage buffer, unless [`Kernels::group_wavefront`] is off. The layers' tensors of each kind then share one
     /// buffer ([`Region`]), and `w_rec` holds their recurrent weights side by side.
     grouped: bool,
     /// Grouped: every layer's `W_h` `[h, 4h]`, copied from the parameters at the start of
@@ -835,32 +835,34 @@ impl<'a> StepBuilder<'a> {
         };
         let recurrence = recurrence_for(gpu, k, cfg, (batch, steps)).0;
         let hidden = &cfg.hidden;
+        // Grouped where the layers' largest tensors side by side (the pre-activations and
+        // gates, and the recurrent weights' copy) still fit one buffer; else the pairs run
+        // one launch per layer.
+        let total = |per: &dyn Fn(usize) -> usize| -> u64 {
+            hidden.iter().map(|&h| per(h) as u64 * 4).sum()
+        };
         let grouped = recurrence == Recurrence::Wavefront
             && k.group_wavefront
             && half.is_none()
             && k.fuse_split_sums
-            && hidden.len() >= 2;
-        let words = |per: usize| -> Vec<usize> { hidden.iter().map(|&h| per * h).collect() };
+            && hidden.len() >= 2
+            && [total(&|h| n * 4 * h), total(&|h| h * 4 * h)]
+                .iter()
+                .all(|&bytes| gpu.check_buffer_fits("", bytes).is_ok());
         let regions = |label: &str, per: usize| {
-            let words = words(per);
-            if grouped {
-                gpu.check_buffer_fits(
-                    &format!("every layer's {label}"),
-                    words.iter().sum::<usize>() as u64 * 4,
-                )?;
-            }
-            Ok::<_, anyhow::Error>(Region::per_layer(gpu, label, &words, grouped))
+            let words: Vec<usize> = hidden.iter().map(|&h| per * h).collect();
+            Region::per_layer(gpu, label, &words, grouped)
         };
-        let z = regions("pre-activations", n * 4)?;
-        let act = regions("gates", n * 4)?;
-        let c = regions("c", (steps + 1) * batch)?;
-        let h = regions("h", (steps + 1) * batch)?;
+        let z = regions("pre-activations", n * 4);
+        let act = regions("gates", n * 4);
+        let c = regions("c", (steps + 1) * batch);
+        let h = regions("h", (steps + 1) * batch);
         let (mut dh, mut dc) = (Vec::new(), Vec::new());
         if train {
-            dh = regions("d(h)", n)?;
-            dc = regions("d(c) a", batch)?
+            dh = regions("d(h)", n);
+            dc = regions("d(c) a", batch)
                 .into_iter()
-                .zip(regions("d(c) b", batch)?)
+                .zip(regions("d(c) b", batch))
                 .map(|(a, b)| [a, b])
                 .collect();
         }
