@@ -284,8 +284,9 @@ for preset in $presets; do
   [ -f "$p" ] && [ -f "$q" ] || continue
   a="$(field "$p" words_per_second)" b="$(field "$q" words_per_second)"
   c="$(field "$work/profile-$preset.json" words_per_second)"
-  printf '  %-7s grouped %10.0f words/s, %s dispatches; per layer %10.0f words/s, %s dispatches: %sx; tuned (%s) %10.0f words/s\n' \
-    "$preset" "$a" "$(field "$p" dispatches_per_step)" "$b" "$(field "$q" dispatches_per_step)" \
+  printf '  %-7s grouped %10.0f words/s, %s dispatches (%s steps grouped); per layer %10.0f words/s, %s dispatches: %sx; tuned (%s) %10.0f words/s\n' \
+    "$preset" "$a" "$(field "$p" dispatches_per_step)" "$(field "$p" wavefront_grouped_steps)" \
+    "$b" "$(field "$q" dispatches_per_step)" \
     "$(ratio "$a" "$b")" "$(field "$work/profile-$preset.json" recurrence)" "$c"
 done
 echo

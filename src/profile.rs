@@ -74,6 +74,10 @@ pub struct Profile {
     /// column (see `LSTM_GPU_COLUMN_SUMS`).
     pub column_sums_in_slices: usize,
     pub column_sums_one_pass: usize,
+    /// Wavefront: the pairs (or more) of the layers' time steps run as one launch for their
+    /// recurrent products and one for their cells, per step (see
+    /// `LSTM_GPU_WAVEFRONT_GROUPS`); 0 for the other recurrences.
+    pub wavefront_grouped_steps: usize,
     /// What each product runs and why: `MxKxN:NN variant (tuned|cached|default|forced)`.
     pub matmul_choices: Vec<String>,
     pub percent_of_matmul_limit: f64,
@@ -293,6 +297,8 @@ pub fn profile(
         column_sums_in_slices: ws.launches_labeled(|k| k == "column_slice_sum"),
         column_sums_one_pass: ws
             .launches_labeled(|k| k == "column_sum" || k == "softmax_xent_backward_columns"),
+        wavefront_grouped_steps: ws
+            .launches_labeled(|k| k.starts_with("matmul_") && k.ends_with("_group")),
         matmul_choices: match (&kernels.half, cfg.precision) {
             (Some(h), crate::config::Precision::Mixed) => {
                 vec![format!(
@@ -470,6 +476,13 @@ impl Profile {
                 s,
                 "  column sums (bias gradients): {} in row slices, {} in one pass per column",
                 self.column_sums_in_slices, self.column_sums_one_pass
+            );
+        }
+        if self.wavefront_grouped_steps > 0 {
+            let _ = writeln!(
+                s,
+                "  wavefront: {} times the layers' time steps ran as one launch for their recurrent products and one for their cells",
+                self.wavefront_grouped_steps
             );
         }
         if self.matmul_gflops.is_finite() {

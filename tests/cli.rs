@@ -1972,9 +1972,10 @@ fn split_sums_env_changes_the_launches_not_the_training() {
 
 /// `LSTM_GPU_WAVEFRONT_GROUPS` says whether a wavefront's paired time steps run as one
 /// launch each (`on`, the default) or one per layer (`off`): with the strip kernel (which
-/// has a grouped form) the tiny model's step (5 time steps: chunks of 3 and 2) is
-/// 2 (2 (5 - 3) - 1) = 6 launches fewer grouped, and both train to the same parameters bit
-/// for bit; anything else is one line and exit 2.
+/// has a grouped form) the tiny model's step (5 time steps: chunks of 3 and 2) runs 3 pairs
+/// of time steps grouped (`wavefront_grouped_steps` in the profile), 2 (2 (5 - 3) - 1) = 6
+/// launches fewer, and both train to the same parameters bit for bit; anything else is one
+/// line and exit 2.
 #[test]
 fn wavefront_groups_env_changes_the_launches_not_the_training() {
     let dir = tempfile::tempdir().unwrap();
@@ -1992,9 +1993,16 @@ fn wavefront_groups_env_changes_the_launches_not_the_training() {
             .env("LSTM_GPU_WAVEFRONT_GROUPS", how));
         assert!(o.status.success(), "profile {how}: {}", stderr(&o));
         let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        launches.push(p["dispatches_per_step"].as_u64().unwrap());
+        let count = |k: &str| p[k].as_u64().unwrap();
+        launches.push((
+            count("dispatches_per_step"),
+            count("wavefront_grouped_steps"),
+        ));
     }
-    assert_eq!(launches[1] - launches[0], 6, "{launches:?}");
+    // Three grouped steps (two forward, one backward), each two launches fewer.
+    assert_eq!(launches[0].1, 3, "{launches:?}");
+    assert_eq!(launches[1].1, 0, "{launches:?}");
+    assert_eq!(launches[1].0 - launches[0].0, 6, "{launches:?}");
     assert_trained_alike(dir.path(), "on", "off");
     let o = run(bin()
         .args(["profile", "--synthetic", "--steps", "1"])
