@@ -150,7 +150,10 @@ impl Matmul {
             MatmulVariant::Strip => (0, "matmul_strip_group", "matmul_strip"),
             MatmulVariant::StripQuad => (1, "matmul_quad_group", "matmul_strip_quad"),
             MatmulVariant::Panel => (2, "matmul_panel_group", "matmul_panel"),
-            _ => return Ok(None),
+            v => {
+                debug_assert!(!v.has_group_form());
+                return Ok(None);
+            }
         };
         let cell = &self.grouped[at];
         if let Some(p) = cell.get() {

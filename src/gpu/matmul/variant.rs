@@ -191,6 +191,15 @@ impl MatmulVariant {
         }
     }
 
+    /// Whether one launch of it can serve several products
+    /// ([`Matmul::prepare_group_deferring_sum`]): the kernels without barriers.
+    pub fn has_group_form(self) -> bool {
+        matches!(
+            self.unsplit(),
+            MatmulVariant::Strip | MatmulVariant::StripQuad | MatmulVariant::Panel
+        )
+    }
+
     /// The variant that computes a slice of k: the split-K twin's unsplit kernel.
     pub(super) fn unsplit(self) -> MatmulVariant {
         match self {
