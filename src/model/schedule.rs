@@ -54,9 +54,9 @@ pub struct Kernels {
     /// launch fewer per layer and time step each way; the same sums in the same order).
     /// On unless [`SPLIT_SUMS_ENV`] says `separate`; tests turn it off to compare.
     pub fuse_split_sums: bool,
-    /// Whether a wavefront's paired time steps run as one launch each where they can
-    /// (the wavefront steps of f32 training). On unless [`WAVEFRONT_GROUPS_ENV`] says `off`; tests
-    /// turn it off to compare.
+    /// Whether a wavefront's paired time steps run as one launch each where they can (the
+    /// wavefront steps of f32 training). On unless [`WAVEFRONT_GROUPS_ENV`] says `off`;
+    /// tests turn it off to compare.
     pub group_wavefront: bool,
 }
 
@@ -723,8 +723,9 @@ struct StepBuilder<'a> {
     /// Whether the layers' time steps that a wavefront pairs run as one launch each (the
     /// recurrent products of both, then the cells of both): in f32 wavefront steps of two
     /// layers or more (with the cells adding split sums) whose largest tensors side by side
-    /// fit one storage buffer, unless [`Kernels::group_wavefront`] is off. The layers' tensors of each kind then share one
-    /// buffer ([`Region`]), and `w_rec` holds their recurrent weights side by side.
+    /// fit one storage buffer, unless [`Kernels::group_wavefront`] is off. The layers'
+    /// tensors of each kind then share one buffer ([`Region`]), and `w_rec` holds their
+    /// recurrent weights side by side.
     grouped: bool,
     /// Grouped: every layer's `W_h` `[h, 4h]`, copied from the parameters at the start of
     /// each step (the grouped products read one B buffer).
