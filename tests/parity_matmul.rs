@@ -566,6 +566,12 @@ fn grouped_products_compute_each_product_as_its_own_launch_does() {
         .prepare_group_deferring_sum(&gpu, &[short, split], 1)
         .unwrap()
         .is_none());
+    // Two products writing the same window of C.
+    let mm_strip = Matmul::with_variant(&gpu, MatmulVariant::Strip).unwrap();
+    let Err(err) = mm_strip.prepare_group_deferring_sum(&gpu, &[one, one], 1) else {
+        panic!("two products writing one window were accepted");
+    };
+    assert!(err.to_string().contains("overlapping windows"), "{err}");
     // More products than the uniforms hold.
     let Err(err) = mm.prepare_group_deferring_sum(&gpu, &[one; 5], 1) else {
         panic!("five products in one launch were accepted");

@@ -68,6 +68,20 @@ impl Matmul {
                 );
             }
         }
+        // The products' windows of C must not overlap (written here unsplit, by their
+        // cells split).
+        let windows: Vec<(usize, usize)> = members
+            .iter()
+            .map(|&(s, .., c)| (c.offset, c.offset + s.m * s.n))
+            .collect();
+        for (i, a) in windows.iter().enumerate() {
+            if windows[..i].iter().any(|b| a.0 < b.1 && b.0 < a.1) {
+                bail!(
+                    "{}: the products of one launch write overlapping windows of C",
+                    first.label
+                );
+            }
+        }
         // The grid of the largest product, in x and y and in slices.
         let blocks = plans
             .iter()
