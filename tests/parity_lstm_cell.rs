@@ -395,3 +395,127 @@ fn prepare_rejects_short_and_aliased_views() {
         Err(e) => assert!(format!("{e:#}").contains("WebGPU refuses"), "{e:#}"),
     }
 }
+
+/// A grouped launch (`prepare_forward_group`, `prepare_backward_group`: the layers of a
+/// wavefront step in one launch) computes each cell exactly as its own launch: two cells of
+/// different widths (7 x 33 and 7 x 20) at their own offsets of shared buffers, forward and
+/// backward, every output buffer bit for bit what one launch per cell leaves (outputs
+/// poisoned with NaN around the windows); two cells writing one window are refused.
+#[test]
+fn grouped_cells_compute_each_cell_as_its_own_launch_does() {
+    let gpu = gpu();
+    let cell = LstmCell::new(&gpu).unwrap();
+    let shapes = [
+        CellShape {
+            batch: 7,
+            hidden: 33,
+        },
+        CellShape {
+            batch: 7,
+            hidden: 20,
+        },
+    ];
+    let states: Vec<usize> = shapes.iter().map(|s| s.batch * s.hidden).collect();
+    // Cell g's windows: gates at gate_at[g], states at state_at[g] (after GUARD words).
+    let gate_at = [GUARD, GUARD + 4 * states[0] + 3];
+    let state_at = [GUARD, GUARD + 2 * states[0] + 3];
+    let gate_words = gate_at[1] + 4 * states[1] + GUARD;
+    // c holds c_prev then c for each cell: [c_prev, c] at state_at[g].
+    let state_words = state_at[1] + 2 * states[1] + GUARD;
+    let pre = gpu.storage_from("pre", &random(gate_words, 2.0, 1));
+    let c_start = random(state_words, 1.0, 2);
+    let dh = gpu.storage_from("dh", &random(state_words, 1.0, 3));
+    let dc = gpu.storage_from("dc", &random(state_words, 1.0, 4));
+    let run = |grouped: bool| {
+        let c = gpu.storage_from("c", &c_start);
+        let (act, h) = (
+            gpu.storage_from("act", &nan(gate_words)),
+            gpu.storage_from("h", &nan(state_words)),
+        );
+        let (dpre, dc_prev) = (
+            gpu.storage_from("dpre", &nan(gate_words)),
+            gpu.storage_from("dc_prev", &nan(state_words)),
+        );
+        let forward: Vec<_> = (0..2)
+            .map(|g| {
+                let s = states[g];
+                (
+                    shapes[g],
+                    CellForwardViews {
+                        pre: View::at(&pre, gate_at[g], 4 * s),
+                        c_prev: View::at(&c, state_at[g], s),
+                        act: View::at(&act, gate_at[g], 4 * s),
+                        c: View::at(&c, state_at[g] + s, s),
+                        h: View::at(&h, state_at[g], s),
+                    },
+                    None,
+                )
+            })
+            .collect();
+        let backward: Vec<_> = (0..2)
+            .map(|g| {
+                let s = states[g];
+                (
+                    shapes[g],
+                    CellBackwardViews {
+                        act: View::at(&act, gate_at[g], 4 * s),
+                        c_prev: View::at(&c, state_at[g], s),
+                        c: View::at(&c, state_at[g] + s, s),
+                        dh: View::at(&dh, state_at[g], s),
+                        dc: View::at(&dc, state_at[g], s),
+                        dpre: View::at(&dpre, gate_at[g], 4 * s),
+                        dc_prev: View::at(&dc_prev, state_at[g], s),
+                    },
+                    None,
+                )
+            })
+            .collect();
+        let launches = if grouped {
+            vec![
+                cell.prepare_forward_group(&gpu, 0.5, &forward).unwrap(),
+                cell.prepare_backward_group(&gpu, &backward).unwrap(),
+            ]
+        } else {
+            let mut d: Vec<_> = forward
+                .iter()
+                .map(|(s, v, _)| cell.prepare_forward(&gpu, *s, 0.5, v).unwrap())
+                .collect();
+            d.extend(
+                backward
+                    .iter()
+                    .map(|(s, v, _)| cell.prepare_backward(&gpu, *s, v).unwrap()),
+            );
+            d
+        };
+        gpu.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+        let read =
+            |b: &wgpu::Buffer| -> Vec<f32> { gpu.read(b, 0, (b.size() / 4) as usize).unwrap() };
+        [read(&act), read(&c), read(&h), read(&dpre), read(&dc_prev)]
+    };
+    let (alone, grouped) = (run(false), run(true));
+    for (what, (a, g)) in ["act", "c", "h", "dpre", "dc_prev"]
+        .iter()
+        .zip(alone.iter().zip(&grouped))
+    {
+        assert_eq!(bits(a), bits(g), "{what}");
+        assert!(g.iter().any(|v| !v.is_nan()), "{what} written");
+    }
+    // Two cells writing one window of h.
+    let (c, act, h) = (
+        gpu.storage_from("c", &c_start),
+        gpu.storage("act", gate_words),
+        gpu.storage("h", state_words),
+    );
+    let s = states[1];
+    let views = CellForwardViews {
+        pre: View::at(&pre, gate_at[1], 4 * s),
+        c_prev: View::at(&c, state_at[1], s),
+        act: View::at(&act, gate_at[1], 4 * s),
+        c: View::at(&c, state_at[1] + s, s),
+        h: View::at(&h, state_at[1], s),
+    };
+    let Err(err) = cell.prepare_forward_group(&gpu, 0.5, &[(shapes[1], views, None); 2]) else {
+        panic!("two cells writing one window were accepted");
+    };
+    assert!(err.to_string().contains("overlap"), "{err}");
+}

@@ -381,6 +381,17 @@ impl LstmCell {
         if let Some(p) = partials {
             entries.push((8, &p.buffer));
         }
+        let outputs: Vec<[(View, usize); 3]> = members
+            .iter()
+            .map(|(s, v, _)| {
+                [
+                    (v.act, 4 * s.states()),
+                    (v.c, s.states()),
+                    (v.h, s.states()),
+                ]
+            })
+            .collect();
+        check_members_apart(label, &outputs)?;
         let mut extra_bytes = 0.0;
         for (block, (shape, v, member_extra)) in blocks.iter_mut().zip(members) {
             let (gates, states) = (4 * shape.states(), shape.states());
@@ -465,6 +476,11 @@ impl LstmCell {
         if let Some(p) = partials {
             entries.push((8, &p.buffer));
         }
+        let outputs: Vec<[(View, usize); 2]> = members
+            .iter()
+            .map(|(s, v, _)| [(v.dpre, 4 * s.states()), (v.dc_prev, s.states())])
+            .collect();
+        check_members_apart(label, &outputs)?;
         let mut extra_bytes = 0.0;
         for (block, (shape, v, member_extra)) in blocks.iter_mut().zip(members) {
             let (gates, states) = (4 * shape.states(), shape.states());
@@ -567,6 +583,19 @@ impl CellLaunch<'_> {
             then: None,
         })
     }
+}
+
+/// Fail where two cells of one launch would write overlapping windows: `outputs[g]` are
+/// cell g's output windows, each `(view, words)`.
+fn check_members_apart<const N: usize>(label: &str, outputs: &[[(View, usize); N]]) -> Result<()> {
+    for (g, mine) in outputs.iter().enumerate() {
+        for theirs in &outputs[..g] {
+            if mine.iter().zip(theirs).any(|(&a, &b)| overlap(a, b)) {
+                bail!("{label}: two cells of one launch write windows that overlap");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fail unless a launch serves 1 to [`GROUPS`] cells.
