@@ -6,14 +6,12 @@
 // multiply-accumulate: the operands rounded to f16 once, where they were cast, then f32
 // sums in increasing order of p. CPU twin: `reference::matmul` on operands rounded with
 // `reference::round_f16`. The launcher puts `enable f16;` in front of the module (it must
-// come before the uniform block it shares with the f32 kernels). Split-K as the f32 kernels
-// do it (shaders/matmul.wgsl): workgroup z sums slice z of k and stores it at slice z of a
-// scratch buffer bound as C, which matmul_split_sum adds up.
-
-@group(0) @binding(0) var<storage, read> ah: array<f16>;
-@group(0) @binding(1) var<storage, read> bh: array<f16>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// come before the uniform block it shares with the f32 kernels), then a launch prelude
+// (shaders/matmul_launch.wgsl, or matmul_launch_group.wgsl to serve the recurrent products
+// of several layers in one launch: this kernel has no barriers), the bindings
+// (shaders/matmul_operands_f16.wgsl) and `store_shifted` (shaders/matmul_store.wgsl).
+// Split-K as the f32 kernels do it (shaders/matmul.wgsl): workgroup z sums slice z of k and
+// stores it at slice z of a scratch buffer bound as C, which matmul_split_sum adds up.
 
 // A workgroup of 64 invocations is a 32x32 block of C: 8x8 invocations, each 4 rows by 4
 // columns in named accumulators. Rows and columns past the edge repeat the last one and are
@@ -28,26 +26,13 @@ fn f16_b(p: u32, j: u32) -> f32 {
     return f32(bh[params.b_off + p * params.b_row + min(j, params.n - 1u) * params.b_col]);
 }
 
-fn f16_store(i: u32, j: u32, sum: f32, shift: u32) {
-    if i >= params.m || j >= params.n {
-        return;
-    }
-    var out = sum;
-    if (params.flags & HAS_BIAS) != 0u {
-        out += bias[params.bias_off + j];
-    }
-    let at = params.c_off + shift + i * params.n + j;
-    if (params.flags & ACCUMULATE) != 0u {
-        out = c[at] + out;
-    }
-    c[at] = out;
-}
-
+// Store a row of four outputs from column j (those inside C).
 fn f16_store_row(i: u32, j: u32, v: vec4<f32>, shift: u32) {
-    f16_store(i, j, v.x, shift);
-    f16_store(i, j + 1u, v.y, shift);
-    f16_store(i, j + 2u, v.z, shift);
-    f16_store(i, j + 3u, v.w, shift);
+    for (var q = 0u; q < 4u; q++) {
+        if i < params.m && j + q < params.n {
+            store_shifted(i, j + q, v[q], shift);
+        }
+    }
 }
 
 @compute @workgroup_size(64)
@@ -55,8 +40,9 @@ fn matmul_f16(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
+    let slice = launch_slice(wg);
     let block = block_index(wg);
-    if block >= params.blocks {
+    if block >= params.blocks || slice >= params.k_slices {
         return;
     }
     let i = (block / params.col_blocks) * F16_BLOCK + (lane / 8u) * 4u;
@@ -65,7 +51,7 @@ fn matmul_f16(
     var r1 = vec4<f32>();
     var r2 = vec4<f32>();
     var r3 = vec4<f32>();
-    let range = split_range(wg.z);
+    let range = split_range(slice);
     for (var p = range.x; p < range.y; p++) {
         let bv = vec4<f32>(f16_b(p, j), f16_b(p, j + 1u), f16_b(p, j + 2u), f16_b(p, j + 3u));
         r0 = fma(vec4<f32>(f16_a(i, p)), bv, r0);
@@ -73,7 +59,7 @@ fn matmul_f16(
         r2 = fma(vec4<f32>(f16_a(i + 2u, p)), bv, r2);
         r3 = fma(vec4<f32>(f16_a(i + 3u, p)), bv, r3);
     }
-    let shift = wg.z * params.m * params.n;
+    let shift = slice * params.m * params.n;
     f16_store_row(i, j, r0, shift);
     f16_store_row(i + 1u, j, r1, shift);
     f16_store_row(i + 2u, j, r2, shift);

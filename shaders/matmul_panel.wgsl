@@ -2,8 +2,11 @@
 // Panel: the kernel for products with few rows and a wide C, the recurrent products of
 // every time step above all (`[batch, h] @ [h, 4h]` forward, `[batch, 4h] @ [4h, h]^T`
 // backward, batch 20 at the small, medium and large presets). The bindings and
-// `store_shifted` (shaders/matmul_store.wgsl), `split_range` and shaders/matmul_vec4.wgsl
-// come first in the module.
+// `store_shifted` (shaders/matmul_store.wgsl), `split_range` and the operands' loads
+// `panel_a`, `panel_b` come first in the module: shaders/matmul_panel_load.wgsl for f32
+// operands, shaders/matmul_panel_load_f16.wgsl for the f16 ones of `--precision mixed`
+// (`matmul_panel_f16`: the same kernel on f16 copies, each value widened to f32, whose
+// products are exact; so it sums exactly what matmul_f16.wgsl sums, in the same order).
 //
 // A workgroup computes a panel of C, all PANEL_ROWS rows by PANEL_COLS columns, from one
 // slice of k (the grid's z; unsplit, all of k): one invocation per column, its 32 rows as
@@ -22,52 +25,6 @@
 
 const PANEL_ROWS: u32 = 32u;
 const PANEL_COLS: u32 = 256u;
-
-// The quad of op(A)[i, p .. p + 4), zero outside [0, m) x [0, p_end).
-fn panel_a(i: u32, p: u32, p_end: u32) -> vec4<f32> {
-    if i >= params.m {
-        return vec4<f32>(0.0);
-    }
-    let at = params.a_off + i * params.a_row + p * params.a_col;
-    let s = params.a_col;
-    if p + 4u <= p_end {
-        if (params.flags & A_VEC4) != 0u {
-            return a4[at / 4u];
-        }
-        return vec4<f32>(a[at], a[at + s], a[at + 2u * s], a[at + 3u * s]);
-    }
-    // The last steps of a slice whose length is not a multiple of four (never with
-    // A_VEC4: k and the slices are multiples of four then).
-    var v = vec4<f32>(0.0);
-    for (var q = 0u; q < 4u; q++) {
-        if p + q < p_end {
-            v[q] = a[at + q * s];
-        }
-    }
-    return v;
-}
-
-// The quad of op(B)[p .. p + 4, j], zero outside [0, p_end) x [0, n).
-fn panel_b(p: u32, j: u32, p_end: u32) -> vec4<f32> {
-    if j >= params.n {
-        return vec4<f32>(0.0);
-    }
-    let at = params.b_off + p * params.b_row + j * params.b_col;
-    let s = params.b_row;
-    if p + 4u <= p_end {
-        if (params.flags & B_VEC4) != 0u {
-            return b4[at / 4u];
-        }
-        return vec4<f32>(b[at], b[at + s], b[at + 2u * s], b[at + 3u * s]);
-    }
-    var v = vec4<f32>(0.0);
-    for (var q = 0u; q < 4u; q++) {
-        if p + q < p_end {
-            v[q] = b[at + q * s];
-        }
-    }
-    return v;
-}
 
 // Four steps of p for the quad of rows from i: rows' words at the steps, then the
 // multiply-adds step by step.

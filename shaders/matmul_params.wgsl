@@ -42,6 +42,10 @@ struct Params {
 
 const HAS_BIAS: u32 = 1u;
 const ACCUMULATE: u32 = 2u;
+// The kernels that read an operand a quad of four elements at a time where the launcher
+// found it aligned (shaders/matmul_vec4.wgsl, shaders/matmul_operands_f16.wgsl).
+const A_VEC4: u32 = 4u;
+const B_VEC4: u32 = 8u;
 
 // The block of C this workgroup computes.
 fn block_index(wg: vec3<u32>) -> u32 {

@@ -1,12 +1,12 @@
-// The bindings every f32 matmul kernel shares, and how an output element is finished.
+// The output bindings every matmul kernel shares, and how an output element is finished.
 // C[m, n] = op(A)[m, k] @ op(B)[k, n] (+ bias[n] on every row) (+ C when accumulating).
 //
-// The launcher (src/gpu/matmul/) puts shaders/matmul_params.wgsl (the uniform block),
-// one of the launch preludes (shaders/matmul_launch.wgsl, or matmul_launch_group.wgsl for
-// a launch serving several products) and this file in front of each family's kernels.
+// The launchers (src/gpu/matmul/, src/gpu/half.rs) put shaders/matmul_params.wgsl (the
+// uniform block), one of the launch preludes (shaders/matmul_launch.wgsl, or
+// matmul_launch_group.wgsl for a launch serving several products), the operands' bindings
+// (shaders/matmul_operands.wgsl in f32, matmul_operands_f16.wgsl in f16) and this file in
+// front of each family's kernels.
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 

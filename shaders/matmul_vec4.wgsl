@@ -8,6 +8,3 @@
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
 
-const A_VEC4: u32 = 4u;
-const B_VEC4: u32 = 8u;
-

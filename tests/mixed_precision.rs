@@ -581,13 +581,18 @@ fn the_mixed_cell_adds_split_recurrent_sums_bit_for_bit() {
 
 /// Mixed precision in the wavefront's order (`--recurrence wavefront --precision mixed`):
 /// the same f16 copies made (the cell's, and casts at each range's first read, whatever
-/// the order), so the same two steps bit for bit as the unfused mixed step; and with split
-/// products (forced as on a GPU) each layer's f16 slices wait in a scratch slot of their
-/// own: the mixed step still matches its CPU twin.
+/// the order), so the same two steps bit for bit as the unfused mixed step, with the
+/// layers' paired time steps as one launch each (the f16 kernels without barriers have a
+/// grouped form: the recurrent weights' f16 copy made once a step, the cells writing their
+/// f16 outputs side by side) and one launch per layer alike; and with split products
+/// (forced as on a GPU) each layer's f16 slices wait in a scratch slot of their own (or,
+/// grouped, in one slot one after the other): the mixed step still matches its CPU twin,
+/// grouped and not, bit for bit the same.
 #[test]
 fn the_mixed_wavefront_step_is_the_mixed_unfused_step_bit_for_bit() {
     use lstm_gpu::gpu::lstm_step::Recurrence;
     use lstm_gpu::gpu::matmul::MatmulVariant;
+    use lstm_gpu::model::schedule::wavefront_chunk;
     let gpu = gpu();
     half_kernels(&gpu);
     for (hidden, steps) in [(vec![17, 9], 6), (vec![8, 12, 8], 9)] {
@@ -598,18 +603,50 @@ fn the_mixed_wavefront_step_is_the_mixed_unfused_step_bit_for_bit() {
         };
         let (unfused_launches, unfused_loss, unfused) =
             common::split::two_steps_with(&gpu, &cfg, Recurrence::Unfused, true);
-        let (wave_launches, wave_loss, wave) =
-            common::split::two_steps_with(&gpu, &cfg, Recurrence::Wavefront, true);
+        let mut kernels = Kernels::new(&gpu).unwrap();
+        kernels.recurrence = Some(Recurrence::Wavefront);
+        let (wave_launches, wave_loss, wave) = common::split::two_steps_of(&gpu, &cfg, &kernels);
         assert_eq!(wave_loss, unfused_loss, "{hidden:?}: loss");
         assert!(wave == unfused, "{hidden:?}: parameters or state differ");
+        kernels.group_wavefront = false;
+        let (apart_launches, apart_loss, apart) = common::split::two_steps_of(&gpu, &cfg, &kernels);
+        assert_eq!(
+            apart_loss, unfused_loss,
+            "{hidden:?}: loss, one launch per layer"
+        );
+        assert!(apart == unfused, "{hidden:?}: one launch per layer differs");
         assert!(
-            wave_launches > unfused_launches,
+            apart_launches > unfused_launches,
             "{hidden:?}: its chunks' launches"
         );
+        if hidden.len() == 2 {
+            let saved = 2 * (2 * (steps - wavefront_chunk(steps)) - 1);
+            assert_eq!(wave_launches, apart_launches - saved, "{hidden:?}: grouped");
+        } else {
+            assert!(wave_launches < apart_launches, "{hidden:?}: grouped");
+        }
     }
     let mut split = common::gpu();
     split.matmul = Some(MatmulVariant::StripSplit);
+    let cfg = Config {
+        hidden: vec![40, 24],
+        ..small_config(Precision::Mixed)
+    };
     let mut kernels = Kernels::new(&split).unwrap();
     kernels.recurrence = Some(Recurrence::Wavefront);
+    let (grouped_launches, grouped_loss, grouped) =
+        common::split::two_steps_of(&split, &cfg, &kernels);
+    kernels.group_wavefront = false;
+    let (apart_launches, apart_loss, apart) = common::split::two_steps_of(&split, &cfg, &kernels);
+    assert_eq!(grouped_loss, apart_loss, "split: loss");
+    assert!(
+        grouped == apart,
+        "split: grouped and one launch per layer differ"
+    );
+    assert!(
+        grouped_launches < apart_launches,
+        "split: {grouped_launches} grouped, {apart_launches} per layer"
+    );
+    kernels.group_wavefront = true;
     mixed_step_against_twin(&split, &kernels);
 }

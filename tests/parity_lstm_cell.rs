@@ -8,6 +8,7 @@ mod common;
 
 use common::{assert_close, gpu, nan, random};
 use lstm_gpu::gpu::lstm_cell::{CellBackwardViews, CellForwardViews, CellShape, LstmCell};
+use lstm_gpu::gpu::matmul_f16::HalfView;
 use lstm_gpu::gpu::{Gpu, View};
 use lstm_gpu::reference;
 
@@ -400,7 +401,9 @@ fn prepare_rejects_short_and_aliased_views() {
 /// wavefront step in one launch) computes each cell exactly as its own launch: two cells of
 /// different widths (7 x 33 and 7 x 20) at their own offsets of shared buffers, forward and
 /// backward, every output buffer bit for bit what one launch per cell leaves (outputs
-/// poisoned with NaN around the windows); two cells writing one window are refused.
+/// poisoned with NaN around the windows), and so with the f16 copies of h and d(pre) a
+/// mixed step's cells write (where the adapter has f16); two cells writing one window are
+/// refused.
 #[test]
 fn grouped_cells_compute_each_cell_as_its_own_launch_does() {
     let gpu = gpu();
@@ -426,8 +429,14 @@ fn grouped_cells_compute_each_cell_as_its_own_launch_does() {
     let c_start = random(state_words, 1.0, 2);
     let dh = gpu.storage_from("dh", &random(state_words, 1.0, 3));
     let dc = gpu.storage_from("dc", &random(state_words, 1.0, 4));
-    let run = |grouped: bool| {
+    let half = gpu.features.contains(wgpu::Features::SHADER_F16);
+    let run = |grouped: bool, with_f16: bool| {
         let c = gpu.storage_from("c", &c_start);
+        // The f16 copies, every element f16 NaN (all bits set) around the windows.
+        let (h16, dpre16) = (
+            gpu.storage_from("h16", &vec![u32::MAX; state_words.div_ceil(2)]),
+            gpu.storage_from("dpre16", &vec![u32::MAX; gate_words.div_ceil(2)]),
+        );
         let (act, h) = (
             gpu.storage_from("act", &nan(gate_words)),
             gpu.storage_from("h", &nan(state_words)),
@@ -449,6 +458,7 @@ fn grouped_cells_compute_each_cell_as_its_own_launch_does() {
                         h: View::at(&h, state_at[g], s),
                     },
                     None,
+                    with_f16.then(|| HalfView::at(&h16, state_at[g], s)),
                 )
             })
             .collect();
@@ -467,6 +477,7 @@ fn grouped_cells_compute_each_cell_as_its_own_launch_does() {
                         dc_prev: View::at(&dc_prev, state_at[g], s),
                     },
                     None,
+                    with_f16.then(|| HalfView::at(&dpre16, gate_at[g], 4 * s)),
                 )
             })
             .collect();
@@ -478,28 +489,51 @@ fn grouped_cells_compute_each_cell_as_its_own_launch_does() {
         } else {
             let mut d: Vec<_> = forward
                 .iter()
-                .map(|(s, v, _)| cell.prepare_forward(&gpu, *s, 0.5, v).unwrap())
+                .map(|(s, v, _, h16)| match h16 {
+                    Some(h16) => cell.prepare_forward_half(&gpu, *s, 0.5, v, *h16).unwrap(),
+                    None => cell.prepare_forward(&gpu, *s, 0.5, v).unwrap(),
+                })
                 .collect();
-            d.extend(
-                backward
-                    .iter()
-                    .map(|(s, v, _)| cell.prepare_backward(&gpu, *s, v).unwrap()),
-            );
+            d.extend(backward.iter().map(|(s, v, _, d16)| match d16 {
+                Some(d16) => cell.prepare_backward_half(&gpu, *s, v, *d16).unwrap(),
+                None => cell.prepare_backward(&gpu, *s, v).unwrap(),
+            }));
             d
         };
         gpu.run(&launches.iter().collect::<Vec<_>>()).unwrap();
         let read =
             |b: &wgpu::Buffer| -> Vec<f32> { gpu.read(b, 0, (b.size() / 4) as usize).unwrap() };
-        [read(&act), read(&c), read(&h), read(&dpre), read(&dc_prev)]
+        [
+            read(&act),
+            read(&c),
+            read(&h),
+            read(&dpre),
+            read(&dc_prev),
+            read(&h16),
+            read(&dpre16),
+        ]
     };
-    let (alone, grouped) = (run(false), run(true));
-    for (what, (a, g)) in ["act", "c", "h", "dpre", "dc_prev"]
-        .iter()
-        .zip(alone.iter().zip(&grouped))
-    {
-        assert_eq!(bits(a), bits(g), "{what}");
-        assert!(g.iter().any(|v| !v.is_nan()), "{what} written");
+    for with_f16 in [false, true].into_iter().filter(|&f| f <= half) {
+        let (alone, grouped) = (run(false, with_f16), run(true, with_f16));
+        for (what, (a, g)) in ["act", "c", "h", "dpre", "dc_prev", "h16", "dpre16"]
+            .iter()
+            .zip(alone.iter().zip(&grouped))
+        {
+            assert_eq!(bits(a), bits(g), "{what} (f16 copies: {with_f16})");
+            let written = g.iter().any(|v| v.to_bits() != u32::MAX && !v.is_nan());
+            assert_eq!(
+                written,
+                with_f16 || !what.ends_with("16"),
+                "{what} written (f16 copies: {with_f16})"
+            );
+        }
     }
+    // GL has no f16 in shaders; lavapipe's Vulkan (what CI runs first) has.
+    assert!(
+        half || gpu.info.backend != wgpu::Backend::Vulkan,
+        "{}: no SHADER_F16, the f16 copies untested",
+        gpu.info.name
+    );
     // Two cells writing one window of h.
     let (c, act, h) = (
         gpu.storage_from("c", &c_start),
@@ -514,7 +548,8 @@ fn grouped_cells_compute_each_cell_as_its_own_launch_does() {
         c: View::at(&c, state_at[1] + s, s),
         h: View::at(&h, state_at[1], s),
     };
-    let Err(err) = cell.prepare_forward_group(&gpu, 0.5, &[(shapes[1], views, None); 2]) else {
+    let Err(err) = cell.prepare_forward_group(&gpu, 0.5, &[(shapes[1], views, None, None); 2])
+    else {
         panic!("two cells writing one window were accepted");
     };
     assert!(err.to_string().contains("overlap"), "{err}");

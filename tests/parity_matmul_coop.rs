@@ -17,7 +17,7 @@ mod common;
 use common::gpu;
 use common::half::{half_matmul_parity, SIZES};
 use lstm_gpu::gpu::matmul_coop::CoopMatmul;
-use lstm_gpu::gpu::matmul_f16::HalfKernels;
+use lstm_gpu::gpu::matmul_f16::{HalfKernels, HalfVariant};
 
 #[test]
 #[ignore = "needs a GPU with cooperative matrices: run with --ignored on one"]
@@ -46,7 +46,9 @@ fn the_cooperative_matmul_matches_its_twin_on_awkward_shapes() {
         &hk,
         "matmul_coop",
         &sizes,
-        &|gpu, s, a, b, bias, c, acc| coop.matmul(gpu, s, a, b, bias, c, acc, None),
+        &|gpu, s, a, b, bias, c, acc| {
+            hk.matmul_with(HalfVariant::Coop, gpu, s, a, b, bias, c, acc, None)
+        },
     );
     // Split-K, as the step runs the long products on a GPU.
     use lstm_gpu::gpu::matmul::{Matmul, MatmulVariant};
@@ -56,6 +58,8 @@ fn the_cooperative_matmul_matches_its_twin_on_awkward_shapes() {
         &hk,
         "matmul_coop split",
         &sizes,
-        &|gpu, s, a, b, bias, c, acc| coop.matmul(gpu, s, a, b, bias, c, acc, Some(&mm)),
+        &|gpu, s, a, b, bias, c, acc| {
+            hk.matmul_with(HalfVariant::Coop, gpu, s, a, b, bias, c, acc, Some(&mm))
+        },
     );
 }

@@ -12,6 +12,7 @@ use wgpu::util::DeviceExt;
 use crate::error::usage;
 use crate::gpu::lstm_step::Recurrence;
 use crate::gpu::matmul::MatmulVariant;
+use crate::gpu::matmul_f16::HalfVariant;
 use crate::model::fit::Needs;
 
 /// Which adapter to use (`--adapter`).
@@ -108,11 +109,12 @@ pub struct GpuArgs {
     /// subgroup-broadcast, skinny, strip, strip-quad, strip-split, strip-quad-split,
     /// block-128x128, block-128x64, block-64x64, block-64x64-split, panel, panel-split or
     /// coop-f32-8x8, as the
-    /// adapter has them (default: the adapter's tuned choice per product, else one chosen for the adapter
-    /// type, and skinny for products of at most 4 rows on CPU adapters; `lstm-gpu bench kernels` compares
-    /// them).
+    /// adapter has them; with --precision mixed: f16-scalar, f16-panel or f16-coop (the
+    /// matrix units, where offered) (default: the adapter's tuned choice per product, else
+    /// one chosen for the adapter type, and skinny for products of at most 4 rows on CPU
+    /// adapters; `lstm-gpu bench kernels` compares them).
     #[arg(long)]
-    pub matmul: Option<MatmulVariant>,
+    pub matmul: Option<MatmulChoice>,
     /// How each layer's time steps run: fused (one dispatch per time step: the recurrent
     /// product and the cell together), unfused (a matmul, then the cell) or wavefront
     /// (unfused, the layers' time steps interleaved in chunks) [default: the adapter's tuned
@@ -148,10 +150,33 @@ impl GpuArgs {
 
     /// Apply the kernel choices (`--matmul`, `--recurrence`) to an opened device.
     pub fn apply(&self, gpu: &mut Gpu) {
-        gpu.matmul = self.matmul;
+        (gpu.matmul, gpu.half_matmul) = match self.matmul {
+            Some(MatmulChoice::F32(v)) => (Some(v), None),
+            Some(MatmulChoice::F16(v)) => (None, Some(v)),
+            None => (None, None),
+        };
         gpu.recurrence = self.recurrence;
         if self.unchecked_shaders {
             gpu.runtime_checks = false;
+        }
+    }
+}
+
+/// What `--matmul` names: a kernel of the f32 family, or (`f16-...`) one of the f16 kernels
+/// of `--precision mixed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulChoice {
+    F32(MatmulVariant),
+    F16(HalfVariant),
+}
+
+impl std::str::FromStr for MatmulChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.trim().to_ascii_lowercase().starts_with("f16") {
+            s.parse().map(MatmulChoice::F16)
+        } else {
+            s.parse().map(MatmulChoice::F32)
         }
     }
 }
@@ -301,6 +326,9 @@ pub struct Gpu {
     ///
     /// [`Matmul::new`]: crate::gpu::matmul::Matmul::new
     pub matmul: Option<MatmulVariant>,
+    /// The f16 matmul asked for (`--matmul f16-...`, `--precision mixed`); `None`: tuned or
+    /// the adapter's default ([`crate::gpu::matmul_f16::HalfKernels::choice`]).
+    pub half_matmul: Option<HalfVariant>,
     /// The recurrence asked for (`--recurrence`); `None`: tuned or the adapter's default.
     pub recurrence: Option<Recurrence>,
     /// Kernel choices measured on this adapter (`crate::gpu::tune::choose`), if any.
@@ -649,6 +677,7 @@ impl Gpu {
             device,
             queue,
             matmul: None,
+            half_matmul: None,
             recurrence: None,
             tuning: None,
             // The tests' switch for running every suite without the checks.

@@ -4,7 +4,10 @@
 
 use anyhow::{bail, Result};
 
-use super::matmul::{product_dispatch, Matmul, Params, ProductLaunch, SplitPartials};
+use super::matmul::{
+    panel_quad_flags, product_dispatch, Matmul, Params, ProductLaunch, SplitPartials, A_VEC4,
+    B_VEC4,
+};
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 
@@ -47,6 +50,7 @@ impl<'a> HalfView<'a> {
 }
 
 /// The operands of a matmul with f16 A and B and f32 bias and C.
+#[derive(Clone, Copy)]
 pub(crate) struct HalfOperands<'a> {
     pub a: HalfView<'a>,
     pub b: HalfView<'a>,
@@ -55,31 +59,38 @@ pub(crate) struct HalfOperands<'a> {
     pub accumulate: bool,
 }
 
-/// The dispatch of a kernel with f16 operands whose workgroups each compute a `block` x
-/// `block` block of C (`matmul_f16`, `matmul_coop`): the views checked, the shared uniform
-/// block of `matmul_params.wgsl` (offsets and strides of A and B in f16 elements) and the
-/// bindings A, B, bias, C, uniforms. With `split`, k is cut into slices where that matmul
-/// family would cut it ([`Matmul::split_plan`]: on GPUs, for products whose C makes too
-/// few workgroups): the slices' sums go to its scratch buffer and its `matmul_split_sum`
-/// adds them into C, the second launch of the dispatch; or, with `split.defer`, the
-/// slices are left for the kernel that reads C next (see
-/// [`Matmul::prepare_deferring_sum`]) and returned.
-pub(crate) fn half_matmul_dispatch(
-    gpu: &Gpu,
-    label: &str,
-    pipeline: &wgpu::ComputePipeline,
-    block: usize,
+/// An f16-operand kernel as its launches need it: the label, the pipeline, the rows and
+/// columns of C one workgroup computes, and whether it reads aligned operands by quads
+/// (`matmul_panel_f16`: A and B bound again as vec4<f16> arrays at 5 and 6, read where the
+/// flags say `A_VEC4` / `B_VEC4`).
+#[derive(Clone, Copy)]
+pub(crate) struct HalfKernel<'a> {
+    pub label: &'a str,
+    pub pipeline: &'a wgpu::ComputePipeline,
+    pub block: (usize, usize),
+    pub quads: bool,
+}
+
+/// The launch of `kernel` on a product with f16 operands (`matmul_f16`, `matmul_panel_f16`,
+/// `matmul_coop`): the views checked, the shared uniform block of `matmul_params.wgsl`
+/// (offsets and strides of A and B in f16 elements) and the bindings A, B, bias, C,
+/// uniforms (and the quads). With `split`, k is cut into slices where that matmul family
+/// would cut it ([`Matmul::split_plan`]: on GPUs, for products whose C makes too few
+/// workgroups); a deferred split only for products accumulating without a bias.
+pub(crate) fn half_plan<'a>(
+    kernel: HalfKernel<'a>,
     shape: MatmulShape,
-    ops: HalfOperands,
+    ops: &HalfOperands<'a>,
     split: Option<Split>,
-) -> Result<(Dispatch, Option<SplitPartials>)> {
+) -> Result<ProductLaunch<'a>> {
     let HalfOperands {
         a,
         b,
         bias,
         c,
         accumulate,
-    } = ops;
+    } = *ops;
+    let label = kernel.label;
     let MatmulShape { m, k, n, .. } = shape;
     let a_off = a.check(&format!("{label} A"), m * k)?;
     let b_off = b.check(&format!("{label} B"), k * n)?;
@@ -94,16 +105,23 @@ pub(crate) fn half_matmul_dispatch(
     if split.is_some_and(|s| s.defer.is_some()) && (bias.is_some() || !accumulate) {
         bail!("{label} {m}x{k}x{n}: only a product accumulating without bias defers its sum");
     }
-    let col_blocks = n.div_ceil(block);
-    let blocks = m.div_ceil(block) * col_blocks;
+    let (rows, cols) = kernel.block;
+    let col_blocks = n.div_ceil(cols);
+    let blocks = m.div_ceil(rows) * col_blocks;
     let (gx, gy) = groups_1d(blocks, 1);
     let [a_row, a_col, b_row, b_col] = super::matmul::strides(shape);
     let (slices, chunk) = split.map_or((1, k), |sp| sp.family.split_plan(m, k, n, blocks));
+    let mut flags =
+        if bias.is_some() { HAS_BIAS } else { 0 } | if accumulate { ACCUMULATE } else { 0 };
+    if kernel.quads {
+        flags |= panel_quad_flags(a.offset, a_row, a_col, A_VEC4)
+            | panel_quad_flags(b.offset, b_col, b_row, B_VEC4);
+    }
     let params = Params {
         m: m as u32,
         k: k as u32,
         n: n as u32,
-        flags: if bias.is_some() { HAS_BIAS } else { 0 } | if accumulate { ACCUMULATE } else { 0 },
+        flags,
         a_off,
         a_row,
         a_col,
@@ -123,21 +141,35 @@ pub(crate) fn half_matmul_dispatch(
     };
     let (mf, kf, nf) = (m as f64, k as f64, n as f64);
     let bytes = 2.0 * (mf * kf + kf * nf) + 4.0 * mf * nf * if accumulate { 2.0 } else { 1.0 };
-    let launch = ProductLaunch {
+    Ok(ProductLaunch {
         label,
-        pipeline,
+        pipeline: kernel.pipeline,
         params,
         operands: [a.buffer, b.buffer],
         groups: (gx, gy),
         bytes,
-        quads: false,
-    };
-    let (Some(split), true) = (split, slices > 1) else {
-        return Ok((product_dispatch(gpu, launch, bias, c)?, None));
+        quads: kernel.quads,
+    })
+}
+
+/// The dispatch of [`half_plan`]'s launch: one launch unsplit; split, the slices' sums go
+/// to the family's scratch buffer and its `matmul_split_sum` adds them into C, the second
+/// launch of the dispatch; or, with `split.defer`, the slices are left for the kernel that
+/// reads C next (see [`Matmul::prepare_deferring_sum`]) and returned.
+pub(crate) fn half_matmul_dispatch(
+    gpu: &Gpu,
+    kernel: HalfKernel,
+    shape: MatmulShape,
+    ops: HalfOperands,
+    split: Option<Split>,
+) -> Result<(Dispatch, Option<SplitPartials>)> {
+    let launch = half_plan(kernel, shape, &ops, split)?;
+    let (Some(split), true) = (split, launch.params.k_slices > 1) else {
+        return Ok((product_dispatch(gpu, launch, ops.bias, ops.c)?, None));
     };
     split
         .family
-        .split_dispatch(gpu, launch, bias, c, split.defer)
+        .split_dispatch(gpu, launch, ops.bias, ops.c, split.defer)
 }
 
 /// How an f16 product may split k: as `family` (the device's f32 matmuls) splits it, its

@@ -129,6 +129,16 @@ impl<'a> CellBackwardViews<'a> {
     }
 }
 
+/// One cell of a grouped launch ([`LstmCell::prepare_forward_group`]): its shape, views,
+/// the split recurrent product's partial sums it adds (if split) and where it writes its
+/// f16 output (in a mixed step).
+pub type GroupMember<'a, V> = (
+    CellShape,
+    V,
+    Option<&'a SplitPartials>,
+    Option<HalfView<'a>>,
+);
+
 /// What a cell dispatch does beside the plain step.
 #[derive(Clone, Copy)]
 enum Extra<'a> {
@@ -142,7 +152,7 @@ enum Extra<'a> {
     SplitHalf(&'a SplitPartials, HalfView<'a>),
 }
 
-impl Extra<'_> {
+impl<'a> Extra<'a> {
     /// The kernel's entry point (also its label), for the direction's plain name.
     fn entry(&self, plain: &'static str) -> &'static str {
         match (self, plain) {
@@ -157,6 +167,16 @@ impl Extra<'_> {
     }
 
     /// The f16 copy it writes, and the partial sums it reads.
+    /// The extra of a cell adding `partials` (when split) and writing `half` (when mixed).
+    fn of(partials: Option<&'a SplitPartials>, half: Option<HalfView<'a>>) -> Extra<'a> {
+        match (partials, half) {
+            (None, None) => Extra::Plain,
+            (None, Some(h)) => Extra::Half(h),
+            (Some(p), None) => Extra::Split(p),
+            (Some(p), Some(h)) => Extra::SplitHalf(p, h),
+        }
+    }
+
     fn parts(&self) -> (Option<HalfView<'_>>, Option<&SplitPartials>) {
         match *self {
             Extra::Plain => (None, None),
@@ -318,35 +338,36 @@ impl LstmCell {
         }
     }
 
-    /// `lstm_cell_forward` (or `_split` where the products left partial sums) of up to
-    /// [`GROUPS`] cells in one launch: the layers of a wavefront step (of one batch, their
-    /// widths may differ), whose operands lie at their own offsets in the same buffers
-    /// (each binding's buffer the same in every member, and the partial sums, if any, in
-    /// one buffer). The grid, as large as the largest cell needs, has one layer per z; each
-    /// computes exactly what its own launch would.
+    /// `lstm_cell_forward` (or `_split` where the products left partial sums, `_f16` where
+    /// the cells write h's f16 copy, at the member's [`HalfView`]) of up to [`GROUPS`] cells
+    /// in one launch: the layers of a wavefront step (of one batch, their widths may
+    /// differ), whose operands lie at their own offsets in the same buffers (each binding's
+    /// buffer the same in every member, and the partial sums, if any, in one buffer). The
+    /// grid, as large as the largest cell needs, has one layer per z; each computes exactly
+    /// what its own launch would.
     pub fn prepare_forward_group(
         &self,
         gpu: &Gpu,
         forget_bias: f32,
-        members: &[(CellShape, CellForwardViews, Option<&SplitPartials>)],
+        members: &[GroupMember<CellForwardViews>],
     ) -> Result<Dispatch> {
         let members: Vec<_> = members
             .iter()
-            .map(|(shape, v, p)| (*shape, *v, p.map_or(Extra::Plain, Extra::Split)))
+            .map(|(shape, v, p, h)| (*shape, *v, Extra::of(*p, *h)))
             .collect();
         self.forward_dispatch(gpu, forget_bias, &members)
     }
 
-    /// `lstm_cell_backward` (or `_split`) of up to [`GROUPS`] cells in one launch, as
-    /// [`LstmCell::prepare_forward_group`].
+    /// `lstm_cell_backward` (or `_split`, `_f16`: d(pre)'s f16 copy) of up to [`GROUPS`]
+    /// cells in one launch, as [`LstmCell::prepare_forward_group`].
     pub fn prepare_backward_group(
         &self,
         gpu: &Gpu,
-        members: &[(CellShape, CellBackwardViews, Option<&SplitPartials>)],
+        members: &[GroupMember<CellBackwardViews>],
     ) -> Result<Dispatch> {
         let members: Vec<_> = members
             .iter()
-            .map(|(shape, v, p)| (*shape, *v, p.map_or(Extra::Plain, Extra::Split)))
+            .map(|(shape, v, p, h)| (*shape, *v, Extra::of(*p, *h)))
             .collect();
         self.backward_dispatch(gpu, &members)
     }

@@ -13,10 +13,8 @@
 use anyhow::Result;
 
 use super::coop::{coop_source, coop_tile};
-use super::half::{half_matmul_dispatch, HalfOperands, HalfView, Split};
-use super::matmul::SplitPartials;
-use super::{Dispatch, Gpu, View};
-use crate::reference::MatmulShape;
+use super::half::HalfKernel;
+use super::Gpu;
 
 /// The compiled cooperative-matrix matmul of a device.
 pub struct CoopMatmul {
@@ -48,52 +46,15 @@ impl CoopMatmul {
         self.tile
     }
 
-    /// A dispatch computing `c = op(a) @ op(b) (+ bias) (+ c when accumulate)` with f16
-    /// operands and f32 sums, bias and output, on the matrix units (k split as `split`'s
-    /// family splits it, when given).
-    #[allow(clippy::too_many_arguments)]
-    pub fn matmul(
-        &self,
-        gpu: &Gpu,
-        shape: MatmulShape,
-        a: HalfView,
-        b: HalfView,
-        bias: Option<View>,
-        c: View,
-        accumulate: bool,
-        split: Option<&super::matmul::Matmul>,
-    ) -> Result<Dispatch> {
-        let operands = HalfOperands {
-            a,
-            b,
-            bias,
-            c,
-            accumulate,
-        };
-        let split = split.map(|family| Split {
-            family,
-            defer: None,
-        });
-        Ok(self.dispatch(gpu, shape, operands, split)?.0)
-    }
-
-    /// The dispatch of `operands` (see [`half_matmul_dispatch`]).
-    pub(crate) fn dispatch(
-        &self,
-        gpu: &Gpu,
-        shape: MatmulShape,
-        operands: HalfOperands,
-        split: Option<Split>,
-    ) -> Result<(Dispatch, Option<SplitPartials>)> {
+    /// The kernel as the f16 launches need it: a workgroup computes a block of 4 x 4
+    /// tiles.
+    pub(crate) fn kernel(&self) -> HalfKernel<'_> {
         let block = 4 * self.tile as usize;
-        half_matmul_dispatch(
-            gpu,
-            "matmul_coop",
-            &self.pipeline,
-            block,
-            shape,
-            operands,
-            split,
-        )
+        HalfKernel {
+            label: "matmul_coop",
+            pipeline: &self.pipeline,
+            block: (block, block),
+            quads: false,
+        }
     }
 }

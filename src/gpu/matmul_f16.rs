@@ -7,15 +7,21 @@
 //! f16 buffers are ordinary storage buffers; a [`HalfView`] counts f16 elements (two per
 //! 32-bit word).
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use anyhow::{bail, Result};
 
 pub use super::half::HalfView;
-use super::half::{half_matmul_dispatch, HalfOperands, Split};
-use super::matmul::{Matmul, SplitPartials};
+use super::half::{half_matmul_dispatch, half_plan, HalfKernel, HalfOperands, Split};
+use super::matmul::{shape_key, Matmul, SplitPartials, GROUPS};
 use super::{groups_1d, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 /// Rows and columns of C per workgroup of `matmul_f16`.
 const BLOCK: usize = 32;
+/// Rows and columns of C per workgroup of `matmul_panel_f16` (`PANEL_ROWS`, `PANEL_COLS` in
+/// `shaders/matmul_panel.wgsl`).
+const PANEL: (usize, usize) = (32, 256);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -26,30 +32,155 @@ struct CastParams {
     groups_x: u32,
 }
 
+/// The f16-operand matmul kernels a mixed step's product may run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HalfVariant {
+    /// `matmul_f16`: 32x32 blocks of C, 4x4 outputs an invocation (every adapter with
+    /// `SHADER_F16`).
+    Scalar,
+    /// `matmul_panel_f16`: the panel kernel (`shaders/matmul_panel.wgsl`) on f16 operands,
+    /// for products of few rows (the recurrent products of every time step): B read once
+    /// for up to 32 rows.
+    Panel,
+    /// `matmul_coop`: the matrix units, where WGSL reaches them.
+    Coop,
+}
+
+impl HalfVariant {
+    pub const ALL: [HalfVariant; 3] = [HalfVariant::Scalar, HalfVariant::Panel, HalfVariant::Coop];
+
+    /// The name the tuning cache, `bench kernels` and the logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            HalfVariant::Scalar => "f16-scalar",
+            HalfVariant::Panel => "f16-panel",
+            HalfVariant::Coop => "f16-coop",
+        }
+    }
+
+    /// Whether a launch can serve several products (`shaders/matmul_launch_group.wgsl`):
+    /// the kernels without barriers.
+    pub fn has_group_form(self) -> bool {
+        self != HalfVariant::Coop
+    }
+
+    /// Whether it is worth timing on a product of `m` rows: the panel only where a few of
+    /// its 32-row panels cover the rows (as the f32 panel, [`super::matmul::MatmulVariant::candidate_for_rows`]).
+    pub fn candidate_for_rows(self, m: usize) -> bool {
+        self != HalfVariant::Panel || m <= 2 * PANEL.0
+    }
+}
+
+impl std::fmt::Display for HalfVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for HalfVariant {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<HalfVariant, String> {
+        let t = s.trim().to_ascii_lowercase().replace('_', "-");
+        HalfVariant::ALL
+            .into_iter()
+            .find(|v| v.name() == t)
+            .ok_or_else(|| {
+                format!(
+                    "unknown f16 matmul {s:?}; choose one of {}",
+                    HalfVariant::ALL.map(|v| v.name()).join(", ")
+                )
+            })
+    }
+}
+
+/// The tuning cache's key of a mixed step's product: `f16 ` and the product's
+/// [`shape_key`] (the f32 family's keys have no prefix).
+pub fn half_key(shape: MatmulShape) -> String {
+    format!("f16 {}", shape_key(shape))
+}
+
 /// The compiled f16 kernels of a device.
 pub struct HalfKernels {
     cast: wgpu::ComputePipeline,
     cast_scaled: wgpu::ComputePipeline,
     matmul: wgpu::ComputePipeline,
+    panel: wgpu::ComputePipeline,
+    /// The scalar and panel kernels serving several products a launch, compiled on first
+    /// use ([`HalfKernels::product_group_deferring_sum`]).
+    grouped: [OnceLock<wgpu::ComputePipeline>; 2],
     /// The cooperative-matrix matmul where the adapter has matrix units WGSL can reach;
-    /// [`HalfKernels::product`] prefers it.
+    /// the default choice for every product there.
     pub coop: Option<super::matmul_coop::CoopMatmul>,
+    /// Per product ([`half_key`]): the kernel `tune --precision mixed` measured fastest.
+    tuned: HashMap<String, HalfVariant>,
+    /// The kernel every product runs, where one was asked for ([`HalfKernels::force`]).
+    forced: Option<HalfVariant>,
 }
 
 impl HalfKernels {
-    /// Compile them, or `None` where the device lacks `SHADER_F16`.
+    /// Compile them, or `None` where the device lacks `SHADER_F16`. The choices tuned for
+    /// this adapter (`gpu.tuning`) and a kernel asked for (`gpu.half_matmul`) apply.
     pub fn new(gpu: &Gpu) -> Result<Option<HalfKernels>> {
         if !gpu.features.contains(wgpu::Features::SHADER_F16) {
             return Ok(None);
         }
         let cast = gpu.shader("cast_f16", super::shaders::CAST_F16)?;
         let matmul = gpu.shader("matmul_f16", super::shaders::MATMUL_F16)?;
-        Ok(Some(HalfKernels {
+        let panel = gpu.shader("matmul_panel_f16", super::shaders::MATMUL_PANEL_F16)?;
+        let mut hk = HalfKernels {
             cast: gpu.pipeline("cast_f32_to_f16", &cast, "cast_f32_to_f16")?,
             cast_scaled: gpu.pipeline("cast_f32_to_f16_scaled", &cast, "cast_f32_to_f16_scaled")?,
             matmul: gpu.pipeline("matmul_f16", &matmul, "matmul_f16")?,
+            panel: gpu.pipeline("matmul_panel_f16", &panel, "matmul_panel")?,
+            grouped: [OnceLock::new(), OnceLock::new()],
             coop: super::matmul_coop::CoopMatmul::new(gpu)?,
-        }))
+            tuned: HashMap::new(),
+            forced: None,
+        };
+        if let Some(t) = &gpu.tuning {
+            hk.tuned = t.half.clone();
+            let available = hk.variants_available();
+            hk.tuned.retain(|_, v| available.contains(v));
+        }
+        if let Some(v) = gpu.half_matmul {
+            hk.force(v)?;
+        }
+        Ok(Some(hk))
+    }
+
+    /// The kernels this adapter has.
+    pub fn variants_available(&self) -> Vec<HalfVariant> {
+        let mut v = vec![HalfVariant::Scalar, HalfVariant::Panel];
+        v.extend(self.coop.as_ref().map(|_| HalfVariant::Coop));
+        v
+    }
+
+    /// Run every product on `variant` (fails where the adapter lacks it).
+    pub fn force(&mut self, variant: HalfVariant) -> Result<()> {
+        if !self.variants_available().contains(&variant) {
+            bail!(
+                "the f16 matmul {variant} needs cooperative matrices this adapter does not offer (it has {})",
+                self.variants_available().iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        self.forced = Some(variant);
+        Ok(())
+    }
+
+    /// The kernel a product of `shape` runs on: the one asked for, else the one tuned for
+    /// it, else the matrix units where the adapter has them and the scalar kernel elsewhere.
+    pub fn choice(&self, shape: MatmulShape) -> HalfVariant {
+        if let Some(v) = self.forced {
+            return v;
+        }
+        if let Some(&v) = self.tuned.get(&half_key(shape)) {
+            return v;
+        }
+        if self.coop.is_some() {
+            HalfVariant::Coop
+        } else {
+            HalfVariant::Scalar
+        }
     }
 
     /// A dispatch writing `dst[i] = f16(src[i])` for the `n` elements of the views.
@@ -112,9 +243,8 @@ impl HalfKernels {
         })
     }
 
-    /// The mixed step's product: [`HalfKernels::matmul`]'s result on the matrix units
-    /// where the adapter has them (`coop`), else the scalar kernel itself; k split as
-    /// `split`'s family splits it (see `half::half_matmul_dispatch`).
+    /// The mixed step's product `c = op(a) @ op(b) (+ bias) (+ c when accumulate)` on the
+    /// kernel [`HalfKernels::choice`] gives it; k split as `split`'s family splits it.
     #[allow(clippy::too_many_arguments)]
     pub fn product(
         &self,
@@ -127,10 +257,8 @@ impl HalfKernels {
         accumulate: bool,
         split: Option<&Matmul>,
     ) -> Result<Dispatch> {
-        match &self.coop {
-            Some(coop) => coop.matmul(gpu, shape, a, b, bias, c, accumulate, split),
-            None => self.matmul(gpu, shape, a, b, bias, c, accumulate, split),
-        }
+        let variant = self.choice(shape);
+        self.matmul_with(variant, gpu, shape, a, b, bias, c, accumulate, split)
     }
 
     /// [`HalfKernels::product`] of `c += op(a) @ op(b)` where a split product leaves its
@@ -157,17 +285,140 @@ impl HalfKernels {
             family,
             defer: Some(slot),
         });
-        match &self.coop {
-            Some(coop) => coop.dispatch(gpu, shape, operands, split),
-            None => self.dispatch(gpu, shape, operands, split),
+        self.dispatch(self.choice(shape), gpu, shape, operands, split)
+    }
+
+    /// Up to [`GROUPS`] products `c += op(a) @ op(b)` in one launch, each computed exactly
+    /// as [`HalfKernels::product_deferring_sum`] computes it alone: the recurrent products
+    /// of a mixed wavefront step's layers, as [`Matmul::prepare_group_deferring_sum`] does
+    /// for the f32 family (whose split rule and scratch slot `slot` it uses). `Ok(None)`
+    /// where they cannot share a launch: their kernels differ or have no grouped form (the
+    /// matrix units' kernel has barriers), or some split k and others do not.
+    #[allow(clippy::type_complexity)]
+    pub fn product_group_deferring_sum(
+        &self,
+        gpu: &Gpu,
+        members: &[(MatmulShape, HalfView, HalfView, View)],
+        (family, slot): (&Matmul, usize),
+    ) -> Result<Option<(Dispatch, Option<Vec<SplitPartials>>)>> {
+        if !(1..=GROUPS).contains(&members.len()) {
+            bail!(
+                "a grouped matmul serves 1 to {GROUPS} products, not {}",
+                members.len()
+            );
+        }
+        let variant = self.choice(members[0].0);
+        if members.iter().any(|m| self.choice(m.0) != variant) {
+            return Ok(None);
+        }
+        let Some(pipeline) = self.group_pipeline(gpu, variant)? else {
+            return Ok(None);
+        };
+        let kernel = self.kernel(variant)?;
+        let split = Some(Split {
+            family,
+            defer: Some(slot),
+        });
+        let mut launches = Vec::new();
+        for &(shape, a, b, c) in members {
+            let operands = HalfOperands {
+                a,
+                b,
+                bias: None,
+                c,
+                accumulate: true,
+            };
+            launches.push(half_plan(kernel, shape, &operands, split)?);
+        }
+        let first_split = launches[0].params.k_slices > 1;
+        if launches
+            .iter()
+            .any(|l| (l.params.k_slices > 1) != first_split)
+        {
+            return Ok(None);
+        }
+        let outputs: Vec<(MatmulShape, View)> = members.iter().map(|&(s, .., c)| (s, c)).collect();
+        family
+            .group_dispatch(gpu, pipeline, &launches, &outputs, slot)
+            .map(Some)
+    }
+
+    /// The grouped form of `variant` (compiled on first use); `None` where it has none.
+    fn group_pipeline(
+        &self,
+        gpu: &Gpu,
+        variant: HalfVariant,
+    ) -> Result<Option<&wgpu::ComputePipeline>> {
+        let (at, label, entry, source) = match variant {
+            HalfVariant::Scalar => (
+                0,
+                "matmul_f16_group",
+                "matmul_f16",
+                super::shaders::MATMUL_F16_GROUP,
+            ),
+            HalfVariant::Panel => (
+                1,
+                "matmul_panel_f16_group",
+                "matmul_panel",
+                super::shaders::MATMUL_PANEL_F16_GROUP,
+            ),
+            HalfVariant::Coop => return Ok(None),
+        };
+        let cell = &self.grouped[at];
+        if let Some(p) = cell.get() {
+            return Ok(Some(p));
+        }
+        let module = gpu.shader(label, source)?;
+        let pipeline = gpu.pipeline(label, &module, entry)?;
+        // Two threads may race to compile it; either result serves.
+        let _ = cell.set(pipeline);
+        Ok(cell.get())
+    }
+
+    /// What the mixed step's products run on, for the logs: the one kernel, or each
+    /// kernel with the products it runs (of those prepared so far by `family`'s
+    /// workspaces; every product of a mixed step is prepared there too).
+    pub fn product_name(&self) -> String {
+        match (self.forced, self.tuned.is_empty()) {
+            (Some(v), _) => format!("{} (asked for)", self.describe(v)),
+            (None, true) => self.describe(self.choice(MatmulShape {
+                m: 1,
+                k: 1,
+                n: 1,
+                trans_a: false,
+                trans_b: false,
+            })),
+            (None, false) => {
+                let mut used: Vec<HalfVariant> = self.tuned.values().copied().collect();
+                used.sort_by_key(|v| v.name());
+                used.dedup();
+                format!(
+                    "the kernels tuned per product ({})",
+                    used.iter()
+                        .map(|&v| self.describe(v))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
         }
     }
 
-    /// The name of the kernel [`HalfKernels::product`] runs.
-    pub fn product_name(&self) -> String {
-        match &self.coop {
-            Some(coop) => format!("matmul_coop {0}x{0} (cooperative matrices)", coop.tile()),
-            None => "matmul_f16 (scalar)".to_string(),
+    /// A kernel's name in `bench kernels` (the matrix units' with their tile).
+    pub fn bench_name(&self, v: HalfVariant) -> String {
+        match (v, &self.coop) {
+            (HalfVariant::Coop, Some(coop)) => format!("f16-coop-{0}x{0}", coop.tile()),
+            _ => v.name().to_string(),
+        }
+    }
+
+    /// A kernel's name in the logs.
+    fn describe(&self, v: HalfVariant) -> String {
+        match (v, &self.coop) {
+            (HalfVariant::Coop, Some(coop)) => {
+                format!("matmul_coop {0}x{0} (cooperative matrices)", coop.tile())
+            }
+            (HalfVariant::Panel, _) => "matmul_panel_f16".to_string(),
+            _ => "matmul_f16 (scalar)".to_string(),
         }
     }
 
@@ -177,6 +428,33 @@ impl HalfKernels {
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
+        gpu: &Gpu,
+        shape: MatmulShape,
+        a: HalfView,
+        b: HalfView,
+        bias: Option<View>,
+        c: View,
+        accumulate: bool,
+        split: Option<&Matmul>,
+    ) -> Result<Dispatch> {
+        self.matmul_with(
+            HalfVariant::Scalar,
+            gpu,
+            shape,
+            a,
+            b,
+            bias,
+            c,
+            accumulate,
+            split,
+        )
+    }
+
+    /// [`HalfKernels::matmul`] on `variant` (fails where the adapter lacks it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_with(
+        &self,
+        variant: HalfVariant,
         gpu: &Gpu,
         shape: MatmulShape,
         a: HalfView,
@@ -197,26 +475,41 @@ impl HalfKernels {
             family,
             defer: None,
         });
-        Ok(self.dispatch(gpu, shape, operands, split)?.0)
+        Ok(self.dispatch(variant, gpu, shape, operands, split)?.0)
     }
 
-    /// The scalar kernel's dispatch of `operands` (see [`half_matmul_dispatch`]).
+    /// The kernel of `variant` as its launches need it.
+    fn kernel(&self, variant: HalfVariant) -> Result<HalfKernel<'_>> {
+        Ok(match variant {
+            HalfVariant::Scalar => HalfKernel {
+                label: "matmul_f16",
+                pipeline: &self.matmul,
+                block: (BLOCK, BLOCK),
+                quads: false,
+            },
+            HalfVariant::Panel => HalfKernel {
+                label: "matmul_panel_f16",
+                pipeline: &self.panel,
+                block: PANEL,
+                quads: true,
+            },
+            HalfVariant::Coop => match &self.coop {
+                Some(coop) => coop.kernel(),
+                None => bail!("the f16 matmul f16-coop needs cooperative matrices this adapter does not offer"),
+            },
+        })
+    }
+
+    /// The dispatch of `operands` on `variant` (see [`half_matmul_dispatch`]).
     fn dispatch(
         &self,
+        variant: HalfVariant,
         gpu: &Gpu,
         shape: MatmulShape,
         operands: HalfOperands,
         split: Option<Split>,
     ) -> Result<(Dispatch, Option<SplitPartials>)> {
-        half_matmul_dispatch(
-            gpu,
-            "matmul_f16",
-            &self.matmul,
-            BLOCK,
-            shape,
-            operands,
-            split,
-        )
+        half_matmul_dispatch(gpu, self.kernel(variant)?, shape, operands, split)
     }
 }
 
@@ -261,14 +554,13 @@ pub fn bench_matmul_f16(
         let mut kernels = Vec::new();
         for split in [None, Some(&mm)] {
             let suffix = if split.is_some() { "-split" } else { "" };
-            let d = hk.matmul(gpu, s, a, b, None, c, false, split)?;
-            if split.is_none() || d.then.is_some() {
-                kernels.push((format!("f16-scalar{suffix}"), d));
-            }
-            if let Some(coop) = &hk.coop {
-                let d = coop.matmul(gpu, s, a, b, None, c, false, split)?;
+            for v in hk.variants_available() {
+                if !v.candidate_for_rows(s.m) {
+                    continue;
+                }
+                let d = hk.matmul_with(v, gpu, s, a, b, None, c, false, split)?;
                 if split.is_none() || d.then.is_some() {
-                    kernels.push((format!("f16-coop-{0}x{0}{suffix}", coop.tile()), d));
+                    kernels.push((format!("{}{suffix}", hk.bench_name(v)), d));
                 }
             }
         }

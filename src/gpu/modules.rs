@@ -73,6 +73,9 @@ pub fn all() -> Vec<ModuleSource> {
     });
     for (label, source) in [
         ("matmul_f16", MATMUL_F16),
+        ("matmul_panel_f16", MATMUL_PANEL_F16),
+        ("matmul_f16_group", MATMUL_F16_GROUP),
+        ("matmul_panel_f16_group", MATMUL_PANEL_F16_GROUP),
         ("cast_f16", CAST_F16),
         ("lstm_cell_f16", LSTM_CELL_F16),
     ] {

@@ -33,6 +33,7 @@ macro_rules! matmul_module {
         concat!(
             include_str!("../../shaders/matmul_params.wgsl"),
             include_str!("../../shaders/matmul_launch.wgsl"),
+            include_str!("../../shaders/matmul_operands.wgsl"),
             include_str!("../../shaders/matmul_store.wgsl"),
             $(include_str!(concat!("../../shaders/", $file))),*
         )
@@ -47,6 +48,7 @@ macro_rules! matmul_group_module {
         concat!(
             include_str!("../../shaders/matmul_params.wgsl"),
             include_str!("../../shaders/matmul_launch_group.wgsl"),
+            include_str!("../../shaders/matmul_operands.wgsl"),
             include_str!("../../shaders/matmul_store.wgsl"),
             $(include_str!(concat!("../../shaders/", $file))),*
         )
@@ -75,6 +77,7 @@ pub const MATMUL_PANEL: &str = matmul_module!(
     "matmul.wgsl",
     "matmul_strip.wgsl",
     "matmul_vec4.wgsl",
+    "matmul_panel_load.wgsl",
     "matmul_panel.wgsl"
 );
 
@@ -84,7 +87,11 @@ pub const MATMUL_STRIP_GROUP: &str = matmul_group_module!("matmul_strip.wgsl");
 /// launcher compiles.
 pub const MATMUL_QUAD_GROUP: &str = matmul_group_module!("matmul_strip.wgsl", "matmul_quad.wgsl");
 /// Panel serving several products in one launch.
-pub const MATMUL_PANEL_GROUP: &str = matmul_group_module!("matmul_vec4.wgsl", "matmul_panel.wgsl");
+pub const MATMUL_PANEL_GROUP: &str = matmul_group_module!(
+    "matmul_vec4.wgsl",
+    "matmul_panel_load.wgsl",
+    "matmul_panel.wgsl"
+);
 
 /// [`MATMUL_QUAD_GROUP`] as the launcher compiles it on this target.
 pub fn matmul_quad_group() -> Cow<'static, str> {
@@ -130,13 +137,39 @@ pub const LSTM_STEP_SUBGROUP: &str = concat!(
     include_str!("../../shaders/lstm_step_subgroup.wgsl")
 );
 
-/// `shaders/matmul_f16.wgsl` after the matmul uniform block: the scalar f16-operand matmul
-/// (needs `Features::SHADER_F16`).
-pub const MATMUL_F16: &str = concat!(
-    "enable f16;\n",
-    include_str!("../../shaders/matmul_params.wgsl"),
-    include_str!("../../shaders/matmul_launch.wgsl"),
-    include_str!("../../shaders/matmul_f16.wgsl")
+/// An f16-operand matmul module (needs `Features::SHADER_F16`): `enable f16;`, the matmul
+/// uniform block, the launch prelude `$launch` (one product, or several), the f16 operand
+/// bindings and the shared output bindings, then the kernel's files.
+macro_rules! matmul_f16_module {
+    ($launch:literal, $($file:literal),*) => {
+        concat!(
+            "enable f16;\n",
+            include_str!("../../shaders/matmul_params.wgsl"),
+            include_str!(concat!("../../shaders/", $launch)),
+            include_str!("../../shaders/matmul_operands_f16.wgsl"),
+            include_str!("../../shaders/matmul_store.wgsl"),
+            $(include_str!(concat!("../../shaders/", $file))),*
+        )
+    };
+}
+
+/// `shaders/matmul_f16.wgsl`: the scalar f16-operand matmul.
+pub const MATMUL_F16: &str = matmul_f16_module!("matmul_launch.wgsl", "matmul_f16.wgsl");
+/// The panel kernel on f16 operands (`shaders/matmul_panel.wgsl` with
+/// `shaders/matmul_panel_load_f16.wgsl`), for the mixed step's products of few rows.
+pub const MATMUL_PANEL_F16: &str = matmul_f16_module!(
+    "matmul_launch.wgsl",
+    "matmul_panel_load_f16.wgsl",
+    "matmul_panel.wgsl"
+);
+/// [`MATMUL_F16`] serving several products in one launch.
+pub const MATMUL_F16_GROUP: &str =
+    matmul_f16_module!("matmul_launch_group.wgsl", "matmul_f16.wgsl");
+/// [`MATMUL_PANEL_F16`] serving several products in one launch.
+pub const MATMUL_PANEL_F16_GROUP: &str = matmul_f16_module!(
+    "matmul_launch_group.wgsl",
+    "matmul_panel_load_f16.wgsl",
+    "matmul_panel.wgsl"
 );
 /// `shaders/cast_f16.wgsl` after the f16 rounding: f32 -> f16 copies (needs
 /// `Features::SHADER_F16`).

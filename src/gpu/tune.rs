@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lstm_step::Recurrence;
 use super::matmul::{shape_key, Matmul, MatmulVariant};
+use super::matmul_f16::HalfVariant;
 use super::{Gpu, View};
 use crate::config::Config;
 use crate::gpu::sgd::Hyper;
@@ -31,7 +32,7 @@ pub use super::ChoiceSource;
 /// What is known of one adapter: a kernel per product and a recurrence per model.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AdapterTuning {
-    /// Product (`MxKxN:NN`) -> matmul variant name.
+    /// Product (`MxKxN:NN`; a mixed step's `f16 MxKxN:NN`) -> matmul kernel name.
     pub matmul: BTreeMap<String, String>,
     /// Milliseconds of every variant timed on each product.
     pub matmul_ms: BTreeMap<String, BTreeMap<String, f64>>,
@@ -55,6 +56,8 @@ pub struct ModelTuning {
 pub struct Tuned {
     pub source: ChoiceSource,
     pub matmul: HashMap<String, MatmulVariant>,
+    /// Product of a mixed step ([`half_key`]) -> f16 kernel.
+    pub half: HashMap<String, HalfVariant>,
     /// Model key -> recurrence.
     pub recurrence: HashMap<String, Recurrence>,
 }
@@ -66,6 +69,12 @@ impl Tuned {
             matmul: entry
                 .matmul
                 .iter()
+                .filter_map(|(k, v)| v.parse().ok().map(|v| (k.clone(), v)))
+                .collect(),
+            half: entry
+                .matmul
+                .iter()
+                .filter(|(k, _)| k.starts_with("f16 "))
                 .filter_map(|(k, v)| v.parse().ok().map(|v| (k.clone(), v)))
                 .collect(),
             recurrence: entry

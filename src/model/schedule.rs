@@ -55,7 +55,7 @@ pub struct Kernels {
     /// On unless [`SPLIT_SUMS_ENV`] says `separate`; tests turn it off to compare.
     pub fuse_split_sums: bool,
     /// Whether a wavefront's paired time steps run as one launch each where they can (the
-    /// wavefront steps of f32 training). On unless [`WAVEFRONT_GROUPS_ENV`] says `off`;
+    /// wavefront steps of training, f32 or mixed). On unless [`WAVEFRONT_GROUPS_ENV`] says `off`;
     /// tests turn it off to compare.
     pub group_wavefront: bool,
 }
@@ -721,8 +721,9 @@ struct StepBuilder<'a> {
     /// How each layer's time steps run.
     recurrence: Recurrence,
     /// Whether the layers' time steps that a wavefront pairs run as one launch each (the
-    /// recurrent products of both, then the cells of both): in f32 wavefront steps of two
-    /// layers or more (with the cells adding split sums) whose largest tensors side by side
+    /// recurrent products of both, then the cells of both): in wavefront steps of two
+    /// layers or more (with the cells adding split sums), f32 or mixed, whose recurrent
+    /// products run on kernels with a grouped form and whose largest tensors side by side
     /// fit one storage buffer, unless [`Kernels::group_wavefront`] is off. The layers'
     /// tensors of each kind then share one buffer ([`Region`]), and `w_rec` holds their
     /// recurrent weights side by side.
@@ -842,9 +843,24 @@ impl<'a> StepBuilder<'a> {
         let total = |per: &dyn Fn(usize) -> usize| -> u64 {
             hidden.iter().map(|&h| per(h) as u64 * 4).sum()
         };
+        // And where the kernels chosen for the recurrent products (forward or backward,
+        // every layer's) have a grouped form: else the pairs could never share a launch.
+        let groupable = |shape: MatmulShape| match &half {
+            Some(h) => h.kernels.choice(shape).has_group_form(),
+            None => k.matmul.choice(shape).0.has_group_form(),
+        };
+        let recurrent_groupable = [false, true].into_iter().any(|backward| {
+            hidden.iter().all(|&h| {
+                groupable(if backward {
+                    nt(batch, 4 * h, h)
+                } else {
+                    nn(batch, h, 4 * h)
+                })
+            })
+        });
         let grouped = recurrence == Recurrence::Wavefront
             && k.group_wavefront
-            && half.is_none()
+            && recurrent_groupable
             && k.fuse_split_sums
             && hidden.len() >= 2
             && [total(&|h| n * 4 * h), total(&|h| h * 4 * h)]
@@ -1711,6 +1727,12 @@ impl<'a> StepBuilder<'a> {
         if let Some(ops) = self.grouped_steps(members, backward) {
             return ops;
         }
+        self.steps_apart(members, backward)
+    }
+
+    /// [`StepBuilder::steps_together`] one launch per layer: each layer's product (its
+    /// split sums in the layer's own scratch slot), then their cells.
+    fn steps_apart(&self, members: &[(usize, usize)], backward: bool) -> Vec<Result<Dispatch>> {
         let mut ops = Vec::new();
         let mut cells = Vec::new();
         for &(l, t) in members {
@@ -1728,7 +1750,9 @@ impl<'a> StepBuilder<'a> {
 
     /// [`StepBuilder::steps_together`] as two launches, where the steps are grouped, there
     /// are several, each has a recurrent product (backward, the last time step has none)
-    /// and the kernel chosen for the product has a grouped form; else `None`.
+    /// and the kernel chosen for the products has a grouped form; else `None`. In a mixed
+    /// step the f16 casts the products' operands still need come first (the recurrent
+    /// weights' copy, once a step; the previous cells wrote the rest in f16).
     fn grouped_steps(
         &self,
         members: &[(usize, usize)],
@@ -1755,28 +1779,100 @@ impl<'a> StepBuilder<'a> {
                 forward.push(cell);
             }
         }
-        let grouped = self
-            .k
-            .matmul
-            .prepare_group_deferring_sum(self.gpu, &products, 0);
+        let (mut ops, grouped) = match &self.half {
+            None => (
+                Vec::new(),
+                self.k
+                    .matmul
+                    .prepare_group_deferring_sum(self.gpu, &products, 0),
+            ),
+            Some(half) => self.half_group(half, &products)?,
+        };
         let (product, partials) = match grouped {
-            Ok(grouped) => grouped?,
-            Err(e) => return Some(vec![Err(e)]),
+            Ok(Some(grouped)) => grouped,
+            // Declined (kernels that split k for some members and not others): one launch
+            // per layer, after the casts already made.
+            Ok(None) => {
+                ops.extend(self.steps_apart(members, backward));
+                return Some(ops);
+            }
+            Err(e) => {
+                ops.push(Err(e));
+                return Some(ops);
+            }
         };
         let partial = |g: usize| partials.as_ref().map(|p| &p[g]);
         let cells = &self.k.lstm_cell;
+        // Where the cells write their outputs' f16 copies (mixed): h forward, d(pre)
+        // backward.
+        let outputs: Vec<View> = if backward {
+            backward_cells.iter().map(|v| v.dpre).collect()
+        } else {
+            forward.iter().map(|v| v.h).collect()
+        };
+        let shadows: Vec<Option<wgpu::Buffer>> =
+            outputs.iter().map(|&v| self.cell_half_output(v)).collect();
+        let half_out = |g: usize| {
+            shadows[g]
+                .as_ref()
+                .map(|b| HalfView::at(b, outputs[g].offset, outputs[g].len))
+        };
         let cell = if backward {
             let members: Vec<_> = (shapes.iter().zip(backward_cells).enumerate())
-                .map(|(g, (&shape, v))| (shape, v, partial(g)))
+                .map(|(g, (&shape, v))| (shape, v, partial(g), half_out(g)))
                 .collect();
             cells.prepare_backward_group(self.gpu, &members)
         } else {
             let members: Vec<_> = (shapes.iter().zip(forward).enumerate())
-                .map(|(g, (&shape, v))| (shape, v, partial(g)))
+                .map(|(g, (&shape, v))| (shape, v, partial(g), half_out(g)))
                 .collect();
             cells.prepare_forward_group(self.gpu, self.cfg.forget_bias, &members)
         };
-        Some(vec![Ok(product), cell])
+        ops.extend([Ok(product), cell]);
+        Some(ops)
+    }
+
+    /// The grouped launch of a mixed step's recurrent products `products` (f32 views whose
+    /// f16 shadows the kernels read), after the casts their operands still need; `None`
+    /// where the f16 kernel chosen for them has no grouped form (nothing cast then).
+    #[allow(clippy::type_complexity)]
+    fn half_group(
+        &self,
+        half: &HalfCopies,
+        products: &[(MatmulShape, View, View, View)],
+    ) -> Option<(
+        Vec<Result<Dispatch>>,
+        Result<Option<(Dispatch, Option<Vec<SplitPartials>>)>>,
+    )> {
+        if !products
+            .iter()
+            .all(|p| half.kernels.choice(p.0).has_group_form())
+        {
+            return None;
+        }
+        let mut ops = Vec::new();
+        let mut shadows = Vec::new();
+        for &(shape, a, b, _) in products {
+            let ([ha, hb], casts) = self.half_operands(half, shape, a, b);
+            ops.extend(casts);
+            shadows.push((ha, hb));
+        }
+        let members: Vec<_> = products
+            .iter()
+            .zip(&shadows)
+            .map(|(&(shape, a, b, c), (ha, hb))| {
+                (
+                    shape,
+                    HalfView::at(ha, a.offset, a.len),
+                    HalfView::at(hb, b.offset, b.len),
+                    c,
+                )
+            })
+            .collect();
+        let grouped =
+            half.kernels
+                .product_group_deferring_sum(self.gpu, &members, (&self.k.matmul, 0));
+        Some((ops, grouped))
     }
 
     /// Layer `l`'s weight gradients over all time steps at once: `x^T @ dz`, `h^T @ dz`

@@ -59,8 +59,47 @@ impl Matmul {
                 }
             }
         }
-        let c_buffer = members[0].3.buffer;
-        for ((_, launch), &(.., c)) in plans.iter().zip(members) {
+        let launches: Vec<ProductLaunch> = plans.into_iter().map(|(_, l)| l).collect();
+        let outputs: Vec<(MatmulShape, View)> = members.iter().map(|&(s, .., c)| (s, c)).collect();
+        self.group_dispatch(gpu, pipeline, &launches, &outputs, slot)
+            .map(Some)
+    }
+
+    /// One launch of `pipeline` (a kernel built with `shaders/matmul_launch_group.wgsl`)
+    /// serving `launches`, each planned as its own launch (this family's kernels, or the
+    /// f16 ones of `--precision mixed`, which split k as this family does), writing C
+    /// windows `outputs` (shape and view of each). All must read the same A and B buffers
+    /// and write one C buffer, in windows that do not overlap, and either all split k or
+    /// none; split, product g's slices are left in scratch buffer `slot` after those of
+    /// the products before it, one [`SplitPartials`] each.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn group_dispatch(
+        &self,
+        gpu: &Gpu,
+        pipeline: &wgpu::ComputePipeline,
+        launches: &[ProductLaunch],
+        outputs: &[(MatmulShape, View)],
+        slot: usize,
+    ) -> Result<(Dispatch, Option<Vec<SplitPartials>>)> {
+        let Some(first) = launches.first() else {
+            bail!("a grouped matmul of no products");
+        };
+        if launches.len() > GROUPS || launches.len() != outputs.len() {
+            bail!(
+                "{}: a grouped matmul serves 1 to {GROUPS} products, not {}",
+                first.label,
+                launches.len()
+            );
+        }
+        let split = first.params.k_slices > 1;
+        if launches.iter().any(|l| (l.params.k_slices > 1) != split) {
+            bail!(
+                "{}: the products of one launch must all split k or none",
+                first.label
+            );
+        }
+        let c_buffer = outputs[0].1.buffer;
+        for (launch, &(_, c)) in launches.iter().zip(outputs) {
             if launch.operands != first.operands || c.buffer != c_buffer {
                 bail!(
                     "{}: the products of one launch must lie in the same buffers",
@@ -70,9 +109,9 @@ impl Matmul {
         }
         // The products' windows of C must not overlap (written here unsplit, by their
         // cells split).
-        let windows: Vec<(usize, usize)> = members
+        let windows: Vec<(usize, usize)> = outputs
             .iter()
-            .map(|&(s, .., c)| (c.offset, c.offset + s.m * s.n))
+            .map(|&(s, c)| (c.offset, c.offset + s.m * s.n))
             .collect();
         for (i, a) in windows.iter().enumerate() {
             if windows[..i].iter().any(|b| a.0 < b.1 && b.0 < a.1) {
@@ -83,27 +122,23 @@ impl Matmul {
             }
         }
         // The grid of the largest product, in x and y and in slices.
-        let blocks = plans
-            .iter()
-            .map(|(_, l)| l.params.blocks)
-            .max()
-            .unwrap_or(0);
+        let blocks = launches.iter().map(|l| l.params.blocks).max().unwrap_or(0);
         let (gx, gy) = groups_1d(blocks as usize, 1);
-        let member_slices = plans
+        let member_slices = launches
             .iter()
-            .map(|(_, l)| l.params.k_slices)
+            .map(|l| l.params.k_slices)
             .max()
             .unwrap_or(1);
         // Split: product g's slices after those of the products before it, without the
         // bias or the accumulation (the cells add them to C).
-        let words: Vec<usize> = plans
+        let words: Vec<usize> = launches
             .iter()
-            .map(|(_, l)| (l.params.k_slices * l.params.m * l.params.n) as usize)
+            .map(|l| (l.params.k_slices * l.params.m * l.params.n) as usize)
             .collect();
         let scratch = split.then(|| self.scratch_for(gpu, words.iter().sum(), slot));
         let mut blocks = [Params::zeroed(); GROUPS];
         let mut at = 0;
-        for (block, ((_, launch), words)) in blocks.iter_mut().zip(plans.iter().zip(&words)) {
+        for (block, (launch, words)) in blocks.iter_mut().zip(launches.iter().zip(&words)) {
             *block = Params {
                 groups_x: gx,
                 member_slices,
@@ -125,21 +160,21 @@ impl Matmul {
             label,
             pipeline: pipeline.clone(),
             bind_group,
-            groups: (gx, gy, member_slices * members.len() as u32),
-            flops: plans
+            groups: (gx, gy, member_slices * launches.len() as u32),
+            flops: launches
                 .iter()
-                .map(|(_, l)| 2.0 * (l.params.m * l.params.n) as f64 * l.params.k as f64)
+                .map(|l| 2.0 * (l.params.m * l.params.n) as f64 * l.params.k as f64)
                 .sum(),
-            bytes: plans.iter().map(|(_, l)| l.bytes).sum::<f64>() + partial_bytes,
+            bytes: launches.iter().map(|l| l.bytes).sum::<f64>() + partial_bytes,
             uniforms: Some(uniforms),
             then: None,
         };
         let partials = scratch.map(|buffer| {
             let mut at = 0;
-            plans
+            launches
                 .iter()
                 .zip(&words)
-                .map(|((_, l), &words)| {
+                .map(|(l, &words)| {
                     let p = SplitPartials {
                         buffer: buffer.clone(),
                         slices: l.params.k_slices as usize,
@@ -151,7 +186,7 @@ impl Matmul {
                 })
                 .collect()
         });
-        Ok(Some((dispatch, partials)))
+        Ok((dispatch, partials))
     }
 
     /// The grouped form of `variant` (compiled on first use); `None` where it has none.

@@ -184,8 +184,8 @@ pub const GROUPS: usize = 4;
 const HAS_BIAS: u32 = 1;
 const ACCUMULATE: u32 = 2;
 /// The block kernels' flags: A, or B, read a quad (vec4) at a time.
-const A_VEC4: u32 = 4;
-const B_VEC4: u32 = 8;
+pub(crate) const A_VEC4: u32 = 4;
+pub(crate) const B_VEC4: u32 = 8;
 
 /// `flag` where the block kernel can read an operand at word `offset` as aligned vec4s.
 /// `tested` is the stride the kernel tests for 1 (A's `a_row`, B's `b_col`): where it is
@@ -208,7 +208,7 @@ fn quad_flags(offset: usize, tested: u32, other: u32, flag: u32) -> u32 {
 /// `flag` where the panel kernel can read an operand at word `offset` as aligned vec4s
 /// along p: the stride along p (`along_p`: A's `a_col`, B's `b_row`) is 1, and the offset
 /// and the other stride (`across`) are multiples of four words.
-fn panel_quad_flags(offset: usize, across: u32, along_p: u32, flag: u32) -> u32 {
+pub(crate) fn panel_quad_flags(offset: usize, across: u32, along_p: u32, flag: u32) -> u32 {
     if along_p == 1 && offset % 4 == 0 && across % 4 == 0 {
         flag
     } else {
