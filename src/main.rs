@@ -477,6 +477,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = &args.trace {
                 check_writable(path, "--trace")?;
             }
+            args.gpu.check_precision(cfg.precision)?;
             let mut gpu = args.gpu.open(&needs)?;
             tune::choose(&mut gpu, &cfg, &shapes, !args.no_tune)?;
             let p = lstm_gpu::profile::profile(
@@ -545,6 +546,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 Needs::of_products(&shapes)
             };
+            gpu.check_precision(precision)?;
             let gpu = gpu.open(&needs)?;
             // Without --shape: every product of a seed training step, as the step
             // prepares them.
@@ -567,7 +569,7 @@ fn run(cli: Cli) -> Result<()> {
             let rows = if precision == lstm_gpu::config::Precision::Mixed {
                 if !variants.is_empty() {
                     return Err(usage(
-                        "--variant names f32 kernels; --precision mixed times the one f16 matmul",
+                        "--variant names f32 kernels; --precision mixed times the f16 ones",
                     ));
                 }
                 lstm_gpu::gpu::matmul_f16::bench_matmul_f16(&gpu, &shapes, runs as usize, |r| {
@@ -804,6 +806,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let test_shape = test_shape(args.test_batch_size, args.test_num_steps)?;
     train::split_batches(&corpus, &cfg, test_shape)?;
     let needs = train::needs(&cfg, test_shape);
+    args.gpu.check_precision(cfg.precision)?;
     let picked = args.gpu.pick()?;
     picked.check(&needs)?;
     let run_dir = args.run_dir.unwrap_or_else(default_run_dir);
@@ -909,12 +912,8 @@ const PTB_TRAIN_TOKENS: usize = 929_589;
 
 fn tune_command(args: TuneArgs) -> Result<()> {
     let cfg = args.config.resolve()?;
-    if cfg.precision == lstm_gpu::config::Precision::Mixed {
-        // Checked before the adapter: there is no choice to measure.
-        println!("{}", tune::NOTHING_TO_TUNE_MIXED);
-        return Ok(());
-    }
     let test_shape = test_shape(args.test_batch_size, args.test_num_steps)?;
+    args.gpu.check_precision(cfg.precision)?;
     let mut gpu = args.gpu.open(&train::needs(&cfg, test_shape))?;
     let shapes = train::workspace_shapes(&cfg, test_shape);
     let t0 = std::time::Instant::now();
@@ -990,6 +989,7 @@ fn eval_command(args: EvalArgs) -> Result<()> {
     }
     let batches = corpus.batches(split, batch, steps)?;
     let shapes = [(batch, steps, Mode::Eval)];
+    args.gpu.check_precision(cfg.precision)?;
     let mut gpu = args.gpu.open(&Needs::of_model(&cfg, &shapes))?;
     let cfg = inference_config(&cfg, &gpu);
     tune::choose(&mut gpu, &cfg, &shapes, false)?;
@@ -1048,6 +1048,7 @@ fn predict_command(args: PredictArgs) -> Result<()> {
         )));
     }
     let (vocab, ids) = encode_context(&ck, &args.context, "the context")?;
+    args.gpu.check_precision(ck.config.precision)?;
     let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
     let cfg = inference_config(&ck.config, &gpu);
     tune::choose(&mut gpu, &cfg, &[(1, 1, Mode::Eval)], false)?;
@@ -1089,6 +1090,7 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
         )));
     }
     let (vocab, ids) = encode_context(&ck, &args.prompt, "--prompt")?;
+    args.gpu.check_precision(ck.config.precision)?;
     let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
     let cfg = inference_config(&ck.config, &gpu);
     tune::choose(&mut gpu, &cfg, &[(1, 1, Mode::Eval)], false)?;

@@ -239,29 +239,61 @@ pub fn profile(
         })
         .sum();
 
-    // 3. The adapter's best matmul rate, on the step's own product shapes.
-    // The variants the step runs (tuned per product, or the default).
-    let mut chosen: Vec<crate::gpu::matmul::MatmulVariant> = Vec::new();
-    for s in kernels.matmul.products() {
-        let v = kernels.matmul.choice(s).0;
-        if !chosen.contains(&v) {
-            chosen.push(v);
+    // 3. The adapter's best matmul rate, on the step's own product shapes, with the
+    // kernels the step runs (tuned per product, or the default): the f32 family's, or in
+    // mixed precision the f16 ones.
+    let half = kernels
+        .half
+        .as_ref()
+        .filter(|_| cfg.precision == crate::config::Precision::Mixed);
+    let (variant, matmul_gflops) = match half {
+        Some(hk) => {
+            let shapes = hk.products();
+            let mut chosen: Vec<String> = Vec::new();
+            for &s in &shapes {
+                let name = hk.bench_name(hk.choice(s));
+                if !chosen.contains(&name) {
+                    chosen.push(name);
+                }
+            }
+            let gflops = if measure_matmul {
+                let rows = crate::gpu::matmul_f16::bench_matmul_f16(gpu, &shapes, 3, |r| {
+                    log::info!("{}", r.line())
+                })?;
+                rows.iter()
+                    .filter(|r| chosen.iter().any(|c| r.variant.starts_with(c.as_str())))
+                    .map(|r| r.gflops)
+                    .fold(0.0, f64::max)
+            } else {
+                f64::NAN
+            };
+            (chosen.join("/"), gflops)
         }
-    }
-    let variant = chosen
-        .iter()
-        .map(|v| v.name())
-        .collect::<Vec<_>>()
-        .join("/");
-    let matmul_gflops = if measure_matmul {
-        // The step's own products, as its workspace prepared them.
-        let shapes = kernels.matmul.products();
-        let rows = bench_matmul(gpu, &shapes, Some(&chosen), 3, |r| {
-            log::info!("{}", r.line())
-        })?;
-        rows.iter().map(|r| r.gflops).fold(0.0, f64::max)
-    } else {
-        f64::NAN
+        None => {
+            let mut chosen: Vec<crate::gpu::matmul::MatmulVariant> = Vec::new();
+            for s in kernels.matmul.products() {
+                let v = kernels.matmul.choice(s).0;
+                if !chosen.contains(&v) {
+                    chosen.push(v);
+                }
+            }
+            let variant = chosen
+                .iter()
+                .map(|v| v.name())
+                .collect::<Vec<_>>()
+                .join("/");
+            let gflops = if measure_matmul {
+                // The step's own products, as its workspace prepared them.
+                let shapes = kernels.matmul.products();
+                let rows = bench_matmul(gpu, &shapes, Some(&chosen), 3, |r| {
+                    log::info!("{}", r.line())
+                })?;
+                rows.iter().map(|r| r.gflops).fold(0.0, f64::max)
+            } else {
+                f64::NAN
+            };
+            (variant, gflops)
+        }
     };
     let (recurrence, source) =
         crate::model::schedule::recurrence_for(gpu, &kernels, cfg, (cfg.batch_size, cfg.num_steps));
@@ -300,12 +332,7 @@ pub fn profile(
         wavefront_grouped_steps: ws
             .launches_labeled(|k| k.starts_with("matmul_") && k.ends_with("_group")),
         matmul_choices: match (&kernels.half, cfg.precision) {
-            (Some(h), crate::config::Precision::Mixed) => {
-                vec![format!(
-                    "every product {} (--precision mixed)",
-                    h.product_name()
-                )]
-            }
+            (Some(h), crate::config::Precision::Mixed) => h.report(),
             _ => crate::gpu::tune::report(&kernels.matmul),
         },
         percent_of_matmul_limit: 100.0 * limit_seconds / wall,

@@ -357,8 +357,9 @@ impl<'a> Run<'a> {
             crate::model::schedule::recurrence_for(gpu, &kernels, &cfg, (batch, steps));
         if cfg.precision == crate::config::Precision::Mixed {
             log::info!(
-                "precision mixed: every product reads f16 copies of its operands and sums in f32 on {}, recurrence unfused; loss scale {}",
+                "precision mixed: every product reads f16 copies of its operands and sums in f32 on {}; recurrence {recurrence} ({}); loss scale {}",
                 kernels.half.as_ref().map_or("-".to_string(), |h| h.product_name()),
+                source.name(),
                 pos.loss_scale.unwrap_or_default().scale
             );
         } else {

@@ -224,3 +224,137 @@ fn a_forced_choice_is_not_stored_as_a_measured_one() {
     assert!(later.contains("(cached)"), "{later}");
     assert!(!later.contains("(forced)"), "{later}");
 }
+
+/// `tune --precision mixed` chooses among the f16 kernels (the scalar one and the panel;
+/// the matrix units' where the adapter has them) per product of the mixed step, keyed
+/// `f16 MxKxN:NN` beside the f32 choices, each the fastest timed, and the mixed step's
+/// recurrence (unfused or wavefront: the fused step has no f16 form) under a model key of
+/// its own; a later mixed run reads them back and says so; `--matmul f16-panel` forces one.
+#[test]
+fn tune_in_mixed_precision_chooses_among_the_f16_kernels() {
+    use lstm_gpu::gpu::matmul_f16::HalfVariant;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mixed = ["--precision", "mixed"];
+    let out = ok(&bin(&cache)
+        .arg("tune")
+        .args(MODEL)
+        .args(mixed)
+        .output()
+        .unwrap());
+    assert!(out.contains("in mixed precision"), "{out}");
+    let json = cache_json(&cache);
+    let entry = json["adapters"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let matmul = entry["matmul"].as_object().unwrap();
+    assert!(!matmul.is_empty());
+    let grouped_wavefront = entry["models"].as_object().unwrap().values().any(|m| {
+        m["recurrence"] == "wavefront" && m["step_ms"].get("wavefront (grouped kernels)").is_some()
+    });
+    let mut panels_timed = 0;
+    for (product, chosen) in matmul {
+        assert!(
+            product.starts_with("f16 "),
+            "{product}: not a mixed product"
+        );
+        let chosen: HalfVariant = chosen.as_str().unwrap().parse().unwrap();
+        let times = entry["matmul_ms"][product].as_object().unwrap();
+        panels_timed += usize::from(times.contains_key("f16-panel"));
+        let fastest = |grouped: bool| {
+            times
+                .iter()
+                .filter(|(v, _)| !grouped || v.parse::<HalfVariant>().unwrap().has_group_form())
+                .min_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+                .map(|(v, _)| v.parse::<HalfVariant>().unwrap())
+        };
+        assert!(
+            Some(chosen) == fastest(false) || grouped_wavefront && Some(chosen) == fastest(true),
+            "{product}: {chosen} of {times:?}"
+        );
+    }
+    assert!(panels_timed > 0, "the f16 panel was timed on no product");
+    let models = entry["models"].as_object().unwrap();
+    assert_eq!(models.len(), 2, "{models:?}");
+    for (key, m) in models {
+        assert!(key.ends_with("precision mixed"), "{key}");
+        let r = m["recurrence"].as_str().unwrap();
+        assert!(["unfused", "wavefront"].contains(&r), "{key}: {r}");
+        if let Some(ms) = m["step_ms"].as_object().filter(|t| !t.is_empty()) {
+            assert!(!ms.contains_key("fused"), "{ms:?}");
+        }
+    }
+
+    // A mixed profile reads them back (an f32 one would not find its model there).
+    let profile = |extra: &[&str]| {
+        let o = bin(&cache)
+            .arg("profile")
+            .args(MODEL)
+            .args(mixed)
+            .args(["--synthetic", "--steps", "1", "--no-matmul-peak", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let out = ok(&o);
+        let p: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+        (out, p)
+    };
+    let (out, p) = profile(&[]);
+    assert!(out.contains("the choices tuned earlier"), "{out}");
+    let choices = p["matmul_choices"].as_array().unwrap();
+    assert!(!choices.is_empty());
+    for c in choices {
+        let c = c.as_str().unwrap();
+        assert!(c.starts_with("f16 ") && c.ends_with("(cached)"), "{c}");
+    }
+    let (_, p) = profile(&["--matmul", "f16-panel"]);
+    for c in p["matmul_choices"].as_array().unwrap() {
+        assert!(c.as_str().unwrap().ends_with("f16-panel (forced)"), "{c}");
+    }
+}
+
+/// `--matmul` names a kernel of the model's precision: an f16 one with f32, an f32 one
+/// with mixed precision, or the matrix units where the adapter has none: one line, no
+/// panic.
+#[test]
+fn a_matmul_of_the_other_precision_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let run = |extra: &[&str]| {
+        bin(&cache)
+            .arg("profile")
+            .args(MODEL)
+            .args(["--synthetic", "--steps", "1", "--no-matmul-peak"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let one_line = |o: &Output, code: i32, needle: &str| {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(code), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].contains(needle), "`{needle}` not in {err}");
+    };
+    one_line(&run(&["--matmul", "f16-panel"]), 2, "is an f16 kernel");
+    one_line(
+        &run(&["--matmul", "strip", "--precision", "mixed"]),
+        2,
+        "is an f32 kernel",
+    );
+    one_line(
+        &run(&["--matmul", "f16-tiny"]),
+        2,
+        "f16-scalar, f16-panel, f16-coop",
+    );
+    // Where the adapter has no cooperative matrices (lavapipe, GL, every CPU adapter).
+    let o = run(&["--matmul", "f16-coop", "--precision", "mixed"]);
+    if !o.status.success() {
+        one_line(&o, 1, "needs cooperative matrices");
+    }
+}

@@ -148,13 +148,15 @@ impl GpuArgs {
         Ok(gpu)
     }
 
+    /// Fail (a usage error) where `--matmul` names a kernel of another precision than the
+    /// model's ([`MatmulChoice::check_precision`]).
+    pub fn check_precision(&self, precision: crate::config::Precision) -> Result<()> {
+        self.matmul.map_or(Ok(()), |m| m.check_precision(precision))
+    }
+
     /// Apply the kernel choices (`--matmul`, `--recurrence`) to an opened device.
     pub fn apply(&self, gpu: &mut Gpu) {
-        (gpu.matmul, gpu.half_matmul) = match self.matmul {
-            Some(MatmulChoice::F32(v)) => (Some(v), None),
-            Some(MatmulChoice::F16(v)) => (None, Some(v)),
-            None => (None, None),
-        };
+        MatmulChoice::apply(self.matmul, gpu);
         gpu.recurrence = self.recurrence;
         if self.unchecked_shaders {
             gpu.runtime_checks = false;
@@ -168,6 +170,33 @@ impl GpuArgs {
 pub enum MatmulChoice {
     F32(MatmulVariant),
     F16(HalfVariant),
+}
+
+impl MatmulChoice {
+    /// Fail (a usage error) where this names a kernel of another precision than
+    /// `precision`, the one the model runs in: an f16 kernel in f32, or an f32 one in mixed
+    /// precision (whose products all run on f16 kernels).
+    pub fn check_precision(self, precision: crate::config::Precision) -> Result<()> {
+        use crate::config::Precision;
+        match (self, precision) {
+            (MatmulChoice::F16(v), Precision::F32) => Err(usage(format!(
+                "--matmul {v} is an f16 kernel of --precision mixed; this model runs in f32"
+            ))),
+            (MatmulChoice::F32(v), Precision::Mixed) => Err(usage(format!(
+                "--matmul {v} is an f32 kernel; with --precision mixed every product runs on an f16 one (f16-scalar, f16-panel or f16-coop)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Set `choice` on an opened device (`None`: neither family forced).
+    pub fn apply(choice: Option<MatmulChoice>, gpu: &mut Gpu) {
+        (gpu.matmul, gpu.half_matmul) = match choice {
+            Some(MatmulChoice::F32(v)) => (Some(v), None),
+            Some(MatmulChoice::F16(v)) => (None, Some(v)),
+            None => (None, None),
+        };
+    }
 }
 
 impl std::str::FromStr for MatmulChoice {

@@ -8,14 +8,14 @@
 //! 32-bit word).
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{bail, Result};
 
 pub use super::half::HalfView;
 use super::half::{half_matmul_dispatch, half_plan, HalfKernel, HalfOperands, Split};
 use super::matmul::{shape_key, Matmul, SplitPartials, GROUPS};
-use super::{groups_1d, Dispatch, Gpu, View};
+use super::{groups_1d, ChoiceSource, Dispatch, Gpu, View};
 use crate::reference::MatmulShape;
 /// Rows and columns of C per workgroup of `matmul_f16`.
 const BLOCK: usize = 32;
@@ -113,8 +113,11 @@ pub struct HalfKernels {
     pub coop: Option<super::matmul_coop::CoopMatmul>,
     /// Per product ([`half_key`]): the kernel `tune --precision mixed` measured fastest.
     tuned: HashMap<String, HalfVariant>,
+    tuned_source: ChoiceSource,
     /// The kernel every product runs, where one was asked for ([`HalfKernels::force`]).
     forced: Option<HalfVariant>,
+    /// Every product prepared so far, in order (for tuning and the logs).
+    seen: Mutex<Vec<MatmulShape>>,
 }
 
 impl HalfKernels {
@@ -135,10 +138,13 @@ impl HalfKernels {
             grouped: [OnceLock::new(), OnceLock::new()],
             coop: super::matmul_coop::CoopMatmul::new(gpu)?,
             tuned: HashMap::new(),
+            tuned_source: ChoiceSource::Default,
             forced: None,
+            seen: Mutex::new(Vec::new()),
         };
         if let Some(t) = &gpu.tuning {
             hk.tuned = t.half.clone();
+            hk.tuned_source = t.source;
             let available = hk.variants_available();
             hk.tuned.retain(|_, v| available.contains(v));
         }
@@ -170,16 +176,47 @@ impl HalfKernels {
     /// The kernel a product of `shape` runs on: the one asked for, else the one tuned for
     /// it, else the matrix units where the adapter has them and the scalar kernel elsewhere.
     pub fn choice(&self, shape: MatmulShape) -> HalfVariant {
+        self.choice_with_source(shape).0
+    }
+
+    /// [`HalfKernels::choice`] and where it came from.
+    pub fn choice_with_source(&self, shape: MatmulShape) -> (HalfVariant, ChoiceSource) {
         if let Some(v) = self.forced {
-            return v;
+            return (v, ChoiceSource::Forced);
         }
         if let Some(&v) = self.tuned.get(&half_key(shape)) {
-            return v;
+            return (v, self.tuned_source);
         }
-        if self.coop.is_some() {
+        let v = if self.coop.is_some() {
             HalfVariant::Coop
         } else {
             HalfVariant::Scalar
+        };
+        (v, ChoiceSource::Default)
+    }
+
+    /// Every distinct product prepared so far, in the order first seen.
+    pub fn products(&self) -> Vec<MatmulShape> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Each product prepared so far with its kernel and where that came from, for the logs
+    /// and `profile`.
+    pub fn report(&self) -> Vec<String> {
+        self.products()
+            .into_iter()
+            .map(|s| {
+                let (v, source) = self.choice_with_source(s);
+                format!("{} {} ({})", half_key(s), v.name(), source.name())
+            })
+            .collect()
+    }
+
+    fn note(&self, shape: MatmulShape) {
+        if let Ok(mut seen) = self.seen.lock() {
+            if !seen.contains(&shape) {
+                seen.push(shape);
+            }
         }
     }
 
@@ -257,6 +294,7 @@ impl HalfKernels {
         accumulate: bool,
         split: Option<&Matmul>,
     ) -> Result<Dispatch> {
+        self.note(shape);
         let variant = self.choice(shape);
         self.matmul_with(variant, gpu, shape, a, b, bias, c, accumulate, split)
     }
@@ -285,6 +323,7 @@ impl HalfKernels {
             family,
             defer: Some(slot),
         });
+        self.note(shape);
         self.dispatch(self.choice(shape), gpu, shape, operands, split)
     }
 
@@ -306,6 +345,9 @@ impl HalfKernels {
                 "a grouped matmul serves 1 to {GROUPS} products, not {}",
                 members.len()
             );
+        }
+        for m in members {
+            self.note(m.0);
         }
         let variant = self.choice(members[0].0);
         if members.iter().any(|m| self.choice(m.0) != variant) {

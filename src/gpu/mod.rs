@@ -22,7 +22,8 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 use serde::{Deserialize, Serialize};
 
 pub use context::{
-    groups_1d, AdapterChoice, BackendChoice, Gpu, GpuArgs, LimitsChoice, PickedAdapter,
+    groups_1d, AdapterChoice, BackendChoice, Gpu, GpuArgs, LimitsChoice, MatmulChoice,
+    PickedAdapter,
 };
 
 /// A window into a storage buffer, in 4-byte words. Kernels bind whole buffers and take

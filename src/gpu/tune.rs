@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::lstm_step::Recurrence;
 use super::matmul::{shape_key, Matmul, MatmulVariant};
-use super::matmul_f16::HalfVariant;
-use super::{Gpu, View};
+use super::matmul_f16::{half_key, HalfKernels, HalfVariant, HalfView};
+use super::{Dispatch, Gpu, View};
 use crate::config::Config;
 use crate::gpu::sgd::Hyper;
 use crate::model::schedule::{model_key, Kernels, Mode, ParamBuffers, Workspace};
@@ -174,10 +174,6 @@ pub fn store(gpu: &Gpu, entry: &AdapterTuning) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// What `tune` and `train` say for `--precision mixed`, whose products all run the adapter's
-/// one f16 matmul (and the unfused recurrence).
-pub const NOTHING_TO_TUNE_MIXED: &str = "kernels: --precision mixed runs every product on the adapter's one f16 matmul (on its matrix units where WGSL reaches them, else the scalar matmul_f16; f32 sums) and the unfused recurrence: nothing to tune";
-
 /// How a command gets its kernel choices for `cfg` at the workspace shapes `shapes` (the
 /// first one the training step when there is one): `--matmul`/`--recurrence` win; else the
 /// cache, when it covers this model; else a measurement now when `auto` (and
@@ -189,11 +185,13 @@ pub fn choose(
     shapes: &[(usize, usize, Mode)],
     auto: bool,
 ) -> Result<ChoiceSource> {
-    if cfg.precision == crate::config::Precision::Mixed {
-        log::info!("{NOTHING_TO_TUNE_MIXED}");
-        return Ok(ChoiceSource::Default);
-    }
-    if gpu.matmul.is_some() && gpu.recurrence.is_some() {
+    let mixed = cfg.precision == crate::config::Precision::Mixed;
+    let matmul_forced = if mixed {
+        gpu.half_matmul.is_some()
+    } else {
+        gpu.matmul.is_some()
+    };
+    if matmul_forced && gpu.recurrence.is_some() {
         return Ok(ChoiceSource::Forced);
     }
     let keys: Vec<String> = shapes
@@ -242,9 +240,13 @@ pub fn tune_model(
     shapes: &[(usize, usize, Mode)],
     say: impl FnMut(&str),
 ) -> Result<AdapterTuning> {
-    let forced = (gpu.matmul.take(), gpu.recurrence.take());
+    let forced = (
+        gpu.matmul.take(),
+        gpu.half_matmul.take(),
+        gpu.recurrence.take(),
+    );
     let tuned = tune_unforced(gpu, cfg, shapes, say);
-    (gpu.matmul, gpu.recurrence) = forced;
+    (gpu.matmul, gpu.half_matmul, gpu.recurrence) = forced;
     tuned
 }
 
@@ -260,7 +262,7 @@ fn tune_unforced(
     let params = Params::<f32>::init(cfg, 1);
     let pbuf = ParamBuffers::upload(gpu, cfg, &params)?;
     let products = model_products(gpu, &mut kernels, cfg, &pbuf, shapes)?;
-    let matmul = &kernels.matmul;
+    let mixed = cfg.precision == crate::config::Precision::Mixed;
     // One timed run of every variant, then the best of three for those within 30% of the
     // fastest: a variant several times slower is not timed again (tuning the seed model
     // on lavapipe takes about half a minute).
@@ -269,49 +271,39 @@ fn tune_unforced(
         super::matmul::Timer::new(gpu, 3),
     );
     for &s in &products {
-        let a = gpu.storage("tune A", s.m * s.k);
-        let bb = gpu.storage("tune B", s.k * s.n);
-        let c = gpu.storage("tune C", s.m * s.n);
-        let mut candidates = Vec::new();
-        for v in matmul.variants_available() {
-            if !v.candidate_for_rows(s.m) {
-                continue;
-            }
-            let d = matmul.prepare_with(
-                v,
-                gpu,
-                s,
-                View::all(&a),
-                View::all(&bb),
-                None,
-                View::all(&c),
-                false,
-            )?;
-            // A variant that falls back on this shape (subgroup-broadcast off multiples of
-            // 4) is the kernel it falls back to: not a choice of its own.
-            if d.label != v.entry_point(s) {
-                continue;
-            }
+        let (key, candidates, fallback) = match &kernels.half {
+            Some(hk) if mixed => (
+                half_key(s),
+                half_candidates(gpu, hk, &kernels.matmul, s)?,
+                hk.choice(s).name(),
+            ),
+            _ => (
+                shape_key(s),
+                f32_candidates(gpu, &kernels.matmul, s)?,
+                kernels.matmul.variant().name(),
+            ),
+        };
+        let mut timed = Vec::new();
+        for (name, d) in candidates {
             gpu.run(&[&d])?;
             let (secs, _) = once.best(gpu, &d)?;
-            candidates.push((v, d, secs));
+            timed.push((name, d, secs));
         }
-        let fastest = candidates.iter().map(|c| c.2).fold(f64::INFINITY, f64::min);
+        let fastest = timed.iter().map(|c| c.2).fold(f64::INFINITY, f64::min);
         let mut times = BTreeMap::new();
-        for (v, d, secs) in &candidates {
+        for (name, d, secs) in &timed {
             let secs = if *secs <= 1.3 * fastest {
                 thrice.best(gpu, d)?.0.min(*secs)
             } else {
                 *secs
             };
-            times.insert(v.name().to_string(), secs * 1e3);
+            times.insert(name.clone(), secs * 1e3);
         }
         let best = times
             .iter()
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map(|(v, _)| v.clone())
-            .unwrap_or_else(|| matmul.variant().name().to_string());
-        let key = shape_key(s);
+            .unwrap_or_else(|| fallback.to_string());
         say(&format!(
             "  {key:<20} {best:<18} ({})",
             times
@@ -353,8 +345,15 @@ fn tune_unforced(
         };
         let mut best = time_steps(tuned, cfg, &mut ws)?;
         drop((ws, kernels));
+        // The fused step kernels have no f16 form: a mixed step asked to fuse runs unfused
+        // (`recurrence_for`), so that timing is not a choice of its own.
+        if mixed {
+            best[0] = f64::INFINITY;
+        }
         for (r, ms) in Recurrence::ALL.iter().zip(best) {
-            step_ms.insert(r.name().to_string(), ms * 1e3);
+            if ms.is_finite() {
+                step_ms.insert(r.name().to_string(), ms * 1e3);
+            }
         }
         // The wavefront runs its pairs of time steps as one launch each only with kernels
         // that have a grouped form: where the recurrent products were tuned to others, it
@@ -388,9 +387,14 @@ fn tune_unforced(
             }
         }
         let r = choose_recurrence(&best);
+        let fused = if mixed {
+            "none in f16".to_string()
+        } else {
+            format!("{:.1} ms", best[0] * 1e3)
+        };
         say(&format!(
-            "  recurrence {r} (a {batch}x{steps} training step: fused {:.1} ms, unfused {:.1} ms, wavefront {:.1} ms)",
-            best[0] * 1e3,
+            "  recurrence {r} (a {batch}x{steps} training step{}: fused {fused}, unfused {:.1} ms, wavefront {:.1} ms)",
+            if mixed { " in mixed precision" } else { "" },
             best[1] * 1e3,
             best[2] * 1e3
         ));
@@ -400,7 +404,10 @@ fn tune_unforced(
     };
     let tuned: &Gpu = gpu;
     tuned.wait()?;
-    let product_keys: Vec<String> = products.iter().map(|&s| shape_key(s)).collect();
+    let product_keys: Vec<String> = products
+        .iter()
+        .map(|&s| if mixed { half_key(s) } else { shape_key(s) })
+        .collect();
     for &(b, t, _) in shapes {
         entry.models.insert(
             model_key(cfg, b, t),
@@ -448,23 +455,35 @@ fn time_steps<const N: usize>(
 /// The recurrent products of `cfg`'s layers at `batch` rows (`[batch, h] @ [h, 4h]` and
 /// `[batch, 4h] @ [4h, h]^T`) that `entry` tuned to a kernel without a grouped form, each
 /// with the fastest kernel measured for it that has one; empty where all have one already
-/// (or none was measured).
+/// (or none was measured). In mixed precision, of the f16 kernels (keys [`half_key`]).
 pub fn groupable_recurrent_products(
     cfg: &Config,
     batch: usize,
     entry: &AdapterTuning,
 ) -> BTreeMap<String, String> {
+    let mixed = cfg.precision == crate::config::Precision::Mixed;
+    let groupable = |v: &str| {
+        if mixed {
+            v.parse::<HalfVariant>().is_ok_and(|v| v.has_group_form())
+        } else {
+            v.parse::<MatmulVariant>().is_ok_and(|v| v.has_group_form())
+        }
+    };
     let mut out = BTreeMap::new();
     for &h in &cfg.hidden {
         for (k, n, trans_b) in [(h, 4 * h, false), (4 * h, h, true)] {
-            let key = shape_key(MatmulShape {
+            let shape = MatmulShape {
                 m: batch,
                 k,
                 n,
                 trans_a: false,
                 trans_b,
-            });
-            let groupable = |v: &str| v.parse::<MatmulVariant>().is_ok_and(|v| v.has_group_form());
+            };
+            let key = if mixed {
+                half_key(shape)
+            } else {
+                shape_key(shape)
+            };
             match entry.matmul.get(&key) {
                 Some(v) if !groupable(v) => {}
                 _ => continue,
@@ -528,7 +547,71 @@ pub fn model_products(
         }
     }
     kernels.recurrence = asked;
-    Ok(kernels.matmul.products())
+    match &kernels.half {
+        Some(hk) if cfg.precision == crate::config::Precision::Mixed => Ok(hk.products()),
+        _ => Ok(kernels.matmul.products()),
+    }
+}
+
+/// Every f32 variant the adapter has that is worth timing on `s`, prepared on scratch
+/// operands (a variant that falls back on this shape, as subgroup-broadcast off multiples
+/// of 4, is the kernel it falls back to: not a choice of its own).
+fn f32_candidates(gpu: &Gpu, matmul: &Matmul, s: MatmulShape) -> Result<Vec<(String, Dispatch)>> {
+    let a = gpu.storage("tune A", s.m * s.k);
+    let b = gpu.storage("tune B", s.k * s.n);
+    let c = gpu.storage("tune C", s.m * s.n);
+    let mut out = Vec::new();
+    for v in matmul.variants_available() {
+        if !v.candidate_for_rows(s.m) {
+            continue;
+        }
+        let d = matmul.prepare_with(
+            v,
+            gpu,
+            s,
+            View::all(&a),
+            View::all(&b),
+            None,
+            View::all(&c),
+            false,
+        )?;
+        if d.label == v.entry_point(s) {
+            out.push((v.name().to_string(), d));
+        }
+    }
+    Ok(out)
+}
+
+/// Every f16 kernel the adapter has that is worth timing on `s` (a mixed step's product),
+/// on scratch operands, with k split where the step splits it (as `family` splits).
+fn half_candidates(
+    gpu: &Gpu,
+    hk: &HalfKernels,
+    family: &Matmul,
+    s: MatmulShape,
+) -> Result<Vec<(String, Dispatch)>> {
+    let a = gpu.storage("tune A (f16)", (s.m * s.k).div_ceil(2));
+    let b = gpu.storage("tune B (f16)", (s.k * s.n).div_ceil(2));
+    let c = gpu.storage("tune C", s.m * s.n);
+    let mut out = Vec::new();
+    for v in hk.variants_available() {
+        if !v.candidate_for_rows(s.m) {
+            continue;
+        }
+        let d = hk.matmul_with(
+            v,
+            gpu,
+            s,
+            HalfView::at(&a, 0, s.m * s.k),
+            HalfView::at(&b, 0, s.k * s.n),
+            None,
+            View::all(&c),
+            false,
+            Some(family),
+        )?;
+        out.push((v.name().to_string(), d));
+    }
+    Ok(out)
 }
 
 /// The products of one training step of `cfg` on `gpu` (and its evaluation step), as

@@ -131,15 +131,20 @@ pub fn wavefront_chunk(steps: usize) -> usize {
     steps.div_ceil(chunks).max(1)
 }
 
-/// The key of a model's step: its shapes (what the recurrence timing depends on).
+/// The key of a model's step: its shapes (what the recurrence timing depends on), and
+/// (`precision mixed`) the precision where it is not f32's.
 pub fn model_key(cfg: &Config, batch: usize, steps: usize) -> String {
     format!(
-        "vocab {} embedding {} hidden {:?} batch {batch} steps {steps} dropout {} tied {}",
+        "vocab {} embedding {} hidden {:?} batch {batch} steps {steps} dropout {} tied {}{}",
         cfg.vocab_size,
         cfg.embedding_size,
         cfg.hidden,
         cfg.keep_prob < 1.0,
-        cfg.tie_weights
+        cfg.tie_weights,
+        match cfg.precision {
+            Precision::F32 => "",
+            Precision::Mixed => " precision mixed",
+        }
     )
 }
 

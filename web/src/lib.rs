@@ -21,8 +21,8 @@ use wasm_bindgen_futures::future_to_promise;
 use lstm_gpu::config::{Config, Preset};
 use lstm_gpu::data::{encode_text_as, text_of_bytes, Corpus, Tokens, Vocab};
 use lstm_gpu::gpu::lstm_step::Recurrence;
-use lstm_gpu::gpu::matmul::MatmulVariant;
 use lstm_gpu::gpu::softmax_xent::MAX_TOPK;
+use lstm_gpu::gpu::MatmulChoice;
 use lstm_gpu::gpu::PickedAdapter;
 use lstm_gpu::model::checkpoint::Checkpoint;
 use lstm_gpu::model::predict::{sample, Predictor};
@@ -79,8 +79,8 @@ struct Options {
     seed: Option<u64>,
     /// Report every this many steps (default: a tenth of an epoch).
     log_every: Option<usize>,
-    /// The matmul kernel for every product (`tiled`, `register-blocked`, ... as `--matmul`);
-    /// default: the rule for the adapter.
+    /// The matmul kernel for every product (`tiled`, `register-blocked`, ... as `--matmul`;
+    /// `f16-scalar`, `f16-panel` with the mixed precision); default: the rule for the adapter.
     matmul: Option<String>,
     /// `fused`, `unfused` or `wavefront`, as `--recurrence`; default: the adapter's.
     recurrence: Option<String>,
@@ -183,13 +183,16 @@ async fn create_session(
     };
     cfg.validate()?;
     session::split_batches(&corpus, &cfg, (cfg.batch_size, cfg.num_steps))?;
-    let matmul = parsed::<MatmulVariant>("matmul", &opts.matmul)?;
+    let matmul = parsed::<MatmulChoice>("matmul", &opts.matmul)?;
+    if let Some(m) = matmul {
+        m.check_precision(cfg.precision)?;
+    }
     let recurrence = parsed::<Recurrence>("recurrence", &opts.recurrence)?;
     let mut gpu = PickedAdapter::request_browser()
         .await?
         .open_async(&Session::needs(&cfg))
         .await?;
-    gpu.matmul = matmul;
+    MatmulChoice::apply(matmul, &mut gpu);
     gpu.recurrence = recurrence;
     let mut s = Session::new(gpu, cfg, corpus, &params, pos, state.as_ref())?;
     if let Some(n) = opts.log_every {
