@@ -20,9 +20,10 @@
 # --matmul-size N (lstm-gpu's variants and torch.matmul on an N^3 product, default 4096;
 # 0 skips it). With the peer, every product of the presets is also timed in torch.matmul
 # and printed beside lstm-gpu's tuned kernel, as a ratio. --no-mixed skips the
-# `--precision mixed` part (issue 25): each preset profiled mixed (f16 products: the
-# cooperative-matrix matmul where the adapter offers it), the f16 matmul at the square size,
-# and the peer under autocast to f16, each as a ratio.
+# `--precision mixed` part (issue 25): each preset profiled mixed (f16 products on the
+# kernels its own tuning chose per product: the matrix units where the adapter offers them,
+# the f16 panel, the scalar f16 kernel), the f16 matmuls at the square size, and the peer
+# under autocast to f16, each as a ratio.
 # --work DIR keeps every intermediate JSON file there (default: a temporary folder, removed
 # at the end), so that what a run measured survives it being cut short. --budget SECONDS:
 # once the run has taken that long, the optional parts still ahead (the A/B profiles, the
@@ -57,7 +58,7 @@ while [ $# -gt 0 ]; do
     --presets) presets="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
     --budget) budget="$2"; shift 2 ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "gpu-bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -592,9 +592,13 @@ fn the_mixed_cell_adds_split_recurrent_sums_bit_for_bit() {
 fn the_mixed_wavefront_step_is_the_mixed_unfused_step_bit_for_bit() {
     use lstm_gpu::gpu::lstm_step::Recurrence;
     use lstm_gpu::gpu::matmul::MatmulVariant;
+    use lstm_gpu::gpu::matmul_f16::HalfVariant;
     use lstm_gpu::model::schedule::wavefront_chunk;
-    let gpu = gpu();
+    let mut gpu = gpu();
     half_kernels(&gpu);
+    // The scalar f16 kernel, on every adapter (a GPU's default, the matrix units' kernel,
+    // has barriers and so no grouped form: its pairs run one launch per layer).
+    gpu.half_matmul = Some(HalfVariant::Scalar);
     for (hidden, steps) in [(vec![17, 9], 6), (vec![8, 12, 8], 9)] {
         let cfg = Config {
             hidden: hidden.clone(),
@@ -628,6 +632,7 @@ fn the_mixed_wavefront_step_is_the_mixed_unfused_step_bit_for_bit() {
     }
     let mut split = common::gpu();
     split.matmul = Some(MatmulVariant::StripSplit);
+    split.half_matmul = Some(HalfVariant::Scalar);
     let cfg = Config {
         hidden: vec![40, 24],
         ..small_config(Precision::Mixed)
