@@ -148,8 +148,8 @@ impl GpuArgs {
         Ok(gpu)
     }
 
-    /// Fail (a usage error) where `--matmul` names a kernel of another precision than the
-    /// model's ([`MatmulChoice::check_precision`]).
+    /// Fail (a usage error) where `--matmul` names an f16 kernel for an f32 model
+    /// ([`MatmulChoice::check_precision`]).
     pub fn check_precision(&self, precision: crate::config::Precision) -> Result<()> {
         self.matmul.map_or(Ok(()), |m| m.check_precision(precision))
     }
@@ -173,17 +173,14 @@ pub enum MatmulChoice {
 }
 
 impl MatmulChoice {
-    /// Fail (a usage error) where this names a kernel of another precision than
-    /// `precision`, the one the model runs in: an f16 kernel in f32, or an f32 one in mixed
-    /// precision (whose products all run on f16 kernels).
+    /// Fail (a usage error) where this names an f16 kernel and the model runs in f32. (An
+    /// f32 kernel with `--precision mixed` is not an error: the f16 products run on their
+    /// own kernels, but split k as the f32 family asked for would, `strip-split` giving a
+    /// CPU adapter a GPU's splits.)
     pub fn check_precision(self, precision: crate::config::Precision) -> Result<()> {
-        use crate::config::Precision;
         match (self, precision) {
-            (MatmulChoice::F16(v), Precision::F32) => Err(usage(format!(
+            (MatmulChoice::F16(v), crate::config::Precision::F32) => Err(usage(format!(
                 "--matmul {v} is an f16 kernel of --precision mixed; this model runs in f32"
-            ))),
-            (MatmulChoice::F32(v), Precision::Mixed) => Err(usage(format!(
-                "--matmul {v} is an f32 kernel; with --precision mixed every product runs on an f16 one (f16-scalar, f16-panel or f16-coop)"
             ))),
             _ => Ok(()),
         }
