@@ -214,7 +214,13 @@ fn the_f16_kernels_sum_bit_for_bit_as_the_f32_twin() {
                 // them is its own (Vulkan leaves it to the driver); the twin does.
                 let inputs: Vec<f32> = random(b_at + k * n + 2, 1.0, seed)
                     .into_iter()
-                    .map(|x| if x.abs() < 1e-4 { 1e-4f32.copysign(x) } else { x })
+                    .map(|x| {
+                        if x.abs() < 1e-4 {
+                            1e-4f32.copysign(x)
+                        } else {
+                            x
+                        }
+                    })
                     .collect();
                 let bias = random(n, 1.0, seed + 1);
                 let c_start = random(m * n, 1.0, seed + 2);

@@ -355,9 +355,10 @@ fn tune_unforced(
                 step_ms.insert(r.name().to_string(), ms * 1e3);
             }
         }
-        // The wavefront runs its pairs of time steps as one launch each only with kernels
-        // that have a grouped form: where the recurrent products were tuned to others, it
-        // is timed again with the fastest of those, kept where it is faster.
+        // The wavefront runs its pairs of time steps as one launch each only where all
+        // layers' recurrent products of a direction run one kernel with a grouped form:
+        // where the tuned ones are not that, it is timed again with the grouped kernel of
+        // least total time per direction, kept where it is faster.
         let grouped = groupable_recurrent_products(cfg, batch, &entry);
         if !grouped.is_empty() {
             let mut alt = entry.clone();
@@ -452,10 +453,14 @@ fn time_steps<const N: usize>(
     Ok(best)
 }
 
-/// The recurrent products of `cfg`'s layers at `batch` rows (`[batch, h] @ [h, 4h]` and
-/// `[batch, 4h] @ [4h, h]^T`) that `entry` tuned to a kernel without a grouped form, each
-/// with the fastest kernel measured for it that has one; empty where all have one already
-/// (or none was measured). In mixed precision, of the f16 kernels (keys [`half_key`]).
+/// Kernels for the recurrent products of `cfg`'s layers at `batch` rows (`[batch, h] @
+/// [h, 4h]` forward, `[batch, 4h] @ [4h, h]^T` backward) under which the wavefront's pairs
+/// can share launches: one kernel with a grouped form for all layers' products of a
+/// direction (a launch serves one kernel), the one of least total time over them among
+/// those measured on every one; for each direction whose tuned kernels are not already one
+/// grouped kernel, the products whose choice that changes. Empty where nothing changes (or
+/// nothing was measured, or a single layer has no pairs). In mixed precision, of the f16
+/// kernels (keys [`half_key`]).
 pub fn groupable_recurrent_products(
     cfg: &Config,
     batch: usize,
@@ -470,33 +475,56 @@ pub fn groupable_recurrent_products(
         }
     };
     let mut out = BTreeMap::new();
-    for &h in &cfg.hidden {
-        for (k, n, trans_b) in [(h, 4 * h, false), (4 * h, h, true)] {
+    if cfg.hidden.len() < 2 {
+        return out;
+    }
+    for backward in [false, true] {
+        let mut keys: Vec<String> = Vec::new();
+        for &h in &cfg.hidden {
+            let (k, n) = if backward { (4 * h, h) } else { (h, 4 * h) };
             let shape = MatmulShape {
                 m: batch,
                 k,
                 n,
                 trans_a: false,
-                trans_b,
+                trans_b: backward,
             };
             let key = if mixed {
                 half_key(shape)
             } else {
                 shape_key(shape)
             };
-            match entry.matmul.get(&key) {
-                Some(v) if !groupable(v) => {}
-                _ => continue,
+            if !keys.contains(&key) {
+                keys.push(key);
             }
-            let fastest = entry.matmul_ms.get(&key).and_then(|times| {
-                times
-                    .iter()
-                    .filter(|(v, _)| groupable(v))
-                    .min_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(v, _)| v.clone())
-            });
-            if let Some(v) = fastest {
-                out.insert(key, v);
+        }
+        let chosen: Vec<Option<&String>> = keys.iter().map(|k| entry.matmul.get(k)).collect();
+        let one_grouped =
+            chosen[0].is_some_and(|v| groupable(v)) && chosen.iter().all(|v| *v == chosen[0]);
+        if one_grouped {
+            continue;
+        }
+        let Some(times) = keys
+            .iter()
+            .map(|k| entry.matmul_ms.get(k))
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        let best = times[0]
+            .keys()
+            .filter(|v| groupable(v))
+            .filter_map(|v| {
+                let total: Option<f64> = times.iter().map(|t| t.get(v).copied()).sum();
+                total.map(|t| (v, t))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(v, _)| v.clone());
+        if let Some(v) = best {
+            for (key, chosen) in keys.iter().zip(&chosen) {
+                if *chosen != Some(&v) {
+                    out.insert(key.clone(), v.clone());
+                }
             }
         }
     }
@@ -657,17 +685,32 @@ mod tests {
     /// measured one that has one; those tuned to one already, and those with no grouped
     /// kernel measured, are left out.
     #[test]
-    fn recurrent_products_get_their_fastest_grouped_kernel() {
+    fn recurrent_products_get_one_grouped_kernel_per_direction() {
+        let ms = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
+            pairs.iter().map(|&(v, t)| (v.to_string(), t)).collect()
+        };
+        let entry_of = |rows: &[(&str, &str, BTreeMap<String, f64>)]| {
+            let mut entry = AdapterTuning::default();
+            for (key, chosen, times) in rows {
+                entry.matmul.insert(key.to_string(), chosen.to_string());
+                entry.matmul_ms.insert(key.to_string(), times.clone());
+            }
+            entry
+        };
+        let want = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|&(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
         let cfg = Config {
             hidden: vec![8, 4],
             ..Config::default()
         };
-        let ms = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
-            pairs.iter().map(|&(v, t)| (v.to_string(), t)).collect()
-        };
-        let mut entry = AdapterTuning::default();
-        for (key, chosen, times) in [
-            // Layer 0 forward: block wins alone; panel-split is the fastest grouped one.
+        let entry = entry_of(&[
+            // Forward: block wins on layer 0, panel-split on layer 1; of the grouped
+            // kernels panel-split has the least total (1.5 + 0.5 against strip's 2.0 +
+            // 0.2): layer 0 changes to it.
             (
                 "3x8x32:NN",
                 "block-64x64-split",
@@ -677,15 +720,18 @@ mod tests {
                     ("strip", 2.0),
                 ]),
             ),
-            // Layer 0 backward: already grouped.
+            (
+                "3x4x16:NN",
+                "panel-split",
+                ms(&[("panel-split", 0.5), ("strip", 0.2), ("tiled", 0.1)]),
+            ),
+            // Backward: two different grouped kernels, which cannot share a launch;
+            // panel has the least total (1.2 + 0.9) of those measured on both.
             (
                 "3x32x8:NT",
                 "strip-quad-split",
-                ms(&[("strip-quad-split", 1.0)]),
+                ms(&[("strip-quad-split", 1.0), ("panel", 1.2)]),
             ),
-            // Layer 1 forward: no grouped kernel measured.
-            ("3x4x16:NN", "tiled", ms(&[("tiled", 1.0)])),
-            // Layer 1 backward: subgroup-broadcast; strip-split the fastest grouped one.
             (
                 "3x16x4:NT",
                 "subgroup-broadcast",
@@ -693,21 +739,65 @@ mod tests {
                     ("subgroup-broadcast", 0.5),
                     ("strip-split", 0.7),
                     ("panel", 0.9),
+                    ("strip-quad-split", 1.5),
                 ]),
             ),
             // Not a recurrent product (the batch differs).
             ("4x8x32:NN", "tiled", ms(&[("tiled", 1.0), ("strip", 2.0)])),
-        ] {
-            entry.matmul.insert(key.to_string(), chosen.to_string());
-            entry.matmul_ms.insert(key.to_string(), times);
-        }
-        let got = groupable_recurrent_products(&cfg, 3, &entry);
-        let want: BTreeMap<String, String> = [
-            ("3x8x32:NN".to_string(), "panel-split".to_string()),
-            ("3x16x4:NT".to_string(), "strip-split".to_string()),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(got, want);
+        ]);
+        assert_eq!(
+            groupable_recurrent_products(&cfg, 3, &entry),
+            want(&[
+                ("3x8x32:NN", "panel-split"),
+                ("3x32x8:NT", "panel"),
+                ("3x16x4:NT", "panel"),
+            ])
+        );
+        // Already one grouped kernel a direction (equal widths: one product each), or no
+        // grouped kernel measured on every product: nothing changes.
+        let equal = Config {
+            hidden: vec![8, 8],
+            ..Config::default()
+        };
+        let entry = entry_of(&[
+            ("3x8x32:NN", "strip", ms(&[("strip", 1.0), ("tiled", 2.0)])),
+            ("3x32x8:NT", "tiled", ms(&[("tiled", 1.0)])),
+        ]);
+        assert_eq!(groupable_recurrent_products(&equal, 3, &entry), want(&[]));
+        // One layer: no pairs.
+        let one = Config {
+            hidden: vec![8],
+            ..Config::default()
+        };
+        let entry = entry_of(&[("3x8x32:NN", "tiled", ms(&[("tiled", 1.0), ("strip", 2.0)]))]);
+        assert_eq!(groupable_recurrent_products(&one, 3, &entry), want(&[]));
+        // Mixed precision: the f16 kernels under their own keys; the matrix units' has no
+        // grouped form.
+        let mixed = Config {
+            hidden: vec![8, 4],
+            precision: crate::config::Precision::Mixed,
+            ..Config::default()
+        };
+        let entry = entry_of(&[
+            (
+                "f16 3x8x32:NN",
+                "f16-coop",
+                ms(&[("f16-coop", 1.0), ("f16-panel", 1.5), ("f16-scalar", 3.0)]),
+            ),
+            (
+                "f16 3x4x16:NN",
+                "f16-coop",
+                ms(&[("f16-coop", 0.2), ("f16-panel", 0.4), ("f16-scalar", 0.3)]),
+            ),
+            // The f32 family's key of the same shape is not a mixed step's.
+            ("3x8x32:NN", "tiled", ms(&[("tiled", 1.0), ("strip", 2.0)])),
+        ]);
+        assert_eq!(
+            groupable_recurrent_products(&mixed, 3, &entry),
+            want(&[
+                ("f16 3x8x32:NN", "f16-panel"),
+                ("f16 3x4x16:NN", "f16-panel")
+            ])
+        );
     }
 }
