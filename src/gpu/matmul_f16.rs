@@ -104,7 +104,8 @@ pub struct HalfKernels {
     cast: wgpu::ComputePipeline,
     cast_scaled: wgpu::ComputePipeline,
     matmul: wgpu::ComputePipeline,
-    panel: wgpu::ComputePipeline,
+    /// `matmul_panel_f16`, compiled on first use (f32 runs never need it).
+    panel: OnceLock<wgpu::ComputePipeline>,
     /// The scalar and panel kernels serving several products a launch, compiled on first
     /// use ([`HalfKernels::product_group_deferring_sum`]).
     grouped: [OnceLock<wgpu::ComputePipeline>; 2],
@@ -129,12 +130,11 @@ impl HalfKernels {
         }
         let cast = gpu.shader("cast_f16", super::shaders::CAST_F16)?;
         let matmul = gpu.shader("matmul_f16", super::shaders::MATMUL_F16)?;
-        let panel = gpu.shader("matmul_panel_f16", super::shaders::MATMUL_PANEL_F16)?;
         let mut hk = HalfKernels {
             cast: gpu.pipeline("cast_f32_to_f16", &cast, "cast_f32_to_f16")?,
             cast_scaled: gpu.pipeline("cast_f32_to_f16_scaled", &cast, "cast_f32_to_f16_scaled")?,
             matmul: gpu.pipeline("matmul_f16", &matmul, "matmul_f16")?,
-            panel: gpu.pipeline("matmul_panel_f16", &panel, "matmul_panel")?,
+            panel: OnceLock::new(),
             grouped: [OnceLock::new(), OnceLock::new()],
             coop: super::matmul_coop::CoopMatmul::new(gpu)?,
             tuned: HashMap::new(),
@@ -356,7 +356,7 @@ impl HalfKernels {
         let Some(pipeline) = self.group_pipeline(gpu, variant)? else {
             return Ok(None);
         };
-        let kernel = self.kernel(variant)?;
+        let kernel = self.kernel(gpu, variant)?;
         let split = Some(Split {
             family,
             defer: Some(slot),
@@ -383,6 +383,20 @@ impl HalfKernels {
         family
             .group_dispatch(gpu, pipeline, &launches, &outputs, slot)
             .map(Some)
+    }
+
+    /// `matmul_panel_f16` (compiled on first use).
+    fn panel_pipeline(&self, gpu: &Gpu) -> Result<&wgpu::ComputePipeline> {
+        if let Some(p) = self.panel.get() {
+            return Ok(p);
+        }
+        let module = gpu.shader("matmul_panel_f16", super::shaders::MATMUL_PANEL_F16)?;
+        let pipeline = gpu.pipeline("matmul_panel_f16", &module, "matmul_panel")?;
+        // Two threads may race to compile it; either result serves.
+        let _ = self.panel.set(pipeline);
+        self.panel
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("matmul_panel_f16: the pipeline was not kept"))
     }
 
     /// The grouped form of `variant` (compiled on first use); `None` where it has none.
@@ -521,7 +535,7 @@ impl HalfKernels {
     }
 
     /// The kernel of `variant` as its launches need it.
-    fn kernel(&self, variant: HalfVariant) -> Result<HalfKernel<'_>> {
+    fn kernel(&self, gpu: &Gpu, variant: HalfVariant) -> Result<HalfKernel<'_>> {
         Ok(match variant {
             HalfVariant::Scalar => HalfKernel {
                 label: "matmul_f16",
@@ -531,7 +545,7 @@ impl HalfKernels {
             },
             HalfVariant::Panel => HalfKernel {
                 label: "matmul_panel_f16",
-                pipeline: &self.panel,
+                pipeline: self.panel_pipeline(gpu)?,
                 block: PANEL,
                 quads: true,
             },
@@ -551,7 +565,7 @@ impl HalfKernels {
         operands: HalfOperands,
         split: Option<Split>,
     ) -> Result<(Dispatch, Option<SplitPartials>)> {
-        half_matmul_dispatch(gpu, self.kernel(variant)?, shape, operands, split)
+        half_matmul_dispatch(gpu, self.kernel(gpu, variant)?, shape, operands, split)
     }
 }
 
