@@ -585,10 +585,15 @@ fn run(cli: Cli) -> Result<()> {
                 )?
             };
             // How the cached tuned choice of each product fares in this very run.
+            let mixed = precision == lstm_gpu::config::Precision::Mixed;
             if let Some(entry) = tune::cached(&gpu) {
                 say("tuned choices (cached), against the fastest variant of this run:");
                 for s in &shapes {
-                    let key = lstm_gpu::gpu::matmul::shape_key(*s);
+                    let key = if mixed {
+                        lstm_gpu::gpu::matmul_f16::half_key(*s)
+                    } else {
+                        lstm_gpu::gpu::matmul::shape_key(*s)
+                    };
                     let of_shape: Vec<_> = rows
                         .iter()
                         .filter(|r| {
@@ -602,7 +607,20 @@ fn run(cli: Cli) -> Result<()> {
                     ) else {
                         continue;
                     };
-                    if let Some(t) = of_shape.iter().find(|r| &r.variant == choice) {
+                    // An f16 kernel's rows are named with its tile (the matrix units') and
+                    // `-split` where the step splits the product, as it then runs it.
+                    let row = if mixed {
+                        let of_choice = |r: &&&lstm_gpu::gpu::matmul::BenchRow| {
+                            r.variant.starts_with(choice.as_str())
+                        };
+                        let split = of_shape
+                            .iter()
+                            .find(|r| of_choice(r) && r.variant.ends_with("-split"));
+                        split.or_else(|| of_shape.iter().find(of_choice))
+                    } else {
+                        of_shape.iter().find(|r| &r.variant == choice)
+                    };
+                    if let Some(t) = row {
                         say(&format!(
                             "  {key:<20} {choice:<18} {:>9.3} ms {:>7.1} GFLOP/s {:>7.1} GB/s, {:.2}x the fastest ({} {:.3} ms)",
                             t.ms,
