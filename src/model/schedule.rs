@@ -55,8 +55,8 @@ pub struct Kernels {
     /// On unless [`SPLIT_SUMS_ENV`] says `separate`; tests turn it off to compare.
     pub fuse_split_sums: bool,
     /// Whether a wavefront's paired time steps run as one launch each where they can (the
-    /// wavefront steps of training, f32 or mixed). On unless [`WAVEFRONT_GROUPS_ENV`] says `off`;
-    /// tests turn it off to compare.
+    /// wavefront steps of training, f32 or mixed). On unless [`WAVEFRONT_GROUPS_ENV`] says
+    /// `off`; tests turn it off to compare.
     pub group_wavefront: bool,
 }
 
@@ -1795,8 +1795,8 @@ impl<'a> StepBuilder<'a> {
         };
         let (product, partials) = match grouped {
             Ok(Some(grouped)) => grouped,
-            // Declined (kernels that split k for some members and not others): one launch
-            // per layer, after the casts already made.
+            // Declined (the members' kernels differ, or some split k and others do not):
+            // one launch per layer, after the casts already made.
             Ok(None) => {
                 ops.extend(self.steps_apart(members, backward));
                 return Some(ops);
