@@ -345,9 +345,19 @@ fn a_matmul_of_the_other_precision_is_refused_in_one_line() {
         2,
         "f16-scalar, f16-panel, f16-coop",
     );
-    // Where the adapter has no cooperative matrices (lavapipe, GL, every CPU adapter).
-    let o = run(&["--matmul", "f16-coop", "--precision", "mixed"]);
+    // Where the adapter has no cooperative matrices (lavapipe, GL, every CPU adapter); with
+    // an empty cache, where the run would tune first.
+    let o = bin(&dir.path().join("empty cache"))
+        .arg("profile")
+        .args(MODEL)
+        .args(["--synthetic", "--steps", "1", "--no-matmul-peak"])
+        .args(["--matmul", "f16-coop", "--precision", "mixed"])
+        .output()
+        .unwrap();
     if !o.status.success() {
         one_line(&o, 1, "needs cooperative matrices");
+        // Said before anything is tuned.
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("tuning on"), "{err}");
     }
 }

@@ -93,6 +93,26 @@ impl std::str::FromStr for HalfVariant {
     }
 }
 
+/// Fail where `variant` is the matrix units' kernel and the adapter has none
+/// (`has_coop`); every other f16 kernel runs wherever `SHADER_F16` does.
+fn check_available(has_coop: bool, variant: HalfVariant) -> Result<()> {
+    if variant == HalfVariant::Coop && !has_coop {
+        bail!(
+            "the f16 matmul {variant} needs cooperative matrices this adapter does not offer (it has f16-scalar, f16-panel)"
+        );
+    }
+    Ok(())
+}
+
+/// Fail, before anything is built, where the f16 kernel asked for (`--matmul f16-...`) cannot
+/// run on `gpu`.
+pub fn check_asked(gpu: &Gpu) -> Result<()> {
+    match gpu.half_matmul {
+        Some(v) => check_available(super::coop::coop_tile(gpu).is_some(), v),
+        None => Ok(()),
+    }
+}
+
 /// The tuning cache's key of a mixed step's product: `f16 ` and the product's
 /// [`shape_key`] (the f32 family's keys have no prefix).
 pub fn half_key(shape: MatmulShape) -> String {
@@ -163,12 +183,7 @@ impl HalfKernels {
 
     /// Run every product on `variant` (fails where the adapter lacks it).
     pub fn force(&mut self, variant: HalfVariant) -> Result<()> {
-        if !self.variants_available().contains(&variant) {
-            bail!(
-                "the f16 matmul {variant} needs cooperative matrices this adapter does not offer (it has {})",
-                self.variants_available().iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
-            );
-        }
+        check_available(self.coop.is_some(), variant)?;
         self.forced = Some(variant);
         Ok(())
     }

@@ -186,6 +186,9 @@ pub fn choose(
     auto: bool,
 ) -> Result<ChoiceSource> {
     let mixed = cfg.precision == crate::config::Precision::Mixed;
+    if mixed {
+        super::matmul_f16::check_asked(gpu)?;
+    }
     let matmul_forced = if mixed {
         gpu.half_matmul.is_some()
     } else {
