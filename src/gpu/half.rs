@@ -61,7 +61,7 @@ pub(crate) struct HalfOperands<'a> {
 
 /// An f16-operand kernel as its launches need it: the label, the pipeline, the rows and
 /// columns of C one workgroup computes, and whether it reads aligned operands by quads
-/// (`matmul_panel_f16`: A and B bound again as vec4<f16> arrays at 5 and 6, read where the
+/// (`matmul_panel_f16`: A and B bound again as `vec4<f16>` arrays at 5 and 6, read where the
 /// flags say `A_VEC4` / `B_VEC4`).
 #[derive(Clone, Copy)]
 pub(crate) struct HalfKernel<'a> {

@@ -137,7 +137,7 @@ pub fn buffers(cfg: &Config, shapes: &[(usize, usize, Mode)]) -> Vec<BufferNeed>
 }
 
 /// `--precision mixed`: the f16 copies one workspace makes of what its products read
-/// (`schedule::HalfCopies`: each the size of its f32 buffer, in halves).
+/// (`schedule::step::products::HalfCopies`: each the size of its f32 buffer, in halves).
 fn half_copies(cfg: &Config, batch: usize, steps: usize, mode: Mode) -> Vec<BufferNeed> {
     let (v, e, top) = (cfg.vocab_size, cfg.embedding_size, cfg.top_hidden());
     let n = batch.saturating_mul(steps);
