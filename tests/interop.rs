@@ -1,7 +1,8 @@
-//! Interoperability: a checkpoint loads in Python with the `safetensors` package, and an
+//! Interoperability: a checkpoint loads in Python with the `safetensors` package; an
 //! independent NumPy forward pass written from the documented names and layouts
-//! (`tests/python/forward.py`) gives the program's own next-word probabilities.
-//! Needs `python3` with `numpy` and `safetensors` (`.ci/run` installs them).
+//! (`tests/python/forward.py`) gives the program's own next-word probabilities; and
+//! independent NumPy training steps (`tests/python/train_steps.py`) train as the program
+//! does. Needs `python3` with `numpy` and `safetensors` (`.ci/run` installs them).
 
 use lstm_gpu::config::Config;
 use lstm_gpu::model::checkpoint::{Checkpoint, Position};
@@ -115,4 +116,172 @@ fn numpy_matches(tie_weights: bool) {
         .map(|e| e["id"].as_u64().unwrap() as usize)
         .collect();
     assert_eq!(ours_ids, order[..10].to_vec());
+}
+
+/// The program's training, checked against an independent NumPy implementation written
+/// from the TensorFlow tutorial's semantics and the documented checkpoint layout only
+/// (`tests/python/train_steps.py`: its own reader, batch layout, LSTM, backpropagation
+/// through time, global-norm clipping and SGD, in f64): from the same initial weights, 8
+/// steps of `lstm-gpu train` on the tiny corpus without dropout give NumPy's perplexity at
+/// every step and its weights after the last, some steps clipped and some not, with
+/// separate and with tied softmax weights.
+#[test]
+fn numpy_training_steps_match_the_programs_training() {
+    numpy_trains_alike(false);
+    numpy_trains_alike(true);
+}
+
+fn numpy_trains_alike(tie_weights: bool) {
+    const STEPS: usize = 8;
+    const CLIP: f32 = 2.0;
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiny"));
+    let corpus = lstm_gpu::data::Corpus::load(&tiny, 60).unwrap();
+    let embedding = if tie_weights { 6 } else { 8 };
+    let config = Config {
+        vocab_size: corpus.vocab.len(),
+        embedding_size: embedding,
+        tie_weights,
+        hidden: vec![8, 6],
+        batch_size: 2,
+        num_steps: 5,
+        init_scale: 0.5,
+        forget_bias: 0.5,
+        keep_prob: 1.0,
+        max_grad_norm: CLIP,
+        ..Config::default()
+    };
+    let init = dir.path().join("init.safetensors");
+    Checkpoint {
+        params: Params::<f32>::init(&config, 3),
+        config,
+        vocab: corpus.vocab.words().to_vec(),
+        state: None,
+        position: Position::default(),
+    }
+    .save(&init)
+    .unwrap();
+
+    let run = dir.path().join("run");
+    let embedding = embedding.to_string();
+    let clip = CLIP.to_string();
+    let steps = STEPS.to_string();
+    let mut args = vec![
+        "train",
+        "--vocab-size",
+        "60",
+        "--embedding-size",
+        &embedding,
+        "--hidden",
+        "8,6",
+        "--batch-size",
+        "2",
+        "--num-steps",
+        "5",
+        "--keep-prob",
+        "1",
+        "--forget-bias",
+        "0.5",
+        "--max-grad-norm",
+        &clip,
+        "--max-steps",
+        &steps,
+        "--log-every",
+        "1",
+        "--no-eval-at-stop",
+        "--no-progress",
+    ];
+    if tie_weights {
+        args.push("--tie-weights");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("LSTM_GPU_TUNE", "off")
+        .args(args)
+        .arg("--data")
+        .arg(&tiny)
+        .arg("--init")
+        .arg(&init)
+        .arg("--run-dir")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = run.join("last.safetensors");
+
+    let numpy_out = dir.path().join("numpy.safetensors");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/train_steps.py");
+    let py = Command::new("python3")
+        .arg(script)
+        .arg(&init)
+        .arg(&ours)
+        .arg(tiny.join("ptb.train.txt"))
+        .arg(&steps)
+        .arg(&numpy_out)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 is needed for the interoperability test ({e}); install it with numpy and safetensors")
+        });
+    assert!(
+        py.status.success(),
+        "the NumPy training steps failed (pip install numpy safetensors): {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let theirs: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let theirs = theirs["steps"].as_array().unwrap();
+    assert_eq!(theirs.len(), STEPS);
+    // Both paths of the clipping are exercised.
+    let norms: Vec<f64> = theirs
+        .iter()
+        .map(|s| s["grad_norm"].as_f64().unwrap())
+        .collect();
+    assert!(
+        norms.iter().any(|&n| n > CLIP as f64) && norms.iter().any(|&n| n < CLIP as f64),
+        "the steps' gradient norms {norms:?} should lie on both sides of the clip {CLIP}"
+    );
+
+    // The perplexity so far at every step, as the program logged it.
+    let logged: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|m| m["kind"] == "train")
+        .map(|m| m["perplexity"].as_f64().unwrap())
+        .collect();
+    assert_eq!(logged.len(), STEPS, "one log line per step");
+    for (s, (ours, theirs)) in logged.iter().zip(theirs).enumerate() {
+        let theirs = theirs["perplexity"].as_f64().unwrap();
+        assert!(
+            (ours - theirs).abs() <= 1e-5 * theirs,
+            "tied {tie_weights}, step {s}: perplexity so far {ours} (program) vs {theirs} (NumPy)"
+        );
+    }
+
+    // Every weight after the last step.
+    let ours = std::fs::read(&ours).unwrap();
+    let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
+    let theirs = std::fs::read(&numpy_out).unwrap();
+    let theirs = safetensors::SafeTensors::deserialize(&theirs).unwrap();
+    let mut names = theirs.names();
+    names.sort();
+    assert_eq!(names.len(), if tie_weights { 6 } else { 7 }, "{names:?}");
+    for name in names {
+        let got: Vec<f32> = bytemuck::pod_collect_to_vec(ours.tensor(name).unwrap().data());
+        let want: Vec<f64> = bytemuck::pod_collect_to_vec(theirs.tensor(name).unwrap().data());
+        let num: f64 = got
+            .iter()
+            .zip(&want)
+            .map(|(&g, w)| (g as f64 - w).powi(2))
+            .sum();
+        let den: f64 = want.iter().map(|w| w * w).sum();
+        let rel = (num / den).sqrt();
+        assert!(
+            got.len() == want.len() && rel <= 1e-5,
+            "tied {tie_weights}: {name} after {STEPS} steps: relative L2 error {rel:e} between the program and NumPy"
+        );
+    }
 }

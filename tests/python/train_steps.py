@@ -1,0 +1,138 @@
+"""Independent NumPy training steps, written from the TensorFlow PTB tutorial's semantics
+(ptb_word_lm.py, reader.py) and lstm-gpu's documented checkpoint names and layouts only
+(README, "Checkpoints"), in f64.
+
+From the weights of INIT, it trains STEPS steps on TEXT as `lstm-gpu train` does without
+dropout: the words of TEXT (every newline the token `<eos>`, as TensorFlow's reader reads
+PTB) mapped to ids by the vocabulary of the program's checkpoint FINAL (a word outside it is
+`<unk>`), laid out as TensorFlow's `ptb_producer` lays them (the id stream cut into
+`batch_size` rows; step i reads columns [i * num_steps, (i + 1) * num_steps) and predicts
+the next column), state carried from step to step starting at zero; the loss of a step the
+cross-entropy summed over its time steps and averaged over the batch; gradients by
+backpropagation through the step's time steps; the global norm of every gradient clipped
+to `max_grad_norm`; plain SGD at `learning_rate`. The hyperparameters are FINAL's config.
+
+Writes the weights after the last step to OUT (safetensors, F64) and prints JSON: per step the
+loss, the global gradient norm and the perplexity so far (exp of the losses' sum over the
+time steps run), as the program's log reports it.
+
+Usage: python3 train_steps.py INIT FINAL TEXT STEPS OUT
+"""
+import json
+import sys
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def main():
+    init, final, text, steps, out = sys.argv[1:6]
+    steps = int(steps)
+    with safe_open(final, "np") as f:
+        meta = f.metadata()
+    cfg = json.loads(meta["config"])
+    vocab = json.loads(meta["vocab"])
+    if cfg["keep_prob"] != 1.0:
+        sys.exit("train_steps.py: dropout's masks are the program's own; train with --keep-prob 1")
+    index = {w: i for i, w in enumerate(vocab)}
+    words = open(text, encoding="utf-8").read().replace("\n", "<eos>").split()
+    ids = np.array([index.get(w, index.get("<unk>")) for w in words], dtype=np.int64)
+    batch, num_steps = cfg["batch_size"], cfg["num_steps"]
+    batch_len = len(ids) // batch
+    data = ids[: batch * batch_len].reshape(batch, batch_len)
+    assert (batch_len - 1) // num_steps >= steps, "the text has fewer steps than asked for"
+
+    p = {k: v.astype(np.float64) for k, v in load_file(init).items()}
+    hidden, fb, tied = cfg["hidden"], cfg["forget_bias"], cfg["tie_weights"]
+    inputs = [cfg["embedding_size"]] + hidden[:-1]
+    c_state = [np.zeros((batch, h)) for h in hidden]
+    h_state = [np.zeros((batch, h)) for h in hidden]
+    report, loss_sum = [], 0.0
+    for s in range(steps):
+        x = data[:, s * num_steps:(s + 1) * num_steps]
+        y = data[:, s * num_steps + 1:(s + 1) * num_steps + 1]
+        layer_in = p["embedding"][x.T]  # [time, batch, embedding]
+        saved = []
+        for l, units in enumerate(hidden):
+            w, b = p[f"lstm.{l}.weight"], p[f"lstm.{l}.bias"]
+            c, h = c_state[l], h_state[l]
+            tape, outputs = [], []
+            for t in range(num_steps):
+                xh = np.concatenate([layer_in[t], h], axis=1)
+                z = xh @ w + b
+                i = sigmoid(z[:, :units])
+                j = np.tanh(z[:, units:2 * units])
+                f = sigmoid(z[:, 2 * units:3 * units] + fb)
+                o = sigmoid(z[:, 3 * units:])
+                c_prev = c
+                c = c_prev * f + i * j
+                h = np.tanh(c) * o
+                tape.append((xh, i, j, f, o, c_prev, c))
+                outputs.append(h)
+            c_state[l], h_state[l] = c, h
+            saved.append(tape)
+            layer_in = np.stack(outputs)
+        top = layer_in.reshape(num_steps * batch, hidden[-1])
+        soft_w = p["embedding"].T if tied else p["softmax.weight"]
+        logits = top @ soft_w + p["softmax.bias"]
+        m = logits.max(axis=1, keepdims=True)
+        lse = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
+        targets = y.T.reshape(-1)
+        rows = np.arange(num_steps * batch)
+        loss = (lse - logits[rows, targets]).sum() / batch
+
+        g = {k: np.zeros_like(v) for k, v in p.items()}
+        d_logits = np.exp(logits - lse[:, None])
+        d_logits[rows, targets] -= 1.0
+        d_logits /= batch
+        if tied:
+            g["embedding"] += d_logits.T @ top
+        else:
+            g["softmax.weight"] = top.T @ d_logits
+        g["softmax.bias"] = d_logits.sum(axis=0)
+        d_out = (d_logits @ soft_w.T).reshape(num_steps, batch, hidden[-1])
+        for l in reversed(range(len(hidden))):
+            units, w = hidden[l], p[f"lstm.{l}.weight"]
+            dh_next = np.zeros((batch, units))
+            dc_next = np.zeros((batch, units))
+            d_in = np.zeros((num_steps, batch, inputs[l]))
+            for t in reversed(range(num_steps)):
+                xh, i, j, f, o, c_prev, c = saved[l][t]
+                dh = d_out[t] + dh_next
+                tc = np.tanh(c)
+                dc = dc_next + dh * o * (1.0 - tc * tc)
+                dz = np.concatenate(
+                    [dc * j * i * (1.0 - i), dc * i * (1.0 - j * j),
+                     dc * c_prev * f * (1.0 - f), dh * tc * o * (1.0 - o)],
+                    axis=1,
+                )
+                g[f"lstm.{l}.weight"] += xh.T @ dz
+                g[f"lstm.{l}.bias"] += dz.sum(axis=0)
+                dxh = dz @ w.T
+                d_in[t] = dxh[:, :inputs[l]]
+                dh_next = dxh[:, inputs[l]:]
+                dc_next = dc * f
+            d_out = d_in
+        np.add.at(g["embedding"], x.T.reshape(-1), d_out.reshape(num_steps * batch, -1))
+
+        norm = float(np.sqrt(sum((v * v).sum() for v in g.values())))
+        scale = min(1.0, cfg["max_grad_norm"] / norm)
+        for k in p:
+            p[k] -= cfg["learning_rate"] * scale * g[k]
+        loss_sum += loss
+        report.append({
+            "loss": loss,
+            "grad_norm": norm,
+            "perplexity": float(np.exp(loss_sum / ((s + 1) * num_steps))),
+        })
+    save_file(p, out)
+    print(json.dumps({"steps": report}))
+
+
+if __name__ == "__main__":
+    main()
