@@ -9,6 +9,8 @@
 #            (pass more gpu-bench.sh options after it, e.g. --no-mixed, --steps 30), its
 #            optional parts skipped past BENCH_BUDGET seconds (default 360), its files in
 #            $OUT/bench-work even where it is cut short
+#   first    checks, then bench, in one call (the benchmark cut where the call's
+#            CALL_SECONDS, default 560, end): what a session's first call runs
 #   medium   issue 26: the medium preset trained on PTB with checkpoints on the device's
 #            disk (a second call resumes from the last one), metrics and plot to $OUT
 set -uo pipefail
@@ -33,19 +35,34 @@ fi
 .devrun/lstm-gpu adapters | tee "$OUT/adapters.txt"
 what="${1:-checks}"
 shift || true
+checks() {
+  for t in parity_matmul_coop mixed_precision parity_matmul_f16 train_step_parity \
+           parity_matmul parity_reduce_sgd parity_softmax_xent; do
+    echo "== $t" | tee -a "$OUT/checks.txt"
+    timeout 240 ".devrun/tests/$t" --include-ignored --nocapture 2>&1 | tail -n 40 | tee -a "$OUT/checks.txt"
+  done
+}
+# The benchmark, cut at $1 seconds; its optional parts stop at BENCH_BUDGET seconds (default
+# 360, less where the cut leaves less), and the intermediate JSON files come back either way.
+bench() {
+  local cut=$1
+  shift
+  local budget="${BENCH_BUDGET:-360}"
+  [ "$budget" -gt $((cut - 120)) ] && budget=$((cut - 120))
+  [ "$budget" -lt 1 ] && budget=1
+  timeout "$cut" bash scripts/gpu-bench.sh --bin .devrun/lstm-gpu --out "$OUT/gpu-bench.json" \
+    --work "$OUT/bench-work" --budget "$budget" "$@" 2>&1 | tee "$OUT/gpu-bench.txt"
+}
 case "$what" in
-  checks)
-    for t in parity_matmul_coop mixed_precision parity_matmul_f16 train_step_parity \
-             parity_matmul parity_reduce_sgd parity_softmax_xent; do
-      echo "== $t" | tee -a "$OUT/checks.txt"
-      timeout 240 ".devrun/tests/$t" --include-ignored --nocapture 2>&1 | tail -n 40 | tee -a "$OUT/checks.txt"
-    done
-    ;;
-  bench)
-    # Within a call's 10 minutes: the optional parts stop at BENCH_BUDGET seconds (default
-    # 360), the whole run is cut at 560, and the intermediate JSON files come back either way.
-    timeout 560 bash scripts/gpu-bench.sh --bin .devrun/lstm-gpu --out "$OUT/gpu-bench.json" \
-      --work "$OUT/bench-work" --budget "${BENCH_BUDGET:-360}" "$@" 2>&1 | tee "$OUT/gpu-bench.txt"
+  checks) checks ;;
+  # Within a call's 10 minutes: cut at CALL_SECONDS (default 560).
+  bench) bench "${CALL_SECONDS:-560}" "$@" ;;
+  # Both in one call (a session's device minutes are few, and each call costs a start-up):
+  # the checks, then the benchmark cut where the call's CALL_SECONDS (default 560) end.
+  first)
+    start=$SECONDS
+    checks
+    bench $((${CALL_SECONDS:-560} - (SECONDS - start))) "$@"
     ;;
   medium)
     run=/tmp/medium
@@ -57,5 +74,5 @@ case "$what" in
     cp "$run/metrics.jsonl" "$OUT/" 2>/dev/null
     .devrun/lstm-gpu plot "$run" --out "$OUT/medium-curve.png" 2>&1 | tail -n 1
     ;;
-  *) echo "device-run.sh: checks, bench or medium" >&2; exit 2 ;;
+  *) echo "device-run.sh: checks, bench, first or medium" >&2; exit 2 ;;
 esac
