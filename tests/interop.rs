@@ -121,17 +121,20 @@ fn numpy_matches(tie_weights: bool) {
 /// The program's training, checked against an independent NumPy implementation written
 /// from the TensorFlow tutorial's semantics and the documented checkpoint layout only
 /// (`tests/python/train_steps.py`: its own reader, batch layout, LSTM, backpropagation
-/// through time, global-norm clipping and SGD, in f64): from the same initial weights, 8
-/// steps of `lstm-gpu train` on the tiny corpus without dropout give NumPy's perplexity at
-/// every step and its weights after the last, some steps clipped and some not, with
-/// separate and with tied softmax weights.
+/// through time, dropout where the tutorial applies it, global-norm clipping and SGD, in
+/// f64; only the dropout masks' generator is the program's, as documented): from the same
+/// initial weights, 8 steps of `lstm-gpu train` on the tiny corpus give NumPy's perplexity
+/// at every step and its weights after the last, some steps clipped and some not, with
+/// separate and with tied softmax weights, with and without dropout.
 #[test]
 fn numpy_training_steps_match_the_programs_training() {
-    numpy_trains_alike(false);
-    numpy_trains_alike(true);
+    numpy_trains_alike(false, 1.0);
+    numpy_trains_alike(true, 1.0);
+    numpy_trains_alike(false, 0.7);
+    numpy_trains_alike(true, 0.6);
 }
 
-fn numpy_trains_alike(tie_weights: bool) {
+fn numpy_trains_alike(tie_weights: bool, keep: f32) {
     const STEPS: usize = 8;
     const CLIP: f32 = 2.0;
     let dir = tempfile::tempdir().unwrap();
@@ -147,7 +150,7 @@ fn numpy_trains_alike(tie_weights: bool) {
         num_steps: 5,
         init_scale: 0.5,
         forget_bias: 0.5,
-        keep_prob: 1.0,
+        keep_prob: keep,
         max_grad_norm: CLIP,
         ..Config::default()
     };
@@ -166,6 +169,7 @@ fn numpy_trains_alike(tie_weights: bool) {
     let embedding = embedding.to_string();
     let clip = CLIP.to_string();
     let steps = STEPS.to_string();
+    let keep_flag = keep.to_string();
     let mut args = vec![
         "train",
         "--vocab-size",
@@ -179,7 +183,7 @@ fn numpy_trains_alike(tie_weights: bool) {
         "--num-steps",
         "5",
         "--keep-prob",
-        "1",
+        &keep_flag,
         "--forget-bias",
         "0.5",
         "--max-grad-norm",
@@ -241,7 +245,7 @@ fn numpy_trains_alike(tie_weights: bool) {
         .collect();
     assert!(
         norms.iter().any(|&n| n > CLIP as f64) && norms.iter().any(|&n| n < CLIP as f64),
-        "the steps' gradient norms {norms:?} should lie on both sides of the clip {CLIP}"
+        "tied {tie_weights}, keep {keep}: the steps' gradient norms {norms:?} should lie on both sides of the clip {CLIP}"
     );
 
     // The perplexity so far at every step, as the program logged it.
@@ -257,7 +261,7 @@ fn numpy_trains_alike(tie_weights: bool) {
         let theirs = theirs["perplexity"].as_f64().unwrap();
         assert!(
             (ours - theirs).abs() <= 1e-5 * theirs,
-            "tied {tie_weights}, step {s}: perplexity so far {ours} (program) vs {theirs} (NumPy)"
+            "tied {tie_weights}, keep {keep}, step {s}: perplexity so far {ours} (program) vs {theirs} (NumPy)"
         );
     }
 
@@ -281,7 +285,7 @@ fn numpy_trains_alike(tie_weights: bool) {
         let rel = (num / den).sqrt();
         assert!(
             got.len() == want.len() && rel <= 1e-5,
-            "tied {tie_weights}: {name} after {STEPS} steps: relative L2 error {rel:e} between the program and NumPy"
+            "tied {tie_weights}, keep {keep}: {name} after {STEPS} steps: relative L2 error {rel:e} between the program and NumPy"
         );
     }
 }

@@ -2,12 +2,17 @@
 (ptb_word_lm.py, reader.py) and lstm-gpu's documented checkpoint names and layouts only
 (README, "Checkpoints"), in f64.
 
-From the weights of INIT, it trains STEPS steps on TEXT as `lstm-gpu train` does without
-dropout: the words of TEXT (every newline the token `<eos>`, as TensorFlow's reader reads
+From the weights of INIT, it trains STEPS steps on TEXT as a fresh `lstm-gpu train` run
+does: the words of TEXT (every newline the token `<eos>`, as TensorFlow's reader reads
 PTB) mapped to ids by the vocabulary of the program's checkpoint FINAL (a word outside it is
 `<unk>`), laid out as TensorFlow's `ptb_producer` lays them (the id stream cut into
 `batch_size` rows; step i reads columns [i * num_steps, (i + 1) * num_steps) and predicts
-the next column), state carried from step to step starting at zero; the loss of a step the
+the next column), state carried from step to step starting at zero; dropout where the
+tutorial applies it (the embedding output and every layer's output, the recurrent
+connections untouched: `tf.nn.dropout` and `DropoutWrapper(output_keep_prob)`), inverted
+(kept values times 1 / keep_prob), the same mask on the gradient, with the program's
+documented mask generator (README, "What it computes") so that both drop the same
+elements; the loss of a step the
 cross-entropy summed over its time steps and averaged over the batch; gradients by
 backpropagation through the step's time steps; the global norm of every gradient clipped
 to `max_grad_norm`; plain SGD at `learning_rate`. The hyperparameters are FINAL's config.
@@ -30,6 +35,30 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def hash_u32(x):
+    """"lowbias32" (Chris Wellons) on uint32 arrays, multiplies wrapping."""
+    x = x.copy()
+    x ^= x >> np.uint32(16)
+    x *= np.uint32(0x7FEB352D)
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(0x846CA68B)
+    x ^= x >> np.uint32(16)
+    return x
+
+
+def dropout_scale(seed32, stream, shape, keep, inv_keep):
+    """The inverted-dropout factor of every element of a tensor of `shape` (its elements
+    numbered row-major: time-major rows, as the program lays activations out): 1 / keep where
+    the element's uniform number is below keep, else 0."""
+    with np.errstate(over="ignore"):
+        s = np.array([(stream + 0x9E3779B9) & 0xFFFFFFFF], dtype=np.uint32)
+        key = hash_u32(np.uint32(seed32) ^ hash_u32(s))
+        index = np.arange(int(np.prod(shape)), dtype=np.uint32)
+        h = hash_u32(index ^ key)
+    u = (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+    return np.where(u < keep, inv_keep, 0.0).reshape(shape)
+
+
 def main():
     init, final, text, steps, out = sys.argv[1:6]
     steps = int(steps)
@@ -37,8 +66,12 @@ def main():
         meta = f.metadata()
     cfg = json.loads(meta["config"])
     vocab = json.loads(meta["vocab"])
-    if cfg["keep_prob"] != 1.0:
-        sys.exit("train_steps.py: dropout's masks are the program's own; train with --keep-prob 1")
+    position = json.loads(meta["position"])
+    seed = position["seed"]
+    seed32 = (seed ^ (seed >> 32)) & 0xFFFFFFFF
+    keep = np.float32(cfg["keep_prob"])
+    inv_keep = float(np.float32(1.0) / keep)
+    sites = len(cfg["hidden"]) + 1
     index = {w: i for i, w in enumerate(vocab)}
     words = open(text, encoding="utf-8").read().replace("\n", "<eos>").split()
     ids = np.array([index.get(w, index.get("<unk>")) for w in words], dtype=np.int64)
@@ -56,7 +89,16 @@ def main():
     for s in range(steps):
         x = data[:, s * num_steps:(s + 1) * num_steps]
         y = data[:, s * num_steps + 1:(s + 1) * num_steps + 1]
+        # Dropout at site 0 (the embedding output) and l + 1 (layer l's output); the
+        # step's streams are numbered global step * sites + site.
+        drop = [None] * sites
+        if keep < 1.0:
+            widths = [cfg["embedding_size"]] + hidden
+            drop = [dropout_scale(seed32, s * sites + site, (num_steps, batch, widths[site]),
+                                  keep, inv_keep) for site in range(sites)]
         layer_in = p["embedding"][x.T]  # [time, batch, embedding]
+        if drop[0] is not None:
+            layer_in = layer_in * drop[0]
         saved = []
         for l, units in enumerate(hidden):
             w, b = p[f"lstm.{l}.weight"], p[f"lstm.{l}.bias"]
@@ -77,6 +119,8 @@ def main():
             c_state[l], h_state[l] = c, h
             saved.append(tape)
             layer_in = np.stack(outputs)
+            if drop[l + 1] is not None:
+                layer_in = layer_in * drop[l + 1]
         top = layer_in.reshape(num_steps * batch, hidden[-1])
         soft_w = p["embedding"].T if tied else p["softmax.weight"]
         logits = top @ soft_w + p["softmax.bias"]
@@ -97,6 +141,8 @@ def main():
         g["softmax.bias"] = d_logits.sum(axis=0)
         d_out = (d_logits @ soft_w.T).reshape(num_steps, batch, hidden[-1])
         for l in reversed(range(len(hidden))):
+            if drop[l + 1] is not None:
+                d_out = d_out * drop[l + 1]
             units, w = hidden[l], p[f"lstm.{l}.weight"]
             dh_next = np.zeros((batch, units))
             dc_next = np.zeros((batch, units))
@@ -118,6 +164,8 @@ def main():
                 dh_next = dxh[:, inputs[l]:]
                 dc_next = dc * f
             d_out = d_in
+        if drop[0] is not None:
+            d_out = d_out * drop[0]
         np.add.at(g["embedding"], x.T.reshape(-1), d_out.reshape(num_steps * batch, -1))
 
         norm = float(np.sqrt(sum((v * v).sum() for v in g.values())))
