@@ -11,7 +11,7 @@
 #   .gl/                      the Vulkan/EGL loader debs the device may lack
 #
 # Both folders are listed in .git/info/exclude. Then, on the device (the `device` tool's
-# `run`, carrying ".devrun" and ".gl"): `bash scripts/device-run.sh checks|bench|medium`.
+# `run`, carrying ".devrun" and ".gl"): `bash scripts/device-run.sh first|checks|bench|medium|large`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for d in /.devrun/ /.gl/; do
@@ -49,4 +49,4 @@ if [ ! -d .gl ] || [ -z "$(ls .gl/*.deb 2>/dev/null)" ]; then
   (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 fi
 du -sh .devrun .gl
-echo "carry: [\".devrun\", \".gl\"]; run: bash scripts/device-run.sh first|checks|bench|medium"
+echo "carry: [\".devrun\", \".gl\"]; run: bash scripts/device-run.sh first|checks|bench|medium|large"

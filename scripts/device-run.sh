@@ -13,6 +13,9 @@
 #            CALL_SECONDS, default 560, end): what a session's first call runs
 #   medium   issue 26: the medium preset trained on PTB with checkpoints on the device's
 #            disk (a second call resumes from the last one), metrics and plot to $OUT
+#            (PRESET_SECONDS, default 540, of training a call)
+#   large    the same for the large preset (as far as the calls allow: 55 epochs take more);
+#            ADAPTER (default discrete) picks another adapter, for trying the script elsewhere
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/out}"
@@ -64,15 +67,17 @@ case "$what" in
     checks
     bench $((${CALL_SECONDS:-560} - (SECONDS - start))) "$@"
     ;;
-  medium)
-    run=/tmp/medium
+  medium|large)
+    # One preset trained on PTB, from the last checkpoint on the device's disk where an
+    # earlier call left one; a run cut by the timeout saves its checkpoint on SIGTERM.
+    run=/tmp/$what
     resume=()
     [ -f "$run/last.safetensors" ] && resume=(--resume "$run/last.safetensors")
-    timeout "${MEDIUM_SECONDS:-540}" .devrun/lstm-gpu train --preset medium --adapter discrete \
-      --data .devrun/ptb --run-dir "$run" --no-progress --checkpoint-every 2000 "${resume[@]}" "$@" \
-      2>&1 | tail -n 60 | tee -a "$OUT/medium.log"
-    cp "$run/metrics.jsonl" "$OUT/" 2>/dev/null
-    .devrun/lstm-gpu plot "$run" --out "$OUT/medium-curve.png" 2>&1 | tail -n 1
+    timeout "${PRESET_SECONDS:-${MEDIUM_SECONDS:-540}}" .devrun/lstm-gpu train --preset "$what" \
+      --adapter "${ADAPTER:-discrete}" --data .devrun/ptb --run-dir "$run" --no-progress --checkpoint-every 2000 \
+      "${resume[@]}" "$@" 2>&1 | tail -n 60 | tee -a "$OUT/$what.log"
+    cp "$run/metrics.jsonl" "$OUT/$what-metrics.jsonl" 2>/dev/null
+    .devrun/lstm-gpu plot "$run" --out "$OUT/$what-curve.png" 2>&1 | tail -n 1
     ;;
-  *) echo "device-run.sh: checks, bench, first or medium" >&2; exit 2 ;;
+  *) echo "device-run.sh: first, checks, bench, medium or large" >&2; exit 2 ;;
 esac
