@@ -125,7 +125,10 @@ fn numpy_matches(tie_weights: bool) {
 /// f64; only the dropout masks' generator is the program's, as documented): from the same
 /// initial weights, 8 steps of `lstm-gpu train` on the tiny corpus give NumPy's perplexity
 /// at every step and its weights after the last, some steps clipped and some not, with
-/// separate and with tied softmax weights, with and without dropout.
+/// separate and with tied softmax weights, with and without dropout. The trained model's
+/// perplexity on the test split (`lstm-gpu eval`, batch 1 as the tutorial scores it) and on
+/// the valid split (2 rows of 3 steps) is NumPy's too (`tests/python/perplexity.py`: no
+/// dropout in evaluation, the state carried through the split).
 #[test]
 fn numpy_training_steps_match_the_programs_training() {
     numpy_trains_alike(false, 1.0);
@@ -286,6 +289,54 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
         assert!(
             got.len() == want.len() && rel <= 1e-5,
             "tied {tie_weights}, keep {keep}: {name} after {STEPS} steps: relative L2 error {rel:e} between the program and NumPy"
+        );
+    }
+
+    let checkpoint = run.join("last.safetensors");
+    for (split, shape) in [("test", None), ("valid", Some(("2", "3")))] {
+        let mut eval = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"));
+        eval.env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env("LSTM_GPU_TUNE", "off")
+            .args(["eval", "--split", split, "--checkpoint"])
+            .arg(&checkpoint)
+            .arg("--data")
+            .arg(&tiny);
+        let (batch, steps) = shape.unwrap_or(("1", "1"));
+        if shape.is_some() {
+            eval.args(["--batch-size", batch, "--num-steps", steps]);
+        }
+        let out = eval.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // "test perplexity: 946.151 (37 batches of 1x1, ...)"
+        let ours: f64 = stdout
+            .split_once("perplexity: ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no perplexity in {stdout:?}"));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/perplexity.py");
+        let py = Command::new("python3")
+            .arg(script)
+            .arg(&checkpoint)
+            .arg(tiny.join(format!("ptb.{split}.txt")))
+            .args([batch, steps])
+            .output()
+            .unwrap();
+        assert!(
+            py.status.success(),
+            "the NumPy perplexity failed: {}",
+            String::from_utf8_lossy(&py.stderr)
+        );
+        let theirs: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+        let theirs = theirs["perplexity"].as_f64().unwrap();
+        // The program prints three decimals.
+        assert!(
+            (ours - theirs).abs() <= 5e-4 + 1e-6 * theirs,
+            "tied {tie_weights}, keep {keep}: {split} perplexity {ours} (lstm-gpu eval) vs {theirs} (NumPy)"
         );
     }
 }

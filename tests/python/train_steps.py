@@ -59,6 +59,64 @@ def dropout_scale(seed32, stream, shape, keep, inv_keep):
     return np.where(u < keep, inv_keep, 0.0).reshape(shape)
 
 
+def read_ids(text, vocab):
+    """The words of the file `text` (every newline the token `<eos>`, as TensorFlow's reader
+    reads PTB) as ids of `vocab`, a word outside it `<unk>`."""
+    index = {w: i for i, w in enumerate(vocab)}
+    words = open(text, encoding="utf-8").read().replace("\n", "<eos>").split()
+    return np.array([index.get(w, index.get("<unk>")) for w in words], dtype=np.int64)
+
+
+def producer(ids, batch):
+    """TensorFlow's `ptb_producer` layout: the stream cut into `batch` rows; step i reads
+    columns [i * num_steps, (i + 1) * num_steps) and predicts the next column."""
+    batch_len = len(ids) // batch
+    return ids[: batch * batch_len].reshape(batch, batch_len)
+
+
+def forward(p, cfg, x, y, state, drop):
+    """One step's forward pass from the carried `state` (lists of c and h, updated) with
+    the dropout factors `drop` per site (None: none): the loss (cross-entropy summed over
+    time steps, averaged over the batch), the top layer's outputs after dropout, the logits,
+    their log-sum-exp, and per layer the tape of every time step for the backward pass."""
+    hidden, fb = cfg["hidden"], cfg["forget_bias"]
+    num_steps, batch = x.shape[1], x.shape[0]
+    c_state, h_state = state
+    layer_in = p["embedding"][x.T]  # [time, batch, embedding]
+    if drop[0] is not None:
+        layer_in = layer_in * drop[0]
+    saved = []
+    for l, units in enumerate(hidden):
+        w, b = p[f"lstm.{l}.weight"], p[f"lstm.{l}.bias"]
+        c, h = c_state[l], h_state[l]
+        tape, outputs = [], []
+        for t in range(num_steps):
+            xh = np.concatenate([layer_in[t], h], axis=1)
+            z = xh @ w + b
+            i = sigmoid(z[:, :units])
+            j = np.tanh(z[:, units:2 * units])
+            f = sigmoid(z[:, 2 * units:3 * units] + fb)
+            o = sigmoid(z[:, 3 * units:])
+            c_prev = c
+            c = c_prev * f + i * j
+            h = np.tanh(c) * o
+            tape.append((xh, i, j, f, o, c_prev, c))
+            outputs.append(h)
+        c_state[l], h_state[l] = c, h
+        saved.append(tape)
+        layer_in = np.stack(outputs)
+        if drop[l + 1] is not None:
+            layer_in = layer_in * drop[l + 1]
+    top = layer_in.reshape(num_steps * batch, hidden[-1])
+    soft_w = p["embedding"].T if cfg["tie_weights"] else p["softmax.weight"]
+    logits = top @ soft_w + p["softmax.bias"]
+    m = logits.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
+    targets = y.T.reshape(-1)
+    loss = (lse - logits[np.arange(num_steps * batch), targets]).sum() / batch
+    return loss, top, logits, lse, saved
+
+
 def main():
     init, final, text, steps, out = sys.argv[1:6]
     steps = int(steps)
@@ -72,19 +130,14 @@ def main():
     keep = np.float32(cfg["keep_prob"])
     inv_keep = float(np.float32(1.0) / keep)
     sites = len(cfg["hidden"]) + 1
-    index = {w: i for i, w in enumerate(vocab)}
-    words = open(text, encoding="utf-8").read().replace("\n", "<eos>").split()
-    ids = np.array([index.get(w, index.get("<unk>")) for w in words], dtype=np.int64)
     batch, num_steps = cfg["batch_size"], cfg["num_steps"]
-    batch_len = len(ids) // batch
-    data = ids[: batch * batch_len].reshape(batch, batch_len)
-    assert (batch_len - 1) // num_steps >= steps, "the text has fewer steps than asked for"
+    data = producer(read_ids(text, vocab), batch)
+    assert (data.shape[1] - 1) // num_steps >= steps, "the text has fewer steps than asked for"
 
     p = {k: v.astype(np.float64) for k, v in load_file(init).items()}
-    hidden, fb, tied = cfg["hidden"], cfg["forget_bias"], cfg["tie_weights"]
+    hidden, tied = cfg["hidden"], cfg["tie_weights"]
     inputs = [cfg["embedding_size"]] + hidden[:-1]
-    c_state = [np.zeros((batch, h)) for h in hidden]
-    h_state = [np.zeros((batch, h)) for h in hidden]
+    state = ([np.zeros((batch, h)) for h in hidden], [np.zeros((batch, h)) for h in hidden])
     report, loss_sum = [], 0.0
     for s in range(steps):
         x = data[:, s * num_steps:(s + 1) * num_steps]
@@ -96,39 +149,10 @@ def main():
             widths = [cfg["embedding_size"]] + hidden
             drop = [dropout_scale(seed32, s * sites + site, (num_steps, batch, widths[site]),
                                   keep, inv_keep) for site in range(sites)]
-        layer_in = p["embedding"][x.T]  # [time, batch, embedding]
-        if drop[0] is not None:
-            layer_in = layer_in * drop[0]
-        saved = []
-        for l, units in enumerate(hidden):
-            w, b = p[f"lstm.{l}.weight"], p[f"lstm.{l}.bias"]
-            c, h = c_state[l], h_state[l]
-            tape, outputs = [], []
-            for t in range(num_steps):
-                xh = np.concatenate([layer_in[t], h], axis=1)
-                z = xh @ w + b
-                i = sigmoid(z[:, :units])
-                j = np.tanh(z[:, units:2 * units])
-                f = sigmoid(z[:, 2 * units:3 * units] + fb)
-                o = sigmoid(z[:, 3 * units:])
-                c_prev = c
-                c = c_prev * f + i * j
-                h = np.tanh(c) * o
-                tape.append((xh, i, j, f, o, c_prev, c))
-                outputs.append(h)
-            c_state[l], h_state[l] = c, h
-            saved.append(tape)
-            layer_in = np.stack(outputs)
-            if drop[l + 1] is not None:
-                layer_in = layer_in * drop[l + 1]
-        top = layer_in.reshape(num_steps * batch, hidden[-1])
+        loss, top, logits, lse, saved = forward(p, cfg, x, y, state, drop)
         soft_w = p["embedding"].T if tied else p["softmax.weight"]
-        logits = top @ soft_w + p["softmax.bias"]
-        m = logits.max(axis=1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
         targets = y.T.reshape(-1)
         rows = np.arange(num_steps * batch)
-        loss = (lse - logits[rows, targets]).sum() / batch
 
         g = {k: np.zeros_like(v) for k, v in p.items()}
         d_logits = np.exp(logits - lse[:, None])
