@@ -77,16 +77,9 @@ fn numpy_matches(tie_weights: bool) {
     );
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/forward.py");
-    let py = Command::new("python3").arg(script).arg(&path).args(context).output().unwrap_or_else(|e| {
-        panic!("python3 is needed for the interoperability test ({e}); install it with numpy and safetensors")
-    });
-    assert!(
-        py.status.success(),
-        "the NumPy forward pass failed (pip install numpy safetensors): {}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    let theirs: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let mut args = vec![path.into_os_string()];
+    args.extend(context.iter().map(Into::into));
+    let theirs = numpy("forward.py", &args);
     let probs: Vec<f64> = theirs["probabilities"]
         .as_array()
         .unwrap()
@@ -221,24 +214,16 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
     let ours = run.join("last.safetensors");
 
     let numpy_out = dir.path().join("numpy.safetensors");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/train_steps.py");
-    let py = Command::new("python3")
-        .arg(script)
-        .arg(&init)
-        .arg(&ours)
-        .arg(tiny.join("ptb.train.txt"))
-        .arg(&steps)
-        .arg(&numpy_out)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("python3 is needed for the interoperability test ({e}); install it with numpy and safetensors")
-        });
-    assert!(
-        py.status.success(),
-        "the NumPy training steps failed (pip install numpy safetensors): {}",
-        String::from_utf8_lossy(&py.stderr)
+    let theirs = numpy(
+        "train_steps.py",
+        &[
+            init.clone().into(),
+            ours.clone().into(),
+            tiny.join("ptb.train.txt").into(),
+            steps.clone().into(),
+            numpy_out.clone().into(),
+        ],
     );
-    let theirs: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
     let theirs = theirs["steps"].as_array().unwrap();
     assert_eq!(theirs.len(), STEPS);
     // Both paths of the clipping are exercised.
@@ -318,20 +303,15 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no perplexity in {stdout:?}"));
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/perplexity.py");
-        let py = Command::new("python3")
-            .arg(script)
-            .arg(&checkpoint)
-            .arg(tiny.join(format!("ptb.{split}.txt")))
-            .args([batch, steps])
-            .output()
-            .unwrap();
-        assert!(
-            py.status.success(),
-            "the NumPy perplexity failed: {}",
-            String::from_utf8_lossy(&py.stderr)
+        let theirs = numpy(
+            "perplexity.py",
+            &[
+                checkpoint.clone().into(),
+                tiny.join(format!("ptb.{split}.txt")).into(),
+                batch.into(),
+                steps.into(),
+            ],
         );
-        let theirs: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
         let theirs = theirs["perplexity"].as_f64().unwrap();
         // The program prints three decimals.
         assert!(
@@ -339,4 +319,24 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
             "tied {tie_weights}, keep {keep}: {split} perplexity {ours} (lstm-gpu eval) vs {theirs} (NumPy)"
         );
     }
+}
+
+/// Run `tests/python/<script>` with `args` and read the JSON it prints.
+fn numpy(script: &str, args: &[std::ffi::OsString]) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let py = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 is needed for the interoperability tests ({e}); install it with numpy and safetensors")
+        });
+    assert!(
+        py.status.success(),
+        "{script} failed (python3 -m pip install numpy safetensors): {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    serde_json::from_slice(&py.stdout).unwrap()
 }
