@@ -3,8 +3,8 @@
 
 use anyhow::{bail, Result};
 
-use super::buffers::LayerBuffers;
-use super::{record, step, Kernels, Op, ParamBuffers};
+use super::step::{self, StepIo};
+use super::{record, Kernels, Op, ParamBuffers};
 use crate::config::Config;
 use crate::gpu::embedding::pack_segments;
 use crate::gpu::loss_scale::LossScale;
@@ -31,19 +31,11 @@ pub struct Workspace {
     pub steps: usize,
     pub mode: Mode,
     pub ops: Vec<Op>,
-    ids: wgpu::Buffer,
     /// `[n, vocab]` logits of the last step (their gradient after a training step).
     pub logits: wgpu::Buffer,
     /// `[n]` log-sum-exp of each logits row.
     pub lse: wgpu::Buffer,
-    targets: wgpu::Buffer,
-    segments: Option<wgpu::Buffer>,
-    hyper: wgpu::Buffer,
-    loss_acc: wgpu::Buffer,
-    clip: Option<wgpu::Buffer>,
-    /// The loss-scale block of a mixed training step ([`LossScale`]).
-    loss_scale: Option<wgpu::Buffer>,
-    layers: Vec<LayerBuffers>,
+    io: StepIo,
     /// Steps submitted so far.
     pub steps_run: u64,
 }
@@ -106,16 +98,9 @@ impl Workspace {
             steps,
             mode,
             ops: p.ops,
-            ids: p.ids,
             logits: p.logits,
             lse: p.lse,
-            targets: p.targets,
-            segments: p.segments,
-            hyper: p.hyper,
-            loss_acc: p.loss_acc,
-            clip: p.clip,
-            loss_scale: p.loss_scale,
-            layers: p.layers,
+            io: p.io,
             steps_run: 0,
         })
     }
@@ -198,12 +183,12 @@ impl Workspace {
                 self.cfg.vocab_size
             );
         }
-        gpu.write(&self.ids, 0, &xs);
-        gpu.write(&self.targets, 0, &ys);
-        if let Some(seg) = &self.segments {
+        gpu.write(&self.io.ids, 0, &xs);
+        gpu.write(&self.io.targets, 0, &ys);
+        if let Some(seg) = &self.io.segments {
             gpu.write(seg, 0, &pack_segments(&IdSegments::new(&xs), b * t));
         }
-        gpu.write(&self.hyper, 0, &[hyper]);
+        gpu.write(&self.io.hyper, 0, &[hyper]);
         Ok(())
     }
 
@@ -231,9 +216,9 @@ impl Workspace {
     pub async fn take_stats_async(&self, gpu: &Gpu) -> Result<TrainAccumulator> {
         let acc = self.peek_stats_async(gpu).await?;
         if self.mode == Mode::Eval {
-            gpu.write(&self.loss_acc, 0, &[LossAccumulator::default()]);
+            gpu.write(&self.io.loss_acc, 0, &[LossAccumulator::default()]);
         } else {
-            gpu.write(&self.loss_acc, 0, &[0u32; TrainAccumulator::RESET_WORDS]);
+            gpu.write(&self.io.loss_acc, 0, &[0u32; TrainAccumulator::RESET_WORDS]);
         }
         Ok(acc)
     }
@@ -242,7 +227,7 @@ impl Workspace {
     /// log points (the log points' sums stay exactly what they would be without it).
     pub async fn peek_stats_async(&self, gpu: &Gpu) -> Result<TrainAccumulator> {
         if self.mode == Mode::Eval {
-            let acc = LossAccumulator::read_async(gpu, View::all(&self.loss_acc)).await?;
+            let acc = LossAccumulator::read_async(gpu, View::all(&self.io.loss_acc)).await?;
             return Ok(TrainAccumulator {
                 loss_sum_bits: acc.loss_sum.to_bits(),
                 batches_bits: acc.batches.to_bits(),
@@ -250,7 +235,7 @@ impl Workspace {
             });
         }
         let words: Vec<u32> = gpu
-            .read_async(&self.loss_acc, 0, TrainAccumulator::WORDS)
+            .read_async(&self.io.loss_acc, 0, TrainAccumulator::WORDS)
             .await?;
         Ok(*bytemuck::from_bytes::<TrainAccumulator>(
             bytemuck::cast_slice(&words),
@@ -266,14 +251,14 @@ impl Workspace {
     /// Poison the carried state of row 0 of layer 0 with NaN (the fault-injection hook of
     /// the tests): the next step's loss and gradient are NaN.
     pub fn poison_state(&self, gpu: &Gpu) {
-        let lb = &self.layers[0];
+        let lb = &self.io.layers[0];
         gpu.write(&lb.state_c, 0, &[f32::NAN]);
         gpu.write(&lb.state_h, 0, &[f32::NAN]);
     }
 
     /// Zero the carried state (epoch start).
     pub fn zero_state(&self, gpu: &Gpu) {
-        for (l, lb) in self.layers.iter().enumerate() {
+        for (l, lb) in self.io.layers.iter().enumerate() {
             let z = vec![0f32; self.batch * self.cfg.hidden[l]];
             gpu.write(&lb.state_c, 0, &z);
             gpu.write(&lb.state_h, 0, &z);
@@ -289,7 +274,7 @@ impl Workspace {
     /// [`Workspace::read_state`] awaited.
     pub async fn read_state_async(&self, gpu: &Gpu) -> Result<State<f32>> {
         let mut s = State::zeros(&self.cfg, self.batch);
-        for (l, lb) in self.layers.iter().enumerate() {
+        for (l, lb) in self.io.layers.iter().enumerate() {
             s.c[l] = gpu.read_async(&lb.state_c, 0, s.c[l].len()).await?;
             s.h[l] = gpu.read_async(&lb.state_h, 0, s.h[l].len()).await?;
         }
@@ -297,7 +282,7 @@ impl Workspace {
     }
 
     pub fn write_state(&self, gpu: &Gpu, s: &State<f32>) -> Result<()> {
-        for (l, lb) in self.layers.iter().enumerate() {
+        for (l, lb) in self.io.layers.iter().enumerate() {
             if s.c[l].len() != self.batch * self.cfg.hidden[l] {
                 bail!(
                     "carried state of layer {l} has {} values, expected {}",
@@ -319,7 +304,7 @@ impl Workspace {
 
     /// [`Workspace::read_clip`] awaited.
     pub async fn read_clip_async(&self, gpu: &Gpu) -> Result<Option<ClipStats>> {
-        match &self.clip {
+        match &self.io.clip {
             Some(c) => Ok(Some(ClipStats::read_async(gpu, View::all(c)).await?)),
             None => Ok(None),
         }
@@ -334,7 +319,7 @@ impl Workspace {
 
     /// [`Workspace::read_loss_scale`] awaited.
     pub async fn read_loss_scale_async(&self, gpu: &Gpu) -> Result<Option<LossScale>> {
-        match &self.loss_scale {
+        match &self.io.loss_scale {
             Some(b) => {
                 let w: Vec<u32> = gpu.read_async(b, 0, LossScale::WORDS).await?;
                 Ok(Some(bytemuck::pod_read_unaligned(bytemuck::cast_slice(&w))))
@@ -353,7 +338,7 @@ impl Workspace {
                 ls.growth_interval
             );
         }
-        if let Some(b) = &self.loss_scale {
+        if let Some(b) = &self.io.loss_scale {
             gpu.write(b, 0, &[ls]);
         }
         Ok(())

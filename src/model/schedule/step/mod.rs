@@ -27,13 +27,19 @@ mod wavefront;
 
 use products::HalfCopies;
 
-/// The buffers a step's operations read and write that its [`super::Workspace`] keeps
-/// (uploads, readbacks, the carried state), and the operations.
+/// A recorded step: its operations, its logits and their log-sum-exp, and the buffers its
+/// [`super::Workspace`] keeps.
 pub(super) struct Prepared {
     pub(super) ops: Vec<Op>,
-    pub(super) ids: wgpu::Buffer,
     pub(super) logits: wgpu::Buffer,
     pub(super) lse: wgpu::Buffer,
+    pub(super) io: StepIo,
+}
+
+/// The buffers of a step that the host writes or reads between steps (uploads, readbacks,
+/// the carried state).
+pub(super) struct StepIo {
+    pub(super) ids: wgpu::Buffer,
     pub(super) targets: wgpu::Buffer,
     /// Training: the batch's ids sorted into segments (the embedding's gradient rows).
     pub(super) segments: Option<wgpu::Buffer>,
@@ -41,6 +47,7 @@ pub(super) struct Prepared {
     pub(super) loss_acc: wgpu::Buffer,
     /// Training: the global norm and clip scale.
     pub(super) clip: Option<wgpu::Buffer>,
+    /// The loss-scale block of a mixed training step ([`LossScale`]).
     pub(super) loss_scale: Option<wgpu::Buffer>,
     pub(super) layers: Vec<LayerBuffers>,
 }
@@ -77,16 +84,18 @@ pub(super) fn prepare(
     };
     Ok(Prepared {
         ops: b.ops,
-        ids: b.ids,
         logits: b.logits,
         lse: b.lse,
-        targets: b.targets,
-        segments,
-        hyper: b.hyper,
-        loss_acc: b.loss_acc,
-        clip,
-        loss_scale: b.loss_scale,
-        layers: b.layers,
+        io: StepIo {
+            ids: b.ids,
+            targets: b.targets,
+            segments,
+            hyper: b.hyper,
+            loss_acc: b.loss_acc,
+            clip,
+            loss_scale: b.loss_scale,
+            layers: b.layers,
+        },
     })
 }
 
