@@ -116,8 +116,9 @@ fn numpy_matches(tie_weights: bool) {
 /// (`tests/python/train_steps.py`: its own reader, batch layout, LSTM, backpropagation
 /// through time, dropout where the tutorial applies it, global-norm clipping and SGD, in
 /// f64; only the dropout masks' generator is the program's, as documented): from the same
-/// initial weights, 8 steps of `lstm-gpu train` on the tiny corpus give NumPy's perplexity
-/// at every step and its weights after the last, some steps clipped and some not, with
+/// initial weights, `lstm-gpu train` on the tiny corpus gives NumPy's perplexity and rate
+/// at every step into the second epoch (its rate halved, its state from zero) and its
+/// weights after the last, some steps clipped and some not, with
 /// separate and with tied softmax weights, with and without dropout. The trained model's
 /// perplexity on the test split (`lstm-gpu eval`, batch 1 as the tutorial scores it) and on
 /// the valid split (2 rows of 3 steps) is NumPy's too (`tests/python/perplexity.py`: no
@@ -131,11 +132,13 @@ fn numpy_training_steps_match_the_programs_training() {
 }
 
 fn numpy_trains_alike(tie_weights: bool, keep: f32) {
-    const STEPS: usize = 8;
     const CLIP: f32 = 2.0;
     let dir = tempfile::tempdir().unwrap();
     let tiny = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiny"));
     let corpus = lstm_gpu::data::Corpus::load(&tiny, 60).unwrap();
+    // Into the second epoch (2 rows of 5 steps), whose rate is halved.
+    let epoch_steps = (corpus.train.len() / 2 - 1) / 5;
+    let total_steps = epoch_steps + 4;
     let embedding = if tie_weights { 6 } else { 8 };
     let config = Config {
         vocab_size: corpus.vocab.len(),
@@ -164,7 +167,7 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
     let run = dir.path().join("run");
     let embedding = embedding.to_string();
     let clip = CLIP.to_string();
-    let steps = STEPS.to_string();
+    let steps = total_steps.to_string();
     let keep_flag = keep.to_string();
     let mut args = vec![
         "train",
@@ -184,6 +187,10 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
         "0.5",
         "--max-grad-norm",
         &clip,
+        "--max-epoch-decay-lr",
+        "0",
+        "--decay",
+        "0.5",
         "--max-steps",
         &steps,
         "--log-every",
@@ -225,7 +232,12 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
         ],
     );
     let theirs = theirs["steps"].as_array().unwrap();
-    assert_eq!(theirs.len(), STEPS);
+    assert_eq!(theirs.len(), total_steps);
+    assert_eq!(
+        theirs[total_steps - 1]["epoch"],
+        2,
+        "the steps reach the second epoch"
+    );
     // Both paths of the clipping are exercised.
     let norms: Vec<f64> = theirs
         .iter()
@@ -236,20 +248,27 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
         "tied {tie_weights}, keep {keep}: the steps' gradient norms {norms:?} should lie on both sides of the clip {CLIP}"
     );
 
-    // The perplexity so far at every step, as the program logged it.
-    let logged: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+    // The epoch's perplexity so far and the rate at every step, as the program logged them.
+    let logged: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|m| m["kind"] == "train")
-        .map(|m| m["perplexity"].as_f64().unwrap())
         .collect();
-    assert_eq!(logged.len(), STEPS, "one log line per step");
+    assert_eq!(logged.len(), total_steps, "one log line per step");
     for (s, (ours, theirs)) in logged.iter().zip(theirs).enumerate() {
-        let theirs = theirs["perplexity"].as_f64().unwrap();
+        let (ppl, theirs_ppl) = (
+            ours["perplexity"].as_f64().unwrap(),
+            theirs["perplexity"].as_f64().unwrap(),
+        );
         assert!(
-            (ours - theirs).abs() <= 1e-5 * theirs,
-            "tied {tie_weights}, keep {keep}, step {s}: perplexity so far {ours} (program) vs {theirs} (NumPy)"
+            (ppl - theirs_ppl).abs() <= 1e-5 * theirs_ppl,
+            "tied {tie_weights}, keep {keep}, step {s}: perplexity so far {ppl} (program) vs {theirs_ppl} (NumPy)"
+        );
+        assert_eq!(
+            ours["learning_rate"].as_f64().unwrap(),
+            theirs["learning_rate"].as_f64().unwrap(),
+            "tied {tie_weights}, keep {keep}, step {s}: learning rate"
         );
     }
 
@@ -273,7 +292,7 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
         let rel = (num / den).sqrt();
         assert!(
             got.len() == want.len() && rel <= 1e-5,
-            "tied {tie_weights}, keep {keep}: {name} after {STEPS} steps: relative L2 error {rel:e} between the program and NumPy"
+            "tied {tie_weights}, keep {keep}: {name} after {total_steps} steps: relative L2 error {rel:e} between the program and NumPy"
         );
     }
 

@@ -3,23 +3,24 @@
 (README, "Checkpoints"), in f64.
 
 From the weights of INIT, it trains STEPS steps on TEXT as a fresh `lstm-gpu train` run
-does: the words of TEXT (every newline the token `<eos>`, as TensorFlow's reader reads
-PTB) mapped to ids by the vocabulary of the program's checkpoint FINAL (a word outside it is
-`<unk>`), laid out as TensorFlow's `ptb_producer` lays them (the id stream cut into
-`batch_size` rows; step i reads columns [i * num_steps, (i + 1) * num_steps) and predicts
-the next column), state carried from step to step starting at zero; dropout where the
-tutorial applies it (the embedding output and every layer's output, the recurrent
-connections untouched: `tf.nn.dropout` and `DropoutWrapper(output_keep_prob)`), inverted
-(kept values times 1 / keep_prob), the same mask on the gradient, with the program's
-documented mask generator (README, "What it computes") so that both drop the same
-elements; the loss of a step the
-cross-entropy summed over its time steps and averaged over the batch; gradients by
-backpropagation through the step's time steps; the global norm of every gradient clipped
-to `max_grad_norm`; plain SGD at `learning_rate`. The hyperparameters are FINAL's config.
+does. The words of TEXT (every newline the token `<eos>`, as TensorFlow's reader reads PTB)
+are mapped to ids by the vocabulary of the program's checkpoint FINAL (a word outside it is
+`<unk>`) and laid out as TensorFlow's `ptb_producer` lays them: the id stream cut into
+`batch_size` rows; step i of an epoch reads columns [i * num_steps, (i + 1) * num_steps)
+and predicts the next column; each epoch starts at the text's start from a zero state, and
+the state is carried from step to step. Dropout where the tutorial applies it (the
+embedding output and every layer's output, the recurrent connections untouched:
+`tf.nn.dropout` and `DropoutWrapper(output_keep_prob)`), inverted (kept values times
+1 / keep_prob), the same mask on the gradient, drawn with the program's documented mask
+generator (README, "What it computes") so that both drop the same elements. The loss of a
+step is the cross-entropy summed over its time steps and averaged over the batch; gradients
+by backpropagation through the step's time steps; the global norm of every gradient
+clipped to `max_grad_norm`; plain SGD at `learning_rate`, decayed by `decay` each epoch from
+epoch `max_epoch_decay_lr` on (counted from 0). The hyperparameters are FINAL's config.
 
-Writes the weights after the last step to OUT (safetensors, F64) and prints JSON: per step the
-loss, the global gradient norm and the perplexity so far (exp of the losses' sum over the
-time steps run), as the program's log reports it.
+Writes the weights after the last step to OUT (safetensors, F64) and prints JSON: per step
+the loss, the global gradient norm, the epoch, the rate and the epoch's perplexity so far
+(exp of its losses' sum over the time steps run), as the program's log reports it.
 
 Usage: python3 train_steps.py INIT FINAL TEXT STEPS OUT
 """
@@ -132,16 +133,24 @@ def main():
     sites = len(cfg["hidden"]) + 1
     batch, num_steps = cfg["batch_size"], cfg["num_steps"]
     data = producer(read_ids(text, vocab), batch)
-    assert (data.shape[1] - 1) // num_steps >= steps, "the text has fewer steps than asked for"
+    epoch_size = (data.shape[1] - 1) // num_steps
+    assert epoch_size >= 1, "the text is too short for one step"
 
     p = {k: v.astype(np.float64) for k, v in load_file(init).items()}
     hidden, tied = cfg["hidden"], cfg["tie_weights"]
     inputs = [cfg["embedding_size"]] + hidden[:-1]
-    state = ([np.zeros((batch, h)) for h in hidden], [np.zeros((batch, h)) for h in hidden])
-    report, loss_sum = [], 0.0
+    report = []
     for s in range(steps):
-        x = data[:, s * num_steps:(s + 1) * num_steps]
-        y = data[:, s * num_steps + 1:(s + 1) * num_steps + 1]
+        # Epoch `epoch`, its step `at`: each epoch starts from a zero state at the text's start, at
+        # the rate of the tutorial's schedule (decayed from epoch max_epoch_decay_lr on,
+        # counted from 0, as lstm-gpu's config names TensorFlow's max_epoch - 1).
+        epoch, at = divmod(s, epoch_size)
+        if at == 0:
+            state = ([np.zeros((batch, h)) for h in hidden], [np.zeros((batch, h)) for h in hidden])
+            loss_sum = 0.0
+        lr = cfg["learning_rate"] * cfg["decay"] ** max(epoch - cfg["max_epoch_decay_lr"], 0)
+        x = data[:, at * num_steps:(at + 1) * num_steps]
+        y = data[:, at * num_steps + 1:(at + 1) * num_steps + 1]
         # Dropout at site 0 (the embedding output) and l + 1 (layer l's output); the
         # step's streams are numbered global step * sites + site.
         drop = [None] * sites
@@ -195,12 +204,14 @@ def main():
         norm = float(np.sqrt(sum((v * v).sum() for v in g.values())))
         scale = min(1.0, cfg["max_grad_norm"] / norm)
         for k in p:
-            p[k] -= cfg["learning_rate"] * scale * g[k]
+            p[k] -= lr * scale * g[k]
         loss_sum += loss
         report.append({
             "loss": loss,
             "grad_norm": norm,
-            "perplexity": float(np.exp(loss_sum / ((s + 1) * num_steps))),
+            "epoch": epoch + 1,
+            "learning_rate": lr,
+            "perplexity": float(np.exp(loss_sum / ((at + 1) * num_steps))),
         })
     save_file(p, out)
     print(json.dumps({"steps": report}))
