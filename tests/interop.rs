@@ -118,8 +118,8 @@ fn numpy_matches(tie_weights: bool) {
 /// f64; only the dropout masks' generator is the program's, as documented): from the same
 /// initial weights, `lstm-gpu train` on the tiny corpus gives NumPy's perplexity and rate
 /// at every step into the second epoch (its rate halved, its state from zero) and its
-/// weights after the last, some steps clipped and some not, with
-/// separate and with tied softmax weights, with and without dropout. The trained model's
+/// weights after the last, some steps clipped and some not, with separate and with tied
+/// softmax weights, with and without dropout. The trained model's
 /// perplexity on the test split (`lstm-gpu eval`, batch 1 as the tutorial scores it) and on
 /// the valid split (2 rows of 3 steps) is NumPy's too (`tests/python/perplexity.py`: no
 /// dropout in evaluation, the state carried through the split).
