@@ -13,7 +13,8 @@
 #            CALL_SECONDS, default 560, end): what a session's first call runs
 #   medium   issue 26: the medium preset trained on PTB with checkpoints on the device's
 #            disk (a second call resumes from the last one), metrics and plot to $OUT
-#            (PRESET_SECONDS, default 540, of training a call)
+#            (PRESET_SECONDS, default 540, of training a call); a run that finished is
+#            scored again in PyTorch from its checkpoint (python/lstm_gpu_torch.py)
 #   large    the same for the large preset (as far as the calls allow: 55 epochs take more);
 #            ADAPTER (default discrete) picks another adapter, for trying the script elsewhere
 set -uo pipefail
@@ -78,6 +79,13 @@ case "$what" in
       "${resume[@]}" "$@" 2>&1 | tail -n 60 | tee -a "$OUT/$what.log"
     cp "$run/metrics.jsonl" "$OUT/$what-metrics.jsonl" 2>/dev/null
     .devrun/lstm-gpu plot "$run" --out "$OUT/$what-curve.png" 2>&1 | tail -n 1
+    # A finished run's test perplexity a second time, in PyTorch (cuDNN) from the same
+    # checkpoint (python/lstm_gpu_torch.py; the device's python3 has PyTorch).
+    if grep -q '"kind": *"test"' "$run/metrics.jsonl" 2>/dev/null; then
+      echo "== PyTorch, the same checkpoint: test perplexity at batch 1" | tee -a "$OUT/$what.log"
+      timeout 120 python3 python/lstm_gpu_torch.py perplexity "$run/last.safetensors" \
+        .devrun/ptb/ptb.test.txt --device cuda 2>&1 | tail -n 3 | tee -a "$OUT/$what.log"
+    fi
     ;;
   *) echo "device-run.sh: first, checks, bench, medium or large" >&2; exit 2 ;;
 esac
