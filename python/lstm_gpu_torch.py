@@ -10,6 +10,20 @@ browser page) or as initial weights (`lstm-gpu train --init`).
     logits, state = model(torch.tensor([ids]))           # [1, 3, vocab], per layer (h, c)
     lg.save(model, vocab, config, "tuned.safetensors")    # back to lstm-gpu
 
+Training it on in PyTorch as lstm-gpu trains (one epoch at a constant rate, no dropout
+masks in common; `tests/interop.rs` checks that the weights come out as lstm-gpu's):
+
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=config["learning_rate"])
+    state = None
+    for x, y in lg.batches(train_ids, config["batch_size"], config["num_steps"]):
+        logits, state = model(torch.from_numpy(x), state)
+        state = [(h.detach(), c.detach()) for h, c in state]
+        opt.zero_grad()
+        lg.loss(logits, torch.from_numpy(y)).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config["max_grad_norm"])
+        opt.step()
+
 From the command line (the same figures as `lstm-gpu eval` and `lstm-gpu predict`):
 
     python3 python/lstm_gpu_torch.py perplexity CHECKPOINT TEXT [--batch-size 1] [--num-steps N]
@@ -189,6 +203,11 @@ if torch is not None:
             self.lstm = nn.ModuleList(
                 nn.LSTM(i, h, batch_first=True) for i, h in zip(widths, widths[1:])
             )
+            # lstm-gpu's cell has one bias. PyTorch's second would learn the same gradient
+            # as the first (moving their sum twice as fast, counted twice in a clipped
+            # norm), so it holds the forget bias, constant: the model trains as lstm-gpu's.
+            for layer in self.lstm:
+                layer.bias_hh_l0.requires_grad_(False)
             self.dropout = nn.Dropout(1.0 - config["keep_prob"])
             self.softmax = nn.Linear(widths[-1], config["vocab_size"])
             if config.get("tie_weights"):
@@ -231,6 +250,16 @@ if torch is not None:
         """Write a LanguageModel's weights, without metadata, for `lstm-gpu train --init`."""
         save_file(from_torch(model.state_dict(), config), path)
 
+    def loss(logits, targets):
+        """lstm-gpu's (and the TensorFlow tutorial's) training loss: the cross-entropy summed
+        over the time steps and averaged over the batch (`logits` [batch, steps, vocab],
+        `targets` [batch, steps]). Its gradient is `steps` times that of PyTorch's default
+        mean, which the learning rates of lstm-gpu's presets expect."""
+        flat = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+        )
+        return flat / logits.shape[0]
+
     @torch.no_grad()
     def perplexity(model, ids, batch_size=1, num_steps=None):
         """Perplexity of `ids` as lstm-gpu and the TensorFlow tutorial score a split: the ids
@@ -267,6 +296,19 @@ if torch is not None:
         device = model.embedding.weight.device
         logits, _ = model(torch.tensor([ids], device=device))
         return torch.softmax(logits[0, -1].double(), dim=0)
+
+
+def batches(ids, batch_size, num_steps):
+    """An epoch's batches as lstm-gpu and TensorFlow's `ptb_producer` lay them out: the ids
+    cut into `batch_size` rows, batch i the columns [i * num_steps, (i + 1) * num_steps) and
+    its targets one column on. Yields (x, y), int64 arrays [batch_size, num_steps]; the state
+    carries from one batch to the next."""
+    ids = np.asarray(ids, dtype=np.int64)
+    columns = len(ids) // batch_size
+    data = ids[: batch_size * columns].reshape(batch_size, columns)
+    for i in range((columns - 1) // num_steps):
+        at = i * num_steps
+        yield data[:, at:at + num_steps], data[:, at + 1:at + num_steps + 1]
 
 
 def tokens(text, kind="words"):

@@ -514,6 +514,144 @@ fn pytorch_scores_and_predicts_as_the_program_does() {
     }
 }
 
+/// Training in PyTorch as `python/lstm_gpu_torch.py` documents it (its module with the
+/// second LSTM bias frozen, `batches`, `loss`, `clip_grad_norm_`, `optim.SGD`;
+/// `tests/python/torch_train.py`) is the program's training: from the same initial weights,
+/// 8 steps on the tiny corpus without dropout, some clipped and some not, give the same
+/// perplexity after every step and the same weights, with separate and tied softmax
+/// weights. Ignored with the test above (it needs PyTorch).
+#[test]
+#[ignore = "needs PyTorch: LSTM_GPU_PYTHON=python-with-torch cargo test --release --test interop -- --ignored"]
+fn pytorch_trains_as_the_program_does() {
+    const STEPS: usize = 8;
+    for tie_weights in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiny"));
+        let corpus = lstm_gpu::data::Corpus::load(&tiny, 60).unwrap();
+        let embedding = if tie_weights { 6 } else { 8 };
+        let config = Config {
+            vocab_size: corpus.vocab.len(),
+            embedding_size: embedding,
+            tie_weights,
+            hidden: vec![8, 6],
+            batch_size: 2,
+            num_steps: 5,
+            init_scale: 0.5,
+            forget_bias: 0.5,
+            max_grad_norm: 2.0,
+            ..Config::default()
+        };
+        let init = dir.path().join("init.safetensors");
+        Checkpoint {
+            params: Params::<f32>::init(&config, 5),
+            config,
+            vocab: corpus.vocab.words().to_vec(),
+            state: None,
+            position: Position::default(),
+        }
+        .save(&init)
+        .unwrap();
+        let run = dir.path().join("run");
+        let mut train = lstm_gpu();
+        train
+            .args([
+                "train",
+                "--vocab-size",
+                "60",
+                "--hidden",
+                "8,6",
+                "--batch-size",
+                "2",
+            ])
+            .args([
+                "--num-steps",
+                "5",
+                "--forget-bias",
+                "0.5",
+                "--max-grad-norm",
+                "2",
+            ])
+            .args(["--embedding-size", &embedding.to_string()])
+            .args(["--max-steps", &STEPS.to_string(), "--log-every", "1"])
+            .args(["--no-eval-at-stop", "--no-progress", "--data"])
+            .arg(&tiny)
+            .arg("--init")
+            .arg(&init)
+            .arg("--run-dir")
+            .arg(&run);
+        if tie_weights {
+            train.arg("--tie-weights");
+        }
+        succeed(&mut train);
+
+        let torch_out = dir.path().join("torch.safetensors");
+        let theirs = numpy(
+            "torch_train.py",
+            &[
+                init.clone().into(),
+                run.join("last.safetensors").into(),
+                tiny.join("ptb.train.txt").into(),
+                STEPS.to_string().into(),
+                torch_out.clone().into(),
+            ],
+        );
+        let logged: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|m| m["kind"] == "train")
+            .map(|m| m["perplexity"].as_f64().unwrap())
+            .collect();
+        let steps = theirs["steps"].as_array().unwrap();
+        let norms: Vec<f64> = steps
+            .iter()
+            .map(|s| s["grad_norm"].as_f64().unwrap())
+            .collect();
+        assert!(
+            norms.iter().any(|&n| n > 2.0) && norms.iter().any(|&n| n < 2.0),
+            "tied {tie_weights}: the gradient norms {norms:?} should lie on both sides of the clip"
+        );
+        let theirs: Vec<f64> = steps
+            .iter()
+            .map(|s| s["perplexity"].as_f64().unwrap())
+            .collect();
+        assert_eq!(logged.len(), STEPS);
+        for (s, (ours, theirs)) in logged.iter().zip(&theirs).enumerate() {
+            assert!(
+                (ours - theirs).abs() <= 1e-5 * theirs,
+                "tied {tie_weights}, step {s}: perplexity so far {ours} (program) vs {theirs} (PyTorch)"
+            );
+        }
+        let ours = std::fs::read(run.join("last.safetensors")).unwrap();
+        let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
+        let theirs = std::fs::read(&torch_out).unwrap();
+        let theirs = safetensors::SafeTensors::deserialize(&theirs).unwrap();
+        let mut names = theirs.names();
+        names.sort();
+        assert_eq!(names.len(), if tie_weights { 6 } else { 7 }, "{names:?}");
+        for name in names {
+            let got: Vec<f32> = bytemuck::pod_collect_to_vec(ours.tensor(name).unwrap().data());
+            let want: Vec<f32> = bytemuck::pod_collect_to_vec(theirs.tensor(name).unwrap().data());
+            let rel = rel_l2(&got, &want);
+            assert!(
+                got.len() == want.len() && rel <= 1e-5,
+                "tied {tie_weights}: {name} after {STEPS} steps: relative L2 error {rel:e} between the program and PyTorch"
+            );
+        }
+    }
+}
+
+/// ‖got - want‖ / ‖want‖ in f64.
+fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
 /// The program, with lavapipe's warning silenced and no tuning.
 fn lstm_gpu() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"));
