@@ -361,3 +361,96 @@ fn a_matmul_of_the_other_precision_is_refused_in_one_line() {
         assert!(!err.contains("tuning on"), "{err}");
     }
 }
+
+/// A kernel the adapter's driver refuses to build is left out with one warning, never
+/// fatal (`LSTM_GPU_REFUSE` refuses it through wgpu's own error path, as a driver's
+/// compiler would): tuning times and chooses among the others, in f32 and in mixed
+/// precision (the f16 panel, compiled on first use); `bench kernels` times the rest; and
+/// asking for a refused kernel is one usage error that lists what there is.
+#[test]
+fn a_kernel_the_driver_refuses_is_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let refused = ["panel", "block-64x64", "strip-quad"];
+    let timed = |json: &serde_json::Value| -> Vec<String> {
+        let mut names: Vec<String> = json["matmul_ms"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|times| times.as_object().unwrap().keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let o = bin(&cache)
+        .env("LSTM_GPU_REFUSE", refused.join(","))
+        .args(["tune", "--json"])
+        .args(MODEL)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    for name in refused {
+        let warned = format!("kernel {name} left out");
+        assert_eq!(err.matches(&warned).count(), 1, "{warned:?} once in: {err}");
+    }
+    // A split variant runs its unsplit twin on short products: it goes with it.
+    let split = ["panel-split", "block-64x64-split", "strip-quad-split"];
+    for name in split {
+        let warned = format!("kernel {name} left out: it runs");
+        assert_eq!(err.matches(&warned).count(), 1, "{warned:?} once in: {err}");
+    }
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names = timed(&json);
+    for name in refused.iter().chain(&split) {
+        assert!(!names.iter().any(|n| n == name), "{name} timed: {names:?}");
+    }
+    // The other kernels of the same modules still run.
+    for name in ["block-128x64", "strip"] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} not timed: {names:?}"
+        );
+    }
+
+    let o = bin(&cache)
+        .env("LSTM_GPU_REFUSE", "f16-panel")
+        .args(["tune", "--json", "--precision", "mixed"])
+        .args(MODEL)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("kernel f16-panel left out"), "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(timed(&json), ["f16-scalar"], "{json}");
+
+    let o = bin(&cache)
+        .env("LSTM_GPU_REFUSE", "block-64x64")
+        .args(["bench", "kernels", "--runs", "1", "--shape", "20x16x24"])
+        .output()
+        .unwrap();
+    let out = ok(&o);
+    let timed_rows: Vec<&str> = out.lines().filter(|l| l.starts_with("matmul ")).collect();
+    assert!(
+        !timed_rows.iter().any(|l| l.contains("block-64x64")),
+        "{out}"
+    );
+    assert!(out.contains("block-128x64 NN"), "{out}");
+
+    let o = bin(&cache)
+        .env("LSTM_GPU_REFUSE", "block-64x64")
+        .args(["bench", "kernels", "--runs", "1", "--shape", "20x16x24"])
+        .args(["--variant", "block-64x64"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("block-64x64") && errors[0].contains("block-128x64"),
+        "{err}"
+    );
+}

@@ -626,6 +626,17 @@ fn features_withheld() -> Result<wgpu::Features> {
     Ok(f)
 }
 
+/// The test hook `LSTM_GPU_REFUSE` (comma-separated kernel names as `--matmul` and
+/// `--half-matmul` spell them: `block-128x128`, `panel`, `strip-quad-split`, `f16-coop`,
+/// ...): those optional kernels' pipelines are made with an override constant their shader
+/// does not declare, so that wgpu refuses them as a driver refuses a kernel it cannot
+/// build, and what the program does then runs on any machine.
+pub const REFUSE_ENV: &str = "LSTM_GPU_REFUSE";
+
+fn refused(what: &str) -> bool {
+    std::env::var(REFUSE_ENV).is_ok_and(|v| v.split(',').any(|s| s.trim() == what))
+}
+
 /// What runs differently without the optional features `features` lacks, one line or none.
 fn fallback_note(features: wgpu::Features) -> Option<String> {
     let mut missing = Vec::new();
@@ -944,10 +955,57 @@ impl Gpu {
             }
         };
         if let Some(e) = scope.pop() {
-            bail!("shader {label} does not compile on {}: {e}", self.info.name);
+            bail!(
+                "shader {label} does not compile on {}: {}",
+                self.info.name,
+                one_line_chain(&e)
+            );
         }
         self.bindings.add_module(&module, source);
         Ok(module)
+    }
+
+    /// A kernel the program can do without (an optional variant, named `what` as the
+    /// flags name it): its pipeline, or `None` where the adapter refuses to build it (a
+    /// driver's compiler that cannot take one kernel must not keep the others from
+    /// running), with one warning that gives the reason. [`REFUSE_ENV`] refuses it on
+    /// purpose, through wgpu's own error path.
+    pub fn optional_pipeline(
+        &self,
+        what: &str,
+        label: &str,
+        module: &wgpu::ShaderModule,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Option<wgpu::ComputePipeline> {
+        let mut constants = constants.to_vec();
+        if refused(what) {
+            // An override the shader does not declare: wgpu refuses the pipeline.
+            constants.push(("lstm_gpu_refused", 0.0));
+        }
+        let built = self.pipeline_with_constants(label, module, entry, &constants);
+        self.optional(what, built)
+    }
+
+    /// `built`, or `None` with a warning that kernel `what` is left out (see
+    /// [`Gpu::optional_pipeline`]).
+    pub fn optional<T>(&self, what: &str, built: Result<T>) -> Option<T> {
+        match built {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Once per kernel and adapter: a process builds its kernels more than once
+                // (tuning builds every recurrence's).
+                static WARNED: std::sync::Mutex<Vec<(String, String)>> =
+                    std::sync::Mutex::new(Vec::new());
+                let key = (self.info.name.clone(), what.to_string());
+                let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+                if !warned.contains(&key) {
+                    warned.push(key);
+                    log::warn!("kernel {what} left out: {}", crate::error::one_line(&e));
+                }
+                None
+            }
+        }
     }
 
     /// A compute pipeline with a layout derived from the shader.
@@ -984,8 +1042,9 @@ impl Gpu {
             });
         if let Some(e) = scope.pop() {
             bail!(
-                "pipeline {label} cannot be created on {}: {e}",
-                self.info.name
+                "pipeline {label} cannot be created on {}: {}",
+                self.info.name,
+                one_line_chain(&e)
             );
         }
         self.bindings.add_pipeline(&p, module, entry);

@@ -34,11 +34,15 @@ impl CoopMatmul {
             gpu.info.subgroup_min_size,
             wgpu::CooperativeScalarType::F16,
         );
-        let module = gpu.shader(&label, &source)?;
-        Ok(Some(CoopMatmul {
-            pipeline: gpu.pipeline(&label, &module, "matmul_coop")?,
-            tile,
-        }))
+        // The matrix units are optional: where the driver refuses the kernel, mixed
+        // precision runs on the scalar f16 kernels (with a warning that says why).
+        let what = super::matmul_f16::HalfVariant::Coop.name();
+        let Some(module) = gpu.optional(what, gpu.shader(&label, &source)) else {
+            return Ok(None);
+        };
+        Ok(gpu
+            .optional_pipeline(what, &label, &module, "matmul_coop", &[])
+            .map(|pipeline| CoopMatmul { pipeline, tile }))
     }
 
     /// The tile size it was built for.

@@ -124,8 +124,9 @@ pub struct HalfKernels {
     cast: wgpu::ComputePipeline,
     cast_scaled: wgpu::ComputePipeline,
     matmul: wgpu::ComputePipeline,
-    /// `matmul_panel_f16`, compiled on first use (f32 runs never need it).
-    panel: OnceLock<wgpu::ComputePipeline>,
+    /// `matmul_panel_f16`, compiled on first use (f32 runs never need it); `None` where
+    /// the adapter refused to build it.
+    panel: OnceLock<Option<wgpu::ComputePipeline>>,
     /// The scalar and panel kernels serving several products a launch, compiled on first
     /// use ([`HalfKernels::product_group_deferring_sum`]).
     grouped: [OnceLock<wgpu::ComputePipeline>; 2],
@@ -165,6 +166,11 @@ impl HalfKernels {
         if let Some(t) = &gpu.tuning {
             hk.tuned = t.half.clone();
             hk.tuned_source = t.source;
+            // A tuned kernel that is compiled on first use is built now, so that one the
+            // driver refuses (the cache may be older than the driver) leaves the choices.
+            if hk.tuned.values().any(|&v| v == HalfVariant::Panel) {
+                let _ = hk.panel_pipeline(gpu);
+            }
             let available = hk.variants_available();
             hk.tuned.retain(|_, v| available.contains(v));
         }
@@ -176,7 +182,11 @@ impl HalfKernels {
 
     /// The kernels this adapter has.
     pub fn variants_available(&self) -> Vec<HalfVariant> {
-        let mut v = vec![HalfVariant::Scalar, HalfVariant::Panel];
+        let mut v = vec![HalfVariant::Scalar];
+        // Unless an earlier use found that the driver refuses it.
+        if !matches!(self.panel.get(), Some(None)) {
+            v.push(HalfVariant::Panel);
+        }
         v.extend(self.coop.as_ref().map(|_| HalfVariant::Coop));
         v
     }
@@ -400,18 +410,28 @@ impl HalfKernels {
             .map(Some)
     }
 
-    /// `matmul_panel_f16` (compiled on first use).
+    /// `matmul_panel_f16` (compiled on first use; an adapter may refuse it, as any
+    /// optional kernel: [`Gpu::optional_pipeline`]).
     fn panel_pipeline(&self, gpu: &Gpu) -> Result<&wgpu::ComputePipeline> {
-        if let Some(p) = self.panel.get() {
-            return Ok(p);
-        }
-        let module = gpu.shader("matmul_panel_f16", super::shaders::MATMUL_PANEL_F16)?;
-        let pipeline = gpu.pipeline("matmul_panel_f16", &module, "matmul_panel")?;
         // Two threads may race to compile it; either result serves.
-        let _ = self.panel.set(pipeline);
-        self.panel
-            .get()
-            .ok_or_else(|| anyhow::anyhow!("matmul_panel_f16: the pipeline was not kept"))
+        let built = self.panel.get_or_init(|| {
+            let module = gpu.shader("matmul_panel_f16", super::shaders::MATMUL_PANEL_F16);
+            let module = gpu.optional(HalfVariant::Panel.name(), module)?;
+            gpu.optional_pipeline(
+                HalfVariant::Panel.name(),
+                "matmul_panel_f16",
+                &module,
+                "matmul_panel",
+                &[],
+            )
+        });
+        built.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the f16 matmul {} is not available on {}: the driver refused to build it",
+                HalfVariant::Panel.name(),
+                gpu.info.name
+            )
+        })
     }
 
     /// The grouped form of `variant` (compiled on first use); `None` where it has none.

@@ -605,7 +605,11 @@ fn f32_candidates(gpu: &Gpu, matmul: &Matmul, s: MatmulShape) -> Result<Vec<(Str
             None,
             View::all(&c),
             false,
-        )?;
+        );
+        // A kernel compiled on first use that the driver refuses is not a candidate.
+        let Some(d) = gpu.optional(v.name(), d) else {
+            continue;
+        };
         if d.label == v.entry_point(s) {
             out.push((v.name().to_string(), d));
         }
@@ -639,7 +643,10 @@ fn half_candidates(
             View::all(&c),
             false,
             Some(family),
-        )?;
+        );
+        let Some(d) = gpu.optional(v.name(), d) else {
+            continue;
+        };
         out.push((v.name().to_string(), d));
     }
     Ok(out)

@@ -93,6 +93,9 @@ pub fn bench_matmul(
 ) -> Result<Vec<BenchRow>> {
     let matmul = Matmul::new(gpu)?;
     let chosen = variants.map_or_else(|| matmul.variants_available(), |v| v.to_vec());
+    for &v in &chosen {
+        matmul.check_available(gpu, v)?;
+    }
     let timer = Timer::new(gpu, runs.max(1));
     let mut rows = Vec::new();
     for &s in shapes {

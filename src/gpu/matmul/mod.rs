@@ -261,17 +261,27 @@ impl Matmul {
     /// The choice is a fixed rule rather than a start-up timing: it is reproducible, costs
     /// nothing at start-up (timing on lavapipe would take seconds), and `with_variant` or
     /// `lstm-gpu bench kernels` cover the cases where measuring matters.
+    ///
+    /// Where the driver refused to build the rule's choice (an optional variant, left out
+    /// with a warning), the rule's choice without it runs instead.
     pub fn new(gpu: &Gpu) -> Result<Matmul> {
         if let Some(v) = gpu.matmul {
             return Matmul::with_variant(gpu, v);
         }
-        let variant = default_variant(
-            gpu.info.device_type,
-            subgroup_capable(gpu),
-            quad_capable(gpu),
-            cfg!(target_arch = "wasm32"),
-        );
-        let mut m = Matmul::with_variant(gpu, variant)?;
+        let rule = |quads| {
+            default_variant(
+                gpu.info.device_type,
+                subgroup_capable(gpu),
+                quads,
+                cfg!(target_arch = "wasm32"),
+            )
+        };
+        let mut m = Matmul::compile(gpu)?;
+        let available = m.variants_available();
+        m.default = [rule(quad_capable(gpu)), rule(false)]
+            .into_iter()
+            .find(|v| available.contains(v))
+            .expect("the variants without quads are never optional");
         m.skinny_for_few_rows = true;
         if let Some(t) = &gpu.tuning {
             let available = m.variants_available();
@@ -285,8 +295,47 @@ impl Matmul {
     /// Compile every variant the adapter supports, with `default` as the variant that
     /// [`Matmul::prepare`] runs for every product.
     pub fn with_variant(gpu: &Gpu, default: MatmulVariant) -> Result<Matmul> {
+        let mut m = Matmul::compile(gpu)?;
+        m.check_available(gpu, default)?;
+        m.default = default;
+        Ok(m)
+    }
+
+    /// A usage error that lists the variants there are, where `variant` is not one of them.
+    pub fn check_available(&self, gpu: &Gpu, variant: MatmulVariant) -> Result<()> {
+        let available = self.variants_available();
+        if available.contains(&variant) {
+            return Ok(());
+        }
+        Err(crate::error::usage(format!(
+            "matmul variant {variant} is not available on adapter {} (subgroup-broadcast needs subgroups of at least {MIN_SUBGROUP_SIZE} invocations, strip-quad subgroups; a variant the driver refused was named in a warning above); choose one of: {}",
+            gpu.info.name,
+            available
+                .iter()
+                .map(|v| v.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    /// Compile every variant the adapter supports (the portable ones, which every adapter
+    /// must build, and those it may refuse: the block, panel, quad and cooperative-matrix
+    /// kernels, each left out with a warning where the driver refuses it), with the
+    /// portable Strip as the default.
+    fn compile(gpu: &Gpu) -> Result<Matmul> {
         let portable_module = gpu.shader("matmul", SHADER)?;
         let mut portable = Vec::new();
+        // A variant the adapter may refuse to build: kept where it builds.
+        let optional = |portable: &mut Vec<(MatmulVariant, wgpu::ComputePipeline)>,
+                        v: MatmulVariant,
+                        module: &wgpu::ShaderModule,
+                        constants: &[(&str, f64)]| {
+            let s = shape(1, 1, 1, false, false);
+            let (label, function) = (v.entry_point(s), v.function(s));
+            if let Some(p) = gpu.optional_pipeline(v.name(), label, module, function, constants) {
+                portable.push((v, p));
+            }
+        };
         for v in [
             MatmulVariant::Tiled,
             MatmulVariant::TiledK8,
@@ -308,24 +357,14 @@ impl Matmul {
         if !blocks.is_empty() {
             let module = gpu.shader("matmul_block", super::shaders::MATMUL_BLOCK)?;
             for v in blocks {
-                let s = shape(1, 1, 1, false, false);
                 let constants = block_constants(v).unwrap_or(&[]);
-                portable.push((
-                    v,
-                    gpu.pipeline_with_constants(
-                        v.entry_point(s),
-                        &module,
-                        v.function(s),
-                        constants,
-                    )?,
-                ));
+                optional(&mut portable, v, &module, constants);
             }
         }
         // No barriers and no workgroup memory: quick to compile on every backend.
         let module = gpu.shader("matmul_panel", super::shaders::MATMUL_PANEL)?;
         for v in [MatmulVariant::Panel, MatmulVariant::PanelSplit] {
-            let s = shape(1, 1, 1, false, false);
-            portable.push((v, gpu.pipeline(v.entry_point(s), &module, v.function(s))?));
+            optional(&mut portable, v, &module, &[]);
         }
         if super::coop::has_f32_tile(gpu) {
             let v = MatmulVariant::CoopF32;
@@ -336,22 +375,31 @@ impl Matmul {
                 gpu.info.subgroup_min_size,
                 wgpu::CooperativeScalarType::F32,
             );
-            let module = gpu.shader(v.entry_point(s), &source)?;
-            portable.push((v, gpu.pipeline(v.entry_point(s), &module, v.function(s))?));
+            if let Some(module) = gpu.optional(v.name(), gpu.shader(v.entry_point(s), &source)) {
+                optional(&mut portable, v, &module, &[]);
+            }
         }
         if quad_capable(gpu) {
             let module = gpu.shader("matmul_quad", &super::shaders::matmul_quad())?;
             for v in [MatmulVariant::StripQuad, MatmulVariant::StripQuadSplit] {
-                let s = shape(1, 1, 1, false, false);
-                portable.push((v, gpu.pipeline(v.entry_point(s), &module, v.function(s))?));
+                optional(&mut portable, v, &module, &[]);
             }
         }
+        // A split variant runs its unsplit twin on products too short to split: it stays
+        // only where the twin was built too.
+        let built: Vec<MatmulVariant> = portable.iter().map(|(v, _)| *v).collect();
+        portable.retain(|(v, _)| {
+            let twin = v.unsplit();
+            let needs =
+                anyhow::anyhow!("it runs {twin} on short products, and {twin} was left out");
+            built.contains(&twin) || gpu.optional(v.name(), Err::<(), _>(needs)).is_some()
+        });
         let split_sum = gpu.pipeline("matmul_split_sum", &portable_module, "matmul_split_sum")?;
         let subgroup = subgroup_capable(gpu).then(|| std::array::from_fn(|_| OnceLock::new()));
-        let m = Matmul {
+        Ok(Matmul {
             portable,
             subgroup,
-            default,
+            default: MatmulVariant::Strip,
             skinny_for_few_rows: false,
             slow_compile_said: std::sync::Once::new(),
             tuned: Default::default(),
@@ -360,19 +408,7 @@ impl Matmul {
             split_sum,
             grouped: Default::default(),
             scratch: Default::default(),
-        };
-        if !m.variants_available().contains(&default) {
-            return Err(crate::error::usage(format!(
-                "matmul variant {default} is not available on adapter {} (subgroup-broadcast needs subgroups of at least {MIN_SUBGROUP_SIZE} invocations, strip-quad subgroups); choose one of: {}",
-                gpu.info.name,
-                m.variants_available()
-                    .iter()
-                    .map(|v| v.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        Ok(m)
+        })
     }
 
     /// The variant [`Matmul::prepare`] uses.
