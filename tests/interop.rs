@@ -193,35 +193,13 @@ fn numpy_training_steps_match_the_programs_training() {
 fn numpy_trains_alike(tie_weights: bool, keep: f32) {
     const CLIP: f32 = 2.0;
     let dir = tempfile::tempdir().unwrap();
-    let tiny = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiny"));
+    let tiny = tiny_corpus();
     let corpus = lstm_gpu::data::Corpus::load(&tiny, 60).unwrap();
     // Into the second epoch (2 rows of 5 steps), whose rate is halved.
     let epoch_steps = (corpus.train.len() / 2 - 1) / 5;
     let total_steps = epoch_steps + 4;
     let embedding = if tie_weights { 6 } else { 8 };
-    let config = Config {
-        vocab_size: corpus.vocab.len(),
-        embedding_size: embedding,
-        tie_weights,
-        hidden: vec![8, 6],
-        batch_size: 2,
-        num_steps: 5,
-        init_scale: 0.5,
-        forget_bias: 0.5,
-        keep_prob: keep,
-        max_grad_norm: CLIP,
-        ..Config::default()
-    };
-    let init = dir.path().join("init.safetensors");
-    Checkpoint {
-        params: Params::<f32>::init(&config, 3),
-        config,
-        vocab: corpus.vocab.words().to_vec(),
-        state: None,
-        position: Position::default(),
-    }
-    .save(&init)
-    .unwrap();
+    let init = tiny_init(dir.path(), &corpus, tie_weights, keep, CLIP, 3);
 
     let run = dir.path().join("run");
     let embedding = embedding.to_string();
@@ -325,28 +303,9 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
     }
 
     // Every weight after the last step.
-    let ours = std::fs::read(&ours).unwrap();
-    let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
-    let theirs = std::fs::read(&numpy_out).unwrap();
-    let theirs = safetensors::SafeTensors::deserialize(&theirs).unwrap();
-    let mut names = theirs.names();
-    names.sort();
-    assert_eq!(names.len(), if tie_weights { 6 } else { 7 }, "{names:?}");
-    for name in names {
-        let got: Vec<f32> = bytemuck::pod_collect_to_vec(ours.tensor(name).unwrap().data());
-        let want: Vec<f64> = bytemuck::pod_collect_to_vec(theirs.tensor(name).unwrap().data());
-        let num: f64 = got
-            .iter()
-            .zip(&want)
-            .map(|(&g, w)| (g as f64 - w).powi(2))
-            .sum();
-        let den: f64 = want.iter().map(|w| w * w).sum();
-        let rel = (num / den).sqrt();
-        assert!(
-            got.len() == want.len() && rel <= 1e-5,
-            "tied {tie_weights}, keep {keep}: {name} after {total_steps} steps: relative L2 error {rel:e} between the program and NumPy"
-        );
-    }
+    let context =
+        format!("tied {tie_weights}, keep {keep}, after {total_steps} steps, program vs NumPy");
+    assert_same_weights(&ours, &numpy_out, tie_weights, &context);
 
     let checkpoint = run.join("last.safetensors");
     for (split, shape) in [("test", None), ("valid", Some(("2", "3")))] {
@@ -423,7 +382,7 @@ fn python_reads_a_text_into_the_programs_tokens() {
 fn pytorch_scores_and_predicts_as_the_program_does() {
     for tie_weights in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let tiny = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiny"));
+        let tiny = tiny_corpus();
         let run = dir.path().join("run");
         let mut train = lstm_gpu();
         train
@@ -526,31 +485,10 @@ fn pytorch_trains_as_the_program_does() {
     const STEPS: usize = 8;
     for tie_weights in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let tiny = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiny"));
+        let tiny = tiny_corpus();
         let corpus = lstm_gpu::data::Corpus::load(&tiny, 60).unwrap();
         let embedding = if tie_weights { 6 } else { 8 };
-        let config = Config {
-            vocab_size: corpus.vocab.len(),
-            embedding_size: embedding,
-            tie_weights,
-            hidden: vec![8, 6],
-            batch_size: 2,
-            num_steps: 5,
-            init_scale: 0.5,
-            forget_bias: 0.5,
-            max_grad_norm: 2.0,
-            ..Config::default()
-        };
-        let init = dir.path().join("init.safetensors");
-        Checkpoint {
-            params: Params::<f32>::init(&config, 5),
-            config,
-            vocab: corpus.vocab.words().to_vec(),
-            state: None,
-            position: Position::default(),
-        }
-        .save(&init)
-        .unwrap();
+        let init = tiny_init(dir.path(), &corpus, tie_weights, 1.0, 2.0, 5);
         let run = dir.path().join("run");
         let mut train = lstm_gpu();
         train
@@ -622,34 +560,99 @@ fn pytorch_trains_as_the_program_does() {
                 "tied {tie_weights}, step {s}: perplexity so far {ours} (program) vs {theirs} (PyTorch)"
             );
         }
-        let ours = std::fs::read(run.join("last.safetensors")).unwrap();
-        let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
-        let theirs = std::fs::read(&torch_out).unwrap();
-        let theirs = safetensors::SafeTensors::deserialize(&theirs).unwrap();
-        let mut names = theirs.names();
-        names.sort();
-        assert_eq!(names.len(), if tie_weights { 6 } else { 7 }, "{names:?}");
-        for name in names {
-            let got: Vec<f32> = bytemuck::pod_collect_to_vec(ours.tensor(name).unwrap().data());
-            let want: Vec<f32> = bytemuck::pod_collect_to_vec(theirs.tensor(name).unwrap().data());
-            let rel = rel_l2(&got, &want);
-            assert!(
-                got.len() == want.len() && rel <= 1e-5,
-                "tied {tie_weights}: {name} after {STEPS} steps: relative L2 error {rel:e} between the program and PyTorch"
-            );
-        }
+        let context = format!("tied {tie_weights}, after {STEPS} steps, program vs PyTorch");
+        assert_same_weights(
+            &run.join("last.safetensors"),
+            &torch_out,
+            tie_weights,
+            &context,
+        );
     }
 }
 
-/// ‖got - want‖ / ‖want‖ in f64.
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    (num / den).sqrt()
+/// The program's weights in `ours` are those in `theirs` (F32 or F64), every tensor within
+/// 1e-5 relative L2.
+fn assert_same_weights(
+    ours: &std::path::Path,
+    theirs: &std::path::Path,
+    tie_weights: bool,
+    context: &str,
+) {
+    let ours = std::fs::read(ours).unwrap();
+    let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
+    let theirs = std::fs::read(theirs).unwrap();
+    let theirs = safetensors::SafeTensors::deserialize(&theirs).unwrap();
+    let mut names = theirs.names();
+    names.sort();
+    assert_eq!(
+        names.len(),
+        if tie_weights { 6 } else { 7 },
+        "{context}: {names:?}"
+    );
+    for name in names {
+        let got: Vec<f32> = bytemuck::pod_collect_to_vec(ours.tensor(name).unwrap().data());
+        let want = theirs.tensor(name).unwrap();
+        let want: Vec<f64> = match want.dtype() {
+            safetensors::Dtype::F64 => bytemuck::pod_collect_to_vec(want.data()),
+            _ => bytemuck::pod_collect_to_vec::<u8, f32>(want.data())
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+        };
+        let num: f64 = got
+            .iter()
+            .zip(&want)
+            .map(|(&g, w)| (g as f64 - w).powi(2))
+            .sum();
+        let den: f64 = want.iter().map(|w| w * w).sum();
+        let rel = (num / den).sqrt();
+        assert!(
+            got.len() == want.len() && rel <= 1e-5,
+            "{context}: {name}: relative L2 error {rel:e}"
+        );
+    }
+}
+
+/// The tiny model of the training comparisons on the tiny corpus (its 60 words, embedding 8
+/// or, tied, 6, layers of 8 and 6, 2 rows of 5 steps, forget bias 0.5), its initial
+/// weights drawn uniform in +-0.5 from `seed`, saved as `dir/init.safetensors`.
+fn tiny_init(
+    dir: &std::path::Path,
+    corpus: &lstm_gpu::data::Corpus,
+    tie_weights: bool,
+    keep: f32,
+    clip: f32,
+    seed: u64,
+) -> std::path::PathBuf {
+    let config = Config {
+        vocab_size: corpus.vocab.len(),
+        embedding_size: if tie_weights { 6 } else { 8 },
+        tie_weights,
+        hidden: vec![8, 6],
+        batch_size: 2,
+        num_steps: 5,
+        init_scale: 0.5,
+        forget_bias: 0.5,
+        keep_prob: keep,
+        max_grad_norm: clip,
+        ..Config::default()
+    };
+    let init = dir.join("init.safetensors");
+    Checkpoint {
+        params: Params::<f32>::init(&config, seed),
+        config,
+        vocab: corpus.vocab.words().to_vec(),
+        state: None,
+        position: Position::default(),
+    }
+    .save(&init)
+    .unwrap();
+    init
+}
+
+/// The tiny corpus of the tests (`data/tiny`).
+fn tiny_corpus() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiny"))
 }
 
 /// The program, with lavapipe's warning silenced and no tuning.

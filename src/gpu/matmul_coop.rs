@@ -23,8 +23,9 @@ pub struct CoopMatmul {
 }
 
 impl CoopMatmul {
-    /// Compile it where the adapter has a tile for it ([`coop_tile`]), else `None`.
-    pub fn new(gpu: &Gpu) -> Result<Option<CoopMatmul>> {
+    /// Compile it where the adapter has a tile for it ([`coop_tile`]) and its driver builds
+    /// it, else `None`; `what` names it in the warning where the driver refuses it.
+    pub fn new(gpu: &Gpu, what: &str) -> Result<Option<CoopMatmul>> {
         let Some(tile) = coop_tile(gpu) else {
             return Ok(None);
         };
@@ -36,7 +37,6 @@ impl CoopMatmul {
         );
         // The matrix units are optional: where the driver refuses the kernel, mixed
         // precision runs on the scalar f16 kernels (with a warning that says why).
-        let what = super::matmul_f16::HalfVariant::Coop.name();
         let Some(module) = gpu.optional(what, gpu.shader(&label, &source)) else {
             return Ok(None);
         };

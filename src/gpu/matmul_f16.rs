@@ -157,7 +157,7 @@ impl HalfKernels {
             matmul: gpu.pipeline("matmul_f16", &matmul, "matmul_f16")?,
             panel: OnceLock::new(),
             grouped: [OnceLock::new(), OnceLock::new()],
-            coop: super::matmul_coop::CoopMatmul::new(gpu)?,
+            coop: super::matmul_coop::CoopMatmul::new(gpu, HalfVariant::Coop.name())?,
             tuned: HashMap::new(),
             tuned_source: ChoiceSource::Default,
             forced: None,
