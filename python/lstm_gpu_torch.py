@@ -80,10 +80,18 @@ def read(path):
     """An lstm-gpu checkpoint's tensors (NumPy, F32) and its metadata: (weights, vocab,
     config, position). The carried state of a mid-epoch checkpoint, where there is one, is
     among the weights as `state.{l}.c` and `state.{l}.h` ([batch, h])."""
-    with safe_open(path, "np") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(path, "np") as f:
+            meta = f.metadata() or {}
+    except OSError:
+        raise
+    except Exception as e:  # safetensors' own error type varies between its versions
+        raise ValueError(f"{path}: not a safetensors file ({e})") from e
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not an lstm-gpu checkpoint (its metadata has no format {FORMAT})")
+    missing = [k for k in ("config", "vocab", "position") if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: its metadata lacks {', '.join(missing)}")
     return (
         load_file(path),
         json.loads(meta["vocab"]),
@@ -395,4 +403,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError, KeyError) as e:  # a bad path or file: one line, no traceback
+        sys.exit(f"lstm_gpu_torch.py: {e}")

@@ -452,6 +452,38 @@ fn pytorch_scores_and_predicts_as_the_program_does() {
             .vocab;
         assert_same_top_10(&ours, &theirs, &vocab, 1e-5);
 
+        // Bad input: one line and a non-zero exit, no traceback.
+        let interpreter = std::env::var_os("LSTM_GPU_PYTHON").unwrap_or_else(|| "python3".into());
+        let readme = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        for (args, needle) in [
+            (
+                vec![dir.path().join("missing.safetensors"), readme.clone()],
+                "No such file",
+            ),
+            (
+                vec![readme.clone(), readme.clone()],
+                "not a safetensors file",
+            ),
+            (
+                vec![checkpoint.clone(), dir.path().join("missing.txt")],
+                "No such file",
+            ),
+        ] {
+            let out = Command::new(&interpreter)
+                .arg(&script)
+                .arg("perplexity")
+                .args(&args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(
+                err.starts_with("lstm_gpu_torch.py: ") && err.contains(needle),
+                "{err}"
+            );
+        }
+
         // Saved back from PyTorch: the same model to the program.
         let back = dir.path().join("back.safetensors");
         let code = "import sys; sys.path.insert(0, sys.argv[1]); import lstm_gpu_torch as lg; \
