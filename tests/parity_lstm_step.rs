@@ -43,7 +43,12 @@ fn read(gpu: &Gpu, b: &wgpu::Buffer, offset: usize, words: usize) -> Vec<f32> {
 fn kernels(gpu: &Gpu) -> Vec<(bool, LstmStep)> {
     [false, true]
         .into_iter()
-        .map(|sg| (sg, LstmStep::new(gpu, sg).unwrap()))
+        .map(|sg| {
+            (
+                sg,
+                LstmStep::new(gpu, sg).expect("the fused kernels build here"),
+            )
+        })
         .collect()
 }
 

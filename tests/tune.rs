@@ -371,7 +371,7 @@ fn a_matmul_of_the_other_precision_is_refused_in_one_line() {
 fn a_kernel_the_driver_refuses_is_left_out() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let refused = ["panel", "block-64x64", "strip-quad"];
+    let refused = ["panel", "block-64x64", "strip-quad", "fused"];
     let timed = |json: &serde_json::Value| -> Vec<String> {
         let mut names: Vec<String> = json["matmul_ms"]
             .as_object()
@@ -405,6 +405,15 @@ fn a_kernel_the_driver_refuses_is_left_out() {
     let names = timed(&json);
     for name in refused.iter().chain(&split) {
         assert!(!names.iter().any(|n| n == name), "{name} timed: {names:?}");
+    }
+    // Without the fused kernels, the recurrence is chosen among the others.
+    for model in json["models"].as_object().unwrap().values() {
+        let times = model["step_ms"].as_object().unwrap();
+        assert!(
+            !times.contains_key("fused") && times.contains_key("unfused"),
+            "{model}"
+        );
+        assert_ne!(model["recurrence"], "fused", "{model}");
     }
     // The other kernels of the same modules still run.
     for name in ["block-128x64", "strip"] {
@@ -453,4 +462,24 @@ fn a_kernel_the_driver_refuses_is_left_out() {
         errors[0].contains("block-64x64") && errors[0].contains("block-128x64"),
         "{err}"
     );
+
+    // Asking for the fused recurrence where its kernels were refused: one usage error.
+    let o = bin(&cache)
+        .env("LSTM_GPU_REFUSE", "fused")
+        .args([
+            "profile",
+            "--synthetic",
+            "--steps",
+            "1",
+            "--recurrence",
+            "fused",
+        ])
+        .args(MODEL)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("--recurrence fused"), "{err}");
 }

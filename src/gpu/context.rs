@@ -626,9 +626,9 @@ fn features_withheld() -> Result<wgpu::Features> {
     Ok(f)
 }
 
-/// The test hook `LSTM_GPU_REFUSE` (comma-separated kernel names as `--matmul` and
-/// `--half-matmul` spell them: `block-128x128`, `panel`, `strip-quad-split`, `f16-coop`,
-/// ...): those optional kernels' pipelines are made with an override constant their shader
+/// The test hook `LSTM_GPU_REFUSE` (comma-separated kernel names as `--matmul`,
+/// `bench kernels` and `--recurrence` spell them: `block-128x128`, `panel`,
+/// `strip-quad-split`, `f16-coop`, `fused`, ...): those optional kernels' pipelines are made with an override constant their shader
 /// does not declare, so that wgpu refuses them as a driver refuses a kernel it cannot
 /// build, and what the program does then runs on any machine.
 pub const REFUSE_ENV: &str = "LSTM_GPU_REFUSE";

@@ -176,12 +176,17 @@ impl LstmStep {
     /// The workgroup-tile kernels, and the subgroup ones when `subgroups` (the blocking of
     /// the subgroup-broadcast matmul: what CPU adapters run fastest) and the adapter has
     /// subgroups of at least 8 invocations.
-    pub fn new(gpu: &Gpu, subgroups: bool) -> Result<LstmStep> {
-        let module = gpu.shader("lstm_step", SHADER)?;
+    ///
+    /// `None` where the driver refuses to build them (the fused recurrence is optional:
+    /// the unfused one runs), with a warning ([`Gpu::optional_pipeline`]).
+    pub fn new(gpu: &Gpu, subgroups: bool) -> Option<LstmStep> {
+        let what = Recurrence::Fused.name();
+        let module = gpu.optional(what, gpu.shader("lstm_step", SHADER))?;
         let capable = gpu.has_subgroups() && gpu.info.subgroup_min_size >= 8;
-        Ok(LstmStep {
-            forward: gpu.pipeline("lstm_step_forward", &module, "lstm_step_forward")?,
-            backward: gpu.pipeline("lstm_step_backward", &module, "lstm_step_backward")?,
+        let pipeline = |entry: &str| gpu.optional_pipeline(what, entry, &module, entry, &[]);
+        Some(LstmStep {
+            forward: pipeline("lstm_step_forward")?,
+            backward: pipeline("lstm_step_backward")?,
             subgroup: (subgroups && capable).then(|| std::array::from_fn(|_| OnceLock::new())),
         })
     }

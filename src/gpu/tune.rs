@@ -347,12 +347,13 @@ fn tune_unforced(
             unreachable!("one workspace per recurrence")
         };
         let mut best = time_steps(tuned, cfg, &mut ws)?;
-        drop((ws, kernels));
-        // The fused step kernels have no f16 form: a mixed step asked to fuse runs unfused
-        // (`recurrence_for`), so that timing is not a choice of its own.
-        if mixed {
+        // The fused step kernels have no f16 form, and a driver may refuse them: a step
+        // asked to fuse then runs unfused (`recurrence_for`), so that timing is not a
+        // choice of its own.
+        if mixed || kernels[0].lstm_step.is_none() {
             best[0] = f64::INFINITY;
         }
+        drop((ws, kernels));
         for (r, ms) in Recurrence::ALL.iter().zip(best) {
             if ms.is_finite() {
                 step_ms.insert(r.name().to_string(), ms * 1e3);

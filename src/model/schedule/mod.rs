@@ -41,7 +41,8 @@ const _: () = assert!(GROUPS == crate::gpu::lstm_cell::GROUPS);
 pub struct Kernels {
     pub matmul: Matmul,
     pub lstm_cell: LstmCell,
-    pub lstm_step: LstmStep,
+    /// The fused recurrence's kernels; `None` where the driver refused them.
+    pub lstm_step: Option<LstmStep>,
     /// How the steps prepared with these kernels run each layer's time steps, when asked
     /// for (`--recurrence`, tests); `None`: the tuned choice for the model, else
     /// [`default_recurrence`].
@@ -68,8 +69,15 @@ impl Kernels {
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
         let matmul = Matmul::new(gpu)?;
         let subgroup_blocking = matmul.variant() == MatmulVariant::SubgroupBroadcast;
+        let lstm_step = LstmStep::new(gpu, subgroup_blocking);
+        if lstm_step.is_none() && gpu.recurrence == Some(Recurrence::Fused) {
+            return Err(crate::error::usage(format!(
+                "--recurrence fused: {} cannot build the fused kernels (the warning above says why); use --recurrence unfused or wavefront",
+                gpu.info.name
+            )));
+        }
         Ok(Kernels {
-            lstm_step: LstmStep::new(gpu, subgroup_blocking)?,
+            lstm_step,
             matmul,
             lstm_cell: LstmCell::new(gpu)?,
             recurrence: gpu.recurrence,
@@ -176,6 +184,10 @@ pub fn recurrence_for(
     // (in the wavefront's order where that is the choice).
     if cfg.precision == Precision::Mixed && chosen.0 == Recurrence::Fused {
         return (Recurrence::Unfused, ChoiceSource::Forced);
+    }
+    // A tuned or cached choice of kernels the driver now refuses: the default.
+    if chosen.0 == Recurrence::Fused && k.lstm_step.is_none() {
+        return (default_recurrence(gpu), ChoiceSource::Default);
     }
     chosen
 }

@@ -212,10 +212,7 @@ impl StepBuilder<'_> {
                     dc_prev: views.dc_prev,
                     dz: views.dpre,
                 };
-                let step = self
-                    .k
-                    .lstm_step
-                    .prepare_backward(self.gpu, (batch, h), &views);
+                let step = self.fused().prepare_backward(self.gpu, (batch, h), &views);
                 return (product, step);
             }
             (product, partials) =

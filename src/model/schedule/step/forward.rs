@@ -121,12 +121,9 @@ impl StepBuilder<'_> {
                 c: views.c,
                 h: views.h,
             };
-            let step = self.k.lstm_step.prepare_forward(
-                self.gpu,
-                (batch, h),
-                self.cfg.forget_bias,
-                &views,
-            );
+            let step =
+                self.fused()
+                    .prepare_forward(self.gpu, (batch, h), self.cfg.forget_bias, &views);
             return (Vec::new(), step);
         }
         let (product, partials) =

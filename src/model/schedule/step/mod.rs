@@ -288,6 +288,15 @@ impl<'a> StepBuilder<'a> {
         })
     }
 
+    /// The fused recurrence's kernels, which a fused step has (`recurrence_for` chooses the
+    /// fused recurrence only where they were built).
+    fn fused(&self) -> &'a crate::gpu::lstm_step::LstmStep {
+        self.k
+            .lstm_step
+            .as_ref()
+            .expect("a fused step is recorded only where its kernels were built")
+    }
+
     fn push(&mut self, dispatch: Result<Dispatch>) -> Result<()> {
         self.ops.push(Op::Dispatch(dispatch?));
         Ok(())
