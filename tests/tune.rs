@@ -482,4 +482,34 @@ fn a_kernel_the_driver_refuses_is_left_out() {
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(errors.len(), 1, "{err}");
     assert!(errors[0].contains("--recurrence fused"), "{err}");
+
+    // A refused grouped launch: the wavefront's pairs run one launch per layer, as with
+    // LSTM_GPU_WAVEFRONT_GROUPS=off.
+    let profile = |env: (&str, &str)| -> serde_json::Value {
+        let o = bin(&cache)
+            .env(env.0, env.1)
+            .env("LSTM_GPU_TUNE", "off")
+            .args(["profile", "--synthetic", "--steps", "1", "--json"])
+            .args(["--recurrence", "wavefront", "--matmul", "strip-split"])
+            .args(MODEL)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        assert_eq!(
+            err.contains("kernel strip-grouped left out"),
+            env.1 == "strip-grouped",
+            "{err}"
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let grouped = profile(("LSTM_GPU_REFUSE", ""));
+    let refused = profile(("LSTM_GPU_REFUSE", "strip-grouped"));
+    let apart = profile(("LSTM_GPU_WAVEFRONT_GROUPS", "off"));
+    assert!(
+        grouped["wavefront_grouped_steps"].as_u64().unwrap() > 0,
+        "{grouped}"
+    );
+    assert_eq!(refused["wavefront_grouped_steps"], 0, "{refused}");
+    assert_eq!(refused["dispatches_per_step"], apart["dispatches_per_step"]);
 }

@@ -129,7 +129,7 @@ pub struct HalfKernels {
     panel: OnceLock<Option<wgpu::ComputePipeline>>,
     /// The scalar and panel kernels serving several products a launch, compiled on first
     /// use ([`HalfKernels::product_group_deferring_sum`]).
-    grouped: [OnceLock<wgpu::ComputePipeline>; 2],
+    grouped: [OnceLock<Option<wgpu::ComputePipeline>>; 2],
     /// The cooperative-matrix matmul where the adapter has matrix units WGSL can reach;
     /// the default choice for every product there.
     pub coop: Option<super::matmul_coop::CoopMatmul>,
@@ -434,7 +434,8 @@ impl HalfKernels {
         })
     }
 
-    /// The grouped form of `variant` (compiled on first use); `None` where it has none.
+    /// The grouped form of `variant` (compiled on first use); `None` where it has none or
+    /// the driver refused it ([`Gpu::optional_pipeline`]: `{variant}-grouped`).
     fn group_pipeline(
         &self,
         gpu: &Gpu,
@@ -455,15 +456,13 @@ impl HalfKernels {
             ),
             HalfVariant::Coop => return Ok(None),
         };
-        let cell = &self.grouped[at];
-        if let Some(p) = cell.get() {
-            return Ok(Some(p));
-        }
-        let module = gpu.shader(label, source)?;
-        let pipeline = gpu.pipeline(label, &module, entry)?;
         // Two threads may race to compile it; either result serves.
-        let _ = cell.set(pipeline);
-        Ok(cell.get())
+        let built = self.grouped[at].get_or_init(|| {
+            let what = format!("{}-grouped", variant.name());
+            let module = gpu.optional(&what, gpu.shader(label, source))?;
+            gpu.optional_pipeline(&what, label, &module, entry, &[])
+        });
+        Ok(built.as_ref())
     }
 
     /// What the mixed step's products run on, for the logs: the one kernel, or each

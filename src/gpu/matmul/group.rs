@@ -189,7 +189,8 @@ impl Matmul {
         Ok((dispatch, partials))
     }
 
-    /// The grouped form of `variant` (compiled on first use); `None` where it has none.
+    /// The grouped form of `variant` (compiled on first use); `None` where it has none or
+    /// the driver refused it ([`Gpu::optional_pipeline`]: `{variant}-grouped`).
     fn group_pipeline(
         &self,
         gpu: &Gpu,
@@ -204,19 +205,17 @@ impl Matmul {
                 return Ok(None);
             }
         };
-        let cell = &self.grouped[at];
-        if let Some(p) = cell.get() {
-            return Ok(Some(p));
-        }
-        let source = match at {
-            0 => std::borrow::Cow::Borrowed(crate::gpu::shaders::MATMUL_STRIP_GROUP),
-            1 => crate::gpu::shaders::matmul_quad_group(),
-            _ => std::borrow::Cow::Borrowed(crate::gpu::shaders::MATMUL_PANEL_GROUP),
-        };
-        let module = gpu.shader(label, &source)?;
-        let pipeline = gpu.pipeline(label, &module, entry)?;
         // Two threads may race to compile it; either result serves.
-        let _ = cell.set(pipeline);
-        Ok(cell.get())
+        let built = self.grouped[at].get_or_init(|| {
+            let source = match at {
+                0 => std::borrow::Cow::Borrowed(crate::gpu::shaders::MATMUL_STRIP_GROUP),
+                1 => crate::gpu::shaders::matmul_quad_group(),
+                _ => std::borrow::Cow::Borrowed(crate::gpu::shaders::MATMUL_PANEL_GROUP),
+            };
+            let what = format!("{}-grouped", variant.unsplit().name());
+            let module = gpu.optional(&what, gpu.shader(label, &source))?;
+            gpu.optional_pipeline(&what, label, &module, entry, &[])
+        });
+        Ok(built.as_ref())
     }
 }

@@ -242,8 +242,9 @@ pub struct Matmul {
     /// The second pass of the split-K variants: the slices' partial sums added.
     split_sum: wgpu::ComputePipeline,
     /// The kernels serving several products a launch (strip, strip-quad, panel), compiled
-    /// on first use ([`Matmul::prepare_group_deferring_sum`]).
-    grouped: [OnceLock<wgpu::ComputePipeline>; 3],
+    /// on first use ([`Matmul::prepare_group_deferring_sum`]); `None` where the driver
+    /// refused one (the products then run one launch each).
+    grouped: [OnceLock<Option<wgpu::ComputePipeline>>; 3],
     /// The split-K partial sums, by slot: slot 0 shared by every split product of this
     /// device (its dispatches run one after another), more where products wait side by
     /// side (see [`Matmul::scratch_for`]); grown when a product needs more, dispatches
