@@ -24,6 +24,8 @@
 # kernels its own tuning chose per product: the matrix units where the adapter offers them,
 # the f16 panel, the scalar f16 kernel), the f16 matmuls at the square size, and the peer
 # under autocast to f16, each as a ratio.
+# A preset whose tuning or profile fails is left out of the tables (its error in the log);
+# the others are measured as usual.
 # --work DIR keeps every intermediate JSON file there (default: a temporary folder, removed
 # at the end), so that what a run measured survives it being cut short. --budget SECONDS:
 # once the run has taken that long, the optional parts still ahead (the A/B profiles, the
@@ -58,7 +60,7 @@ while [ $# -gt 0 ]; do
     --presets) presets="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
     --budget) budget="$2"; shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "gpu-bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -97,17 +99,30 @@ log "adapters"
 "$bin" adapters --json > "$work/adapters.json"
 "$bin" adapters >&2
 
+# A preset whose tuning or profile fails is left out of what follows (its error in the
+# log), so that one failure costs that preset only, never the run's other figures.
+measured=""
 for preset in $presets; do
   # Each preset is tuned first (its own products and recurrence), then profiled tuned.
   log "tune --preset $preset"
-  "$bin" tune --adapter "$adapter" --preset "$preset" --json > "$work/tune-$preset.json"
+  if ! "$bin" tune --adapter "$adapter" --preset "$preset" --json > "$work/tune-$preset.json"; then
+    log "tune --preset $preset failed: the preset is left out"
+    rm -f "$work/tune-$preset.json"
+    continue
+  fi
   if [ "$preset" = seed ]; then
     log "bench kernels (every variant on every product of a seed training step)"
-    "$bin" bench kernels --adapter "$adapter" --json > "$work/bench.json" 2> "$work/bench.txt"
+    "$bin" bench kernels --adapter "$adapter" --json > "$work/bench.json" 2> "$work/bench.txt" \
+      || { log "bench kernels failed: $(tail -n 1 "$work/bench.txt")"; rm -f "$work/bench.json"; }
   fi
   log "profile --preset $preset ($steps steps)"
-  "$bin" profile --adapter "$adapter" --preset "$preset" --synthetic --steps "$steps" --json \
-    > "$work/profile-$preset.json"
+  if ! "$bin" profile --adapter "$adapter" --preset "$preset" --synthetic --steps "$steps" --json \
+    > "$work/profile-$preset.json"; then
+    log "profile --preset $preset failed: the preset is left out"
+    rm -f "$work/profile-$preset.json"
+    continue
+  fi
+  measured="$measured $preset"
   past_budget "the A/B profiles of $preset" && continue
   # The same step with each split recurrent product's slices added by a pass of their own
   # rather than by the LSTM cell (what the fusion saves).
@@ -132,6 +147,11 @@ for preset in $presets; do
     > "$work/profile-wavefront-off-$preset.json" \
     || rm -f "$work/profile-wavefront-off-$preset.json"
 done
+presets="${measured# }"
+if [ -z "$presets" ]; then
+  log "no preset could be tuned and profiled: see the errors above"
+  exit 1
+fi
 
 s="${matmul_size}x${matmul_size}x${matmul_size}"
 if [ "$matmul_size" != 0 ] && ! past_budget "the square-size bench"; then
