@@ -32,6 +32,7 @@
 # square-size benches, the mixed-precision part) are skipped, so that the table comes out
 # within a fixed time (a lent GPU's calls are limited); tuning, each preset's profile and
 # the peer always run.
+# Each lstm-gpu command is cut at COMMAND_SECONDS (default 240) seconds.
 # The tuning cache goes to $LSTM_GPU_CACHE_DIR (default a fresh temporary folder), so that
 # a run never depends on an earlier one.
 set -euo pipefail
@@ -60,7 +61,7 @@ while [ $# -gt 0 ]; do
     --presets) presets="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
     --budget) budget="$2"; shift 2 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "gpu-bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -85,6 +86,11 @@ export RUST_LOG="${RUST_LOG:-warn}"
 
 log() { echo "[gpu-bench $(date +%H:%M:%S)] $*" >&2; }
 
+# Every lstm-gpu command of the run, cut at COMMAND_SECONDS (default 240): a command that
+# hangs (a kernel that never ends on some driver) fails alone and its preset is left out,
+# instead of the whole run's time going to it.
+run_bin() { timeout "${COMMAND_SECONDS:-240}" "$bin" "$@"; }
+
 # Whether --budget seconds have passed since the start (never without --budget); says so.
 past_budget() {
   if [ "$budget" != 0 ] && [ $(( $(date +%s) - t0 )) -ge "$budget" ]; then
@@ -96,8 +102,8 @@ past_budget() {
 t0=$(date +%s)
 
 log "adapters"
-"$bin" adapters --json > "$work/adapters.json"
-"$bin" adapters >&2
+run_bin adapters --json > "$work/adapters.json"
+run_bin adapters >&2
 
 # A preset whose tuning or profile fails is left out of what follows (its error in the
 # log), so that one failure costs that preset only, never the run's other figures.
@@ -105,18 +111,18 @@ measured=""
 for preset in $presets; do
   # Each preset is tuned first (its own products and recurrence), then profiled tuned.
   log "tune --preset $preset"
-  if ! "$bin" tune --adapter "$adapter" --preset "$preset" --json > "$work/tune-$preset.json"; then
+  if ! run_bin tune --adapter "$adapter" --preset "$preset" --json > "$work/tune-$preset.json"; then
     log "tune --preset $preset failed: the preset is left out"
     rm -f "$work/tune-$preset.json"
     continue
   fi
   if [ "$preset" = seed ]; then
     log "bench kernels (every variant on every product of a seed training step)"
-    "$bin" bench kernels --adapter "$adapter" --json > "$work/bench.json" 2> "$work/bench.txt" \
+    run_bin bench kernels --adapter "$adapter" --json > "$work/bench.json" 2> "$work/bench.txt" \
       || { log "bench kernels failed: $(tail -n 1 "$work/bench.txt")"; rm -f "$work/bench.json"; }
   fi
   log "profile --preset $preset ($steps steps)"
-  if ! "$bin" profile --adapter "$adapter" --preset "$preset" --synthetic --steps "$steps" --json \
+  if ! run_bin profile --adapter "$adapter" --preset "$preset" --synthetic --steps "$steps" --json \
     > "$work/profile-$preset.json"; then
     log "profile --preset $preset failed: the preset is left out"
     rm -f "$work/profile-$preset.json"
@@ -127,22 +133,22 @@ for preset in $presets; do
   # The same step with each split recurrent product's slices added by a pass of their own
   # rather than by the LSTM cell (what the fusion saves).
   log "profile --preset $preset, split sums separate"
-  LSTM_GPU_SPLIT_SUMS=separate "$bin" profile --adapter "$adapter" --preset "$preset" \
+  LSTM_GPU_SPLIT_SUMS=separate run_bin profile --adapter "$adapter" --preset "$preset" \
     --synthetic --steps "$steps" --json > "$work/profile-separate-$preset.json" \
     || rm -f "$work/profile-separate-$preset.json"
   # The same step with the bias gradients' column sums in one pass per column rather than
   # in row slices (what slicing saves on this GPU).
   log "profile --preset $preset, column sums serial"
-  LSTM_GPU_COLUMN_SUMS=serial "$bin" profile --adapter "$adapter" --preset "$preset" \
+  LSTM_GPU_COLUMN_SUMS=serial run_bin profile --adapter "$adapter" --preset "$preset" \
     --synthetic --steps "$steps" --json > "$work/profile-serial-$preset.json" \
     || rm -f "$work/profile-serial-$preset.json"
   # The wavefront with its paired time steps as one launch each (the default) and as one
   # launch per layer (LSTM_GPU_WAVEFRONT_GROUPS=off: the order alone), whatever tune chose.
   log "profile --preset $preset, --recurrence wavefront, grouped and not"
-  "$bin" profile --adapter "$adapter" --preset "$preset" --recurrence wavefront \
+  run_bin profile --adapter "$adapter" --preset "$preset" --recurrence wavefront \
     --synthetic --steps "$steps" --json > "$work/profile-wavefront-$preset.json" \
     || rm -f "$work/profile-wavefront-$preset.json"
-  LSTM_GPU_WAVEFRONT_GROUPS=off "$bin" profile --adapter "$adapter" --preset "$preset" \
+  LSTM_GPU_WAVEFRONT_GROUPS=off run_bin profile --adapter "$adapter" --preset "$preset" \
     --recurrence wavefront --synthetic --steps "$steps" --json \
     > "$work/profile-wavefront-off-$preset.json" \
     || rm -f "$work/profile-wavefront-off-$preset.json"
@@ -156,7 +162,7 @@ fi
 s="${matmul_size}x${matmul_size}x${matmul_size}"
 if [ "$matmul_size" != 0 ] && ! past_budget "the square-size bench"; then
   log "bench kernels --shape $s (every variant)"
-  "$bin" bench kernels --adapter "$adapter" --shape "$s" --json > "$work/bench-square.json" 2> /dev/null \
+  run_bin bench kernels --adapter "$adapter" --shape "$s" --json > "$work/bench-square.json" 2> /dev/null \
     || { log "bench kernels at $s failed"; rm -f "$work/bench-square.json"; }
 fi
 
@@ -167,13 +173,13 @@ fi
 if [ $mixed = 1 ]; then
   for preset in $presets; do
     log "profile --precision mixed --preset $preset ($steps steps)"
-    "$bin" profile --adapter "$adapter" --preset "$preset" --precision mixed --synthetic \
+    run_bin profile --adapter "$adapter" --preset "$preset" --precision mixed --synthetic \
       --steps "$steps" --json > "$work/profile-mixed-$preset.json" 2> "$work/profile-mixed-$preset.err" \
       || { log "profile --precision mixed failed: $(tail -n 1 "$work/profile-mixed-$preset.err")"; rm -f "$work/profile-mixed-$preset.json"; }
   done
   if [ "$matmul_size" != 0 ]; then
     log "bench kernels --precision mixed --shape $s"
-    "$bin" bench kernels --adapter "$adapter" --precision mixed --shape "$s" --json \
+    run_bin bench kernels --adapter "$adapter" --precision mixed --shape "$s" --json \
       > "$work/bench-square-mixed.json" 2> /dev/null || rm -f "$work/bench-square-mixed.json"
   fi
 fi
@@ -198,13 +204,13 @@ if [ -z "$peer" ]; then
 fi
 if [ $no_peer = 0 ] && [ -n "$peer" ] && python3 -c "import torch" 2>/dev/null; then
   log "PyTorch peer ($peer)"
-  python3 "$peer" --out "$work/peer.json" --presets "$presets" --matmuls "$products" \
+  timeout "${COMMAND_SECONDS:-240}" python3 "$peer" --out "$work/peer.json" --presets "$presets" --matmuls "$products" \
     || { log "the PyTorch peer failed; the table has no peer column"; rm -f "$work/peer.json"; }
   if [ $mixed = 1 ]; then
     log "PyTorch peer, autocast to f16"
     square=""
     [ "$matmul_size" = 0 ] || square="${matmul_size}x${matmul_size}x${matmul_size}:NN"
-    python3 "$peer" --out "$work/peer-mixed.json" --presets "$presets" --precision mixed \
+    timeout "${COMMAND_SECONDS:-240}" python3 "$peer" --out "$work/peer-mixed.json" --presets "$presets" --precision mixed \
       --matmuls "$square" || rm -f "$work/peer-mixed.json"
   fi
 fi
