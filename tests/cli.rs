@@ -492,6 +492,29 @@ fn trained_checkpoint_serves_eval_predict_and_generate() {
     assert!(g1.split_whitespace().count() >= 5, "{g1}");
 }
 
+/// `--adapter auto` prefers GPUs, so a CPU adapter under it means that wgpu sees no GPU
+/// (a newcomer's missing driver): the run says so at once, in one warning. Asked for by
+/// name, or where a GPU is first, it says nothing of the kind.
+#[test]
+fn auto_on_a_cpu_adapter_says_at_once_that_no_gpu_was_found() {
+    let o = run(bin().args(["adapters", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cpu_first = listed[0]["type"] == "Cpu";
+    let dir = tempfile::tempdir().unwrap();
+    for (adapter, warned) in [("auto", cpu_first), ("0", false)] {
+        let run_dir = dir.path().join(adapter);
+        let o = run(tiny_train(&run_dir).args(["--max-steps", "1", "--adapter", adapter]));
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        assert_eq!(
+            err.matches("no GPU adapter found").count(),
+            usize::from(warned),
+            "--adapter {adapter}, CPU adapter first: {cpu_first}: {err}"
+        );
+    }
+}
+
 #[test]
 fn data_info_and_adapters_report_what_is_there() {
     let o = run(bin().args(["data", "info", "--data"]).arg(ptb_dir()));

@@ -327,7 +327,20 @@ fn pick(choice: &AdapterChoice, backend: BackendChoice) -> Result<(AdapterSummar
         }
     };
     match found {
-        Some(i) => Ok(all.into_iter().nth(i).expect("index in range")),
+        Some(i) => {
+            let picked = all.into_iter().nth(i).expect("index in range");
+            // `auto` prefers GPUs: a CPU adapter means that wgpu sees none, which a newcomer
+            // with a GPU should hear at once (its driver is missing), not after an hour.
+            if matches!(choice, AdapterChoice::Auto)
+                && picked.0.info.device_type == wgpu::DeviceType::Cpu
+            {
+                log::warn!(
+                    "no GPU adapter found, only {listing}: {} runs on the CPU, tens of times slower than a GPU (a GPU needs its Vulkan, Metal or DX12 driver; `lstm-gpu adapters` lists what wgpu sees)",
+                    picked.0.info.name
+                );
+            }
+            Ok(picked)
+        }
         None => Err(usage(format!(
             "no {choice} adapter on backend {backend:?}; available: {listing} (choose with --adapter)"
         ))),
