@@ -300,6 +300,8 @@ if torch is not None:
     def next_token(model, ids):
         """The distribution of the token after `ids` (a list), from a zero state, as
         `lstm-gpu predict` gives it."""
+        if not ids:
+            raise ValueError("the context has no tokens")
         model.eval()
         device = model.embedding.weight.device
         logits, _ = model(torch.tensor([ids], device=device))
