@@ -299,8 +299,13 @@ pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
 /// How to get an adapter on a machine without one.
 pub const NO_ADAPTER_HELP: &str = "install a Vulkan driver (on a machine without a GPU: Mesa's lavapipe, Debian/Ubuntu package mesa-vulkan-drivers)";
 
+/// The adapter `choice` names, and under `auto`, where that is a CPU adapter (wgpu sees no
+/// GPU), what wgpu does see, for the warning [`PickedAdapter::open`] gives.
 #[cfg(not(target_arch = "wasm32"))]
-fn pick(choice: &AdapterChoice, backend: BackendChoice) -> Result<(AdapterSummary, wgpu::Adapter)> {
+fn pick(
+    choice: &AdapterChoice,
+    backend: BackendChoice,
+) -> Result<(AdapterSummary, wgpu::Adapter, Option<String>)> {
     let all = enumerate(backend);
     if all.is_empty() {
         bail!(
@@ -328,18 +333,11 @@ fn pick(choice: &AdapterChoice, backend: BackendChoice) -> Result<(AdapterSummar
     };
     match found {
         Some(i) => {
-            let picked = all.into_iter().nth(i).expect("index in range");
-            // `auto` prefers GPUs: a CPU adapter means that wgpu sees none, which a newcomer
-            // with a GPU should hear at once (its driver is missing), not after an hour.
-            if matches!(choice, AdapterChoice::Auto)
-                && picked.0.info.device_type == wgpu::DeviceType::Cpu
-            {
-                log::warn!(
-                    "no GPU adapter found, only {listing}: {} runs on the CPU, tens of times slower than a GPU (a GPU needs its Vulkan, Metal or DX12 driver; `lstm-gpu adapters` lists what wgpu sees)",
-                    picked.0.info.name
-                );
-            }
-            Ok(picked)
+            let (summary, adapter) = all.into_iter().nth(i).expect("index in range");
+            let no_gpu = (matches!(choice, AdapterChoice::Auto)
+                && summary.info.device_type == wgpu::DeviceType::Cpu)
+                .then_some(listing);
+            Ok((summary, adapter, no_gpu))
         }
         None => Err(usage(format!(
             "no {choice} adapter on backend {backend:?}; available: {listing} (choose with --adapter)"
@@ -413,18 +411,21 @@ pub struct PickedAdapter {
     adapter: wgpu::Adapter,
     /// The adapter's limits, or less where capped ([`PickedAdapter::cap_limits`]).
     offered: wgpu::Limits,
+    /// `--adapter auto` found no GPU: the adapters wgpu sees, for a warning at opening.
+    no_gpu: Option<String>,
 }
 
 impl PickedAdapter {
     /// Choose an adapter as `--adapter` and `--backend` say; opens nothing and logs nothing.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn pick(choice: &AdapterChoice, backend: BackendChoice) -> Result<PickedAdapter> {
-        let (summary, adapter) = pick(choice, backend)?;
+        let (summary, adapter, no_gpu) = pick(choice, backend)?;
         let offered = adapter.limits();
         Ok(PickedAdapter {
             summary,
             adapter,
             offered,
+            no_gpu,
         })
     }
 
@@ -484,6 +485,7 @@ impl PickedAdapter {
             summary,
             adapter,
             offered,
+            no_gpu: None,
         })
     }
 
@@ -514,6 +516,7 @@ impl PickedAdapter {
             summary,
             adapter,
             offered,
+            no_gpu,
         } = self;
         let wanted = wgpu::Features::SUBGROUP
             | wgpu::Features::SHADER_F16
@@ -560,6 +563,15 @@ impl PickedAdapter {
             true => features | wgpu::Features::SUBGROUP,
             false => features,
         };
+        // `auto` prefers GPUs: a CPU adapter under it means that wgpu sees none, which a
+        // newcomer with a GPU should hear at once (its driver is missing), not after an hour;
+        // said once the checks that need no device have passed, so their errors stand alone.
+        if let Some(seen) = no_gpu {
+            log::warn!(
+                "no GPU adapter found, only {seen}: {} runs on the CPU, tens of times slower than a GPU (a GPU needs its Vulkan, Metal or DX12 driver; `lstm-gpu adapters` lists what wgpu sees)",
+                summary.info.name
+            );
+        }
         let mut gpu = Gpu::from_device(summary, device, queue, limits, features)?;
         gpu.coop_tiles = coop_tiles;
         Ok(gpu)
