@@ -371,7 +371,25 @@ fn a_matmul_of_the_other_precision_is_refused_in_one_line() {
 fn a_kernel_the_driver_refuses_is_left_out() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let refused = ["panel", "block-64x64", "strip-quad", "fused"];
+    // `lstm-gpu ARGS` with the environment `env`: its output and its stderr.
+    let run = |env: (&str, &str), args: &[&str]| -> (Output, String) {
+        let o = bin(&cache).env(env.0, env.1).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o, err)
+    };
+    let with_model = |args: &[&'static str]| -> Vec<&'static str> {
+        args.iter().chain(&MODEL).copied().collect()
+    };
+    // One usage error line (exit 2) that holds every one of `needles`.
+    let usage_error = |(o, err): (Output, String), needles: &[&str]| {
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(
+            needles.iter().all(|n| errors[0].contains(n)),
+            "{needles:?}: {err}"
+        );
+    };
     let timed = |json: &serde_json::Value| -> Vec<String> {
         let mut names: Vec<String> = json["matmul_ms"]
             .as_object()
@@ -383,13 +401,12 @@ fn a_kernel_the_driver_refuses_is_left_out() {
         names.dedup();
         names
     };
-    let o = bin(&cache)
-        .env("LSTM_GPU_REFUSE", refused.join(","))
-        .args(["tune", "--json"])
-        .args(MODEL)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let refused = ["panel", "block-64x64", "strip-quad", "fused"];
+    let refuse = refused.join(",");
+    let (o, err) = run(
+        ("LSTM_GPU_REFUSE", &refuse),
+        &with_model(&["tune", "--json"]),
+    );
     assert!(o.status.success(), "{err}");
     for name in refused {
         let warned = format!("kernel {name} left out");
@@ -423,23 +440,15 @@ fn a_kernel_the_driver_refuses_is_left_out() {
         );
     }
 
-    let o = bin(&cache)
-        .env("LSTM_GPU_REFUSE", "f16-panel")
-        .args(["tune", "--json", "--precision", "mixed"])
-        .args(MODEL)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let mixed = with_model(&["tune", "--json", "--precision", "mixed"]);
+    let (o, err) = run(("LSTM_GPU_REFUSE", "f16-panel"), &mixed);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("kernel f16-panel left out"), "{err}");
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(timed(&json), ["f16-scalar"], "{json}");
 
-    let o = bin(&cache)
-        .env("LSTM_GPU_REFUSE", "block-64x64")
-        .args(["bench", "kernels", "--runs", "1", "--shape", "20x16x24"])
-        .output()
-        .unwrap();
+    let bench = ["bench", "kernels", "--runs", "1", "--shape", "20x16x24"];
+    let (o, _) = run(("LSTM_GPU_REFUSE", "block-64x64"), &bench);
     let out = ok(&o);
     let timed_rows: Vec<&str> = out.lines().filter(|l| l.starts_with("matmul ")).collect();
     assert!(
@@ -448,59 +457,47 @@ fn a_kernel_the_driver_refuses_is_left_out() {
     );
     assert!(out.contains("block-128x64 NN"), "{out}");
 
-    let o = bin(&cache)
-        .env("LSTM_GPU_REFUSE", "block-64x64")
-        .args(["bench", "kernels", "--runs", "1", "--shape", "20x16x24"])
-        .args(["--variant", "block-64x64"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{err}");
-    assert!(
-        errors[0].contains("block-64x64") && errors[0].contains("block-128x64"),
-        "{err}"
+    // Asking for a refused kernel: one usage error that says what there is.
+    let asked: Vec<&str> = bench
+        .iter()
+        .chain(&["--variant", "block-64x64"])
+        .copied()
+        .collect();
+    usage_error(
+        run(("LSTM_GPU_REFUSE", "block-64x64"), &asked),
+        &["block-64x64", "block-128x64"],
     );
-
-    // Asking for the fused recurrence where its kernels were refused: one usage error.
-    let o = bin(&cache)
-        .env("LSTM_GPU_REFUSE", "fused")
-        .args([
-            "profile",
-            "--synthetic",
-            "--steps",
-            "1",
-            "--recurrence",
-            "fused",
-        ])
-        .args(MODEL)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{err}");
-    assert!(errors[0].contains("--recurrence fused"), "{err}");
+    let fused = with_model(&[
+        "profile",
+        "--synthetic",
+        "--steps",
+        "1",
+        "--recurrence",
+        "fused",
+    ]);
+    usage_error(
+        run(("LSTM_GPU_REFUSE", "fused"), &fused),
+        &["--recurrence fused"],
+    );
 
     // A refused grouped launch: the wavefront's pairs run one launch per layer, as with
     // LSTM_GPU_WAVEFRONT_GROUPS=off.
+    let wavefront = with_model(&[
+        "profile",
+        "--synthetic",
+        "--steps",
+        "1",
+        "--json",
+        "--recurrence",
+        "wavefront",
+        "--matmul",
+        "strip-split",
+    ]);
     let profile = |env: (&str, &str)| -> serde_json::Value {
-        let o = bin(&cache)
-            .env(env.0, env.1)
-            .env("LSTM_GPU_TUNE", "off")
-            .args(["profile", "--synthetic", "--steps", "1", "--json"])
-            .args(["--recurrence", "wavefront", "--matmul", "strip-split"])
-            .args(MODEL)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let (o, err) = run(env, &wavefront);
         assert!(o.status.success(), "{err}");
-        assert_eq!(
-            err.contains("kernel strip-grouped left out"),
-            env.1 == "strip-grouped",
-            "{err}"
-        );
+        let warned = err.contains("kernel strip-grouped left out");
+        assert_eq!(warned, env.1 == "strip-grouped", "{err}");
         serde_json::from_slice(&o.stdout).unwrap()
     };
     let grouped = profile(("LSTM_GPU_REFUSE", ""));
