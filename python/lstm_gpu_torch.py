@@ -28,6 +28,8 @@ From the command line (the same figures as `lstm-gpu eval` and `lstm-gpu predict
 
     python3 python/lstm_gpu_torch.py perplexity CHECKPOINT TEXT [--batch-size 1] [--num-steps N]
     python3 python/lstm_gpu_torch.py predict CHECKPOINT "the stock market" [--top-k 10] [--json]
+    python3 python/lstm_gpu_torch.py generate CHECKPOINT "the stock market" [--words 50]
+                                    [--temperature 1] [--top-k 0] [--seed 1]
 
 The mapping (lstm-gpu's layout is README "Checkpoints"; its cell is TensorFlow's
 BasicLSTMCell, `z = [x, h] @ W + b`, gate columns i, j, f, o, the forget gate's
@@ -297,6 +299,37 @@ if torch is not None:
         return math.exp(total / (batch_size * end))
 
     @torch.no_grad()
+    def generate(model, vocab, config, prompt, n=50, temperature=1.0, top_k=0, seed=1):
+        """`n` tokens after `prompt`, as `lstm-gpu generate` writes them (the same sampler
+        and generator, so the same seed gives the same text wherever the two models'
+        probabilities order and weigh the tokens alike): the prompt, then each token, words
+        with a space between, characters as they come, `<eos>` a line break."""
+        if not temperature > 0 or not math.isfinite(temperature):
+            raise ValueError(f"the temperature must be a number above 0, got {temperature}")
+        ids = encode(prompt, vocab, config)
+        if not ids:
+            raise ValueError("the prompt has no tokens")
+        model.eval()
+        device = model.embedding.weight.device
+        chars = config.get("tokens", "words") == "chars"
+        sep = "" if chars else " "
+        text = prompt if chars else prompt.strip()
+        at_line_start = chars and prompt.endswith("\n")
+        rng = SplitMix64(seed)
+        logits, state = model(torch.tensor([ids], device=device))
+        for _ in range(n):
+            probs = torch.softmax(logits[0, -1].float(), dim=0).cpu().numpy()
+            token = sample(probs, temperature, top_k, rng.next_f64())
+            if vocab[token] == "<eos>":
+                text += "\n"
+                at_line_start = True
+            else:
+                text += ("" if at_line_start else sep) + vocab[token]
+                at_line_start = False
+            logits, state = model(torch.tensor([[token]], device=device), state)
+        return text
+
+    @torch.no_grad()
     def next_token(model, ids):
         """The distribution of the token after `ids` (a list), from a zero state, as
         `lstm-gpu predict` gives it."""
@@ -306,6 +339,43 @@ if torch is not None:
         device = model.embedding.weight.device
         logits, _ = model(torch.tensor([ids], device=device))
         return torch.softmax(logits[0, -1].double(), dim=0)
+
+
+class SplitMix64:
+    """lstm-gpu's sampler's generator (src/rng.rs): the same seed, the same numbers."""
+
+    MASK = 0xFFFFFFFFFFFFFFFF
+
+    def __init__(self, seed):
+        self.state = seed & self.MASK
+
+    def next_u64(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self.MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self.MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.MASK
+        return z ^ (z >> 31)
+
+    def next_f64(self):
+        """Uniform in [0, 1) with 53 bits."""
+        return (self.next_u64() >> 11) * (1.0 / (1 << 53))
+
+
+def sample(probs, temperature, top_k, u):
+    """lstm-gpu's choice of the next token (src/model/predict.rs): the tokens by
+    probability (ties by id), the `top_k` first (0: all), weighted by p^(1/temperature),
+    the one where `u` (uniform in [0, 1)) falls."""
+    probs = np.asarray(probs, dtype=np.float32)
+    order = sorted(range(len(probs)), key=lambda i: (-probs[i], i))
+    if top_k > 0:
+        order = order[:top_k]
+    weights = [max(float(probs[i]), 0.0) ** (1.0 / float(np.float32(temperature))) for i in order]
+    target = u * sum(weights)
+    for w, i in zip(weights, order):
+        if target < w:
+            return i
+        target -= w
+    return order[0]
 
 
 def batches(ids, batch_size, num_steps):
@@ -376,6 +446,14 @@ def main():
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--num-steps", type=int, default=None, help="default: every step (batch 1: every word)")
     p.add_argument("--device", default="cpu")
+    g = sub.add_parser("generate", help="text after a prompt, as `lstm-gpu generate` writes it")
+    g.add_argument("checkpoint")
+    g.add_argument("prompt")
+    g.add_argument("--words", "--chars", type=int, default=50)
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--device", default="cpu")
     q = sub.add_parser("predict", help="the most probable next tokens, as `lstm-gpu predict`")
     q.add_argument("checkpoint")
     q.add_argument("context")
@@ -390,6 +468,12 @@ def main():
         ids = encode(read_text(args.text), vocab, config, prompt=False)
         ppl = perplexity(model, ids, args.batch_size, args.num_steps)
         print(json.dumps({"perplexity": ppl}))
+        return
+    if args.command == "generate":
+        text = generate(
+            model, vocab, config, args.prompt, args.words, args.temperature, args.top_k, args.seed
+        )
+        print(text)
         return
     probs = next_token(model, encode(args.context, vocab, config))
     top = torch.topk(probs, min(args.top_k, len(vocab)))

@@ -452,6 +452,36 @@ fn pytorch_scores_and_predicts_as_the_program_does() {
             .vocab;
         assert_same_top_10(&ours, &theirs, &vocab, 1e-5);
 
+        // The same sampler and generator: the same text for the same seed.
+        for flags in [
+            vec!["--seed", "1"],
+            vec!["--seed", "7", "--temperature", "0.7", "--top-k", "5"],
+        ] {
+            let mut ours = lstm_gpu();
+            ours.args([
+                "generate",
+                "--words",
+                "25",
+                "--prompt",
+                "the market",
+                "--checkpoint",
+            ])
+            .arg(&checkpoint)
+            .args(&flags);
+            let ours = succeed(&mut ours);
+            let interpreter =
+                std::env::var_os("LSTM_GPU_PYTHON").unwrap_or_else(|| "python3".into());
+            let mut theirs = Command::new(&interpreter);
+            theirs
+                .arg(&script)
+                .args(["generate", "--words", "25"])
+                .arg(&checkpoint)
+                .arg("the market")
+                .args(&flags);
+            let theirs = succeed(&mut theirs);
+            assert_eq!(ours, theirs, "tied {tie_weights}, {flags:?}");
+        }
+
         // Bad input: one line and a non-zero exit, no traceback.
         let interpreter = std::env::var_os("LSTM_GPU_PYTHON").unwrap_or_else(|| "python3".into());
         let readme = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
