@@ -231,8 +231,6 @@ pub struct Matmul {
     /// adapter ([`Matmul::new`]), no when it was asked for ([`Matmul::with_variant`],
     /// `--matmul`), which then runs every product.
     skinny_for_few_rows: bool,
-    /// The slow-compile notice is given once per device.
-    slow_compile_said: std::sync::Once,
     /// Per product ([`shape_key`]): the variant measured fastest on this adapter
     /// ([`crate::gpu::tune`]), used instead of the rule unless a variant was asked for.
     tuned: std::collections::HashMap<String, MatmulVariant>,
@@ -402,7 +400,6 @@ impl Matmul {
             subgroup,
             default: MatmulVariant::Strip,
             skinny_for_few_rows: false,
-            slow_compile_said: std::sync::Once::new(),
             tuned: Default::default(),
             tuned_source: ChoiceSource::Default,
             seen: Default::default(),
@@ -442,9 +439,10 @@ impl Matmul {
                 let entry = variant.entry_point(shape);
                 let source = subgroup_source(shape.trans_a, shape.trans_b);
                 // llvmpipe compiles this kernel at its first dispatch, which takes minutes on
-                // a cold shader cache: say so once, before that wait.
+                // a cold shader cache: say so once a process, before that wait.
+                static SAID: std::sync::Once = std::sync::Once::new();
                 if gpu.info.device_type == wgpu::DeviceType::Cpu {
-                    self.slow_compile_said.call_once(|| {
+                    SAID.call_once(|| {
                         log::info!(
                             "{} compiles the matmul kernels at their first dispatch: minutes on the first run on this machine, seconds later (Mesa's shader cache)",
                             gpu.info.name
