@@ -776,6 +776,12 @@ fn shown(token: &str, tokens: Tokens) -> String {
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {
+    // The command line after `train`, which the resume command the run prints repeats.
+    let train_flags: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .skip_while(|a| a != "train")
+        .skip(1)
+        .collect();
     // On resume the checkpoint's configuration is the base; flags given override it (and
     // shape flags that contradict it are refused by the trainer).
     let (cfg, vocab) = match &args.resume {
@@ -852,15 +858,17 @@ fn train_command(args: TrainArgs) -> Result<()> {
         no_eval_at_stop: args.no_eval_at_stop,
         on_nan: args.on_nan,
         max_skips_in_a_row: args.max_skips_in_a_row,
+        resume_flags: train::flags_to_repeat(&train_flags, &[]),
     };
     log::info!("run folder: {}", run_dir.display());
     let summary = train::train(&gpu, cfg, &corpus, &opts)?;
     if let Some(p) = summary.last_checkpoint {
         println!("checkpoint: {}", p.display());
+        // The run ended: where it stopped at --max-steps, going on means going past them.
+        let flags = train::flags_to_repeat(&train_flags, &["--max-steps"]);
         println!(
-            "resume with: lstm-gpu train --resume {} --run-dir {}",
-            p.display(),
-            run_dir.display()
+            "resume with: {}",
+            train::resume_command(&p, &run_dir, &flags)
         );
     }
     Ok(())

@@ -169,6 +169,15 @@ fn sigint_saves_a_checkpoint_and_resume_matches() {
     unsafe { libc_kill(child.id() as i32, 2) };
     let o = child.wait_with_output().unwrap();
     assert_one_line_error(&o, 130, "resume with");
+    // The command it prints repeats the run's own flags: the corpus, the step limit.
+    let err = stderr(&o);
+    let hint = &err[err.find("resume with: ").expect("a resume command")..];
+    assert!(
+        hint.contains(&format!("--data {}", tiny_data().display()))
+            && hint.contains("--max-steps 100000")
+            && hint.matches("--run-dir").count() == 1,
+        "{hint}"
+    );
     let last = b.join("last.safetensors");
     let stopped = params_of(&last).position.global_step;
     assert!(stopped >= 3, "stopped at {stopped}");
@@ -183,6 +192,69 @@ fn sigint_saves_a_checkpoint_and_resume_matches() {
         params_of(&a.join("last.safetensors")).params,
         params_of(&last).params
     );
+}
+
+/// The command a run prints at its end, run as printed by a shell, continues the run as if
+/// it had not stopped: it names the run's corpus (a folder whose name needs quoting; without
+/// it the default corpus folder would be read, here a file that cannot be one) and leaves
+/// out the `--max-steps` where it stopped.
+#[test]
+fn the_printed_resume_command_continues_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("the 'tiny' corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    for split in ["train", "valid", "test"] {
+        let name = format!("ptb.{split}.txt");
+        std::fs::copy(tiny_data().join(&name), corpus.join(&name)).unwrap();
+    }
+    let not_a_folder = dir.path().join("not-a-folder");
+    std::fs::write(&not_a_folder, "").unwrap();
+    let train = |run_dir: &Path, steps: &str| {
+        let mut c = bin();
+        c.env("LSTM_GPU_DATA", &not_a_folder)
+            .arg("train")
+            .arg("--data")
+            .arg(&corpus)
+            .arg("--run-dir")
+            .arg(run_dir)
+            .args(TINY_MODEL)
+            .args(["--keep-prob", "0.8", "--seed", "7", "--no-progress"])
+            .args(["--max-steps", steps, "--no-eval-at-stop"]);
+        c
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("run b"));
+    let o = run(&mut train(&a, "9"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&mut train(&b, "5"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let command = out
+        .lines()
+        .find_map(|l| l.strip_prefix("resume with: "))
+        .unwrap_or_else(|| panic!("no resume command in: {out}"));
+    assert!(!command.contains("--max-steps"), "{command}");
+    // `lstm-gpu` as the shell finds it: this build's.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_lstm-gpu")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("{command} --max-steps 9"))
+        .env("PATH", path)
+        .env("LSTM_GPU_DATA", &not_a_folder)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("RUST_LOG", "warn");
+    no_tuning(&mut sh);
+    let o = run(&mut sh);
+    assert!(o.status.success(), "`{command}`: {}", stderr(&o));
+    assert_eq!(
+        params_of(&b.join("last.safetensors")).position.global_step,
+        9
+    );
+    assert_trained_alike(dir.path(), "a", "run b");
 }
 
 extern "C" {
