@@ -861,15 +861,26 @@ fn train_command(args: TrainArgs) -> Result<()> {
         resume_flags: train::flags_to_repeat(&train_flags, &[]),
     };
     log::info!("run folder: {}", run_dir.display());
+    let epochs = cfg.max_epoch;
     let summary = train::train(&gpu, cfg, &corpus, &opts)?;
     if let Some(p) = summary.last_checkpoint {
         println!("checkpoint: {}", p.display());
-        // The run ended: where it stopped at --max-steps, going on means going past them.
-        let flags = train::flags_to_repeat(&train_flags, &["--max-steps"]);
-        println!(
-            "resume with: {}",
-            train::resume_command(&p, &run_dir, &flags)
-        );
+        if summary.test_perplexity.is_some() {
+            // Every epoch trained: going on means another one.
+            let mut flags = train::flags_to_repeat(&train_flags, &["--max-steps", "--max-epoch"]);
+            flags.extend(["--max-epoch".to_string(), (epochs + 1).to_string()]);
+            println!(
+                "train another epoch with: {}",
+                train::resume_command(&p, &run_dir, &flags)
+            );
+        } else {
+            // Stopped at --max-steps: going on means going past them.
+            let flags = train::flags_to_repeat(&train_flags, &["--max-steps"]);
+            println!(
+                "resume with: {}",
+                train::resume_command(&p, &run_dir, &flags)
+            );
+        }
     }
     Ok(())
 }

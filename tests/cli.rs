@@ -209,7 +209,7 @@ fn the_printed_resume_command_continues_the_run() {
     }
     let not_a_folder = dir.path().join("not-a-folder");
     std::fs::write(&not_a_folder, "").unwrap();
-    let train = |run_dir: &Path, steps: &str| {
+    let train = |run_dir: &Path| {
         let mut c = bin();
         c.env("LSTM_GPU_DATA", &not_a_folder)
             .arg("train")
@@ -219,42 +219,64 @@ fn the_printed_resume_command_continues_the_run() {
             .arg(run_dir)
             .args(TINY_MODEL)
             .args(["--keep-prob", "0.8", "--seed", "7", "--no-progress"])
-            .args(["--max-steps", steps, "--no-eval-at-stop"]);
+            .arg("--no-eval-at-stop");
         c
     };
-    let (a, b) = (dir.path().join("a"), dir.path().join("run b"));
-    let o = run(&mut train(&a, "9"));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(&mut train(&b, "5"));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let command = out
-        .lines()
-        .find_map(|l| l.strip_prefix("resume with: "))
-        .unwrap_or_else(|| panic!("no resume command in: {out}"));
-    assert!(!command.contains("--max-steps"), "{command}");
-    // `lstm-gpu` as the shell finds it: this build's.
+    // The command of `out`'s line `prefix`, run by a shell that finds this build's
+    // `lstm-gpu`, with `extra` flags.
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_lstm-gpu")).parent().unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut sh = Command::new("sh");
-    sh.arg("-c")
-        .arg(format!("{command} --max-steps 9"))
-        .env("PATH", path)
-        .env("LSTM_GPU_DATA", &not_a_folder)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .env("RUST_LOG", "warn");
-    no_tuning(&mut sh);
-    let o = run(&mut sh);
-    assert!(o.status.success(), "`{command}`: {}", stderr(&o));
+    let run_printed = |o: &Output, prefix: &str, extra: &str| {
+        assert!(o.status.success(), "{}", stderr(o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let command = out
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in: {out}"))
+            .to_string();
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("{command} {extra}"))
+            .env("PATH", &path)
+            .env("LSTM_GPU_DATA", &not_a_folder)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env("RUST_LOG", "warn");
+        no_tuning(&mut sh);
+        let o = run(&mut sh);
+        assert!(o.status.success(), "`{command}`: {}", stderr(&o));
+        command
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("run b"));
+    let o = run(train(&a).args(["--max-steps", "9"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Stopped at --max-steps 5: the command goes on without them (here to 9).
+    let command = run_printed(
+        &run(train(&b).args(["--max-steps", "5"])),
+        "resume with: ",
+        "--max-steps 9",
+    );
+    assert!(!command.contains("--max-steps"), "{command}");
     assert_eq!(
         params_of(&b.join("last.safetensors")).position.global_step,
         9
     );
     assert_trained_alike(dir.path(), "a", "run b");
+    // A run that trained every epoch: the command trains one more.
+    let c = dir.path().join("c");
+    let o = run(train(&c).args(["--max-epoch", "1"]));
+    let one = params_of(&c.join("last.safetensors")).position;
+    let command = run_printed(&o, "train another epoch with: ", "");
+    assert!(command.ends_with("--max-epoch 2"), "{command}");
+    let two = params_of(&c.join("last.safetensors")).position;
+    assert_eq!(
+        (one.epoch, two.epoch, two.global_step),
+        (1, 2, 2 * one.global_step),
+        "{two:?}"
+    );
 }
 
 extern "C" {
