@@ -175,7 +175,7 @@ struct CorpusArgs {
     /// Corpus folder holding ptb.{train,valid,test}.txt, {train,valid,test}.txt or
     /// wiki.{train,valid,test}.tokens [default: the default corpus folder (PTB), downloaded
     /// when missing].
-    #[arg(long, conflicts_with = "train")]
+    #[arg(long, conflicts_with_all = ["train", "valid", "test"])]
     data: Option<PathBuf>,
     /// The training text (instead of --data).
     #[arg(long)]
@@ -283,6 +283,12 @@ struct EvalArgs {
     /// Split to evaluate.
     #[arg(long, value_enum, default_value = "valid")]
     split: SplitArg,
+    /// Score this text instead of a corpus split: any UTF-8 file, read with the checkpoint's
+    /// tokens and vocabulary (a word the vocabulary lacks is looked up lower-cased, then read
+    /// as <unk>, and the run says how many; every line end is an <eos>), as one stream at
+    /// batch 1 unless --batch-size and --num-steps say otherwise.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "train", "valid_fraction", "split"])]
+    text: Option<PathBuf>,
     #[command(flatten)]
     corpus: CorpusArgs,
     /// Batch size [default: 1 for the test split, as `train`'s test pass and the TensorFlow
@@ -999,32 +1005,70 @@ fn inference_config(cfg: &Config, gpu: &lstm_gpu::gpu::Gpu) -> Config {
 fn eval_command(args: EvalArgs) -> Result<()> {
     let ck = Checkpoint::load(&args.checkpoint)?;
     let cfg: Config = ck.config.clone();
-    let source = args.corpus.source(true)?;
-    let corpus = Corpus::read_with_vocab(
-        &source,
-        Vocab::from_tokens(ck.vocab.clone(), cfg.tokens)?,
-        cfg.tokens,
-    )?;
-    for note in &corpus.source.notes {
-        log::info!("{note}");
-    }
-    let split = match args.split {
-        SplitArg::Train => Split::Train,
-        SplitArg::Valid => Split::Valid,
-        SplitArg::Test => Split::Test,
+    // What is scored: a split of a corpus read with the checkpoint's vocabulary, or a text.
+    let (ids, name, one_stream) = match &args.text {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| usage(format!("--text {}: cannot be read: {e}", path.display())))?;
+            let what = format!("--text {}", path.display());
+            let text = data::text_of_bytes(&what, bytes, "give a text file")
+                .map_err(|e| usage(format!("{e:#}")))?;
+            // Every line end its own <eos>: the same tokens as PTB's reader on PTB-like text
+            // (a space before each line end), and the sentence ends a plain text means
+            // where PTB's reader would glue them to the last word.
+            let tokens = match cfg.tokens {
+                Tokens::Words => Tokens::WordsEos,
+                t => t,
+            };
+            let (vocab, ids) = encode_as(&ck, &text, tokens, &what)?;
+            if let Some(unk) = vocab.unk() {
+                let n = ids.iter().filter(|&&i| i == unk).count();
+                if n > 0 {
+                    log::warn!(
+                        "{n} of the text's {} {}s ({:.1}%) are {}: the model predicts that \
+                         token for them, not the {}s themselves",
+                        ids.len(),
+                        token_name(cfg.tokens),
+                        100.0 * n as f64 / ids.len() as f64,
+                        data::UNK,
+                        token_name(cfg.tokens)
+                    );
+                }
+            }
+            (ids, path.display().to_string(), true)
+        }
+        None => {
+            let source = args.corpus.source(true)?;
+            let corpus = Corpus::read_with_vocab(
+                &source,
+                Vocab::from_tokens(ck.vocab.clone(), cfg.tokens)?,
+                cfg.tokens,
+            )?;
+            for note in &corpus.source.notes {
+                log::info!("{note}");
+            }
+            let split = match args.split {
+                SplitArg::Train => Split::Train,
+                SplitArg::Valid => Split::Valid,
+                SplitArg::Test => Split::Test,
+            };
+            let ids = corpus.split(split).to_vec();
+            (ids, split.name().to_string(), split == Split::Test)
+        }
     };
-    let batch = args.batch_size.unwrap_or(match split {
-        Split::Test => 1,
-        _ => cfg.batch_size,
-    });
-    let steps = args.num_steps.unwrap_or(match split {
-        Split::Test => 1,
-        _ => cfg.num_steps,
-    });
+    // The test split and a text are one stream (each token with its whole history), the
+    // other splits scored as training validates.
+    let batch = args
+        .batch_size
+        .unwrap_or(if one_stream { 1 } else { cfg.batch_size });
+    let steps = args
+        .num_steps
+        .unwrap_or(if one_stream { 1 } else { cfg.num_steps });
     if batch == 0 || steps == 0 {
         return Err(usage("--batch-size and --num-steps must be at least 1"));
     }
-    let batches = corpus.batches(split, batch, steps)?;
+    let batches = lstm_gpu::data::Batches::new(&ids, batch, steps)
+        .with_context(|| format!("the {name} text"))?;
     let shapes = [(batch, steps, Mode::Eval)];
     args.gpu.check_precision(cfg.precision)?;
     let mut gpu = args.gpu.open(&Needs::of_model(&cfg, &shapes))?;
@@ -1037,8 +1081,7 @@ fn eval_command(args: EvalArgs) -> Result<()> {
     let ppl = train::evaluate(&gpu, &mut ws, &batches, 0)?;
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "{} perplexity: {ppl:.3} ({} batches of {batch}x{steps}, {:.0} words/s)",
-        split.name(),
+        "{name} perplexity: {ppl:.3} ({} batches of {batch}x{steps}, {:.0} words/s)",
         batches.len(),
         (batches.len() * batch * steps) as f64 / secs
     );
@@ -1049,7 +1092,11 @@ fn eval_command(args: EvalArgs) -> Result<()> {
 /// was (words or characters; a token the vocabulary lacks is looked up lower-cased too);
 /// unknown tokens become `<unk>` with a warning naming them.
 fn encode_context(ck: &Checkpoint, text: &str, flag: &str) -> Result<(Vocab, Vec<u32>)> {
-    let tokens = ck.config.tokens;
+    encode_as(ck, text, ck.config.tokens, flag)
+}
+
+/// [`encode_context`] with the tokens of `tokens`.
+fn encode_as(ck: &Checkpoint, text: &str, tokens: Tokens, flag: &str) -> Result<(Vocab, Vec<u32>)> {
     let vocab = Vocab::from_tokens(ck.vocab.clone(), tokens)?;
     let empty = match tokens {
         Tokens::Words | Tokens::WordsEos => text.split_whitespace().next().is_none(),
@@ -1058,21 +1105,32 @@ fn encode_context(ck: &Checkpoint, text: &str, flag: &str) -> Result<(Vocab, Vec
     if empty {
         return Err(usage(format!(
             "{flag} is empty: give at least one {}",
-            if tokens == Tokens::Chars {
-                "character"
-            } else {
-                "word"
-            }
+            token_name(tokens)
         )));
     }
     let encoded = data::encode_text_as(text, &vocab, tokens)?;
-    if !encoded.unknown.is_empty() {
+    // A long text may have thousands: the first ones name the problem.
+    const SHOWN: usize = 20;
+    let unknown = &encoded.unknown;
+    if !unknown.is_empty() {
         log::warn!(
-            "not in the vocabulary, read as <unk>: {}",
-            encoded.unknown.join(", ")
+            "not in the vocabulary, read as <unk>: {}{}",
+            unknown[..unknown.len().min(SHOWN)].join(", "),
+            match unknown.len().checked_sub(SHOWN) {
+                Some(more) if more > 0 => format!(" and {more} more"),
+                _ => String::new(),
+            }
         );
     }
     Ok((vocab, encoded.ids))
+}
+
+/// What one token of `tokens` is called in messages.
+fn token_name(tokens: Tokens) -> &'static str {
+    match tokens {
+        Tokens::Chars => "character",
+        Tokens::Words | Tokens::WordsEos => "word",
+    }
 }
 
 fn predict_command(args: PredictArgs) -> Result<()> {

@@ -586,6 +586,99 @@ fn trained_checkpoint_serves_eval_predict_and_generate() {
     assert!(g1.split_whitespace().count() >= 5, "{g1}");
 }
 
+/// `eval --text FILE` scores any text with a checkpoint: the test split's file as the test
+/// split scores; the same text as plain prose (line ends touching the words, capitals) the
+/// same; unknown words as `<unk>`, counted; bad input one line.
+#[test]
+fn eval_scores_a_users_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(tiny_train(dir.path()).args(["--max-steps", "12"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = dir.path().join("last.safetensors");
+    let eval = |args: &[&str]| {
+        let o = run(bin().arg("eval").arg("--checkpoint").arg(&ck).args(args));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o, out)
+    };
+    let perplexity = |out: &str| -> f64 {
+        let at = out.find("perplexity: ").unwrap_or_else(|| panic!("{out}")) + 12;
+        out[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let data = tiny_data();
+    let (o, out) = eval(&["--split", "test", "--data", data.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let test = perplexity(&out);
+    let test_file = data.join("ptb.test.txt");
+    let (o, out) = eval(&["--text", test_file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(perplexity(&out), test, "{out}");
+    assert!(out.contains(" of 1x1"), "{out}");
+
+    // As prose: no space before the line ends, each line capitalised.
+    let prose: String = std::fs::read_to_string(&test_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let l = l.trim();
+            let mut c = l.chars();
+            let first = c.next().map(|f| f.to_uppercase().collect::<String>());
+            format!("{}{}\n", first.unwrap_or_default(), c.as_str())
+        })
+        .collect();
+    let prose_file = dir.path().join("prose.txt");
+    std::fs::write(&prose_file, &prose).unwrap();
+    let (o, out) = eval(&["--text", prose_file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(perplexity(&out), test, "{prose}\n{out}");
+
+    // Words the model never saw are <unk>, named and counted.
+    let odd = dir.path().join("odd.txt");
+    std::fs::write(&odd, "the zyzzyva said the qwxlt\n").unwrap();
+    let (o, out) = eval(&["--text", odd.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("zyzzyva, qwxlt") && err.contains("2 of the text's 6 words"),
+        "{err}"
+    );
+    assert!(perplexity(&out).is_finite(), "{out}");
+
+    // Bad input: one line, exit 2.
+    let blank = dir.path().join("blank.txt");
+    std::fs::write(&blank, " \n\n").unwrap();
+    let missing = dir.path().join("missing.txt");
+    for (args, needle) in [
+        (vec!["--text", missing.to_str().unwrap()], "cannot be read"),
+        (vec!["--text", blank.to_str().unwrap()], "at least one word"),
+        (
+            vec!["--text", odd.to_str().unwrap(), "--split", "test"],
+            "cannot be used with",
+        ),
+        (
+            vec!["--text", odd.to_str().unwrap(), "--batch-size", "4"],
+            "odd.txt",
+        ),
+        // Files of their own go with --train, not a folder (they were ignored).
+        (
+            vec![
+                "--data",
+                data.to_str().unwrap(),
+                "--test",
+                odd.to_str().unwrap(),
+            ],
+            "cannot be used with",
+        ),
+    ] {
+        let (o, _) = eval(&args);
+        assert_one_line_error(&o, 2, needle);
+    }
+}
+
 /// `--adapter auto` prefers GPUs, so a CPU adapter under it means that wgpu sees no GPU
 /// (a newcomer's missing driver): the run says so at once, in one warning. Asked for by
 /// name, or where a GPU is first, it says nothing of the kind.
