@@ -437,10 +437,19 @@ def encode(text, vocab, config, prompt=True):
     return ids
 
 
+def encode_text(text, vocab, config):
+    """A text to score, as `lstm-gpu eval --text` reads it: the checkpoint's tokens, but every
+    line end its own `<eos>` (`words` read as `words-eos`: the same tokens on PTB-like text,
+    and the sentence ends plain text means), each token looked up lower-cased where the
+    vocabulary lacks it, then `<unk>`."""
+    kind = config.get("tokens", "words")
+    return encode(text, vocab, dict(config, tokens="words-eos" if kind == "words" else kind))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("perplexity", help="perplexity of a text file, as `lstm-gpu eval` scores it")
+    p = sub.add_parser("perplexity", help="perplexity of a text file, as `lstm-gpu eval --text` scores it")
     p.add_argument("checkpoint")
     p.add_argument("text")
     p.add_argument("--batch-size", type=int, default=1)
@@ -465,7 +474,7 @@ def main():
         sys.exit("lstm_gpu_torch.py: PyTorch is not installed (python3 -m pip install torch)")
     model, vocab, config = load(args.checkpoint, args.device)
     if args.command == "perplexity":
-        ids = encode(read_text(args.text), vocab, config, prompt=False)
+        ids = encode_text(read_text(args.text), vocab, config)
         ppl = perplexity(model, ids, args.batch_size, args.num_steps)
         print(json.dumps({"perplexity": ppl}))
         return

@@ -436,6 +436,27 @@ fn pytorch_scores_and_predicts_as_the_program_does() {
             );
         }
 
+        // A text of one's own, as `eval --text` reads it: line ends touching the words,
+        // capitals, a word the model never saw.
+        let text = dir.path().join("own.txt");
+        std::fs::write(&text, "The market fell\nA zyzzyva said the N traders\n").unwrap();
+        let mut eval = lstm_gpu();
+        eval.args(["eval", "--checkpoint"])
+            .arg(&checkpoint)
+            .arg("--text")
+            .arg(&text);
+        let ours = printed_perplexity(&succeed(&mut eval));
+        let theirs = python(
+            &script,
+            &["perplexity".into(), checkpoint.clone().into(), text.into()],
+        )["perplexity"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (ours - theirs).abs() <= 5e-4 + 1e-5 * theirs,
+            "tied {tie_weights}: --text perplexity {ours} (lstm-gpu eval) vs {theirs} (PyTorch)"
+        );
+
         let context = "The market";
         let ours = predict(&checkpoint, context);
         let theirs = python(
