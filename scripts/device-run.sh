@@ -2,7 +2,8 @@
 # On a lent GPU, after scripts/device-prep.sh (carry ".devrun" and ".gl"): one prepared
 # step per call, its output under $OUT (the device tool brings that folder back).
 #
-#   checks   the cooperative-matrix parity (ignored elsewhere), the whole mixed step, the
+#   checks   `lstm-gpu check` (every kernel against its CPU twin, from the binary), then
+#            the cooperative-matrix parity (ignored elsewhere), the whole mixed step, the
 #            f16, f32 (block and panel kernels included), column-sum and whole-step parity
 #            on this GPU (about a minute)
 #   bench    scripts/gpu-bench.sh: f32 and --precision mixed against the PyTorch peer
@@ -40,6 +41,10 @@ fi
 what="${1:-checks}"
 shift || true
 checks() {
+  # Every kernel against its CPU twin from the release binary itself (the cooperative
+  # matrices included where the GPU has them): seconds, and the table users get.
+  echo "== lstm-gpu check" | tee -a "$OUT/checks.txt"
+  timeout 240 .devrun/lstm-gpu check --adapter "$LSTM_GPU_TEST_ADAPTER" 2>&1 | tee -a "$OUT/checks.txt"
   for t in parity_matmul_coop mixed_precision parity_matmul_f16 train_step_parity \
            parity_matmul parity_reduce_sgd parity_softmax_xent; do
     echo "== $t" | tee -a "$OUT/checks.txt"

@@ -9,7 +9,9 @@
 //! - [`model`]: parameter layout, initialisation, checkpoints;
 //! - [`session`]: what a training run shares on every target (the evaluation pass, the
 //!   accounting of a log point) and the step-by-step session a browser tab drives;
-//! - [`train`]: the command line's training loop (run folder, signals, progress bar).
+//! - [`train`]: the command line's training loop (run folder, signals, progress bar);
+//! - [`check`]: every kernel of an adapter against its CPU twin (`lstm-gpu check`, and the
+//!   core of the parity tests).
 //!
 //! Built for `wasm32-unknown-unknown` (the page in `web/`), the library keeps the model, the
 //! kernels, the step schedule and [`session`]; the modules that need a file system, signals
@@ -18,6 +20,9 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod analysis;
+// Blocking readbacks: native only (the page reads back through its own async boundary).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod check;
 pub mod config;
 pub mod data;
 pub mod error;

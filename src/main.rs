@@ -74,6 +74,10 @@ enum Command {
     /// Time the matmul variants on every product of a model and the fused and unfused
     /// recurrence, and cache the fastest for this adapter (`train` does it by itself once).
     Tune(TuneArgs),
+    /// Check this adapter's kernels against their CPU twins: every matmul variant (and the
+    /// f16 ones of --precision mixed) on awkward shapes in every transpose form, and whole
+    /// training steps on every recurrence; exit 1 if any is off.
+    Check(CheckArgs),
     /// Serve the training page (the same kernels on the browser's WebGPU) and the corpus.
     Serve {
         #[command(flatten)]
@@ -273,6 +277,15 @@ struct TrainArgs {
     /// cached by an earlier run or `lstm-gpu tune` are still read).
     #[arg(long)]
     no_tune: bool,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// Print one JSON object (every check, and the adapter) instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -535,6 +548,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Generate(args) => generate_command(args),
         Command::Tune(args) => tune_command(args),
+        Command::Check(args) => check_command(args),
         Command::Bench {
             command:
                 BenchCommand::Kernels {
@@ -1000,6 +1014,77 @@ fn inference_config(cfg: &Config, gpu: &lstm_gpu::gpu::Gpu) -> Config {
         };
     }
     cfg.clone()
+}
+
+fn check_command(args: CheckArgs) -> Result<()> {
+    use lstm_gpu::check::{self, Outcome};
+    // Every buffer of the checks is a few KiB.
+    let mut gpu = args.gpu.open(&Needs::at_most("check", 1 << 20))?;
+    let name = gpu.info.name.clone();
+    log::info!(
+        "checking the kernels of {name} ({:?}) against their CPU twins",
+        gpu.info.backend
+    );
+    if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        log::info!("{name} compiles each kernel at its first run: minutes on a cold shader cache");
+    }
+    let json = args.json;
+    let mut row = |o: &Outcome| {
+        if !json {
+            println!("{}", check_row(o));
+        }
+    };
+    if !json {
+        println!("{}", check_header());
+    }
+    let mut all = check::matmuls(&gpu, &mut row)?;
+    all.extend(check::half_matmuls(&gpu, &mut row)?);
+    all.extend(check::training_steps(&mut gpu, &mut row)?);
+    let cases: usize = all.iter().map(|o| o.cases).sum();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "adapter": name,
+                "backend": format!("{:?}", gpu.info.backend),
+                "driver": gpu.info.driver_info,
+                "checks": all.iter().map(Outcome::to_json).collect::<Vec<_>>(),
+                "passed": all.iter().all(Outcome::passed),
+            })
+        );
+    }
+    check::verdict(&all, &name)?;
+    log::info!("all {} checks ({cases} cases) passed on {name}", all.len());
+    Ok(())
+}
+
+fn check_header() -> String {
+    format!(
+        "{:<32} {:>5}  {:>9}  {:>9}  {:<6} worst case",
+        "check", "cases", "error", "tolerance", "result"
+    )
+}
+
+/// One line of `check`'s table.
+fn check_row(o: &lstm_gpu::check::Outcome) -> String {
+    let error = if o.error.is_finite() {
+        format!("{:.1e}", o.error)
+    } else {
+        "NaN/inf".to_string()
+    };
+    let mut line = format!(
+        "{:<32} {:>5}  {:>9}  {:>9.0e}  {:<6} {}",
+        o.check,
+        o.cases,
+        error,
+        o.tolerance,
+        if o.passed() { "ok" } else { "FAILED" },
+        o.worst
+    );
+    if let Some(f) = &o.fault {
+        line.push_str(&format!(" ({f})"));
+    }
+    line
 }
 
 fn eval_command(args: EvalArgs) -> Result<()> {

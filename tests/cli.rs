@@ -679,6 +679,60 @@ fn eval_scores_a_users_text() {
     }
 }
 
+/// `lstm-gpu check`: every kernel of this adapter against its CPU twin, from the program
+/// itself. On the test adapter every check passes; it lists what the adapter has (a kernel
+/// the driver refuses is not checked, nor are the f16 ones without `SHADER_F16`).
+#[test]
+fn check_holds_every_kernel_of_the_adapter_to_its_twin() {
+    let check = |env: &[(&str, &str)]| {
+        let o = run(bin().args(["check", "--json"]).envs(env.iter().copied()));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["passed"], true, "{v}");
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                assert_eq!(c["passed"], true, "{c}");
+                assert!(c["cases"].as_u64().unwrap() >= 32, "{c}");
+                c["check"].as_str().unwrap().to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let all = check(&[]);
+    let has = |names: &[String], n: &str| names.iter().any(|c| c == n);
+    for name in [
+        "matmul tiled",
+        "matmul strip",
+        "matmul strip-split",
+        "matmul panel",
+        "matmul skinny",
+        "training step f32 unfused",
+        "training step f32 wavefront",
+    ] {
+        assert!(has(&all, name), "{name} missing from {all:?}");
+    }
+    let f16 = has(&all, "f16 matmul f16-scalar");
+    assert_eq!(f16, has(&all, "training step mixed f16-scalar"), "{all:?}");
+    // Without the panel kernel (its split twin leaves with it) and without f16: the rest.
+    let without = check(&[("LSTM_GPU_REFUSE", "panel"), ("LSTM_GPU_WITHOUT", "f16")]);
+    let expected: Vec<String> = all
+        .iter()
+        .filter(|c| !c.starts_with("matmul panel") && !c.contains("f16"))
+        .cloned()
+        .collect();
+    assert_eq!(without, expected);
+
+    // The table: a header, a row per check.
+    let o = run(bin().arg("check"));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.starts_with("check "), "{out}");
+    assert_eq!(out.lines().count(), all.len() + 1, "{out}");
+    assert!(out.lines().skip(1).all(|l| l.contains(" ok ")), "{out}");
+}
+
 /// `--adapter auto` prefers GPUs, so a CPU adapter under it means that wgpu sees no GPU
 /// (a newcomer's missing driver): the run says so at once, in one warning. Asked for by
 /// name, or where a GPU is first, it says nothing of the kind.

@@ -5,106 +5,38 @@
 
 mod common;
 
-use common::{assert_close, gpu, nan, random};
+use common::{gpu, random};
+use lstm_gpu::check::{matmul_case, MatmulCase as Case, MATMUL_TOLERANCE};
 use lstm_gpu::gpu::matmul::{Matmul, MatmulVariant, SKINNY_ROWS};
 use lstm_gpu::gpu::{Gpu, View};
-use lstm_gpu::reference::{matmul, MatmulShape};
+use lstm_gpu::reference::MatmulShape;
 
-/// Words of NaN kept after C's window (and `c_offset` words before it); none may change.
-const GUARD: usize = 37;
-
-/// One case: where the operands lie in the shared input buffer and what is added.
-struct Case {
-    shape: MatmulShape,
-    bias: bool,
-    accumulate: bool,
-    /// Word offset of A in the input buffer; B and the bias follow at `gap` words apart.
-    a_offset: usize,
-    gap: usize,
-    /// Word offset of C in its buffer, all NaN guard words before it.
-    c_offset: usize,
-}
-
-/// Run `case` with `variant` twice and check it against the f64 reference.
+/// Run `case` with `variant` twice (C poisoned with NaN and guarded on both sides, the same
+/// bits both times) and hold it to the f64 reference: `lstm_gpu::check::matmul_case`, what
+/// `lstm-gpu check` runs.
 fn check(gpu: &Gpu, mm: &Matmul, variant: MatmulVariant, case: &Case, seed: u64) {
     let s = case.shape;
-    let (a_len, b_len, c_len) = (s.m * s.k, s.k * s.n, s.m * s.n);
-    let a_at = case.a_offset;
-    let b_at = a_at + a_len + case.gap;
-    let bias_at = b_at + b_len + case.gap;
-    let inputs = random(bias_at + s.n + 3, 1.0, seed);
-    let c_start = random(c_len, 1.0, seed + 1);
-    let input_buf = gpu.storage_from("inputs", &inputs);
-    let c_at = case.c_offset;
-    let c_buf = gpu.storage("C", c_at + c_len + GUARD);
-    let poison = || {
-        let mut words = nan(c_at + c_len + GUARD);
-        if case.accumulate {
-            words[c_at..c_at + c_len].copy_from_slice(&c_start);
-        }
-        gpu.write(&c_buf, 0, &words);
-    };
-
-    let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-    let mut want = if case.accumulate {
-        f64s(&c_start)
-    } else {
-        vec![0.0; c_len]
-    };
-    let bias = f64s(&inputs[bias_at..bias_at + s.n]);
-    matmul(
-        s,
-        &f64s(&inputs[a_at..a_at + a_len]),
-        &f64s(&inputs[b_at..b_at + b_len]),
-        case.bias.then_some(&bias[..]),
-        &mut want,
-        case.accumulate,
-    );
-
-    let d = mm
-        .prepare_with(
-            variant,
-            gpu,
-            s,
-            View::at(&input_buf, a_at, a_len),
-            View::at(&input_buf, b_at, b_len),
-            case.bias.then(|| View::at(&input_buf, bias_at, s.n)),
-            View::at(&c_buf, c_at, c_len),
-            case.accumulate,
-        )
-        .unwrap();
-    let aligned = [s.m, s.k, s.n, a_at, b_at, c_at].iter().all(|v| v % 4 == 0);
+    let run = matmul_case(gpu, mm, variant, case, seed).unwrap();
+    let b_at = case.a_offset + s.m * s.k + case.gap;
+    let aligned = [s.m, s.k, s.n, case.a_offset, b_at, case.c_offset]
+        .iter()
+        .all(|v| v % 4 == 0);
     if variant == MatmulVariant::SubgroupBroadcast {
         assert_eq!(
-            d.label.starts_with("matmul_subgroup"),
+            run.label.starts_with("matmul_subgroup"),
             aligned,
             "{}: SubgroupBroadcast runs its own kernel exactly when everything is 4-aligned",
-            d.label
+            run.label
         );
     }
-    let what = format!(
-        "{variant} ({}) {}x{}x{} trans_a={} trans_b={} bias={} accumulate={} offset={}",
-        d.label, s.m, s.k, s.n, s.trans_a, s.trans_b, case.bias, case.accumulate, a_at
-    );
-    let mut runs = Vec::new();
-    for _ in 0..2 {
-        poison();
-        gpu.run(&[&d]).unwrap();
-        let all: Vec<f32> = gpu.read(&c_buf, 0, c_at + c_len + GUARD).unwrap();
-        let outside = all[..c_at].iter().chain(&all[c_at + c_len..]);
-        assert!(
-            outside.clone().all(|v| v.is_nan()),
-            "{what}: wrote outside C's window"
-        );
-        let got = all[c_at..c_at + c_len].to_vec();
-        assert_close(&what, &got, &want, 1e-5);
-        runs.push(got);
+    let what = format!("{variant} ({}) {}", run.label, case.describe());
+    if let Some(fault) = run.fault {
+        panic!("{what}: {fault}");
     }
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-    assert_eq!(
-        bits(&runs[0]),
-        bits(&runs[1]),
-        "{what}: repeated run differs"
+    assert!(
+        run.error <= MATMUL_TOLERANCE,
+        "{what}: relative L2 error {:e} > {MATMUL_TOLERANCE:e}",
+        run.error
     );
 }
 

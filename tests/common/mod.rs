@@ -50,39 +50,9 @@ pub fn backend() -> BackendChoice {
     }
 }
 
-/// `n` values uniform in [-scale, scale], never exactly zero.
-pub fn random(n: usize, scale: f64, seed: u64) -> Vec<f32> {
-    let mut r = SplitMix64::new(seed);
-    (0..n)
-        .map(|_| {
-            let v = r.uniform(-scale, scale) as f32;
-            if v == 0.0 {
-                scale as f32 * 0.5
-            } else {
-                v
-            }
-        })
-        .collect()
-}
-
-/// Relative L2 error `|got - want| / |want|`, computed in f64; infinite when `got` has a
-/// NaN or an infinity (so NaN never passes) or the lengths differ.
-pub fn rel_l2(got: &[f32], want: &[f64]) -> f64 {
-    if got.len() != want.len() || got.iter().any(|v| !v.is_finite()) {
-        return f64::INFINITY;
-    }
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|w| w * w).sum();
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}
+/// Random values never exactly zero, and the relative L2 error (NaN never passes): the ones
+/// `lstm-gpu check` uses.
+pub use lstm_gpu::check::{random, rel_l2};
 
 /// Assert a relative L2 error at most `tol`, with a readable message.
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
