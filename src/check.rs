@@ -121,6 +121,25 @@ pub fn random(n: usize, scale: f64, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// `n` ids below half of `vocab`, so that a batch repeats ids (the embedding's gradient then
+/// sums repeated rows).
+pub fn random_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut r = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| (r.next_u64() % (vocab as u64 / 2)) as u32)
+        .collect()
+}
+
+/// A non-zero carried state for a batch of `cfg.batch_size` rows.
+pub fn random_state(cfg: &Config, seed: u64) -> State<f32> {
+    let mut s = State::<f32>::zeros(cfg, cfg.batch_size);
+    for (l, (c, h)) in s.c.iter_mut().zip(s.h.iter_mut()).enumerate() {
+        *c = random(c.len(), 1.0, seed + 2 * l as u64);
+        *h = random(h.len(), 0.9, seed + 2 * l as u64 + 1);
+    }
+    s
+}
+
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
@@ -497,21 +516,12 @@ pub fn training_step(
         seed: 11,
     };
     let params = Params::<f32>::init(cfg, seed);
-    let mut state = State::<f32>::zeros(cfg, cfg.batch_size);
-    for (l, (c, h)) in state.c.iter_mut().zip(state.h.iter_mut()).enumerate() {
-        *c = random(c.len(), 1.0, seed + 100 + 2 * l as u64);
-        *h = random(h.len(), 0.9, seed + 101 + 2 * l as u64);
-    }
+    let state = random_state(cfg, seed + 100);
     let n = cfg.batch_size * cfg.num_steps;
-    // Ids below half the vocabulary, so that the batch repeats some (the embedding's
-    // gradient then sums rows).
-    let ids = |seed: u64| {
-        let mut r = SplitMix64::new(seed);
-        (0..n)
-            .map(|_| (r.next_u64() % (cfg.vocab_size as u64 / 2)) as u32)
-            .collect::<Vec<u32>>()
-    };
-    let (x, y) = (ids(seed + 200), ids(seed + 300));
+    let (x, y) = (
+        random_ids(n, cfg.vocab_size, seed + 200),
+        random_ids(n, cfg.vocab_size, seed + 300),
+    );
 
     let pbuf = ParamBuffers::upload(gpu, cfg, &params)?;
     let mut ws = Workspace::new(

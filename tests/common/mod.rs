@@ -4,10 +4,7 @@
 pub mod half;
 pub mod split;
 
-use lstm_gpu::config::Config;
 use lstm_gpu::gpu::{AdapterChoice, BackendChoice, Gpu, PickedAdapter};
-use lstm_gpu::model::State;
-use lstm_gpu::rng::SplitMix64;
 
 /// The adapter the tests run on: `LSTM_GPU_TEST_ADAPTER` (default `auto`) on
 /// `LSTM_GPU_TEST_BACKEND` (default `auto`; `gl` runs the suite through naga's GLSL and
@@ -52,7 +49,7 @@ pub fn backend() -> BackendChoice {
 
 /// Random values never exactly zero, and the relative L2 error (NaN never passes): the ones
 /// `lstm-gpu check` uses.
-pub use lstm_gpu::check::{random, rel_l2};
+pub use lstm_gpu::check::{random, random_ids, random_state, rel_l2};
 
 /// Assert a relative L2 error at most `tol`, with a readable message.
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
@@ -104,23 +101,4 @@ pub fn serve(args: &[&str]) -> (Kill, String) {
         .unwrap_or_else(|| panic!("serve printed no URL: {line:?}"))
         .to_string();
     (Kill(child), url)
-}
-
-/// `n` ids below half of `vocab`, so that a batch repeats ids (the embedding gradient then
-/// sums repeated rows).
-pub fn random_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut r = SplitMix64::new(seed);
-    (0..n)
-        .map(|_| (r.next_u64() % (vocab as u64 / 2)) as u32)
-        .collect()
-}
-
-/// A non-zero carried state for a batch of `cfg.batch_size` rows.
-pub fn random_state(cfg: &Config, seed: u64) -> State<f32> {
-    let mut s = State::<f32>::zeros(cfg, cfg.batch_size);
-    for (l, (c, h)) in s.c.iter_mut().zip(s.h.iter_mut()).enumerate() {
-        *c = random(c.len(), 1.0, seed + 2 * l as u64);
-        *h = random(h.len(), 0.9, seed + 2 * l as u64 + 1);
-    }
-    s
 }
