@@ -190,7 +190,19 @@ pub struct MatmulRun {
 
 /// Run `case` twice on `variant` of `mm` (C poisoned with NaN before each run) and hold it
 /// to `reference::matmul` in f64.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn matmul_case(
+    gpu: &Gpu,
+    mm: &Matmul,
+    variant: MatmulVariant,
+    case: &MatmulCase,
+    seed: u64,
+) -> Result<MatmulRun> {
+    pollster::block_on(matmul_case_async(gpu, mm, variant, case, seed))
+}
+
+/// [`matmul_case`], awaiting the GPU (in a browser tab).
+pub async fn matmul_case_async(
     gpu: &Gpu,
     mm: &Matmul,
     variant: MatmulVariant,
@@ -241,7 +253,8 @@ pub fn matmul_case(
         &c_start,
         case.accumulate,
         &want,
-    )?;
+    )
+    .await?;
     Ok(MatmulRun {
         label: d.label.to_string(),
         launches: d.launches(),
@@ -254,7 +267,7 @@ pub fn matmul_case(
 /// read C back; twice. The larger of the two runs' errors against `want`, and a fault where
 /// a run wrote outside C's window or the two runs differ in a bit.
 #[allow(clippy::too_many_arguments)]
-fn run_twice(
+async fn run_twice(
     gpu: &Gpu,
     dispatches: &[&Dispatch],
     c_buf: &wgpu::Buffer,
@@ -275,7 +288,7 @@ fn run_twice(
         }
         gpu.write(c_buf, 0, &words);
         gpu.run(dispatches)?;
-        let all: Vec<f32> = gpu.read(c_buf, 0, total)?;
+        let all: Vec<f32> = gpu.read_async(c_buf, 0, total).await?;
         if !all[..c_at]
             .iter()
             .chain(&all[c_at + c_len..])
@@ -341,13 +354,13 @@ pub fn matmul_cases() -> Vec<MatmulCase> {
 /// Every f32 matmul variant the adapter has, on [`matmul_cases`]. `done` hears of each
 /// variant as it finishes (the first run of each compiles its kernels: seconds, on a CPU
 /// adapter minutes).
-pub fn matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
+pub async fn matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
     let mm = Matmul::new(gpu)?;
     let mut out = Vec::new();
     for variant in mm.variants_available() {
         let mut o = Outcome::new(format!("matmul {variant}"));
         for (i, case) in matmul_cases().iter().enumerate() {
-            match matmul_case(gpu, &mm, variant, case, 1000 + i as u64) {
+            match matmul_case_async(gpu, &mm, variant, case, 1000 + i as u64).await {
                 Ok(run) => {
                     o.case(case.describe(), run.error, MATMUL_TOLERANCE);
                     if let Some(f) = run.fault {
@@ -366,7 +379,7 @@ pub fn matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>
 /// Every f16 matmul of `--precision mixed` the adapter has (none without `SHADER_F16`), on
 /// [`matmul_cases`]: the operands cast to f16 by the program's cast kernel, the product held
 /// to the f64 product of the f16-rounded operands.
-pub fn half_matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
+pub async fn half_matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
     let Some(hk) = HalfKernels::new(gpu)? else {
         return Ok(Vec::new());
     };
@@ -375,7 +388,7 @@ pub fn half_matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Out
         let mut o = Outcome::new(format!("f16 matmul {variant}"));
         for (i, case) in matmul_cases().iter().enumerate() {
             let seed = 2000 + i as u64;
-            match half_matmul_case(gpu, &hk, variant, case, seed) {
+            match half_matmul_case(gpu, &hk, variant, case, seed).await {
                 Ok((error, fault)) => {
                     o.case(case.describe(), error, MATMUL_TOLERANCE);
                     if let Some(f) = fault {
@@ -392,7 +405,7 @@ pub fn half_matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Out
 }
 
 /// One f16 case: A and B cast into one f16 buffer at their (odd) offsets, the bias f32.
-fn half_matmul_case(
+async fn half_matmul_case(
     gpu: &Gpu,
     hk: &HalfKernels,
     variant: HalfVariant,
@@ -452,6 +465,7 @@ fn half_matmul_case(
         case.accumulate,
         &want,
     )
+    .await
 }
 
 /// The model of the training-step checks: two layers of different widths, dropout on.
@@ -502,7 +516,27 @@ const MIXED_STEP: StepTolerances = StepTolerances {
 /// random batch and a non-zero incoming state, against the f64 reference step (the mixed
 /// one for `--precision mixed`): the loss, every parameter, every parameter's update and
 /// the carried state, each counted as a case of `o`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn training_step(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    cfg: &Config,
+    learning_rate: f32,
+    seed: u64,
+    o: &mut Outcome,
+) -> Result<()> {
+    pollster::block_on(training_step_async(
+        gpu,
+        kernels,
+        cfg,
+        learning_rate,
+        seed,
+        o,
+    ))
+}
+
+/// [`training_step`], awaiting the GPU (in a browser tab).
+pub async fn training_step_async(
     gpu: &Gpu,
     kernels: &Kernels,
     cfg: &Config,
@@ -534,11 +568,11 @@ pub fn training_step(
         Mode::Train,
     )?;
     ws.write_state(gpu, &state)?;
-    ws.take_loss(gpu)?;
+    ws.take_loss_async(gpu).await?;
     ws.step(gpu, &x, &y, hyper)?;
-    let (loss, _) = ws.take_loss(gpu)?;
-    let got = pbuf.read(gpu, cfg)?;
-    let got_state = ws.read_state(gpu)?;
+    let (loss, _) = ws.take_loss_async(gpu).await?;
+    let got = pbuf.read_async(gpu, cfg).await?;
+    let got_state = ws.read_state_async(gpu).await?;
 
     let mut want = params.cast::<f64>();
     let mut want_state = state.cast::<f64>();
@@ -610,14 +644,14 @@ pub fn training_step(
 /// `--precision mixed` (where the adapter has `SHADER_F16`) on every f16 matmul; each with
 /// separate softmax weights and clipping off, and tied with clipping on. `gpu`'s kernel
 /// choices are restored afterwards.
-pub fn training_steps(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
+pub async fn training_steps(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
     let saved = (gpu.recurrence, gpu.half_matmul);
-    let result = steps(gpu, done);
+    let result = steps(gpu, done).await;
     (gpu.recurrence, gpu.half_matmul) = saved;
     result
 }
 
-fn steps(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
+async fn steps(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
     let mut runs: Vec<(String, Precision, Option<Recurrence>, Option<HalfVariant>)> =
         Recurrence::ALL
             .iter()
@@ -659,13 +693,22 @@ fn steps(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> 
         // Gradient norms here are about 1-3: a clip at 100 is off, at 0.05 on.
         for (seed, tied, clip, lr) in [(5, false, 100.0, 1.0), (9, true, 0.05, 0.7)] {
             let cfg = step_config(precision, tied, clip);
-            if let Err(e) = training_step(gpu, &kernels, &cfg, lr, seed, &mut o) {
+            if let Err(e) = training_step_async(gpu, &kernels, &cfg, lr, seed, &mut o).await {
                 o.fault(format!("{e:#}"));
             }
         }
         done(&o);
         out.push(o);
     }
+    Ok(out)
+}
+
+/// Every check, in order: the f32 matmuls, the f16 ones, the training steps (`done` hears
+/// of each as it finishes).
+pub async fn all(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
+    let mut out = matmuls(gpu, done).await?;
+    out.extend(half_matmuls(gpu, done).await?);
+    out.extend(training_steps(gpu, done).await?);
     Ok(out)
 }
 

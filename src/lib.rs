@@ -20,8 +20,6 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod analysis;
-// Blocking readbacks: native only (the page reads back through its own async boundary).
-#[cfg(not(target_arch = "wasm32"))]
 pub mod check;
 pub mod config;
 pub mod data;

@@ -1037,9 +1037,7 @@ fn check_command(args: CheckArgs) -> Result<()> {
     if !json {
         println!("{}", check_header());
     }
-    let mut all = check::matmuls(&gpu, &mut row)?;
-    all.extend(check::half_matmuls(&gpu, &mut row)?);
-    all.extend(check::training_steps(&mut gpu, &mut row)?);
+    let all = pollster::block_on(check::all(&mut gpu, &mut row))?;
     let cases: usize = all.iter().map(|o| o.cases).sum();
     if json {
         println!(

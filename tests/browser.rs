@@ -1170,3 +1170,55 @@ fn the_page_trains_in_mixed_precision_where_the_adapter_has_f16() {
     let valid = native_eval(&path, &data);
     assert!(valid.is_finite() && valid > 1.0, "{valid}");
 }
+
+/// The page's "Check the kernels": `lstm_gpu::check` on the browser's WebGPU (its own
+/// device), every row shown as it finishes, every check passing on the browser's adapter
+/// (Tint and SwiftShader here, not naga and lavapipe).
+#[test]
+fn the_page_checks_every_kernel_of_its_adapter() {
+    let (_server, url) = serve(&["--no-data"]);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let t0 = Instant::now();
+    let summary = b.ok("return await window.lstm.api.checkKernels();", json!(null));
+    eprintln!(
+        "page check on {}: {:.0} s",
+        summary["adapter"]["name"],
+        t0.elapsed().as_secs_f64()
+    );
+    let checks = summary["checks"].as_array().expect("the checks");
+    let names: Vec<&str> = checks
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    for c in checks {
+        assert_eq!(c["passed"], json!(true), "{c}");
+        assert!(c["cases"].as_u64().unwrap() >= 32, "{c}");
+    }
+    assert_eq!(summary["passed"], json!(true), "{summary}");
+    for name in [
+        "matmul tiled",
+        "matmul strip",
+        "matmul skinny",
+        "training step f32 unfused",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    // The table has a row per check, and the status says they passed.
+    let page = b.ok(
+        "return {rows: document.querySelectorAll('#check-table tbody tr').length, \
+                 streamed: window.lstm.checks.length, \
+                 status: document.getElementById('check-status').textContent};",
+        json!(null),
+    );
+    assert_eq!(page["rows"], json!(checks.len()), "{page}");
+    assert_eq!(page["streamed"], json!(checks.len()), "{page}");
+    assert!(
+        page["status"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("all {} checks passed", checks.len())),
+        "{page}"
+    );
+}

@@ -93,9 +93,25 @@ pub const MATMUL_PANEL_GROUP: &str = matmul_group_module!(
     "matmul_panel.wgsl"
 );
 
-/// [`MATMUL_QUAD_GROUP`] as the launcher compiles it on this target.
+/// [`MATMUL_QUAD_GROUP`] as the launcher compiles it on this target. Its quad operations sit
+/// in control flow that depends on the product's parameters, which the launch copies into
+/// a private variable (shaders/matmul_launch_group.wgsl): the same for every invocation of a
+/// workgroup (they come from its `workgroup_id.z`), so uniform, but not to WGSL's
+/// uniformity analysis, which sees a private variable as varying. Browsers (Tint) enforce
+/// that analysis for subgroup operations and refuse the module without
+/// `diagnostic(off, subgroup_uniformity)`; naga neither enforces it nor knows the rule (it
+/// would warn of an unknown one), so the directive is added on wasm32 only.
 pub fn matmul_quad_group() -> Cow<'static, str> {
-    subgroup_module(Cow::Borrowed(MATMUL_QUAD_GROUP))
+    let source = subgroup_module(Cow::Borrowed(MATMUL_QUAD_GROUP));
+    if cfg!(target_arch = "wasm32") {
+        Cow::Owned(source.replacen(
+            "enable subgroups;\n",
+            "enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n",
+            1,
+        ))
+    } else {
+        source
+    }
 }
 
 /// [`MATMUL_QUAD`] as the launcher compiles it on this target.

@@ -56,6 +56,32 @@ pub async fn adapter() -> Result<String, JsValue> {
     Ok(adapter_json(&picked.summary).to_string())
 }
 
+/// Check every kernel of this browser's adapter against its CPU twin, as `lstm-gpu check`
+/// does natively (`lstm_gpu::check`, on a device of its own): `on_row` is called with each
+/// check's JSON (`check`, `cases`, `error`, `tolerance`, `worst`, `fault`, `passed`) as it
+/// finishes; resolves to `{"adapter": ..., "checks": [...], "passed": bool}`, or rejects with
+/// one line where the adapter cannot be opened.
+#[wasm_bindgen]
+pub async fn check_kernels(on_row: js_sys::Function) -> Result<String, JsValue> {
+    use lstm_gpu::check::{self, Outcome};
+    let picked = PickedAdapter::request_browser().await.map_err(js_error)?;
+    let adapter = adapter_json(&picked.summary);
+    let mut gpu = picked
+        .open_async(&lstm_gpu::model::fit::Needs::at_most("check", 1 << 20))
+        .await
+        .map_err(js_error)?;
+    let mut row = |o: &Outcome| {
+        let _ = on_row.call1(&JsValue::NULL, &JsValue::from_str(&o.to_json().to_string()));
+    };
+    let all = check::all(&mut gpu, &mut row).await.map_err(js_error)?;
+    Ok(serde_json::json!({
+        "adapter": adapter,
+        "checks": all.iter().map(Outcome::to_json).collect::<Vec<_>>(),
+        "passed": all.iter().all(Outcome::passed),
+    })
+    .to_string())
+}
+
 /// Refuse bytes that are not text (empty, compressed, binary, not UTF-8) with the message
 /// `create` would give, naming them `what`: the page checks a file when it is picked.
 #[wasm_bindgen]

@@ -4,7 +4,7 @@
 // Everything the page knows is in `window.lstm` (what the browser test reads), and every
 // action is a function of `window.lstm.api` that the buttons call too. Calls into the model
 // run one after another (`serial`); a failed action shows one line and changes nothing.
-import init, { adapter, create, check_text } from "./pkg/lstm_gpu_web.js";
+import init, { adapter, create, check_text, check_kernels } from "./pkg/lstm_gpu_web.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -29,6 +29,8 @@ const S = (window.lstm = {
   prediction: null,
   generated: null,
   lossScale: null, // mixed precision: { scale, overflows } from the last log point
+  checks: [], // the kernel checks' rows, as they finish
+  checked: null, // the kernel check's summary: { adapter, checks, passed }
 });
 
 // ---- messages ----------------------------------------------------------------------------
@@ -494,6 +496,46 @@ async function loadCheckpoint(bytes) {
   return info;
 }
 
+// ---- checking the kernels ------------------------------------------------------------------
+
+const exp = (v) => (typeof v === "number" ? v.toExponential(1) : String(v));
+
+// Every kernel against its CPU twin on a device of its own (the library's `check`), each row
+// shown as it finishes. Runs beside training, not between its steps: it is its own device.
+async function checkKernels() {
+  const body = $("check-table").querySelector("tbody");
+  body.textContent = "";
+  S.checks = [];
+  S.checked = null;
+  $("check-kernels").disabled = true;
+  $("check-status").textContent = "checking: the first run of each kernel compiles it…";
+  try {
+    const summary = JSON.parse(
+      await check_kernels((json) => {
+        const c = JSON.parse(json);
+        S.checks.push(c);
+        const tr = document.createElement("tr");
+        for (const v of [c.check, c.cases, exp(c.error), exp(c.tolerance), c.passed ? "ok" : "FAILED", c.worst + (c.fault ? ` (${c.fault})` : "")]) {
+          const td = document.createElement("td");
+          td.textContent = v;
+          tr.appendChild(td);
+        }
+        if (!c.passed) tr.className = "error";
+        body.appendChild(tr);
+        $("check-status").textContent = `checking: ${S.checks.length} done…`;
+      })
+    );
+    S.checked = summary;
+    const failed = summary.checks.filter((c) => !c.passed).map((c) => c.check);
+    $("check-status").textContent = failed.length
+      ? `${failed.length} of ${summary.checks.length} checks failed: ${failed.join(", ")}`
+      : `all ${summary.checks.length} checks passed on ${summary.adapter.name}`;
+    return summary;
+  } finally {
+    $("check-kernels").disabled = false;
+  }
+}
+
 // ---- wiring -------------------------------------------------------------------------------
 
 // Run an action from a button: its error is the one message, and nothing else changes.
@@ -521,6 +563,7 @@ const api = (S.api = {
   predict: action(predict),
   generate: action(generate),
   setLogEvery: action((n) => serial(() => S.trainer.set_log_every(n))),
+  checkKernels: action(checkKernels),
 });
 
 const quiet = (p) => p.catch(() => {});
@@ -537,6 +580,7 @@ $("train").onclick = () => (S.running ? pause() : quiet(api.train()));
 $("validate").onclick = () => quiet(api.validate());
 $("save").onclick = () => quiet(api.save());
 $("predict").onclick = () => quiet(api.predict($("predict-text").value, 10));
+$("check-kernels").onclick = () => quiet(api.checkKernels());
 $("predict-text").onkeydown = (e) => e.key === "Enter" && $("predict").click();
 $("generate").onclick = () =>
   quiet(api.generate($("generate-prompt").value, Number($("generate-count").value), Number($("generate-temperature").value)));
@@ -558,6 +602,7 @@ async function start() {
     say(S.noWebgpu, "error");
   }
   S.ready = S.adapter !== null;
+  $("check-kernels").disabled = !S.ready;
   suggestPreset();
   if (!S.ready) {
     for (const id of ["create", "file-checkpoint"]) $(id).disabled = true;
