@@ -683,28 +683,67 @@ fn adapters(backend: BackendChoice, json: bool) -> Result<()> {
                     "type": format!("{:?}", a.info.device_type), "driver": a.info.driver, "driver_info": a.info.driver_info,
                     "max_buffer_size": a.limits.max_buffer_size, "max_storage_buffer_binding_size": a.limits.max_storage_buffer_binding_size,
                     "subgroups": a.features.contains(wgpu::Features::SUBGROUP),
+                    "f16": a.features.contains(wgpu::Features::SHADER_F16),
+                    "cooperative_matrix": a.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
                     "timestamps": a.features.contains(wgpu::Features::TIMESTAMP_QUERY)})
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
-        "{:<3} {:<40} {:<8} {:<13} {:<28} {:>12} {:>14}",
-        "#", "name", "backend", "type", "driver", "max buffer", "max binding"
-    );
-    for a in list {
-        let driver = format!("{} {}", a.info.driver, a.info.driver_info);
-        println!(
-            "{:<3} {:<40} {:<8} {:<13} {:<28} {:>8} MiB {:>10} MiB",
-            a.index,
-            a.info.name,
+    // Columns as wide as their widest entry; the driver, the longest, last.
+    let features = |f: wgpu::Features| {
+        [
+            (wgpu::Features::SUBGROUP, "subgroups"),
+            (wgpu::Features::SHADER_F16, "f16"),
+            (wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX, "coop"),
+            (wgpu::Features::TIMESTAMP_QUERY, "timestamps"),
+        ]
+        .iter()
+        .filter(|(bit, _)| f.contains(*bit))
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(",")
+    };
+    let mut rows = vec![[
+        "#".to_string(),
+        "name".into(),
+        "backend".into(),
+        "type".into(),
+        "max buffer".into(),
+        "max binding".into(),
+        "features".into(),
+        "driver".into(),
+    ]];
+    for a in &list {
+        rows.push([
+            a.index.to_string(),
+            a.info.name.clone(),
             format!("{:?}", a.info.backend),
             format!("{:?}", a.info.device_type),
-            driver.trim(),
-            a.limits.max_buffer_size >> 20,
-            a.limits.max_storage_buffer_binding_size >> 20
-        );
+            format!("{} MiB", a.limits.max_buffer_size >> 20),
+            format!("{} MiB", a.limits.max_storage_buffer_binding_size >> 20),
+            features(a.features),
+            format!("{} {}", a.info.driver, a.info.driver_info)
+                .trim()
+                .to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| match c {
+                // The sizes right-aligned, the last column unpadded.
+                4 | 5 => format!("{cell:>w$}", w = widths[c]),
+                7 => cell.clone(),
+                _ => format!("{cell:<w$}", w = widths[c]),
+            })
+            .collect();
+        println!("{}", line.join("  "));
     }
     Ok(())
 }

@@ -773,6 +773,17 @@ fn data_info_and_adapters_report_what_is_there() {
         .iter()
         .any(|b| out.contains(b));
     assert!(o.status.success() && listed, "{out}");
+    // The features that decide what runs, in the table and in the JSON.
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.contains("features") && header.ends_with("driver"),
+        "{out}"
+    );
+    let o = run(bin().args(["adapters", "--json"]));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in ["subgroups", "f16", "cooperative_matrix", "timestamps"] {
+        assert!(listed[0][key].is_boolean(), "{key}: {listed}");
+    }
 }
 
 #[test]
