@@ -36,6 +36,9 @@ pub const MATMUL_TOLERANCE: f64 = 1e-5;
 pub struct Outcome {
     /// What was checked: `matmul strip`, `f16 matmul f16-coop`, `training step f32 fused`.
     pub check: String,
+    /// The kernel it names as `--matmul` and `--recurrence` do (`strip`, `f16-coop`,
+    /// `fused`).
+    pub kernel: String,
     pub cases: usize,
     /// The case whose error was largest against its tolerance: what it was, its relative
     /// L2 error (infinite where the kernel wrote a NaN or an infinity) and its tolerance.
@@ -48,9 +51,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn new(check: impl Into<String>) -> Outcome {
+    pub fn new(check: impl Into<String>, kernel: impl Into<String>) -> Outcome {
         Outcome {
             check: check.into(),
+            kernel: kernel.into(),
             cases: 0,
             worst: String::new(),
             error: 0.0,
@@ -81,6 +85,7 @@ impl Outcome {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "check": self.check,
+            "kernel": self.kernel,
             "cases": self.cases,
             "worst": self.worst,
             "error": if self.error.is_finite() { serde_json::json!(self.error) } else { serde_json::json!("inf") },
@@ -142,6 +147,16 @@ pub fn random_state(cfg: &Config, seed: u64) -> State<f32> {
 
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
+}
+
+/// The test hook `LSTM_GPU_MISCOMPUTE` (comma-separated matmul names as `--matmul` takes
+/// them): those kernels' outputs are negated when read back, as if the driver had
+/// miscompiled them, so that the paths that meet a wrong kernel (`check`'s failure,
+/// `tune` leaving the kernel out) can be tested on an adapter whose kernels are right.
+pub const MISCOMPUTE_ENV: &str = "LSTM_GPU_MISCOMPUTE";
+
+fn miscomputed(kernel: &str) -> bool {
+    std::env::var(MISCOMPUTE_ENV).is_ok_and(|v| v.split(',').any(|s| s.trim() == kernel))
 }
 
 /// Words of NaN kept after the output's window (and `c_offset` words before it): a kernel
@@ -252,6 +267,7 @@ pub async fn matmul_case_async(
         &c_start,
         case.accumulate,
         &want,
+        miscomputed(variant.name()),
     )
     .await?;
     Ok(MatmulRun {
@@ -274,6 +290,7 @@ async fn run_twice(
     c_start: &[f32],
     accumulate: bool,
     want: &[f64],
+    miscompute: bool,
 ) -> Result<(f64, Option<String>)> {
     let total = c_at + c_len + GUARD;
     let mut runs: Vec<Vec<f32>> = Vec::new();
@@ -294,7 +311,10 @@ async fn run_twice(
         {
             fault.get_or_insert_with(|| "wrote outside its output".to_string());
         }
-        let got = all[c_at..c_at + c_len].to_vec();
+        let mut got = all[c_at..c_at + c_len].to_vec();
+        if miscompute {
+            got.iter_mut().for_each(|v| *v = -*v);
+        }
         error = error.max(rel_l2(&got, want));
         runs.push(got);
     }
@@ -356,7 +376,7 @@ pub async fn matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Ou
     let mm = Matmul::new(gpu)?;
     let mut out = Vec::new();
     for variant in mm.variants_available() {
-        let mut o = Outcome::new(format!("matmul {variant}"));
+        let mut o = Outcome::new(format!("matmul {variant}"), variant.name());
         for (i, case) in matmul_cases().iter().enumerate() {
             match matmul_case_async(gpu, &mm, variant, case, 1000 + i as u64).await {
                 Ok(run) => {
@@ -383,7 +403,7 @@ pub async fn half_matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<V
     };
     let mut out = Vec::new();
     for variant in hk.variants_available() {
-        let mut o = Outcome::new(format!("f16 matmul {variant}"));
+        let mut o = Outcome::new(format!("f16 matmul {variant}"), variant.name());
         for (i, case) in matmul_cases().iter().enumerate() {
             let seed = 2000 + i as u64;
             match half_matmul_case(gpu, &hk, variant, case, seed).await {
@@ -462,6 +482,7 @@ async fn half_matmul_case(
         &c_start,
         case.accumulate,
         &want,
+        miscomputed(variant.name()),
     )
     .await
 }
@@ -676,7 +697,12 @@ async fn steps(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outc
     for (name, precision, recurrence, half) in runs {
         gpu.recurrence = recurrence;
         gpu.half_matmul = half;
-        let mut o = Outcome::new(name);
+        let kernel = match (recurrence, half) {
+            (Some(r), _) => r.name(),
+            (None, Some(v)) => v.name(),
+            (None, None) => "",
+        };
+        let mut o = Outcome::new(name, kernel);
         let kernels = match Kernels::new(gpu) {
             Ok(k) => k,
             // The fused recurrence where the driver refused its kernels: not this adapter's.
@@ -735,7 +761,7 @@ mod tests {
 
     #[test]
     fn the_worst_case_is_the_largest_against_its_tolerance_and_nan_fails() {
-        let mut o = Outcome::new("k");
+        let mut o = Outcome::new("k", "k");
         o.case("a", 5e-6, 1e-5);
         o.case("b", 5e-5, 1e-3);
         assert_eq!((o.cases, o.worst.as_str()), (2, "a"));
@@ -743,11 +769,11 @@ mod tests {
         o.case("c", f64::NAN, 1.0);
         assert_eq!(o.worst, "c");
         assert!(!o.passed() && o.error.is_infinite());
-        let mut o = Outcome::new("k");
+        let mut o = Outcome::new("k", "k");
         o.case("a", 0.0, 1e-5);
         o.fault("wrote outside".into());
         assert!(!o.passed());
-        let good = Outcome::new("matmul strip");
+        let good = Outcome::new("matmul strip", "strip");
         assert!(verdict(std::slice::from_ref(&good), "gpu").is_ok());
         let e = verdict(&[good, o], "gpu").unwrap_err().to_string();
         assert_eq!(e, "1 of 2 checks failed on gpu: k");

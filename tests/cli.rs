@@ -724,6 +724,25 @@ fn check_holds_every_kernel_of_the_adapter_to_its_twin() {
         .collect();
     assert_eq!(without, expected);
 
+    // A kernel that computes wrong results (LSTM_GPU_MISCOMPUTE negates its outputs as they
+    // are read back): its row FAILED with its worst case, the others ok, one error line
+    // naming it, exit 1; in the JSON, passed false.
+    let o = run(bin().arg("check").env("LSTM_GPU_MISCOMPUTE", "strip"));
+    assert_one_line_error(&o, 1, &format!("1 of {} checks failed", all.len()));
+    assert!(stderr(&o).contains(": matmul strip\n"), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAILED")).collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert!(
+        failed[0].starts_with("matmul strip ") && failed[0].contains("2.0e0"),
+        "{out}"
+    );
+    let o = run(bin()
+        .args(["check", "--json"])
+        .env("LSTM_GPU_MISCOMPUTE", "strip"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["passed"], false, "{v}");
+
     // The table: a header, a row per check.
     let o = run(bin().arg("check"));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();

@@ -54,7 +54,7 @@ fn compare_params(
 /// choose whether clipping is active. `lstm_gpu::check::training_step` (what `lstm-gpu
 /// check` runs) compares the loss, every parameter and its update, and the carried state.
 fn one_step(gpu: &Gpu, kernels: &Kernels, cfg: &Config, lr: f32, seed: u64) {
-    let mut o = Outcome::new("one step");
+    let mut o = Outcome::new("one step", "");
     training_step(gpu, kernels, cfg, lr, seed, &mut o).unwrap();
     assert!(
         o.passed(),

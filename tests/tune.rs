@@ -519,3 +519,49 @@ fn a_kernel_the_driver_refuses_is_left_out() {
     assert_eq!(refused["wavefront_grouped_steps"], 0, "{refused}");
     assert_eq!(refused["dispatches_per_step"], apart["dispatches_per_step"]);
 }
+
+/// A kernel that computes wrong results on the adapter (a driver's miscompile; here
+/// `LSTM_GPU_MISCOMPUTE` negates its outputs when they are read back) is left out of tuning
+/// with one warning naming its worst case, as a refused one is: each candidate is held to
+/// its CPU twin first (`lstm_gpu::check`). In mixed precision the f16 kernels are screened.
+#[test]
+fn a_kernel_that_computes_wrong_results_is_left_out_of_tuning() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cases: [(&str, &[&str], &str); 2] = [
+        ("f32", &["strip", "panel"], "register-blocked"),
+        ("mixed", &["f16-panel"], "f16-scalar"),
+    ];
+    for (precision, wrong, right) in cases {
+        let o = bin(&cache)
+            .env("LSTM_GPU_MISCOMPUTE", wrong.join(","))
+            .args(["tune", "--json", "--precision", precision])
+            .args(MODEL)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let timed: Vec<&String> = json["matmul_ms"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|times| times.as_object().unwrap().keys())
+            .collect();
+        for name in wrong {
+            assert_eq!(
+                err.matches(&format!(
+                    "kernel {name} left out: it computes wrong results"
+                ))
+                .count(),
+                1,
+                "{precision}: {err}"
+            );
+            assert!(
+                !timed.iter().any(|t| *t == name),
+                "{precision}: {name} timed"
+            );
+        }
+        assert!(timed.iter().any(|t| *t == right), "{precision}: {timed:?}");
+    }
+}
