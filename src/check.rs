@@ -2,9 +2,11 @@
 //! itself, so that a GPU no test machine has (Metal, DX12, an AMD, Intel or Apple GPU, a new
 //! driver) can be checked by its owner without a Rust toolchain or the test suite.
 //!
-//! It is the portable core of the parity tests (`tests/parity_matmul.rs`,
-//! `tests/common/half.rs`, `tests/train_step_parity.rs`, `tests/mixed_precision.rs`, which
-//! run these same cases and check more): every matmul variant the adapter has, in every
+//! It is the portable core of the parity tests: `tests/parity_matmul.rs` and
+//! `tests/train_step_parity.rs` run their cases through [`matmul_case`] and
+//! [`training_step`], and the f16 cases mirror `tests/common/half.rs` and
+//! `tests/mixed_precision.rs` (which check more); `tune` screens its candidates with
+//! [`matmuls`] and [`half_matmuls`]. Every matmul variant the adapter has, in every
 //! transpose form, on shapes that are no multiple of any tile, with bias and accumulation,
 //! operands at odd offsets of one shared buffer, the output poisoned with NaN and guarded
 //! on both sides, run twice (the same bits); the f16 matmuls of `--precision mixed` against
