@@ -302,13 +302,13 @@ pub struct ConfigArgs {
     /// Start from a named configuration; the flags below override single values.
     #[arg(long, value_enum, default_value = "seed")]
     pub preset: Option<Preset>,
-    /// Keep only the N most frequent tokens of the training text, the rest read as <unk>
+    /// Keep only the N most frequent tokens of the training text, the rest read as `<unk>`
     /// (added when the text has none) [default: every distinct token of the training text;
     /// 10000 on PTB].
     #[arg(long)]
     pub vocab_size: Option<usize>,
-    /// Tokens: whitespace-separated words (a newline is <eos>), or every character (a
-    /// newline is <eos>) [default: words].
+    /// Tokens: whitespace-separated words (a newline is `<eos>`), or every character (a
+    /// newline is `<eos>`) [default: words].
     #[arg(long, value_enum)]
     pub tokens: Option<Tokens>,
     /// Tie the input and output embeddings: the softmax weight is the transposed embedding
