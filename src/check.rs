@@ -374,13 +374,16 @@ pub fn matmul_cases() -> Vec<MatmulCase> {
 /// Every f32 matmul variant the adapter has, on [`matmul_cases`]. `done` hears of each
 /// variant as it finishes (the first run of each compiles its kernels: seconds, on a CPU
 /// adapter minutes).
-pub async fn matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
-    let mm = Matmul::new(gpu)?;
+pub async fn matmuls(
+    gpu: &Gpu,
+    mm: &Matmul,
+    done: &mut dyn FnMut(&Outcome),
+) -> Result<Vec<Outcome>> {
     let mut out = Vec::new();
     for variant in mm.variants_available() {
         let mut o = Outcome::new(format!("matmul {variant}"), variant.name());
         for (i, case) in matmul_cases().iter().enumerate() {
-            match matmul_case_async(gpu, &mm, variant, case, 1000 + i as u64).await {
+            match matmul_case_async(gpu, mm, variant, case, 1000 + i as u64).await {
                 Ok(run) => {
                     o.case(case.describe(), run.error, MATMUL_TOLERANCE);
                     if let Some(f) = run.fault {
@@ -399,16 +402,17 @@ pub async fn matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Ou
 /// Every f16 matmul of `--precision mixed` the adapter has (none without `SHADER_F16`), on
 /// [`matmul_cases`]: the operands cast to f16 by the program's cast kernel, the product held
 /// to the f64 product of the f16-rounded operands.
-pub async fn half_matmuls(gpu: &Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
-    let Some(hk) = HalfKernels::new(gpu)? else {
-        return Ok(Vec::new());
-    };
+pub async fn half_matmuls(
+    gpu: &Gpu,
+    hk: &HalfKernels,
+    done: &mut dyn FnMut(&Outcome),
+) -> Result<Vec<Outcome>> {
     let mut out = Vec::new();
     for variant in hk.variants_available() {
         let mut o = Outcome::new(format!("f16 matmul {variant}"), variant.name());
         for (i, case) in matmul_cases().iter().enumerate() {
             let seed = 2000 + i as u64;
-            match half_matmul_case(gpu, &hk, variant, case, seed).await {
+            match half_matmul_case(gpu, hk, variant, case, seed).await {
                 Ok((error, fault)) => {
                     o.case(case.describe(), error, MATMUL_TOLERANCE);
                     if let Some(f) = fault {
@@ -732,8 +736,10 @@ async fn steps(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outc
 /// Every check, in order: the f32 matmuls, the f16 ones, the training steps (`done` hears
 /// of each as it finishes).
 pub async fn all(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outcome>> {
-    let mut out = matmuls(gpu, done).await?;
-    out.extend(half_matmuls(gpu, done).await?);
+    let mut out = matmuls(gpu, &Matmul::new(gpu)?, done).await?;
+    if let Some(hk) = HalfKernels::new(gpu)? {
+        out.extend(half_matmuls(gpu, &hk, done).await?);
+    }
     out.extend(training_steps(gpu, done).await?);
     Ok(out)
 }

@@ -275,7 +275,7 @@ fn tune_unforced(
     );
     // A kernel that computes wrong results here (a driver's miscompile) is left out as one
     // the driver refuses is: each candidate is first held to its CPU twin.
-    let wrong = wrong_kernels(gpu, mixed)?;
+    let wrong = wrong_kernels(gpu, &kernels, mixed)?;
     for &s in &products {
         let (key, candidates, fallback) = match &kernels.half {
             Some(hk) if mixed => (
@@ -595,18 +595,22 @@ pub fn model_products(
 /// adapter (`lstm_gpu::check`, `lstm-gpu check`'s matmul rows: 32 awkward cases each,
 /// milliseconds on a GPU once compiled), each warned of once. The page does not tune: in a
 /// browser, none.
-fn wrong_kernels(gpu: &Gpu, mixed: bool) -> Result<std::collections::HashSet<String>> {
+fn wrong_kernels(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    mixed: bool,
+) -> Result<std::collections::HashSet<String>> {
     #[cfg(target_arch = "wasm32")]
     let outcomes: Vec<crate::check::Outcome> = {
-        let _ = (gpu, mixed);
+        let _ = (gpu, kernels, mixed);
         Vec::new()
     };
+    // The launchers tuning times, so that no kernel is built twice.
     #[cfg(not(target_arch = "wasm32"))]
     let outcomes = pollster::block_on(async {
-        if mixed {
-            crate::check::half_matmuls(gpu, &mut |_| {}).await
-        } else {
-            crate::check::matmuls(gpu, &mut |_| {}).await
+        match &kernels.half {
+            Some(hk) if mixed => crate::check::half_matmuls(gpu, hk, &mut |_| {}).await,
+            _ => crate::check::matmuls(gpu, &kernels.matmul, &mut |_| {}).await,
         }
     })?;
     let mut wrong = std::collections::HashSet::new();
