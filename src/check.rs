@@ -6,10 +6,11 @@
 //! `tests/train_step_parity.rs` run their cases through [`matmul_case`] and
 //! [`training_step`], and the f16 cases mirror `tests/common/half.rs` and
 //! `tests/mixed_precision.rs` (which check more); `tune` screens its candidates with
-//! [`matmuls`] and [`half_matmuls`]. Every matmul variant the adapter has, in every
-//! transpose form, on shapes that are no multiple of any tile, with bias and accumulation,
-//! operands at odd offsets of one shared buffer, the output poisoned with NaN and guarded
-//! on both sides, run twice (the same bits); the f16 matmuls of `--precision mixed` against
+//! [`matmuls`] and [`half_matmuls`], and the recurrences it times with
+//! [`recurrence_steps`]. Every matmul variant the adapter has, in every transpose form, on
+//! shapes that are no multiple of any tile, with bias and accumulation, operands at odd
+//! offsets of one shared buffer, the output poisoned with NaN and guarded on both sides,
+//! run twice (the same bits); the f16 matmuls of `--precision mixed` against
 //! the product of the f16-rounded operands; and whole training steps (dropout on, clipping
 //! on and off, separate and tied softmax weights) on every recurrence, against the f64
 //! reference step. Errors are relative L2 (design.md §4); the tolerances are the tests'.
@@ -84,6 +85,17 @@ impl Outcome {
         self.fault.get_or_insert(what);
     }
 
+    /// The worst case and what was wrong with it, in one phrase (for a warning).
+    pub fn why(&self) -> String {
+        match &self.fault {
+            Some(fault) => format!("{}: {fault}", self.worst),
+            None => format!(
+                "{}: relative error {:.1e}, tolerance {:.0e}",
+                self.worst, self.error, self.tolerance
+            ),
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "check": self.check,
@@ -151,10 +163,12 @@ fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
-/// The test hook `LSTM_GPU_MISCOMPUTE` (comma-separated matmul names as `--matmul` takes
-/// them): those kernels' outputs are negated when read back, as if the driver had
-/// miscompiled them, so that the paths that meet a wrong kernel (`check`'s failure,
-/// `tune` leaving the kernel out) can be tested on an adapter whose kernels are right.
+/// The test hook `LSTM_GPU_MISCOMPUTE` (comma-separated kernel names as `--matmul` and
+/// `--recurrence` take them): those matmuls' outputs are negated when read back, and so is
+/// the loss of a training step whose outcome names one of them (its recurrence, or its
+/// f16 matmul), as if the driver had miscompiled them, so that the paths that meet a wrong
+/// kernel (`check`'s failure, `tune` leaving the kernel out) can be tested on an adapter
+/// whose kernels are right.
 pub const MISCOMPUTE_ENV: &str = "LSTM_GPU_MISCOMPUTE";
 
 fn miscomputed(kernel: &str) -> bool {
@@ -595,7 +609,10 @@ pub async fn training_step_async(
     ws.write_state(gpu, &state)?;
     ws.take_loss_async(gpu).await?;
     ws.step(gpu, &x, &y, hyper)?;
-    let (loss, _) = ws.take_loss_async(gpu).await?;
+    let (mut loss, _) = ws.take_loss_async(gpu).await?;
+    if miscomputed(&o.kernel) {
+        loss = -loss;
+    }
     let got = pbuf.read_async(gpu, cfg).await?;
     let got_state = ws.read_state_async(gpu).await?;
 
@@ -665,6 +682,31 @@ pub async fn training_step_async(
     Ok(())
 }
 
+/// The training steps of one row of the check: two steps of a small model on `kernels` (its
+/// recurrence, its matmul choices) at `precision`, with separate softmax weights and
+/// clipping off, and tied with clipping on; each counted in `o` (an error as a fault).
+/// `tune` screens each recurrence it times with it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn recurrence_steps(gpu: &Gpu, kernels: &Kernels, precision: Precision, o: &mut Outcome) {
+    pollster::block_on(recurrence_steps_async(gpu, kernels, precision, o))
+}
+
+/// [`recurrence_steps`], awaiting the GPU (in a browser tab).
+pub async fn recurrence_steps_async(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    precision: Precision,
+    o: &mut Outcome,
+) {
+    // Gradient norms here are about 1-3: a clip at 100 is off, at 0.05 on.
+    for (seed, tied, clip, lr) in [(5, false, 100.0, 1.0), (9, true, 0.05, 0.7)] {
+        let cfg = step_config(precision, tied, clip);
+        if let Err(e) = training_step_async(gpu, kernels, &cfg, lr, seed, o).await {
+            o.fault(format!("{e:#}"));
+        }
+    }
+}
+
 /// Whole training steps: in f32 on every recurrence the adapter runs, and in
 /// `--precision mixed` (where the adapter has `SHADER_F16`) on every f16 matmul; each with
 /// separate softmax weights and clipping off, and tied with clipping on. `gpu`'s kernel
@@ -720,13 +762,7 @@ async fn steps(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outc
                 continue;
             }
         };
-        // Gradient norms here are about 1-3: a clip at 100 is off, at 0.05 on.
-        for (seed, tied, clip, lr) in [(5, false, 100.0, 1.0), (9, true, 0.05, 0.7)] {
-            let cfg = step_config(precision, tied, clip);
-            if let Err(e) = training_step_async(gpu, &kernels, &cfg, lr, seed, &mut o).await {
-                o.fault(format!("{e:#}"));
-            }
-        }
+        recurrence_steps_async(gpu, &kernels, precision, &mut o).await;
         done(&o);
         out.push(o);
     }

@@ -565,3 +565,69 @@ fn a_kernel_that_computes_wrong_results_is_left_out_of_tuning() {
         assert!(timed.iter().any(|t| *t == right), "{precision}: {timed:?}");
     }
 }
+
+/// A recurrence whose training step computes wrong results on the adapter (a driver's
+/// miscompile of the fused step kernels or the wavefront's launches; here
+/// `LSTM_GPU_MISCOMPUTE` negates the step's loss when it is read back) is left out of the
+/// choice with one warning naming its worst case: each recurrence's step is held to the f64
+/// reference step before its timing counts. Where every one is wrong, the reference
+/// (unfused) is kept, with a warning that training will be wrong too.
+#[test]
+fn a_recurrence_that_computes_wrong_results_is_left_out_of_tuning() {
+    let cases: [(&str, &[&str], &[&str]); 2] = [
+        ("f32", &["fused", "wavefront"], &["unfused"]),
+        ("mixed", &["unfused", "wavefront"], &[]),
+    ];
+    for (precision, wrong, right) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let o = bin(&cache)
+            .env("LSTM_GPU_MISCOMPUTE", wrong.join(","))
+            .args(["tune", "--json", "--precision", precision])
+            .args(MODEL)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        let what = format!("{precision} with {wrong:?} wrong");
+        for name in wrong {
+            assert_eq!(
+                err.matches(&format!(
+                    "recurrence {name} left out: its training step computes wrong results"
+                ))
+                .count(),
+                1,
+                "{what}: {err}"
+            );
+        }
+        assert_eq!(
+            err.contains("every recurrence's training step computes wrong results"),
+            right.is_empty(),
+            "{what}: {err}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // MODEL's training shape (the other one is the test pass's, batch 1).
+        let train = json["models"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(key, _)| key.contains(" batch 4 steps 5 "))
+            .unwrap_or_else(|| panic!("{what}: no training shape: {json}"))
+            .1;
+        let chosen = train["recurrence"].as_str().unwrap();
+        let step_ms = train["step_ms"].as_object().unwrap();
+        for name in wrong {
+            assert!(!step_ms.contains_key(*name), "{what}: {name} timed: {json}");
+        }
+        if right.is_empty() {
+            assert_eq!(chosen, "unfused", "{what}");
+        } else {
+            assert!(right.contains(&chosen), "{what}: {chosen} chosen");
+            for name in right {
+                let timed =
+                    step_ms.contains_key(*name) || (*name == "fused" && precision == "mixed");
+                assert!(timed, "{what}: {name} not timed: {json}");
+            }
+        }
+    }
+}

@@ -4,8 +4,9 @@
 //! an integrated GPU and a discrete one, and so does whether the fused recurrent step pays.
 //! [`tune_model`] builds the workspaces a model runs, collects every matrix product they
 //! prepare, times every available variant on each (GPU timestamps where the adapter has
-//! them), times a training step with the fused and with the unfused recurrence, and keeps
-//! the fastest of each. The choices are cached in the platform cache folder
+//! them), times a training step with the fused, the unfused and the wavefront recurrence,
+//! and keeps the fastest of each; a kernel or recurrence that computes wrong results on the
+//! adapter (held to its CPU twin first, by [`crate::check`]) is never chosen. The choices are cached in the platform cache folder
 //! ([`cache_path`]), keyed by adapter name, backend, driver and program version
 //! ([`adapter_key`]), so that a later run reads them instead of measuring again. The fixed
 //! rule of [`crate::gpu::matmul::Matmul::new`] is only the fallback.
@@ -21,7 +22,7 @@ use super::lstm_step::Recurrence;
 use super::matmul::{shape_key, Matmul, MatmulVariant};
 use super::matmul_f16::{half_key, HalfKernels, HalfVariant, HalfView};
 use super::{Dispatch, Gpu, View};
-use crate::config::Config;
+use crate::config::{Config, Precision};
 use crate::gpu::sgd::Hyper;
 use crate::model::schedule::{model_key, Kernels, Mode, ParamBuffers, Workspace};
 use crate::model::Params;
@@ -359,6 +360,21 @@ fn tune_unforced(
         if mixed || kernels[0].lstm_step.is_none() {
             best[0] = f64::INFINITY;
         }
+        // A recurrence whose training step computes wrong results here (a driver's
+        // miscompile of its own kernels: the fused step, the wavefront's launches) is left
+        // out as a wrong matmul is.
+        let mut wrong = [false; Recurrence::ALL.len()];
+        for (i, (&r, k)) in Recurrence::ALL.iter().zip(&kernels).enumerate() {
+            if best[i].is_finite() && recurrence_is_wrong(tuned, k, r, cfg.precision) {
+                (best[i], wrong[i]) = (f64::INFINITY, true);
+            }
+        }
+        if best.iter().all(|ms| !ms.is_finite()) {
+            log::warn!(
+                "every recurrence's training step computes wrong results on {}: training will too (`lstm-gpu check` shows where)",
+                tuned.info.name
+            );
+        }
         drop((ws, kernels));
         for (r, ms) in Recurrence::ALL.iter().zip(best) {
             if ms.is_finite() {
@@ -370,7 +386,7 @@ fn tune_unforced(
         // where the tuned ones are not that, it is timed again with the grouped kernel of
         // least total time per direction, kept where it is faster.
         let grouped = groupable_recurrent_products(cfg, batch, &entry);
-        if !grouped.is_empty() {
+        if !grouped.is_empty() && !wrong[2] {
             let mut alt = entry.clone();
             alt.matmul.extend(grouped.clone());
             gpu.tuning = Some(Tuned::from_entry(&alt, ChoiceSource::Tuned));
@@ -398,16 +414,23 @@ fn tune_unforced(
             }
         }
         let r = choose_recurrence(&best);
-        let fused = if mixed {
-            "none in f16".to_string()
-        } else {
-            format!("{:.1} ms", best[0] * 1e3)
+        let timing = |i: usize| {
+            if wrong[i] {
+                "wrong results".to_string()
+            } else if i == 0 && mixed {
+                "none in f16".to_string()
+            } else if best[i].is_finite() {
+                format!("{:.1} ms", best[i] * 1e3)
+            } else {
+                "not built".to_string()
+            }
         };
         say(&format!(
-            "  recurrence {r} (a {batch}x{steps} training step{}: fused {fused}, unfused {:.1} ms, wavefront {:.1} ms)",
+            "  recurrence {r} (a {batch}x{steps} training step{}: fused {}, unfused {}, wavefront {})",
             if mixed { " in mixed precision" } else { "" },
-            best[1] * 1e3,
-            best[2] * 1e3
+            timing(0),
+            timing(1),
+            timing(2)
         ));
         r
     } else {
@@ -548,6 +571,10 @@ pub fn groupable_recurrent_products(
 /// anyway); and within 5% of the better of those two the fused step wins (fewer launches
 /// are what a busier device rewards).
 pub fn choose_recurrence(best: &[f64; 3]) -> Recurrence {
+    // None ran right (or none was timed): the reference.
+    if best.iter().all(|ms| !ms.is_finite()) {
+        return Recurrence::Unfused;
+    }
     debug_assert_eq!(
         Recurrence::ALL,
         [
@@ -616,18 +643,39 @@ fn wrong_kernels(
     let mut wrong = std::collections::HashSet::new();
     for o in outcomes.iter().filter(|o| !o.passed()) {
         log::warn!(
-            "kernel {} left out: it computes wrong results on {} ({}: {}; `lstm-gpu check` shows every case)",
+            "kernel {} left out: it computes wrong results on {} ({}; `lstm-gpu check` shows every case)",
             o.kernel,
             gpu.info.name,
-            o.worst,
-            o.fault.clone().unwrap_or_else(|| format!(
-                "relative error {:.1e}, tolerance {:.0e}",
-                o.error, o.tolerance
-            ))
+            o.why()
         );
         wrong.insert(o.kernel.clone());
     }
     Ok(wrong)
+}
+
+/// Whether a training step on `kernels` (recurrence `r`) fails its check against the f64
+/// reference step (`lstm_gpu::check`, `lstm-gpu check`'s training-step rows: two steps of a
+/// small model), warned of once. The page does not tune: in a browser, never.
+fn recurrence_is_wrong(gpu: &Gpu, kernels: &Kernels, r: Recurrence, precision: Precision) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = (gpu, kernels, r, precision);
+        false
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let mut o =
+            crate::check::Outcome::new(format!("training step {} {r}", precision.name()), r.name());
+        crate::check::recurrence_steps(gpu, kernels, precision, &mut o);
+        if !o.passed() {
+            log::warn!(
+                "recurrence {r} left out: its training step computes wrong results on {} ({}; `lstm-gpu check` shows every case)",
+                gpu.info.name,
+                o.why()
+            );
+        }
+        !o.passed()
+    }
 }
 
 /// Every f32 variant the adapter has that is worth timing on `s`, prepared on scratch
