@@ -71,8 +71,9 @@ enum Command {
     },
     /// Time every kernel of a training step and the step as a whole.
     Profile(ProfileArgs),
-    /// Time the matmul variants on every product of a model and the fused and unfused
-    /// recurrence, and cache the fastest for this adapter (`train` does it by itself once).
+    /// Time the matmul variants on every product of a model and the fused, unfused and
+    /// wavefront recurrences (each checked first: one that computes wrong results is left
+    /// out), and cache the fastest for this adapter (`train` does it by itself once).
     Tune(TuneArgs),
     /// Check this adapter's kernels against their CPU twins: every matmul variant (and the
     /// f16 ones of --precision mixed) on awkward shapes in every transpose form, and whole
