@@ -753,8 +753,13 @@ async fn steps(gpu: &mut Gpu, done: &mut dyn FnMut(&Outcome)) -> Result<Vec<Outc
         let mut o = Outcome::new(name, kernel);
         let kernels = match Kernels::new(gpu) {
             Ok(k) => k,
-            // The fused recurrence where the driver refused its kernels: not this adapter's.
-            Err(_) if recurrence == Some(Recurrence::Fused) => continue,
+            // The fused recurrence where the driver refused its kernels (a warning said
+            // why): not this adapter's. Any other error is the row's fault.
+            Err(e)
+                if recurrence == Some(Recurrence::Fused) && e.is::<crate::error::UsageError>() =>
+            {
+                continue
+            }
             Err(e) => {
                 o.fault(format!("{e:#}"));
                 done(&o);

@@ -79,6 +79,12 @@ enum Command {
     /// f16 ones of --precision mixed) on awkward shapes in every transpose form, and whole
     /// training steps on every recurrence; exit 1 if any is off.
     Check(CheckArgs),
+    /// The kernels' WGSL files: `shaders export DIR` writes them, to change and run with
+    /// `--shaders DIR` (check, profile, tune, train, ...) without a rebuild.
+    Shaders {
+        #[command(subcommand)]
+        command: ShadersCommand,
+    },
     /// Serve the training page (the same kernels on the browser's WebGPU) and the corpus.
     Serve {
         #[command(flatten)]
@@ -144,6 +150,25 @@ enum EmbeddingsCommand {
         /// How many of the most frequent words.
         #[arg(long, default_value_t = 500)]
         words: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShadersCommand {
+    /// Write every WGSL file the kernels are built from into DIR (created if missing); a
+    /// file there that differs from the built-in one is kept, and an error, unless --force.
+    Export {
+        dir: PathBuf,
+        /// Overwrite files that differ from the built-in ones.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The WGSL files the kernels are built from, with their lines; with --shaders DIR,
+    /// which of them the files there change.
+    List {
+        /// A folder as `--shaders` takes it.
+        #[arg(long, value_name = "DIR", value_parser = lstm_gpu::gpu::shader_dir::ShaderDir::parse)]
+        shaders: Option<lstm_gpu::gpu::shader_dir::ShaderDir>,
     },
 }
 
@@ -550,6 +575,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate_command(args),
         Command::Tune(args) => tune_command(args),
         Command::Check(args) => check_command(args),
+        Command::Shaders { command } => shaders_command(command),
         Command::Bench {
             command:
                 BenchCommand::Kernels {
@@ -1123,6 +1149,36 @@ fn check_row(o: &lstm_gpu::check::Outcome) -> String {
         line.push_str(&format!(" ({f})"));
     }
     line
+}
+
+fn shaders_command(command: ShadersCommand) -> Result<()> {
+    use lstm_gpu::gpu::{shader_dir, shaders::FILES};
+    match command {
+        ShadersCommand::Export { dir, force } => {
+            let written = shader_dir::export(&dir, force).map_err(|e| usage(format!("{e:#}")))?;
+            let dir = train::shell_word(&dir.display().to_string());
+            println!(
+                "{} WGSL files written to {dir}; change any of them, then run with --shaders {dir}:",
+                written.len()
+            );
+            println!("  lstm-gpu check --shaders {dir}      every kernel against its CPU twin");
+            println!("  lstm-gpu profile --shaders {dir}    every kernel of a training step timed");
+            println!("  lstm-gpu train --shaders {dir}      training on them");
+            Ok(())
+        }
+        ShadersCommand::List { shaders } => {
+            let changed = shaders.as_ref().map(|d| d.changed()).unwrap_or_default();
+            for (name, text) in FILES {
+                let mark = if changed.contains(name) {
+                    format!("  changed in {}", shaders.as_ref().unwrap().dir().display())
+                } else {
+                    String::new()
+                };
+                println!("{name:<28} {:>5} lines{mark}", text.lines().count());
+            }
+            Ok(())
+        }
+    }
 }
 
 fn eval_command(args: EvalArgs) -> Result<()> {

@@ -752,6 +752,131 @@ fn check_holds_every_kernel_of_the_adapter_to_its_twin() {
     assert!(out.lines().skip(1).all(|l| l.contains(" ok ")), "{out}");
 }
 
+/// A researcher's loop without a rebuild: `shaders export DIR` writes the kernels' WGSL
+/// files; a change there is what runs under `--shaders DIR`, so that `check` holds the
+/// changed kernel to its twin (a strip kernel with one output row negated fails, with the
+/// kernel that shares its code, the rest pass), `tune` leaves it out and keeps its choices
+/// apart from the built-in kernels'; a file that does not compile is one error line naming
+/// its line in the file; an edited file is not overwritten by a second export; a folder
+/// that is not there is a usage error.
+#[test]
+fn a_kernel_changed_in_a_shaders_folder_is_what_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("my kernels");
+    let o = run(bin().args(["shaders", "export"]).arg(&dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(said.contains("--shaders '"), "quoted for the shell: {said}");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(files.len(), lstm_gpu::gpu::shaders::FILES.len());
+    let built_in = |name: &str| {
+        lstm_gpu::gpu::shaders::FILES
+            .iter()
+            .find(|f| f.0 == name)
+            .unwrap()
+            .1
+    };
+
+    // One output row of the strip kernels' rank-1 update negated.
+    let strip = dir.join("matmul_strip.wgsl");
+    let text = built_in("matmul_strip.wgsl");
+    let row = "fma(vec4<f32>(hi.w), bv, (*acc).r7)";
+    assert_eq!(
+        text.matches(row).count(),
+        1,
+        "the strip kernel changed: update this test"
+    );
+    std::fs::write(
+        &strip,
+        text.replace(row, "fma(vec4<f32>(hi.w), -bv, (*acc).r7)"),
+    )
+    .unwrap();
+    let o = run(bin()
+        .args(["check", "--json", "--shaders"])
+        .arg(&dir)
+        .env("RUST_LOG", "info"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("kernels built from")
+            && stderr(&o).contains(": matmul_strip.wgsl (the other"),
+        "{}",
+        stderr(&o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut failed: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["kernel"].as_str().unwrap())
+        .collect();
+    failed.sort();
+    let strips = ["strip", "strip-quad", "strip-quad-split", "strip-split"];
+    let available: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kernel"].as_str().unwrap())
+        .filter(|k| strips.contains(k))
+        .collect();
+    assert!(available.contains(&"strip"), "{v}");
+    assert_eq!(failed.len(), available.len(), "{v}");
+    assert!(failed.iter().all(|k| strips.contains(k)), "{failed:?}");
+
+    // tune leaves the changed kernel out, and keeps these choices under their own key.
+    let cache = tmp.path().join("cache");
+    let o = run(bin()
+        .args(["tune", "--shaders"])
+        .arg(&dir)
+        .args(TINY_MODEL)
+        .env_remove("LSTM_GPU_TUNE")
+        .env("LSTM_GPU_CACHE_DIR", &cache));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("kernel strip left out: it computes wrong results"),
+        "{}",
+        stderr(&o)
+    );
+    let tuned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("tuning.json")).unwrap()).unwrap();
+    let keys: Vec<&String> = tuned["adapters"].as_object().unwrap().keys().collect();
+    assert!(
+        keys.len() == 1 && keys[0].contains(" | shaders "),
+        "{keys:?}"
+    );
+
+    // A file that does not compile: one line, its place in the file.
+    let sgd = dir.join("sgd.wgsl");
+    let mut lines: Vec<String> = built_in("sgd.wgsl").lines().map(String::from).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_end().ends_with(';'))
+        .unwrap();
+    lines[at] = lines[at].replacen(';', " oops;", 1);
+    std::fs::write(&sgd, lines.join("\n") + "\n").unwrap();
+    let o = run(bin()
+        .args(["profile", "--synthetic", "--steps", "1", "--shaders"])
+        .arg(&dir)
+        .args(TINY_MODEL));
+    assert_one_line_error(&o, 1, "shader sgd does not compile");
+    let place = format!("(line {} of {})", at + 1, sgd.display());
+    assert!(stderr(&o).contains(&place), "{place} not in {}", stderr(&o));
+
+    // A second export keeps the edited files.
+    let o = run(bin().args(["shaders", "export"]).arg(&dir));
+    assert_one_line_error(&o, 2, "matmul_strip.wgsl, sgd.wgsl in");
+    assert_ne!(std::fs::read_to_string(&sgd).unwrap(), built_in("sgd.wgsl"));
+    let o = run(bin().args(["shaders", "export", "--force"]).arg(&dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&sgd).unwrap(), built_in("sgd.wgsl"));
+
+    let o = run(bin()
+        .args(["check", "--shaders"])
+        .arg(tmp.path().join("nowhere")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not a folder"), "{}", stderr(&o));
+}
+
 /// `--adapter auto` prefers GPUs, so a CPU adapter under it means that wgpu sees no GPU
 /// (a newcomer's missing driver): the run says so at once, in one warning. Asked for by
 /// name, or where a GPU is first, it says nothing of the kind.

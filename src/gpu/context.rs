@@ -131,6 +131,11 @@ pub struct GpuArgs {
     /// anyway; reports on other GPUs put the clamps at 17-40% of a matmul.
     #[arg(long)]
     pub unchecked_shaders: bool,
+    /// Build the kernels from the WGSL files in DIR where they differ from the built-in ones
+    /// (`lstm-gpu shaders export DIR` writes those to start from): change a kernel, then
+    /// `check` it against its CPU twin, `profile` it, train with it, without a rebuild.
+    #[arg(long, value_name = "DIR", value_parser = super::shader_dir::ShaderDir::parse)]
+    pub shaders: Option<super::shader_dir::ShaderDir>,
 }
 
 impl GpuArgs {
@@ -160,6 +165,10 @@ impl GpuArgs {
         gpu.recurrence = self.recurrence;
         if self.unchecked_shaders {
             gpu.runtime_checks = false;
+        }
+        if let Some(dir) = &self.shaders {
+            dir.announce();
+            gpu.shader_dir = Some(dir.clone());
         }
     }
 }
@@ -374,6 +383,9 @@ pub struct Gpu {
     /// (`--unchecked-shaders` or `LSTM_GPU_SHADER_CHECKS=off` turn it off natively; a
     /// browser always checks).
     pub runtime_checks: bool,
+    /// `--shaders DIR`: the kernels built from the files there that differ from the built-in
+    /// ones ([`Gpu::shader`] applies them to every module made from now on).
+    pub shader_dir: Option<super::shader_dir::ShaderDir>,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
@@ -744,6 +756,7 @@ impl Gpu {
             tuning: None,
             // The tests' switch for running every suite without the checks.
             runtime_checks: std::env::var("LSTM_GPU_SHADER_CHECKS").map_or(true, |v| v != "off"),
+            shader_dir: None,
             info: summary.info,
             limits,
             features,
@@ -962,6 +975,8 @@ impl Gpu {
 
     /// Compile a WGSL module; compile errors become errors of the program.
     pub fn shader(&self, label: &str, source: &str) -> Result<wgpu::ShaderModule> {
+        let source = self.resolve(source);
+        let source: &str = &source;
         let scope = ErrorScope::push(&self.device);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(label),
@@ -980,14 +995,35 @@ impl Gpu {
             }
         };
         if let Some(e) = scope.pop() {
+            // A module holding files of `--shaders DIR`: where they are in it.
+            let place = self
+                .shader_dir
+                .as_ref()
+                .and_then(|d| match shader_error_place(&e) {
+                    Some((line, _)) => d.locate(source, line),
+                    None => d
+                        .whereabouts(source)
+                        .map(|w| format!("of that module, {w}")),
+                })
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
             bail!(
-                "shader {label} does not compile on {}: {}",
+                "shader {label} does not compile on {}: {}{place}",
                 self.info.name,
                 one_line_chain(&e)
             );
         }
         self.bindings.add_module(&module, source);
         Ok(module)
+    }
+
+    /// `source` (whole files of `shaders/`, as built in) with the files of `--shaders DIR`
+    /// in place of the built-in ones; `source` itself without that flag.
+    pub fn resolve<'a>(&self, source: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.shader_dir {
+            Some(dir) => dir.apply(source),
+            None => std::borrow::Cow::Borrowed(source),
+        }
     }
 
     /// A kernel the program can do without (an optional variant, named `what` as the
@@ -1162,23 +1198,47 @@ pub fn groups_1d(n: usize, per_group: usize) -> (u32, u32) {
     }
 }
 
-/// A wgpu error on one line: the first line of each error of its source chain, joined
-/// with ": " ("Validation Error" alone names nothing).
+/// A wgpu error on one line: the first line that says something of each error of its
+/// source chain, joined with ": " ("Validation Error" alone names nothing), and where a
+/// shader error points into its module, the place ("at line 20, column 3 of the module").
 fn one_line_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut at = Some(e);
     while let Some(err) = at {
-        let line = err
-            .to_string()
+        let text = err.to_string();
+        let line = text
             .lines()
-            .next()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
             .unwrap_or("")
-            .trim()
             .to_string();
         if !line.is_empty() && !parts.contains(&line) {
             parts.push(line);
         }
         at = err.source();
     }
-    parts.join(": ")
+    let mut out = parts.join(": ");
+    if let Some((line, column)) = shader_error_place(e) {
+        out.push_str(&format!(" (at line {line}, column {column} of the module)"));
+    }
+    out
+}
+
+/// Where a shader error of naga points in the module it was given: the line and column of
+/// its first label (`┌─ wgsl:20:3`), from anywhere in the error's source chain.
+fn shader_error_place(e: &(dyn std::error::Error + 'static)) -> Option<(usize, usize)> {
+    let mut at = Some(e);
+    while let Some(err) = at {
+        let text = err.to_string();
+        if let Some(i) = text.find("wgsl:") {
+            let mut numbers = text[i + 5..]
+                .split(|c: char| !c.is_ascii_digit())
+                .map(|s| s.parse::<usize>());
+            if let (Some(Ok(line)), Some(Ok(column))) = (numbers.next(), numbers.next()) {
+                return Some((line, column));
+            }
+        }
+        at = err.source();
+    }
+    None
 }

@@ -13,10 +13,16 @@ pub const TILES: [u32; 2] = [16, 8];
 /// simdgroup matrices offer 8x8 f32 tiles; Vulkan GPUs list f16 inputs only.
 pub const F32_TILE: u32 = 8;
 
-/// `shaders/matmul_coop.wgsl` as a module: for `tile` x `tile` tiles with operands of type
-/// `ab` (f16 or f32) into f32 sums, in workgroups of four subgroups of `subgroup`
-/// invocations.
-pub fn coop_source(tile: u32, subgroup: u32, ab: wgpu::CooperativeScalarType) -> String {
+/// `shaders/matmul_coop.wgsl` (its text `coop`: the built-in
+/// [`super::shaders::MATMUL_COOP`], or `--shaders`' through [`Gpu::resolve`]) as a module:
+/// for `tile` x `tile` tiles with operands of type `ab` (f16 or f32) into f32 sums, in
+/// workgroups of four subgroups of `subgroup` invocations.
+pub fn coop_source(
+    coop: &str,
+    tile: u32,
+    subgroup: u32,
+    ab: wgpu::CooperativeScalarType,
+) -> String {
     let (enable, elem) = match ab {
         wgpu::CooperativeScalarType::F16 => ("enable f16;\n", "f16"),
         _ => ("", "f32"),
@@ -26,8 +32,7 @@ pub fn coop_source(tile: u32, subgroup: u32, ab: wgpu::CooperativeScalarType) ->
         "{enable}enable wgpu_cooperative_matrix;\nconst TILE: u32 = {tile}u;\nconst SG: u32 = {subgroup}u;\n{}{}{}",
         super::shaders::MATMUL_PARAMS,
         super::shaders::MATMUL_LAUNCH,
-        super::shaders::MATMUL_COOP
-            .replace("COOP_A", &format!("{ty}<{elem}, A>"))
+        coop.replace("COOP_A", &format!("{ty}<{elem}, A>"))
             .replace("COOP_B", &format!("{ty}<{elem}, B>"))
             .replace("COOP_C", &format!("{ty}<f32, C>"))
             .replace("ELEM", elem)

@@ -31,6 +31,7 @@ impl CoopMatmul {
         };
         let label = format!("matmul_coop_{tile}x{tile}");
         let source = coop_source(
+            &gpu.resolve(super::shaders::MATMUL_COOP),
             tile,
             gpu.info.subgroup_min_size,
             wgpu::CooperativeScalarType::F16,

@@ -178,6 +178,7 @@ pub mod matmul_f16;
 pub mod modules;
 pub mod reduce;
 pub mod sgd;
+pub mod shader_dir;
 pub mod shaders;
 pub mod softmax_xent;
 pub mod tune;

@@ -121,6 +121,7 @@ pub fn all() -> Vec<ModuleSource> {
         v.push(ModuleSource {
             label: format!("matmul_coop_{tile}x{tile}"),
             source: Cow::Owned(super::coop::coop_source(
+                super::shaders::MATMUL_COOP,
                 tile,
                 32,
                 wgpu::CooperativeScalarType::F16,
@@ -136,6 +137,7 @@ pub fn all() -> Vec<ModuleSource> {
     v.push(ModuleSource {
         label: format!("matmul_coop_f32_{tile}x{tile}"),
         source: Cow::Owned(super::coop::coop_source(
+            super::shaders::MATMUL_COOP,
             tile,
             32,
             wgpu::CooperativeScalarType::F32,

@@ -208,3 +208,117 @@ pub const LSTM_CELL_F16: &str = concat!(
 pub const LOSS_SCALE: &str = include_str!("../../shaders/loss_scale.wgsl");
 /// `shaders/matmul_coop.wgsl`, before `coop::coop_source` completes it.
 pub const MATMUL_COOP: &str = include_str!("../../shaders/matmul_coop.wgsl");
+
+/// Every file of `shaders/`, by name, as compiled into the program: what `--shaders DIR`
+/// replaces ([`super::shader_dir`]) and `lstm-gpu shaders export` writes.
+pub const FILES: &[(&str, &str)] = &[
+    ("cast_f16.wgsl", include_str!("../../shaders/cast_f16.wgsl")),
+    ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
+    (
+        "embedding.wgsl",
+        include_str!("../../shaders/embedding.wgsl"),
+    ),
+    (
+        "f16_round.wgsl",
+        include_str!("../../shaders/f16_round.wgsl"),
+    ),
+    (
+        "loss_scale.wgsl",
+        include_str!("../../shaders/loss_scale.wgsl"),
+    ),
+    (
+        "lstm_cell.wgsl",
+        include_str!("../../shaders/lstm_cell.wgsl"),
+    ),
+    (
+        "lstm_cell_f16.wgsl",
+        include_str!("../../shaders/lstm_cell_f16.wgsl"),
+    ),
+    (
+        "lstm_gates.wgsl",
+        include_str!("../../shaders/lstm_gates.wgsl"),
+    ),
+    (
+        "lstm_step.wgsl",
+        include_str!("../../shaders/lstm_step.wgsl"),
+    ),
+    (
+        "lstm_step_subgroup.wgsl",
+        include_str!("../../shaders/lstm_step_subgroup.wgsl"),
+    ),
+    ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
+    (
+        "matmul_block.wgsl",
+        include_str!("../../shaders/matmul_block.wgsl"),
+    ),
+    (
+        "matmul_coop.wgsl",
+        include_str!("../../shaders/matmul_coop.wgsl"),
+    ),
+    (
+        "matmul_f16.wgsl",
+        include_str!("../../shaders/matmul_f16.wgsl"),
+    ),
+    (
+        "matmul_launch.wgsl",
+        include_str!("../../shaders/matmul_launch.wgsl"),
+    ),
+    (
+        "matmul_launch_group.wgsl",
+        include_str!("../../shaders/matmul_launch_group.wgsl"),
+    ),
+    (
+        "matmul_operands.wgsl",
+        include_str!("../../shaders/matmul_operands.wgsl"),
+    ),
+    (
+        "matmul_operands_f16.wgsl",
+        include_str!("../../shaders/matmul_operands_f16.wgsl"),
+    ),
+    (
+        "matmul_panel.wgsl",
+        include_str!("../../shaders/matmul_panel.wgsl"),
+    ),
+    (
+        "matmul_panel_load.wgsl",
+        include_str!("../../shaders/matmul_panel_load.wgsl"),
+    ),
+    (
+        "matmul_panel_load_f16.wgsl",
+        include_str!("../../shaders/matmul_panel_load_f16.wgsl"),
+    ),
+    (
+        "matmul_params.wgsl",
+        include_str!("../../shaders/matmul_params.wgsl"),
+    ),
+    (
+        "matmul_quad.wgsl",
+        include_str!("../../shaders/matmul_quad.wgsl"),
+    ),
+    (
+        "matmul_store.wgsl",
+        include_str!("../../shaders/matmul_store.wgsl"),
+    ),
+    (
+        "matmul_strip.wgsl",
+        include_str!("../../shaders/matmul_strip.wgsl"),
+    ),
+    (
+        "matmul_subgroup.wgsl",
+        include_str!("../../shaders/matmul_subgroup.wgsl"),
+    ),
+    (
+        "matmul_vec4.wgsl",
+        include_str!("../../shaders/matmul_vec4.wgsl"),
+    ),
+    ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
+    ("sgd.wgsl", include_str!("../../shaders/sgd.wgsl")),
+    (
+        "softmax_xent.wgsl",
+        include_str!("../../shaders/softmax_xent.wgsl"),
+    ),
+    (
+        "workgroup_sum.wgsl",
+        include_str!("../../shaders/workgroup_sum.wgsl"),
+    ),
+];

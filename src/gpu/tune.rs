@@ -142,6 +142,17 @@ pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
     )
 }
 
+/// The cache key of `gpu`'s kernels: its adapter's ([`adapter_key`]), and where `--shaders`
+/// changes kernels, a fingerprint of the changed files (choices measured on other kernels
+/// are not these ones').
+fn cache_key(gpu: &Gpu) -> String {
+    let mut key = adapter_key(&gpu.info);
+    if let Some(dir) = gpu.shader_dir.as_ref().filter(|d| !d.changed().is_empty()) {
+        key.push_str(&format!(" | shaders {}", dir.fingerprint()));
+    }
+    key
+}
+
 fn read_cache() -> CacheFile {
     std::fs::read(cache_path())
         .ok()
@@ -152,7 +163,7 @@ fn read_cache() -> CacheFile {
 
 /// This adapter's cached entry, if any.
 pub fn cached(gpu: &Gpu) -> Option<AdapterTuning> {
-    read_cache().adapters.remove(&adapter_key(&gpu.info))
+    read_cache().adapters.remove(&cache_key(gpu))
 }
 
 /// Merge `entry` into the cache file (written atomically; a failure is a warning: the
@@ -161,7 +172,7 @@ pub fn store(gpu: &Gpu, entry: &AdapterTuning) -> Result<PathBuf> {
     let path = cache_path();
     let mut file = read_cache();
     file.format = CACHE_FORMAT.to_string();
-    let slot = file.adapters.entry(adapter_key(&gpu.info)).or_default();
+    let slot = file.adapters.entry(cache_key(gpu)).or_default();
     slot.matmul.extend(entry.matmul.clone());
     slot.matmul_ms.extend(entry.matmul_ms.clone());
     slot.models.extend(entry.models.clone());

@@ -370,6 +370,7 @@ impl Matmul {
             let s = shape(1, 1, 1, false, false);
             let tile = super::coop::F32_TILE;
             let source = super::coop::coop_source(
+                &gpu.resolve(super::shaders::MATMUL_COOP),
                 tile,
                 gpu.info.subgroup_min_size,
                 wgpu::CooperativeScalarType::F32,
