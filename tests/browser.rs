@@ -1222,3 +1222,121 @@ fn the_page_checks_every_kernel_of_its_adapter() {
         "{page}"
     );
 }
+
+/// The page's kernel editor, the browser's `--shaders DIR`: it lists every WGSL file the
+/// kernels are built from; a changed file is what "Check the kernels" and "New model" build
+/// (a strip kernel with one output row negated fails its checks, and only the strip
+/// kernels' do); a file that does not compile is one line naming its line in the user's
+/// file; back to the built-in file, nothing is changed.
+#[test]
+fn a_kernel_changed_in_the_page_is_what_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ptb");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("ptb.train.txt"), head("train", 300)).unwrap();
+    std::fs::write(data.join("ptb.valid.txt"), head("valid", 40)).unwrap();
+    std::fs::write(data.join("ptb.test.txt"), head("test", 40)).unwrap();
+    let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let built_in = |name: &str| {
+        lstm_gpu::gpu::shaders::FILES
+            .iter()
+            .find(|f| f.0 == name)
+            .unwrap()
+            .1
+    };
+    let page = b.ok(
+        "return {files: document.querySelectorAll('#kernel-file option').length, \
+                 shown: document.getElementById('kernel-source').value};",
+        json!(null),
+    );
+    assert_eq!(page["files"], json!(lstm_gpu::gpu::shaders::FILES.len()));
+    assert_eq!(page["shown"], json!(built_in("lstm_cell.wgsl")));
+
+    // A file that does not compile.
+    let mut lines: Vec<String> = built_in("sgd.wgsl").lines().map(String::from).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_end().ends_with(';'))
+        .unwrap();
+    lines[at] = lines[at].replacen(';', " oops;", 1);
+    let broken = lines.join("\n") + "\n";
+    let changed = b.ok(
+        "return await window.lstm.api.useKernel('sgd.wgsl', args);",
+        json!(broken),
+    );
+    assert_eq!(changed, json!(["sgd.wgsl"]));
+    let (options, _) = tiny();
+    let refused = b
+        .run(
+            "return await window.lstm.api.create(args);",
+            options.clone(),
+        )
+        .expect_err("a model on a kernel that does not compile");
+    let place = format!("line {} of your sgd.wgsl", at + 1);
+    assert!(refused.contains(&place), "{place} not in: {refused}");
+    assert!(!refused.contains('\n'), "one line: {refused}");
+    let changed = b.ok(
+        "return await window.lstm.api.resetKernel('sgd.wgsl');",
+        json!(null),
+    );
+    assert_eq!(changed, json!([]));
+
+    // One output row of the strip kernels negated: their checks fail, no other matmul's
+    // (the training steps fail too where they run on strip kernels, as here by default).
+    let row = "fma(vec4<f32>(hi.w), bv, (*acc).r7)";
+    let strip = built_in("matmul_strip.wgsl");
+    assert_eq!(
+        strip.matches(row).count(),
+        1,
+        "the strip kernel changed: update this test"
+    );
+    let negated = strip.replace(row, "fma(vec4<f32>(hi.w), -bv, (*acc).r7)");
+    b.ok(
+        "return await window.lstm.api.useKernel('matmul_strip.wgsl', args);",
+        json!(negated),
+    );
+    let summary = b.ok("return await window.lstm.api.checkKernels();", json!(null));
+    assert_eq!(
+        summary["changed"],
+        json!(["matmul_strip.wgsl"]),
+        "{summary}"
+    );
+    for c in summary["checks"].as_array().unwrap() {
+        let (check, passed) = (c["check"].as_str().unwrap(), c["passed"] == json!(true));
+        if check.starts_with("matmul strip") {
+            assert!(!passed, "{c}");
+        } else if check.starts_with("matmul ") || check.starts_with("f16 matmul ") {
+            assert!(passed, "{c}");
+        }
+    }
+    assert!(
+        summary["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == json!("matmul strip")),
+        "{summary}"
+    );
+    let status = b.ok(
+        "return document.getElementById('check-status').textContent;",
+        json!(null),
+    );
+    assert!(
+        status
+            .as_str()
+            .unwrap()
+            .contains("with your matmul_strip.wgsl"),
+        "{status}"
+    );
+    // A model builds on it (the kernels compile), and back to the built-in file, nothing
+    // is changed.
+    b.ok("return await window.lstm.api.create(args);", options);
+    let changed = b.ok(
+        "return await window.lstm.api.resetKernel('matmul_strip.wgsl');",
+        json!(null),
+    );
+    assert_eq!(changed, json!([]));
+}

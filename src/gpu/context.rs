@@ -1026,6 +1026,70 @@ impl Gpu {
         }
     }
 
+    /// Compile every module that holds a file `--shaders` changes (those this adapter can
+    /// build), awaiting each one's compilation messages: the first error, with its place in
+    /// the user's file. Natively [`Gpu::shader`] reports a module's error at once; a browser
+    /// reports it only at the next readback, without a place, so the page runs this before
+    /// it builds anything from the user's files. The scratch modules' errors are caught
+    /// here, never reaching the device's error handler.
+    pub async fn check_changed_shaders(&self) -> Result<()> {
+        let Some(dir) = &self.shader_dir else {
+            return Ok(());
+        };
+        let mut seen = std::collections::HashSet::new();
+        for m in super::modules::all() {
+            let can = (!m.f16 || self.features.contains(wgpu::Features::SHADER_F16))
+                && (!m.subgroups || self.has_subgroups())
+                && m.cooperative.is_none();
+            let std::borrow::Cow::Owned(source) = dir.apply(&m.source) else {
+                continue;
+            };
+            if !can || !seen.insert(source.clone()) {
+                continue;
+            }
+            let guard = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&m.label),
+                    source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
+                });
+            let info = module.get_compilation_info().await;
+            let scope = guard.pop().await;
+            let error = info
+                .messages
+                .iter()
+                .find(|msg| msg.message_type == wgpu::CompilationMessageType::Error);
+            let (message, line) = match (error, scope) {
+                (Some(msg), _) => (
+                    msg.message
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty())
+                        .unwrap_or("")
+                        .to_string(),
+                    msg.location.map(|l| l.line_number as usize),
+                ),
+                (None, Some(e)) => (one_line_chain(&e), shader_error_place(&e).map(|p| p.0)),
+                (None, None) => continue,
+            };
+            let place = line
+                .and_then(|l| dir.locate(&source, l))
+                .or_else(|| {
+                    dir.whereabouts(&source)
+                        .map(|w| format!("of that module, {w}"))
+                })
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
+            bail!(
+                "shader {} does not compile on {}: {message}{place}",
+                m.label,
+                self.info.name
+            );
+        }
+        Ok(())
+    }
+
     /// A kernel the program can do without (an optional variant, named `what` as the
     /// flags name it): its pipeline, or `None` where the adapter refuses to build it (a
     /// driver's compiler that cannot take one kernel must not keep the others from

@@ -63,13 +63,16 @@ pub fn all() -> Vec<ModuleSource> {
         fixed("sgd", SGD),
         fixed("softmax_xent", SOFTMAX_XENT),
     ];
+    // As this target compiles them (a browser's with its directives).
     v.push(ModuleSource {
         subgroups: true,
-        ..fixed("matmul_quad", MATMUL_QUAD)
+        source: matmul_quad(),
+        ..fixed("matmul_quad", "")
     });
     v.push(ModuleSource {
         subgroups: true,
-        ..fixed("matmul_quad_group", MATMUL_QUAD_GROUP)
+        source: matmul_quad_group(),
+        ..fixed("matmul_quad_group", "")
     });
     for (label, source) in [
         ("matmul_f16", MATMUL_F16),

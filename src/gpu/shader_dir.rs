@@ -26,6 +26,7 @@ pub struct ShaderDir(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
+    /// The folder; empty for files given as texts (the page's), named "your NAME".
     dir: PathBuf,
     /// (file name, built-in text, the folder's text), in [`FILES`] order.
     changed: Vec<(&'static str, &'static str, String)>,
@@ -72,6 +73,36 @@ impl ShaderDir {
         })))
     }
 
+    /// Files given as (name, text) pairs (the page's edited kernels): each must be one of
+    /// [`FILES`]; those equal to the built-in ones change nothing.
+    pub fn from_texts(files: Vec<(String, String)>) -> Result<ShaderDir> {
+        let mut changed = Vec::new();
+        for (name, text) in files {
+            let Some(&(name, built_in)) = FILES.iter().find(|f| f.0 == name) else {
+                bail!("{name} is not one of the kernels' WGSL files");
+            };
+            if text != built_in && !changed.iter().any(|c: &(&str, &str, String)| c.0 == name) {
+                changed.push((name, built_in, text));
+            }
+        }
+        changed.sort_by_key(|c| FILES.iter().position(|f| f.0 == c.0));
+        Ok(ShaderDir(Arc::new(Inner {
+            dir: PathBuf::new(),
+            changed,
+            unknown: Vec::new(),
+            said: AtomicBool::new(false),
+        })))
+    }
+
+    /// How messages name a changed file: its path, or "your NAME".
+    fn file_label(&self, name: &str) -> String {
+        if self.0.dir.as_os_str().is_empty() {
+            format!("your {name}")
+        } else {
+            self.0.dir.join(name).display().to_string()
+        }
+    }
+
     /// The clap parser of `--shaders DIR`.
     pub fn parse(arg: &str) -> std::result::Result<ShaderDir, String> {
         ShaderDir::read(Path::new(arg)).map_err(|e| format!("{e:#}"))
@@ -111,7 +142,7 @@ impl ShaderDir {
                 let last = first + text.lines().count().max(1) - 1;
                 Some(format!(
                     "lines {first}-{last} are {}",
-                    self.0.dir.join(name).display()
+                    self.file_label(name)
                 ))
             })
             .collect();
@@ -126,7 +157,7 @@ impl ShaderDir {
             let first = module[..at].lines().count() + 1;
             let within = line.checked_sub(first)?;
             (within < text.lines().count().max(1))
-                .then(|| format!("line {} of {}", within + 1, self.0.dir.join(name).display()))
+                .then(|| format!("line {} of {}", within + 1, self.file_label(name)))
         })
     }
 
@@ -147,7 +178,11 @@ impl ShaderDir {
         if self.0.said.swap(true, Ordering::Relaxed) {
             return;
         }
-        let dir = self.0.dir.display();
+        let dir = if self.0.dir.as_os_str().is_empty() {
+            "your files".to_string()
+        } else {
+            self.0.dir.display().to_string()
+        };
         if self.0.changed.is_empty() {
             log::info!("--shaders {dir}: every file there is the built-in one");
         } else {
@@ -260,6 +295,18 @@ mod tests {
         );
         export(dir.path(), true).unwrap();
         assert!(ShaderDir::read(dir.path()).unwrap().changed().is_empty());
+
+        // The page's files: named as the user's.
+        let gates = FILES.iter().find(|f| f.0 == "lstm_gates.wgsl").unwrap().1;
+        let texts = ShaderDir::from_texts(vec![
+            ("sgd.wgsl".into(), edited.clone()),
+            ("lstm_gates.wgsl".into(), gates.into()),
+        ])
+        .unwrap();
+        assert_eq!(texts.changed(), vec!["sgd.wgsl"]);
+        assert_eq!(texts.locate(&longer, 3).unwrap(), "line 1 of your sgd.wgsl");
+        let err = ShaderDir::from_texts(vec![("mine.wgsl".into(), String::new())]).unwrap_err();
+        assert!(err.to_string().contains("mine.wgsl is not one"), "{err}");
 
         let missing = dir.path().join("nowhere");
         let err = ShaderDir::read(&missing).unwrap_err().to_string();

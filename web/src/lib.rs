@@ -56,20 +56,53 @@ pub async fn adapter() -> Result<String, JsValue> {
     Ok(adapter_json(&picked.summary).to_string())
 }
 
-/// Check every kernel of this browser's adapter against its CPU twin, as `lstm-gpu check`
-/// does natively (`lstm_gpu::check`, on a device of its own): `on_row` is called with each
-/// check's JSON (`check`, `cases`, `error`, `tolerance`, `worst`, `fault`, `passed`) as it
-/// finishes; resolves to `{"adapter": ..., "checks": [...], "passed": bool}`, or rejects with
-/// one line where the adapter cannot be opened.
+/// The WGSL files every kernel is built from, as JSON `[{"name": ..., "text": ...}]`: what
+/// the page's kernel editor starts from (`lstm-gpu shaders export` natively).
 #[wasm_bindgen]
-pub async fn check_kernels(on_row: js_sys::Function) -> Result<String, JsValue> {
+pub fn shader_files() -> String {
+    let files: Vec<serde_json::Value> = lstm_gpu::gpu::shaders::FILES
+        .iter()
+        .map(|(name, text)| serde_json::json!({"name": name, "text": text}))
+        .collect();
+    serde_json::Value::Array(files).to_string()
+}
+
+/// The user's kernel files (name -> text, as the page's editor keeps them) as the library's
+/// `--shaders`: `None` where none differs from the built-in one.
+fn user_kernels(
+    files: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<lstm_gpu::gpu::shader_dir::ShaderDir>> {
+    let dir = lstm_gpu::gpu::shader_dir::ShaderDir::from_texts(
+        files.iter().map(|(n, t)| (n.clone(), t.clone())).collect(),
+    )?;
+    Ok((!dir.changed().is_empty()).then_some(dir))
+}
+
+/// Check every kernel of this browser's adapter against its CPU twin, as `lstm-gpu check`
+/// does natively (`lstm_gpu::check`, on a device of its own), built from the user's edited
+/// files where `kernels` (JSON: name -> text; empty: none) gives some: `on_row` is called
+/// with each check's JSON (`check`, `cases`, `error`, `tolerance`, `worst`, `fault`,
+/// `passed`) as it finishes; resolves to `{"adapter": ..., "checks": [...], "passed":
+/// bool, "changed": [files]}`, or rejects with one line where the adapter cannot be opened.
+#[wasm_bindgen]
+pub async fn check_kernels(on_row: js_sys::Function, kernels: String) -> Result<String, JsValue> {
     use lstm_gpu::check::{self, Outcome};
+    let files: std::collections::BTreeMap<String, String> = if kernels.trim().is_empty() {
+        Default::default()
+    } else {
+        serde_json::from_str(&kernels)
+            .map_err(|e| js_error(anyhow!("the kernel files are not valid JSON: {e}")))?
+    };
+    let kernels = user_kernels(&files).map_err(js_error)?;
     let picked = PickedAdapter::request_browser().await.map_err(js_error)?;
     let adapter = adapter_json(&picked.summary);
     let mut gpu = picked
         .open_async(&lstm_gpu::model::fit::Needs::at_most("check", 1 << 20))
         .await
         .map_err(js_error)?;
+    let changed = kernels.as_ref().map(|k| k.changed()).unwrap_or_default();
+    gpu.shader_dir = kernels;
+    gpu.check_changed_shaders().await.map_err(js_error)?;
     let mut row = |o: &Outcome| {
         let _ = on_row.call1(&JsValue::NULL, &JsValue::from_str(&o.to_json().to_string()));
     };
@@ -78,6 +111,7 @@ pub async fn check_kernels(on_row: js_sys::Function) -> Result<String, JsValue> 
         "adapter": adapter,
         "checks": all.iter().map(Outcome::to_json).collect::<Vec<_>>(),
         "passed": all.iter().all(Outcome::passed),
+        "changed": changed,
     })
     .to_string())
 }
@@ -110,6 +144,9 @@ struct Options {
     matmul: Option<String>,
     /// `fused`, `unfused` or `wavefront`, as `--recurrence`; default: the adapter's.
     recurrence: Option<String>,
+    /// The user's edited kernel files, name -> text, as `--shaders DIR` natively: the
+    /// kernels are built from those that differ from the built-in ones.
+    kernels: std::collections::BTreeMap<String, String>,
 }
 
 /// An option read through its type's names, as the command line reads them.
@@ -214,12 +251,15 @@ async fn create_session(
         m.check_precision(cfg.precision)?;
     }
     let recurrence = parsed::<Recurrence>("recurrence", &opts.recurrence)?;
+    let kernels = user_kernels(&opts.kernels)?;
     let mut gpu = PickedAdapter::request_browser()
         .await?
         .open_async(&Session::needs(&cfg))
         .await?;
     MatmulChoice::apply(matmul, &mut gpu);
     gpu.recurrence = recurrence;
+    gpu.shader_dir = kernels;
+    gpu.check_changed_shaders().await?;
     let mut s = Session::new(gpu, cfg, corpus, &params, pos, state.as_ref())?;
     if let Some(n) = opts.log_every {
         s.log_every = n.max(1);

@@ -4,7 +4,7 @@
 // Everything the page knows is in `window.lstm` (what the browser test reads), and every
 // action is a function of `window.lstm.api` that the buttons call too. Calls into the model
 // run one after another (`serial`); a failed action shows one line and changes nothing.
-import init, { adapter, create, check_text, check_kernels } from "./pkg/lstm_gpu_web.js";
+import init, { adapter, create, check_text, check_kernels, shader_files } from "./pkg/lstm_gpu_web.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -30,7 +30,9 @@ const S = (window.lstm = {
   generated: null,
   lossScale: null, // mixed precision: { scale, overflows } from the last log point
   checks: [], // the kernel checks' rows, as they finish
-  checked: null, // the kernel check's summary: { adapter, checks, passed }
+  checked: null, // the kernel check's summary: { adapter, checks, passed, changed }
+  shaderFiles: [], // the built-in WGSL files: { name, text }
+  kernels: {}, // the user's changed files: name -> text (used by the check and new models)
 });
 
 // ---- messages ----------------------------------------------------------------------------
@@ -158,7 +160,9 @@ async function newTrainer(options, checkpoint) {
   setStatus("compiling the kernels and uploading the model");
   let t;
   try {
-    t = await serial(() => create(JSON.stringify(options || {}), c.train, c.valid, c.test, checkpoint || undefined));
+    // The kernels are built from the user's changed files, where there are any.
+    const o = Object.assign({ kernels: S.kernels }, options || {});
+    t = await serial(() => create(JSON.stringify(o), c.train, c.valid, c.test, checkpoint || undefined));
   } finally {
     setStatus("");
   }
@@ -523,17 +527,73 @@ async function checkKernels() {
         if (!c.passed) tr.className = "error";
         body.appendChild(tr);
         $("check-status").textContent = `checking: ${S.checks.length} done…`;
-      })
+      }, JSON.stringify(S.kernels))
     );
     S.checked = summary;
     const failed = summary.checks.filter((c) => !c.passed).map((c) => c.check);
+    const mine = summary.changed.length ? ` (with your ${summary.changed.join(", ")})` : "";
     $("check-status").textContent = failed.length
-      ? `${failed.length} of ${summary.checks.length} checks failed: ${failed.join(", ")}`
-      : `all ${summary.checks.length} checks passed on ${summary.adapter.name}`;
+      ? `${failed.length} of ${summary.checks.length} checks failed${mine}: ${failed.join(", ")}`
+      : `all ${summary.checks.length} checks passed on ${summary.adapter.name}${mine}`;
     return summary;
   } finally {
     $("check-kernels").disabled = false;
   }
+}
+
+// ---- the kernels' WGSL, to change ---------------------------------------------------------
+
+const builtIn = (name) => {
+  const f = S.shaderFiles.find((f) => f.name === name);
+  if (!f) throw new Error(`${name} is not one of the kernels' WGSL files`);
+  return f.text;
+};
+
+function showKernel() {
+  const name = $("kernel-file").value;
+  $("kernel-source").value = S.kernels[name] ?? builtIn(name);
+}
+
+function kernelStatus() {
+  const changed = Object.keys(S.kernels);
+  $("kernel-status").textContent = changed.length
+    ? `your ${changed.join(", ")} in use: by "Check the kernels" and by the next "New model"`
+    : "every kernel as built in";
+  for (const o of $("kernel-file").options) o.textContent = o.value + (S.kernels[o.value] !== undefined ? " (changed)" : "");
+}
+
+// Use `text` (default: the editor's) as file `name` (default: the one shown); the built-in
+// text again is no change. Resolves to the names of the changed files.
+async function useKernel(name, text) {
+  name = name ?? $("kernel-file").value;
+  text = text ?? $("kernel-source").value;
+  if (text === builtIn(name)) delete S.kernels[name];
+  else S.kernels[name] = text;
+  kernelStatus();
+  return Object.keys(S.kernels);
+}
+
+async function resetKernel(name) {
+  name = name ?? $("kernel-file").value;
+  builtIn(name);
+  delete S.kernels[name];
+  if (name === $("kernel-file").value) showKernel();
+  kernelStatus();
+  return Object.keys(S.kernels);
+}
+
+function loadKernelFiles() {
+  S.shaderFiles = JSON.parse(shader_files());
+  const select = $("kernel-file");
+  for (const f of S.shaderFiles) {
+    const o = document.createElement("option");
+    o.value = f.name;
+    o.textContent = f.name;
+    select.appendChild(o);
+  }
+  select.value = "lstm_cell.wgsl";
+  showKernel();
+  kernelStatus();
 }
 
 // ---- wiring -------------------------------------------------------------------------------
@@ -564,6 +624,8 @@ const api = (S.api = {
   generate: action(generate),
   setLogEvery: action((n) => serial(() => S.trainer.set_log_every(n))),
   checkKernels: action(checkKernels),
+  useKernel: action(useKernel),
+  resetKernel: action(resetKernel),
 });
 
 const quiet = (p) => p.catch(() => {});
@@ -581,6 +643,9 @@ $("validate").onclick = () => quiet(api.validate());
 $("save").onclick = () => quiet(api.save());
 $("predict").onclick = () => quiet(api.predict($("predict-text").value, 10));
 $("check-kernels").onclick = () => quiet(api.checkKernels());
+$("kernel-file").onchange = showKernel;
+$("kernel-use").onclick = () => quiet(api.useKernel());
+$("kernel-reset").onclick = () => quiet(api.resetKernel());
 $("predict-text").onkeydown = (e) => e.key === "Enter" && $("predict").click();
 $("generate").onclick = () =>
   quiet(api.generate($("generate-prompt").value, Number($("generate-count").value), Number($("generate-temperature").value)));
@@ -588,6 +653,7 @@ $("generate").onclick = () =>
 async function start() {
   draw();
   await init();
+  loadKernelFiles();
   try {
     S.adapter = JSON.parse(await adapter());
     const a = S.adapter;
