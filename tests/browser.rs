@@ -1240,13 +1240,7 @@ fn a_kernel_changed_in_the_page_is_what_runs() {
     let b = Browser::start(true);
     b.open(&url);
     b.wait_started();
-    let built_in = |name: &str| {
-        lstm_gpu::gpu::shaders::FILES
-            .iter()
-            .find(|f| f.0 == name)
-            .unwrap()
-            .1
-    };
+    let built_in = common::built_in_shader;
     let page = b.ok(
         "return {files: document.querySelectorAll('#kernel-file option').length, \
                  shown: document.getElementById('kernel-source').value};",
@@ -1256,13 +1250,7 @@ fn a_kernel_changed_in_the_page_is_what_runs() {
     assert_eq!(page["shown"], json!(built_in("lstm_cell.wgsl")));
 
     // A file that does not compile.
-    let mut lines: Vec<String> = built_in("sgd.wgsl").lines().map(String::from).collect();
-    let at = lines
-        .iter()
-        .position(|l| l.trim_end().ends_with(';'))
-        .unwrap();
-    lines[at] = lines[at].replacen(';', " oops;", 1);
-    let broken = lines.join("\n") + "\n";
+    let (broken, line) = common::shader_with_a_syntax_error("sgd.wgsl");
     let changed = b.ok(
         "return await window.lstm.api.useKernel('sgd.wgsl', args);",
         json!(broken),
@@ -1275,7 +1263,7 @@ fn a_kernel_changed_in_the_page_is_what_runs() {
             options.clone(),
         )
         .expect_err("a model on a kernel that does not compile");
-    let place = format!("line {} of your sgd.wgsl", at + 1);
+    let place = format!("line {line} of your sgd.wgsl");
     assert!(refused.contains(&place), "{place} not in: {refused}");
     assert!(!refused.contains('\n'), "one line: {refused}");
     let changed = b.ok(
@@ -1286,14 +1274,7 @@ fn a_kernel_changed_in_the_page_is_what_runs() {
 
     // One output row of the strip kernels negated: their checks fail, no other matmul's
     // (the training steps fail too where they run on strip kernels, as here by default).
-    let row = "fma(vec4<f32>(hi.w), bv, (*acc).r7)";
-    let strip = built_in("matmul_strip.wgsl");
-    assert_eq!(
-        strip.matches(row).count(),
-        1,
-        "the strip kernel changed: update this test"
-    );
-    let negated = strip.replace(row, "fma(vec4<f32>(hi.w), -bv, (*acc).r7)");
+    let negated = common::strip_with_a_negated_row();
     b.ok(
         "return await window.lstm.api.useKernel('matmul_strip.wgsl', args);",
         json!(negated),

@@ -1,6 +1,9 @@
 //! The `lstm-gpu` program as users run it: resume exactness, interruption, bad input.
 //! Training runs use the tiny fixture corpus in `data/tiny` and a tiny model.
 
+mod common;
+
+use common::{built_in_shader as built_in, shader_with_a_syntax_error, strip_with_a_negated_row};
 use lstm_gpu::model::checkpoint::Checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -769,28 +772,9 @@ fn a_kernel_changed_in_a_shaders_folder_is_what_runs() {
     assert!(said.contains("--shaders '"), "quoted for the shell: {said}");
     let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(files.len(), lstm_gpu::gpu::shaders::FILES.len());
-    let built_in = |name: &str| {
-        lstm_gpu::gpu::shaders::FILES
-            .iter()
-            .find(|f| f.0 == name)
-            .unwrap()
-            .1
-    };
 
     // One output row of the strip kernels' rank-1 update negated.
-    let strip = dir.join("matmul_strip.wgsl");
-    let text = built_in("matmul_strip.wgsl");
-    let row = "fma(vec4<f32>(hi.w), bv, (*acc).r7)";
-    assert_eq!(
-        text.matches(row).count(),
-        1,
-        "the strip kernel changed: update this test"
-    );
-    std::fs::write(
-        &strip,
-        text.replace(row, "fma(vec4<f32>(hi.w), -bv, (*acc).r7)"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("matmul_strip.wgsl"), strip_with_a_negated_row()).unwrap();
     let o = run(bin()
         .args(["check", "--json", "--shaders"])
         .arg(&dir)
@@ -847,19 +831,14 @@ fn a_kernel_changed_in_a_shaders_folder_is_what_runs() {
 
     // A file that does not compile: one line, its place in the file.
     let sgd = dir.join("sgd.wgsl");
-    let mut lines: Vec<String> = built_in("sgd.wgsl").lines().map(String::from).collect();
-    let at = lines
-        .iter()
-        .position(|l| l.trim_end().ends_with(';'))
-        .unwrap();
-    lines[at] = lines[at].replacen(';', " oops;", 1);
-    std::fs::write(&sgd, lines.join("\n") + "\n").unwrap();
+    let (broken, line) = shader_with_a_syntax_error("sgd.wgsl");
+    std::fs::write(&sgd, broken).unwrap();
     let o = run(bin()
         .args(["profile", "--synthetic", "--steps", "1", "--shaders"])
         .arg(&dir)
         .args(TINY_MODEL));
     assert_one_line_error(&o, 1, "shader sgd does not compile");
-    let place = format!("(line {} of {})", at + 1, sgd.display());
+    let place = format!("(line {line} of {})", sgd.display());
     assert!(stderr(&o).contains(&place), "{place} not in {}", stderr(&o));
 
     // A second export keeps the edited files.

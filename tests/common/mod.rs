@@ -102,3 +102,37 @@ pub fn serve(args: &[&str]) -> (Kill, String) {
         .to_string();
     (Kill(child), url)
 }
+
+/// The built-in text of `shaders/NAME`, as `lstm-gpu shaders export` writes it.
+pub fn built_in_shader(name: &str) -> &'static str {
+    lstm_gpu::gpu::shaders::FILES
+        .iter()
+        .find(|f| f.0 == name)
+        .unwrap_or_else(|| panic!("no shaders/{name}"))
+        .1
+}
+
+/// `shaders/NAME` with a syntax error (` oops` before the `;` of its first line that ends
+/// in one), and that line's number (from 1).
+pub fn shader_with_a_syntax_error(name: &str) -> (String, usize) {
+    let mut lines: Vec<String> = built_in_shader(name).lines().map(String::from).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_end().ends_with(';') && !l.trim_start().starts_with("//"))
+        .expect("a statement");
+    lines[at] = lines[at].replacen(';', " oops;", 1);
+    (lines.join("\n") + "\n", at + 1)
+}
+
+/// `shaders/matmul_strip.wgsl` with one output row of the strip kernels' rank-1 update
+/// negated: every strip kernel (strip-quad shares the code) computes wrong results.
+pub fn strip_with_a_negated_row() -> String {
+    let row = "fma(vec4<f32>(hi.w), bv, (*acc).r7)";
+    let strip = built_in_shader("matmul_strip.wgsl");
+    assert_eq!(
+        strip.matches(row).count(),
+        1,
+        "the strip kernel changed: update this helper"
+    );
+    strip.replace(row, "fma(vec4<f32>(hi.w), -bv, (*acc).r7)")
+}
