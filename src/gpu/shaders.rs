@@ -2,29 +2,33 @@
 //! concatenated with. The launchers add the entry points they generate (per transpose form,
 //! per direction); [`super::modules::all`] lists every module exactly as compiled, for the
 //! translation test, which builds each one for SPIR-V, MSL, HLSL and GLSL.
+//!
+//! They are `static`s, not `const`s: a `const` is copied into every codegen unit that uses
+//! it, and the composed modules repeat the shared files, so as `const`s the page's wasm held
+//! up to seven copies of some (2.7 MB; 1.9 MB as `static`s, measured).
 
 use std::borrow::Cow;
 
 /// `shaders/dropout.wgsl`: the dropout mask, forward and backward.
-pub const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
+pub static DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
 /// `shaders/embedding.wgsl`: the gather and the gradient rows of a batch's ids.
-pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
+pub static EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 /// `shaders/lstm_cell.wgsl` after the gate functions: the fused cell forward and backward.
-pub const LSTM_CELL: &str = concat!(
+pub static LSTM_CELL: &str = concat!(
     include_str!("../../shaders/lstm_gates.wgsl"),
     include_str!("../../shaders/lstm_cell.wgsl")
 );
 /// `shaders/lstm_step.wgsl` after the gate functions: a layer's time step (the recurrent
 /// product and the cell) in one dispatch, forward and backward.
-pub const LSTM_STEP: &str = concat!(
+pub static LSTM_STEP: &str = concat!(
     include_str!("../../shaders/lstm_gates.wgsl"),
     include_str!("../../shaders/lstm_step.wgsl")
 );
 /// `shaders/matmul_params.wgsl`: the uniform block every matmul kernel shares.
-pub const MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
+pub static MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
 /// `shaders/matmul_launch.wgsl`: a launch of one product (its `params` binding); every
 /// matmul module but the grouped ones has it after [`MATMUL_PARAMS`].
-pub const MATMUL_LAUNCH: &str = include_str!("../../shaders/matmul_launch.wgsl");
+pub static MATMUL_LAUNCH: &str = include_str!("../../shaders/matmul_launch.wgsl");
 
 /// The f32 matmul's uniform block, one-product launch and shared bindings, in front of
 /// each kernel family.
@@ -56,15 +60,15 @@ macro_rules! matmul_group_module {
 }
 
 /// The portable matmul kernels (tiled, register-blocked, skinny, strip, the split-K sum).
-pub const MATMUL: &str = matmul_module!("matmul.wgsl", "matmul_strip.wgsl");
+pub static MATMUL: &str = matmul_module!("matmul.wgsl", "matmul_strip.wgsl");
 /// The strip-quad matmul (`shaders/matmul_quad.wgsl`) in one module with the portable
 /// kernels, whose strip helpers it shares; [`matmul_quad`] is what the launcher compiles.
-pub const MATMUL_QUAD: &str =
+pub static MATMUL_QUAD: &str =
     matmul_module!("matmul.wgsl", "matmul_strip.wgsl", "matmul_quad.wgsl");
 
 /// The block matmul (`shaders/matmul_block.wgsl`, the GPU-class kernel) in one module with
 /// the portable kernels.
-pub const MATMUL_BLOCK: &str = matmul_module!(
+pub static MATMUL_BLOCK: &str = matmul_module!(
     "matmul.wgsl",
     "matmul_strip.wgsl",
     "matmul_vec4.wgsl",
@@ -73,7 +77,7 @@ pub const MATMUL_BLOCK: &str = matmul_module!(
 
 /// The panel matmul (`shaders/matmul_panel.wgsl`, for products of few rows and a wide C)
 /// in one module with the portable kernels, as [`MATMUL_BLOCK`].
-pub const MATMUL_PANEL: &str = matmul_module!(
+pub static MATMUL_PANEL: &str = matmul_module!(
     "matmul.wgsl",
     "matmul_strip.wgsl",
     "matmul_vec4.wgsl",
@@ -82,12 +86,12 @@ pub const MATMUL_PANEL: &str = matmul_module!(
 );
 
 /// Strip (and strip-split) serving several products in one launch.
-pub const MATMUL_STRIP_GROUP: &str = matmul_group_module!("matmul_strip.wgsl");
+pub static MATMUL_STRIP_GROUP: &str = matmul_group_module!("matmul_strip.wgsl");
 /// Strip-quad serving several products in one launch; [`matmul_quad_group`] is what the
 /// launcher compiles.
-pub const MATMUL_QUAD_GROUP: &str = matmul_group_module!("matmul_strip.wgsl", "matmul_quad.wgsl");
+pub static MATMUL_QUAD_GROUP: &str = matmul_group_module!("matmul_strip.wgsl", "matmul_quad.wgsl");
 /// Panel serving several products in one launch.
-pub const MATMUL_PANEL_GROUP: &str = matmul_group_module!(
+pub static MATMUL_PANEL_GROUP: &str = matmul_group_module!(
     "matmul_vec4.wgsl",
     "matmul_panel_load.wgsl",
     "matmul_panel.wgsl"
@@ -132,23 +136,23 @@ pub(crate) fn subgroup_module(source: Cow<'static, str>) -> Cow<'static, str> {
 
 /// The shared part of the subgroup-broadcast matmul; the launcher appends one generated
 /// entry point per transpose form (`matmul::subgroup_source`).
-pub const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
+pub static MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
 /// `shaders/reduce.wgsl` after the shared workgroup sum: norms, clip, column sums, guards.
-pub const REDUCE: &str = concat!(
+pub static REDUCE: &str = concat!(
     include_str!("../../shaders/workgroup_sum.wgsl"),
     include_str!("../../shaders/reduce.wgsl")
 );
 /// `shaders/sgd.wgsl`: the dense and sparse-row updates.
-pub const SGD: &str = include_str!("../../shaders/sgd.wgsl");
+pub static SGD: &str = include_str!("../../shaders/sgd.wgsl");
 /// `shaders/softmax_xent.wgsl` after the shared workgroup sum.
-pub const SOFTMAX_XENT: &str = concat!(
+pub static SOFTMAX_XENT: &str = concat!(
     include_str!("../../shaders/workgroup_sum.wgsl"),
     include_str!("../../shaders/softmax_xent.wgsl")
 );
 
 /// The shared part of the fused time step's subgroup kernels; the launcher appends one
 /// generated entry point (`lstm_step::subgroup_source`).
-pub const LSTM_STEP_SUBGROUP: &str = concat!(
+pub static LSTM_STEP_SUBGROUP: &str = concat!(
     include_str!("../../shaders/lstm_gates.wgsl"),
     include_str!("../../shaders/lstm_step_subgroup.wgsl")
 );
@@ -170,26 +174,26 @@ macro_rules! matmul_f16_module {
 }
 
 /// `shaders/matmul_f16.wgsl`: the scalar f16-operand matmul.
-pub const MATMUL_F16: &str = matmul_f16_module!("matmul_launch.wgsl", "matmul_f16.wgsl");
+pub static MATMUL_F16: &str = matmul_f16_module!("matmul_launch.wgsl", "matmul_f16.wgsl");
 /// The panel kernel on f16 operands (`shaders/matmul_panel.wgsl` with
 /// `shaders/matmul_panel_load_f16.wgsl`), for the mixed step's products of few rows.
-pub const MATMUL_PANEL_F16: &str = matmul_f16_module!(
+pub static MATMUL_PANEL_F16: &str = matmul_f16_module!(
     "matmul_launch.wgsl",
     "matmul_panel_load_f16.wgsl",
     "matmul_panel.wgsl"
 );
 /// [`MATMUL_F16`] serving several products in one launch.
-pub const MATMUL_F16_GROUP: &str =
+pub static MATMUL_F16_GROUP: &str =
     matmul_f16_module!("matmul_launch_group.wgsl", "matmul_f16.wgsl");
 /// [`MATMUL_PANEL_F16`] serving several products in one launch.
-pub const MATMUL_PANEL_F16_GROUP: &str = matmul_f16_module!(
+pub static MATMUL_PANEL_F16_GROUP: &str = matmul_f16_module!(
     "matmul_launch_group.wgsl",
     "matmul_panel_load_f16.wgsl",
     "matmul_panel.wgsl"
 );
 /// `shaders/cast_f16.wgsl` after the f16 rounding: f32 -> f16 copies (needs
 /// `Features::SHADER_F16`).
-pub const CAST_F16: &str = concat!(
+pub static CAST_F16: &str = concat!(
     "enable f16;\n",
     include_str!("../../shaders/f16_round.wgsl"),
     include_str!("../../shaders/cast_f16.wgsl")
@@ -197,7 +201,7 @@ pub const CAST_F16: &str = concat!(
 /// [`LSTM_CELL`] with the f16 rounding and `shaders/lstm_cell_f16.wgsl`: the cell of
 /// `--precision mixed`, writing the f16 copies its products read (needs
 /// `Features::SHADER_F16`).
-pub const LSTM_CELL_F16: &str = concat!(
+pub static LSTM_CELL_F16: &str = concat!(
     "enable f16;\n",
     include_str!("../../shaders/f16_round.wgsl"),
     include_str!("../../shaders/lstm_gates.wgsl"),
@@ -205,13 +209,13 @@ pub const LSTM_CELL_F16: &str = concat!(
     include_str!("../../shaders/lstm_cell_f16.wgsl")
 );
 /// `shaders/loss_scale.wgsl`: the dynamic loss scaling of `--precision mixed`.
-pub const LOSS_SCALE: &str = include_str!("../../shaders/loss_scale.wgsl");
+pub static LOSS_SCALE: &str = include_str!("../../shaders/loss_scale.wgsl");
 /// `shaders/matmul_coop.wgsl`, before `coop::coop_source` completes it.
-pub const MATMUL_COOP: &str = include_str!("../../shaders/matmul_coop.wgsl");
+pub static MATMUL_COOP: &str = include_str!("../../shaders/matmul_coop.wgsl");
 
 /// Every file of `shaders/`, by name, as compiled into the program: what `--shaders DIR`
 /// replaces ([`super::shader_dir`]) and `lstm-gpu shaders export` writes.
-pub const FILES: &[(&str, &str)] = &[
+pub static FILES: &[(&str, &str)] = &[
     ("cast_f16.wgsl", include_str!("../../shaders/cast_f16.wgsl")),
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
     (
