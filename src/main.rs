@@ -921,6 +921,18 @@ fn train_command(args: TrainArgs) -> Result<()> {
     picked.check(&needs)?;
     let run_dir = args.run_dir.unwrap_or_else(default_run_dir);
     train::prepare_run_dir(&run_dir)?;
+    // Kernels changed by --shaders: the run folder keeps the files it was trained with.
+    if let Some(dir) = &args.gpu.shaders {
+        let kept = dir
+            .keep_in(&run_dir.join("shaders"))
+            .map_err(|e| usage(format!("--run-dir {}: {e:#}", run_dir.display())))?;
+        if !kept.is_empty() {
+            log::info!(
+                "the changed kernel files are kept in {}",
+                run_dir.join("shaders").display()
+            );
+        }
+    }
     say(&notes);
     let mut gpu = picked.open(&needs)?;
     args.gpu.apply(&mut gpu);

@@ -759,7 +759,8 @@ fn check_holds_every_kernel_of_the_adapter_to_its_twin() {
 /// files; a change there is what runs under `--shaders DIR`, so that `check` holds the
 /// changed kernel to its twin (a strip kernel with one output row negated fails, with the
 /// kernel that shares its code, the rest pass), `tune` leaves it out and keeps its choices
-/// apart from the built-in kernels'; a file that does not compile is one error line naming
+/// apart from the built-in kernels', a training run keeps the changed files it trained with
+/// in its folder; a file that does not compile is one error line naming
 /// its line in the file; an edited file is not overwritten by a second export; a folder
 /// that is not there is a usage error.
 #[test]
@@ -829,6 +830,30 @@ fn a_kernel_changed_in_a_shaders_folder_is_what_runs() {
         "{keys:?}"
     );
 
+    // A run folder keeps the changed files it was trained with (a harmless change here).
+    let comment = format!("// my change\n{}", built_in("sgd.wgsl"));
+    std::fs::write(dir.join("sgd.wgsl"), &comment).unwrap();
+    std::fs::write(dir.join("matmul_strip.wgsl"), built_in("matmul_strip.wgsl")).unwrap();
+    let run_dir = tmp.path().join("run");
+    let o = run(bin()
+        .args(["train", "--max-steps", "2", "--shaders"])
+        .arg(&dir)
+        .arg("--data")
+        .arg(tiny_data())
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args(TINY_MODEL));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let kept: Vec<String> = std::fs::read_dir(run_dir.join("shaders"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, vec!["sgd.wgsl".to_string()]);
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("shaders/sgd.wgsl")).unwrap(),
+        comment
+    );
+
     // A file that does not compile: one line, its place in the file.
     let sgd = dir.join("sgd.wgsl");
     let (broken, line) = shader_with_a_syntax_error("sgd.wgsl");
@@ -841,9 +866,9 @@ fn a_kernel_changed_in_a_shaders_folder_is_what_runs() {
     let place = format!("(line {line} of {})", sgd.display());
     assert!(stderr(&o).contains(&place), "{place} not in {}", stderr(&o));
 
-    // A second export keeps the edited files.
+    // A second export keeps the edited file.
     let o = run(bin().args(["shaders", "export"]).arg(&dir));
-    assert_one_line_error(&o, 2, "matmul_strip.wgsl, sgd.wgsl in");
+    assert_one_line_error(&o, 2, "sgd.wgsl in");
     assert_ne!(std::fs::read_to_string(&sgd).unwrap(), built_in("sgd.wgsl"));
     let o = run(bin().args(["shaders", "export", "--force"]).arg(&dir));
     assert!(o.status.success(), "{}", stderr(&o));

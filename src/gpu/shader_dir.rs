@@ -161,6 +161,24 @@ impl ShaderDir {
         })
     }
 
+    /// Copy the changed files into folder `to` (created if missing): a run folder keeps the
+    /// kernels it was trained with. Returns the files written.
+    pub fn keep_in(&self, to: &Path) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        if self.0.changed.is_empty() {
+            return Ok(written);
+        }
+        std::fs::create_dir_all(to)
+            .with_context(|| format!("could not create {}", to.display()))?;
+        for (name, _, text) in &self.0.changed {
+            let path = to.join(name);
+            std::fs::write(&path, text)
+                .with_context(|| format!("could not write {}", path.display()))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
     /// A short fingerprint of the changed files (names and text), for the tuning cache's key:
     /// choices measured on other kernels must not be read as these ones'.
     pub fn fingerprint(&self) -> String {
