@@ -520,6 +520,20 @@ fn a_kernel_the_driver_refuses_is_left_out() {
     assert_eq!(refused["dispatches_per_step"], apart["dispatches_per_step"]);
 }
 
+/// `tune --json` of MODEL at `precision` with the kernels `wrong` computing wrong results
+/// (`LSTM_GPU_MISCOMPUTE`): its JSON and its log.
+fn tune_miscomputing(cache: &Path, precision: &str, wrong: &[&str]) -> (serde_json::Value, String) {
+    let o = bin(cache)
+        .env("LSTM_GPU_MISCOMPUTE", wrong.join(","))
+        .args(["tune", "--json", "--precision", precision])
+        .args(MODEL)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    (serde_json::from_slice(&o.stdout).unwrap(), err)
+}
+
 /// A kernel that computes wrong results on the adapter (a driver's miscompile; here
 /// `LSTM_GPU_MISCOMPUTE` negates its outputs when they are read back) is left out of tuning
 /// with one warning naming its worst case, as a refused one is: each candidate is held to
@@ -533,15 +547,7 @@ fn a_kernel_that_computes_wrong_results_is_left_out_of_tuning() {
         ("mixed", &["f16-panel"], "f16-scalar"),
     ];
     for (precision, wrong, right) in cases {
-        let o = bin(&cache)
-            .env("LSTM_GPU_MISCOMPUTE", wrong.join(","))
-            .args(["tune", "--json", "--precision", precision])
-            .args(MODEL)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(o.status.success(), "{err}");
-        let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let (json, err) = tune_miscomputing(&cache, precision, wrong);
         let timed: Vec<&String> = json["matmul_ms"]
             .as_object()
             .unwrap()
@@ -581,14 +587,7 @@ fn a_recurrence_that_computes_wrong_results_is_left_out_of_tuning() {
     for (precision, wrong, right) in cases {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
-        let o = bin(&cache)
-            .env("LSTM_GPU_MISCOMPUTE", wrong.join(","))
-            .args(["tune", "--json", "--precision", precision])
-            .args(MODEL)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(o.status.success(), "{err}");
+        let (json, err) = tune_miscomputing(&cache, precision, wrong);
         let what = format!("{precision} with {wrong:?} wrong");
         for name in wrong {
             assert_eq!(
@@ -605,7 +604,6 @@ fn a_recurrence_that_computes_wrong_results_is_left_out_of_tuning() {
             right.is_empty(),
             "{what}: {err}"
         );
-        let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         // MODEL's training shape (the other one is the test pass's, batch 1).
         let train = json["models"]
             .as_object()

@@ -999,13 +999,7 @@ impl Gpu {
             let place = self
                 .shader_dir
                 .as_ref()
-                .and_then(|d| match shader_error_place(&e) {
-                    Some((line, _)) => d.locate(source, line),
-                    None => d
-                        .whereabouts(source)
-                        .map(|w| format!("of that module, {w}")),
-                })
-                .map(|w| format!(" ({w})"))
+                .map(|d| d.place(source, shader_error_place(&e).map(|p| p.0)))
                 .unwrap_or_default();
             bail!(
                 "shader {label} does not compile on {}: {}{place}",
@@ -1073,14 +1067,7 @@ impl Gpu {
                 (None, Some(e)) => (one_line_chain(&e), shader_error_place(&e).map(|p| p.0)),
                 (None, None) => continue,
             };
-            let place = line
-                .and_then(|l| dir.locate(&source, l))
-                .or_else(|| {
-                    dir.whereabouts(&source)
-                        .map(|w| format!("of that module, {w}"))
-                })
-                .map(|w| format!(" ({w})"))
-                .unwrap_or_default();
+            let place = dir.place(&source, line);
             bail!(
                 "shader {} does not compile on {}: {message}{place}",
                 m.label,

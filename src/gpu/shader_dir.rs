@@ -129,22 +129,23 @@ impl ShaderDir {
         out
     }
 
+    /// The lines (from 1, first and last) of each changed file in a module made by
+    /// [`ShaderDir::apply`], with its name as messages give it.
+    fn spans<'a>(&'a self, module: &'a str) -> impl Iterator<Item = (String, usize, usize)> + 'a {
+        self.0.changed.iter().filter_map(move |(name, _, text)| {
+            let at = module.find(text.as_str())?;
+            let first = module[..at].lines().count() + 1;
+            let last = first + text.lines().count().max(1) - 1;
+            Some((self.file_label(name), first, last))
+        })
+    }
+
     /// Where a module made by [`ShaderDir::apply`] holds the folder's files: "lines A-B are
     /// DIR/name", for an error of that module (naga counts lines in the module).
     pub fn whereabouts(&self, module: &str) -> Option<String> {
         let parts: Vec<String> = self
-            .0
-            .changed
-            .iter()
-            .filter_map(|(name, _, text)| {
-                let at = module.find(text.as_str())?;
-                let first = module[..at].lines().count() + 1;
-                let last = first + text.lines().count().max(1) - 1;
-                Some(format!(
-                    "lines {first}-{last} are {}",
-                    self.file_label(name)
-                ))
-            })
+            .spans(module)
+            .map(|(file, first, last)| format!("lines {first}-{last} are {file}"))
             .collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -152,13 +153,21 @@ impl ShaderDir {
     /// Which changed file line `line` (from 1) of a module made by [`ShaderDir::apply`]
     /// lies in: "line N of DIR/name"; `None` where it lies in a built-in part.
     pub fn locate(&self, module: &str, line: usize) -> Option<String> {
-        self.0.changed.iter().find_map(|(name, _, text)| {
-            let at = module.find(text.as_str())?;
-            let first = module[..at].lines().count() + 1;
-            let within = line.checked_sub(first)?;
-            (within < text.lines().count().max(1))
-                .then(|| format!("line {} of {}", within + 1, self.file_label(name)))
-        })
+        self.spans(module)
+            .find(|&(_, first, last)| (first..=last).contains(&line))
+            .map(|(file, first, _)| format!("line {} of {file}", line - first + 1))
+    }
+
+    /// What an error of `module` at `line` (where the compiler says) adds: " (line N of
+    /// DIR/name)", else " (of that module, lines A-B are DIR/name)", else nothing.
+    pub fn place(&self, module: &str, line: Option<usize>) -> String {
+        line.and_then(|l| self.locate(module, l))
+            .or_else(|| {
+                self.whereabouts(module)
+                    .map(|w| format!("of that module, {w}"))
+            })
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default()
     }
 
     /// Copy the changed files into folder `to` (created if missing): a run folder keeps the
