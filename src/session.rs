@@ -337,13 +337,16 @@ pub struct Session {
 impl Session {
     /// What a session asks of the adapter: its training and evaluation workspaces.
     pub fn needs(cfg: &Config) -> Needs {
-        Needs::of_model(
-            cfg,
-            &[
-                (cfg.batch_size, cfg.num_steps, Mode::Train),
-                (cfg.batch_size, cfg.num_steps, Mode::Eval),
-            ],
-        )
+        Needs::of_model(cfg, &Session::shapes(cfg))
+    }
+
+    /// The shapes of its workspaces (what a tuning for it measures): the training step and
+    /// the evaluation step at the same batch and time steps.
+    pub fn shapes(cfg: &Config) -> [(usize, usize, Mode); 2] {
+        [
+            (cfg.batch_size, cfg.num_steps, Mode::Train),
+            (cfg.batch_size, cfg.num_steps, Mode::Eval),
+        ]
     }
 
     /// Upload `params`, prepare both workspaces, and start at `pos` (a fresh run:

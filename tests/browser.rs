@@ -1321,3 +1321,160 @@ fn a_kernel_changed_in_the_page_is_what_runs() {
     );
     assert_eq!(changed, json!([]));
 }
+
+/// The page tunes its kernels on its adapter as a native run does (every candidate held to
+/// its CPU twin first, a wrong one left out with a warning in the tuning log), keeps the
+/// choices in the browser's storage, and reads them back for the next model instead of
+/// measuring again; "Forget the tuned choices" clears them. On a CPU adapter (SwiftShader
+/// here) it tunes only when asked.
+#[test]
+fn the_page_tunes_its_kernels_and_keeps_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ptb");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("ptb.train.txt"), head("train", 300)).unwrap();
+    std::fs::write(data.join("ptb.valid.txt"), head("valid", 40)).unwrap();
+    std::fs::write(data.join("ptb.test.txt"), head("test", 40)).unwrap();
+    let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let page = |b: &Browser| {
+        b.ok(
+            "let stored = null; try { stored = JSON.parse(localStorage.getItem('lstm-gpu tuning')); } catch (e) {} \
+             return {tune: document.getElementById('tune').checked, \
+                     log: document.getElementById('kernel-list').textContent, \
+                     info: document.getElementById('model-info').textContent, \
+                     note: document.getElementById('tune-note').textContent, \
+                     stored};",
+            json!(null),
+        )
+    };
+    let sources = |info: &Value| -> Vec<String> {
+        info["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                let k = k.as_str().unwrap();
+                k[k.rfind('(').unwrap() + 1..k.len() - 1].to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        page(&b)["tune"],
+        json!(false),
+        "SwiftShader is a CPU adapter"
+    );
+
+    // Not asked: the adapter's defaults, nothing stored.
+    let (options, _) = tiny();
+    let info = b.ok(
+        "return await window.lstm.api.create(args);",
+        options.clone(),
+    );
+    assert!(sources(&info).iter().all(|s| s == "default"), "{info}");
+    assert_eq!(page(&b)["stored"], Value::Null);
+
+    // Asked: every product and the recurrence measured, the choices kept.
+    let mut tuned = options.clone();
+    tuned["tune"] = json!(true);
+    let t0 = Instant::now();
+    let info = b.ok("return await window.lstm.api.create(args);", tuned.clone());
+    eprintln!("tuning the tiny model in the page: {:.1?}", t0.elapsed());
+    assert!(sources(&info).iter().all(|s| s == "tuned"), "{info}");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&out).unwrap();
+    b.ok(
+        "document.getElementById('kernel-choices').open = true; return null;",
+        json!(null),
+    );
+    b.screenshot(&out.join("tuned.png"));
+    let p = page(&b);
+    let log = p["log"].as_str().unwrap();
+    for want in ["kernels: tuning on", "recurrence ", "kernels: tuned in"] {
+        assert!(log.contains(want), "{want} not in the tuning log: {log}");
+    }
+    assert!(
+        p["info"]
+            .as_str()
+            .unwrap()
+            .contains("kernels tuned on this GPU now"),
+        "{p}"
+    );
+    let stored = &p["stored"];
+    assert_eq!(stored["format"], json!("lstm-gpu-tuning/1"), "{p}");
+    let adapters = stored["adapters"].as_object().unwrap();
+    assert_eq!(adapters.len(), 1, "{p}");
+    let entry = adapters.values().next().unwrap();
+    assert_eq!(entry["models"].as_object().unwrap().len(), 1, "{p}");
+    // What the model runs is what was stored.
+    for k in info["kernels"].as_array().unwrap().iter().skip(1) {
+        let k = k.as_str().unwrap();
+        let mut words = k.split_whitespace();
+        let (product, variant) = (words.next().unwrap(), words.next().unwrap());
+        assert_eq!(entry["matmul"][product], json!(variant), "{k}: {entry}");
+    }
+    let recurrence = entry["models"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["recurrence"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        info["kernels"][0],
+        json!(format!("recurrence {recurrence} (tuned)"))
+    );
+
+    // The next model of that shape reads them back (the box, checked, asks for a tuning
+    // that is not needed).
+    b.ok(
+        "document.getElementById('tune').checked = true; return null;",
+        json!(null),
+    );
+    let t0 = Instant::now();
+    let info = b.ok(
+        "return await window.lstm.api.create(args);",
+        options.clone(),
+    );
+    eprintln!("the same model with the kept choices: {:.1?}", t0.elapsed());
+    assert!(sources(&info).iter().all(|s| s == "cached"), "{info}");
+    let p = page(&b);
+    assert!(!p["log"].as_str().unwrap().contains("tuning on"), "{p}");
+    assert!(p["note"].as_str().unwrap().contains("1 model"), "{p}");
+
+    // A strip kernel that computes wrong results is left out of the tuning, with a warning;
+    // its choices are kept apart from the built-in kernels' (another key).
+    b.ok(
+        "return await window.lstm.api.useKernel('matmul_strip.wgsl', args);",
+        json!(common::strip_with_a_negated_row()),
+    );
+    let info = b.ok("return await window.lstm.api.create(args);", tuned);
+    let p = page(&b);
+    let log = p["log"].as_str().unwrap();
+    assert!(
+        log.contains("warning: kernel strip left out: it computes wrong results"),
+        "{log}"
+    );
+    for k in info["kernels"].as_array().unwrap().iter().skip(1) {
+        assert!(!k.as_str().unwrap().contains(" strip"), "{info}");
+    }
+    assert_eq!(p["stored"]["adapters"].as_object().unwrap().len(), 2, "{p}");
+    b.ok(
+        "return await window.lstm.api.resetKernel('matmul_strip.wgsl');",
+        json!(null),
+    );
+
+    // Forgotten: the defaults again, nothing stored.
+    b.ok("window.lstm.api.forgetTuning(); return null;", json!(null));
+    b.ok(
+        "document.getElementById('tune').checked = false; return null;",
+        json!(null),
+    );
+    assert_eq!(page(&b)["stored"], Value::Null);
+    let info = b.ok("return await window.lstm.api.create(args);", options);
+    assert!(sources(&info).iter().all(|s| s == "default"), "{info}");
+}

@@ -354,6 +354,10 @@ fn pick(
     }
 }
 
+/// The name of a browser's adapter where the browser does not give one (most do not): what
+/// messages call it.
+pub const BROWSER_ADAPTER: &str = "the browser's WebGPU adapter";
+
 /// What a page says when its browser gives no WebGPU adapter.
 pub const NO_WEBGPU: &str = "this browser gives the page no WebGPU adapter: use Chrome or Edge 113 or later, Safari 26, or Firefox 141 on Windows; elsewhere turn WebGPU on (chrome://flags/#enable-unsafe-webgpu, Firefox's dom.webgpu.enabled)";
 
@@ -486,9 +490,14 @@ impl PickedAdapter {
             })
             .await
             .map_err(|e| anyhow!("{NO_WEBGPU} ({e})"))?;
+        let mut info = adapter.get_info();
+        if info.name.is_empty() {
+            // Browsers keep the GPU's name to themselves; messages name the adapter.
+            info.name = BROWSER_ADAPTER.to_string();
+        }
         let summary = AdapterSummary {
             index: 0,
-            info: adapter.get_info(),
+            info,
             limits: adapter.limits(),
             features: adapter.features(),
         };
@@ -842,6 +851,24 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
         self.check()
+    }
+
+    /// [`Gpu::wait`], awaited: in a browser tab, until the queue has run the work submitted
+    /// so far (the tab's event loop goes on meanwhile); natively the same blocking wait.
+    pub async fn wait_async(&self) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+            self.queue.on_submitted_work_done(move || {
+                let _ = tx.send(());
+            });
+            rx.receive()
+                .await
+                .ok_or_else(|| anyhow!("the GPU's work-done channel closed"))?;
+            self.check()
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        self.wait()
     }
 
     /// Fail early, before allocating, when a buffer of `bytes` cannot exist on this adapter.

@@ -132,6 +132,17 @@ impl Gpu {
     /// Record `dispatches` in order into one pass, submit, wait, and check for errors.
     /// For tests and one-off work; the training step records its own passes.
     pub fn run(&self, dispatches: &[&Dispatch]) -> anyhow::Result<()> {
+        self.submit_pass(dispatches);
+        self.wait()
+    }
+
+    /// [`Gpu::run`], awaiting the GPU (in a browser tab).
+    pub async fn run_async(&self, dispatches: &[&Dispatch]) -> anyhow::Result<()> {
+        self.submit_pass(dispatches);
+        self.wait_async().await
+    }
+
+    fn submit_pass(&self, dispatches: &[&Dispatch]) {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -140,7 +151,6 @@ impl Gpu {
             }
         }
         self.submit(enc);
-        self.wait()
     }
 }
 

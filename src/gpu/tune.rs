@@ -87,10 +87,43 @@ impl Tuned {
     }
 }
 
+/// The tuned choices of every adapter a program has tuned on (by adapter, driver, program
+/// version and changed kernel files, [`adapter_key`] and more): natively
+/// the file at [`cache_path`], in the page the browser's local storage.
 #[derive(Default, Serialize, Deserialize)]
-struct CacheFile {
+pub struct TuningCache {
     format: String,
     adapters: BTreeMap<String, AdapterTuning>,
+}
+
+impl TuningCache {
+    /// The cache in `json`; empty where it is not one (another format, or damaged: the
+    /// choices are then measured again).
+    pub fn from_json(json: &[u8]) -> TuningCache {
+        serde_json::from_slice::<TuningCache>(json)
+            .ok()
+            .filter(|c| c.format == CACHE_FORMAT)
+            .unwrap_or_default()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the tuning cache is JSON")
+    }
+
+    /// The entry of `gpu`'s kernels on its adapter, if any.
+    pub fn entry(&self, gpu: &Gpu) -> Option<&AdapterTuning> {
+        self.adapters.get(&cache_key(gpu))
+    }
+
+    /// Add `entry`'s choices to those of `gpu`'s kernels (a product or model measured again
+    /// takes the new measurement).
+    pub fn merge(&mut self, gpu: &Gpu, entry: &AdapterTuning) {
+        self.format = CACHE_FORMAT.to_string();
+        let slot = self.adapters.entry(cache_key(gpu)).or_default();
+        slot.matmul.extend(entry.matmul.clone());
+        slot.matmul_ms.extend(entry.matmul_ms.clone());
+        slot.models.extend(entry.models.clone());
+    }
 }
 
 const CACHE_FORMAT: &str = "lstm-gpu-tuning/1";
@@ -153,11 +186,9 @@ fn cache_key(gpu: &Gpu) -> String {
     key
 }
 
-fn read_cache() -> CacheFile {
+fn read_cache() -> TuningCache {
     std::fs::read(cache_path())
-        .ok()
-        .and_then(|b| serde_json::from_slice::<CacheFile>(&b).ok())
-        .filter(|c| c.format == CACHE_FORMAT)
+        .map(|b| TuningCache::from_json(&b))
         .unwrap_or_default()
 }
 
@@ -171,17 +202,12 @@ pub fn cached(gpu: &Gpu) -> Option<AdapterTuning> {
 pub fn store(gpu: &Gpu, entry: &AdapterTuning) -> Result<PathBuf> {
     let path = cache_path();
     let mut file = read_cache();
-    file.format = CACHE_FORMAT.to_string();
-    let slot = file.adapters.entry(cache_key(gpu)).or_default();
-    slot.matmul.extend(entry.matmul.clone());
-    slot.matmul_ms.extend(entry.matmul_ms.clone());
-    slot.models.extend(entry.models.clone());
+    file.merge(gpu, entry);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
     }
-    let bytes = serde_json::to_vec_pretty(&file)?;
-    crate::model::checkpoint::write_atomic(&path, &bytes)
+    crate::model::checkpoint::write_atomic(&path, file.to_json().as_bytes())
         .with_context(|| format!("could not write {}", path.display()))?;
     Ok(path)
 }
@@ -191,12 +217,43 @@ pub fn store(gpu: &Gpu, entry: &AdapterTuning) -> Result<PathBuf> {
 /// cache, when it covers this model; else a measurement now when `auto` (and
 /// `LSTM_GPU_TUNE` allows it); else the adapter's defaults. Installs the choices on `gpu`
 /// and says where they came from.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn choose(
     gpu: &mut Gpu,
     cfg: &Config,
     shapes: &[(usize, usize, Mode)],
     auto: bool,
 ) -> Result<ChoiceSource> {
+    let kept = cache_path().display().to_string();
+    let (source, measured) = pollster::block_on(choose_async(
+        gpu,
+        cfg,
+        shapes,
+        auto && auto_tune_allowed(),
+        cached(gpu),
+        &kept,
+        &mut |line| log::info!("{line}"),
+    ))?;
+    if let Some(entry) = measured {
+        if let Err(e) = store(gpu, &entry) {
+            log::warn!("the tuned choices apply to this run only: {e:#}");
+        }
+    }
+    Ok(source)
+}
+
+/// [`choose`], awaiting the GPU, with this adapter's entry of the cache (`cached`) given
+/// and the new one returned (where it measured) to be kept in `kept` (a place named in
+/// what it says): what the page runs, with the browser's storage for a cache.
+pub async fn choose_async(
+    gpu: &mut Gpu,
+    cfg: &Config,
+    shapes: &[(usize, usize, Mode)],
+    auto: bool,
+    cached: Option<AdapterTuning>,
+    kept: &str,
+    say: &mut dyn FnMut(&str),
+) -> Result<(ChoiceSource, Option<AdapterTuning>)> {
     let mixed = cfg.precision == crate::config::Precision::Mixed;
     if mixed {
         super::matmul_f16::check_asked(gpu)?;
@@ -207,39 +264,37 @@ pub fn choose(
         gpu.matmul.is_some()
     };
     if matmul_forced && gpu.recurrence.is_some() {
-        return Ok(ChoiceSource::Forced);
+        return Ok((ChoiceSource::Forced, None));
     }
     let keys: Vec<String> = shapes
         .iter()
         .map(|&(b, t, _)| model_key(cfg, b, t))
         .collect();
-    if let Some(entry) = cached(gpu) {
+    if let Some(entry) = cached {
         if keys.iter().all(|k| entry.models.contains_key(k)) {
-            log::info!(
-                "kernels: the choices tuned earlier on {} ({})",
-                gpu.info.name,
-                cache_path().display()
-            );
+            say(&format!(
+                "kernels: the choices tuned earlier on {} ({kept})",
+                gpu.info.name
+            ));
             gpu.tuning = Some(Tuned::from_entry(&entry, ChoiceSource::Cached));
-            return Ok(ChoiceSource::Cached);
+            return Ok((ChoiceSource::Cached, None));
         }
     }
-    if !(auto && auto_tune_allowed()) {
-        return Ok(ChoiceSource::Default);
+    if !auto {
+        return Ok((ChoiceSource::Default, None));
     }
-    log::info!(
-        "kernels: tuning on {} (once per adapter and model; the choices are cached in {})",
-        gpu.info.name,
-        cache_path().display()
-    );
+    say(&format!(
+        "kernels: tuning on {} (once per adapter and model; the choices are cached in {kept})",
+        gpu.info.name
+    ));
     let t0 = Instant::now();
-    let entry = tune_model(gpu, cfg, shapes, |line| log::info!("{line}"))?;
-    log::info!("kernels: tuned in {:.1} s", t0.elapsed().as_secs_f64());
-    if let Err(e) = store(gpu, &entry) {
-        log::warn!("the tuned choices apply to this run only: {e:#}");
-    }
+    let entry = tune_model_async(gpu, cfg, shapes, say).await?;
+    say(&format!(
+        "kernels: tuned in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
     gpu.tuning = Some(Tuned::from_entry(&entry, ChoiceSource::Tuned));
-    Ok(ChoiceSource::Tuned)
+    Ok((ChoiceSource::Tuned, Some(entry)))
 }
 
 /// Measure, on `gpu`, every matmul variant on every product the workspaces of `cfg` at
@@ -249,27 +304,38 @@ pub fn choose(
 /// Whatever this run forces (`--matmul`, `--recurrence`) is set aside while measuring:
 /// the result is stored for later runs that force nothing, which must not read a forced
 /// choice back as a measured one. The forced choices still win in this run.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn tune_model(
     gpu: &mut Gpu,
     cfg: &Config,
     shapes: &[(usize, usize, Mode)],
-    say: impl FnMut(&str),
+    mut say: impl FnMut(&str),
+) -> Result<AdapterTuning> {
+    pollster::block_on(tune_model_async(gpu, cfg, shapes, &mut say))
+}
+
+/// [`tune_model`], awaiting the GPU (in a browser tab: the page tunes on its WebGPU).
+pub async fn tune_model_async(
+    gpu: &mut Gpu,
+    cfg: &Config,
+    shapes: &[(usize, usize, Mode)],
+    say: &mut dyn FnMut(&str),
 ) -> Result<AdapterTuning> {
     let forced = (
         gpu.matmul.take(),
         gpu.half_matmul.take(),
         gpu.recurrence.take(),
     );
-    let tuned = tune_unforced(gpu, cfg, shapes, say);
+    let tuned = tune_unforced(gpu, cfg, shapes, say).await;
     (gpu.matmul, gpu.half_matmul, gpu.recurrence) = forced;
     tuned
 }
 
-fn tune_unforced(
+async fn tune_unforced(
     gpu: &mut Gpu,
     cfg: &Config,
     shapes: &[(usize, usize, Mode)],
-    mut say: impl FnMut(&str),
+    say: &mut dyn FnMut(&str),
 ) -> Result<AdapterTuning> {
     let mut entry = AdapterTuning::default();
     gpu.tuning = None;
@@ -287,7 +353,7 @@ fn tune_unforced(
     );
     // A kernel that computes wrong results here (a driver's miscompile) is left out as one
     // the driver refuses is: each candidate is first held to its CPU twin.
-    let wrong = wrong_kernels(gpu, &kernels, mixed)?;
+    let wrong = wrong_kernels(gpu, &kernels, mixed).await?;
     for &s in &products {
         let (key, candidates, fallback) = match &kernels.half {
             Some(hk) if mixed => (
@@ -306,15 +372,15 @@ fn tune_unforced(
             if wrong.contains(&name) {
                 continue;
             }
-            gpu.run(&[&d])?;
-            let (secs, _) = once.best(gpu, &d)?;
+            gpu.run_async(&[&d]).await?;
+            let (secs, _) = once.best_async(gpu, &d).await?;
             timed.push((name, d, secs));
         }
         let fastest = timed.iter().map(|c| c.2).fold(f64::INFINITY, f64::min);
         let mut times = BTreeMap::new();
         for (name, d, secs) in &timed {
             let secs = if *secs <= 1.3 * fastest {
-                thrice.best(gpu, d)?.0.min(*secs)
+                thrice.best_async(gpu, d).await?.0.min(*secs)
             } else {
                 *secs
             };
@@ -364,7 +430,7 @@ fn tune_unforced(
         let Ok(mut ws) = <[Workspace; Recurrence::ALL.len()]>::try_from(ws) else {
             unreachable!("one workspace per recurrence")
         };
-        let mut best = time_steps(tuned, cfg, &mut ws)?;
+        let mut best = time_steps(tuned, cfg, &mut ws).await?;
         // The fused step kernels have no f16 form, and a driver may refuse them: a step
         // asked to fuse then runs unfused (`recurrence_for`), so that timing is not a
         // choice of its own.
@@ -376,7 +442,7 @@ fn tune_unforced(
         // out as a wrong matmul is.
         let mut wrong = [false; Recurrence::ALL.len()];
         for (i, (&r, k)) in Recurrence::ALL.iter().zip(&kernels).enumerate() {
-            if best[i].is_finite() && recurrence_is_wrong(tuned, k, r, cfg.precision) {
+            if best[i].is_finite() && recurrence_is_wrong(tuned, k, r, cfg.precision).await {
                 (best[i], wrong[i]) = (f64::INFINITY, true);
             }
         }
@@ -404,7 +470,7 @@ fn tune_unforced(
             let mut k = Kernels::new(gpu)?;
             k.recurrence = Some(Recurrence::Wavefront);
             let w = Workspace::new(gpu, &k, cfg, &pbuf, batch, steps, Mode::Train)?;
-            let [ms] = time_steps(gpu, cfg, &mut [w])?;
+            let [ms] = time_steps(gpu, cfg, &mut [w]).await?;
             gpu.tuning = Some(Tuned::from_entry(&entry, ChoiceSource::Tuned));
             step_ms.insert("wavefront (grouped kernels)".to_string(), ms * 1e3);
             say(&format!(
@@ -448,7 +514,7 @@ fn tune_unforced(
         crate::model::schedule::default_recurrence(gpu)
     };
     let tuned: &Gpu = gpu;
-    tuned.wait()?;
+    tuned.wait_async().await?;
     let product_keys: Vec<String> = products
         .iter()
         .map(|&s| if mixed { half_key(s) } else { shape_key(s) })
@@ -468,7 +534,7 @@ fn tune_unforced(
 
 /// The best of two timed training steps (after one that compiles and warms up) of each of
 /// `ws`, in seconds, alternating between them.
-fn time_steps<const N: usize>(
+async fn time_steps<const N: usize>(
     gpu: &Gpu,
     cfg: &Config,
     ws: &mut [Workspace; N],
@@ -487,7 +553,7 @@ fn time_steps<const N: usize>(
             w.zero_state(gpu);
             let t = Instant::now();
             w.step(gpu, &ids, &ids, hyper)?;
-            gpu.wait()?;
+            gpu.wait_async().await?;
             // Round 0 compiles and warms up; it does not count.
             if round > 0 {
                 best[i] = best[i].min(t.elapsed().as_secs_f64());
@@ -631,26 +697,17 @@ pub fn model_products(
 
 /// The matmul kernels (f16 ones for a mixed model) that fail their parity check on this
 /// adapter (`lstm_gpu::check`, `lstm-gpu check`'s matmul rows: 32 awkward cases each,
-/// milliseconds on a GPU once compiled), each warned of once. The page does not tune: in a
-/// browser, none.
-fn wrong_kernels(
+/// milliseconds on a GPU once compiled), each warned of once.
+async fn wrong_kernels(
     gpu: &Gpu,
     kernels: &Kernels,
     mixed: bool,
 ) -> Result<std::collections::HashSet<String>> {
-    #[cfg(target_arch = "wasm32")]
-    let outcomes: Vec<crate::check::Outcome> = {
-        let _ = (gpu, kernels, mixed);
-        Vec::new()
-    };
     // The launchers tuning times, so that no kernel is built twice.
-    #[cfg(not(target_arch = "wasm32"))]
-    let outcomes = pollster::block_on(async {
-        match &kernels.half {
-            Some(hk) if mixed => crate::check::half_matmuls(gpu, hk, &mut |_| {}).await,
-            _ => crate::check::matmuls(gpu, &kernels.matmul, &mut |_| {}).await,
-        }
-    })?;
+    let outcomes = match &kernels.half {
+        Some(hk) if mixed => crate::check::half_matmuls(gpu, hk, &mut |_| {}).await,
+        _ => crate::check::matmuls(gpu, &kernels.matmul, &mut |_| {}).await,
+    }?;
     let mut wrong = std::collections::HashSet::new();
     for o in outcomes.iter().filter(|o| !o.passed()) {
         log::warn!(
@@ -666,27 +723,24 @@ fn wrong_kernels(
 
 /// Whether a training step on `kernels` (recurrence `r`) fails its check against the f64
 /// reference step (`lstm_gpu::check`, `lstm-gpu check`'s training-step rows: two steps of a
-/// small model), warned of once. The page does not tune: in a browser, never.
-fn recurrence_is_wrong(gpu: &Gpu, kernels: &Kernels, r: Recurrence, precision: Precision) -> bool {
-    #[cfg(target_arch = "wasm32")]
-    {
-        let _ = (gpu, kernels, r, precision);
-        false
+/// small model), warned of once.
+async fn recurrence_is_wrong(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    r: Recurrence,
+    precision: Precision,
+) -> bool {
+    let mut o =
+        crate::check::Outcome::new(format!("training step {} {r}", precision.name()), r.name());
+    crate::check::recurrence_steps_async(gpu, kernels, precision, &mut o).await;
+    if !o.passed() {
+        log::warn!(
+            "recurrence {r} left out: its training step computes wrong results on {} ({}; `lstm-gpu check` shows every case)",
+            gpu.info.name,
+            o.why()
+        );
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let mut o =
-            crate::check::Outcome::new(format!("training step {} {r}", precision.name()), r.name());
-        crate::check::recurrence_steps(gpu, kernels, precision, &mut o);
-        if !o.passed() {
-            log::warn!(
-                "recurrence {r} left out: its training step computes wrong results on {} ({}; `lstm-gpu check` shows every case)",
-                gpu.info.name,
-                o.why()
-            );
-        }
-        !o.passed()
-    }
+    !o.passed()
 }
 
 /// Every f32 variant the adapter has that is worth timing on `s`, prepared on scratch
@@ -781,6 +835,30 @@ pub fn report(matmul: &Matmul) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The page's cache round-trips through its JSON; anything else (another format, a
+    /// damaged or foreign value) reads as an empty cache, so that the kernels are measured
+    /// again rather than read wrong.
+    #[test]
+    fn the_tuning_cache_reads_back_what_it_wrote_and_nothing_else() {
+        let mut entry = AdapterTuning::default();
+        entry.matmul.insert("60x256x1024:NN".into(), "strip".into());
+        let mut cache = TuningCache {
+            format: CACHE_FORMAT.into(),
+            ..Default::default()
+        };
+        cache.adapters.insert("gpu | Vulkan".into(), entry);
+        let back = TuningCache::from_json(cache.to_json().as_bytes());
+        assert_eq!(back.adapters.len(), 1);
+        assert_eq!(back.adapters["gpu | Vulkan"].matmul["60x256x1024:NN"], "strip");
+        let other = cache.to_json().replace(CACHE_FORMAT, "lstm-gpu-tuning/0");
+        for bad in [other.as_str(), "", "null", "{\"adapters\": 3}", "\u{0}"] {
+            assert!(
+                TuningCache::from_json(bad.as_bytes()).adapters.is_empty(),
+                "{bad:?}"
+            );
+        }
+    }
 
     /// The wavefront only where it beats the unfused step by 5%; the fused step within 5%
     /// of the better of those.

@@ -22,6 +22,7 @@ use lstm_gpu::config::{Config, Preset};
 use lstm_gpu::data::{encode_text_as, text_of_bytes, Corpus, Tokens, Vocab};
 use lstm_gpu::gpu::lstm_step::Recurrence;
 use lstm_gpu::gpu::softmax_xent::MAX_TOPK;
+use lstm_gpu::gpu::tune::{self, TuningCache};
 use lstm_gpu::gpu::MatmulChoice;
 use lstm_gpu::gpu::PickedAdapter;
 use lstm_gpu::model::checkpoint::Checkpoint;
@@ -29,6 +30,45 @@ use lstm_gpu::model::predict::{sample, Predictor};
 use lstm_gpu::model::Params;
 use lstm_gpu::rng::SplitMix64;
 use lstm_gpu::session::{self, Session};
+
+/// The library's warnings (a kernel left out, as natively on standard error) on the
+/// browser's console, and while [`create`] runs, also to its `on_line` (the page's tuning
+/// log).
+struct ConsoleLog;
+
+thread_local! {
+    static WARNINGS_TO: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+}
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Warn
+    }
+
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let line = JsValue::from_str(&format!("warning: {}", r.args()));
+        web_sys::console::warn_1(&line);
+        WARNINGS_TO.with(|to| {
+            if let Some(f) = &*to.borrow() {
+                let _ = f.call1(&JsValue::NULL, &line);
+            }
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+static CONSOLE_LOG: ConsoleLog = ConsoleLog;
+
+#[wasm_bindgen(start)]
+fn start() {
+    if log::set_logger(&CONSOLE_LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+}
 
 /// One line: the error and its causes.
 fn js_error(e: anyhow::Error) -> JsValue {
@@ -38,7 +78,7 @@ fn js_error(e: anyhow::Error) -> JsValue {
 fn adapter_json(summary: &lstm_gpu::gpu::context::AdapterSummary) -> serde_json::Value {
     let info = &summary.info;
     serde_json::json!({
-        "name": if info.name.is_empty() { "(the browser does not say)" } else { info.name.as_str() },
+        "name": if info.name.is_empty() || info.name == lstm_gpu::gpu::context::BROWSER_ADAPTER { "(the browser does not say)" } else { info.name.as_str() },
         "backend": format!("{:?}", info.backend),
         "device_type": format!("{:?}", info.device_type),
         "driver": info.driver,
@@ -147,6 +187,13 @@ struct Options {
     /// The user's edited kernel files, name -> text, as `--shaders DIR` natively: the
     /// kernels are built from those that differ from the built-in ones.
     kernels: std::collections::BTreeMap<String, String>,
+    /// Measure the kernels on this adapter and model where `tuning` has no choices for
+    /// them, as a native run does once (`lstm-gpu tune`); default no.
+    tune: bool,
+    /// The tuning cache the page keeps in the browser's storage (the JSON of
+    /// [`TuningCache`]; empty: none): the choices measured earlier are used without a
+    /// tuning, as natively from the cache file.
+    tuning: String,
 }
 
 /// An option read through its type's names, as the command line reads them.
@@ -182,6 +229,10 @@ fn config_of(opts: &Options) -> Result<Config> {
 /// anything else is an error naming it), the model fresh from `options` or, given a
 /// checkpoint, exactly where that checkpoint stands (its configuration, vocabulary, weights
 /// and position win over the options). Everything is checked before the adapter is opened.
+/// The kernels are those the options' `tuning` cache holds for this adapter and model, else
+/// measured now when `tune` is set (each line of the tuning, and any warning, passed to
+/// `on_line` as it comes; [`Trainer::tuning_cache`] then gives the cache to keep), else the
+/// adapter's defaults.
 #[wasm_bindgen]
 pub async fn create(
     options: String,
@@ -189,23 +240,34 @@ pub async fn create(
     valid: Vec<u8>,
     test: Vec<u8>,
     checkpoint: Option<Vec<u8>>,
+    on_line: Option<js_sys::Function>,
 ) -> Result<Trainer, JsValue> {
-    create_session(options, [train, valid, test], checkpoint)
-        .await
-        .map(|session| Trainer {
-            inner: Rc::new(Inner {
-                session: RefCell::new(Some(session)),
-                predictor: RefCell::new(None),
-            }),
-        })
-        .map_err(js_error)
+    let mut say = |line: &str| {
+        if let Some(f) = &on_line {
+            let _ = f.call1(&JsValue::NULL, &JsValue::from_str(line));
+        }
+    };
+    WARNINGS_TO.with(|to| *to.borrow_mut() = on_line.clone());
+    let made = create_session(options, [train, valid, test], checkpoint, &mut say).await;
+    WARNINGS_TO.with(|to| *to.borrow_mut() = None);
+    made.map(|(session, tuning)| Trainer {
+        inner: Rc::new(Inner {
+            session: RefCell::new(Some(session)),
+            predictor: RefCell::new(None),
+        }),
+        tuning,
+    })
+    .map_err(js_error)
 }
 
+/// A session made as [`create`] says, and the page's tuning cache with what it measured
+/// (`None` where it measured nothing).
 async fn create_session(
     options: String,
     texts: [Vec<u8>; 3],
     checkpoint: Option<Vec<u8>>,
-) -> Result<Session> {
+    say: &mut dyn FnMut(&str),
+) -> Result<(Session, Option<String>)> {
     let opts: Options = if options.trim().is_empty() {
         Options::default()
     } else {
@@ -260,11 +322,28 @@ async fn create_session(
     gpu.recurrence = recurrence;
     gpu.shader_dir = kernels;
     gpu.check_changed_shaders().await?;
+    // The kernels measured on this adapter earlier (or now, when asked), as natively.
+    let mut cache = TuningCache::from_json(opts.tuning.as_bytes());
+    let cached = cache.entry(&gpu).cloned();
+    let (_, measured) = tune::choose_async(
+        &mut gpu,
+        &cfg,
+        &Session::shapes(&cfg),
+        opts.tune,
+        cached,
+        "this browser's storage",
+        say,
+    )
+    .await?;
+    let tuning = measured.map(|entry| {
+        cache.merge(&gpu, &entry);
+        cache.to_json()
+    });
     let mut s = Session::new(gpu, cfg, corpus, &params, pos, state.as_ref())?;
     if let Some(n) = opts.log_every {
         s.log_every = n.max(1);
     }
-    Ok(s)
+    Ok((s, tuning))
 }
 
 struct Inner {
@@ -278,6 +357,8 @@ struct Inner {
 #[wasm_bindgen]
 pub struct Trainer {
     inner: Rc<Inner>,
+    /// The tuning cache with what [`create`] measured, for the page to keep.
+    tuning: Option<String>,
 }
 
 /// Take the session out for one call, run `f` on it, and put it back whatever happened.
@@ -412,6 +493,12 @@ impl Trainer {
             }
             None => Err(JsValue::from_str("busy")),
         }
+    }
+
+    /// The page's tuning cache with the choices [`create`] measured on this adapter, to be
+    /// kept in the browser's storage; `undefined` where it measured nothing.
+    pub fn tuning_cache(&self) -> Option<String> {
+        self.tuning.clone()
     }
 
     /// The configuration, position, corpus sizes and adapter, as JSON.

@@ -133,6 +133,11 @@ function isCpuAdapter() {
   return !!(S.adapter && S.adapter.device_type === "Cpu");
 }
 
+// The adapter's name, where the browser gives one.
+function adapterName(a) {
+  return a && a.name && !a.name.startsWith("(") ? a.name : "this browser's adapter";
+}
+
 function suggestPreset() {
   if (!isCpuAdapter()) {
     $("preset-note").textContent = "";
@@ -142,7 +147,8 @@ function suggestPreset() {
   const known = S.adapter.name && !S.adapter.name.startsWith("(");
   $("preset-note").textContent =
     `This browser runs WebGPU on the CPU${known ? ` (${S.adapter.name})` : ""}, so the quick model is the default: its perplexity falls within minutes here. ` +
-    `The course's seed model takes about an hour an epoch on this adapter: pick "seed" in the list for it, or open the page in a browser with a GPU.`;
+    `The course's seed model takes about an hour an epoch on this adapter: pick "seed" in the list for it, or open the page in a browser with a GPU. ` +
+    `Tuning the kernels takes minutes on this adapter, so the page asks for it only with the box checked.`;
 }
 
 function optionsFor(preset, tokens, seed, precision = "f32") {
@@ -152,20 +158,81 @@ function optionsFor(preset, tokens, seed, precision = "f32") {
   return o;
 }
 
-// Build a trainer; the one in use stays until the new one is ready.
+// ---- tuning -------------------------------------------------------------------------------
+
+// The kernels measured on this browser's adapter (the library's tuning cache, as JSON), kept in
+// the browser's storage as the native program keeps them in its cache folder.
+const TUNING_KEY = "lstm-gpu tuning";
+
+function storedTuning() {
+  try {
+    return localStorage.getItem(TUNING_KEY) || "";
+  } catch (e) {
+    return "";
+  }
+}
+
+function keepTuning(json) {
+  try {
+    localStorage.setItem(TUNING_KEY, json);
+    return true;
+  } catch (e) {
+    return false;
+  }
+}
+
+// How many models' tuned choices this browser keeps (on any adapter).
+function tunedModels() {
+  try {
+    const c = JSON.parse(storedTuning() || "{}");
+    return Object.values(c.adapters || {}).reduce((n, a) => n + Object.keys(a.models || {}).length, 0);
+  } catch (e) {
+    return 0;
+  }
+}
+
+function showTuning() {
+  const n = tunedModels();
+  $("tune-note").textContent = n ? `(this browser keeps the tuned choices of ${n} model${n > 1 ? "s" : ""}: a model tuned before is not tuned again)` : "";
+  $("tune-forget").disabled = n === 0;
+}
+
+function forgetTuning() {
+  try {
+    localStorage.removeItem(TUNING_KEY);
+  } catch (e) {}
+  showTuning();
+  say("the tuned kernel choices are forgotten: the next model runs the adapter's defaults, or is tuned again");
+}
+
+// ---- model (continued) ---------------------------------------------------------------------
+
+// Build a trainer; the one in use stays until the new one is ready. With "tune" checked, a
+// model not tuned on this adapter before has its kernels measured first (each line of the
+// tuning shown as it comes), and the choices are kept for the next time.
 async function newTrainer(options, checkpoint) {
   if (!S.ready) throw new Error(S.noWebgpu || "the page is still starting");
   if (!S.corpus) throw new Error("load a text first (from the server, or pick files)");
   const c = S.corpus;
   setStatus("compiling the kernels and uploading the model");
+  const lines = [];
+  const onLine = (line) => {
+    lines.push(line);
+    $("kernel-list").textContent = lines.join("\n");
+    setStatus(line.trim().split(" (")[0].replace(/\s+/g, " "));
+  };
   let t;
   try {
     // The kernels are built from the user's changed files, where there are any.
-    const o = Object.assign({ kernels: S.kernels }, options || {});
-    t = await serial(() => create(JSON.stringify(o), c.train, c.valid, c.test, checkpoint || undefined));
+    const o = Object.assign({ kernels: S.kernels, tune: $("tune").checked, tuning: storedTuning() }, options || {});
+    t = await serial(() => create(JSON.stringify(o), c.train, c.valid, c.test, checkpoint || undefined, onLine));
   } finally {
     setStatus("");
   }
+  const measured = t.tuning_cache();
+  if (measured && !keepTuning(measured)) say("the tuned choices apply to this model only: this browser does not let the page keep them", "error");
+  S.tuneLines = lines;
+  showTuning();
   pause();
   await chain;
   if (S.trainer) S.trainer.free();
@@ -184,6 +251,20 @@ async function newTrainer(options, checkpoint) {
   return S.info;
 }
 
+// Where the kernel choices came from: "recurrence unfused (tuned)" and "MxKxN:NN strip (default)".
+function kernelSummary(kernels) {
+  const from = (k) => (k.match(/\((\w+)\)$/) || [])[1];
+  const sources = new Set(kernels.map(from));
+  const how = sources.has("tuned")
+    ? "kernels tuned on this GPU now"
+    : sources.has("cached")
+      ? "kernels tuned on this GPU before"
+      : sources.has("forced")
+        ? "kernels as asked"
+        : "the adapter's default kernels";
+  return `${how} (${kernels[0].replace(/ \(\w+\)$/, "")})`;
+}
+
 function showModel() {
   const i = S.info;
   if (!i) return;
@@ -192,7 +273,9 @@ function showModel() {
     `${(i.parameters / 1e6).toFixed(2)} M parameters: vocabulary ${c.vocab_size} ${c.tokens}, embedding ${c.embedding_size}, ` +
     `LSTM ${c.hidden.join("+")}, batch ${c.batch_size} x ${c.num_steps} steps, ${c.max_epoch} epochs, ` +
     `${i.epoch_size} steps an epoch, ${i.dispatches_per_step} dispatches a step` +
-    (c.precision === "mixed" ? ", mixed precision (f16 products, f32 sums, loss scaling)" : "");
+    (c.precision === "mixed" ? ", mixed precision (f16 products, f32 sums, loss scaling)" : "") +
+    `; ${kernelSummary(i.kernels)}`;
+  $("kernel-list").textContent = [...(S.tuneLines || []), ...(S.tuneLines && S.tuneLines.length ? [""] : []), ...i.kernels].join("\n");
   for (const id of ["train", "validate", "save", "predict", "generate"]) $(id).disabled = false;
   progress();
 }
@@ -534,7 +617,7 @@ async function checkKernels() {
     const mine = summary.changed.length ? ` (with your ${summary.changed.join(", ")})` : "";
     $("check-status").textContent = failed.length
       ? `${failed.length} of ${summary.checks.length} checks failed${mine}: ${failed.join(", ")}`
-      : `all ${summary.checks.length} checks passed on ${summary.adapter.name}${mine}`;
+      : `all ${summary.checks.length} checks passed on ${adapterName(summary.adapter)}${mine}`;
     return summary;
   } finally {
     $("check-kernels").disabled = false;
@@ -626,6 +709,7 @@ const api = (S.api = {
   checkKernels: action(checkKernels),
   useKernel: action(useKernel),
   resetKernel: action(resetKernel),
+  forgetTuning,
 });
 
 const quiet = (p) => p.catch(() => {});
@@ -646,6 +730,7 @@ $("check-kernels").onclick = () => quiet(api.checkKernels());
 $("kernel-file").onchange = showKernel;
 $("kernel-use").onclick = () => quiet(api.useKernel());
 $("kernel-reset").onclick = () => quiet(api.resetKernel());
+$("tune-forget").onclick = forgetTuning;
 $("predict-text").onkeydown = (e) => e.key === "Enter" && $("predict").click();
 $("generate").onclick = () =>
   quiet(api.generate($("generate-prompt").value, Number($("generate-count").value), Number($("generate-temperature").value)));
@@ -670,6 +755,9 @@ async function start() {
   S.ready = S.adapter !== null;
   $("check-kernels").disabled = !S.ready;
   suggestPreset();
+  // A GPU tunes in seconds; a CPU adapter (SwiftShader) takes minutes, so there it is asked for.
+  $("tune").checked = S.ready && !isCpuAdapter();
+  showTuning();
   if (!S.ready) {
     for (const id of ["create", "file-checkpoint"]) $(id).disabled = true;
     S.started = true;

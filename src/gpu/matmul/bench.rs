@@ -82,7 +82,7 @@ pub const SEED_SHAPES: [MatmulShape; 6] = [
 /// Time every available variant (or only `variants`, when given; Skinny only on products
 /// of at most [`SKINNY_ROWS`] rows unless named) on `shapes`: the best of
 /// `runs` runs after a warm-up, from timestamp queries when the adapter has them, else from
-/// the wall time of one submit and wait per run. `on_row` sees each measurement as it comes
+/// the wall clock (enough launches in one submit to last 4 ms). `on_row` sees each measurement as it comes
 /// (the slow variants take seconds per product on a CPU adapter).
 pub fn bench_matmul(
     gpu: &Gpu,
@@ -132,54 +132,68 @@ fn bench_values(len: usize, seed: u64) -> Vec<f32> {
     (0..len).map(|_| r.uniform(-0.5, 0.5) as f32).collect()
 }
 
-/// Timing waits for its readback; a browser tab cannot block (it never tunes).
-fn read_blocking(gpu: &Gpu, buffer: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
-    #[cfg(not(target_arch = "wasm32"))]
-    return gpu.read::<u32>(buffer, 0, words);
-    #[cfg(target_arch = "wasm32")]
-    {
-        let _ = (gpu, buffer, words);
-        anyhow::bail!("timing kernels blocks on a readback: only the native program does it")
-    }
-}
-
-/// Times single dispatches: GPU timestamps around a pass when the adapter has them.
+/// Times single dispatches: GPU timestamps around a pass when the adapter has them (natively;
+/// a browser rounds its timestamps to 0.1 ms, coarser than many kernels), else the wall
+/// clock around a submit and its wait, of enough launches in one pass to last
+/// [`WALL_SPAN`], so that the wait's own cost is a small part of each launch's time.
 pub(crate) struct Timer {
     runs: usize,
     queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
 
+/// How long one wall-clock timing of a kernel lasts at least (unless it would take more
+/// than [`WALL_LAUNCHES`] launches).
+const WALL_SPAN: f64 = 4e-3;
+const WALL_LAUNCHES: usize = 256;
+
 impl Timer {
     pub(crate) fn new(gpu: &Gpu, runs: usize) -> Timer {
-        let queries = gpu
-            .features
-            .contains(wgpu::Features::TIMESTAMP_QUERY)
-            .then(|| {
-                let count = 2 * runs as u32;
-                let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("matmul bench timestamps"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count,
-                });
-                let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("matmul bench timestamps"),
-                    size: count as u64 * 8,
-                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                });
-                (set, resolved)
+        let queries = (!cfg!(target_arch = "wasm32")
+            && gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY))
+        .then(|| {
+            let count = 2 * runs as u32;
+            let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("matmul bench timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
             });
+            let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("matmul bench timestamps"),
+                size: count as u64 * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (set, resolved)
+        });
         Timer { runs, queries }
     }
 
-    /// Best seconds of one run of `d`, and the clock used.
+    /// Best seconds of one run of `d`, and the clock used; blocks (natively only: a browser
+    /// tab awaits [`Timer::best_async`]).
     pub(crate) fn best(&self, gpu: &Gpu, d: &Dispatch) -> Result<(f64, &'static str)> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (gpu, d);
+            anyhow::bail!("timing a kernel here blocks on the GPU: a browser tab awaits it")
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        pollster::block_on(self.best_async(gpu, d))
+    }
+
+    /// [`Timer::best`], awaiting the GPU (in a browser tab).
+    pub(crate) async fn best_async(&self, gpu: &Gpu, d: &Dispatch) -> Result<(f64, &'static str)> {
         let Some((set, resolved)) = &self.queries else {
-            let mut best = f64::INFINITY;
+            // One launch says how many make a timing of WALL_SPAN.
+            let t = Instant::now();
+            gpu.run_async(&[d]).await?;
+            let one = t.elapsed().as_secs_f64().max(1e-7);
+            let n = ((WALL_SPAN / one).ceil() as usize).clamp(1, WALL_LAUNCHES);
+            let launches = vec![d; n];
+            let mut best = if n == 1 { one } else { f64::INFINITY };
             for _ in 0..self.runs {
                 let t = Instant::now();
-                gpu.run(&[d])?;
-                best = best.min(t.elapsed().as_secs_f64());
+                gpu.run_async(&launches).await?;
+                best = best.min(t.elapsed().as_secs_f64() / n as f64);
             }
             return Ok((best, "wall"));
         };
@@ -197,7 +211,9 @@ impl Timer {
         }
         enc.resolve_query_set(set, 0..2 * self.runs as u32, resolved, 0);
         gpu.queue.submit([enc.finish()]);
-        let ticks: Vec<u64> = read_blocking(gpu, resolved, 4 * self.runs)?
+        let ticks: Vec<u64> = gpu
+            .read_async::<u32>(resolved, 0, 4 * self.runs)
+            .await?
             .chunks(2)
             .map(|w| w[0] as u64 | (w[1] as u64) << 32)
             .collect();
