@@ -404,9 +404,14 @@ struct PredictArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Instead of the next words: how probable the model finds each word of CONTEXT after
+    /// the words before it (from a sentence start, `<eos>`, where the vocabulary has one),
+    /// with its rank among all words, and the text's perplexity.
+    #[arg(long, conflicts_with = "top_k")]
+    score: bool,
     #[command(flatten)]
     gpu: GpuArgs,
-    /// The context, e.g. "the stock market".
+    /// The context, e.g. "the stock market" (with --score, the text to score).
     context: String,
 }
 
@@ -1339,6 +1344,9 @@ fn predict_command(args: PredictArgs) -> Result<()> {
     let cfg = inference_config(&ck.config, &gpu);
     tune::choose(&mut gpu, &cfg, &[(1, 1, Mode::Eval)], false)?;
     let mut p = Predictor::new(&gpu, &cfg, &ck.params, args.top_k)?;
+    if args.score {
+        return score_text(&mut p, &gpu, &vocab, &ids, ck.config.tokens, args.json);
+    }
     for &id in &ids {
         p.feed(&gpu, id)?;
     }
@@ -1358,6 +1366,63 @@ fn predict_command(args: PredictArgs) -> Result<()> {
             println!("{:>3}. {word:<20} {pr:.4}", rank + 1);
         }
     }
+    Ok(())
+}
+
+/// `predict --score`: each word of `ids` with its probability and rank after the words
+/// before it, from `<eos>` where the vocabulary has one, and their perplexity.
+fn score_text(
+    p: &mut Predictor,
+    gpu: &lstm_gpu::gpu::Gpu,
+    vocab: &Vocab,
+    ids: &[u32],
+    tokens: Tokens,
+    json: bool,
+) -> Result<()> {
+    let start = vocab.eos();
+    let fed: Vec<u32> = start.iter().chain(ids).copied().collect();
+    let scored = p.score(gpu, &fed)?;
+    let ppl = lstm_gpu::model::predict::perplexity(&scored);
+    let from = match start {
+        Some(_) => "from a sentence start (<eos>)".to_string(),
+        None => format!(
+            "the first {} is context only: the vocabulary has no <eos>",
+            token_name(tokens)
+        ),
+    };
+    if json {
+        let words: Vec<_> = scored
+            .iter()
+            .map(|w| {
+                serde_json::json!({"word": vocab.word(w.id), "id": w.id, "probability": w.probability(),
+                                   "log_probability": w.log_probability, "rank": w.rank})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"words": words, "perplexity": ppl, "start": start.map(|i| vocab.word(i))})
+        );
+        return Ok(());
+    }
+    if scored.is_empty() {
+        println!("nothing to score: {from}");
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>11} {:>7}",
+        token_name(tokens),
+        "probability",
+        "rank"
+    );
+    for w in &scored {
+        let word = shown(vocab.word(w.id), tokens);
+        println!("{word:<20} {:>11.5} {:>7}", w.probability(), w.rank);
+    }
+    println!(
+        "perplexity {ppl:.3} over {} {}s, each after the ones before it, {from}",
+        scored.len(),
+        token_name(tokens)
+    );
     Ok(())
 }
 

@@ -682,6 +682,91 @@ fn eval_scores_a_users_text() {
     }
 }
 
+/// `predict --score`: each word's probability and rank after the words before it, from a
+/// sentence start. Its perplexity is `eval --text`'s on the same tokens (a file whose empty
+/// first line is the start, `<eos>`, and whose line end is the `<eos>` scored last), each
+/// probability and rank what `predict` lists after that word's context, and a word the
+/// vocabulary lacks is scored as `<unk>`.
+#[test]
+fn predict_scores_each_word_as_eval_scores_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(tiny_train(dir.path()).args(["--max-steps", "12"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = dir.path().join("last.safetensors");
+    let predict = |args: &[&str]| {
+        let o = run(bin().arg("predict").arg("--checkpoint").arg(&ck).args(args));
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let words = "the company said sales fell";
+    let scored: serde_json::Value =
+        serde_json::from_str(&predict(&["--score", "--json", &format!("{words} <eos>")])).unwrap();
+    let list = scored["words"].as_array().unwrap();
+    assert_eq!(list.len(), 6, "{scored}");
+    assert_eq!(scored["start"], "<eos>");
+
+    let file = dir.path().join("text.txt");
+    std::fs::write(&file, format!("\n{words}\n")).unwrap();
+    let o = run(bin()
+        .args(["eval", "--checkpoint"])
+        .arg(&ck)
+        .arg("--text")
+        .arg(&file));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.contains("6 batches of 1x1"), "{out}");
+    let at = out.find("perplexity: ").unwrap() + 12;
+    let eval: f64 = out[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ppl = scored["perplexity"].as_f64().unwrap();
+    assert!(
+        (ppl - eval).abs() <= 1e-3 + 1e-5 * eval,
+        "{ppl} against eval's {eval}"
+    );
+
+    // Each word as `predict` ranks it after its context.
+    let mut context = vec!["<eos>".to_string()];
+    for w in list {
+        let next: serde_json::Value =
+            serde_json::from_str(&predict(&["--json", "--top-k", "60", &context.join(" ")]))
+                .unwrap();
+        let next = next["next"].as_array().unwrap();
+        let at = next.iter().position(|n| n["word"] == w["word"]).unwrap();
+        assert_eq!(w["rank"].as_u64().unwrap() as usize, at + 1, "{w}");
+        let (a, b) = (
+            w["probability"].as_f64().unwrap(),
+            next[at]["probability"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-5 * b, "{w}: {b}");
+        context.push(w["word"].as_str().unwrap().to_string());
+    }
+
+    // The table; a word the vocabulary lacks is <unk>.
+    let table = predict(&["--score", "the zyzzyva said"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    assert!(lines[2].starts_with("<unk>"), "{table}");
+    assert!(
+        lines[4].starts_with("perplexity ") && lines[4].contains("over 3 words"),
+        "{table}"
+    );
+    // Bad input: one line.
+    let o = run(bin()
+        .args(["predict", "--score", "--top-k", "3", "--checkpoint"])
+        .arg(&ck)
+        .arg("the"));
+    assert_one_line_error(&o, 2, "--top-k");
+    let o = run(bin()
+        .args(["predict", "--score", "--checkpoint"])
+        .arg(&ck)
+        .arg(" "));
+    assert_one_line_error(&o, 2, "empty");
+}
+
 /// `lstm-gpu check`: every kernel of this adapter against its CPU twin, from the program
 /// itself. On the test adapter every check passes; it lists what the adapter has (a kernel
 /// the driver refuses is not checked, nor are the f16 ones without `SHADER_F16`).

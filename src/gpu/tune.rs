@@ -850,7 +850,10 @@ mod tests {
         cache.adapters.insert("gpu | Vulkan".into(), entry);
         let back = TuningCache::from_json(cache.to_json().as_bytes());
         assert_eq!(back.adapters.len(), 1);
-        assert_eq!(back.adapters["gpu | Vulkan"].matmul["60x256x1024:NN"], "strip");
+        assert_eq!(
+            back.adapters["gpu | Vulkan"].matmul["60x256x1024:NN"],
+            "strip"
+        );
         let other = cache.to_json().replace(CACHE_FORMAT, "lstm-gpu-tuning/0");
         for bad in [other.as_str(), "", "null", "{\"adapters\": 3}", "\u{0}"] {
             assert!(

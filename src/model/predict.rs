@@ -137,6 +137,62 @@ impl Predictor {
     }
 }
 
+/// One word of a scored text: how probable the model found it after the words before it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ScoredWord {
+    pub id: u32,
+    /// Natural log of its probability (`logit - log-sum-exp` of the step's logits).
+    pub log_probability: f64,
+    /// 1 for the word the model found most probable there, 2 for the next, ...
+    pub rank: usize,
+}
+
+impl ScoredWord {
+    pub fn probability(&self) -> f64 {
+        self.log_probability.exp()
+    }
+}
+
+/// The perplexity of scored words: the exponential of their mean negative log-probability
+/// (what `eval` gives a text whose every word is scored so).
+pub fn perplexity(words: &[ScoredWord]) -> f64 {
+    let n = words.len().max(1) as f64;
+    (-words.iter().map(|w| w.log_probability).sum::<f64>() / n).exp()
+}
+
+impl Predictor {
+    /// Score `ids` word by word from a zero state: each word after the first, with the
+    /// probability and rank the model gave it after the words before it (the first is
+    /// context only: put a start token first, `<eos>`, to score the text's first word as
+    /// a sentence's). The state is left after the last word.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn score(&mut self, gpu: &Gpu, ids: &[u32]) -> Result<Vec<ScoredWord>> {
+        crate::gpu::block_on(self.score_async(gpu, ids))
+    }
+
+    /// [`Predictor::score`] awaited.
+    pub async fn score_async(&mut self, gpu: &Gpu, ids: &[u32]) -> Result<Vec<ScoredWord>> {
+        let Some((&first, rest)) = ids.split_first() else {
+            bail!("nothing to score: give at least one word");
+        };
+        self.reset(gpu);
+        self.feed(gpu, first)?;
+        let mut out = Vec::with_capacity(rest.len());
+        for &id in rest {
+            let logits: Vec<f32> = gpu.read_async(&self.ws.logits, 0, self.vocab).await?;
+            let lse: Vec<f32> = gpu.read_async(&self.ws.lse, 0, 1).await?;
+            let z = logits[id as usize];
+            out.push(ScoredWord {
+                id,
+                log_probability: z as f64 - lse[0] as f64,
+                rank: 1 + logits.iter().filter(|&&q| q > z).count(),
+            });
+            self.feed(gpu, id)?;
+        }
+        Ok(out)
+    }
+}
+
 /// Sample an index from `probs` (any non-negative weights) at `temperature`, keeping only
 /// the `top_k` most probable when `top_k > 0`, with the uniform draw `u` in [0, 1).
 pub fn sample(probs: &[f32], temperature: f32, top_k: usize, u: f64) -> usize {
