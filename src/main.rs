@@ -1391,17 +1391,8 @@ fn score_text(
         ),
     };
     if json {
-        let words: Vec<_> = scored
-            .iter()
-            .map(|w| {
-                serde_json::json!({"word": vocab.word(w.id), "id": w.id, "probability": w.probability(),
-                                   "log_probability": w.log_probability, "rank": w.rank})
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"words": words, "perplexity": ppl, "start": start.map(|i| vocab.word(i))})
-        );
+        let out = lstm_gpu::model::predict::scored_json(&scored, vocab, start);
+        println!("{out}");
         return Ok(());
     }
     if scored.is_empty() {

@@ -647,6 +647,63 @@ fn page_trains_like_native_and_refuses_bad_input() {
     );
     assert!(valid_native < valid_native0, "training lowered validation");
 
+    // The page scores a text word by word as `predict --score` does with its checkpoint.
+    let text = "the company said the board sold zyzzyva";
+    let page_scored = b.ok(
+        "const r = await window.lstm.api.score(args); \
+         return {r, spans: document.querySelectorAll('#score-out .scored').length, \
+                 line: document.querySelector('#score-out div').textContent};",
+        json!(text),
+    );
+    let native_scored: Value = serde_json::from_str(&native(&[
+        "predict",
+        "--checkpoint",
+        ck1_path.to_str().unwrap(),
+        "--score",
+        "--json",
+        text,
+    ]))
+    .unwrap();
+    let (pw, nw) = (
+        page_scored["r"]["words"].as_array().unwrap(),
+        native_scored["words"].as_array().unwrap(),
+    );
+    b.ok(
+        "document.getElementById('talk').scrollIntoView(); return null;",
+        json!(null),
+    );
+    b.screenshot(&out.join("scored.png"));
+    assert_eq!(pw.len(), 7, "{page_scored}");
+    assert_eq!(page_scored["spans"], json!(7), "{page_scored}");
+    assert_eq!(page_scored["r"]["unknown"], json!(["zyzzyva"]));
+    for (p, n) in pw.iter().zip(nw) {
+        assert_eq!(
+            (&p["word"], &p["rank"]),
+            (&n["word"], &n["rank"]),
+            "{p} {n}"
+        );
+        let (a, c) = (
+            p["probability"].as_f64().unwrap(),
+            n["probability"].as_f64().unwrap(),
+        );
+        assert!(rel(a, c) < EVAL_TOLERANCE, "{p} against native {n}");
+    }
+    let (a, c) = (
+        page_scored["r"]["perplexity"].as_f64().unwrap(),
+        native_scored["perplexity"].as_f64().unwrap(),
+    );
+    assert!(
+        rel(a, c) < EVAL_TOLERANCE,
+        "perplexity {a} in the page, {c} native"
+    );
+    assert!(
+        page_scored["line"]
+            .as_str()
+            .unwrap()
+            .contains("over 7 words"),
+        "{page_scored}"
+    );
+
     let native_ck = std::fs::read(run.join("last.safetensors")).unwrap();
     let loaded = b.ok(
         &format!("{FROM_BASE64} return await window.lstm.api.loadCheckpoint(unb64(args));"),

@@ -160,6 +160,24 @@ pub fn perplexity(words: &[ScoredWord]) -> f64 {
     (-words.iter().map(|w| w.log_probability).sum::<f64>() / n).exp()
 }
 
+/// Scored words as JSON, `{"words": [{"word", "id", "probability", "log_probability",
+/// "rank"}], "perplexity", "start"}` (`start`: the start token fed first, if any): what
+/// `predict --score --json` prints and the page's scoring shows.
+pub fn scored_json(
+    words: &[ScoredWord],
+    vocab: &crate::data::Vocab,
+    start: Option<u32>,
+) -> serde_json::Value {
+    let list: Vec<_> = words
+        .iter()
+        .map(|w| {
+            serde_json::json!({"word": vocab.word(w.id), "id": w.id, "probability": w.probability(),
+                               "log_probability": w.log_probability, "rank": w.rank})
+        })
+        .collect();
+    serde_json::json!({"words": list, "perplexity": perplexity(words), "start": start.map(|i| vocab.word(i))})
+}
+
 impl Predictor {
     /// Score `ids` word by word from a zero state: each word after the first, with the
     /// probability and rank the model gave it after the words before it (the first is

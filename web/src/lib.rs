@@ -559,6 +559,29 @@ impl Trainer {
         })
     }
 
+    /// How probable the model finds each word of `text` after the words before it, from a
+    /// sentence start (`<eos>`, where the vocabulary has one), as `predict --score --json`
+    /// gives it (`words` with `word`, `probability`, `rank`; `perplexity`; `start`), and
+    /// the words it read as `<unk>` (`unknown`).
+    pub fn score(&self, text: String) -> Promise {
+        with_session(&self.inner, move |s, inner| async move {
+            let r = async {
+                let (ids, unknown) = encode_prompt(&s, &text)?;
+                let start = s.corpus.vocab.eos();
+                let fed: Vec<u32> = start.iter().chain(&ids).copied().collect();
+                let mut p = fed_predictor(&s, &inner, &[])?;
+                let scored = p.score_async(&s.gpu, &fed).await;
+                keep(&inner, p);
+                let mut out =
+                    lstm_gpu::model::predict::scored_json(&scored?, &s.corpus.vocab, start);
+                out["unknown"] = serde_json::json!(unknown);
+                Ok(out.to_string())
+            }
+            .await;
+            (s, r)
+        })
+    }
+
     /// `count` tokens sampled after `prompt` at `temperature` (from the `top_k` most
     /// probable; 0: all), with `seed`: the prompt and what followed, as text.
     pub fn generate(

@@ -276,7 +276,7 @@ function showModel() {
     (c.precision === "mixed" ? ", mixed precision (f16 products, f32 sums, loss scaling)" : "") +
     `; ${kernelSummary(i.kernels)}`;
   $("kernel-list").textContent = [...(S.tuneLines || []), ...(S.tuneLines && S.tuneLines.length ? [""] : []), ...i.kernels].join("\n");
-  for (const id of ["train", "validate", "save", "predict", "generate"]) $(id).disabled = false;
+  for (const id of ["train", "validate", "save", "predict", "generate", "score"]) $(id).disabled = false;
   progress();
 }
 
@@ -540,6 +540,37 @@ async function generate(prompt, count = 30, temperature = 1.0, seed = 1) {
 
 // The validation pass in slices of about CALL_SECONDS, its progress shown; one serial call,
 // so that nothing moves the weights while it runs.
+// Each word of a text coloured by how probable the model found it after the words before it
+// (from a sentence start): green where it expected the word, red where the word surprised it.
+async function score(text) {
+  if (!S.trainer) throw new Error("make or load a model first");
+  const r = JSON.parse(await serial(() => S.trainer.score(text)));
+  const chars = S.info.config.tokens === "chars";
+  const out = $("score-out");
+  out.textContent = "";
+  for (const w of r.words) {
+    const span = document.createElement("span");
+    span.className = "scored";
+    span.textContent = chars ? w.word.replace(/ /g, "\u00a0") : w.word;
+    // A log scale: probability 1 is green, 1e-4 and below red.
+    const x = Math.min(1, Math.max(0, -Math.log10(Math.max(w.probability, 1e-30)) / 4));
+    span.style.background = `hsl(${Math.round(120 * (1 - x))}, 70%, 85%)`;
+    span.title = `probability ${w.probability.toPrecision(3)}, rank ${w.rank} of ${S.info.vocab_size}`;
+    out.appendChild(span);
+    if (!chars) out.appendChild(document.createTextNode(" "));
+  }
+  const line = document.createElement("div");
+  line.className = "muted";
+  const unk = r.unknown.length ? `; read as <unk>: ${r.unknown.join(", ")}` : "";
+  line.textContent =
+    `perplexity ${r.perplexity.toFixed(2)} over ${r.words.length} ${chars ? "characters" : "words"}, each after the ones before it` +
+    `${r.start ? ", from a sentence start" : " (the first is context only)"}${unk}. ` +
+    "Green: what the model expected; red: what surprised it (hover for the probability and rank).";
+  out.appendChild(line);
+  S.scored = r;
+  return r;
+}
+
 async function validate() {
   if (!S.trainer) throw new Error("make or load a model first");
   const v = await serial(async () => {
@@ -705,6 +736,7 @@ const api = (S.api = {
   save: action(save),
   predict: action(predict),
   generate: action(generate),
+  score: action(score),
   setLogEvery: action((n) => serial(() => S.trainer.set_log_every(n))),
   checkKernels: action(checkKernels),
   useKernel: action(useKernel),
@@ -732,6 +764,8 @@ $("kernel-use").onclick = () => quiet(api.useKernel());
 $("kernel-reset").onclick = () => quiet(api.resetKernel());
 $("tune-forget").onclick = forgetTuning;
 $("predict-text").onkeydown = (e) => e.key === "Enter" && $("predict").click();
+$("score").onclick = () => quiet(api.score($("score-text").value));
+$("score-text").onkeydown = (e) => e.key === "Enter" && $("score").click();
 $("generate").onclick = () =>
   quiet(api.generate($("generate-prompt").value, Number($("generate-count").value), Number($("generate-temperature").value)));
 
