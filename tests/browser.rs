@@ -333,6 +333,17 @@ fn native_eval(checkpoint: &Path, data: &Path) -> f64 {
         .unwrap()
 }
 
+/// A folder `ptb` in `dir` with the first `train` lines of PTB's training text and the first
+/// `other` lines of its valid and test texts.
+fn small_ptb(dir: &Path, train: usize, other: usize) -> PathBuf {
+    let data = dir.join("ptb");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("ptb.train.txt"), head("train", train)).unwrap();
+    std::fs::write(data.join("ptb.valid.txt"), head("valid", other)).unwrap();
+    std::fs::write(data.join("ptb.test.txt"), head("test", other)).unwrap();
+    data
+}
+
 /// One field of the page's training events (`kind` "train"), in order.
 fn train_values(events: &Value, field: &str) -> Vec<f64> {
     events
@@ -425,11 +436,7 @@ fn page_validate(b: &Browser) -> f64 {
 fn page_trains_like_native_and_refuses_bad_input() {
     let t_start = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("ptb");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("ptb.train.txt"), head("train", 1000)).unwrap();
-    std::fs::write(data.join("ptb.valid.txt"), head("valid", 120)).unwrap();
-    std::fs::write(data.join("ptb.test.txt"), head("test", 120)).unwrap();
+    let data = small_ptb(dir.path(), 1000, 120);
     let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&out).unwrap();
@@ -1164,11 +1171,7 @@ fn the_first_minute_of_the_seed_model_moves() {
 #[test]
 fn the_page_trains_in_mixed_precision_where_the_adapter_has_f16() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("ptb");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("ptb.train.txt"), head("train", 600)).unwrap();
-    std::fs::write(data.join("ptb.valid.txt"), head("valid", 80)).unwrap();
-    std::fs::write(data.join("ptb.test.txt"), head("test", 80)).unwrap();
+    let data = small_ptb(dir.path(), 600, 80);
     let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
     let b = Browser::start(true);
     b.open(&url);
@@ -1288,11 +1291,7 @@ fn the_page_checks_every_kernel_of_its_adapter() {
 #[test]
 fn a_kernel_changed_in_the_page_is_what_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("ptb");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("ptb.train.txt"), head("train", 300)).unwrap();
-    std::fs::write(data.join("ptb.valid.txt"), head("valid", 40)).unwrap();
-    std::fs::write(data.join("ptb.test.txt"), head("test", 40)).unwrap();
+    let data = small_ptb(dir.path(), 300, 40);
     let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
     let b = Browser::start(true);
     b.open(&url);
@@ -1387,11 +1386,7 @@ fn a_kernel_changed_in_the_page_is_what_runs() {
 #[test]
 fn the_page_tunes_its_kernels_and_keeps_the_choices() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("ptb");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("ptb.train.txt"), head("train", 300)).unwrap();
-    std::fs::write(data.join("ptb.valid.txt"), head("valid", 40)).unwrap();
-    std::fs::write(data.join("ptb.test.txt"), head("test", 40)).unwrap();
+    let data = small_ptb(dir.path(), 300, 40);
     let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
     let b = Browser::start(true);
     b.open(&url);
