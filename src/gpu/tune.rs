@@ -353,6 +353,14 @@ async fn tune_unforced(
     );
     // A kernel that computes wrong results here (a driver's miscompile) is left out as one
     // the driver refuses is: each candidate is first held to its CPU twin.
+    let screened = match &kernels.half {
+        Some(hk) if mixed => hk.variants_available().len(),
+        _ => kernels.matmul.variants_available().len(),
+    };
+    say(&format!(
+        "  checking {screened} matmul kernels against their CPU twins first, then timing them on {} products of the model",
+        products.len()
+    ));
     let wrong = wrong_kernels(gpu, &kernels, mixed).await?;
     for &s in &products {
         let (key, candidates, fallback) = match &kernels.half {
