@@ -4,7 +4,9 @@
 //! The page (`web/www/app.js`) calls [`adapter`], then [`create`] with the corpus texts (and
 //! a checkpoint, optionally), and drives the returned [`Trainer`]: `advance` runs steps up to
 //! the next log point and resolves to the events of [`Event`](lstm_gpu::session::Event) as
-//! JSON, `validate`, `save`, `predict`, `generate`. Every method resolves to a value or
+//! JSON, `validate`, `save`, `predict`, `generate`, `score`. `create` chooses the kernels
+//! as a native run does: the choices the page keeps for this adapter and model in the
+//! browser's storage, else a tuning now (when asked), else the adapter's defaults. Every method resolves to a value or
 //! rejects with one line of text; a call made while another is running rejects with "busy"
 //! and changes nothing. Build with `scripts/build-web.sh`.
 #![cfg(target_arch = "wasm32")]
