@@ -423,6 +423,34 @@ fn bench_kernels_times_the_shapes_asked_for() {
     );
     let o = run(bin().args(["bench", "kernels", "--shape", "60x0x4"]));
     assert_one_line_error(&o, 2, "MxKxN");
+
+    // Without timestamp queries (GL, a browser) the wall clock times many launches at once.
+    let o = run(bin().env("LSTM_GPU_WITHOUT", "timestamps").args([
+        "bench",
+        "kernels",
+        "--variant",
+        "strip",
+        "--runs",
+        "2",
+        "--shape",
+        "9x12x20:NT",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let row = out
+        .lines()
+        .find(|l| l.contains("GFLOP/s"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let ms: f64 = row
+        .split(" ms")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ms > 0.0 && ms.is_finite(), "{out}");
 }
 
 #[test]
