@@ -405,8 +405,9 @@ struct PredictArgs {
     #[arg(long)]
     json: bool,
     /// Instead of the next words: how probable the model finds each word of CONTEXT after
-    /// the words before it (from a sentence start, `<eos>`, where the vocabulary has one),
-    /// with its rank among all words, and the text's perplexity.
+    /// the words before it (from a sentence start, `<eos>`, where the vocabulary has one;
+    /// every line end its own `<eos>`, as `eval --text` reads a text), with its rank among
+    /// all words, and the text's perplexity.
     #[arg(long, conflicts_with = "top_k")]
     score: bool,
     #[command(flatten)]
@@ -1212,11 +1213,7 @@ fn eval_command(args: EvalArgs) -> Result<()> {
             // Every line end its own <eos>: the same tokens as PTB's reader on PTB-like text
             // (a space before each line end), and the sentence ends a plain text means
             // where PTB's reader would glue them to the last word.
-            let tokens = match cfg.tokens {
-                Tokens::Words => Tokens::WordsEos,
-                t => t,
-            };
-            let (vocab, ids) = encode_as(&ck, &text, tokens, &what)?;
+            let (vocab, ids) = encode_as(&ck, &text, cfg.tokens.line_ends_as_eos(), &what)?;
             if let Some(unk) = vocab.unk() {
                 let n = ids.iter().filter(|&&i| i == unk).count();
                 if n > 0 {
@@ -1338,7 +1335,13 @@ fn predict_command(args: PredictArgs) -> Result<()> {
             args.top_k
         )));
     }
-    let (vocab, ids) = encode_context(&ck, &args.context, "the context")?;
+    let (vocab, ids) = if args.score {
+        // Read as `eval --text` reads a text: every line end its own <eos>.
+        let tokens = ck.config.tokens.line_ends_as_eos();
+        encode_as(&ck, &args.context, tokens, "the text")?
+    } else {
+        encode_context(&ck, &args.context, "the context")?
+    };
     args.gpu.check_precision(ck.config.precision)?;
     let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
     let cfg = inference_config(&ck.config, &gpu);

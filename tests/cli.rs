@@ -711,10 +711,10 @@ fn eval_scores_a_users_text() {
 }
 
 /// `predict --score`: each word's probability and rank after the words before it, from a
-/// sentence start. Its perplexity is `eval --text`'s on the same tokens (a file whose empty
-/// first line is the start, `<eos>`, and whose line end is the `<eos>` scored last), each
-/// probability and rank what `predict` lists after that word's context, and a word the
-/// vocabulary lacks is scored as `<unk>`.
+/// sentence start, every line end an `<eos>`. Its perplexity is `eval --text`'s on the same
+/// text (in a file whose empty first line is the start, `<eos>`), each probability and rank
+/// what `predict` lists after that word's context, and a word the vocabulary lacks is
+/// scored as `<unk>`.
 #[test]
 fn predict_scores_each_word_as_eval_scores_the_text() {
     let dir = tempfile::tempdir().unwrap();
@@ -726,15 +726,21 @@ fn predict_scores_each_word_as_eval_scores_the_text() {
         assert!(o.status.success(), "{}", stderr(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let words = "the company said sales fell";
+    // Two lines, the second touching its line end (PTB's reader would glue it on).
+    let text = "the company said\nsales fell\n";
     let scored: serde_json::Value =
-        serde_json::from_str(&predict(&["--score", "--json", &format!("{words} <eos>")])).unwrap();
+        serde_json::from_str(&predict(&["--score", "--json", text])).unwrap();
     let list = scored["words"].as_array().unwrap();
-    assert_eq!(list.len(), 6, "{scored}");
+    let read: Vec<&str> = list.iter().map(|w| w["word"].as_str().unwrap()).collect();
+    assert_eq!(
+        read,
+        ["the", "company", "said", "<eos>", "sales", "fell", "<eos>"],
+        "{scored}"
+    );
     assert_eq!(scored["start"], "<eos>");
 
     let file = dir.path().join("text.txt");
-    std::fs::write(&file, format!("\n{words}\n")).unwrap();
+    std::fs::write(&file, format!("\n{text}")).unwrap();
     let o = run(bin()
         .args(["eval", "--checkpoint"])
         .arg(&ck)
@@ -742,7 +748,7 @@ fn predict_scores_each_word_as_eval_scores_the_text() {
         .arg(&file));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(out.contains("6 batches of 1x1"), "{out}");
+    assert!(out.contains("7 batches of 1x1"), "{out}");
     let at = out.find("perplexity: ").unwrap() + 12;
     let eval: f64 = out[at..]
         .split_whitespace()

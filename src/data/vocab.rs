@@ -121,6 +121,16 @@ impl Tokens {
         }
     }
 
+    /// The same tokens, with every line end its own `<eos>` also where it touches a word:
+    /// how a user's text is read for scoring (`words` would glue a line end to the last word
+    /// of a line that has no space before it, as TensorFlow's reader does to PTB).
+    pub fn line_ends_as_eos(self) -> Tokens {
+        match self {
+            Tokens::Words => Tokens::WordsEos,
+            t => t,
+        }
+    }
+
     /// Whether tokens are characters (rather than words).
     pub fn is_chars(self) -> bool {
         self == Tokens::Chars

@@ -385,7 +385,11 @@ where
 
 /// The prompt as ids, with the words read as `<unk>`.
 fn encode_prompt(s: &Session, text: &str) -> Result<(Vec<u32>, Vec<String>)> {
-    let tokens = s.cfg.tokens;
+    encode_prompt_as(s, text, s.cfg.tokens)
+}
+
+/// [`encode_prompt`] with the tokens of `tokens`.
+fn encode_prompt_as(s: &Session, text: &str, tokens: Tokens) -> Result<(Vec<u32>, Vec<String>)> {
     let empty = match tokens {
         Tokens::Words | Tokens::WordsEos => text.split_whitespace().next().is_none(),
         Tokens::Chars => text.is_empty(),
@@ -568,7 +572,8 @@ impl Trainer {
     pub fn score(&self, text: String) -> Promise {
         with_session(&self.inner, move |s, inner| async move {
             let r = async {
-                let (ids, unknown) = encode_prompt(&s, &text)?;
+                // Read as `eval --text` reads a text: every line end its own <eos>.
+                let (ids, unknown) = encode_prompt_as(&s, &text, s.cfg.tokens.line_ends_as_eos())?;
                 let start = s.corpus.vocab.eos();
                 let fed: Vec<u32> = start.iter().chain(&ids).copied().collect();
                 let mut p = fed_predictor(&s, &inner, &[])?;
