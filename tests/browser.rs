@@ -333,6 +333,16 @@ fn native_eval(checkpoint: &Path, data: &Path) -> f64 {
         .unwrap()
 }
 
+/// `lstm-gpu serve` with `args`, and the page open in a headless Chromium with WebGPU,
+/// started (its adapter asked for, the server's corpus loaded where it has one).
+fn open_page(args: &[&str]) -> (Kill, Browser) {
+    let (server, url) = serve(args);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    (server, b)
+}
+
 /// A folder `ptb` in `dir` with the first `train` lines of PTB's training text and the first
 /// `other` lines of its valid and test texts.
 fn small_ptb(dir: &Path, train: usize, other: usize) -> PathBuf {
@@ -865,10 +875,7 @@ fn seed_model_speed_page_against_native() {
     let tfjs_steps = env_steps("LSTM_GPU_TFJS_STEPS", 3).max(2);
     let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
     let mean = |v: &[f64]| v[1..].iter().sum::<f64>() / (v.len() - 1) as f64;
-    let (_server, url) = serve(&["--data", &dir]);
-    let b = Browser::start(true);
-    b.open(&url);
-    b.wait_started();
+    let (_server, b) = open_page(&["--data", &dir]);
     let t0 = Instant::now();
     let info = b.ok(
         "return await window.lstm.api.create(args);",
@@ -1004,10 +1011,7 @@ fn page_kernel_choices_at_the_seed_configuration() {
         }
         v.join(",")
     });
-    let (_server, url) = serve(&["--data", &dir]);
-    let b = Browser::start(true);
-    b.open(&url);
-    b.wait_started();
+    let (_server, b) = open_page(&["--data", &dir]);
     for pair in list.split(',') {
         let (m, r) = pair.split_once('/').expect("matmul/recurrence");
         b.ok(
@@ -1172,10 +1176,7 @@ fn the_first_minute_of_the_seed_model_moves() {
 fn the_page_trains_in_mixed_precision_where_the_adapter_has_f16() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_ptb(dir.path(), 600, 80);
-    let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
-    let b = Browser::start(true);
-    b.open(&url);
-    b.wait_started();
+    let (_server, b) = open_page(&["--data", data.to_str().unwrap()]);
     let page = b.ok(
         "const o = document.querySelector('#precision option[value=\"mixed\"]'); \
          return {adapter: window.lstm.adapter, disabled: o.disabled, text: o.textContent};",
@@ -1236,10 +1237,7 @@ fn the_page_trains_in_mixed_precision_where_the_adapter_has_f16() {
 /// (Tint and SwiftShader here, not naga and lavapipe).
 #[test]
 fn the_page_checks_every_kernel_of_its_adapter() {
-    let (_server, url) = serve(&["--no-data"]);
-    let b = Browser::start(true);
-    b.open(&url);
-    b.wait_started();
+    let (_server, b) = open_page(&["--no-data"]);
     let t0 = Instant::now();
     let summary = b.ok("return await window.lstm.api.checkKernels();", json!(null));
     eprintln!(
@@ -1292,10 +1290,7 @@ fn the_page_checks_every_kernel_of_its_adapter() {
 fn a_kernel_changed_in_the_page_is_what_runs() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_ptb(dir.path(), 300, 40);
-    let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
-    let b = Browser::start(true);
-    b.open(&url);
-    b.wait_started();
+    let (_server, b) = open_page(&["--data", data.to_str().unwrap()]);
     let built_in = common::built_in_shader;
     let page = b.ok(
         "return {files: document.querySelectorAll('#kernel-file option').length, \
@@ -1388,10 +1383,7 @@ fn a_kernel_changed_in_the_page_is_what_runs() {
 fn the_page_tunes_its_kernels_and_keeps_the_choices() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_ptb(dir.path(), 300, 40);
-    let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
-    let b = Browser::start(true);
-    b.open(&url);
-    b.wait_started();
+    let (_server, b) = open_page(&["--data", data.to_str().unwrap()]);
     let page = |b: &Browser| {
         b.ok(
             "let stored = null; try { stored = JSON.parse(localStorage.getItem('lstm-gpu tuning')); } catch (e) {} \
