@@ -557,17 +557,7 @@ impl Timer {
         if count > wgpu::QUERY_SET_MAX_QUERIES {
             bail!("a step has {dispatches} dispatches, more than the timestamp queries allow");
         }
-        let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("profile"),
-            ty: wgpu::QueryType::Timestamp,
-            count,
-        });
-        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("profile timestamps"),
-            size: count as u64 * 8,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let (set, resolve) = gpu.timestamp_queries("profile timestamps", count);
         Ok(Timer {
             set: Some(set),
             resolve: Some(resolve),
@@ -639,13 +629,7 @@ impl Timer {
         let recorded = t0.elapsed().as_secs_f64();
         gpu.submit(enc);
         let submitted = t0.elapsed().as_secs_f64();
-        let ticks: Vec<u64> = {
-            let words: Vec<u32> = gpu.read(resolve, 0, 2 * self.count as usize)?;
-            words
-                .chunks_exact(2)
-                .map(|w| w[0] as u64 | (w[1] as u64) << 32)
-                .collect()
-        };
+        let ticks = gpu.read_ticks(resolve, self.count as usize)?;
         let waited = t0.elapsed().as_secs_f64();
         let first = ticks.iter().copied().min().unwrap_or(0);
         let secs = |t: u64| t.saturating_sub(first) as f64 * self.period_ns * 1e-9;

@@ -951,6 +951,43 @@ impl Gpu {
         pollster::block_on(self.read_async(buffer, word_offset, words))
     }
 
+    /// A set of `count` timestamp queries and the buffer they resolve into (8 bytes each),
+    /// for [`Gpu::read_ticks_async`].
+    pub fn timestamp_queries(&self, label: &str, count: u32) -> (wgpu::QuerySet, wgpu::Buffer) {
+        let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some(label),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: count as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        (set, resolved)
+    }
+
+    /// [`Gpu::read_ticks_async`], blocking (natively).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_ticks(&self, resolved: &wgpu::Buffer, count: usize) -> Result<Vec<u64>> {
+        pollster::block_on(self.read_ticks_async(resolved, count))
+    }
+
+    /// The first `count` timestamps resolved into `resolved` (by
+    /// `CommandEncoder::resolve_query_set`), in ticks of `Queue::get_timestamp_period` ns.
+    pub async fn read_ticks_async(
+        &self,
+        resolved: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<Vec<u64>> {
+        let words: Vec<u32> = self.read_async(resolved, 0, 2 * count).await?;
+        Ok(words
+            .chunks_exact(2)
+            .map(|w| w[0] as u64 | (w[1] as u64) << 32)
+            .collect())
+    }
+
     /// Read `words` 4-byte words of a buffer back to the host once the queue has run: the
     /// one place the program waits for the GPU. Natively the wait is a `poll` and
     /// [`Gpu::read`] blocks on this future; in a browser tab it is awaited (the page's event

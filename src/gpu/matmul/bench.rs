@@ -150,21 +150,7 @@ impl Timer {
     pub(crate) fn new(gpu: &Gpu, runs: usize) -> Timer {
         let queries = (!cfg!(target_arch = "wasm32")
             && gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY))
-        .then(|| {
-            let count = 2 * runs as u32;
-            let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("matmul bench timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count,
-            });
-            let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("matmul bench timestamps"),
-                size: count as u64 * 8,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            (set, resolved)
-        });
+        .then(|| gpu.timestamp_queries("matmul bench timestamps", 2 * runs as u32));
         Timer { runs, queries }
     }
 
@@ -211,12 +197,7 @@ impl Timer {
         }
         enc.resolve_query_set(set, 0..2 * self.runs as u32, resolved, 0);
         gpu.queue.submit([enc.finish()]);
-        let ticks: Vec<u64> = gpu
-            .read_async::<u32>(resolved, 0, 4 * self.runs)
-            .await?
-            .chunks(2)
-            .map(|w| w[0] as u64 | (w[1] as u64) << 32)
-            .collect();
+        let ticks = gpu.read_ticks_async(resolved, 2 * self.runs).await?;
         let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
         let best = ticks
             .chunks(2)
