@@ -267,6 +267,11 @@ struct TrainArgs {
     /// Also save a checkpoint every N steps (epoch ends always save).
     #[arg(long)]
     checkpoint_every: Option<u64>,
+    /// Keep only the newest N `epoch-N` and the newest N `step-N` checkpoints (as
+    /// TensorFlow's Saver keeps 5); `best.safetensors` (the epoch with the lowest validation
+    /// perplexity) and `last.safetensors` always stay [default: keep every one].
+    #[arg(long, value_name = "N")]
+    keep_checkpoints: Option<usize>,
     /// Continue exactly where a checkpoint stopped.
     #[arg(long, conflicts_with = "init")]
     resume: Option<PathBuf>,
@@ -897,6 +902,11 @@ fn train_command(args: TrainArgs) -> Result<()> {
             "--log-every and --checkpoint-every must be at least 1",
         ));
     }
+    if args.keep_checkpoints == Some(0) {
+        return Err(usage(
+            "--keep-checkpoints must be at least 1 (best.safetensors and last.safetensors are always kept besides)",
+        ));
+    }
     let source = args.corpus.source(true)?;
     let mut cfg = cfg;
     let (corpus, notes) = match vocab {
@@ -954,6 +964,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
         log_every: args.log_every,
         run_dir: run_dir.clone(),
         checkpoint_every: args.checkpoint_every,
+        keep_checkpoints: args.keep_checkpoints,
         resume: args.resume,
         init: args.init,
         progress: !args.no_progress,
@@ -967,6 +978,14 @@ fn train_command(args: TrainArgs) -> Result<()> {
     log::info!("run folder: {}", run_dir.display());
     let epochs = cfg.max_epoch;
     let summary = train::train(&gpu, cfg, &corpus, &opts)?;
+    if let Some((p, b)) = &summary.best {
+        println!(
+            "best: {} (epoch {}, valid perplexity {:.3})",
+            p.display(),
+            b.epoch,
+            b.valid_perplexity
+        );
+    }
     if let Some(p) = summary.last_checkpoint {
         println!("checkpoint: {}", p.display());
         if summary.test_perplexity.is_some() {

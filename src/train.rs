@@ -14,10 +14,12 @@ use crate::error::usage;
 use crate::gpu::reduce::TrainAccumulator;
 use crate::gpu::sgd::Hyper;
 use crate::gpu::Gpu;
-use crate::model::checkpoint::{load_weights, write_atomic, Checkpoint, Position};
+use crate::model::checkpoint::{load_weights, write_atomic, BestEpoch, Checkpoint, Position};
 
 /// The newest checkpoint of a run folder.
 pub const LAST: &str = "last.safetensors";
+/// The checkpoint of the epoch with the lowest validation perplexity so far.
+pub const BEST: &str = "best.safetensors";
 use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use crate::model::{Params, State};
 use crate::signals::{Interrupt, Interrupted};
@@ -35,6 +37,9 @@ pub struct TrainOptions {
     pub run_dir: PathBuf,
     /// Also save a checkpoint every this many steps.
     pub checkpoint_every: Option<u64>,
+    /// Keep only the newest this many `epoch-N` and `step-N` checkpoints (each kind apart;
+    /// `best` and `last` always stay). `None`: keep them all.
+    pub keep_checkpoints: Option<usize>,
     /// Continue from a checkpoint.
     pub resume: Option<PathBuf>,
     /// Start from these weights.
@@ -189,6 +194,9 @@ pub struct TrainSummary {
     pub epochs: Vec<EpochSummary>,
     pub test_perplexity: Option<f64>,
     pub last_checkpoint: Option<PathBuf>,
+    /// `best.safetensors` and its epoch, where an epoch of the run (this sitting or an
+    /// earlier one) ended with a finite validation perplexity.
+    pub best: Option<(PathBuf, BestEpoch)>,
     pub global_step: u64,
     /// Steps skipped for a non-finite loss or gradient norm since the very start.
     pub skipped_steps: u64,
@@ -366,7 +374,7 @@ impl<'a> Run<'a> {
         corpus: &'a Corpus,
         opts: &'a TrainOptions,
     ) -> Result<Run<'a>> {
-        let (params, pos, carried) = starting_point(&cfg, corpus, opts)?;
+        let (params, mut pos, carried) = starting_point(&cfg, corpus, opts)?;
         crate::session::same_vocabulary(&cfg, corpus)?;
         let (batch, steps) = (cfg.batch_size, cfg.num_steps);
         let test_shape = opts.test_batch.unwrap_or((1, 1));
@@ -430,6 +438,18 @@ impl<'a> Run<'a> {
         );
 
         let metrics = prepare_run_dir(&opts.run_dir)?;
+        pos.best = settle_best(&opts.run_dir, opts.resume.as_deref(), pos.best)?;
+        if opts.keep_checkpoints.is_none() {
+            let left = cfg.max_epoch.saturating_sub(pos.epoch) as f64;
+            let each = cfg.num_params() as f64 * 4.0;
+            if left * each > 2e9 {
+                log::info!(
+                    "every epoch keeps its checkpoint: {:.0} MB each, {:.1} GB for the {left} epochs left; --keep-checkpoints N keeps the newest N (best.safetensors and last.safetensors stay)",
+                    each / 1e6,
+                    left * each / 1e9
+                );
+            }
+        }
 
         let epoch_size = train_batches.len();
         log::info!(
@@ -459,6 +479,7 @@ impl<'a> Run<'a> {
             metrics,
             summary: TrainSummary {
                 global_step: pos.global_step,
+                best: pos.best.map(|b| (opts.run_dir.join(BEST), b)),
                 ..Default::default()
             },
             kept: opts.resume.clone(),
@@ -776,6 +797,7 @@ impl<'a> Run<'a> {
             let path = self.save(&[&step_name, LAST], true)?;
             self.kept = Some(self.opts.run_dir.join(LAST));
             self.summary.last_checkpoint = Some(path);
+            self.prune("step", self.pos.global_step);
         }
         Ok(())
     }
@@ -924,6 +946,10 @@ impl<'a> Run<'a> {
         let wps = (epoch_size - first_step) as f64 * words_per_step / secs.max(1e-9);
         let train_ppl = epoch_perplexity(&self.pos, epoch_size, self.cfg.num_steps);
         let valid = evaluate(gpu, &mut self.eval_ws, &self.valid_batches, self.seed32)?;
+        let best = BestEpoch::improves(self.pos.best, valid).then_some(BestEpoch {
+            epoch: epoch + 1,
+            valid_perplexity: valid,
+        });
         let skipped_note = if self.pos.epoch_skipped > 0 {
             format!(" ({} steps skipped)", self.pos.epoch_skipped)
         } else {
@@ -932,7 +958,7 @@ impl<'a> Run<'a> {
         println!("Epoch: {} Learning rate: {lr:.3} Train Perplexity: {train_ppl:.3} Valid Perplexity: {valid:.3} ({wps:.0} words/s, {secs:.1} s){skipped_note}", epoch + 1);
         self.metrics.write(json!({"kind": "epoch", "epoch": epoch + 1, "global_step": self.pos.global_step, "learning_rate": lr,
             "train_perplexity": train_ppl, "valid_perplexity": valid, "words_per_second": wps, "seconds": secs,
-            "skipped_steps": self.pos.epoch_skipped}))?;
+            "skipped_steps": self.pos.epoch_skipped, "best": best.is_some()}))?;
         self.summary.epochs.push(EpochSummary {
             epoch: epoch + 1,
             learning_rate: lr,
@@ -947,11 +973,53 @@ impl<'a> Run<'a> {
         pos.epoch_loss_sum = 0.0;
         pos.epoch_skipped = 0;
         pos.learning_rate = self.cfg.lr_for_epoch(pos.epoch);
+        if best.is_some() {
+            pos.best = best;
+        }
         let epoch_name = format!("epoch-{}.safetensors", epoch + 1);
-        let path = self.save(&[&epoch_name, LAST], false)?;
+        let mut names = vec![epoch_name.as_str(), LAST];
+        if best.is_some() {
+            names.push(BEST);
+        }
+        let path = self.save(&names, false)?;
         self.kept = Some(self.opts.run_dir.join(LAST));
         self.summary.last_checkpoint = Some(path);
+        if let Some(b) = best {
+            let kept = self.opts.run_dir.join(BEST);
+            log::info!(
+                "valid perplexity {valid:.3}: the run's best so far, kept as {}",
+                kept.display()
+            );
+            self.summary.best = Some((kept, b));
+        }
+        self.prune("epoch", epoch as u64 + 1);
         Ok(())
+    }
+
+    /// `--keep-checkpoints N`: remove the run folder's `{kind}-K.safetensors` beyond the
+    /// newest N of those numbered up to `newest` (files numbered past it, left by a longer
+    /// earlier sitting, are overwritten as the run gets there). A file that cannot be
+    /// removed is a warning: the run goes on.
+    fn prune(&self, kind: &str, newest: u64) {
+        let Some(keep) = self.opts.keep_checkpoints else {
+            return;
+        };
+        let found = match numbered_checkpoints(&self.opts.run_dir, kind) {
+            Ok(found) => found,
+            Err(e) => {
+                log::warn!(
+                    "--keep-checkpoints: cannot list {}: {e}",
+                    self.opts.run_dir.display()
+                );
+                return;
+            }
+        };
+        for path in beyond_newest(found, newest, keep) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => log::debug!("removed {} (--keep-checkpoints {keep})", path.display()),
+                Err(e) => log::warn!("--keep-checkpoints: cannot remove {}: {e}", path.display()),
+            }
+        }
     }
 
     /// Test perplexity of the trained model, at `--test-batch`'s shape.
@@ -993,6 +1061,85 @@ impl<'a> Run<'a> {
         }
         Ok(self.summary)
     }
+}
+
+/// The `{kind}-K.safetensors` files of `dir` (`kind` `epoch` or `step`) and their K.
+pub fn numbered_checkpoints(dir: &Path, kind: &str) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let number = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(kind)?.strip_prefix('-'))
+            .and_then(|n| n.strip_suffix(".safetensors"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(k) = number {
+            found.push((k, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Of `found` (numbered files), those to remove so that the newest `keep` numbered up to
+/// `newest` stay; files numbered past `newest` are not touched.
+pub fn beyond_newest(found: Vec<(u64, PathBuf)>, newest: u64, keep: usize) -> Vec<PathBuf> {
+    let mut upto: Vec<(u64, PathBuf)> = found.into_iter().filter(|(k, _)| *k <= newest).collect();
+    upto.sort_by_key(|(k, _)| std::cmp::Reverse(*k));
+    upto.into_iter().skip(keep).map(|(_, p)| p).collect()
+}
+
+/// The run's best epoch so far (`pos.best` of the starting point) has its checkpoint as
+/// `best.safetensors` in `run_dir`: there already, or copied from the folder of the
+/// checkpoint resumed from (a run resumed into another folder). Where neither holds it
+/// (deleted, or another history's), the best starts over from the epochs to come.
+fn settle_best(
+    run_dir: &Path,
+    resume: Option<&Path>,
+    best: Option<BestEpoch>,
+) -> Result<Option<BestEpoch>> {
+    let Some(b) = best else {
+        return Ok(None);
+    };
+    let holds =
+        |p: &Path| p.is_file() && Checkpoint::read_position(p).is_ok_and(|pos| pos.best == Some(b));
+    let here = run_dir.join(BEST);
+    if holds(&here) {
+        return Ok(best);
+    }
+    if let Some(there) = resume
+        .and_then(|r| r.parent())
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .map(|d| d.join(BEST))
+        .filter(|p| holds(p))
+    {
+        let bytes =
+            std::fs::read(&there).with_context(|| format!("could not read {}", there.display()))?;
+        write_atomic(&here, &bytes)
+            .with_context(|| format!("could not write checkpoint {}", here.display()))?;
+        log::info!(
+            "the run's best epoch so far ({}, valid perplexity {:.3}): {} copied to {}",
+            b.epoch,
+            b.valid_perplexity,
+            there.display(),
+            here.display()
+        );
+        return Ok(best);
+    }
+    log::info!(
+        "the run's best epoch so far ({}, valid perplexity {:.3}) has no best.safetensors in {}: the best is counted again from the epochs to come",
+        b.epoch,
+        b.valid_perplexity,
+        run_dir.display()
+    );
+    Ok(None)
 }
 
 /// The faults of [`FAULT_ENV`] due after step `step`.
@@ -1210,5 +1357,96 @@ mod tests {
         // 4 steps done, 1 skipped: 3 steps of 5 time steps carry the loss.
         assert!((epoch_perplexity(&pos, 4, 5) - 2f64.exp()).abs() < 1e-12);
         assert!(epoch_perplexity(&pos, 1, 5).is_nan());
+    }
+
+    #[test]
+    fn only_the_newest_numbered_checkpoints_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "epoch-1.safetensors",
+            "epoch-2.safetensors",
+            "epoch-10.safetensors",
+            "epoch-11.safetensors",
+            "epoch-x.safetensors",
+            "epoch-3.safetensors.tmp",
+            "step-5.safetensors",
+            "best.safetensors",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let found = numbered_checkpoints(dir.path(), "epoch").unwrap();
+        let numbers: Vec<u64> = found.iter().map(|(k, _)| *k).collect();
+        assert_eq!(numbers, [1, 2, 10, 11], "sorted by number, not by name");
+        let names = |paths: Vec<PathBuf>| -> Vec<String> {
+            paths
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(beyond_newest(found.clone(), 11, 2)),
+            ["epoch-2.safetensors", "epoch-1.safetensors"]
+        );
+        // Resumed at epoch 2 of an earlier, longer history: 10 and 11 are not touched.
+        assert_eq!(
+            names(beyond_newest(found.clone(), 2, 1)),
+            ["epoch-1.safetensors"]
+        );
+        assert!(beyond_newest(found, 11, 4).is_empty());
+        assert_eq!(numbered_checkpoints(dir.path(), "step").unwrap().len(), 1);
+    }
+
+    /// A checkpoint file whose position says `best`.
+    fn checkpoint_with_best(path: &Path, best: Option<BestEpoch>) {
+        let config = Config {
+            vocab_size: 4,
+            embedding_size: 2,
+            hidden: vec![2],
+            batch_size: 1,
+            ..Config::default()
+        };
+        let ck = Checkpoint {
+            params: Params::<f32>::init(&config, 1),
+            vocab: ["<eos>", "a", "b", "<unk>"].map(String::from).to_vec(),
+            config,
+            state: None,
+            position: Position {
+                best,
+                ..Default::default()
+            },
+        };
+        write_atomic(path, &ck.to_bytes().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_best_checkpoint_follows_a_run_into_another_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::create_dir_all(&new).unwrap();
+        let b = |epoch| {
+            Some(BestEpoch {
+                epoch,
+                valid_perplexity: 120.0 + epoch as f64,
+            })
+        };
+        let resume = old.join("step-30.safetensors");
+        // No best yet: nothing to settle.
+        assert_eq!(settle_best(&new, Some(&resume), None).unwrap(), None);
+        // The folder holds it already.
+        checkpoint_with_best(&new.join(BEST), b(1));
+        assert_eq!(settle_best(&new, Some(&resume), b(1)).unwrap(), b(1));
+        // Another history's best (epoch 3) is not this run's (epoch 2), nor is one in the
+        // folder resumed from: the best starts over.
+        checkpoint_with_best(&new.join(BEST), b(3));
+        checkpoint_with_best(&old.join(BEST), b(3));
+        assert_eq!(settle_best(&new, Some(&resume), b(2)).unwrap(), None);
+        // The folder resumed from holds it: copied, byte for byte.
+        checkpoint_with_best(&old.join(BEST), b(2));
+        assert_eq!(settle_best(&new, Some(&resume), b(2)).unwrap(), b(2));
+        assert_eq!(
+            std::fs::read(new.join(BEST)).unwrap(),
+            std::fs::read(old.join(BEST)).unwrap()
+        );
     }
 }

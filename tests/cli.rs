@@ -150,6 +150,137 @@ fn resume_continues_bit_identically() {
     );
 }
 
+/// The names of the files in `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn train_keeps_the_best_epoch_and_only_the_newest_checkpoints_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let [all, few, half, rest] = ["all", "few", "half", "rest"].map(|d| dir.path().join(d));
+    // A rate this high makes the tiny model worse after its first epoch on the validation
+    // text, so that the best epoch is not the last one.
+    let train = |run_dir: &Path, extra: &[&str]| {
+        let o = run(tiny_train_epochs(run_dir, "4")
+            .args(["--learning-rate", "3", "--checkpoint-every", "7"])
+            .args(extra));
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    let o = train(&all, &[]);
+    // The epochs' validation perplexities, and which the run called its best.
+    let metrics = std::fs::read_to_string(all.join("metrics.jsonl")).unwrap();
+    let epochs: Vec<(u64, f64, bool)> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "epoch")
+        .map(|r| {
+            let valid = r["valid_perplexity"].as_f64().unwrap();
+            (
+                r["epoch"].as_u64().unwrap(),
+                valid,
+                r["best"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(epochs.len(), 4, "{metrics}");
+    let mut lowest = f64::INFINITY;
+    for &(epoch, valid, best) in &epochs {
+        assert_eq!(best, valid < lowest, "epoch {epoch}: {epochs:?}");
+        lowest = lowest.min(valid);
+    }
+    let &(best_epoch, best_valid, _) = epochs.iter().rev().find(|e| e.2).unwrap();
+    assert!(
+        best_epoch < 4,
+        "the test's premise: a later epoch is worse: {epochs:?}"
+    );
+    let best = params_of(&all.join("best.safetensors"));
+    assert_eq!(
+        best.params,
+        params_of(&all.join(format!("epoch-{best_epoch}.safetensors"))).params
+    );
+    let recorded = best.position.best.unwrap();
+    assert_eq!(
+        (recorded.epoch as u64, recorded.valid_perplexity),
+        (best_epoch, best_valid)
+    );
+    assert_eq!(
+        params_of(&all.join("last.safetensors")).position.best,
+        Some(recorded)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!(
+            "best: {} (epoch {best_epoch}, ",
+            all.join("best.safetensors").display()
+        )),
+        "{out}"
+    );
+    let steps: Vec<String> = files_in(&all)
+        .into_iter()
+        .filter(|f| f.starts_with("step-"))
+        .collect();
+    assert!(steps.len() > 2, "{steps:?}");
+
+    // The same run keeping the newest two: the same best, only the newest files.
+    train(&few, &["--keep-checkpoints", "2"]);
+    let mut newest_steps: Vec<(u64, String)> = steps
+        .iter()
+        .map(|f| (f[5..f.len() - 12].parse().unwrap(), f.clone()))
+        .collect();
+    newest_steps.sort();
+    let mut expected: Vec<String> = [
+        "best.safetensors",
+        "epoch-3.safetensors",
+        "epoch-4.safetensors",
+        "last.safetensors",
+        "metrics.jsonl",
+    ]
+    .map(String::from)
+    .to_vec();
+    expected.extend(newest_steps.iter().rev().take(2).map(|(_, f)| f.clone()));
+    expected.sort();
+    assert_eq!(files_in(&few), expected);
+    assert_eq!(params_of(&few.join("best.safetensors")).params, best.params);
+
+    // Stopped after epoch 1 and resumed into another folder: the best epoch so far comes
+    // along, and the run ends with the same best as the uninterrupted one.
+    train(&half, &["--max-steps", "30"]);
+    let o = run(tiny_train_epochs(&rest, "4")
+        .args([
+            "--learning-rate",
+            "3",
+            "--checkpoint-every",
+            "7",
+            "--resume",
+        ])
+        .arg(half.join("last.safetensors"))
+        .env("RUST_LOG", "info"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    if best_epoch == 1 {
+        assert!(stderr(&o).contains("copied to"), "{}", stderr(&o));
+    }
+    assert_eq!(
+        params_of(&rest.join("best.safetensors")).params,
+        best.params
+    );
+
+    // A run folder where a checkpoint is asked for names the checkpoints in it.
+    let o = run(bin().args(["eval", "--checkpoint"]).arg(&few));
+    assert_one_line_error(&o, 2, "is a run folder; give one of its checkpoints");
+    assert!(
+        stderr(&o).contains("best.safetensors (the epoch with the lowest validation perplexity)")
+    );
+    let o = run(tiny_train(&dir.path().join("none")).args(["--keep-checkpoints", "0"]));
+    assert_one_line_error(&o, 2, "--keep-checkpoints must be at least 1");
+}
+
 #[test]
 fn sigint_saves_a_checkpoint_and_resume_matches() {
     let dir = tempfile::tempdir().unwrap();
@@ -464,7 +595,8 @@ fn bad_checkpoints_and_outputs_are_clear_errors() {
         .arg(&missing)
         .arg("--data")
         .arg(tiny_data()));
-    assert_one_line_error(&o, 1, "missing.safetensors");
+    // A path that is not there is a usage error, as a missing --data folder is.
+    assert_one_line_error(&o, 2, "missing.safetensors does not exist");
     let o = run(bin()
         .args(["predict", "--checkpoint"])
         .arg(&junk)

@@ -55,6 +55,26 @@ pub struct Position {
     /// and older checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<crate::gpu::loss_scale::LossScale>,
+    /// The epoch with the lowest validation perplexity so far (its checkpoint is the run's
+    /// `best.safetensors`). Absent before the first epoch ends, and in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<BestEpoch>,
+}
+
+/// An epoch and its validation perplexity: the best of a run so far.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestEpoch {
+    /// Counted from 1, as the epoch lines and `epoch-N.safetensors` count.
+    pub epoch: usize,
+    pub valid_perplexity: f64,
+}
+
+impl BestEpoch {
+    /// `valid` after `epoch` is better than `best` (a first finite perplexity always is; a
+    /// NaN or infinite one never).
+    pub fn improves(best: Option<BestEpoch>, valid: f64) -> bool {
+        valid.is_finite() && best.is_none_or(|b| valid < b.valid_perplexity)
+    }
 }
 
 /// Everything a checkpoint holds.
@@ -146,9 +166,38 @@ impl Checkpoint {
 
     /// Read and check a checkpoint written by [`Checkpoint::save`].
     pub fn load(path: &Path) -> Result<Checkpoint> {
+        checkpoint_file(path, "checkpoint")?;
         let bytes = std::fs::read(path)
             .with_context(|| format!("could not read checkpoint {}", path.display()))?;
         Self::from_bytes(&bytes).with_context(|| format!("checkpoint {}", path.display()))
+    }
+
+    /// The training position of a checkpoint file, from its header alone (the tensors are
+    /// neither read nor checked).
+    pub fn read_position(path: &Path) -> Result<Position> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)
+            .with_context(|| format!("could not read checkpoint {}", path.display()))?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)?;
+        let len = u64::from_le_bytes(len);
+        // safetensors' own bound on a header.
+        if len > 100_000_000 {
+            bail!("checkpoint {}: header too large", path.display());
+        }
+        let mut header = vec![0u8; len as usize];
+        f.read_exact(&mut header)?;
+        let header: serde_json::Value = serde_json::from_slice(&header)
+            .with_context(|| format!("checkpoint {}: unreadable header", path.display()))?;
+        let position = header["__metadata__"]["position"]
+            .as_str()
+            .ok_or_else(|| anyhow!("checkpoint {}: no training position", path.display()))?;
+        serde_json::from_str(position).with_context(|| {
+            format!(
+                "checkpoint {}: metadata `position` is malformed",
+                path.display()
+            )
+        })
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
@@ -273,6 +322,7 @@ fn read_params<'a>(
 /// Load bare weights (any safetensors file with the documented names, shapes and F32 data,
 /// e.g. exported from another framework) for `--init`.
 pub fn load_weights(path: &Path, cfg: &Config) -> Result<Params<f32>> {
+    checkpoint_file(path, "weights")?;
     let bytes = std::fs::read(path)
         .with_context(|| format!("could not read weights {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
@@ -282,6 +332,46 @@ pub fn load_weights(path: &Path, cfg: &Config) -> Result<Params<f32>> {
         )
     })?;
     read_params(&st, cfg, &mut Vec::new()).with_context(|| format!("weights {}", path.display()))
+}
+
+/// The checkpoints a training run keeps in its folder, newest use first.
+pub const RUN_CHECKPOINTS: [(&str, &str); 2] = [
+    (
+        "best.safetensors",
+        "the epoch with the lowest validation perplexity",
+    ),
+    ("last.safetensors", "where training stopped"),
+];
+
+/// `path` names a file that can be read as a checkpoint: a missing path or a folder is a
+/// usage error (exit 2), a run folder's one naming the checkpoints in it.
+fn checkpoint_file(path: &Path, what: &str) -> Result<()> {
+    if path.is_dir() {
+        let inside: Vec<String> = RUN_CHECKPOINTS
+            .iter()
+            .filter(|(name, _)| path.join(name).is_file())
+            .map(|(name, why)| format!("{} ({why})", path.join(name).display()))
+            .collect();
+        return Err(crate::error::usage(if inside.is_empty() {
+            format!(
+                "{what} {} is a folder; give a .safetensors file",
+                path.display()
+            )
+        } else {
+            format!(
+                "{what} {} is a run folder; give one of its checkpoints: {}",
+                path.display(),
+                inside.join(" or ")
+            )
+        }));
+    }
+    if !path.exists() {
+        return Err(crate::error::usage(format!(
+            "{what} {} does not exist",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// An I/O error of a write as one clear cause: a full disk or a file size limit says what
@@ -412,6 +502,80 @@ mod tests {
     fn load_weights_from(bytes: &[u8], cfg: &Config) -> Result<Params<f32>> {
         let st = SafeTensors::deserialize(bytes).unwrap();
         read_params(&st, cfg, &mut Vec::new())
+    }
+
+    #[test]
+    fn the_position_reads_from_the_header_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.safetensors");
+        let mut ck = tiny();
+        ck.position.best = Some(BestEpoch {
+            epoch: 1,
+            valid_perplexity: 123.5,
+        });
+        let bytes = ck.to_bytes().unwrap();
+        write_atomic(&p, &bytes).unwrap();
+        assert_eq!(Checkpoint::read_position(&p).unwrap(), ck.position);
+        // The tensors are not read: a file cut after its header still gives its position.
+        let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        std::fs::write(&p, &bytes[..header]).unwrap();
+        assert_eq!(Checkpoint::read_position(&p).unwrap(), ck.position);
+        assert!(Checkpoint::load(&p).is_err());
+        std::fs::write(&p, &bytes[..header - 1]).unwrap();
+        assert!(Checkpoint::read_position(&p).is_err());
+        // A checkpoint written before `best` existed reads as none.
+        let old = ck.position.clone();
+        let json = serde_json::to_string(&Position { best: None, ..old }).unwrap();
+        assert!(!json.contains("best"), "{json}");
+        let back: Position = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.best, None);
+    }
+
+    #[test]
+    fn a_better_epoch_is_a_lower_finite_perplexity() {
+        let best = Some(BestEpoch {
+            epoch: 2,
+            valid_perplexity: 100.0,
+        });
+        assert!(BestEpoch::improves(None, 500.0));
+        assert!(BestEpoch::improves(best, 99.9));
+        assert!(!BestEpoch::improves(best, 100.0));
+        assert!(!BestEpoch::improves(best, 100.1));
+        assert!(!BestEpoch::improves(None, f64::NAN));
+        assert!(!BestEpoch::improves(best, f64::INFINITY));
+    }
+
+    #[test]
+    fn a_folder_or_a_missing_file_is_a_usage_error_naming_what_to_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let is_usage = |e: &anyhow::Error| e.downcast_ref::<crate::error::UsageError>().is_some();
+        let e = Checkpoint::load(dir.path()).unwrap_err();
+        assert!(
+            is_usage(&e) && format!("{e}").contains("is a folder; give a .safetensors file"),
+            "{e}"
+        );
+        let e = Checkpoint::load(&dir.path().join("none.safetensors")).unwrap_err();
+        assert!(
+            is_usage(&e) && format!("{e}").contains("does not exist"),
+            "{e}"
+        );
+        write_atomic(
+            &dir.path().join("last.safetensors"),
+            &tiny().to_bytes().unwrap(),
+        )
+        .unwrap();
+        let e = format!("{}", Checkpoint::load(dir.path()).unwrap_err());
+        assert!(
+            e.contains("is a run folder")
+                && e.contains("last.safetensors (where training stopped)"),
+            "{e}"
+        );
+        assert!(!e.contains("best.safetensors"), "{e}");
+        let e = format!("{}", load_weights(dir.path(), &tiny().config).unwrap_err());
+        assert!(
+            e.starts_with("weights ") && e.contains("is a run folder"),
+            "{e}"
+        );
     }
 
     #[test]
