@@ -299,13 +299,15 @@ if torch is not None:
         return math.exp(total / (batch_size * end))
 
     @torch.no_grad()
-    def generate(model, vocab, config, prompt, n=50, temperature=1.0, top_k=0, seed=1):
+    def generate(model, vocab, config, prompt, n=50, temperature=1.0, top_k=0, seed=1, top_p=1.0):
         """`n` tokens after `prompt`, as `lstm-gpu generate` writes them (the same sampler
         and generator, so the same seed gives the same text wherever the two models'
         probabilities order and weigh the tokens alike): the prompt, then each token, words
         with a space between, characters as they come, `<eos>` a line break."""
         if not temperature > 0 or not math.isfinite(temperature):
             raise ValueError(f"the temperature must be a number above 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be above 0 and at most 1, got {top_p}")
         ids = encode(prompt, vocab, config)
         if not ids:
             raise ValueError("the prompt has no tokens")
@@ -319,7 +321,7 @@ if torch is not None:
         logits, state = model(torch.tensor([ids], device=device))
         for _ in range(n):
             probs = torch.softmax(logits[0, -1].float(), dim=0).cpu().numpy()
-            token = sample(probs, temperature, top_k, rng.next_f64())
+            token = sample(probs, temperature, top_k, rng.next_f64(), top_p)
             if vocab[token] == "<eos>":
                 text += "\n"
                 at_line_start = True
@@ -361,16 +363,35 @@ class SplitMix64:
         return (self.next_u64() >> 11) * (1.0 / (1 << 53))
 
 
-def sample(probs, temperature, top_k, u):
+def _sum(values):
+    """Added one after the other, as Rust's `Iterator::sum` adds (Python 3.12's `sum`
+    compensates its rounding, which could move a draw that falls on a boundary)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
+def sample(probs, temperature, top_k, u, top_p=1.0):
     """lstm-gpu's choice of the next token (src/model/predict.rs): the tokens by
     probability (ties by id), the `top_k` first (0: all), weighted by p^(1/temperature),
-    the one where `u` (uniform in [0, 1)) falls."""
+    the fewest first whose weights together reach `top_p` of the whole (1: all), the one
+    where `u` (uniform in [0, 1)) falls."""
     probs = np.asarray(probs, dtype=np.float32)
     order = sorted(range(len(probs)), key=lambda i: (-probs[i], i))
     if top_k > 0:
         order = order[:top_k]
     weights = [max(float(probs[i]), 0.0) ** (1.0 / float(np.float32(temperature))) for i in order]
-    target = u * sum(weights)
+    top_p = float(np.float32(top_p))
+    if top_p < 1.0:
+        reach, total, n = top_p * _sum(weights), 0.0, len(weights)
+        for k, w in enumerate(weights):
+            total += w
+            if total >= reach:
+                n = k + 1
+                break
+        order, weights = order[:n], weights[:n]
+    target = u * _sum(weights)
     for w, i in zip(weights, order):
         if target < w:
             return i
@@ -461,6 +482,7 @@ def main():
     g.add_argument("--words", "--chars", type=int, default=50)
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--device", default="cpu")
     q = sub.add_parser("predict", help="the most probable next tokens, as `lstm-gpu predict`")
@@ -480,7 +502,8 @@ def main():
         return
     if args.command == "generate":
         text = generate(
-            model, vocab, config, args.prompt, args.words, args.temperature, args.top_k, args.seed
+            model, vocab, config, args.prompt, args.words, args.temperature, args.top_k, args.seed,
+            args.top_p,
         )
         print(text)
         return

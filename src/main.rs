@@ -438,6 +438,15 @@ struct GenerateArgs {
     /// Sample only among the k most probable words (0: all).
     #[arg(long, default_value_t = 0)]
     top_k: usize,
+    /// Nucleus sampling: only among the fewest most probable words whose probability
+    /// together reaches P, after the temperature and --top-k (1: all; 0.9 is common).
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    top_p: f32,
     /// Seed of the sampler: same seed, same text.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -1440,19 +1449,16 @@ fn score_text(
 }
 
 fn generate_command(args: GenerateArgs) -> Result<()> {
-    if !(args.temperature > 0.0 && args.temperature.is_finite()) {
-        return Err(usage(format!(
-            "--temperature must be a number above 0, got {}",
-            args.temperature
-        )));
-    }
+    let how = lstm_gpu::model::predict::Sampling {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+    };
+    let flag = |(name, what): (&str, String)| usage(format!("--{name} {what}"));
+    // What needs no checkpoint first, then --top-k against its vocabulary.
+    how.check(usize::MAX).map_err(flag)?;
     let ck = Checkpoint::load(&args.checkpoint)?;
-    if args.top_k > ck.config.vocab_size {
-        return Err(usage(format!(
-            "--top-k must be at most the vocabulary size {}",
-            ck.config.vocab_size
-        )));
-    }
+    how.check(ck.config.vocab_size).map_err(flag)?;
     let (vocab, ids) = encode_context(&ck, &args.prompt, "--prompt")?;
     args.gpu.check_precision(ck.config.precision)?;
     let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
@@ -1476,9 +1482,7 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
     let mut at_line_start = chars && args.prompt.ends_with('\n');
     for _ in 0..args.words {
         let probs = p.distribution(&gpu)?;
-        let next =
-            lstm_gpu::model::predict::sample(&probs, args.temperature, args.top_k, rng.next_f64())
-                as u32;
+        let next = lstm_gpu::model::predict::sample(&probs, &how, rng.next_f64()) as u32;
         if Some(next) == eos {
             writeln!(out)?;
             at_line_start = true;

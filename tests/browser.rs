@@ -713,6 +713,35 @@ fn page_trains_like_native_and_refuses_bad_input() {
         rel(a, c) < EVAL_TOLERANCE,
         "perplexity {a} in the page, {c} native"
     );
+    // A nucleus too small for a second word is greedy: the page's text is native's.
+    let page_greedy = b.ok(
+        "return await window.lstm.api.generate('the company', 8, 1.0, 5, 0, 1e-6);",
+        json!(null),
+    );
+    let native_greedy = native(&[
+        "generate",
+        "--checkpoint",
+        ck1_path.to_str().unwrap(),
+        "--prompt",
+        "the company",
+        "--words",
+        "8",
+        "--top-p",
+        "1e-6",
+    ]);
+    assert_eq!(page_greedy.as_str().unwrap().trim(), native_greedy.trim());
+    let refused = b.ok(
+        "try { await window.lstm.api.generate('the', 3, 1.0, 1, 0, 0.0); return null; } \
+         catch (e) { return String(e.message ?? e); }",
+        json!(null),
+    );
+    assert!(
+        refused
+            .as_str()
+            .unwrap()
+            .contains("the top-p must be above 0"),
+        "{refused}"
+    );
     assert!(
         page_scored["line"]
             .as_str()

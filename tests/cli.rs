@@ -727,7 +727,7 @@ fn trained_checkpoint_serves_eval_predict_and_generate() {
         "{probs:?}"
     );
 
-    let gen = |seed: &str| {
+    let gen_with = |seed: &str, sampling: &[&str]| {
         let o = run(bin()
             .args([
                 "generate",
@@ -739,14 +739,31 @@ fn trained_checkpoint_serves_eval_predict_and_generate() {
                 seed,
                 "--checkpoint",
             ])
-            .arg(&ck));
+            .arg(&ck)
+            .args(sampling));
         assert!(o.status.success(), "{}", stderr(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    let gen = |seed: &str| gen_with(seed, &[]);
     let (g1, g2, g3) = (gen("3"), gen("3"), gen("4"));
     assert_eq!(g1, g2, "same seed, same text");
     assert_ne!(g1, g3);
     assert!(g1.split_whitespace().count() >= 5, "{g1}");
+    // A nucleus too small for a second word is greedy, as --top-k 1 is, whatever the seed;
+    // a wide one samples as plain sampling does.
+    let greedy = gen_with("3", &["--top-k", "1"]);
+    assert_eq!(gen_with("4", &["--top-p", "1e-6"]), greedy);
+    assert_eq!(gen_with("3", &["--top-p", "1"]), g1);
+    assert_ne!(gen_with("3", &["--top-p", "0.9"]), greedy);
+    for (p, needle) in [
+        ("0", "--top-p must be above 0"),
+        ("1.5", "at most 1, got 1.5"),
+    ] {
+        let o = run(bin()
+            .args(["generate", "--prompt", "the", "--top-p", p, "--checkpoint"])
+            .arg(&ck));
+        assert_one_line_error(&o, 2, needle);
+    }
 }
 
 /// `eval --text FILE` scores any text with a checkpoint: the test split's file as the test

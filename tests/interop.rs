@@ -337,6 +337,66 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
     }
 }
 
+/// `python/lstm_gpu_torch.py`'s sampler draws what the program's draws
+/// (`predict::sample`) from the same distribution and generator: temperature, top-k and
+/// top-p (nucleus) together, on random distributions, with ties and zeros among them.
+#[test]
+fn python_samples_as_the_program_samples() {
+    use lstm_gpu::model::predict::{sample, Sampling};
+    use lstm_gpu::rng::SplitMix64;
+    let mut rng = SplitMix64::new(11);
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for case in 0..300u64 {
+        let n = 1 + (rng.next_f64() * 40.0) as usize;
+        let mut probs: Vec<f32> = (0..n).map(|_| rng.next_f64() as f32).collect();
+        // Ties and zeros, which the order breaks by id.
+        if n > 3 {
+            probs[1] = probs[2];
+            probs[3] = 0.0;
+        }
+        let total: f32 = probs.iter().sum();
+        probs
+            .iter_mut()
+            .for_each(|p| *p /= total.max(f32::MIN_POSITIVE));
+        let how = Sampling {
+            temperature: [1.0, 0.7, 1.6][case as usize % 3],
+            top_k: if case % 4 == 0 {
+                (rng.next_f64() * n as f64) as usize
+            } else {
+                0
+            },
+            top_p: if case % 2 == 0 {
+                1.0
+            } else {
+                (0.05 + 0.95 * rng.next_f64()) as f32
+            },
+        };
+        let mut draw = SplitMix64::new(case);
+        ours.push(
+            (0..25)
+                .map(|_| sample(&probs, &how, draw.next_f64()))
+                .collect::<Vec<_>>(),
+        );
+        cases.push(
+            serde_json::json!({"probs": probs, "temperature": how.temperature,
+            "top_k": how.top_k, "top_p": how.top_p, "seed": case, "n": 25}),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cases.json");
+    std::fs::write(&file, serde_json::to_string(&cases).unwrap()).unwrap();
+    let theirs: Vec<Vec<usize>> =
+        serde_json::from_value(numpy("sample.py", &[file.into()])["draws"].clone()).unwrap();
+    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(o, t, "case {i}: {}", cases[i]);
+    }
+    assert_eq!(theirs.len(), cases.len());
+    // The cases cut the distributions (so that the comparison covers the cuts).
+    let narrowed = ours.iter().filter(|d| d.iter().all(|&x| x == d[0])).count();
+    assert!(narrowed > 20, "{narrowed} cases drew one token only");
+}
+
 /// `python/lstm_gpu_torch.py` reads a file into the program's tokens in every mode: glued
 /// and separate line ends, `\r\n`, tabs, Unicode blanks (and the separators Python splits
 /// on), a last line without a newline, characters outside ASCII. Python's tokens, as a
@@ -477,6 +537,16 @@ fn pytorch_scores_and_predicts_as_the_program_does() {
         for flags in [
             vec!["--seed", "1"],
             vec!["--seed", "7", "--temperature", "0.7", "--top-k", "5"],
+            vec![
+                "--seed",
+                "5",
+                "--temperature",
+                "0.8",
+                "--top-k",
+                "40",
+                "--top-p",
+                "0.6",
+            ],
         ] {
             let mut ours = lstm_gpu();
             ours.args([

@@ -211,19 +211,81 @@ impl Predictor {
     }
 }
 
-/// Sample an index from `probs` (any non-negative weights) at `temperature`, keeping only
-/// the `top_k` most probable when `top_k > 0`, with the uniform draw `u` in [0, 1).
-pub fn sample(probs: &[f32], temperature: f32, top_k: usize, u: f64) -> usize {
+/// How the next token is drawn: the softmax at `temperature`, cut to the `top_k` most
+/// probable tokens (0: all), then to the fewest most probable whose probability together
+/// reaches `top_p` (nucleus sampling; 1: all), as Hugging Face's `generate` applies them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+}
+
+impl Default for Sampling {
+    /// Plain sampling from the model's distribution.
+    fn default() -> Sampling {
+        Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+        }
+    }
+}
+
+impl Sampling {
+    /// `Ok` where it can be drawn from a vocabulary of `vocab_size`; else the parameter at
+    /// fault (`temperature`, `top-k`, `top-p`) and what it must be, for the caller to word as
+    /// a flag or a field.
+    pub fn check(&self, vocab_size: usize) -> Result<(), (&'static str, String)> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            let got = self.temperature;
+            return Err((
+                "temperature",
+                format!("must be a number above 0, got {got}"),
+            ));
+        }
+        if self.top_k > vocab_size {
+            return Err((
+                "top-k",
+                format!("must be at most the vocabulary size {vocab_size}"),
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            let got = self.top_p;
+            return Err(("top-p", format!("must be above 0 and at most 1, got {got}")));
+        }
+        Ok(())
+    }
+}
+
+/// Sample an index from `probs` (any non-negative weights) as `how` says, with the uniform
+/// draw `u` in [0, 1).
+pub fn sample(probs: &[f32], how: &Sampling, u: f64) -> usize {
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    if top_k > 0 {
-        order.truncate(top_k);
+    if how.top_k > 0 {
+        order.truncate(how.top_k);
     }
     // p^(1/T), renormalised: the softmax of logits / T.
-    let weights: Vec<f64> = order
+    let mut weights: Vec<f64> = order
         .iter()
-        .map(|&i| (probs[i].max(0.0) as f64).powf(1.0 / temperature as f64))
+        .map(|&i| (probs[i].max(0.0) as f64).powf(1.0 / how.temperature as f64))
         .collect();
+    if how.top_p < 1.0 {
+        // The nucleus: the most probable first, until their share reaches top_p (at
+        // least one token).
+        let reach = how.top_p as f64 * weights.iter().sum::<f64>();
+        let mut sum = 0.0;
+        let n = weights
+            .iter()
+            .position(|w| {
+                sum += w;
+                sum >= reach
+            })
+            .map_or(weights.len(), |i| i + 1);
+        weights.truncate(n);
+        order.truncate(n);
+    }
     let total: f64 = weights.iter().sum();
     let mut target = u * total;
     for (w, &i) in weights.iter().zip(&order) {
@@ -237,16 +299,68 @@ pub fn sample(probs: &[f32], temperature: f32, top_k: usize, u: f64) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::sample;
+    use super::{sample, Sampling};
+
+    fn at(temperature: f32, top_k: usize, top_p: f32) -> Sampling {
+        Sampling {
+            temperature,
+            top_k,
+            top_p,
+        }
+    }
 
     #[test]
     fn sampling_respects_top_k_and_temperature() {
         let p = [0.1f32, 0.6, 0.3];
-        assert_eq!(sample(&p, 1.0, 1, 0.99), 1);
-        assert_eq!(sample(&p, 1.0, 0, 0.0), 1);
-        assert_eq!(sample(&p, 1.0, 0, 0.65), 2);
-        assert_eq!(sample(&p, 1.0, 0, 0.95), 0);
+        assert_eq!(sample(&p, &at(1.0, 1, 1.0), 0.99), 1);
+        assert_eq!(sample(&p, &at(1.0, 0, 1.0), 0.0), 1);
+        assert_eq!(sample(&p, &at(1.0, 0, 1.0), 0.65), 2);
+        assert_eq!(sample(&p, &at(1.0, 0, 1.0), 0.95), 0);
         // A very low temperature is nearly greedy.
-        assert_eq!(sample(&p, 0.05, 0, 0.999), 1);
+        assert_eq!(sample(&p, &at(0.05, 0, 1.0), 0.999), 1);
+    }
+
+    #[test]
+    fn top_p_keeps_the_fewest_most_probable_that_reach_it() {
+        let p = [0.1f32, 0.6, 0.3];
+        let drawn = |how: Sampling| -> Vec<usize> {
+            let mut seen: Vec<usize> = (0..1000)
+                .map(|i| sample(&p, &how, (i as f64 + 0.5) / 1000.0))
+                .collect();
+            seen.sort();
+            seen.dedup();
+            seen
+        };
+        assert_eq!(drawn(at(1.0, 0, 1.0)), [0, 1, 2]);
+        // 0.6 alone reaches 0.55; 0.6 + 0.3 reach 0.7 and 0.9.
+        assert_eq!(drawn(at(1.0, 0, 0.55)), [1]);
+        assert_eq!(drawn(at(1.0, 0, 0.7)), [1, 2]);
+        assert_eq!(drawn(at(1.0, 0, 0.9)), [1, 2]);
+        assert_eq!(drawn(at(1.0, 0, 0.95)), [0, 1, 2]);
+        // At least one token, however small top_p.
+        assert_eq!(drawn(at(1.0, 0, 1e-6)), [1]);
+        // Within the nucleus, the draw follows the renormalised probabilities: 0.6 / 0.9.
+        let ones = (0..900)
+            .filter(|&i| sample(&p, &at(1.0, 0, 0.7), (i as f64 + 0.5) / 900.0) == 1)
+            .count();
+        assert_eq!(ones, 600);
+        // After the temperature: at T = 0.5 the weights are 0.01 : 0.36 : 0.09, so 0.36
+        // alone is 78% and reaches 0.75.
+        assert_eq!(drawn(at(0.5, 0, 0.75)), [1]);
+        // After top-k: of the two kept (0.6, 0.3), 0.6 is two thirds, and reaches 0.6.
+        assert_eq!(drawn(at(1.0, 2, 0.6)), [1]);
+        assert_eq!(drawn(at(1.0, 2, 0.7)), [1, 2]);
+    }
+
+    #[test]
+    fn a_sampling_that_cannot_be_drawn_names_its_parameter() {
+        assert!(at(0.7, 10, 0.9).check(10).is_ok());
+        let fault = |how: Sampling| how.check(10).unwrap_err().0;
+        assert_eq!(fault(at(0.0, 0, 1.0)), "temperature");
+        assert_eq!(fault(at(f32::NAN, 0, 1.0)), "temperature");
+        assert_eq!(fault(at(1.0, 11, 1.0)), "top-k");
+        assert_eq!(fault(at(1.0, 0, 0.0)), "top-p");
+        assert_eq!(fault(at(1.0, 0, 1.5)), "top-p");
+        assert_eq!(fault(at(1.0, 0, f32::NAN)), "top-p");
     }
 }

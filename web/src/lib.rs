@@ -28,7 +28,7 @@ use lstm_gpu::gpu::tune::{self, TuningCache};
 use lstm_gpu::gpu::MatmulChoice;
 use lstm_gpu::gpu::PickedAdapter;
 use lstm_gpu::model::checkpoint::Checkpoint;
-use lstm_gpu::model::predict::{sample, Predictor};
+use lstm_gpu::model::predict::{sample, Predictor, Sampling};
 use lstm_gpu::model::Params;
 use lstm_gpu::rng::SplitMix64;
 use lstm_gpu::session::{self, Session};
@@ -590,19 +590,26 @@ impl Trainer {
     }
 
     /// `count` tokens sampled after `prompt` at `temperature` (from the `top_k` most
-    /// probable; 0: all), with `seed`: the prompt and what followed, as text.
+    /// probable, 0: all; then from the fewest most probable that reach `top_p`, 1: all),
+    /// with `seed`: the prompt and what followed, as text.
     pub fn generate(
         &self,
         prompt: String,
         count: usize,
         temperature: f32,
         top_k: usize,
+        top_p: f32,
         seed: u64,
     ) -> Promise {
         with_session(&self.inner, move |s, inner| async move {
             let r = async {
-                if !(temperature > 0.0 && temperature.is_finite()) {
-                    bail!("the temperature must be a number above 0");
+                let how = Sampling {
+                    temperature,
+                    top_k,
+                    top_p,
+                };
+                if let Err((name, what)) = how.check(s.cfg.vocab_size) {
+                    bail!("the {name} {what}");
                 }
                 let (ids, _) = encode_prompt(&s, &prompt)?;
                 let mut p = fed_predictor(&s, &inner, &ids)?;
@@ -624,7 +631,7 @@ impl Trainer {
                             return Err(e);
                         }
                     };
-                    let next = sample(&probs, temperature, top_k, rng.next_f64()) as u32;
+                    let next = sample(&probs, &how, rng.next_f64()) as u32;
                     if Some(next) == vocab.eos() {
                         out.push('\n');
                         at_line_start = true;

@@ -530,9 +530,11 @@ async function predict(text, k = 10) {
   return r;
 }
 
-async function generate(prompt, count = 30, temperature = 1.0, seed = 1) {
+// Sampling as `lstm-gpu generate` does: the softmax at `temperature`, cut to the `topK` most
+// probable (0: all), then to the fewest most probable that reach `topP` (1: all).
+async function generate(prompt, count = 30, temperature = 1.0, seed = 1, topK = 0, topP = 1.0) {
   if (!S.trainer) throw new Error("make or load a model first");
-  const text = await serial(() => S.trainer.generate(prompt, count, temperature, 0, BigInt(seed)));
+  const text = await serial(() => S.trainer.generate(prompt, count, temperature, topK, topP, BigInt(seed)));
   S.generated = text;
   $("generate-out").textContent = text;
   return text;
@@ -767,7 +769,8 @@ $("predict-text").onkeydown = (e) => e.key === "Enter" && $("predict").click();
 $("score").onclick = () => quiet(api.score($("score-text").value));
 $("score-text").onkeydown = (e) => e.key === "Enter" && $("score").click();
 $("generate").onclick = () =>
-  quiet(api.generate($("generate-prompt").value, Number($("generate-count").value), Number($("generate-temperature").value)));
+  quiet(api.generate($("generate-prompt").value, Number($("generate-count").value), Number($("generate-temperature").value),
+                     1, Number($("generate-top-k").value), Number($("generate-top-p").value)));
 
 async function start() {
   draw();
