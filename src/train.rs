@@ -212,10 +212,13 @@ pub struct EpochSummary {
     pub seconds: f64,
 }
 
-/// Append-only JSON lines, flushed per record so that a crash keeps what was measured.
+/// Append-only JSON lines, flushed per record so that a crash keeps what was measured, and
+/// the same scalars in a TensorBoard event file beside them (made at the first record, so
+/// that a folder only checked gets none).
 pub struct Metrics {
     file: std::fs::File,
     path: PathBuf,
+    events: Option<crate::analysis::tensorboard::EventWriter>,
 }
 
 impl Metrics {
@@ -226,7 +229,11 @@ impl Metrics {
             .append(true)
             .open(&path)
             .with_context(|| format!("could not open {}", path.display()))?;
-        Ok(Metrics { file, path })
+        Ok(Metrics {
+            file,
+            path,
+            events: None,
+        })
     }
 
     fn write(&mut self, v: serde_json::Value) -> Result<()> {
@@ -234,7 +241,16 @@ impl Metrics {
             .and_then(|_| self.file.flush())
             .map_err(crate::model::checkpoint::explain_write_error)
             .with_context(|| format!("could not append to {}", self.path.display()))?;
-        Ok(())
+        let events = match &mut self.events {
+            Some(events) => events,
+            None => {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                let events = crate::analysis::tensorboard::EventWriter::create(dir)?;
+                log::info!("TensorBoard events: {}", events.path().display());
+                self.events.insert(events)
+            }
+        };
+        events.metrics_record(&v)
     }
 }
 

@@ -337,6 +337,71 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
     }
 }
 
+/// TensorBoard itself (its event reader, which checks every record's CRCs) reads from a
+/// training run's folder the scalars `metrics.jsonl` holds, at the same global steps: a run
+/// stopped by `--max-steps` and resumed, so two event files, one per sitting.
+#[test]
+fn tensorboard_reads_a_runs_scalars_as_metrics_jsonl_holds_them() {
+    use lstm_gpu::analysis::tensorboard::scalars_of;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut c = lstm_gpu();
+        c.arg("train")
+            .arg("--data")
+            .arg(tiny_corpus())
+            .arg("--run-dir")
+            .arg(&run)
+            .args([
+                "--vocab-size",
+                "60",
+                "--embedding-size",
+                "8",
+                "--hidden",
+                "8,6",
+            ])
+            .args(["--batch-size", "2", "--num-steps", "5", "--max-epoch", "3"])
+            .args(["--no-progress", "--log-every", "4"])
+            .args(extra);
+        succeed(&mut c);
+    };
+    train(&["--max-steps", "25"]);
+    train(&["--resume", run.join("last.safetensors").to_str().unwrap()]);
+    let mut expected: std::collections::BTreeMap<String, Vec<(u64, f32)>> = Default::default();
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    for line in metrics.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (step, scalars) = scalars_of(&record).unwrap();
+        for (tag, value) in scalars {
+            expected
+                .entry(tag.to_string())
+                .or_default()
+                .push((step, value));
+        }
+    }
+    let read = numpy("tensorboard_scalars.py", &[run.clone().into()]);
+    assert_eq!(read["files"], 2, "one event file per sitting: {read}");
+    let theirs: std::collections::BTreeMap<String, Vec<(u64, f64)>> =
+        serde_json::from_value(read["tags"].clone()).unwrap();
+    let theirs: std::collections::BTreeMap<String, Vec<(u64, f32)>> = theirs
+        .into_iter()
+        .map(|(tag, points)| {
+            (
+                tag,
+                points.into_iter().map(|(s, v)| (s, v as f32)).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(theirs, expected);
+    // What a user looks for is there: every epoch's validation perplexity and the stop's,
+    // the test's, the running training perplexity at every log point of both sittings.
+    assert_eq!(theirs["perplexity/valid"].len(), 4, "{theirs:?}");
+    assert_eq!(theirs["perplexity/test"].len(), 1);
+    assert!(theirs["perplexity/train"].iter().any(|&(s, _)| s < 25));
+    assert!(theirs["perplexity/train"].iter().any(|&(s, _)| s > 25));
+    assert!(theirs.contains_key("speed/words_per_second") && theirs.contains_key("learning_rate"));
+}
+
 /// `python/lstm_gpu_torch.py`'s sampler draws what the program's draws
 /// (`predict::sample`) from the same distribution and generator: temperature, top-k and
 /// top-p (nucleus) together, on random distributions, with ties and zeros among them.
@@ -863,7 +928,7 @@ fn python_with(args: &[std::ffi::OsString]) -> serde_json::Value {
         });
     assert!(
         py.status.success(),
-        "{:?} failed (python3 -m pip install numpy safetensors): {}",
+        "{:?} failed (python3 -m pip install numpy safetensors tensorboard): {}",
         args.first(),
         String::from_utf8_lossy(&py.stderr)
     );

@@ -1,4 +1,5 @@
-//! Analysis that needs no GPU: learning curves from a run's `metrics.jsonl` ([`plot`]) and
+//! Analysis that needs no GPU: learning curves from a run's `metrics.jsonl` ([`plot`]), the
+//! same scalars as TensorBoard event files while a run trains ([`tensorboard`]), and
 //! the learned word embeddings of a checkpoint, as nearest neighbours and as a t-SNE map
 //! ([`embeddings`]).
 //!
@@ -9,6 +10,7 @@
 
 pub mod embeddings;
 pub mod plot;
+pub mod tensorboard;
 
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
