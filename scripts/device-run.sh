@@ -80,9 +80,10 @@ case "$what" in
     resume=()
     [ -f "$run/last.safetensors" ] && resume=(--resume "$run/last.safetensors")
     timeout "${PRESET_SECONDS:-${MEDIUM_SECONDS:-540}}" .devrun/lstm-gpu train --preset "$what" \
-      --adapter "${ADAPTER:-discrete}" --data .devrun/ptb --run-dir "$run" --no-progress --checkpoint-every 2000 \
+      --adapter "${ADAPTER:-discrete}" --data .devrun/ptb --run-dir "$run" --no-progress --checkpoint-every 2000 --keep-checkpoints 2 \
       "${resume[@]}" "$@" 2>&1 | tail -n 60 | tee -a "$OUT/$what.log"
     cp "$run/metrics.jsonl" "$OUT/$what-metrics.jsonl" 2>/dev/null
+    mkdir -p "$OUT/$what-tensorboard" && cp "$run"/events.out.tfevents.* "$OUT/$what-tensorboard/" 2>/dev/null
     .devrun/lstm-gpu plot "$run" --out "$OUT/$what-curve.png" 2>&1 | tail -n 1
     # A finished run's test perplexity a second time, in PyTorch (cuDNN) from the same
     # checkpoint (python/lstm_gpu_torch.py; the device's python3 has PyTorch).
