@@ -66,8 +66,18 @@ enum Command {
         #[arg(required = true)]
         metrics: Vec<PathBuf>,
         /// Output image, .svg or .png.
-        #[arg(long)]
+        #[arg(long, short = 'o')]
         out: PathBuf,
+    },
+    /// What a checkpoint or a run folder holds, without a GPU: the model, its training
+    /// configuration (and preset), where training stood, the best epoch; a run's epochs,
+    /// test perplexity and checkpoints.
+    Info {
+        /// A checkpoint (.safetensors) or a run folder.
+        path: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Time every kernel of a training step and the step as a whole.
     Profile(ProfileArgs),
@@ -583,6 +593,28 @@ fn run(cli: Cli) -> Result<()> {
                     lstm_gpu::analysis::embeddings::map(&ck, &out, words, true)
                         .context("--words / --out")?;
                     println!("map of {words} words written to {}", out.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Info { path, json } => {
+            use lstm_gpu::analysis::info::{CheckpointInfo, RunInfo};
+            if !path.exists() {
+                return Err(usage(format!("{} does not exist", path.display())));
+            }
+            if path.is_dir() {
+                let info = RunInfo::read(&path)?;
+                if json {
+                    println!("{}", info.json());
+                } else {
+                    print!("{}", info.text());
+                }
+            } else {
+                let info = CheckpointInfo::read(&path)?;
+                if json {
+                    println!("{}", info.json());
+                } else {
+                    print!("{}", info.text());
                 }
             }
             Ok(())

@@ -250,7 +250,11 @@ fn train_keeps_the_best_epoch_and_only_the_newest_checkpoints_asked_for() {
         .into_iter()
         .partition(|f| f.starts_with("events.out.tfevents."));
     assert_eq!(files, expected);
-    assert_eq!(events.len(), 1, "the TensorBoard events of the run: {events:?}");
+    assert_eq!(
+        events.len(),
+        1,
+        "the TensorBoard events of the run: {events:?}"
+    );
     assert_eq!(params_of(&few.join("best.safetensors")).params, best.params);
 
     // Stopped after epoch 1 and resumed into another folder: the best epoch so far comes
@@ -283,6 +287,123 @@ fn train_keeps_the_best_epoch_and_only_the_newest_checkpoints_asked_for() {
     );
     let o = run(tiny_train(&dir.path().join("none")).args(["--keep-checkpoints", "0"]));
     assert_one_line_error(&o, 2, "--keep-checkpoints must be at least 1");
+}
+
+#[test]
+fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let o = run(tiny_train_epochs(&run_dir, "3").args([
+        "--learning-rate",
+        "3",
+        "--checkpoint-every",
+        "7",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = |path: &Path, json: bool| {
+        let mut c = bin();
+        c.arg("info").arg(path);
+        if json {
+            c.arg("--json");
+        }
+        let o = run(&mut c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let metrics: Vec<serde_json::Value> = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let valid: Vec<f64> = metrics
+        .iter()
+        .filter(|r| r["kind"] == "epoch")
+        .map(|r| r["valid_perplexity"].as_f64().unwrap())
+        .collect();
+    let test = metrics.iter().find(|r| r["kind"] == "test").unwrap()["test_perplexity"]
+        .as_f64()
+        .unwrap();
+    let lowest = (0..valid.len())
+        .min_by(|&a, &b| valid[a].total_cmp(&valid[b]))
+        .unwrap();
+
+    // The run folder: a row per epoch, the lowest validation perplexity starred.
+    let text = info(&run_dir, false);
+    for (i, v) in valid.iter().enumerate() {
+        let row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{} ", i + 1)))
+            .unwrap_or_else(|| panic!("no row for epoch {}: {text}", i + 1));
+        assert!(row.contains(&format!("{v:.3}")), "{row}");
+        assert_eq!(row.contains('*'), i == lowest, "{row}");
+    }
+    assert!(
+        text.contains(&format!("test perplexity {test:.3} (batches of 1x1)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("best.safetensors (end of epoch")
+            && text.contains("step-7.safetensors (in epoch 1, step 7)"),
+        "{text}"
+    );
+    assert!(text.contains("1 event file"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&info(&run_dir, true)).unwrap();
+    assert_eq!(json["epochs"].as_array().unwrap().len(), valid.len());
+    assert_eq!(json["best_epoch"], serde_json::json!((lowest + 1) as f64));
+    assert_eq!(json["test_perplexity"].as_f64(), Some(test));
+
+    // A checkpoint: verified, its model, where training stood, its best epoch.
+    let best = run_dir.join("best.safetensors");
+    let ck = params_of(&best);
+    let text = info(&best, false);
+    assert!(text.contains("checksum verified"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{} parameters: embedding 8, LSTM 8 x 6, vocabulary 60 words",
+            ck.config.num_params()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} of 3 epochs done", lowest + 1)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "best        epoch {}, valid perplexity {:.3}",
+            lowest + 1,
+            valid[lowest]
+        )),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&info(&best, true)).unwrap();
+    assert_eq!(json["parameters"], ck.config.num_params());
+    assert_eq!(json["position"]["global_step"], ck.position.global_step);
+    assert_eq!(json["mid_epoch"], false);
+    assert_eq!(json["preset"], serde_json::Value::Null);
+    let text = info(&run_dir.join("step-7.safetensors"), false);
+    assert!(
+        text.contains("in epoch 1 of 3, after 7 of its batches (carries the LSTM state)"),
+        "{text}"
+    );
+
+    // Bad paths: one line each.
+    let o = run(bin().arg("info").arg(dir.path().join("none")));
+    assert_one_line_error(&o, 2, "does not exist");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_one_line_error(
+        &run(bin().arg("info").arg(&empty)),
+        1,
+        "is not a run folder",
+    );
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    assert_one_line_error(
+        &run(bin().arg("info").arg(&junk)),
+        1,
+        "not a valid safetensors file",
+    );
 }
 
 #[test]

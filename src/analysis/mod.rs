@@ -9,6 +9,7 @@
 //! `fonts-dejavu-core`) or another common sans-serif font where the system keeps it.
 
 pub mod embeddings;
+pub mod info;
 pub mod plot;
 pub mod tensorboard;
 

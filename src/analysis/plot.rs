@@ -59,9 +59,15 @@ enum Record {
         train_perplexity: Option<f64>,
         valid_perplexity: Option<f64>,
         words_per_second: Option<f64>,
+        learning_rate: Option<f64>,
+        seconds: Option<f64>,
     },
-    /// The test perplexity after the last epoch.
-    Test { test_perplexity: Option<f64> },
+    /// The test perplexity after the last epoch, and the test pass's shape.
+    Test {
+        test_perplexity: Option<f64>,
+        batch_size: Option<u64>,
+        num_steps: Option<u64>,
+    },
     /// A run stopped by `--max-steps`, with the validation perplexity where it stopped.
     Stop {
         /// Absent in hand-made files: the stop is then drawn at the last step logged.
@@ -74,12 +80,14 @@ enum Record {
 
 /// One end of an epoch.
 #[derive(Debug)]
-struct EpochPoint {
-    epoch: f64,
-    global_step: f64,
-    train_perplexity: Option<f64>,
-    valid_perplexity: Option<f64>,
-    words_per_second: Option<f64>,
+pub(crate) struct EpochPoint {
+    pub(crate) epoch: f64,
+    pub(crate) global_step: f64,
+    pub(crate) train_perplexity: Option<f64>,
+    pub(crate) valid_perplexity: Option<f64>,
+    pub(crate) words_per_second: Option<f64>,
+    pub(crate) learning_rate: Option<f64>,
+    pub(crate) seconds: Option<f64>,
 }
 
 /// One log point inside an epoch.
@@ -90,22 +98,24 @@ struct LogPoint {
     words_per_second: Option<f64>,
 }
 
-/// What one `metrics.jsonl` holds that is worth drawing.
+/// What one `metrics.jsonl` holds that is worth drawing (and that `lstm-gpu info` tells).
 #[derive(Debug)]
-struct Run {
+pub(crate) struct Run {
     /// The run folder's name.
     label: String,
-    epochs: Vec<EpochPoint>,
+    pub(crate) epochs: Vec<EpochPoint>,
     log_points: Vec<LogPoint>,
-    test_perplexity: Option<f64>,
+    pub(crate) test_perplexity: Option<f64>,
+    /// The test pass's batch size and time steps, where recorded.
+    pub(crate) test_shape: Option<(u64, u64)>,
     /// The step a run stopped by `--max-steps` stopped at (when recorded), and its
     /// validation perplexity there.
-    stop: Option<(Option<f64>, Option<f64>)>,
+    pub(crate) stop: Option<(Option<f64>, Option<f64>)>,
 }
 
 impl Run {
     /// Read `path`, or the `metrics.jsonl` inside it when it is a folder.
-    fn read(path: &Path) -> Result<Run> {
+    pub(crate) fn read(path: &Path) -> Result<Run> {
         let path = if path.is_dir() {
             path.join(METRICS_FILE)
         } else {
@@ -126,6 +136,7 @@ impl Run {
             epochs: Vec::new(),
             log_points: Vec::new(),
             test_perplexity: None,
+            test_shape: None,
             stop: None,
         };
         let mut records = 0;
@@ -161,6 +172,8 @@ impl Run {
                     train_perplexity,
                     valid_perplexity,
                     words_per_second,
+                    learning_rate,
+                    seconds,
                 } => {
                     let global_step = global_step as f64;
                     run.continue_at(global_step, true);
@@ -170,9 +183,18 @@ impl Run {
                         train_perplexity,
                         valid_perplexity,
                         words_per_second,
+                        learning_rate,
+                        seconds,
                     })
                 }
-                Record::Test { test_perplexity } => run.test_perplexity = test_perplexity,
+                Record::Test {
+                    test_perplexity,
+                    batch_size,
+                    num_steps,
+                } => {
+                    run.test_perplexity = test_perplexity;
+                    run.test_shape = batch_size.zip(num_steps);
+                }
                 Record::Stop {
                     global_step,
                     valid_perplexity,

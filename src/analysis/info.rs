@@ -1,0 +1,469 @@
+//! `lstm-gpu info`: what a checkpoint or a run folder holds, without a GPU. A checkpoint:
+//! its model, its training configuration (and the preset it is, where it is one), where
+//! training stood, its best epoch, its size and whether its checksum holds. A run folder:
+//! its epochs as `metrics.jsonl` recorded them (the best marked), the test perplexity, its
+//! checkpoints and TensorBoard files.
+
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+use crate::analysis::plot::{Run, METRICS_FILE};
+use crate::config::{Config, Precision, Preset};
+use crate::model::checkpoint::{Checkpoint, Position};
+
+/// A checkpoint file, read whole (so that its checksum is verified).
+pub struct CheckpointInfo {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub checkpoint: Checkpoint,
+}
+
+impl CheckpointInfo {
+    pub fn read(path: &Path) -> Result<CheckpointInfo> {
+        let checkpoint = Checkpoint::load(path)?;
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Ok(CheckpointInfo {
+            path: path.to_path_buf(),
+            bytes,
+            checkpoint,
+        })
+    }
+
+    /// As `lstm-gpu info` prints it: one labelled line per aspect.
+    pub fn text(&self) -> String {
+        let (cfg, pos) = (&self.checkpoint.config, &self.checkpoint.position);
+        let mut lines = vec![
+            (
+                "checkpoint",
+                format!(
+                    "{} ({}, {}, checksum verified)",
+                    self.path.display(),
+                    crate::model::checkpoint::FORMAT,
+                    megabytes(self.bytes)
+                ),
+            ),
+            ("model", model_line(cfg)),
+            ("training", training_line(cfg)),
+            (
+                "position",
+                position_line(cfg, pos, self.checkpoint.state.is_some()),
+            ),
+        ];
+        if let Some(b) = pos.best {
+            lines.push((
+                "best",
+                format!(
+                    "epoch {}, valid perplexity {:.3}",
+                    b.epoch, b.valid_perplexity
+                ),
+            ));
+        }
+        if let Some(ls) = pos.loss_scale {
+            lines.push((
+                "loss scale",
+                format!("{} ({} overflowed steps skipped)", ls.scale, ls.overflows),
+            ));
+        }
+        labelled(&lines)
+    }
+
+    pub fn json(&self) -> Value {
+        let ck = &self.checkpoint;
+        json!({
+            "path": self.path,
+            "bytes": self.bytes,
+            "format": crate::model::checkpoint::FORMAT,
+            "parameters": ck.config.num_params(),
+            "preset": preset_of(&ck.config).map(preset_name),
+            "config": ck.config,
+            "position": ck.position,
+            "mid_epoch": ck.state.is_some(),
+            "vocabulary": ck.vocab.len(),
+        })
+    }
+}
+
+/// A run folder: its metrics and its checkpoints.
+pub struct RunInfo {
+    pub dir: PathBuf,
+    run: Option<Run>,
+    /// Checkpoint files by name, with their size and the position in their header (`None`
+    /// where the header cannot be read).
+    checkpoints: Vec<(String, u64, Option<Position>)>,
+    event_files: usize,
+    changed_shaders: Vec<String>,
+}
+
+impl RunInfo {
+    pub fn read(dir: &Path) -> Result<RunInfo> {
+        let metrics = dir.join(METRICS_FILE);
+        let run = if metrics.is_file() {
+            Some(Run::read(&metrics)?)
+        } else {
+            None
+        };
+        let mut checkpoints = Vec::new();
+        let mut event_files = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".safetensors") && !name.starts_with('.') {
+                let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                let position = Checkpoint::read_position(&entry.path()).ok();
+                checkpoints.push((name, bytes, position));
+            } else if name.contains("tfevents") {
+                event_files += 1;
+            }
+        }
+        // best and last first, then the numbered ones in order.
+        checkpoints.sort_by_key(|(name, _, pos)| {
+            let rank = match name.as_str() {
+                "best.safetensors" => 0,
+                "last.safetensors" => 1,
+                _ => 2,
+            };
+            (
+                rank,
+                pos.as_ref().map_or(0, |p| p.global_step),
+                name.clone(),
+            )
+        });
+        let changed_shaders = std::fs::read_dir(dir.join("shaders"))
+            .map(|d| {
+                let mut names: Vec<String> = d
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                names
+            })
+            .unwrap_or_default();
+        if run.is_none() && checkpoints.is_empty() {
+            bail!(
+                "{} is not a run folder: it has no {METRICS_FILE} and no checkpoints",
+                dir.display()
+            );
+        }
+        Ok(RunInfo {
+            dir: dir.to_path_buf(),
+            run,
+            checkpoints,
+            event_files,
+            changed_shaders,
+        })
+    }
+
+    /// The epoch whose validation perplexity is the lowest the metrics recorded.
+    fn best_epoch(&self) -> Option<f64> {
+        let epochs = &self.run.as_ref()?.epochs;
+        epochs
+            .iter()
+            .filter_map(|e| Some((e.epoch, e.valid_perplexity?)))
+            .filter(|(_, v)| v.is_finite())
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(epoch, _)| epoch)
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = format!("run {}\n", self.dir.display());
+        match &self.run {
+            Some(run) if !run.epochs.is_empty() => {
+                let best = self.best_epoch();
+                let rows: Vec<[String; 6]> = run
+                    .epochs
+                    .iter()
+                    .map(|e| {
+                        let marked = |v: Option<f64>| match v {
+                            Some(v) if Some(e.epoch) == best => format!("{v:.3} *"),
+                            Some(v) => format!("{v:.3}"),
+                            None => "-".into(),
+                        };
+                        [
+                            format!("{}", e.epoch),
+                            e.learning_rate.map_or("-".into(), |l| format!("{l:.4}")),
+                            e.train_perplexity.map_or("-".into(), |v| format!("{v:.3}")),
+                            marked(e.valid_perplexity),
+                            e.words_per_second.map_or("-".into(), |w| format!("{w:.0}")),
+                            e.seconds.map_or("-".into(), crate::train::span),
+                        ]
+                    })
+                    .collect();
+                out += &table(
+                    &[
+                        "epoch",
+                        "learning rate",
+                        "train",
+                        "valid",
+                        "words/s",
+                        "time",
+                    ],
+                    &rows,
+                );
+                if best.is_some() {
+                    out += "  * the lowest validation perplexity\n";
+                }
+            }
+            Some(_) => out += "  no epoch finished yet\n",
+            None => out += &format!("  no {METRICS_FILE}\n"),
+        }
+        if let Some(run) = &self.run {
+            if let Some(t) = run.test_perplexity {
+                let shape = run
+                    .test_shape
+                    .map_or(String::new(), |(b, s)| format!(" (batches of {b}x{s})"));
+                out += &format!("test perplexity {t:.3}{shape}\n");
+            }
+            if let Some((step, valid)) = run.stop {
+                let at = step.map_or(String::new(), |s| format!(" at global step {s}"));
+                let valid = valid.map_or(String::new(), |v| format!(", valid perplexity {v:.3}"));
+                out += &format!("stopped by --max-steps{at}{valid}\n");
+            }
+        }
+        let mut lines = Vec::new();
+        if !self.checkpoints.is_empty() {
+            let total: u64 = self.checkpoints.iter().map(|c| c.1).sum();
+            let listed: Vec<String> = self
+                .checkpoints
+                .iter()
+                .map(|(name, _, pos)| match pos {
+                    Some(p) => format!("{name} ({})", where_line(p)),
+                    None => format!("{name} (unreadable)"),
+                })
+                .collect();
+            let files = match listed.len() {
+                1 => "1 file".to_string(),
+                n => format!("{n} files"),
+            };
+            lines.push((
+                "checkpoints",
+                format!("{} ({files}, {})", listed.join(", "), megabytes(total)),
+            ));
+        }
+        if self.event_files > 0 {
+            lines.push((
+                "tensorboard",
+                format!(
+                    "{} event file{} (tensorboard --logdir {})",
+                    self.event_files,
+                    if self.event_files == 1 { "" } else { "s" },
+                    self.dir.display()
+                ),
+            ));
+        }
+        if !self.changed_shaders.is_empty() {
+            lines.push((
+                "kernels",
+                format!("changed: {}", self.changed_shaders.join(", ")),
+            ));
+        }
+        out + &labelled(&lines)
+    }
+
+    pub fn json(&self) -> Value {
+        let epochs: Vec<Value> = self
+            .run
+            .iter()
+            .flat_map(|r| &r.epochs)
+            .map(|e| {
+                json!({"epoch": e.epoch, "learning_rate": e.learning_rate, "train_perplexity": e.train_perplexity,
+                       "valid_perplexity": e.valid_perplexity, "words_per_second": e.words_per_second,
+                       "seconds": e.seconds})
+            })
+            .collect();
+        let checkpoints: Vec<Value> = self
+            .checkpoints
+            .iter()
+            .map(|(name, bytes, pos)| json!({"name": name, "bytes": bytes, "position": pos}))
+            .collect();
+        json!({
+            "dir": self.dir,
+            "epochs": epochs,
+            "best_epoch": self.best_epoch(),
+            "test_perplexity": self.run.as_ref().and_then(|r| r.test_perplexity),
+            "checkpoints": checkpoints,
+            "event_files": self.event_files,
+            "changed_shaders": self.changed_shaders,
+        })
+    }
+}
+
+/// The preset `cfg` is, where it is one exactly (its precision aside).
+pub fn preset_of(cfg: &Config) -> Option<Preset> {
+    [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large]
+        .into_iter()
+        .find(|&p| {
+            let preset = Config {
+                precision: cfg.precision,
+                ..Config::preset(p)
+            };
+            preset == *cfg
+        })
+}
+
+fn preset_name(p: Preset) -> &'static str {
+    match p {
+        Preset::Seed => "seed",
+        Preset::Small => "small",
+        Preset::Medium => "medium",
+        Preset::Large => "large",
+    }
+}
+
+fn model_line(cfg: &Config) -> String {
+    let layers: Vec<String> = cfg.hidden.iter().map(|h| h.to_string()).collect();
+    let preset = preset_of(cfg).map_or(String::new(), |p| {
+        format!("; the {} preset", preset_name(p))
+    });
+    format!(
+        "{} parameters: embedding {}, LSTM {}, vocabulary {} {}, softmax {}{preset}",
+        cfg.num_params(),
+        cfg.embedding_size,
+        layers.join(" x "),
+        cfg.vocab_size,
+        match cfg.tokens {
+            crate::data::Tokens::Chars => "characters",
+            _ => "words",
+        },
+        if cfg.tie_weights {
+            "tied to the embedding"
+        } else {
+            "untied"
+        }
+    )
+}
+
+fn training_line(cfg: &Config) -> String {
+    let first_decayed = (0..cfg.max_epoch).find(|&e| cfg.lr_for_epoch(e) != cfg.learning_rate);
+    let schedule = match first_decayed {
+        Some(e) => format!("x{} an epoch from epoch {}", cfg.decay, e + 1),
+        None => "constant".into(),
+    };
+    format!(
+        "batch {} x {} steps, {} epochs, SGD at {} ({schedule}), clip {}, keep_prob {}, init ±{}, forget bias {}, {}",
+        cfg.batch_size,
+        cfg.num_steps,
+        cfg.max_epoch,
+        cfg.learning_rate,
+        cfg.max_grad_norm,
+        cfg.keep_prob,
+        cfg.init_scale,
+        cfg.forget_bias,
+        match cfg.precision {
+            Precision::F32 => "f32",
+            Precision::Mixed => "mixed precision",
+        }
+    )
+}
+
+fn position_line(cfg: &Config, pos: &Position, mid_epoch: bool) -> String {
+    let place = if pos.epoch >= cfg.max_epoch {
+        format!("trained to the end ({} epochs)", cfg.max_epoch)
+    } else if mid_epoch || pos.step_in_epoch > 0 {
+        format!(
+            "in epoch {} of {}, after {} of its batches (carries the LSTM state)",
+            pos.epoch + 1,
+            cfg.max_epoch,
+            pos.step_in_epoch
+        )
+    } else {
+        format!("{} of {} epochs done", pos.epoch, cfg.max_epoch)
+    };
+    let skipped = if pos.skipped_steps > 0 {
+        format!(", {} steps skipped", pos.skipped_steps)
+    } else {
+        String::new()
+    };
+    format!(
+        "{place}; global step {}, learning rate {}, seed {}, {} of training{skipped}",
+        pos.global_step,
+        pos.learning_rate,
+        pos.seed,
+        crate::train::span(pos.train_seconds)
+    )
+}
+
+/// A checkpoint's place in a run, shortly.
+fn where_line(pos: &Position) -> String {
+    if pos.step_in_epoch > 0 {
+        format!("in epoch {}, step {}", pos.epoch + 1, pos.global_step)
+    } else if pos.epoch == 0 {
+        "initial".to_string()
+    } else {
+        format!("end of epoch {}, step {}", pos.epoch, pos.global_step)
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    if bytes < 1_000_000 {
+        format!("{:.0} KB", bytes as f64 / 1e3)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
+}
+
+/// `label  value` lines, the values aligned.
+fn labelled(lines: &[(&str, String)]) -> String {
+    let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    lines
+        .iter()
+        .map(|(label, value)| format!("{label:width$}  {value}\n"))
+        .collect()
+}
+
+/// A table with a header row, columns left-aligned.
+fn table(header: &[&str], rows: &[[String; 6]]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        format!("  {}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out += &line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preset_is_named_only_where_the_config_is_it() {
+        for p in [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large] {
+            assert_eq!(preset_of(&Config::preset(p)), Some(p));
+            let mixed = Config {
+                precision: Precision::Mixed,
+                ..Config::preset(p)
+            };
+            assert_eq!(preset_of(&mixed), Some(p));
+            let longer = Config {
+                max_epoch: Config::preset(p).max_epoch + 1,
+                ..Config::preset(p)
+            };
+            assert_eq!(preset_of(&longer), None);
+        }
+    }
+
+    #[test]
+    fn the_schedule_says_from_which_epoch_the_rate_decays() {
+        // The medium preset: x0.8 from the 7th epoch, as the tutorial's MediumConfig.
+        let line = training_line(&Config::preset(Preset::Medium));
+        assert!(line.contains("x0.8 an epoch from epoch 7"), "{line}");
+        let constant = Config {
+            decay: 1.0,
+            ..Config::preset(Preset::Seed)
+        };
+        assert!(training_line(&constant).contains("(constant)"));
+    }
+}
