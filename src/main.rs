@@ -282,6 +282,11 @@ struct TrainArgs {
     /// perplexity) and `last.safetensors` always stay [default: keep every one].
     #[arg(long, value_name = "N")]
     keep_checkpoints: Option<usize>,
+    /// Stop early once N epochs in a row ended without a lower validation perplexity than
+    /// the best so far (Keras' EarlyStopping); the test pass still runs, on the weights the
+    /// run ended with, and `best.safetensors` holds the best epoch [default: never].
+    #[arg(long, value_name = "N")]
+    patience: Option<usize>,
     /// Continue exactly where a checkpoint stopped.
     #[arg(long, conflicts_with = "init")]
     resume: Option<PathBuf>,
@@ -943,6 +948,11 @@ fn train_command(args: TrainArgs) -> Result<()> {
             "--log-every and --checkpoint-every must be at least 1",
         ));
     }
+    if args.patience == Some(0) {
+        return Err(usage(
+            "--patience must be at least 1 (epochs without a better validation perplexity)",
+        ));
+    }
     if args.keep_checkpoints == Some(0) {
         return Err(usage(
             "--keep-checkpoints must be at least 1 (best.safetensors and last.safetensors are always kept besides)",
@@ -1006,6 +1016,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
         run_dir: run_dir.clone(),
         checkpoint_every: args.checkpoint_every,
         keep_checkpoints: args.keep_checkpoints,
+        patience: args.patience,
         resume: args.resume,
         init: args.init,
         progress: !args.no_progress,
@@ -1029,7 +1040,17 @@ fn train_command(args: TrainArgs) -> Result<()> {
     }
     if let Some(p) = summary.last_checkpoint {
         println!("checkpoint: {}", p.display());
-        if summary.test_perplexity.is_some() {
+        if let Some(done) = summary.stopped_early {
+            // --patience ended it: going on means without it.
+            println!(
+                "stopped early after epoch {done} of {epochs} (--patience): best.safetensors holds the best epoch, `lstm-gpu eval --split test` scores it"
+            );
+            let flags = train::flags_to_repeat(&train_flags, &["--max-steps", "--patience"]);
+            println!(
+                "train on anyway with: {}",
+                train::resume_command(&p, &run_dir, &flags)
+            );
+        } else if summary.test_perplexity.is_some() {
             // Every epoch trained: going on means another one.
             let mut flags = train::flags_to_repeat(&train_flags, &["--max-steps", "--max-epoch"]);
             flags.extend(["--max-epoch".to_string(), (epochs + 1).to_string()]);

@@ -40,6 +40,10 @@ pub struct TrainOptions {
     /// Keep only the newest this many `epoch-N` and `step-N` checkpoints (each kind apart;
     /// `best` and `last` always stay). `None`: keep them all.
     pub keep_checkpoints: Option<usize>,
+    /// Stop early once this many epochs in a row ended without a lower validation
+    /// perplexity than the best so far (Keras' `EarlyStopping(patience=N)`); the test pass
+    /// then runs on the weights the run ended with, as at any end.
+    pub patience: Option<usize>,
     /// Continue from a checkpoint.
     pub resume: Option<PathBuf>,
     /// Start from these weights.
@@ -197,6 +201,8 @@ pub struct TrainSummary {
     /// `best.safetensors` and its epoch, where an epoch of the run (this sitting or an
     /// earlier one) ended with a finite validation perplexity.
     pub best: Option<(PathBuf, BestEpoch)>,
+    /// `--patience` ended the run after this epoch (counted from 1).
+    pub stopped_early: Option<usize>,
     pub global_step: u64,
     /// Steps skipped for a non-finite loss or gradient norm since the very start.
     pub skipped_steps: u64,
@@ -559,7 +565,10 @@ impl<'a> Run<'a> {
 
     /// Every epoch left, then the test pass; or up to `--max-steps`.
     fn epochs(&mut self) -> Result<()> {
-        while self.pos.epoch < self.cfg.max_epoch && !self.stopped {
+        while self.pos.epoch < self.cfg.max_epoch
+            && !self.stopped
+            && self.summary.stopped_early.is_none()
+        {
             if self.pos.global_step >= self.stop_at && self.pos.step_in_epoch == 0 {
                 // `--max-steps` ended exactly at the end of an epoch.
                 self.stopped = true;
@@ -577,7 +586,8 @@ impl<'a> Run<'a> {
             }
             self.end_epoch(t0, first)?;
         }
-        if self.pos.epoch >= self.cfg.max_epoch && !self.stopped {
+        let finished = self.pos.epoch >= self.cfg.max_epoch || self.summary.stopped_early.is_some();
+        if finished && !self.stopped {
             self.test()?;
         }
         Ok(())
@@ -1009,6 +1019,27 @@ impl<'a> Run<'a> {
             self.summary.best = Some((kept, b));
         }
         self.prune("epoch", epoch as u64 + 1);
+        self.check_patience(epoch + 1)
+    }
+
+    /// `--patience N`: after epoch `done` (counted from 1), end the run where the best
+    /// epoch is N or more epochs back (and epochs are left to train).
+    fn check_patience(&mut self, done: usize) -> Result<()> {
+        let (Some(patience), Some(best)) = (self.opts.patience, self.pos.best) else {
+            return Ok(());
+        };
+        let since = done.saturating_sub(best.epoch);
+        if since < patience || done >= self.cfg.max_epoch {
+            return Ok(());
+        }
+        log::info!(
+            "stopping early after epoch {done}: no lower validation perplexity for {since} epochs (--patience {patience}); the best is epoch {}'s {:.3}",
+            best.epoch,
+            best.valid_perplexity
+        );
+        self.metrics.write(json!({"kind": "early_stop", "epoch": done, "global_step": self.pos.global_step,
+            "patience": patience, "best_epoch": best.epoch, "best_valid_perplexity": best.valid_perplexity}))?;
+        self.summary.stopped_early = Some(done);
         Ok(())
     }
 

@@ -279,6 +279,58 @@ fn train_keeps_the_best_epoch_and_only_the_newest_checkpoints_asked_for() {
         best.params
     );
 
+    // --patience 2: the run ends after the first epoch two epochs past its best, with the
+    // parameters the uninterrupted run had there, and still runs its test pass.
+    let mut best_so_far = (0, f64::INFINITY);
+    let stop = epochs.iter().find_map(|&(epoch, valid, _)| {
+        if valid < best_so_far.1 {
+            best_so_far = (epoch, valid);
+        }
+        (epoch - best_so_far.0 >= 2 && epoch < 4).then_some(epoch)
+    });
+    let stop = stop.expect("the test's premise: two epochs without a better one before the last");
+    let early = dir.path().join("early");
+    let o = train(&early, &["--patience", "2"]);
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(early.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds = |k: &str| records.iter().filter(|r| r["kind"] == k).count();
+    assert_eq!(kinds("epoch") as u64, stop);
+    assert_eq!((kinds("early_stop"), kinds("test")), (1, 1));
+    let stopped = records.iter().find(|r| r["kind"] == "early_stop").unwrap();
+    assert_eq!(
+        stopped["best_epoch"].as_u64(),
+        Some(best_so_far.0),
+        "{stopped}"
+    );
+    assert_eq!(
+        params_of(&early.join("last.safetensors")).params,
+        params_of(&all.join(format!("epoch-{stop}.safetensors"))).params
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let resume = out
+        .lines()
+        .find(|l| l.starts_with("train on anyway with: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        out.contains(&format!("stopped early after epoch {stop} of 4")),
+        "{out}"
+    );
+    assert!(
+        !resume.contains("--patience") && resume.contains("--resume"),
+        "{resume}"
+    );
+    let o = run(bin().arg("info").arg(&early));
+    let told = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        told.contains(&format!("stopped early after epoch {stop} (--patience 2)")),
+        "{told}"
+    );
+    let o = run(tiny_train(&dir.path().join("none")).args(["--patience", "0"]));
+    assert_one_line_error(&o, 2, "--patience must be at least 1");
+
     // A run folder where a checkpoint is asked for names the checkpoints in it.
     let o = run(bin().args(["eval", "--checkpoint"]).arg(&few));
     assert_one_line_error(&o, 2, "is a run folder; give one of its checkpoints");

@@ -219,6 +219,9 @@ impl RunInfo {
                 let valid = valid.map_or(String::new(), |v| format!(", valid perplexity {v:.3}"));
                 out += &format!("stopped by --max-steps{at}{valid}\n");
             }
+            if let Some((epoch, patience)) = run.early_stop {
+                out += &format!("stopped early after epoch {epoch} (--patience {patience})\n");
+            }
         }
         let mut lines = Vec::new();
         if !self.checkpoints.is_empty() {

@@ -74,6 +74,9 @@ enum Record {
         global_step: Option<u64>,
         valid_perplexity: Option<f64>,
     },
+    /// `--patience` ended the run after this epoch.
+    #[serde(rename = "early_stop")]
+    EarlyStop { epoch: u64, patience: u64 },
     #[serde(other)]
     Other,
 }
@@ -111,6 +114,8 @@ pub(crate) struct Run {
     /// The step a run stopped by `--max-steps` stopped at (when recorded), and its
     /// validation perplexity there.
     pub(crate) stop: Option<(Option<f64>, Option<f64>)>,
+    /// The epoch after which `--patience` ended the run, and the patience.
+    pub(crate) early_stop: Option<(u64, u64)>,
 }
 
 impl Run {
@@ -138,6 +143,7 @@ impl Run {
             test_perplexity: None,
             test_shape: None,
             stop: None,
+            early_stop: None,
         };
         let mut records = 0;
         for (index, line) in text.lines().enumerate() {
@@ -199,6 +205,7 @@ impl Run {
                     global_step,
                     valid_perplexity,
                 } => run.stop = Some((global_step.map(|s| s as f64), valid_perplexity)),
+                Record::EarlyStop { epoch, patience } => run.early_stop = Some((epoch, patience)),
                 Record::Other => {}
             }
         }
@@ -236,6 +243,7 @@ impl Run {
         self.log_points.retain(|p| !repeats_log(p));
         self.epochs.retain(|e| e.global_step < global_step);
         self.stop = None;
+        self.early_stop = None;
     }
 }
 
