@@ -432,8 +432,10 @@ struct PredictArgs {
     score: bool,
     #[command(flatten)]
     gpu: GpuArgs,
-    /// The context, e.g. "the stock market" (with --score, the text to score).
-    context: String,
+    /// The context, e.g. "the stock market" (with --score, the text to score). Without it,
+    /// contexts are read from standard input, one per line, the model kept loaded between
+    /// them (a prompt on a terminal; a table, or a JSON line with --json, per line).
+    context: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -1416,26 +1418,89 @@ fn predict_command(args: PredictArgs) -> Result<()> {
             args.top_k
         )));
     }
-    let (vocab, ids) = if args.score {
-        // Read as `eval --text` reads a text: every line end its own <eos>.
-        let tokens = ck.config.tokens.line_ends_as_eos();
-        encode_as(&ck, &args.context, tokens, "the text")?
-    } else {
-        encode_context(&ck, &args.context, "the context")?
+    // A context given on the command line is read before the adapter opens: a bad one is
+    // one line and costs nothing.
+    let encode = |text: &str| {
+        if args.score {
+            // Read as `eval --text` reads a text: every line end its own <eos>.
+            let tokens = ck.config.tokens.line_ends_as_eos();
+            encode_as(&ck, text, tokens, "the text")
+        } else {
+            encode_context(&ck, text, "the context")
+        }
     };
+    let given = args.context.as_deref().map(encode).transpose()?;
     args.gpu.check_precision(ck.config.precision)?;
     let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
     let cfg = inference_config(&ck.config, &gpu);
     tune::choose(&mut gpu, &cfg, &[(1, 1, Mode::Eval)], false)?;
     let mut p = Predictor::new(&gpu, &cfg, &ck.params, args.top_k)?;
-    if args.score {
-        return score_text(&mut p, &gpu, &vocab, &ids, ck.config.tokens, args.json);
+    let answer = |p: &mut Predictor, vocab: &Vocab, ids: &[u32]| -> Result<()> {
+        if args.score {
+            return score_text(p, &gpu, vocab, ids, ck.config.tokens, args.json);
+        }
+        for &id in ids {
+            p.feed(&gpu, id)?;
+        }
+        print_next_words(&p.top(&gpu)?, vocab, ids, ck.config.tokens, args.json);
+        Ok(())
+    };
+    if let Some((vocab, ids)) = given {
+        return answer(&mut p, &vocab, &ids);
     }
-    for &id in &ids {
-        p.feed(&gpu, id)?;
+    // One context per line of standard input, each from a fresh state.
+    let stdin = std::io::stdin();
+    let interactive = std::io::IsTerminal::is_terminal(&stdin);
+    if interactive {
+        eprintln!(
+            "{} (Ctrl-D ends)",
+            if args.score {
+                "type a text and Enter: how probable each word is after the ones before it"
+            } else {
+                "type a context and Enter: its most probable next words"
+            }
+        );
     }
-    let top = p.top(&gpu)?;
-    if args.json {
+    let mut first = true;
+    loop {
+        if interactive {
+            eprint!("> ");
+            std::io::stderr().flush()?;
+        }
+        let mut line = String::new();
+        if stdin.read_line(&mut line)? == 0 {
+            break;
+        }
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let (vocab, ids) = match encode(text) {
+            Ok(encoded) => encoded,
+            Err(e) if interactive => {
+                eprintln!("error: {e:#}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !args.json && !interactive {
+            // Tables one after the other: each says which line it answers.
+            if !first {
+                println!();
+            }
+            println!("{text}");
+        }
+        first = false;
+        p.reset(&gpu);
+        answer(&mut p, &vocab, &ids)?;
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+/// The next words after `ids`, as a table or as one JSON line.
+fn print_next_words(top: &[(u32, f32)], vocab: &Vocab, ids: &[u32], tokens: Tokens, json: bool) {
+    if json {
         let words: Vec<_> = top
             .iter()
             .map(|&(i, pr)| serde_json::json!({"word": vocab.word(i), "id": i, "probability": pr}))
@@ -1446,11 +1511,10 @@ fn predict_command(args: PredictArgs) -> Result<()> {
         );
     } else {
         for (rank, (i, pr)) in top.iter().enumerate() {
-            let word = shown(vocab.word(*i), ck.config.tokens);
+            let word = shown(vocab.word(*i), tokens);
             println!("{:>3}. {word:<20} {pr:.4}", rank + 1);
         }
     }
-    Ok(())
 }
 
 /// `predict --score`: each word of `ids` with its probability and rank after the words

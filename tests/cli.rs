@@ -904,6 +904,62 @@ fn trained_checkpoint_serves_eval_predict_and_generate() {
         "{probs:?}"
     );
 
+    // Without a context, one per line of standard input, each from a fresh state: what
+    // each gives on its own (blank lines skipped), the model loaded once.
+    let predict_stdin = |input: &str, flags: &[&str]| {
+        let mut child = bin()
+            .args(["predict", "--checkpoint"])
+            .arg(&ck)
+            .args(flags)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let alone = |context: &str, flags: &[&str]| {
+        let o = run(bin()
+            .args(["predict", "--checkpoint"])
+            .arg(&ck)
+            .args(flags)
+            .arg(context));
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let lines = predict_stdin("The stock market\n\nthe\n", &["--json", "--top-k", "5"]);
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        alone("The stock market", &["--json", "--top-k", "5"]).trim()
+    );
+    assert_eq!(lines[1], alone("the", &["--json", "--top-k", "5"]).trim());
+    assert_ne!(lines[0], lines[1]);
+    let tables = predict_stdin("The stock market\nthe\n", &["--top-k", "5"]);
+    assert_eq!(
+        tables,
+        format!(
+            "The stock market\n{}\nthe\n{}",
+            alone("The stock market", &["--top-k", "5"]),
+            alone("the", &["--top-k", "5"])
+        )
+    );
+    let scored = predict_stdin("the market fell\n", &["--score", "--json"]);
+    assert_eq!(
+        scored.trim(),
+        alone("the market fell", &["--score", "--json"]).trim()
+    );
+
     let gen_with = |seed: &str, sampling: &[&str]| {
         let o = run(bin()
             .args([
