@@ -287,7 +287,9 @@ struct TrainArgs {
     /// run ended with, and `best.safetensors` holds the best epoch [default: never].
     #[arg(long, value_name = "N")]
     patience: Option<usize>,
-    /// Continue exactly where a checkpoint stopped.
+    /// Continue exactly where a checkpoint stopped; a run folder stands for its
+    /// last.safetensors. The run goes on in the checkpoint's folder unless --run-dir says
+    /// otherwise.
     #[arg(long, conflicts_with = "init")]
     resume: Option<PathBuf>,
     /// Start from the weights of a safetensors file (documented names and shapes).
@@ -920,13 +922,25 @@ fn shown(token: &str, tokens: Tokens) -> String {
     }
 }
 
-fn train_command(args: TrainArgs) -> Result<()> {
+fn train_command(mut args: TrainArgs) -> Result<()> {
     // The command line after `train`, which the resume command the run prints repeats.
     let train_flags: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .skip_while(|a| a != "train")
         .skip(1)
         .collect();
+    // `--resume RUN_DIR`: where that run stopped.
+    if let Some(dir) = args.resume.clone().filter(|p| p.is_dir()) {
+        let last = dir.join(train::LAST);
+        if !last.is_file() {
+            return Err(usage(format!(
+                "--resume {}: the folder has no {}; give a checkpoint file",
+                dir.display(),
+                train::LAST
+            )));
+        }
+        args.resume = Some(last);
+    }
     // On resume the checkpoint's configuration is the base; flags given override it (and
     // shape flags that contradict it are refused by the trainer).
     let (cfg, vocab) = match &args.resume {
@@ -988,7 +1002,15 @@ fn train_command(args: TrainArgs) -> Result<()> {
     args.gpu.check_precision(cfg.precision)?;
     let picked = args.gpu.pick()?;
     picked.check(&needs)?;
-    let run_dir = args.run_dir.unwrap_or_else(default_run_dir);
+    let run_dir = match (args.run_dir, &args.resume) {
+        (Some(dir), _) => dir,
+        // Resumed: the run goes on in the folder of the checkpoint it resumes.
+        (None, Some(ck)) => ck
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
+        (None, None) => default_run_dir(),
+    };
     train::prepare_run_dir(&run_dir)?;
     // Kernels changed by --shaders: the run folder keeps the files it was trained with.
     if let Some(dir) = &args.gpu.shaders {

@@ -458,6 +458,58 @@ fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
     );
 }
 
+/// `--resume RUN_DIR` continues that run from its last checkpoint, in that folder.
+#[test]
+fn resume_of_a_run_folder_goes_on_where_it_stopped_and_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, c) = (dir.path().join("a"), dir.path().join("c"));
+    let o = run(tiny_train(&a).args(["--max-steps", "24"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(tiny_train(&c).args(["--max-steps", "11"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let elsewhere = dir.path().join("cwd");
+    std::fs::create_dir(&elsewhere).unwrap();
+    // The run's own flags but no --run-dir, from another working folder.
+    let o = run(bin()
+        .current_dir(&elsewhere)
+        .arg("train")
+        .arg("--data")
+        .arg(tiny_data())
+        .args(TINY_MODEL)
+        .args([
+            "--keep-prob",
+            "0.8",
+            "--max-epoch",
+            "3",
+            "--seed",
+            "7",
+            "--no-progress",
+        ])
+        .args(["--log-every", "1", "--max-steps", "24", "--resume"])
+        .arg(&c));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_trained_alike(dir.path(), "a", "c");
+    assert_eq!(
+        params_of(&c.join("last.safetensors")).position.global_step,
+        24
+    );
+    assert!(c.join("epoch-1.safetensors").is_file());
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "no new run folder"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("--run-dir {}", c.display())), "{out}");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let o = run(tiny_train(&dir.path().join("d"))
+        .arg("--resume")
+        .arg(&empty));
+    assert_one_line_error(&o, 2, "the folder has no last.safetensors");
+}
+
 #[test]
 fn sigint_saves_a_checkpoint_and_resume_matches() {
     let dir = tempfile::tempdir().unwrap();
