@@ -458,6 +458,52 @@ fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
     );
 }
 
+/// `lstm-gpu completions bash` completes commands and each command's flags in bash itself;
+/// the other shells' scripts name the flags too.
+#[test]
+fn completions_complete_commands_and_their_flags() {
+    let script = |shell: &str| {
+        let o = run(bin().args(["completions", shell]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bash = dir.path().join("lstm-gpu.bash");
+    std::fs::write(&bash, script("bash")).unwrap();
+    // What bash offers after the words typed so far, as its completion function computes it.
+    let offered = |words: &str| {
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); \
+                 _lstm__gpu lstm-gpu \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; echo \"${{COMPREPLY[*]}}\"",
+                bash.display()
+            ))
+            .output()
+            .expect("bash");
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(offered("lstm-gpu tr"), "train");
+    assert_eq!(offered("lstm-gpu in"), "info");
+    let keep = offered("lstm-gpu train --keep");
+    assert!(
+        keep.contains("--keep-checkpoints") && keep.contains("--keep-prob"),
+        "{keep}"
+    );
+    assert_eq!(offered("lstm-gpu generate --top"), "--top-k --top-p");
+    assert!(offered("lstm-gpu predict --").contains("--score"));
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let s = script(shell);
+        assert!(
+            s.contains("keep-checkpoints") && s.contains("top-p"),
+            "{shell}"
+        );
+    }
+    let o = run(bin().args(["completions", "tcsh"]));
+    assert_eq!(o.status.code(), Some(2));
+}
+
 /// `--resume RUN_DIR` continues that run from its last checkpoint, in that folder.
 #[test]
 fn resume_of_a_run_folder_goes_on_where_it_stopped_and_there() {
