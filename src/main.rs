@@ -451,9 +451,10 @@ struct GenerateArgs {
     /// Checkpoint (it carries its vocabulary).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Text to start from.
+    /// Text to start from. Without it, prompts are read from standard input, one per line,
+    /// the model kept loaded between them (a prompt on a terminal).
     #[arg(long)]
-    prompt: String,
+    prompt: Option<String>,
     /// Tokens to generate: words, or characters for a character-level model.
     #[arg(long, alias = "chars", default_value_t = 50)]
     words: usize,
@@ -1496,17 +1497,37 @@ fn predict_command(args: PredictArgs) -> Result<()> {
         return answer(&mut p, &vocab, &ids);
     }
     // One context per line of standard input, each from a fresh state.
+    let intro = if args.score {
+        "type a text and Enter: how probable each word is after the ones before it"
+    } else {
+        "type a context and Enter: its most probable next words"
+    };
+    each_line_of_stdin(intro, |text, first, interactive| {
+        let (vocab, ids) = encode(text)?;
+        if !args.json && !interactive {
+            // Tables one after the other: each says which line it answers.
+            if !first {
+                println!();
+            }
+            println!("{text}");
+        }
+        p.reset(&gpu);
+        answer(&mut p, &vocab, &ids)
+    })
+}
+
+/// `each(line, first, interactive)` for every line of standard input that is not blank
+/// (`first`: no line was answered before), a `> ` prompt and `intro` on a terminal. There a
+/// usage error (an empty context) is said and the next line read; elsewhere it ends the
+/// loop, as any other error does.
+fn each_line_of_stdin(
+    intro: &str,
+    mut each: impl FnMut(&str, bool, bool) -> Result<()>,
+) -> Result<()> {
     let stdin = std::io::stdin();
     let interactive = std::io::IsTerminal::is_terminal(&stdin);
     if interactive {
-        eprintln!(
-            "{} (Ctrl-D ends)",
-            if args.score {
-                "type a text and Enter: how probable each word is after the ones before it"
-            } else {
-                "type a context and Enter: its most probable next words"
-            }
-        );
+        eprintln!("{intro} (Ctrl-D ends)");
     }
     let mut first = true;
     loop {
@@ -1516,33 +1537,21 @@ fn predict_command(args: PredictArgs) -> Result<()> {
         }
         let mut line = String::new();
         if stdin.read_line(&mut line)? == 0 {
-            break;
+            return Ok(());
         }
         let text = line.trim_end_matches(['\n', '\r']);
         if text.trim().is_empty() {
             continue;
         }
-        let (vocab, ids) = match encode(text) {
-            Ok(encoded) => encoded,
-            Err(e) if interactive => {
+        match each(text, first, interactive) {
+            Err(e) if interactive && e.downcast_ref::<lstm_gpu::UsageError>().is_some() => {
                 eprintln!("error: {e:#}");
-                continue;
             }
-            Err(e) => return Err(e),
-        };
-        if !args.json && !interactive {
-            // Tables one after the other: each says which line it answers.
-            if !first {
-                println!();
-            }
-            println!("{text}");
+            result => result?,
         }
         first = false;
-        p.reset(&gpu);
-        answer(&mut p, &vocab, &ids)?;
         std::io::stdout().flush()?;
     }
-    Ok(())
 }
 
 /// The next words after `ids`, as a table or as one JSON line.
@@ -1623,45 +1632,65 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
     how.check(usize::MAX).map_err(flag)?;
     let ck = Checkpoint::load(&args.checkpoint)?;
     how.check(ck.config.vocab_size).map_err(flag)?;
-    let (vocab, ids) = encode_context(&ck, &args.prompt, "--prompt")?;
+    let encode = |prompt: &str| encode_context(&ck, prompt, "--prompt");
+    let given = args.prompt.as_deref().map(encode).transpose()?;
     args.gpu.check_precision(ck.config.precision)?;
     let mut gpu = args.gpu.open(&Predictor::needs(&ck.config))?;
     let cfg = inference_config(&ck.config, &gpu);
     tune::choose(&mut gpu, &cfg, &[(1, 1, Mode::Eval)], false)?;
     let mut p = Predictor::new(&gpu, &cfg, &ck.params, 1)?;
-    for &id in &ids {
-        p.feed(&gpu, id)?;
-    }
-    let mut rng = lstm_gpu::rng::SplitMix64::new(args.seed);
-    let mut out = std::io::stdout().lock();
-    let eos = vocab.eos();
-    let chars = ck.config.tokens == Tokens::Chars;
-    // Characters are joined as they come; words with a space between.
-    let sep = if chars { "" } else { " " };
-    if chars {
-        print!("{}", args.prompt);
-    } else {
-        print!("{}", args.prompt.trim());
-    }
-    let mut at_line_start = chars && args.prompt.ends_with('\n');
-    for _ in 0..args.words {
-        let probs = p.distribution(&gpu)?;
-        let next = lstm_gpu::model::predict::sample(&probs, &how, rng.next_f64()) as u32;
-        if Some(next) == eos {
-            writeln!(out)?;
-            at_line_start = true;
-        } else {
-            write!(
-                out,
-                "{}{}",
-                if at_line_start { "" } else { sep },
-                vocab.word(next)
-            )?;
-            at_line_start = false;
+    // The prompt, then `--words` tokens sampled after it, from a fresh state and the
+    // sampler's seed (the same prompt, the same text).
+    let mut write = |prompt: &str, vocab: &Vocab, ids: &[u32]| -> Result<()> {
+        p.reset(&gpu);
+        for &id in ids {
+            p.feed(&gpu, id)?;
         }
-        out.flush()?;
-        p.feed(&gpu, next)?;
+        let mut rng = lstm_gpu::rng::SplitMix64::new(args.seed);
+        let mut out = std::io::stdout().lock();
+        let eos = vocab.eos();
+        let chars = ck.config.tokens == Tokens::Chars;
+        // Characters are joined as they come; words with a space between.
+        let sep = if chars { "" } else { " " };
+        if chars {
+            write!(out, "{prompt}")?;
+        } else {
+            write!(out, "{}", prompt.trim())?;
+        }
+        let mut at_line_start = chars && prompt.ends_with('\n');
+        for _ in 0..args.words {
+            let probs = p.distribution(&gpu)?;
+            let next = lstm_gpu::model::predict::sample(&probs, &how, rng.next_f64()) as u32;
+            if Some(next) == eos {
+                writeln!(out)?;
+                at_line_start = true;
+            } else {
+                write!(
+                    out,
+                    "{}{}",
+                    if at_line_start { "" } else { sep },
+                    vocab.word(next)
+                )?;
+                at_line_start = false;
+            }
+            out.flush()?;
+            p.feed(&gpu, next)?;
+        }
+        writeln!(out)?;
+        Ok(())
+    };
+    if let (Some(prompt), Some((vocab, ids))) = (&args.prompt, given) {
+        return write(prompt, &vocab, &ids);
     }
-    writeln!(out)?;
-    Ok(())
+    // One prompt per line of standard input.
+    each_line_of_stdin(
+        "type a prompt and Enter: text that follows it",
+        |prompt, first, interactive| {
+            let (vocab, ids) = encode(prompt)?;
+            if !first && !interactive {
+                println!();
+            }
+            write(prompt, &vocab, &ids)
+        },
+    )
 }

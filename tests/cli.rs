@@ -1086,6 +1086,38 @@ fn trained_checkpoint_serves_eval_predict_and_generate() {
     assert_eq!(gen_with("4", &["--top-p", "1e-6"]), greedy);
     assert_eq!(gen_with("3", &["--top-p", "1"]), g1);
     assert_ne!(gen_with("3", &["--top-p", "0.9"]), greedy);
+    // Prompts from standard input, one per line: each as `--prompt` gives it alone.
+    let mut child = bin()
+        .args(["generate", "--words", "15", "--seed", "3", "--checkpoint"])
+        .arg(&ck)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(b"the\n\nthe market\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let market = run(bin()
+        .args([
+            "generate",
+            "--prompt",
+            "the market",
+            "--words",
+            "15",
+            "--seed",
+            "3",
+            "--checkpoint",
+        ])
+        .arg(&ck));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{g1}\n{}", String::from_utf8_lossy(&market.stdout))
+    );
     for (p, needle) in [
         ("0", "--top-p must be above 0"),
         ("1.5", "at most 1, got 1.5"),
