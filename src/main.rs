@@ -498,6 +498,9 @@ fn main() {
         .format_timestamp_secs()
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Train(_) | Command::Serve { .. }) {
+        lstm_gpu::signals::default_pipe_signal();
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {}", one_line(&e));
         std::process::exit(exit_code(&e));

@@ -58,6 +58,24 @@ pub fn ignore_file_size_signal() {
     }
 }
 
+/// Let SIGPIPE end the process, as it ends `cat` or `grep`: a command whose reader stopped
+/// early (`lstm-gpu predict ... | head`) then stops quietly instead of failing on its next
+/// print. Not for `train` (a reader gone must not kill a run before its checkpoint) nor
+/// `serve` (whose sockets report a closed peer as an error).
+pub fn default_pipe_signal() {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIG_DFL: usize = 0;
+        // SAFETY: installing SIG_DFL for one signal has no preconditions.
+        unsafe {
+            signal(signal_hook::consts::SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
 /// Training stopped on a signal after saving its checkpoint; exit code 128 + signal.
 #[derive(Debug)]
 pub struct Interrupted {

@@ -1086,6 +1086,26 @@ fn trained_checkpoint_serves_eval_predict_and_generate() {
     assert_eq!(gen_with("4", &["--top-p", "1e-6"]), greedy);
     assert_eq!(gen_with("3", &["--top-p", "1"]), g1);
     assert_ne!(gen_with("3", &["--top-p", "0.9"]), greedy);
+    // A reader that stops early ends the program quietly, as it ends `cat`: no panic.
+    let many = dir.path().join("many.txt");
+    std::fs::write(&many, "the company said\n".repeat(400)).unwrap();
+    let mut piped = Command::new("bash");
+    piped
+        .arg("-c")
+        .arg(format!(
+            "{} predict --top-k 20 --checkpoint {} < {} | head -c 50 > /dev/null; echo ${{PIPESTATUS[0]}}",
+            env!("CARGO_BIN_EXE_lstm-gpu"),
+            ck.display(),
+            many.display()
+        ))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("RUST_LOG", "warn");
+    no_tuning(&mut piped);
+    let o = piped.output().unwrap();
+    let (code, err) = (String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert_eq!(code.trim(), "141", "killed by SIGPIPE: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+
     // Prompts from standard input, one per line: each as `--prompt` gives it alone.
     let mut child = bin()
         .args(["generate", "--words", "15", "--seed", "3", "--checkpoint"])
