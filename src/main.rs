@@ -1084,40 +1084,40 @@ fn train_command(mut args: TrainArgs) -> Result<()> {
     let epochs = cfg.max_epoch;
     let summary = train::train(&gpu, cfg, &corpus, &opts)?;
     if let Some((p, b)) = &summary.best {
-        println!(
+        train::say(format_args!(
             "best: {} (epoch {}, valid perplexity {:.3})",
             p.display(),
             b.epoch,
             b.valid_perplexity
-        );
+        ));
     }
     if let Some(p) = summary.last_checkpoint {
-        println!("checkpoint: {}", p.display());
+        train::say(format_args!("checkpoint: {}", p.display()));
         if let Some(done) = summary.stopped_early {
             // --patience ended it: going on means without it.
-            println!(
+            train::say(format_args!(
                 "stopped early after epoch {done} of {epochs} (--patience): best.safetensors holds the best epoch, `lstm-gpu eval --split test` scores it"
-            );
+            ));
             let flags = train::flags_to_repeat(&train_flags, &["--max-steps", "--patience"]);
-            println!(
+            train::say(format_args!(
                 "train on anyway with: {}",
                 train::resume_command(&p, &run_dir, &flags)
-            );
+            ));
         } else if summary.test_perplexity.is_some() {
             // Every epoch trained: going on means another one.
             let mut flags = train::flags_to_repeat(&train_flags, &["--max-steps", "--max-epoch"]);
             flags.extend(["--max-epoch".to_string(), (epochs + 1).to_string()]);
-            println!(
+            train::say(format_args!(
                 "train another epoch with: {}",
                 train::resume_command(&p, &run_dir, &flags)
-            );
+            ));
         } else {
             // Stopped at --max-steps: going on means going past them.
             let flags = train::flags_to_repeat(&train_flags, &["--max-steps"]);
-            println!(
+            train::say(format_args!(
                 "resume with: {}",
                 train::resume_command(&p, &run_dir, &flags)
-            );
+            ));
         }
     }
     Ok(())

@@ -218,6 +218,12 @@ pub struct EpochSummary {
     pub seconds: f64,
 }
 
+/// One line of the run's results on standard output. Where its reader went away (a closed
+/// pipe) the line is dropped and the run goes on to its checkpoints: `println!` would panic.
+pub fn say(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Append-only JSON lines, flushed per record so that a crash keeps what was measured, and
 /// the same scalars in a TensorBoard event file beside them (made at the first record, so
 /// that a folder only checked gets none).
@@ -981,7 +987,7 @@ impl<'a> Run<'a> {
         } else {
             String::new()
         };
-        println!("Epoch: {} Learning rate: {lr:.3} Train Perplexity: {train_ppl:.3} Valid Perplexity: {valid:.3} ({wps:.0} words/s, {secs:.1} s){skipped_note}", epoch + 1);
+        say(format_args!("Epoch: {} Learning rate: {lr:.3} Train Perplexity: {train_ppl:.3} Valid Perplexity: {valid:.3} ({wps:.0} words/s, {secs:.1} s){skipped_note}", epoch + 1));
         self.metrics.write(json!({"kind": "epoch", "epoch": epoch + 1, "global_step": self.pos.global_step, "learning_rate": lr,
             "train_perplexity": train_ppl, "valid_perplexity": valid, "words_per_second": wps, "seconds": secs,
             "skipped_steps": self.pos.epoch_skipped, "best": best.is_some()}))?;
@@ -1074,7 +1080,7 @@ impl<'a> Run<'a> {
         let ws = self.test_ws.as_mut().unwrap_or(&mut self.eval_ws);
         let test = evaluate(self.gpu, ws, &self.test_batches, self.seed32)?;
         let (tb, ts) = self.test_shape;
-        println!("Test Perplexity: {test:.3}");
+        say(format_args!("Test Perplexity: {test:.3}"));
         log::info!(
             "test pass: {} batches of {tb}x{ts}",
             self.test_batches.len()
@@ -1101,10 +1107,10 @@ impl<'a> Run<'a> {
         self.summary.global_step = self.pos.global_step;
         self.summary.skipped_steps = self.pos.skipped_steps;
         if self.pos.skipped_steps > 0 {
-            println!(
+            say(format_args!(
                 "Skipped steps: {} (NaN or infinite loss or gradient norm; the parameters were not updated)",
                 self.pos.skipped_steps
-            );
+            ));
         }
         Ok(self.summary)
     }

@@ -458,6 +458,37 @@ fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
     );
 }
 
+/// A run whose standard output nobody reads any more (a closed pipe) trains to its end and
+/// keeps every checkpoint: its epoch lines are dropped, not a panic.
+#[test]
+fn training_goes_on_when_its_output_reader_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(format!(
+            "{} train --data {} --run-dir {} {} --max-epoch 2 --no-progress | true; echo ${{PIPESTATUS[0]}}",
+            env!("CARGO_BIN_EXE_lstm-gpu"),
+            tiny_data().display(),
+            dir.path().display(),
+            TINY_MODEL.join(" ")
+        ))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("RUST_LOG", "warn");
+    no_tuning(&mut c);
+    let o = c.output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0", "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for name in [
+        "epoch-1.safetensors",
+        "epoch-2.safetensors",
+        "last.safetensors",
+        "best.safetensors",
+    ] {
+        assert!(dir.path().join(name).is_file(), "{name}: {err}");
+    }
+}
+
 /// `lstm-gpu completions bash` completes commands and each command's flags in bash itself;
 /// the other shells' scripts name the flags too.
 #[test]
