@@ -343,10 +343,10 @@ fn training_line(cfg: &Config) -> String {
         None => "constant".into(),
     };
     format!(
-        "batch {} x {} steps, {} epochs, SGD at {} ({schedule}), clip {}, keep_prob {}, init ±{}, forget bias {}, {}",
+        "batch {} x {} steps, {}, SGD at {} ({schedule}), clip {}, keep_prob {}, init ±{}, forget bias {}, {}",
         cfg.batch_size,
         cfg.num_steps,
-        cfg.max_epoch,
+        epochs(cfg.max_epoch),
         cfg.learning_rate,
         cfg.max_grad_norm,
         cfg.keep_prob,
@@ -361,7 +361,7 @@ fn training_line(cfg: &Config) -> String {
 
 fn position_line(cfg: &Config, pos: &Position, mid_epoch: bool) -> String {
     let place = if pos.epoch >= cfg.max_epoch {
-        format!("trained to the end ({} epochs)", cfg.max_epoch)
+        format!("trained to the end ({})", epochs(cfg.max_epoch))
     } else if mid_epoch || pos.step_in_epoch > 0 {
         format!(
             "in epoch {} of {}, after {} of its batches (carries the LSTM state)",
@@ -370,7 +370,7 @@ fn position_line(cfg: &Config, pos: &Position, mid_epoch: bool) -> String {
             pos.step_in_epoch
         )
     } else {
-        format!("{} of {} epochs done", pos.epoch, cfg.max_epoch)
+        format!("{} of {} done", pos.epoch, epochs(cfg.max_epoch))
     };
     let skipped = if pos.skipped_steps > 0 {
         format!(", {} steps skipped", pos.skipped_steps)
@@ -384,6 +384,15 @@ fn position_line(cfg: &Config, pos: &Position, mid_epoch: bool) -> String {
         pos.seed,
         crate::train::span(pos.train_seconds)
     )
+}
+
+/// "1 epoch", "3 epochs".
+fn epochs(n: usize) -> String {
+    if n == 1 {
+        "1 epoch".into()
+    } else {
+        format!("{n} epochs")
+    }
 }
 
 /// A checkpoint's place in a run, shortly.
