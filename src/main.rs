@@ -73,8 +73,10 @@ enum Command {
     /// configuration (and preset), where training stood, the best epoch; a run's epochs,
     /// test perplexity and checkpoints.
     Info {
-        /// A checkpoint (.safetensors) or a run folder.
-        path: PathBuf,
+        /// Checkpoints (.safetensors) or run folders; several run folders are compared in
+        /// one table (a row each: epochs, best valid perplexity, test perplexity, speed).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -635,25 +637,35 @@ fn run(cli: Cli) -> Result<()> {
                 _ => Ok(()),
             }
         }
-        Command::Info { path, json } => {
-            use lstm_gpu::analysis::info::{CheckpointInfo, RunInfo};
-            if !path.exists() {
-                return Err(usage(format!("{} does not exist", path.display())));
+        Command::Info { paths, json } => {
+            use lstm_gpu::analysis::info::{compare_runs, CheckpointInfo, RunInfo};
+            if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+                return Err(usage(format!("{} does not exist", missing.display())));
             }
-            if path.is_dir() {
-                let info = RunInfo::read(&path)?;
-                if json {
-                    println!("{}", info.json());
+            let runs_only = paths.len() > 1 && paths.iter().all(|p| p.is_dir());
+            let mut shown = Vec::new();
+            let mut runs = Vec::new();
+            for path in &paths {
+                if path.is_dir() {
+                    let info = RunInfo::read(path)?;
+                    shown.push((info.json(), info.text()));
+                    runs.push(info);
                 } else {
-                    print!("{}", info.text());
+                    let info = CheckpointInfo::read(path)?;
+                    shown.push((info.json(), info.text()));
                 }
+            }
+            if json {
+                let all: Vec<serde_json::Value> = shown.into_iter().map(|(j, _)| j).collect();
+                match all.as_slice() {
+                    [one] => println!("{one}"),
+                    _ => println!("{}", serde_json::Value::Array(all)),
+                }
+            } else if runs_only {
+                print!("{}", compare_runs(&runs));
             } else {
-                let info = CheckpointInfo::read(&path)?;
-                if json {
-                    println!("{}", info.json());
-                } else {
-                    print!("{}", info.text());
-                }
+                let texts: Vec<String> = shown.into_iter().map(|(_, t)| t).collect();
+                print!("{}", texts.join("\n"));
             }
             Ok(())
         }

@@ -439,6 +439,26 @@ fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
         "{text}"
     );
 
+    // Several run folders: a row each.
+    let other = dir.path().join("other");
+    let o = run(&mut tiny_train_epochs(&other, "1"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(bin().arg("info").arg(&run_dir).arg(&other));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[0].contains("best valid (epoch)"), "{table}");
+    assert!(
+        rows[1].contains(&format!("{:.3} ({})", valid[lowest], lowest + 1))
+            && rows[1].contains(&format!("{test:.3}")),
+        "{table}"
+    );
+    assert!(rows[2].contains(&other.display().to_string()), "{table}");
+    let o = run(bin().arg("info").arg(&run_dir).arg(&best).arg("--json"));
+    let both: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(both.as_array().map(Vec::len), Some(2), "{both}");
+    assert_eq!(both[1]["parameters"], ck.config.num_params());
+
     // Bad paths: one line each.
     let o = run(bin().arg("info").arg(dir.path().join("none")));
     assert_one_line_error(&o, 2, "does not exist");

@@ -291,6 +291,51 @@ impl RunInfo {
     }
 }
 
+/// Run folders side by side: a row each with its epochs, its lowest validation perplexity
+/// and that epoch, its test perplexity, its last epoch's speed and its training time.
+pub fn compare_runs(runs: &[RunInfo]) -> String {
+    let rows: Vec<[String; 6]> = runs
+        .iter()
+        .map(|r| {
+            let epochs = r.run.as_ref().map_or(&[][..], |m| &m.epochs[..]);
+            let best = r.best_epoch().and_then(|b| {
+                let e = epochs.iter().find(|e| e.epoch == b)?;
+                Some(format!("{:.3} ({})", e.valid_perplexity?, b))
+            });
+            let seconds: f64 = epochs.iter().filter_map(|e| e.seconds).sum();
+            [
+                r.dir.display().to_string(),
+                epochs.len().to_string(),
+                best.unwrap_or_else(|| "-".into()),
+                r.run
+                    .as_ref()
+                    .and_then(|m| m.test_perplexity)
+                    .map_or("-".into(), |t| format!("{t:.3}")),
+                epochs
+                    .last()
+                    .and_then(|e| e.words_per_second)
+                    .map_or("-".into(), |w| format!("{w:.0}")),
+                if seconds > 0.0 {
+                    crate::train::span(seconds)
+                } else {
+                    "-".into()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "run",
+            "epochs",
+            "best valid (epoch)",
+            "test",
+            "words/s",
+            "time",
+        ],
+        &rows,
+    )
+}
+
 /// The preset `cfg` is, where it is one exactly (its precision aside).
 pub fn preset_of(cfg: &Config) -> Option<Preset> {
     [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large]
