@@ -1144,9 +1144,11 @@ pub fn beyond_newest(found: Vec<(u64, PathBuf)>, newest: u64, keep: usize) -> Ve
 }
 
 /// The run's best epoch so far (`pos.best` of the starting point) has its checkpoint as
-/// `best.safetensors` in `run_dir`: there already, or copied from the folder of the
-/// checkpoint resumed from (a run resumed into another folder). Where neither holds it
-/// (deleted, or another history's), the best starts over from the epochs to come.
+/// `best.safetensors` in `run_dir`: there already, or copied from the best or the epoch
+/// checkpoint of that epoch, in `run_dir` or the folder of the checkpoint resumed from (a
+/// run resumed into another folder, or from before a later history overwrote its best). A
+/// file holds it when the position in its header names that best. Where none does (deleted,
+/// pruned), the best is counted again from the epochs to come.
 fn settle_best(
     run_dir: &Path,
     resume: Option<&Path>,
@@ -1161,18 +1163,20 @@ fn settle_best(
     if holds(&here) {
         return Ok(best);
     }
-    if let Some(there) = resume
-        .and_then(|r| r.parent())
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                d
-            }
-        })
-        .map(|d| d.join(BEST))
-        .filter(|p| holds(p))
-    {
+    let resumed_from = resume.and_then(|r| r.parent()).map(|d| {
+        if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        }
+    });
+    let epoch_file = format!("epoch-{}.safetensors", b.epoch);
+    let found = [Some(run_dir), resumed_from]
+        .into_iter()
+        .flatten()
+        .flat_map(|d| [d.join(BEST), d.join(&epoch_file)])
+        .find(|p| holds(p));
+    if let Some(there) = found {
         let bytes =
             std::fs::read(&there).with_context(|| format!("could not read {}", there.display()))?;
         write_atomic(&here, &bytes)
@@ -1187,7 +1191,7 @@ fn settle_best(
         return Ok(best);
     }
     log::info!(
-        "the run's best epoch so far ({}, valid perplexity {:.3}) has no best.safetensors in {}: the best is counted again from the epochs to come",
+        "the run's best epoch so far ({}, valid perplexity {:.3}) has no checkpoint in {} or where it resumed from: the best is counted again from the epochs to come",
         b.epoch,
         b.valid_perplexity,
         run_dir.display()
@@ -1501,5 +1505,18 @@ mod tests {
             std::fs::read(new.join(BEST)).unwrap(),
             std::fs::read(old.join(BEST)).unwrap()
         );
+        // Resumed from epoch 4 in its own folder, whose best.safetensors a later history
+        // (epoch 6) overwrote: the epoch checkpoint of the best epoch (3) is the best.
+        checkpoint_with_best(&new.join(BEST), b(6));
+        checkpoint_with_best(&new.join("epoch-3.safetensors"), b(3));
+        let resume_here = new.join("epoch-4.safetensors");
+        assert_eq!(settle_best(&new, Some(&resume_here), b(3)).unwrap(), b(3));
+        assert_eq!(
+            std::fs::read(new.join(BEST)).unwrap(),
+            std::fs::read(new.join("epoch-3.safetensors")).unwrap()
+        );
+        // An epoch file of another history (its best another epoch) is not taken.
+        checkpoint_with_best(&new.join("epoch-5.safetensors"), b(4));
+        assert_eq!(settle_best(&new, Some(&resume_here), b(5)).unwrap(), None);
     }
 }
