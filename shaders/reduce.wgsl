@@ -200,7 +200,9 @@ fn column_sum(
 // step whose loss or squared gradient norm is not finite is skipped. Its loss does not enter
 // the accumulator, the clip scale becomes 0 (the SGD kernels skip the update), and the
 // accumulator counts it: steps skipped, of those with a non-finite loss, the first and last
-// skipped step (1-based global step numbers, 0 for none) and the steps skipped in a row.
+// skipped step (1-based global step numbers, 0 for none) and the steps skipped in a row. A
+// step that counts adds its global gradient norm (clip_scale's, before clipping) to their
+// sum, to their maximum, and counts as clipped where its clip scale is below 1.
 // The step loss [sum, batches] that loss_accumulate added to is zeroed for the next step.
 // CPU twin: reference::step_guard. The accumulator's words are in gpu::reduce::TrainAccumulator.
 
@@ -237,7 +239,13 @@ fn step_guard() {
     if loss_ok && norm_ok {
         guard_acc[a] = bitcast<u32>(bitcast<f32>(guard_acc[a]) + loss);
         guard_acc[a + 1u] = bitcast<u32>(bitcast<f32>(guard_acc[a + 1u]) + batches);
-        guard_acc[a + 6u] = 0u;
+        let norm = guard_clip[guard.clip + 1u];
+        guard_acc[a + 6u] = bitcast<u32>(bitcast<f32>(guard_acc[a + 6u]) + norm);
+        guard_acc[a + 7u] = bitcast<u32>(max(bitcast<f32>(guard_acc[a + 7u]), norm));
+        if guard_clip[guard.clip + 2u] < 1.0 {
+            guard_acc[a + 8u] += 1u;
+        }
+        guard_acc[a + 9u] = 0u;
     } else {
         guard_clip[guard.clip + 2u] = 0.0;
         let step = guard_hyper[guard.hyper + HYPER_STEP] + 1u;
@@ -249,7 +257,7 @@ fn step_guard() {
             guard_acc[a + 4u] = step;
         }
         guard_acc[a + 5u] = step;
-        guard_acc[a + 6u] += 1u;
+        guard_acc[a + 9u] += 1u;
     }
 }
 

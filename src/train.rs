@@ -354,6 +354,28 @@ struct Run<'a> {
     stopped: bool,
     /// The speed measurement behind the up-front epoch estimate (once per run).
     estimate: Estimate,
+    /// The gradient norms of the steps since the last progress point.
+    norms: Norms,
+}
+
+/// The global gradient norms (before clipping) of the steps that counted since the last
+/// progress point, gathered from each read of the GPU's accumulator (a checkpoint between
+/// progress points reads it too).
+#[derive(Default)]
+struct Norms {
+    sum: f64,
+    max: f32,
+    clipped: u64,
+    steps: f64,
+}
+
+impl Norms {
+    fn add(&mut self, stats: &TrainAccumulator) {
+        self.sum += f32::from_bits(stats.norm_sum_bits) as f64;
+        self.max = self.max.max(stats.max_norm());
+        self.clipped += u64::from(stats.clipped);
+        self.steps += stats.batches() as f64;
+    }
 }
 
 /// The first steps' speed, measured once per run (the first step, which compiles kernels on
@@ -517,6 +539,7 @@ impl<'a> Run<'a> {
             stop_at: opts.max_steps.unwrap_or(u64::MAX),
             stopped: false,
             estimate: Estimate::Pending,
+            norms: Norms::default(),
             pos,
             carried,
             cfg,
@@ -767,6 +790,7 @@ impl<'a> Run<'a> {
     ) -> Result<()> {
         let (epoch, epoch_size) = (self.pos.epoch, self.epoch_size());
         let stats = self.train_ws.take_stats(self.gpu)?;
+        self.norms.add(&stats);
         let done = self.pos.step_in_epoch;
         let steps = done - interval.step;
         let skipped = absorb(&mut self.pos, &stats);
@@ -821,6 +845,12 @@ impl<'a> Run<'a> {
             if let Some(ls) = loss_scale {
                 record["loss_scale"] = json!(ls.scale);
                 record["overflow_steps"] = json!(ls.overflows);
+            }
+            let norms = std::mem::take(&mut self.norms);
+            if norms.steps > 0.0 {
+                record["grad_norm"] = json!(norms.sum / norms.steps);
+                record["grad_norm_max"] = json!(norms.max);
+                record["clipped_fraction"] = json!(norms.clipped as f64 / norms.steps);
             }
             self.metrics.write(record)?;
         }

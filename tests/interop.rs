@@ -300,6 +300,23 @@ fn numpy_trains_alike(tie_weights: bool, keep: f32) {
             theirs["learning_rate"].as_f64().unwrap(),
             "tied {tie_weights}, keep {keep}, step {s}: learning rate"
         );
+        // One step per log point: its gradient norm (before clipping), as the largest too,
+        // and whether it was clipped.
+        let (norm, theirs_norm) = (
+            ours["grad_norm"].as_f64().unwrap(),
+            theirs["grad_norm"].as_f64().unwrap(),
+        );
+        assert!(
+            (norm - theirs_norm).abs() <= 1e-4 * theirs_norm,
+            "tied {tie_weights}, keep {keep}, step {s}: gradient norm {norm} (program) vs {theirs_norm} (NumPy)"
+        );
+        assert!((ours["grad_norm_max"].as_f64().unwrap() - norm).abs() <= 1e-6 * norm);
+        let clipped = if theirs_norm > CLIP as f64 { 1.0 } else { 0.0 };
+        assert_eq!(
+            ours["clipped_fraction"].as_f64(),
+            Some(clipped),
+            "tied {tie_weights}, keep {keep}, step {s}: clipped at norm {theirs_norm}"
+        );
     }
 
     // Every weight after the last step.
@@ -400,6 +417,13 @@ fn tensorboard_reads_a_runs_scalars_as_metrics_jsonl_holds_them() {
     assert!(theirs["perplexity/train"].iter().any(|&(s, _)| s < 25));
     assert!(theirs["perplexity/train"].iter().any(|&(s, _)| s > 25));
     assert!(theirs.contains_key("speed/words_per_second") && theirs.contains_key("learning_rate"));
+    for tag in [
+        "gradient/norm",
+        "gradient/norm_max",
+        "gradient/clipped_fraction",
+    ] {
+        assert_eq!(theirs[tag].len(), theirs["perplexity/train"].len(), "{tag}");
+    }
 }
 
 /// `python/lstm_gpu_torch.py`'s sampler draws what the program's draws

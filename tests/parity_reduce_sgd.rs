@@ -622,21 +622,22 @@ fn step_guard_matches_reference() {
     );
     let nan = f32::NAN;
     let inf = f32::INFINITY;
-    // (step loss, squared norm, step index)
+    // (step loss, squared norm, clip scale, step index)
     let steps = [
-        (4.5f32, 2.0f32, 10u32),
-        (nan, 3.0, 11),
-        (1.25, inf, 12),
-        (-inf, nan, 13),
-        (2.0, 0.5, 14),
-        (inf, 1.0, 15),
+        (4.5f32, 2.0f32, 0.75f32, 10u32),
+        (nan, 3.0, 1.0, 11),
+        (1.25, inf, 0.0, 12),
+        (-inf, nan, 0.0, 13),
+        (2.0, 0.5, 1.0, 14),
+        (inf, 1.0, 1.0, 15),
+        (3.0, 9.0, 0.5, 16),
     ];
     let mut expected = reference::GuardCounts::default();
-    for (k, &(loss, sum_sq, step)) in steps.iter().enumerate() {
+    for (k, &(loss, sum_sq, clip_scale, step)) in steps.iter().enumerate() {
         let step_loss = gpu.storage_from("step loss", &with_guard(nan, &[loss, 1.0]));
         let clip = gpu.storage_from(
             "clip",
-            &with_guard(nan, &[sum_sq, sum_sq.sqrt(), 0.75, 0.0]),
+            &with_guard(nan, &[sum_sq, sum_sq.sqrt(), clip_scale, 0.0]),
         );
         let hyper = gpu.storage_from(
             "hyper",
@@ -659,7 +660,14 @@ fn step_guard_matches_reference() {
             )
             .unwrap();
         gpu.run(&[&d]).unwrap();
-        let scale = reference::step_guard(&mut expected, loss, 1.0, sum_sq, 0.75, step);
+        let scale = reference::step_guard(
+            &mut expected,
+            loss,
+            1.0,
+            (sum_sq, sum_sq.sqrt()),
+            clip_scale,
+            step,
+        );
         let clip_after = read_all(&gpu, &clip);
         assert_eq!(clip_after[GUARD + 2], scale, "step {k}: scale");
         let loss_after = read_all(&gpu, &step_loss);
@@ -704,13 +712,26 @@ fn step_guard_matches_reference() {
             ),
             "step {k}"
         );
+        assert_eq!(
+            (
+                f32::from_bits(got.norm_sum_bits),
+                got.max_norm(),
+                got.clipped
+            ),
+            (expected.norm_sum, expected.norm_max, expected.clipped),
+            "step {k}: gradient norms"
+        );
+        assert_eq!(got._pad, [0, 0], "step {k}");
     }
-    // The sequence above: 2 counted, 4 skipped (3 of them for the loss), first 12, last 16.
-    assert_eq!(expected.batches, 2.0);
-    assert_eq!(expected.loss_sum, 6.5);
+    // The sequence above: 3 counted, 4 skipped (3 of them for the loss), first 12, last 16;
+    // the counted steps' norms sqrt(2), sqrt(0.5) and 3, two of them clipped.
+    assert_eq!(expected.batches, 3.0);
+    assert_eq!(expected.loss_sum, 9.5);
     assert_eq!((expected.skipped, expected.nonfinite_loss), (4, 3));
     assert_eq!((expected.first_skipped, expected.last_skipped), (12, 16));
-    assert_eq!(expected.skipped_in_a_row, 1);
+    assert_eq!(expected.skipped_in_a_row, 0);
+    assert_eq!((expected.norm_max, expected.clipped), (3.0, 2));
+    assert!((expected.norm_sum - (2f32.sqrt() + 0.5f32.sqrt() + 3.0)).abs() < 1e-6);
 }
 
 /// The state guard zeroes exactly the rows with a value that is not finite, in c or h, on a

@@ -101,8 +101,9 @@ impl EventWriter {
 }
 
 /// The TensorBoard scalars of a `metrics.jsonl` record and its global step: progress points
-/// (`train`) give the running training perplexity, the speed, the learning rate and the
-/// loss scale; epochs the epoch's training and validation perplexity; a `--max-steps` stop
+/// (`train`) give the running training perplexity, the speed, the learning rate, the loss
+/// scale, and the mean and largest global gradient norm (before clipping) and the share of
+/// steps clipped since the previous point; epochs the epoch's training and validation perplexity; a `--max-steps` stop
 /// its validation perplexity; the test pass its perplexity. Values that are null (not
 /// measured, or not finite) are left out.
 pub fn scalars_of(record: &Value) -> Option<(u64, Vec<(&'static str, f32)>)> {
@@ -113,6 +114,9 @@ pub fn scalars_of(record: &Value) -> Option<(u64, Vec<(&'static str, f32)>)> {
             ("words_per_second", "speed/words_per_second"),
             ("learning_rate", "learning_rate"),
             ("loss_scale", "loss_scale"),
+            ("grad_norm", "gradient/norm"),
+            ("grad_norm_max", "gradient/norm_max"),
+            ("clipped_fraction", "gradient/clipped_fraction"),
         ],
         "epoch" => &[
             ("train_perplexity", "perplexity/train_epoch"),

@@ -525,24 +525,35 @@ pub struct GuardCounts {
     /// 1-based step numbers; 0 when nothing was skipped.
     pub first_skipped: u32,
     pub last_skipped: u32,
+    /// Sum and maximum of the gradient norms of the steps that counted, and how many of
+    /// them were clipped.
+    pub norm_sum: f32,
+    pub norm_max: f32,
+    pub clipped: u32,
     pub skipped_in_a_row: u32,
 }
 
 /// The step guard of a training step (twin of `step_guard` in reduce.wgsl): the step with
-/// loss `step_loss` over `batches` batches, squared gradient norm `sum_sq` and 0-based index
-/// `step` counts when both are finite; otherwise it is skipped. Returns the clip scale to
-/// use: `scale`, or 0 for a skipped step (which makes SGD leave the parameters alone).
+/// loss `step_loss` over `batches` batches, squared gradient norm `sum_sq` (and its root
+/// `norm`, as `clip_scale` computed it) and 0-based index `step` counts when both are
+/// finite; otherwise it is skipped. Returns the clip scale to use: `scale`, or 0 for a
+/// skipped step (which makes SGD leave the parameters alone).
 pub fn step_guard(
     acc: &mut GuardCounts,
     step_loss: f32,
     batches: f32,
-    sum_sq: f32,
+    (sum_sq, norm): (f32, f32),
     scale: f32,
     step: u32,
 ) -> f32 {
     if step_loss.is_finite() && sum_sq.is_finite() {
         acc.loss_sum += step_loss;
         acc.batches += batches;
+        acc.norm_sum += norm;
+        acc.norm_max = acc.norm_max.max(norm);
+        if scale < 1.0 {
+            acc.clipped += 1;
+        }
         acc.skipped_in_a_row = 0;
         scale
     } else {
