@@ -244,6 +244,13 @@ pub enum Event {
         /// update skipped) in the run so far (absent in f32).
         #[serde(skip_serializing_if = "Option::is_none")]
         overflow_steps: Option<u32>,
+        /// The mean global gradient norm (before clipping) of the steps since the last log
+        /// point, and the share of them whose gradients were clipped (absent when no step
+        /// counted).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        grad_norm: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        clipped_fraction: Option<f64>,
     },
     /// An epoch ended: its training perplexity and the validation pass.
     Epoch {
@@ -604,6 +611,9 @@ impl Session {
             skipped_steps: skipped,
             loss_scale: loss_scale.map(|ls| ls.scale),
             overflow_steps: loss_scale.map(|ls| ls.overflows),
+            grad_norm: (stats.batches() > 0.0).then(|| stats.mean_norm() as f64),
+            clipped_fraction: (stats.batches() > 0.0)
+                .then(|| stats.clipped as f64 / stats.batches() as f64),
         });
         self.resume_clock();
         if done == epoch_size {

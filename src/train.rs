@@ -821,6 +821,14 @@ impl<'a> Run<'a> {
         if at_log {
             let frac = done as f64 / epoch_size as f64;
             let mut line = format!("{frac:.3} perplexity: {ppl:.3} speed: {wps:.0} wps");
+            let norms = std::mem::take(&mut self.norms);
+            if norms.steps > 0.0 {
+                line += &format!(" grad norm: {:.3}", norms.sum / norms.steps);
+                if norms.clipped > 0 {
+                    let share = 100.0 * norms.clipped as f64 / norms.steps;
+                    line += &format!(" (clipped: {share:.0}% of steps)");
+                }
+            }
             if self.pos.epoch_skipped > 0 {
                 line += &format!(" skipped: {}", self.pos.epoch_skipped);
             }
@@ -846,7 +854,6 @@ impl<'a> Run<'a> {
                 record["loss_scale"] = json!(ls.scale);
                 record["overflow_steps"] = json!(ls.overflows);
             }
-            let norms = std::mem::take(&mut self.norms);
             if norms.steps > 0.0 {
                 record["grad_norm"] = json!(norms.sum / norms.steps);
                 record["grad_norm_max"] = json!(norms.max);

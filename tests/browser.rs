@@ -562,7 +562,8 @@ fn page_trains_like_native_and_refuses_bad_input() {
         "the progress bar moved: {shown}"
     );
     assert!(
-        shown["speed"].as_str().unwrap().contains("words/s"),
+        shown["speed"].as_str().unwrap().contains("words/s")
+            && shown["speed"].as_str().unwrap().contains("gradient norm"),
         "{shown}"
     );
     assert_eq!(
@@ -625,6 +626,22 @@ fn page_trains_like_native_and_refuses_bad_input() {
         assert!(
             rel(p, q) < STEP_TOLERANCE,
             "step {}: browser perplexity {p} against native {q}",
+            i + 1
+        );
+        // The step's gradient norm (one step per log point) and whether it was clipped.
+        let (g, h) = (
+            e["grad_norm"].as_f64().unwrap(),
+            n["grad_norm"].as_f64().unwrap(),
+        );
+        assert!(
+            rel(g, h) < STEP_TOLERANCE,
+            "step {}: browser gradient norm {g} against native {h}",
+            i + 1
+        );
+        assert_eq!(
+            e["clipped_fraction"].as_f64(),
+            n["clipped_fraction"].as_f64(),
+            "step {}",
             i + 1
         );
     }

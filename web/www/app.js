@@ -420,6 +420,7 @@ function progress() {
   if (last && smoothedSpeed() > 0) {
     $("speed").textContent =
       `${smoothedSpeed().toFixed(0)} words/s; train perplexity ${last.perplexity.toFixed(2)} (epoch so far), learning rate ${last.learning_rate}` +
+      gradNormText(last) +
       lossScaleText();
   }
   if (i.finished) {
@@ -430,6 +431,14 @@ function progress() {
   }
   $("progress-bar").style.width = `${(100 * frac).toFixed(1)}%`;
   $("progress-text").textContent = text;
+}
+
+// The global gradient norm (before clipping) of the last log point's steps, and how many
+// of them were clipped, as `lstm-gpu train` prints them.
+function gradNormText(last) {
+  if (last.grad_norm === undefined) return "";
+  const clipped = last.clipped_fraction > 0 ? ` (clipped: ${(100 * last.clipped_fraction).toFixed(0)}% of steps)` : "";
+  return `, gradient norm ${last.grad_norm.toFixed(3)}${clipped}`;
 }
 
 // The speed of the last few seconds of training (both kinds of training events).
