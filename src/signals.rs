@@ -41,21 +41,33 @@ impl Interrupt {
     }
 }
 
+/// What the C library does with a signal (the dispositions `signal(2)` takes).
+#[cfg(unix)]
+#[derive(Clone, Copy)]
+#[repr(usize)]
+enum Disposition {
+    Default = 0,
+    Ignore = 1,
+}
+
+/// Set what a signal does (on Unix; elsewhere there is nothing to set).
+#[cfg(unix)]
+fn set_disposition(signum: i32, disposition: Disposition) {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    // SAFETY: installing SIG_DFL or SIG_IGN for one signal has no preconditions.
+    unsafe {
+        signal(signum, disposition as usize);
+    }
+}
+
 /// Ignore SIGXFSZ, which by default kills a process that writes past its file size limit
 /// (`ulimit -f`): ignored, the write fails with EFBIG and the program says which file it
 /// could not write, keeping the last complete checkpoint, as it does for a full disk.
 pub fn ignore_file_size_signal() {
     #[cfg(unix)]
-    {
-        extern "C" {
-            fn signal(signum: i32, handler: usize) -> usize;
-        }
-        const SIG_IGN: usize = 1;
-        // SAFETY: installing SIG_IGN for one signal has no preconditions.
-        unsafe {
-            signal(signal_hook::consts::SIGXFSZ, SIG_IGN);
-        }
-    }
+    set_disposition(signal_hook::consts::SIGXFSZ, Disposition::Ignore);
 }
 
 /// Let SIGPIPE end the process, as it ends `cat` or `grep`: a command whose reader stopped
@@ -64,16 +76,7 @@ pub fn ignore_file_size_signal() {
 /// `serve` (whose sockets report a closed peer as an error).
 pub fn default_pipe_signal() {
     #[cfg(unix)]
-    {
-        extern "C" {
-            fn signal(signum: i32, handler: usize) -> usize;
-        }
-        const SIG_DFL: usize = 0;
-        // SAFETY: installing SIG_DFL for one signal has no preconditions.
-        unsafe {
-            signal(signal_hook::consts::SIGPIPE, SIG_DFL);
-        }
-    }
+    set_disposition(signal_hook::consts::SIGPIPE, Disposition::Default);
 }
 
 /// Training stopped on a signal after saving its checkpoint; exit code 128 + signal.
