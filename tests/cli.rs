@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{built_in_shader as built_in, shader_with_a_syntax_error, strip_with_a_negated_row};
+use common::{
+    built_in_shader as built_in, shader_with_a_syntax_error, strip_with_a_negated_row, TINY_MODEL,
+};
 use lstm_gpu::model::checkpoint::Checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -44,21 +46,6 @@ fn ptb_dir() -> PathBuf {
     );
     dir
 }
-
-/// The tiny model of these tests: vocabulary 60, embedding 8, two layers of 8 and 6, 2 rows
-/// of 5 steps.
-const TINY_MODEL: [&str; 10] = [
-    "--vocab-size",
-    "60",
-    "--embedding-size",
-    "8",
-    "--hidden",
-    "8,6",
-    "--batch-size",
-    "2",
-    "--num-steps",
-    "5",
-];
 
 /// A tiny model on the tiny corpus: 19 steps per epoch, dropout on, so that resuming must
 /// also restore the dropout counters.

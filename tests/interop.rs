@@ -2,12 +2,15 @@
 //! independent NumPy forward pass written from the documented names and layouts
 //! (`tests/python/forward.py`) gives the program's own next-word probabilities; and
 //! independent NumPy training steps (`tests/python/train_steps.py`) train as the program
-//! does. Needs `python3` with `numpy` and `safetensors` (`.ci/run` installs them).
+//! does; TensorBoard reads a run's event files. Needs `python3` with `numpy`, `safetensors`
+//! and `tensorboard` (`.ci/run` installs them).
 
 use lstm_gpu::config::Config;
 use lstm_gpu::model::checkpoint::{Checkpoint, Position};
 use lstm_gpu::model::Params;
 use std::process::Command;
+
+mod common;
 
 #[test]
 fn numpy_forward_pass_matches_the_programs_probabilities() {
@@ -369,15 +372,8 @@ fn tensorboard_reads_a_runs_scalars_as_metrics_jsonl_holds_them() {
             .arg(tiny_corpus())
             .arg("--run-dir")
             .arg(&run)
-            .args([
-                "--vocab-size",
-                "60",
-                "--embedding-size",
-                "8",
-                "--hidden",
-                "8,6",
-            ])
-            .args(["--batch-size", "2", "--num-steps", "5", "--max-epoch", "3"])
+            .args(common::TINY_MODEL)
+            .args(["--max-epoch", "3"])
             .args(["--no-progress", "--log-every", "4"])
             .args(extra);
         succeed(&mut c);

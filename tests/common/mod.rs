@@ -6,6 +6,21 @@ pub mod split;
 
 use lstm_gpu::gpu::{AdapterChoice, BackendChoice, Gpu, PickedAdapter};
 
+/// The tiny model of the command-line tests (on `data/tiny`): vocabulary 60, embedding 8,
+/// two layers of 8 and 6, 2 rows of 5 steps.
+pub const TINY_MODEL: [&str; 10] = [
+    "--vocab-size",
+    "60",
+    "--embedding-size",
+    "8",
+    "--hidden",
+    "8,6",
+    "--batch-size",
+    "2",
+    "--num-steps",
+    "5",
+];
+
 /// The adapter the tests run on: `LSTM_GPU_TEST_ADAPTER` (default `auto`) on
 /// `LSTM_GPU_TEST_BACKEND` (default `auto`; `gl` runs the suite through naga's GLSL and
 /// wgpu's GL backend). A machine with no adapter fails here with instructions; GPU tests
