@@ -1,0 +1,153 @@
+//! The corpus flags and `lstm-gpu data`: where the text is, reading it with the notes it
+//! gives, measuring and fetching it.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+use lstm_gpu::config::{Config, ConfigArgs};
+use lstm_gpu::data::{self, fetch, Corpus, CorpusSource, Split, Tokens};
+use lstm_gpu::error::usage;
+
+/// Where the corpus is: a folder, or files named one by one.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub(crate) struct CorpusArgs {
+    /// Corpus folder holding ptb.{train,valid,test}.txt, {train,valid,test}.txt or
+    /// wiki.{train,valid,test}.tokens [default: the default corpus folder (PTB), downloaded
+    /// when missing].
+    #[arg(long, conflicts_with_all = ["train", "valid", "test"])]
+    data: Option<PathBuf>,
+    /// The training text (instead of --data).
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// The validation text (with --train).
+    #[arg(long, requires = "train")]
+    valid: Option<PathBuf>,
+    /// The test text (with --train).
+    #[arg(long, requires = "train")]
+    test: Option<PathBuf>,
+    /// A missing valid or test split is the last F of the training text (cut at a line
+    /// boundary; valid before test when both are missing), which training then leaves out.
+    #[arg(long, value_name = "F")]
+    valid_fraction: Option<f64>,
+}
+
+impl CorpusArgs {
+    /// The corpus these flags name. Without any, the default folder (fetched when missing
+    /// and `fetch` is set).
+    pub(crate) fn source(&self, fetch: bool) -> Result<CorpusSource> {
+        if let Some(train) = &self.train {
+            return CorpusSource::files(
+                train,
+                self.valid.as_deref(),
+                self.test.as_deref(),
+                self.valid_fraction,
+            );
+        }
+        let dir = match &self.data {
+            Some(_) => corpus_dir(self.data.clone())?,
+            None if fetch => corpus_dir(None)?,
+            None => fetch::default_data_dir(),
+        };
+        CorpusSource::folder(&dir, self.valid_fraction)
+    }
+}
+
+pub(crate) fn data_info(corpus: CorpusArgs, config: ConfigArgs) -> Result<()> {
+    let mut cfg = config.resolve()?;
+    let source = corpus.source(false)?;
+    let corpus = Corpus::read(&source, cfg.tokens, config.vocab_size)?;
+    cfg.vocab_size = corpus.vocab.len();
+    print!("{}", data::info_of(&corpus, &cfg));
+    Ok(())
+}
+
+pub(crate) fn data_fetch(dir: Option<PathBuf>, url: Option<String>) -> Result<()> {
+    let dir = dir.unwrap_or_else(fetch::default_data_dir);
+    let url = url.unwrap_or_else(fetch::ptb_url);
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    fetch::fetch_ptb(&url, &dir)?;
+    println!("PTB corpus ready in {}", dir.display());
+    Ok(())
+}
+
+/// The corpus folder: `--data` as given (must exist), or the default one, fetched when
+/// missing.
+fn corpus_dir(data: Option<PathBuf>) -> Result<PathBuf> {
+    match data {
+        Some(d) => {
+            if !d.is_dir() {
+                return Err(usage(format!("--data {}: no such folder (get the corpus with `lstm-gpu data fetch --dir {}`)", d.display(), d.display())));
+            }
+            Ok(d)
+        }
+        None => {
+            let d = fetch::default_data_dir();
+            fetch::ensure_corpus(&d, true)?;
+            Ok(d)
+        }
+    }
+}
+
+/// Read the corpus of `source` with the tokens of `cfg`, capped at `--vocab-size` when
+/// given; the model's vocabulary size becomes the corpus's. Logs what reading decided.
+pub(crate) fn read_corpus(
+    source: &CorpusSource,
+    cfg: &mut Config,
+    flags: &ConfigArgs,
+) -> Result<Corpus> {
+    let (corpus, notes) = read_corpus_quietly(source, cfg, flags)?;
+    say(&notes);
+    Ok(corpus)
+}
+
+/// What reading a corpus has to say (its notes, the vocabulary), to log later: `train`
+/// says it after the checks that need no GPU, so that their error line stands alone.
+pub(crate) type Notes = Vec<(log::Level, String)>;
+
+pub(crate) fn say(notes: &Notes) {
+    for (level, line) in notes {
+        log::log!(*level, "{line}");
+    }
+}
+
+/// [`read_corpus`] with its notes returned instead of logged.
+pub(crate) fn read_corpus_quietly(
+    source: &CorpusSource,
+    cfg: &mut Config,
+    flags: &ConfigArgs,
+) -> Result<(Corpus, Notes)> {
+    let corpus = Corpus::read(source, cfg.tokens, flags.vocab_size)?;
+    let mut notes: Notes = corpus
+        .source
+        .notes
+        .iter()
+        .map(|n| (log::Level::Info, n.clone()))
+        .collect();
+    if let Some(cap) = flags.vocab_size {
+        if corpus.vocab.len() < cap {
+            notes.push((
+                log::Level::Warn,
+                format!(
+                    "the training text has only {} distinct tokens: the vocabulary is {}, not --vocab-size {cap}",
+                    corpus.vocab.len(),
+                    corpus.vocab.len()
+                ),
+            ));
+        }
+    }
+    cfg.vocab_size = corpus.vocab.len();
+    cfg.validate()?;
+    notes.push((
+        log::Level::Info,
+        format!(
+            "vocabulary: {} {} from {}",
+            cfg.vocab_size,
+            match cfg.tokens {
+                Tokens::Words | Tokens::WordsEos => "words",
+                Tokens::Chars => "characters",
+            },
+            source.split(Split::Train).path.display()
+        ),
+    ));
+    Ok((corpus, notes))
+}
