@@ -328,6 +328,110 @@ fn train_keeps_the_best_epoch_and_only_the_newest_checkpoints_asked_for() {
     assert_one_line_error(&o, 2, "--keep-checkpoints must be at least 1");
 }
 
+/// `eval` of several checkpoints: a line each, as the run validated each epoch, the lowest
+/// named; `--json` a line each; a bad path among them fails before any is scored.
+#[test]
+fn eval_scores_several_checkpoints_as_training_validated_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    // A rate this high makes a later epoch worse, so that the lowest is not the last.
+    let o = run(tiny_train_epochs(&run_dir, "4").args(["--learning-rate", "3"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let valid: Vec<f64> = metrics_of(&run_dir, "epoch")
+        .iter()
+        .map(|r| r["valid_perplexity"].as_f64().unwrap())
+        .collect();
+    assert_eq!(valid.len(), 4);
+    let lowest = (0..4)
+        .min_by(|&a, &b| valid[a].total_cmp(&valid[b]))
+        .unwrap();
+    assert!(
+        lowest < 3,
+        "the test's premise: a later epoch is worse: {valid:?}"
+    );
+    let epochs: Vec<PathBuf> = (1..=4)
+        .map(|e| run_dir.join(format!("epoch-{e}.safetensors")))
+        .collect();
+    let eval = || {
+        let mut c = bin();
+        c.args(["eval", "--data"])
+            .arg(tiny_data())
+            .arg("--checkpoint");
+        c.args(&epochs);
+        c
+    };
+    let o = run(&mut eval());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    let close = |got: f64, want: f64| (got - want).abs() <= 1e-4 * want;
+    for (e, line) in lines[..4].iter().enumerate() {
+        let path = epochs[e].display().to_string();
+        assert!(line.starts_with(&path), "{line}");
+        assert!(
+            line.contains(&format!("end of epoch {}, step ", e + 1)),
+            "{line}"
+        );
+        let ppl: f64 = line
+            .split("valid perplexity ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            close(ppl, valid[e]),
+            "epoch {}: {ppl} vs {}",
+            e + 1,
+            valid[e]
+        );
+    }
+    assert!(
+        lines[4].starts_with("lowest valid perplexity: ")
+            && lines[4].ends_with(&epochs[lowest].display().to_string()),
+        "{out}"
+    );
+    // One checkpoint: the line as before.
+    let o = run(bin()
+        .args(["eval", "--data"])
+        .arg(tiny_data())
+        .arg("--checkpoint")
+        .arg(&epochs[0]));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("valid perplexity: "), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+
+    let o = run(eval().args(["--json", "--split", "test"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    for (e, r) in rows.iter().enumerate() {
+        assert_eq!(r["checkpoint"], epochs[e].display().to_string());
+        assert_eq!(
+            (r["split"].as_str(), r["epoch"].as_u64()),
+            (Some("test"), Some(e as u64 + 1))
+        );
+        // The test split at batch 1, one step: every word of it.
+        assert_eq!(
+            (r["batch_size"].as_u64(), r["num_steps"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert!(r["perplexity"].as_f64().unwrap().is_finite(), "{r}");
+    }
+
+    // A missing checkpoint among them: one usage line, and nothing scored.
+    let o = run(eval().arg(dir.path().join("nothere.safetensors")));
+    assert_one_line_error(&o, 2, "nothere.safetensors does not exist");
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
 #[test]
 fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
     let dir = tempfile::tempdir().unwrap();

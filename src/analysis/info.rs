@@ -440,8 +440,9 @@ fn epochs(n: usize) -> String {
     }
 }
 
-/// A checkpoint's place in a run, shortly.
-fn where_line(pos: &Position) -> String {
+/// A checkpoint's place in a run, shortly: "initial", "end of epoch E, step S" or "in
+/// epoch E, step S".
+pub fn where_line(pos: &Position) -> String {
     if pos.step_in_epoch > 0 {
         format!("in epoch {}, step {}", pos.epoch + 1, pos.global_step)
     } else if pos.epoch == 0 {

@@ -77,6 +77,14 @@ impl BestEpoch {
     }
 }
 
+/// What a checkpoint's header says ([`Checkpoint::read_header`]), without its tensors.
+#[derive(Clone, Debug)]
+pub struct CheckpointHeader {
+    pub config: Config,
+    pub vocab: Vec<String>,
+    pub position: Position,
+}
+
 /// Everything a checkpoint holds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -175,21 +183,8 @@ impl Checkpoint {
     /// The training position of a checkpoint file, from its header alone (the tensors are
     /// neither read nor checked).
     pub fn read_position(path: &Path) -> Result<Position> {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path)
-            .with_context(|| format!("could not read checkpoint {}", path.display()))?;
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len)?;
-        let len = u64::from_le_bytes(len);
-        // safetensors' own bound on a header.
-        if len > 100_000_000 {
-            bail!("checkpoint {}: header too large", path.display());
-        }
-        let mut header = vec![0u8; len as usize];
-        f.read_exact(&mut header)?;
-        let header: serde_json::Value = serde_json::from_slice(&header)
-            .with_context(|| format!("checkpoint {}: unreadable header", path.display()))?;
-        let position = header["__metadata__"]["position"]
+        let meta = read_metadata(path)?;
+        let position = meta["position"]
             .as_str()
             .ok_or_else(|| anyhow!("checkpoint {}: no training position", path.display()))?;
         serde_json::from_str(position).with_context(|| {
@@ -197,6 +192,43 @@ impl Checkpoint {
                 "checkpoint {}: metadata `position` is malformed",
                 path.display()
             )
+        })
+    }
+
+    /// A checkpoint's model, vocabulary and where its training stood, from its header alone
+    /// (the tensors are neither read nor checked): what a command needs to know of several
+    /// checkpoints before it opens the adapter. A missing path or a folder is a usage error,
+    /// as for [`Checkpoint::load`].
+    pub fn read_header(path: &Path) -> Result<CheckpointHeader> {
+        checkpoint_file(path, "checkpoint")?;
+        let meta = read_metadata(path)?;
+        let field = |key: &str| {
+            meta[key].as_str().ok_or_else(|| {
+                anyhow!(
+                    "checkpoint {}: no `{key}` in its metadata: not an lstm-gpu checkpoint",
+                    path.display()
+                )
+            })
+        };
+        let config: Config = serde_json::from_str(field("config")?)
+            .map_err(anyhow::Error::from)
+            .and_then(|c: Config| c.validate().map(|()| c))
+            .with_context(|| {
+                format!(
+                    "checkpoint {}: metadata `config` is invalid",
+                    path.display()
+                )
+            })?;
+        let vocab: Vec<String> = serde_json::from_str(field("vocab")?).with_context(|| {
+            format!(
+                "checkpoint {}: metadata `vocab` is malformed",
+                path.display()
+            )
+        })?;
+        Ok(CheckpointHeader {
+            config,
+            vocab,
+            position: Self::read_position(path)?,
         })
     }
 
@@ -317,6 +349,27 @@ fn read_params<'a>(
         *dst = read_tensor(st, &name, &shape, seen)?;
     }
     Ok(p)
+}
+
+/// The `__metadata__` of a safetensors file's header, read without its tensors.
+fn read_metadata(path: &Path) -> Result<serde_json::Value> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("could not read checkpoint {}", path.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .with_context(|| format!("checkpoint {}: no header", path.display()))?;
+    let len = u64::from_le_bytes(len);
+    // safetensors' own bound on a header.
+    if len > 100_000_000 {
+        bail!("checkpoint {}: header too large", path.display());
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header)
+        .with_context(|| format!("checkpoint {}: header cut short", path.display()))?;
+    let mut header: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("checkpoint {}: unreadable header", path.display()))?;
+    Ok(header["__metadata__"].take())
 }
 
 /// Load bare weights (any safetensors file with the documented names, shapes and F32 data,
@@ -520,9 +573,28 @@ mod tests {
         let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         std::fs::write(&p, &bytes[..header]).unwrap();
         assert_eq!(Checkpoint::read_position(&p).unwrap(), ck.position);
+        let h = Checkpoint::read_header(&p).unwrap();
+        assert_eq!(
+            (h.config, h.vocab, h.position),
+            (ck.config.clone(), ck.vocab.clone(), ck.position.clone())
+        );
         assert!(Checkpoint::load(&p).is_err());
         std::fs::write(&p, &bytes[..header - 1]).unwrap();
         assert!(Checkpoint::read_position(&p).is_err());
+        assert!(Checkpoint::read_header(&p).is_err());
+        // A safetensors file of someone else's: no configuration, said as such.
+        let other = safetensors::serialize(
+            [(
+                "w",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &[0u8; 4])
+                    .unwrap(),
+            )],
+            None,
+        )
+        .unwrap();
+        std::fs::write(&p, other).unwrap();
+        let e = format!("{:#}", Checkpoint::read_header(&p).unwrap_err());
+        assert!(e.contains("not an lstm-gpu checkpoint"), "{e}");
         // A checkpoint written before `best` existed reads as none.
         let old = ck.position.clone();
         let json = serde_json::to_string(&Position { best: None, ..old }).unwrap();

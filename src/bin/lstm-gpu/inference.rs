@@ -10,7 +10,7 @@ use lstm_gpu::config::Config;
 use lstm_gpu::data::{self, Corpus, Split, Tokens, Vocab};
 use lstm_gpu::error::usage;
 use lstm_gpu::gpu::{tune, GpuArgs};
-use lstm_gpu::model::checkpoint::Checkpoint;
+use lstm_gpu::model::checkpoint::{Checkpoint, CheckpointHeader};
 use lstm_gpu::model::fit::Needs;
 use lstm_gpu::model::predict::Predictor;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
@@ -20,9 +20,10 @@ use crate::corpus::CorpusArgs;
 
 #[derive(clap::Args)]
 pub(crate) struct EvalArgs {
-    /// Checkpoint to evaluate.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    /// Checkpoint to evaluate; several (`--checkpoint runs/NAME/epoch-*.safetensors`, or the
+    /// flag repeated) are each scored on the same text, a line each, and the lowest named.
+    #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
+    checkpoint: Vec<PathBuf>,
     /// Split to evaluate.
     #[arg(long, value_enum, default_value = "valid")]
     split: SplitArg,
@@ -44,6 +45,10 @@ pub(crate) struct EvalArgs {
     /// others].
     #[arg(long)]
     num_steps: Option<usize>,
+    /// Print a JSON line per checkpoint (its perplexity, the text and the shape it was
+    /// scored at, where its training stood) instead of text.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -153,97 +158,206 @@ fn inference_config(cfg: &Config, gpu: &lstm_gpu::gpu::Gpu) -> Config {
 }
 
 pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
-    let ck = Checkpoint::load(&args.checkpoint)?;
-    let cfg: Config = ck.config.clone();
-    // What is scored: a split of a corpus read with the checkpoint's vocabulary, or a text.
-    let (ids, name, one_stream) = match &args.text {
+    if args.batch_size == Some(0) || args.num_steps == Some(0) {
+        return Err(usage("--batch-size and --num-steps must be at least 1"));
+    }
+    // Everything that needs no GPU first, for every checkpoint: its header, the text read
+    // with its vocabulary, the batches. A bad path or a text too short is one line that
+    // costs nothing.
+    let headers: Vec<CheckpointHeader> = args
+        .checkpoint
+        .iter()
+        .map(|p| Checkpoint::read_header(p))
+        .collect::<Result<_>>()?;
+    // What is scored: a split of a corpus read with each checkpoint's vocabulary, or a text.
+    let text = match &args.text {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .map_err(|e| usage(format!("--text {}: cannot be read: {e}", path.display())))?;
             let what = format!("--text {}", path.display());
             let text = data::text_of_bytes(&what, bytes, "give a text file")
                 .map_err(|e| usage(format!("{e:#}")))?;
-            // Every line end its own <eos>: the same tokens as PTB's reader on PTB-like text
-            // (a space before each line end), and the sentence ends a plain text means
-            // where PTB's reader would glue them to the last word.
-            let (vocab, ids) = encode_as(&ck, &text, cfg.tokens.line_ends_as_eos(), &what)?;
-            if let Some(unk) = vocab.unk() {
-                let n = ids.iter().filter(|&&i| i == unk).count();
-                if n > 0 {
-                    log::warn!(
-                        "{n} of the text's {} {}s ({:.1}%) are {}: the model predicts that \
-                         token for them, not the {}s themselves",
-                        ids.len(),
-                        token_name(cfg.tokens),
-                        100.0 * n as f64 / ids.len() as f64,
-                        data::UNK,
-                        token_name(cfg.tokens)
-                    );
-                }
-            }
-            (ids, path.display().to_string(), true)
+            Some((what, text))
         }
-        None => {
-            let source = args.corpus.source(true)?;
-            let corpus = Corpus::read_with_vocab(
-                &source,
-                Vocab::from_tokens(ck.vocab.clone(), cfg.tokens)?,
-                cfg.tokens,
-            )?;
-            for note in &corpus.source.notes {
-                log::info!("{note}");
-            }
-            let split = match args.split {
-                SplitArg::Train => Split::Train,
-                SplitArg::Valid => Split::Valid,
-                SplitArg::Test => Split::Test,
-            };
-            let ids = corpus.split(split).to_vec();
-            (ids, split.name().to_string(), split == Split::Test)
-        }
+        None => None,
+    };
+    let source = match text {
+        Some(_) => None,
+        None => Some(args.corpus.source(true)?),
+    };
+    let split = match args.split {
+        SplitArg::Train => Split::Train,
+        SplitArg::Valid => Split::Valid,
+        SplitArg::Test => Split::Test,
+    };
+    let name = match &args.text {
+        Some(path) => path.display().to_string(),
+        None => split.name().to_string(),
     };
     // The test split and a text are one stream (each token with its whole history), the
     // other splits scored as training validates.
-    let batch = args
-        .batch_size
-        .unwrap_or(if one_stream { 1 } else { cfg.batch_size });
-    let steps = args
-        .num_steps
-        .unwrap_or(if one_stream { 1 } else { cfg.num_steps });
-    if batch == 0 || steps == 0 {
-        return Err(usage("--batch-size and --num-steps must be at least 1"));
+    let one_stream = text.is_some() || split == Split::Test;
+    // The text as each vocabulary reads it: checkpoints of one run share theirs.
+    let mut read: Vec<(&[String], Tokens, Vec<u32>)> = Vec::new();
+    let mut jobs = Vec::new();
+    for (h, path) in headers.iter().zip(&args.checkpoint) {
+        let tokens = h.config.tokens;
+        let known = read
+            .iter()
+            .position(|(v, t, _)| *v == &h.vocab[..] && *t == tokens);
+        let at = match known {
+            Some(i) => i,
+            None => {
+                let ids = match (&text, &source) {
+                    (Some((what, text)), _) => text_ids(&h.vocab, tokens, what, text)?,
+                    (None, Some(source)) => {
+                        let corpus = Corpus::read_with_vocab(
+                            source,
+                            Vocab::from_tokens(h.vocab.clone(), tokens)?,
+                            tokens,
+                        )
+                        .with_context(|| format!("with the vocabulary of {}", path.display()))?;
+                        if read.is_empty() {
+                            for note in &corpus.source.notes {
+                                log::info!("{note}");
+                            }
+                        }
+                        corpus.split(split).to_vec()
+                    }
+                    (None, None) => unreachable!("a text or a corpus"),
+                };
+                read.push((&h.vocab, tokens, ids));
+                read.len() - 1
+            }
+        };
+        let batch = args
+            .batch_size
+            .unwrap_or(if one_stream { 1 } else { h.config.batch_size });
+        let steps = args
+            .num_steps
+            .unwrap_or(if one_stream { 1 } else { h.config.num_steps });
+        lstm_gpu::data::Batches::new(&read[at].2, batch, steps)
+            .with_context(|| format!("the {name} text"))?;
+        args.gpu.check_precision(h.config.precision)?;
+        jobs.push((path, h, at, (batch, steps)));
     }
-    let batches = lstm_gpu::data::Batches::new(&ids, batch, steps)
-        .with_context(|| format!("the {name} text"))?;
-    let shapes = [(batch, steps, Mode::Eval)];
-    args.gpu.check_precision(cfg.precision)?;
-    let mut gpu = args.gpu.open(&Needs::of_model(&cfg, &shapes))?;
-    let cfg = inference_config(&cfg, &gpu);
-    tune::choose(&mut gpu, &cfg, &shapes, false)?;
-    let kernels = Kernels::new(&gpu)?;
-    let params = ParamBuffers::upload(&gpu, &cfg, &ck.params)?;
-    let mut ws = Workspace::new(&gpu, &kernels, &cfg, &params, batch, steps, Mode::Eval)?;
-    let t0 = std::time::Instant::now();
-    let ppl = train::evaluate(&gpu, &mut ws, &batches, 0)?;
-    let secs = t0.elapsed().as_secs_f64();
-    println!(
-        "{name} perplexity: {ppl:.3} ({} batches of {batch}x{steps}, {:.0} words/s)",
-        batches.len(),
-        (batches.len() * batch * steps) as f64 / secs
-    );
+    // One adapter for them all, opened for the largest buffers any of them makes.
+    let mut needs = Needs {
+        buffers: Vec::new(),
+    };
+    for (_, h, _, (batch, steps)) in &jobs {
+        let shapes = [(*batch, *steps, Mode::Eval)];
+        needs
+            .buffers
+            .extend(Needs::of_model(&h.config, &shapes).buffers);
+    }
+    let mut gpu = args.gpu.open(&needs)?;
+    let several = jobs.len() > 1;
+    let width = args
+        .checkpoint
+        .iter()
+        .map(|p| p.display().to_string().chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut lowest: Option<(&PathBuf, f64)> = None;
+    // The kernels of the model before, where this one is the same model at the same shape.
+    let mut built: Option<(Config, (usize, usize), Kernels)> = None;
+    for (path, h, at, (batch, steps)) in jobs {
+        let ck = Checkpoint::load(path)?;
+        let batches = lstm_gpu::data::Batches::new(&read[at].2, batch, steps)?;
+        let shapes = [(batch, steps, Mode::Eval)];
+        let cfg = inference_config(&ck.config, &gpu);
+        if !matches!(&built, Some((c, s, _)) if *c == cfg && *s == (batch, steps)) {
+            tune::choose(&mut gpu, &cfg, &shapes, false)?;
+            built = Some((cfg.clone(), (batch, steps), Kernels::new(&gpu)?));
+        }
+        let Some((_, _, kernels)) = &built else {
+            unreachable!("built above")
+        };
+        let params = ParamBuffers::upload(&gpu, &cfg, &ck.params)?;
+        let mut ws = Workspace::new(&gpu, kernels, &cfg, &params, batch, steps, Mode::Eval)?;
+        let t0 = std::time::Instant::now();
+        let ppl = train::evaluate(&gpu, &mut ws, &batches, 0)?;
+        let secs = t0.elapsed().as_secs_f64();
+        let words_per_second = (batches.len() * batch * steps) as f64 / secs;
+        if lowest.is_none_or(|(_, p)| ppl < p) {
+            lowest = Some((path, ppl));
+        }
+        let shape = format!(
+            "{} batches of {batch}x{steps}, {words_per_second:.0} words/s",
+            batches.len()
+        );
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "checkpoint": path.display().to_string(),
+                    (if args.text.is_some() { "text" } else { "split" }): name,
+                    "perplexity": ppl,
+                    "batches": batches.len(),
+                    "batch_size": batch,
+                    "num_steps": steps,
+                    "words_per_second": words_per_second,
+                    "epoch": h.position.epoch,
+                    "step_in_epoch": h.position.step_in_epoch,
+                    "global_step": h.position.global_step,
+                })
+            );
+        } else if several {
+            println!(
+                "{:<width$}  {:<26} {name} perplexity {ppl:.3} ({shape})",
+                path.display(),
+                lstm_gpu::analysis::info::where_line(&h.position),
+            );
+        } else {
+            println!("{name} perplexity: {ppl:.3} ({shape})");
+        }
+        std::io::stdout().flush()?;
+    }
+    if let (true, false, Some((path, ppl))) = (several, args.json, lowest) {
+        println!("lowest {name} perplexity: {ppl:.3}, {}", path.display());
+    }
     Ok(())
+}
+
+/// `eval --text`: the text as ids of a checkpoint's vocabulary, every line end its own
+/// `<eos>` (the same tokens as PTB's reader on PTB-like text, a space before each line end,
+/// and the sentence ends a plain text means where PTB's reader would glue them to the last
+/// word); how many tokens are `<unk>` is said.
+fn text_ids(vocab: &[String], tokens: Tokens, what: &str, text: &str) -> Result<Vec<u32>> {
+    let (vocab, ids) = encode_as(vocab, text, tokens.line_ends_as_eos(), what)?;
+    if let Some(unk) = vocab.unk() {
+        let n = ids.iter().filter(|&&i| i == unk).count();
+        if n > 0 {
+            log::warn!(
+                "{n} of the text's {} {}s ({:.1}%) are {}: the model predicts that \
+                 token for them, not the {}s themselves",
+                ids.len(),
+                token_name(tokens),
+                100.0 * n as f64 / ids.len() as f64,
+                data::UNK,
+                token_name(tokens)
+            );
+        }
+    }
+    Ok(ids)
 }
 
 /// The checkpoint's vocabulary and the context as ids, tokenised as the checkpoint's corpus
 /// was (words or characters; a token the vocabulary lacks is looked up lower-cased too);
 /// unknown tokens become `<unk>` with a warning naming them.
 fn encode_context(ck: &Checkpoint, text: &str, flag: &str) -> Result<(Vocab, Vec<u32>)> {
-    encode_as(ck, text, ck.config.tokens, flag)
+    encode_as(&ck.vocab, text, ck.config.tokens, flag)
 }
 
 /// [`encode_context`] with the tokens of `tokens`.
-fn encode_as(ck: &Checkpoint, text: &str, tokens: Tokens, flag: &str) -> Result<(Vocab, Vec<u32>)> {
-    let vocab = Vocab::from_tokens(ck.vocab.clone(), tokens)?;
+fn encode_as(
+    vocab: &[String],
+    text: &str,
+    tokens: Tokens,
+    flag: &str,
+) -> Result<(Vocab, Vec<u32>)> {
+    let vocab = Vocab::from_tokens(vocab.to_vec(), tokens)?;
     let empty = match tokens {
         Tokens::Words | Tokens::WordsEos => text.split_whitespace().next().is_none(),
         Tokens::Chars => text.is_empty(),
@@ -294,7 +408,7 @@ pub(crate) fn predict_command(args: PredictArgs) -> Result<()> {
         if args.score {
             // Read as `eval --text` reads a text: every line end its own <eos>.
             let tokens = ck.config.tokens.line_ends_as_eos();
-            encode_as(&ck, text, tokens, "the text")
+            encode_as(&ck.vocab, text, tokens, "the text")
         } else {
             encode_context(&ck, text, "the context")
         }
