@@ -570,33 +570,41 @@ fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
 }
 
 /// A run whose standard output nobody reads any more (a closed pipe) trains to its end and
-/// keeps every checkpoint: its epoch lines are dropped, not a panic.
+/// keeps every checkpoint: its epoch lines are dropped, not a panic. The same where its
+/// log and standard error go into that pipe too (`2>&1 | head`).
 #[test]
 fn training_goes_on_when_its_output_reader_is_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Command::new("bash");
-    c.arg("-c")
-        .arg(format!(
-            "{} train --data {} --run-dir {} {} --max-epoch 2 --no-progress | true; echo ${{PIPESTATUS[0]}}",
-            env!("CARGO_BIN_EXE_lstm-gpu"),
-            tiny_data().display(),
-            dir.path().display(),
-            TINY_MODEL.join(" ")
-        ))
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .env("RUST_LOG", "warn");
-    no_tuning(&mut c);
-    let o = c.output().unwrap();
-    let err = stderr(&o);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0", "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for name in [
-        "epoch-1.safetensors",
-        "epoch-2.safetensors",
-        "last.safetensors",
-        "best.safetensors",
-    ] {
-        assert!(dir.path().join(name).is_file(), "{name}: {err}");
+    for (name, redirect) in [("stdout", ""), ("both", "2>&1")] {
+        let run_dir = dir.path().join(name);
+        let mut c = Command::new("bash");
+        c.arg("-c")
+            .arg(format!(
+                "{} train --data {} --run-dir {} {} --max-epoch 2 --no-progress {redirect} | true; echo ${{PIPESTATUS[0]}}",
+                env!("CARGO_BIN_EXE_lstm-gpu"),
+                tiny_data().display(),
+                run_dir.display(),
+                TINY_MODEL.join(" ")
+            ))
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env("RUST_LOG", "info");
+        no_tuning(&mut c);
+        let o = c.output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "0",
+            "{name}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        for file in [
+            "epoch-1.safetensors",
+            "epoch-2.safetensors",
+            "last.safetensors",
+            "best.safetensors",
+        ] {
+            assert!(run_dir.join(file).is_file(), "{name}, {file}: {err}");
+        }
     }
 }
 
