@@ -88,6 +88,54 @@ fn plots_two_runs_to_svg_and_png() {
     assert!(bytes.len() > 40_000, "{} bytes", bytes.len());
 }
 
+/// Where a run logged its gradient norms, a third panel draws them, the mean and the
+/// largest of each log point, on the epoch axis; older files without them keep two panels.
+#[test]
+fn gradient_norms_get_a_panel_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for epoch in 1..=3u64 {
+        for step in [10u64, 20] {
+            let global_step = (epoch - 1) * 20 + step;
+            lines.push(format!(
+                r#"{{"kind":"train","epoch":{epoch},"step":{step},"global_step":{global_step},"perplexity":{},"words_per_second":9000,"grad_norm":{},"grad_norm_max":{},"clipped_fraction":0.1}}"#,
+                500 / epoch,
+                2.0 + global_step as f64 / 10.0,
+                6.0 + global_step as f64 / 10.0
+            ));
+        }
+        lines.push(format!(
+            r#"{{"kind":"epoch","epoch":{epoch},"global_step":{},"train_perplexity":{},"valid_perplexity":{},"words_per_second":9000}}"#,
+            epoch * 20,
+            400 / epoch,
+            450 / epoch
+        ));
+    }
+    let with = write_metrics(dir.path(), "norms", &lines.join("\n"));
+    let svg = dir.path().join("norms.svg");
+    plot::plot_metrics(std::slice::from_ref(&with), &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in [
+        "Gradient norm before clipping",
+        "global L2 norm",
+        "mean",
+        "largest",
+        "Perplexity per epoch",
+    ] {
+        assert!(text.contains(label), "the SVG has no `{label}`");
+    }
+    let png = dir.path().join("norms.png");
+    plot::plot_metrics(&[with], &png).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    // 1200x1300: taller for the third panel.
+    assert_eq!(&bytes[16..24], &[0, 0, 4, 176, 0, 0, 5, 20]);
+
+    let without = write_run(dir.path(), "old", 3, 1);
+    plot::plot_metrics(&[without], &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(!text.contains("Gradient norm"));
+}
+
 #[test]
 fn run_without_epochs_is_drawn_per_step() {
     let dir = tempfile::tempdir().unwrap();

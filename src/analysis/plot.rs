@@ -1,7 +1,9 @@
 //! Learning curves of training runs, read from their `metrics.jsonl`.
 //!
 //! One image, two panels: perplexity on a log axis (train and validation per epoch, the test
-//! perplexity as a marker after the last epoch) above training speed in words per second.
+//! perplexity as a marker after the last epoch) above training speed in words per second;
+//! where the runs logged gradient norms, a third below them: the global gradient norm
+//! before clipping, the mean and the largest of each log point's steps, against the clip.
 //! Several runs share the axes, each in its own colour and named by its run folder. A run
 //! without a finished epoch yet (a short run, or one still in its first epoch) is drawn per
 //! log point against the global training step instead, and so are all runs when any of them
@@ -51,6 +53,10 @@ enum Record {
         global_step: u64,
         perplexity: Option<f64>,
         words_per_second: Option<f64>,
+        /// The global gradient norm before clipping: the mean and the largest of the steps
+        /// since the log point before (absent in older files).
+        grad_norm: Option<f64>,
+        grad_norm_max: Option<f64>,
     },
     /// The end of an epoch.
     Epoch {
@@ -99,6 +105,8 @@ struct LogPoint {
     global_step: f64,
     perplexity: Option<f64>,
     words_per_second: Option<f64>,
+    grad_norm: Option<f64>,
+    grad_norm_max: Option<f64>,
 }
 
 /// What one `metrics.jsonl` holds that is worth drawing (and that `lstm-gpu info` tells).
@@ -163,6 +171,8 @@ impl Run {
                     global_step,
                     perplexity,
                     words_per_second,
+                    grad_norm,
+                    grad_norm_max,
                 } => {
                     let global_step = global_step as f64;
                     run.continue_at(global_step, false);
@@ -170,6 +180,8 @@ impl Run {
                         global_step,
                         perplexity,
                         words_per_second,
+                        grad_norm,
+                        grad_norm_max,
                     })
                 }
                 Record::Epoch {
@@ -244,6 +256,33 @@ impl Run {
         self.epochs.retain(|e| e.global_step < global_step);
         self.stop = None;
         self.early_stop = None;
+    }
+}
+
+impl Run {
+    /// Where `global_step` falls on the epoch axis, as the epoch points sit: epoch E ends at
+    /// E, and a step inside it lies between E - 1 and E in proportion to its steps (after
+    /// the last epoch's end, in that epoch's steps).
+    fn epoch_of(&self, global_step: f64) -> f64 {
+        let mut start = (0.0, 0.0);
+        for e in &self.epochs {
+            if global_step <= e.global_step {
+                let span = e.global_step - start.1;
+                return start.0
+                    + if span > 0.0 {
+                        (global_step - start.1) / span
+                    } else {
+                        1.0
+                    };
+            }
+            start = (e.epoch, e.global_step);
+        }
+        let last = match self.epochs.as_slice() {
+            [.., before, last] => last.global_step - before.global_step,
+            [only] => only.global_step,
+            [] => return f64::NAN,
+        };
+        start.0 + (global_step - start.1) / last.max(1.0)
     }
 }
 
@@ -469,9 +508,58 @@ impl LearningCurves {
     }
 }
 
+impl LearningCurves {
+    /// The gradient norms of every log point, against the epoch axis (`epochs_x`) or the
+    /// training step; none where no run logged them (files older than the norms).
+    fn gradient_panel(&self, epochs_x: bool) -> Option<Panel> {
+        let mut series = Vec::new();
+        for (i, run) in self.runs.iter().enumerate() {
+            let x = |p: &LogPoint| {
+                if epochs_x {
+                    run.epoch_of(p.global_step)
+                } else {
+                    p.global_step
+                }
+            };
+            let per_log_point = |value: fn(&LogPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+                let points = run.log_points.iter().map(|p| (x(p), value(p)));
+                points.filter_map(|(x, y)| Some((x, y?))).collect()
+            };
+            let mean = per_log_point(|p| p.grad_norm);
+            if mean.is_empty() {
+                continue;
+            }
+            series.push(Series {
+                label: self.label(run, "mean"),
+                color: self.color(i, 0),
+                stroke: Stroke::Solid,
+                points: mean,
+            });
+            series.push(Series {
+                label: self.label(run, "largest"),
+                color: self.color(i, 1),
+                stroke: Stroke::Dashed,
+                points: per_log_point(|p| p.grad_norm_max),
+            });
+        }
+        (!series.is_empty()).then_some(Panel {
+            title: "Gradient norm before clipping, per log point",
+            x_desc: if epochs_x { "epoch" } else { "training step" },
+            y_desc: "global L2 norm (log scale)",
+            log_y: true,
+            legend: SeriesLabelPosition::UpperRight,
+            series,
+        })
+    }
+}
+
 impl Figure for LearningCurves {
     fn size(&self) -> (u32, u32) {
-        (1200, 1000)
+        if self.gradient_panel(self.by_epoch()).is_some() {
+            (1200, 1300)
+        } else {
+            (1200, 1000)
+        }
     }
 
     fn draw<DB: DrawingBackend>(
@@ -484,31 +572,61 @@ impl Figure for LearningCurves {
             _ => "Learning curves".to_string(),
         };
         let body = root.titled(&title, ("sans-serif", 30))?;
-        let (top, bottom) = body.split_vertically(body.dim_in_pixel().1 * 3 / 5);
         let epochs_x = self.by_epoch();
         let (perplexity, speed) = if epochs_x {
             self.epoch_panels()
         } else {
             self.step_panels()
         };
-        draw_panel(&top, &perplexity, epochs_x)?;
-        draw_panel(&bottom, &speed, epochs_x)
+        let height = body.dim_in_pixel().1;
+        let gradient = self.gradient_panel(epochs_x);
+        // One x axis for the panels, one above the other.
+        let panels = [Some(&perplexity), Some(&speed), gradient.as_ref()];
+        let xs = panels
+            .iter()
+            .flatten()
+            .flat_map(|p| p.finite_points())
+            .map(|p| p.0);
+        let x_span = bounds(xs);
+        match &gradient {
+            None => {
+                let (top, bottom) = body.split_vertically(height * 3 / 5);
+                draw_panel(&top, &perplexity, epochs_x, x_span)?;
+                draw_panel(&bottom, &speed, epochs_x, x_span)
+            }
+            Some(gradient) => {
+                let (top, rest) = body.split_vertically(height * 6 / 13);
+                let (middle, bottom) = rest.split_vertically(height * 7 / 26);
+                draw_panel(&top, &perplexity, epochs_x, x_span)?;
+                draw_panel(&middle, &speed, epochs_x, x_span)?;
+                draw_panel(&bottom, gradient, epochs_x, x_span)
+            }
+        }
     }
 }
 
-/// Draw one panel; with `epochs_x` the x axis is epochs, else training steps.
+impl Panel {
+    /// The points that can be drawn: finite, and positive on a log axis.
+    fn finite_points(&self) -> Vec<(f64, f64)> {
+        let points = self.series.iter().flat_map(|s| &s.points);
+        points
+            .copied()
+            .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || y > 0.0))
+            .collect()
+    }
+}
+
+/// Draw one panel; with `epochs_x` the x axis is epochs, else training steps; `x_span` the
+/// x values of every panel of the figure, so that they share their x axis.
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
     epochs_x: bool,
+    x_span: Option<(f64, f64)>,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let points = panel.series.iter().flat_map(|s| &s.points);
-    let finite: Vec<(f64, f64)> = points
-        .copied()
-        .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!panel.log_y || y > 0.0))
-        .collect();
+    let finite = panel.finite_points();
     let (Some((x_lo, x_hi)), Some((y_lo, y_hi))) = (
-        bounds(finite.iter().map(|p| p.0)),
+        x_span.or_else(|| bounds(finite.iter().map(|p| p.0))),
         bounds(finite.iter().map(|p| p.1)),
     ) else {
         let style = ("sans-serif", 20).into_font().color(&BLACK.mix(0.6));
@@ -800,6 +918,30 @@ mod tests {
         assert_eq!(run.epochs.len(), 1);
         assert_eq!(run.epochs[0].valid_perplexity, Some(270.0));
         assert_eq!(run.stop, Some((Some(33.0), Some(250.0))));
+    }
+
+    #[test]
+    fn a_log_point_sits_on_the_epoch_axis_by_its_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = concat!(
+            r#"{"kind":"train","global_step":50,"perplexity":500}"#,
+            "\n",
+            r#"{"kind":"epoch","epoch":1,"global_step":100,"train_perplexity":300,"valid_perplexity":260}"#,
+            "\n",
+            r#"{"kind":"epoch","epoch":2,"global_step":300,"train_perplexity":300,"valid_perplexity":260}"#,
+            "\n",
+        );
+        let run = Run::read(&write(dir.path(), text)).unwrap();
+        // Epoch 1 is steps 1-100, epoch 2 steps 101-300; after it, epochs of 200 steps.
+        for (step, epoch) in [
+            (50.0, 0.5),
+            (100.0, 1.0),
+            (150.0, 1.25),
+            (300.0, 2.0),
+            (400.0, 2.5),
+        ] {
+            assert_eq!(run.epoch_of(step), epoch, "step {step}");
+        }
     }
 
     #[test]

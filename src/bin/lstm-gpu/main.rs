@@ -67,7 +67,8 @@ enum Command {
         #[command(subcommand)]
         command: EmbeddingsCommand,
     },
-    /// Draw learning curves (perplexity per epoch, words/s) from metrics.jsonl files or run folders.
+    /// Draw learning curves (perplexity per epoch, words/s, gradient norms) from metrics.jsonl
+    /// files or run folders.
     Plot {
         /// metrics.jsonl files or run folders; several runs share one plot.
         #[arg(required = true)]
