@@ -13,10 +13,11 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    /// Install handlers for SIGINT and SIGTERM (on Unix; elsewhere nothing to install).
+    /// Install handlers for SIGINT and SIGTERM: on Unix; on Windows through the C runtime's
+    /// `signal`, where a console's Ctrl-C arrives as SIGINT (and SIGTERM never comes).
     pub fn install() -> anyhow::Result<Interrupt> {
         let it = Interrupt::default();
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             let flag = it.signal.clone();
             // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
