@@ -328,8 +328,9 @@ fn train_keeps_the_best_epoch_and_only_the_newest_checkpoints_asked_for() {
     assert_one_line_error(&o, 2, "--keep-checkpoints must be at least 1");
 }
 
-/// `eval` of several checkpoints: a line each, as the run validated each epoch, the lowest
-/// named; `--json` a line each; a bad path among them fails before any is scored.
+/// `eval` of several checkpoints: a line each in training order, as the run validated each
+/// epoch, the lowest named; `--json` a line each; a bad path among them fails before any is
+/// scored.
 #[test]
 fn eval_scores_several_checkpoints_as_training_validated_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -352,12 +353,14 @@ fn eval_scores_several_checkpoints_as_training_validated_them() {
     let epochs: Vec<PathBuf> = (1..=4)
         .map(|e| run_dir.join(format!("epoch-{e}.safetensors")))
         .collect();
+    // Given out of order (as a shell lists epoch-1, epoch-10, epoch-2): scored in training
+    // order.
     let eval = || {
         let mut c = bin();
         c.args(["eval", "--data"])
             .arg(tiny_data())
             .arg("--checkpoint");
-        c.args(&epochs);
+        c.args([&epochs[1], &epochs[3], &epochs[0], &epochs[2]]);
         c
     };
     let o = run(&mut eval());

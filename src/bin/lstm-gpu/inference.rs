@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lstm_gpu::config::Config;
 use lstm_gpu::data::{self, Corpus, Split, Tokens, Vocab};
@@ -21,7 +21,8 @@ use crate::corpus::CorpusArgs;
 #[derive(clap::Args)]
 pub(crate) struct EvalArgs {
     /// Checkpoint to evaluate; several (`--checkpoint runs/NAME/epoch-*.safetensors`, or the
-    /// flag repeated) are each scored on the same text, a line each, and the lowest named.
+    /// flag repeated) are each scored on the same text, a line each (run folder by run
+    /// folder, each in training order), and the lowest named.
     #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
     checkpoint: Vec<PathBuf>,
     /// Split to evaluate.
@@ -169,6 +170,16 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
         .iter()
         .map(|p| Checkpoint::read_header(p))
         .collect::<Result<_>>()?;
+    // Scored run folder by run folder (in the order given), each in training order: a
+    // shell lists `epoch-*.safetensors` as epoch-1, epoch-10, epoch-2.
+    let mut order: Vec<usize> = (0..headers.len()).collect();
+    let folder = |i: usize| args.checkpoint[i].parent().map(Path::to_path_buf);
+    let first_seen = |i: usize| (0..=i).find(|&j| folder(j) == folder(i)).unwrap_or(i);
+    order.sort_by_key(|&i| (first_seen(i), headers[i].position.global_step));
+    let (headers, checkpoint): (Vec<CheckpointHeader>, Vec<PathBuf>) = order
+        .into_iter()
+        .map(|i| (headers[i].clone(), args.checkpoint[i].clone()))
+        .unzip();
     // What is scored: a split of a corpus read with each checkpoint's vocabulary, or a text.
     let text = match &args.text {
         Some(path) => {
@@ -200,7 +211,7 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
     // The text as each vocabulary reads it: checkpoints of one run share theirs.
     let mut read: Vec<(&[String], Tokens, Vec<u32>)> = Vec::new();
     let mut jobs = Vec::new();
-    for (h, path) in headers.iter().zip(&args.checkpoint) {
+    for (h, path) in headers.iter().zip(&checkpoint) {
         let tokens = h.config.tokens;
         let known = read
             .iter()
@@ -253,8 +264,7 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
     }
     let mut gpu = args.gpu.open(&needs)?;
     let several = jobs.len() > 1;
-    let width = args
-        .checkpoint
+    let width = checkpoint
         .iter()
         .map(|p| p.display().to_string().chars().count())
         .max()
