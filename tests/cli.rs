@@ -497,6 +497,26 @@ fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
     assert_eq!(json["epochs"].as_array().unwrap().len(), valid.len());
     assert_eq!(json["best_epoch"], serde_json::json!((lowest + 1) as f64));
     assert_eq!(json["test_perplexity"].as_f64(), Some(test));
+    // Each epoch's gradient norms, from its progress records: the largest is the largest
+    // any of them logged, and the mean lies between their means.
+    assert!(text.contains("grad norm (largest)"), "{text}");
+    let logged: Vec<&serde_json::Value> = metrics.iter().filter(|r| r["kind"] == "train").collect();
+    for (i, e) in json["epochs"].as_array().unwrap().iter().enumerate() {
+        let of_epoch: Vec<_> = logged
+            .iter()
+            .filter(|r| r["epoch"].as_u64() == Some(i as u64 + 1))
+            .collect();
+        let field = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+        let largest = of_epoch
+            .iter()
+            .map(|r| field(r, "grad_norm_max"))
+            .fold(0.0, f64::max);
+        assert_eq!(e["grad_norm_max"].as_f64(), Some(largest), "{e}");
+        let means = of_epoch.iter().map(|r| field(r, "grad_norm"));
+        let (lo, hi) = means.fold((f64::MAX, 0.0f64), |(lo, hi), m| (lo.min(m), hi.max(m)));
+        let mean = e["grad_norm"].as_f64().unwrap();
+        assert!(lo <= mean && mean <= hi, "{e}: {lo}..{hi}");
+    }
 
     // A checkpoint: verified, its model, where training stood, its best epoch.
     let best = run_dir.join("best.safetensors");

@@ -170,36 +170,51 @@ impl RunInfo {
         match &self.run {
             Some(run) if !run.epochs.is_empty() => {
                 let best = self.best_epoch();
-                let rows: Vec<[String; 6]> = run
+                // The gradient norms where the run logged them (not before they existed).
+                let norms: Vec<_> = run.epochs.iter().map(|e| run.epoch_norms(e)).collect();
+                let with_norms = norms.iter().any(Option::is_some);
+                let rows: Vec<Vec<String>> = run
                     .epochs
                     .iter()
-                    .map(|e| {
+                    .zip(&norms)
+                    .map(|(e, n)| {
                         let marked = |v: Option<f64>| match v {
                             Some(v) if Some(e.epoch) == best => format!("{v:.3} *"),
                             Some(v) => format!("{v:.3}"),
                             None => "-".into(),
                         };
-                        [
+                        let mut row = vec![
                             format!("{}", e.epoch),
                             e.learning_rate.map_or("-".into(), |l| format!("{l:.4}")),
                             e.train_perplexity.map_or("-".into(), |v| format!("{v:.3}")),
                             marked(e.valid_perplexity),
                             e.words_per_second.map_or("-".into(), |w| format!("{w:.0}")),
                             e.seconds.map_or("-".into(), crate::train::span),
-                        ]
+                        ];
+                        if with_norms {
+                            row.extend(match n {
+                                Some(n) => [
+                                    format!("{:.3} ({:.3})", n.mean, n.max),
+                                    format!("{:.0}%", 100.0 * n.clipped_fraction),
+                                ],
+                                None => ["-".into(), "-".into()],
+                            });
+                        }
+                        row
                     })
                     .collect();
-                out += &table(
-                    &[
-                        "epoch",
-                        "learning rate",
-                        "train",
-                        "valid",
-                        "words/s",
-                        "time",
-                    ],
-                    &rows,
-                );
+                let mut header = vec![
+                    "epoch",
+                    "learning rate",
+                    "train",
+                    "valid",
+                    "words/s",
+                    "time",
+                ];
+                if with_norms {
+                    header.extend(["grad norm (largest)", "clipped"]);
+                }
+                out += &table(&header, &rows);
                 if best.is_some() {
                     out += "  * the lowest validation perplexity\n";
                 }
@@ -267,11 +282,12 @@ impl RunInfo {
         let epochs: Vec<Value> = self
             .run
             .iter()
-            .flat_map(|r| &r.epochs)
-            .map(|e| {
+            .flat_map(|r| r.epochs.iter().map(move |e| (e, r.epoch_norms(e))))
+            .map(|(e, n)| {
                 json!({"epoch": e.epoch, "learning_rate": e.learning_rate, "train_perplexity": e.train_perplexity,
                        "valid_perplexity": e.valid_perplexity, "words_per_second": e.words_per_second,
-                       "seconds": e.seconds})
+                       "seconds": e.seconds, "grad_norm": n.map(|n| n.mean),
+                       "grad_norm_max": n.map(|n| n.max), "clipped_fraction": n.map(|n| n.clipped_fraction)})
             })
             .collect();
         let checkpoints: Vec<Value> = self
@@ -294,7 +310,7 @@ impl RunInfo {
 /// Run folders side by side: a row each with its epochs, its lowest validation perplexity
 /// and that epoch, its test perplexity, its last epoch's speed and its training time.
 pub fn compare_runs(runs: &[RunInfo]) -> String {
-    let rows: Vec<[String; 6]> = runs
+    let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
             let epochs = r.run.as_ref().map_or(&[][..], |m| &m.epochs[..]);
@@ -303,7 +319,7 @@ pub fn compare_runs(runs: &[RunInfo]) -> String {
                 Some(format!("{:.3} ({})", e.valid_perplexity?, b))
             });
             let seconds: f64 = epochs.iter().filter_map(|e| e.seconds).sum();
-            [
+            vec![
                 r.dir.display().to_string(),
                 epochs.len().to_string(),
                 best.unwrap_or_else(|| "-".into()),
@@ -470,7 +486,7 @@ fn labelled(lines: &[(&str, String)]) -> String {
 }
 
 /// A table with a header row, columns left-aligned.
-fn table(header: &[&str], rows: &[[String; 6]]) -> String {
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

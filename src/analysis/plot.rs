@@ -57,6 +57,8 @@ enum Record {
         /// since the log point before (absent in older files).
         grad_norm: Option<f64>,
         grad_norm_max: Option<f64>,
+        /// The share of those steps whose norm was clipped.
+        clipped_fraction: Option<f64>,
     },
     /// The end of an epoch.
     Epoch {
@@ -107,6 +109,7 @@ struct LogPoint {
     words_per_second: Option<f64>,
     grad_norm: Option<f64>,
     grad_norm_max: Option<f64>,
+    clipped_fraction: Option<f64>,
 }
 
 /// What one `metrics.jsonl` holds that is worth drawing (and that `lstm-gpu info` tells).
@@ -173,6 +176,7 @@ impl Run {
                     words_per_second,
                     grad_norm,
                     grad_norm_max,
+                    clipped_fraction,
                 } => {
                     let global_step = global_step as f64;
                     run.continue_at(global_step, false);
@@ -182,6 +186,7 @@ impl Run {
                         words_per_second,
                         grad_norm,
                         grad_norm_max,
+                        clipped_fraction,
                     })
                 }
                 Record::Epoch {
@@ -259,7 +264,50 @@ impl Run {
     }
 }
 
+/// The gradient norms of an epoch's steps, gathered from its log points.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct EpochNorms {
+    /// The mean global norm before clipping over the steps.
+    pub(crate) mean: f64,
+    /// The largest.
+    pub(crate) max: f64,
+    /// The share of the steps that were clipped.
+    pub(crate) clipped_fraction: f64,
+}
+
 impl Run {
+    /// The gradient norms of epoch `epoch` (a finished one): its log points' means weighted
+    /// by the steps each covers; none where the run logged no norms then.
+    pub(crate) fn epoch_norms(&self, epoch: &EpochPoint) -> Option<EpochNorms> {
+        let start = self
+            .epochs
+            .iter()
+            .filter(|e| e.global_step < epoch.global_step)
+            .map(|e| e.global_step)
+            .fold(0.0, f64::max);
+        let (mut steps, mut sum, mut clipped, mut max) = (0.0, 0.0, 0.0, 0.0f64);
+        let mut before = start;
+        for p in &self.log_points {
+            if p.global_step <= start || p.global_step > epoch.global_step {
+                continue;
+            }
+            let covered = p.global_step - before;
+            before = p.global_step;
+            let (Some(mean), Some(largest)) = (p.grad_norm, p.grad_norm_max) else {
+                continue;
+            };
+            steps += covered;
+            sum += covered * mean;
+            clipped += covered * p.clipped_fraction.unwrap_or(0.0);
+            max = max.max(largest);
+        }
+        (steps > 0.0).then(|| EpochNorms {
+            mean: sum / steps,
+            max,
+            clipped_fraction: clipped / steps,
+        })
+    }
+
     /// Where `global_step` falls on the epoch axis, as the epoch points sit: epoch E ends at
     /// E, and a step inside it lies between E - 1 and E in proportion to its steps (after
     /// the last epoch's end, in that epoch's steps).
@@ -942,6 +990,48 @@ mod tests {
         ] {
             assert_eq!(run.epoch_of(step), epoch, "step {step}");
         }
+    }
+
+    #[test]
+    fn an_epochs_gradient_norms_weigh_each_log_point_by_its_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let train = |step: u64, mean: f64, max: f64, clipped: f64| {
+            format!("{{\"kind\":\"train\",\"global_step\":{step},\"perplexity\":500,\"grad_norm\":{mean},\"grad_norm_max\":{max},\"clipped_fraction\":{clipped}}}\n")
+        };
+        let epoch = |e: u64, step: u64| {
+            format!("{{\"kind\":\"epoch\",\"epoch\":{e},\"global_step\":{step},\"train_perplexity\":300,\"valid_perplexity\":260}}\n")
+        };
+        // Epoch 1: steps 1-30 in log points of 10 and 20 steps; epoch 2: steps 31-40.
+        let text = [
+            train(10, 4.0, 9.0, 1.0),
+            train(30, 1.0, 2.0, 0.0),
+            epoch(1, 30),
+            train(40, 7.0, 8.0, 0.5),
+            epoch(2, 40),
+            "{\"kind\":\"train\",\"global_step\":50,\"perplexity\":400}\n".to_string(),
+            epoch(3, 50),
+        ]
+        .concat();
+        let run = Run::read(&write(dir.path(), &text)).unwrap();
+        let norms: Vec<_> = run.epochs.iter().map(|e| run.epoch_norms(e)).collect();
+        assert_eq!(
+            norms[0],
+            Some(EpochNorms {
+                mean: (10.0 * 4.0 + 20.0 * 1.0) / 30.0,
+                max: 9.0,
+                clipped_fraction: 10.0 / 30.0,
+            })
+        );
+        assert_eq!(
+            norms[1],
+            Some(EpochNorms {
+                mean: 7.0,
+                max: 8.0,
+                clipped_fraction: 0.5,
+            })
+        );
+        // A file from before the norms were logged: none.
+        assert_eq!(norms[2], None);
     }
 
     #[test]
