@@ -201,34 +201,37 @@ impl Checkpoint {
     /// as for [`Checkpoint::load`].
     pub fn read_header(path: &Path) -> Result<CheckpointHeader> {
         checkpoint_file(path, "checkpoint")?;
-        let meta = read_metadata(path)?;
-        let field = |key: &str| {
-            meta[key].as_str().ok_or_else(|| {
-                anyhow!(
-                    "checkpoint {}: no `{key}` in its metadata: not an lstm-gpu checkpoint",
-                    path.display()
-                )
-            })
-        };
-        let config: Config = serde_json::from_str(field("config")?)
-            .map_err(anyhow::Error::from)
-            .and_then(|c: Config| c.validate().map(|()| c))
-            .with_context(|| {
-                format!(
-                    "checkpoint {}: metadata `config` is invalid",
-                    path.display()
-                )
-            })?;
-        let vocab: Vec<String> = serde_json::from_str(field("vocab")?).with_context(|| {
-            format!(
-                "checkpoint {}: metadata `vocab` is malformed",
-                path.display()
-            )
-        })?;
+        let (mut header, data_start, file_len) = read_header_json(path)?;
+        // What loading it would find first, in the order it would: a file shorter than its
+        // tensors, no lstm-gpu metadata, another format.
+        let wrong = |why: String| anyhow!("checkpoint {}: {why}", path.display());
+        let tensors_end = header
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| *name != "__metadata__")
+            .filter_map(|(_, t)| t["data_offsets"][1].as_u64())
+            .max()
+            .unwrap_or(0);
+        if data_start.saturating_add(tensors_end) > file_len {
+            return Err(wrong(format!(
+                "not a valid safetensors file (truncated or corrupt?): its tensors need {tensors_end} bytes after the header, the file has {}",
+                file_len.saturating_sub(data_start)
+            )));
+        }
+        let meta = header["__metadata__"].take();
+        if meta.is_null() {
+            return Err(wrong(
+                "no lstm-gpu metadata: not written by lstm-gpu (use --init to load bare weights)"
+                    .into(),
+            ));
+        }
+        let (config, vocab, position) = parse_metadata(|k| meta[k].as_str())
+            .with_context(|| format!("checkpoint {}", path.display()))?;
         Ok(CheckpointHeader {
             config,
             vocab,
-            position: Self::read_position(path)?,
+            position,
         })
     }
 
@@ -242,28 +245,7 @@ impl Checkpoint {
                 "no lstm-gpu metadata: not written by lstm-gpu (use --init to load bare weights)"
             )
         })?;
-        let get = |k: &str| {
-            meta.get(k)
-                .ok_or_else(|| anyhow!("metadata has no `{k}`: not an lstm-gpu checkpoint"))
-        };
-        let format = get("format")?;
-        if format != FORMAT {
-            bail!("format `{format}` is not {FORMAT}: written by another program or version");
-        }
-        let config: Config =
-            serde_json::from_str(get("config")?).context("metadata `config` is malformed")?;
-        config.validate().context("metadata `config` is invalid")?;
-        let vocab: Vec<String> =
-            serde_json::from_str(get("vocab")?).context("metadata `vocab` is malformed")?;
-        if vocab.len() != config.vocab_size {
-            bail!(
-                "its vocabulary has {} words but its config says {}",
-                vocab.len(),
-                config.vocab_size
-            );
-        }
-        let position: Position =
-            serde_json::from_str(get("position")?).context("metadata `position` is malformed")?;
+        let (config, vocab, position) = parse_metadata(|k| meta.get(k).map(String::as_str))?;
 
         let mut seen = Vec::new();
         let params = read_params(&st, &config, &mut seen)?;
@@ -290,7 +272,9 @@ impl Checkpoint {
         } else {
             None
         };
-        let want = get("checksum")?;
+        let want = meta
+            .get("checksum")
+            .ok_or_else(|| anyhow!("metadata has no `checksum`: not an lstm-gpu checkpoint"))?;
         let got = checksum(seen.iter().map(|(n, d): &(String, &[u8])| (n.as_str(), *d)));
         if &got != want {
             bail!("checksum mismatch (stored {want}, computed {got}): the file is corrupt");
@@ -351,11 +335,48 @@ fn read_params<'a>(
     Ok(p)
 }
 
+/// A checkpoint's lstm-gpu metadata (`get` reads a key's string), checked as loading it
+/// checks it: the format, then the configuration, the vocabulary against it, the position.
+fn parse_metadata<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Result<(Config, Vec<String>, Position)> {
+    let field = |k: &str| {
+        get(k).ok_or_else(|| anyhow!("metadata has no `{k}`: not an lstm-gpu checkpoint"))
+    };
+    let format = field("format")?;
+    if format != FORMAT {
+        bail!("format `{format}` is not {FORMAT}: written by another program or version");
+    }
+    let config: Config =
+        serde_json::from_str(field("config")?).context("metadata `config` is malformed")?;
+    config.validate().context("metadata `config` is invalid")?;
+    let vocab: Vec<String> =
+        serde_json::from_str(field("vocab")?).context("metadata `vocab` is malformed")?;
+    if vocab.len() != config.vocab_size {
+        bail!(
+            "its vocabulary has {} words but its config says {}",
+            vocab.len(),
+            config.vocab_size
+        );
+    }
+    let position: Position =
+        serde_json::from_str(field("position")?).context("metadata `position` is malformed")?;
+    Ok((config, vocab, position))
+}
+
 /// The `__metadata__` of a safetensors file's header, read without its tensors.
 fn read_metadata(path: &Path) -> Result<serde_json::Value> {
+    let (mut header, _, _) = read_header_json(path)?;
+    Ok(header["__metadata__"].take())
+}
+
+/// A safetensors file's JSON header, read without its tensors; where its tensors' data
+/// starts, and the file's length.
+fn read_header_json(path: &Path) -> Result<(serde_json::Value, u64, u64)> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)
         .with_context(|| format!("could not read checkpoint {}", path.display()))?;
+    let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut len = [0u8; 8];
     f.read_exact(&mut len)
         .with_context(|| format!("checkpoint {}: no header", path.display()))?;
@@ -367,9 +388,9 @@ fn read_metadata(path: &Path) -> Result<serde_json::Value> {
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header)
         .with_context(|| format!("checkpoint {}: header cut short", path.display()))?;
-    let mut header: serde_json::Value = serde_json::from_slice(&header)
+    let header: serde_json::Value = serde_json::from_slice(&header)
         .with_context(|| format!("checkpoint {}: unreadable header", path.display()))?;
-    Ok(header["__metadata__"].take())
+    Ok((header, 8 + len, file_len))
 }
 
 /// Load bare weights (any safetensors file with the documented names, shapes and F32 data,
@@ -573,12 +594,17 @@ mod tests {
         let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         std::fs::write(&p, &bytes[..header]).unwrap();
         assert_eq!(Checkpoint::read_position(&p).unwrap(), ck.position);
+        assert!(Checkpoint::load(&p).is_err());
+        // `read_header` is what a command reads before it opens the adapter: a file shorter
+        // than its tensors is said so there, as loading it would say.
+        let e = format!("{:#}", Checkpoint::read_header(&p).unwrap_err());
+        assert!(e.contains("truncated"), "{e}");
+        write_atomic(&p, &bytes).unwrap();
         let h = Checkpoint::read_header(&p).unwrap();
         assert_eq!(
             (h.config, h.vocab, h.position),
             (ck.config.clone(), ck.vocab.clone(), ck.position.clone())
         );
-        assert!(Checkpoint::load(&p).is_err());
         std::fs::write(&p, &bytes[..header - 1]).unwrap();
         assert!(Checkpoint::read_position(&p).is_err());
         assert!(Checkpoint::read_header(&p).is_err());
@@ -594,7 +620,7 @@ mod tests {
         .unwrap();
         std::fs::write(&p, other).unwrap();
         let e = format!("{:#}", Checkpoint::read_header(&p).unwrap_err());
-        assert!(e.contains("not an lstm-gpu checkpoint"), "{e}");
+        assert!(e.contains("not written by lstm-gpu"), "{e}");
         // A checkpoint written before `best` existed reads as none.
         let old = ck.position.clone();
         let json = serde_json::to_string(&Position { best: None, ..old }).unwrap();
