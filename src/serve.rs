@@ -4,6 +4,9 @@
 //! Routes: `/` and the page's files; `/pkg/...`, the wasm module and its glue;
 //! `/data/index.json`, what the corpus is; `/data/train`, `/data/valid`, `/data/test`, the
 //! bytes of each split (a split cut from the training text is only its own bytes).
+//!
+//! [`export`] writes the same routes as files (`serve --export DIR`), for any static web
+//! host: the page uses relative addresses only, so it runs from any folder of a site.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
@@ -101,6 +104,94 @@ fn read_corpus(source: &CorpusSource) -> Result<(serde_json::Value, [Vec<u8>; 3]
         serde_json::json!({"name": name, "dir": source.dir.display().to_string(), "splits": files}),
         out,
     ))
+}
+
+/// What `serve --export` writes.
+pub struct ExportOptions {
+    /// The folder with `www/` and `pkg/`.
+    pub web: PathBuf,
+    /// The corpus, if any: without one the page asks for files.
+    pub corpus: Option<CorpusSource>,
+    /// Where the site goes (created where missing; files of the same names replaced).
+    pub dir: PathBuf,
+}
+
+/// Write the page, its wasm module and the corpus as the files a static web host serves at
+/// `serve`'s routes: `index.html` and the page's other files, `pkg/...`, `data/index.json`
+/// and `data/train`, `data/valid`, `data/test`. The index names the corpus but no folder
+/// of this machine. Returns the number of files and their bytes.
+pub fn export(opts: &ExportOptions) -> Result<(usize, u64)> {
+    let dir = &opts.dir;
+    if dir.exists() && !dir.is_dir() {
+        return Err(usage(format!(
+            "--export {}: is a file; give a folder for the site",
+            dir.display()
+        )));
+    }
+    let corpus = opts.corpus.as_ref().map(read_corpus).transpose()?;
+    let mut written = (0usize, 0u64);
+    let mut write = |path: &Path, bytes: &[u8]| -> Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("could not create {}", parent.display()))?;
+        }
+        crate::model::checkpoint::write_atomic(path, bytes)
+            .with_context(|| format!("could not write {}", path.display()))?;
+        written = (written.0 + 1, written.1 + bytes.len() as u64);
+        Ok(())
+    };
+    for (from, to) in [
+        (opts.web.join("www"), dir.clone()),
+        (opts.web.join("pkg"), dir.join("pkg")),
+    ] {
+        for file in files_under(&from)? {
+            let rel = file.strip_prefix(&from).expect("listed under it");
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("could not read {}", file.display()))?;
+            write(&to.join(rel), &bytes)?;
+        }
+    }
+    if let Some((mut index, splits)) = corpus {
+        // A public site need not say where the corpus was on this machine.
+        if let Some(fields) = index.as_object_mut() {
+            fields.remove("dir");
+        }
+        for split in index["splits"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            if let Some(file) = split.get("file").and_then(|f| f.as_str()).map(Path::new) {
+                let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+                split["file"] = serde_json::json!(name);
+            }
+        }
+        write(&dir.join("data/index.json"), index.to_string().as_bytes())?;
+        for (split, bytes) in Split::ALL.iter().zip(&splits) {
+            write(&dir.join("data").join(split.name()), bytes)?;
+        }
+    }
+    Ok(written)
+}
+
+/// Every file under `dir`, in a stable order.
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .with_context(|| format!("could not read {}", folder.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn content_type(path: &Path) -> &'static str {

@@ -125,3 +125,76 @@ fn a_missing_page_or_a_taken_port_is_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--port"), "{err}");
 }
+
+/// `serve --export DIR` writes what `serve` serves, route for route, as files a static web
+/// host serves; the corpus's index names no folder of this machine.
+#[test]
+fn the_exported_site_is_what_serve_serves() {
+    built();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::write(corpus.join("ptb.train.txt"), "a b c d\n".repeat(40)).unwrap();
+    std::fs::write(corpus.join("ptb.valid.txt"), "a b\n").unwrap();
+    std::fs::write(corpus.join("ptb.test.txt"), "c d\n").unwrap();
+    let site = dir.path().join("site");
+    let out = Command::new(bin())
+        .args(["serve", "--data", corpus.to_str().unwrap(), "--export"])
+        .arg(&site)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("8 files"));
+
+    let (_s, url) = serve(&["--data", corpus.to_str().unwrap()]);
+    for (route, file) in [
+        ("", "index.html"),
+        ("app.js", "app.js"),
+        ("pkg/lstm_gpu_web.js", "pkg/lstm_gpu_web.js"),
+        ("pkg/lstm_gpu_web_bg.wasm", "pkg/lstm_gpu_web_bg.wasm"),
+        ("data/train", "data/train"),
+        ("data/valid", "data/valid"),
+        ("data/test", "data/test"),
+    ] {
+        let (status, _, served) = get(&format!("{url}{route}"));
+        assert_eq!(status, 200, "{route}");
+        assert_eq!(std::fs::read(site.join(file)).unwrap(), served, "{file}");
+    }
+    let (_, _, served) = get(&format!("{url}data/index.json"));
+    let served: serde_json::Value = serde_json::from_slice(&served).unwrap();
+    let text = std::fs::read_to_string(site.join("data/index.json")).unwrap();
+    let exported: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(exported["name"], served["name"]);
+    for split in ["train", "valid", "test"] {
+        assert_eq!(
+            exported["splits"][split]["bytes"],
+            served["splits"][split]["bytes"]
+        );
+    }
+    assert_eq!(exported["splits"]["valid"]["file"], "ptb.valid.txt");
+    assert!(!text.contains(dir.path().to_str().unwrap()), "{text}");
+
+    // Without a corpus: the page alone, which then asks for files.
+    let bare = dir.path().join("bare");
+    let out = Command::new(bin())
+        .args(["serve", "--no-data", "--export"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(bare.join("index.html").is_file() && !bare.join("data").exists());
+
+    // A file where the folder should be: one usage line.
+    let out = Command::new(bin())
+        .args(["serve", "--no-data", "--export"])
+        .arg(site.join("index.html"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is a file; give a folder"), "{err}");
+}

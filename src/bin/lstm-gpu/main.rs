@@ -111,7 +111,8 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Serve the training page (the same kernels on the browser's WebGPU) and the corpus.
+    /// Serve the training page (the same kernels on the browser's WebGPU) and the corpus, or
+    /// with --export write them as a static site.
     Serve {
         #[command(flatten)]
         corpus: CorpusArgs,
@@ -128,6 +129,11 @@ enum Command {
         /// web/ beside the executable].
         #[arg(long)]
         web: Option<PathBuf>,
+        /// Instead of serving: write the page, its wasm module and the corpus into DIR as
+        /// the static files any web host serves (GitHub Pages, a course's site), so that
+        /// students need nothing but a browser with WebGPU (which needs https:// or localhost).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["port", "listen"])]
+        export: Option<PathBuf>,
     },
     /// Benchmarks.
     Bench {
@@ -195,7 +201,11 @@ fn run(cli: Cli) -> Result<()> {
             port,
             listen,
             web,
-        } => serve(corpus, no_data, port, listen, web),
+            export,
+        } => match export {
+            Some(dir) => export_site(corpus, no_data, web, dir),
+            None => serve(corpus, no_data, port, listen, web),
+        },
         Command::Eval(args) => inference::eval_command(args),
         Command::Predict(args) => inference::predict_command(args),
         Command::Generate(args) => inference::generate_command(args),
@@ -234,6 +244,37 @@ fn serve(
         web,
         corpus,
     })
+}
+
+/// `serve --export DIR`: the page and the corpus as a static site.
+fn export_site(
+    corpus: CorpusArgs,
+    no_data: bool,
+    web: Option<PathBuf>,
+    dir: PathBuf,
+) -> Result<()> {
+    let web = lstm_gpu::serve::web_dir(web.as_deref())?;
+    let corpus = if no_data {
+        None
+    } else {
+        Some(corpus.source(true)?)
+    };
+    let with_corpus = corpus.is_some();
+    let (files, bytes) = lstm_gpu::serve::export(&lstm_gpu::serve::ExportOptions {
+        web,
+        corpus,
+        dir: dir.clone(),
+    })?;
+    println!(
+        "the page{} written to {} ({files} files, {:.1} MB): put the folder on any static web host \
+         (GitHub Pages, a course's site) and open its address in a browser with WebGPU \
+         (https:// or localhost); to try it here: python3 -m http.server -d {} 8000",
+        if with_corpus { " and the corpus" } else { " (no corpus: it asks for files)" },
+        dir.display(),
+        bytes as f64 / 1e6,
+        lstm_gpu::train::shell_word(&dir.display().to_string())
+    );
+    Ok(())
 }
 
 /// `completions SHELL`: the tab-completion script of this command line.
