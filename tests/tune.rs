@@ -6,11 +6,13 @@ use lstm_gpu::gpu::matmul::MatmulVariant;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The program with its cache in `cache`, tuning by itself on a first run on any adapter
+/// (`LSTM_GPU_TUNE=on`: a CPU adapter, where the tests run, does not by default).
 fn bin(cache: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"));
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .env("LSTM_GPU_CACHE_DIR", cache)
-        .env_remove("LSTM_GPU_TUNE")
+        .env("LSTM_GPU_TUNE", "on")
         .env("RUST_LOG", "info");
     c
 }
@@ -188,6 +190,58 @@ fn a_first_training_run_tunes_by_itself_unless_told_not_to() {
     assert!(cache.join("tuning.json").exists());
     let out = train(&[], "c");
     assert!(out.contains("(cached)"), "{out}");
+}
+
+/// Without `LSTM_GPU_TUNE`, a first run tunes by itself on a GPU but not on a CPU adapter
+/// (minutes of compiling there, for little): it runs the defaults and says how to tune.
+#[test]
+fn a_first_run_on_a_cpu_adapter_runs_the_defaults_and_says_how_to_tune() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let adapters = bin(&cache).args(["adapters", "--json"]).output().unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&adapters.stdout).unwrap();
+    let picked = |t: &str| list.as_array().unwrap().iter().any(|a| a["type"] == t);
+    let out = ok(&bin(&cache)
+        .env_remove("LSTM_GPU_TUNE")
+        .arg("train")
+        .arg("--data")
+        .arg(tiny_data())
+        .arg("--run-dir")
+        .arg(dir.path().join("run"))
+        .args(MODEL)
+        .args(["--max-steps", "2", "--no-progress", "--no-eval-at-stop"])
+        .output()
+        .unwrap());
+    // The test adapter is the one `auto` picks: a CPU one only where there is no GPU.
+    let on_a_cpu = !picked("DiscreteGpu") && !picked("IntegratedGpu") && !picked("VirtualGpu");
+    if on_a_cpu {
+        assert!(
+            out.contains("is a CPU adapter, where tuning takes minutes"),
+            "{out}"
+        );
+        assert!(out.contains("LSTM_GPU_TUNE=on"), "{out}");
+        assert!(!out.contains("kernels: tuning on"), "{out}");
+        assert!(out.contains("(default)"), "{out}");
+        assert!(!cache.join("tuning.json").exists());
+    } else {
+        assert!(out.contains("kernels: tuning on"), "{out}");
+    }
+    // Told off, nothing is said about it.
+    let out = ok(&bin(&cache)
+        .env("LSTM_GPU_TUNE", "off")
+        .arg("train")
+        .arg("--data")
+        .arg(tiny_data())
+        .arg("--run-dir")
+        .arg(dir.path().join("off"))
+        .args(MODEL)
+        .args(["--max-steps", "1", "--no-progress", "--no-eval-at-stop"])
+        .output()
+        .unwrap());
+    assert!(
+        !out.contains("tuning takes minutes") && !out.contains("tuning on"),
+        "{out}"
+    );
 }
 
 /// A first run that forces one choice (here `profile --recurrence fused`, as

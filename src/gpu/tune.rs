@@ -130,7 +130,8 @@ const CACHE_FORMAT: &str = "lstm-gpu-tuning/1";
 
 /// The environment variable naming the cache folder (tests point it at a temporary one).
 pub const CACHE_DIR_ENV: &str = "LSTM_GPU_CACHE_DIR";
-/// `off` keeps runs from tuning by themselves (they still read the cache).
+/// `off` keeps runs from tuning by themselves (they still read the cache); `on` lets them
+/// tune on a CPU adapter too ([`auto_tune_allowed`]).
 pub const AUTO_TUNE_ENV: &str = "LSTM_GPU_TUNE";
 
 /// `$LSTM_GPU_CACHE_DIR/tuning.json`, else the platform cache folder's
@@ -157,9 +158,19 @@ pub fn cache_path() -> PathBuf {
     dir.join("tuning.json")
 }
 
-/// Whether runs may tune by themselves (`LSTM_GPU_TUNE` is not `off`).
-pub fn auto_tune_allowed() -> bool {
-    std::env::var(AUTO_TUNE_ENV).map_or(true, |v| v.trim() != "off")
+/// Whether a run may tune by itself on an adapter of `device_type`: never with
+/// `LSTM_GPU_TUNE=off`, always with `on`; unset, on every adapter but a CPU one (lavapipe,
+/// WARP, SwiftShader). There the kernels compile and run on the CPU, so tuning takes
+/// minutes (the seed model on lavapipe: 53 s, 4.6 minutes on a cold shader cache) for
+/// little: a seed step ran at 2,550-3,190 words/s tuned and 2,940-3,150 with the defaults
+/// (`profile --synthetic`, alternating, 2026-12-07). `lstm-gpu tune` measures them when
+/// asked, as the page's "tune" box does.
+pub fn auto_tune_allowed(device_type: wgpu::DeviceType) -> bool {
+    match std::env::var(AUTO_TUNE_ENV).as_deref().map(str::trim) {
+        Ok("off") => false,
+        Ok("on") => true,
+        _ => device_type != wgpu::DeviceType::Cpu,
+    }
 }
 
 /// The cache key of an adapter: name, backend, driver and this program's version (a new
@@ -225,15 +236,23 @@ pub fn choose(
     auto: bool,
 ) -> Result<ChoiceSource> {
     let kept = cache_path().display().to_string();
+    let allowed = auto_tune_allowed(gpu.info.device_type);
     let (source, measured) = pollster::block_on(choose_async(
         gpu,
         cfg,
         shapes,
-        auto && auto_tune_allowed(),
+        auto && allowed,
         cached(gpu),
         &kept,
         &mut |line| log::info!("{line}"),
     ))?;
+    let asked_off = std::env::var(AUTO_TUNE_ENV).is_ok_and(|v| v.trim() == "off");
+    if auto && !allowed && !asked_off && source == ChoiceSource::Default {
+        log::info!(
+            "kernels: the adapter's defaults, untuned: {} is a CPU adapter, where tuning takes minutes and gains little (`lstm-gpu tune` measures them; LSTM_GPU_TUNE=on tunes on a first run)",
+            gpu.info.name
+        );
+    }
     if let Some(entry) = measured {
         if let Err(e) = store(gpu, &entry) {
             log::warn!("the tuned choices apply to this run only: {e:#}");
