@@ -5,6 +5,9 @@
 //! `/data/index.json`, what the corpus is; `/data/train`, `/data/valid`, `/data/test`, the
 //! bytes of each split (a split cut from the training text is only its own bytes).
 //!
+//! With a checkpoint (`--checkpoint PATH`), `/data/model.safetensors` is its bytes and the
+//! index names it; the page loads it when its address says `?checkpoint=data/model.safetensors`.
+//!
 //! [`export`] writes the same routes as files (`serve --export DIR`), for any static web
 //! host: the page uses relative addresses only, so it runs from any folder of a site.
 
@@ -31,6 +34,29 @@ pub struct ServeOptions {
     pub web: PathBuf,
     /// The corpus, if any: without one the page asks for files.
     pub corpus: Option<CorpusSource>,
+    /// A checkpoint to offer the page (`/data/model.safetensors`).
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Where a served or exported checkpoint is, relative to the page; the page loads it when
+/// its address has `?checkpoint=` this.
+pub const MODEL_ROUTE: &str = "data/model.safetensors";
+
+/// The bytes of the checkpoint to offer, checked to be one (its header, as `eval` checks it
+/// first: a wrong file is one line before anything is served or written).
+fn read_checkpoint(path: &Path) -> Result<(serde_json::Value, Vec<u8>)> {
+    crate::model::checkpoint::Checkpoint::read_header(path)
+        .map_err(|e| usage(format!("--checkpoint: {e:#}")))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((
+        serde_json::json!({"file": name, "bytes": bytes.len()}),
+        bytes,
+    ))
 }
 
 /// The web folder: `--web`, else the source tree's `web/` (a program run from its checkout),
@@ -69,8 +95,28 @@ pub fn web_dir(flag: Option<&Path>) -> Result<PathBuf> {
 
 struct Served {
     web: PathBuf,
-    /// The index and the three splits' bytes.
-    corpus: Option<(serde_json::Value, [Vec<u8>; 3])>,
+    /// The index (of the corpus and the checkpoint), where there is either.
+    index: Option<serde_json::Value>,
+    /// The three splits' bytes.
+    corpus: Option<[Vec<u8>; 3]>,
+    checkpoint: Option<Vec<u8>>,
+}
+
+/// The index the page reads: the corpus's name and splits where there is a corpus, the
+/// checkpoint where there is one.
+fn index_of(
+    corpus: Option<&serde_json::Value>,
+    checkpoint: Option<&serde_json::Value>,
+) -> Option<serde_json::Value> {
+    let mut index = match corpus {
+        Some(c) => c.clone(),
+        None if checkpoint.is_some() => serde_json::json!({}),
+        None => return None,
+    };
+    if let Some(c) = checkpoint {
+        index["checkpoint"] = c.clone();
+    }
+    Some(index)
 }
 
 /// Read each split's bytes (only its range, for a split cut from the training text).
@@ -112,6 +158,8 @@ pub struct ExportOptions {
     pub web: PathBuf,
     /// The corpus, if any: without one the page asks for files.
     pub corpus: Option<CorpusSource>,
+    /// A checkpoint to offer the page (`data/model.safetensors`).
+    pub checkpoint: Option<PathBuf>,
     /// Where the site goes (created where missing; files of the same names replaced).
     pub dir: PathBuf,
 }
@@ -129,6 +177,11 @@ pub fn export(opts: &ExportOptions) -> Result<(usize, u64)> {
         )));
     }
     let corpus = opts.corpus.as_ref().map(read_corpus).transpose()?;
+    let checkpoint = opts
+        .checkpoint
+        .as_deref()
+        .map(read_checkpoint)
+        .transpose()?;
     let mut written = (0usize, 0u64);
     let mut write = |path: &Path, bytes: &[u8]| -> Result<()> {
         if let Some(parent) = path.parent() {
@@ -151,7 +204,8 @@ pub fn export(opts: &ExportOptions) -> Result<(usize, u64)> {
             write(&to.join(rel), &bytes)?;
         }
     }
-    if let Some((mut index, splits)) = corpus {
+    let (mut corpus_index, splits) = corpus.unzip();
+    if let Some(index) = &mut corpus_index {
         // A public site need not say where the corpus was on this machine.
         if let Some(fields) = index.as_object_mut() {
             fields.remove("dir");
@@ -166,10 +220,16 @@ pub fn export(opts: &ExportOptions) -> Result<(usize, u64)> {
                 split["file"] = serde_json::json!(name);
             }
         }
+    }
+    let (checkpoint_index, model) = checkpoint.unzip();
+    if let Some(index) = index_of(corpus_index.as_ref(), checkpoint_index.as_ref()) {
         write(&dir.join("data/index.json"), index.to_string().as_bytes())?;
-        for (split, bytes) in Split::ALL.iter().zip(&splits) {
-            write(&dir.join("data").join(split.name()), bytes)?;
-        }
+    }
+    for (split, bytes) in Split::ALL.iter().zip(splits.iter().flatten()) {
+        write(&dir.join("data").join(split.name()), bytes)?;
+    }
+    if let Some(bytes) = model {
+        write(&dir.join(MODEL_ROUTE), &bytes)?;
     }
     Ok(written)
 }
@@ -240,8 +300,8 @@ async fn static_file(State(s): State<Arc<Served>>, uri: axum::http::Uri) -> Resp
 }
 
 async fn data_index(State(s): State<Arc<Served>>) -> Response {
-    match &s.corpus {
-        Some((index, _)) => (
+    match &s.index {
+        Some(index) => (
             [(header::CONTENT_TYPE, "application/json")],
             index.to_string(),
         )
@@ -251,7 +311,14 @@ async fn data_index(State(s): State<Arc<Served>>) -> Response {
 }
 
 async fn data_split(State(s): State<Arc<Served>>, UrlPath(split): UrlPath<String>) -> Response {
-    let Some((_, bytes)) = &s.corpus else {
+    if let (Some(bytes), true) = (&s.checkpoint, MODEL_ROUTE.ends_with(&format!("/{split}"))) {
+        return (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            bytes.clone(),
+        )
+            .into_response();
+    }
+    let Some(bytes) = &s.corpus else {
         return not_found("the server was started without a corpus");
     };
     let Some(i) = Split::ALL.iter().position(|sp| sp.name() == split) else {
@@ -267,14 +334,32 @@ async fn data_split(State(s): State<Arc<Served>>, UrlPath(split): UrlPath<String
 /// Serve until the process is stopped. Prints one line with the address once listening.
 pub fn serve(opts: ServeOptions) -> Result<()> {
     let corpus = opts.corpus.as_ref().map(read_corpus).transpose()?;
+    let checkpoint = opts
+        .checkpoint
+        .as_deref()
+        .map(read_checkpoint)
+        .transpose()?;
     let described = match &corpus {
         Some((index, _)) => format!("the corpus {}", index["dir"].as_str().unwrap_or("?")),
         None => "no corpus (the page asks for files)".to_string(),
     };
+    let (corpus_index, splits) = corpus.unzip();
+    let (checkpoint_index, model) = checkpoint.unzip();
     let state = Arc::new(Served {
         web: opts.web.clone(),
-        corpus,
+        index: index_of(corpus_index.as_ref(), checkpoint_index.as_ref()),
+        corpus: splits,
+        checkpoint: model,
     });
+    // The address that loads the checkpoint, where there is one.
+    let query = match &opts.checkpoint {
+        Some(_) => format!("?checkpoint={MODEL_ROUTE}"),
+        None => String::new(),
+    };
+    let model = match &opts.checkpoint {
+        Some(p) => format!(" and the model {} (that address loads it)", p.display()),
+        None => String::new(),
+    };
     let app = Router::new()
         .route("/data/index.json", get(data_index))
         .route("/data/{split}", get(data_split))
@@ -306,7 +391,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             }
         };
         println!(
-            "serving the training page at http://{host}:{}/ with {described}; open it in a browser with WebGPU (Ctrl-C stops)",
+            "serving the training page at http://{host}:{}/{query} with {described}{model}; open it in a browser with WebGPU (Ctrl-C stops)",
             local.port()
         );
         use std::io::Write;

@@ -198,3 +198,89 @@ fn the_exported_site_is_what_serve_serves() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("is a file; give a folder"), "{err}");
 }
+
+/// `--checkpoint PATH`: served as `data/model.safetensors` and named in the index, the
+/// printed address loading it (`?checkpoint=...`); exported likewise; a file that is not a
+/// checkpoint is one usage line before anything is served or written.
+#[test]
+fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
+    use lstm_gpu::config::Config;
+    use lstm_gpu::model::checkpoint::Checkpoint;
+    built();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        vocab_size: 5,
+        embedding_size: 4,
+        hidden: vec![3],
+        ..Config::default()
+    };
+    let ck = Checkpoint {
+        params: lstm_gpu::model::Params::<f32>::init(&cfg, 1),
+        vocab: ["<unk>", "<eos>", "a", "b", "c"].map(String::from).to_vec(),
+        state: None,
+        position: Default::default(),
+        config: cfg,
+    };
+    let path = dir.path().join("course.safetensors");
+    ck.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    let (_s, url) = serve(&["--no-data", "--checkpoint", path.to_str().unwrap()]);
+    let (base, query) = url.split_once('?').expect("the address loads the model");
+    assert_eq!(query, "checkpoint=data/model.safetensors");
+    let (status, _, served) = get(&format!("{base}data/model.safetensors"));
+    assert_eq!((status, served == bytes), (200, true));
+    let (_, _, index) = get(&format!("{base}data/index.json"));
+    let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    assert_eq!(index["checkpoint"]["file"], "course.safetensors");
+    assert_eq!(index["checkpoint"]["bytes"], bytes.len());
+
+    let site = dir.path().join("site");
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--no-data",
+            "--checkpoint",
+            path.to_str().unwrap(),
+            "--export",
+        ])
+        .arg(&site)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("?checkpoint=data/model.safetensors"));
+    assert_eq!(
+        std::fs::read(site.join("data/model.safetensors")).unwrap(),
+        bytes
+    );
+    let exported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.join("data/index.json")).unwrap()).unwrap();
+    assert_eq!(exported["checkpoint"], index["checkpoint"]);
+
+    // Not a checkpoint: one line, nothing written.
+    let other = dir.path().join("notes.txt");
+    std::fs::write(&other, "not a checkpoint at all").unwrap();
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--no-data",
+            "--checkpoint",
+            other.to_str().unwrap(),
+            "--export",
+        ])
+        .arg(dir.path().join("none"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--checkpoint") && err.contains("not a safetensors file"),
+        "{err}"
+    );
+    assert!(!dir.path().join("none").exists());
+}

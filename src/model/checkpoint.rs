@@ -383,7 +383,10 @@ fn read_header_json(path: &Path) -> Result<(serde_json::Value, u64, u64)> {
     let len = u64::from_le_bytes(len);
     // safetensors' own bound on a header.
     if len > 100_000_000 {
-        bail!("checkpoint {}: header too large", path.display());
+        bail!(
+            "checkpoint {}: not a safetensors file (its first 8 bytes give no header length)",
+            path.display()
+        );
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header)

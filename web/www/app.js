@@ -757,7 +757,8 @@ const api = (S.api = {
 
 const quiet = (p) => p.catch(() => {});
 $("load-server").onclick = () => quiet(api.loadServer().then((l) => say(`loaded ${l}`)));
-for (const id of ["file-train", "file-valid", "file-test"]) $(id).onchange = () => quiet(api.loadFiles().then((l) => say(`loaded ${l}`)));
+for (const id of ["file-train", "file-valid", "file-test"])
+  $(id).onchange = () => quiet(api.loadFiles().then((l) => say(`loaded ${l}`)).then(loadPendingCheckpoint));
 $("create").onclick = () =>
   quiet(api.createPreset($("preset").value, $("tokens").value, Number($("seed").value), $("precision").value).then(() => say("new model ready: press Train")));
 $("file-checkpoint").onchange = async () => {
@@ -810,14 +811,36 @@ async function start() {
     return;
   }
   // The server's corpus, when it has one.
-  if (!new URLSearchParams(location.search).has("nodata")) {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("nodata")) {
     try {
       say(`loaded ${await loadServer()}; choose a preset and press New model`);
     } catch (e) {
       say("pick the text files to train on (the server has no corpus)");
     }
   }
+  // A checkpoint the address names (`?checkpoint=data/model.safetensors`, as `lstm-gpu serve
+  // --checkpoint` prints it): loaded once there is a text, to ask it or train on from it.
+  S.pendingCheckpoint = params.get("checkpoint");
+  await loadPendingCheckpoint();
   S.started = true;
+}
+
+async function loadPendingCheckpoint() {
+  const url = S.pendingCheckpoint;
+  if (!url) return;
+  if (!S.corpus) {
+    say(`the model at ${url} loads once a text is loaded: pick the text files`);
+    return;
+  }
+  S.pendingCheckpoint = null;
+  try {
+    const r = await fetch(url);
+    if (!r.ok) throw new Error(`could not fetch the checkpoint ${url}: HTTP ${r.status}`);
+    await loadCheckpoint(new Uint8Array(await r.arrayBuffer()));
+  } catch (e) {
+    say(errorText(e), "error");
+  }
 }
 
 start();

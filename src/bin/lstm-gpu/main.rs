@@ -113,33 +113,42 @@ enum Command {
     },
     /// Serve the training page (the same kernels on the browser's WebGPU) and the corpus, or
     /// with --export write them as a static site.
-    Serve {
-        #[command(flatten)]
-        corpus: CorpusArgs,
-        /// Serve no corpus: the page trains on files the user picks.
-        #[arg(long, conflicts_with_all = ["data", "train"])]
-        no_data: bool,
-        /// Port [0: any free one].
-        #[arg(long, default_value_t = 8000)]
-        port: u16,
-        /// Address to listen on (0.0.0.0: every interface, so that other machines reach it).
-        #[arg(long, default_value = "127.0.0.1")]
-        listen: std::net::IpAddr,
-        /// The folder holding www/ and the built pkg/ [default: the checkout's web/, else
-        /// web/ beside the executable].
-        #[arg(long)]
-        web: Option<PathBuf>,
-        /// Instead of serving: write the page, its wasm module and the corpus into DIR as
-        /// the static files any web host serves (GitHub Pages, a course's site), so that
-        /// students need nothing but a browser with WebGPU (which needs https:// or localhost).
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["port", "listen"])]
-        export: Option<PathBuf>,
-    },
+    Serve(ServeArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+/// `serve`: where the page's files and the corpus come from, and where they go.
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    corpus: CorpusArgs,
+    /// Serve no corpus: the page trains on files the user picks.
+    #[arg(long, conflicts_with_all = ["data", "train"])]
+    no_data: bool,
+    /// Port [0: any free one].
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Address to listen on (0.0.0.0: every interface, so that other machines reach it).
+    #[arg(long, default_value = "127.0.0.1")]
+    listen: std::net::IpAddr,
+    /// The folder holding www/ and the built pkg/ [default: the checkout's web/, else
+    /// web/ beside the executable].
+    #[arg(long)]
+    web: Option<PathBuf>,
+    /// Instead of serving: write the page, its wasm module and the corpus into DIR as
+    /// the static files any web host serves (GitHub Pages, a course's site), so that
+    /// students need nothing but a browser with WebGPU (which needs https:// or localhost).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["port", "listen"])]
+    export: Option<PathBuf>,
+    /// A checkpoint to offer the page as `data/model.safetensors`: the address printed
+    /// (`?checkpoint=data/model.safetensors`) loads it, to ask a trained model, or train on
+    /// from it, without training first (e.g. the course's seed model).
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
 }
 
 // Parsed once per run: the size of the larger variant does not matter.
@@ -195,17 +204,7 @@ fn run(cli: Cli) -> Result<()> {
             command: DataCommand::Fetch { dir, url },
         } => corpus::data_fetch(dir, url),
         Command::Train(args) => train::train_command(args),
-        Command::Serve {
-            corpus,
-            no_data,
-            port,
-            listen,
-            web,
-            export,
-        } => match export {
-            Some(dir) => export_site(corpus, no_data, web, dir),
-            None => serve(corpus, no_data, port, listen, web),
-        },
+        Command::Serve(args) => serve(args),
         Command::Eval(args) => inference::eval_command(args),
         Command::Predict(args) => inference::predict_command(args),
         Command::Generate(args) => inference::generate_command(args),
@@ -224,52 +223,49 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `serve`: the page and the corpus.
-fn serve(
-    corpus: CorpusArgs,
-    no_data: bool,
-    port: u16,
-    listen: std::net::IpAddr,
-    web: Option<PathBuf>,
-) -> Result<()> {
-    let web = lstm_gpu::serve::web_dir(web.as_deref())?;
-    let corpus = if no_data {
+/// `serve`: the page and the corpus over HTTP, or (`--export DIR`) as a static site.
+fn serve(args: ServeArgs) -> Result<()> {
+    let web = lstm_gpu::serve::web_dir(args.web.as_deref())?;
+    let corpus = if args.no_data {
         None
     } else {
-        Some(corpus.source(true)?)
+        Some(args.corpus.source(true)?)
     };
-    lstm_gpu::serve::serve(lstm_gpu::serve::ServeOptions {
-        listen,
-        port,
-        web,
-        corpus,
-    })
-}
-
-/// `serve --export DIR`: the page and the corpus as a static site.
-fn export_site(
-    corpus: CorpusArgs,
-    no_data: bool,
-    web: Option<PathBuf>,
-    dir: PathBuf,
-) -> Result<()> {
-    let web = lstm_gpu::serve::web_dir(web.as_deref())?;
-    let corpus = if no_data {
-        None
-    } else {
-        Some(corpus.source(true)?)
+    let Some(dir) = args.export else {
+        return lstm_gpu::serve::serve(lstm_gpu::serve::ServeOptions {
+            listen: args.listen,
+            port: args.port,
+            web,
+            corpus,
+            checkpoint: args.checkpoint,
+        });
     };
     let with_corpus = corpus.is_some();
+    let with_model = args.checkpoint.is_some();
     let (files, bytes) = lstm_gpu::serve::export(&lstm_gpu::serve::ExportOptions {
         web,
         corpus,
+        checkpoint: args.checkpoint,
         dir: dir.clone(),
     })?;
+    let what = match (with_corpus, with_model) {
+        (true, true) => " with the corpus and the model",
+        (true, false) => " and the corpus",
+        (false, true) => " and the model (no corpus: it asks for files)",
+        (false, false) => " (no corpus: it asks for files)",
+    };
+    let open = if with_model {
+        format!(
+            " its address with ?checkpoint={} (which loads the model)",
+            lstm_gpu::serve::MODEL_ROUTE
+        )
+    } else {
+        " its address".to_string()
+    };
     println!(
-        "the page{} written to {} ({files} files, {:.1} MB): put the folder on any static web host \
-         (GitHub Pages, a course's site) and open its address in a browser with WebGPU \
+        "the page{what} written to {} ({files} files, {:.1} MB): put the folder on any static web \
+         host (GitHub Pages, a course's site) and open{open} in a browser with WebGPU \
          (https:// or localhost); to try it here: python3 -m http.server -d {} 8000",
-        if with_corpus { " and the corpus" } else { " (no corpus: it asks for files)" },
         dir.display(),
         bytes as f64 / 1e6,
         lstm_gpu::train::shell_word(&dir.display().to_string())
