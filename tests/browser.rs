@@ -1573,3 +1573,51 @@ fn the_page_tunes_its_kernels_and_keeps_the_choices() {
     assert_eq!(page(&b)["stored"], Value::Null);
     assert_eq!(page(&b)["note"], json!(""));
 }
+
+/// `serve --checkpoint PATH`: the address it prints loads the model into the page once the
+/// corpus is in; the page then holds its weights and validates as the program does.
+#[test]
+fn the_page_loads_the_model_its_address_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tiny");
+    let run = dir.path().join("run");
+    native(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--vocab-size",
+        "60",
+        "--embedding-size",
+        "8",
+        "--hidden",
+        "8,6",
+        "--batch-size",
+        "2",
+        "--num-steps",
+        "5",
+        "--max-steps",
+        "10",
+        "--no-progress",
+    ]);
+    let last = run.join("last.safetensors");
+    let (_server, b) = open_page(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--checkpoint",
+        last.to_str().unwrap(),
+    ]);
+    let s = state(&b);
+    assert_eq!(
+        (s["trainer"].as_bool(), s["step"].as_u64()),
+        (Some(true), Some(10)),
+        "{s}"
+    );
+    let original = lstm_gpu::model::checkpoint::Checkpoint::load(&last).unwrap();
+    let in_page =
+        lstm_gpu::model::checkpoint::Checkpoint::from_bytes(&page_checkpoint(&b)).unwrap();
+    assert_eq!(in_page.params, original.params);
+    let (page, program) = (page_validate(&b), native_eval(&last, &data));
+    assert!(rel(page, program) < 2e-4, "page {page}, program {program}");
+}
