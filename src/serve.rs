@@ -394,6 +394,13 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             "serving the training page at http://{host}:{}/{query} with {described}{model}; open it in a browser with WebGPU (Ctrl-C stops)",
             local.port()
         );
+        if !local.ip().is_loopback() {
+            // Other machines reach it over plain http, where browsers give no WebGPU.
+            println!(
+                "other machines reach it at http://<this machine's address>:{}/, but browsers give WebGPU only to https:// pages and to localhost: for a class, put the page on an https:// host (lstm-gpu serve --export DIR) or serve it behind an https proxy",
+                local.port()
+            );
+        }
         use std::io::Write;
         std::io::stdout().flush().ok();
         axum::serve(listener, app)

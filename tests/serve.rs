@@ -284,3 +284,28 @@ fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
     );
     assert!(!dir.path().join("none").exists());
 }
+
+/// Listening beyond the loopback address, `serve` says at once that other machines get no
+/// WebGPU over plain http, and how a class gets the page instead.
+#[test]
+fn serving_other_machines_says_that_webgpu_needs_https() {
+    use std::io::BufRead;
+    built();
+    let mut child = Command::new(bin())
+        .args(["serve", "--no-data", "--port", "0", "--listen", "0.0.0.0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    out.read_line(&mut first).unwrap();
+    out.read_line(&mut second).unwrap();
+    child.kill().ok();
+    child.wait().ok();
+    assert!(first.contains("serving the training page"), "{first}");
+    assert!(
+        second.contains("WebGPU only to https:// pages and to localhost")
+            && second.contains("--export"),
+        "{second}"
+    );
+}

@@ -795,7 +795,13 @@ async function start() {
     mixed.disabled = !a.f16;
     if (!a.f16) mixed.textContent = "mixed (needs shader-f16, which this adapter lacks)";
   } catch (e) {
-    S.noWebgpu = errorText(e);
+    // Browsers give WebGPU only to secure pages (https://, localhost): a page served over
+    // http:// to another machine (`serve --listen 0.0.0.0`) has none, whatever the browser.
+    S.noWebgpu = window.isSecureContext
+      ? errorText(e)
+      : `browsers give WebGPU only to https:// pages and to localhost, and this page is ${location.origin}: ` +
+        `open it on the machine that serves it (http://localhost:${location.port || 80}/), ` +
+        `or put it on an https:// host (lstm-gpu serve --export DIR writes it as a static site)`;
     $("adapter").textContent = "No WebGPU adapter.";
     say(S.noWebgpu, "error");
   }
