@@ -1620,4 +1620,30 @@ fn the_page_loads_the_model_its_address_names() {
     assert_eq!(in_page.params, original.params);
     let (page, program) = (page_validate(&b), native_eval(&last, &data));
     assert!(rel(page, program) < 2e-4, "page {page}, program {program}");
+
+    // The plain address: the page offers the server's model with a button, loaded on click.
+    let (_server, url) = serve(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--checkpoint",
+        last.to_str().unwrap(),
+    ]);
+    let plain = url.split('?').next().unwrap();
+    b.open(plain);
+    b.wait_started();
+    let offered = b.ok(
+        "const e = document.getElementById('load-served'); return [e.hidden, e.textContent];",
+        json!(null),
+    );
+    assert_eq!(offered[0], false, "{offered}");
+    assert!(
+        offered[1].as_str().unwrap().contains("last.safetensors"),
+        "{offered}"
+    );
+    assert_eq!(state(&b)["trainer"], false);
+    b.ok(
+        "await window.lstm.api.loadServed(); return null;",
+        json!(null),
+    );
+    assert_eq!(state(&b)["step"].as_u64(), Some(10));
 }

@@ -90,6 +90,13 @@ async function loadServer() {
     if (!r.ok) throw new Error(`could not fetch the ${split} split: HTTP ${r.status}`);
     return new Uint8Array(await r.arrayBuffer());
   };
+  // A model the server offers too (`lstm-gpu serve --checkpoint`): a button loads it.
+  if (meta.checkpoint) {
+    const b = $("load-served");
+    b.textContent = `or the server's model (${meta.checkpoint.file})`;
+    b.hidden = false;
+  }
+  if (!meta.splits) throw new Error("the server offers a model but no corpus: pick the text files");
   const [train, valid, test] = await Promise.all(["train", "valid", "test"].map(get));
   S.corpus = {
     name: meta.name || "the server's corpus",
@@ -741,6 +748,10 @@ const api = (S.api = {
   create: action((options) => newTrainer(options)),
   createPreset: action((preset, tokens = "words", seed = 1, precision = "f32") => newTrainer(optionsFor(preset, tokens, seed, precision))),
   loadCheckpoint: action(loadCheckpoint),
+  loadServed: action(() => {
+    S.pendingCheckpoint = SERVED_MODEL;
+    return loadPendingCheckpoint();
+  }),
   train: action(train),
   pause,
   validate: action(validate),
@@ -766,6 +777,7 @@ $("file-checkpoint").onchange = async () => {
   if (f) await quiet(api.loadCheckpoint(new Uint8Array(await f.arrayBuffer())));
   $("file-checkpoint").value = "";
 };
+$("load-served").onclick = () => quiet(api.loadServed());
 $("train").onclick = () => (S.running ? pause() : quiet(api.train()));
 $("validate").onclick = () => quiet(api.validate());
 $("save").onclick = () => quiet(api.save());
@@ -812,7 +824,7 @@ async function start() {
   $("tune").checked = S.ready && !isCpuAdapter();
   showTuning();
   if (!S.ready) {
-    for (const id of ["create", "file-checkpoint"]) $(id).disabled = true;
+    for (const id of ["create", "file-checkpoint", "load-served"]) $(id).disabled = true;
     S.started = true;
     return;
   }
@@ -831,6 +843,9 @@ async function start() {
   await loadPendingCheckpoint();
   S.started = true;
 }
+
+// Where `lstm-gpu serve --checkpoint` (and its `--export`) puts the model it offers.
+const SERVED_MODEL = "data/model.safetensors";
 
 async function loadPendingCheckpoint() {
   const url = S.pendingCheckpoint;
