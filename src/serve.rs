@@ -44,7 +44,7 @@ pub const MODEL_ROUTE: &str = "data/model.safetensors";
 
 /// The bytes of the checkpoint to offer, checked to be one (its header, as `eval` checks it
 /// first: a wrong file is one line before anything is served or written).
-fn read_checkpoint(path: &Path) -> Result<(serde_json::Value, Vec<u8>)> {
+fn read_checkpoint(path: &Path) -> Result<ModelBytes> {
     crate::model::checkpoint::Checkpoint::read_header(path)
         .map_err(|e| usage(format!("--checkpoint: {e:#}")))?;
     let bytes =
@@ -56,6 +56,23 @@ fn read_checkpoint(path: &Path) -> Result<(serde_json::Value, Vec<u8>)> {
     Ok((
         serde_json::json!({"file": name, "bytes": bytes.len()}),
         bytes,
+    ))
+}
+
+/// A corpus's index and its three splits' bytes.
+type CorpusBytes = (serde_json::Value, [Vec<u8>; 3]);
+/// A checkpoint's index entry and its bytes.
+type ModelBytes = (serde_json::Value, Vec<u8>);
+
+/// The corpus's index and splits, and the checkpoint's index entry and bytes, of what is
+/// offered: read (and the checkpoint checked) before anything is served or written.
+fn read_offered(
+    corpus: Option<&CorpusSource>,
+    checkpoint: Option<&Path>,
+) -> Result<(Option<CorpusBytes>, Option<ModelBytes>)> {
+    Ok((
+        corpus.map(read_corpus).transpose()?,
+        checkpoint.map(read_checkpoint).transpose()?,
     ))
 }
 
@@ -120,7 +137,7 @@ fn index_of(
 }
 
 /// Read each split's bytes (only its range, for a split cut from the training text).
-fn read_corpus(source: &CorpusSource) -> Result<(serde_json::Value, [Vec<u8>; 3])> {
+fn read_corpus(source: &CorpusSource) -> Result<CorpusBytes> {
     let mut files = serde_json::Map::new();
     let mut out: [Vec<u8>; 3] = Default::default();
     for (split, (src, bytes)) in Split::ALL
@@ -176,12 +193,7 @@ pub fn export(opts: &ExportOptions) -> Result<(usize, u64)> {
             dir.display()
         )));
     }
-    let corpus = opts.corpus.as_ref().map(read_corpus).transpose()?;
-    let checkpoint = opts
-        .checkpoint
-        .as_deref()
-        .map(read_checkpoint)
-        .transpose()?;
+    let (corpus, checkpoint) = read_offered(opts.corpus.as_ref(), opts.checkpoint.as_deref())?;
     let mut written = (0usize, 0u64);
     let mut write = |path: &Path, bytes: &[u8]| -> Result<()> {
         if let Some(parent) = path.parent() {
@@ -333,12 +345,7 @@ async fn data_split(State(s): State<Arc<Served>>, UrlPath(split): UrlPath<String
 
 /// Serve until the process is stopped. Prints one line with the address once listening.
 pub fn serve(opts: ServeOptions) -> Result<()> {
-    let corpus = opts.corpus.as_ref().map(read_corpus).transpose()?;
-    let checkpoint = opts
-        .checkpoint
-        .as_deref()
-        .map(read_checkpoint)
-        .transpose()?;
+    let (corpus, checkpoint) = read_offered(opts.corpus.as_ref(), opts.checkpoint.as_deref())?;
     let described = match &corpus {
         Some((index, _)) => format!("the corpus {}", index["dir"].as_str().unwrap_or("?")),
         None => "no corpus (the page asks for files)".to_string(),

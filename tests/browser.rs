@@ -1581,26 +1581,21 @@ fn the_page_loads_the_model_its_address_names() {
     let dir = tempfile::tempdir().unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tiny");
     let run = dir.path().join("run");
-    native(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--vocab-size",
-        "60",
-        "--embedding-size",
-        "8",
-        "--hidden",
-        "8,6",
-        "--batch-size",
-        "2",
-        "--num-steps",
-        "5",
-        "--max-steps",
-        "10",
-        "--no-progress",
-    ]);
+    native(
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--max-steps",
+            "10",
+            "--no-progress",
+        ]
+        .into_iter()
+        .chain(common::TINY_MODEL)
+        .collect::<Vec<_>>(),
+    );
     let last = run.join("last.safetensors");
     let (_server, b) = open_page(&[
         "--data",
