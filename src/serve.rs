@@ -234,14 +234,30 @@ pub fn export(opts: &ExportOptions) -> Result<(usize, u64)> {
         }
     }
     let (checkpoint_index, model) = checkpoint.unzip();
-    if let Some(index) = index_of(corpus_index.as_ref(), checkpoint_index.as_ref()) {
-        write(&dir.join("data/index.json"), index.to_string().as_bytes())?;
+    // What an earlier export into this folder offered and this one does not (a corpus, a
+    // model) goes, so that the page finds exactly what this export offers.
+    let index_path = dir.join("data/index.json");
+    let mut stale: Vec<PathBuf> = Vec::new();
+    match index_of(corpus_index.as_ref(), checkpoint_index.as_ref()) {
+        Some(index) => write(&index_path, index.to_string().as_bytes())?,
+        None => stale.push(index_path),
     }
-    for (split, bytes) in Split::ALL.iter().zip(splits.iter().flatten()) {
-        write(&dir.join("data").join(split.name()), bytes)?;
+    let split_paths = Split::ALL.iter().map(|sp| dir.join("data").join(sp.name()));
+    match &splits {
+        Some(splits) => {
+            for (path, bytes) in split_paths.zip(splits) {
+                write(&path, bytes)?;
+            }
+        }
+        None => stale.extend(split_paths),
     }
-    if let Some(bytes) = model {
-        write(&dir.join(MODEL_ROUTE), &bytes)?;
+    match model {
+        Some(bytes) => write(&dir.join(MODEL_ROUTE), &bytes)?,
+        None => stale.push(dir.join(MODEL_ROUTE)),
+    }
+    for path in stale.iter().filter(|p| p.is_file()) {
+        std::fs::remove_file(path)
+            .with_context(|| format!("could not remove {} of an earlier export", path.display()))?;
     }
     Ok(written)
 }

@@ -260,6 +260,20 @@ fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
     let exported: serde_json::Value =
         serde_json::from_slice(&std::fs::read(site.join("data/index.json")).unwrap()).unwrap();
     assert_eq!(exported["checkpoint"], index["checkpoint"]);
+    // Exported again into the same folder without it: the page finds no model there.
+    let out = Command::new(bin())
+        .args(["serve", "--no-data", "--export"])
+        .arg(&site)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!site.join("data/model.safetensors").exists());
+    assert!(!site.join("data/index.json").exists());
+    assert!(site.join("index.html").is_file());
 
     // Not a checkpoint: one line, nothing written.
     let other = dir.path().join("notes.txt");
