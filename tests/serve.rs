@@ -28,6 +28,16 @@ fn get(url: &str) -> (u16, String, Vec<u8>) {
     (r.status().as_u16(), ty, body)
 }
 
+/// `lstm-gpu ARGS --export DIR`.
+fn export(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .arg("--export")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 fn built() {
     let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/pkg/lstm_gpu_web_bg.wasm");
     assert!(pkg.is_file(), "run scripts/build-web.sh first");
@@ -138,11 +148,7 @@ fn the_exported_site_is_what_serve_serves() {
     std::fs::write(corpus.join("ptb.valid.txt"), "a b\n").unwrap();
     std::fs::write(corpus.join("ptb.test.txt"), "c d\n").unwrap();
     let site = dir.path().join("site");
-    let out = Command::new(bin())
-        .args(["serve", "--data", corpus.to_str().unwrap(), "--export"])
-        .arg(&site)
-        .output()
-        .unwrap();
+    let out = export(&["serve", "--data", corpus.to_str().unwrap()], &site);
     assert!(
         out.status.success(),
         "{}",
@@ -180,20 +186,12 @@ fn the_exported_site_is_what_serve_serves() {
 
     // Without a corpus: the page alone, which then asks for files.
     let bare = dir.path().join("bare");
-    let out = Command::new(bin())
-        .args(["serve", "--no-data", "--export"])
-        .arg(&bare)
-        .output()
-        .unwrap();
+    let out = export(&["serve", "--no-data"], &bare);
     assert!(out.status.success());
     assert!(bare.join("index.html").is_file() && !bare.join("data").exists());
 
     // A file where the folder should be: one usage line.
-    let out = Command::new(bin())
-        .args(["serve", "--no-data", "--export"])
-        .arg(site.join("index.html"))
-        .output()
-        .unwrap();
+    let out = export(&["serve", "--no-data"], &site.join("index.html"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("is a file; give a folder"), "{err}");
@@ -236,17 +234,10 @@ fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
     assert_eq!(index["checkpoint"]["bytes"], bytes.len());
 
     let site = dir.path().join("site");
-    let out = Command::new(bin())
-        .args([
-            "serve",
-            "--no-data",
-            "--checkpoint",
-            path.to_str().unwrap(),
-            "--export",
-        ])
-        .arg(&site)
-        .output()
-        .unwrap();
+    let out = export(
+        &["serve", "--no-data", "--checkpoint", path.to_str().unwrap()],
+        &site,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -261,11 +252,7 @@ fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
         serde_json::from_slice(&std::fs::read(site.join("data/index.json")).unwrap()).unwrap();
     assert_eq!(exported["checkpoint"], index["checkpoint"]);
     // Exported again into the same folder without it: the page finds no model there.
-    let out = Command::new(bin())
-        .args(["serve", "--no-data", "--export"])
-        .arg(&site)
-        .output()
-        .unwrap();
+    let out = export(&["serve", "--no-data"], &site);
     assert!(
         out.status.success(),
         "{}",
@@ -278,17 +265,15 @@ fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
     // Not a checkpoint: one line, nothing written.
     let other = dir.path().join("notes.txt");
     std::fs::write(&other, "not a checkpoint at all").unwrap();
-    let out = Command::new(bin())
-        .args([
+    let out = export(
+        &[
             "serve",
             "--no-data",
             "--checkpoint",
             other.to_str().unwrap(),
-            "--export",
-        ])
-        .arg(dir.path().join("none"))
-        .output()
-        .unwrap();
+        ],
+        &dir.path().join("none"),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
