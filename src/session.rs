@@ -790,3 +790,20 @@ impl Session {
         crate::model::predict::Predictor::on(&self.gpu, &self.kernels, &self.cfg, &self.params, k)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perplexity_leaves_skipped_steps_out() {
+        let pos = Position {
+            epoch_loss_sum: 30.0,
+            epoch_skipped: 1,
+            ..Default::default()
+        };
+        // 4 steps done, 1 skipped: 3 steps of 5 time steps carry the loss.
+        assert!((epoch_perplexity(&pos, 4, 5) - 2f64.exp()).abs() < 1e-12);
+        assert!(epoch_perplexity(&pos, 1, 5).is_nan());
+    }
+}
