@@ -249,6 +249,9 @@ pub enum Event {
         /// counted).
         #[serde(skip_serializing_if = "Option::is_none")]
         grad_norm: Option<f64>,
+        /// The largest of those steps' gradient norms (absent when no step counted).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        grad_norm_max: Option<f64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         clipped_fraction: Option<f64>,
     },
@@ -612,6 +615,7 @@ impl Session {
             loss_scale: loss_scale.map(|ls| ls.scale),
             overflow_steps: loss_scale.map(|ls| ls.overflows),
             grad_norm: (stats.batches() > 0.0).then(|| stats.mean_norm() as f64),
+            grad_norm_max: (stats.batches() > 0.0).then(|| stats.max_norm() as f64),
             clipped_fraction: (stats.batches() > 0.0)
                 .then(|| stats.clipped as f64 / stats.batches() as f64),
         });

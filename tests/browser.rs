@@ -543,6 +543,8 @@ fn page_trains_like_native_and_refuses_bad_input() {
                  bar: document.getElementById('progress-bar').style.width,
                  speed: document.getElementById('speed').textContent,
                  rows: document.querySelectorAll('#predict-out div').length,
+                 norms: window.lstm.normChart, clip: window.lstm.info.config.max_grad_norm,
+                 normsHidden: document.getElementById('norm-chart').hidden,
                  prediction: p, generated: document.getElementById('generate-out').textContent};",
         json!(null),
     );
@@ -555,6 +557,15 @@ fn page_trains_like_native_and_refuses_bad_input() {
             .as_str()
             .unwrap()
             .contains(&format!("step {STEPS}/")),
+        "{shown}"
+    );
+    // The gradient norms' chart: every log point, the clipping threshold on its scale.
+    assert_eq!(shown["norms"]["points"], STEPS, "{shown}");
+    assert_eq!(shown["norms"]["clip"], shown["clip"], "{shown}");
+    assert_eq!(shown["normsHidden"], false, "{shown}");
+    assert!(
+        shown["norms"]["lo"].as_f64() <= shown["clip"].as_f64()
+            && shown["clip"].as_f64() <= shown["norms"]["hi"].as_f64(),
         "{shown}"
     );
     assert!(
@@ -628,16 +639,16 @@ fn page_trains_like_native_and_refuses_bad_input() {
             "step {}: browser perplexity {p} against native {q}",
             i + 1
         );
-        // The step's gradient norm (one step per log point) and whether it was clipped.
-        let (g, h) = (
-            e["grad_norm"].as_f64().unwrap(),
-            n["grad_norm"].as_f64().unwrap(),
-        );
-        assert!(
-            rel(g, h) < STEP_TOLERANCE,
-            "step {}: browser gradient norm {g} against native {h}",
-            i + 1
-        );
+        // The step's gradient norm (one step per log point: the mean and the largest) and
+        // whether it was clipped.
+        for key in ["grad_norm", "grad_norm_max"] {
+            let (g, h) = (e[key].as_f64().unwrap(), n[key].as_f64().unwrap());
+            assert!(
+                rel(g, h) < STEP_TOLERANCE,
+                "step {}: browser {key} {g} against native {h}",
+                i + 1
+            );
+        }
         assert_eq!(
             e["clipped_fraction"].as_f64(),
             n["clipped_fraction"].as_f64(),

@@ -130,6 +130,57 @@ fn progress_between_log_points_leaves_the_log_points_as_they_were() {
     );
 }
 
+/// A log point's gradient norms are those of its steps: the mean of the norms each step
+/// logged alone, and the largest of them (the page draws both, as `plot` does).
+#[test]
+fn a_log_points_gradient_norms_are_the_mean_and_the_largest_of_its_steps() {
+    let (mut one, mut four) = (session(), session());
+    one.log_every = 1;
+    four.log_every = 4;
+    let norms = |events: &[Event]| -> Vec<(f64, f64, f64)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Train {
+                    grad_norm: Some(g),
+                    grad_norm_max: Some(m),
+                    clipped_fraction: Some(c),
+                    ..
+                } => Some((*g, *m, *c)),
+                _ => None,
+            })
+            .collect()
+    };
+    let singles: Vec<_> = (0..4)
+        .flat_map(|_| norms(&block_on(one.advance(1)).unwrap()))
+        .collect();
+    let joint = norms(&block_on(four.advance(4)).unwrap());
+    assert_eq!(
+        (singles.len(), joint.len()),
+        (4, 1),
+        "{singles:?} {joint:?}"
+    );
+    for (g, m, _) in &singles {
+        assert!(
+            g > &0.0 && g == m,
+            "one step: its norm is the mean and the largest"
+        );
+    }
+    let mean = singles.iter().map(|s| s.0).sum::<f64>() / 4.0;
+    let largest = singles.iter().map(|s| s.1).fold(0.0, f64::max);
+    let smallest = singles.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+    let (g, m, c) = joint[0];
+    // f32 sums of four f32 norms: a few units of f32 roundoff.
+    assert!((g - mean).abs() <= 1e-6 * mean, "mean {g} against {mean}");
+    assert!(
+        (m - largest).abs() <= 1e-6 * largest,
+        "the largest of the four steps' norms: {m} against {largest}"
+    );
+    assert!(largest > smallest, "the steps' norms differ: {singles:?}");
+    let clipped = singles.iter().map(|s| s.2).sum::<f64>() / 4.0;
+    assert_eq!(c, clipped, "the share of the steps clipped");
+}
+
 /// The validation pass at an epoch's end runs a slice per `advance`, each reported, and
 /// ends with the epoch's figures: the same perplexity as a whole validation pass.
 #[test]
