@@ -5,8 +5,10 @@
 //! `/data/index.json`, what the corpus is; `/data/train`, `/data/valid`, `/data/test`, the
 //! bytes of each split (a split cut from the training text is only its own bytes).
 //!
-//! With a checkpoint (`--checkpoint PATH`), `/data/model.safetensors` is its bytes and the
-//! index names it; the page loads it when its address says `?checkpoint=data/model.safetensors`.
+//! With checkpoints (`--checkpoint PATH...`), `/data/model.safetensors` is the first one's
+//! bytes (`/data/model-2.safetensors` the second's, and so on) and the index lists them with
+//! what each is; the page loads one when its address says `?checkpoint=data/model.safetensors`
+//! and offers them all.
 //!
 //! [`export`] writes the same routes as files (`serve --export DIR`), for any static web
 //! host: the page uses relative addresses only, so it runs from any folder of a site.
@@ -34,27 +36,64 @@ pub struct ServeOptions {
     pub web: PathBuf,
     /// The corpus, if any: without one the page asks for files.
     pub corpus: Option<CorpusSource>,
-    /// A checkpoint to offer the page (`/data/model.safetensors`).
-    pub checkpoint: Option<PathBuf>,
+    /// Checkpoints to offer the page ([`model_route`]).
+    pub checkpoints: Vec<PathBuf>,
 }
 
-/// Where a served or exported checkpoint is, relative to the page; the page loads it when
-/// its address has `?checkpoint=` this.
+/// Where the first served or exported checkpoint is, relative to the page; the page loads
+/// it when its address has `?checkpoint=` this.
 pub const MODEL_ROUTE: &str = "data/model.safetensors";
 
-/// The bytes of the checkpoint to offer, checked to be one (its header, as `eval` checks it
-/// first: a wrong file is one line before anything is served or written).
-fn read_checkpoint(path: &Path) -> Result<ModelBytes> {
-    crate::model::checkpoint::Checkpoint::read_header(path)
-        .map_err(|e| usage(format!("--checkpoint: {e:#}")))?;
+/// Where the `i`-th (from 0) served or exported checkpoint is, relative to the page:
+/// [`MODEL_ROUTE`] for the first, `data/model-2.safetensors` for the second, ...
+pub fn model_route(i: usize) -> String {
+    match i {
+        0 => MODEL_ROUTE.to_string(),
+        _ => format!("data/model-{}.safetensors", i + 1),
+    }
+}
+
+/// Which checkpoint a file name under `data/` is, from 0 ([`model_route`]'s inverse).
+fn model_number(name: &str) -> Option<usize> {
+    let i = match name.strip_suffix(".safetensors")? {
+        "model" => 0,
+        other => other
+            .strip_prefix("model-")?
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1)?,
+    };
+    // One spelling per checkpoint: not `model-1`, `model-02`.
+    (model_route(i).strip_prefix("data/") == Some(name)).then_some(i)
+}
+
+/// Which of `n` checkpoints a file name under `data/` is.
+fn model_of(name: &str, n: usize) -> Option<usize> {
+    model_number(name).filter(|&i| i < n)
+}
+
+/// The bytes of the `i`-th checkpoint to offer, checked to be one (its header, as `eval`
+/// checks it first: a wrong file is one line before anything is served or written), and its
+/// index entry: its route, a name (the file and its run folder's: two runs' `best` differ),
+/// its size, and what it is in a few words.
+fn read_checkpoint(i: usize, path: &Path) -> Result<ModelBytes> {
+    let header = crate::model::checkpoint::Checkpoint::read_header(path)
+        .map_err(|e| usage(format!("--checkpoint {}: {e:#}", path.display())))?;
     let bytes =
         std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let file = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = match (path.parent().and_then(file), file(path)) {
+        (Some(folder), Some(name)) => format!("{folder}/{name}"),
+        (None, Some(name)) => name,
+        _ => path.display().to_string(),
+    };
     Ok((
-        serde_json::json!({"file": name, "bytes": bytes.len()}),
+        serde_json::json!({
+            "route": model_route(i),
+            "file": name,
+            "bytes": bytes.len(),
+            "about": crate::analysis::info::summary_line(&header.config, &header.position),
+        }),
         bytes,
     ))
 }
@@ -64,16 +103,18 @@ type CorpusBytes = (serde_json::Value, [Vec<u8>; 3]);
 /// A checkpoint's index entry and its bytes.
 type ModelBytes = (serde_json::Value, Vec<u8>);
 
-/// The corpus's index and splits, and the checkpoint's index entry and bytes, of what is
-/// offered: read (and the checkpoint checked) before anything is served or written.
+/// The corpus's index and splits, and each checkpoint's index entry and bytes, of what is
+/// offered: read (and every checkpoint checked) before anything is served or written.
 fn read_offered(
     corpus: Option<&CorpusSource>,
-    checkpoint: Option<&Path>,
-) -> Result<(Option<CorpusBytes>, Option<ModelBytes>)> {
-    Ok((
-        corpus.map(read_corpus).transpose()?,
-        checkpoint.map(read_checkpoint).transpose()?,
-    ))
+    checkpoints: &[PathBuf],
+) -> Result<(Option<CorpusBytes>, Vec<ModelBytes>)> {
+    let models = checkpoints
+        .iter()
+        .enumerate()
+        .map(|(i, p)| read_checkpoint(i, p))
+        .collect::<Result<_>>()?;
+    Ok((corpus.map(read_corpus).transpose()?, models))
 }
 
 /// The web folder: `--web`, else the source tree's `web/` (a program run from its checkout),
@@ -112,26 +153,28 @@ pub fn web_dir(flag: Option<&Path>) -> Result<PathBuf> {
 
 struct Served {
     web: PathBuf,
-    /// The index (of the corpus and the checkpoint), where there is either.
+    /// The index (of the corpus and the checkpoints), where there is either.
     index: Option<serde_json::Value>,
     /// The three splits' bytes.
     corpus: Option<[Vec<u8>; 3]>,
-    checkpoint: Option<Vec<u8>>,
+    /// Each checkpoint's bytes, in [`model_route`]'s order.
+    checkpoints: Vec<Vec<u8>>,
 }
 
 /// The index the page reads: the corpus's name and splits where there is a corpus, the
-/// checkpoint where there is one.
+/// checkpoints (`"checkpoints"`: each one's route, name, size and what it is) where there
+/// are any.
 fn index_of(
     corpus: Option<&serde_json::Value>,
-    checkpoint: Option<&serde_json::Value>,
+    checkpoints: &[serde_json::Value],
 ) -> Option<serde_json::Value> {
     let mut index = match corpus {
         Some(c) => c.clone(),
-        None if checkpoint.is_some() => serde_json::json!({}),
+        None if !checkpoints.is_empty() => serde_json::json!({}),
         None => return None,
     };
-    if let Some(c) = checkpoint {
-        index["checkpoint"] = c.clone();
+    if !checkpoints.is_empty() {
+        index["checkpoints"] = serde_json::json!(checkpoints);
     }
     Some(index)
 }
@@ -175,8 +218,8 @@ pub struct ExportOptions {
     pub web: PathBuf,
     /// The corpus, if any: without one the page asks for files.
     pub corpus: Option<CorpusSource>,
-    /// A checkpoint to offer the page (`data/model.safetensors`).
-    pub checkpoint: Option<PathBuf>,
+    /// Checkpoints to offer the page ([`model_route`]).
+    pub checkpoints: Vec<PathBuf>,
     /// Where the site goes (created where missing; files of the same names replaced).
     pub dir: PathBuf,
 }
@@ -193,7 +236,7 @@ pub fn export(opts: &ExportOptions) -> Result<(usize, u64)> {
             dir.display()
         )));
     }
-    let (corpus, checkpoint) = read_offered(opts.corpus.as_ref(), opts.checkpoint.as_deref())?;
+    let (corpus, models) = read_offered(opts.corpus.as_ref(), &opts.checkpoints)?;
     let mut written = (0usize, 0u64);
     let mut write = |path: &Path, bytes: &[u8]| -> Result<()> {
         if let Some(parent) = path.parent() {
@@ -233,12 +276,12 @@ pub fn export(opts: &ExportOptions) -> Result<(usize, u64)> {
             }
         }
     }
-    let (checkpoint_index, model) = checkpoint.unzip();
-    // What an earlier export into this folder offered and this one does not (a corpus, a
-    // model) goes, so that the page finds exactly what this export offers.
+    let (model_index, model_bytes): (Vec<_>, Vec<_>) = models.into_iter().unzip();
+    // What an earlier export into this folder offered and this one does not (a corpus,
+    // models) goes, so that the page finds exactly what this export offers.
     let index_path = dir.join("data/index.json");
     let mut stale: Vec<PathBuf> = Vec::new();
-    match index_of(corpus_index.as_ref(), checkpoint_index.as_ref()) {
+    match index_of(corpus_index.as_ref(), &model_index) {
         Some(index) => write(&index_path, index.to_string().as_bytes())?,
         None => stale.push(index_path),
     }
@@ -251,9 +294,17 @@ pub fn export(opts: &ExportOptions) -> Result<(usize, u64)> {
         }
         None => stale.extend(split_paths),
     }
-    match model {
-        Some(bytes) => write(&dir.join(MODEL_ROUTE), &bytes)?,
-        None => stale.push(dir.join(MODEL_ROUTE)),
+    for (i, bytes) in model_bytes.iter().enumerate() {
+        write(&dir.join(model_route(i)), bytes)?;
+    }
+    // Models of an earlier export beyond this one's: `model.safetensors`, `model-K...`.
+    if let Ok(entries) = std::fs::read_dir(dir.join("data")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if model_number(&name).is_some() && model_of(&name, model_bytes.len()).is_none() {
+                stale.push(entry.path());
+            }
+        }
     }
     for path in stale.iter().filter(|p| p.is_file()) {
         std::fs::remove_file(path)
@@ -339,7 +390,7 @@ async fn data_index(State(s): State<Arc<Served>>) -> Response {
 }
 
 async fn data_split(State(s): State<Arc<Served>>, UrlPath(split): UrlPath<String>) -> Response {
-    if let (Some(bytes), true) = (&s.checkpoint, MODEL_ROUTE.ends_with(&format!("/{split}"))) {
+    if let Some(bytes) = model_of(&split, s.checkpoints.len()).map(|i| &s.checkpoints[i]) {
         return (
             [(header::CONTENT_TYPE, "application/octet-stream")],
             bytes.clone(),
@@ -361,27 +412,32 @@ async fn data_split(State(s): State<Arc<Served>>, UrlPath(split): UrlPath<String
 
 /// Serve until the process is stopped. Prints one line with the address once listening.
 pub fn serve(opts: ServeOptions) -> Result<()> {
-    let (corpus, checkpoint) = read_offered(opts.corpus.as_ref(), opts.checkpoint.as_deref())?;
+    let (corpus, models) = read_offered(opts.corpus.as_ref(), &opts.checkpoints)?;
     let described = match &corpus {
         Some((index, _)) => format!("the corpus {}", index["dir"].as_str().unwrap_or("?")),
         None => "no corpus (the page asks for files)".to_string(),
     };
     let (corpus_index, splits) = corpus.unzip();
-    let (checkpoint_index, model) = checkpoint.unzip();
+    let (model_index, model_bytes): (Vec<_>, Vec<_>) = models.into_iter().unzip();
     let state = Arc::new(Served {
         web: opts.web.clone(),
-        index: index_of(corpus_index.as_ref(), checkpoint_index.as_ref()),
+        index: index_of(corpus_index.as_ref(), &model_index),
         corpus: splits,
-        checkpoint: model,
+        checkpoints: model_bytes,
     });
-    // The address that loads the checkpoint, where there is one.
-    let query = match &opts.checkpoint {
-        Some(_) => format!("?checkpoint={MODEL_ROUTE}"),
-        None => String::new(),
+    // The address that loads the (first) checkpoint, where there is one.
+    let query = match opts.checkpoints.len() {
+        0 => String::new(),
+        _ => format!("?checkpoint={MODEL_ROUTE}"),
     };
-    let model = match &opts.checkpoint {
-        Some(p) => format!(" and the model {} (that address loads it)", p.display()),
-        None => String::new(),
+    let model = match &opts.checkpoints[..] {
+        [] => String::new(),
+        [p] => format!(" and the model {} (that address loads it)", p.display()),
+        [first, ..] => format!(
+            " and {} models (that address loads the first, {}; the page offers the others)",
+            opts.checkpoints.len(),
+            first.display()
+        ),
     };
     let app = Router::new()
         .route("/data/index.json", get(data_index))
@@ -430,4 +486,32 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             .await
             .context("the HTTP server stopped")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_model_has_one_route_and_one_file_name() {
+        for i in 0..12 {
+            let route = model_route(i);
+            let name = route.strip_prefix("data/").unwrap();
+            assert_eq!(model_number(name), Some(i), "{route}");
+            assert_eq!(model_of(name, i + 1), Some(i));
+            assert_eq!(model_of(name, i), None, "only {i} models offered");
+        }
+        assert_eq!(model_route(0), MODEL_ROUTE);
+        for other in [
+            "model-1.safetensors",
+            "model-02.safetensors",
+            "model-x.safetensors",
+            "model-0.safetensors",
+            "model",
+            "train",
+            "index.json",
+        ] {
+            assert_eq!(model_number(other), None, "{other}");
+        }
+    }
 }

@@ -1601,6 +1601,8 @@ fn the_page_loads_the_model_its_address_names() {
             run.to_str().unwrap(),
             "--max-steps",
             "10",
+            "--checkpoint-every",
+            "4",
             "--no-progress",
         ]
         .into_iter()
@@ -1608,6 +1610,7 @@ fn the_page_loads_the_model_its_address_names() {
         .collect::<Vec<_>>(),
     );
     let last = run.join("last.safetensors");
+    let earlier = run.join("step-4.safetensors");
     let (_server, b) = open_page(&[
         "--data",
         data.to_str().unwrap(),
@@ -1628,6 +1631,9 @@ fn the_page_loads_the_model_its_address_names() {
     assert!(rel(page, program) < 2e-4, "page {page}, program {program}");
 
     // The plain address: the page offers the server's model with a button, loaded on click.
+    let offer = "const e = document.getElementById('load-served'); \
+                 const l = document.getElementById('served-model'); \
+                 return [e.hidden, e.textContent, l.hidden, [...l.options].map(o => o.textContent)];";
     let (_server, url) = serve(&[
         "--data",
         data.to_str().unwrap(),
@@ -1637,18 +1643,76 @@ fn the_page_loads_the_model_its_address_names() {
     let plain = url.split('?').next().unwrap();
     b.open(plain);
     b.wait_started();
-    let offered = b.ok(
-        "const e = document.getElementById('load-served'); return [e.hidden, e.textContent];",
-        json!(null),
+    let offered = b.ok(offer, json!(null));
+    assert_eq!(
+        (&offered[0], &offered[2]),
+        (&json!(false), &json!(true)),
+        "{offered}"
     );
-    assert_eq!(offered[0], false, "{offered}");
     assert!(
-        offered[1].as_str().unwrap().contains("last.safetensors"),
+        offered[1]
+            .as_str()
+            .unwrap()
+            .contains("run/last.safetensors"),
         "{offered}"
     );
     assert_eq!(state(&b)["trainer"], false);
     b.ok(
         "await window.lstm.api.loadServed(); return null;",
+        json!(null),
+    );
+    assert_eq!(state(&b)["step"].as_u64(), Some(10));
+
+    // Several models (a course's): listed with where each stood, the one chosen loaded.
+    let (_server, url) = serve(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--checkpoint",
+        last.to_str().unwrap(),
+        earlier.to_str().unwrap(),
+    ]);
+    b.open(url.split('?').next().unwrap());
+    b.wait_started();
+    let offered = b.ok(offer, json!(null));
+    assert_eq!(
+        (&offered[0], &offered[2]),
+        (&json!(false), &json!(false)),
+        "{offered}"
+    );
+    let listed = offered[3].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{offered}");
+    assert!(
+        listed[0]
+            .as_str()
+            .unwrap()
+            .starts_with("run/last.safetensors: ")
+            && listed[0].as_str().unwrap().contains("step 10"),
+        "{offered}"
+    );
+    assert!(
+        listed[1]
+            .as_str()
+            .unwrap()
+            .starts_with("run/step-4.safetensors: ")
+            && listed[1].as_str().unwrap().contains("step 4"),
+        "{offered}"
+    );
+    // Chosen in the list, then the button: the second model.
+    b.ok(
+        "const l = document.getElementById('served-model'); l.selectedIndex = 1; \
+         document.getElementById('load-served').click(); \
+         for (let i = 0; i < 600 && !(window.lstm.info && window.lstm.info.position.global_step === 4); i++) \
+           await new Promise(r => setTimeout(r, 50)); return null;",
+        json!(null),
+    );
+    assert_eq!(state(&b)["step"].as_u64(), Some(4));
+    let in_page =
+        lstm_gpu::model::checkpoint::Checkpoint::from_bytes(&page_checkpoint(&b)).unwrap();
+    let original = lstm_gpu::model::checkpoint::Checkpoint::load(&earlier).unwrap();
+    assert_eq!(in_page.params, original.params);
+    // And by number, from the page's api.
+    b.ok(
+        "await window.lstm.api.loadServed(0); return null;",
         json!(null),
     );
     assert_eq!(state(&b)["step"].as_u64(), Some(10));

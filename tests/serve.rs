@@ -197,13 +197,15 @@ fn the_exported_site_is_what_serve_serves() {
     assert!(err.contains("is a file; give a folder"), "{err}");
 }
 
-/// `--checkpoint PATH`: served as `data/model.safetensors` and named in the index, the
-/// printed address loading it (`?checkpoint=...`); exported likewise; a file that is not a
-/// checkpoint is one usage line before anything is served or written.
+/// `--checkpoint PATH...`: the first served as `data/model.safetensors`, the second as
+/// `data/model-2.safetensors`, each listed in the index with its name and what it is, the
+/// printed address loading the first (`?checkpoint=...`); exported likewise, a later export
+/// removing the models it no longer offers; a file that is not a checkpoint is one usage
+/// line before anything is served or written.
 #[test]
-fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
+fn checkpoints_are_offered_to_the_page_served_and_exported() {
     use lstm_gpu::config::Config;
-    use lstm_gpu::model::checkpoint::Checkpoint;
+    use lstm_gpu::model::checkpoint::{BestEpoch, Checkpoint, Position};
     built();
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config {
@@ -212,30 +214,69 @@ fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
         hidden: vec![3],
         ..Config::default()
     };
-    let ck = Checkpoint {
-        params: lstm_gpu::model::Params::<f32>::init(&cfg, 1),
-        vocab: ["<unk>", "<eos>", "a", "b", "c"].map(String::from).to_vec(),
-        state: None,
-        position: Default::default(),
-        config: cfg,
+    let checkpoint = |folder: &str, name: &str, position: Position| {
+        let ck = Checkpoint {
+            params: lstm_gpu::model::Params::<f32>::init(&cfg, 1),
+            vocab: ["<unk>", "<eos>", "a", "b", "c"].map(String::from).to_vec(),
+            state: None,
+            position,
+            config: cfg.clone(),
+        };
+        let path = dir.path().join(folder).join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        ck.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        (path.to_str().unwrap().to_string(), bytes)
     };
-    let path = dir.path().join("course.safetensors");
-    ck.save(&path).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
+    let (first, first_bytes) = checkpoint("course", "best.safetensors", Position::default());
+    let trained = Position {
+        epoch: 2,
+        global_step: 40,
+        best: Some(BestEpoch {
+            epoch: 2,
+            valid_perplexity: 123.456,
+        }),
+        ..Default::default()
+    };
+    let (second, second_bytes) = checkpoint("run", "epoch-2.safetensors", trained);
 
-    let (_s, url) = serve(&["--no-data", "--checkpoint", path.to_str().unwrap()]);
-    let (base, query) = url.split_once('?').expect("the address loads the model");
+    let (_s, url) = serve(&["--no-data", "--checkpoint", &first, "--checkpoint", &second]);
+    let (base, query) = url
+        .split_once('?')
+        .expect("the address loads the first model");
     assert_eq!(query, "checkpoint=data/model.safetensors");
-    let (status, _, served) = get(&format!("{base}data/model.safetensors"));
-    assert_eq!((status, served == bytes), (200, true));
+    for (route, bytes) in [
+        ("model.safetensors", &first_bytes),
+        ("model-2.safetensors", &second_bytes),
+    ] {
+        let (status, _, served) = get(&format!("{base}data/{route}"));
+        assert_eq!((status, &served == bytes), (200, true), "{route}");
+    }
+    for absent in [
+        "model-3.safetensors",
+        "model-1.safetensors",
+        "model-02.safetensors",
+    ] {
+        assert_eq!(get(&format!("{base}data/{absent}")).0, 404, "{absent}");
+    }
     let (_, _, index) = get(&format!("{base}data/index.json"));
     let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
-    assert_eq!(index["checkpoint"]["file"], "course.safetensors");
-    assert_eq!(index["checkpoint"]["bytes"], bytes.len());
+    let models = index["checkpoints"].as_array().unwrap();
+    assert_eq!(models.len(), 2, "{index}");
+    assert_eq!(models[0]["route"], "data/model.safetensors");
+    assert_eq!(models[0]["file"], "course/best.safetensors");
+    assert_eq!(models[0]["bytes"], first_bytes.len());
+    assert_eq!(models[0]["about"], "embedding 4, LSTM 3, 5 words, initial");
+    assert_eq!(models[1]["route"], "data/model-2.safetensors");
+    assert_eq!(models[1]["file"], "run/epoch-2.safetensors");
+    assert_eq!(
+        models[1]["about"],
+        "embedding 4, LSTM 3, 5 words, end of epoch 2, step 40; best valid perplexity 123.46 (epoch 2)"
+    );
 
     let site = dir.path().join("site");
     let out = export(
-        &["serve", "--no-data", "--checkpoint", path.to_str().unwrap()],
+        &["serve", "--no-data", "--checkpoint", &first, &second],
         &site,
     );
     assert!(
@@ -243,15 +284,30 @@ fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("?checkpoint=data/model.safetensors"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("2 models") && said.contains("?checkpoint=data/model.safetensors"),
+        "{said}"
+    );
     assert_eq!(
         std::fs::read(site.join("data/model.safetensors")).unwrap(),
-        bytes
+        first_bytes
     );
-    let exported: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(site.join("data/index.json")).unwrap()).unwrap();
-    assert_eq!(exported["checkpoint"], index["checkpoint"]);
-    // Exported again into the same folder without it: the page finds no model there.
+    assert_eq!(
+        std::fs::read(site.join("data/model-2.safetensors")).unwrap(),
+        second_bytes
+    );
+    let read_index = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(site.join("data/index.json")).unwrap()).unwrap()
+    };
+    assert_eq!(read_index()["checkpoints"], index["checkpoints"]);
+    // Exported again into the same folder with the first only, then with none: the page
+    // finds exactly what each offers.
+    let out = export(&["serve", "--no-data", "--checkpoint", &first], &site);
+    assert!(out.status.success());
+    assert!(site.join("data/model.safetensors").is_file());
+    assert!(!site.join("data/model-2.safetensors").exists());
+    assert_eq!(read_index()["checkpoints"].as_array().unwrap().len(), 1);
     let out = export(&["serve", "--no-data"], &site);
     assert!(
         out.status.success(),
@@ -270,6 +326,7 @@ fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
             "serve",
             "--no-data",
             "--checkpoint",
+            &first,
             other.to_str().unwrap(),
         ],
         &dir.path().join("none"),
@@ -278,7 +335,9 @@ fn a_checkpoint_is_offered_to_the_page_served_and_exported() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
-        err.contains("--checkpoint") && err.contains("not a safetensors file"),
+        err.contains("--checkpoint")
+            && err.contains("notes.txt")
+            && err.contains("not a safetensors file"),
         "{err}"
     );
     assert!(!dir.path().join("none").exists());

@@ -447,6 +447,36 @@ fn position_line(cfg: &Config, pos: &Position, mid_epoch: bool) -> String {
     )
 }
 
+/// A checkpoint in a few words, for a list of models to choose from: the preset it is (or
+/// its layers), where its training stood, and the run's best validation perplexity then,
+/// e.g. "the medium preset, end of epoch 39, step 51402; best valid perplexity 86.16 (epoch
+/// 37)".
+pub fn summary_line(cfg: &Config, pos: &Position) -> String {
+    let model = match preset_of(cfg) {
+        Some(p) => format!("the {} preset", preset_name(p)),
+        None => {
+            let layers: Vec<String> = cfg.hidden.iter().map(|h| h.to_string()).collect();
+            format!(
+                "embedding {}, LSTM {}, {} {}",
+                cfg.embedding_size,
+                layers.join(" x "),
+                cfg.vocab_size,
+                match cfg.tokens {
+                    crate::data::Tokens::Chars => "characters",
+                    _ => "words",
+                }
+            )
+        }
+    };
+    let best = pos.best.map_or(String::new(), |b| {
+        format!(
+            "; best valid perplexity {:.2} (epoch {})",
+            b.valid_perplexity, b.epoch
+        )
+    });
+    format!("{model}, {}{best}", where_line(pos))
+}
+
 /// "1 epoch", "3 epochs".
 fn epochs(n: usize) -> String {
     if n == 1 {

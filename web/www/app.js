@@ -29,6 +29,7 @@ const S = (window.lstm = {
   prediction: null,
   generated: null,
   lossScale: null, // mixed precision: { scale, overflows } from the last log point
+  served: [], // the server's models: { route, file, bytes, about } each
   normChart: null, // the gradient-norm chart as drawn: { points, clip, lo, hi }, or null
   checks: [], // the kernel checks' rows, as they finish
   checked: null, // the kernel check's summary: { adapter, checks, passed, changed }
@@ -82,6 +83,29 @@ function checked(name, bytes) {
   return bytes;
 }
 
+// The server's models ({ route, file, bytes, about } each): one is offered by a button that
+// names it, several by a list (each with what it is) and a button.
+function offerServed(models) {
+  S.served = models;
+  const b = $("load-served"), list = $("served-model");
+  b.hidden = models.length === 0;
+  list.hidden = models.length < 2;
+  list.innerHTML = "";
+  for (const m of models) {
+    const o = document.createElement("option");
+    o.value = m.route;
+    o.textContent = `${m.file}: ${m.about}`;
+    list.appendChild(o);
+  }
+  if (models.length === 1) {
+    b.textContent = `or the server's model (${models[0].file})`;
+    b.title = models[0].about;
+  } else if (models.length > 1) {
+    b.textContent = "load this model";
+    b.title = "";
+  }
+}
+
 async function loadServer() {
   const index = await fetch("data/index.json");
   if (!index.ok) throw new Error(`the server has no corpus (HTTP ${index.status}): start it with lstm-gpu serve --data DIR, or pick files`);
@@ -91,12 +115,9 @@ async function loadServer() {
     if (!r.ok) throw new Error(`could not fetch the ${split} split: HTTP ${r.status}`);
     return new Uint8Array(await r.arrayBuffer());
   };
-  // A model the server offers too (`lstm-gpu serve --checkpoint`): a button loads it.
-  if (meta.checkpoint) {
-    const b = $("load-served");
-    b.textContent = `or the server's model (${meta.checkpoint.file})`;
-    b.hidden = false;
-  }
+  // Models the server offers too (`lstm-gpu serve --checkpoint PATH...`): a button loads
+  // the one, or the one chosen in a list of them.
+  offerServed(meta.checkpoints || []);
   if (!meta.splits) throw new Error("the server offers a model but no corpus: pick the text files");
   const [train, valid, test] = await Promise.all(["train", "valid", "test"].map(get));
   S.corpus = {
@@ -818,8 +839,11 @@ const api = (S.api = {
   create: action((options) => newTrainer(options)),
   createPreset: action((preset, tokens = "words", seed = 1, precision = "f32") => newTrainer(optionsFor(preset, tokens, seed, precision))),
   loadCheckpoint: action(loadCheckpoint),
-  loadServed: action(() => {
-    S.pendingCheckpoint = SERVED_MODEL;
+  // The server's model `i` (from 0; default: the one chosen in the list).
+  loadServed: action((i = $("served-model").selectedIndex) => {
+    const model = S.served[Math.max(i, 0)];
+    if (!model) throw new Error("the server offers no such model");
+    S.pendingCheckpoint = model.route;
     return loadPendingCheckpoint();
   }),
   train: action(train),
@@ -894,7 +918,7 @@ async function start() {
   $("tune").checked = S.ready && !isCpuAdapter();
   showTuning();
   if (!S.ready) {
-    for (const id of ["create", "file-checkpoint", "load-served"]) $(id).disabled = true;
+    for (const id of ["create", "file-checkpoint", "served-model", "load-served"]) $(id).disabled = true;
     S.started = true;
     return;
   }
@@ -913,9 +937,6 @@ async function start() {
   await loadPendingCheckpoint();
   S.started = true;
 }
-
-// Where `lstm-gpu serve --checkpoint` (and its `--export`) puts the model it offers.
-const SERVED_MODEL = "data/model.safetensors";
 
 async function loadPendingCheckpoint() {
   const url = S.pendingCheckpoint;

@@ -144,11 +144,12 @@ struct ServeArgs {
     /// students need nothing but a browser with WebGPU (which needs https:// or localhost).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["port", "listen"])]
     export: Option<PathBuf>,
-    /// A checkpoint to offer the page as `data/model.safetensors`: the address printed
-    /// (`?checkpoint=data/model.safetensors`) loads it, to ask a trained model, or train on
-    /// from it, without training first (e.g. the course's seed model).
-    #[arg(long, value_name = "PATH")]
-    checkpoint: Option<PathBuf>,
+    /// Checkpoints to offer the page, to ask a trained model or train on from it without
+    /// training first (e.g. the course's seed model): the first as `data/model.safetensors`,
+    /// which the address printed (`?checkpoint=data/model.safetensors`) loads; several (a
+    /// course's small, medium and large models) are listed on the page to choose from.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    checkpoint: Vec<PathBuf>,
 }
 
 // Parsed once per run: the size of the larger variant does not matter.
@@ -237,30 +238,38 @@ fn serve(args: ServeArgs) -> Result<()> {
             port: args.port,
             web,
             corpus,
-            checkpoint: args.checkpoint,
+            checkpoints: args.checkpoint,
         });
     };
     let with_corpus = corpus.is_some();
-    let with_model = args.checkpoint.is_some();
+    let models = args.checkpoint.len();
     let (files, bytes) = lstm_gpu::serve::export(&lstm_gpu::serve::ExportOptions {
         web,
         corpus,
-        checkpoint: args.checkpoint,
+        checkpoints: args.checkpoint,
         dir: dir.clone(),
     })?;
-    let what = match (with_corpus, with_model) {
-        (true, true) => " with the corpus and the model",
-        (true, false) => " and the corpus",
-        (false, true) => " and the model (no corpus: it asks for files)",
-        (false, false) => " (no corpus: it asks for files)",
+    let model = match models {
+        0 => String::new(),
+        1 => "the model".to_string(),
+        n => format!("{n} models"),
     };
-    let open = if with_model {
-        format!(
+    let what = match (with_corpus, models > 0) {
+        (true, true) => format!(" with the corpus and {model}"),
+        (true, false) => " and the corpus".to_string(),
+        (false, true) => format!(" and {model} (no corpus: it asks for files)"),
+        (false, false) => " (no corpus: it asks for files)".to_string(),
+    };
+    let open = match models {
+        0 => " its address".to_string(),
+        1 => format!(
             " its address with ?checkpoint={} (which loads the model)",
             lstm_gpu::serve::MODEL_ROUTE
-        )
-    } else {
-        " its address".to_string()
+        ),
+        _ => format!(
+            " its address with ?checkpoint={} (which loads the first model; the page offers the others)",
+            lstm_gpu::serve::MODEL_ROUTE
+        ),
     };
     println!(
         "the page{what} written to {} ({files} files, {:.1} MB): put the folder on any static web \
