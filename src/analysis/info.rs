@@ -449,8 +449,7 @@ fn position_line(cfg: &Config, pos: &Position, mid_epoch: bool) -> String {
 
 /// A checkpoint in a few words, for a list of models to choose from: the preset it is (or
 /// its layers), where its training stood, and the run's best validation perplexity then,
-/// e.g. "the medium preset, end of epoch 39, step 51402; best valid perplexity 86.16 (epoch
-/// 37)".
+/// e.g. "the small preset, end of epoch E, step S; best valid perplexity P (epoch B)".
 pub fn summary_line(cfg: &Config, pos: &Position) -> String {
     let model = match preset_of(cfg) {
         Some(p) => format!("the {} preset", preset_name(p)),
