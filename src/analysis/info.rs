@@ -542,6 +542,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_summary_line_names_the_preset_or_the_layers_and_where_training_stood() {
+        let pos = Position {
+            epoch: 13,
+            global_step: 30199,
+            best: Some(crate::model::checkpoint::BestEpoch {
+                epoch: 6,
+                valid_perplexity: 118.13,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            summary_line(&Config::preset(Preset::Small), &pos),
+            "the small preset, end of epoch 13, step 30199; best valid perplexity 118.13 (epoch 6)"
+        );
+        let cfg = Config {
+            hidden: vec![8, 6],
+            embedding_size: 8,
+            vocab_size: 60,
+            tokens: crate::data::Tokens::Chars,
+            ..Config::preset(Preset::Small)
+        };
+        assert_eq!(
+            summary_line(&cfg, &Position::default()),
+            "embedding 8, LSTM 8 x 6, 60 characters, initial"
+        );
+    }
+
+    #[test]
     fn a_preset_is_named_only_where_the_config_is_it() {
         for p in [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large] {
             assert_eq!(preset_of(&Config::preset(p)), Some(p));
