@@ -4,6 +4,8 @@
 //! (no log line before it), and a small process. Also: `--max-steps` ending exactly at an
 //! epoch's end reports that epoch.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -229,27 +231,14 @@ fn max_steps_at_an_epoch_end_reports_that_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     // The tiny model on the tiny corpus: 20 steps an epoch.
-    let model = [
-        "--vocab-size",
-        "60",
-        "--embedding-size",
-        "8",
-        "--hidden",
-        "8,6",
-        "--batch-size",
-        "2",
-        "--num-steps",
-        "5",
-        "--log-every",
-        "5",
-    ];
+    let model = [&common::TINY_MODEL[..], &["--log-every", "5"]].concat();
     let o = bin()
         .arg("train")
         .arg("--data")
         .arg(tiny_data())
         .arg("--run-dir")
         .arg(&run_dir)
-        .args(model)
+        .args(&model)
         .args(["--no-progress", "--max-steps", "20"])
         .output()
         .unwrap();
