@@ -374,8 +374,21 @@ fn preset_name(p: Preset) -> &'static str {
     }
 }
 
-fn model_line(cfg: &Config) -> String {
+/// The LSTM's layers, "650 x 650".
+fn layers(cfg: &Config) -> String {
     let layers: Vec<String> = cfg.hidden.iter().map(|h| h.to_string()).collect();
+    layers.join(" x ")
+}
+
+/// What the vocabulary's tokens are: "words" or "characters".
+fn token_kind(cfg: &Config) -> &'static str {
+    match cfg.tokens {
+        crate::data::Tokens::Chars => "characters",
+        _ => "words",
+    }
+}
+
+fn model_line(cfg: &Config) -> String {
     let preset = preset_of(cfg).map_or(String::new(), |p| {
         format!("; the {} preset", preset_name(p))
     });
@@ -383,12 +396,9 @@ fn model_line(cfg: &Config) -> String {
         "{} parameters: embedding {}, LSTM {}, vocabulary {} {}, softmax {}{preset}",
         cfg.num_params(),
         cfg.embedding_size,
-        layers.join(" x "),
+        layers(cfg),
         cfg.vocab_size,
-        match cfg.tokens {
-            crate::data::Tokens::Chars => "characters",
-            _ => "words",
-        },
+        token_kind(cfg),
         if cfg.tie_weights {
             "tied to the embedding"
         } else {
@@ -453,19 +463,13 @@ fn position_line(cfg: &Config, pos: &Position, mid_epoch: bool) -> String {
 pub fn summary_line(cfg: &Config, pos: &Position) -> String {
     let model = match preset_of(cfg) {
         Some(p) => format!("the {} preset", preset_name(p)),
-        None => {
-            let layers: Vec<String> = cfg.hidden.iter().map(|h| h.to_string()).collect();
-            format!(
-                "embedding {}, LSTM {}, {} {}",
-                cfg.embedding_size,
-                layers.join(" x "),
-                cfg.vocab_size,
-                match cfg.tokens {
-                    crate::data::Tokens::Chars => "characters",
-                    _ => "words",
-                }
-            )
-        }
+        None => format!(
+            "embedding {}, LSTM {}, {} {}",
+            cfg.embedding_size,
+            layers(cfg),
+            cfg.vocab_size,
+            token_kind(cfg)
+        ),
     };
     let best = pos.best.map_or(String::new(), |b| {
         format!(

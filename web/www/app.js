@@ -485,16 +485,22 @@ function fmtTime(s) {
 
 // ---- chart --------------------------------------------------------------------------------
 
-function draw() {
-  const cv = $("chart");
+// A canvas cleared for drawing at its shown size in CSS pixels (sharp on high-density
+// screens): its context, width and height (`height` where it is not laid out yet).
+function canvas2d(cv, height) {
   const dpr = window.devicePixelRatio || 1;
-  const w = cv.clientWidth || 940, h = cv.clientHeight || 260;
+  const w = cv.clientWidth || 940, h = cv.clientHeight || height;
   cv.width = w * dpr;
   cv.height = h * dpr;
   const g = cv.getContext("2d");
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
   g.font = "12px system-ui, sans-serif";
+  return { g, w, h };
+}
+
+function draw() {
+  const { g, w, h } = canvas2d($("chart"), 260);
   const pts = S.points;
   const L = 56, R = 64, T = 22, B = 28;
   g.strokeStyle = "#c9d0d8";
@@ -562,14 +568,7 @@ function drawNorms(axis) {
     S.normChart = null;
     return;
   }
-  const dpr = window.devicePixelRatio || 1;
-  const w = cv.clientWidth || 940, h = cv.clientHeight || 140;
-  cv.width = w * dpr;
-  cv.height = h * dpr;
-  const g = cv.getContext("2d");
-  g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  g.clearRect(0, 0, w, h);
-  g.font = "12px system-ui, sans-serif";
+  const { g, w, h } = canvas2d(cv, 140);
   const { x0, x1, L, R } = axis;
   const T = 18, B = 10;
   g.strokeStyle = "#c9d0d8";
