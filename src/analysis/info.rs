@@ -189,7 +189,7 @@ impl RunInfo {
                             e.train_perplexity.map_or("-".into(), |v| format!("{v:.3}")),
                             marked(e.valid_perplexity),
                             e.words_per_second.map_or("-".into(), |w| format!("{w:.0}")),
-                            e.seconds.map_or("-".into(), crate::train::span),
+                            e.seconds.map_or("-".into(), super::span),
                         ];
                         if with_norms {
                             row.extend(match n {
@@ -332,7 +332,7 @@ pub fn compare_runs(runs: &[RunInfo]) -> String {
                     .and_then(|e| e.words_per_second)
                     .map_or("-".into(), |w| format!("{w:.0}")),
                 if seconds > 0.0 {
-                    crate::train::span(seconds)
+                    super::span(seconds)
                 } else {
                     "-".into()
                 },
@@ -453,7 +453,7 @@ fn position_line(cfg: &Config, pos: &Position, mid_epoch: bool) -> String {
         pos.global_step,
         pos.learning_rate,
         pos.seed,
-        crate::train::span(pos.train_seconds)
+        super::span(pos.train_seconds)
     )
 }
 

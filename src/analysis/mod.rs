@@ -152,6 +152,19 @@ fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     })
 }
 
+/// A readable span of seconds: "40 s", "12 min", "2.4 h".
+pub fn span(secs: f64) -> String {
+    if !secs.is_finite() {
+        "?".to_string()
+    } else if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 5400.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::analysis::span;
 use crate::error::usage;
 
 /// One line of the run's results on standard output. Where its reader went away (a closed
@@ -78,19 +79,6 @@ pub fn prepare_run_dir(dir: &Path) -> Result<Metrics> {
 /// The progress bar's message: the epoch's perplexity so far and the speed.
 pub(super) fn bar_message(ppl: f64, wps: f64) -> String {
     format!("ppl {ppl:.1}, {wps:.0} words/s")
-}
-
-/// A readable span of seconds: "40 s", "12 min", "2.4 h".
-pub fn span(secs: f64) -> String {
-    if !secs.is_finite() {
-        "?".to_string()
-    } else if secs < 90.0 {
-        format!("{secs:.0} s")
-    } else if secs < 5400.0 {
-        format!("{:.0} min", secs / 60.0)
-    } else {
-        format!("{:.1} h", secs / 3600.0)
-    }
 }
 
 /// What the first steps' speed says of the run: an epoch's time and all `epochs`' (the
