@@ -45,6 +45,33 @@ pub struct Config {
     /// scaling (`--precision mixed`). Absent in older checkpoints: f32.
     #[serde(default)]
     pub precision: Precision,
+    /// How the learning rate changes from epoch to epoch. Absent in older checkpoints: the
+    /// tutorial's.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+}
+
+/// How the learning rate changes from epoch to epoch (`--lr-schedule`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The TensorFlow tutorial's: `learning_rate` for the first `max_epoch_decay_lr + 1`
+    /// epochs, then times `decay` every epoch.
+    #[default]
+    Tutorial,
+    /// Times `decay` after every epoch that does not lower the validation perplexity below
+    /// the run's best so far, as PyTorch's word-language-model example anneals (there with
+    /// decay 0.25); `max_epoch_decay_lr` plays no part.
+    Plateau,
+}
+
+impl std::fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LrSchedule::Tutorial => "tutorial",
+            LrSchedule::Plateau => "plateau",
+        })
+    }
 }
 
 /// What the matmuls of a step compute in.
@@ -112,6 +139,7 @@ impl Config {
             tokens: Tokens::Words,
             tie_weights: false,
             precision: Precision::F32,
+            lr_schedule: LrSchedule::Tutorial,
         };
         match preset {
             Preset::Seed => seed,
@@ -157,7 +185,15 @@ impl Config {
         }
     }
 
-    /// Learning rate of epoch `epoch` (counted from 0):
+    /// The learning rate a run starts with: the schedule's for the first epoch.
+    pub fn first_lr(&self) -> f32 {
+        match self.lr_schedule {
+            LrSchedule::Tutorial => self.lr_for_epoch(0),
+            LrSchedule::Plateau => self.learning_rate,
+        }
+    }
+
+    /// Learning rate of epoch `epoch` (counted from 0) in the tutorial's schedule:
     /// `learning_rate * decay^max(epoch - max_epoch_decay_lr, 0)`.
     pub fn lr_for_epoch(&self, epoch: usize) -> f32 {
         let e = epoch.saturating_sub(self.max_epoch_decay_lr) as i32;
@@ -338,9 +374,15 @@ pub struct ConfigArgs {
     /// TensorFlow tutorial code's schedule, which decays from its 5th epoch].
     #[arg(long)]
     pub max_epoch_decay_lr: Option<usize>,
-    /// Learning-rate decay per epoch [seed: 0.5].
+    /// Learning-rate decay per epoch [seed: 0.5]; with `--lr-schedule plateau`, per epoch
+    /// that did not improve (PyTorch's word-language-model example: 0.25).
     #[arg(long, allow_negative_numbers = true)]
     pub decay: Option<f32>,
+    /// How the learning rate changes: `tutorial` (times --decay every epoch after the
+    /// first --max-epoch-decay-lr + 1), or `plateau` (times --decay after every epoch whose
+    /// validation perplexity is not below the run's best so far) [default: tutorial].
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrSchedule>,
     /// Epochs to train [seed: 15].
     #[arg(long, alias = "epochs")]
     pub max_epoch: Option<usize>,
@@ -388,7 +430,8 @@ impl ConfigArgs {
             keep_prob,
             forget_bias,
             tokens,
-            precision
+            precision,
+            lr_schedule
         );
         if self.tie_weights {
             c.tie_weights = true;

@@ -9,12 +9,12 @@
 use anyhow::{bail, Context, Result};
 use web_time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, LrSchedule};
 use crate::data::{Batches, Corpus};
 use crate::gpu::reduce::TrainAccumulator;
 use crate::gpu::sgd::Hyper;
 use crate::gpu::Gpu;
-use crate::model::checkpoint::{Checkpoint, Position};
+use crate::model::checkpoint::{BestEpoch, Checkpoint, Position};
 use crate::model::fit::Needs;
 use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use crate::model::{Params, State};
@@ -22,9 +22,46 @@ use crate::model::{Params, State};
 /// Where a fresh run starts: epoch 1, the first epoch's learning rate, `seed`.
 pub fn start(cfg: &Config, seed: u64) -> Position {
     Position {
-        learning_rate: cfg.lr_for_epoch(0),
+        learning_rate: cfg.first_lr(),
         seed,
         ..Default::default()
+    }
+}
+
+/// The learning rate of the epoch `pos` stands in. The tutorial's schedule: its epoch's
+/// (from the configuration, so that a `--learning-rate` or `--decay` given on resume applies
+/// at once); the plateau schedule: the rate the run has come to, which the position holds.
+pub fn epoch_lr(cfg: &Config, pos: &Position) -> f32 {
+    match cfg.lr_schedule {
+        LrSchedule::Tutorial => cfg.lr_for_epoch(pos.epoch),
+        LrSchedule::Plateau => pos.learning_rate,
+    }
+}
+
+/// The run's new best where the epoch `pos` stands in ended with validation perplexity
+/// `valid` below the best so far (a first finite one always is).
+pub fn epoch_best(pos: &Position, valid: f64) -> Option<BestEpoch> {
+    BestEpoch::improves(pos.best, valid).then_some(BestEpoch {
+        epoch: pos.epoch + 1,
+        valid_perplexity: valid,
+    })
+}
+
+/// The epoch `pos` stands in has ended (`best`: what [`epoch_best`] said of it): the position
+/// moves to the next epoch's start, with its learning rate (the plateau schedule's times
+/// `decay` where the epoch set no new best) and the run's best.
+pub fn next_epoch(cfg: &Config, pos: &mut Position, best: Option<BestEpoch>) {
+    pos.epoch += 1;
+    pos.step_in_epoch = 0;
+    pos.epoch_loss_sum = 0.0;
+    pos.epoch_skipped = 0;
+    pos.learning_rate = match cfg.lr_schedule {
+        LrSchedule::Tutorial => cfg.lr_for_epoch(pos.epoch),
+        LrSchedule::Plateau if best.is_some() => pos.learning_rate,
+        LrSchedule::Plateau => (pos.learning_rate as f64 * cfg.decay as f64) as f32,
+    };
+    if best.is_some() {
+        pos.best = best;
     }
 }
 
@@ -541,7 +578,7 @@ impl Session {
             self.train_ws.take_stats_async(&self.gpu).await?;
             self.pos.epoch_loss_sum = 0.0;
             self.pos.epoch_skipped = 0;
-            self.pos.learning_rate = self.cfg.lr_for_epoch(self.pos.epoch);
+            self.pos.learning_rate = epoch_lr(&self.cfg, &self.pos);
             self.epoch_start = Instant::now();
             self.resume_clock();
         }
@@ -694,10 +731,8 @@ impl Session {
                     valid_perplexity: perplexity,
                     seconds: self.epoch_start.elapsed().as_secs_f64(),
                 });
-                self.pos.epoch += 1;
-                self.pos.step_in_epoch = 0;
-                self.pos.epoch_loss_sum = 0.0;
-                self.pos.epoch_skipped = 0;
+                let best = epoch_best(&self.pos, perplexity);
+                next_epoch(&self.cfg, &mut self.pos, best);
                 if self.pos.epoch >= self.cfg.max_epoch {
                     let test = Batches::new(&self.corpus.test, batch, steps)?;
                     let pass = EvalPass::start(&self.gpu, &mut self.eval_ws, &test).await?;
@@ -707,8 +742,6 @@ impl Session {
                         train_perplexity: f64::NAN,
                     });
                     events.push(self.progress(Phase::Testing, f64::NAN, 0.0));
-                } else {
-                    self.pos.learning_rate = self.cfg.lr_for_epoch(self.pos.epoch);
                 }
             }
         }
@@ -798,6 +831,50 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Preset;
+
+    #[test]
+    fn the_plateau_schedule_keeps_the_rate_after_a_new_best_and_decays_it_after_none() {
+        let cfg = Config {
+            lr_schedule: LrSchedule::Plateau,
+            learning_rate: 2.0,
+            decay: 0.5,
+            max_epoch_decay_lr: 0,
+            ..Config::preset(Preset::Seed)
+        };
+        let mut pos = start(&cfg, 1);
+        assert_eq!(pos.learning_rate, 2.0);
+        // Valid perplexity after each epoch; the rate and the best epoch after it.
+        for (valid, rate, best) in [
+            (100.0, 2.0, 1),
+            (90.0, 2.0, 2),
+            (95.0, 1.0, 2),
+            (f64::NAN, 0.5, 2),
+            (90.0, 0.25, 2),
+            (80.0, 0.25, 6),
+        ] {
+            let new = epoch_best(&pos, valid);
+            next_epoch(&cfg, &mut pos, new);
+            assert_eq!(
+                (pos.learning_rate, pos.best.map(|b| b.epoch)),
+                (rate, Some(best)),
+                "after valid {valid}"
+            );
+            assert_eq!(epoch_lr(&cfg, &pos), rate, "the position holds the rate");
+            assert_eq!((pos.step_in_epoch, pos.epoch_loss_sum), (0, 0.0));
+        }
+        assert_eq!(pos.epoch, 6);
+        // The tutorial's schedule: the configuration's rate for the epoch, whatever the
+        // position holds (a flag given on resume applies at once).
+        let tutorial = Config {
+            lr_schedule: LrSchedule::Tutorial,
+            ..cfg.clone()
+        };
+        pos.learning_rate = 123.0;
+        assert_eq!(epoch_lr(&tutorial, &pos), tutorial.lr_for_epoch(6));
+        next_epoch(&tutorial, &mut pos, None);
+        assert_eq!(pos.learning_rate, tutorial.lr_for_epoch(7));
+    }
 
     #[test]
     fn perplexity_leaves_skipped_steps_out() {

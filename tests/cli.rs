@@ -109,6 +109,74 @@ fn assert_trained_alike(dir: &Path, a: &str, b: &str) {
     );
 }
 
+/// `--lr-schedule plateau`: the rate is kept after an epoch that lowers the best validation
+/// perplexity and multiplied by `--decay` after one that does not; a run stopped mid-way and
+/// resumed goes on at the rate it had come to, bit for bit the uninterrupted run.
+#[test]
+fn the_plateau_schedule_anneals_after_an_epoch_without_improvement() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // A rate this high makes some epochs worse than the best before them.
+    let flags = [
+        "--learning-rate",
+        "3",
+        "--lr-schedule",
+        "plateau",
+        "--decay",
+        "0.25",
+    ];
+    let o = run(tiny_train_epochs(&a, "5")
+        .args(flags)
+        .env("RUST_LOG", "info"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let epochs = metrics_of(&a, "epoch");
+    assert_eq!(epochs.len(), 5);
+    let (mut best, mut rate, mut decays) = (f64::INFINITY, 3.0f32, 0);
+    for e in &epochs {
+        assert_eq!(e["learning_rate"].as_f64(), Some(rate as f64), "{epochs:?}");
+        let valid = e["valid_perplexity"].as_f64().unwrap();
+        if valid < best {
+            best = valid;
+        } else {
+            rate = (rate as f64 * 0.25) as f32;
+            decays += 1;
+        }
+    }
+    assert!(
+        decays > 0,
+        "the test's premise: an epoch set no new best: {epochs:?}"
+    );
+    assert!(
+        stderr(&o).contains("is not below the run's best: the learning rate goes from 3 to 0.75"),
+        "{}",
+        stderr(&o)
+    );
+    let info = run(bin().arg("info").arg(a.join("last.safetensors")));
+    let said = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        said.contains("x0.25 after an epoch without a lower valid perplexity"),
+        "{said}"
+    );
+
+    // Stopped in epoch 3 (20 steps an epoch) and resumed: the same rates and weights.
+    let o = run(tiny_train_epochs(&b, "5")
+        .args(flags)
+        .args(["--max-steps", "50"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(tiny_train_epochs(&b, "5")
+        .arg("--resume")
+        .arg(b.join("last.safetensors")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rates = |run: &Path| -> Vec<serde_json::Value> {
+        metrics_of(run, "epoch")
+            .iter()
+            .map(|e| e["learning_rate"].clone())
+            .collect()
+    };
+    assert_eq!(rates(&b), rates(&a));
+    assert_trained_alike(dir.path(), "a", "b");
+}
+
 #[test]
 fn resume_continues_bit_identically() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use lstm_gpu::config::{Config, Precision, Preset};
+use lstm_gpu::config::{Config, LrSchedule, Precision, Preset};
 use lstm_gpu::data::{Corpus, Tokens};
 use lstm_gpu::gpu::block_on;
 use lstm_gpu::model::Params;
@@ -23,6 +23,11 @@ fn session() -> Session {
 }
 
 fn session_in(precision: Precision) -> Session {
+    session_of(|cfg| cfg.precision = precision)
+}
+
+/// The session's model with `edit` applied to its configuration.
+fn session_of(edit: impl FnOnce(&mut Config)) -> Session {
     let (train, valid, test) = (text(3000, 1), text(300, 2), text(300, 3));
     let names = ["train", "valid", "test"];
     let corpus =
@@ -33,7 +38,7 @@ fn session_in(precision: Precision) -> Session {
     cfg.batch_size = 4;
     cfg.num_steps = 5;
     cfg.vocab_size = corpus.vocab.len();
-    cfg.precision = precision;
+    edit(&mut cfg);
     let params = Params::<f32>::init(&cfg, 3);
     let pos = session::start(&cfg, 3);
     Session::new(common::gpu(), cfg, corpus, &params, pos, None).unwrap()
@@ -179,6 +184,48 @@ fn a_log_points_gradient_norms_are_the_mean_and_the_largest_of_its_steps() {
     assert!(largest > smallest, "the steps' norms differ: {singles:?}");
     let clipped = singles.iter().map(|s| s.2).sum::<f64>() / 4.0;
     assert_eq!(c, clipped, "the share of the steps clipped");
+}
+
+/// The page's run follows `--lr-schedule plateau` as `train` does: after each epoch the rate
+/// is kept where the validation perplexity set a new best and multiplied by the decay where
+/// it did not, and the position holds the run's best.
+#[test]
+fn the_page_run_anneals_on_a_plateau_as_train_does() {
+    let mut s = session_of(|cfg| {
+        cfg.lr_schedule = LrSchedule::Plateau;
+        cfg.learning_rate = 20.0;
+        cfg.decay = 0.25;
+    });
+    s.log_every = s.epoch_size();
+    // A rate this high makes some epochs worse than the best before them.
+    let (mut best, mut rate, mut decays) = ((0, f64::INFINITY), 20.0f32, 0);
+    let mut seen = Vec::new();
+    while s.pos.epoch < 4 {
+        for e in block_on(s.advance(10_000)).unwrap() {
+            let Event::Epoch {
+                epoch,
+                valid_perplexity: valid,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            seen.push(valid);
+            if valid < best.1 {
+                best = (epoch, valid);
+            } else {
+                rate = (rate as f64 * 0.25) as f32;
+                decays += 1;
+            }
+            assert_eq!(s.pos.epoch, epoch, "{seen:?}");
+            assert_eq!(s.pos.learning_rate, rate, "after epoch {epoch}: {seen:?}");
+            assert_eq!(s.pos.best.map(|b| b.epoch), Some(best.0), "{seen:?}");
+        }
+    }
+    assert!(
+        decays > 0,
+        "the test's premise: an epoch set no new best: {seen:?}"
+    );
 }
 
 /// The validation pass at an epoch's end runs a slice per `advance`, each reported, and

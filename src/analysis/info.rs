@@ -409,9 +409,13 @@ fn model_line(cfg: &Config) -> String {
 
 fn training_line(cfg: &Config) -> String {
     let first_decayed = (0..cfg.max_epoch).find(|&e| cfg.lr_for_epoch(e) != cfg.learning_rate);
-    let schedule = match first_decayed {
-        Some(e) => format!("x{} an epoch from epoch {}", cfg.decay, e + 1),
-        None => "constant".into(),
+    let schedule = match (cfg.lr_schedule, first_decayed) {
+        (crate::config::LrSchedule::Plateau, _) => format!(
+            "x{} after an epoch without a lower valid perplexity",
+            cfg.decay
+        ),
+        (_, Some(e)) => format!("x{} an epoch from epoch {}", cfg.decay, e + 1),
+        (_, None) => "constant".into(),
     };
     format!(
         "batch {} x {} steps, {}, SGD at {} ({schedule}), clip {}, keep_prob {}, init ±{}, forget bias {}, {}",
@@ -600,5 +604,16 @@ mod tests {
             ..Config::preset(Preset::Seed)
         };
         assert!(training_line(&constant).contains("(constant)"));
+        let plateau = Config {
+            lr_schedule: crate::config::LrSchedule::Plateau,
+            decay: 0.25,
+            ..Config::preset(Preset::Seed)
+        };
+        let line = training_line(&plateau);
+        assert!(
+            line.contains("(x0.25 after an epoch without a lower valid perplexity)"),
+            "{line}"
+        );
+        assert_eq!(preset_of(&plateau), None, "not the preset's schedule");
     }
 }

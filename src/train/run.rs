@@ -17,16 +17,17 @@ use super::report::{
 };
 use super::resume::resume_command;
 use super::{Diverged, EpochSummary, OnNan, TrainOptions, TrainSummary};
-use crate::config::Config;
+use crate::config::{Config, LrSchedule};
 use crate::data::{Batches, Corpus};
 use crate::gpu::reduce::TrainAccumulator;
 use crate::gpu::sgd::Hyper;
 use crate::gpu::Gpu;
-use crate::model::checkpoint::{load_weights, write_atomic, BestEpoch, Checkpoint, Position};
+use crate::model::checkpoint::{load_weights, write_atomic, Checkpoint, Position};
 use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use crate::model::{Params, State};
 use crate::session::{
-    absorb, epoch_perplexity, evaluate, kernel_seed, needs, running_perplexity, split_batches,
+    absorb, epoch_best, epoch_lr, epoch_perplexity, evaluate, kernel_seed, needs, next_epoch,
+    running_perplexity, split_batches,
 };
 use crate::signals::{Interrupt, Interrupted};
 
@@ -362,7 +363,7 @@ impl<'a> Run<'a> {
     /// early at `--max-steps` or on a signal.
     fn train_epoch(&mut self) -> Result<()> {
         let (gpu, epoch, epoch_size) = (self.gpu, self.pos.epoch, self.epoch_size());
-        let lr = self.cfg.lr_for_epoch(epoch);
+        let lr = epoch_lr(&self.cfg, &self.pos);
         self.pos.learning_rate = lr;
         if self.pos.step_in_epoch == 0 {
             self.train_ws.zero_state(gpu);
@@ -733,8 +734,15 @@ impl<'a> Run<'a> {
             pos.global_step,
             valid_text(valid)
         );
+        // The finished epoch's rate: this sitting's record, else the tutorial schedule's (the
+        // plateau schedule's is not known from a position past that epoch).
+        let lr = match (self.summary.epochs.last(), self.cfg.lr_schedule) {
+            (Some(e), _) if e.epoch == finished => Some(e.learning_rate),
+            (_, LrSchedule::Tutorial) => Some(self.cfg.lr_for_epoch(finished.saturating_sub(1))),
+            (_, LrSchedule::Plateau) => None,
+        };
         self.metrics.write(json!({"kind": "stop", "epoch": finished, "step": self.epoch_size(), "global_step": pos.global_step,
-            "learning_rate": self.cfg.lr_for_epoch(finished.saturating_sub(1)), "train_perplexity": train_ppl, "valid_perplexity": valid,
+            "learning_rate": lr, "train_perplexity": train_ppl, "valid_perplexity": valid,
             "skipped_steps_total": pos.skipped_steps}))?;
         Ok(())
     }
@@ -750,10 +758,7 @@ impl<'a> Run<'a> {
         let wps = (epoch_size - first_step) as f64 * words_per_step / secs.max(1e-9);
         let train_ppl = epoch_perplexity(&self.pos, epoch_size, self.cfg.num_steps);
         let valid = evaluate(gpu, &mut self.eval_ws, &self.valid_batches, self.seed32)?;
-        let best = BestEpoch::improves(self.pos.best, valid).then_some(BestEpoch {
-            epoch: epoch + 1,
-            valid_perplexity: valid,
-        });
+        let best = epoch_best(&self.pos, valid);
         let skipped_note = if self.pos.epoch_skipped > 0 {
             format!(" ({} steps skipped)", self.pos.epoch_skipped)
         } else {
@@ -771,14 +776,12 @@ impl<'a> Run<'a> {
             words_per_second: wps,
             seconds: secs,
         });
-        let pos = &mut self.pos;
-        pos.epoch += 1;
-        pos.step_in_epoch = 0;
-        pos.epoch_loss_sum = 0.0;
-        pos.epoch_skipped = 0;
-        pos.learning_rate = self.cfg.lr_for_epoch(pos.epoch);
-        if best.is_some() {
-            pos.best = best;
+        next_epoch(&self.cfg, &mut self.pos, best);
+        if self.pos.learning_rate != lr && self.cfg.lr_schedule == LrSchedule::Plateau {
+            log::info!(
+                "valid perplexity {valid:.3} is not below the run's best: the learning rate goes from {lr} to {} (--lr-schedule plateau)",
+                self.pos.learning_rate
+            );
         }
         let epoch_name = format!("epoch-{}.safetensors", epoch + 1);
         let mut names = vec![epoch_name.as_str(), LAST];
