@@ -280,6 +280,14 @@ impl Config {
         finite_pos("--init-scale", self.init_scale, true)?;
         finite_pos("--learning-rate", self.learning_rate, true)?;
         finite_pos("--decay", self.decay, false)?;
+        if self.lr_schedule == LrSchedule::Plateau && self.decay > 1.0 {
+            // PyTorch's example writes `lr /= 4.0`: a 4 here is likely meant as 0.25.
+            return Err(usage(format!(
+                "--decay {} would raise the rate after every epoch without improvement:                  --lr-schedule plateau multiplies the rate by --decay (dividing by 4 is                  --decay {})",
+                self.decay,
+                1.0 / self.decay
+            )));
+        }
         finite_pos("--max-grad-norm", self.max_grad_norm, false)?;
         if !self.forget_bias.is_finite() {
             return Err(usage(format!(
@@ -466,6 +474,15 @@ mod tests {
         assert!(map.remove("tokens").is_some() && map.remove("tie_weights").is_some());
         let c: Config = serde_json::from_value(json).unwrap();
         assert_eq!((c.tokens, c.tie_weights), (Tokens::Words, false));
+        // Before --lr-schedule: the tutorial's schedule.
+        let mut json: serde_json::Value = serde_json::to_value(Config::default()).unwrap();
+        assert!(json
+            .as_object_mut()
+            .unwrap()
+            .remove("lr_schedule")
+            .is_some());
+        let c: Config = serde_json::from_value(json).unwrap();
+        assert_eq!(c.lr_schedule, LrSchedule::Tutorial);
         let chars = Config {
             tokens: Tokens::Chars,
             ..Config::default()
@@ -638,5 +655,16 @@ mod tests {
             assert_eq!(crate::error::exit_code(&e), 2, "{e}");
             assert!(!format!("{e:#}").contains('\n'));
         }
+        // PyTorch's `lr /= 4.0` read as --decay 4: refused with the value meant.
+        let plateau = |decay| Config {
+            lr_schedule: LrSchedule::Plateau,
+            decay,
+            ..Config::default()
+        };
+        let e = plateau(4.0).validate().unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("--decay 0.25"), "{e}");
+        plateau(0.25).validate().unwrap();
+        plateau(1.0).validate().unwrap();
     }
 }
