@@ -295,8 +295,12 @@ pub enum Event {
     /// An epoch ended: its training perplexity and the validation pass.
     Epoch {
         epoch: usize,
+        /// The rate the epoch trained at.
+        learning_rate: f32,
         train_perplexity: f64,
         valid_perplexity: f64,
+        /// The epoch set the run's best validation perplexity so far.
+        best: bool,
         seconds: f64,
     },
     /// Every epoch is done: the test pass at the training's shape.
@@ -725,13 +729,15 @@ impl Session {
                 });
             }
             Phase::Validating => {
+                let best = epoch_best(&self.pos, perplexity);
                 events.push(Event::Epoch {
                     epoch: self.pos.epoch + 1,
+                    learning_rate: self.pos.learning_rate,
                     train_perplexity: p.train_perplexity,
                     valid_perplexity: perplexity,
+                    best: best.is_some(),
                     seconds: self.epoch_start.elapsed().as_secs_f64(),
                 });
-                let best = epoch_best(&self.pos, perplexity);
                 next_epoch(&self.cfg, &mut self.pos, best);
                 if self.pos.epoch >= self.cfg.max_epoch {
                     let test = Batches::new(&self.corpus.test, batch, steps)?;

@@ -1716,4 +1716,27 @@ fn the_page_loads_the_model_its_address_names() {
         json!(null),
     );
     assert_eq!(state(&b)["step"].as_u64(), Some(10));
+
+    // Trained on to the end of its epoch (20 steps): the epoch's row, its rate and its
+    // validation perplexity starred as the run's best (its first).
+    let rows = b.ok(
+        "await window.lstm.api.train(10); \
+         return [...document.querySelectorAll('#epochs tbody tr')] \
+           .map(r => [...r.cells].map(c => c.textContent));",
+        json!(null),
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let cells: Vec<&str> = rows[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (cells.len(), cells[0], cells[1]),
+        (5, "1", "1"),
+        "{cells:?}"
+    );
+    assert!(cells[3].ends_with(" *"), "{cells:?}");
 }

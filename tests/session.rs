@@ -204,13 +204,20 @@ fn the_page_run_anneals_on_a_plateau_as_train_does() {
         for e in block_on(s.advance(10_000)).unwrap() {
             let Event::Epoch {
                 epoch,
+                learning_rate,
                 valid_perplexity: valid,
+                best: new_best,
                 ..
             } = e
             else {
                 continue;
             };
             seen.push(valid);
+            assert_eq!(
+                learning_rate, rate,
+                "epoch {epoch} trained at the rate so far"
+            );
+            assert_eq!(new_best, valid < best.1, "epoch {epoch}: {seen:?}");
             if valid < best.1 {
                 best = (epoch, valid);
             } else {

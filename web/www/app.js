@@ -336,7 +336,9 @@ function handle(events) {
     } else if (e.kind === "epoch") {
       S.epochs.push(e);
       const row = $("epochs").tBodies[0].insertRow();
-      for (const v of [e.epoch, e.train_perplexity.toFixed(2), e.valid_perplexity.toFixed(2), e.seconds.toFixed(1)])
+      // The run's best so far starred, as `lstm-gpu info` marks it.
+      const valid = e.valid_perplexity.toFixed(2) + (e.best ? " *" : "");
+      for (const v of [e.epoch, e.learning_rate, e.train_perplexity.toFixed(2), valid, e.seconds.toFixed(1)])
         row.insertCell().textContent = v;
     } else if (e.kind === "finished") {
       S.finished = e;
