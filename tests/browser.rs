@@ -873,6 +873,31 @@ fn page_trains_like_native_and_refuses_bad_input() {
         .map(|&v| v as u64)
         .collect();
     assert_eq!(steps, [STEPS as u64 + 1, STEPS as u64 + 2], "{more}");
+
+    // A new model with the plateau schedule chosen on the page.
+    let made = b.ok(
+        "document.getElementById('preset').value = 'tiny'; \
+         document.getElementById('lr-schedule').value = 'plateau'; \
+         document.getElementById('create').click(); \
+         for (let i = 0; i < 2400 && window.lstm.info.config.lr_schedule !== 'plateau'; i++) \
+           await new Promise(r => setTimeout(r, 50)); \
+         return [window.lstm.info.config, document.getElementById('model-info').textContent, \
+                 window.lstm.messages.slice(-3)];",
+        json!(null),
+    );
+    let config = &made[0];
+    assert_eq!(
+        (&config["lr_schedule"], &config["decay"]),
+        (&json!("plateau"), &json!(0.25)),
+        "{made}"
+    );
+    assert!(
+        made[1]
+            .as_str()
+            .unwrap()
+            .contains("times 0.25 after an epoch without a new best"),
+        "{made}"
+    );
     drop(b);
 
     // No WebGPU: Chromium on Linux without --enable-unsafe-webgpu gives no adapter.

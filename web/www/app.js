@@ -180,9 +180,13 @@ function suggestPreset() {
     `Tuning the kernels takes minutes on this adapter, so the page asks for it only with the box checked.`;
 }
 
-function optionsFor(preset, tokens, seed, precision = "f32") {
+// A preset's options with the page's choices: tokens, seed, precision, and the learning-rate
+// schedule ("plateau": times 0.25 after an epoch without a new best, as --lr-schedule plateau
+// --decay 0.25).
+function optionsFor(preset, tokens, seed, precision = "f32", schedule = "tutorial") {
   const o = structuredClone(PRESETS[preset] || PRESETS.seed);
   o.config = Object.assign({}, o.config, { tokens, precision });
+  if (schedule === "plateau") Object.assign(o.config, { lr_schedule: "plateau", decay: 0.25 });
   o.seed = seed;
   return o;
 }
@@ -303,6 +307,7 @@ function showModel() {
     `LSTM ${c.hidden.join("+")}, batch ${c.batch_size} x ${c.num_steps} steps, ${c.max_epoch} epochs, ` +
     `${i.epoch_size} steps an epoch, ${i.dispatches_per_step} dispatches a step` +
     (c.precision === "mixed" ? ", mixed precision (f16 products, f32 sums, loss scaling)" : "") +
+    (c.lr_schedule === "plateau" ? `, learning rate ${c.learning_rate} times ${c.decay} after an epoch without a new best` : "") +
     `; ${kernelSummary(i.kernels)}`;
   $("kernel-list").textContent = [...(S.tuneLines || []), ...(S.tuneLines && S.tuneLines.length ? [""] : []), ...i.kernels].join("\n");
   for (const id of ["train", "validate", "save", "predict", "generate", "score"]) $(id).disabled = false;
@@ -838,7 +843,9 @@ const api = (S.api = {
   loadServer: action(loadServer),
   loadFiles: action(loadFiles),
   create: action((options) => newTrainer(options)),
-  createPreset: action((preset, tokens = "words", seed = 1, precision = "f32") => newTrainer(optionsFor(preset, tokens, seed, precision))),
+  createPreset: action((preset, tokens = "words", seed = 1, precision = "f32", schedule = "tutorial") =>
+    newTrainer(optionsFor(preset, tokens, seed, precision, schedule)),
+  ),
   loadCheckpoint: action(loadCheckpoint),
   // The server's model `i` (from 0; default: the one chosen in the list).
   loadServed: action((i = $("served-model").selectedIndex) => {
@@ -866,7 +873,11 @@ $("load-server").onclick = () => quiet(api.loadServer().then((l) => say(`loaded 
 for (const id of ["file-train", "file-valid", "file-test"])
   $(id).onchange = () => quiet(api.loadFiles().then((l) => say(`loaded ${l}`)).then(loadPendingCheckpoint));
 $("create").onclick = () =>
-  quiet(api.createPreset($("preset").value, $("tokens").value, Number($("seed").value), $("precision").value).then(() => say("new model ready: press Train")));
+  quiet(
+    api
+      .createPreset($("preset").value, $("tokens").value, Number($("seed").value), $("precision").value, $("lr-schedule").value)
+      .then(() => say("new model ready: press Train")),
+  );
 $("file-checkpoint").onchange = async () => {
   const f = $("file-checkpoint").files[0];
   if (f) await quiet(api.loadCheckpoint(new Uint8Array(await f.arrayBuffer())));
