@@ -283,7 +283,9 @@ impl Config {
         if self.lr_schedule == LrSchedule::Plateau && self.decay > 1.0 {
             // PyTorch's example writes `lr /= 4.0`: a 4 here is likely meant as 0.25.
             return Err(usage(format!(
-                "--decay {} would raise the rate after every epoch without improvement:                  --lr-schedule plateau multiplies the rate by --decay (dividing by 4 is                  --decay {})",
+                "--decay {} would raise the rate after every epoch without improvement: \
+                 --lr-schedule plateau multiplies the rate by --decay (dividing by 4 is \
+                 --decay {})",
                 self.decay,
                 1.0 / self.decay
             )));
@@ -664,6 +666,10 @@ mod tests {
         let e = plateau(4.0).validate().unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
         assert!(e.to_string().contains("--decay 0.25"), "{e}");
+        assert!(
+            !e.to_string().contains("  "),
+            "one line, single-spaced: {e}"
+        );
         plateau(0.25).validate().unwrap();
         plateau(1.0).validate().unwrap();
     }
