@@ -78,7 +78,7 @@ fn model_of(name: &str, n: usize) -> Option<usize> {
 /// its size, and what it is in a few words.
 fn read_checkpoint(i: usize, path: &Path) -> Result<ModelBytes> {
     let header = crate::model::checkpoint::Checkpoint::read_header(path)
-        .map_err(|e| usage(format!("--checkpoint {}: {e:#}", path.display())))?;
+        .map_err(|e| usage(format!("--checkpoint: {e:#}")))?;
     let bytes =
         std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
     let file = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());

@@ -378,6 +378,12 @@ fn read_header_json(path: &Path) -> Result<(serde_json::Value, u64, u64)> {
         .with_context(|| format!("could not read checkpoint {}", path.display()))?;
     let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut len = [0u8; 8];
+    if file_len < 8 {
+        bail!(
+            "checkpoint {}: not a safetensors file ({file_len} bytes: too short for a header)",
+            path.display()
+        );
+    }
     f.read_exact(&mut len)
         .with_context(|| format!("checkpoint {}: no header", path.display()))?;
     let len = u64::from_le_bytes(len);
@@ -624,6 +630,10 @@ mod tests {
         std::fs::write(&p, other).unwrap();
         let e = format!("{:#}", Checkpoint::read_header(&p).unwrap_err());
         assert!(e.contains("not written by lstm-gpu"), "{e}");
+        // A few bytes of text: too short for a safetensors header, said as such.
+        std::fs::write(&p, "hello\n").unwrap();
+        let e = format!("{:#}", Checkpoint::read_header(&p).unwrap_err());
+        assert!(e.contains("not a safetensors file (6 bytes"), "{e}");
         // A checkpoint written before `best` existed reads as none.
         let old = ck.position.clone();
         let json = serde_json::to_string(&Position { best: None, ..old }).unwrap();
