@@ -136,6 +136,57 @@ fn gradient_norms_get_a_panel_of_their_own() {
     assert!(!text.contains("Gradient norm"));
 }
 
+/// A run whose learning rate changed over its epochs (a plateau's steps here) gets a panel
+/// of its rate per epoch at the bottom; one that kept a single rate does not.
+#[test]
+fn a_changing_learning_rate_gets_a_panel_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let epochs = |norms: bool| -> String {
+        let mut lines = Vec::new();
+        for (epoch, rate) in [(1u64, 1.0), (2, 1.0), (3, 0.25), (4, 0.0625)] {
+            if norms {
+                lines.push(format!(
+                    r#"{{"kind":"train","epoch":{epoch},"step":10,"global_step":{},"perplexity":300,"words_per_second":9000,"grad_norm":2.5,"grad_norm_max":4.0}}"#,
+                    epoch * 20 - 10
+                ));
+            }
+            lines.push(format!(
+                r#"{{"kind":"epoch","epoch":{epoch},"global_step":{},"learning_rate":{rate},"train_perplexity":{},"valid_perplexity":{},"words_per_second":9000}}"#,
+                epoch * 20,
+                400 / epoch,
+                450 / epoch
+            ));
+        }
+        lines.join("\n")
+    };
+    let plateau = write_metrics(dir.path(), "plateau", &epochs(false));
+    let svg = dir.path().join("rate.svg");
+    plot::plot_metrics(std::slice::from_ref(&plateau), &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in ["Learning rate per epoch", "learning rate (log scale)"] {
+        assert!(text.contains(label), "the SVG has no `{label}`");
+    }
+    assert!(!text.contains("Gradient norm"));
+    let png = dir.path().join("rate.png");
+    let height = |metrics: &Path| {
+        plot::plot_metrics(&[metrics.to_path_buf()], &png).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        assert_eq!(&bytes[16..20], &[0, 0, 4, 176], "1200 wide");
+        u32::from_be_bytes(bytes[20..24].try_into().unwrap())
+    };
+    // 1000 for two panels, 250 more for the rate's; with the norms' too, 1600.
+    assert_eq!(height(&plateau), 1250);
+    let both = write_metrics(dir.path(), "both", &epochs(true));
+    assert_eq!(height(&both), 1600);
+    // One rate all along (write_run's): no such panel.
+    let constant = write_run(dir.path(), "constant", 3, 1);
+    plot::plot_metrics(&[constant.clone()], &svg).unwrap();
+    assert!(!std::fs::read_to_string(&svg)
+        .unwrap()
+        .contains("Learning rate"));
+    assert_eq!(height(&constant), 1000);
+}
+
 #[test]
 fn run_without_epochs_is_drawn_per_step() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,8 +3,9 @@
 //! One image, two panels: perplexity on a log axis (train and validation per epoch, the test
 //! perplexity as a marker after the last epoch) above training speed in words per second;
 //! where the runs logged gradient norms, a third below them: the global gradient norm
-//! before clipping, the mean and the largest of each log point's steps, against the clip.
-//! Several runs share the axes, each in its own colour and named by its run folder. A run
+//! before clipping, the mean and the largest of each log point's steps, against the clip;
+//! where a run's learning rate changed over its epochs (the tutorial's decay, a plateau's
+//! steps), its rate per epoch at the bottom. Several runs share the axes, each in its own colour and named by its run folder. A run
 //! without a finished epoch yet (a short run, or one still in its first epoch) is drawn per
 //! log point against the global training step instead, and so are all runs when any of them
 //! is such a run, so that they share one x axis.
@@ -599,15 +600,68 @@ impl LearningCurves {
             series,
         })
     }
+
+    /// Each epoch's learning rate, on the epoch axis, where some run's rate changed over its
+    /// epochs (the tutorial's decay, or `--lr-schedule plateau`'s steps, which explain the
+    /// curves' bends); none where every run kept one rate, or in step mode.
+    fn rate_panel(&self, epochs_x: bool) -> Option<Panel> {
+        let changes = |run: &Run| {
+            let mut rates = run.epochs.iter().filter_map(|e| e.learning_rate);
+            rates
+                .next()
+                .is_some_and(|first| rates.any(|rate| rate != first))
+        };
+        if !epochs_x || !self.runs.iter().any(changes) {
+            return None;
+        }
+        let series = self.runs.iter().enumerate().map(|(i, run)| Series {
+            label: self.label(run, ""),
+            color: self.color(i, 0),
+            stroke: Stroke::Solid,
+            points: run
+                .epochs
+                .iter()
+                .filter_map(|e| Some((e.epoch, e.learning_rate?)))
+                .collect(),
+        });
+        Some(Panel {
+            title: "Learning rate per epoch",
+            x_desc: "epoch",
+            y_desc: "learning rate (log scale)",
+            log_y: true,
+            legend: SeriesLabelPosition::UpperRight,
+            series: series.collect(),
+        })
+    }
+
+    /// The figure's panels from the top, each with its share of the height (in hundreds of
+    /// pixels): perplexity, speed, and where there is something to show, the gradient norms
+    /// and the learning rate.
+    fn panels(&self) -> (bool, Vec<(Panel, u32)>) {
+        let epochs_x = self.by_epoch();
+        let (perplexity, speed) = if epochs_x {
+            self.epoch_panels()
+        } else {
+            self.step_panels()
+        };
+        let gradient = self.gradient_panel(epochs_x);
+        let rate = self.rate_panel(epochs_x);
+        // Two panels: 600 and 400 pixels; the speed gives 50 to a panel below it.
+        let speed_height = if gradient.is_some() || rate.is_some() {
+            35
+        } else {
+            40
+        };
+        let mut panels = vec![(perplexity, 60), (speed, speed_height)];
+        panels.extend(gradient.map(|p| (p, 35)));
+        panels.extend(rate.map(|p| (p, 30)));
+        (epochs_x, panels)
+    }
 }
 
 impl Figure for LearningCurves {
     fn size(&self) -> (u32, u32) {
-        if self.gradient_panel(self.by_epoch()).is_some() {
-            (1200, 1300)
-        } else {
-            (1200, 1000)
-        }
+        (1200, self.panels().1.iter().map(|(_, h)| h * 10).sum())
     }
 
     fn draw<DB: DrawingBackend>(
@@ -620,36 +674,26 @@ impl Figure for LearningCurves {
             _ => "Learning curves".to_string(),
         };
         let body = root.titled(&title, ("sans-serif", 30))?;
-        let epochs_x = self.by_epoch();
-        let (perplexity, speed) = if epochs_x {
-            self.epoch_panels()
-        } else {
-            self.step_panels()
-        };
-        let height = body.dim_in_pixel().1;
-        let gradient = self.gradient_panel(epochs_x);
-        // One x axis for the panels, one above the other.
-        let panels = [Some(&perplexity), Some(&speed), gradient.as_ref()];
+        let (epochs_x, panels) = self.panels();
+        // One x axis for the panels, one above the other, each its share of the height.
         let xs = panels
             .iter()
-            .flatten()
-            .flat_map(|p| p.finite_points())
+            .flat_map(|(p, _)| p.finite_points())
             .map(|p| p.0);
         let x_span = bounds(xs);
-        match &gradient {
-            None => {
-                let (top, bottom) = body.split_vertically(height * 3 / 5);
-                draw_panel(&top, &perplexity, epochs_x, x_span)?;
-                draw_panel(&bottom, &speed, epochs_x, x_span)
+        let total: u32 = panels.iter().map(|(_, h)| h).sum();
+        let height = body.dim_in_pixel().1 as f64;
+        let mut rest = body;
+        for (i, (panel, share)) in panels.iter().enumerate() {
+            if i + 1 == panels.len() {
+                return draw_panel(&rest, panel, epochs_x, x_span);
             }
-            Some(gradient) => {
-                let (top, rest) = body.split_vertically(height * 6 / 13);
-                let (middle, bottom) = rest.split_vertically(height * 7 / 26);
-                draw_panel(&top, &perplexity, epochs_x, x_span)?;
-                draw_panel(&middle, &speed, epochs_x, x_span)?;
-                draw_panel(&bottom, gradient, epochs_x, x_span)
-            }
+            let (area, below) =
+                rest.split_vertically((height * *share as f64 / total as f64) as i32);
+            draw_panel(&area, panel, epochs_x, x_span)?;
+            rest = below;
         }
+        Ok(())
     }
 }
 
