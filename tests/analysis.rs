@@ -180,7 +180,7 @@ fn a_changing_learning_rate_gets_a_panel_of_its_own() {
     assert_eq!(height(&both), 1600);
     // One rate all along (write_run's): no such panel.
     let constant = write_run(dir.path(), "constant", 3, 1);
-    plot::plot_metrics(&[constant.clone()], &svg).unwrap();
+    plot::plot_metrics(std::slice::from_ref(&constant), &svg).unwrap();
     assert!(!std::fs::read_to_string(&svg)
         .unwrap()
         .contains("Learning rate"));
