@@ -24,6 +24,7 @@ use common::Kill;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -87,10 +88,34 @@ struct Browser {
     base: String,
     _driver: Kill,
     _profile: tempfile::TempDir,
+    _turn: Turn,
+}
+
+/// The browsers of this file's tests share the machine (the test harness runs as many
+/// tests at once as it has cores), and a test that times what a user sees would time the
+/// other tests' Chromiums too: such a test takes the machine to itself, the others share it.
+static TURNS: RwLock<()> = RwLock::new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
 }
 
 impl Browser {
     fn start(webgpu: bool) -> Browser {
+        // A test that failed while holding its turn poisons the lock; the next ones go on.
+        let turn = Turn::Shared(TURNS.read().unwrap_or_else(|e| e.into_inner()));
+        Browser::start_with(webgpu, turn)
+    }
+
+    /// A browser for a test that times the page: it waits until no other test's browser
+    /// runs, and none starts until it is dropped.
+    fn start_alone(webgpu: bool) -> Browser {
+        let turn = Turn::Alone(TURNS.write().unwrap_or_else(|e| e.into_inner()));
+        Browser::start_with(webgpu, turn)
+    }
+
+    fn start_with(webgpu: bool, turn: Turn) -> Browser {
         let driver = tool("chromedriver", "chromium-driver");
         let chromium = tool("chromium", "chromium");
         let port = free_port();
@@ -129,6 +154,7 @@ impl Browser {
             base,
             _driver: Kill(child),
             _profile: profile,
+            _turn: turn,
         };
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -336,8 +362,17 @@ fn native_eval(checkpoint: &Path, data: &Path) -> f64 {
 /// `lstm-gpu serve` with `args`, and the page open in a headless Chromium with WebGPU,
 /// started (its adapter asked for, the server's corpus loaded where it has one).
 fn open_page(args: &[&str]) -> (Kill, Browser) {
+    open_page_with(args, Browser::start)
+}
+
+/// `open_page` for a test that times the page: no other test's browser runs beside it.
+fn open_page_alone(args: &[&str]) -> (Kill, Browser) {
+    open_page_with(args, Browser::start_alone)
+}
+
+fn open_page_with(args: &[&str], start: fn(bool) -> Browser) -> (Kill, Browser) {
     let (server, url) = serve(args);
-    let b = Browser::start(true);
+    let b = start(true);
     b.open(&url);
     b.wait_started();
     (server, b)
@@ -957,7 +992,7 @@ fn seed_model_speed_page_against_native() {
     let tfjs_steps = env_steps("LSTM_GPU_TFJS_STEPS", 3).max(2);
     let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
     let mean = |v: &[f64]| v[1..].iter().sum::<f64>() / (v.len() - 1) as f64;
-    let (_server, b) = open_page(&["--data", &dir]);
+    let (_server, b) = open_page_alone(&["--data", &dir]);
     let t0 = Instant::now();
     let info = b.ok(
         "return await window.lstm.api.create(args);",
@@ -1093,7 +1128,7 @@ fn page_kernel_choices_at_the_seed_configuration() {
         }
         v.join(",")
     });
-    let (_server, b) = open_page(&["--data", &dir]);
+    let (_server, b) = open_page_alone(&["--data", &dir]);
     for pair in list.split(',') {
         let (m, r) = pair.split_once('/').expect("matmul/recurrence");
         b.ok(
@@ -1131,15 +1166,16 @@ fn page_kernel_choices_at_the_seed_configuration() {
 /// the quick model, and it says how to pick the seed model; then, with the seed model
 /// picked, New model and Train pressed, the page says what it is doing before the first
 /// step ends, and the step count, words/s and the training perplexity move several times
-/// (with the chart drawn) long before the epoch's first log point (10% of it). A
-/// screenshot is taken 60 seconds after Train.
+/// (with the chart drawn) long before the epoch's first log point (10% of it), and it says
+/// how long an epoch takes at the pace it sees. A screenshot is taken 60 seconds after
+/// Train. The test has the machine to itself (no other test's browser runs beside it).
 #[test]
 fn the_first_minute_of_the_seed_model_moves() {
     let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
     let (_server, url) = serve(&["--data", &dir]);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&out).unwrap();
-    let b = Browser::start(true);
+    let b = Browser::start_alone(true);
     b.open(&url);
     b.wait_started();
     let start = b.ok(
@@ -1241,13 +1277,32 @@ fn the_first_minute_of_the_seed_model_moves() {
         page["ink"].as_u64().unwrap() > 2000,
         "the chart is drawn: {page}"
     );
+    let epoch_seconds = page["estimate"]["epoch_seconds"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
     assert!(
-        page["estimate"]["epoch_seconds"].as_f64().unwrap() > 0.0
+        epoch_seconds > 0.0
             && page["messages"]
                 .to_string()
                 .contains("an epoch takes about"),
-        "the page says how long an epoch takes: {page}"
+        "the page says how long an epoch takes within the first minute: {page}\n{samples:?}"
     );
+    // The estimate agrees with the pace the samples (one a second) saw after the first step.
+    let trained: Vec<(usize, u64)> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s["step"].as_u64().unwrap()))
+        .filter(|&(_, step)| step > 0)
+        .collect();
+    let (first, last) = (trained[0], trained[trained.len() - 1]);
+    if last.1 > first.1 + 1 {
+        let seen = (last.0 - first.0) as f64 / (last.1 - first.1) as f64;
+        let estimated = epoch_seconds / epoch_size as f64;
+        assert!(
+            estimated > seen / 2.0 && estimated < seen * 2.0,
+            "the estimate's {estimated:.2} s a step against the {seen:.2} s seen: {page}"
+        );
+    }
 }
 
 /// `--precision mixed` in a tab: where the browser's adapter has `shader-f16`, the page

@@ -413,7 +413,9 @@ function setStatus(text) {
 }
 
 // Once per model, from the speed of the first few seconds after the first step (which
-// waits for the kernels to compile): how long an epoch and the whole run take here.
+// waits for the kernels to compile): how long an epoch and the whole run take here. At
+// least 3 seconds of steps: many on a GPU, one where a step takes seconds (a CPU adapter
+// says it after its second step instead of waiting for a fourth).
 function estimate(timing, ran) {
   if (S.estimate || !S.info || S.info.phase !== "training") return;
   const now = performance.now();
@@ -423,7 +425,7 @@ function estimate(timing, ran) {
   }
   const steps = S.info.position.global_step - timing.s0;
   const secs = (now - timing.t0) / 1000;
-  if (steps < 3 || secs < 3) return;
+  if (steps < 1 || secs < 3) return;
   const c = S.info.config;
   const wps = (steps * c.batch_size * c.num_steps) / secs;
   const epoch = (S.info.epoch_size * secs) / steps;
