@@ -1305,6 +1305,186 @@ fn the_first_minute_of_the_seed_model_moves() {
     }
 }
 
+/// The page's settings, a student's way to change the model before New model: they show the
+/// chosen preset's configuration (what New model makes when none is changed); the changed ones
+/// (and only those) are set over the preset, and stay when another preset is picked; "Back to
+/// the preset's" undoes them; a value that is not a number, or one the library refuses, is one
+/// line in the page's words (the setting's name, not the command line's flag) and leaves the
+/// model as it was.
+#[test]
+fn the_pages_settings_make_the_model_they_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_ptb(dir.path(), 600, 80);
+    let (_server, b) = open_page(&["--data", data.to_str().unwrap()]);
+    let settings = |b: &Browser| {
+        b.ok(
+            "const o = {}; for (const i of document.querySelectorAll('#settings-fields input')) \
+               o[i.id.slice(4)] = {value: i.value, edited: i.classList.contains('edited')}; return o;",
+            json!(null),
+        )
+    };
+    let pick = |b: &Browser, preset: &str| {
+        b.ok(
+            "const p = document.getElementById('preset'); p.value = args; \
+             p.dispatchEvent(new Event('change')); return null;",
+            json!(preset),
+        );
+    };
+    let set = |b: &Browser, values: Value| {
+        b.ok(
+            "for (const [k, v] of Object.entries(args)) { const i = document.getElementById('set-' + k); \
+               i.value = v; i.dispatchEvent(new Event('input')); } return null;",
+            values,
+        );
+    };
+    // New model, then the model made, or the error message shown.
+    let create = |b: &Browser| -> Result<Value, String> {
+        let r = b.ok(
+            "const s = window.lstm; const before = s.info; const n = s.messages.length; \
+             document.getElementById('create').click(); \
+             for (let i = 0; i < 2400; i++) { \
+               if (s.info !== before && !s.status) return {info: s.info, model: document.getElementById('model-info').textContent}; \
+               const e = s.messages.slice(n).find(m => m.kind === 'error'); \
+               if (e) return {error: e.text, message: document.getElementById('message').textContent}; \
+               await new Promise(r => setTimeout(r, 50)); } throw new Error('neither a model nor an error');",
+            json!(null),
+        );
+        match r["error"].as_str() {
+            Some(e) => {
+                assert_eq!(r["message"], r["error"], "the message shown: {r}");
+                Err(e.to_string())
+            }
+            None => Ok(r),
+        }
+    };
+    // What a setting shows of a configuration field.
+    let shown = |field: &str, v: &Value| -> String {
+        match (field, v) {
+            ("hidden", Value::Array(a)) => a
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            ("max_epoch_decay_lr", v) => (v.as_u64().unwrap() + 1).to_string(),
+            (_, v) => v.to_string(),
+        }
+    };
+
+    // The tiny preset as it is: the settings show what New model makes.
+    pick(&b, "tiny");
+    let tiny = settings(&b);
+    assert!(tiny.as_object().unwrap().len() >= 12, "{tiny}");
+    let made = create(&b).unwrap();
+    let config = &made["info"]["config"];
+    for (field, s) in tiny.as_object().unwrap() {
+        let want = if field == "vocab_size" {
+            // The text has fewer distinct words than the preset's vocabulary allows.
+            assert!(
+                config[field].as_u64().unwrap() <= s["value"].as_str().unwrap().parse().unwrap()
+            );
+            continue;
+        } else {
+            shown(field, &config[field])
+        };
+        assert_eq!(
+            s["value"].as_str().unwrap(),
+            want,
+            "{field}: {tiny} against {config}"
+        );
+        assert_eq!(s["edited"], json!(false), "{field}");
+    }
+    assert_eq!(config["hidden"], json!([32, 32]), "{config}");
+
+    // Changed settings stay when another preset is picked; the others follow the preset.
+    set(
+        &b,
+        json!({"hidden": "24,16", "max_epoch": "3", "keep_prob": "0.8", "learning_rate": "0.5",
+               "max_epoch_decay_lr": "2"}),
+    );
+    pick(&b, "small");
+    b.ok(
+        "document.getElementById('settings').open = true; return null;",
+        json!(null),
+    );
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&out).unwrap();
+    b.screenshot(&out.join("settings.png"));
+    let small = settings(&b);
+    assert_eq!(small["hidden"]["value"], "24,16", "{small}");
+    assert_eq!(small["hidden"]["edited"], json!(true), "{small}");
+    assert_ne!(
+        small["embedding_size"]["value"], tiny["embedding_size"]["value"],
+        "{small}"
+    );
+    pick(&b, "tiny");
+    let made = create(&b).unwrap();
+    let config = &made["info"]["config"];
+    assert_eq!(config["hidden"], json!([24, 16]), "{config}");
+    assert_eq!(
+        (
+            &config["max_epoch"],
+            &config["keep_prob"],
+            &config["learning_rate"],
+            &config["max_epoch_decay_lr"]
+        ),
+        (&json!(3), &json!(0.8), &json!(0.5), &json!(1)),
+        "{config}"
+    );
+    for field in [
+        "embedding_size",
+        "batch_size",
+        "num_steps",
+        "decay",
+        "max_grad_norm",
+        "init_scale",
+    ] {
+        assert_eq!(
+            shown(field, &config[field]),
+            tiny[field]["value"].as_str().unwrap(),
+            "{field}: {config}"
+        );
+    }
+    let model = made["model"].as_str().unwrap();
+    let decay = &config["decay"];
+    for part in [
+        "LSTM 24+16".to_string(),
+        "3 epochs".to_string(),
+        "dropout keeping 0.8".to_string(),
+        format!("learning rate 0.5 times {decay} an epoch after the first 2"),
+    ] {
+        assert!(model.contains(&part), "{part:?} in the model line: {model}");
+    }
+
+    // Refused: the message in the page's words, one line; the model stays.
+    for (values, setting, flag) in [
+        (json!({"keep_prob": "1.5"}), "keep prob", "--keep-prob"),
+        (json!({"hidden": "24, many"}), "LSTM layers", "--hidden"),
+        (
+            json!({"hidden": "24,16", "keep_prob": "0.8", "max_epoch": "0"}),
+            "epochs",
+            "--max-epoch",
+        ),
+    ] {
+        set(&b, values.clone());
+        let e = create(&b).expect_err(&values.to_string());
+        assert!(
+            e.contains(&format!("\"{setting}\"")) || e.starts_with(&format!("{setting}:")),
+            "{values}: the setting named: {e}"
+        );
+        assert!(!e.contains(flag) && !e.contains('\n'), "{values}: {e}");
+        let still = b.ok("return window.lstm.info.config.hidden;", json!(null));
+        assert_eq!(still, json!([24, 16]), "{values}: the model stays");
+    }
+
+    // Back to the preset's values: nothing changed by hand.
+    b.ok(
+        "document.getElementById('settings-reset').click(); return null;",
+        json!(null),
+    );
+    let back = settings(&b);
+    assert_eq!(back, tiny, "the preset's settings again");
+}
+
 /// `--precision mixed` in a tab: where the browser's adapter has `shader-f16`, the page
 /// offers it, a tiny model trains in it (the loss falls) and its checkpoint carries the loss
 /// scale and evaluates natively; where it has not, the option is disabled with the reason and

@@ -73,6 +73,14 @@ fn start() {
 }
 
 /// One line: the error and its causes.
+/// `value` as JSON with its f32 numbers as they are written (0.1, where `json!` widens them to
+/// f64 first: 0.10000000149011612), for what the page shows of them.
+fn shortest<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_string(value)
+        .and_then(|text| serde_json::from_str(&text))
+        .unwrap_or(serde_json::Value::Null)
+}
+
 fn js_error(e: anyhow::Error) -> JsValue {
     JsValue::from_str(&format!("{e:#}"))
 }
@@ -198,6 +206,26 @@ struct Options {
     tuning: String,
 }
 
+/// The options' JSON read (empty: the defaults).
+fn options_of(options: &str) -> Result<Options> {
+    if options.trim().is_empty() {
+        return Ok(Options::default());
+    }
+    serde_json::from_str(options).context("the options are not valid JSON")
+}
+
+/// The configuration a new model made from `options` starts from (its preset with the
+/// options' fields set over it), as JSON, unchecked: what the page's settings show before
+/// a model is made. The vocabulary size is the largest allowed; a corpus with fewer distinct
+/// tokens gives the model fewer. A field no configuration has is an error, as in [`create`].
+#[wasm_bindgen]
+pub fn model_config(options: String) -> Result<String, JsValue> {
+    let cfg = options_of(&options)
+        .and_then(|o| config_of(&o))
+        .map_err(js_error)?;
+    serde_json::to_string(&cfg).map_err(|e| js_error(e.into()))
+}
+
 /// An option read through its type's names, as the command line reads them.
 fn parsed<T: std::str::FromStr<Err = String>>(what: &str, v: &Option<String>) -> Result<Option<T>> {
     v.as_deref()
@@ -270,11 +298,7 @@ async fn create_session(
     checkpoint: Option<Vec<u8>>,
     say: &mut dyn FnMut(&str),
 ) -> Result<(Session, Option<String>)> {
-    let opts: Options = if options.trim().is_empty() {
-        Options::default()
-    } else {
-        serde_json::from_str(&options).context("the options are not valid JSON")?
-    };
+    let opts = options_of(&options)?;
     let names = ["the training text", "the validation text", "the test text"];
     let advice = TEXT_ADVICE;
     let [a, b, c] = texts;
@@ -518,8 +542,8 @@ impl Trainer {
             features: s.gpu.features,
         };
         Ok(serde_json::json!({
-            "config": s.cfg,
-            "position": s.pos,
+            "config": shortest(&s.cfg),
+            "position": shortest(&s.pos),
             "epoch_size": s.epoch_size(),
             "finished": s.finished(),
             "phase": s.phase(),
