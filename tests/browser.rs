@@ -1890,6 +1890,63 @@ fn the_page_loads_the_model_its_address_names() {
     let (page, program) = (page_validate(&b), native_eval(&last, &data));
     assert!(rel(page, program) < 2e-4, "page {page}, program {program}");
 
+    // "Similar words" lists what `lstm-gpu embeddings neighbors` lists of the same weights.
+    let word = original
+        .vocab
+        .iter()
+        .find(|w| !w.starts_with('<'))
+        .unwrap()
+        .clone();
+    let listed = native(&[
+        "embeddings",
+        "--checkpoint",
+        last.to_str().unwrap(),
+        "neighbors",
+        &word,
+        "-k",
+        "5",
+    ]);
+    let listed: Vec<(String, f64)> = listed
+        .lines()
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            let w = parts.next().unwrap().to_string();
+            (w, parts.next().unwrap().parse().unwrap())
+        })
+        .collect();
+    let similar = b.ok(
+        "document.getElementById('similar-word').value = ' ' + args + ' ';          document.getElementById('similar').click();          for (let i = 0; i < 600 && !window.lstm.similar; i++) await new Promise(r => setTimeout(r, 50));          return {r: window.lstm.similar, rows: document.querySelectorAll('#similar-out div').length};",
+        json!(word),
+    );
+    assert_eq!(similar["r"]["word"], json!(word), "{similar}");
+    assert_eq!(similar["rows"], json!(10), "ten rows drawn: {similar}");
+    let shown: Vec<(String, f64)> = similar["r"]["neighbors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["word"].as_str().unwrap().to_string(),
+                n["cosine"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    for ((a, x), (b, y)) in listed.iter().zip(&shown) {
+        assert_eq!(a, b, "the page's {shown:?} against {listed:?}");
+        assert!((x - y).abs() < 1e-4, "{a}: {x} against {y}");
+    }
+    let refused = b
+        .run(
+            "return await window.lstm.api.similar('zzzqx', 5);",
+            json!(null),
+        )
+        .expect_err("a word outside the vocabulary");
+    assert!(
+        refused.contains("`zzzqx` is not in the model's vocabulary"),
+        "{refused}"
+    );
+
     // The plain address: the page offers the server's model with a button, loaded on click.
     let offer = "const e = document.getElementById('load-served'); \
                  const l = document.getElementById('served-model'); \

@@ -9,7 +9,7 @@
 //! the same map on every run (up to rounding: the crate re-centres the map with a parallel
 //! sum whose order of addition may vary).
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bhtsne::tSNE;
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::coord::Shift;
@@ -22,6 +22,7 @@ use super::{bounds, prepare_output, render, Figure};
 use crate::data::{EOS, UNK};
 use crate::error::usage;
 use crate::model::checkpoint::Checkpoint;
+use crate::model::similar::{norm, Embeddings};
 use crate::rng::SplitMix64;
 
 /// The fewest words a map can show: t-SNE needs a perplexity of at least one, and the
@@ -41,44 +42,9 @@ const TSNE_SEED: u64 = 0x7453_4e45;
 const TSNE_INIT_SCALE: f64 = 1e-4;
 
 /// The `k` words whose embeddings are nearest to `word`'s by cosine similarity, most similar
-/// first (ties by frequency), with that similarity; the word itself is left out, so at most
-/// `vocab - 1` come back.
-///
-/// Errors: `k = 0` and a word outside the vocabulary are usage errors; a word whose
-/// embedding is all zeros or not finite has no direction to compare.
+/// first, with that similarity ([`Embeddings::neighbors`] of the checkpoint's).
 pub fn neighbors(ck: &Checkpoint, word: &str, k: usize) -> Result<Vec<(String, f32)>> {
-    if k == 0 {
-        return Err(usage("the number of neighbours must be at least 1"));
-    }
-    let id = word_id(ck, word)?;
-    let target = embedding_row(ck, id);
-    let target_norm = norm(target);
-    if !(target_norm.is_finite() && target_norm > 0.0) {
-        bail!(
-            "the embedding of `{word}` is all zeros or not finite: it has no direction to compare"
-        );
-    }
-    let mut scored: Vec<(usize, f64)> = (0..ck.vocab.len())
-        .filter(|&other| other != id)
-        .map(|other| {
-            let row = embedding_row(ck, other);
-            let row_norm = norm(row);
-            let similarity = if row_norm > 0.0 {
-                dot(target, row) / (target_norm * row_norm)
-            } else {
-                0.0
-            };
-            (other, similarity)
-        })
-        .filter(|(_, similarity)| similarity.is_finite())
-        .collect();
-    // Ids are in order of frequency, so ties go to the more frequent word.
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    scored.truncate(k);
-    Ok(scored
-        .into_iter()
-        .map(|(other, similarity)| (ck.vocab[other].clone(), similarity as f32))
-        .collect())
+    Embeddings::of(ck).neighbors(word, k)
 }
 
 /// Draw a t-SNE map of the `words` most frequent words of the checkpoint (leaving out
@@ -91,10 +57,11 @@ pub fn map(ck: &Checkpoint, out: &Path, words: usize, progress: bool) -> Result<
     let format = prepare_output(out)?;
     let ids = most_frequent_words(ck, words)?;
     let dim = ck.config.embedding_size;
+    let embeddings = Embeddings::of(ck);
     let unit_rows: Vec<f32> = ids
         .iter()
         .flat_map(|&id| {
-            let row = embedding_row(ck, id);
+            let row = embeddings.row(id);
             let n = norm(row);
             // An all-zero row stays at the origin of the sphere: equally far from all others.
             let scale = if n > 0.0 { (1.0 / n) as f32 } else { 0.0 };
@@ -108,30 +75,6 @@ pub fn map(ck: &Checkpoint, out: &Path, words: usize, progress: bool) -> Result<
         .map(|(&id, position)| (ck.vocab[id].clone(), position))
         .collect();
     render(out, format, &WordMap { points })
-}
-
-/// The id of `word`, or a usage error saying it is not in the vocabulary.
-fn word_id(ck: &Checkpoint, word: &str) -> Result<usize> {
-    if let Some(id) = ck.vocab.iter().position(|w| w == word) {
-        return Ok(id);
-    }
-    let lower = word.to_lowercase();
-    let hint = if lower != word && ck.vocab.contains(&lower) {
-        format!(" (did you mean `{lower}`? the vocabulary is lower-case)")
-    } else {
-        String::new()
-    };
-    if ck.config.tokens == crate::data::Tokens::Chars {
-        return Err(usage(format!(
-            "`{word}` is not in the checkpoint's character-level vocabulary of {} characters: \
-             give one character it holds",
-            ck.vocab.len()
-        )));
-    }
-    Err(usage(format!(
-        "`{word}` is not in the checkpoint's vocabulary of {} words{hint}",
-        ck.vocab.len()
-    )))
 }
 
 /// The ids of the `words` most frequent words but `<unk>` and `<eos>`: the vocabulary's
@@ -151,20 +94,6 @@ fn most_frequent_words(ck: &Checkpoint, words: usize) -> Result<Vec<usize>> {
         )));
     }
     Ok(candidates[..words].to_vec())
-}
-
-/// Row `id` of the embedding matrix.
-fn embedding_row(ck: &Checkpoint, id: usize) -> &[f32] {
-    let dim = ck.config.embedding_size;
-    &ck.params.embedding[id * dim..(id + 1) * dim]
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
-}
-
-fn norm(a: &[f32]) -> f64 {
-    dot(a, a).sqrt()
 }
 
 /// Barnes-Hut t-SNE of the `dim`-wide rows of `rows` into the plane.
@@ -296,12 +225,12 @@ mod tests {
     #[test]
     fn unknown_word_suggests_lower_case() {
         let ck = checkpoint(&["the", "cat", "sat"], 4);
-        let err = format!("{:#}", word_id(&ck, "Cat").unwrap_err());
+        let err = format!("{:#}", Embeddings::of(&ck).word_id("Cat").unwrap_err());
         assert!(
             err.contains("`Cat` is not in") && err.contains("`cat`"),
             "{err}"
         );
-        let err = format!("{:#}", word_id(&ck, "dog").unwrap_err());
+        let err = format!("{:#}", Embeddings::of(&ck).word_id("dog").unwrap_err());
         assert!(
             err.contains("vocabulary of 3 words") && !err.contains("mean"),
             "{err}"

@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod fit;
 pub mod predict;
 pub mod schedule;
+pub mod similar;
 
 use crate::config::Config;
 use crate::reference::Real;

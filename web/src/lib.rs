@@ -29,6 +29,7 @@ use lstm_gpu::gpu::MatmulChoice;
 use lstm_gpu::gpu::PickedAdapter;
 use lstm_gpu::model::checkpoint::Checkpoint;
 use lstm_gpu::model::predict::{sample, Predictor, Sampling};
+use lstm_gpu::model::similar::Embeddings;
 use lstm_gpu::model::Params;
 use lstm_gpu::rng::SplitMix64;
 use lstm_gpu::session::{self, Session};
@@ -583,6 +584,36 @@ impl Trainer {
                     serde_json::json!({"context": context, "unknown": unknown, "next": next})
                         .to_string(),
                 )
+            }
+            .await;
+            (s, r)
+        })
+    }
+
+    /// The `k` tokens whose embeddings point nearest to `word`'s (cosine similarity, most
+    /// similar first), as `lstm-gpu embeddings --checkpoint PATH neighbors WORD -k K` prints
+    /// them of a checkpoint: `{"word": w, "neighbors": [{"word": v, "cosine": c}, ...]}`.
+    pub fn similar(&self, word: String, k: usize) -> Promise {
+        with_session(&self.inner, move |s, _| async move {
+            let r = async {
+                let params = s.params().await?;
+                let embeddings = Embeddings {
+                    vocab: s.corpus.vocab.words(),
+                    tokens: s.cfg.tokens,
+                    rows: &params.embedding,
+                    dim: s.cfg.embedding_size,
+                };
+                // A character model's tokens include the space.
+                let word = match s.cfg.tokens {
+                    Tokens::Chars => word.as_str(),
+                    _ => word.trim(),
+                };
+                let neighbors: Vec<_> = embeddings
+                    .neighbors(word, k)?
+                    .into_iter()
+                    .map(|(w, cosine)| serde_json::json!({"word": w, "cosine": cosine}))
+                    .collect();
+                Ok(serde_json::json!({"word": word, "neighbors": neighbors}).to_string())
             }
             .await;
             (s, r)

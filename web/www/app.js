@@ -434,7 +434,7 @@ function showModel() {
     `, gradients clipped at norm ${c.max_grad_norm}` +
     `; ${kernelSummary(i.kernels)}`;
   $("kernel-list").textContent = [...(S.tuneLines || []), ...(S.tuneLines && S.tuneLines.length ? [""] : []), ...i.kernels].join("\n");
-  for (const id of ["train", "validate", "save", "predict", "generate", "score"]) $(id).disabled = false;
+  for (const id of ["train", "validate", "save", "predict", "generate", "score", "similar"]) $(id).disabled = false;
   progress();
 }
 
@@ -758,14 +758,31 @@ async function predict(text, k = 10) {
   out.innerHTML = "";
   const top = r.next[0] ? r.next[0].probability : 1;
   for (const n of r.next) {
-    const row = document.createElement("div");
-    row.innerHTML = `<span class="word"></span><span class="bar"></span><span class="p"></span>`;
-    row.querySelector(".word").textContent = n.word;
-    row.querySelector(".bar").style.width = `${(200 * n.probability) / top}px`;
-    row.querySelector(".p").textContent = n.probability.toFixed(4);
-    out.appendChild(row);
+    out.appendChild(barRow(n.word, (200 * n.probability) / top, n.probability.toFixed(4)));
   }
   if (r.unknown.length) say(`not in the vocabulary, read as <unk>: ${r.unknown.join(", ")}`);
+  return r;
+}
+
+// A row of a bar chart: the word, a bar `width` pixels long, the figure.
+function barRow(word, width, figure) {
+  const row = document.createElement("div");
+  row.innerHTML = `<span class="word"></span><span class="bar"></span><span class="p"></span>`;
+  row.querySelector(".word").textContent = word;
+  row.querySelector(".bar").style.width = `${Math.max(0, width)}px`;
+  row.querySelector(".p").textContent = figure;
+  return row;
+}
+
+// The `k` words whose embeddings point nearest to `word`'s (cosine similarity), as `lstm-gpu
+// embeddings neighbors` lists them of a checkpoint.
+async function similar(word, k = 10) {
+  if (!S.trainer) throw new Error("make or load a model first");
+  const r = JSON.parse(await serial(() => S.trainer.similar(word, k)));
+  S.similar = r;
+  const out = $("similar-out");
+  out.innerHTML = "";
+  for (const n of r.neighbors) out.appendChild(barRow(n.word, 200 * n.cosine, n.cosine.toFixed(3)));
   return r;
 }
 
@@ -989,6 +1006,7 @@ const api = (S.api = {
   save: action(save),
   predict: action(predict),
   generate: action(generate),
+  similar: action(similar),
   score: action(score),
   setLogEvery: action((n) => serial(() => S.trainer.set_log_every(n))),
   checkKernels: action(checkKernels),
@@ -1024,6 +1042,8 @@ $("kernel-reset").onclick = () => quiet(api.resetKernel());
 $("tune-forget").onclick = forgetTuning;
 $("predict-text").onkeydown = (e) => e.key === "Enter" && $("predict").click();
 $("score").onclick = () => quiet(api.score($("score-text").value));
+$("similar").onclick = () => quiet(api.similar($("similar-word").value, 10));
+$("similar-word").onkeydown = (e) => e.key === "Enter" && $("similar").click();
 $("score-text").onkeydown = (e) => e.key === "Enter" && $("score").click();
 $("generate").onclick = () =>
   quiet(api.generate($("generate-prompt").value, Number($("generate-count").value), Number($("generate-temperature").value),
