@@ -754,24 +754,24 @@ async function predict(text, k = 10) {
   if (!S.trainer) throw new Error("make or load a model first");
   const r = JSON.parse(await serial(() => S.trainer.predict(text, k)));
   S.prediction = r;
-  const out = $("predict-out");
-  out.innerHTML = "";
   const top = r.next[0] ? r.next[0].probability : 1;
-  for (const n of r.next) {
-    out.appendChild(barRow(n.word, (200 * n.probability) / top, n.probability.toFixed(4)));
-  }
+  drawBars("predict-out", r.next.map((n) => [n.word, (200 * n.probability) / top, n.probability.toFixed(4)]));
   if (r.unknown.length) say(`not in the vocabulary, read as <unk>: ${r.unknown.join(", ")}`);
   return r;
 }
 
-// A row of a bar chart: the word, a bar `width` pixels long, the figure.
-function barRow(word, width, figure) {
-  const row = document.createElement("div");
-  row.innerHTML = `<span class="word"></span><span class="bar"></span><span class="p"></span>`;
-  row.querySelector(".word").textContent = word;
-  row.querySelector(".bar").style.width = `${Math.max(0, width)}px`;
-  row.querySelector(".p").textContent = figure;
-  return row;
+// A bar chart into the element `id`: a row per [word, bar width in pixels, figure].
+function drawBars(id, rows) {
+  const out = $(id);
+  out.innerHTML = "";
+  for (const [word, width, figure] of rows) {
+    const row = document.createElement("div");
+    row.innerHTML = `<span class="word"></span><span class="bar"></span><span class="p"></span>`;
+    row.querySelector(".word").textContent = word;
+    row.querySelector(".bar").style.width = `${Math.max(0, width)}px`;
+    row.querySelector(".p").textContent = figure;
+    out.appendChild(row);
+  }
 }
 
 // The `k` words whose embeddings point nearest to `word`'s (cosine similarity), as `lstm-gpu
@@ -780,9 +780,7 @@ async function similar(word, k = 10) {
   if (!S.trainer) throw new Error("make or load a model first");
   const r = JSON.parse(await serial(() => S.trainer.similar(word, k)));
   S.similar = r;
-  const out = $("similar-out");
-  out.innerHTML = "";
-  for (const n of r.neighbors) out.appendChild(barRow(n.word, 200 * n.cosine, n.cosine.toFixed(3)));
+  drawBars("similar-out", r.neighbors.map((n) => [n.word, 200 * n.cosine, n.cosine.toFixed(3)]));
   return r;
 }
 
