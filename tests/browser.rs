@@ -1485,6 +1485,94 @@ fn the_pages_settings_make_the_model_they_show() {
     assert_eq!(back, tiny, "the preset's settings again");
 }
 
+/// The page keeps the model it trains in the browser's storage (at every epoch's end and
+/// whenever training stops): after a reload, with the same text loaded, "Resume ..." brings
+/// it back where it stood, weights bit for bit; with another text it is offered disabled,
+/// saying why; "Forget it" removes it.
+#[test]
+fn the_page_keeps_its_model_across_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_ptb(dir.path(), 600, 80);
+    let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let offer = "const r = document.getElementById('resume-kept'); \
+                 return {hidden: r.hidden, disabled: r.disabled, text: r.textContent, title: r.title, \
+                         forget: document.getElementById('forget-kept').hidden};";
+    // The same, once the page has read the picked file.
+    let offer_after_pick = format!(
+        "for (let i = 0; i < 200 && window.lstm.corpus.name !== 'other.txt'; i++) \
+           await new Promise(r => setTimeout(r, 50)); \
+         await new Promise(r => setTimeout(r, 200)); {offer}"
+    );
+    assert_eq!(
+        b.ok(offer, json!(null))["hidden"],
+        json!(true),
+        "nothing kept yet"
+    );
+    let (options, _) = tiny();
+    b.ok("return await window.lstm.api.create(args);", options);
+    b.ok("return await window.lstm.api.train(3);", json!(null));
+    let trained = page_checkpoint(&b);
+
+    b.open(&url);
+    b.wait_started();
+    assert_eq!(state(&b)["trainer"], json!(false), "a fresh page");
+    let offered = b.ok(offer, json!(null));
+    assert_eq!(
+        (&offered["hidden"], &offered["disabled"], &offered["forget"]),
+        (&json!(false), &json!(false), &json!(false)),
+        "{offered}"
+    );
+    let text = offered["text"].as_str().unwrap();
+    assert!(
+        text.contains("epoch 1, step 3") && text.contains("LSTM 16+16"),
+        "{offered}"
+    );
+    b.ok(
+        "document.getElementById('resume-kept').click(); \
+         for (let i = 0; i < 1200 && !window.lstm.trainer; i++) await new Promise(r => setTimeout(r, 50)); \
+         return null;",
+        json!(null),
+    );
+    assert_eq!(state(&b)["step"], json!(3), "{}", state(&b));
+    let resumed = page_checkpoint(&b);
+    let [trained, resumed] = [&trained, &resumed]
+        .map(|bytes| lstm_gpu::model::checkpoint::Checkpoint::from_bytes(bytes).unwrap());
+    assert_eq!(resumed.params, trained.params, "the weights bit for bit");
+    assert_eq!(resumed.position, trained.position);
+    assert_eq!(resumed.state, trained.state, "the carried state too");
+
+    // Another text: offered, but not to resume on it.
+    let other = dir.path().join("other.txt");
+    std::fs::write(&other, head("valid", 300)).unwrap();
+    b.pick_file("#file-train", &other);
+    let offered = b.ok(&offer_after_pick, json!(null));
+    assert_eq!(
+        (&offered["hidden"], &offered["disabled"]),
+        (&json!(false), &json!(true)),
+        "{offered}"
+    );
+    assert!(
+        offered["title"].as_str().unwrap().contains("another text"),
+        "{offered}"
+    );
+
+    b.ok(
+        "await window.lstm.api.forgetKept(); return null;",
+        json!(null),
+    );
+    assert_eq!(b.ok(offer, json!(null))["hidden"], json!(true));
+    b.open(&url);
+    b.wait_started();
+    assert_eq!(
+        b.ok(offer, json!(null))["hidden"],
+        json!(true),
+        "forgotten for good"
+    );
+}
+
 /// `--precision mixed` in a tab: where the browser's adapter has `shader-f16`, the page
 /// offers it, a tiny model trains in it (the loss falls) and its checkpoint carries the loss
 /// scale and evaluates natively; where it has not, the option is disabled with the reason and

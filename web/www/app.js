@@ -30,6 +30,10 @@ const S = (window.lstm = {
   generated: null,
   lossScale: null, // mixed precision: { scale, overflows } from the last log point
   served: [], // the server's models: { route, file, bytes, about } each
+  kept: null, // the model kept in the browser: { bytes, saved, position, model, corpus }, or null
+  keptStep: null, // the global step of the last model kept
+  keepRefused: false, // the browser refused to keep one (said once)
+  similar: null, // the last "Similar words": { word, neighbors: [{ word, cosine }] }
   normChart: null, // the gradient-norm chart as drawn: { points, clip, lo, hi }, or null
   checks: [], // the kernel checks' rows, as they finish
   checked: null, // the kernel check's summary: { adapter, checks, passed, changed }
@@ -127,6 +131,7 @@ async function loadServer() {
     test: checked("the test text", test),
   };
   $("corpus-status").textContent = corpusLine();
+  await offerKept();
   return corpusLine();
 }
 
@@ -143,6 +148,7 @@ async function loadFiles() {
   if (!valid) [rest, valid] = cutAtLine(rest, 0.05);
   S.corpus = { name: ft.name, train: rest, valid, test };
   $("corpus-status").textContent = corpusLine();
+  await offerKept();
   return corpusLine();
 }
 
@@ -513,6 +519,7 @@ async function train(steps = Infinity) {
       handle(events);
       progress();
       draw();
+      if (events.some((e) => e.kind === "epoch")) await keepModel();
       if (events.length === 0) break;
       await new Promise((r) => setTimeout(r, 0)); // let the page paint
     }
@@ -521,6 +528,7 @@ async function train(steps = Infinity) {
     setStatus("");
     $("train").textContent = "Train";
   }
+  if (S.info.position.global_step !== S.keptStep) await keepModel();
   if (S.info.finished) $("train").disabled = true;
   else say(`stopped at epoch ${S.info.position.epoch + 1}, step ${S.info.position.step_in_epoch}: Train goes on from there`);
   return out;
@@ -870,6 +878,97 @@ async function loadCheckpoint(bytes) {
   return info;
 }
 
+// ---- the model kept in the browser -----------------------------------------------------------
+
+// The model is kept in the browser's storage (IndexedDB) at every epoch's end and whenever
+// training stops, so that a closed tab, a reload or a crash loses at most the epoch that ran:
+// the page offers it back ("Resume ...") once the same text is loaded. One model is kept,
+// the last one trained; "Forget it" removes it.
+const KEPT = { db: "lstm-gpu", store: "models", key: "last" };
+
+// Run `fn(store)` in a transaction of the kept-models store: the request's result.
+function keptStore(mode, fn) {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(KEPT.db, 1);
+    open.onupgradeneeded = () => open.result.createObjectStore(KEPT.store);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const tx = db.transaction(KEPT.store, mode);
+      const req = fn(tx.objectStore(KEPT.store));
+      tx.oncomplete = () => {
+        db.close();
+        resolve(req.result);
+      };
+      tx.onerror = tx.onabort = () => {
+        db.close();
+        reject(tx.error || new Error("the browser's storage refused"));
+      };
+    };
+  });
+}
+
+// Which text a model was trained on: the name and the sizes of its three splits.
+function corpusKey() {
+  const c = S.corpus;
+  return c ? `${c.name}:${c.train.length}:${c.valid.length}:${c.test.length}` : null;
+}
+
+// Keep the model where it stands (a checkpoint, as Save checkpoint writes it). A browser that
+// refuses (no storage, a full quota) is said once; training goes on.
+async function keepModel() {
+  if (!S.trainer || !window.indexedDB) return;
+  try {
+    const bytes = await serial(() => S.trainer.save());
+    const i = S.info;
+    const record = {
+      bytes,
+      saved: Date.now(),
+      position: i.position,
+      model: `LSTM ${i.config.hidden.join("+")}, ${(i.parameters / 1e6).toFixed(2)} M parameters`,
+      corpus: corpusKey(),
+    };
+    await keptStore("readwrite", (st) => st.put(record, KEPT.key));
+    S.keptStep = i.position.global_step;
+  } catch (e) {
+    if (!S.keepRefused) say(`this browser does not let the page keep the model (${errorText(e)}): Save checkpoint keeps it as a file`);
+    S.keepRefused = true;
+  }
+}
+
+// Offer the kept model, if there is one: resumable where the loaded text is the one it was
+// trained on.
+async function offerKept() {
+  let kept = null;
+  try {
+    kept = window.indexedDB ? (await keptStore("readonly", (st) => st.get(KEPT.key))) || null : null;
+  } catch (e) {}
+  S.kept = kept;
+  const [resume, forget] = [$("resume-kept"), $("forget-kept")];
+  resume.hidden = forget.hidden = !kept;
+  if (!kept) return;
+  const p = kept.position;
+  resume.textContent = `Resume the model kept in this browser (${kept.model}; epoch ${p.epoch + 1}, step ${p.step_in_epoch}, ${fmtTime((Date.now() - kept.saved) / 1000)} ago)`;
+  const same = kept.corpus === corpusKey();
+  resume.disabled = !same || !S.ready;
+  resume.title = same
+    ? "the page keeps the last model trained here at every epoch's end and whenever training stops"
+    : `it was trained on another text (${kept.corpus.split(":")[0]}): load that text to resume it`;
+}
+
+async function resumeKept() {
+  const kept = S.kept;
+  if (!kept) throw new Error("this browser keeps no model");
+  if (kept.corpus !== corpusKey()) throw new Error(`the kept model was trained on another text (${kept.corpus.split(":")[0]}): load that text to resume it`);
+  return loadCheckpoint(kept.bytes);
+}
+
+async function forgetKept() {
+  await keptStore("readwrite", (st) => st.delete(KEPT.key));
+  await offerKept();
+  say("the model kept in this browser is forgotten");
+}
+
 // ---- checking the kernels ------------------------------------------------------------------
 
 const exp = (v) => (typeof v === "number" ? v.toExponential(1) : String(v));
@@ -1005,6 +1104,8 @@ const api = (S.api = {
   predict: action(predict),
   generate: action(generate),
   similar: action(similar),
+  resumeKept: action(resumeKept),
+  forgetKept: action(forgetKept),
   score: action(score),
   setLogEvery: action((n) => serial(() => S.trainer.set_log_every(n))),
   checkKernels: action(checkKernels),
@@ -1029,6 +1130,8 @@ $("file-checkpoint").onchange = async () => {
   $("file-checkpoint").value = "";
 };
 $("load-served").onclick = () => quiet(api.loadServed());
+$("resume-kept").onclick = () => quiet(api.resumeKept());
+$("forget-kept").onclick = () => quiet(api.forgetKept());
 $("train").onclick = () => (S.running ? pause() : quiet(api.train()));
 $("validate").onclick = () => quiet(api.validate());
 $("save").onclick = () => quiet(api.save());
@@ -1092,6 +1195,7 @@ async function start() {
       say("pick the text files to train on (the server has no corpus)");
     }
   }
+  if (!S.corpus) await offerKept();
   // A checkpoint the address names (`?checkpoint=data/model.safetensors`, as `lstm-gpu serve
   // --checkpoint` prints it): loaded once there is a text, to ask it or train on from it.
   S.pendingCheckpoint = params.get("checkpoint");
