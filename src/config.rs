@@ -114,6 +114,49 @@ pub enum Preset {
     Large,
 }
 
+impl Preset {
+    pub const ALL: [Preset; 4] = [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large];
+
+    /// Its name, as `--preset` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Seed => "seed",
+            Preset::Small => "small",
+            Preset::Medium => "medium",
+            Preset::Large => "large",
+        }
+    }
+
+    /// What the TensorFlow tutorial's README reports for this model after its whole schedule
+    /// (one run each), and Zaremba et al. 2014's test perplexity of the same model; `None`
+    /// for the seed model, the course's own configuration.
+    pub fn published(self) -> Option<Published> {
+        let (train, valid, test, zaremba_test) = match self {
+            Preset::Seed => return None,
+            Preset::Small => (37.99, 121.39, 115.91, None),
+            Preset::Medium => (48.45, 86.16, 82.07, Some(82.7)),
+            Preset::Large => (37.87, 82.62, 78.29, Some(78.4)),
+        };
+        Some(Published {
+            train,
+            valid,
+            test,
+            zaremba_test,
+        })
+    }
+}
+
+/// Published perplexities of a preset's model ([`Preset::published`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Published {
+    pub train: f64,
+    pub valid: f64,
+    pub test: f64,
+    /// Zaremba et al. 2014, "Recurrent Neural Network Regularization", where the paper has
+    /// the model.
+    pub zaremba_test: Option<f64>,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::preset(Preset::Seed)
@@ -121,6 +164,17 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The preset this configuration is, where it is one exactly (its precision aside).
+    pub fn preset_of(&self) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|&p| {
+            let preset = Config {
+                precision: self.precision,
+                ..Config::preset(p)
+            };
+            preset == *self
+        })
+    }
+
     pub fn preset(preset: Preset) -> Config {
         let seed = Config {
             vocab_size: 10_000,

@@ -38,6 +38,39 @@ pub fn epoch_lr(cfg: &Config, pos: &Position) -> f32 {
     }
 }
 
+/// A finished run of a preset's whole schedule against what was published for that model
+/// ([`crate::config::Preset::published`]), as one line: `test` is the run's test perplexity,
+/// scored in batches of `test_shape` (batch, steps; the tutorial's is 1x1). `None` where
+/// `cfg` is no preset with published figures, or `test` is not finite.
+pub fn published_comparison(cfg: &Config, test: f64, test_shape: (usize, usize)) -> Option<String> {
+    let preset = cfg.preset_of()?;
+    let published = preset.published()?;
+    if !test.is_finite() {
+        return None;
+    }
+    let change = 100.0 * (test / published.test - 1.0);
+    let how = if change.abs() < 0.05 {
+        "the same".to_string()
+    } else {
+        let way = if change < 0.0 { "lower" } else { "higher" };
+        format!("{:.1}% {way}", change.abs())
+    };
+    let shape = match test_shape {
+        (1, 1) => String::new(),
+        (b, s) => format!(" (in batches of {b}x{s}; the tutorial's are 1x1)"),
+    };
+    let zaremba = published
+        .zaremba_test
+        .map_or(String::new(), |z| format!("; Zaremba et al. 2014: {z}"));
+    Some(format!(
+        "the TensorFlow tutorial's {} model reached test perplexity {} (train {}, valid {}){zaremba}: this run's {test:.2}{shape} is {how}",
+        preset.name(),
+        published.test,
+        published.train,
+        published.valid
+    ))
+}
+
 /// The run's new best where the epoch `pos` stands in ended with validation perplexity
 /// `valid` below the best so far (a first finite one always is).
 pub fn epoch_best(pos: &Position, valid: f64) -> Option<BestEpoch> {
@@ -304,7 +337,13 @@ pub enum Event {
         seconds: f64,
     },
     /// Every epoch is done: the test pass at the training's shape.
-    Finished { test_perplexity: f64 },
+    Finished {
+        test_perplexity: f64,
+        /// Where it stands against the published figures of the preset the model is
+        /// ([`published_comparison`]; absent for other models).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        published: Option<String>,
+    },
     /// Between log points: where the run stands, for a display that moves while it trains.
     /// Training: the epoch's perplexity so far (the accumulator read, not taken, so that log
     /// points report what they would without it) and the speed since the last log point;
@@ -726,6 +765,11 @@ impl Session {
             Phase::Testing | Phase::Training => {
                 events.push(Event::Finished {
                     test_perplexity: perplexity,
+                    published: published_comparison(
+                        &self.cfg,
+                        perplexity,
+                        (self.cfg.batch_size, self.cfg.num_steps),
+                    ),
                 });
             }
             Phase::Validating => {
@@ -837,7 +881,45 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Preset;
+    use crate::config::{Precision, Preset};
+
+    #[test]
+    fn a_finished_preset_run_is_compared_with_the_published_figures() {
+        let small = Config::preset(Preset::Small);
+        assert_eq!(
+            published_comparison(&small, 113.75, (1, 1)).unwrap(),
+            "the TensorFlow tutorial's small model reached test perplexity 115.91 (train 37.99, \
+             valid 121.39): this run's 113.75 is 1.9% lower"
+        );
+        let medium = Config {
+            precision: Precision::Mixed,
+            ..Config::preset(Preset::Medium)
+        };
+        let line = published_comparison(&medium, 85.0, (20, 35)).unwrap();
+        assert!(
+            line.contains("medium model reached test perplexity 82.07")
+                && line.contains("; Zaremba et al. 2014: 82.7:")
+                && line.ends_with(
+                    "this run's 85.00 (in batches of 20x35; the tutorial's are 1x1) is 3.6% higher"
+                ),
+            "{line}"
+        );
+        let large = Config::preset(Preset::Large);
+        assert!(published_comparison(&large, 78.29, (1, 1))
+            .unwrap()
+            .ends_with("is the same"));
+        // No published figures: the seed model, a preset changed, no finite perplexity.
+        assert_eq!(
+            published_comparison(&Config::preset(Preset::Seed), 117.0, (1, 1)),
+            None
+        );
+        let shorter = Config {
+            max_epoch: 3,
+            ..Config::preset(Preset::Small)
+        };
+        assert_eq!(published_comparison(&shorter, 117.0, (1, 1)), None);
+        assert_eq!(published_comparison(&small, f64::NAN, (1, 1)), None);
+    }
 
     #[test]
     fn the_plateau_schedule_keeps_the_rate_after_a_new_best_and_decays_it_after_none() {

@@ -75,7 +75,7 @@ impl CheckpointInfo {
             "bytes": self.bytes,
             "format": crate::model::checkpoint::FORMAT,
             "parameters": ck.config.num_params(),
-            "preset": preset_of(&ck.config).map(preset_name),
+            "preset": ck.config.preset_of().map(Preset::name),
             "config": ck.config,
             "position": ck.position,
             "mid_epoch": ck.state.is_some(),
@@ -352,28 +352,6 @@ pub fn compare_runs(runs: &[RunInfo]) -> String {
     )
 }
 
-/// The preset `cfg` is, where it is one exactly (its precision aside).
-pub fn preset_of(cfg: &Config) -> Option<Preset> {
-    [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large]
-        .into_iter()
-        .find(|&p| {
-            let preset = Config {
-                precision: cfg.precision,
-                ..Config::preset(p)
-            };
-            preset == *cfg
-        })
-}
-
-fn preset_name(p: Preset) -> &'static str {
-    match p {
-        Preset::Seed => "seed",
-        Preset::Small => "small",
-        Preset::Medium => "medium",
-        Preset::Large => "large",
-    }
-}
-
 /// The LSTM's layers, "650 x 650".
 fn layers(cfg: &Config) -> String {
     let layers: Vec<String> = cfg.hidden.iter().map(|h| h.to_string()).collect();
@@ -389,9 +367,9 @@ fn token_kind(cfg: &Config) -> &'static str {
 }
 
 fn model_line(cfg: &Config) -> String {
-    let preset = preset_of(cfg).map_or(String::new(), |p| {
-        format!("; the {} preset", preset_name(p))
-    });
+    let preset = cfg
+        .preset_of()
+        .map_or(String::new(), |p| format!("; the {} preset", p.name()));
     format!(
         "{} parameters: embedding {}, LSTM {}, vocabulary {} {}, softmax {}{preset}",
         cfg.num_params(),
@@ -465,8 +443,8 @@ fn position_line(cfg: &Config, pos: &Position, mid_epoch: bool) -> String {
 /// its layers), where its training stood, and the run's best validation perplexity then,
 /// e.g. "the small preset, end of epoch E, step S; best valid perplexity P (epoch B)".
 pub fn summary_line(cfg: &Config, pos: &Position) -> String {
-    let model = match preset_of(cfg) {
-        Some(p) => format!("the {} preset", preset_name(p)),
+    let model = match cfg.preset_of() {
+        Some(p) => format!("the {} preset", p.name()),
         None => format!(
             "embedding {}, LSTM {}, {} {}",
             cfg.embedding_size,
@@ -580,17 +558,17 @@ mod tests {
     #[test]
     fn a_preset_is_named_only_where_the_config_is_it() {
         for p in [Preset::Seed, Preset::Small, Preset::Medium, Preset::Large] {
-            assert_eq!(preset_of(&Config::preset(p)), Some(p));
+            assert_eq!(Config::preset(p).preset_of(), Some(p));
             let mixed = Config {
                 precision: Precision::Mixed,
                 ..Config::preset(p)
             };
-            assert_eq!(preset_of(&mixed), Some(p));
+            assert_eq!(mixed.preset_of(), Some(p));
             let longer = Config {
                 max_epoch: Config::preset(p).max_epoch + 1,
                 ..Config::preset(p)
             };
-            assert_eq!(preset_of(&longer), None);
+            assert_eq!(longer.preset_of(), None);
         }
     }
 
@@ -614,6 +592,6 @@ mod tests {
             line.contains("(x0.25 after an epoch without a lower valid perplexity)"),
             "{line}"
         );
-        assert_eq!(preset_of(&plateau), None, "not the preset's schedule");
+        assert_eq!(plateau.preset_of(), None, "not the preset's schedule");
     }
 }

@@ -856,6 +856,14 @@ impl<'a> Run<'a> {
         let test = evaluate(self.gpu, ws, &self.test_batches, self.seed32)?;
         let (tb, ts) = self.test_shape;
         say(format_args!("Test Perplexity: {test:.3}"));
+        // A preset's whole schedule: against what the tutorial published for the model.
+        if self.pos.epoch >= self.cfg.max_epoch {
+            if let Some(line) =
+                crate::session::published_comparison(&self.cfg, test, self.test_shape)
+            {
+                say(format_args!("{line}"));
+            }
+        }
         log::info!(
             "test pass: {} batches of {tb}x{ts}",
             self.test_batches.len()

@@ -477,7 +477,7 @@ function handle(events) {
         row.insertCell().textContent = v;
     } else if (e.kind === "finished") {
       S.finished = e;
-      say(`Training finished: test perplexity ${e.test_perplexity.toFixed(2)}`);
+      say(`Training finished: test perplexity ${e.test_perplexity.toFixed(2)}` + (e.published ? `; ${e.published}` : ""));
     }
   }
 }
