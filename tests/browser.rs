@@ -2034,6 +2034,13 @@ fn the_page_loads_the_model_its_address_names() {
         refused.contains("`zzzqx` is not in the model's vocabulary"),
         "{refused}"
     );
+    let refused = b
+        .run(
+            "return await window.lstm.api.similar('  ', 5);",
+            json!(null),
+        )
+        .expect_err("no word");
+    assert!(refused.contains("type a word"), "{refused}");
 
     // The plain address: the page offers the server's model with a button, loaded on click.
     let offer = "const e = document.getElementById('load-served'); \

@@ -608,6 +608,9 @@ impl Trainer {
                     Tokens::Chars => word.as_str(),
                     _ => word.trim(),
                 };
+                if word.is_empty() {
+                    bail!("type a word to find the words nearest to it");
+                }
                 let neighbors: Vec<_> = embeddings
                     .neighbors(word, k)?
                     .into_iter()
