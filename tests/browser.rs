@@ -1515,6 +1515,10 @@ fn the_page_keeps_its_model_across_a_reload() {
     b.ok("return await window.lstm.api.create(args);", options);
     b.ok("return await window.lstm.api.train(3);", json!(null));
     let trained = page_checkpoint(&b);
+    let history =
+        "const s = window.lstm; return {train: s.trainEvents, points: s.points, epochs: s.epochs};";
+    let shown = b.ok(history, json!(null));
+    assert_eq!(shown["train"].as_array().unwrap().len(), 3, "{shown}");
 
     b.open(&url);
     b.wait_started();
@@ -1543,6 +1547,11 @@ fn the_page_keeps_its_model_across_a_reload() {
     assert_eq!(resumed.params, trained.params, "the weights bit for bit");
     assert_eq!(resumed.position, trained.position);
     assert_eq!(resumed.state, trained.state, "the carried state too");
+    assert_eq!(
+        b.ok(history, json!(null)),
+        shown,
+        "the chart's points as they were"
+    );
 
     // Another text: offered, but not to resume on it.
     let other = dir.path().join("other.txt");

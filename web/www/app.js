@@ -458,6 +458,14 @@ function lossScaleText() {
   return `; loss scale ${ls.scale}${skipped}`;
 }
 
+// A row of the epoch table; the run's best so far starred, as `lstm-gpu info` marks it.
+function epochRow(e) {
+  const row = $("epochs").tBodies[0].insertRow();
+  const valid = e.valid_perplexity.toFixed(2) + (e.best ? " *" : "");
+  for (const v of [e.epoch, e.learning_rate, e.train_perplexity.toFixed(2), valid, e.seconds.toFixed(1)])
+    row.insertCell().textContent = v;
+}
+
 function handle(events) {
   for (const e of events) {
     if (e.kind === "train") {
@@ -470,11 +478,7 @@ function handle(events) {
       if (e.phase === "training" && isFinite(e.perplexity)) S.points.push(e);
     } else if (e.kind === "epoch") {
       S.epochs.push(e);
-      const row = $("epochs").tBodies[0].insertRow();
-      // The run's best so far starred, as `lstm-gpu info` marks it.
-      const valid = e.valid_perplexity.toFixed(2) + (e.best ? " *" : "");
-      for (const v of [e.epoch, e.learning_rate, e.train_perplexity.toFixed(2), valid, e.seconds.toFixed(1)])
-        row.insertCell().textContent = v;
+      epochRow(e);
     } else if (e.kind === "finished") {
       S.finished = e;
       say(`Training finished: test perplexity ${e.test_perplexity.toFixed(2)}` + (e.published ? `; ${e.published}` : ""));
@@ -927,6 +931,8 @@ async function keepModel() {
       position: i.position,
       model: `LSTM ${i.config.hidden.join("+")}, ${(i.parameters / 1e6).toFixed(2)} M parameters`,
       corpus: corpusKey(),
+      // What the chart and the epoch table showed, to show again when it is resumed.
+      history: { trainEvents: S.trainEvents, points: S.points, epochs: S.epochs },
     };
     await keptStore("readwrite", (st) => st.put(record, KEPT.key));
     S.keptStep = i.position.global_step;
@@ -960,7 +966,16 @@ async function resumeKept() {
   const kept = S.kept;
   if (!kept) throw new Error("this browser keeps no model");
   if (kept.corpus !== corpusKey()) throw new Error(`the kept model was trained on another text (${kept.corpus.split(":")[0]}): load that text to resume it`);
-  return loadCheckpoint(kept.bytes);
+  const info = await loadCheckpoint(kept.bytes);
+  // The chart and the epoch table as they were.
+  const h = kept.history || {};
+  S.trainEvents = h.trainEvents || [];
+  S.points = h.points || [];
+  S.epochs = h.epochs || [];
+  for (const e of S.epochs) epochRow(e);
+  progress();
+  draw();
+  return info;
 }
 
 async function forgetKept() {
