@@ -38,6 +38,21 @@ pub fn epoch_lr(cfg: &Config, pos: &Position) -> f32 {
     }
 }
 
+/// `--patience N` (Keras' `EarlyStopping(patience=N)`): after epoch `done` (counted from 1)
+/// of `max_epoch`, whether the run ends early because its best validation perplexity (in
+/// `pos`) is `patience` or more epochs back: that many epochs, or `None` to go on (no
+/// patience, no best yet, or no epoch left to stop before).
+pub fn patience_ends(
+    patience: Option<usize>,
+    pos: &Position,
+    done: usize,
+    max_epoch: usize,
+) -> Option<usize> {
+    let (patience, best) = (patience?, pos.best?);
+    let since = done.saturating_sub(best.epoch);
+    (since >= patience && done < max_epoch).then_some(since)
+}
+
 /// A finished run of a preset's whole schedule against what was published for that model
 /// ([`crate::config::Preset::published`]), as one line: `test` is the run's test perplexity,
 /// scored in batches of `test_shape` (batch, steps; the tutorial's is 1x1). `None` where
@@ -336,7 +351,16 @@ pub enum Event {
         best: bool,
         seconds: f64,
     },
-    /// Every epoch is done: the test pass at the training's shape.
+    /// The run stops before its last epoch: `patience` epochs in a row ended without a new
+    /// best validation perplexity (the test pass follows, as after the last epoch).
+    EarlyStop {
+        /// The epochs done (counted from 1).
+        epoch: usize,
+        patience: usize,
+        best_epoch: usize,
+        best_valid_perplexity: f64,
+    },
+    /// Every epoch is done (or the run stopped early): the test pass at the training's shape.
     Finished {
         test_perplexity: f64,
         /// Where it stands against the published figures of the preset the model is
@@ -413,6 +437,11 @@ pub struct Session {
     pub pos: Position,
     /// Log every this many steps.
     pub log_every: usize,
+    /// End the run early after this many epochs in a row without a new best validation
+    /// perplexity ([`patience_ends`], `train --patience`); `None`: never.
+    pub patience: Option<usize>,
+    /// The run ended early after this many epochs.
+    stopped_early: Option<usize>,
     interval_start: Instant,
     interval_step: usize,
     /// The epoch in progress started (wall clock) here.
@@ -479,6 +508,8 @@ impl Session {
         let now = Instant::now();
         Ok(Session {
             log_every: (epoch_size / 10).max(1),
+            patience: None,
+            stopped_early: None,
             interval_start: now,
             interval_step: pos.step_in_epoch,
             epoch_start: now,
@@ -583,7 +614,8 @@ impl Session {
 
     /// Whether every epoch is done, and the test pass after them.
     pub fn finished(&self) -> bool {
-        self.pos.epoch >= self.cfg.max_epoch && self.pending.is_none()
+        (self.pos.epoch >= self.cfg.max_epoch || self.stopped_early.is_some())
+            && self.pending.is_none()
     }
 
     /// Training, or the validation or test pass that [`Session::advance`] is running.
@@ -763,13 +795,18 @@ impl Session {
         let mut events = Vec::new();
         match p.phase {
             Phase::Testing | Phase::Training => {
+                let whole = self.pos.epoch >= self.cfg.max_epoch;
                 events.push(Event::Finished {
                     test_perplexity: perplexity,
-                    published: published_comparison(
-                        &self.cfg,
-                        perplexity,
-                        (self.cfg.batch_size, self.cfg.num_steps),
-                    ),
+                    published: whole
+                        .then(|| {
+                            published_comparison(
+                                &self.cfg,
+                                perplexity,
+                                (self.cfg.batch_size, self.cfg.num_steps),
+                            )
+                        })
+                        .flatten(),
                 });
             }
             Phase::Validating => {
@@ -783,7 +820,23 @@ impl Session {
                     seconds: self.epoch_start.elapsed().as_secs_f64(),
                 });
                 next_epoch(&self.cfg, &mut self.pos, best);
-                if self.pos.epoch >= self.cfg.max_epoch {
+                let done = self.pos.epoch;
+                if let Some(since) =
+                    patience_ends(self.patience, &self.pos, done, self.cfg.max_epoch)
+                {
+                    let best = self
+                        .pos
+                        .best
+                        .expect("patience ends only after a best epoch");
+                    events.push(Event::EarlyStop {
+                        epoch: done,
+                        patience: self.patience.unwrap_or(since),
+                        best_epoch: best.epoch,
+                        best_valid_perplexity: best.valid_perplexity,
+                    });
+                    self.stopped_early = Some(done);
+                }
+                if self.pos.epoch >= self.cfg.max_epoch || self.stopped_early.is_some() {
                     let test = Batches::new(&self.corpus.test, batch, steps)?;
                     let pass = EvalPass::start(&self.gpu, &mut self.eval_ws, &test).await?;
                     self.pending = Some(Pending {

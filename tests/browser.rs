@@ -1582,6 +1582,99 @@ fn the_page_keeps_its_model_across_a_reload() {
     );
 }
 
+/// "stop after N epochs without a new best" is `train --patience N` in the page: the run
+/// ends after the same epoch as native training's from the same seed, says why, runs its
+/// test pass and is finished; a value that is not a whole number is refused before a step.
+#[test]
+fn the_page_stops_early_as_train_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tiny");
+    let (_server, b) = open_page(&["--data", data.to_str().unwrap()]);
+    let options = json!({"preset": "seed", "seed": 5, "config": {
+        "vocab_size": 60, "embedding_size": 8, "hidden": [8, 6], "batch_size": 2, "num_steps": 5,
+        "learning_rate": 3.0, "max_epoch": 8, "max_epoch_decay_lr": 8}});
+    b.ok("return await window.lstm.api.create(args);", options);
+    b.ok(
+        "document.getElementById('patience').value = 'two'; return null;",
+        json!(null),
+    );
+    let refused = b
+        .run("return await window.lstm.api.train(5);", json!(null))
+        .expect_err("patience 'two'");
+    assert!(
+        refused.contains("stop after") && refused.contains("whole number"),
+        "{refused}"
+    );
+    assert_eq!(state(&b)["step"], json!(0), "no step ran");
+    let page = b.ok(
+        "document.getElementById('patience').value = '1'; \
+         const events = await window.lstm.api.train(); \
+         return {events, finished: window.lstm.info.finished, epoch: window.lstm.info.position.epoch, \
+                 messages: window.lstm.messages.map(m => m.text)};",
+        json!(null),
+    );
+    let events = page["events"].as_array().unwrap();
+    let stops: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "early_stop")
+        .collect();
+    let valid: Vec<f64> = events
+        .iter()
+        .filter(|e| e["kind"] == "epoch")
+        .map(|e| e["valid_perplexity"].as_f64().unwrap())
+        .collect();
+    assert_eq!(stops.len(), 1, "one early stop: {valid:?}");
+    let stop = stops[0]["epoch"].as_u64().unwrap();
+    assert!(stop < 8, "the test's premise: it stopped early: {valid:?}");
+    assert_eq!(valid.len() as u64, stop, "no epoch after it");
+    assert_eq!(page["finished"], json!(true));
+    assert!(
+        events.iter().any(|e| e["kind"] == "finished"),
+        "the test pass ran"
+    );
+    let messages = page["messages"].to_string();
+    assert!(
+        messages.contains(&format!("stopping early after epoch {stop}")),
+        "{messages}"
+    );
+
+    // Native training from the same seed stops after the same epoch.
+    let run = dir.path().join("run");
+    native(
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--seed",
+            "5",
+            "--learning-rate",
+            "3",
+            "--max-epoch",
+            "8",
+            "--max-epoch-decay-lr",
+            "8",
+            "--patience",
+            "1",
+            "--no-progress",
+        ]
+        .into_iter()
+        .chain(common::TINY_MODEL)
+        .collect::<Vec<_>>(),
+    );
+    let metrics = read_metrics(&run);
+    let native_stop = metrics
+        .iter()
+        .find(|m| m["kind"] == "early_stop")
+        .expect("native training stopped early too");
+    assert_eq!(
+        native_stop["epoch"],
+        json!(stop),
+        "{native_stop}; the page's {valid:?}"
+    );
+}
+
 /// `--precision mixed` in a tab: where the browser's adapter has `shader-f16`, the page
 /// offers it, a tiny model trains in it (the loss falls) and its checkpoint carries the loss
 /// scale and evaluates natively; where it has not, the option is disabled with the reason and

@@ -235,6 +235,80 @@ fn the_page_run_anneals_on_a_plateau_as_train_does() {
     );
 }
 
+/// The page's run stops early as `train --patience N` does: after the first epoch that is
+/// N epochs past the run's best, an `early_stop` event (the epochs done, the best), then the
+/// test pass and `finished`; no epoch trains after it.
+#[test]
+fn the_page_run_stops_early_as_train_does() {
+    let max_epoch = 8;
+    let mut s = session_of(|cfg| {
+        cfg.learning_rate = 3.0;
+        cfg.max_epoch_decay_lr = max_epoch;
+        cfg.max_epoch = max_epoch;
+    });
+    s.log_every = s.epoch_size();
+    s.patience = Some(1);
+    let mut valid = Vec::new();
+    let (mut stop, mut test) = (None, None);
+    for _ in 0..10_000 {
+        if s.finished() {
+            break;
+        }
+        for e in block_on(s.advance(10_000)).unwrap() {
+            match e {
+                Event::Epoch {
+                    epoch,
+                    valid_perplexity,
+                    ..
+                } => {
+                    assert!(stop.is_none(), "epoch {epoch} after the stop");
+                    valid.push(valid_perplexity);
+                }
+                Event::EarlyStop {
+                    epoch,
+                    patience,
+                    best_epoch,
+                    best_valid_perplexity,
+                } => stop = Some((epoch, patience, best_epoch, best_valid_perplexity)),
+                Event::Finished {
+                    test_perplexity,
+                    published,
+                } => {
+                    assert!(published.is_none(), "no preset");
+                    test = Some(test_perplexity);
+                }
+                _ => {}
+            }
+        }
+    }
+    // The rule, from the recorded perplexities: the first epoch not below the best before it.
+    let first_worse = (1..valid.len())
+        .find(|&i| valid[..i].iter().any(|&b| b <= valid[i]))
+        .map(|i| i + 1);
+    let Some(k) = first_worse else {
+        panic!("the test's premise: an epoch without a new best within {max_epoch}: {valid:?}");
+    };
+    let best = (0..k - 1)
+        .min_by(|&a, &b| valid[a].total_cmp(&valid[b]))
+        .unwrap();
+    assert_eq!(
+        stop,
+        Some((k, 1, best + 1, valid[best])),
+        "stopped after epoch {k}, its best epoch {}: {valid:?}",
+        best + 1
+    );
+    assert_eq!(valid.len(), k, "no epoch after the stop: {valid:?}");
+    assert!(s.finished() && s.pos.epoch == k && k < max_epoch);
+    assert!(
+        test.is_some_and(f64::is_finite),
+        "the test pass ran: {test:?}"
+    );
+    assert!(
+        block_on(s.advance(10)).unwrap().is_empty(),
+        "nothing trains after"
+    );
+}
+
 /// The validation pass at an epoch's end runs a slice per `advance`, each reported, and
 /// ends with the epoch's figures: the same perplexity as a whole validation pass.
 #[test]

@@ -806,13 +806,16 @@ impl<'a> Run<'a> {
     /// `--patience N`: after epoch `done` (counted from 1), end the run where the best
     /// epoch is N or more epochs back (and epochs are left to train).
     fn check_patience(&mut self, done: usize) -> Result<()> {
-        let (Some(patience), Some(best)) = (self.opts.patience, self.pos.best) else {
+        let Some(since) =
+            crate::session::patience_ends(self.opts.patience, &self.pos, done, self.cfg.max_epoch)
+        else {
             return Ok(());
         };
-        let since = done.saturating_sub(best.epoch);
-        if since < patience || done >= self.cfg.max_epoch {
-            return Ok(());
-        }
+        let patience = self.opts.patience.unwrap_or(since);
+        let best = self
+            .pos
+            .best
+            .expect("patience ends only after a best epoch");
         log::info!(
             "stopping early after epoch {done}: no lower validation perplexity for {since} epochs (--patience {patience}); the best is epoch {}'s {:.3}",
             best.epoch,

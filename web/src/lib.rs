@@ -526,6 +526,18 @@ impl Trainer {
         }
     }
 
+    /// End the run early once `n` epochs in a row ended without a new best validation
+    /// perplexity (`train --patience N`); 0: never.
+    pub fn set_patience(&self, n: usize) -> Result<(), JsValue> {
+        match self.inner.session.borrow_mut().as_mut() {
+            Some(s) => {
+                s.patience = (n > 0).then_some(n);
+                Ok(())
+            }
+            None => Err(JsValue::from_str("busy")),
+        }
+    }
+
     /// The page's tuning cache with the choices [`create`] measured on this adapter, to be
     /// kept in the browser's storage; `undefined` where it measured nothing.
     pub fn tuning_cache(&self) -> Option<String> {

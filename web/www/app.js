@@ -34,6 +34,7 @@ const S = (window.lstm = {
   keptStep: null, // the global step of the last model kept
   keepRefused: false, // the browser refused to keep one (said once)
   similar: null, // the last "Similar words": { word, neighbors: [{ word, cosine }] }
+  earlyStop: null, // the run's early_stop event, if it stopped early
   normChart: null, // the gradient-norm chart as drawn: { points, clip, lo, hi }, or null
   checks: [], // the kernel checks' rows, as they finish
   checked: null, // the kernel check's summary: { adapter, checks, passed, changed }
@@ -397,6 +398,7 @@ async function newTrainer(options, checkpoint) {
   S.points = [];
   S.epochs = [];
   S.finished = null;
+  S.earlyStop = null;
   S.estimate = null;
   S.lossScale = null;
   $("epochs").tBodies[0].innerHTML = "";
@@ -479,6 +481,9 @@ function handle(events) {
     } else if (e.kind === "epoch") {
       S.epochs.push(e);
       epochRow(e);
+    } else if (e.kind === "early_stop") {
+      S.earlyStop = e;
+      say(`stopping early after epoch ${e.epoch}: no lower validation perplexity for ${e.patience} epochs; the best is epoch ${e.best_epoch}'s ${e.best_valid_perplexity.toFixed(2)} (the test pass follows)`);
     } else if (e.kind === "finished") {
       S.finished = e;
       say(`Training finished: test perplexity ${e.test_perplexity.toFixed(2)}` + (e.published ? `; ${e.published}` : ""));
@@ -495,6 +500,8 @@ const CALL_SECONDS = 1.0;
 async function train(steps = Infinity) {
   if (!S.trainer) throw new Error("make or load a model first");
   if (S.running) throw new Error("already training");
+  const patience = patienceSetting();
+  await serial(() => S.trainer.set_patience(patience));
   S.running = true;
   $("train").textContent = "Pause";
   const out = [];
@@ -536,6 +543,14 @@ async function train(steps = Infinity) {
   if (S.info.finished) $("train").disabled = true;
   else say(`stopped at epoch ${S.info.position.epoch + 1}, step ${S.info.position.step_in_epoch}: Train goes on from there`);
   return out;
+}
+
+// "stop after N epochs without a new best" (train --patience N): N, or 0 where it is empty.
+function patienceSetting() {
+  const t = $("patience").value.trim();
+  if (t === "") return 0;
+  if (!/^\d+$/.test(t) || Number(t) < 1) throw new Error(`stop after: "${t}" is not a whole number of epochs (leave it empty to train every epoch)`);
+  return Number(t);
 }
 
 function pause() {
