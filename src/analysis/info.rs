@@ -88,6 +88,8 @@ impl CheckpointInfo {
 pub struct RunInfo {
     pub dir: PathBuf,
     run: Option<Run>,
+    /// The run's configuration, from its `last` or `best` checkpoint where one is readable.
+    config: Option<Config>,
     /// Checkpoint files by name, with their size and the position in their header (`None`
     /// where the header cannot be read).
     checkpoints: Vec<(String, u64, Option<Position>)>,
@@ -145,9 +147,14 @@ impl RunInfo {
                 dir.display()
             );
         }
+        let config = ["last.safetensors", "best.safetensors"]
+            .iter()
+            .find_map(|name| Checkpoint::read_header(&dir.join(name)).ok())
+            .map(|h| h.config);
         Ok(RunInfo {
             dir: dir.to_path_buf(),
             run,
+            config,
             checkpoints,
             event_files,
             changed_shaders,
@@ -229,6 +236,9 @@ impl RunInfo {
                     .map_or(String::new(), |(b, s)| format!(" (batches of {b}x{s})"));
                 out += &format!("test perplexity {t:.3}{shape}\n");
             }
+            if let Some(line) = self.published() {
+                out += &format!("  {line}\n");
+            }
             if let Some((step, valid)) = run.stop {
                 let at = step.map_or(String::new(), |s| format!(" at global step {s}"));
                 let valid = valid.map_or(String::new(), |v| format!(", valid perplexity {v:.3}"));
@@ -278,6 +288,17 @@ impl RunInfo {
         out + &labelled(&lines)
     }
 
+    /// A run that trained a preset's whole schedule and its test pass, against the
+    /// published figures ([`crate::session::published_comparison`]); `None` for any other.
+    fn published(&self) -> Option<String> {
+        let (run, cfg) = (self.run.as_ref()?, self.config.as_ref()?);
+        let whole =
+            run.epochs.len() >= cfg.max_epoch && run.stop.is_none() && run.early_stop.is_none();
+        let (b, s) = run.test_shape.unwrap_or((1, 1));
+        let test = run.test_perplexity.filter(|_| whole)?;
+        crate::session::published_comparison(cfg, test, (b as usize, s as usize))
+    }
+
     pub fn json(&self) -> Value {
         let epochs: Vec<Value> = self
             .run
@@ -300,6 +321,7 @@ impl RunInfo {
             "epochs": epochs,
             "best_epoch": self.best_epoch(),
             "test_perplexity": self.run.as_ref().and_then(|r| r.test_perplexity),
+            "published": self.published(),
             "checkpoints": checkpoints,
             "event_files": self.event_files,
             "changed_shaders": self.changed_shaders,
@@ -526,6 +548,54 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run folder of the small preset's whole schedule says where its test perplexity
+    /// stands against the tutorial's; one stopped before its last epoch does not.
+    #[test]
+    fn a_finished_preset_run_is_compared_with_the_tutorial() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::preset(Preset::Small);
+        let epochs = cfg.max_epoch;
+        Checkpoint {
+            params: crate::model::Params::<f32>::init(&cfg, 1),
+            vocab: (0..cfg.vocab_size).map(|i| format!("w{i}")).collect(),
+            config: cfg.clone(),
+            state: None,
+            position: Position {
+                epoch: epochs,
+                ..Default::default()
+            },
+        }
+        .save(&dir.path().join("last.safetensors"))
+        .unwrap();
+        let write = |epochs: usize| {
+            let mut lines: Vec<String> = (1..=epochs)
+                .map(|e| {
+                    format!(
+                        r#"{{"kind":"epoch","epoch":{e},"global_step":{},"learning_rate":1.0,"train_perplexity":50.0,"valid_perplexity":120.0,"words_per_second":1000.0,"seconds":60.0}}"#,
+                        e * 2323
+                    )
+                })
+                .collect();
+            lines.push(
+                r#"{"kind":"test","global_step":30199,"test_perplexity":113.75,"batch_size":1,"num_steps":1}"#.into(),
+            );
+            std::fs::write(dir.path().join(METRICS_FILE), lines.join("\n") + "\n").unwrap();
+            RunInfo::read(dir.path()).unwrap()
+        };
+        let whole = write(epochs);
+        let text = whole.text();
+        assert!(
+            text.contains(
+                "the TensorFlow tutorial's small model reached test perplexity 115.91 (train 37.99, valid 121.39): this run's 113.75 is 1.9% lower"
+            ),
+            "{text}"
+        );
+        assert_eq!(whole.json()["published"], json!(whole.published().unwrap()));
+        let part = write(epochs - 1);
+        assert!(!part.text().contains("TensorFlow"), "{}", part.text());
+        assert_eq!(part.json()["published"], Value::Null);
+    }
 
     #[test]
     fn a_summary_line_names_the_preset_or_the_layers_and_where_training_stood() {
