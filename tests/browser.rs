@@ -1582,6 +1582,206 @@ fn the_page_keeps_its_model_across_a_reload() {
     );
 }
 
+/// The page keeps one model per text (the last trained on it) and keeps it at every epoch's
+/// end: a tab closed mid-run loses at most the epoch that ran. Each text's model is offered
+/// where that text is loaded, the others named; the oldest beyond `keepAtMost` are forgotten;
+/// a model kept by the page's first version (one, under "last") is found again.
+#[test]
+fn the_page_keeps_a_model_per_text_and_at_each_epochs_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tiny");
+    let (_server, url) = serve(&["--data", data.to_str().unwrap()]);
+    let b = Browser::start(true);
+    b.open(&url);
+    b.wait_started();
+    let options = |seed: u32| {
+        json!({"preset": "seed", "seed": seed, "config": {
+            "vocab_size": 60, "embedding_size": 8, "hidden": [8, 6], "batch_size": 2,
+            "num_steps": 5, "max_epoch": 50, "max_epoch_decay_lr": 50}})
+    };
+    let offer = "const r = document.getElementById('resume-kept'); \
+                 return {hidden: r.hidden, disabled: r.disabled, text: r.textContent, title: r.title, \
+                         kept: window.lstm.keptAll.length};";
+    let wait_for = |name: &str| {
+        format!(
+            "for (let i = 0; i < 200 && window.lstm.corpus.name !== '{name}'; i++) \
+               await new Promise(r => setTimeout(r, 50)); \
+             await new Promise(r => setTimeout(r, 200)); {offer}"
+        )
+    };
+    let resume = "document.getElementById('resume-kept').click(); \
+                  for (let i = 0; i < 1200 && !window.lstm.trainer; i++) await new Promise(r => setTimeout(r, 50)); \
+                  return {step: window.lstm.info.position.global_step, epochs: window.lstm.epochs.length};";
+    let reload = || {
+        b.open(&url);
+        b.wait_started();
+    };
+
+    // Training on, the tab closed (the page opened again) once a model is kept.
+    let made = b.ok("return await window.lstm.api.create(args);", options(5));
+    let epoch_size = made["epoch_size"].as_u64().unwrap();
+    let during = b.ok(
+        "window.lstm.api.train(); \
+         for (let i = 0; i < 2400 && window.lstm.keptStep === null; i++) await new Promise(r => setTimeout(r, 25)); \
+         return {kept: window.lstm.keptStep, running: window.lstm.running};",
+        json!(null),
+    );
+    assert_eq!(during["running"], json!(true), "still training: {during}");
+    reload();
+    let offered = b.ok(offer, json!(null));
+    assert_eq!(
+        (&offered["hidden"], &offered["disabled"], &offered["kept"]),
+        (&json!(false), &json!(false), &json!(1)),
+        "{offered}"
+    );
+    let text = offered["text"].as_str().unwrap();
+    let epoch: u64 = text
+        .split("epoch ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{offered}"));
+    assert!(
+        epoch >= 2
+            && text.contains(&format!("epoch {epoch}, step 0,"))
+            && text.contains("for this text"),
+        "kept at an epoch's end: {offered}"
+    );
+    let resumed = b.ok(resume, json!(null));
+    assert_eq!(
+        resumed,
+        json!({"step": (epoch - 1) * epoch_size, "epochs": epoch - 1}),
+        "the kept model where its epoch ended, with its epochs"
+    );
+
+    // Another text: the first model offered, not to resume there; a model trained on it.
+    let other = dir.path().join("other.txt");
+    std::fs::write(&other, head("valid", 300)).unwrap();
+    b.pick_file("#file-train", &other);
+    let offered = b.ok(&wait_for("other.txt"), json!(null));
+    assert_eq!(
+        (&offered["hidden"], &offered["disabled"]),
+        (&json!(false), &json!(true)),
+        "{offered}"
+    );
+    assert!(
+        offered["title"].as_str().unwrap().contains("another text"),
+        "{offered}"
+    );
+    b.ok("return await window.lstm.api.create(args);", options(6));
+    b.ok("return await window.lstm.api.train(3);", json!(null));
+
+    // Both kept: each offered where its text is loaded, the other named.
+    reload();
+    let offered = b.ok(offer, json!(null));
+    let text = offered["text"].as_str().unwrap();
+    assert_eq!(
+        (&offered["disabled"], &offered["kept"]),
+        (&json!(false), &json!(2)),
+        "{offered}"
+    );
+    assert!(
+        text.contains(&format!("epoch {epoch}, step 0,"))
+            && text.contains("1 more kept for other text")
+            && offered["title"]
+                .as_str()
+                .unwrap()
+                .contains("other.txt: LSTM 8+6"),
+        "{offered}"
+    );
+    b.pick_file("#file-train", &other);
+    let offered = b.ok(&wait_for("other.txt"), json!(null));
+    assert_eq!(offered["disabled"], json!(false), "{offered}");
+    assert!(
+        offered["text"]
+            .as_str()
+            .unwrap()
+            .contains("epoch 1, step 3,"),
+        "{offered}"
+    );
+    assert_eq!(b.ok(resume, json!(null)), json!({"step": 3, "epochs": 0}));
+
+    // Forgetting the one offered leaves the other.
+    b.ok(
+        "await window.lstm.api.forgetKept(); return null;",
+        json!(null),
+    );
+    let offered = b.ok(offer, json!(null));
+    assert_eq!(
+        (&offered["hidden"], &offered["disabled"], &offered["kept"]),
+        (&json!(false), &json!(true), &json!(1)),
+        "the first text's, not for this one: {offered}"
+    );
+    assert!(
+        state(&b)["message"]
+            .as_str()
+            .unwrap()
+            .contains("for this text is forgotten"),
+        "{}",
+        state(&b)
+    );
+
+    // At most `keepAtMost`: keeping a second text's model forgets the oldest.
+    b.ok(
+        "window.lstm.keepAtMost = 1; return await window.lstm.api.create(args);",
+        options(7),
+    );
+    b.ok("return await window.lstm.api.train(2);", json!(null));
+    reload();
+    let offered = b.ok(offer, json!(null));
+    assert_eq!(
+        (&offered["disabled"], &offered["kept"]),
+        (&json!(true), &json!(1)),
+        "only the other text's: {offered}"
+    );
+    assert!(
+        offered["text"]
+            .as_str()
+            .unwrap()
+            .contains("for other.txt (")
+            && offered["text"]
+                .as_str()
+                .unwrap()
+                .contains("epoch 1, step 2,"),
+        "{offered}"
+    );
+
+    // The first version's store: one model under "last", moved to its text's key.
+    b.ok("return await window.lstm.api.create(args);", options(8));
+    b.ok("return await window.lstm.api.train(4);", json!(null));
+    b.ok(
+        "const s = window.lstm; \
+         const bytes = await s.api.save(false); \
+         const c = s.corpus; \
+         const record = {bytes, saved: Date.now(), position: s.info.position, model: 'LSTM 8+6, old', \
+           corpus: `${c.name}:${c.train.length}:${c.valid.length}:${c.test.length}`}; \
+         await new Promise((ok, no) => { const d = indexedDB.deleteDatabase('lstm-gpu'); d.onsuccess = ok; d.onerror = no; }); \
+         await new Promise((ok, no) => { \
+           const open = indexedDB.open('lstm-gpu', 1); \
+           open.onupgradeneeded = () => open.result.createObjectStore('models'); \
+           open.onerror = no; \
+           open.onsuccess = () => { const db = open.result; const tx = db.transaction('models', 'readwrite'); \
+             tx.objectStore('models').put(record, 'last'); tx.oncomplete = () => { db.close(); ok(); }; tx.onerror = no; }; }); \
+         return null;",
+        json!(null),
+    );
+    reload();
+    let offered = b.ok(offer, json!(null));
+    assert_eq!(
+        (&offered["hidden"], &offered["disabled"], &offered["kept"]),
+        (&json!(false), &json!(false), &json!(1)),
+        "{offered}"
+    );
+    assert!(
+        offered["text"]
+            .as_str()
+            .unwrap()
+            .contains("LSTM 8+6, old; epoch 1, step 4,"),
+        "{offered}"
+    );
+    assert_eq!(b.ok(resume, json!(null)), json!({"step": 4, "epochs": 0}));
+}
+
 /// "stop after N epochs without a new best" is `train --patience N` in the page: the run
 /// ends after the same epoch as native training's from the same seed, says why, runs its
 /// test pass and is finished; a value that is not a whole number is refused before a step.
