@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # TensorFlow.js with its WebGPU backend, for the side-by-side benchmark of the page
-# (tests/browser.rs, seed_model_speed_page_against_native, reads it from target/tfjs).
+# (tests/browser/speed.rs, seed_model_speed_page_against_native, reads it from target/tfjs).
 # Needs npm; fetches about 300 MB into a scratch folder and keeps the two bundles.
 set -euo pipefail
 VERSION=4.22.0

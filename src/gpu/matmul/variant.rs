@@ -224,7 +224,7 @@ pub fn default_variant(
     // A browser's CPU adapter (Chromium's SwiftShader) runs StripQuad fastest, and Strip
     // without subgroups: measured in the page at the seed configuration, StripQuad 308
     // words/s against Strip 204 in one run; Strip 179-236 against 54-76 with
-    // RegisterBlocked, 105-121 with Skinny and about 40 with Tiled (tests/browser.rs,
+    // RegisterBlocked, 105-121 with Skinny and about 40 with Tiled (tests/browser/speed.rs,
     // page_kernel_choices_at_the_seed_configuration).
     match device_type {
         wgpu::DeviceType::Cpu if subgroups => MatmulVariant::SubgroupBroadcast,
