@@ -183,10 +183,25 @@ fn the_pages_settings_make_the_model_they_show() {
     assert_eq!(back, tiny, "the preset's settings again");
 }
 
+/// What the page offers of the models it keeps: the "Resume ..." button (its text names the
+/// model offered and where it stood, its tooltip every model kept) and "Forget it".
+const KEPT_OFFER: &str = "const r = document.getElementById('resume-kept'); \
+    return {hidden: r.hidden, disabled: r.disabled, text: r.textContent, title: r.title, \
+            forget: document.getElementById('forget-kept').hidden, kept: window.lstm.keptAll.length};";
+
+/// The offer once the page has read a picked file named `name`.
+fn kept_offer_after_pick(name: &str) -> String {
+    format!(
+        "for (let i = 0; i < 200 && window.lstm.corpus.name !== '{name}'; i++) \
+           await new Promise(r => setTimeout(r, 50)); \
+         await new Promise(r => setTimeout(r, 200)); {KEPT_OFFER}"
+    )
+}
+
 /// The page keeps the model it trains in the browser's storage (at every epoch's end and
 /// whenever training stops): after a reload, with the same text loaded, "Resume ..." brings
-/// it back where it stood, weights bit for bit; with another text it is offered disabled,
-/// saying why; "Forget it" removes it.
+/// it back where it stood, weights bit for bit, its chart as it was; "Forget it" removes it
+/// for good. (Other texts: the next test.)
 #[test]
 fn the_page_keeps_its_model_across_a_reload() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,15 +210,7 @@ fn the_page_keeps_its_model_across_a_reload() {
     let b = Browser::start(true);
     b.open(&url);
     b.wait_started();
-    let offer = "const r = document.getElementById('resume-kept'); \
-                 return {hidden: r.hidden, disabled: r.disabled, text: r.textContent, title: r.title, \
-                         forget: document.getElementById('forget-kept').hidden};";
-    // The same, once the page has read the picked file.
-    let offer_after_pick = format!(
-        "for (let i = 0; i < 200 && window.lstm.corpus.name !== 'other.txt'; i++) \
-           await new Promise(r => setTimeout(r, 50)); \
-         await new Promise(r => setTimeout(r, 200)); {offer}"
-    );
+    let offer = KEPT_OFFER;
     assert_eq!(
         b.ok(offer, json!(null))["hidden"],
         json!(true),
@@ -251,21 +258,6 @@ fn the_page_keeps_its_model_across_a_reload() {
         "the chart's points as they were"
     );
 
-    // Another text: offered, but not to resume on it.
-    let other = dir.path().join("other.txt");
-    std::fs::write(&other, head("valid", 300)).unwrap();
-    b.pick_file("#file-train", &other);
-    let offered = b.ok(&offer_after_pick, json!(null));
-    assert_eq!(
-        (&offered["hidden"], &offered["disabled"]),
-        (&json!(false), &json!(true)),
-        "{offered}"
-    );
-    assert!(
-        offered["title"].as_str().unwrap().contains("another text"),
-        "{offered}"
-    );
-
     b.ok(
         "await window.lstm.api.forgetKept(); return null;",
         json!(null),
@@ -297,16 +289,7 @@ fn the_page_keeps_a_model_per_text_and_at_each_epochs_end() {
             "vocab_size": 60, "embedding_size": 8, "hidden": [8, 6], "batch_size": 2,
             "num_steps": 5, "max_epoch": 50, "max_epoch_decay_lr": 50}})
     };
-    let offer = "const r = document.getElementById('resume-kept'); \
-                 return {hidden: r.hidden, disabled: r.disabled, text: r.textContent, title: r.title, \
-                         kept: window.lstm.keptAll.length};";
-    let wait_for = |name: &str| {
-        format!(
-            "for (let i = 0; i < 200 && window.lstm.corpus.name !== '{name}'; i++) \
-               await new Promise(r => setTimeout(r, 50)); \
-             await new Promise(r => setTimeout(r, 200)); {offer}"
-        )
-    };
+    let offer = KEPT_OFFER;
     let resume = "document.getElementById('resume-kept').click(); \
                   for (let i = 0; i < 1200 && !window.lstm.trainer; i++) await new Promise(r => setTimeout(r, 50)); \
                   return {step: window.lstm.info.position.global_step, epochs: window.lstm.epochs.length};";
@@ -356,7 +339,7 @@ fn the_page_keeps_a_model_per_text_and_at_each_epochs_end() {
     let other = dir.path().join("other.txt");
     std::fs::write(&other, head("valid", 300)).unwrap();
     b.pick_file("#file-train", &other);
-    let offered = b.ok(&wait_for("other.txt"), json!(null));
+    let offered = b.ok(&kept_offer_after_pick("other.txt"), json!(null));
     assert_eq!(
         (&offered["hidden"], &offered["disabled"]),
         (&json!(false), &json!(true)),
@@ -388,7 +371,7 @@ fn the_page_keeps_a_model_per_text_and_at_each_epochs_end() {
         "{offered}"
     );
     b.pick_file("#file-train", &other);
-    let offered = b.ok(&wait_for("other.txt"), json!(null));
+    let offered = b.ok(&kept_offer_after_pick("other.txt"), json!(null));
     assert_eq!(offered["disabled"], json!(false), "{offered}");
     assert!(
         offered["text"]
