@@ -154,18 +154,34 @@ fn the_exported_site_is_what_serve_serves() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("8 files"));
+    // The page's files (index.html and its script modules), the wasm module and its glue,
+    // and the corpus's three splits with their index.
+    let page: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("web/www"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    assert!(
+        page.len() > 2 && page.iter().any(|f| f == "app.js"),
+        "{page:?}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let files = page.len() + 2 + 4;
+    assert!(stdout.contains(&format!("{files} files")), "{stdout}");
 
     let (_s, url) = serve(&["--data", corpus.to_str().unwrap()]);
-    for (route, file) in [
-        ("", "index.html"),
-        ("app.js", "app.js"),
-        ("pkg/lstm_gpu_web.js", "pkg/lstm_gpu_web.js"),
-        ("pkg/lstm_gpu_web_bg.wasm", "pkg/lstm_gpu_web_bg.wasm"),
-        ("data/train", "data/train"),
-        ("data/valid", "data/valid"),
-        ("data/test", "data/test"),
-    ] {
+    let routes = page
+        .iter()
+        .map(|f| (f.as_str(), f.as_str()))
+        .map(|(r, f)| (if f == "index.html" { "" } else { r }, f))
+        .chain([
+            ("pkg/lstm_gpu_web.js", "pkg/lstm_gpu_web.js"),
+            ("pkg/lstm_gpu_web_bg.wasm", "pkg/lstm_gpu_web_bg.wasm"),
+            ("data/train", "data/train"),
+            ("data/valid", "data/valid"),
+            ("data/test", "data/test"),
+        ]);
+    for (route, file) in routes {
         let (status, _, served) = get(&format!("{url}{route}"));
         assert_eq!(status, 200, "{route}");
         assert_eq!(std::fs::read(site.join(file)).unwrap(), served, "{file}");

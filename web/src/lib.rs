@@ -1,7 +1,7 @@
 //! lstm-gpu in a browser tab: wasm-bindgen glue over the library's [`Session`], the same
 //! kernels and step schedule the command line runs, on the browser's WebGPU.
 //!
-//! The page (`web/www/app.js`) calls [`adapter`], then [`create`] with the corpus texts (and
+//! The page (`web/www/`, its entry `app.js`) calls [`adapter`], then [`create`] with the corpus texts (and
 //! a checkpoint, optionally), and drives the returned [`Trainer`]: `advance` runs steps up to
 //! the next log point and resolves to the events of [`Event`](lstm_gpu::session::Event) as
 //! JSON, `validate`, `save`, `predict`, `generate`, `score`. `create` chooses the kernels
