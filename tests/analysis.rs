@@ -1,7 +1,7 @@
 //! The analysis commands that need no GPU: learning-curve plots from `metrics.jsonl`, and
 //! nearest neighbours and t-SNE maps of a checkpoint's word embeddings.
 
-use lstm_gpu::analysis::{embeddings, plot};
+use lstm_gpu::analysis::{embeddings, metrics, plot};
 use lstm_gpu::config::Config;
 use lstm_gpu::error::exit_code;
 use lstm_gpu::model::checkpoint::Checkpoint;
@@ -44,7 +44,7 @@ fn write_run(dir: &Path, name: &str, epochs: u64, seed: u64) -> PathBuf {
 fn write_metrics(dir: &Path, name: &str, text: &str) -> PathBuf {
     let folder = dir.join(name);
     std::fs::create_dir_all(&folder).unwrap();
-    let path = folder.join(plot::METRICS_FILE);
+    let path = folder.join(metrics::METRICS_FILE);
     std::fs::write(&path, text).unwrap();
     path
 }

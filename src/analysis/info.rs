@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-use crate::analysis::plot::{Run, METRICS_FILE};
+use crate::analysis::metrics::{Run, METRICS_FILE};
 use crate::config::{Config, Precision, Preset};
 use crate::model::checkpoint::{Checkpoint, Position};
 

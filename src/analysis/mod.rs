@@ -1,6 +1,7 @@
-//! Analysis that needs no GPU: learning curves from a run's `metrics.jsonl` ([`plot`]), the
-//! same scalars as TensorBoard event files while a run trains ([`tensorboard`]), and
-//! the learned word embeddings of a checkpoint, as nearest neighbours and as a t-SNE map
+//! Analysis that needs no GPU: a run's `metrics.jsonl` read ([`metrics`]) and drawn as
+//! learning curves ([`plot`]), what a checkpoint or a run folder holds ([`info`]), the same
+//! scalars as TensorBoard event files while a run trains ([`tensorboard`]), and the learned
+//! word embeddings of a checkpoint, as nearest neighbours and as a t-SNE map
 //! ([`embeddings`]).
 //!
 //! Figures are SVG or PNG, chosen by the output file's extension. Their text is drawn with a
@@ -10,6 +11,7 @@
 
 pub mod embeddings;
 pub mod info;
+pub mod metrics;
 pub mod plot;
 pub mod tensorboard;
 
