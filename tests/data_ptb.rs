@@ -3,28 +3,15 @@
 //! The corpus folder comes from env `LSTM_GPU_PTB_DIR`, by default `../shared/data/ptb` beside
 //! the crate; these tests fail (they do not skip) when it is absent.
 
+mod common;
+
+use common::ptb_dir;
 use lstm_gpu::config::Config;
 use lstm_gpu::data::{self, Batches, Corpus, Split};
 use lstm_gpu::error::{exit_code, one_line};
 use md5::{Digest, Md5};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
-
-fn ptb_dir() -> PathBuf {
-    let dir = std::env::var_os("LSTM_GPU_PTB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb"))
-        });
-    assert!(
-        data::fetch::corpus_present(&dir),
-        "the PTB corpus is not in {}: set LSTM_GPU_PTB_DIR to a folder holding \
-         ptb.train.txt, ptb.valid.txt and ptb.test.txt (or run `lstm-gpu data fetch`)",
-        dir.display()
-    );
-    dir
-}
 
 /// The corpus, read once for every test of this file.
 fn ptb() -> &'static Corpus {

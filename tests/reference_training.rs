@@ -1,8 +1,9 @@
 //! The CPU reference step learns: a small model trained on the start of the PTB training
 //! text lowers its loss well below the uniform guess within a few dozen steps.
 
-use std::path::PathBuf;
+mod common;
 
+use common::ptb_dir;
 use lstm_gpu::config::Config;
 use lstm_gpu::data::{Batches, Vocab};
 use lstm_gpu::model::{Params, State};
@@ -11,12 +12,6 @@ use lstm_gpu::reference::step::train_step;
 /// Tokens read from the start of `ptb.train.txt`.
 const TOKENS: usize = 30_000;
 const STEPS: usize = 60;
-
-fn ptb_dir() -> PathBuf {
-    std::env::var_os("LSTM_GPU_PTB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb").into())
-}
 
 /// The start of the training text (whole lines, about `TOKENS` tokens) as ids of its
 /// `vocab_size` most frequent words, through the project's own reader.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_ids};
+use common::{assert_close, gpu, ptb_dir, random_ids};
 use lstm_gpu::check::{training_step, Outcome};
 use lstm_gpu::config::Config;
 use lstm_gpu::data::{Batches, Corpus};
@@ -13,7 +13,6 @@ use lstm_gpu::gpu::Gpu;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::model::{Params, State};
 use lstm_gpu::reference::step;
-use std::path::PathBuf;
 
 fn small_config() -> Config {
     Config {
@@ -227,20 +226,6 @@ fn evaluation_sharing_the_training_logits_changes_nothing() {
         .err()
         .expect("a logits buffer too small is refused");
     assert!(format!("{err:#}").contains("too small"), "{err:#}");
-}
-
-fn ptb_dir() -> PathBuf {
-    let dir = std::env::var("LSTM_GPU_PTB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb"))
-        });
-    assert!(
-        dir.join("ptb.train.txt").is_file(),
-        "PTB corpus not found in {} (set LSTM_GPU_PTB_DIR)",
-        dir.display()
-    );
-    dir
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::ptb_dir;
 
 use lstm_gpu::config::Config;
 use lstm_gpu::data::{Batches, Corpus};
@@ -16,20 +16,6 @@ use lstm_gpu::model::fit::Needs;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::model::{Params, State};
 use lstm_gpu::reference::step;
-
-fn ptb_dir() -> PathBuf {
-    let dir = std::env::var("LSTM_GPU_PTB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb"))
-        });
-    assert!(
-        dir.join("ptb.train.txt").is_file(),
-        "PTB corpus not found in {} (set LSTM_GPU_PTB_DIR)",
-        dir.display()
-    );
-    dir
-}
 
 fn shapes(cfg: &Config) -> [(usize, usize, Mode); 2] {
     [

@@ -73,11 +73,7 @@ fn tool(name: &str, package: &str) -> PathBuf {
 
 /// The first `lines` lines of a PTB split.
 fn head(split: &str, lines: usize) -> String {
-    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
-    let path = Path::new(&dir).join(format!("ptb.{split}.txt"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set LSTM_GPU_PTB_DIR)", path.display()));
-    text.lines().take(lines).map(|l| format!("{l}\n")).collect()
+    common::ptb_head(split, lines)
 }
 
 /// `lstm-gpu serve` with the built page.

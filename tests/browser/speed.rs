@@ -21,7 +21,7 @@ fn seed_model_speed_page_against_native() {
     };
     let steps = env_steps("LSTM_GPU_SPEED_STEPS", 6).max(2);
     let tfjs_steps = env_steps("LSTM_GPU_TFJS_STEPS", 3).max(2);
-    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
+    let dir = common::ptb_dir().display().to_string();
     let mean = |v: &[f64]| v[1..].iter().sum::<f64>() / (v.len() - 1) as f64;
     let (_server, b) = open_page_alone(&["--data", &dir]);
     let t0 = Instant::now();
@@ -141,7 +141,7 @@ fn seed_model_speed_page_against_native() {
 #[test]
 #[ignore]
 fn page_kernel_choices_at_the_seed_configuration() {
-    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
+    let dir = common::ptb_dir().display().to_string();
     let list = std::env::var("LSTM_GPU_PAGE_KERNELS").unwrap_or_else(|_| {
         let mut v = Vec::new();
         for m in [

@@ -541,7 +541,7 @@ fn page_trains_like_native_and_refuses_bad_input() {
 /// Train. The test has the machine to itself (no other test's browser runs beside it).
 #[test]
 fn the_first_minute_of_the_seed_model_moves() {
-    let dir = std::env::var("LSTM_GPU_PTB_DIR").unwrap_or_else(|_| "../shared/data/ptb".into());
+    let dir = common::ptb_dir().display().to_string();
     let (_server, url) = serve(&["--data", &dir]);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&out).unwrap();

@@ -15,7 +15,8 @@ mod training;
 mod usage;
 
 use common::{
-    built_in_shader as built_in, shader_with_a_syntax_error, strip_with_a_negated_row, TINY_MODEL,
+    built_in_shader as built_in, ptb_dir, shader_with_a_syntax_error, strip_with_a_negated_row,
+    TINY_MODEL,
 };
 use lstm_gpu::model::checkpoint::Checkpoint;
 use std::path::{Path, PathBuf};

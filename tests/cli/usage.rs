@@ -3,20 +3,6 @@
 
 use super::*;
 
-fn ptb_dir() -> PathBuf {
-    let dir = std::env::var("LSTM_GPU_PTB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb"))
-        });
-    assert!(
-        dir.join("ptb.train.txt").is_file(),
-        "PTB corpus not found in {} (set LSTM_GPU_PTB_DIR)",
-        dir.display()
-    );
-    dir
-}
-
 /// `lstm-gpu completions bash` completes commands and each command's flags in bash itself;
 /// the other shells' scripts name the flags too.
 #[test]

@@ -5,6 +5,7 @@ pub mod half;
 pub mod split;
 
 use lstm_gpu::gpu::{AdapterChoice, BackendChoice, Gpu, PickedAdapter};
+use std::path::PathBuf;
 
 /// The tiny model of the command-line tests (on `data/tiny`): vocabulary 60, embedding 8,
 /// two layers of 8 and 6, 2 rows of 5 steps.
@@ -20,6 +21,28 @@ pub const TINY_MODEL: [&str; 10] = [
     "--num-steps",
     "5",
 ];
+
+/// The PTB corpus folder: `LSTM_GPU_PTB_DIR`, else `../shared/data/ptb` beside the
+/// checkout. The tests that read it fail here, never skip, where the corpus is not there.
+pub fn ptb_dir() -> PathBuf {
+    let dir = std::env::var_os("LSTM_GPU_PTB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/ptb").into());
+    assert!(
+        lstm_gpu::data::fetch::corpus_present(&dir),
+        "the PTB corpus is not in {}: set LSTM_GPU_PTB_DIR to a folder holding \
+         ptb.train.txt, ptb.valid.txt and ptb.test.txt (or run `lstm-gpu data fetch`)",
+        dir.display()
+    );
+    dir
+}
+
+/// The first `lines` lines of a PTB split (`train`, `valid`, `test`), each with its newline.
+pub fn ptb_head(split: &str, lines: usize) -> String {
+    let path = ptb_dir().join(format!("ptb.{split}.txt"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().take(lines).map(|l| format!("{l}\n")).collect()
+}
 
 /// The adapter the tests run on: `LSTM_GPU_TEST_ADAPTER` (default `auto`) on
 /// `LSTM_GPU_TEST_BACKEND` (default `auto`; `gl` runs the suite through naga's GLSL and
