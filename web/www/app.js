@@ -5,17 +5,18 @@
 // action is a function of `window.lstm.api` that the buttons call too. Calls into the model
 // run one after another (`serial`); a failed action shows one line and changes nothing.
 //
-// The page's modules: state.js (what it knows, messages, the call chain), corpus.js,
-// model.js, settings.js, tuning.js, training.js, chart.js, ask.js, kept.js and kernels.js;
-// this one wires them to the buttons (`window.lstm.api`) and starts the page.
+// The page's modules, each importing only those before it: state.js (what it knows,
+// messages, the call chain), progress.js, chart.js, tuning.js, model.js, ask.js, kept.js,
+// training.js, corpus.js, settings.js and kernels.js; this one wires them to the buttons
+// (`window.lstm.api`) and starts the page.
 import init, { adapter } from "./pkg/lstm_gpu_web.js";
-import { $, S, say, errorText, serial } from "./state.js";
-import { loadServer, loadFiles } from "./corpus.js";
-import { isCpuAdapter, suggestPreset, optionsFor, newTrainer } from "./model.js";
-import { buildSettings, fillSettings, resetSettings, createFromPage } from "./settings.js";
-import { showTuning, forgetTuning } from "./tuning.js";
-import { train, pause } from "./training.js";
+import { $, S, say, errorText, serial, pause, isCpuAdapter } from "./state.js";
 import { draw } from "./chart.js";
+import { showTuning, forgetTuning } from "./tuning.js";
+import { loadServer, loadFiles } from "./corpus.js";
+import { suggestPreset, optionsFor, newTrainer } from "./model.js";
+import { buildSettings, fillSettings, resetSettings, createFromPage } from "./settings.js";
+import { train } from "./training.js";
 import { predict, similar, generate, score, validate, save, loadCheckpoint } from "./ask.js";
 import { corpusKey, offerKept, resumeKept, forgetKept } from "./kept.js";
 import { checkKernels, showKernel, useKernel, resetKernel, loadKernelFiles } from "./kernels.js";

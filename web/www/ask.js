@@ -1,8 +1,8 @@
 // Asking the model: next words, similar words, generation, how surprising a text is,
 // validation, and checkpoints saved and loaded.
-import { $, S, say, serial } from "./state.js";
+import { $, S, say, serial, CALL_SECONDS } from "./state.js";
+import { setStatus } from "./progress.js";
 import { newTrainer } from "./model.js";
-import { CALL_SECONDS, setStatus } from "./training.js";
 
 export async function predict(text, k = 10) {
   if (!S.trainer) throw new Error("make or load a model first");

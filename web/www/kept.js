@@ -1,6 +1,6 @@
 // The model kept in the browser (IndexedDB), one per text, offered back after a reload.
 import { $, S, say, errorText, serial } from "./state.js";
-import { epochRow, progress, fmtTime } from "./training.js";
+import { epochRow, progress, fmtTime } from "./progress.js";
 import { draw } from "./chart.js";
 import { loadCheckpoint } from "./ask.js";
 

@@ -1,8 +1,7 @@
 // The kernels: checked against their CPU twins on this adapter (`lstm-gpu check`), and their
 // WGSL shown and changed in the page (`--shaders DIR`).
 import { check_kernels, shader_files } from "./pkg/lstm_gpu_web.js";
-import { $, S } from "./state.js";
-import { adapterName } from "./model.js";
+import { $, S, adapterName } from "./state.js";
 
 // ---- checking the kernels ------------------------------------------------------------------
 

@@ -1,10 +1,10 @@
 // Making a model: the presets, the options `create` takes, the trainer, and the line that
 // says what the model is.
 import { create } from "./pkg/lstm_gpu_web.js";
-import { $, S, say, chain, serial } from "./state.js";
-import { storedTuning, keepTuning, showTuning } from "./tuning.js";
-import { pause, setStatus, progress } from "./training.js";
+import { $, S, say, chain, serial, pause, isCpuAdapter } from "./state.js";
+import { setStatus, progress } from "./progress.js";
 import { draw } from "./chart.js";
+import { storedTuning, keepTuning, showTuning } from "./tuning.js";
 
 const PRESETS = {
   seed: { preset: "seed" },
@@ -13,18 +13,8 @@ const PRESETS = {
   tiny: { preset: "seed", config: { embedding_size: 32, hidden: [32, 32], batch_size: 4, num_steps: 10 } },
 };
 
-// On an adapter that is a CPU (Chromium's SwiftShader, a software rasteriser) the seed model
-// trains at a few hundred words/s: about an hour an epoch. A newcomer's first model there is
-// one that learns within minutes.
-export function isCpuAdapter() {
-  return !!(S.adapter && S.adapter.device_type === "Cpu");
-}
-
-// The adapter's name, where the browser gives one.
-export function adapterName(a) {
-  return a && a.name && !a.name.startsWith("(") ? a.name : "this browser's adapter";
-}
-
+// On a CPU adapter the quick model is the default, with a note saying why: a newcomer's first
+// model there should learn within minutes, and the seed model takes about an hour an epoch.
 export function suggestPreset() {
   if (!isCpuAdapter()) {
     $("preset-note").textContent = "";

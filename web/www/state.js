@@ -1,5 +1,6 @@
-// What the page knows (`window.lstm`, which the browser test reads), its messages, and the
-// one-at-a-time chain of calls into the model.
+// What the page knows (`window.lstm`, which the browser test reads), its messages, the
+// one-at-a-time chain of calls into the model, and what the adapter is. Every other module
+// reads it; it reads none.
 
 export const $ = (id) => document.getElementById(id);
 
@@ -58,4 +59,25 @@ export function serial(fn) {
   const p = chain.then(fn);
   chain = p.catch(() => {});
   return p;
+}
+
+// Each call into the model runs about this long, so that the progress line, the speed, the
+// perplexity and the chart move at least this often whatever the log interval.
+export const CALL_SECONDS = 1.0;
+
+// Stop the training loop after its current slice.
+export function pause() {
+  S.running = false;
+}
+
+// On an adapter that is a CPU (Chromium's SwiftShader, a software rasteriser) the seed model
+// trains at a few hundred words/s: about an hour an epoch. A newcomer's first model there is
+// one that learns within minutes.
+export function isCpuAdapter() {
+  return !!(S.adapter && S.adapter.device_type === "Cpu");
+}
+
+// The adapter's name, where the browser gives one.
+export function adapterName(a) {
+  return a && a.name && !a.name.startsWith("(") ? a.name : "this browser's adapter";
 }
