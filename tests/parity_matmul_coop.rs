@@ -1,8 +1,10 @@
 //! Parity of the cooperative-matrix matmul (`shaders/matmul_coop.wgsl`) with its CPU twin,
-//! on a GPU whose matrix units wgpu reaches (NVIDIA, AMD and Intel through Vulkan; Apple
-//! through Metal). lavapipe, GL and browsers have none, so these tests are ignored by
-//! default: run them with `cargo test --release --test parity_matmul_coop -- --ignored` on
-//! such a GPU, where an adapter without the units fails, saying so.
+//! where wgpu reaches matrix units: a GPU's (NVIDIA, AMD and Intel through Vulkan; Apple
+//! through Metal), or Mesa 26's lavapipe, which lists 8x8x8 f16 tiles on the CPU. Debian
+//! 12's lavapipe, GL and browsers have none, so these tests are ignored by default: run
+//! them with `cargo test --release --test parity_matmul_coop -- --ignored` where the units
+//! are, where an adapter without them fails, saying so. CI runs them through the runner of
+//! `scripts/lavapipe-coop.sh` (README, "Matrix units on the CPU").
 //!
 //! The operands are rounded to f16 where they are cast, as the twin rounds them; products of
 //! two f16 values are exact in f32, so what remains is f32 summation in the hardware's
@@ -20,7 +22,7 @@ use lstm_gpu::gpu::matmul_coop::CoopMatmul;
 use lstm_gpu::gpu::matmul_f16::{HalfKernels, HalfVariant};
 
 #[test]
-#[ignore = "needs a GPU with cooperative matrices: run with --ignored on one"]
+#[ignore = "needs cooperative matrices (a GPU, or scripts/lavapipe-coop.sh): run with --ignored there"]
 fn the_cooperative_matmul_matches_its_twin_on_awkward_shapes() {
     let gpu = gpu();
     let hk = HalfKernels::new(&gpu)

@@ -2,6 +2,8 @@
 //! runs read it and say so, `--matmul`/`--recurrence` still force a kernel, and `profile`
 //! reports what runs each product and why. A tiny model keeps the measurements short.
 
+mod common;
+
 use lstm_gpu::gpu::matmul::MatmulVariant;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,12 +11,19 @@ use std::process::{Command, Output};
 /// The program with its cache in `cache`, tuning by itself on a first run on any adapter
 /// (`LSTM_GPU_TUNE=on`: a CPU adapter, where the tests run, does not by default).
 fn bin(cache: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"));
+    let mut c = common::lstm_gpu();
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .env("LSTM_GPU_CACHE_DIR", cache)
         .env("LSTM_GPU_TUNE", "on")
         .env("RUST_LOG", "info");
     c
+}
+
+/// Whether the adapter the program picks offers a tile the f16 matrix-unit kernel can use
+/// (a GPU with matrix units; Mesa 26's lavapipe through CI's runner): where it does, tuning
+/// in mixed precision must time `f16-coop`, and `--matmul f16-coop` must run.
+fn has_coop_tile() -> bool {
+    lstm_gpu::gpu::coop::coop_tile(&common::gpu()).is_some()
 }
 
 fn tiny_data() -> PathBuf {
@@ -336,6 +345,20 @@ fn tune_in_mixed_precision_chooses_among_the_f16_kernels() {
         );
     }
     assert!(panels_timed > 0, "the f16 panel was timed on no product");
+    if has_coop_tile() {
+        let coop_timed = matmul
+            .keys()
+            .filter(|product| {
+                entry["matmul_ms"][product.as_str()]
+                    .get("f16-coop")
+                    .is_some()
+            })
+            .count();
+        assert!(
+            coop_timed > 0,
+            "the adapter has matrix units and f16-coop was timed on no product: {entry}"
+        );
+    }
     let models = entry["models"].as_object().unwrap();
     assert_eq!(models.len(), 2, "{models:?}");
     for (key, m) in models {
@@ -408,8 +431,8 @@ fn a_matmul_of_the_other_precision_is_refused_in_one_line() {
         2,
         "f16-scalar, f16-panel, f16-coop",
     );
-    // Where the adapter has no cooperative matrices (lavapipe, GL, every CPU adapter); with
-    // an empty cache, where the run would tune first.
+    // The matrix units: refused where the adapter has none (Debian 12's lavapipe, GL), run
+    // where it has them; with an empty cache, where the run would tune first.
     let o = bin(&dir.path().join("empty cache"))
         .arg("profile")
         .args(MODEL)
@@ -417,7 +440,10 @@ fn a_matmul_of_the_other_precision_is_refused_in_one_line() {
         .args(["--matmul", "f16-coop", "--precision", "mixed"])
         .output()
         .unwrap();
-    if !o.status.success() {
+    if has_coop_tile() {
+        let out = ok(&o);
+        assert!(out.contains("f16-coop (forced)"), "{out}");
+    } else {
         one_line(&o, 1, "needs cooperative matrices");
         // Said before anything is tuned.
         let err = String::from_utf8_lossy(&o.stderr);
@@ -508,7 +534,12 @@ fn a_kernel_the_driver_refuses_is_left_out() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("kernel f16-panel left out"), "{err}");
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(timed(&json), ["f16-scalar"], "{json}");
+    let others: &[&str] = if has_coop_tile() {
+        &["f16-coop", "f16-scalar"]
+    } else {
+        &["f16-scalar"]
+    };
+    assert_eq!(timed(&json), others, "{json}");
 
     let bench = ["bench", "kernels", "--runs", "1", "--shape", "20x16x24"];
     let (o, _) = run(("LSTM_GPU_REFUSE", "block-64x64"), &bench);

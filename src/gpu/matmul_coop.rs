@@ -3,12 +3,14 @@
 //! matrices through Metal), f16 operands into f32 sums. wgpu reaches them through its
 //! experimental cooperative-matrix extension; [`CoopMatmul::new`] builds the kernel only
 //! where the adapter lists an f16 x f16 -> f32 tile this source can name (16x16 or 8x8)
-//! and its subgroups have one fixed size. Elsewhere (lavapipe, DX12, GL, browsers) the
-//! mixed step runs `matmul_f16`, the scalar kernel with the same rounding points.
+//! and its subgroups have one fixed size (Mesa 26's lavapipe lists 8x8 on the CPU). Elsewhere
+//! (Debian 12's lavapipe, DX12, GL, browsers) the mixed step runs `matmul_f16`, the scalar
+//! kernel with the same rounding points.
 //!
 //! CPU twin: [`crate::reference::matmul`] on operands rounded with
 //! [`crate::reference::round_f16`], as for `matmul_f16`; the parity test is
-//! `tests/parity_matmul_coop.rs` (on a GPU that has the units).
+//! `tests/parity_matmul_coop.rs` (where the adapter has the units: a GPU, or in CI the
+//! lavapipe of `scripts/lavapipe-coop.sh`).
 
 use anyhow::Result;
 

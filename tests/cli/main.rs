@@ -24,7 +24,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lstm-gpu"));
+    let mut c = common::lstm_gpu();
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .env("RUST_LOG", "warn");
     no_tuning(&mut c);

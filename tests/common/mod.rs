@@ -108,6 +108,21 @@ pub fn nan(n: usize) -> Vec<f32> {
     vec![f32::NAN; n]
 }
 
+/// The program as the command-line tests start it: through `LSTM_GPU_TEST_RUNNER` where that
+/// is set. The runner of `scripts/lavapipe-coop.sh` (a newer lavapipe, with cooperative
+/// matrices, behind its own C library) is needed by the program as much as by the test
+/// binaries that cargo runs through it: CI sets both.
+pub fn lstm_gpu() -> std::process::Command {
+    match std::env::var_os("LSTM_GPU_TEST_RUNNER").filter(|r| !r.is_empty()) {
+        Some(runner) => {
+            let mut c = std::process::Command::new(runner);
+            c.arg(env!("CARGO_BIN_EXE_lstm-gpu"));
+            c
+        }
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_lstm-gpu")),
+    }
+}
+
 /// A child process killed when dropped (a server, a WebDriver).
 pub struct Kill(pub std::process::Child);
 

@@ -181,10 +181,13 @@ fn main() {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
     lstm_gpu::signals::ignore_file_size_signal();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .format_timestamp_secs()
-        .init();
+    // wgpu's own info lines (the cooperative-matrix tiles it found, ...) are for RUST_LOG.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,wgpu_hal=warn,wgpu_core=warn,naga=warn"),
+    )
+    .format_target(false)
+    .format_timestamp_secs()
+    .init();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Train(_) | Command::Serve { .. }) {
         lstm_gpu::signals::default_pipe_signal();
