@@ -219,6 +219,16 @@ fn the_page_keeps_its_model_across_a_reload() {
     let (options, _) = tiny();
     b.ok("return await window.lstm.api.create(args);", options);
     b.ok("return await window.lstm.api.train(3);", json!(null));
+    // Offered at once, not only on the next visit.
+    let offered = b.ok(offer, json!(null));
+    assert_eq!(offered["hidden"], json!(false), "{offered}");
+    assert!(
+        offered["text"]
+            .as_str()
+            .unwrap()
+            .contains("epoch 1, step 3"),
+        "{offered}"
+    );
     let trained = page_checkpoint(&b);
     let history =
         "const s = window.lstm; return {train: s.trainEvents, points: s.points, epochs: s.epochs};";

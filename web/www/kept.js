@@ -75,7 +75,7 @@ function keptWhere(k) {
 }
 
 // Keep the model where it stands (a checkpoint, as Save checkpoint writes it) as this text's,
-// and forget the oldest texts' beyond `keepAtMost`. A browser that refuses (no storage, a full
+// forget the oldest texts' beyond `keepAtMost`, and offer what is kept now. A browser that refuses (no storage, a full
 // quota) is said once; training goes on.
 export async function keepModel() {
   if (!S.trainer || !window.indexedDB || !S.corpus) return;
@@ -104,6 +104,8 @@ export async function keepModel() {
       };
     });
     S.keptStep = i.position.global_step;
+    // The offer names what is kept now, not what the page found when it loaded.
+    await offerKept();
   } catch (e) {
     if (!S.keepRefused) say(`this browser does not let the page keep the model (${errorText(e)}): Save checkpoint keeps it as a file`);
     S.keepRefused = true;
