@@ -201,8 +201,10 @@ fn column_sum(
 // the accumulator, the clip scale becomes 0 (the SGD kernels skip the update), and the
 // accumulator counts it: steps skipped, of those with a non-finite loss, the first and last
 // skipped step (1-based global step numbers, 0 for none) and the steps skipped in a row. A
-// step that counts adds its global gradient norm (clip_scale's, before clipping) to their
-// sum, to their maximum, and counts as clipped where its clip scale is below 1.
+// step that counts adds its global gradient norm (clip_scale's, before clipping; with loss
+// scaling, loss_scale_update's true norm) to their sum, to their maximum, and counts as
+// clipped where that norm is above max_norm. (Not where the clip scale is below 1: with
+// loss scaling the scale also divides out S, and an overflowed step's is 0.)
 // The step loss [sum, batches] that loss_accumulate added to is zeroed for the next step.
 // CPU twin: reference::step_guard. The accumulator's words are in gpu::reduce::TrainAccumulator.
 
@@ -211,6 +213,10 @@ struct GuardParams {
     acc: u32,
     clip: u32,
     hyper: u32,
+    max_norm: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> guard_step_loss: array<f32>;
@@ -242,7 +248,7 @@ fn step_guard() {
         let norm = guard_clip[guard.clip + 1u];
         guard_acc[a + 6u] = bitcast<u32>(bitcast<f32>(guard_acc[a + 6u]) + norm);
         guard_acc[a + 7u] = bitcast<u32>(max(bitcast<f32>(guard_acc[a + 7u]), norm));
-        if guard_clip[guard.clip + 2u] < 1.0 {
+        if norm > guard.max_norm {
             guard_acc[a + 8u] += 1u;
         }
         guard_acc[a + 9u] = 0u;

@@ -622,7 +622,11 @@ fn step_guard_matches_reference() {
     );
     let nan = f32::NAN;
     let inf = f32::INFINITY;
-    // (step loss, squared norm, clip scale, step index)
+    // (step loss, squared norm, clip scale, step index), clipping at norm 1. The last two
+    // are mixed precision's: the clip scale also divides out the loss scale S (2^10) where
+    // the norm is below the threshold, and is 0 for a step whose f16 gradients overflowed
+    // (its norm 0): neither is clipped.
+    let max_norm = 1.0;
     let steps = [
         (4.5f32, 2.0f32, 0.75f32, 10u32),
         (nan, 3.0, 1.0, 11),
@@ -631,6 +635,8 @@ fn step_guard_matches_reference() {
         (2.0, 0.5, 1.0, 14),
         (inf, 1.0, 1.0, 15),
         (3.0, 9.0, 0.5, 16),
+        (2.5, 0.25, 1.0 / 1024.0, 17),
+        (1.5, 0.0, 0.0, 18),
     ];
     let mut expected = reference::GuardCounts::default();
     for (k, &(loss, sum_sq, clip_scale, step)) in steps.iter().enumerate() {
@@ -657,6 +663,7 @@ fn step_guard_matches_reference() {
                 View::at(&acc, GUARD, TrainAccumulator::WORDS),
                 View::at(&clip, GUARD, ClipStats::WORDS),
                 View::at(&hyper, GUARD, Hyper::WORDS),
+                max_norm,
             )
             .unwrap();
         gpu.run(&[&d]).unwrap();
@@ -665,7 +672,7 @@ fn step_guard_matches_reference() {
             loss,
             1.0,
             (sum_sq, sum_sq.sqrt()),
-            clip_scale,
+            (clip_scale, max_norm),
             step,
         );
         let clip_after = read_all(&gpu, &clip);
@@ -723,15 +730,15 @@ fn step_guard_matches_reference() {
         );
         assert_eq!(got._pad, [0, 0], "step {k}");
     }
-    // The sequence above: 3 counted, 4 skipped (3 of them for the loss), first 12, last 16;
-    // the counted steps' norms sqrt(2), sqrt(0.5) and 3, two of them clipped.
-    assert_eq!(expected.batches, 3.0);
-    assert_eq!(expected.loss_sum, 9.5);
+    // The sequence above: 5 counted, 4 skipped (3 of them for the loss), first 12, last 16;
+    // the counted steps' norms sqrt(2), sqrt(0.5), 3, 0.5 and 0, two of them clipped.
+    assert_eq!(expected.batches, 5.0);
+    assert_eq!(expected.loss_sum, 13.5);
     assert_eq!((expected.skipped, expected.nonfinite_loss), (4, 3));
     assert_eq!((expected.first_skipped, expected.last_skipped), (12, 16));
     assert_eq!(expected.skipped_in_a_row, 0);
     assert_eq!((expected.norm_max, expected.clipped), (3.0, 2));
-    assert!((expected.norm_sum - (2f32.sqrt() + 0.5f32.sqrt() + 3.0)).abs() < 1e-6);
+    assert!((expected.norm_sum - (2f32.sqrt() + 0.5f32.sqrt() + 3.5)).abs() < 1e-6);
 }
 
 /// The state guard zeroes exactly the rows with a value that is not finite, in c or h, on a

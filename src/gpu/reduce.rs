@@ -209,6 +209,8 @@ struct GuardParams {
     acc: u32,
     clip: u32,
     hyper: u32,
+    max_norm: f32,
+    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -609,8 +611,10 @@ impl Reduce {
     /// block (2 words at `step_loss`, what `loss_accumulate` added this step) is added to the
     /// [`TrainAccumulator`] at `acc` when it and the squared norm of the [`ClipStats`] at
     /// `clip` are finite; otherwise the clip scale becomes 0 and the step is counted as
-    /// skipped, numbered from the step word of the [`super::Hyper`] block at `hyper`.
-    /// The step loss block is zeroed either way.
+    /// skipped, numbered from the step word of the [`super::Hyper`] block at `hyper`. A step
+    /// that counts is counted as clipped where its norm is above `max_norm` (the clipping
+    /// threshold `clip_scale` and `loss_scale_update` were given). The step loss block is
+    /// zeroed either way.
     pub fn prepare_step_guard(
         &self,
         gpu: &Gpu,
@@ -618,12 +622,18 @@ impl Reduce {
         acc: View,
         clip: View,
         hyper: View,
+        max_norm: f32,
     ) -> Result<Dispatch> {
+        if !(max_norm > 0.0 && max_norm.is_finite()) {
+            bail!("step_guard: the maximum norm must be positive and finite, got {max_norm}");
+        }
         let params = GuardParams {
             step_loss: word_offset("step_guard step loss", step_loss, 2)?,
             acc: word_offset("step_guard accumulator", acc, TrainAccumulator::WORDS)?,
             clip: word_offset("step_guard clip", clip, ClipStats::WORDS)?,
             hyper: word_offset("step_guard hyper", hyper, super::Hyper::WORDS)?,
+            max_norm,
+            _pad: [0; 3],
         };
         let written = [step_loss.buffer, acc.buffer, clip.buffer];
         if written[0] == written[1] || written[0] == written[2] || written[1] == written[2] {

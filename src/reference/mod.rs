@@ -536,14 +536,15 @@ pub struct GuardCounts {
 /// The step guard of a training step (twin of `step_guard` in reduce.wgsl): the step with
 /// loss `step_loss` over `batches` batches, squared gradient norm `sum_sq` (and its root
 /// `norm`, as `clip_scale` computed it) and 0-based index `step` counts when both are
-/// finite; otherwise it is skipped. Returns the clip scale to use: `scale`, or 0 for a
-/// skipped step (which makes SGD leave the parameters alone).
+/// finite, as clipped where `norm` is above `max_norm`; otherwise it is skipped. Returns the
+/// clip scale to use: `scale`, or 0 for a skipped step (which makes SGD leave the
+/// parameters alone).
 pub fn step_guard(
     acc: &mut GuardCounts,
     step_loss: f32,
     batches: f32,
     (sum_sq, norm): (f32, f32),
-    scale: f32,
+    (scale, max_norm): (f32, f32),
     step: u32,
 ) -> f32 {
     if step_loss.is_finite() && sum_sq.is_finite() {
@@ -551,7 +552,7 @@ pub fn step_guard(
         acc.batches += batches;
         acc.norm_sum += norm;
         acc.norm_max = acc.norm_max.max(norm);
-        if scale < 1.0 {
+        if norm > max_norm {
             acc.clipped += 1;
         }
         acc.skipped_in_a_row = 0;

@@ -618,6 +618,49 @@ fn tied_weights_train_and_predict() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// The share of steps clipped counts the steps whose gradient norm is above
+/// `--max-grad-norm`, in f32 and in mixed precision alike (where the clip scale the SGD
+/// kernels get also divides out the loss scale, and so is below 1 at every step: counting
+/// those reported every mixed step as clipped). Logged at every step, each record's share is
+/// 1 exactly where its norm is above the threshold; the threshold sits among the norms, so
+/// both occur.
+#[test]
+fn the_clipped_share_counts_the_steps_whose_norm_is_above_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let threshold = 1.7f32;
+    for precision in ["f32", "mixed"] {
+        let run_dir = dir.path().join(precision);
+        let o = run(tiny_train(&run_dir).args([
+            "--precision",
+            precision,
+            "--max-grad-norm",
+            &threshold.to_string(),
+            "--max-steps",
+            "16",
+            "--no-eval-at-stop",
+        ]));
+        assert!(o.status.success(), "{precision}: {}", stderr(&o));
+        let records = metrics_of(&run_dir, "train");
+        assert_eq!(records.len(), 16, "{precision}: {records:?}");
+        let mut clipped = 0;
+        for r in &records {
+            let norm = r["grad_norm"].as_f64().unwrap();
+            let above = norm > f64::from(threshold);
+            clipped += usize::from(above);
+            assert_eq!(
+                r["clipped_fraction"].as_f64(),
+                Some(if above { 1.0 } else { 0.0 }),
+                "{precision}: {r}"
+            );
+        }
+        assert!(
+            0 < clipped && clipped < records.len(),
+            "{precision}: {clipped} of {} steps above {threshold}: move the threshold",
+            records.len()
+        );
+    }
+}
+
 /// `--precision mixed` resumes exactly too: the parameters, the state and the dynamic loss
 /// scale (its clean-step count) come back from the checkpoint; the log and the metrics
 /// report the scale. Where the adapter has no f16 in shaders, it is one line.

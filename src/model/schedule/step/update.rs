@@ -95,6 +95,7 @@ impl StepBuilder<'_> {
             View::all(&self.loss_acc),
             View::all(&clip),
             View::all(&self.hyper),
+            cfg.max_grad_norm,
         );
         self.push(guard)?;
         for &(p, g, len) in &dense {
