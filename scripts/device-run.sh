@@ -3,9 +3,9 @@
 # step per call, its output under $OUT (the device tool brings that folder back).
 #
 #   checks   `lstm-gpu check` (every kernel against its CPU twin, from the binary), then
-#            the cooperative-matrix parity (ignored elsewhere), the whole mixed step, the
-#            f16, f32 (block and panel kernels included), column-sum and whole-step parity
-#            on this GPU (about a minute)
+#            the cooperative-matrix parity with the GPU's tiles (CI runs it on lavapipe's
+#            8x8), the whole mixed step, the f16, f32 (block and panel kernels included),
+#            column-sum and whole-step parity on this GPU (about a minute)
 #   bench    scripts/gpu-bench.sh: f32 and --precision mixed against the PyTorch peer
 #            (pass more gpu-bench.sh options after it, e.g. --no-mixed, --steps 30), its
 #            optional parts skipped past BENCH_BUDGET seconds (default 360), its files in
