@@ -201,10 +201,12 @@ fn column_sum(
 // the accumulator, the clip scale becomes 0 (the SGD kernels skip the update), and the
 // accumulator counts it: steps skipped, of those with a non-finite loss, the first and last
 // skipped step (1-based global step numbers, 0 for none) and the steps skipped in a row. A
-// step that counts adds its global gradient norm (clip_scale's, before clipping; with loss
-// scaling, loss_scale_update's true norm) to their sum, to their maximum, and counts as
-// clipped where that norm is above max_norm. (Not where the clip scale is below 1: with
-// loss scaling the scale also divides out S, and an overflowed step's is 0.)
+// step that counts and runs its update (clip scale above 0) adds its global gradient norm
+// (clip_scale's, before clipping; with loss scaling, loss_scale_update's true norm) to their
+// sum, to their maximum and to their count, and counts as clipped where that norm is above
+// max_norm. (Not where the clip scale is below 1: with loss scaling the scale also divides
+// out S.) A mixed step whose f16 gradients overflowed counts its loss but has no norm: its
+// clip scale is 0 and its update skipped.
 // The step loss [sum, batches] that loss_accumulate added to is zeroed for the next step.
 // CPU twin: reference::step_guard. The accumulator's words are in gpu::reduce::TrainAccumulator.
 
@@ -245,13 +247,16 @@ fn step_guard() {
     if loss_ok && norm_ok {
         guard_acc[a] = bitcast<u32>(bitcast<f32>(guard_acc[a]) + loss);
         guard_acc[a + 1u] = bitcast<u32>(bitcast<f32>(guard_acc[a + 1u]) + batches);
-        let norm = guard_clip[guard.clip + 1u];
-        guard_acc[a + 6u] = bitcast<u32>(bitcast<f32>(guard_acc[a + 6u]) + norm);
-        guard_acc[a + 7u] = bitcast<u32>(max(bitcast<f32>(guard_acc[a + 7u]), norm));
-        if norm > guard.max_norm {
-            guard_acc[a + 8u] += 1u;
+        if guard_clip[guard.clip + 2u] > 0.0 {
+            let norm = guard_clip[guard.clip + 1u];
+            guard_acc[a + 6u] = bitcast<u32>(bitcast<f32>(guard_acc[a + 6u]) + norm);
+            guard_acc[a + 7u] = bitcast<u32>(max(bitcast<f32>(guard_acc[a + 7u]), norm));
+            if norm > guard.max_norm {
+                guard_acc[a + 8u] += 1u;
+            }
+            guard_acc[a + 9u] += 1u;
         }
-        guard_acc[a + 9u] = 0u;
+        guard_acc[a + 10u] = 0u;
     } else {
         guard_clip[guard.clip + 2u] = 0.0;
         let step = guard_hyper[guard.hyper + HYPER_STEP] + 1u;
@@ -263,7 +268,7 @@ fn step_guard() {
             guard_acc[a + 4u] = step;
         }
         guard_acc[a + 5u] = step;
-        guard_acc[a + 9u] += 1u;
+        guard_acc[a + 10u] += 1u;
     }
 }
 

@@ -358,6 +358,9 @@ fn an_f16_overflow_halves_the_scale_and_skips_the_update_losing_nothing() {
     let stats = ws.take_stats(&gpu).unwrap();
     assert_eq!((stats.batches(), stats.skipped), (1.0, 0));
     assert!(stats.loss_sum().is_finite() && stats.loss_sum() > 0.0);
+    // It has no gradient norm (none enters the mean, it is not clipped).
+    assert_eq!((stats.norm_steps, stats.clipped), (0, 0), "{stats:?}");
+    assert!(stats.mean_norm().is_nan());
     let clip = ws.read_clip(&gpu).unwrap().unwrap();
     assert_eq!((clip.scale, clip.nonfinite_steps), (0.0, 0.0));
     // Backed off far enough, the next steps update again.
@@ -369,6 +372,15 @@ fn an_f16_overflow_halves_the_scale_and_skips_the_update_losing_nothing() {
         ws.step(&gpu, &s.x, &s.y, hyper).unwrap();
     }
     let later = ws.read_loss_scale(&gpu).unwrap().unwrap();
+    // The norms gathered are those of the steps that updated: the 12 less their overflows.
+    let stats = ws.take_stats(&gpu).unwrap();
+    assert_eq!(stats.batches(), 12.0);
+    assert_eq!(
+        stats.norm_steps,
+        12 - (later.overflows - 1),
+        "{stats:?} {later:?}"
+    );
+    assert!(stats.mean_norm().is_finite() && stats.mean_norm() > 0.0);
     // Each overflow halved S; once S fits, the steps are clean (and update) again.
     assert!(
         later.overflows > 1 && later.scale < huge.scale / 2.0 && later.clean > 0,

@@ -624,8 +624,8 @@ fn step_guard_matches_reference() {
     let inf = f32::INFINITY;
     // (step loss, squared norm, clip scale, step index), clipping at norm 1. The last two
     // are mixed precision's: the clip scale also divides out the loss scale S (2^10) where
-    // the norm is below the threshold, and is 0 for a step whose f16 gradients overflowed
-    // (its norm 0): neither is clipped.
+    // the norm is below the threshold (not clipped), and is 0 for a step whose f16
+    // gradients overflowed (its loss counts; it has no norm).
     let max_norm = 1.0;
     let steps = [
         (4.5f32, 2.0f32, 0.75f32, 10u32),
@@ -723,21 +723,31 @@ fn step_guard_matches_reference() {
             (
                 f32::from_bits(got.norm_sum_bits),
                 got.max_norm(),
-                got.clipped
+                got.clipped,
+                got.norm_steps
             ),
-            (expected.norm_sum, expected.norm_max, expected.clipped),
+            (
+                expected.norm_sum,
+                expected.norm_max,
+                expected.clipped,
+                expected.norm_steps
+            ),
             "step {k}: gradient norms"
         );
-        assert_eq!(got._pad, [0, 0], "step {k}");
+        assert_eq!(got._pad, [0], "step {k}");
     }
     // The sequence above: 5 counted, 4 skipped (3 of them for the loss), first 12, last 16;
-    // the counted steps' norms sqrt(2), sqrt(0.5), 3, 0.5 and 0, two of them clipped.
+    // the norms of the 4 that ran their update sqrt(2), sqrt(0.5), 3 and 0.5, two of them
+    // clipped.
     assert_eq!(expected.batches, 5.0);
     assert_eq!(expected.loss_sum, 13.5);
     assert_eq!((expected.skipped, expected.nonfinite_loss), (4, 3));
     assert_eq!((expected.first_skipped, expected.last_skipped), (12, 16));
     assert_eq!(expected.skipped_in_a_row, 0);
-    assert_eq!((expected.norm_max, expected.clipped), (3.0, 2));
+    assert_eq!(
+        (expected.norm_max, expected.clipped, expected.norm_steps),
+        (3.0, 2, 4)
+    );
     assert!((expected.norm_sum - (2f32.sqrt() + 0.5f32.sqrt() + 3.5)).abs() < 1e-6);
 }
 

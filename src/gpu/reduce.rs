@@ -144,7 +144,8 @@ impl ClipStats {
 
 /// The loss accumulator of a training workspace as `step_guard` keeps it (12 words): the
 /// two words of [`super::softmax_xent::LossAccumulator`] over the steps that were not
-/// skipped, then the skipped steps, then the gradient norms of the steps that counted. The
+/// skipped, then the skipped steps, then the gradient norms of the steps that counted and
+/// ran their update (all of them but mixed precision's overflowed ones). The
 /// host reads it at log points and zeroes the first [`TrainAccumulator::RESET_WORDS`]
 /// words; the run of skipped steps carries over.
 #[repr(C)]
@@ -162,28 +163,32 @@ pub struct TrainAccumulator {
     pub first_skipped: u32,
     /// 1-based global step number of the last skipped step; 0 when none was skipped.
     pub last_skipped: u32,
-    /// Sum of the global gradient norms (before clipping) of the steps that counted (f32
-    /// bits).
+    /// Sum of the global gradient norms (before clipping) of the steps that counted and ran
+    /// their update (f32 bits).
     pub norm_sum_bits: u32,
     /// The largest of those norms (f32 bits).
     pub norm_max_bits: u32,
-    /// Steps that counted whose gradients were clipped (norm above `max_grad_norm`).
+    /// Of those, the steps whose gradients were clipped (norm above `max_grad_norm`).
     pub clipped: u32,
+    /// The steps whose norms the three words above gather: those that counted, less the
+    /// mixed-precision steps whose f16 gradients overflowed (their loss counts; they have no
+    /// norm, and no update).
+    pub norm_steps: u32,
     /// Steps skipped in a row up to the last step (not reset by the host).
     pub skipped_in_a_row: u32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 1],
 }
 
 impl TrainAccumulator {
     /// Words of the block.
     pub const WORDS: usize = 12;
     /// Words the host zeroes after each read: all but the run of skipped steps.
-    pub const RESET_WORDS: usize = 9;
+    pub const RESET_WORDS: usize = 10;
 
-    /// The mean global gradient norm (before clipping) of the steps that counted; NaN
-    /// when none did.
+    /// The mean global gradient norm (before clipping) of the [`TrainAccumulator::norm_steps`];
+    /// NaN when there were none.
     pub fn mean_norm(&self) -> f32 {
-        f32::from_bits(self.norm_sum_bits) / self.batches()
+        f32::from_bits(self.norm_sum_bits) / self.norm_steps as f32
     }
 
     /// The largest global gradient norm of the steps that counted (0 when none did).

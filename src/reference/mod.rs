@@ -525,20 +525,22 @@ pub struct GuardCounts {
     /// 1-based step numbers; 0 when nothing was skipped.
     pub first_skipped: u32,
     pub last_skipped: u32,
-    /// Sum and maximum of the gradient norms of the steps that counted, and how many of
-    /// them were clipped.
+    /// Sum and maximum of the gradient norms of the steps that counted and ran their update
+    /// (clip scale above 0), how many of them were clipped, and how many there were.
     pub norm_sum: f32,
     pub norm_max: f32,
     pub clipped: u32,
+    pub norm_steps: u32,
     pub skipped_in_a_row: u32,
 }
 
 /// The step guard of a training step (twin of `step_guard` in reduce.wgsl): the step with
 /// loss `step_loss` over `batches` batches, squared gradient norm `sum_sq` (and its root
 /// `norm`, as `clip_scale` computed it) and 0-based index `step` counts when both are
-/// finite, as clipped where `norm` is above `max_norm`; otherwise it is skipped. Returns the
-/// clip scale to use: `scale`, or 0 for a skipped step (which makes SGD leave the
-/// parameters alone).
+/// finite; otherwise it is skipped. A step that counts with a clip scale above 0 (not a mixed
+/// step whose f16 gradients overflowed) adds its norm, as clipped where it is above
+/// `max_norm`. Returns the clip scale to use: `scale`, or 0 for a skipped step (which makes
+/// SGD leave the parameters alone).
 pub fn step_guard(
     acc: &mut GuardCounts,
     step_loss: f32,
@@ -550,10 +552,13 @@ pub fn step_guard(
     if step_loss.is_finite() && sum_sq.is_finite() {
         acc.loss_sum += step_loss;
         acc.batches += batches;
-        acc.norm_sum += norm;
-        acc.norm_max = acc.norm_max.max(norm);
-        if norm > max_norm {
-            acc.clipped += 1;
+        if scale > 0.0 {
+            acc.norm_sum += norm;
+            acc.norm_max = acc.norm_max.max(norm);
+            if norm > max_norm {
+                acc.clipped += 1;
+            }
+            acc.norm_steps += 1;
         }
         acc.skipped_in_a_row = 0;
         scale

@@ -447,10 +447,10 @@ impl Session {
             skipped_steps: skipped,
             loss_scale: loss_scale.map(|ls| ls.scale),
             overflow_steps: loss_scale.map(|ls| ls.overflows),
-            grad_norm: (stats.batches() > 0.0).then(|| stats.mean_norm() as f64),
-            grad_norm_max: (stats.batches() > 0.0).then(|| stats.max_norm() as f64),
-            clipped_fraction: (stats.batches() > 0.0)
-                .then(|| stats.clipped as f64 / stats.batches() as f64),
+            grad_norm: (stats.norm_steps > 0).then(|| stats.mean_norm() as f64),
+            grad_norm_max: (stats.norm_steps > 0).then(|| stats.max_norm() as f64),
+            clipped_fraction: (stats.norm_steps > 0)
+                .then(|| stats.clipped as f64 / stats.norm_steps as f64),
         });
         self.resume_clock();
         if done == epoch_size {

@@ -94,8 +94,8 @@ pub(super) struct Run<'a> {
     norms: Norms,
 }
 
-/// The global gradient norms (before clipping) of the steps that counted since the last
-/// progress point, gathered from each read of the GPU's accumulator (a checkpoint between
+/// The global gradient norms (before clipping) of the steps that counted and ran their
+/// update since the last progress point, gathered from each read of the GPU's accumulator (a checkpoint between
 /// progress points reads it too).
 #[derive(Default)]
 struct Norms {
@@ -110,7 +110,7 @@ impl Norms {
         self.sum += f32::from_bits(stats.norm_sum_bits) as f64;
         self.max = self.max.max(stats.max_norm());
         self.clipped += u64::from(stats.clipped);
-        self.steps += stats.batches() as f64;
+        self.steps += stats.norm_steps as f64;
     }
 }
 
