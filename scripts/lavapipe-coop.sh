@@ -52,7 +52,7 @@ for suite in $SUITES; do
     echo "$sum  $OUT/index/$suite.Packages.xz" | sha256sum --quiet -c -
 done
 
-# The package and what it depends on, transitively: the first alternative of each
+# The package and what it depends on, transitively: the first alternative there is of each
 # dependency, each package from the last suite that has it.
 python3 - "$PACKAGE" $(for s in $SUITES; do echo "$OUT/index/$s.Packages.xz"; done) \
     >"$OUT/packages" <<'EOF'
