@@ -215,6 +215,25 @@ fn run_without_epochs_is_drawn_per_step() {
     }
     assert!(!text.contains("Perplexity per epoch"));
 
+    // A run stopped before its first log point: its two perplexities where it stopped.
+    let stopped = write_metrics(
+        dir.path(),
+        "stopped",
+        r#"{"kind":"stop","global_step":3,"train_perplexity":5000.0,"valid_perplexity":3000.0}"#,
+    );
+    plot::plot_metrics(std::slice::from_ref(&stopped), &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in [
+        "Learning curves: stopped",
+        "train",
+        "valid",
+        "training step",
+    ] {
+        assert!(text.contains(label), "the SVG has no `{label}`");
+    }
+    // The train curve's dot, besides its legend's.
+    assert_eq!(text.matches("<circle").count(), 2, "{text}");
+
     // With a finished run beside it, both share the step axis.
     let long = write_run(dir.path(), "long", 2, 3);
     plot::plot_metrics(&[short, long], &svg).unwrap();
@@ -253,6 +272,19 @@ fn plot_errors_are_one_clear_line() {
         describe(plot::plot_metrics(std::slice::from_ref(&empty), &out).unwrap_err());
     assert!(
         !is_usage && msg.contains("empty") && msg.contains(&empty.display().to_string()),
+        "{msg}"
+    );
+
+    // Records, but none to draw: one line that says so.
+    let nothing = write_metrics(
+        dir.path(),
+        "nothing",
+        "{\"kind\":\"test\",\"test_perplexity\":null}\n",
+    );
+    let (msg, is_usage) =
+        describe(plot::plot_metrics(std::slice::from_ref(&nothing), &out).unwrap_err());
+    assert!(
+        !is_usage && msg.contains("no `train`, `epoch` or `stop` records"),
         "{msg}"
     );
 

@@ -226,7 +226,19 @@ impl RunInfo {
                     out += "  * the lowest validation perplexity\n";
                 }
             }
-            Some(_) => out += "  no epoch finished yet\n",
+            Some(run) if run.records == 0 => out += "  nothing logged yet\n",
+            Some(run) => {
+                out += "  no epoch finished yet";
+                if let Some(p) = run.log_points.last() {
+                    let ppl = p.perplexity.map_or("-".into(), |v| format!("{v:.3}"));
+                    let wps = p.words_per_second.map_or("-".into(), |w| format!("{w:.0}"));
+                    out += &format!(
+                        "; last logged at global step {}: train perplexity {ppl}, {wps} words/s",
+                        p.global_step
+                    );
+                }
+                out += "\n";
+            }
             None => out += &format!("  no {METRICS_FILE}\n"),
         }
         if let Some(run) = &self.run {
@@ -239,10 +251,22 @@ impl RunInfo {
             if let Some(line) = self.published() {
                 out += &format!("  {line}\n");
             }
-            if let Some((step, valid)) = run.stop {
-                let at = step.map_or(String::new(), |s| format!(" at global step {s}"));
-                let valid = valid.map_or(String::new(), |v| format!(", valid perplexity {v:.3}"));
-                out += &format!("stopped by --max-steps{at}{valid}\n");
+            if let Some(stop) = run.stop {
+                let at = stop
+                    .global_step
+                    .map_or(String::new(), |s| format!(" at global step {s}"));
+                let perplexities: Vec<String> = [
+                    ("train perplexity", stop.train_perplexity),
+                    ("valid perplexity", stop.valid_perplexity),
+                ]
+                .iter()
+                .filter_map(|(name, v)| Some(format!("{name} {:.3}", (*v)?)))
+                .collect();
+                let perplexities = match perplexities.is_empty() {
+                    true => String::new(),
+                    false => format!(": {}", perplexities.join(", ")),
+                };
+                out += &format!("stopped by --max-steps{at}{perplexities}\n");
             }
             if let Some((epoch, patience)) = run.early_stop {
                 out += &format!("stopped early after epoch {epoch} (--patience {patience})\n");
@@ -321,6 +345,11 @@ impl RunInfo {
             "epochs": epochs,
             "best_epoch": self.best_epoch(),
             "test_perplexity": self.run.as_ref().and_then(|r| r.test_perplexity),
+            "stopped": self.run.as_ref().and_then(|r| r.stop).map(|s| json!({
+                "global_step": s.global_step, "train_perplexity": s.train_perplexity,
+                "valid_perplexity": s.valid_perplexity})),
+            "early_stop": self.run.as_ref().and_then(|r| r.early_stop)
+                .map(|(epoch, patience)| json!({"epoch": epoch, "patience": patience})),
             "published": self.published(),
             "checkpoints": checkpoints,
             "event_files": self.event_files,

@@ -45,10 +45,12 @@ enum Record {
         batch_size: Option<u64>,
         num_steps: Option<u64>,
     },
-    /// A run stopped by `--max-steps`, with the validation perplexity where it stopped.
+    /// A run stopped by `--max-steps`, with the perplexities where it stopped.
     Stop {
         /// Absent in hand-made files: the stop is then drawn at the last step logged.
         global_step: Option<u64>,
+        /// The epoch's so far (that of the finished epoch where it stopped at an epoch's end).
+        train_perplexity: Option<f64>,
         valid_perplexity: Option<f64>,
     },
     /// `--patience` ended the run after this epoch.
@@ -81,6 +83,15 @@ pub(crate) struct LogPoint {
     pub(crate) clipped_fraction: Option<f64>,
 }
 
+/// Where a run stopped by `--max-steps` stopped, and its perplexities there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Stop {
+    /// The global step (absent in hand-made files).
+    pub(crate) global_step: Option<f64>,
+    pub(crate) train_perplexity: Option<f64>,
+    pub(crate) valid_perplexity: Option<f64>,
+}
+
 /// What one `metrics.jsonl` holds that is worth drawing (and that `lstm-gpu info` tells).
 #[derive(Debug)]
 pub(crate) struct Run {
@@ -91,15 +102,21 @@ pub(crate) struct Run {
     pub(crate) test_perplexity: Option<f64>,
     /// The test pass's batch size and time steps, where recorded.
     pub(crate) test_shape: Option<(u64, u64)>,
-    /// The step a run stopped by `--max-steps` stopped at (when recorded), and its
-    /// validation perplexity there.
-    pub(crate) stop: Option<(Option<f64>, Option<f64>)>,
+    /// Where a run stopped by `--max-steps` stopped.
+    pub(crate) stop: Option<Stop>,
     /// The epoch after which `--patience` ended the run, and the patience.
     pub(crate) early_stop: Option<(u64, u64)>,
+    /// How many records the file holds (of any kind): none in a run that has logged nothing
+    /// yet, or one stopped before its first log point by a signal.
+    pub(crate) records: usize,
+    /// The metrics file.
+    path: PathBuf,
 }
 
 impl Run {
-    /// Read `path`, or the `metrics.jsonl` inside it when it is a folder.
+    /// Read `path`, or the `metrics.jsonl` inside it when it is a folder. A file with nothing
+    /// to draw is read too (`lstm-gpu info` tells what there is); [`Run::check_drawable`]
+    /// says why it cannot be plotted.
     pub(crate) fn read(path: &Path) -> Result<Run> {
         let path = if path.is_dir() {
             path.join(METRICS_FILE)
@@ -124,13 +141,14 @@ impl Run {
             test_shape: None,
             stop: None,
             early_stop: None,
+            records: 0,
+            path: path.clone(),
         };
-        let mut records = 0;
         for (index, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            records += 1;
+            run.records += 1;
             let record: Record = serde_json::from_str(line).with_context(|| {
                 format!(
                     "{} line {}: not a metrics record",
@@ -189,25 +207,41 @@ impl Run {
                 }
                 Record::Stop {
                     global_step,
+                    train_perplexity,
                     valid_perplexity,
-                } => run.stop = Some((global_step.map(|s| s as f64), valid_perplexity)),
+                } => {
+                    run.stop = Some(Stop {
+                        global_step: global_step.map(|s| s as f64),
+                        train_perplexity,
+                        valid_perplexity,
+                    })
+                }
                 Record::EarlyStop { epoch, patience } => run.early_stop = Some((epoch, patience)),
                 Record::Other => {}
             }
         }
-        if records == 0 {
+        Ok(run)
+    }
+
+    /// An error where the file has nothing to draw: no record at all, or no log point, epoch
+    /// or perplexity where a `--max-steps` run stopped.
+    pub(crate) fn check_drawable(&self) -> Result<()> {
+        if self.records == 0 {
             bail!(
                 "{} is empty: the run has logged nothing yet",
-                path.display()
+                self.path.display()
             );
         }
-        if run.epochs.is_empty() && run.log_points.is_empty() {
+        let stopped_with_a_perplexity = self
+            .stop
+            .is_some_and(|s| s.train_perplexity.is_some() || s.valid_perplexity.is_some());
+        if self.epochs.is_empty() && self.log_points.is_empty() && !stopped_with_a_perplexity {
             bail!(
-                "{} has no `train` or `epoch` records to plot",
-                path.display()
+                "{} has no `train`, `epoch` or `stop` records to plot",
+                self.path.display()
             );
         }
-        Ok(run)
+        Ok(())
     }
 }
 
@@ -396,7 +430,7 @@ mod tests {
             format!("{{\"kind\":\"epoch\",\"epoch\":{e},\"global_step\":{step},\"train_perplexity\":300,\"valid_perplexity\":{valid},\"words_per_second\":900}}\n")
         };
         let stop = |step: u64| {
-            format!("{{\"kind\":\"stop\",\"global_step\":{step},\"valid_perplexity\":250}}\n")
+            format!("{{\"kind\":\"stop\",\"global_step\":{step},\"train_perplexity\":310,\"valid_perplexity\":250}}\n")
         };
         // Epoch 1 (steps 1-20), killed after step 30 with a checkpoint at step 20; resumed,
         // it logs 25 and 30 again with other values, then stops at 35 (--max-steps), and a
@@ -453,7 +487,14 @@ mod tests {
         assert_eq!(run.log_points[1].perplexity, Some(410.0));
         assert_eq!(run.epochs.len(), 1);
         assert_eq!(run.epochs[0].valid_perplexity, Some(270.0));
-        assert_eq!(run.stop, Some((Some(33.0), Some(250.0))));
+        assert_eq!(
+            run.stop,
+            Some(Stop {
+                global_step: Some(33.0),
+                train_perplexity: Some(310.0),
+                valid_perplexity: Some(250.0)
+            })
+        );
     }
 
     #[test]

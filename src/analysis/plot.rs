@@ -36,7 +36,11 @@ pub fn plot_metrics(files: &[PathBuf], out: &Path) -> Result<()> {
     let format = prepare_output(out)?;
     let mut runs = files
         .iter()
-        .map(|file| Run::read(file))
+        .map(|file| {
+            let run = Run::read(file)?;
+            run.check_drawable()?;
+            Ok(run)
+        })
         .collect::<Result<Vec<_>>>()?;
     disambiguate_labels(&mut runs, files);
     render(out, format, &LearningCurves { runs })
@@ -180,24 +184,32 @@ impl LearningCurves {
                 let points = run.log_points.iter().map(|p| (p.global_step, value(p)));
                 points.filter_map(|(x, y)| Some((x, y?))).collect()
             };
+            let log_steps = run.log_points.iter().map(|p| p.global_step);
+            let epoch_steps = run.epochs.iter().map(|e| e.global_step);
+            let last_step = log_steps.chain(epoch_steps).fold(0.0, f64::max);
+            // Where a `--max-steps` run stopped between log points, its train perplexity so
+            // far ends the curve (a run stopped before its first log point has only that).
+            let mut train = per_log_point(|p| p.perplexity);
+            let stop_train = run
+                .stop
+                .and_then(|s| Some((s.global_step?, s.train_perplexity?)));
+            train.extend(stop_train.filter(|&(at, _)| at > last_step));
             perplexity.push(Series {
                 label: self.label(run, "train"),
                 color: self.color(i, 0),
                 stroke: Stroke::Solid,
-                points: per_log_point(|p| p.perplexity),
+                points: train,
             });
             // Validation perplexities: at the end of each finished epoch, and where a
             // `--max-steps` run stopped.
-            let log_steps = run.log_points.iter().map(|p| p.global_step);
-            let epoch_steps = run.epochs.iter().map(|e| e.global_step);
-            let last_step = log_steps.chain(epoch_steps).fold(0.0, f64::max);
             let epoch_valid = run
                 .epochs
                 .iter()
                 .filter_map(|e| Some((e.global_step, e.valid_perplexity?)));
-            let stop_valid = run
-                .stop
-                .and_then(|(at, v)| Some((at.unwrap_or(last_step), v?)));
+            let stop_valid = run.stop.and_then(|s| {
+                let at = s.global_step.unwrap_or(last_step);
+                Some((at, s.valid_perplexity?))
+            });
             let valid: Vec<_> = epoch_valid.chain(stop_valid).collect();
             if !valid.is_empty() {
                 perplexity.push(Series {

@@ -267,6 +267,79 @@ fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
     );
 }
 
+/// A run stopped by `--max-steps` before its first log point has only its `stop` record;
+/// one stopped by a signal that early, none. `info` tells both what there is, and `plot`
+/// draws the first (its two perplexities) and refuses the second in one line.
+#[test]
+fn info_and_plot_read_a_run_stopped_before_its_first_log_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut train = bin();
+    train
+        .arg("train")
+        .arg("--data")
+        .arg(tiny_data())
+        .arg("--run-dir");
+    let o = run(train.arg(&run_dir).args(TINY_MODEL).args([
+        "--no-progress",
+        "--log-every",
+        "10",
+        "--max-steps",
+        "3",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(metrics_of(&run_dir, "train").is_empty());
+    let stop = &metrics_of(&run_dir, "stop")[0];
+    let field = |k: &str| stop[k].as_f64().unwrap();
+    let info = |json: bool| {
+        let mut c = bin();
+        c.arg("info").arg(&run_dir);
+        if json {
+            c.arg("--json");
+        }
+        let o = run(&mut c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let text = info(false);
+    assert!(
+        text.contains("no epoch finished yet")
+            && text.contains(&format!(
+                "stopped by --max-steps at global step 3: train perplexity {:.3}, valid perplexity {:.3}",
+                field("train_perplexity"),
+                field("valid_perplexity")
+            ))
+            && text.contains("last.safetensors (in epoch 1, step 3)"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&info(true)).unwrap();
+    assert_eq!(json["stopped"]["global_step"].as_f64(), Some(3.0), "{json}");
+    assert_eq!(
+        json["stopped"]["valid_perplexity"].as_f64(),
+        Some(field("valid_perplexity"))
+    );
+    let svg = dir.path().join("stopped.svg");
+    let plot = |out: &Path| run(bin().arg("plot").arg(&run_dir).arg("--out").arg(out));
+    let o = plot(&svg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.contains("train") && drawn.contains("valid"),
+        "{drawn}"
+    );
+
+    // Nothing logged (a signal before the first log point): the checkpoint is still told.
+    std::fs::write(run_dir.join("metrics.jsonl"), "").unwrap();
+    let text = info(false);
+    assert!(
+        text.contains("nothing logged yet") && text.contains("last.safetensors"),
+        "{text}"
+    );
+    let empty = dir.path().join("empty.svg");
+    assert_one_line_error(&plot(&empty), 1, "logged nothing yet");
+    assert!(!empty.exists());
+}
+
 /// The final test pass runs at batch 1 by default (the TensorFlow tutorial's protocol), in
 /// its own workspace sharing the training step's logits, and gives what `eval --split test`
 /// gives on the final checkpoint, also at batch 1 by default.
