@@ -478,6 +478,15 @@ fn trained_checkpoint_serves_eval_predict_and_generate() {
     let (g1, g2, g3) = (gen("3"), gen("3"), gen("4"));
     assert_eq!(g1, g2, "same seed, same text");
     assert_ne!(g1, g3);
+    // The prompt without --prompt, as `predict` takes its context; not both.
+    let bare = |prompt: &[&str]| {
+        run(bin()
+            .args(["generate", "--words", "15", "--seed", "3", "--checkpoint"])
+            .arg(&ck)
+            .args(prompt))
+    };
+    assert_eq!(String::from_utf8_lossy(&bare(&["the"]).stdout), g1);
+    assert_one_line_error(&bare(&["the", "--prompt", "the"]), 2, "cannot be used with");
     assert!(g1.split_whitespace().count() >= 5, "{g1}");
     // A nucleus too small for a second word is greedy, as --top-k 1 is, whatever the seed;
     // a wide one samples as plain sampling does.

@@ -111,6 +111,9 @@ pub(crate) struct GenerateArgs {
     seed: u64,
     #[command(flatten)]
     gpu: GpuArgs,
+    /// The prompt, given without --prompt (as `predict` takes its context).
+    #[arg(value_name = "PROMPT", conflicts_with = "prompt")]
+    prompt_given: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -567,7 +570,8 @@ fn score_text(
     Ok(())
 }
 
-pub(crate) fn generate_command(args: GenerateArgs) -> Result<()> {
+pub(crate) fn generate_command(mut args: GenerateArgs) -> Result<()> {
+    args.prompt = args.prompt.take().or(args.prompt_given.take());
     let how = lstm_gpu::model::predict::Sampling {
         temperature: args.temperature,
         top_k: args.top_k,
