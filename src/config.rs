@@ -408,7 +408,8 @@ pub struct ConfigArgs {
     #[arg(long)]
     pub vocab_size: Option<usize>,
     /// Tokens: whitespace-separated words (a newline is `<eos>`), or every character (a
-    /// newline is `<eos>`) [default: words].
+    /// newline is `<eos>`) [default: words, TensorFlow's PTB reader; words-eos for a text
+    /// where a line end touches a word, which `words` would glue on].
     #[arg(long, value_enum)]
     pub tokens: Option<Tokens>,
     /// Tie the input and output embeddings: the softmax weight is the transposed embedding

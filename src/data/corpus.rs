@@ -4,7 +4,10 @@
 //! `lstm-gpu data info`.
 
 use super::batch::{epoch_size, Batches};
-use super::reader::{file_len, for_each_token, line_at, line_boundary, CORPUS_ADVICE};
+use super::reader::{
+    file_len, for_each_token, line_at, line_boundary, line_end_touches_word, line_ends_touch_words,
+    CORPUS_ADVICE,
+};
 use super::vocab::{tokens_of, tokens_with_offsets, Tokens, Vocab, VocabBuilder, EOS, UNK};
 use crate::config::Config;
 use crate::error::usage;
@@ -515,6 +518,36 @@ impl CorpusSource {
     /// The source of `split`.
     pub fn split(&self, split: Split) -> &SplitSource {
         &self.splits[split as usize]
+    }
+
+    /// The first split file with a line end that touches a word, where `--tokens words`
+    /// glues it on (see [`Tokens::default_for`]); `None` where the modes agree. Each split's
+    /// bytes are scanned up to the first such line end.
+    pub fn line_ends_touch_words(&self) -> Result<Option<&Path>> {
+        for split in &self.splits {
+            if line_ends_touch_words(&split.path, split.range())? {
+                return Ok(Some(&split.path));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Tokens {
+    /// The word tokens of texts whose user named none: `words` (TensorFlow's PTB reader)
+    /// where no line end touches a word (PTB and WikiText, whose lines start and end with a
+    /// space: there the two modes give the same tokens), else `words-eos`, which keeps every
+    /// line end its own `<eos>` where `words` would glue it to a word (`b<eos>c`, tokens
+    /// that plain text then has by the hundred, and that its other splits cannot know).
+    pub fn default_for(texts: &[&str]) -> Tokens {
+        if texts
+            .iter()
+            .any(|t| line_end_touches_word(t.as_bytes(), None))
+        {
+            Tokens::WordsEos
+        } else {
+            Tokens::Words
+        }
     }
 }
 

@@ -201,6 +201,54 @@ pub(crate) fn for_each_token(
     Ok(count)
 }
 
+/// Whether a line end of `bytes` touches a word: a byte other than a blank right before or
+/// after it (another line end included); `before` is the byte before `bytes`, if any. There
+/// `--tokens words` glues the line end on (`b<eos>c`, TensorFlow's reader) and `words-eos`
+/// keeps it apart; on text without such line ends (PTB, WikiText: a space on both sides)
+/// the two give the same tokens. A byte of a non-ASCII character counts as a word's (a
+/// Unicode blank beside a line end is a false alarm, and then the two modes agree anyway).
+pub(crate) fn line_end_touches_word(bytes: &[u8], before: Option<u8>) -> bool {
+    let blank = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1f);
+    let mut prev = before;
+    for &b in bytes {
+        let touching = match (prev, b) {
+            // A word (or another line end) after a line end, or a line end after a word.
+            (Some(b'\n'), b) => !blank(b),
+            (Some(p), b'\n') => !blank(p),
+            _ => false,
+        };
+        if touching {
+            return true;
+        }
+        prev = Some(b);
+    }
+    false
+}
+
+/// [`line_end_touches_word`] of bytes `range` of `path`, read in chunks and stopping at the
+/// first such line end; the file's other faults are [`for_each_token`]'s to report.
+pub(crate) fn line_ends_touch_words(path: &Path, range: Range<u64>) -> Result<bool> {
+    let (mut file, len) = open(path)?;
+    let end = range.end.min(len);
+    let shown = path.display();
+    file.seek(SeekFrom::Start(range.start))
+        .with_context(|| format!("cannot read corpus file {shown}"))?;
+    let mut file = file.take(end.saturating_sub(range.start));
+    let mut buf = vec![0u8; CHUNK];
+    let mut before = None;
+    loop {
+        let n = read_full(&mut file, &mut buf)
+            .with_context(|| format!("cannot read corpus file {shown}"))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if line_end_touches_word(&buf[..n], before) {
+            return Ok(true);
+        }
+        before = Some(buf[n - 1]);
+    }
+}
+
 /// Read until `buf` is full or the reader ends; the bytes read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -291,6 +339,71 @@ mod tests {
             .unwrap();
             assert_eq!(n, want.len(), "{tokens}");
             assert!(got == want, "{tokens}: the streamed tokens differ");
+        }
+    }
+
+    /// The scan finds a line end touching a word exactly where `words` and `words-eos` give
+    /// different tokens (on ASCII text: many small random ones, over their whole length and
+    /// from a line boundary on), and across a chunk's end on either side.
+    #[test]
+    fn a_line_end_touches_a_word_where_the_two_word_modes_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.txt");
+        let touches = |text: &[u8], range: Range<u64>| {
+            std::fs::write(&path, text).unwrap();
+            line_ends_touch_words(&path, range).unwrap()
+        };
+        let differ = |text: &str| {
+            let words: Vec<_> = tokens_of(text, Tokens::Words).map(|t| t.1).collect();
+            let apart: Vec<_> = tokens_of(text, Tokens::WordsEos).map(|t| t.1).collect();
+            words != apart
+        };
+        let alphabet = [b'a', b'b', b' ', b'\n', b'\n', b'\t', b'\r', 0x1c];
+        let mut rng = crate::rng::SplitMix64::new(5);
+        let (mut touching, mut apart) = (0, 0);
+        for _ in 0..3000 {
+            let len = 1 + rng.next_u64() as usize % 9;
+            let text: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.next_u64() as usize % alphabet.len()])
+                .collect();
+            let as_str = std::str::from_utf8(&text).unwrap();
+            let found = touches(&text, 0..u64::MAX);
+            assert_eq!(found, differ(as_str), "{as_str:?}");
+            if found {
+                touching += 1;
+            } else {
+                apart += 1;
+            }
+            // From just after the first line end on, as a split cut by --valid-fraction.
+            if let Some(at) = as_str.find('\n') {
+                let from = at + 1;
+                assert_eq!(
+                    touches(&text, from as u64..u64::MAX),
+                    differ(&as_str[from..]),
+                    "{as_str:?} from {from}"
+                );
+            }
+        }
+        assert!(
+            touching > 100 && apart > 100,
+            "{touching} touching, {apart} apart"
+        );
+        // PTB's lines: a space on both sides of every line end.
+        assert!(!touches(b" the cat \n a dog \n", 0..u64::MAX));
+        // A Unicode blank beside a line end is taken for a word: a harmless false alarm.
+        assert!(touches(" a\u{3000}\n b \n".as_bytes(), 0..u64::MAX));
+        // Across a chunk's end: the word in one chunk, the line end in the next, and the
+        // other way round.
+        for (word_at, newline_at) in [(CHUNK - 1, CHUNK), (CHUNK, CHUNK - 1)] {
+            let mut text = vec![b' '; CHUNK + 10];
+            text[word_at] = b'w';
+            text[newline_at] = b'\n';
+            assert!(
+                touches(&text, 0..u64::MAX),
+                "word at {word_at}, line end at {newline_at}"
+            );
+            text[word_at] = b' ';
+            assert!(!touches(&text, 0..u64::MAX));
         }
     }
 }

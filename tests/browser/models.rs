@@ -181,6 +181,33 @@ fn the_pages_settings_make_the_model_they_show() {
     );
     let back = settings(&b);
     assert_eq!(back, tiny, "the preset's settings again");
+
+    // Tokens "auto", the default: PTB's text read as words (above), a text whose line ends
+    // touch words as words-eos, as the command line does without --tokens.
+    assert_eq!(config["tokens"], json!("words"), "{config}");
+    let story = dir.path().join("story.txt");
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(&format!(
+            "the cat sat on mat {}\nand then it slept\n",
+            i % 9
+        ));
+    }
+    std::fs::write(&story, text).unwrap();
+    b.pick_file("#file-train", &story);
+    b.ok(
+        "for (let i = 0; i < 200 && window.lstm.corpus.name !== 'story.txt'; i++) \
+           await new Promise(r => setTimeout(r, 50)); return null;",
+        json!(null),
+    );
+    let made = create(&b).unwrap();
+    assert_eq!(
+        made["info"]["config"]["tokens"],
+        json!("words-eos"),
+        "{made}"
+    );
+    let model = made["model"].as_str().unwrap();
+    assert!(model.contains("words-eos"), "{model}");
 }
 
 /// What the page offers of the models it keeps: the "Resume ..." button (its text names the

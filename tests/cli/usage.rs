@@ -569,6 +569,43 @@ fn glued_line_ends_are_reported_and_words_eos_keeps_them_apart() {
     assert!(out.contains("vocabulary  19 words"), "{out}");
     let glued_out = String::from_utf8_lossy(&glued.stdout);
     assert!(!glued_out.contains("vocabulary  19 words"), "{glued_out}");
+
+    // Without --tokens such text is read as words-eos, and the log says why; training
+    // records it in the checkpoint. PTB-like text (a space around every line end) stays
+    // `words`, TensorFlow's reader.
+    let chosen = run(bin()
+        .args(["data", "info", "--valid-fraction", "0.2", "--train"])
+        .arg(&train)
+        .env("RUST_LOG", "info"));
+    assert!(chosen.status.success(), "{}", stderr(&chosen));
+    assert_eq!(chosen.stdout, apart.stdout);
+    let note = format!("line ends of {} touch words", train.display());
+    assert!(stderr(&chosen).contains(&note), "{}", stderr(&chosen));
+    let run_dir = dir.path().join("run");
+    let o = run(bin()
+        .args([
+            "train",
+            "--valid-fraction",
+            "0.2",
+            "--max-steps",
+            "1",
+            "--no-progress",
+        ])
+        .args(TINY_MODEL)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .arg("--train")
+        .arg(&train));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trained = params_of(&run_dir.join("last.safetensors"));
+    assert_eq!(trained.config.tokens, lstm_gpu::data::Tokens::WordsEos);
+    let o = run(bin().args(["data", "info", "--data"]).arg(tiny_data()));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("tokens      words\n"),
+        "{out}"
+    );
+    assert!(!stderr(&o).contains("touch words"), "{}", stderr(&o));
 }
 
 /// A valid split whose glued pairs (`b<eos>a`) the training text never has: in `words`
@@ -595,5 +632,10 @@ fn an_unknown_glued_token_names_words_eos() {
         stderr(&o)
     );
     let o = info("words-eos");
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Without --tokens, words-eos is chosen for it.
+    let o = run(bin()
+        .args(["data", "info", "--valid-fraction", "0.2", "--train"])
+        .arg(&train));
     assert!(o.status.success(), "{}", stderr(&o));
 }

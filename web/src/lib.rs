@@ -235,6 +235,13 @@ fn parsed<T: std::str::FromStr<Err = String>>(what: &str, v: &Option<String>) ->
         .map_err(|e| anyhow!("the option {what}: {e}"))
 }
 
+/// Whether the options leave the word tokens to the texts (`"tokens": "auto"`, as the
+/// command line does without `--tokens`): `words` unless a line end touches a word, then
+/// `words-eos` ([`Tokens::default_for`]).
+fn auto_tokens(opts: &Options) -> bool {
+    opts.config.get("tokens").is_some_and(|v| *v == "auto")
+}
+
 fn config_of(opts: &Options) -> Result<Config> {
     let preset = match opts.preset.as_deref().unwrap_or("seed") {
         "seed" => Preset::Seed,
@@ -247,6 +254,10 @@ fn config_of(opts: &Options) -> Result<Config> {
     let mut value = serde_json::to_value(&preset)?;
     let fields = value.as_object_mut().expect("a config is an object");
     for (k, v) in &opts.config {
+        if k == "tokens" && *v == "auto" {
+            // The preset's (words), until the texts are known: see `auto_tokens`.
+            continue;
+        }
         if !fields.contains_key(k) {
             bail!("the options name no configuration field {k:?}");
         }
@@ -319,6 +330,12 @@ async fn create_session(
         }
         None => {
             let mut cfg = config_of(&opts)?;
+            if auto_tokens(&opts) {
+                cfg.tokens = Tokens::default_for(&texts);
+                if cfg.tokens == Tokens::WordsEos {
+                    say("tokens: words-eos, every line end its own <eos>: line ends of the texts touch words, which TensorFlow's PTB reader (tokens \"words\") would glue on (word<eos>next)");
+                }
+            }
             let corpus = Corpus::from_texts(names, texts, cfg.tokens, None, Some(cfg.vocab_size))?;
             cfg.vocab_size = corpus.vocab.len();
             cfg.validate()?;

@@ -55,6 +55,9 @@ impl CorpusArgs {
 pub(crate) fn data_info(corpus: CorpusArgs, config: ConfigArgs) -> Result<()> {
     let mut cfg = config.resolve()?;
     let source = corpus.source(false)?;
+    if let Some(note) = default_word_tokens(&source, &mut cfg, &config)? {
+        log::info!("{note}");
+    }
     let corpus = Corpus::read(&source, cfg.tokens, config.vocab_size)?;
     cfg.vocab_size = corpus.vocab.len();
     print!("{}", data::info_of(&corpus, &cfg));
@@ -110,12 +113,35 @@ pub(crate) fn say(notes: &Notes) {
     }
 }
 
+/// Without `--tokens`, the word tokens the text needs ([`Tokens::default_for`]): `words`,
+/// TensorFlow's PTB reader, unless a line end touches a word, which `words-eos` then keeps
+/// apart; a note that says so in that case. With `--tokens` (or `chars`), what it says.
+fn default_word_tokens(
+    source: &CorpusSource,
+    cfg: &mut Config,
+    flags: &ConfigArgs,
+) -> Result<Option<String>> {
+    if flags.tokens.is_some() || cfg.tokens != Tokens::Words {
+        return Ok(None);
+    }
+    let Some(path) = source.line_ends_touch_words()? else {
+        return Ok(None);
+    };
+    cfg.tokens = Tokens::WordsEos;
+    Ok(Some(format!(
+        "tokens: words-eos, every line end its own <eos>: line ends of {} touch words, which \
+         TensorFlow's PTB reader (`--tokens words`) would glue on (`word<eos>next`)",
+        path.display()
+    )))
+}
+
 /// [`read_corpus`] with its notes returned instead of logged.
 pub(crate) fn read_corpus_quietly(
     source: &CorpusSource,
     cfg: &mut Config,
     flags: &ConfigArgs,
 ) -> Result<(Corpus, Notes)> {
+    let chosen = default_word_tokens(source, cfg, flags)?;
     let corpus = Corpus::read(source, cfg.tokens, flags.vocab_size)?;
     let mut notes: Notes = corpus
         .source
@@ -123,6 +149,7 @@ pub(crate) fn read_corpus_quietly(
         .iter()
         .map(|n| (log::Level::Info, n.clone()))
         .collect();
+    notes.extend(chosen.map(|note| (log::Level::Info, note)));
     if let Some(cap) = flags.vocab_size {
         if corpus.vocab.len() < cap {
             notes.push((
