@@ -314,6 +314,7 @@ fn checkpoint(words: &[String], dim: usize) -> Checkpoint {
         ..Config::default()
     };
     Checkpoint {
+        corpus: None,
         params: Params::<f32>::init(&config, 17),
         config,
         vocab: words.to_vec(),

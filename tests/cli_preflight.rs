@@ -388,9 +388,10 @@ fn a_resume_that_contradicts_its_checkpoint_stands_alone() {
         assert_only_the_error(&o, 2, "last.safetensors");
     }
     // The tiny corpus has words the checkpoint's vocabulary does not: the file, the line
-    // and the word.
+    // and the word, and that it is not the text the model was trained on.
     let o = resume(&tiny_data(), &[]);
-    assert_only_the_error(&o, 1, "ptb.train.txt:1");
+    assert_only_the_error(&o, 2, "ptb.train.txt:1");
+    assert_only_the_error(&o, 2, "is not the text");
     // What agrees still resumes.
     let o = resume(&small, &["--hidden", "8,6", "--no-eval-at-stop"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -78,6 +78,7 @@ fn small_checkpoint(dir: &std::path::Path, tie_weights: bool) -> (std::path::Pat
         }
     }
     let ck = Checkpoint {
+        corpus: None,
         config,
         vocab: vocab.clone(),
         params,
@@ -877,6 +878,7 @@ fn tiny_init(
     };
     let init = dir.join("init.safetensors");
     Checkpoint {
+        corpus: None,
         params: Params::<f32>::init(&config, seed),
         config,
         vocab: corpus.vocab.words().to_vec(),

@@ -232,6 +232,7 @@ fn checkpoints_are_offered_to_the_page_served_and_exported() {
     };
     let checkpoint = |folder: &str, name: &str, position: Position| {
         let ck = Checkpoint {
+            corpus: None,
             params: lstm_gpu::model::Params::<f32>::init(&cfg, 1),
             vocab: ["<unk>", "<eos>", "a", "b", "c"].map(String::from).to_vec(),
             state: None,
@@ -382,4 +383,54 @@ fn serving_other_machines_says_that_webgpu_needs_https() {
             && second.contains("--export"),
         "{second}"
     );
+}
+
+/// Without corpus flags, a model's page gets the text the model was trained on, which its
+/// checkpoint records (`--data` here).
+#[test]
+fn a_models_page_gets_the_text_it_was_trained_on() {
+    use lstm_gpu::config::Config;
+    use lstm_gpu::data::CorpusOrigin;
+    use lstm_gpu::model::checkpoint::Checkpoint;
+    built();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    for (split, text) in [
+        ("train", "a b c\n"),
+        ("valid", "b c a\n"),
+        ("test", "c a b\n"),
+    ] {
+        std::fs::write(corpus.join(format!("ptb.{split}.txt")), text.repeat(30)).unwrap();
+    }
+    let cfg = Config {
+        vocab_size: 4,
+        embedding_size: 4,
+        hidden: vec![3],
+        ..Config::default()
+    };
+    let ck = Checkpoint {
+        corpus: CorpusOrigin::of_flags(Some(&corpus), None, None, None, None),
+        params: lstm_gpu::model::Params::<f32>::init(&cfg, 1),
+        vocab: ["a", "b", "c", "<eos>"].map(String::from).to_vec(),
+        state: None,
+        position: Default::default(),
+        config: cfg,
+    };
+    let path = dir.path().join("model.safetensors");
+    ck.save(&path).unwrap();
+    let site = dir.path().join("site");
+    let out = export(&["serve", "--checkpoint", path.to_str().unwrap()], &site);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for split in ["train", "valid", "test"] {
+        assert_eq!(
+            std::fs::read(site.join("data").join(split)).unwrap(),
+            std::fs::read(corpus.join(format!("ptb.{split}.txt"))).unwrap(),
+            "{split}"
+        );
+    }
 }

@@ -203,6 +203,7 @@ mod tests {
             ..Config::default()
         };
         Checkpoint {
+            corpus: None,
             params: Params::<f32>::init(&config, 11),
             config,
             vocab: words.iter().map(|w| w.to_string()).collect(),

@@ -50,6 +50,9 @@ impl CheckpointInfo {
                 position_line(cfg, pos, self.checkpoint.state.is_some()),
             ),
         ];
+        if let Some(corpus) = &self.checkpoint.corpus {
+            lines.push(("corpus", corpus.flags()));
+        }
         if let Some(b) = pos.best {
             lines.push((
                 "best",
@@ -80,6 +83,7 @@ impl CheckpointInfo {
             "position": ck.position,
             "mid_epoch": ck.state.is_some(),
             "vocabulary": ck.vocab.len(),
+            "corpus": ck.corpus,
         })
     }
 }
@@ -586,6 +590,7 @@ mod tests {
         let cfg = Config::preset(Preset::Small);
         let epochs = cfg.max_epoch;
         Checkpoint {
+            corpus: None,
             params: crate::model::Params::<f32>::init(&cfg, 1),
             vocab: (0..cfg.vocab_size).map(|i| format!("w{i}")).collect(),
             config: cfg.clone(),

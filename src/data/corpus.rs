@@ -265,6 +265,91 @@ impl SplitSource {
     }
 }
 
+/// Where a model's corpus came from, as the command line named it (`--data DIR`, or
+/// `--train FILE [--valid FILE] [--test FILE]`, and `--valid-fraction F`), its paths made
+/// absolute: recorded in the checkpoints of a run, so that `eval` and `train --resume` read
+/// the same text again without being told (and `info` says which it was).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorpusOrigin {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_fraction: Option<f64>,
+}
+
+impl CorpusOrigin {
+    /// The origin of a corpus named by these flags (relative paths taken from the current
+    /// folder); `None` for the default corpus (no `--data` or `--train`), which every
+    /// machine finds in its own default folder.
+    pub fn of_flags(
+        data: Option<&Path>,
+        train: Option<&Path>,
+        valid: Option<&Path>,
+        test: Option<&Path>,
+        valid_fraction: Option<f64>,
+    ) -> Option<CorpusOrigin> {
+        if data.is_none() && train.is_none() {
+            return None;
+        }
+        let absolute = |p: Option<&Path>| p.map(|p| std::path::absolute(p).unwrap_or(p.into()));
+        Some(CorpusOrigin {
+            data: absolute(data),
+            train: absolute(train),
+            valid: absolute(valid),
+            test: absolute(test),
+            valid_fraction,
+        })
+    }
+
+    /// The flags that name this corpus, as a user would type them.
+    pub fn flags(&self) -> String {
+        let mut out = Vec::new();
+        for (flag, path) in [
+            ("--data", &self.data),
+            ("--train", &self.train),
+            ("--valid", &self.valid),
+            ("--test", &self.test),
+        ] {
+            if let Some(p) = path {
+                out.push(format!("{flag} {}", p.display()));
+            }
+        }
+        if let Some(f) = self.valid_fraction {
+            out.push(format!("--valid-fraction {f}"));
+        }
+        out.join(" ")
+    }
+
+    /// Where the splits are now; the files missing (moved, or another machine) are a usage
+    /// error that says which corpus it was and how to name another.
+    pub fn source(&self) -> Result<CorpusSource> {
+        let source = match (&self.data, &self.train) {
+            (Some(dir), _) => CorpusSource::folder(dir, self.valid_fraction),
+            (None, Some(train)) => CorpusSource::files(
+                train,
+                self.valid.as_deref(),
+                self.test.as_deref(),
+                self.valid_fraction,
+            ),
+            (None, None) => bail!("a corpus origin names neither --data nor --train"),
+        };
+        source.map_err(|e| {
+            usage(format!(
+                "the corpus the checkpoint was trained on ({}) cannot be read: {e:#}; name \
+                 the text with --data DIR or --train FILE",
+                self.flags()
+            ))
+        })
+    }
+}
+
 /// Where the three splits of a corpus are, in the order of [`Split::ALL`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CorpusSource {
@@ -890,6 +975,31 @@ mod tests {
     }
 
     const TRAIN: &[u8] = b" the cat sat \n the dog sat \n a <unk> ran \n";
+
+    /// The default corpus records nothing; a named one its absolute paths, and reading it
+    /// where its files are gone is a usage error naming the flags it was trained with.
+    #[test]
+    fn a_corpus_origin_names_its_flags_and_where_they_are_gone() {
+        assert_eq!(
+            CorpusOrigin::of_flags(None, None, None, None, Some(0.1)),
+            None
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let origin = CorpusOrigin::of_flags(Some(&gone), None, None, None, None).unwrap();
+        assert_eq!(origin.flags(), format!("--data {}", gone.display()));
+        let err = origin.source().unwrap_err();
+        assert!(err.is::<crate::UsageError>());
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(&format!("trained on (--data {})", gone.display()))
+                && text.contains("--data DIR or --train FILE"),
+            "{text}"
+        );
+        let json = serde_json::to_string(&origin).unwrap();
+        assert_eq!(serde_json::from_str::<CorpusOrigin>(&json).unwrap(), origin);
+        assert!(!json.contains("train"), "{json}");
+    }
 
     #[test]
     fn loads_either_naming() {

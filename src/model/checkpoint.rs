@@ -22,6 +22,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::config::Config;
+use crate::data::CorpusOrigin;
 use crate::model::{tensor_specs, Params, State};
 
 pub const FORMAT: &str = "lstm-gpu/1";
@@ -83,6 +84,8 @@ pub struct CheckpointHeader {
     pub config: Config,
     pub vocab: Vec<String>,
     pub position: Position,
+    /// The corpus it was trained on, where the command line named one.
+    pub corpus: Option<CorpusOrigin>,
 }
 
 /// Everything a checkpoint holds.
@@ -94,6 +97,10 @@ pub struct Checkpoint {
     /// The state carried into the next batch (absent at epoch boundaries, where it is zero).
     pub state: Option<State<f32>>,
     pub position: Position,
+    /// The corpus it was trained on, as the command line named it (`--data`, `--train`,
+    /// ...): `eval` and `train --resume` read it again when given none. `None` for the
+    /// default corpus, a page's text and older checkpoints.
+    pub corpus: Option<CorpusOrigin>,
 }
 
 fn fnv1a(hash: &mut u64, bytes: &[u8]) {
@@ -161,6 +168,9 @@ impl Checkpoint {
             "position".to_string(),
             serde_json::to_string(&self.position)?,
         );
+        if let Some(corpus) = &self.corpus {
+            meta.insert("corpus".to_string(), serde_json::to_string(corpus)?);
+        }
         meta.insert("checksum".to_string(), sum);
         Ok(safetensors::serialize(views, Some(meta))?)
     }
@@ -226,12 +236,13 @@ impl Checkpoint {
                     .into(),
             ));
         }
-        let (config, vocab, position) = parse_metadata(|k| meta[k].as_str())
+        let (config, vocab, position, corpus) = parse_metadata(|k| meta[k].as_str())
             .with_context(|| format!("checkpoint {}", path.display()))?;
         Ok(CheckpointHeader {
             config,
             vocab,
             position,
+            corpus,
         })
     }
 
@@ -245,7 +256,8 @@ impl Checkpoint {
                 "no lstm-gpu metadata: not written by lstm-gpu (use --init to load bare weights)"
             )
         })?;
-        let (config, vocab, position) = parse_metadata(|k| meta.get(k).map(String::as_str))?;
+        let (config, vocab, position, corpus) =
+            parse_metadata(|k| meta.get(k).map(String::as_str))?;
 
         let mut seen = Vec::new();
         let params = read_params(&st, &config, &mut seen)?;
@@ -285,6 +297,7 @@ impl Checkpoint {
             params,
             state,
             position,
+            corpus,
         })
     }
 }
@@ -336,10 +349,11 @@ fn read_params<'a>(
 }
 
 /// A checkpoint's lstm-gpu metadata (`get` reads a key's string), checked as loading it
-/// checks it: the format, then the configuration, the vocabulary against it, the position.
+/// checks it: the format, then the configuration, the vocabulary against it, the position,
+/// and the corpus where it names one.
 fn parse_metadata<'a>(
     get: impl Fn(&str) -> Option<&'a str>,
-) -> Result<(Config, Vec<String>, Position)> {
+) -> Result<(Config, Vec<String>, Position, Option<CorpusOrigin>)> {
     let field = |k: &str| {
         get(k).ok_or_else(|| anyhow!("metadata has no `{k}`: not an lstm-gpu checkpoint"))
     };
@@ -361,7 +375,11 @@ fn parse_metadata<'a>(
     }
     let position: Position =
         serde_json::from_str(field("position")?).context("metadata `position` is malformed")?;
-    Ok((config, vocab, position))
+    let corpus = get("corpus")
+        .map(serde_json::from_str)
+        .transpose()
+        .context("metadata `corpus` is malformed")?;
+    Ok((config, vocab, position, corpus))
 }
 
 /// The `__metadata__` of a safetensors file's header, read without its tensors.
@@ -536,6 +554,7 @@ mod tests {
             ..Default::default()
         };
         Checkpoint {
+            corpus: None,
             config,
             vocab,
             params,
@@ -553,6 +572,28 @@ mod tests {
         assert_eq!(
             Checkpoint::from_bytes(&no_state.to_bytes().unwrap()).unwrap(),
             no_state
+        );
+        // The corpus it was trained on, where named: in the file and in its header.
+        let origin =
+            CorpusOrigin::of_flags(None, Some(Path::new("story.txt")), None, None, Some(0.1));
+        let named = Checkpoint {
+            corpus: origin.clone(),
+            ..no_state
+        };
+        let bytes = named.to_bytes().unwrap();
+        assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), named);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(Checkpoint::read_header(&path).unwrap().corpus, origin);
+        let origin = origin.unwrap();
+        assert!(origin.train.as_ref().unwrap().is_absolute());
+        assert_eq!(
+            origin.flags(),
+            format!(
+                "--train {} --valid-fraction 0.1",
+                std::env::current_dir().unwrap().join("story.txt").display()
+            )
         );
     }
 

@@ -628,6 +628,7 @@ impl Session {
             None
         };
         Checkpoint {
+            corpus: None,
             config: self.cfg.clone(),
             vocab: self.corpus.vocab.words().to_vec(),
             params: self.params().await?,

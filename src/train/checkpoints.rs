@@ -199,6 +199,7 @@ mod tests {
             ..Config::default()
         };
         let ck = Checkpoint {
+            corpus: None,
             params: Params::<f32>::init(&config, 1),
             vocab: ["<eos>", "a", "b", "<unk>"].map(String::from).to_vec(),
             config,

@@ -73,6 +73,8 @@ pub struct TrainOptions {
     /// The run's other command-line flags (the corpus, the adapter, ...: what a checkpoint
     /// does not hold), repeated by the resume command it prints ([`resume_command`]).
     pub resume_flags: Vec<String>,
+    /// The corpus as the command line named it, recorded in every checkpoint.
+    pub corpus: Option<crate::data::CorpusOrigin>,
 }
 
 /// What a training step whose loss or gradient norm is not finite (NaN or infinite) does

@@ -291,6 +291,7 @@ impl<'a> Run<'a> {
     /// whatever kills the process); with the carried state when `mid_epoch`.
     fn save(&self, names: &[&str], mid_epoch: bool) -> Result<PathBuf> {
         let ck = Checkpoint {
+            corpus: self.opts.corpus.clone(),
             config: self.cfg.clone(),
             vocab: self.corpus.vocab.words().to_vec(),
             params: self.params.read(self.gpu, &self.cfg)?,

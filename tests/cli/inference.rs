@@ -770,7 +770,17 @@ fn words_outside_the_vocabulary_in_eval_and_predict() {
         .arg(&ck)
         .arg("--data")
         .arg(&other));
-    assert_one_line_error(&o, 1, "ptb.test.txt:2: the word \"zyzzyva\"");
+    // A text the model was not trained on: a usage error that says so.
+    assert_one_line_error(&o, 2, "ptb.test.txt:2: the word \"zyzzyva\"");
+    assert!(
+        stderr(&o).contains(&format!(
+            "--data {} is not the text {} was trained on",
+            std::path::absolute(&other).unwrap().display(),
+            ck.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
 
     // predict and generate: a usage error naming the word.
     let o = run(bin()
@@ -923,4 +933,100 @@ fn a_character_level_checkpoint_reads_prompts_as_characters() {
         .arg(&ck_path)
         .arg("the ~"));
     assert_one_line_error(&o, 2, "character \"~\"");
+}
+
+/// A run's checkpoints record the corpus its command line named (paths made absolute):
+/// `eval`, `train --resume` and `info` find it without flags; a text the model was not
+/// trained on, or one moved away, is one usage line that names it.
+#[test]
+fn checkpoints_remember_their_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = dir.path().join("texts");
+    std::fs::create_dir_all(&texts).unwrap();
+    let story = texts.join("story.txt");
+    std::fs::write(&story, train_without_unk()).unwrap();
+    let run_dir = dir.path().join("run");
+    // Trained from the text's folder, the file named relative to it.
+    let o = run(bin()
+        .current_dir(&texts)
+        .args(["train", "--train", "story.txt", "--valid", "story.txt"])
+        .args(["--test", "story.txt"])
+        .args(["--max-steps", "3", "--no-progress", "--run-dir"])
+        .arg(&run_dir)
+        // TINY_MODEL without --vocab-size: every word of the text, and no <unk>.
+        .args(&TINY_MODEL[2..]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = run_dir.join("last.safetensors");
+    let flags = format!("--train {0} --valid {0} --test {0}", story.display());
+    let o = run(bin().arg("info").arg(&ck));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains(&format!("corpus      {flags}")), "{text}");
+
+    // Scored without corpus flags, from another folder: the same text as with them.
+    let eval = |extra: &[&str]| {
+        run(bin()
+            .env("RUST_LOG", "info")
+            .args(["eval", "--checkpoint"])
+            .arg(&ck)
+            .args(extra))
+    };
+    let recorded = eval(&[]);
+    assert!(recorded.status.success(), "{}", stderr(&recorded));
+    assert!(
+        stderr(&recorded).contains(&format!("the one the model was trained on ({flags})")),
+        "{}",
+        stderr(&recorded)
+    );
+    let story_arg = story.display().to_string();
+    let named = eval(&[
+        "--train", &story_arg, "--valid", &story_arg, "--test", &story_arg,
+    ]);
+    assert!(named.status.success(), "{}", stderr(&named));
+    let perplexity = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        perplexity(&recorded).starts_with("valid perplexity: "),
+        "{}",
+        perplexity(&recorded)
+    );
+    assert_eq!(perplexity(&recorded), perplexity(&named));
+    assert!(
+        !stderr(&named).contains("trained on ("),
+        "{}",
+        stderr(&named)
+    );
+
+    // Resumed without corpus flags: the same text, still recorded.
+    let before = params_of(&ck).corpus;
+    assert!(before.is_some());
+    let o = run(bin()
+        .args(["train", "--max-steps", "5", "--no-progress", "--resume"])
+        .arg(&run_dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed = params_of(&ck);
+    assert_eq!(resumed.position.global_step, 5);
+    assert_eq!(resumed.corpus, before);
+
+    // Another text, whose words the vocabulary lacks: named as not the model's.
+    let other = corpus(
+        &dir.path().join("other"),
+        [
+            Some(b" zyzzyva the \n"),
+            Some(&tiny_file("ptb.valid.txt")),
+            Some(&tiny_file("ptb.test.txt")),
+        ],
+    );
+    let o = eval(&["--data", other.to_str().unwrap()]);
+    assert_one_line_error(&o, 2, "is not the text");
+    assert!(stderr(&o).contains("zyzzyva"), "{}", stderr(&o));
+    // The text moved away: the flags it was trained with, and what to do.
+    std::fs::rename(&story, texts.join("moved.txt")).unwrap();
+    let o = eval(&[]);
+    assert_one_line_error(&o, 2, &flags);
+    assert!(stderr(&o).contains("--train FILE"), "{}", stderr(&o));
 }

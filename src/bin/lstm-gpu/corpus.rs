@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 use lstm_gpu::config::{Config, ConfigArgs};
-use lstm_gpu::data::{self, fetch, Corpus, CorpusSource, Split, Tokens};
+use lstm_gpu::data::{self, fetch, Corpus, CorpusOrigin, CorpusSource, Split, Tokens};
 use lstm_gpu::error::usage;
 
 /// Where the corpus is: a folder, or files named one by one.
@@ -50,6 +50,67 @@ impl CorpusArgs {
         };
         CorpusSource::folder(&dir, self.valid_fraction)
     }
+
+    /// Whether a corpus flag was given.
+    pub(crate) fn given(&self) -> bool {
+        self.data.is_some() || self.train.is_some() || self.valid_fraction.is_some()
+    }
+
+    /// What checkpoints record of the corpus these flags name (`None`: the default one).
+    pub(crate) fn origin(&self) -> Option<CorpusOrigin> {
+        CorpusOrigin::of_flags(
+            self.data.as_deref(),
+            self.train.as_deref(),
+            self.valid.as_deref(),
+            self.test.as_deref(),
+            self.valid_fraction,
+        )
+    }
+
+    /// The corpus these flags name, or without any, the one a checkpoint recorded (`recorded`)
+    /// where it has one, else the default (fetched when missing); with its origin.
+    pub(crate) fn source_or(
+        &self,
+        recorded: Option<&CorpusOrigin>,
+    ) -> Result<(CorpusSource, Option<CorpusOrigin>)> {
+        match recorded {
+            Some(origin) if !self.given() => Ok((origin.source()?, Some(origin.clone()))),
+            _ => Ok((self.source(true)?, self.origin())),
+        }
+    }
+}
+
+/// What the log says where a checkpoint's recorded corpus is read (no corpus flag given).
+pub(crate) fn recorded_note(origin: &Option<CorpusOrigin>, flags: &CorpusArgs) -> Option<String> {
+    match origin {
+        Some(o) if !flags.given() => Some(format!(
+            "corpus: the one the model was trained on ({})",
+            o.flags()
+        )),
+        _ => None,
+    }
+}
+
+/// A corpus that a checkpoint's vocabulary cannot read (a word it lacks, and no `<unk>`):
+/// most likely not the text it was trained on, which the error then names.
+pub(crate) fn wrong_corpus(
+    e: anyhow::Error,
+    read: &Option<CorpusOrigin>,
+    checkpoint: Option<&std::path::Path>,
+) -> anyhow::Error {
+    let Some(path) = checkpoint else { return e };
+    let text = format!("{e:#}");
+    if !text.contains("is not in the vocabulary") {
+        return e.context(format!("with the vocabulary of {}", path.display()));
+    }
+    let first = text.split("; build the vocabulary").next().unwrap_or(&text);
+    let read = read
+        .as_ref()
+        .map_or("the default corpus".to_string(), CorpusOrigin::flags);
+    usage(format!(
+        "{first}: {read} is not the text {} was trained on (its vocabulary lacks that word); name that text with --data DIR or --train FILE",
+        path.display()
+    ))
 }
 
 pub(crate) fn data_info(corpus: CorpusArgs, config: ConfigArgs) -> Result<()> {

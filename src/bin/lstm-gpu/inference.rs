@@ -16,7 +16,7 @@ use lstm_gpu::model::predict::Predictor;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::train;
 
-use crate::corpus::CorpusArgs;
+use crate::corpus::{recorded_note, wrong_corpus, CorpusArgs};
 
 #[derive(clap::Args)]
 pub(crate) struct EvalArgs {
@@ -195,9 +195,23 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
         }
         None => None,
     };
-    let source = match text {
-        Some(_) => None,
-        None => Some(args.corpus.source(true)?),
+    // Without corpus flags, the corpus the checkpoints were trained on, where they all
+    // recorded the same one.
+    let recorded = match headers.split_first() {
+        Some((first, rest)) if rest.iter().all(|h| h.corpus == first.corpus) => {
+            first.corpus.clone()
+        }
+        _ => None,
+    };
+    let (source, origin) = match text {
+        Some(_) => (None, None),
+        None => {
+            let (source, origin) = args.corpus.source_or(recorded.as_ref())?;
+            if let Some(note) = recorded_note(&origin, &args.corpus) {
+                log::info!("{note}");
+            }
+            (Some(source), origin)
+        }
     };
     let split = match args.split {
         SplitArg::Train => Split::Train,
@@ -230,7 +244,7 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
                             Vocab::from_tokens(h.vocab.clone(), tokens)?,
                             tokens,
                         )
-                        .with_context(|| format!("with the vocabulary of {}", path.display()))?;
+                        .map_err(|e| wrong_corpus(e, &origin, Some(path)))?;
                         if read.is_empty() {
                             for note in &corpus.source.notes {
                                 log::info!("{note}");

@@ -233,7 +233,17 @@ fn serve(args: ServeArgs) -> Result<()> {
     let corpus = if args.no_data {
         None
     } else {
-        Some(args.corpus.source(true)?)
+        // Without corpus flags, the one the first model offered was trained on.
+        let recorded = args
+            .checkpoint
+            .first()
+            .and_then(|p| lstm_gpu::model::checkpoint::Checkpoint::read_header(p).ok())
+            .and_then(|h| h.corpus);
+        let (source, origin) = args.corpus.source_or(recorded.as_ref())?;
+        if let Some(note) = corpus::recorded_note(&origin, &args.corpus) {
+            log::info!("{note}");
+        }
+        Some(source)
     };
     let Some(dir) = args.export else {
         return lstm_gpu::serve::serve(lstm_gpu::serve::ServeOptions {

@@ -11,7 +11,7 @@ use lstm_gpu::gpu::{tune, GpuArgs};
 use lstm_gpu::model::checkpoint::Checkpoint;
 use lstm_gpu::train::{self, TrainOptions};
 
-use crate::corpus::{read_corpus_quietly, say, CorpusArgs};
+use crate::corpus::{read_corpus_quietly, recorded_note, say, wrong_corpus, CorpusArgs};
 
 #[derive(clap::Args)]
 pub(crate) struct TrainArgs {
@@ -108,9 +108,11 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
     }
     // On resume the checkpoint's configuration is the base; flags given override it (and
     // shape flags that contradict it are refused by the trainer).
+    let mut recorded = None;
     let (cfg, vocab) = match &args.resume {
         Some(path) => {
             let ck = Checkpoint::load(path)?;
+            recorded = ck.corpus.clone();
             let mut cfg = ck.config.clone();
             args.config.apply(&mut cfg);
             // Flags that contradict the checkpoint's shapes or tokens need no GPU to be
@@ -139,7 +141,8 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
             "--keep-checkpoints must be at least 1 (best.safetensors and last.safetensors are always kept besides)",
         ));
     }
-    let source = args.corpus.source(true)?;
+    // Resumed without corpus flags: the corpus the checkpoint was trained on.
+    let (source, origin) = args.corpus.source_or(recorded.as_ref())?;
     let mut cfg = cfg;
     let (corpus, notes) = match vocab {
         Some(words) => {
@@ -147,13 +150,17 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
                 &source,
                 Vocab::from_tokens(words, cfg.tokens)?,
                 cfg.tokens,
-            )?;
-            let notes = corpus
+            )
+            .map_err(|e| wrong_corpus(e, &origin, args.resume.as_deref()))?;
+            let mut notes: crate::corpus::Notes = corpus
                 .source
                 .notes
                 .iter()
                 .map(|n| (log::Level::Info, n.clone()))
                 .collect();
+            if let Some(note) = recorded_note(&origin, &args.corpus) {
+                notes.insert(0, (log::Level::Info, note));
+            }
             (corpus, notes)
         }
         None => read_corpus_quietly(&source, &mut cfg, &args.config)?,
@@ -215,6 +222,7 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
         on_nan: args.on_nan,
         max_skips_in_a_row: args.max_skips_in_a_row,
         resume_flags: train::flags_to_repeat(&train_flags, &[]),
+        corpus: origin,
     };
     log::info!("run folder: {}", run_dir.display());
     let epochs = cfg.max_epoch;
