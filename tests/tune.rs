@@ -126,7 +126,7 @@ fn tune_writes_the_cache_and_later_runs_read_it() {
         .arg("--data")
         .arg(tiny_data())
         .arg("--run-dir")
-        .arg(&run_dir)
+        .arg(dir.path().join("forced"))
         .args(MODEL)
         .args(["--max-steps", "3", "--no-progress", "--no-eval-at-stop"])
         .args(["--matmul", "register-blocked", "--recurrence", "unfused"])

@@ -33,6 +33,25 @@ pub fn numbered_checkpoints(dir: &Path, kind: &str) -> std::io::Result<Vec<(u64,
     Ok(found)
 }
 
+/// The checkpoints of a run in `dir` (`last`, `best`, then `epoch-N` and `step-N` in order):
+/// what a new run there would overwrite or mix its own with. Empty where there are none.
+pub fn run_checkpoints(dir: &Path) -> Vec<String> {
+    let mut held: Vec<String> = [LAST, BEST]
+        .into_iter()
+        .filter(|name| dir.join(name).is_file())
+        .map(String::from)
+        .collect();
+    for kind in ["epoch", "step"] {
+        let numbered = numbered_checkpoints(dir, kind).unwrap_or_default();
+        held.extend(
+            numbered
+                .iter()
+                .map(|(k, _)| format!("{kind}-{k}.safetensors")),
+        );
+    }
+    held
+}
+
 /// Of `found` (numbered files), those to remove so that the newest `keep` numbered up to
 /// `newest` stay; files numbered past `newest` are not touched.
 pub fn beyond_newest(found: Vec<(u64, PathBuf)>, newest: u64, keep: usize) -> Vec<PathBuf> {

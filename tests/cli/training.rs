@@ -738,3 +738,44 @@ fn a_mixed_precision_run_resumes_bit_identically_with_its_loss_scale() {
         assert!(o.status.success(), "eval ({without}): {}", stderr(&o));
     }
 }
+
+/// A new run into a folder that holds another run's checkpoints is refused in one usage
+/// line that says how to go on with that run, and leaves every file as it was; resuming
+/// there, or a new run into a folder with no checkpoint, goes ahead.
+#[test]
+fn a_new_run_never_overwrites_another_runs_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let o = run(&mut tiny_train_epochs(&run_dir, "1"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = |d: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(&run_dir);
+    assert!(before.iter().any(|(p, _)| p.ends_with("best.safetensors")));
+    let o = run(&mut tiny_train_epochs(&run_dir, "1"));
+    assert_one_line_error(&o, 2, "holds another run's checkpoints");
+    assert!(
+        stderr(&o).contains(&format!("--resume {}", run_dir.display())),
+        "{}",
+        stderr(&o)
+    );
+    assert!(files(&run_dir) == before, "the folder was changed");
+    let o = run(tiny_train_epochs(&run_dir, "2")
+        .arg("--resume")
+        .arg(&run_dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A folder with other files but no checkpoint takes a new run.
+    let other = dir.path().join("notes");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("README.txt"), "my runs").unwrap();
+    let o = run(tiny_train(&other).args(["--max-steps", "2"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+}

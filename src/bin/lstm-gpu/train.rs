@@ -183,6 +183,21 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
             .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
         (None, None) => default_run_dir(),
     };
+    // A new run never overwrites another's checkpoints (its best among them).
+    if args.resume.is_none() {
+        let held = train::run_checkpoints(&run_dir);
+        if !held.is_empty() {
+            let shown = match held.len() {
+                n if n > 4 => format!("{} and {} more", held[..3].join(", "), n - 3),
+                _ => held.join(", "),
+            };
+            return Err(usage(format!(
+                "--run-dir {}: the folder holds another run's checkpoints ({shown}), which a new run would overwrite: go on with that run (`lstm-gpu train --resume {}`), or train into another folder",
+                run_dir.display(),
+                train::shell_word(&run_dir.display().to_string())
+            )));
+        }
+    }
     train::prepare_run_dir(&run_dir)?;
     // Kernels changed by --shaders: the run folder keeps the files it was trained with.
     if let Some(dir) = &args.gpu.shaders {
@@ -318,10 +333,18 @@ fn default_run_dir() -> PathBuf {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    PathBuf::from(format!(
+    let name = format!(
         "runs/{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
-    ))
+    );
+    // Two runs started in the same second get folders of their own.
+    (1..)
+        .map(|n| match n {
+            1 => PathBuf::from(&name),
+            n => PathBuf::from(format!("{name}_{n}")),
+        })
+        .find(|p| !p.exists())
+        .expect("a free name")
 }
