@@ -382,9 +382,11 @@ pub fn compare_runs(runs: &[RunInfo]) -> String {
                     .as_ref()
                     .and_then(|m| m.test_perplexity)
                     .map_or("-".into(), |t| format!("{t:.3}")),
+                // The last epoch's speed; before the first epoch's end, the last log point's.
                 epochs
                     .last()
                     .and_then(|e| e.words_per_second)
+                    .or_else(|| r.run.as_ref()?.log_points.last()?.words_per_second)
                     .map_or("-".into(), |w| format!("{w:.0}")),
                 if seconds > 0.0 {
                     super::span(seconds)
@@ -581,6 +583,32 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run inside its first epoch: `info` tells its last log point, and side by side its
+    /// speed is that point's.
+    #[test]
+    fn a_run_before_its_first_epochs_end_shows_its_last_log_point() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(METRICS_FILE),
+            concat!(
+                r#"{"kind":"train","global_step":10,"perplexity":900.0,"words_per_second":2000.0}"#,
+                "\n",
+                r#"{"kind":"train","global_step":20,"perplexity":700.5,"words_per_second":2400.4}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        let run = RunInfo::read(dir.path()).unwrap();
+        let text = run.text();
+        assert!(
+            text.contains("last logged at global step 20: train perplexity 700.500, 2400 words/s"),
+            "{text}"
+        );
+        let table = compare_runs(&[run]);
+        let row = table.lines().nth(1).unwrap();
+        assert!(row.contains(" 0 ") && row.contains("2400"), "{table}");
+    }
 
     /// A run folder of the small preset's whole schedule says where its test perplexity
     /// stands against the tutorial's; one stopped before its last epoch does not.
