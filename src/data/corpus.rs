@@ -150,6 +150,32 @@ fn token_kind(tokens: Tokens) -> &'static str {
     }
 }
 
+/// A token outside a vocabulary that has no `<unk>` to stand for it: where it is (file and
+/// line) and which. Its own type, so that a caller reading with a checkpoint's vocabulary
+/// can say what it means there (not the text the model was trained on).
+#[derive(Debug)]
+pub struct UnknownToken {
+    /// `file:line`.
+    pub place: String,
+    /// "word" or "character".
+    pub kind: &'static str,
+    pub token: String,
+    /// What to do, after the fact (with its leading separator), or nothing.
+    pub advice: String,
+}
+
+impl fmt::Display for UnknownToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: the {} {:?} is not in the vocabulary, which has no {UNK} to stand for it{}",
+            self.place, self.kind, self.token, self.advice
+        )
+    }
+}
+
+impl std::error::Error for UnknownToken {}
+
 /// The ids of bytes `range` of `path` in `vocab`, read as a stream. A token outside the
 /// vocabulary becomes `<unk>` when the vocabulary has it; otherwise the error names the
 /// file, the line and the token.
@@ -161,17 +187,20 @@ fn encode_range(path: &Path, range: Range<u64>, vocab: &Vocab, tokens: Tokens) -
     for_each_token(path, range, tokens, |token, offset| {
         match vocab.id(token).or(unk) {
             Some(id) => ids.push(id),
-            None => bail!(
-                "{}:{}: the {} {token:?} is not in the vocabulary, which has no {UNK} to \
-                 stand for it; build the vocabulary from a train file that holds {UNK} or \
-                 every {} of the other splits, or cap it with --vocab-size (which adds \
-                 {UNK}){}",
-                path.display(),
-                line_at(path, offset),
-                token_kind(tokens),
-                token_kind(tokens),
-                glued_hint(token, tokens),
-            ),
+            None => {
+                return Err(UnknownToken {
+                    place: format!("{}:{}", path.display(), line_at(path, offset)),
+                    kind: token_kind(tokens),
+                    token: token.to_string(),
+                    advice: format!(
+                        "; build the vocabulary from a train file that holds {UNK} or every {} \
+                         of the other splits, or cap it with --vocab-size (which adds {UNK}){}",
+                        token_kind(tokens),
+                        glued_hint(token, tokens),
+                    ),
+                }
+                .into())
+            }
         }
         Ok(())
     })?;
@@ -801,13 +830,15 @@ fn encode_memory(name: &str, text: &str, vocab: &Vocab, tokens: Tokens) -> Resul
     for (offset, token) in tokens_of(text, tokens) {
         match vocab.id(&token).or(unk) {
             Some(id) => ids.push(id),
-            None => bail!(
-                "{name}:{}: the {} {token:?} is not in the vocabulary, which has no {UNK} to \
-                 stand for it{}",
-                line_of(text.as_bytes(), offset),
-                token_kind(tokens),
-                glued_hint(&token, tokens),
-            ),
+            None => {
+                return Err(UnknownToken {
+                    place: format!("{name}:{}", line_of(text.as_bytes(), offset)),
+                    kind: token_kind(tokens),
+                    token: token.to_string(),
+                    advice: glued_hint(&token, tokens).to_string(),
+                }
+                .into())
+            }
         }
     }
     if ids.is_empty() {

@@ -91,24 +91,26 @@ pub(crate) fn recorded_note(origin: &Option<CorpusOrigin>, flags: &CorpusArgs) -
     }
 }
 
-/// A corpus that a checkpoint's vocabulary cannot read (a word it lacks, and no `<unk>`):
-/// most likely not the text it was trained on, which the error then names.
+/// A corpus that a checkpoint's vocabulary cannot read (a token it lacks, and no `<unk>`):
+/// not the text the model was trained on, which the error then says (the reader's advice
+/// about building a vocabulary does not apply to a checkpoint's).
 pub(crate) fn wrong_corpus(
     e: anyhow::Error,
     read: &Option<CorpusOrigin>,
     checkpoint: Option<&std::path::Path>,
 ) -> anyhow::Error {
     let Some(path) = checkpoint else { return e };
-    let text = format!("{e:#}");
-    if !text.contains("is not in the vocabulary") {
+    let Some(unknown) = e.downcast_ref::<data::UnknownToken>() else {
         return e.context(format!("with the vocabulary of {}", path.display()));
-    }
-    let first = text.split("; build the vocabulary").next().unwrap_or(&text);
+    };
     let read = read
         .as_ref()
         .map_or("the default corpus".to_string(), CorpusOrigin::flags);
     usage(format!(
-        "{first}: {read} is not the text {} was trained on (its vocabulary lacks that word); name that text with --data DIR or --train FILE",
+        "{}: the {} {:?} is not in the vocabulary of {}, which has no <unk> to stand for it: {read} is not the text the model was trained on; name that text with --data DIR or --train FILE",
+        unknown.place,
+        unknown.kind,
+        unknown.token,
         path.display()
     ))
 }
