@@ -403,12 +403,17 @@ impl<'a> Run<'a> {
             }
             self.step(lr)?;
             let pos = &self.pos;
-            let at_log = pos.step_in_epoch % self.log_every == 0 || pos.step_in_epoch == epoch_size;
+            // The last step before `--max-steps` stops the run is a log point too: its
+            // speed and gradient norms (a short run may have no other).
+            let at_stop = pos.global_step >= self.stop_at;
+            let at_log = pos.step_in_epoch % self.log_every == 0
+                || pos.step_in_epoch == epoch_size
+                || at_stop;
             let at_checkpoint = self
                 .opts
                 .checkpoint_every
                 .is_some_and(|n| pos.global_step % n == 0);
-            if at_log || at_checkpoint || pos.global_step >= self.stop_at {
+            if at_log || at_checkpoint {
                 self.log_point(at_log, at_checkpoint, &mut interval, bar.as_ref())?;
             }
             self.estimate_epoch(bar.as_ref())?;

@@ -267,9 +267,10 @@ fn info_tells_what_a_checkpoint_and_a_run_folder_hold() {
     );
 }
 
-/// A run stopped by `--max-steps` before its first log point has only its `stop` record;
-/// one stopped by a signal that early, none. `info` tells both what there is, and `plot`
-/// draws the first (its two perplexities) and refuses the second in one line.
+/// The step where `--max-steps` stops a run is a log point (its speed and norms), also
+/// before the first `--log-every` one. A run stopped there by an older version has only its
+/// `stop` record; one stopped by a signal that early, none. `info` tells each what there is,
+/// and `plot` draws the first two and refuses the last in one line.
 #[test]
 fn info_and_plot_read_a_run_stopped_before_its_first_log_point() {
     let dir = tempfile::tempdir().unwrap();
@@ -288,8 +289,21 @@ fn info_and_plot_read_a_run_stopped_before_its_first_log_point() {
         "3",
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(metrics_of(&run_dir, "train").is_empty());
+    let logged = metrics_of(&run_dir, "train");
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0]["global_step"], 3);
+    assert!(logged[0]["words_per_second"].as_f64().unwrap() > 0.0);
+    assert!(logged[0]["grad_norm"].as_f64().unwrap() > 0.0);
     let stop = &metrics_of(&run_dir, "stop")[0];
+    assert_eq!(stop["train_perplexity"], logged[0]["perplexity"]);
+    // As an older version left it: the stop alone.
+    let stop_line = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("\"stop\""))
+        .unwrap()
+        .to_string();
+    std::fs::write(run_dir.join("metrics.jsonl"), stop_line + "\n").unwrap();
     let field = |k: &str| stop[k].as_f64().unwrap();
     let info = |json: bool| {
         let mut c = bin();
