@@ -51,9 +51,9 @@ impl CorpusArgs {
         CorpusSource::folder(&dir, self.valid_fraction)
     }
 
-    /// Whether a corpus flag was given.
+    /// Whether the flags name a corpus (`--data` or `--train`).
     pub(crate) fn given(&self) -> bool {
-        self.data.is_some() || self.train.is_some() || self.valid_fraction.is_some()
+        self.data.is_some() || self.train.is_some()
     }
 
     /// What checkpoints record of the corpus these flags name (`None`: the default one).
@@ -67,20 +67,25 @@ impl CorpusArgs {
         )
     }
 
-    /// The corpus these flags name, or without any, the one a checkpoint recorded (`recorded`)
-    /// where it has one, else the default (fetched when missing); with its origin.
+    /// The corpus these flags name, or where they name none, the one a checkpoint recorded
+    /// (`recorded`; a `--valid-fraction` given still applies), else the default (fetched
+    /// when missing); with its origin.
     pub(crate) fn source_or(
         &self,
         recorded: Option<&CorpusOrigin>,
     ) -> Result<(CorpusSource, Option<CorpusOrigin>)> {
         match recorded {
-            Some(origin) if !self.given() => Ok((origin.source()?, Some(origin.clone()))),
+            Some(origin) if !self.given() => {
+                let mut origin = origin.clone();
+                origin.valid_fraction = self.valid_fraction.or(origin.valid_fraction);
+                Ok((origin.source()?, Some(origin)))
+            }
             _ => Ok((self.source(true)?, self.origin())),
         }
     }
 }
 
-/// What the log says where a checkpoint's recorded corpus is read (no corpus flag given).
+/// What the log says where a checkpoint's recorded corpus is read (no corpus named).
 pub(crate) fn recorded_note(origin: &Option<CorpusOrigin>, flags: &CorpusArgs) -> Option<String> {
     match origin {
         Some(o) if !flags.given() => Some(format!(
