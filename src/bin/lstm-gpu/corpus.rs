@@ -1,7 +1,7 @@
 //! The corpus flags and `lstm-gpu data`: where the text is, reading it with the notes it
 //! gives, measuring and fetching it.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 
 use lstm_gpu::config::{Config, ConfigArgs};
@@ -134,9 +134,8 @@ pub(crate) fn data_info(corpus: CorpusArgs, config: ConfigArgs) -> Result<()> {
 
 pub(crate) fn data_fetch(dir: Option<PathBuf>, url: Option<String>) -> Result<()> {
     let dir = dir.unwrap_or_else(fetch::default_data_dir);
-    let url = url.unwrap_or_else(fetch::ptb_url);
-    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
-    fetch::fetch_ptb(&url, &dir)?;
+    let urls = url.map_or_else(fetch::ptb_sources, |url| vec![url]);
+    fetch::fetch_ptb_from(&urls, &dir)?;
     println!("PTB corpus ready in {}", dir.display());
     Ok(())
 }

@@ -163,13 +163,15 @@ enum DataCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Download the PTB corpus (Mikolov's simple-examples.tgz), verify its MD5 sums and
-    /// write the three files.
+    /// Download the PTB corpus (Mikolov's simple-examples.tgz, or where that fails the same
+    /// files from an HTTPS mirror), verify its MD5 sums and write the three files.
     Fetch {
         /// Destination folder [default: the default corpus folder].
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Archive URL (http:// or file://) [default: the canonical one, or $LSTM_GPU_PTB_URL].
+        /// Archive URL (http://, https:// or file://), or a folder's URL ending in / that holds
+        /// ptb.{train,valid,test}.txt [default: $LSTM_GPU_PTB_URL, else the canonical archive
+        /// and then the mirror].
         #[arg(long)]
         url: Option<String>,
     },
