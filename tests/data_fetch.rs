@@ -3,6 +3,8 @@
 //! `file://` URL. Every failure must be one clear line and leave the target folder without
 //! partial or temporary files, so that the next source starts clean.
 
+mod common;
+
 use flate2::write::GzEncoder;
 use lstm_gpu::data::fetch::{
     corpus_present, ensure_corpus_from, fetch_ptb_from_with_sums, fetch_ptb_with_sums,
@@ -15,6 +17,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -488,4 +491,185 @@ fn the_mirror_is_tried_when_the_archive_cannot_be_read() {
     );
     assert!(line.contains("--data DIR"), "{line}");
     assert!(!dir.exists(), "{line}");
+}
+
+/// Run `openssl` with `args` in `dir`; panics with its stderr when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (the Debian package of that name) is needed by this test");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An HTTPS server on 127.0.0.1 serving the files of `www` (`openssl s_server -WWW`), its
+/// certificate for `localhost` issued by a certificate authority of its own, whose
+/// certificate is `ca.pem` in `pki`. Returns the server (killed on drop) and its port.
+struct HttpsServer(Child);
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn https_server(pki: &Path, www: &Path) -> (HttpsServer, u16) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lstm-gpu test proxy CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat();
+    openssl(pki, &ca);
+    let csr = [
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat();
+    openssl(pki, &csr);
+    fs::write(
+        pki.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(pki.join("leaf.pem"))
+        .arg("-key")
+        .arg(pki.join("leaf.key"))
+        .current_dir(www)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let server = HttpsServer(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "openssl s_server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (server, port)
+}
+
+/// Behind a proxy that inspects TLS (its own certificate authority, which the system's
+/// trust store holds and Mozilla's roots do not), the HTTPS mirror still delivers: the
+/// download tries the system's certificates after Mozilla's. Without that authority in the
+/// system's store, one line saying the certificate was refused, and nothing written.
+#[test]
+fn https_through_a_tls_inspecting_proxy_trusts_the_systems_certificates() {
+    let work = tempfile::tempdir().unwrap();
+    let (pki, www) = (work.path().join("pki"), work.path().join("www/data"));
+    fs::create_dir_all(&pki).unwrap();
+    fs::create_dir_all(&www).unwrap();
+    let ptb = common::ptb_dir();
+    for name in SPLITS {
+        fs::copy(ptb.join(name), www.join(name)).unwrap();
+    }
+    let (_server, port) = https_server(&pki, &work.path().join("www"));
+    let url = format!("https://localhost:{port}/data/");
+    let empty = work.path().join("no-certificates");
+    fs::create_dir_all(&empty).unwrap();
+    let fetch = |dir: &Path, ca: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_lstm-gpu"))
+            .args(["data", "fetch", "--url", &url, "--dir"])
+            .arg(dir)
+            .env("SSL_CERT_FILE", ca)
+            .env("SSL_CERT_DIR", &empty)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap()
+    };
+
+    let dir = work.path().join("ptb");
+    let out = fetch(&dir, &pki.join("ca.pem"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("trying this system's certificates"),
+        "{stderr}"
+    );
+    for name in SPLITS {
+        assert_eq!(
+            fs::read(dir.join(name)).unwrap(),
+            fs::read(ptb.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    // A system that does not trust the proxy either: refused, one line, no folder left.
+    fs::write(work.path().join("other.pem"), "").unwrap();
+    let dir = work.path().join("ptb-refused");
+    let out = fetch(&dir, &work.path().join("other.pem"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert!(error[0].contains("certificate"), "{stderr}");
+    assert!(!dir.exists(), "{stderr}");
 }

@@ -13,6 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
+use ureq::tls::{RootCerts, TlsConfig};
 
 /// The canonical archive of Mikolov's RNNLM examples, which holds the PTB splits.
 pub const PTB_URL: &str = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz";
@@ -269,18 +270,47 @@ fn open_url(url: &str) -> Result<(Box<dyn Read>, Option<u64>)> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("unsupported URL {url:?}: use http://, https:// or file://");
     }
-    // Generous per-step limits so that a dead network fails instead of hanging, without a
-    // global limit that a slow but working line would hit.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(60)))
-        .timeout_per_read(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let response = agent.get(url).call().context("download failed")?;
+    // Mozilla's roots first (what ureq trusts by default); where they reject the server's
+    // certificate (a proxy that inspects TLS with its own certificate authority, as company
+    // networks have), the platform's trust store, as curl and pip use. The files are checked
+    // against their MD5 sums whichever way they came.
+    let response = match agent(RootCerts::WebPki).get(url).call() {
+        Err(e) if url.starts_with("https://") && is_certificate_error(&e) => {
+            log::info!(
+                "{url}: {e}; Mozilla's root certificates do not vouch for it, trying this \
+                 system's certificates (a TLS-inspecting proxy?)"
+            );
+            agent(RootCerts::PlatformVerifier)
+                .get(url)
+                .call()
+                .context("download failed")?
+        }
+        other => other.context("download failed")?,
+    };
     let body = response.into_body();
     let len = body.content_length();
     Ok((Box::new(body.into_reader()), len))
+}
+
+/// An HTTP client trusting `roots`, with generous per-step limits so that a dead network
+/// fails instead of hanging, and no global limit that a slow but working line would hit.
+fn agent(roots: RootCerts) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .build()
+        .into()
+}
+
+/// Whether `e` is a TLS handshake that failed on the server's certificate (rustls's words:
+/// "invalid peer certificate: UnknownIssuer", an alert "UnknownCA" or "BadCertificate").
+fn is_certificate_error(e: &ureq::Error) -> bool {
+    let text = e.to_string();
+    ["certificate", "Certificate", "UnknownCA"]
+        .iter()
+        .any(|word| text.contains(word))
 }
 
 /// The path of a `file://` URL after the scheme: `/abs/path` or `localhost/abs/path`, with
