@@ -210,6 +210,17 @@ impl Checkpoint {
     /// checkpoints before it opens the adapter. A missing path or a folder is a usage error,
     /// as for [`Checkpoint::load`].
     pub fn read_header(path: &Path) -> Result<CheckpointHeader> {
+        Self::read_header_if_any(path)?.ok_or_else(|| {
+            anyhow!(
+                "checkpoint {}: no lstm-gpu metadata: not written by lstm-gpu (use --init to load bare weights)",
+                path.display()
+            )
+        })
+    }
+
+    /// [`read_header`](Self::read_header), or `None` where the file is a valid safetensors
+    /// file without lstm-gpu's metadata (bare weights, as `--init` also reads).
+    pub fn read_header_if_any(path: &Path) -> Result<Option<CheckpointHeader>> {
         checkpoint_file(path, "checkpoint")?;
         let (mut header, data_start, file_len) = read_header_json(path)?;
         // What loading it would find first, in the order it would: a file shorter than its
@@ -231,19 +242,16 @@ impl Checkpoint {
         }
         let meta = header["__metadata__"].take();
         if meta.is_null() {
-            return Err(wrong(
-                "no lstm-gpu metadata: not written by lstm-gpu (use --init to load bare weights)"
-                    .into(),
-            ));
+            return Ok(None);
         }
         let (config, vocab, position, corpus) = parse_metadata(|k| meta[k].as_str())
             .with_context(|| format!("checkpoint {}", path.display()))?;
-        Ok(CheckpointHeader {
+        Ok(Some(CheckpointHeader {
             config,
             vocab,
             position,
             corpus,
-        })
+        }))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {

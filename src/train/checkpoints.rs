@@ -118,7 +118,35 @@ pub(super) fn settle_best(
 
 /// Flags that change the model's shape cannot differ from the checkpoint's.
 pub fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
-    let diffs: Vec<String> = [
+    let diffs = model_diffs(ck, flags, true);
+    if !diffs.is_empty() {
+        return Err(usage(format!(
+            "flags contradict checkpoint {}: {}; drop them to resume",
+            path.display(),
+            diffs.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Flags that change the shapes of the weights `--init` starts from (or the tokens its
+/// vocabulary reads) cannot differ from its checkpoint's; the batches can.
+pub fn check_same_weights(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
+    let diffs = model_diffs(ck, flags, false);
+    if !diffs.is_empty() {
+        return Err(usage(format!(
+            "flags contradict the model of --init {}: {}; drop them to start from its weights",
+            path.display(),
+            diffs.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `--flag value (checkpoint: value)` for each shape flag where `flags` differs from `ck`,
+/// the batch's shape among them where `with_batch`.
+fn model_diffs(ck: &Config, flags: &Config, with_batch: bool) -> Vec<String> {
+    let mut pairs = vec![
         (
             "--vocab-size",
             ck.vocab_size.to_string(),
@@ -134,35 +162,30 @@ pub fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> 
             format!("{:?}", ck.hidden),
             format!("{:?}", flags.hidden),
         ),
-        (
+    ];
+    if with_batch {
+        pairs.push((
             "--batch-size",
             ck.batch_size.to_string(),
             flags.batch_size.to_string(),
-        ),
-        (
+        ));
+        pairs.push((
             "--num-steps",
             ck.num_steps.to_string(),
             flags.num_steps.to_string(),
-        ),
-        ("--tokens", ck.tokens.to_string(), flags.tokens.to_string()),
-        (
-            "--tie-weights",
-            ck.tie_weights.to_string(),
-            flags.tie_weights.to_string(),
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, a, b)| a != b)
-    .map(|(f, a, b)| format!("{f} {b} (checkpoint: {a})"))
-    .collect();
-    if !diffs.is_empty() {
-        return Err(usage(format!(
-            "flags contradict checkpoint {}: {}; drop them to resume",
-            path.display(),
-            diffs.join(", ")
-        )));
+        ));
     }
-    Ok(())
+    pairs.push(("--tokens", ck.tokens.to_string(), flags.tokens.to_string()));
+    pairs.push((
+        "--tie-weights",
+        ck.tie_weights.to_string(),
+        flags.tie_weights.to_string(),
+    ));
+    pairs
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(f, a, b)| format!("{f} {b} (checkpoint: {a})"))
+        .collect()
 }
 
 #[cfg(test)]

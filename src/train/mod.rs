@@ -27,7 +27,8 @@ use run::Run;
 
 pub use crate::session::{evaluate, needs, split_batches, workspace_shapes};
 pub use checkpoints::{
-    beyond_newest, check_same_model, numbered_checkpoints, run_checkpoints, BEST, LAST,
+    beyond_newest, check_same_model, check_same_weights, numbered_checkpoints, run_checkpoints,
+    BEST, LAST,
 };
 pub use faults::{faults_from_env, parse_faults, Fault, FAULT_ENV};
 pub use report::{epoch_estimate, prepare_run_dir, say, Metrics};

@@ -779,3 +779,100 @@ fn a_new_run_never_overwrites_another_runs_checkpoints() {
     let o = run(tiny_train(&other).args(["--max-steps", "2"]));
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `--init` of an lstm-gpu checkpoint starts from its model: its shapes, tokens and
+/// vocabulary (not one built again from the text, whose words a vocabulary of its own would
+/// number otherwise), and its corpus where no corpus flag names one; the batches may differ.
+/// A text in other words and shape flags that contradict it are one usage line each.
+#[test]
+fn init_from_a_checkpoint_keeps_its_model_and_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let story = dir.path().join("story.txt");
+    std::fs::write(&story, train_without_unk()).unwrap();
+    let train = |run_dir: &str| {
+        let mut c = bin();
+        c.args(["train", "--no-progress", "--run-dir"])
+            .arg(dir.path().join(run_dir));
+        c
+    };
+    // TINY_MODEL without --vocab-size: every word of the text, and no <unk>.
+    // Each text its own three splits.
+    let text = |c: &mut Command, path: &Path| {
+        for split in ["--train", "--valid", "--test"] {
+            c.arg(split).arg(path);
+        }
+    };
+    let mut c = train("a");
+    text(&mut c, &story);
+    let o = run(c.args(["--max-steps", "3"]).args(&TINY_MODEL[2..]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = params_of(&dir.path().join("a/last.safetensors"));
+    let a_path = dir.path().join("a/last.safetensors");
+    let init = |run_dir: &str| {
+        let mut c = train(run_dir);
+        c.arg("--init").arg(&a_path).args(["--max-steps", "2"]);
+        c
+    };
+
+    // No model or corpus flag: the checkpoint's model and text, other batches.
+    let o = run(init("b")
+        .env("RUST_LOG", "info")
+        .args(["--batch-size", "3"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("its weights, model and vocabulary")
+            && stderr(&o).contains("the one the model was trained on"),
+        "{}",
+        stderr(&o)
+    );
+    let b = params_of(&dir.path().join("b/last.safetensors"));
+    assert_eq!(b.vocab, a.vocab);
+    assert_eq!(
+        (b.config.embedding_size, &b.config.hidden, b.config.tokens),
+        (a.config.embedding_size, &a.config.hidden, a.config.tokens)
+    );
+    assert_eq!((b.config.batch_size, b.position.global_step), (3, 2));
+    assert_eq!(b.corpus, a.corpus);
+
+    // Another text in the same words, the rarest now the most frequent: read with the
+    // checkpoint's vocabulary, where a run of its own numbers the words otherwise.
+    let words: Vec<&String> = a.vocab.iter().filter(|w| *w != "<eos>").collect();
+    let mut reversed = String::new();
+    for (i, w) in words.iter().enumerate() {
+        for _ in 0..=i {
+            reversed.push_str(&format!(" {w} the \n"));
+        }
+    }
+    let other = dir.path().join("other.txt");
+    std::fs::write(&other, &reversed).unwrap();
+    let mut c = init("c");
+    text(&mut c, &other);
+    let o = run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        params_of(&dir.path().join("c/last.safetensors")).vocab,
+        a.vocab
+    );
+    let mut c = train("own");
+    text(&mut c, &other);
+    let o = run(c.args(["--max-steps", "1"]).args(&TINY_MODEL[2..]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(
+        params_of(&dir.path().join("own/last.safetensors")).vocab,
+        a.vocab,
+        "the text's own vocabulary should number its words otherwise"
+    );
+
+    // A word the checkpoint's vocabulary lacks, and no <unk>.
+    let zebra = dir.path().join("zebra.txt");
+    std::fs::write(&zebra, format!("{reversed} zebra the \n")).unwrap();
+    let mut c = init("d");
+    text(&mut c, &zebra);
+    let o = run(&mut c);
+    assert_one_line_error(&o, 2, "--init keeps the vocabulary");
+    assert!(stderr(&o).contains("\"zebra\""), "{}", stderr(&o));
+    // Shapes other than the checkpoint's.
+    let o = run(init("e").args(["--hidden", "8,8"]));
+    assert_one_line_error(&o, 2, "flags contradict the model of --init");
+    assert!(stderr(&o).contains("--hidden [8, 8]"), "{}", stderr(&o));
+}

@@ -96,23 +96,43 @@ pub(crate) fn recorded_note(origin: &Option<CorpusOrigin>, flags: &CorpusArgs) -
     }
 }
 
+/// Whose vocabulary reads a corpus, and why.
+pub(crate) enum VocabOf {
+    /// The checkpoint being evaluated, served or resumed: its own text is the one to read.
+    Resumed(PathBuf),
+    /// The checkpoint `--init` starts from: a new text must be written in its words.
+    Init(PathBuf),
+}
+
 /// A corpus that a checkpoint's vocabulary cannot read (a token it lacks, and no `<unk>`):
-/// not the text the model was trained on, which the error then says (the reader's advice
-/// about building a vocabulary does not apply to a checkpoint's).
+/// not the text the model was trained on (or for `--init`, a text in other words), which the
+/// error then says (the reader's advice about building a vocabulary does not apply to a
+/// checkpoint's).
 pub(crate) fn wrong_corpus(
     e: anyhow::Error,
     read: &Option<CorpusOrigin>,
-    checkpoint: Option<&std::path::Path>,
+    vocab_of: Option<&VocabOf>,
 ) -> anyhow::Error {
-    let Some(path) = checkpoint else { return e };
+    let Some(vocab_of) = vocab_of else { return e };
+    let path = match vocab_of {
+        VocabOf::Resumed(path) | VocabOf::Init(path) => path,
+    };
     let Some(unknown) = e.downcast_ref::<data::UnknownToken>() else {
         return e.context(format!("with the vocabulary of {}", path.display()));
     };
     let read = read
         .as_ref()
         .map_or("the default corpus".to_string(), CorpusOrigin::flags);
+    let why = match vocab_of {
+        VocabOf::Resumed(_) => format!(
+            "{read} is not the text the model was trained on; name that text with --data DIR or --train FILE"
+        ),
+        VocabOf::Init(_) => format!(
+            "--init keeps the vocabulary of the weights it starts from, and this text ({read}) goes beyond it (a vocabulary with <unk>, as PTB's, reads any text)"
+        ),
+    };
     usage(format!(
-        "{}: the {} {:?} is not in the vocabulary of {}, which has no <unk> to stand for it: {read} is not the text the model was trained on; name that text with --data DIR or --train FILE",
+        "{}: the {} {:?} is not in the vocabulary of {}, which has no <unk> to stand for it: {why}",
         unknown.place,
         unknown.kind,
         unknown.token,

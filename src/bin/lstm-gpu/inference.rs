@@ -16,7 +16,7 @@ use lstm_gpu::model::predict::Predictor;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::train;
 
-use crate::corpus::{recorded_note, wrong_corpus, CorpusArgs};
+use crate::corpus::{recorded_note, wrong_corpus, CorpusArgs, VocabOf};
 
 #[derive(clap::Args)]
 pub(crate) struct EvalArgs {
@@ -244,7 +244,9 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
                             Vocab::from_tokens(h.vocab.clone(), tokens)?,
                             tokens,
                         )
-                        .map_err(|e| wrong_corpus(e, &origin, Some(path)))?;
+                        .map_err(|e| {
+                            wrong_corpus(e, &origin, Some(&VocabOf::Resumed(path.clone())))
+                        })?;
                         if read.is_empty() {
                             for note in &corpus.source.notes {
                                 log::info!("{note}");

@@ -1,7 +1,7 @@
 //! `lstm-gpu train`: the flags checked before any GPU work, the run folder, the trainer,
 //! and the command that goes on where the run stopped.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 use lstm_gpu::config::ConfigArgs;
@@ -11,7 +11,7 @@ use lstm_gpu::gpu::{tune, GpuArgs};
 use lstm_gpu::model::checkpoint::Checkpoint;
 use lstm_gpu::train::{self, TrainOptions};
 
-use crate::corpus::{read_corpus_quietly, recorded_note, say, wrong_corpus, CorpusArgs};
+use crate::corpus::{read_corpus_quietly, recorded_note, say, wrong_corpus, CorpusArgs, VocabOf};
 
 #[derive(clap::Args)]
 pub(crate) struct TrainArgs {
@@ -52,7 +52,10 @@ pub(crate) struct TrainArgs {
     /// otherwise.
     #[arg(long, conflicts_with = "init")]
     resume: Option<PathBuf>,
-    /// Start from the weights of a safetensors file (documented names and shapes).
+    /// Start from the weights of a safetensors file, at step 0: an lstm-gpu checkpoint
+    /// brings its model, settings and vocabulary (and its corpus unless a corpus flag names
+    /// one: to fine-tune on another text, name it); bare weights (documented names and
+    /// shapes) take the model from the flags.
     #[arg(long)]
     init: Option<PathBuf>,
     /// Batch size of the final test pass [default: 1, as the TensorFlow tutorial tests: the
@@ -107,10 +110,13 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
         args.resume = Some(last);
     }
     // On resume the checkpoint's configuration is the base; flags given override it (and
-    // shape flags that contradict it are refused by the trainer).
+    // shape flags that contradict it are refused by the trainer). `--init` of an lstm-gpu
+    // checkpoint starts from its model the same way (its shapes, tokens and vocabulary, and
+    // its corpus where no corpus flag is given; the batches may differ); bare weights take
+    // the model from the flags and the vocabulary from the corpus.
     let mut recorded = None;
-    let (cfg, vocab) = match &args.resume {
-        Some(path) => {
+    let (cfg, vocab, vocab_of) = match (&args.resume, &args.init) {
+        (Some(path), _) => {
             let ck = Checkpoint::load(path)?;
             recorded = ck.corpus.clone();
             let mut cfg = ck.config.clone();
@@ -119,9 +125,25 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
             // seen: refused here, before the corpus, the adapter and tuning.
             train::check_same_model(&ck.config, &cfg, path)?;
             cfg.validate()?;
-            (cfg, Some(ck.vocab))
+            (cfg, Some(ck.vocab), Some(VocabOf::Resumed(path.clone())))
         }
-        None => (args.config.resolve()?, None),
+        (None, Some(path)) => match Checkpoint::read_header_if_any(path).context("--init")? {
+            Some(header) => {
+                recorded = header.corpus.clone();
+                let mut cfg = header.config.clone();
+                args.config.apply(&mut cfg);
+                train::check_same_weights(&header.config, &cfg, path)?;
+                cfg.validate()?;
+                log::info!(
+                    "--init {}: its weights, model and vocabulary ({} words); training starts at step 0",
+                    path.display(),
+                    header.vocab.len()
+                );
+                (cfg, Some(header.vocab), Some(VocabOf::Init(path.clone())))
+            }
+            None => (args.config.resolve()?, None, None),
+        },
+        (None, None) => (args.config.resolve()?, None, None),
     };
     if args.max_steps == Some(0) {
         return Err(usage("--max-steps must be at least 1"));
@@ -151,7 +173,7 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
                 Vocab::from_tokens(words, cfg.tokens)?,
                 cfg.tokens,
             )
-            .map_err(|e| wrong_corpus(e, &origin, args.resume.as_deref()))?;
+            .map_err(|e| wrong_corpus(e, &origin, vocab_of.as_ref()))?;
             let mut notes: crate::corpus::Notes = corpus
                 .source
                 .notes
