@@ -876,3 +876,114 @@ fn init_from_a_checkpoint_keeps_its_model_and_vocabulary() {
     assert_one_line_error(&o, 2, "flags contradict the model of --init");
     assert!(stderr(&o).contains("--hidden [8, 8]"), "{}", stderr(&o));
 }
+
+/// A `words` model (TensorFlow's PTB reader, which glues a line end touching a word onto it)
+/// reads another text whose line ends touch words with every line end its own `<eos>`, as
+/// its vocabulary has it: `eval` scores it as the same text spaced as PTB is, and `--init`
+/// trains on it as on that text, bit for bit. Its own text it reads as it was trained.
+#[test]
+fn a_words_model_reads_another_texts_line_ends_as_its_own_eos() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&mut tiny_train_epochs(&dir.path().join("ptb"), "1"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = dir.path().join("ptb/last.safetensors");
+    assert_eq!(params_of(&ck).config.tokens.to_string(), "words");
+    // The tiny valid split as PTB spaces it, and as plain text (no space at either end of
+    // a line).
+    let spaced = String::from_utf8(tiny_file("ptb.valid.txt")).unwrap();
+    let plain: String = spaced.lines().map(|l| format!("{}\n", l.trim())).collect();
+    assert_ne!(spaced, plain);
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (spaced, plain) = (write("spaced.txt", &spaced), write("plain.txt", &plain));
+    let on = |c: &mut Command, path: &Path| {
+        for split in ["--train", "--valid", "--test"] {
+            c.arg(split).arg(path);
+        }
+    };
+
+    let eval = |path: &Path| {
+        let mut c = bin();
+        c.env("RUST_LOG", "info")
+            .args(["eval", "--checkpoint"])
+            .arg(&ck);
+        on(&mut c, path);
+        let o = run(&mut c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    let perplexity = |o: &Output| {
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        out.split(" (").next().unwrap().to_string()
+    };
+    let (as_ptb, as_plain) = (eval(&spaced), eval(&plain));
+    assert!(perplexity(&as_ptb).starts_with("valid perplexity: "));
+    assert_eq!(perplexity(&as_plain), perplexity(&as_ptb));
+    assert!(
+        stderr(&as_plain).contains("tokens: words-eos") && !stderr(&as_ptb).contains("words-eos"),
+        "{}",
+        stderr(&as_plain)
+    );
+
+    let init = |run_dir: &str, path: &Path| {
+        let mut c = bin();
+        c.args(["train", "--no-progress", "--max-steps", "4", "--seed", "3"])
+            .arg("--init")
+            .arg(&ck)
+            .arg("--run-dir")
+            .arg(dir.path().join(run_dir));
+        on(&mut c, path);
+        let o = run(&mut c);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    init("spaced", &spaced);
+    init("plain", &plain);
+    assert_trained_alike(dir.path(), "spaced", "plain");
+    let tokens = |run: &str| {
+        params_of(&dir.path().join(run).join("last.safetensors"))
+            .config
+            .tokens
+            .to_string()
+    };
+    assert_eq!(
+        (tokens("spaced"), tokens("plain")),
+        ("words".into(), "words-eos".into())
+    );
+
+    // A model trained on the plain text with `--tokens words` (glued tokens and all) reads
+    // its own text as it was trained.
+    let mut c = bin();
+    c.args([
+        "train",
+        "--no-progress",
+        "--max-steps",
+        "2",
+        "--tokens",
+        "words",
+    ])
+    .arg("--run-dir")
+    .arg(dir.path().join("glued"))
+    .args(&TINY_MODEL[2..]);
+    on(&mut c, &plain);
+    let o = run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let glued = dir.path().join("glued/last.safetensors");
+    assert!(params_of(&glued)
+        .vocab
+        .iter()
+        .any(|w| w.ends_with("<eos>") && w != "<eos>"));
+    let o = run(bin()
+        .env("RUST_LOG", "info")
+        .args(["eval", "--checkpoint"])
+        .arg(&glued));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the one the model was trained on")
+            && !stderr(&o).contains("words-eos"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -96,6 +96,33 @@ pub(crate) fn recorded_note(origin: &Option<CorpusOrigin>, flags: &CorpusArgs) -
     }
 }
 
+/// The tokens a checkpoint's vocabulary reads `source` with: the checkpoint's own, except
+/// that a `words` model (TensorFlow's PTB reader) reads a text other than the one it
+/// recorded as `words-eos` where that text's line ends touch words: `words` would glue them on
+/// (`blue<eos>the`, tokens the vocabulary does not have, `<unk>` or an error by the hundred),
+/// where the model's vocabulary has `<eos>` as a token of its own either way (as `eval
+/// --text` reads any text). Its own text is read as it was trained, glued tokens and all.
+pub(crate) fn reading_tokens(
+    model: Tokens,
+    source: &CorpusSource,
+    origin: &Option<CorpusOrigin>,
+    recorded: &Option<CorpusOrigin>,
+) -> Result<(Tokens, Option<String>)> {
+    if model != Tokens::Words || origin == recorded {
+        return Ok((model, None));
+    }
+    Ok(match source.line_ends_touch_words()? {
+        Some(path) => (
+            Tokens::WordsEos,
+            Some(format!(
+                "tokens: words-eos, every line end its own <eos>: line ends of {} touch words, which the model's reading (`words`, TensorFlow's PTB reader) would glue on",
+                path.display()
+            )),
+        ),
+        None => (model, None),
+    })
+}
+
 /// Whose vocabulary reads a corpus, and why.
 pub(crate) enum VocabOf {
     /// The checkpoint being evaluated, served or resumed: its own text is the one to read.

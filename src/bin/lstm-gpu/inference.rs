@@ -16,7 +16,7 @@ use lstm_gpu::model::predict::Predictor;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::train;
 
-use crate::corpus::{recorded_note, wrong_corpus, CorpusArgs, VocabOf};
+use crate::corpus::{reading_tokens, recorded_note, wrong_corpus, CorpusArgs, VocabOf};
 
 #[derive(clap::Args)]
 pub(crate) struct EvalArgs {
@@ -239,6 +239,10 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
                 let ids = match (&text, &source) {
                     (Some((what, text)), _) => text_ids(&h.vocab, tokens, what, text)?,
                     (None, Some(source)) => {
+                        let (tokens, note) = reading_tokens(tokens, source, &origin, &h.corpus)?;
+                        if let Some(note) = note.filter(|_| read.is_empty()) {
+                            log::info!("{note}");
+                        }
                         let corpus = Corpus::read_with_vocab(
                             source,
                             Vocab::from_tokens(h.vocab.clone(), tokens)?,

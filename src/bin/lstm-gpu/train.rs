@@ -11,7 +11,9 @@ use lstm_gpu::gpu::{tune, GpuArgs};
 use lstm_gpu::model::checkpoint::Checkpoint;
 use lstm_gpu::train::{self, TrainOptions};
 
-use crate::corpus::{read_corpus_quietly, recorded_note, say, wrong_corpus, CorpusArgs, VocabOf};
+use crate::corpus::{
+    read_corpus_quietly, reading_tokens, recorded_note, say, wrong_corpus, CorpusArgs, VocabOf,
+};
 
 #[derive(clap::Args)]
 pub(crate) struct TrainArgs {
@@ -168,6 +170,14 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
     let mut cfg = cfg;
     let (corpus, notes) = match vocab {
         Some(words) => {
+            // `--init` on another text reads it as the model's vocabulary would (a resumed
+            // run goes on reading its text as it did).
+            let mut reading = None;
+            if matches!(vocab_of, Some(VocabOf::Init(_))) && args.config.tokens.is_none() {
+                let (tokens, note) = reading_tokens(cfg.tokens, &source, &origin, &recorded)?;
+                cfg.tokens = tokens;
+                reading = note;
+            }
             let corpus = Corpus::read_with_vocab(
                 &source,
                 Vocab::from_tokens(words, cfg.tokens)?,
@@ -180,6 +190,7 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
                 .iter()
                 .map(|n| (log::Level::Info, n.clone()))
                 .collect();
+            notes.extend(reading.map(|note| (log::Level::Info, note)));
             if let Some(note) = recorded_note(&origin, &args.corpus) {
                 notes.insert(0, (log::Level::Info, note));
             }
