@@ -379,11 +379,18 @@ fn the_page_keeps_a_model_per_text_and_at_each_epochs_end() {
     let offered = b.ok(&kept_offer_after_pick("other.txt"), json!(null));
     assert_eq!(
         (&offered["hidden"], &offered["disabled"]),
-        (&json!(false), &json!(true)),
-        "{offered}"
+        (&json!(false), &json!(false)),
+        "resumable with its text: {offered}"
     );
     assert!(
-        offered["title"].as_str().unwrap().contains("another text"),
+        offered["title"]
+            .as_str()
+            .unwrap()
+            .contains("another text (tiny), which the browser keeps with it")
+            && offered["text"]
+                .as_str()
+                .unwrap()
+                .contains(", with its text"),
         "{offered}"
     );
     b.ok("return await window.lstm.api.create(args);", options(6));
@@ -427,8 +434,8 @@ fn the_page_keeps_a_model_per_text_and_at_each_epochs_end() {
     let offered = b.ok(offer, json!(null));
     assert_eq!(
         (&offered["hidden"], &offered["disabled"], &offered["kept"]),
-        (&json!(false), &json!(true), &json!(1)),
-        "the first text's, not for this one: {offered}"
+        (&json!(false), &json!(false), &json!(1)),
+        "the first text's, with its text: {offered}"
     );
     assert!(
         state(&b)["message"]
@@ -450,7 +457,7 @@ fn the_page_keeps_a_model_per_text_and_at_each_epochs_end() {
     let offered = b.ok(offer, json!(null));
     assert_eq!(
         (&offered["disabled"], &offered["kept"]),
-        (&json!(true), &json!(1)),
+        (&json!(false), &json!(1)),
         "only the other text's: {offered}"
     );
     assert!(
@@ -464,6 +471,41 @@ fn the_page_keeps_a_model_per_text_and_at_each_epochs_end() {
                 .contains("epoch 1, step 3,"),
         "{offered}"
     );
+    // Resumed with the server's text loaded: the kept text takes its place, then the model.
+    assert_eq!(
+        b.ok("return window.lstm.corpus.name;", json!(null)),
+        json!("tiny")
+    );
+    assert_eq!(b.ok(resume, json!(null)), json!({"step": 3, "epochs": 0}));
+    let now = b.ok(
+        "const c = window.lstm.corpus; \
+         return {name: c.name, sizes: [c.train.length, c.valid.length, c.test.length], \
+                 status: document.getElementById('corpus-status').textContent};",
+        json!(null),
+    );
+    let other_len = std::fs::metadata(&other).unwrap().len() as usize;
+    let sizes: Vec<usize> = now["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap() as usize)
+        .collect();
+    assert!(
+        now["name"] == json!("other.txt")
+            && sizes.iter().sum::<usize>() == other_len
+            && now["status"].as_str().unwrap().starts_with("other.txt:"),
+        "{now}"
+    );
+    let messages = b.ok("return window.lstm.messages.map(m => m.text);", json!(null));
+    assert!(
+        messages.as_array().unwrap().iter().any(|m| m
+            .as_str()
+            .unwrap()
+            .starts_with("loaded other.txt:")
+            && m.as_str().unwrap().ends_with("(kept with the model)")),
+        "{messages}"
+    );
+    b.ok("return await window.lstm.api.loadServer();", json!(null));
 
     // The first version's store: one model under "last", moved to its text's key.
     b.ok("return await window.lstm.api.create(args);", options(8));

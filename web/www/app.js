@@ -13,7 +13,7 @@ import init, { adapter } from "./pkg/lstm_gpu_web.js";
 import { $, S, say, errorText, serial, pause, isCpuAdapter } from "./state.js";
 import { draw } from "./chart.js";
 import { showTuning, forgetTuning } from "./tuning.js";
-import { loadServer, loadFiles } from "./corpus.js";
+import { loadServer, loadFiles, useCorpus } from "./corpus.js";
 import { suggestPreset, optionsFor, newTrainer } from "./model.js";
 import { buildSettings, fillSettings, resetSettings, createFromPage } from "./settings.js";
 import { train } from "./training.js";
@@ -58,7 +58,7 @@ const api = (S.api = {
   predict: action(predict),
   generate: action(generate),
   similar: action(similar),
-  resumeKept: action(resumeKept),
+  resumeKept: action(() => resumeKept(useCorpus)),
   forgetKept: action(forgetKept),
   score: action(score),
   setLogEvery: action((n) => serial(() => S.trainer.set_log_every(n))),

@@ -62,12 +62,18 @@ export async function loadServer() {
   offerServed(meta.checkpoints || []);
   if (!meta.splits) throw new Error("the server offers a model but no corpus: pick the text files");
   const [train, valid, test] = await Promise.all(["train", "valid", "test"].map(get));
-  S.corpus = {
+  return useCorpus({
     name: meta.name || "the server's corpus",
     train: checked("the training text", train),
     valid: checked("the validation text", valid),
     test: checked("the test text", test),
-  };
+  });
+}
+
+// Make `corpus` ({ name, train, valid, test }, checked) the text in use: shown, the kept
+// models offered for it; returns the line that describes it.
+export async function useCorpus(corpus) {
+  S.corpus = corpus;
   $("corpus-status").textContent = corpusLine();
   await offerKept();
   return corpusLine();
@@ -84,8 +90,5 @@ export async function loadFiles() {
   let rest = train;
   if (!test) [rest, test] = cutAtLine(rest, 0.05);
   if (!valid) [rest, valid] = cutAtLine(rest, 0.05);
-  S.corpus = { name: ft.name, train: rest, valid, test };
-  $("corpus-status").textContent = corpusLine();
-  await offerKept();
-  return corpusLine();
+  return useCorpus({ name: ft.name, train: rest, valid, test });
 }

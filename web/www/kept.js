@@ -1,4 +1,5 @@
-// The model kept in the browser (IndexedDB), one per text, offered back after a reload.
+// The model kept in the browser (IndexedDB), one per text with that text, offered back after
+// a reload.
 import { $, S, say, errorText, serial } from "./state.js";
 import { epochRow, progress, fmtTime } from "./progress.js";
 import { draw } from "./chart.js";
@@ -6,9 +7,11 @@ import { loadCheckpoint } from "./ask.js";
 
 // The model is kept in the browser's storage (IndexedDB) at every epoch's end and whenever
 // training stops, so that a closed tab, a reload or a crash loses at most the epoch that ran:
-// the page offers it back ("Resume ...") once the same text is loaded. One model is kept per
-// text (the last one trained on it), the `keepAtMost` most recently kept texts' in all (the
-// oldest forgotten); "Forget it" removes the one offered.
+// the page offers it back ("Resume ..."). One model is kept per text (the last one trained on
+// it), with the text itself, so that a model of another text than the one loaded resumes too
+// (its text loaded again: a picked file is not to be picked again); the `keepAtMost` most
+// recently kept texts' in all (the oldest forgotten); "Forget it" removes the one offered.
+// Models kept before the texts were (no `texts`) resume where their text is loaded.
 //
 // Two stores, keyed by the text (`corpusKey()`): `models` holds the checkpoints with their
 // history, `kept` what the offer shows of each (no weights), so that listing them reads no
@@ -56,7 +59,7 @@ function keptStore(mode, fn) {
 
 // What the offer shows of a kept model: its record without the weights and the history.
 function keptSummary(r) {
-  return { corpus: r.corpus, saved: r.saved, position: r.position, model: r.model };
+  return { corpus: r.corpus, saved: r.saved, position: r.position, model: r.model, hasText: !!r.texts };
 }
 
 // Which text a model was trained on: the name and the sizes of its three splits.
@@ -88,6 +91,8 @@ export async function keepModel() {
       position: i.position,
       model: `LSTM ${i.config.hidden.join("+")}, ${(i.parameters / 1e6).toFixed(2)} M parameters`,
       corpus: corpusKey(),
+      // The text itself (its three splits), to load again with the model.
+      texts: { name: S.corpus.name, train: S.corpus.train, valid: S.corpus.valid, test: S.corpus.test },
       // What the chart and the epoch table showed, to show again when it is resumed.
       history: { trainEvents: S.trainEvents, points: S.points, epochs: S.epochs },
     };
@@ -112,8 +117,9 @@ export async function keepModel() {
   }
 }
 
-// Offer the model kept for the loaded text, resumable; where there is none, the most recently
-// kept one, saying which text to load. The button's tooltip lists every model kept.
+// Offer the model kept for the loaded text; where there is none, the most recently kept one,
+// resumable with its text where the browser keeps that too, else saying which text to load.
+// The button's tooltip lists every model kept.
 export async function offerKept() {
   let all = [];
   try {
@@ -128,25 +134,44 @@ export async function offerKept() {
   resume.hidden = forget.hidden = !kept;
   if (!kept) return;
   const same = kept.corpus === key;
+  const withText = !same && kept.hasText;
   const others = all.length - 1;
   resume.textContent =
     `Resume the model kept in this browser for ${same ? "this text" : keptText(kept)} (${kept.model}; ${keptWhere(kept)})` +
+    (withText ? ", with its text" : "") +
     (others > 0 ? `, ${others} more kept for other text${others > 1 ? "s" : ""}` : "");
-  resume.disabled = !same || !S.ready;
+  resume.disabled = !(same || withText) || !S.ready;
   const list = all.map((k) => `${keptText(k)}: ${k.model}, ${keptWhere(k)}`).join("\n");
   resume.title = same
-    ? `the page keeps the last model trained on each text at every epoch's end and whenever training stops; kept here:\n${list}`
-    : `it was trained on another text (${keptText(kept)}): load that text to resume it; kept here:\n${list}`;
+    ? `the page keeps the last model trained on each text, with the text, at every epoch's end and whenever training stops; kept here:\n${list}`
+    : withText
+      ? `it was trained on another text (${keptText(kept)}), which the browser keeps with it: Resume loads that text in place of the one loaded, then the model; kept here:\n${list}`
+      : `it was trained on another text (${keptText(kept)}): load that text to resume it; kept here:\n${list}`;
   forget.title = `forget the model kept for ${same ? "this text" : keptText(kept)}`;
 }
 
-export async function resumeKept() {
-  const key = corpusKey();
+// Resume the model offered; one of another text brings its text, which `useCorpus` (the
+// corpus module's, passed in so that this module stays before it) loads first.
+export async function resumeKept(useCorpus) {
   if (!S.kept) throw new Error("this browser keeps no model");
-  if (S.kept.corpus !== key) throw new Error(`the kept model was trained on another text (${keptText(S.kept)}): load that text to resume it`);
-  const kept = await keptStore("readonly", ({ models }) => models.get(key));
+  const offered = S.kept;
+  const kept = await keptStore("readonly", ({ models }) => models.get(offered.corpus));
   if (!kept) throw new Error("the browser no longer keeps that model");
-  const info = await loadCheckpoint(kept.bytes);
+  let info;
+  if (kept.corpus === corpusKey()) {
+    info = await loadCheckpoint(kept.bytes);
+  } else {
+    if (!kept.texts) throw new Error(`the kept model was trained on another text (${keptText(kept)}): load that text to resume it`);
+    const before = S.corpus;
+    say(`loaded ${await useCorpus(kept.texts)} (kept with the model)`);
+    try {
+      info = await loadCheckpoint(kept.bytes);
+    } catch (e) {
+      // A failed action changes nothing: the text that was loaded is again.
+      if (before) await useCorpus(before);
+      throw e;
+    }
+  }
   // The chart and the epoch table as they were.
   const h = kept.history || {};
   S.trainEvents = h.trainEvents || [];
