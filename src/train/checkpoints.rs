@@ -175,7 +175,16 @@ fn model_diffs(ck: &Config, flags: &Config, with_batch: bool) -> Vec<String> {
             flags.num_steps.to_string(),
         ));
     }
-    pairs.push(("--tokens", ck.tokens.to_string(), flags.tokens.to_string()));
+    // `--init` reads a text in the checkpoint's vocabulary: as characters or as words, with
+    // a line end glued on (`words`) or its own `<eos>` (`words-eos`) as the text needs.
+    let same_tokens = if with_batch {
+        ck.tokens == flags.tokens
+    } else {
+        ck.tokens.is_chars() == flags.tokens.is_chars()
+    };
+    if !same_tokens {
+        pairs.push(("--tokens", ck.tokens.to_string(), flags.tokens.to_string()));
+    }
     pairs.push((
         "--tie-weights",
         ck.tie_weights.to_string(),

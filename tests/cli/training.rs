@@ -875,6 +875,17 @@ fn init_from_a_checkpoint_keeps_its_model_and_vocabulary() {
     let o = run(init("e").args(["--hidden", "8,8"]));
     assert_one_line_error(&o, 2, "flags contradict the model of --init");
     assert!(stderr(&o).contains("--hidden [8, 8]"), "{}", stderr(&o));
+    // Words read with every line end its own <eos> are the same vocabulary's; characters
+    // are not.
+    let o = run(init("f").args(["--tokens", "words-eos"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f = params_of(&dir.path().join("f/last.safetensors"));
+    assert_eq!(
+        (f.vocab, f.config.tokens.to_string()),
+        (a.vocab.clone(), "words-eos".into())
+    );
+    let o = run(init("g").args(["--tokens", "chars"]));
+    assert_one_line_error(&o, 2, "--tokens chars (checkpoint: words)");
 }
 
 /// A `words` model (TensorFlow's PTB reader, which glues a line end touching a word onto it)
