@@ -663,6 +663,28 @@ impl Tokens {
             Tokens::Words
         }
     }
+
+    /// How a model of these tokens and vocabulary reads `texts` that are not (known to be)
+    /// its own: a `words` model reads texts whose line ends touch words as `words-eos`
+    /// ([`Tokens::default_for`]), its vocabulary having `<eos>` either way, unless that
+    /// vocabulary holds glued tokens (`word<eos>next`: trained on them, it reads as trained);
+    /// any other model as it is.
+    pub fn reading_for(self, vocab: &[String], texts: &[&str]) -> Tokens {
+        if self == Tokens::Words
+            && !glues_line_ends(vocab)
+            && Tokens::default_for(texts) == Tokens::WordsEos
+        {
+            Tokens::WordsEos
+        } else {
+            self
+        }
+    }
+}
+
+/// Whether a vocabulary holds tokens with a line end glued on (`b<eos>c`: `words` read a
+/// text whose line ends touch words).
+pub fn glues_line_ends(vocab: &[String]) -> bool {
+    vocab.iter().any(|w| w != EOS && w.contains(EOS))
 }
 
 /// The three splits as ids in one vocabulary.
@@ -1003,6 +1025,28 @@ mod tests {
             fs::write(dir.path().join(name), contents).unwrap();
         }
         dir
+    }
+
+    /// A `words` model reads another text with touching line ends as `words-eos`, unless its
+    /// vocabulary was built from glued tokens; nothing else changes its reading.
+    #[test]
+    fn a_words_model_reads_touching_line_ends_as_their_own_eos() {
+        let vocab = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let ptb = vocab(&["the", "<eos>", "cat", "<unk>"]);
+        let glued = vocab(&["the", "<eos>", "cat<eos>the", "cat"]);
+        let (plain, spaced) = ("the cat\nthe cat\n", " the cat \n the cat \n");
+        assert_eq!(
+            Tokens::Words.reading_for(&ptb, &[spaced, plain]),
+            Tokens::WordsEos
+        );
+        assert_eq!(Tokens::Words.reading_for(&ptb, &[spaced]), Tokens::Words);
+        assert_eq!(Tokens::Words.reading_for(&glued, &[plain]), Tokens::Words);
+        assert_eq!(
+            Tokens::WordsEos.reading_for(&ptb, &[plain]),
+            Tokens::WordsEos
+        );
+        assert_eq!(Tokens::Chars.reading_for(&ptb, &[plain]), Tokens::Chars);
+        assert!(glues_line_ends(&glued) && !glues_line_ends(&ptb));
     }
 
     const TRAIN: &[u8] = b" the cat sat \n the dog sat \n a <unk> ran \n";

@@ -18,8 +18,8 @@ mod vocab;
 
 pub use batch::{epoch_size, BatchIter, Batches};
 pub use corpus::{
-    encode_file, encode_text, encode_text_as, find_split, info, info_of, read_text, text_of_bytes,
-    Corpus, CorpusOrigin, CorpusSource, DataInfo, EncodedText, Split, SplitInfo, SplitSource,
-    UnknownToken, LAYOUTS,
+    encode_file, encode_text, encode_text_as, find_split, glues_line_ends, info, info_of,
+    read_text, text_of_bytes, Corpus, CorpusOrigin, CorpusSource, DataInfo, EncodedText, Split,
+    SplitInfo, SplitSource, UnknownToken, LAYOUTS,
 };
 pub use vocab::{tokenize, Tokens, Vocab, VocabBuilder, EOS, UNK};

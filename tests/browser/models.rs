@@ -185,6 +185,11 @@ fn the_pages_settings_make_the_model_they_show() {
     // Tokens "auto", the default: PTB's text read as words (above), a text whose line ends
     // touch words as words-eos, as the command line does without --tokens.
     assert_eq!(config["tokens"], json!("words"), "{config}");
+    // (The PTB model kept, to load on that text below.)
+    b.ok(
+        "window.ptbModel = await window.lstm.api.save(false); return null;",
+        json!(null),
+    );
     let story = dir.path().join("story.txt");
     let mut text = String::new();
     for i in 0..300 {
@@ -208,6 +213,23 @@ fn the_pages_settings_make_the_model_they_show() {
     );
     let model = made["model"].as_str().unwrap();
     assert!(model.contains("words-eos"), "{model}");
+
+    // The PTB model (words) loaded on that text reads its line ends as its own <eos>, as
+    // `lstm-gpu eval` and `train --init` read another text, and says so where the page
+    // shows how the model was built.
+    let loaded = b.ok(
+        "const info = await window.lstm.api.loadCheckpoint(window.ptbModel); \
+         return {tokens: info.config.tokens, log: document.getElementById('kernel-list').textContent};",
+        json!(null),
+    );
+    assert_eq!(loaded["tokens"], json!("words-eos"), "{loaded}");
+    assert!(
+        loaded["log"]
+            .as_str()
+            .unwrap()
+            .contains("which the model's reading (tokens \"words\""),
+        "{loaded}"
+    );
 }
 
 /// What the page offers of the models it keeps: the "Resume ..." button (its text names the

@@ -322,10 +322,17 @@ async fn create_session(
     let texts = [texts[0].as_str(), texts[1].as_str(), texts[2].as_str()];
     let (cfg, corpus, params, pos, state) = match checkpoint {
         Some(bytes) => {
-            let ck = Checkpoint::from_bytes(&bytes).context("the checkpoint")?;
-            let vocab = Vocab::from_tokens(ck.vocab.clone(), ck.config.tokens)
+            let mut ck = Checkpoint::from_bytes(&bytes).context("the checkpoint")?;
+            // A `words` model given a text whose line ends touch words reads each as its
+            // own <eos>, as the command line reads another text (`Tokens::reading_for`).
+            let tokens = ck.config.tokens.reading_for(&ck.vocab, &texts);
+            if tokens != ck.config.tokens {
+                say("tokens: words-eos, every line end its own <eos>: line ends of the texts touch words, which the model's reading (tokens \"words\", TensorFlow's PTB reader) would glue on (word<eos>next)");
+                ck.config.tokens = tokens;
+            }
+            let vocab = Vocab::from_tokens(ck.vocab.clone(), tokens)
                 .context("the checkpoint's vocabulary")?;
-            let corpus = Corpus::from_texts(names, texts, ck.config.tokens, Some(vocab), None)?;
+            let corpus = Corpus::from_texts(names, texts, tokens, Some(vocab), None)?;
             (ck.config, corpus, ck.params, ck.position, ck.state)
         }
         None => {

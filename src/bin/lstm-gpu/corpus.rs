@@ -101,14 +101,17 @@ pub(crate) fn recorded_note(origin: &Option<CorpusOrigin>, flags: &CorpusArgs) -
 /// recorded as `words-eos` where that text's line ends touch words: `words` would glue them on
 /// (`blue<eos>the`, tokens the vocabulary does not have, `<unk>` or an error by the hundred),
 /// where the model's vocabulary has `<eos>` as a token of its own either way (as `eval
-/// --text` reads any text). Its own text is read as it was trained, glued tokens and all.
+/// --text` reads any text). Its own text is read as it was trained, and so is any text by a
+/// vocabulary that holds glued tokens (the rule of [`Tokens::reading_for`], which the page
+/// applies to the texts it holds).
 pub(crate) fn reading_tokens(
     model: Tokens,
+    vocab: &[String],
     source: &CorpusSource,
     origin: &Option<CorpusOrigin>,
     recorded: &Option<CorpusOrigin>,
 ) -> Result<(Tokens, Option<String>)> {
-    if model != Tokens::Words || origin == recorded {
+    if model != Tokens::Words || origin == recorded || data::glues_line_ends(vocab) {
         return Ok((model, None));
     }
     Ok(match source.line_ends_touch_words()? {

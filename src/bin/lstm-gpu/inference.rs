@@ -239,7 +239,8 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
                 let ids = match (&text, &source) {
                     (Some((what, text)), _) => text_ids(&h.vocab, tokens, what, text)?,
                     (None, Some(source)) => {
-                        let (tokens, note) = reading_tokens(tokens, source, &origin, &h.corpus)?;
+                        let (tokens, note) =
+                            reading_tokens(tokens, &h.vocab, source, &origin, &h.corpus)?;
                         if let Some(note) = note.filter(|_| read.is_empty()) {
                             log::info!("{note}");
                         }

@@ -174,7 +174,8 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
             // run goes on reading its text as it did).
             let mut reading = None;
             if matches!(vocab_of, Some(VocabOf::Init(_))) && args.config.tokens.is_none() {
-                let (tokens, note) = reading_tokens(cfg.tokens, &source, &origin, &recorded)?;
+                let (tokens, note) =
+                    reading_tokens(cfg.tokens, &words, &source, &origin, &recorded)?;
                 cfg.tokens = tokens;
                 reading = note;
             }
