@@ -118,29 +118,32 @@ pub(super) fn settle_best(
 
 /// Flags that change the model's shape cannot differ from the checkpoint's.
 pub fn check_same_model(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
-    let diffs = model_diffs(ck, flags, true);
-    if !diffs.is_empty() {
-        return Err(usage(format!(
-            "flags contradict checkpoint {}: {}; drop them to resume",
-            path.display(),
-            diffs.join(", ")
-        )));
-    }
-    Ok(())
+    refuse_diffs(
+        model_diffs(ck, flags, true),
+        &format!("checkpoint {}", path.display()),
+        "resume",
+    )
 }
 
 /// Flags that change the shapes of the weights `--init` starts from (or the tokens its
 /// vocabulary reads) cannot differ from its checkpoint's; the batches can.
 pub fn check_same_weights(ck: &Config, flags: &Config, path: &Path) -> Result<()> {
-    let diffs = model_diffs(ck, flags, false);
-    if !diffs.is_empty() {
-        return Err(usage(format!(
-            "flags contradict the model of --init {}: {}; drop them to start from its weights",
-            path.display(),
-            diffs.join(", ")
-        )));
+    refuse_diffs(
+        model_diffs(ck, flags, false),
+        &format!("the model of --init {}", path.display()),
+        "start from its weights",
+    )
+}
+
+/// One usage line naming every flag of `diffs` that contradicts `what`, where there are any.
+fn refuse_diffs(diffs: Vec<String>, what: &str, to: &str) -> Result<()> {
+    if diffs.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    Err(usage(format!(
+        "flags contradict {what}: {}; drop them to {to}",
+        diffs.join(", ")
+    )))
 }
 
 /// `--flag value (checkpoint: value)` for each shape flag where `flags` differs from `ck`,
