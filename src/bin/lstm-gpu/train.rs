@@ -192,6 +192,19 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
                 .map(|n| (log::Level::Info, n.clone()))
                 .collect();
             notes.extend(reading.map(|note| (log::Level::Info, note)));
+            // What fine-tuning on another text loses to the vocabulary it keeps.
+            if let (Some(VocabOf::Init(path)), Some(unk)) = (&vocab_of, corpus.vocab.unk()) {
+                let n = corpus.train.iter().filter(|&&id| id == unk).count();
+                notes.push((
+                    log::Level::Info,
+                    format!(
+                        "{n} of the training text's {} tokens ({:.1}%) read as <unk> in the vocabulary of {}",
+                        corpus.train.len(),
+                        100.0 * n as f64 / corpus.train.len().max(1) as f64,
+                        path.display()
+                    ),
+                ));
+            }
             if let Some(note) = recorded_note(&origin, &args.corpus) {
                 notes.insert(0, (log::Level::Info, note));
             }
