@@ -136,11 +136,6 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
                 args.config.apply(&mut cfg);
                 train::check_same_weights(&header.config, &cfg, path)?;
                 cfg.validate()?;
-                log::info!(
-                    "--init {}: its weights, model and vocabulary ({} words); training starts at step 0",
-                    path.display(),
-                    header.vocab.len()
-                );
                 (cfg, Some(header.vocab), Some(VocabOf::Init(path.clone())))
             }
             None => (args.config.resolve()?, None, None),
@@ -191,6 +186,19 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
                 .iter()
                 .map(|n| (log::Level::Info, n.clone()))
                 .collect();
+            if let Some(VocabOf::Init(path)) = &vocab_of {
+                notes.insert(
+                    0,
+                    (
+                        log::Level::Info,
+                        format!(
+                            "--init {}: its weights, model and vocabulary ({} words); training starts at step 0",
+                            path.display(),
+                            corpus.vocab.len()
+                        ),
+                    ),
+                );
+            }
             notes.extend(reading.map(|note| (log::Level::Info, note)));
             // What fine-tuning on another text loses to the vocabulary it keeps.
             if let (Some(VocabOf::Init(path)), Some(unk)) = (&vocab_of, corpus.vocab.unk()) {
