@@ -314,6 +314,7 @@ fn checkpoint(words: &[String], dim: usize) -> Checkpoint {
         ..Config::default()
     };
     Checkpoint {
+        init: None,
         corpus: None,
         params: Params::<f32>::init(&config, 17),
         config,

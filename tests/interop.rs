@@ -78,6 +78,7 @@ fn small_checkpoint(dir: &std::path::Path, tie_weights: bool) -> (std::path::Pat
         }
     }
     let ck = Checkpoint {
+        init: None,
         corpus: None,
         config,
         vocab: vocab.clone(),
@@ -878,6 +879,7 @@ fn tiny_init(
     };
     let init = dir.join("init.safetensors");
     Checkpoint {
+        init: None,
         corpus: None,
         params: Params::<f32>::init(&config, seed),
         config,

@@ -232,6 +232,7 @@ fn checkpoints_are_offered_to_the_page_served_and_exported() {
     };
     let checkpoint = |folder: &str, name: &str, position: Position| {
         let ck = Checkpoint {
+            init: None,
             corpus: None,
             params: lstm_gpu::model::Params::<f32>::init(&cfg, 1),
             vocab: ["<unk>", "<eos>", "a", "b", "c"].map(String::from).to_vec(),
@@ -410,6 +411,7 @@ fn a_models_page_gets_the_text_it_was_trained_on() {
         ..Config::default()
     };
     let ck = Checkpoint {
+        init: None,
         corpus: CorpusOrigin::of_flags(Some(&corpus), None, None, None, None),
         params: lstm_gpu::model::Params::<f32>::init(&cfg, 1),
         vocab: ["a", "b", "c", "<eos>"].map(String::from).to_vec(),

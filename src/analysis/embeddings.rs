@@ -203,6 +203,7 @@ mod tests {
             ..Config::default()
         };
         Checkpoint {
+            init: None,
             corpus: None,
             params: Params::<f32>::init(&config, 11),
             config,

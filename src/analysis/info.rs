@@ -53,6 +53,9 @@ impl CheckpointInfo {
         if let Some(corpus) = &self.checkpoint.corpus {
             lines.push(("corpus", corpus.flags()));
         }
+        if let Some(init) = &self.checkpoint.init {
+            lines.push(("started from", format!("{init} (--init)")));
+        }
         if let Some(b) = pos.best {
             lines.push((
                 "best",
@@ -84,6 +87,7 @@ impl CheckpointInfo {
             "mid_epoch": ck.state.is_some(),
             "vocabulary": ck.vocab.len(),
             "corpus": ck.corpus,
+            "init": ck.init,
         })
     }
 }
@@ -618,6 +622,7 @@ mod tests {
         let cfg = Config::preset(Preset::Small);
         let epochs = cfg.max_epoch;
         Checkpoint {
+            init: None,
             corpus: None,
             params: crate::model::Params::<f32>::init(&cfg, 1),
             vocab: (0..cfg.vocab_size).map(|i| format!("w{i}")).collect(),

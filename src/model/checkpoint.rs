@@ -86,6 +86,9 @@ pub struct CheckpointHeader {
     pub position: Position,
     /// The corpus it was trained on, where the command line named one.
     pub corpus: Option<CorpusOrigin>,
+    /// The weights its run started from (`train --init`), where it did not start from a
+    /// fresh initialisation.
+    pub init: Option<String>,
 }
 
 /// Everything a checkpoint holds.
@@ -101,6 +104,10 @@ pub struct Checkpoint {
     /// ...): `eval` and `train --resume` read it again when given none. `None` for the
     /// default corpus, a page's text and older checkpoints.
     pub corpus: Option<CorpusOrigin>,
+    /// The weights its run started from, as `train --init` named them (the path made
+    /// absolute; kept across `--resume`): the model it was fine-tuned from. `None` for a run
+    /// from a fresh initialisation, a page's model and older checkpoints.
+    pub init: Option<String>,
 }
 
 fn fnv1a(hash: &mut u64, bytes: &[u8]) {
@@ -170,6 +177,9 @@ impl Checkpoint {
         );
         if let Some(corpus) = &self.corpus {
             meta.insert("corpus".to_string(), serde_json::to_string(corpus)?);
+        }
+        if let Some(init) = &self.init {
+            meta.insert("init".to_string(), init.clone());
         }
         meta.insert("checksum".to_string(), sum);
         Ok(safetensors::serialize(views, Some(meta))?)
@@ -244,13 +254,14 @@ impl Checkpoint {
         if meta.is_null() {
             return Ok(None);
         }
-        let (config, vocab, position, corpus) = parse_metadata(|k| meta[k].as_str())
+        let (config, vocab, position, corpus, init) = parse_metadata(|k| meta[k].as_str())
             .with_context(|| format!("checkpoint {}", path.display()))?;
         Ok(Some(CheckpointHeader {
             config,
             vocab,
             position,
             corpus,
+            init,
         }))
     }
 
@@ -264,7 +275,7 @@ impl Checkpoint {
                 "no lstm-gpu metadata: not written by lstm-gpu (use --init to load bare weights)"
             )
         })?;
-        let (config, vocab, position, corpus) =
+        let (config, vocab, position, corpus, init) =
             parse_metadata(|k| meta.get(k).map(String::as_str))?;
 
         let mut seen = Vec::new();
@@ -306,6 +317,7 @@ impl Checkpoint {
             state,
             position,
             corpus,
+            init,
         })
     }
 }
@@ -361,7 +373,13 @@ fn read_params<'a>(
 /// and the corpus where it names one.
 fn parse_metadata<'a>(
     get: impl Fn(&str) -> Option<&'a str>,
-) -> Result<(Config, Vec<String>, Position, Option<CorpusOrigin>)> {
+) -> Result<(
+    Config,
+    Vec<String>,
+    Position,
+    Option<CorpusOrigin>,
+    Option<String>,
+)> {
     let field = |k: &str| {
         get(k).ok_or_else(|| anyhow!("metadata has no `{k}`: not an lstm-gpu checkpoint"))
     };
@@ -387,7 +405,8 @@ fn parse_metadata<'a>(
         .map(serde_json::from_str)
         .transpose()
         .context("metadata `corpus` is malformed")?;
-    Ok((config, vocab, position, corpus))
+    let init = get("init").map(str::to_string);
+    Ok((config, vocab, position, corpus, init))
 }
 
 /// The `__metadata__` of a safetensors file's header, read without its tensors.
@@ -562,6 +581,7 @@ mod tests {
             ..Default::default()
         };
         Checkpoint {
+            init: None,
             corpus: None,
             config,
             vocab,
@@ -584,8 +604,11 @@ mod tests {
         // The corpus it was trained on, where named: in the file and in its header.
         let origin =
             CorpusOrigin::of_flags(None, Some(Path::new("story.txt")), None, None, Some(0.1));
+        // And the weights its run started from (`--init`).
+        let init = Some("/runs/ptb/best.safetensors".to_string());
         let named = Checkpoint {
             corpus: origin.clone(),
+            init: init.clone(),
             ..no_state
         };
         let bytes = named.to_bytes().unwrap();
@@ -593,7 +616,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ck.safetensors");
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(Checkpoint::read_header(&path).unwrap().corpus, origin);
+        let header = Checkpoint::read_header(&path).unwrap();
+        assert_eq!((header.corpus, header.init), (origin.clone(), init));
         let origin = origin.unwrap();
         assert!(origin.train.as_ref().unwrap().is_absolute());
         assert_eq!(

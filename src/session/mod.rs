@@ -629,6 +629,7 @@ impl Session {
         };
         Checkpoint {
             corpus: None,
+            init: None,
             config: self.cfg.clone(),
             vocab: self.corpus.vocab.words().to_vec(),
             params: self.params().await?,

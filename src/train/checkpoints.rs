@@ -253,6 +253,7 @@ mod tests {
             ..Config::default()
         };
         let ck = Checkpoint {
+            init: None,
             corpus: None,
             params: Params::<f32>::init(&config, 1),
             vocab: ["<eos>", "a", "b", "<unk>"].map(String::from).to_vec(),

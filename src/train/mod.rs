@@ -78,6 +78,9 @@ pub struct TrainOptions {
     pub resume_flags: Vec<String>,
     /// The corpus as the command line named it, recorded in every checkpoint.
     pub corpus: Option<crate::data::CorpusOrigin>,
+    /// The weights the run started from (`--init`'s path made absolute, or what a resumed
+    /// checkpoint recorded), recorded in every checkpoint.
+    pub started_from: Option<String>,
 }
 
 /// What a training step whose loss or gradient norm is not finite (NaN or infinite) does

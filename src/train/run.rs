@@ -292,6 +292,7 @@ impl<'a> Run<'a> {
     fn save(&self, names: &[&str], mid_epoch: bool) -> Result<PathBuf> {
         let ck = Checkpoint {
             corpus: self.opts.corpus.clone(),
+            init: self.opts.started_from.clone(),
             config: self.cfg.clone(),
             vocab: self.corpus.vocab.words().to_vec(),
             params: self.params.read(self.gpu, &self.cfg)?,

@@ -833,6 +833,21 @@ fn init_from_a_checkpoint_keeps_its_model_and_vocabulary() {
     );
     assert_eq!((b.config.batch_size, b.position.global_step), (3, 2));
     assert_eq!(b.corpus, a.corpus);
+    // Where its weights came from, recorded (kept across a resume) and shown by `info`.
+    let absolute = a_path.display().to_string();
+    assert_eq!((a.init, b.init.as_deref()), (None, Some(absolute.as_str())));
+    let b_path = dir.path().join("b/last.safetensors");
+    let o = run(bin()
+        .args(["train", "--no-progress", "--max-steps", "3", "--resume"])
+        .arg(&b_path));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(params_of(&b_path).init.as_deref(), Some(absolute.as_str()));
+    let o = run(bin().arg("info").arg(&b_path));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains(&format!("started from  {absolute} (--init)")),
+        "{shown}"
+    );
 
     // Another text in the same words, the rarest now the most frequent: read with the
     // checkpoint's vocabulary, where a run of its own numbers the words otherwise.

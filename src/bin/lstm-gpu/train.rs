@@ -117,10 +117,19 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
     // its corpus where no corpus flag is given; the batches may differ); bare weights take
     // the model from the flags and the vocabulary from the corpus.
     let mut recorded = None;
+    // The weights the run started from, recorded in its checkpoints (a resumed run's, as
+    // its checkpoint recorded them).
+    let mut started_from = args.init.as_ref().map(|path| {
+        std::path::absolute(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string()
+    });
     let (cfg, vocab, vocab_of) = match (&args.resume, &args.init) {
         (Some(path), _) => {
             let ck = Checkpoint::load(path)?;
             recorded = ck.corpus.clone();
+            started_from = ck.init.clone();
             let mut cfg = ck.config.clone();
             args.config.apply(&mut cfg);
             // Flags that contradict the checkpoint's shapes or tokens need no GPU to be
@@ -293,6 +302,7 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
         max_skips_in_a_row: args.max_skips_in_a_row,
         resume_flags: train::flags_to_repeat(&train_flags, &[]),
         corpus: origin,
+        started_from,
     };
     log::info!("run folder: {}", run_dir.display());
     let epochs = cfg.max_epoch;
