@@ -254,15 +254,9 @@ impl Checkpoint {
         if meta.is_null() {
             return Ok(None);
         }
-        let (config, vocab, position, corpus, init) = parse_metadata(|k| meta[k].as_str())
-            .with_context(|| format!("checkpoint {}", path.display()))?;
-        Ok(Some(CheckpointHeader {
-            config,
-            vocab,
-            position,
-            corpus,
-            init,
-        }))
+        parse_metadata(|k| meta[k].as_str())
+            .map(Some)
+            .with_context(|| format!("checkpoint {}", path.display()))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
@@ -275,8 +269,13 @@ impl Checkpoint {
                 "no lstm-gpu metadata: not written by lstm-gpu (use --init to load bare weights)"
             )
         })?;
-        let (config, vocab, position, corpus, init) =
-            parse_metadata(|k| meta.get(k).map(String::as_str))?;
+        let CheckpointHeader {
+            config,
+            vocab,
+            position,
+            corpus,
+            init,
+        } = parse_metadata(|k| meta.get(k).map(String::as_str))?;
 
         let mut seen = Vec::new();
         let params = read_params(&st, &config, &mut seen)?;
@@ -370,16 +369,8 @@ fn read_params<'a>(
 
 /// A checkpoint's lstm-gpu metadata (`get` reads a key's string), checked as loading it
 /// checks it: the format, then the configuration, the vocabulary against it, the position,
-/// and the corpus where it names one.
-fn parse_metadata<'a>(
-    get: impl Fn(&str) -> Option<&'a str>,
-) -> Result<(
-    Config,
-    Vec<String>,
-    Position,
-    Option<CorpusOrigin>,
-    Option<String>,
-)> {
+/// the corpus where it names one, and the weights its run started from where it names them.
+fn parse_metadata<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<CheckpointHeader> {
     let field = |k: &str| {
         get(k).ok_or_else(|| anyhow!("metadata has no `{k}`: not an lstm-gpu checkpoint"))
     };
@@ -406,7 +397,13 @@ fn parse_metadata<'a>(
         .transpose()
         .context("metadata `corpus` is malformed")?;
     let init = get("init").map(str::to_string);
-    Ok((config, vocab, position, corpus, init))
+    Ok(CheckpointHeader {
+        config,
+        vocab,
+        position,
+        corpus,
+        init,
+    })
 }
 
 /// The `__metadata__` of a safetensors file's header, read without its tensors.
