@@ -435,6 +435,39 @@ fn a_folder_of_the_three_files_is_a_source_too() {
     assert_clean_failure(result, "checksum mismatch for ptb.test.txt", dir.path());
 }
 
+#[cfg(unix)]
+#[test]
+fn a_killed_downloads_temporary_files_go_with_the_next_download() {
+    let splits = Splits::new();
+    let dir = target();
+    // A process that has ended (a download killed by Ctrl-C or `kill -9` leaves files named
+    // after its process id), one still running (another download into the same folder),
+    // and hidden files the download does not name.
+    let mut ended = Command::new("true").spawn().unwrap();
+    ended.wait().unwrap();
+    let mut running = Command::new("sleep").arg("30").spawn().unwrap();
+    let left = [
+        format!(".ptb.train.txt.{}.download", ended.id()),
+        format!(".ptb.test.txt.{}.download", ended.id()),
+    ];
+    let kept = [
+        format!(".ptb.valid.txt.{}.download", running.id()),
+        format!(".ptb.train.txt.{}.bak", ended.id()),
+        ".other.txt.1.download".to_string(),
+    ];
+    for name in left.iter().chain(&kept) {
+        fs::write(dir.path().join(name), "partial").unwrap();
+    }
+    let result = fetch_ptb_with_sums(&mirror(&splits, None), dir.path(), &splits.sums());
+    let _ = running.kill();
+    let _ = running.wait();
+    result.unwrap();
+    for name in &kept {
+        fs::remove_file(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_fetched(dir.path(), &splits);
+}
+
 #[test]
 fn the_mirror_is_tried_when_the_archive_cannot_be_read() {
     let splits = Splits::new();

@@ -4,7 +4,8 @@
 //!
 //! Nothing is renamed into place before all three files are verified, and every temporary file
 //! is removed on any failure, so an interrupted or damaged download leaves the target folder
-//! as it was, ready for the next source.
+//! as it was, ready for the next source. What a killed download could not remove, the next
+//! one does.
 
 use super::corpus::{find_split, Split};
 use anyhow::{bail, Context, Result};
@@ -130,6 +131,7 @@ pub fn fetch_ptb_from(urls: &[String], dir: &Path) -> Result<()> {
 pub fn fetch_ptb_from_with_sums(urls: &[String], dir: &Path, sums: &[(&str, &str)]) -> Result<()> {
     let existed = dir.exists();
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    remove_leftovers(dir, sums);
     let mut failures = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         match fetch(url, dir, sums) {
@@ -355,7 +357,7 @@ struct PendingFile {
 impl PendingFile {
     /// Copy `source` into a temporary file in `dir`, fsync it and check its MD5.
     fn write_from(dir: &Path, name: &str, source: &mut impl Read, md5: &str) -> Result<Self> {
-        let temp = dir.join(format!(".{name}.{}.download", std::process::id()));
+        let temp = dir.join(temp_name(name, std::process::id()));
         let pending = PendingFile {
             temp,
             target: dir.join(name),
@@ -405,6 +407,83 @@ impl Drop for PendingFile {
             let _ = fs::remove_file(&self.temp);
         }
     }
+}
+
+/// The name of the temporary file that process `pid` downloads split `name` into.
+fn temp_name(name: &str, pid: u32) -> String {
+    format!(".{name}.{pid}.download")
+}
+
+/// Remove the temporary files of downloads into `dir` that were killed before they could
+/// clean up (Ctrl-C, a closed terminal, `kill -9`): those whose process is gone, or where
+/// that cannot be asked (not Unix), that nobody has written for an hour. A download under
+/// way writes at least once a minute (it times out otherwise), so another process fetching
+/// into the same folder keeps its files.
+fn remove_leftovers(dir: &Path, sums: &[(&str, &str)]) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let pid = sums.iter().find_map(|(name, _)| {
+            let pid = file_name
+                .strip_prefix(&format!(".{name}."))?
+                .strip_suffix(".download")?;
+            pid.parse::<u32>().ok()
+        });
+        let Some(pid) = pid else {
+            continue;
+        };
+        if pid == std::process::id() || !left_over(pid, &entry) {
+            continue;
+        }
+        if fs::remove_file(entry.path()).is_ok() {
+            log::info!(
+                "removed {}, left by an interrupted download",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+/// Whether `entry`, a temporary file of process `pid`'s download, was left behind.
+fn left_over(pid: u32, entry: &fs::DirEntry) -> bool {
+    #[cfg(unix)]
+    {
+        let _ = entry;
+        !process_exists(pid)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600))
+    }
+}
+
+/// Whether a process `pid` exists (signal 0 delivers nothing; it only checks).
+#[cfg(unix)]
+fn process_exists(pid: u32) -> bool {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    const EPERM: i32 = 1;
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing and has no preconditions.
+    let status = unsafe { kill(pid, 0) };
+    status == 0 || io::Error::last_os_error().raw_os_error() == Some(EPERM)
 }
 
 /// Make the renames durable; where folders cannot be opened (Windows) the rename stands alone.
