@@ -1,6 +1,6 @@
 //! Interruption: SIGINT (Ctrl-C) and SIGTERM set a flag that the training loop checks after
-//! each step; it then saves a checkpoint and the program exits 128 + the signal number
-//! (130 or 143). A second Ctrl-C while saving is ignored so that the checkpoint completes.
+//! each step, and its validation and test passes every quarter of a second or so; it then
+//! saves a checkpoint and the program exits 128 + the signal number (130 or 143). A second Ctrl-C while saving is ignored so that the checkpoint completes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -80,27 +80,55 @@ pub fn default_pipe_signal() {
     set_disposition(signal_hook::consts::SIGPIPE, Disposition::Default);
 }
 
-/// Training stopped on a signal after saving its checkpoint; exit code 128 + signal.
+/// Training stopped on a signal after saving its checkpoint (or, in the test pass, with the
+/// trained model already saved); exit code 128 + signal.
 #[derive(Debug)]
 pub struct Interrupted {
     pub signal: i32,
+    /// What the signal stopped, where not a training step: "the validation pass (batch 12
+    /// of 61)".
+    pub during: Option<String>,
+    /// The checkpoint that holds the run where it stopped.
     pub checkpoint: std::path::PathBuf,
+    /// The command that goes on from there.
     pub resume_hint: String,
+    /// Whether the signal stopped the test pass after the last epoch: the training is done,
+    /// and `resume_hint` scores the trained model instead.
+    pub in_test_pass: bool,
+}
+
+impl Interrupted {
+    /// The name of the signal, as `kill -l` gives it.
+    fn signal_name(&self) -> &'static str {
+        match self.signal {
+            2 => "SIGINT",
+            15 => "SIGTERM",
+            _ => "a signal",
+        }
+    }
 }
 
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.signal {
-            2 => "SIGINT",
-            15 => "SIGTERM",
-            _ => "a signal",
-        };
-        write!(
-            f,
-            "interrupted by {name}; checkpoint saved to {}; resume with: {}",
-            self.checkpoint.display(),
-            self.resume_hint
-        )
+        write!(f, "interrupted by {}", self.signal_name())?;
+        if let Some(during) = &self.during {
+            write!(f, " during {during}")?;
+        }
+        if self.in_test_pass {
+            write!(
+                f,
+                "; training had finished and is saved in {}; score it with: {}",
+                self.checkpoint.display(),
+                self.resume_hint
+            )
+        } else {
+            write!(
+                f,
+                "; checkpoint saved to {}; resume with: {}",
+                self.checkpoint.display(),
+                self.resume_hint
+            )
+        }
     }
 }
 

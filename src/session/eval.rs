@@ -27,7 +27,7 @@ pub struct EvalPass {
 impl EvalPass {
     /// The GPU sums batch losses in f32; a test pass at batch 1 and one step has 82,000 of
     /// them, so the host takes the sum every `CHUNK` batches and adds the parts in f64.
-    const CHUNK: usize = 1024;
+    pub const CHUNK: usize = 1024;
 
     /// Start a pass over `batches` on `ws`: its carried state zeroed, its accumulator emptied.
     pub async fn start(gpu: &Gpu, ws: &mut Workspace, batches: &Batches<'_>) -> Result<EvalPass> {
@@ -41,8 +41,10 @@ impl EvalPass {
         })
     }
 
-    /// Run up to `max_batches` more batches (at least one while any is left), then take the
-    /// loss sum.
+    /// Run up to `max_batches` more batches (at least one while any is left) and wait for
+    /// them. The loss sum is taken every [`CHUNK`](Self::CHUNK) batches and after the last,
+    /// whatever the slices, so that the perplexity does not depend on how a pass was cut
+    /// (the page cuts by time, a terminal by time too, `evaluate` not at all).
     pub async fn run(
         &mut self,
         gpu: &Gpu,
@@ -65,10 +67,12 @@ impl EvalPass {
                 },
             )?;
             self.next += 1;
-            if self.next % Self::CHUNK == 0 || self.next == end {
+            if self.next % Self::CHUNK == 0 || self.next == self.total {
                 let (sum, count) = ws.take_loss_async(gpu).await?;
                 self.sum += sum;
                 self.counted += count;
+            } else if self.next == end {
+                gpu.wait_async().await?;
             }
         }
         Ok(())

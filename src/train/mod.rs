@@ -9,6 +9,7 @@
 //! a run, `faults` the test-only fault-injection hook.
 
 mod checkpoints;
+mod eval_pass;
 mod faults;
 mod report;
 mod resume;
@@ -30,6 +31,7 @@ pub use checkpoints::{
     beyond_newest, check_same_model, check_same_weights, numbered_checkpoints, run_checkpoints,
     BEST, LAST,
 };
+pub use eval_pass::{evaluate_sliced, PassEnd, PassView};
 pub use faults::{faults_from_env, parse_faults, Fault, FAULT_ENV};
 pub use report::{epoch_estimate, prepare_run_dir, say, Metrics};
 pub use resume::{flags_to_repeat, resume_command, shell_word};

@@ -124,8 +124,10 @@ pub(super) fn progress_bar(
 }
 
 /// A validation perplexity for the stop line, or why there is none.
-pub(super) fn valid_text(valid: Option<f64>) -> String {
-    valid.map_or("not measured (--no-eval-at-stop)".into(), |v| {
-        format!("{v:.3}")
-    })
+pub(super) fn valid_text(valid: Option<f64>, interrupted: bool) -> String {
+    match valid {
+        Some(v) => format!("{v:.3}"),
+        None if interrupted => "not measured (interrupted)".into(),
+        None => "not measured (--no-eval-at-stop)".into(),
+    }
 }

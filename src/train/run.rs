@@ -11,11 +11,12 @@ use serde_json::json;
 use super::checkpoints::{
     beyond_newest, check_same_model, numbered_checkpoints, settle_best, BEST, LAST,
 };
+use super::eval_pass::{evaluate_sliced, PassEnd, PassView};
 use super::faults::{faults_from_env, inject_after_step, Fault, FAULT_ENV};
 use super::report::{
     bar_message, epoch_estimate, prepare_run_dir, progress_bar, say, valid_text, Metrics,
 };
-use super::resume::resume_command;
+use super::resume::{resume_command, shell_word};
 use super::{Diverged, EpochSummary, OnNan, TrainOptions, TrainSummary};
 use crate::config::{Config, LrSchedule};
 use crate::data::{Batches, Corpus};
@@ -26,7 +27,7 @@ use crate::model::checkpoint::{load_weights, write_atomic, Checkpoint, Position}
 use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use crate::model::{Params, State};
 use crate::session::{
-    absorb, epoch_best, epoch_lr, epoch_perplexity, evaluate, kernel_seed, needs, next_epoch,
+    absorb, epoch_best, epoch_lr, epoch_perplexity, kernel_seed, needs, next_epoch,
     running_perplexity, split_batches,
 };
 use crate::signals::{Interrupt, Interrupted};
@@ -681,9 +682,45 @@ impl<'a> Run<'a> {
         let path = self.save(&[LAST], true)?;
         Ok(Interrupted {
             signal,
+            during: None,
             resume_hint: resume_command(&path, &self.opts.run_dir, &self.opts.resume_flags),
             checkpoint: path,
+            in_test_pass: false,
         })
+    }
+
+    /// What a pass shows (its bar, labelled, unless `--no-progress`) and listens to.
+    fn pass_view<'v>(opts: &'v TrainOptions, label: &'v str) -> PassView<'v> {
+        PassView {
+            label: opts.progress.then_some(label),
+            interrupt: opts.interrupt.as_ref(),
+        }
+    }
+
+    /// The validation split's perplexity, or `None` where a signal stopped the pass (then
+    /// the signal, and how far it got, in `stopped`).
+    fn validate(&mut self, stopped: &mut Option<(i32, String)>) -> Result<Option<f64>> {
+        let view = Self::pass_view(self.opts, "validation");
+        match evaluate_sliced(
+            self.gpu,
+            &mut self.eval_ws,
+            &self.valid_batches,
+            self.seed32,
+            view,
+        )? {
+            PassEnd::Perplexity(p) => Ok(Some(p)),
+            PassEnd::Interrupted {
+                signal,
+                done,
+                total,
+            } => {
+                *stopped = Some((
+                    signal,
+                    format!("the validation pass (batch {done} of {total})"),
+                ));
+                Ok(None)
+            }
+        }
     }
 
     /// `--max-steps` stopped the run mid-epoch: keep the exact position, and report the
@@ -692,22 +729,18 @@ impl<'a> Run<'a> {
         let path = self.save(&[LAST], true)?;
         self.kept = Some(path.clone());
         self.summary.last_checkpoint = Some(path);
+        let mut stopped = None;
         let valid = if self.opts.no_eval_at_stop {
             None
         } else {
-            Some(evaluate(
-                self.gpu,
-                &mut self.eval_ws,
-                &self.valid_batches,
-                self.seed32,
-            )?)
+            self.validate(&mut stopped)?
         };
         let pos = &self.pos;
         let ppl = epoch_perplexity(pos, pos.step_in_epoch, self.cfg.num_steps);
         log::info!(
             "stopped at global step {} (--max-steps): train perplexity so far {ppl:.3}, valid perplexity {}",
             pos.global_step,
-            valid_text(valid)
+            valid_text(valid, stopped.is_some())
         );
         self.metrics.write(json!({"kind": "stop", "epoch": pos.epoch + 1, "step": pos.step_in_epoch, "global_step": pos.global_step,
             "learning_rate": pos.learning_rate, "train_perplexity": ppl, "valid_perplexity": valid,
@@ -719,27 +752,19 @@ impl<'a> Run<'a> {
     /// (its checkpoint is written already). A run resumed at that very point has trained
     /// nothing: it scores the validation split and has no train perplexity to give.
     fn stop_at_epoch_end(&mut self) -> Result<()> {
-        let pos = &self.pos;
-        let finished = pos.epoch; // counted from 1: the epoch before `pos.epoch`
+        let finished = self.pos.epoch; // counted from 1: the epoch before `pos.epoch`
+        let mut stopped = None;
         let (train_ppl, valid) = match self.summary.epochs.last() {
             Some(e) if e.epoch == finished => (Some(e.train_perplexity), Some(e.valid_perplexity)),
             _ if self.opts.no_eval_at_stop => (None, None),
-            _ => (
-                None,
-                Some(evaluate(
-                    self.gpu,
-                    &mut self.eval_ws,
-                    &self.valid_batches,
-                    self.seed32,
-                )?),
-            ),
+            _ => (None, self.validate(&mut stopped)?),
         };
         let pos = &self.pos;
         let train_text = train_ppl.map_or("not measured in this run".into(), |p| format!("{p:.3}"));
         log::info!(
             "stopped at global step {} (--max-steps), the end of epoch {finished}: train perplexity {train_text}, valid perplexity {}",
             pos.global_step,
-            valid_text(valid)
+            valid_text(valid, stopped.is_some())
         );
         // The finished epoch's rate: this sitting's record, else the tutorial schedule's (the
         // plateau schedule's is not known from a position past that epoch).
@@ -764,7 +789,22 @@ impl<'a> Run<'a> {
         let words_per_step = (self.cfg.batch_size * self.cfg.num_steps) as f64;
         let wps = (epoch_size - first_step) as f64 * words_per_step / secs.max(1e-9);
         let train_ppl = epoch_perplexity(&self.pos, epoch_size, self.cfg.num_steps);
-        let valid = evaluate(gpu, &mut self.eval_ws, &self.valid_batches, self.seed32)?;
+        let mut stopped = None;
+        let Some(valid) = self.validate(&mut stopped)? else {
+            // Stopped in the epoch's validation: the position stays before it, with the
+            // state the epoch ended with, as a signal after its last step would leave it;
+            // the resumed run validates the epoch and goes on.
+            let (signal, during) = stopped.expect("a stopped pass says why");
+            let path = self.save(&[LAST], true)?;
+            return Err(Interrupted {
+                signal,
+                during: Some(during),
+                resume_hint: resume_command(&path, &self.opts.run_dir, &self.opts.resume_flags),
+                checkpoint: path,
+                in_test_pass: false,
+            }
+            .into());
+        };
         let best = epoch_best(&self.pos, valid);
         let skipped_note = if self.pos.epoch_skipped > 0 {
             format!(" ({} steps skipped)", self.pos.epoch_skipped)
@@ -863,8 +903,44 @@ impl<'a> Run<'a> {
     /// Test perplexity of the trained model, at `--test-batch`'s shape.
     fn test(&mut self) -> Result<()> {
         let ws = self.test_ws.as_mut().unwrap_or(&mut self.eval_ws);
-        let test = evaluate(self.gpu, ws, &self.test_batches, self.seed32)?;
+        let view = Self::pass_view(self.opts, "test");
         let (tb, ts) = self.test_shape;
+        let test = match evaluate_sliced(self.gpu, ws, &self.test_batches, self.seed32, view)? {
+            PassEnd::Perplexity(p) => p,
+            PassEnd::Interrupted {
+                signal,
+                done,
+                total,
+            } => {
+                // Training is done and its checkpoint written: what is left is the score,
+                // which `eval` gives of the checkpoint the same way.
+                let path = self.opts.run_dir.join(LAST);
+                let mut eval = vec![
+                    "lstm-gpu".to_string(),
+                    "eval".into(),
+                    "--checkpoint".into(),
+                    shell_word(&path.to_string_lossy()),
+                    "--split".into(),
+                    "test".into(),
+                ];
+                if (tb, ts) != (1, 1) {
+                    eval.extend([
+                        "--batch-size".into(),
+                        tb.to_string(),
+                        "--num-steps".into(),
+                        ts.to_string(),
+                    ]);
+                }
+                return Err(Interrupted {
+                    signal,
+                    during: Some(format!("the test pass (batch {done} of {total})")),
+                    checkpoint: path,
+                    resume_hint: eval.join(" "),
+                    in_test_pass: true,
+                }
+                .into());
+            }
+        };
         say(format_args!("Test Perplexity: {test:.3}"));
         // A preset's whole schedule: against what the tutorial published for the model.
         if self.pos.epoch >= self.cfg.max_epoch {

@@ -75,7 +75,7 @@ fn the_plateau_schedule_anneals_after_an_epoch_without_improvement() {
 fn resume_continues_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    // 24 steps cross the end of epoch 1 (19 steps).
+    // 24 steps cross the end of epoch 1 (20 steps).
     let o = run(tiny_train(&a).args(["--max-steps", "24"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(tiny_train(&b).args(["--max-steps", "11"]));
@@ -516,6 +516,125 @@ fn the_printed_resume_command_continues_the_run() {
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// The tiny corpus with one split (`ptb.valid.txt` or `ptb.test.txt`) repeated `copies`
+/// times: a pass over it takes seconds.
+fn corpus_with_a_long(dir: &Path, split: &str, copies: usize) -> PathBuf {
+    let names = ["ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"];
+    let files = names.map(|name| {
+        let text = tiny_file(name);
+        if name == split {
+            text.repeat(copies)
+        } else {
+            text
+        }
+    });
+    corpus(dir, files.each_ref().map(|f| Some(f.as_slice())))
+}
+
+/// Wait until the run in `run_dir` has written a metrics record that `pred` accepts, then
+/// `delay` more, then send it SIGINT, and wait for it to end (at most 30 s after the
+/// signal).
+fn interrupt_after(
+    child: std::process::Child,
+    run_dir: &Path,
+    pred: impl Fn(&serde_json::Value) -> bool,
+    delay: Duration,
+) -> Output {
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| pred(&v))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run never got there"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(delay);
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let signalled = Instant::now();
+    let pid = child.id() as i32;
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        // Still running 30 s after the signal: end it, so that the test fails on its exit.
+        unsafe { libc_kill(pid, 9) };
+    });
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "the run went on {:?} after SIGINT: {}",
+        signalled.elapsed(),
+        stderr(&o)
+    );
+    drop(watchdog);
+    o
+}
+
+/// Ctrl-C in the test pass after the last epoch (82,000 batches at batch 1 on PTB: minutes
+/// on a slow adapter) stops it between two slices instead of being ignored until it ends:
+/// exit 130, the trained model named, and the command that scores it.
+#[test]
+fn sigint_in_the_test_pass_stops_it_and_says_how_to_score_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    // About a minute of test pass at batch 1 on lavapipe, uninterrupted.
+    let data = corpus_with_a_long(&dir.path().join("data"), "ptb.test.txt", 3500);
+    let run_dir = dir.path().join("run");
+    let child = tiny_train_on(&data, &run_dir, "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = interrupt_after(child, &run_dir, |v| v["kind"] == "epoch", Duration::ZERO);
+    assert_one_line_error(&o, 130, "during the test pass (batch ");
+    let last = run_dir.join("last.safetensors");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "training had finished and is saved in {}; score it with: lstm-gpu eval --checkpoint {} --split test",
+            last.display(),
+            last.display()
+        )),
+        "{err}"
+    );
+    assert!(metrics_of(&run_dir, "test").is_empty());
+    assert_eq!(params_of(&last).position.epoch, 1);
+}
+
+/// Ctrl-C in an epoch's validation pass stops it, keeps the epoch's end (its last step
+/// trained, its validation not yet run) and the resumed run validates the epoch as an
+/// uninterrupted one does, to the bit.
+#[test]
+fn sigint_in_validation_keeps_the_epochs_end_and_resume_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    // Several seconds of validation on lavapipe.
+    let data = corpus_with_a_long(&dir.path().join("data"), "ptb.valid.txt", 3000);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let train = |run_dir: &Path| tiny_train_on(&data, run_dir, "1");
+    let child = train(&b).stderr(Stdio::piped()).spawn().unwrap();
+    // The epoch's last step is a log point: validation starts right after its record (and
+    // the training loop's own check for a signal), and lasts seconds.
+    let last_step = |v: &serde_json::Value| v["kind"] == "train" && v["step"] == 20;
+    let o = interrupt_after(child, &b, last_step, Duration::from_millis(500));
+    assert_one_line_error(&o, 130, "during the validation pass (batch ");
+    assert!(stderr(&o).contains("resume with: "), "{}", stderr(&o));
+    assert!(metrics_of(&b, "epoch").is_empty());
+    let last = b.join("last.safetensors");
+    let kept = params_of(&last).position;
+    assert_eq!((kept.epoch, kept.step_in_epoch), (0, 20), "{kept:?}");
+
+    let o = run(train(&b).arg("--resume").arg(&last));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&mut train(&a));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let valid = |run_dir: &Path| metrics_of(run_dir, "epoch")[0]["valid_perplexity"].clone();
+    assert!(valid(&a).is_number());
+    assert_eq!(valid(&a), valid(&b));
+    assert_eq!(metrics_of(&a, "test"), metrics_of(&b, "test"));
+    assert_trained_alike(dir.path(), "a", "b");
 }
 
 #[test]
