@@ -811,9 +811,22 @@ impl<'a> Run<'a> {
         } else {
             String::new()
         };
-        say(format_args!("Epoch: {} Learning rate: {lr:.3} Train Perplexity: {train_ppl:.3} Valid Perplexity: {valid:.3} ({wps:.0} words/s, {secs:.1} s){skipped_note}", epoch + 1));
+        // A sitting resumed at the epoch's very end (a signal in its validation) trained none
+        // of it: its speed is not known here.
+        let trained = first_step < epoch_size;
+        let speed = if trained {
+            format!("{wps:.0} words/s, {secs:.1} s")
+        } else {
+            "trained before this sitting".into()
+        };
+        say(format_args!("Epoch: {} Learning rate: {lr:.3} Train Perplexity: {train_ppl:.3} Valid Perplexity: {valid:.3} ({speed}){skipped_note}", epoch + 1));
+        let (wps_field, secs_field) = if trained {
+            (Some(wps), Some(secs))
+        } else {
+            (None, None)
+        };
         self.metrics.write(json!({"kind": "epoch", "epoch": epoch + 1, "global_step": self.pos.global_step, "learning_rate": lr,
-            "train_perplexity": train_ppl, "valid_perplexity": valid, "words_per_second": wps, "seconds": secs,
+            "train_perplexity": train_ppl, "valid_perplexity": valid, "words_per_second": wps_field, "seconds": secs_field,
             "skipped_steps": self.pos.epoch_skipped, "best": best.is_some()}))?;
         self.summary.epochs.push(EpochSummary {
             epoch: epoch + 1,

@@ -633,6 +633,10 @@ fn sigint_in_validation_keeps_the_epochs_end_and_resume_matches() {
     let valid = |run_dir: &Path| metrics_of(run_dir, "epoch")[0]["valid_perplexity"].clone();
     assert!(valid(&a).is_number());
     assert_eq!(valid(&a), valid(&b));
+    // The resumed sitting trained none of the epoch: no speed of its own to give.
+    let speed = |run_dir: &Path| metrics_of(run_dir, "epoch")[0]["words_per_second"].clone();
+    assert!(speed(&a).as_f64().is_some_and(|w| w > 0.0), "{}", speed(&a));
+    assert!(speed(&b).is_null(), "{}", speed(&b));
     assert_eq!(metrics_of(&a, "test"), metrics_of(&b, "test"));
     assert_trained_alike(dir.path(), "a", "b");
 }
