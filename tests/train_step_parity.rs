@@ -13,6 +13,8 @@ use lstm_gpu::gpu::Gpu;
 use lstm_gpu::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use lstm_gpu::model::{Params, State};
 use lstm_gpu::reference::step;
+use lstm_gpu::session::Stream;
+use lstm_gpu::train::{evaluate_sliced, PassEnd, PassView, Scored};
 
 fn small_config() -> Config {
     Config {
@@ -539,5 +541,93 @@ fn wavefront_chunks_are_about_the_square_root_of_the_steps() {
     for steps in 1..100 {
         let c = wavefront_chunk(steps);
         assert!(c >= 1 && c <= steps, "{steps}: {c}");
+    }
+}
+
+/// The tutorial's test pass (batch 1, one word per batch) run as one stream (batches of
+/// 1 x num_steps, the state handed to a 1x1 workspace for the words left over) scores what
+/// the one-word batches score: against the 1x1 pass on the GPU within f32 rounding, and
+/// both against the CPU reference's 1x1 pass in f64. Texts with a head and a tail, with a
+/// head only, and shorter than one batch.
+#[test]
+fn the_test_pass_as_one_stream_scores_what_one_word_batches_score() {
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu).unwrap();
+    // A large init: the carried state moves the losses well beyond rounding.
+    let cfg = Config {
+        init_scale: 0.6,
+        ..small_config()
+    };
+    let steps = cfg.num_steps;
+    let params = Params::<f32>::init(&cfg, 11);
+    let pbuf = ParamBuffers::upload(&gpu, &cfg, &params).unwrap();
+    let eval_ws = |b, t| Workspace::new(&gpu, &kernels, &cfg, &pbuf, b, t, Mode::Eval).unwrap();
+    let (mut head_ws, mut one_ws) = (eval_ws(1, steps), eval_ws(1, 1));
+    let ppl = |end: PassEnd| match end {
+        PassEnd::Perplexity(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let reference_cfg = Config {
+        batch_size: 1,
+        num_steps: 1,
+        ..cfg.clone()
+    };
+    let params64 = params.cast::<f64>();
+    let ids = random_ids(4 * steps + 4, cfg.vocab_size, 77);
+    for n in [4 * steps + 4, 4 * steps + 1, steps] {
+        let ids = &ids[..n];
+        let stream = Stream::new(ids, steps).unwrap();
+        let streamed = ppl(evaluate_sliced(
+            &gpu,
+            Scored::Stream(&mut head_ws, &mut one_ws, &stream),
+            0,
+            PassView::default(),
+        )
+        .unwrap());
+        let batches = Batches::new(ids, 1, 1).unwrap();
+        let one_by_one = ppl(evaluate_sliced(
+            &gpu,
+            Scored::Batches(&mut one_ws, &batches),
+            0,
+            PassView::default(),
+        )
+        .unwrap());
+        // The reference's 1x1 pass; `restart`: its state zeroed at that word.
+        let reference = |restart: Option<usize>| {
+            let mut state = State::<f64>::zeros(&reference_cfg, 1);
+            let mut sum = 0.0;
+            for (i, w) in ids.windows(2).enumerate() {
+                if restart == Some(i) {
+                    state = State::zeros(&reference_cfg, 1);
+                }
+                sum += step::forward_loss(
+                    &reference_cfg,
+                    &params64,
+                    &mut state,
+                    &w[..1],
+                    &w[1..],
+                    None,
+                );
+            }
+            (sum / (n - 1) as f64).exp()
+        };
+        let what = format!("{n} ids: {stream}");
+        assert!(
+            ((streamed - one_by_one) / one_by_one).abs() < 1e-5,
+            "{what}: stream {streamed}, 1x1 {one_by_one}"
+        );
+        let want = reference(None);
+        assert!(
+            ((streamed - want) / want).abs() < 1e-5,
+            "{what}: stream {streamed}, reference {want}"
+        );
+        // The tolerance tells a tail that starts from a zero state from one that goes on.
+        if let (Some(head), Some(_)) = (stream.head, stream.tail) {
+            let restarted = reference(Some(head.len() * steps));
+            assert!(
+                ((restarted - want) / want).abs() > 1e-4,
+                "{what}: the state changes nothing ({restarted} vs {want})"
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use anyhow::Result;
 use crate::data::Batches;
 use crate::gpu::Gpu;
 use crate::model::schedule::Workspace;
-use crate::session::EvalPass;
+use crate::session::{EvalPass, Stream};
 use crate::signals::Interrupt;
 
 /// How an evaluation pass ended.
@@ -44,63 +44,126 @@ const SLICE: Duration = Duration::from_millis(250);
 /// A pass shorter than this shows no bar.
 const BAR_AFTER: Duration = Duration::from_secs(1);
 
-/// The perplexity of `batches` (see [`evaluate`](crate::session::evaluate)), run in slices
-/// as the module says.
+/// What a pass scores.
+pub enum Scored<'p, 'a> {
+    /// Batches on one workspace; the pass counts them.
+    Batches(&'p mut Workspace, &'p Batches<'a>),
+    /// A [`Stream`] on its two workspaces ([`Stream::shapes`]: 1 x steps, then 1 x 1); the
+    /// pass counts words, the 1x1 pass's batches.
+    Stream(&'p mut Workspace, &'p mut Workspace, &'p Stream<'a>),
+}
+
+/// A part of a pass: batches on a workspace, each counting `weight` of the pass's units.
+struct Leg<'p, 'a> {
+    ws: &'p mut Workspace,
+    batches: Batches<'a>,
+    weight: usize,
+}
+
+impl<'p, 'a> Scored<'p, 'a> {
+    /// The parts, run in order, each from the state the one before left.
+    fn legs(self) -> Vec<Leg<'p, 'a>> {
+        match self {
+            Scored::Batches(ws, batches) => vec![Leg {
+                ws,
+                batches: *batches,
+                weight: 1,
+            }],
+            Scored::Stream(head_ws, tail_ws, stream) => {
+                let head = stream.head.map(|batches| Leg {
+                    weight: batches.num_steps(),
+                    ws: head_ws,
+                    batches,
+                });
+                let tail = stream.tail.map(|batches| Leg {
+                    ws: tail_ws,
+                    batches,
+                    weight: 1,
+                });
+                head.into_iter().chain(tail).collect()
+            }
+        }
+    }
+}
+
+/// The perplexity of what `scored` names (see [`evaluate`](crate::session::evaluate)),
+/// run in slices as the module says.
 pub fn evaluate_sliced(
     gpu: &Gpu,
-    ws: &mut Workspace,
-    batches: &Batches<'_>,
+    scored: Scored<'_, '_>,
     seed: u32,
     view: PassView<'_>,
 ) -> Result<PassEnd> {
+    let mut legs = scored.legs();
+    let total: usize = legs.iter().map(|l| l.batches.len() * l.weight).sum();
     crate::gpu::block_on(async {
-        let mut pass = EvalPass::start(gpu, ws, batches).await?;
         let t0 = Instant::now();
         let mut bar: Option<indicatif::ProgressBar> = None;
         let mut slice = 1usize;
-        while !pass.finished() {
-            if let Some(signal) = view.interrupt.and_then(Interrupt::received) {
-                if let Some(b) = &bar {
-                    b.finish_and_clear();
-                }
-                return Ok(PassEnd::Interrupted {
-                    signal,
-                    done: pass.done(),
-                    total: pass.total(),
-                });
+        // Units of the legs before this one, and their loss sums and time steps.
+        let (mut before, mut sum, mut positions) = (0usize, 0f64, 0usize);
+        let mut carried = None;
+        let last = legs.len().saturating_sub(1);
+        for (i, leg) in legs.iter_mut().enumerate() {
+            let mut pass = EvalPass::start(gpu, leg.ws, &leg.batches).await?;
+            if let Some(state) = carried.take() {
+                leg.ws.write_state(gpu, &state)?;
             }
-            let t = Instant::now();
-            pass.run(gpu, ws, batches, seed, slice).await?;
-            // Grow the slice while it ends well inside its time, shrink it when it overran.
-            let took = t.elapsed();
-            if took < SLICE / 2 {
-                slice = (slice * 2).min(EvalPass::CHUNK);
-            } else if took > SLICE * 2 && slice > 1 {
-                slice /= 2;
+            while !pass.finished() {
+                if let Some(signal) = view.interrupt.and_then(Interrupt::received) {
+                    if let Some(b) = &bar {
+                        b.finish_and_clear();
+                    }
+                    return Ok(PassEnd::Interrupted {
+                        signal,
+                        done: before + pass.done() * leg.weight,
+                        total,
+                    });
+                }
+                let t = Instant::now();
+                pass.run(gpu, leg.ws, &leg.batches, seed, slice).await?;
+                // Grow the slice while it ends well inside its time, shrink it when it
+                // overran.
+                let took = t.elapsed();
+                if took < SLICE / 2 {
+                    slice = (slice * 2).min(EvalPass::CHUNK);
+                } else if took > SLICE * 2 && slice > 1 {
+                    slice /= 2;
+                }
+                // The time left at the pace of the whole pass so far (indicatif's own
+                // estimate follows the last updates, which arrive in bursts here).
+                let done = before + pass.done() * leg.weight;
+                let left = crate::analysis::span(
+                    t0.elapsed().as_secs_f64() / done as f64 * (total - done) as f64,
+                );
+                match &bar {
+                    Some(b) => {
+                        b.set_message(left);
+                        b.set_position(done as u64);
+                    }
+                    None if t0.elapsed() >= BAR_AFTER && done < total => {
+                        bar = view
+                            .label
+                            .and_then(|label| pass_bar(label, total, done, left));
+                    }
+                    None => {}
+                }
             }
-            // The time left at the pace of the whole pass so far (indicatif's own estimate
-            // follows the last updates, which arrive in bursts here).
-            let (done, total) = (pass.done(), pass.total());
-            let left = crate::analysis::span(
-                t0.elapsed().as_secs_f64() / done as f64 * (total - done) as f64,
-            );
-            match &bar {
-                Some(b) => {
-                    b.set_message(left);
-                    b.set_position(done as u64);
-                }
-                None if t0.elapsed() >= BAR_AFTER && !pass.finished() => {
-                    bar = view
-                        .label
-                        .and_then(|label| pass_bar(label, total, done, left));
-                }
-                None => {}
+            let (s, p) = pass.loss(leg.ws.steps)?;
+            sum += s;
+            positions += p;
+            before += leg.batches.len() * leg.weight;
+            if i < last {
+                carried = Some(leg.ws.read_state_async(gpu).await?);
             }
         }
         if let Some(b) = &bar {
             b.finish_and_clear();
         }
-        Ok(PassEnd::Perplexity(pass.perplexity(ws.steps)?))
+        if positions == 0 {
+            anyhow::bail!("an evaluation pass over nothing");
+        }
+        Ok(PassEnd::Perplexity((sum / positions as f64).exp()))
     })
 }
 

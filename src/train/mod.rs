@@ -26,12 +26,12 @@ use crate::model::checkpoint::BestEpoch;
 use crate::signals::Interrupt;
 use run::Run;
 
-pub use crate::session::{evaluate, needs, split_batches, workspace_shapes};
+pub use crate::session::{evaluate, needs, split_batches, stream_steps, workspace_shapes, Stream};
 pub use checkpoints::{
     beyond_newest, check_same_model, check_same_weights, numbered_checkpoints, run_checkpoints,
     BEST, LAST,
 };
-pub use eval_pass::{evaluate_sliced, PassEnd, PassView};
+pub use eval_pass::{evaluate_sliced, PassEnd, PassView, Scored};
 pub use faults::{faults_from_env, parse_faults, Fault, FAULT_ENV};
 pub use report::{epoch_estimate, prepare_run_dir, say, Metrics};
 pub use resume::{flags_to_repeat, resume_command, shell_word};

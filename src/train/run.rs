@@ -11,7 +11,7 @@ use serde_json::json;
 use super::checkpoints::{
     beyond_newest, check_same_model, numbered_checkpoints, settle_best, BEST, LAST,
 };
-use super::eval_pass::{evaluate_sliced, PassEnd, PassView};
+use super::eval_pass::{evaluate_sliced, PassEnd, PassView, Scored};
 use super::faults::{faults_from_env, inject_after_step, Fault, FAULT_ENV};
 use super::report::{
     bar_message, epoch_estimate, prepare_run_dir, progress_bar, say, valid_text, Metrics,
@@ -28,7 +28,7 @@ use crate::model::schedule::{Kernels, Mode, ParamBuffers, Workspace};
 use crate::model::{Params, State};
 use crate::session::{
     absorb, epoch_best, epoch_lr, epoch_perplexity, kernel_seed, needs, next_epoch,
-    running_perplexity, split_batches,
+    running_perplexity, split_batches, stream_steps, Stream,
 };
 use crate::signals::{Interrupt, Interrupted};
 
@@ -67,11 +67,9 @@ pub(super) struct Run<'a> {
     params: ParamBuffers,
     train_ws: Workspace,
     eval_ws: Workspace,
-    /// The test pass's own workspace when `--test-batch` differs from the training shape.
-    test_ws: Option<Workspace>,
     train_batches: Batches<'a>,
     valid_batches: Batches<'a>,
-    test_batches: Batches<'a>,
+    test: TestPass<'a>,
     /// Batch size and time steps of the test pass.
     test_shape: (usize, usize),
     metrics: Metrics,
@@ -93,6 +91,17 @@ pub(super) struct Run<'a> {
     estimate: Estimate,
     /// The gradient norms of the steps since the last progress point.
     norms: Norms,
+}
+
+/// What the test pass runs on.
+#[allow(clippy::large_enum_variant)] // one per run
+enum TestPass<'a> {
+    /// The validation's workspace: `--test-batch` is the training shape.
+    Validation(Batches<'a>),
+    /// Its own workspace at `--test-batch`'s shape.
+    Own(Workspace, Batches<'a>),
+    /// The tutorial's 1x1, as a [`Stream`] on its two workspaces.
+    Stream(Workspace, Workspace, Stream<'a>),
 }
 
 /// The global gradient norms (before clipping) of the steps that counted and ran their
@@ -195,10 +204,14 @@ impl<'a> Run<'a> {
             }
         };
         let eval_ws = eval_workspace((batch, steps))?;
-        let test_ws = if test_shape == (batch, steps) {
-            None
-        } else {
-            Some(eval_workspace(test_shape)?)
+        let test = match stream_steps(&cfg, test_shape) {
+            Some(s) => TestPass::Stream(
+                eval_workspace((1, s))?,
+                eval_workspace((1, 1))?,
+                Stream::new(&corpus.test, s).context("test split")?,
+            ),
+            None if test_shape == (batch, steps) => TestPass::Validation(test_batches),
+            None => TestPass::Own(eval_workspace(test_shape)?, test_batches),
         };
         gpu.wait()?;
         let (recurrence, source) =
@@ -258,10 +271,9 @@ impl<'a> Run<'a> {
             params: pbuf,
             train_ws,
             eval_ws,
-            test_ws,
             train_batches,
             valid_batches,
-            test_batches,
+            test,
             test_shape,
             metrics,
             summary: TrainSummary {
@@ -701,13 +713,8 @@ impl<'a> Run<'a> {
     /// the signal, and how far it got, in `stopped`).
     fn validate(&mut self, stopped: &mut Option<(i32, String)>) -> Result<Option<f64>> {
         let view = Self::pass_view(self.opts, "validation");
-        match evaluate_sliced(
-            self.gpu,
-            &mut self.eval_ws,
-            &self.valid_batches,
-            self.seed32,
-            view,
-        )? {
+        let scored = Scored::Batches(&mut self.eval_ws, &self.valid_batches);
+        match evaluate_sliced(self.gpu, scored, self.seed32, view)? {
             PassEnd::Perplexity(p) => Ok(Some(p)),
             PassEnd::Interrupted {
                 signal,
@@ -915,10 +922,23 @@ impl<'a> Run<'a> {
 
     /// Test perplexity of the trained model, at `--test-batch`'s shape.
     fn test(&mut self) -> Result<()> {
-        let ws = self.test_ws.as_mut().unwrap_or(&mut self.eval_ws);
         let view = Self::pass_view(self.opts, "test");
         let (tb, ts) = self.test_shape;
-        let test = match evaluate_sliced(self.gpu, ws, &self.test_batches, self.seed32, view)? {
+        let (scored, shape) = match &mut self.test {
+            TestPass::Validation(batches) => (
+                Scored::Batches(&mut self.eval_ws, batches),
+                format!("{} batches of {tb}x{ts}", batches.len()),
+            ),
+            TestPass::Own(ws, batches) => (
+                Scored::Batches(ws, batches),
+                format!("{} batches of {tb}x{ts}", batches.len()),
+            ),
+            TestPass::Stream(head_ws, tail_ws, stream) => {
+                let shape = stream.to_string();
+                (Scored::Stream(head_ws, tail_ws, stream), shape)
+            }
+        };
+        let test = match evaluate_sliced(self.gpu, scored, self.seed32, view)? {
             PassEnd::Perplexity(p) => p,
             PassEnd::Interrupted {
                 signal,
@@ -963,10 +983,7 @@ impl<'a> Run<'a> {
                 say(format_args!("{line}"));
             }
         }
-        log::info!(
-            "test pass: {} batches of {tb}x{ts}",
-            self.test_batches.len()
-        );
+        log::info!("test pass: {shape}");
         self.metrics.write(json!({"kind": "test", "global_step": self.pos.global_step, "test_perplexity": test, "batch_size": tb, "num_steps": ts,
             "skipped_steps": self.pos.skipped_steps}))?;
         self.summary.test_perplexity = Some(test);

@@ -280,11 +280,10 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
     let mut needs = Needs {
         buffers: Vec::new(),
     };
-    for (_, h, _, (batch, steps)) in &jobs {
-        let shapes = [(*batch, *steps, Mode::Eval)];
+    for (_, h, _, shape) in &jobs {
         needs
             .buffers
-            .extend(Needs::of_model(&h.config, &shapes).buffers);
+            .extend(Needs::of_model(&h.config, &eval_shapes(&h.config, *shape)).buffers);
     }
     let mut gpu = args.gpu.open(&needs)?;
     let several = jobs.len() > 1;
@@ -298,39 +297,50 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
     let mut built: Option<(Config, (usize, usize), Kernels)> = None;
     for (path, h, at, (batch, steps)) in jobs {
         let ck = Checkpoint::load(path)?;
-        let batches = lstm_gpu::data::Batches::new(&read[at].2, batch, steps)?;
-        let shapes = [(batch, steps, Mode::Eval)];
+        let ids = &read[at].2;
         let cfg = inference_config(&ck.config, &gpu);
         if !matches!(&built, Some((c, s, _)) if *c == cfg && *s == (batch, steps)) {
-            tune::choose(&mut gpu, &cfg, &shapes, false)?;
+            tune::choose(&mut gpu, &cfg, &eval_shapes(&cfg, (batch, steps)), false)?;
             built = Some((cfg.clone(), (batch, steps), Kernels::new(&gpu)?));
         }
         let Some((_, _, kernels)) = &built else {
             unreachable!("built above")
         };
         let params = ParamBuffers::upload(&gpu, &cfg, &ck.params)?;
-        let mut ws = Workspace::new(&gpu, kernels, &cfg, &params, batch, steps, Mode::Eval)?;
-        let t0 = std::time::Instant::now();
+        let workspace = |(b, t)| Workspace::new(&gpu, kernels, &cfg, &params, b, t, Mode::Eval);
         // A bar on a terminal where the pass takes more than a second (the test split at
         // batch 1 is 82,000 batches); Ctrl-C ends the program as it always does.
         let view = train::PassView {
             label: Some(&name),
             interrupt: None,
         };
-        let train::PassEnd::Perplexity(ppl) =
-            train::evaluate_sliced(&gpu, &mut ws, &batches, 0, view)?
-        else {
+        let t0 = std::time::Instant::now();
+        let (end, batches, shape) = match train::stream_steps(&cfg, (batch, steps)) {
+            Some(s) => {
+                let stream = train::Stream::new(ids, s)?;
+                let (mut head, mut tail) = (workspace((1, s))?, workspace((1, 1))?);
+                let scored = train::Scored::Stream(&mut head, &mut tail, &stream);
+                let end = train::evaluate_sliced(&gpu, scored, 0, view)?;
+                (end, stream.words(), stream.to_string())
+            }
+            None => {
+                let batches = lstm_gpu::data::Batches::new(ids, batch, steps)?;
+                let mut ws = workspace((batch, steps))?;
+                let scored = train::Scored::Batches(&mut ws, &batches);
+                let end = train::evaluate_sliced(&gpu, scored, 0, view)?;
+                let shape = format!("{} batches of {batch}x{steps}", batches.len());
+                (end, batches.len(), shape)
+            }
+        };
+        let train::PassEnd::Perplexity(ppl) = end else {
             unreachable!("only a pass given an interrupt stops early")
         };
         let secs = t0.elapsed().as_secs_f64();
-        let words_per_second = (batches.len() * batch * steps) as f64 / secs;
+        let words_per_second = (batches * batch * steps) as f64 / secs;
         if lowest.is_none_or(|(_, p)| ppl < p) {
             lowest = Some((path, ppl));
         }
-        let shape = format!(
-            "{} batches of {batch}x{steps}, {words_per_second:.0} words/s",
-            batches.len()
-        );
+        let shape = format!("{shape}, {words_per_second:.0} words/s");
         if args.json {
             println!(
                 "{}",
@@ -338,7 +348,7 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
                     "checkpoint": path.display().to_string(),
                     (if args.text.is_some() { "text" } else { "split" }): name,
                     "perplexity": ppl,
-                    "batches": batches.len(),
+                    "batches": batches,
                     "batch_size": batch,
                     "num_steps": steps,
                     "words_per_second": words_per_second,
@@ -362,6 +372,14 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
         println!("lowest {name} perplexity: {ppl:.3}, {}", path.display());
     }
     Ok(())
+}
+
+/// The evaluation workspaces of a pass at `shape` (a [`train::Stream`]'s two at 1x1).
+fn eval_shapes(cfg: &Config, shape: (usize, usize)) -> Vec<(usize, usize, Mode)> {
+    match train::stream_steps(cfg, shape) {
+        Some(s) => train::Stream::shapes(s).to_vec(),
+        None => vec![(shape.0, shape.1, Mode::Eval)],
+    }
 }
 
 /// `eval --text`: the text as ids of a checkpoint's vocabulary, every line end its own
