@@ -1,10 +1,17 @@
 //! Interruption: SIGINT (Ctrl-C) and SIGTERM set a flag that the training loop checks after
 //! each step, and its validation and test passes every quarter of a second or so; it then
-//! saves a checkpoint and the program exits 128 + the signal number (130 or 143). A second Ctrl-C while saving is ignored so that the checkpoint completes.
+//! saves a checkpoint and the program exits 128 + the signal number (130 or 143). A second
+//! Ctrl-C while saving is ignored so that the checkpoint completes. Where the program has
+//! not ended a second after the signal (a slow adapter's step, a cold shader cache's first
+//! one), it says on standard error that it heard it and what it is waiting for.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a signal goes unanswered before the program says it heard it.
+const NOTICE_AFTER: Duration = Duration::from_secs(1);
 
 /// The signal that asked training to stop (0: none yet).
 #[derive(Clone, Debug, Default)]
@@ -15,7 +22,9 @@ pub struct Interrupt {
 impl Interrupt {
     /// Install handlers for SIGINT and SIGTERM: on Unix; on Windows through the C runtime's
     /// `signal`, where a console's Ctrl-C arrives as SIGINT (and SIGTERM never comes).
-    pub fn install() -> anyhow::Result<Interrupt> {
+    /// Where the program is still running a second after the first signal, standard error
+    /// gets `SIGINT received: ` and `waiting` (what the program finishes before it stops).
+    pub fn install(waiting: &'static str) -> anyhow::Result<Interrupt> {
         let it = Interrupt::default();
         #[cfg(any(unix, windows))]
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -25,7 +34,35 @@ impl Interrupt {
                 signal_hook::low_level::register(sig, move || flag.store(sig, Ordering::SeqCst))?;
             }
         }
+        let heard = it.clone();
+        std::thread::Builder::new()
+            .name("signal notice".into())
+            .spawn(move || heard.notice(waiting))?;
         Ok(it)
+    }
+
+    /// Wait for a signal (the handler can only set a flag), then, if the program is still
+    /// running [`NOTICE_AFTER`] later, say so once.
+    fn notice(&self, waiting: &str) {
+        let signal = loop {
+            if let Some(s) = self.received() {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::thread::sleep(NOTICE_AFTER);
+        use std::io::{IsTerminal, Write};
+        // On a terminal the line may follow a progress bar's, or the `^C` the terminal echoed.
+        let start = if std::io::stderr().is_terminal() {
+            "\n"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "{start}{} received: {waiting}",
+            signal_name(signal)
+        );
     }
 
     /// The signal received, if any.
@@ -97,20 +134,18 @@ pub struct Interrupted {
     pub in_test_pass: bool,
 }
 
-impl Interrupted {
-    /// The name of the signal, as `kill -l` gives it.
-    fn signal_name(&self) -> &'static str {
-        match self.signal {
-            2 => "SIGINT",
-            15 => "SIGTERM",
-            _ => "a signal",
-        }
+/// The name of a signal, as `kill -l` gives it.
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        2 => "SIGINT",
+        15 => "SIGTERM",
+        _ => "a signal",
     }
 }
 
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "interrupted by {}", self.signal_name())?;
+        write!(f, "interrupted by {}", signal_name(self.signal))?;
         if let Some(during) = &self.during {
             write!(f, " during {during}")?;
         }

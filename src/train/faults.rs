@@ -1,5 +1,6 @@
 //! The test-only fault-injection hook: NaN in the carried state, a lost device, an
-//! out-of-memory error, at a chosen step, so that the tests see what a user would.
+//! out-of-memory error, a step that takes seconds, at a chosen step, so that the tests see
+//! what a user would.
 
 use anyhow::Result;
 
@@ -10,8 +11,9 @@ use crate::gpu::Gpu;
 /// comma-separated `KIND:STEP` with KIND `nan-state` (NaN in the carried state before step
 /// STEP, so that its loss and gradient are NaN), `device-lost` (`wgpu::Device::destroy`
 /// after step STEP: a real device loss) or `out-of-memory` (an out-of-memory error from the
-/// driver after step STEP, see [`Gpu::inject_out_of_memory`]). Steps count from 1, across
-/// resumes.
+/// driver after step STEP, see [`Gpu::inject_out_of_memory`]) or `slow-step` (step STEP
+/// takes 5 s more, as a slow adapter's step or a cold shader cache's first does). Steps
+/// count from 1, across resumes.
 pub const FAULT_ENV: &str = "LSTM_GPU_INJECT_FAULT";
 
 /// A fault injected through [`FAULT_ENV`].
@@ -20,7 +22,11 @@ pub enum Fault {
     NanState(u64),
     DeviceLost(u64),
     OutOfMemory(u64),
+    SlowStep(u64),
 }
+
+/// What a `slow-step` fault adds to its step.
+const SLOW_STEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The faults asked for in [`FAULT_ENV`] (none when it is unset or empty).
 pub fn faults_from_env() -> Result<Vec<Fault>> {
@@ -37,7 +43,7 @@ pub fn parse_faults(value: &str) -> Result<Vec<Fault>> {
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let bad = || {
             usage(format!(
-                "{FAULT_ENV}: `{item}` is not KIND:STEP with KIND nan-state, device-lost or out-of-memory and STEP at least 1"
+                "{FAULT_ENV}: `{item}` is not KIND:STEP with KIND nan-state, device-lost, out-of-memory or slow-step and STEP at least 1"
             ))
         };
         let (kind, step) = item.split_once(':').ok_or_else(bad)?;
@@ -49,6 +55,7 @@ pub fn parse_faults(value: &str) -> Result<Vec<Fault>> {
             "nan-state" => Fault::NanState(step),
             "device-lost" => Fault::DeviceLost(step),
             "out-of-memory" => Fault::OutOfMemory(step),
+            "slow-step" => Fault::SlowStep(step),
             _ => return Err(bad()),
         });
     }
@@ -67,6 +74,10 @@ pub(super) fn inject_after_step(gpu: &Gpu, faults: &[Fault], step: u64) {
                 log::warn!("{FAULT_ENV}: an out-of-memory error from wgpu after step {step}");
                 gpu.inject_out_of_memory();
             }
+            Fault::SlowStep(s) if s == step => {
+                log::warn!("{FAULT_ENV}: step {step} takes {SLOW_STEP:?} more");
+                std::thread::sleep(SLOW_STEP);
+            }
             _ => {}
         }
     }
@@ -80,11 +91,12 @@ mod tests {
     fn fault_hooks_parse_and_refuse_what_they_do_not_know() {
         assert_eq!(parse_faults("").unwrap(), vec![]);
         assert_eq!(
-            parse_faults("nan-state:3, device-lost:5,out-of-memory:1").unwrap(),
+            parse_faults("nan-state:3, device-lost:5,out-of-memory:1,slow-step:2").unwrap(),
             vec![
                 Fault::NanState(3),
                 Fault::DeviceLost(5),
-                Fault::OutOfMemory(1)
+                Fault::OutOfMemory(1),
+                Fault::SlowStep(2)
             ]
         );
         for bad in ["nan-state", "nan-state:0", "nan-state:x", "meltdown:2"] {

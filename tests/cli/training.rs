@@ -428,6 +428,38 @@ fn sigint_saves_a_checkpoint_and_resume_matches() {
     );
 }
 
+/// A signal during a step that takes seconds (a slow adapter's, a cold shader cache's
+/// first) is answered at once: a line saying it was heard and what the run finishes first,
+/// before the run stops after that step with its checkpoint.
+#[test]
+fn a_signal_during_a_slow_step_is_heard_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    // Step 3 takes 5 s more; a record comes after each step.
+    let child = tiny_train_epochs(&run_dir, "1")
+        .env("LSTM_GPU_INJECT_FAULT", "slow-step:3")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = interrupt_after(
+        child,
+        &run_dir,
+        |r| r["kind"] == "train" && r["global_step"] == 2,
+        Duration::from_millis(300),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    let heard = err
+        .find("SIGINT received: stopping once the GPU work in flight is done")
+        .unwrap_or_else(|| panic!("no notice: {err}"));
+    let stopped = err
+        .find("interrupted by SIGINT; checkpoint saved to")
+        .unwrap_or_else(|| panic!("no stop: {err}"));
+    assert!(heard < stopped, "{err}");
+    let position = params_of(&run_dir.join("last.safetensors")).position;
+    assert_eq!(position.global_step, 3, "{err}");
+}
+
 /// The command a run prints at its end, run as printed by a shell, continues the run as if
 /// it had not stopped: it names the run's corpus (a folder whose name needs quoting; without
 /// it the default corpus folder would be read, here a file that cannot be one) and leaves

@@ -296,7 +296,11 @@ pub(crate) fn train_command(mut args: TrainArgs) -> Result<()> {
         init: args.init,
         progress: !args.no_progress,
         test_batch: Some(test_shape),
-        interrupt: Some(lstm_gpu::signals::Interrupt::install()?),
+        interrupt: Some(lstm_gpu::signals::Interrupt::install(
+            "stopping once the GPU work in flight is done (a slow adapter's step, or the first \
+             one on a cold shader cache, can take minutes), then saving a checkpoint; a second \
+             signal does not stop it sooner",
+        )?),
         no_eval_at_stop: args.no_eval_at_stop,
         on_nan: args.on_nan,
         max_skips_in_a_row: args.max_skips_in_a_row,
