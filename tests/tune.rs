@@ -90,10 +90,10 @@ fn tune_writes_the_cache_and_later_runs_read_it() {
             "{product}: {chosen} of {times:?}"
         );
     }
-    // The training (and validation) shape and the test pass's batch-1 shape, each with a
-    // recurrence.
+    // The training (and validation) shape and the test pass's two (its stream in batches
+    // of 1x5, the words left over at 1x1), each with a recurrence.
     let models = entry["models"].as_object().unwrap();
-    assert_eq!(models.len(), 2, "{models:?}");
+    assert_eq!(models.len(), 3, "{models:?}");
     for m in models.values() {
         let r = m["recurrence"].as_str().unwrap();
         assert!(["fused", "unfused", "wavefront"].contains(&r), "{r}");
@@ -119,6 +119,49 @@ fn tune_writes_the_cache_and_later_runs_read_it() {
     assert!(out.contains("the choices tuned earlier"), "{out}");
     assert!(out.contains("(cached)"), "{out}");
     assert!(!out.contains("kernels: tuning on"), "{out}");
+
+    // A cache that lacks one of the run's shapes (written before a version that added a
+    // workspace), in a run that does not tune: its choices for the rest, not the defaults
+    // for all, and the shape it lacks named.
+    let mut partial = cache_json(&cache);
+    let (_, entry) = partial["adapters"]
+        .as_object_mut()
+        .unwrap()
+        .iter_mut()
+        .next()
+        .unwrap();
+    let models = entry["models"].as_object_mut().unwrap();
+    let stream_key = models
+        .keys()
+        .find(|k| k.contains("batch 1 steps 5"))
+        .unwrap()
+        .clone();
+    models.remove(&stream_key);
+    std::fs::write(cache.join("tuning.json"), partial.to_string()).unwrap();
+    let out = ok(&bin(&cache)
+        .arg("train")
+        .arg("--data")
+        .arg(tiny_data())
+        .arg("--run-dir")
+        .arg(dir.path().join("partial"))
+        .args(MODEL)
+        .args([
+            "--max-steps",
+            "2",
+            "--no-progress",
+            "--no-eval-at-stop",
+            "--no-tune",
+        ])
+        .output()
+        .unwrap());
+    assert!(
+        out.contains("the defaults for what they lack (the workspaces at 1x5:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(cached)") && !out.contains("kernels: tuning on"),
+        "{out}"
+    );
 
     // --matmul and --recurrence still force one kernel.
     let out = ok(&bin(&cache)
@@ -359,8 +402,9 @@ fn tune_in_mixed_precision_chooses_among_the_f16_kernels() {
             "the adapter has matrix units and f16-coop was timed on no product: {entry}"
         );
     }
+    // The training shape and the test pass's two (1x5 and 1x1).
     let models = entry["models"].as_object().unwrap();
-    assert_eq!(models.len(), 2, "{models:?}");
+    assert_eq!(models.len(), 3, "{models:?}");
     for (key, m) in models {
         assert!(key.ends_with("precision mixed"), "{key}");
         let r = m["recurrence"].as_str().unwrap();

@@ -290,10 +290,27 @@ pub async fn choose_async(
         .map(|&(b, t, _)| model_key(cfg, b, t))
         .collect();
     if let Some(entry) = cached {
-        if keys.iter().all(|k| entry.models.contains_key(k)) {
+        let untuned: Vec<String> = shapes
+            .iter()
+            .zip(&keys)
+            .filter(|(_, k)| !entry.models.contains_key(*k))
+            .map(|(&(b, t, _), _)| format!("{b}x{t}"))
+            .collect();
+        if untuned.is_empty() {
             say(&format!(
                 "kernels: the choices tuned earlier on {} ({kept})",
                 gpu.info.name
+            ));
+            gpu.tuning = Some(Tuned::from_entry(&entry, ChoiceSource::Cached));
+            return Ok((ChoiceSource::Cached, None));
+        }
+        // Not tuning now: what was tuned for some of the shapes (a cache from before a
+        // version that adds a workspace) beats the defaults for all of them.
+        if !auto && untuned.len() < keys.len() {
+            say(&format!(
+                "kernels: the choices tuned earlier on {} ({kept}), the defaults for what they lack (the workspaces at {}: `lstm-gpu tune` measures them)",
+                gpu.info.name,
+                untuned.join(", ")
             ));
             gpu.tuning = Some(Tuned::from_entry(&entry, ChoiceSource::Cached));
             return Ok((ChoiceSource::Cached, None));
