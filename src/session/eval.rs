@@ -236,11 +236,17 @@ pub fn workspace_shapes(
 ) -> Vec<(usize, usize, Mode)> {
     let (batch, steps) = (cfg.batch_size, cfg.num_steps);
     let mut shapes = vec![(batch, steps, Mode::Train), (batch, steps, Mode::Eval)];
-    match stream_steps(cfg, (test_batch, test_steps)) {
-        Some(s) => shapes.extend(Stream::shapes(s)),
-        None => shapes.push((test_batch, test_steps, Mode::Eval)),
-    }
+    shapes.extend(pass_shapes(cfg, (test_batch, test_steps)));
     shapes
+}
+
+/// The workspaces of an evaluation pass at `shape`: the two of a [`Stream`] at 1x1, else
+/// one at the shape.
+pub fn pass_shapes(cfg: &Config, shape: (usize, usize)) -> Vec<(usize, usize, Mode)> {
+    match stream_steps(cfg, shape) {
+        Some(s) => Stream::shapes(s).to_vec(),
+        None => vec![(shape.0, shape.1, Mode::Eval)],
+    }
 }
 
 /// What a training run asks of the adapter: the buffers of [`workspace_shapes`].

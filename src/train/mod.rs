@@ -26,7 +26,9 @@ use crate::model::checkpoint::BestEpoch;
 use crate::signals::Interrupt;
 use run::Run;
 
-pub use crate::session::{evaluate, needs, split_batches, stream_steps, workspace_shapes, Stream};
+pub use crate::session::{
+    evaluate, needs, pass_shapes, split_batches, stream_steps, workspace_shapes, Stream,
+};
 pub use checkpoints::{
     beyond_newest, check_same_model, check_same_weights, numbered_checkpoints, run_checkpoints,
     BEST, LAST,

@@ -283,7 +283,7 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
     for (_, h, _, shape) in &jobs {
         needs
             .buffers
-            .extend(Needs::of_model(&h.config, &eval_shapes(&h.config, *shape)).buffers);
+            .extend(Needs::of_model(&h.config, &train::pass_shapes(&h.config, *shape)).buffers);
     }
     let mut gpu = args.gpu.open(&needs)?;
     let several = jobs.len() > 1;
@@ -300,7 +300,12 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
         let ids = &read[at].2;
         let cfg = inference_config(&ck.config, &gpu);
         if !matches!(&built, Some((c, s, _)) if *c == cfg && *s == (batch, steps)) {
-            tune::choose(&mut gpu, &cfg, &eval_shapes(&cfg, (batch, steps)), false)?;
+            tune::choose(
+                &mut gpu,
+                &cfg,
+                &train::pass_shapes(&cfg, (batch, steps)),
+                false,
+            )?;
             built = Some((cfg.clone(), (batch, steps), Kernels::new(&gpu)?));
         }
         let Some((_, _, kernels)) = &built else {
@@ -372,14 +377,6 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
         println!("lowest {name} perplexity: {ppl:.3}, {}", path.display());
     }
     Ok(())
-}
-
-/// The evaluation workspaces of a pass at `shape` (a [`train::Stream`]'s two at 1x1).
-fn eval_shapes(cfg: &Config, shape: (usize, usize)) -> Vec<(usize, usize, Mode)> {
-    match train::stream_steps(cfg, shape) {
-        Some(s) => train::Stream::shapes(s).to_vec(),
-        None => vec![(shape.0, shape.1, Mode::Eval)],
-    }
 }
 
 /// `eval --text`: the text as ids of a checkpoint's vocabulary, every line end its own
